@@ -1,0 +1,52 @@
+"""Google Cloud clients, built once per process from settings.
+
+The client libraries read FIRESTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST
+themselves, so the same code talks to the emulators locally and to Google Cloud in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import firestore, pubsub_v1, storage
+
+
+def _emulated(var: str) -> bool:
+    return bool(os.environ.get(var))
+
+
+def firestore_client(project: str) -> firestore.Client:
+    """A Firestore client for ``project`` (the emulator when FIRESTORE_EMULATOR_HOST is set)."""
+    return firestore.Client(project=project)
+
+
+def storage_client(project: str) -> storage.Client:
+    """A Cloud Storage client; anonymous against the emulator, ADC in production."""
+    if _emulated("STORAGE_EMULATOR_HOST"):
+        return storage.Client(project=project, credentials=AnonymousCredentials())
+    return storage.Client(project=project)
+
+
+def ensure_bucket(client: storage.Client, name: str) -> storage.Bucket:
+    """Return the bucket, creating it only against the emulator (Pulumi owns it in production)."""
+    bucket = client.bucket(name)
+    if _emulated("STORAGE_EMULATOR_HOST"):
+        with contextlib.suppress(gexc.Conflict):
+            client.create_bucket(name)
+    return bucket
+
+
+def publisher_client() -> pubsub_v1.PublisherClient:
+    return pubsub_v1.PublisherClient()
+
+
+def ensure_topic(publisher: pubsub_v1.PublisherClient, project: str, topic: str) -> str:
+    """Return the topic path, creating the topic only against the emulator."""
+    path = publisher.topic_path(project, topic)
+    if _emulated("PUBSUB_EMULATOR_HOST"):
+        with contextlib.suppress(gexc.AlreadyExists):
+            publisher.create_topic(name=path)
+    return path

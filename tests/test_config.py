@@ -1,0 +1,54 @@
+"""Settings: typed, validated, documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from shared.config import ConfigError, Settings, load_settings
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+
+
+def test_bad_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASKBASE_SNAPSHOT_KEEP", "many")
+    with pytest.raises(ConfigError, match="ASKBASE_SNAPSHOT_KEEP"):
+        load_settings()
+
+
+def test_bad_source_names_the_key_and_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASKBASE_SOURCES", '[{"name": "docs", "kind": "ftp", "url": "https://x.test"}]')
+    with pytest.raises(ConfigError, match=r"ASKBASE_SOURCES\[0\.kind\]"):
+        load_settings()
+
+
+def test_malformed_sources_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASKBASE_SOURCES", "[{oops")
+    with pytest.raises(ConfigError, match=r"ASKBASE_SOURCES.*not valid JSON"):
+        load_settings()
+
+
+def test_production_refuses_dev_sign_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASKBASE_ENV", "production")
+    monkeypatch.setenv("ASKBASE_DEV_SIGN_IN", "true")
+    monkeypatch.setenv("ASKBASE_SESSION_SECRET", "s" * 40)
+    monkeypatch.setenv("ASKBASE_TOKEN_KEY_SECRET", "projects/p/secrets/k/versions/latest")
+    with pytest.raises(ConfigError, match="dev_sign_in must be false"):
+        load_settings()
+
+
+def test_sources_and_emails_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASKBASE_SOURCES", '[{"name": "blog", "kind": "feed", "url": "https://b.test/feed"}]')
+    monkeypatch.setenv("ASKBASE_ADMIN_EMAILS", "A@x.test, b@x.test")
+    settings = load_settings()
+    assert settings.sources[0].kind == "feed"
+    assert settings.admin_emails == ["a@x.test", "b@x.test"]
+
+
+def test_every_key_is_documented_with_its_default() -> None:
+    text = DOC.read_text()
+    documented = set(re.findall(r"`((?:ASKBASE_|GOOGLE_)[A-Z0-9_]+)`", text))
+    for field in Settings.model_fields:
+        assert Settings.env_name(field) in documented, f"{Settings.env_name(field)} is not in {DOC.name}"
