@@ -173,6 +173,8 @@ class Settings(BaseSettings):
                 raise ValueError("session_secret must be at least 32 characters when env=production")
             if not self.token_key.get_secret_value() and not self.token_key_secret:
                 raise ValueError("token_key or token_key_secret is required when env=production")
+            if self.internal_auth != "google-oidc":
+                raise ValueError("internal_auth must be google-oidc when env=production")
         return self
 
     @property
