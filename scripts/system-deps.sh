@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# System packages askbase's local stack and tests need: Java 17 + the Google Cloud CLI emulators, and
+# Chromium for the browser test. Installs what is missing when it can (root + apt); otherwise says how.
+set -euo pipefail
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+[ -f /usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar ] \
+  || missing+=(google-cloud-cli-firestore-emulator)
+ls /usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib/cloud-pubsub-emulator-*.jar >/dev/null 2>&1 \
+  || missing+=(google-cloud-cli-pubsub-emulator)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "==> installing system packages: ${missing[*]}"
+  apt-get update -qq >/dev/null
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; then
+    echo "could not install ${missing[*]} with apt-get; the tests that need them will fail and say so" >&2
+  fi
+else
+  echo "missing system packages: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get install ${missing[*]}" >&2
+  echo "(the emulator packages come from the Google Cloud CLI apt repository)" >&2
+fi

@@ -1,0 +1,63 @@
+"""The ``askbase`` command line.
+
+Subcommands live in their own modules and are imported only when used, so ``askbase --help`` stays fast
+and a command's heavy imports (Chroma, onnxruntime) are paid only by that command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from shared import logs
+from shared.config import ConfigError
+
+# name -> (module, attribute, one-line help)
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "emulators": ("shared.cli.emulators", "emulators_group", "Start, stop or inspect the local emulators."),
+    "dev": ("shared.cli.dev", "dev_command", "Run the whole stack locally until Ctrl+C."),
+    "scrape": ("shared.cli.scrape", "scrape_command", "Crawl the sources and publish a snapshot."),
+    "snapshots": ("shared.cli.snapshots", "snapshots_group", "List, show or roll back index snapshots."),
+    "bots": ("shared.cli.bots", "bots_group", "List, start, stop bots and read their logs."),
+    "bot": ("shared.cli.bots", "bot_group", "Run one bot locally (askbase bot poll BOT_ID)."),
+    "export": ("shared.cli.backup", "export_command", "Export Firestore data + snapshot id to an archive."),
+    "import": ("shared.cli.backup", "import_command", "Import an export archive (idempotent)."),
+    "backup": ("shared.cli.backup", "backup_group", "Verify backups (askbase backup verify)."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = _COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        module_name, attr, _ = spec
+        module = importlib.import_module(module_name)
+        return getattr(module, attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, spec[2]) for name, spec in sorted(_COMMANDS.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup)
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+def cli(log_level: str) -> None:
+    """askbase: answer questions from your docs on the web, Telegram and Discord."""
+    logs.configure(log_level)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except ConfigError as exc:
+        logging.getLogger("askbase").error("%s", exc)
+        sys.exit(2)
