@@ -18,9 +18,16 @@ def _emulated(var: str) -> bool:
     return bool(os.environ.get(var))
 
 
-def firestore_client(project: str) -> firestore.Client:
-    """A Firestore client for ``project`` (the emulator when FIRESTORE_EMULATOR_HOST is set)."""
-    return firestore.Client(project=project)
+def firestore_client(project: str, emulator_host: str | None = None) -> firestore.Client:
+    """A Firestore client for ``project``: the emulator when FIRESTORE_EMULATOR_HOST is set, or at
+    ``emulator_host`` when given (a scratch emulator beside the configured one)."""
+    if not emulator_host:
+        return firestore.Client(project=project)
+    client = firestore.Client(project=project, credentials=AnonymousCredentials())
+    if emulator_host:
+        # The client reads the variable once, at construction; its channel is built on first use.
+        client._emulator_host = emulator_host
+    return client
 
 
 def storage_client(project: str) -> storage.Client:
