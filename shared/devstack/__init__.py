@@ -1,0 +1,1 @@
+"""Local development stack: the sample site and the process supervisor behind ``askbase dev``."""

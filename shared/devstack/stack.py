@@ -1,0 +1,213 @@
+"""The whole askbase stack as local processes: what ``askbase dev`` and the restart tests run.
+
+Production runs each deployable on Cloud Run or Cloud Functions; here each one is a child process on a
+loopback port with the same entry point (gunicorn for the Flask services, functions-framework for the
+functions), configured by the same environment variables. The emulators stand in for Google's managed
+services, which is why :meth:`LocalStack.kill_services` (a crash or redeploy of askbase) leaves them up.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.emulators import EmulatorStack, _die_with_parent, free_port
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """One askbase process: its name, port, command line and (when running) its process."""
+
+    name: str
+    port: int
+    argv: list[str]
+    health_path: str = "/healthz"
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _venv_bin(name: str) -> str:
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else (shutil.which(name) or name)
+
+
+@dataclass
+class LocalStack:
+    """Emulators + qa + botrunner + the three functions, wired together by environment variables."""
+
+    workdir: Path
+    project: str = "askbase-local"
+    base_port: int = 0  # 0: pick free ports
+    sources_json: str = "[]"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    emulators: EmulatorStack | None = None
+    services: dict[str, Service] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def _port(self, offset: int) -> int:
+        return self.base_port + offset if self.base_port else free_port()
+
+    def start_emulators(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.emulators = EmulatorStack(project=self.project, workdir=self.workdir / "emulators")
+        self.emulators.start()
+
+    def configure(self) -> dict[str, str]:
+        """Decide ports and build the environment every askbase process gets."""
+        assert self.emulators is not None
+        ports = {
+            name: self._port(i) for i, name in enumerate(["qa", "botrunner", "telegram", "discord", "scrape"])
+        }
+        self.services = {
+            "qa": Service(
+                "qa",
+                ports["qa"],
+                self._gunicorn("services.qa.wsgi:app", ports["qa"], threads=8),
+                health_path="/healthz",
+            ),
+            "botrunner": Service(
+                "botrunner",
+                ports["botrunner"],
+                self._gunicorn("services.botrunner.wsgi:app", ports["botrunner"], threads=8),
+            ),
+            "telegram": Service(
+                "telegram",
+                ports["telegram"],
+                self._function("telegram_webhook", ports["telegram"]),
+                health_path="/",
+            ),
+            "discord": Service(
+                "discord",
+                ports["discord"],
+                self._function("discord_interactions", ports["discord"]),
+                health_path="/",
+            ),
+            "scrape": Service(
+                "scrape", ports["scrape"], self._function("scrape", ports["scrape"]), health_path=""
+            ),
+        }
+        data_dir = self.workdir / "data"
+        self.env = {
+            **self.emulators.env(),
+            "ASKBASE_ENV": "local",
+            "ASKBASE_DEV_SIGN_IN": "true",
+            "ASKBASE_BUCKET": "askbase-local",
+            "ASKBASE_DATA_DIR": str(data_dir),
+            "ASKBASE_SOURCES": self.sources_json,
+            "ASKBASE_SESSION_SECRET": secrets.token_urlsafe(48),
+            "ASKBASE_TOKEN_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "ASKBASE_SNAPSHOT_POLL_SECONDS": "5",
+            "ASKBASE_QA_URL": self.services["qa"].url,
+            "ASKBASE_BOTRUNNER_URL": self.services["botrunner"].url,
+            "ASKBASE_TELEGRAM_WEBHOOK_URL": self.services["telegram"].url,
+            "ASKBASE_DISCORD_WEBHOOK_URL": self.services["discord"].url,
+            "ASKBASE_SCRAPE_URL": self.services["scrape"].url,
+            "ASKBASE_ADMIN_EMAILS": "admin@askbase.local",
+            **self.extra_env,
+        }
+        return self.env
+
+    def _gunicorn(self, app: str, port: int, threads: int) -> list[str]:
+        # One worker with threads: the index is loaded once per process, like one Cloud Run instance.
+        return [
+            _venv_bin("gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--threads",
+            str(threads),
+            "--timeout",
+            "120",
+            "--graceful-timeout",
+            "5",
+            app,
+        ]
+
+    def _function(self, target: str, port: int) -> list[str]:
+        source = Path(__file__).resolve().parents[2] / "functions" / "main.py"
+        return [
+            _venv_bin("functions-framework"),
+            "--source",
+            str(source),
+            "--target",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+
+    def start_services(self, names: list[str] | None = None, timeout: float = 90.0) -> None:
+        """Start the askbase processes (all by default) and wait until each answers."""
+        env = {**os.environ, **self.env}
+        logs_dir = self.workdir / "logs"
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        chosen = [self.services[n] for n in (names or list(self.services))]
+        for service in chosen:
+            out = open(logs_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - lives as long as the child
+            service.proc = subprocess.Popen(
+                service.argv,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+            )  # noqa: PLW1509
+        for service in chosen:
+            self._wait_ready(service, timeout)
+
+    def _wait_ready(self, service: Service, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert service.proc is not None
+            if service.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{service.name} exited with {service.proc.returncode}; see "
+                    f"{self.workdir / 'logs' / (service.name + '.log')}"
+                )
+            try:
+                with urllib.request.urlopen(service.url + service.health_path, timeout=2):
+                    return
+            except urllib.error.HTTPError:
+                return  # it answered: a 4xx on "/" still means the server is up
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{service.name} did not answer on {service.url} within {timeout:.0f}s")
+
+    def kill_services(self, sig: int = signal.SIGKILL) -> None:
+        """Kill every askbase process (not the emulators): a crash, or a redeploy, of the whole app."""
+        for service in self.services.values():
+            if service.proc is not None and service.proc.poll() is None:
+                # The whole process group: gunicorn's and functions-framework's workers included.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(service.proc.pid, sig)
+            if service.proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    service.proc.wait(timeout=15)
+                if service.proc.poll() is None:
+                    service.proc.kill()
+                    service.proc.wait(timeout=5)
+            service.proc = None
+
+    def stop(self) -> None:
+        self.kill_services(signal.SIGTERM)
+        if self.emulators is not None:
+            self.emulators.stop()
