@@ -170,7 +170,7 @@ class LocalStack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
-            )  # noqa: PLW1509
+            )
         for service in chosen:
             self._wait_ready(service, timeout)
 

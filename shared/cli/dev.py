@@ -1,0 +1,176 @@
+"""``askbase dev``: the whole stack on this machine until Ctrl+C.
+
+Starts the emulators and every askbase process (see :mod:`shared.devstack.stack`), serves the sample docs
+site that ships with askbase, crawls it through the scrape function exactly as Cloud Scheduler would,
+waits until the Q&A service has swapped the new snapshot in, and prints the chat URL. A small scheduler
+thread repeats the scrape and bot reconciliation on their production intervals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import shutil
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import click
+
+from shared.devstack.stack import LocalStack
+from shared.emulators import EmulatorError
+
+log = logging.getLogger(__name__)
+SAMPLE_SITE = Path(__file__).resolve().parents[1] / "devstack" / "sample_site"
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("sample site: " + format, *args)
+
+
+def serve_sample_site(port: int) -> ThreadingHTTPServer:
+    """Serve the bundled sample docs (with Last-Modified, so re-crawls get 304s) on loopback."""
+    handler = functools.partial(_QuietHandler, directory=str(SAMPLE_SITE))
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, name="sample-site", daemon=True).start()
+    return server
+
+
+def _post(url: str, timeout: float) -> dict:
+    req = urllib.request.Request(url, data=b"{}", method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        body = resp.read()
+    return json.loads(body) if body else {}
+
+
+def _wait_for_index(qa_url: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    status: dict = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(qa_url + "/readyz", timeout=5) as resp:
+                status = json.loads(resp.read())
+            if status.get("snapshot_id"):
+                return status
+        time.sleep(0.5)
+    return status
+
+
+def _scheduler(stack: LocalStack, scrape_every: float, reconcile_every: float, stop: threading.Event) -> None:
+    next_scrape = time.monotonic() + scrape_every
+    next_reconcile = time.monotonic() + reconcile_every
+    while not stop.wait(1.0):
+        now = time.monotonic()
+        for due, url, name in (
+            (next_scrape, stack.services["scrape"].url, "scrape"),
+            (next_reconcile, stack.services["botrunner"].url + "/internal/reconcile", "reconcile"),
+        ):
+            if now >= due:
+                try:
+                    _post(url, timeout=600)
+                    log.info("scheduled %s done", name)
+                except (OSError, ValueError) as exc:
+                    log.error("scheduled %s failed: %s", name, exc)
+        if now >= next_scrape:
+            next_scrape = now + scrape_every
+        if now >= next_reconcile:
+            next_reconcile = now + reconcile_every
+
+
+@click.command("dev")
+@click.option(
+    "--port", default=8080, show_default=True, help="Chat port; the other services use the next four."
+)
+@click.option("--workdir", default=".askbase/dev", show_default=True, type=click.Path(path_type=Path))
+@click.option("--sources", default=None, help="ASKBASE_SOURCES JSON instead of the bundled sample site.")
+@click.option("--scrape-every", default=1800.0, show_default=True, help="Seconds between scheduled scrapes.")
+@click.option("--reconcile-every", default=600.0, show_default=True, help="Seconds between bot reconciles.")
+@click.option("--exit-after-ready", is_flag=True, help="Stop once the chat answers (smoke test).")
+def dev_command(
+    port: int,
+    workdir: Path,
+    sources: str | None,
+    scrape_every: float,
+    reconcile_every: float,
+    exit_after_ready: bool,
+) -> None:
+    """Run emulators, the sample site, a first crawl, and every service until Ctrl+C."""
+    if workdir.exists():
+        shutil.rmtree(workdir)  # the emulators keep data in memory: last run's files are stale
+    site = None
+    if sources is None:
+        site = serve_sample_site(port + 5)
+        sources = json.dumps(
+            [{"name": "sample-docs", "kind": "sitemap", "url": f"http://127.0.0.1:{port + 5}/sitemap.xml"}]
+        )
+    stack = LocalStack(workdir=workdir.resolve(), base_port=port, sources_json=sources)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        click.echo("==> starting emulators (Firestore, Pub/Sub, Cloud Storage)")
+        try:
+            stack.start_emulators()
+        except EmulatorError as exc:
+            raise click.ClickException(str(exc)) from None
+        assert stack.emulators is not None
+        stack.emulators.export_env()  # this process wires the push subscription itself
+        stack.configure()
+        click.echo("==> starting qa, botrunner and the telegram, discord and scrape functions")
+        stack.start_services()
+        _wire_push_subscription(stack)
+        click.echo("==> crawling " + ("the sample docs site" if site else "your sources"))
+        summary = _post(stack.services["scrape"].url, timeout=900)
+        click.echo(f"    {json.dumps(summary)}")
+        status = _wait_for_index(stack.services["qa"].url, timeout=60)
+        click.echo(
+            f"    index ready: snapshot {status.get('snapshot_id', '?')}, {status.get('chunks', '?')} chunks"
+        )
+        click.echo("")
+        click.echo(
+            f"askbase is running: open {stack.services['qa'].url}  (dev sign-in: any email; "
+            "admin@askbase.local is an admin)"
+        )
+        click.echo(f"logs: {workdir / 'logs'}   stop: Ctrl+C")
+        if exit_after_ready:
+            return
+        threading.Thread(
+            target=_scheduler,
+            args=(stack, scrape_every, reconcile_every, stop),
+            name="scheduler",
+            daemon=True,
+        ).start()
+        while not stop.is_set():
+            for service in stack.services.values():
+                if service.proc is not None and service.proc.poll() is not None:
+                    raise click.ClickException(
+                        f"{service.name} exited ({service.proc.returncode}); "
+                        f"see {workdir / 'logs' / (service.name + '.log')}"
+                    )
+            stop.wait(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        click.echo("==> stopping every process")
+        stack.stop()
+        if site is not None:
+            site.shutdown()
+
+
+def _wire_push_subscription(stack: LocalStack) -> None:
+    """Pub/Sub push from the jobs topic to botrunner's worker, as the Pulumi program sets up."""
+    from shared.bots.jobs import ensure_push_subscription
+
+    ensure_push_subscription(
+        stack.project,
+        stack.env.get("ASKBASE_JOBS_TOPIC", "askbase-jobs"),
+        "askbase-worker",
+        stack.services["botrunner"].url + "/worker/push",
+    )
