@@ -1,0 +1,230 @@
+"""A small synchronous Discord HTTP API client for application bots (httpx, pooled keep-alive).
+
+Public API::
+
+    dc = DiscordClient(bot_token, base_url=settings.discord_api_base)
+    dc.get_application() -> dict                  # GET /applications/@me: {"id", "verify_key", "name",
+                                                  #   "interactions_endpoint_url", "bot": {...}}
+    dc.set_interactions_endpoint(url_or_None) -> dict   # PATCH /applications/@me (None clears it)
+    dc.register_commands(app_id, commands=ASK_COMMANDS) -> list[dict]  # PUT bulk overwrite (global)
+    dc.get_commands(app_id) -> list[dict]
+    # Interaction webhooks: authorised by the interaction token, not the bot token.
+    dc.edit_original(app_id, interaction_token, payload) -> dict   # PATCH .../messages/@original
+    dc.followup(app_id, interaction_token, payload) -> dict        # POST /webhooks/{app}/{token}
+
+``payload`` is a Discord message body: ``{"content": ..., "components": [...], "flags": 64}`` etc.
+Failures raise :class:`shared.bots.transport.PlatformError` (``platform="discord"``); 429 waits
+``retry_after`` (body or ``Retry-After`` header), 5xx / network errors back off, per
+:class:`RetryPolicy`; a 429 longer than ``policy.max_wait`` raises :class:`RateLimited`. Messages never
+contain the URL (interaction tokens) or the bot token.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import httpx
+
+from shared.bots.transport import PlatformError, RateLimited, RetryPolicy, http_client
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+MESSAGE_LIMIT = 2000  # characters of content per message
+SNOWFLAKE_RE = re.compile(r"^\d{15,25}$")
+PUBLIC_KEY_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+BOT_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.-]{20,200}$")
+INTERACTION_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.-]{1,1000}$")
+ASK_COMMANDS: list[dict[str, Any]] = [
+    {
+        "name": "ask",
+        "type": 1,  # CHAT_INPUT
+        "description": "Ask a question about the docs",
+        "options": [
+            {
+                "type": 3,  # STRING
+                "name": "question",
+                "description": "Your question",
+                "required": True,
+                "max_length": 2000,
+            }
+        ],
+    }
+]
+
+
+class DiscordClient:
+    """One application's view of the Discord API. Holds the bot token; never shows it."""
+
+    def __init__(
+        self,
+        bot_token: str | None,
+        base_url: str = "https://discord.com/api/v10",
+        *,
+        http: httpx.Client | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self._token = bot_token
+        self._base = base_url.rstrip("/")
+        self._http = http
+        self.policy = policy or RetryPolicy()
+
+    def __repr__(self) -> str:
+        return f"DiscordClient(base_url={self._base!r})"
+
+    # --- generic request ------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, json: Any = None, auth: bool = True, what: str = "") -> Any:
+        """Send one API request (retried per policy) and return the decoded JSON (None for 204)."""
+        what = what or f"{method} {path.split('?')[0]}"
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._once(method, path, json, auth, what)
+            except PlatformError as error:
+                wait = self.policy.delay(attempt, error)
+                if wait is None:
+                    if error.status == 429:
+                        raise RateLimited(
+                            error.message,
+                            platform=PLATFORM,
+                            status=429,
+                            code=error.code,
+                            retry_after=error.retry_after,
+                        ) from None
+                    raise
+                log.info("discord %s failed (%s); retrying in %.2fs", what, error.message, wait)
+                self.policy.sleep(wait)
+
+    def _once(self, method: str, path: str, json: Any, auth: bool, what: str) -> Any:
+        headers = {}
+        if auth:
+            if not self._token or not BOT_TOKEN_RE.match(self._token):
+                raise PlatformError("Discord rejected this bot token", platform=PLATFORM, status=401)
+            headers["Authorization"] = f"Bot {self._token}"
+        client = self._http or http_client()
+        try:
+            response = client.request(method, self._base + path, json=json, headers=headers)
+        except httpx.TimeoutException:
+            raise PlatformError(f"Discord {what}: timed out", platform=PLATFORM) from None
+        except httpx.HTTPError as exc:
+            raise PlatformError(
+                f"Discord {what}: network error ({type(exc).__name__})", platform=PLATFORM
+            ) from None
+        if response.status_code == 204:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code < 400:
+            return body
+        message = "unexpected response"
+        code = None
+        retry_after = None
+        if isinstance(body, dict):
+            message = str(body.get("message") or message)
+            code = body.get("code")
+            if body.get("retry_after") is not None:
+                retry_after = float(body["retry_after"])
+            errors = body.get("errors")
+            if errors:
+                message += f" {_first_error(errors)}"
+        if response.status_code == 429 and retry_after is None:
+            header = response.headers.get("Retry-After")
+            try:
+                retry_after = float(header) if header else None
+            except ValueError:
+                retry_after = None
+        if response.status_code == 401 and auth:
+            message = "Discord rejected this bot token"
+        raise PlatformError(
+            f"Discord {what}: {message[:300]}",
+            platform=PLATFORM,
+            status=response.status_code,
+            code=code,
+            retry_after=retry_after,
+        )
+
+    # --- application ----------------------------------------------------------------------------
+
+    def get_application(self) -> dict[str, Any]:
+        return self.request("GET", "/applications/@me", what="get application")
+
+    def set_interactions_endpoint(self, url: str | None) -> dict[str, Any]:
+        """Point the application's interactions at ``url``; ``None`` removes the endpoint.
+
+        Discord first PINGs the URL (signed) and refuses the change unless it answers PONG, so the
+        interactions function must be deployed and know this bot before start is called.
+        """
+        return self.request(
+            "PATCH",
+            "/applications/@me",
+            json={"interactions_endpoint_url": url},
+            what="set interactions endpoint",
+        )
+
+    def register_commands(
+        self, application_id: str, commands: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        _check_snowflake(application_id)
+        return self.request(
+            "PUT",
+            f"/applications/{application_id}/commands",
+            json=commands if commands is not None else ASK_COMMANDS,
+            what="register commands",
+        )
+
+    def get_commands(self, application_id: str) -> list[dict[str, Any]]:
+        _check_snowflake(application_id)
+        return self.request("GET", f"/applications/{application_id}/commands", what="get commands")
+
+    # --- interaction responses ------------------------------------------------------------------
+
+    def edit_original(self, application_id: str, interaction_token: str, payload: dict[str, Any]) -> dict:
+        _check_snowflake(application_id)
+        _check_interaction_token(interaction_token)
+        return self.request(
+            "PATCH",
+            f"/webhooks/{application_id}/{interaction_token}/messages/@original",
+            json=payload,
+            auth=False,
+            what="edit original response",
+        )
+
+    def followup(self, application_id: str, interaction_token: str, payload: dict[str, Any]) -> dict:
+        _check_snowflake(application_id)
+        _check_interaction_token(interaction_token)
+        return self.request(
+            "POST",
+            f"/webhooks/{application_id}/{interaction_token}",
+            json=payload,
+            auth=False,
+            what="send followup",
+        )
+
+
+def _check_snowflake(value: str) -> None:
+    if not SNOWFLAKE_RE.match(str(value)):
+        raise PlatformError("Discord: not a valid application id", platform=PLATFORM, status=400)
+
+
+def _check_interaction_token(value: str) -> None:
+    if not INTERACTION_TOKEN_RE.match(value or ""):
+        raise PlatformError("Discord: not a valid interaction token", platform=PLATFORM, status=400)
+
+
+def _first_error(errors: Any, path: str = "") -> str:
+    """Discord nests field errors ({"field": {"_errors": [{"message": ...}]}}): show the first one."""
+    if isinstance(errors, dict):
+        if errors.get("_errors"):
+            first = errors["_errors"][0]
+            return f"({path.strip('.')}: {first.get('message', '')})"
+        for key, value in errors.items():
+            found = _first_error(value, f"{path}.{key}")
+            if found:
+                return found
+    return ""
