@@ -1,1 +1,1 @@
-"""Local development stack: the sample site and the process supervisor behind ``askbase dev``."""
+"""The local development stack's own pieces: the sample docs site and the tiny server that serves it."""

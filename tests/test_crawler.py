@@ -1,0 +1,228 @@
+"""Crawler: pure decisions, then real crawls of the fixture site on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from shared.config import Source, SourceKind
+from shared.knowledge import crawler as c
+from shared.knowledge.crawler import CrawlConfig, Outcome, crawl_source
+from tests import sites
+
+FAST = CrawlConfig(
+    concurrency=4, timeout_seconds=1.0, retries=1, max_page_bytes=1_000_000, backoff_base_seconds=0.05
+)
+
+
+# --- pure decisions ---------------------------------------------------------------------------------
+def test_normalize_url() -> None:
+    assert c.normalize_url("HTTP://Example.COM:80/a#frag") == "http://example.com/a"
+    assert c.normalize_url("https://example.com") == "https://example.com/"
+    assert c.normalize_url("../b?x=1", "http://h:8080/a/c") == "http://h:8080/b?x=1"
+    assert c.normalize_url("mailto:a@b.c") is None
+    assert c.normalize_url("javascript:void(0)") is None
+    assert c.normalize_url("http://[bad") is None
+    assert c.normalize_url("   ") is None
+
+
+def test_same_site() -> None:
+    assert c.same_site("https://a.com/x", "http://a.com/")
+    assert not c.same_site("https://b.a.com/x", "https://a.com/")
+    assert not c.same_site("http://127.0.0.1:2/x", "http://127.0.0.1:1/")
+
+
+def test_filters_and_extensions() -> None:
+    inc = c.compile_patterns([r"/docs/"], "include")
+    exc = c.compile_patterns([r"/docs/internal"], "exclude")
+    assert c.url_filter_reason("http://h/docs/a", inc, exc) is None
+    assert "include" in c.url_filter_reason("http://h/blog/a", inc, exc)
+    assert "exclude" in c.url_filter_reason("http://h/docs/internal/x", inc, exc)
+    with pytest.raises(ValueError, match="invalid include regex"):
+        c.compile_patterns(["("], "include")
+    assert c.binary_extension("http://h/a/manual.PDF") == ".pdf"
+    assert c.binary_extension("http://h/v1.2/page") is None
+    assert c.is_html_type("text/html; charset=utf-8")
+    assert not c.is_html_type("application/pdf")
+
+
+def test_retry_decisions() -> None:
+    assert c.should_retry(429) and c.should_retry(503)
+    assert not c.should_retry(404)
+    assert c.parse_retry_after("7") == 7.0
+    assert c.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert c.parse_retry_after("soon") is None
+    assert c.backoff_delay(0, 0.5, None) == 0.5
+    assert c.backoff_delay(3, 0.5, None) == 4.0
+    assert c.backoff_delay(3, 0.5, 2.0) == 2.0
+    assert c.backoff_delay(0, 0.5, 10_000) == 60.0  # a hostile Retry-After can't stall the run
+
+
+@dataclass
+class _Prev:
+    etag: str | None
+    last_modified: str | None
+
+
+def test_conditional_headers() -> None:
+    assert c.conditional_headers(None) == {}
+    assert c.conditional_headers(_Prev('"x"', "Mon, 01 Jan 2024 00:00:00 GMT")) == {
+        "If-None-Match": '"x"',
+        "If-Modified-Since": "Mon, 01 Jan 2024 00:00:00 GMT",
+    }
+
+
+def test_parse_links_canonical_and_feeds() -> None:
+    html = (
+        '<html><head><link rel="canonical" href="/docs/a"><link rel="alternate" '
+        'type="application/atom+xml" href="/atom.xml"></head><body><a href="b#x">b</a>'
+        '<a href="mailto:x@y">m</a><a rel="nofollow" href="/n">n</a><a href="/docs/">d</a></body></html>'
+    )
+    links = c.parse_links(html, "http://h/docs/index")
+    assert links.links == ["http://h/docs/b", "http://h/docs/"]
+    assert links.canonical == "http://h/docs/a"
+    assert links.feeds == ["http://h/atom.xml"]
+    assert c.page_identity("http://h/x?ref=1", links.canonical) == "http://h/docs/a"
+    assert c.page_identity("http://h/x", "http://other/x") == "http://h/x"
+    assert c.parse_links("<<<not html", "http://h/").links == []
+
+
+def test_parse_sitemap_feed_and_refusals() -> None:
+    urls, subs = c.parse_sitemap(
+        b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc> http://h/a </loc>'
+        b"</url></urlset>"
+    )
+    assert (urls, subs) == (["http://h/a"], [])
+    urls, subs = c.parse_sitemap(
+        b"<sitemapindex><sitemap><loc>http://h/s1.xml</loc></sitemap></sitemapindex>"
+    )
+    assert (urls, subs) == ([], ["http://h/s1.xml"])
+    assert c.parse_feed(b"<rss><channel><item><link>http://h/p</link></item></channel></rss>") == [
+        "http://h/p"
+    ]
+    atom = (
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><link rel="self" href="http://h/s"/>'
+        b'<link href="http://h/post"/></entry></feed>'
+    )
+    assert c.parse_feed(atom) == ["http://h/post"]
+    bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><urlset>&a;</urlset>'
+    with pytest.raises(c.FeedError, match="DOCTYPE"):
+        c.parse_sitemap(bomb)
+    with pytest.raises(c.FeedError, match="not well-formed"):
+        c.parse_sitemap(b"<urlset><url>")
+    with pytest.raises(c.FeedError, match="not a sitemap"):
+        c.parse_sitemap(b"<html></html>")
+    with pytest.raises(c.FeedError, match="not an RSS"):
+        c.parse_feed(b"<urlset/>")
+
+
+# --- real crawls -------------------------------------------------------------------------------------
+@pytest.fixture
+def site() -> Iterator[sites.FixtureSite]:
+    with sites.standard_site(slow_seconds=2.5, big_bytes=1_500_000) as s:
+        yield s
+
+
+def _crawl(source: Source, previous: dict | None = None, config: CrawlConfig = FAST):
+    session = crawl_source(source, config, previous)
+    results = list(session)
+    return {r.url if r.outcome is Outcome.FETCHED else r.requested_url: r for r in results}, session.summary
+
+
+def test_sitemap_crawl_outcomes(site: sites.FixtureSite) -> None:
+    source = Source(name="docs", kind=SourceKind.SITEMAP, url=site.url("/"))
+    results, summary = _crawl(source)
+    u = site.url
+    assert summary.complete, summary.error
+    for path in sites.DOC_PAGES:
+        assert results[u(path)].outcome is Outcome.FETCHED
+        assert "<h2" in results[u(path)].html
+    assert results[u(sites.FLAKY)].outcome is Outcome.FETCHED  # 500 then 200: retried
+    assert site.hits[sites.FLAKY] == 2
+    assert results[u(sites.PRIVATE)].outcome is Outcome.SKIPPED
+    assert "robots" in results[u(sites.PRIVATE)].reason
+    assert site.hits[sites.PRIVATE] == 0  # never requested
+    assert results[u(sites.BIG)].outcome is Outcome.SKIPPED and "larger" in results[u(sites.BIG)].reason
+    assert results[u(sites.PDF)].outcome is Outcome.SKIPPED and site.hits[sites.PDF] == 0
+    assert results[u(sites.PDF_NO_EXT)].outcome is Outcome.SKIPPED
+    assert "application/pdf" in results[u(sites.PDF_NO_EXT)].reason
+    assert results[u(sites.MISSING)].outcome is Outcome.GONE
+    assert results[u(sites.SLOW)].outcome is Outcome.FAILED and "timeout" in results[u(sites.SLOW)].reason
+    assert results[u(sites.DUPLICATE)].outcome is Outcome.FETCHED  # content dedupe is the caller's job
+    assert results[u(sites.DOC_PAGES[0])].etag
+
+
+def test_second_crawl_is_conditional(site: sites.FixtureSite) -> None:
+    source = Source(name="docs", kind=SourceKind.SITEMAP, url=site.url("/"), exclude=["slow"])
+    first, _ = _crawl(source)
+    previous = {url: r for url, r in first.items() if r.outcome is Outcome.FETCHED}
+    site.edit_page("/docs/faq", sites.page_for("/docs/faq", version=2))
+    site.reset_hits()
+    second, summary = _crawl(source, previous)
+    assert summary.complete
+    assert second[site.url("/docs/install")].outcome is Outcome.UNCHANGED
+    assert second[site.url("/docs/faq")].outcome is Outcome.FETCHED
+    assert ("/docs/install", 304) in site.statuses
+
+
+def test_link_crawl_follows_redirect_and_stays_on_site(site: sites.FixtureSite) -> None:
+    source = Source(name="site", kind=SourceKind.CRAWL, url=site.url("/"), exclude=["slow"])
+    results, summary = _crawl(source)
+    assert summary.complete
+    fetched = {url for url, r in results.items() if r.outcome is Outcome.FETCHED}
+    assert site.url("/docs/install") in fetched
+    # /docs/old-install redirects to /docs/install: reported once under its final identity.
+    assert not any("example.com" in url for url in results)
+    assert results[site.url(sites.IMAGE)].outcome is Outcome.SKIPPED
+
+
+def test_feed_source(site: sites.FixtureSite) -> None:
+    # The start page is HTML advertising the feed: discovery follows <link rel=alternate>.
+    source = Source(name="blog", kind=SourceKind.FEED, url=site.url("/"))
+    results, summary = _crawl(source)
+    assert summary.complete, summary.error
+    assert {url for url, r in results.items() if r.outcome is Outcome.FETCHED} == {
+        site.url(p) for p in sites.BLOG_POSTS
+    }
+
+
+def test_max_pages_and_include(site: sites.FixtureSite) -> None:
+    source = Source(
+        name="docs",
+        kind=SourceKind.SITEMAP,
+        url=site.url("/"),
+        include=[r"/docs/"],
+        exclude=["slow"],
+        max_pages=3,
+    )
+    results, summary = _crawl(source)
+    assert summary.discovered == 3
+    requested = [r for r in results.values() if "match" not in r.reason]  # not filtered by a pattern
+    assert len(requested) == 3
+    assert all("/docs/" in url or r.outcome is Outcome.SKIPPED for url, r in results.items())
+
+
+def test_site_down_is_incomplete() -> None:
+    source = Source(name="down", kind=SourceKind.SITEMAP, url="http://127.0.0.1:9/")
+    results, summary = _crawl(source, config=CrawlConfig(timeout_seconds=0.5, retries=0))
+    assert not summary.complete
+    assert "robots.txt" in summary.error
+    assert results == {}
+
+
+def test_retry_after_is_honoured(site: sites.FixtureSite) -> None:
+    site.set_page("/docs/busy", sites.page_for("/docs/busy"), fail_times=2)
+    source = Source(name="d", kind=SourceKind.SITEMAP, url=site.url("/"), include=["busy"])
+    results, _ = _crawl(source, config=CrawlConfig(retries=2, backoff_base_seconds=0.01))
+    assert results[site.url("/docs/busy")].outcome is Outcome.FETCHED
+    assert site.hits["/docs/busy"] == 3
+    site.set_page("/docs/busy", sites.page_for("/docs/busy"), fail_times=5)
+    results, _ = _crawl(source, config=CrawlConfig(retries=1, backoff_base_seconds=0.01))
+    assert results[site.url("/docs/busy")].outcome is Outcome.FAILED
+
+
+def test_bad_source_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="invalid exclude regex"):
+        crawl_source(Source(name="x", kind=SourceKind.CRAWL, url="http://h/", exclude=["[a"]), FAST)
