@@ -1,0 +1,309 @@
+"""The index the Q&A service answers from, swapped for newer snapshots while it serves.
+
+On :meth:`LiveIndex.start` the newest snapshot is restored (the snapshot store verifies its checksum and
+falls back to the previous one) into a fresh directory under ``data_dir`` and opened. A watcher thread
+polls the pointer's generation every ``poll_seconds``; when it moves, the new snapshot is restored into a
+*new* directory and swapped in under a lock.
+
+Readers take a lease with :meth:`LiveIndex.lease` (or call :meth:`LiveIndex.search`). Each loaded copy
+counts its readers: a request that started on the old copy finishes on it, new requests get the new one,
+and the old copy is closed and its directory deleted when its last reader returns. Nothing restarts and
+no request fails because of a swap. A newer snapshot that cannot be restored leaves the current one in
+service and is logged as an ERROR (and shown in :meth:`LiveIndex.status`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from shared.knowledge.index import KnowledgeIndex
+    from shared.knowledge.retrieval import Passage
+
+log = logging.getLogger(__name__)
+
+# After a failed restore of a generation, wait this long before trying the same generation again: a
+# corrupt archive stays corrupt, but a network blip should not pin us to an old snapshot forever.
+RETRY_FAILED_SECONDS = 300.0
+DIR_PREFIX = "index-"
+
+
+class SnapshotSource(Protocol):
+    """What LiveIndex needs from :class:`shared.knowledge.snapshots.SnapshotStore`."""
+
+    def read_pointer(self) -> tuple[Any, int]: ...
+
+    def restore(self, dest_root: Path) -> Any: ...
+
+
+class NoIndexYet(RuntimeError):
+    """No snapshot has been published yet (the first crawl is still running)."""
+
+
+@dataclass
+class IndexStatus:
+    """What /readyz and the status page show."""
+
+    state: str  # "starting" | "empty" | "ready"
+    snapshot_id: str | None
+    generation: int
+    loaded_at: datetime | None
+    chunk_count: int
+    counts_by_source: dict[str, int]
+    last_error: str | None
+    last_checked_at: datetime | None
+    manifest: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "snapshot_id": self.snapshot_id,
+            "generation": self.generation,
+            "loaded_at": self.loaded_at.isoformat() if self.loaded_at else None,
+            "chunk_count": self.chunk_count,
+            "counts_by_source": self.counts_by_source,
+            "last_error": self.last_error,
+            "last_checked_at": self.last_checked_at.isoformat() if self.last_checked_at else None,
+        }
+
+
+class _Loaded:
+    """One opened copy of the index and the readers currently using it."""
+
+    def __init__(
+        self, index: KnowledgeIndex, path: Path, snapshot_id: str, generation: int, manifest: Any
+    ) -> None:
+        self.index = index
+        self.path = path
+        self.snapshot_id = snapshot_id
+        self.generation = generation
+        self.manifest = manifest
+        self.loaded_at = datetime.now(UTC)
+        self.chunk_count = index.chunk_count()
+        self.counts_by_source = dict(index.counts_by_source())
+        self.readers = 0
+        self.retired = False
+
+    def dispose(self) -> None:
+        try:
+            self.index.close()
+        except Exception:
+            log.exception("closing index copy %s failed", self.path)
+        shutil.rmtree(self.path, ignore_errors=True)
+        log.info("removed old index copy %s (snapshot %s)", self.path.name, self.snapshot_id)
+
+
+def _manifest_dict(manifest: Any) -> dict[str, Any] | None:
+    if manifest is None:
+        return None
+    if isinstance(manifest, dict):
+        return manifest
+    if hasattr(manifest, "to_dict"):
+        return manifest.to_dict()
+    with contextlib.suppress(TypeError):
+        from dataclasses import asdict
+
+        return asdict(manifest)
+    return None
+
+
+class LiveIndex:
+    """Serve the newest snapshot; swap newer ones in without failing a request."""
+
+    def __init__(
+        self,
+        store: SnapshotSource,
+        opener: Callable[[Path], KnowledgeIndex],
+        data_dir: Path,
+        poll_seconds: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._open = opener
+        self.data_dir = Path(data_dir)
+        self.poll_seconds = poll_seconds
+        self._lock = threading.Lock()  # guards _current and reader counts; never held during I/O
+        self._swap_lock = threading.Lock()  # one restore at a time (watcher vs. check_now)
+        self._current: _Loaded | None = None
+        self._state = "starting"
+        self._generation = 0
+        self._last_error: str | None = None
+        self._last_checked_at: datetime | None = None
+        self._failed: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self, wait: bool = True) -> None:
+        """Load the newest snapshot and start the watcher.
+
+        With ``wait=False`` the first restore runs on the watcher thread, so a web server can answer
+        /healthz (and /readyz "starting") while a large snapshot downloads.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_copies()
+        if wait:
+            self.check_now()
+        self._thread = threading.Thread(target=self._watch, name="live-index-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the watcher and close the current copy (when its readers are done)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self._lock:
+            current, self._current = self._current, None
+            dispose = current is not None and self._retire(current)
+        if dispose and current is not None:
+            current.dispose()
+
+    def _remove_stale_copies(self) -> None:
+        # Copies left by a previous process in the same data_dir (a crash, a kill -9) are garbage.
+        for child in self.data_dir.glob(DIR_PREFIX + "*"):
+            shutil.rmtree(child, ignore_errors=True)
+
+    def _watch(self) -> None:
+        first = self._current is None and self._state == "starting"
+        while not self._stop.is_set():
+            if not first and self._stop.wait(self.poll_seconds):
+                break
+            first = False
+            try:
+                self.check_now()
+            except Exception:
+                # check_now logs and records its own failures; this guards the thread's life.
+                log.exception("index watcher iteration failed")
+
+    # --- swapping ------------------------------------------------------------------------------
+    def check_now(self) -> bool:
+        """Poll the pointer once and load a newer snapshot if there is one. True when swapped."""
+        with self._swap_lock:
+            return self._check()
+
+    def _check(self) -> bool:
+        try:
+            pointer, generation = self._store.read_pointer()
+        except Exception as exc:
+            self._record_error(f"cannot read the snapshot pointer: {type(exc).__name__}: {exc}")
+            if self._current is None:
+                self._state = "empty"
+            return False
+        self._last_checked_at = datetime.now(UTC)
+        if pointer is None or generation == 0:
+            if self._current is None:
+                self._state = "empty"
+            return False
+        if generation == self._generation:
+            return False
+        failed_at = self._failed.get(generation)
+        if failed_at is not None and time.monotonic() - failed_at < RETRY_FAILED_SECONDS:
+            return False
+        wanted = getattr(pointer, "snapshot_id", None)
+        if self._current is not None and wanted is not None and wanted == self._current.snapshot_id:
+            # A rollback or a pointer rewrite to what we already serve: nothing to load.
+            self._generation = generation
+            return False
+        dest = self.data_dir / f"{DIR_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:8]}"
+        dest.mkdir(parents=True)
+        started = time.monotonic()
+        try:
+            restored = self._store.restore(dest)
+            if restored is None:
+                raise RuntimeError("no restorable snapshot")
+            index = self._open(Path(restored.path))
+        except Exception as exc:
+            shutil.rmtree(dest, ignore_errors=True)
+            self._failed[generation] = time.monotonic()
+            self._record_error(
+                f"restoring snapshot {wanted or '?'} (generation {generation}) failed: "
+                f"{type(exc).__name__}: {exc}; keeping "
+                + (self._current.snapshot_id if self._current else "no index")
+            )
+            if self._current is None:
+                self._state = "empty"
+            return False
+        if wanted is not None and restored.snapshot_id != wanted:
+            # The store fell back to an older snapshot: the newest one is broken.
+            self._record_error(
+                f"snapshot {wanted} failed verification; the store fell back to {restored.snapshot_id}"
+            )
+            self._failed[generation] = time.monotonic()
+            if self._current is not None and self._current.snapshot_id == restored.snapshot_id:
+                index.close()
+                shutil.rmtree(dest, ignore_errors=True)
+                return False
+        else:
+            self._last_error = None
+        loaded = _Loaded(index, dest, restored.snapshot_id, generation, restored.manifest)
+        with self._lock:
+            old, self._current = self._current, loaded
+            self._generation = generation
+            self._state = "ready"
+            dispose = old is not None and self._retire(old)
+        if dispose and old is not None:
+            old.dispose()
+        log.info(
+            "serving snapshot %s (%d chunks, restored in %.2fs)%s",
+            loaded.snapshot_id,
+            loaded.chunk_count,
+            time.monotonic() - started,
+            f", replacing {old.snapshot_id}" if old else "",
+        )
+        return True
+
+    def _retire(self, loaded: _Loaded) -> bool:
+        """Mark a copy as replaced; True if nobody reads it and the caller must dispose it."""
+        loaded.retired = True
+        return loaded.readers == 0
+
+    def _record_error(self, message: str) -> None:
+        self._last_error = message
+        log.error("%s", message)
+
+    # --- reading -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[KnowledgeIndex]:
+        """The current index for the duration of a ``with`` block; raises :class:`NoIndexYet`."""
+        with self._lock:
+            loaded = self._current
+            if loaded is None:
+                raise NoIndexYet(self._state)
+            loaded.readers += 1
+        try:
+            yield loaded.index
+        finally:
+            with self._lock:
+                loaded.readers -= 1
+                dispose = loaded.retired and loaded.readers == 0
+            if dispose:
+                loaded.dispose()
+
+    def search(self, question: str, k: int) -> list[Passage]:
+        """Retrieve passages from the current index (raises :class:`NoIndexYet` before the first one)."""
+        with self.lease() as index:
+            return index.search(question, k=k)
+
+    def status(self) -> IndexStatus:
+        with self._lock:
+            cur = self._current
+            return IndexStatus(
+                state=self._state,
+                snapshot_id=cur.snapshot_id if cur else None,
+                generation=self._generation,
+                loaded_at=cur.loaded_at if cur else None,
+                chunk_count=cur.chunk_count if cur else 0,
+                counts_by_source=dict(cur.counts_by_source) if cur else {},
+                last_error=self._last_error,
+                last_checked_at=self._last_checked_at,
+                manifest=_manifest_dict(cur.manifest) if cur else None,
+            )

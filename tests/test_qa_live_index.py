@@ -1,0 +1,189 @@
+"""LiveIndex: restore on start, swap newer snapshots under concurrent readers, keep serving on failure."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.qa.live_index import LiveIndex, NoIndexYet
+from tests.fakes.knowledge import FakeIndex, FakeStore
+
+
+def _live(tmp_path: Path, store: FakeStore, delay: float = 0.0, poll: float = 3600) -> LiveIndex:
+    opened: list[FakeIndex] = []
+
+    def opener(path: Path) -> FakeIndex:
+        index = FakeIndex(path, path.name, search_delay=delay)
+        opened.append(index)
+        return index
+
+    live = LiveIndex(store, opener, tmp_path / "data", poll_seconds=poll)
+    live.opened = opened  # type: ignore[attr-defined]
+    return live
+
+
+def _copies(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "data").glob("index-*"))
+
+
+def test_empty_until_the_first_snapshot(tmp_path: Path) -> None:
+    store = FakeStore()
+    live = _live(tmp_path, store)
+    live.start()
+    try:
+        assert live.status().state == "empty"
+        with pytest.raises(NoIndexYet):
+            live.search("hello", 3)
+        store.publish("s1")
+        assert live.check_now()
+        status = live.status()
+        assert (status.state, status.snapshot_id, status.chunk_count) == ("ready", "s1", 3)
+        assert live.search("hello", 3)[0].chunk_id == "s1-1"
+    finally:
+        live.stop()
+
+
+def test_swap_deletes_the_old_copy_and_ignores_an_unchanged_pointer(tmp_path: Path) -> None:
+    store = FakeStore()
+    store.publish("s1")
+    live = _live(tmp_path, store)
+    live.start()
+    try:
+        first_dirs = _copies(tmp_path)
+        assert len(first_dirs) == 1
+        assert not live.check_now()  # same generation: no restore
+        assert store.restores == 1
+        store.publish("s2")
+        assert live.check_now()
+        assert live.status().snapshot_id == "s2"
+        assert live.opened[0].closed  # type: ignore[attr-defined]
+        assert _copies(tmp_path) != first_dirs and len(_copies(tmp_path)) == 1
+    finally:
+        live.stop()
+    assert _copies(tmp_path) == []
+
+
+def test_readers_in_flight_finish_on_the_old_copy(tmp_path: Path) -> None:
+    store = FakeStore()
+    store.publish("s1")
+    live = _live(tmp_path, store)
+    live.start()
+    try:
+        with live.lease() as old:
+            store.publish("s2")
+            assert live.check_now()
+            # New readers see s2 while this one still holds s1, whose files are still there.
+            assert live.search("x", 1)[0].chunk_id == "s2-1"
+            assert old.search("x", 1)[0].chunk_id == "s1-1"
+            assert len(_copies(tmp_path)) == 2
+        assert old.closed
+        assert len(_copies(tmp_path)) == 1
+    finally:
+        live.stop()
+
+
+def test_watcher_swaps_under_concurrent_readers_without_errors(tmp_path: Path) -> None:
+    store = FakeStore()
+    store.publish("s0")
+    live = _live(tmp_path, store, delay=0.002, poll=0.02)
+    live.start()
+    errors: list[BaseException] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                seen.add(live.search("q", 1)[0].chunk_id)
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(1, 8):
+            store.publish(f"s{i}")
+            deadline = time.monotonic() + 5
+            while live.status().snapshot_id != f"s{i}" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert live.status().snapshot_id == f"s{i}"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        live.stop()
+    assert errors == []
+    assert {"s0-1", "s7-1"} <= seen
+    assert all(index.closed for index in live.opened)  # type: ignore[attr-defined]
+    assert _copies(tmp_path) == []
+
+
+def test_a_broken_newer_snapshot_keeps_the_current_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FakeStore()
+    store.publish("s1")
+    live = _live(tmp_path, store)
+    live.start()
+    try:
+        store.publish("s2")
+        store.broken.add("s2")
+        with caplog.at_level(logging.ERROR, logger="shared.qa.live_index"):
+            assert not live.check_now()
+        status = live.status()
+        assert status.snapshot_id == "s1"
+        assert "s2" in (status.last_error or "")
+        assert any(r.levelno == logging.ERROR and "s2" in r.getMessage() for r in caplog.records)
+        assert live.search("x", 1)[0].chunk_id == "s1-1"
+        assert len(_copies(tmp_path)) == 1  # the fallback copy was not kept twice
+        # A good snapshot after the broken one is picked up and clears the error.
+        store.publish("s3")
+        assert live.check_now()
+        assert live.status().snapshot_id == "s3" and live.status().last_error is None
+    finally:
+        live.stop()
+
+
+def test_restore_exception_keeps_serving(tmp_path: Path) -> None:
+    store = FakeStore()
+    store.publish("s1")
+    live = _live(tmp_path, store)
+    live.start()
+    try:
+        store.publish("s2")
+        store.broken.update({"s1", "s2"})
+        assert not live.check_now()
+        assert live.status().snapshot_id == "s1"
+        assert "failed" in (live.status().last_error or "")
+        assert len(_copies(tmp_path)) == 1
+    finally:
+        live.stop()
+
+
+def test_start_falls_back_to_the_previous_snapshot(tmp_path: Path) -> None:
+    store = FakeStore()
+    store.publish("s1")
+    store.publish("s2")
+    store.broken.add("s2")
+    live = _live(tmp_path, store)
+    live.start()
+    try:
+        assert live.status().snapshot_id == "s1"
+        assert live.status().state == "ready"
+        assert "s2" in (live.status().last_error or "")
+    finally:
+        live.stop()
+
+
+def test_stale_copies_from_a_previous_process_are_removed(tmp_path: Path) -> None:
+    stale = tmp_path / "data" / "index-1-deadbeef"
+    stale.mkdir(parents=True)
+    live = _live(tmp_path, FakeStore())
+    live.start()
+    live.stop()
+    assert not stale.exists()
