@@ -1,0 +1,203 @@
+"""Bot jobs: what a webhook hands to the worker, how it travels through Pub/Sub, and the push path.
+
+A webhook turns one platform update into at most one :class:`Job` and publishes it to
+``settings.jobs_topic``. A push subscription delivers it to botrunner ``/worker/push`` wrapped in the
+Pub/Sub push envelope::
+
+    {"message": {"data": "<base64 job JSON>", "attributes": {...}, "messageId": "..."},
+     "subscription": "projects/.../subscriptions/..."}
+
+The job id is deterministic per platform update (``telegram:{bot}:{update_id}``,
+``discord:{bot}:{interaction_id}``): Pub/Sub redelivery and webhook retries both carry the same id, which
+is what the worker's exactly-once ledger (:mod:`shared.bots.dedupe`) keys on. Attributes are
+informational and ordering-agnostic: no ordering key, because replies to different chats are independent
+and one slow chat must not hold up the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import threading
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+from pydantic import BaseModel, Field, ValidationError
+
+from shared.gcp import ensure_topic
+
+PUBLISH_TIMEOUT_SECONDS = 10.0
+
+
+class JobKind(StrEnum):
+    """What the worker should do."""
+
+    ASK = "ask"  # ask the Q&A service, send the answer
+    HELP = "help"  # /start, /help: send the help text, no Q&A call
+    ENABLE = "enable"  # /enable: check the sender is a chat admin, then persist and confirm
+    DISABLE = "disable"  # /disable: same, the other way
+
+
+class Job(BaseModel):
+    """One unit of bot work. Serialised as JSON in the Pub/Sub message data."""
+
+    job_id: str = Field(min_length=3, max_length=300)
+    platform: Literal["telegram", "discord"]
+    bot_id: str = Field(min_length=1, max_length=128)
+    kind: JobKind
+    chat_id: str | None = None  # Telegram chat id / Discord channel id
+    chat_type: str | None = None  # Telegram: private / group / supergroup; Discord: guild / dm
+    message_id: int | None = None  # Telegram message to reply to
+    user: str | None = None  # the platform user id of the sender
+    user_is_admin_hint: bool = False  # Telegram anonymous admin (sender_chat == chat)
+    question: str | None = None
+    # The Discord interaction token is a credential for 15 minutes: kept out of repr (and so out of
+    # logs that format a job) and only ever sent to Discord.
+    interaction_token: str | None = Field(default=None, repr=False)
+    application_id: str | None = None
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Job:
+        return cls.model_validate_json(data)
+
+    def attributes(self) -> dict[str, str]:
+        """Pub/Sub attributes: for filtering and for reading a message without decoding it."""
+        return {"job_id": self.job_id, "platform": self.platform, "bot_id": self.bot_id, "kind": self.kind}
+
+
+def telegram_job_id(bot_id: str, update_id: int) -> str:
+    return f"telegram:{bot_id}:{update_id}"
+
+
+def discord_job_id(bot_id: str, interaction_id: str) -> str:
+    return f"discord:{bot_id}:{interaction_id}"
+
+
+class MalformedPush(ValueError):
+    """The push request is not a Pub/Sub envelope carrying a valid job. Permanent: redelivery won't fix it."""
+
+
+class PushMessage(BaseModel):
+    """The parts of a push envelope the worker uses."""
+
+    job: Job
+    message_id: str
+    subscription: str
+    delivery_attempt: int | None = None
+
+
+def parse_push_envelope(body: bytes) -> PushMessage:
+    """Decode a Pub/Sub push request body into its job. Raises :class:`MalformedPush`."""
+    try:
+        envelope = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedPush("body is not JSON") from exc
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
+        raise MalformedPush("no message in envelope")
+    message: dict[str, Any] = envelope["message"]
+    data = message.get("data")
+    if not isinstance(data, str) or not data:
+        raise MalformedPush("message has no data")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedPush("message data is not base64") from exc
+    try:
+        job = Job.from_bytes(raw)
+    except ValidationError as exc:
+        raise MalformedPush(f"message data is not a job ({exc.error_count()} errors)") from exc
+    attempt = envelope.get("deliveryAttempt")
+    return PushMessage(
+        job=job,
+        message_id=str(message.get("messageId") or message.get("message_id") or ""),
+        subscription=str(envelope.get("subscription") or ""),
+        delivery_attempt=attempt if isinstance(attempt, int) else None,
+    )
+
+
+def push_envelope(job: Job, message_id: str = "1", subscription: str = "local") -> dict[str, Any]:
+    """The envelope Pub/Sub would push for ``job`` (tests and local tools)."""
+    return {
+        "message": {
+            "data": base64.b64encode(job.to_bytes()).decode(),
+            "attributes": job.attributes(),
+            "messageId": message_id,
+        },
+        "subscription": subscription,
+    }
+
+
+class JobPublisher:
+    """Publishes jobs to one topic. Thread-safe; build one per process.
+
+    Batching is off (one message per batch): a webhook publishes exactly one job and waits for it, so the
+    client's default 10 ms batching delay would be pure latency.
+    """
+
+    def __init__(self, project: str, topic: str, client: pubsub_v1.PublisherClient | None = None) -> None:
+        self._client = client or pubsub_v1.PublisherClient(
+            batch_settings=pubsub_v1.types.BatchSettings(max_messages=1, max_latency=0.001)
+        )
+        self._project = project
+        self._topic = topic
+        self._path: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def topic_path(self) -> str:
+        if self._path is None:
+            with self._lock:
+                if self._path is None:
+                    self._path = ensure_topic(self._client, self._project, self._topic)
+        return self._path
+
+    def publish(self, job: Job, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> str:
+        """Publish and wait for the server's ack; return the Pub/Sub message id."""
+        future = self._client.publish(self.topic_path, job.to_bytes(), **job.attributes())
+        return str(future.result(timeout=timeout))
+
+
+def ensure_push_subscription(
+    project: str,
+    topic: str,
+    subscription: str,
+    push_endpoint: str,
+    ack_deadline_seconds: int = 60,
+    subscriber: pubsub_v1.SubscriberClient | None = None,
+    publisher: pubsub_v1.PublisherClient | None = None,
+) -> str:
+    """Create (or repoint) a push subscription from ``topic`` to ``push_endpoint``; return its path.
+
+    For the local stack and tests: the Pub/Sub emulator honours ``pushConfig`` and POSTs the same
+    envelope as Google does, but without an OIDC token, so the worker must run with
+    ``internal_auth=none``. In production Pulumi owns the subscription (with its OIDC service account).
+    The ack deadline is longer than the worker's processing cap so a slow answer is not redelivered
+    while it is still being sent.
+    """
+    publisher = publisher or pubsub_v1.PublisherClient()
+    subscriber = subscriber or pubsub_v1.SubscriberClient()
+    topic_path = ensure_topic(publisher, project, topic)
+    sub_path = subscriber.subscription_path(project, subscription)
+    push_config = pubsub_v1.types.PushConfig(push_endpoint=push_endpoint)
+    try:
+        subscriber.create_subscription(
+            request={
+                "name": sub_path,
+                "topic": topic_path,
+                "push_config": push_config,
+                "ack_deadline_seconds": ack_deadline_seconds,
+            }
+        )
+    except gexc.AlreadyExists:
+        with contextlib.suppress(gexc.NotFound):
+            subscriber.modify_push_config(request={"subscription": sub_path, "push_config": push_config})
+    return sub_path

@@ -1,0 +1,494 @@
+"""Webhook ingress for Telegram updates and Discord interactions: verify, parse, dedupe, decide, publish.
+
+The two Cloud Functions are thin: they take the bot id from the path, read the body (bounded), call
+:meth:`TelegramIngress.handle` / :meth:`DiscordIngress.handle` and render the :class:`Reply`. Everything
+that takes time (asking the Q&A service, sending the answer, checking admin rights with the platform)
+happens in the worker behind Pub/Sub: a Cloud Function's CPU is throttled once it has answered, and
+Discord wants its first answer within 3 seconds.
+
+Status codes (each rejection logs exactly one line, without tokens or bodies):
+
+========  =====================================================================================
+200       accepted (job published), duplicate, or ignored (not for this bot, disabled chat, ...)
+400       not JSON / not an update / not an interaction
+401       Discord: missing, malformed or wrong Ed25519 signature, or a stale timestamp
+403       Telegram: wrong or missing ``X-Telegram-Bot-Api-Secret-Token``
+404       unknown bot id (or one of the other platform)
+413       body larger than ``settings.max_body_bytes``
+503       Firestore / Pub/Sub unavailable: the platform retries (Telegram does; the dedupe record is
+          removed first so the retry is not mistaken for a duplicate)
+========  =====================================================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from shared.bots import chats, dedupe
+from shared.bots.formatting import SourceRef, render_discord_sources
+from shared.bots.interactions import Action, InteractionStore, parse_custom_id
+from shared.bots.jobs import Job, JobKind, JobPublisher, discord_job_id, telegram_job_id
+
+log = logging.getLogger(__name__)
+
+BOT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+DISCORD_SIGNATURE_HEADER = "X-Signature-Ed25519"
+DISCORD_TIMESTAMP_HEADER = "X-Signature-Timestamp"
+DISCORD_MAX_CLOCK_SKEW = 300.0  # seconds; a signed request older than this is a replay
+EPHEMERAL = 64
+
+TOO_OLD_SOURCES = "This answer is too old to show its sources; ask again with /ask."
+TOO_OLD_FEEDBACK = "This answer is too old to rate; ask again with /ask."
+THANKS = "Thanks for the feedback!"
+
+
+# --- bots ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BotInfo:
+    """What ingress needs to know about a bot (decrypted secrets included: never log this object)."""
+
+    bot_id: str
+    platform: str
+    active: bool = True  # desired == running
+    webhook_secret: str | None = field(default=None, repr=False)  # Telegram secret_token
+    username: str | None = None  # Telegram bot username, without "@"
+    telegram_user_id: int | None = None
+    public_key: str | None = None  # Discord application public key (hex)
+    application_id: str | None = None
+
+
+BotLookup = Callable[[str], "BotInfo | None"]
+
+
+class CachedLookup:
+    """Wrap a :data:`BotLookup` with a short per-process cache.
+
+    Every update would otherwise cost a Firestore read plus a decryption before the real work; a few
+    seconds of staleness is harmless (a rotated secret or a stopped bot is seen within ``ttl``; a
+    stopped Telegram bot has no webhook anyway). Unknown ids are not cached, so a just-registered bot
+    is found at once.
+    """
+
+    def __init__(self, lookup: BotLookup, ttl: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self._lookup = lookup
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[str, tuple[float, BotInfo]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, bot_id: str) -> BotInfo | None:
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(bot_id)
+        if hit and hit[0] > now:
+            return hit[1]
+        info = self._lookup(bot_id)
+        if info is not None:
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[bot_id] = (now + self._ttl, info)
+        return info
+
+
+# --- replies ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """What the entry point sends back: a status and a JSON body."""
+
+    status: int
+    body: dict[str, Any]
+    reason: str = ""  # one word for logs and benches: "accepted", "duplicate", "ignored", ...
+
+
+def _reject(status: int, reason: str, platform: str, bot_id: str, detail: str = "") -> Reply:
+    log.info("%s webhook rejected %s: bot=%s %s", platform, status, bot_id[:64], detail or reason)
+    return Reply(status, {"ok": False, "error": reason}, reason)
+
+
+def read_body(stream: Any, content_length: int | None, limit: int) -> bytes | None:
+    """Read at most ``limit`` bytes; ``None`` if the body is larger (without reading all of it)."""
+    if content_length is not None and content_length > limit:
+        return None
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        return None
+    return bytes(data)
+
+
+def bot_id_from_path(path: str) -> str | None:
+    """The bot id from ``/{bot_id}`` (a trailing slash is tolerated); ``None`` if malformed."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) != 1 or not BOT_ID_RE.match(parts[0]):
+        return None
+    return parts[0]
+
+
+# --- Telegram --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one Telegram update: a job kind and question, or ``None`` with the reason."""
+
+    kind: JobKind | None
+    reason: str
+    question: str | None = None
+
+
+def decide_telegram(update: Mapping[str, Any], bot: BotInfo) -> Decision:
+    """Apply the chat rules to an update (pure: no I/O).
+
+    * private chats: every text message is a question; ``/start`` and ``/help`` get the help text;
+    * groups: only ``/ask ...``, a message mentioning ``@username``, or a reply to one of the bot's
+      messages; ``/start`` ``/help`` ``/enable`` ``/disable`` addressed to this bot (or unaddressed);
+    * commands addressed to another bot (``/help@other_bot``), messages from bots, channels, edits and
+      non-text messages are ignored.
+    """
+    message = update.get("message")
+    if not isinstance(message, dict):
+        return Decision(None, "not a message")
+    chat = message.get("chat") if isinstance(message.get("chat"), dict) else {}
+    chat_type = chat.get("type")
+    sender = message.get("from") if isinstance(message.get("from"), dict) else {}
+    if sender.get("is_bot") and not _is_anonymous_admin(message):
+        return Decision(None, "from a bot")
+    text = message.get("text")
+    if not isinstance(text, str) or not text.strip():
+        return Decision(None, "no text")
+    text = text.strip()
+    username = (bot.username or "").lower()
+    private = chat_type == "private"
+    if chat_type not in ("private", "group", "supergroup"):
+        return Decision(None, "not a private or group chat")
+
+    if text.startswith("/"):
+        head, _, rest = text.partition(" ")
+        if "\n" in head:  # "/ask\nquestion"
+            head, _, more = head.partition("\n")
+            rest = (more + " " + rest).strip()
+        command, _, target = head[1:].partition("@")
+        command = command.lower()
+        if target and target.lower() != username:
+            return Decision(None, "command for another bot")
+        rest = rest.strip()
+        if command in ("start", "help"):
+            return Decision(JobKind.HELP, "help")
+        if command == "ask":
+            return Decision(JobKind.ASK, "ask", rest) if rest else Decision(JobKind.HELP, "empty ask")
+        if command == "enable":
+            return Decision(JobKind.ENABLE, "enable")
+        if command == "disable":
+            return Decision(JobKind.DISABLE, "disable")
+        if private:
+            return Decision(JobKind.HELP, "unknown command")
+        return Decision(None, "unknown command")
+
+    if private:
+        return Decision(JobKind.ASK, "private", text)
+    if username and _mentions(message, text, username, bot.telegram_user_id):
+        question = re.sub(rf"@{re.escape(username)}\b", " ", text, flags=re.IGNORECASE).strip()
+        return (
+            Decision(JobKind.ASK, "mention", question) if question else Decision(JobKind.HELP, "bare mention")
+        )
+    if _replies_to_bot(message, username, bot.telegram_user_id):
+        return Decision(JobKind.ASK, "reply", text)
+    return Decision(None, "group message not for the bot")
+
+
+def _mentions(message: Mapping[str, Any], text: str, username: str, bot_user_id: int | None) -> bool:
+    entities = message.get("entities")
+    if isinstance(entities, list):
+        for entity in entities:
+            if not isinstance(entity, dict):
+                continue
+            if entity.get("type") == "mention":
+                # Offsets are in UTF-16 code units: slice the UTF-16 encoding, not the str.
+                start, length = entity.get("offset", -1), entity.get("length", 0)
+                if isinstance(start, int) and isinstance(length, int) and start >= 0:
+                    encoded = message.get("text", "").encode("utf-16-le")
+                    mention = encoded[2 * start : 2 * (start + length)].decode("utf-16-le", "replace")
+                    if mention.lower() == "@" + username:
+                        return True
+            if entity.get("type") == "text_mention":
+                user = entity.get("user") or {}
+                if bot_user_id is not None and user.get("id") == bot_user_id:
+                    return True
+    # Entities are absent when a client or a test sends plain text: fall back to a word match.
+    return re.search(rf"(?<![\w@])@{re.escape(username)}\b", text, flags=re.IGNORECASE) is not None
+
+
+def _replies_to_bot(message: Mapping[str, Any], username: str, bot_user_id: int | None) -> bool:
+    replied = message.get("reply_to_message")
+    if not isinstance(replied, dict):
+        return False
+    author = replied.get("from") if isinstance(replied.get("from"), dict) else {}
+    if bot_user_id is not None and author.get("id") == bot_user_id:
+        return True
+    return bool(username) and str(author.get("username", "")).lower() == username
+
+
+def _is_anonymous_admin(message: Mapping[str, Any]) -> bool:
+    """A group admin posting anonymously arrives as a bot user with ``sender_chat`` = the group."""
+    sender_chat = message.get("sender_chat")
+    chat = message.get("chat")
+    return (
+        isinstance(sender_chat, dict) and isinstance(chat, dict) and sender_chat.get("id") == chat.get("id")
+    )
+
+
+class TelegramIngress:
+    """The Telegram webhook's logic. One instance per process; thread-safe."""
+
+    def __init__(
+        self, db: firestore.Client, bots: BotLookup, publisher: JobPublisher, max_body_bytes: int = 65_536
+    ) -> None:
+        self._db = db
+        self._bots = bots
+        self._publisher = publisher
+        self.max_body_bytes = max_body_bytes
+
+    def handle(self, bot_id: str | None, secret: str | None, body: bytes | None) -> Reply:
+        """Handle one POST. ``body`` is ``None`` when it exceeded ``max_body_bytes``."""
+        if bot_id is None:
+            return _reject(404, "unknown bot", "telegram", "?", "malformed path")
+        if body is None:
+            return _reject(413, "body too large", "telegram", bot_id)
+        bot = self._bots(bot_id)
+        if bot is None or bot.platform != "telegram":
+            return _reject(404, "unknown bot", "telegram", bot_id)
+        expected = bot.webhook_secret or ""
+        # compare_digest on bytes: constant time, and no TypeError on non-ASCII header values.
+        if not expected or not secret or not hmac.compare_digest(secret.encode(), expected.encode()):
+            return _reject(403, "forbidden", "telegram", bot_id, "wrong or missing secret token")
+        try:
+            update = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _reject(400, "not JSON", "telegram", bot_id)
+        update_id = update.get("update_id") if isinstance(update, dict) else None
+        if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
+            return _reject(400, "not an update", "telegram", bot_id)
+        if not bot.active:
+            return Reply(200, {"ok": True, "status": "ignored"}, "stopped")
+
+        decision = decide_telegram(update, bot)
+        if decision.kind is None:
+            return Reply(200, {"ok": True, "status": "ignored"}, "ignored")
+        message = update["message"]
+        chat = message["chat"]
+        chat_id = chat.get("id")
+        if not isinstance(chat_id, int):
+            return _reject(400, "not an update", "telegram", bot_id, "chat without id")
+        try:
+            if decision.kind not in (JobKind.ENABLE, JobKind.DISABLE) and not chats.is_enabled(
+                self._db, bot_id, chat_id
+            ):
+                return Reply(200, {"ok": True, "status": "ignored"}, "disabled")
+            if not dedupe.claim_update(self._db, "telegram", bot_id, update_id):
+                return Reply(200, {"ok": True, "status": "duplicate"}, "duplicate")
+        except gexc.GoogleAPICallError as exc:
+            return _reject(503, "unavailable", "telegram", bot_id, f"firestore: {type(exc).__name__}")
+        sender = message.get("from") if isinstance(message.get("from"), dict) else {}
+        job = Job(
+            job_id=telegram_job_id(bot_id, update_id),
+            platform="telegram",
+            bot_id=bot_id,
+            kind=decision.kind,
+            chat_id=str(chat_id),
+            chat_type=str(chat.get("type")),
+            message_id=message.get("message_id") if isinstance(message.get("message_id"), int) else None,
+            user=str(sender.get("id")) if sender.get("id") is not None else None,
+            user_is_admin_hint=_is_anonymous_admin(message),
+            question=decision.question,
+        )
+        return self._publish(job, "telegram", bot_id, update_id)
+
+    def _publish(self, job: Job, platform: str, bot_id: str, update_id: int | str) -> Reply:
+        try:
+            self._publisher.publish(job)
+        except Exception as exc:
+            # Let the platform retry: forget the update so the retry is not taken for a duplicate.
+            try:
+                dedupe.forget_update(self._db, platform, bot_id, update_id)
+            except gexc.GoogleAPICallError:
+                log.warning("could not forget update %s of bot %s", update_id, bot_id)
+            return _reject(503, "unavailable", platform, bot_id, f"publish failed: {type(exc).__name__}")
+        return Reply(200, {"ok": True, "status": "accepted"}, "accepted")
+
+
+# --- Discord ---------------------------------------------------------------------------------------
+
+_verify_keys: dict[str, VerifyKey] = {}
+
+
+def verify_discord_signature(
+    public_key: str, signature: str | None, timestamp: str | None, body: bytes, now: float | None = None
+) -> bool:
+    """Ed25519 over ``timestamp + body`` with the application's public key (hex).
+
+    Anything missing or malformed is simply ``False``: Discord probes the endpoint with bad signatures
+    and expects 401, never a 500. A timestamp further than :data:`DISCORD_MAX_CLOCK_SKEW` from now is
+    refused too, so a captured request cannot be replayed later.
+    """
+    if not signature or not timestamp or not public_key:
+        return False
+    try:
+        key = _verify_keys.get(public_key)
+        if key is None:
+            key = VerifyKey(bytes.fromhex(public_key))
+            if len(_verify_keys) < 10_000:
+                _verify_keys[public_key] = key
+        key.verify(timestamp.encode() + body, bytes.fromhex(signature))
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    try:
+        sent_at = float(timestamp)
+    except ValueError:
+        return False
+    now = time.time() if now is None else now
+    return abs(now - sent_at) <= DISCORD_MAX_CLOCK_SKEW
+
+
+def _ephemeral(content: str) -> dict[str, Any]:
+    return {"type": 4, "data": {"content": content, "flags": EPHEMERAL, "allowed_mentions": {"parse": []}}}
+
+
+class DiscordIngress:
+    """The Discord interactions endpoint's logic. One instance per process; thread-safe."""
+
+    def __init__(
+        self,
+        db: firestore.Client,
+        bots: BotLookup,
+        publisher: JobPublisher,
+        max_body_bytes: int = 65_536,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = db
+        self._bots = bots
+        self._publisher = publisher
+        self._store = InteractionStore(db)
+        self._clock = clock
+        self.max_body_bytes = max_body_bytes
+
+    def handle(
+        self, bot_id: str | None, signature: str | None, timestamp: str | None, body: bytes | None
+    ) -> Reply:
+        if bot_id is None:
+            return _reject(404, "unknown bot", "discord", "?", "malformed path")
+        if body is None:
+            return _reject(413, "body too large", "discord", bot_id)
+        bot = self._bots(bot_id)
+        if bot is None or bot.platform != "discord" or not bot.public_key:
+            return _reject(404, "unknown bot", "discord", bot_id)
+        if not verify_discord_signature(bot.public_key, signature, timestamp, body, self._clock()):
+            return _reject(401, "invalid request signature", "discord", bot_id, "bad or missing signature")
+        try:
+            interaction = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _reject(400, "not JSON", "discord", bot_id)
+        if not isinstance(interaction, dict) or not isinstance(interaction.get("type"), int):
+            return _reject(400, "not an interaction", "discord", bot_id)
+        kind = interaction["type"]
+        if kind == 1:  # PING: answered even for a stopped bot, it is how Discord checks the URL
+            return Reply(200, {"type": 1}, "pong")
+        interaction_id = interaction.get("id")
+        if not isinstance(interaction_id, str | int) or not str(interaction_id).isdigit():
+            return _reject(400, "not an interaction", "discord", bot_id, "no interaction id")
+        try:
+            if kind == 2:
+                return self._command(bot, interaction, str(interaction_id))
+            if kind == 3:
+                return self._component(bot, interaction)
+        except gexc.GoogleAPICallError as exc:
+            log.warning("discord interaction for bot %s failed: %s", bot_id, type(exc).__name__)
+            return Reply(200, _ephemeral("Sorry, something went wrong. Please try again."), "unavailable")
+        if kind == 4:  # autocomplete: we offer none
+            return Reply(200, {"type": 8, "data": {"choices": []}}, "ignored")
+        return _reject(400, "unsupported interaction type", "discord", bot_id)
+
+    def _command(self, bot: BotInfo, interaction: Mapping[str, Any], interaction_id: str) -> Reply:
+        data = interaction.get("data") if isinstance(interaction.get("data"), dict) else {}
+        if data.get("name") != "ask":
+            return Reply(200, _ephemeral("I only know /ask."), "ignored")
+        if not bot.active:
+            return Reply(200, _ephemeral("This bot is stopped; ask its owner to start it."), "stopped")
+        question = ""
+        for option in data.get("options") or []:
+            if isinstance(option, dict) and option.get("name") == "question":
+                question = str(option.get("value") or "").strip()
+        if not question:
+            return Reply(200, _ephemeral("Usage: /ask question: your question"), "ignored")
+        token = interaction.get("token")
+        application_id = interaction.get("application_id") or bot.application_id
+        if not isinstance(token, str) or not token or not application_id:
+            return _reject(400, "not an interaction", "discord", bot.bot_id, "no token or application id")
+        if not dedupe.claim_update(self._db, "discord", bot.bot_id, interaction_id):
+            # Discord does not retry interactions, but a replayed one must not answer twice.
+            return Reply(200, {"type": 5}, "duplicate")
+        job = Job(
+            job_id=discord_job_id(bot.bot_id, interaction_id),
+            platform="discord",
+            bot_id=bot.bot_id,
+            kind=JobKind.ASK,
+            chat_id=str(interaction.get("channel_id") or "") or None,
+            chat_type="guild" if interaction.get("guild_id") else "dm",
+            user=_discord_user(interaction),
+            question=question,
+            interaction_token=token,
+            application_id=str(application_id),
+        )
+        try:
+            self._publisher.publish(job)
+        except Exception as exc:
+            with contextlib.suppress(gexc.GoogleAPICallError):
+                dedupe.forget_update(self._db, "discord", bot.bot_id, interaction_id)
+            log.warning("discord job for bot %s not published: %s", bot.bot_id, type(exc).__name__)
+            return Reply(200, _ephemeral("Sorry, I can't answer right now. Please try again."), "unavailable")
+        # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE: "thinking..." until the worker edits @original.
+        return Reply(200, {"type": 5}, "accepted")
+
+    def _component(self, bot: BotInfo, interaction: Mapping[str, Any]) -> Reply:
+        data = interaction.get("data") if isinstance(interaction.get("data"), dict) else {}
+        parsed = parse_custom_id(str(data.get("custom_id") or ""))
+        if parsed is None:
+            return Reply(200, _ephemeral("This button is not recognised."), "ignored")
+        action, state_id = parsed
+        state = self._store.get(state_id)
+        if state is None or state.bot_id != bot.bot_id:
+            # Graceful degradation: the answer's state expired (30 days) or never existed.
+            message = TOO_OLD_SOURCES if action is Action.SOURCES else TOO_OLD_FEEDBACK
+            return Reply(200, _ephemeral(message), "expired")
+        if action is Action.SOURCES:
+            sources = [SourceRef(s.title, s.url) for s in state.sources]
+            return Reply(200, _ephemeral(render_discord_sources(sources)), "sources")
+        user = _discord_user(interaction) or "unknown"
+        self._store.record_feedback(state_id, user, "helpful" if action is Action.HELPFUL else "not_helpful")
+        return Reply(200, _ephemeral(THANKS), "feedback")
+
+
+def _discord_user(interaction: Mapping[str, Any]) -> str | None:
+    member = interaction.get("member")
+    user = member.get("user") if isinstance(member, dict) else interaction.get("user")
+    if isinstance(user, dict) and user.get("id") is not None:
+        return str(user["id"])
+    return None
