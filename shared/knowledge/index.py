@@ -1,0 +1,465 @@
+"""The knowledge index: chunks and their vectors in a Chroma directory, plus page records.
+
+Layout of the index directory::
+
+    <path>/chroma.sqlite3, <path>/<segment uuid>/   Chroma's own files (one cosine collection)
+    <path>/askbase-index.json                       embedder id + dimension, and url → PageRecord
+
+The sidecar pins the embedder: vectors from two models are not comparable, so opening an index with a
+different embedder raises :class:`EmbedderMismatch` instead of silently returning nonsense.
+
+Vectors are always passed to Chroma explicitly: its default embedding function downloads a model on
+first use, which fails offline (and would be the wrong model anyway).
+
+Concurrency: one writer, many readers. Every write holds :attr:`KnowledgeIndex.write_lock`; the
+snapshot packer takes the same lock to copy a consistent directory. :meth:`KnowledgeIndex.search`
+never takes it for long, so answering goes on while a snapshot is being packed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.knowledge.chunker import Chunk
+from shared.knowledge.embeddings import Embedder
+from shared.knowledge.retrieval import BM25, Passage, fuse_and_dedupe
+
+log = logging.getLogger(__name__)
+
+SIDECAR_NAME = "askbase-index.json"
+SIDECAR_VERSION = 1
+# How many candidates each retriever contributes to the fusion; deep enough that a chunk ranked
+# well by one retriever and poorly by the other still makes it.
+CANDIDATES_MIN = 30
+CANDIDATES_PER_RESULT = 6
+
+
+class EmbedderMismatch(RuntimeError):
+    """The index was built with another embedder than the one it is being opened with."""
+
+
+class IndexCorrupt(RuntimeError):
+    """The index directory is unusable: unreadable sidecar, or chunks without a sidecar."""
+
+
+@dataclass
+class PageRecord:
+    """What the index remembers about one page: enough for the crawler to skip unchanged pages."""
+
+    url: str
+    source: str
+    content_hash: str
+    title: str
+    chunk_count: int
+    etag: str | None
+    last_modified: str | None
+    fetched_at: str
+
+
+@dataclass(frozen=True)
+class _StoredChunk:
+    """The local copy of a chunk's text and metadata (Chroma holds the same plus the vector)."""
+
+    id: str
+    text: str
+    url: str
+    title: str
+    anchor: str
+    source: str
+    content_hash: str
+    position: int
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to ``path`` via a temporary file + rename: readers see the old or the new file."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, ensure_ascii=False, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+class KnowledgeIndex:
+    """Chunks, vectors and page records of the knowledge base in one directory."""
+
+    write_lock: threading.RLock
+
+    def __init__(self, path: Path, embedder: Embedder, client: Any, collection: Any, pages: dict) -> None:
+        """Use :meth:`open`."""
+        self.path = path
+        self.embedder = embedder
+        self.write_lock = threading.RLock()
+        self._client = client
+        self._collection = collection
+        self._pages: dict[str, PageRecord] = pages
+        self._chunks: dict[str, _StoredChunk] = {}
+        self._by_url: dict[str, list[str]] = {}
+        # BM25 is rebuilt lazily after writes; _generation tells a finished rebuild whether a write
+        # happened while it ran (then its result is already stale and is not kept).
+        self._bm25: tuple[int, BM25] | None = None
+        self._generation = 0
+        self._bm25_lock = threading.Lock()
+        self._closed = False
+
+    # --- opening and closing ---------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, embedder: Embedder, collection: str = "askbase") -> KnowledgeIndex:
+        """Open (or create) the index at ``path`` for ``embedder``.
+
+        Raises :class:`EmbedderMismatch` if the index was built with another embedder id or dimension,
+        :class:`IndexCorrupt` if the directory holds chunks but no readable sidecar.
+        """
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        sidecar = _read_sidecar(path / SIDECAR_NAME)
+        if sidecar is not None:
+            stored = sidecar.get("embedder") or {}
+            if stored.get("id") != embedder.id or stored.get("dimension") != embedder.dimension:
+                raise EmbedderMismatch(
+                    f"the index at {path} was built with embedder {stored.get('id')!r} "
+                    f"(dimension {stored.get('dimension')}), not {embedder.id!r} "
+                    f"(dimension {embedder.dimension}); rebuild the index or open it with that embedder"
+                )
+            if sidecar.get("collection", collection) != collection:
+                raise IndexCorrupt(
+                    f"the index at {path} holds collection {sidecar.get('collection')!r}, not {collection!r}"
+                )
+
+        client = chromadb.PersistentClient(
+            path=str(path),
+            settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
+        )
+        try:
+            # embedding_function=None: Chroma must never reach for its downloading default.
+            chroma_collection = client.get_or_create_collection(
+                collection, metadata={"hnsw:space": "cosine"}, embedding_function=None
+            )
+            if sidecar is None and chroma_collection.count() > 0:
+                raise IndexCorrupt(
+                    f"{path} holds {chroma_collection.count()} chunks but no {SIDECAR_NAME}: "
+                    "it was not written by askbase or is an incomplete copy"
+                )
+            known = {field.name for field in dataclasses.fields(PageRecord)}
+            pages = {
+                url: PageRecord(**{k: v for k, v in record.items() if k in known})
+                for url, record in (sidecar or {}).get("pages", {}).items()
+            }
+            index = cls(path, embedder, client, chroma_collection, pages)
+            index._load_chunks()
+            if sidecar is None:
+                index._write_sidecar()
+            index._build_bm25()
+        except BaseException:
+            client.close()
+            raise
+        return index
+
+    def close(self) -> None:
+        """Release Chroma's files. Idempotent; the index is unusable afterwards."""
+        with self.write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._client.close()
+
+    def __enter__(self) -> KnowledgeIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def pages(self) -> dict[str, PageRecord]:
+        """A copy of url → PageRecord for every indexed page."""
+        with self.write_lock:
+            return {url: dataclasses.replace(record) for url, record in self._pages.items()}
+
+    def counts_by_source(self) -> dict[str, int]:
+        """Number of chunks per source name."""
+        with self.write_lock:
+            chunks = list(self._chunks.values())
+        return dict(sorted(Counter(chunk.source for chunk in chunks).items()))
+
+    def chunk_count(self) -> int:
+        """Number of chunks in the index."""
+        return len(self._chunks)
+
+    def search(self, question: str, k: int = 5) -> list[Passage]:
+        """The ``k`` most relevant distinct passages for ``question``: vector search fused with BM25.
+
+        Safe to call from many threads at once, and while a write or a snapshot copy is under way.
+        """
+        self._check_open()
+        if k <= 0 or not question.strip():
+            return []
+        bm25 = self._current_bm25()
+        total = len(bm25)
+        if total == 0:
+            return []
+        candidates = min(total, max(CANDIDATES_MIN, k * CANDIDATES_PER_RESULT))
+        vector = self.embedder.embed([question])[0]
+        result = self._collection.query(
+            query_embeddings=[vector.astype(np.float32).tolist()],
+            n_results=candidates,
+            include=["distances"],
+        )
+        vector_ids = result["ids"][0] if result["ids"] else []
+        keyword_ids = [chunk_id for chunk_id, _ in bm25.top(question, candidates)]
+        chunks = self._chunks
+        passages: dict[str, Passage] = {}
+        hashes: dict[str, str] = {}
+        for chunk_id in {*vector_ids, *keyword_ids}:
+            chunk = chunks.get(chunk_id)
+            if chunk is None:
+                continue  # removed by a concurrent write
+            passages[chunk_id] = Passage(
+                chunk_id=chunk.id,
+                text=chunk.text,
+                url=chunk.url,
+                title=chunk.title,
+                anchor=chunk.anchor,
+                source=chunk.source,
+                score=0.0,
+            )
+            hashes[chunk_id] = chunk.content_hash
+        return fuse_and_dedupe(vector_ids, keyword_ids, passages, k, hashes)
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def upsert_page(self, record: PageRecord, chunks: list[Chunk]) -> int:
+        """Store ``record`` and make ``chunks`` the page's chunks; return how many were embedded.
+
+        A page whose ``content_hash`` is unchanged (and whose chunks are all present) costs nothing
+        and returns 0. A changed page replaces all of its chunks; chunks whose text is unchanged
+        reuse their stored vectors, so only new text is embedded.
+        """
+        for chunk in chunks:
+            if chunk.url != record.url:
+                raise ValueError(f"chunk {chunk.id} belongs to {chunk.url}, not {record.url}")
+        if len({chunk.id for chunk in chunks}) != len(chunks):
+            raise ValueError(f"duplicate chunk ids for {record.url}")
+        with self.write_lock:
+            self._check_open()
+            record = dataclasses.replace(record, chunk_count=len(chunks))
+            old_ids = self._by_url.get(record.url, [])
+            previous = self._pages.get(record.url)
+            if (
+                previous is not None
+                and previous.content_hash == record.content_hash
+                and sorted(old_ids) == sorted(chunk.id for chunk in chunks)
+            ):
+                self._pages[record.url] = record
+                self._write_sidecar()
+                return 0
+
+            reusable = self._reusable_vectors(old_ids, chunks)
+            to_embed = [chunk for chunk in chunks if chunk.content_hash not in reusable]
+            fresh = self.embedder.embed([chunk.text for chunk in to_embed]) if to_embed else None
+            if fresh is not None and fresh.shape != (len(to_embed), self.embedder.dimension):
+                raise ValueError(f"embedder returned shape {fresh.shape}")
+            vectors: dict[str, np.ndarray] = dict(reusable)
+            for chunk, vector in zip(to_embed, fresh if fresh is not None else [], strict=True):
+                vectors[chunk.content_hash] = vector
+
+            if old_ids:
+                self._delete_ids(old_ids)
+            if chunks:
+                self._add_chunks(chunks, [vectors[chunk.content_hash] for chunk in chunks])
+            self._pages[record.url] = record
+            self._write_sidecar()
+            return len(to_embed)
+
+    def touch_page(self, url: str, etag: str | None, last_modified: str | None) -> None:
+        """Record that ``url`` was fetched again and found unchanged (e.g. HTTP 304).
+
+        Raises KeyError for a page the index does not hold.
+        """
+        with self.write_lock:
+            self._check_open()
+            record = self._pages[url]
+            self._pages[url] = dataclasses.replace(
+                record, etag=etag, last_modified=last_modified, fetched_at=_utc_now()
+            )
+            self._write_sidecar()
+
+    def remove_page(self, url: str) -> int:
+        """Forget ``url`` and delete its chunks; return how many chunks were removed (0 if unknown)."""
+        with self.write_lock:
+            self._check_open()
+            ids = self._by_url.get(url, [])
+            if ids:
+                self._delete_ids(ids)
+            had_record = self._pages.pop(url, None) is not None
+            if had_record or ids:
+                self._write_sidecar()
+            return len(ids)
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the index at {self.path} is closed")
+
+    def _load_chunks(self) -> None:
+        """Read every chunk's text and metadata from Chroma into memory (BM25 and passages need it)."""
+        total = self._collection.count()
+        page = 5000
+        for offset in range(0, total, page):
+            got = self._collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
+            for chunk_id, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+                self._remember(
+                    _StoredChunk(
+                        id=chunk_id,
+                        text=text or "",
+                        url=str(meta.get("url", "")),
+                        title=str(meta.get("title", "")),
+                        anchor=str(meta.get("anchor", "")),
+                        source=str(meta.get("source", "")),
+                        content_hash=str(meta.get("content_hash", "")),
+                        position=int(meta.get("position", 0)),
+                    )
+                )
+        for ids in self._by_url.values():
+            ids.sort(key=lambda chunk_id: self._chunks[chunk_id].position)
+
+    def _remember(self, chunk: _StoredChunk) -> None:
+        self._chunks[chunk.id] = chunk
+        self._by_url.setdefault(chunk.url, []).append(chunk.id)
+
+    def _reusable_vectors(self, old_ids: list[str], chunks: list[Chunk]) -> dict[str, np.ndarray]:
+        """Stored vectors of old chunks whose exact text reappears: content hash → vector."""
+        wanted = {chunk.content_hash for chunk in chunks}
+        ids_by_hash = {
+            self._chunks[i].content_hash: i for i in old_ids if self._chunks[i].content_hash in wanted
+        }
+        if not ids_by_hash:
+            return {}
+        got = self._collection.get(ids=list(ids_by_hash.values()), include=["embeddings"])
+        hash_by_id = {chunk_id: content for content, chunk_id in ids_by_hash.items()}
+        return {
+            hash_by_id[chunk_id]: np.asarray(vector, dtype=np.float32)
+            for chunk_id, vector in zip(got["ids"], got["embeddings"], strict=True)
+        }
+
+    def _delete_ids(self, ids: list[str]) -> None:
+        self._changed()
+        batch = self._client.get_max_batch_size()
+        for start in range(0, len(ids), batch):
+            self._collection.delete(ids=ids[start : start + batch])
+        for chunk_id in ids:
+            chunk = self._chunks.pop(chunk_id, None)
+            if chunk is not None:
+                remaining = [i for i in self._by_url.get(chunk.url, []) if i != chunk_id]
+                if remaining:
+                    self._by_url[chunk.url] = remaining
+                else:
+                    self._by_url.pop(chunk.url, None)
+
+    def _add_chunks(self, chunks: list[Chunk], vectors: list[np.ndarray]) -> None:
+        self._changed()
+        batch = self._client.get_max_batch_size()
+        for start in range(0, len(chunks), batch):
+            part = chunks[start : start + batch]
+            self._collection.add(
+                ids=[chunk.id for chunk in part],
+                embeddings=np.stack(vectors[start : start + batch]).astype(np.float32),
+                documents=[chunk.text for chunk in part],
+                metadatas=[
+                    {
+                        "url": chunk.url,
+                        "title": chunk.title,
+                        "anchor": chunk.anchor,
+                        "source": chunk.source,
+                        "content_hash": chunk.content_hash,
+                        "position": chunk.position,
+                    }
+                    for chunk in part
+                ],
+            )
+        for chunk in chunks:
+            self._remember(
+                _StoredChunk(
+                    id=chunk.id,
+                    text=chunk.text,
+                    url=chunk.url,
+                    title=chunk.title,
+                    anchor=chunk.anchor,
+                    source=chunk.source,
+                    content_hash=chunk.content_hash,
+                    position=chunk.position,
+                )
+            )
+
+    def _write_sidecar(self) -> None:
+        write_json_atomic(
+            self.path / SIDECAR_NAME,
+            {
+                "version": SIDECAR_VERSION,
+                "embedder": {"id": self.embedder.id, "dimension": self.embedder.dimension},
+                "collection": self._collection.name,
+                "pages": {url: dataclasses.asdict(record) for url, record in self._pages.items()},
+            },
+        )
+
+    def _changed(self) -> None:
+        """Called under write_lock after every change to the chunks."""
+        self._generation += 1
+
+    def _build_bm25(self) -> BM25:
+        with self.write_lock:
+            generation = self._generation
+            items = list(self._chunks.values())
+        bm25 = BM25([chunk.id for chunk in items], [chunk.text for chunk in items])
+        with self.write_lock:
+            if generation == self._generation:
+                self._bm25 = (generation, bm25)
+        return bm25
+
+    def _current_bm25(self) -> BM25:
+        cached = self._bm25
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        # One rebuild for all readers that arrive while it runs.
+        with self._bm25_lock:
+            cached = self._bm25
+            if cached is not None and cached[0] == self._generation:
+                return cached[1]
+            return self._build_bm25()
+
+
+def _read_sidecar(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexCorrupt(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict) or "embedder" not in data:
+        raise IndexCorrupt(f"{path} is not an askbase index sidecar")
+    return data

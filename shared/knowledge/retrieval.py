@@ -1,0 +1,192 @@
+"""Hybrid retrieval scoring: BM25 keyword search and rank fusion with vector search.
+
+MiniLM finds passages that *mean* the question; BM25 finds passages that *say* it. On exact-phrase
+questions (error codes, option names, product terms) BM25 found the right chunk far more often than
+MiniLM alone, so :meth:`KnowledgeIndex.search` asks both and fuses the two rankings here.
+
+Everything in this module is pure (no Chroma, no model), so it is tested on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Words that carry no topic; BM25's IDF would shrink them anyway, but dropping them keeps the
+# postings of a 10,000-chunk index small and question phrasing ("how do I ...") out of the scores.
+# fmt: off
+STOPWORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "had",
+    "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or",
+    "our", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to",
+    "was", "we", "were", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you",
+    "your",
+})
+# fmt: on
+_TOKEN = re.compile(r"\w+(?:[.\-_]\w+)*", re.UNICODE)
+
+# Reciprocal rank fusion constant: 60 is the value from Cormack et al. and works without tuning.
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrieved chunk. ``score`` is the fused relevance in (0, 1]: 1.0 means ranked first by
+    both keyword and vector search; it orders passages of one search and is not comparable across
+    searches."""
+
+    chunk_id: str
+    text: str
+    url: str
+    title: str
+    anchor: str
+    source: str
+    score: float
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased word tokens without stopwords. Dotted/dashed identifiers (``max-retries``,
+    ``v1.2``) are kept whole *and* split into their parts, so either spelling matches."""
+    tokens: list[str] = []
+    for match in _TOKEN.finditer(text.lower()):
+        word = match.group(0)
+        if word in STOPWORDS:
+            continue
+        tokens.append(word)
+        if len(word) > 1 and any(sep in word for sep in ".-_"):
+            tokens.extend(part for part in re.split(r"[.\-_]", word) if part and part not in STOPWORDS)
+    return tokens
+
+
+class BM25:
+    """Okapi BM25 over a fixed list of documents. Immutable once built, so safe for concurrent reads."""
+
+    def __init__(self, ids: Sequence[str], texts: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
+        if len(ids) != len(texts):
+            raise ValueError("ids and texts must have the same length")
+        self.ids = list(ids)
+        self.k1 = k1
+        self.b = b
+        lengths = np.zeros(len(texts), dtype=np.float32)
+        postings: dict[str, tuple[list[int], list[int]]] = {}
+        for doc, text in enumerate(texts):
+            counts = Counter(tokenize(text))
+            lengths[doc] = sum(counts.values())
+            for term, tf in counts.items():
+                docs, tfs = postings.setdefault(term, ([], []))
+                docs.append(doc)
+                tfs.append(tf)
+        self._lengths = lengths
+        average = float(lengths.mean()) if len(texts) else 0.0
+        self._norm = k1 * (1 - b + b * lengths / average) if average else np.full(len(texts), k1)
+        count = len(texts)
+        self._postings = {
+            term: (
+                np.array(docs, dtype=np.int32),
+                np.array(tfs, dtype=np.float32),
+                math.log(1 + (count - len(docs) + 0.5) / (len(docs) + 0.5)),
+            )
+            for term, (docs, tfs) in postings.items()
+        }
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every document for ``query`` (0 where no query term occurs)."""
+        total = np.zeros(len(self.ids), dtype=np.float32)
+        for term in set(tokenize(query)):
+            entry = self._postings.get(term)
+            if entry is None:
+                continue
+            docs, tfs, idf = entry
+            total[docs] += idf * tfs * (self.k1 + 1) / (tfs + self._norm[docs])
+        return total
+
+    def top(self, query: str, n: int) -> list[tuple[str, float]]:
+        """The ``n`` best (id, score) pairs with a positive score, best first."""
+        if n <= 0 or not self.ids:
+            return []
+        scores = self.scores(query)
+        positive = np.flatnonzero(scores > 0)
+        if positive.size == 0:
+            return []
+        best = positive[np.argpartition(-scores[positive], n - 1)[:n]] if positive.size > n else positive
+        # Ties broken by id so the same index always answers the same way.
+        ordered = sorted(best.tolist(), key=lambda i: (-float(scores[i]), self.ids[i]))
+        return [(self.ids[i], float(scores[i])) for i in ordered]
+
+
+def reciprocal_rank_fusion(rankings: Iterable[Sequence[str]], k: int = RRF_K) -> list[tuple[str, float]]:
+    """Fuse ranked id lists: each id scores sum(1 / (k + rank)), ranks from 1.
+
+    Returns (id, score) best first, scores scaled so that first place in every list is 1.0.
+    """
+    rankings = [list(r) for r in rankings]
+    totals: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            totals[item] = totals.get(item, 0.0) + 1.0 / (k + rank)
+    best_possible = len(rankings) / (k + 1) if rankings else 1.0
+    return sorted(
+        ((item, score / best_possible) for item, score in totals.items()),
+        key=lambda pair: (-pair[1], pair[0]),
+    )
+
+
+def dedupe_key(text: str, title: str) -> str:
+    """A key equal for passages that say the same thing: the body without the heading-path prefix,
+    case- and whitespace-folded. The same section reached through two URLs collapses to one."""
+    body = text
+    if title and text.startswith(title) and "\n\n" in text:
+        body = text.split("\n\n", 1)[1]
+    folded = " ".join(body.lower().split())
+    return hashlib.sha256(folded.encode("utf-8")).hexdigest()
+
+
+def fuse_and_dedupe(
+    vector_ids: Sequence[str],
+    keyword_ids: Sequence[str],
+    passages: dict[str, Passage],
+    k: int,
+    content_hashes: dict[str, str] | None = None,
+) -> list[Passage]:
+    """The top ``k`` passages by reciprocal rank fusion of the two rankings, one per distinct content.
+
+    ``passages`` maps chunk id → passage (score ignored); ids missing from it are skipped (deleted
+    between the two searches). Two passages are duplicates when their content hashes are equal or
+    their :func:`dedupe_key` is.
+    """
+    content_hashes = content_hashes or {}
+    results: list[Passage] = []
+    seen: set[str] = set()
+    for chunk_id, score in reciprocal_rank_fusion([vector_ids, keyword_ids]):
+        passage = passages.get(chunk_id)
+        if passage is None:
+            continue
+        keys = {"t:" + dedupe_key(passage.text, passage.title)}
+        if chunk_id in content_hashes:
+            keys.add("h:" + content_hashes[chunk_id])
+        if keys & seen:
+            continue
+        seen |= keys
+        results.append(
+            Passage(
+                chunk_id=passage.chunk_id,
+                text=passage.text,
+                url=passage.url,
+                title=passage.title,
+                anchor=passage.anchor,
+                source=passage.source,
+                score=round(score, 6),
+            )
+        )
+        if len(results) >= k:
+            break
+    return results
