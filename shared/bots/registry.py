@@ -1,0 +1,343 @@
+"""The bot registry: one Firestore document per bot in ``bots`` (schema in docs/architecture.md).
+
+Public API (used by the control plane, the webhook functions and the worker)::
+
+    from shared.bots.registry import Bot, BotRegistry
+
+    registry = BotRegistry.from_settings(settings)      # Firestore client + token cipher, per process
+    bot = registry.get_bot(bot_id)                      # Bot | None (None also for a malformed id)
+    token = registry.decrypt_token(bot)                 # platform token (Telegram / Discord bot token)
+    secret = registry.webhook_secret(bot)               # Telegram secret_token for this bot
+    registry.record_activity(bot_id, kind, message)     # best effort, message redacted, 30-day TTL
+    registry.list_bots(owner=None) -> list[Bot]         # all bots, or one owner's
+    registry.activity(bot_id, limit, cursor) -> ActivityPage
+
+    @dataclass(frozen=True)
+    class Bot:
+        id: str; owner: str; platform: str              # "telegram" | "discord"
+        name: str; model: str                           # "extractive" | "gemini"
+        system_prompt: str
+        desired: str                                    # "running" | "stopped"  (what the owner asked)
+        status: str                                     # "stopped" | "starting" | "running" | "error"
+        last_error: str | None
+        platform_info: dict                             # telegram: {"username", "bot_user_id"}
+                                                        # discord: {"application_id", "public_key",
+                                                        #           "bot_user_id"}
+        owner_email: str; created_at; updated_at; generation: int
+        is_running -> bool (desired == "running"); to_public() -> dict (no secrets)
+
+Writes that the control plane makes (create, edit, delete, desired state, status) are here too; they are
+not for the webhook functions or the worker. ``generation`` increases with every change of the desired
+state: :meth:`commit_status` only writes a status computed for the current generation, which is how two
+concurrent start/stop calls end in one consistent state (see :mod:`shared.bots.control`).
+
+Secrets: ``token_enc`` and ``webhook_secret_enc`` are AES-GCM ciphertexts bound to the bot id
+(:mod:`shared.bots.secrets`); they are held by :class:`Bot` but never shown by its ``repr`` or
+``to_public``. Nothing here logs a token.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets as pysecrets
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from shared.bots.activity import ActivityLog, ActivityPage
+from shared.bots.secrets import TokenCipher
+from shared.logs import register_secret
+
+if TYPE_CHECKING:
+    from shared.config import Settings
+
+COLLECTION = "bots"
+PLATFORMS = ("telegram", "discord")
+MODELS = ("extractive", "gemini")
+DESIRED = ("running", "stopped")
+STATUSES = ("stopped", "starting", "running", "error")
+BOT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class Bot:
+    id: str
+    owner: str
+    platform: str
+    name: str
+    model: str
+    system_prompt: str
+    desired: str
+    status: str
+    last_error: str | None
+    platform_info: dict[str, Any]
+    owner_email: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    generation: int = 0
+    token_enc: str = field(default="", repr=False)
+    webhook_secret_enc: str = field(default="", repr=False)
+
+    @property
+    def is_running(self) -> bool:
+        """The owner wants this bot to answer (whatever the platform currently says)."""
+        return self.desired == "running"
+
+    def to_public(self) -> dict[str, Any]:
+        """Everything an owner may see: never the token or the webhook secret."""
+        info = {k: v for k, v in self.platform_info.items() if k in _PUBLIC_INFO}
+        return {
+            "id": self.id,
+            "owner": self.owner,
+            "platform": self.platform,
+            "name": self.name,
+            "model": self.model,
+            "system_prompt": self.system_prompt,
+            "desired": self.desired,
+            "status": self.status,
+            "last_error": self.last_error,
+            "platform_info": info,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
+    @classmethod
+    def from_snapshot(cls, snapshot: firestore.DocumentSnapshot) -> Bot:
+        d = snapshot.to_dict() or {}
+        return cls(
+            id=snapshot.id,
+            owner=d.get("owner", ""),
+            platform=d.get("platform", ""),
+            name=d.get("name", ""),
+            model=d.get("model", "extractive"),
+            system_prompt=d.get("system_prompt", ""),
+            desired=d.get("desired", "stopped"),
+            status=d.get("status", "stopped"),
+            last_error=d.get("last_error"),
+            platform_info=dict(d.get("platform_info") or {}),
+            owner_email=d.get("owner_email", ""),
+            created_at=d.get("created_at"),
+            updated_at=d.get("updated_at"),
+            generation=int(d.get("generation", 0)),
+            token_enc=d.get("token_enc", ""),
+            webhook_secret_enc=d.get("webhook_secret_enc", ""),
+        )
+
+
+_PUBLIC_INFO = ("username", "bot_user_id", "application_id", "public_key", "application_name")
+
+
+def _token_context(bot_id: str) -> str:
+    return f"bots/{bot_id}/token"
+
+
+def _secret_context(bot_id: str) -> str:
+    return f"bots/{bot_id}/webhook_secret"
+
+
+class BotRegistry:
+    """Reads and writes ``bots`` documents; decrypts their secrets on request."""
+
+    def __init__(self, db: firestore.Client, cipher: TokenCipher) -> None:
+        self.db = db
+        self._cipher = cipher
+        self.activity_log = ActivityLog(db, COLLECTION)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, db: firestore.Client | None = None) -> BotRegistry:
+        """A registry for these settings. Without ``db``, one Firestore client per project is reused."""
+        return cls(db or _firestore(settings.project_id), TokenCipher.from_settings(settings))
+
+    def _ref(self, bot_id: str) -> firestore.DocumentReference:
+        return self.db.collection(COLLECTION).document(bot_id)
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def get_bot(self, bot_id: str) -> Bot | None:
+        # A malformed id could name a sub-path ("a/b/c"): treat it as unknown, never as a query.
+        if not BOT_ID_RE.match(bot_id or ""):
+            return None
+        snapshot = self._ref(bot_id).get()
+        return Bot.from_snapshot(snapshot) if snapshot.exists else None
+
+    def list_bots(self, owner: str | None = None) -> list[Bot]:
+        query: Any = self.db.collection(COLLECTION)
+        if owner is not None:
+            query = query.where(filter=FieldFilter("owner", "==", owner))
+        # Sorted here rather than with order_by so no composite index is needed.
+        bots = [Bot.from_snapshot(s) for s in query.stream()]
+        epoch = datetime.min.replace(tzinfo=UTC)
+        return sorted(bots, key=lambda b: (b.created_at or epoch, b.id))
+
+    def find_by_identity(self, platform: str, key: str, value: Any) -> list[Bot]:
+        """Bots of ``platform`` whose ``platform_info[key] == value`` (duplicate registrations)."""
+        query = (
+            self.db.collection(COLLECTION)
+            .where(filter=FieldFilter("platform", "==", platform))
+            .where(filter=FieldFilter(f"platform_info.{key}", "==", value))
+        )
+        return [Bot.from_snapshot(s) for s in query.stream()]
+
+    def decrypt_token(self, bot: Bot) -> str:
+        token = self._cipher.decrypt(bot.token_enc, _token_context(bot.id))
+        # From now on the log filter scrubs this exact value too, whatever shape it has.
+        register_secret(token)
+        return token
+
+    def webhook_secret(self, bot: Bot) -> str:
+        return self._cipher.decrypt(bot.webhook_secret_enc, _secret_context(bot.id))
+
+    # --- activity -------------------------------------------------------------------------------
+
+    def record_activity(self, bot_id: str, kind: str, message: str) -> None:
+        self.activity_log.record(bot_id, kind, message)
+
+    def activity(self, bot_id: str, limit: int = 50, cursor: str | None = None) -> ActivityPage:
+        return self.activity_log.page(bot_id, limit=limit, cursor=cursor)
+
+    # --- writes (control plane) -----------------------------------------------------------------
+
+    def new_id(self) -> str:
+        """A fresh random document id (Firestore's own 20-character auto-id)."""
+        return self._ref_collection().document().id
+
+    def _ref_collection(self) -> firestore.CollectionReference:
+        return self.db.collection(COLLECTION)
+
+    def create_bot(
+        self,
+        *,
+        bot_id: str,
+        owner: str,
+        owner_email: str,
+        platform: str,
+        name: str,
+        model: str,
+        system_prompt: str,
+        token: str,
+        platform_info: dict[str, Any],
+    ) -> Bot:
+        now = datetime.now(UTC)
+        # Telegram allows 1-256 of [A-Za-z0-9_-] for secret_token; 32 random bytes in base64url fit.
+        webhook_secret = pysecrets.token_urlsafe(32)
+        data = {
+            "owner": owner,
+            "owner_email": owner_email,
+            "platform": platform,
+            "name": name,
+            "model": model,
+            "system_prompt": system_prompt,
+            "desired": "stopped",
+            "status": "stopped",
+            "last_error": None,
+            "token_enc": self._cipher.encrypt(token, _token_context(bot_id)),
+            "webhook_secret_enc": self._cipher.encrypt(webhook_secret, _secret_context(bot_id)),
+            "platform_info": platform_info,
+            "generation": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        self._ref(bot_id).create(data)  # create(): never overwrite an existing bot
+        bot = self.get_bot(bot_id)
+        assert bot is not None
+        return bot
+
+    def update_bot(self, bot_id: str, fields: dict[str, Any]) -> Bot | None:
+        """Set plain fields (name, model, system_prompt, platform_info). None if the bot is gone."""
+        ref = self._ref(bot_id)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists:
+                return False
+            transaction.update(ref, {**fields, "updated_at": datetime.now(UTC)})
+            return True
+
+        if not run(self.db.transaction()):
+            return None
+        return self.get_bot(bot_id)
+
+    def delete_bot(self, bot_id: str) -> bool:
+        if not BOT_ID_RE.match(bot_id or ""):
+            return False
+        ref = self._ref(bot_id)
+        existed = ref.get().exists
+        self.activity_log.delete_all(bot_id)
+        ref.delete()
+        return existed
+
+    def set_desired(self, bot_id: str, desired: str, *, force: bool = False) -> Bot | None:
+        """Record what the owner wants; bump ``generation``; status becomes ``starting`` for running.
+
+        Returns the bot as written, or None if it is gone. ``force`` bumps the generation even when
+        ``desired`` is unchanged (restart). A stop of a stopped bot changes nothing.
+        """
+        if desired not in DESIRED:
+            raise ValueError(f"desired must be one of {DESIRED}")
+        ref = self._ref(bot_id)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists:
+                return False
+            current = snapshot.to_dict() or {}
+            update: dict[str, Any] = {
+                "desired": desired,
+                "generation": int(current.get("generation", 0)) + 1,
+                "updated_at": datetime.now(UTC),
+            }
+            if desired == "running":
+                update["status"] = "starting"
+                update["last_error"] = None
+            if current.get("desired") == desired and not force and current.get("status") != "error":
+                return True
+            transaction.update(ref, update)
+            return True
+
+        if not run(self.db.transaction()):
+            return None
+        return self.get_bot(bot_id)
+
+    def commit_status(self, bot_id: str, generation: int, status: str, last_error: str | None) -> bool:
+        """Write ``status`` only if no newer desired state was recorded since ``generation``.
+
+        Returns False when the generation moved on (the caller must apply the newer desired state) or
+        the bot is gone.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}")
+        ref = self._ref(bot_id)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists or int(snapshot.get("generation") or 0) != generation:
+                return False
+            transaction.update(
+                ref,
+                {"status": status, "last_error": last_error, "updated_at": datetime.now(UTC)},
+            )
+            return True
+
+        return bool(run(self.db.transaction()))
+
+
+_db_lock = threading.Lock()
+_dbs: dict[str, firestore.Client] = {}
+
+
+def _firestore(project: str) -> firestore.Client:
+    from shared.gcp import firestore_client
+
+    with _db_lock:
+        client = _dbs.get(project)
+        if client is None:
+            client = firestore_client(project)
+            _dbs[project] = client
+        return client

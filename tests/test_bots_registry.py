@@ -1,0 +1,118 @@
+"""The bot registry: encrypted secrets at rest, the public view, activity pagination, generations."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.bots.registry import Bot, BotRegistry
+from shared.bots.secrets import DecryptionError, TokenCipher, TokenKeyError
+from shared.config import load_settings
+from shared.gcp import firestore_client
+
+TOKEN = "1234567890:AAHk1H6tK7cbbX5fL9m3o0nV8rQ2wYzAbCd"
+
+
+@pytest.fixture
+def registry(emulators, settings) -> BotRegistry:
+    return BotRegistry.from_settings(settings, db=firestore_client(settings.project_id))
+
+
+def _create(registry: BotRegistry, owner: str = "ann@example.com", token: str = TOKEN) -> Bot:
+    bot_id = registry.new_id()
+    return registry.create_bot(
+        bot_id=bot_id,
+        owner=owner,
+        owner_email=owner,
+        platform="telegram",
+        name="Docs",
+        model="extractive",
+        system_prompt="Be brief.",
+        token=token,
+        platform_info={"username": "docs_bot", "bot_user_id": 1234567890},
+    )
+
+
+def test_token_and_secret_are_encrypted_at_rest(registry: BotRegistry) -> None:
+    bot = _create(registry)
+    raw = registry.db.collection("bots").document(bot.id).get().to_dict()
+    assert TOKEN not in repr(raw)
+    assert TOKEN.split(":")[1] not in repr(raw)
+    secret = registry.webhook_secret(bot)
+    assert secret not in repr(raw)
+    assert raw["token_enc"].startswith("v1:")
+    assert registry.decrypt_token(bot) == TOKEN
+    assert len(secret) >= 32
+    # Never in the repr or the public view.
+    assert TOKEN not in repr(bot) and raw["token_enc"] not in repr(bot)
+    public = repr(bot.to_public())
+    assert TOKEN not in public and secret not in public and "token_enc" not in public
+
+
+def test_ciphertext_is_bound_to_the_bot(registry: BotRegistry) -> None:
+    one, two = _create(registry), _create(registry, token="987654321:AAHk1H6tK7cbbX5fL9m3o0nV8rQ2wYzXyZw")
+    # A ciphertext copied into another bot's document does not decrypt there.
+    registry.db.collection("bots").document(two.id).update({"token_enc": one.token_enc})
+    with pytest.raises(DecryptionError):
+        registry.decrypt_token(registry.get_bot(two.id))
+
+
+def test_cipher_rejects_bad_keys_and_wrong_keys() -> None:
+    with pytest.raises(TokenKeyError):
+        TokenCipher(b"short")
+    blob = TokenCipher(b"k" * 32).encrypt("secret-value", "ctx")
+    with pytest.raises(DecryptionError) as info:
+        TokenCipher(b"j" * 32).decrypt(blob, "ctx")
+    assert blob not in str(info.value)
+    settings = load_settings(token_key="bm90IGJhc2U2NA==")  # 10 bytes
+    with pytest.raises(TokenKeyError):
+        TokenCipher.from_settings(settings)
+
+
+def test_get_unknown_or_malformed_id(registry: BotRegistry) -> None:
+    assert registry.get_bot("nope") is None
+    assert registry.get_bot("a/b/c") is None
+    assert registry.get_bot("") is None
+
+
+def test_list_by_owner(registry: BotRegistry) -> None:
+    a1, _b, a2 = _create(registry), _create(registry, owner="bob@example.com"), _create(registry)
+    assert [b.id for b in registry.list_bots("ann@example.com")] == [a1.id, a2.id]
+    assert len(registry.list_bots()) == 3
+
+
+def test_activity_is_paginated_with_ttl_and_redacted(registry: BotRegistry) -> None:
+    bot = _create(registry)
+    for i in range(7):
+        registry.record_activity(bot.id, "message", f"entry {i}")
+    registry.record_activity(bot.id, "error", f"failed calling /bot{TOKEN}/getMe")
+    page = registry.activity(bot.id, limit=3)
+    assert len(page.items) == 3 and page.next_cursor
+    seen = [e.message for e in page.items]
+    while page.next_cursor:
+        page = registry.activity(bot.id, limit=3, cursor=page.next_cursor)
+        seen += [e.message for e in page.items]
+    assert len(seen) == 8 and len(set(seen)) == 8
+    assert not any(TOKEN in m for m in seen)
+    doc = next(iter(registry.db.collection("bots").document(bot.id).collection("activity").stream()))
+    delta = doc.get("expire_at") - doc.get("at")
+    assert delta.days == 30
+
+
+def test_generation_guards_status(registry: BotRegistry) -> None:
+    bot = _create(registry)
+    started = registry.set_desired(bot.id, "running")
+    assert started.status == "starting" and started.generation == 1
+    stopped = registry.set_desired(bot.id, "stopped")
+    assert stopped.generation == 2
+    # A status computed for the old generation is refused.
+    assert not registry.commit_status(bot.id, 1, "running", None)
+    assert registry.commit_status(bot.id, 2, "stopped", None)
+    assert registry.get_bot(bot.id).status == "stopped"
+
+
+def test_delete_removes_activity(registry: BotRegistry) -> None:
+    bot = _create(registry)
+    registry.record_activity(bot.id, "created", "hello")
+    assert registry.delete_bot(bot.id)
+    assert registry.get_bot(bot.id) is None
+    assert list(registry.db.collection("bots").document(bot.id).collection("activity").stream()) == []
