@@ -1,0 +1,122 @@
+"""Main-text extraction: title, headings and anchors kept; navigation and boilerplate dropped."""
+
+from __future__ import annotations
+
+from shared.knowledge.extract import ExtractedPage, Section, extract_page, slugify
+
+PAGE = """<!doctype html>
+<html><head>
+  <title>Install Guide - Acme Docs</title>
+  <link rel="canonical" href="/docs/install">
+</head>
+<body>
+  <nav><ul><li><a href="/">Home</a></li><li><a href="/pricing">Pricing plans</a></li>
+       <li><a href="/about">About the Acme company</a></li></ul></nav>
+  <div class="cookie-banner">We use cookies to improve your experience. Accept all cookies.</div>
+  <main><article>
+    <h1 id="install-guide">Install Guide</h1>
+    <p>This guide explains how to install Acme on Linux and macOS. It takes about five minutes and
+       needs a recent Python interpreter.</p>
+    <h2 id="reqs">Requirements</h2>
+    <p>You need Python 3.11 or newer and at least 2 GB of free disk space on the target machine.</p>
+    <ul><li>Python 3.11</li><li>pip 23 or newer</li></ul>
+    <h2>Running the installer</h2>
+    <p>Run the installer script with sudo privileges. The script downloads packages and configures
+       the background services.</p>
+    <h3><a name="trouble"></a>Troubleshooting</h3>
+    <p>If the installer fails with error E42, remove the lock file and run the installer again.</p>
+    <pre><code>rm /var/lock/acme.lock
+acme-install --retry</code></pre>
+    <h2>Running the installer</h2>
+    <p>A second section with the same heading text must get its own anchor, not a duplicate.</p>
+  </article></main>
+  <footer><p>Copyright 2024 Acme Inc. All rights reserved.</p><a href="/privacy">Privacy policy</a></footer>
+</body></html>
+"""
+
+
+def _page() -> ExtractedPage:
+    page = extract_page(PAGE, "https://acme.dev/docs/install?ref=nav")
+    assert page is not None
+    return page
+
+
+def _all_text(page: ExtractedPage) -> str:
+    return "\n".join(f"{s.heading}\n{s.text}" for s in page.sections)
+
+
+def test_title_and_headings_are_kept_in_order() -> None:
+    page = _page()
+    assert page.title == "Install Guide"
+    assert [(s.heading, s.level) for s in page.sections] == [
+        ("Install Guide", 1),
+        ("Requirements", 2),
+        ("Running the installer", 2),
+        ("Troubleshooting", 3),
+        ("Running the installer", 2),
+    ]
+    assert page.url == "https://acme.dev/docs/install?ref=nav"
+
+
+def test_section_text_belongs_to_its_heading() -> None:
+    sections = {s.anchor: s for s in _page().sections}
+    assert "2 GB of free disk space" in sections["reqs"].text
+    assert "- Python 3.11\n- pip 23 or newer" in sections["reqs"].text
+    assert "error E42" in sections["trouble"].text
+    # Code keeps its line breaks.
+    assert "rm /var/lock/acme.lock\nacme-install --retry" in sections["trouble"].text
+    assert "error E42" not in sections["reqs"].text
+
+
+def test_anchors_come_from_ids_then_slugs_and_are_unique() -> None:
+    anchors = [s.anchor for s in _page().sections]
+    # id on the heading, id on an inner <a name>, then slugs for headings without one.
+    assert anchors == ["install-guide", "reqs", "running-the-installer", "trouble", "running-the-installer-1"]
+
+
+def test_navigation_cookie_banner_and_footer_are_dropped() -> None:
+    text = _all_text(_page())
+    for boilerplate in ("Pricing plans", "About the Acme company", "cookies", "Copyright", "Privacy policy"):
+        assert boilerplate not in text
+
+
+def test_canonical_url_is_made_absolute() -> None:
+    assert _page().canonical_url == "https://acme.dev/docs/install"
+
+
+def test_no_canonical_link_gives_none() -> None:
+    html = PAGE.replace('<link rel="canonical" href="/docs/install">', "")
+    page = extract_page(html, "https://acme.dev/x")
+    assert page is not None
+    assert page.canonical_url is None
+
+
+def test_text_before_the_first_heading_is_a_level_zero_section() -> None:
+    html = """<html><head><title>Release notes</title></head><body><article>
+      <p>Version 4.2 brings faster startup and a new command line flag for quiet mode operation.</p>
+      <h2>Fixes</h2><p>The scheduler no longer skips jobs that start exactly at midnight UTC.</p>
+    </article></body></html>"""
+    page = extract_page(html, "https://acme.dev/notes")
+    assert page is not None
+    assert page.sections[0] == Section(
+        heading="",
+        anchor="",
+        level=0,
+        text="Version 4.2 brings faster startup and a new command line flag for quiet mode operation.",
+    )
+    assert page.sections[1].heading == "Fixes"
+    assert page.sections[1].anchor == "fixes"
+    assert page.title == "Release notes"
+
+
+def test_pages_without_main_text_give_none() -> None:
+    assert extract_page("", "https://acme.dev/") is None
+    assert extract_page("   ", "https://acme.dev/") is None
+    nav_only = "<html><body><nav><a href='/a'>A</a> <a href='/b'>B</a></nav></body></html>"
+    assert extract_page(nav_only, "https://acme.dev/") is None
+
+
+def test_slugify_matches_common_doc_generators() -> None:
+    assert slugify("Running the installer") == "running-the-installer"
+    assert slugify("Troubleshooting & errors!") == "troubleshooting--errors"
+    assert slugify("  Étape 2: Überblick ") == "étape-2-überblick"
