@@ -604,7 +604,8 @@ class SourceCrawler:
                     urls, subs = parse_sitemap(resp.body)
                 except FeedError as exc:
                     raise _SiteWideFailure(f"sitemap {sitemap}: {exc}") from None
-                pages.extend(urls)
+                # Relative <loc>s are out of spec but common on hand-written sitemaps: resolve them.
+                pages.extend(u for u in (normalize_url(s, sitemap) for s in urls) if u)
                 children.extend(u for u in (normalize_url(s, sitemap) for s in subs) if u)
             pending = children
             depth += 1
