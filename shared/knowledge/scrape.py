@@ -1,0 +1,338 @@
+"""The scrape job: crawl every source, update the index incrementally, publish a snapshot.
+
+One run, start to end (:func:`run_scrape`):
+
+1. take the Firestore lease (``leases/scrape``); if another run holds it, return a ``skipped`` run;
+2. restore the newest snapshot into a private work directory (or start an empty index);
+3. crawl each source with conditional GETs built from the stored page records; upsert changed pages,
+   touch unchanged ones, remove vanished ones (only when that source's crawl had no site-wide failure);
+4. if anything changed, publish by compare-and-swap; on :class:`PublishConflict` start over once from
+   the new base (cheap: conditional GETs and reused vectors), then stop cleanly;
+5. record the run in ``scrape_runs`` and release the lease.
+
+A re-crawl where nothing changed embeds nothing and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.config import Settings, Source
+from shared.knowledge.crawler import CrawlConfig, Outcome, crawl_source
+from shared.knowledge.leases import Clock, Lease, LeaseHeld, utc_now
+from shared.knowledge.runs import RunStatus, ScrapeRun, new_run, save_run
+from shared.knowledge.snapshots import PublishConflict, SnapshotStore
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+MAX_ATTEMPTS = 2  # the first try, plus one start-over after losing the publish race
+
+
+class ScrapeError(RuntimeError):
+    """The run cannot start (bad configuration); the message says what to fix."""
+
+
+def _noop(stage: str, done: int, total: int) -> None:
+    return None
+
+
+class _Attempt:
+    """One pass over every source against one base snapshot. Owns the opened index."""
+
+    def __init__(
+        self, settings: Settings, run: ScrapeRun, embedder: Any, progress: Progress, crawl_config: CrawlConfig
+    ) -> None:
+        self.settings = settings
+        self.run = run
+        self.embedder = embedder
+        self.progress = progress
+        self.crawl_config = crawl_config
+        self.changed = False
+
+    def open_index(self, store: SnapshotStore, work: Path) -> tuple[Any, str | None, int]:
+        """Restore the newest snapshot (or start empty); returns (index, parent id, base generation)."""
+        from shared.knowledge.index import EmbedderMismatch, KnowledgeIndex
+
+        self.progress("restore", 0, 1)
+        _, generation = store.read_pointer()
+        restored = store.restore(work / "restore")
+        self.progress("restore", 1, 1)
+        if restored is not None:
+            try:
+                index = KnowledgeIndex.open(restored.path, self.embedder, self.settings.collection)
+                log.info("restored snapshot %s (%d chunks)", restored.snapshot_id, index.chunk_count())
+                return index, restored.snapshot_id, restored.generation
+            except EmbedderMismatch as exc:
+                # A new embedder makes every stored vector useless: rebuild from scratch.
+                log.warning("%s; rebuilding the whole index", exc)
+                generation = restored.generation
+        else:
+            log.info("no snapshot to restore: building the index from scratch")
+        path = work / f"fresh-{uuid.uuid4().hex[:8]}"
+        return KnowledgeIndex.open(path, self.embedder, self.settings.collection), None, generation
+
+    def scrape_source(self, index: Any, source: Source, hash_owner: dict[str, str]) -> None:
+        from shared.knowledge.chunker import chunk_page, page_content_hash
+        from shared.knowledge.extract import extract_page
+        from shared.knowledge.index import PageRecord
+
+        run = self.run
+        previous = {url: rec for url, rec in index.pages().items() if rec.source == source.name}
+        alive: set[str] = set()  # pages confirmed present (or only transiently failing): never removed
+        stats = {"fetched": 0, "unchanged": 0, "changed": 0, "removed": 0, "failed": 0, "skipped": 0}
+        stage = f"crawl {source.name}"
+        session = crawl_source(source, self.crawl_config, previous)
+        done = 0
+        for result in session:
+            done += 1
+            self.progress(stage, done, max(session.summary.discovered, done))
+            if result.outcome is Outcome.UNCHANGED:
+                alive.add(result.url)
+                stats["unchanged"] += 1
+                if result.url in previous:
+                    index.touch_page(result.url, result.etag, result.last_modified)
+                continue
+            if result.outcome is Outcome.FAILED:
+                alive.add(result.requested_url)
+                stats["failed"] += 1
+                log.warning("%s: %s", result.requested_url, result.reason)
+                continue
+            if result.outcome is not Outcome.FETCHED:
+                stats["skipped"] += 1
+                log.debug("%s %s: %s", result.outcome, result.requested_url, result.reason)
+                continue
+            stats["fetched"] += 1
+            page = extract_page(result.html or "", result.url)
+            chunks = (
+                chunk_page(
+                    page, source.name, self.settings.chunk_max_chars, self.settings.chunk_overlap_chars
+                )
+                if page
+                else []
+            )
+            if not chunks:
+                stats["skipped"] += 1
+                log.info("%s: no main text; not indexed", result.url)
+                continue
+            digest = page_content_hash(chunks)
+            owner = hash_owner.get(digest)
+            if owner is not None and owner != result.url:
+                stats["skipped"] += 1
+                log.info("%s: same content as %s; indexed once", result.url, owner)
+                continue
+            hash_owner[digest] = result.url
+            alive.add(result.url)
+            before = previous.get(result.url)
+            record = PageRecord(
+                url=result.url,
+                source=source.name,
+                content_hash=digest,
+                title=page.title,
+                chunk_count=len(chunks),
+                etag=result.etag,
+                last_modified=result.last_modified,
+                fetched_at=datetime.now(UTC).isoformat(),
+            )
+            run.embeddings += index.upsert_page(record, chunks)
+            if before is not None and before.content_hash == digest:
+                stats["unchanged"] += 1
+            else:
+                stats["changed"] += 1
+                run.chunks_added += len(chunks)
+                run.chunks_removed += before.chunk_count if before else 0
+                self.changed = True
+
+        summary = session.summary
+        if summary.complete:
+            for url in sorted(set(previous) - alive):
+                run.chunks_removed += index.remove_page(url)
+                stats["removed"] += 1
+                self.changed = True
+                log.info("%s: gone from %s; removed", url, source.name)
+        else:
+            log.warning("source %s: crawl incomplete (%s); keeping its pages", source.name, summary.error)
+        run.pages_fetched += stats["fetched"]
+        run.pages_unchanged += stats["unchanged"]
+        run.pages_changed += stats["changed"]
+        run.pages_removed += stats["removed"]
+        run.pages_failed += stats["failed"]
+        run.pages_skipped += stats["skipped"]
+        run.sources[source.name] = {
+            **stats,
+            "complete": summary.complete,
+            "error": summary.error,
+            "seconds": round(summary.seconds, 3),
+        }
+
+    def drop_unconfigured(self, index: Any) -> None:
+        """Pages of a source removed from the configuration leave the index."""
+        configured = {s.name for s in self.settings.sources}
+        for url, record in index.pages().items():
+            if record.source not in configured:
+                self.run.chunks_removed += index.remove_page(url)
+                self.run.pages_removed += 1
+                self.changed = True
+
+
+def _reset_counts(run: ScrapeRun) -> None:
+    for name in (
+        "pages_fetched",
+        "pages_unchanged",
+        "pages_changed",
+        "pages_removed",
+        "pages_failed",
+        "pages_skipped",
+        "chunks_added",
+        "chunks_removed",
+    ):
+        setattr(run, name, 0)
+    run.sources = {}
+
+
+def run_scrape(
+    settings: Settings,
+    progress: Progress | None = None,
+    *,
+    embedder: Any = None,
+    firestore: Any = None,
+    bucket: Any = None,
+    crawl_config: CrawlConfig | None = None,
+    clock: Clock = utc_now,
+) -> ScrapeRun:
+    """Run one scrape (see the module docstring) and return its record.
+
+    ``progress(stage, done, total)`` is called as work advances. The keyword arguments replace the
+    defaults built from ``settings`` (tests pass a counting embedder, CLIs a shared client). Errors are
+    recorded in the returned run (status ``failed``), not raised; a bad configuration raises
+    :class:`ScrapeError` before anything starts.
+    """
+    if not settings.sources:
+        raise ScrapeError("no sources configured: set ASKBASE_SOURCES to a JSON list of sources")
+    progress = progress or _noop
+    crawl_config = crawl_config or CrawlConfig.from_settings(settings)
+    for source in settings.sources:  # fail fast on a bad regex, before taking the lease
+        crawl_source(source, crawl_config).close()
+
+    from shared import gcp
+
+    fs = firestore if firestore is not None else gcp.firestore_client(settings.project_id)
+    lease = Lease(fs, "scrape", settings.scrape_lease_seconds, clock=clock)
+    run = new_run(lease.holder)
+    try:
+        lease.acquire()
+    except LeaseHeld as exc:
+        run.status = RunStatus.SKIPPED
+        run.error = f"skipped: another run holds the lease ({exc})"
+        run.ended_at = datetime.now(UTC)
+        log.info("%s", run.error)
+        try:
+            save_run(fs, run)  # the status page shows that a run was due but overlapped
+        except Exception:
+            log.exception("could not record skipped scrape run %s", run.id)
+        return run
+    work = Path(settings.data_dir) / "scrape" / run.id
+    try:
+        save_run(fs, run)
+        lease.start_renewing()
+        if bucket is None:
+            bucket = gcp.ensure_bucket(gcp.storage_client(settings.project_id), settings.bucket)
+        store = SnapshotStore(
+            bucket,
+            settings.snapshot_prefix,
+            settings.snapshot_keep,
+            settings.snapshot_compression,
+            work_dir=work,
+        )
+        if embedder is None:
+            from shared.knowledge.embeddings import load_embedder
+
+            embedder = load_embedder(settings.embedder)
+        _run_attempts(settings, run, store, embedder, progress, crawl_config, lease, work)
+    except Exception as exc:
+        run.status = RunStatus.FAILED
+        run.error = f"{type(exc).__name__}: {exc}"
+        log.exception("scrape run %s failed", run.id, extra={"run_id": run.id})
+    finally:
+        run.ended_at = datetime.now(UTC)
+        try:
+            save_run(fs, run)
+        except Exception:
+            log.exception("could not record scrape run %s", run.id)
+        try:
+            lease.release()
+        except Exception:  # it expires on its own
+            log.exception("could not release the scrape lease; it expires at %s", lease.expires_at)
+        shutil.rmtree(work, ignore_errors=True)
+    log.info(
+        "scrape run %s: %s (%d changed, %d unchanged, %d removed, %d failed, %d embeddings)%s",
+        run.id,
+        run.status.value,
+        run.pages_changed,
+        run.pages_unchanged,
+        run.pages_removed,
+        run.pages_failed,
+        run.embeddings,
+        f", snapshot {run.snapshot_id}" if run.snapshot_id else "",
+        extra={"run_id": run.id},
+    )
+    return run
+
+
+def _run_attempts(
+    settings: Settings,
+    run: ScrapeRun,
+    store: SnapshotStore,
+    embedder: Any,
+    progress: Progress,
+    crawl_config: CrawlConfig,
+    lease: Lease,
+    work: Path,
+) -> None:
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        run.attempts = attempt
+        _reset_counts(run)
+        job = _Attempt(settings, run, embedder, progress, crawl_config)
+        index, parent_id, generation = job.open_index(store, work / f"attempt-{attempt}")
+        try:
+            run.parent_snapshot_id = parent_id
+            hash_owner = {rec.content_hash: url for url, rec in index.pages().items()}
+            for source in settings.sources:
+                job.scrape_source(index, source, hash_owner)
+            job.drop_unconfigured(index)
+            if not job.changed:
+                run.status = RunStatus.UNCHANGED
+                run.snapshot_id = parent_id
+                return
+            lease.check()
+            progress("publish", 0, 1)
+            manifest = store.publish(
+                index,
+                {
+                    "embedder": {"id": embedder.id, "dimension": embedder.dimension},
+                    "run_id": run.id,
+                    "sources": [s.name for s in settings.sources],
+                },
+                parent_id,
+                generation,
+            )
+            progress("publish", 1, 1)
+            run.snapshot_id = manifest.id
+            run.status = RunStatus.PUBLISHED
+            return
+        except PublishConflict as exc:
+            if attempt == MAX_ATTEMPTS:
+                run.status = RunStatus.CONFLICT
+                run.error = f"lost the publish race twice; the other run's snapshot stands ({exc})"
+                log.warning("%s", run.error)
+                return
+            log.warning("%s; starting over from the new snapshot", exc)
+        finally:
+            index.close()
+            shutil.rmtree(work / f"attempt-{attempt}", ignore_errors=True)
