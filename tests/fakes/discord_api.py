@@ -559,3 +559,30 @@ class FakeDiscord:
 
 def _unauthorized() -> JSONResponse:
     return JSONResponse({"message": "401: Unauthorized", "code": 0}, status_code=401)
+
+
+def pong_endpoint(public_key_for: Any) -> Any:
+    """A ``RecordingEndpoint`` responder that behaves like a correct interactions endpoint for PINGs.
+
+    ``public_key_for(path) -> hex public key | None``. Verifies Ed25519 over timestamp + body (401 on
+    any failure) and answers PING with PONG; other interactions get a deferred response (type 5).
+    Usage: ``RecordingEndpoint(pong_endpoint(lambda path: app.public_key))``.
+    """
+    from nacl.exceptions import BadSignatureError
+    from nacl.signing import VerifyKey
+
+    def respond(path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        key = public_key_for(path)
+        try:
+            VerifyKey(bytes.fromhex(key)).verify(
+                headers.get("x-signature-timestamp", "").encode() + body,
+                bytes.fromhex(headers.get("x-signature-ed25519", "")),
+            )
+        except (BadSignatureError, ValueError, TypeError):
+            return 401, {"error": "invalid request signature"}
+        interaction = json.loads(body)
+        if interaction.get("type") == 1:
+            return 200, {"type": 1}
+        return 200, {"type": 5}
+
+    return respond

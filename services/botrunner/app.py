@@ -1,0 +1,52 @@
+"""The botrunner service: the bot control plane and, when present, the worker's ``/worker/push``.
+
+``create_app(settings=None)`` is the app factory (gunicorn: ``services.botrunner.app:create_app()``).
+It registers :mod:`services.botrunner.control_api` and ``services.botrunner.worker:bp`` if that module
+exists, and starts one background reconcile so that running bots get their webhooks back after any
+redeploy (see :mod:`shared.bots.reconcile`). The reconcile thread is kept in
+``app.extensions["askbase.reconcile_thread"]`` (tests join it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+from flask import Flask
+
+from services.botrunner import control_api
+from shared import logs
+from shared.bots.control import BotControl
+from shared.bots.reconcile import start_background_reconcile
+from shared.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+RECONCILE_THREAD_KEY = "askbase.reconcile_thread"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    control: BotControl | None = None,
+    reconcile_on_start: bool = True,
+) -> Flask:
+    settings = settings or get_settings()
+    logs.configure(settings.log_level, json_output=settings.is_production)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions[control_api.SETTINGS_KEY] = settings
+    app.config["ASKBASE_SETTINGS"] = settings  # where the worker blueprint looks for them
+    control = control or BotControl(settings)
+    app.extensions[control_api.CONTROL_KEY] = control
+    app.register_blueprint(control_api.bp)
+    # The worker route is built by another module and may not exist in every checkout; a worker that
+    # exists but fails to import is a real error and must not be hidden.
+    if importlib.util.find_spec("services.botrunner.worker") is not None:
+        from services.botrunner.worker import bp as worker_bp
+
+        app.register_blueprint(worker_bp)
+    control_api.install_error_pages(app)
+    if reconcile_on_start:
+        app.extensions[RECONCILE_THREAD_KEY] = start_background_reconcile(control)
+    return app

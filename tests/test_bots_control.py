@@ -1,0 +1,348 @@
+"""The control-plane service (shared/bots/control.py) against the emulators and the fake platforms."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from shared.bots.control import BadRequest, BotControl, Caller, Conflict, NotFound
+from shared.bots.registry import BotRegistry
+from shared.bots.transport import RetryPolicy
+from shared.config import Settings
+from tests.fakes._server import RecordingEndpoint
+from tests.fakes.discord_api import FakeApplication, FakeDiscord, pong_endpoint
+from tests.fakes.telegram_api import SECRET_HEADER, FakeTelegram
+
+ANN = Caller(user="ann@example.com", email="ann@example.com")
+BOB = Caller(user="bob@example.com", email="bob@example.com")
+ADMIN = Caller(user="root@example.com", admin=True)
+
+
+@pytest.fixture
+def tg() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as fake:
+        yield fake
+
+
+@pytest.fixture
+def dc() -> Iterator[FakeDiscord]:
+    with FakeDiscord() as fake:
+        yield fake
+
+
+@pytest.fixture
+def tg_hook() -> Iterator[RecordingEndpoint]:
+    with RecordingEndpoint() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def discord_keys() -> dict[str, str]:
+    """Application public key by bot id, read by the stand-in interactions endpoint."""
+    return {}
+
+
+@pytest.fixture
+def dc_hook(discord_keys: dict[str, str]) -> Iterator[RecordingEndpoint]:
+    def key_for(path: str) -> str | None:
+        return discord_keys.get(path.rstrip("/").rsplit("/", 1)[-1]) or discord_keys.get("*")
+
+    with RecordingEndpoint(pong_endpoint(key_for)) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def bot_settings(
+    emulators, settings: Settings, tg: FakeTelegram, dc: FakeDiscord, tg_hook, dc_hook
+) -> Settings:
+    return settings.model_copy(
+        update={
+            "telegram_api_base": tg.base_url,
+            "discord_api_base": dc.base_url,
+            "telegram_webhook_url": tg_hook.url + "/telegram",
+            "discord_webhook_url": dc_hook.url + "/discord",
+        }
+    )
+
+
+@pytest.fixture
+def control(bot_settings: Settings) -> BotControl:
+    return BotControl(
+        bot_settings,
+        BotRegistry.from_settings(bot_settings),
+        policy=RetryPolicy(attempts=3, backoff=0.01, max_wait=5.0),
+    )
+
+
+def telegram_bot(control: BotControl, tg: FakeTelegram, caller: Caller = ANN, **extra):
+    token = tg.add_bot(username="docs_bot")
+    bot = control.create_bot(
+        caller, {"platform": "telegram", "name": "Docs", "token": token, "model": "extractive", **extra}
+    )
+    return bot, token
+
+
+def discord_bot(
+    control: BotControl, dc: FakeDiscord, keys: dict[str, str], caller: Caller = ANN
+) -> tuple[object, FakeApplication]:
+    app = dc.add_application()
+    keys["*"] = app.public_key
+    bot = control.create_bot(
+        caller,
+        {
+            "platform": "discord",
+            "name": "Docs",
+            "application_id": app.id,
+            "public_key": app.public_key,
+            "bot_token": app.bot_token,
+        },
+    )
+    keys[bot.id] = app.public_key
+    return bot, app
+
+
+# --- registration -----------------------------------------------------------------------------
+
+
+def test_telegram_bad_token_is_a_clear_400(control: BotControl, tg: FakeTelegram) -> None:
+    unknown = "1234567890:AAHk1H6tK7cbbX5fL9m3o0nV8rQ2wYzAbCd"
+    with pytest.raises(BadRequest, match="Telegram rejected this token"):
+        control.create_bot(ANN, {"platform": "telegram", "name": "x", "token": unknown})
+    with pytest.raises(BadRequest, match="Telegram rejected this token"):
+        control.create_bot(ANN, {"platform": "telegram", "name": "x", "token": "../../etc?x=1"})
+    assert control.registry.list_bots() == []
+
+
+def test_telegram_registration_records_identity(control: BotControl, tg: FakeTelegram) -> None:
+    bot, _ = telegram_bot(control, tg, system_prompt="Answer in French.")
+    assert bot.platform_info["username"] == "docs_bot"
+    assert bot.status == "stopped" and bot.desired == "stopped"
+    assert bot.system_prompt == "Answer in French."
+    with pytest.raises(Conflict):
+        control.create_bot(
+            ANN, {"platform": "telegram", "name": "again", "token": control.registry.decrypt_token(bot)}
+        )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"platform": "irc", "name": "x"}, "platform"),
+        ({"platform": "telegram", "name": "", "token": "1:a"}, "name"),
+        ({"platform": "telegram", "name": "x" * 65, "token": "1:a"}, "name"),
+        ({"platform": "telegram", "name": "x", "model": "gpt", "token": "1:a"}, "model"),
+        ({"platform": "telegram", "name": "x"}, "token"),
+        ({"platform": "discord", "name": "x", "application_id": "abc"}, "application_id"),
+    ],
+)
+def test_bad_input_is_400(control: BotControl, data: dict, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        control.create_bot(ANN, data)
+
+
+def test_discord_registration_checks_the_application(control: BotControl, dc: FakeDiscord) -> None:
+    app, other = dc.add_application(), dc.add_application()
+    base = {"platform": "discord", "name": "d"}
+    good = {"application_id": app.id, "public_key": app.public_key, "bot_token": app.bot_token}
+    with pytest.raises(BadRequest, match="different application"):
+        control.create_bot(ANN, {**base, **good, "application_id": other.id})
+    with pytest.raises(BadRequest, match="public key"):
+        control.create_bot(ANN, {**base, **good, "public_key": other.public_key})
+    with pytest.raises(BadRequest, match="Discord rejected"):
+        control.create_bot(ANN, {**base, **good, "bot_token": other.bot_token[:-4] + "AAAA"})
+    bot = control.create_bot(ANN, {**base, **good})
+    assert bot.platform_info["application_id"] == app.id
+    assert bot.platform_info["public_key"] == app.public_key
+
+
+# --- start / stop -----------------------------------------------------------------------------
+
+
+def test_telegram_start_sets_webhook_with_secret_and_stop_deletes(
+    control: BotControl, tg: FakeTelegram, tg_hook: RecordingEndpoint
+) -> None:
+    bot, token = telegram_bot(control, tg)
+    started = control.start_bot(ANN, bot.id)
+    assert started.status == "running" and started.desired == "running"
+    hook = tg.webhook(token)
+    assert hook is not None
+    assert hook.url == f"{tg_hook.url}/telegram/{bot.id}"
+    assert hook.secret_token == control.registry.webhook_secret(started)
+    assert "message" in hook.allowed_updates
+    assert [c["command"] for c in tg.bots[token].commands][:1] == ["ask"]
+
+    # Telegram now delivers updates there, with the per-bot secret header.
+    assert tg.send_update(token, tg.message_update(42, "hello")).status_code == 200
+    path, headers, _ = tg_hook.requests[-1]
+    assert path == f"/telegram/{bot.id}"
+    assert headers[SECRET_HEADER.lower()] == hook.secret_token
+
+    stopped = control.stop_bot(ANN, bot.id)
+    assert stopped.status == "stopped" and stopped.desired == "stopped"
+    assert tg.webhook(token) is None
+    kinds = [e.kind for e in control.activity(ANN, bot.id).items]
+    assert kinds[:3] == ["stopped", "started", "created"]
+
+
+def test_restart_re_registers(control: BotControl, tg: FakeTelegram) -> None:
+    bot, token = telegram_bot(control, tg)
+    control.start_bot(ANN, bot.id)
+    before = len(tg.calls_for(token, "setWebhook"))
+    restarted = control.restart_bot(ANN, bot.id)
+    assert restarted.status == "running"
+    assert len(tg.calls_for(token, "deleteWebhook")) == 1
+    assert len(tg.calls_for(token, "setWebhook")) == before + 1
+    # Starting a running bot only checks the platform.
+    control.start_bot(ANN, bot.id)
+    assert len(tg.calls_for(token, "setWebhook")) == before + 1
+
+
+def test_start_honours_429_and_records_platform_failures(control: BotControl, tg: FakeTelegram) -> None:
+    bot, token = telegram_bot(control, tg)
+    tg.fail_next("setWebhook", status=429, retry_after=1)
+    assert control.start_bot(ANN, bot.id).status == "running"
+    assert len(tg.calls_for(token, "setWebhook")) == 2
+
+    control.stop_bot(ANN, bot.id)
+    tg.fail_next("setWebhook", status=500, times=5)
+    failed = control.start_bot(ANN, bot.id)
+    assert failed.status == "error" and failed.desired == "running"
+    assert "setWebhook" in failed.last_error
+    assert token not in failed.last_error
+    entries = control.activity(ANN, bot.id).items
+    assert entries[0].kind == "error"
+
+    # Trying again once the platform is healthy clears the error.
+    again = control.start_bot(ANN, bot.id)
+    assert again.status == "running" and again.last_error is None
+
+
+def test_revoked_token_puts_the_bot_in_error(control: BotControl, tg: FakeTelegram) -> None:
+    bot, token = telegram_bot(control, tg)
+    tg.revoke(token)
+    failed = control.start_bot(ANN, bot.id)
+    assert failed.status == "error"
+    assert "Unauthorized" in failed.last_error
+
+
+def test_discord_start_registers_ask_and_endpoint(
+    control: BotControl, dc: FakeDiscord, dc_hook: RecordingEndpoint, discord_keys: dict[str, str]
+) -> None:
+    bot, app = discord_bot(control, dc, discord_keys)
+    started = control.start_bot(ANN, bot.id)
+    assert started.status == "running", started.last_error
+    assert app.interactions_endpoint_url == f"{dc_hook.url}/discord/{bot.id}"
+    assert [c["name"] for c in dc.commands(app.id)] == ["ask"]
+    # Discord probed the endpoint: one bad signature (401) and one signed PING (PONG).
+    assert len(dc_hook.requests) == 2
+
+    response = dc.deliver(app.id, dc.ask_interaction(app.id, "How do I deploy?"))
+    assert response.json() == {"type": 5}
+
+    stopped = control.stop_bot(ANN, bot.id)
+    assert stopped.status == "stopped"
+    assert app.interactions_endpoint_url is None
+
+
+def test_discord_start_fails_when_endpoint_does_not_pong(
+    control: BotControl, dc: FakeDiscord, discord_keys: dict[str, str]
+) -> None:
+    bot, app = discord_bot(control, dc, discord_keys)
+    discord_keys.clear()  # the endpoint no longer knows the key: every request gets 401
+    discord_keys["*"] = dc.add_application().public_key
+    failed = control.start_bot(ANN, bot.id)
+    assert failed.status == "error"
+    assert "could not be verified" in failed.last_error
+    assert app.interactions_endpoint_url is None
+
+
+# --- edit / delete / isolation ----------------------------------------------------------------
+
+
+def test_edit_only_editable_fields(control: BotControl, tg: FakeTelegram) -> None:
+    bot, _ = telegram_bot(control, tg)
+    edited = control.edit_bot(ANN, bot.id, {"name": "New", "model": "gemini", "system_prompt": "Short."})
+    assert (edited.name, edited.model, edited.system_prompt) == ("New", "gemini", "Short.")
+    with pytest.raises(BadRequest, match="token"):
+        control.edit_bot(ANN, bot.id, {"token": "1:x"})
+    with pytest.raises(BadRequest, match="model"):
+        control.edit_bot(ANN, bot.id, {"model": "gpt-9"})
+    with pytest.raises(BadRequest):
+        control.edit_bot(ANN, bot.id, ["name"])
+
+
+def test_delete_unhooks_and_removes(control: BotControl, tg: FakeTelegram) -> None:
+    bot, token = telegram_bot(control, tg)
+    control.start_bot(ANN, bot.id)
+    control.delete_bot(ANN, bot.id)
+    assert tg.webhook(token) is None
+    assert control.registry.get_bot(bot.id) is None
+    with pytest.raises(NotFound):
+        control.get_bot(ANN, bot.id)
+
+
+def test_delete_works_even_if_the_token_was_revoked(control: BotControl, tg: FakeTelegram) -> None:
+    bot, token = telegram_bot(control, tg)
+    tg.revoke(token)
+    control.delete_bot(ANN, bot.id)
+    assert control.registry.get_bot(bot.id) is None
+
+
+def test_users_only_see_their_own_bots(control: BotControl, tg: FakeTelegram) -> None:
+    bot, token = telegram_bot(control, tg)
+    assert control.list_bots(BOB) == []
+    for action in (
+        lambda: control.get_bot(BOB, bot.id),
+        lambda: control.edit_bot(BOB, bot.id, {"name": "mine"}),
+        lambda: control.start_bot(BOB, bot.id),
+        lambda: control.stop_bot(BOB, bot.id),
+        lambda: control.restart_bot(BOB, bot.id),
+        lambda: control.activity(BOB, bot.id),
+        lambda: control.delete_bot(BOB, bot.id),
+    ):
+        with pytest.raises(NotFound):
+            action()
+    assert tg.webhook(token) is None
+    assert control.get_bot(ANN, bot.id).name == "Docs"
+    # Admins can see and manage every bot.
+    assert [b.id for b in control.list_bots(ADMIN, all_owners=True)] == [bot.id]
+    assert control.get_bot(ADMIN, bot.id).id == bot.id
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+
+def test_concurrent_start_and_stop_end_consistent(control: BotControl, tg: FakeTelegram) -> None:
+    bot, token = telegram_bot(control, tg)
+    # Two instances (as on two Cloud Run instances): no shared in-process lock between them.
+    other = BotControl(control.settings, BotRegistry.from_settings(control.settings))
+    for _ in range(3):
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def run(action, barrier=barrier, errors=errors) -> None:
+            try:
+                barrier.wait()
+                action(ANN, bot.id)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=run, args=(control.start_bot,)),
+            threading.Thread(target=run, args=(other.stop_bot,)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        final = control.registry.get_bot(bot.id)
+        # Whichever call won, the status, the desired state and the platform agree.
+        if final.desired == "running":
+            assert final.status == "running"
+            assert tg.webhook(token) is not None
+        else:
+            assert final.status == "stopped"
+            assert tg.webhook(token) is None
