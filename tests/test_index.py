@@ -1,0 +1,346 @@
+"""KnowledgeIndex on a real Chroma directory: build, incremental upserts, removal, reopen, embedder pin,
+locking. A small bag-of-words embedder keeps these fast; retrieval quality is tested with MiniLM in
+test_retrieval.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.knowledge.chunker import Chunk, chunk_page, page_content_hash
+from shared.knowledge.extract import ExtractedPage, Section
+from shared.knowledge.index import (
+    SIDECAR_NAME,
+    EmbedderMismatch,
+    IndexCorrupt,
+    KnowledgeIndex,
+    PageRecord,
+)
+
+
+class BagOfWordsEmbedder:
+    """Words hashed into 64 buckets, L2-normalised: texts sharing words get similar vectors.
+
+    Counts calls and embedded texts so tests can prove what was (not) embedded.
+    """
+
+    dimension = 64
+
+    def __init__(self, embedder_id: str = "test-bow") -> None:
+        self.id = embedder_id
+        self.calls = 0
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.texts.extend(texts)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[row, int(hashlib.sha256(word.encode()).hexdigest(), 16) % self.dimension] += 1.0
+            out[row] /= np.linalg.norm(out[row]) or 1.0
+        return out
+
+
+def make_page(url: str, sections: dict[str, str], title: str = "Guide") -> ExtractedPage:
+    return ExtractedPage(
+        url=url,
+        title=title,
+        sections=[Section(heading, heading.lower(), 2, text) for heading, text in sections.items()],
+        canonical_url=None,
+    )
+
+
+def record_for(page: ExtractedPage, chunks: list[Chunk], source: str, etag: str | None = None) -> PageRecord:
+    return PageRecord(
+        url=page.url,
+        source=source,
+        content_hash=page_content_hash(chunks),
+        title=page.title,
+        chunk_count=0,  # the index fills in the real count
+        etag=etag,
+        last_modified=None,
+        fetched_at="2026-11-23T10:00:00+00:00",
+    )
+
+
+def add(index: KnowledgeIndex, page: ExtractedPage, source: str = "docs") -> tuple[int, list[Chunk]]:
+    chunks = chunk_page(page, source=source, max_chars=400, overlap=40)
+    return index.upsert_page(record_for(page, chunks, source), chunks), chunks
+
+
+PAGES = {
+    "https://docs.acme.dev/install": {
+        "Requirements": "Acme needs Python 3.11 and two gigabytes of disk space.",
+        "Installer": "Run the installer script with sudo. It configures background services.",
+        "Troubleshooting": "Error E42 means a stale lock file: delete it and retry.",
+    },
+    "https://docs.acme.dev/billing": {
+        "Invoices": "Invoices are emailed on the first day of each month as PDF files.",
+        "Refunds": "Refunds are processed within five business days of the request.",
+    },
+}
+BLOG = {"https://blog.acme.dev/launch": {"Launch": "We launched Acme Cloud with regions in Europe and Asia."}}
+
+
+@pytest.fixture
+def embedder() -> BagOfWordsEmbedder:
+    return BagOfWordsEmbedder()
+
+
+@pytest.fixture
+def index(tmp_path: Path, embedder: BagOfWordsEmbedder) -> Iterator[KnowledgeIndex]:
+    idx = KnowledgeIndex.open(tmp_path / "index", embedder)
+    for url, sections in PAGES.items():
+        add(idx, make_page(url, sections))
+    for url, sections in BLOG.items():
+        add(idx, make_page(url, sections, title="Blog"), source="blog")
+    yield idx
+    idx.close()
+
+
+def chroma_ids(index: KnowledgeIndex) -> set[str]:
+    return set(index._collection.get(include=[])["ids"])
+
+
+def test_full_build_counts_pages_and_sources(index: KnowledgeIndex, embedder: BagOfWordsEmbedder) -> None:
+    assert index.chunk_count() == 6
+    assert index.counts_by_source() == {"blog": 1, "docs": 5}
+    pages = index.pages()
+    assert set(pages) == {*PAGES, *BLOG}
+    assert pages["https://docs.acme.dev/install"].chunk_count == 3
+    assert pages["https://blog.acme.dev/launch"].source == "blog"
+    assert len(embedder.texts) == 6
+    assert len(chroma_ids(index)) == 6
+
+
+def test_unchanged_page_embeds_nothing(
+    index: KnowledgeIndex, embedder: BagOfWordsEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_chroma_write(*args: object) -> None:
+        raise AssertionError("an unchanged page rewrote its chunks")
+
+    monkeypatch.setattr(index, "_delete_ids", no_chroma_write)
+    monkeypatch.setattr(index, "_add_chunks", no_chroma_write)
+    calls = embedder.calls
+    page = make_page("https://docs.acme.dev/install", PAGES["https://docs.acme.dev/install"])
+    embedded, _ = add(index, page)
+    assert embedded == 0
+    assert embedder.calls == calls
+    assert index.chunk_count() == 6
+
+
+def test_changed_page_replaces_all_its_chunks_and_embeds_only_new_text(
+    index: KnowledgeIndex, embedder: BagOfWordsEmbedder
+) -> None:
+    url = "https://docs.acme.dev/install"
+    old_ids = {i for i in chroma_ids(index) if index._chunks[i].url == url}
+    changed = dict(PAGES[url])
+    changed["Troubleshooting"] = "Error E51 means the license expired: renew it in the console."
+    del changed["Installer"]
+    before = len(embedder.texts)
+    embedded, new_chunks = add(index, make_page(url, changed))
+
+    # Requirements kept its text: its vector is reused; only the rewritten section is embedded.
+    assert embedded == 1
+    assert embedder.texts[before:] == [new_chunks[1].text]
+    ids = chroma_ids(index)
+    assert {c.id for c in new_chunks} <= ids
+    assert not (old_ids - {c.id for c in new_chunks}) & ids
+    assert index.chunk_count() == 5
+    assert index.pages()[url].chunk_count == 2
+    assert index.pages()[url].content_hash == page_content_hash(new_chunks)
+    texts = [p.text for p in index.search("E42 stale lock", k=5)]
+    assert not any("E42" in t for t in texts)
+    assert any("E51" in t for t in (p.text for p in index.search("E51 license", k=5)))
+
+
+def test_reused_vectors_are_the_stored_ones(index: KnowledgeIndex) -> None:
+    url = "https://docs.acme.dev/billing"
+    first = chunk_page(make_page(url, PAGES[url]), "docs", 400, 40)
+    stored = index._collection.get(ids=[first[0].id], include=["embeddings"])["embeddings"][0]
+    changed = {"Intro": "Billing basics.", **PAGES[url]}  # shifts positions, so ids change
+    _, chunks = add(index, make_page(url, changed))
+    moved = next(c for c in chunks if c.content_hash == first[0].content_hash)
+    assert moved.id != first[0].id
+    got = index._collection.get(ids=[moved.id], include=["embeddings"])["embeddings"][0]
+    np.testing.assert_allclose(got, stored, atol=1e-7)
+
+
+def test_remove_page_deletes_its_chunks_and_record(index: KnowledgeIndex) -> None:
+    url = "https://docs.acme.dev/billing"
+    assert index.remove_page(url) == 2
+    assert url not in index.pages()
+    assert index.chunk_count() == 4
+    assert all(index._chunks[i].url != url for i in chroma_ids(index))
+    assert all(p.url != url for p in index.search("refunds invoices billing", k=10))
+    assert index.counts_by_source() == {"blog": 1, "docs": 3}
+    assert index.remove_page(url) == 0
+    assert index.remove_page("https://never.seen/") == 0
+
+
+def test_touch_page_updates_validators_only(index: KnowledgeIndex, embedder: BagOfWordsEmbedder) -> None:
+    url = "https://docs.acme.dev/install"
+    before = index.pages()[url]
+    calls = embedder.calls
+    index.touch_page(url, etag='"v2"', last_modified="Mon, 23 Nov 2026 10:00:00 GMT")
+    after = index.pages()[url]
+    assert after.etag == '"v2"'
+    assert after.last_modified == "Mon, 23 Nov 2026 10:00:00 GMT"
+    assert after.fetched_at > before.fetched_at
+    assert after.content_hash == before.content_hash
+    assert embedder.calls == calls
+    with pytest.raises(KeyError):
+        index.touch_page("https://never.seen/", None, None)
+
+
+def test_reopen_after_close_keeps_chunks_records_and_search(
+    tmp_path: Path, embedder: BagOfWordsEmbedder
+) -> None:
+    path = tmp_path / "index"
+    with KnowledgeIndex.open(path, embedder) as idx:
+        for url, sections in PAGES.items():
+            add(idx, make_page(url, sections))
+        idx.touch_page("https://docs.acme.dev/billing", '"e1"', None)
+    reopened = KnowledgeIndex.open(path, BagOfWordsEmbedder())
+    try:
+        assert reopened.chunk_count() == 5
+        assert reopened.pages()["https://docs.acme.dev/billing"].etag == '"e1"'
+        hits = reopened.search("stale lock file error E42", k=1)
+        assert hits[0].anchor == "troubleshooting"
+        assert hits[0].url == "https://docs.acme.dev/install"
+        # Unchanged pages stay free after a reopen too.
+        embedded, _ = add(
+            reopened, make_page("https://docs.acme.dev/install", PAGES["https://docs.acme.dev/install"])
+        )
+        assert embedded == 0
+    finally:
+        reopened.close()
+
+
+def test_another_embedder_is_refused(tmp_path: Path, embedder: BagOfWordsEmbedder) -> None:
+    path = tmp_path / "index"
+    with KnowledgeIndex.open(path, embedder) as idx:
+        add(idx, make_page("https://docs.acme.dev/x", {"A": "Some text here."}))
+    with pytest.raises(EmbedderMismatch, match=r"'test-bow'.*'other-model'"):
+        KnowledgeIndex.open(path, BagOfWordsEmbedder("other-model"))
+
+    class WiderEmbedder(BagOfWordsEmbedder):
+        dimension = 128
+
+    with pytest.raises(EmbedderMismatch, match="dimension 64"):
+        KnowledgeIndex.open(path, WiderEmbedder())
+    # The refusal left the index intact for the right embedder.
+    with KnowledgeIndex.open(path, embedder) as idx:
+        assert idx.chunk_count() == 1
+
+
+def test_sidecar_is_atomic_json_with_embedder_and_pages(index: KnowledgeIndex) -> None:
+    data = json.loads((index.path / SIDECAR_NAME).read_text())
+    assert data["embedder"] == {"id": "test-bow", "dimension": 64}
+    assert set(data["pages"]) == {*PAGES, *BLOG}
+    assert data["pages"]["https://docs.acme.dev/billing"]["chunk_count"] == 2
+    assert not list(index.path.glob("*.tmp"))
+
+
+def test_chunks_without_a_sidecar_are_refused(tmp_path: Path, embedder: BagOfWordsEmbedder) -> None:
+    path = tmp_path / "index"
+    with KnowledgeIndex.open(path, embedder) as idx:
+        add(idx, make_page("https://docs.acme.dev/x", {"A": "Some text here."}))
+    (path / SIDECAR_NAME).unlink()
+    with pytest.raises(IndexCorrupt, match=r"no askbase-index\.json"):
+        KnowledgeIndex.open(path, embedder)
+    (path / SIDECAR_NAME).write_text("{not json")
+    with pytest.raises(IndexCorrupt):
+        KnowledgeIndex.open(path, embedder)
+
+
+def test_missing_chunks_are_restored_even_when_the_hash_is_unchanged(
+    index: KnowledgeIndex, embedder: BagOfWordsEmbedder
+) -> None:
+    # A writer killed between deleting old chunks and adding new ones leaves the record behind.
+    url = "https://docs.acme.dev/billing"
+    gone = [i for i, c in index._chunks.items() if c.url == url]
+    index._delete_ids(gone)
+    embedded, _ = add(index, make_page(url, PAGES[url]))
+    assert embedded == 2
+    assert index.chunk_count() == 6
+
+
+def test_bad_input_is_rejected(index: KnowledgeIndex) -> None:
+    page = make_page("https://docs.acme.dev/a", {"A": "Alpha text."})
+    chunks = chunk_page(page, "docs", 400, 40)
+    record = record_for(page, chunks, "docs")
+    record.url = "https://docs.acme.dev/b"
+    with pytest.raises(ValueError, match="belongs to"):
+        index.upsert_page(record, chunks)
+
+
+def test_closed_index_refuses_work(tmp_path: Path, embedder: BagOfWordsEmbedder) -> None:
+    idx = KnowledgeIndex.open(tmp_path / "index", embedder)
+    idx.close()
+    idx.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        idx.search("anything")
+    with pytest.raises(RuntimeError, match="closed"):
+        idx.remove_page("https://x/")
+
+
+def test_writes_wait_for_the_write_lock(index: KnowledgeIndex) -> None:
+    assert isinstance(index.write_lock, type(threading.RLock()))
+    page = make_page("https://docs.acme.dev/new", {"New": "A brand new page about quotas."})
+    done = threading.Event()
+
+    def writer() -> None:
+        add(index, page)
+        done.set()
+
+    with index.write_lock:  # what the snapshot packer does while it copies the directory
+        thread = threading.Thread(target=writer)
+        thread.start()
+        time.sleep(0.3)
+        assert not done.is_set()
+        assert "https://docs.acme.dev/new" not in index._pages
+        # Readers are not blocked by the held lock.
+        assert index.search("refunds", k=1)
+    thread.join(timeout=10)
+    assert done.is_set()
+    assert index.chunk_count() == 7
+
+
+def test_concurrent_searches_during_writes(index: KnowledgeIndex) -> None:
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                hits = index.search("refunds processed business days", k=3)
+                assert hits
+                assert len({h.chunk_id for h in hits}) == len(hits)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    readers = [threading.Thread(target=reader) for _ in range(6)]
+    for thread in readers:
+        thread.start()
+    try:
+        for round_ in range(15):
+            url = f"https://docs.acme.dev/churn{round_ % 3}"
+            add(index, make_page(url, {"Churn": f"Version {round_} of a page that keeps changing."}))
+            if round_ % 4 == 3:
+                index.remove_page(url)
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join(timeout=30)
+    assert not errors, errors[0]
