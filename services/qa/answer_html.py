@@ -1,0 +1,53 @@
+"""Answer text → safe HTML: quotes become blockquotes and ``[n]`` markers link to the cited source.
+
+Everything is escaped first; only the markup built here is trusted. ``static/chat.js`` renders answers
+that arrive over the API the same way, so a reload looks exactly like the live answer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from markupsafe import Markup, escape
+
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+
+
+def _inline(text: str, sources: list[dict[str, Any]]) -> str:
+    out = []
+    last = 0
+    for match in _CITATION.finditer(text):
+        out.append(str(escape(text[last : match.start()])))
+        n = int(match.group(1))
+        if 1 <= n <= len(sources):
+            url = str(sources[n - 1].get("url", ""))
+            title = str(sources[n - 1].get("title", ""))
+            out.append(
+                f'<a class="cite" href="{escape(url)}" target="_blank" rel="noopener noreferrer" '
+                f'title="{escape(title)}">[{n}]</a>'
+            )
+        else:
+            out.append(str(escape(match.group(0))))
+        last = match.end()
+    out.append(str(escape(text[last:])))
+    return "".join(out)
+
+
+def answer_html(text: str, sources: list[dict[str, Any]] | None = None) -> Markup:
+    """Render an answer: paragraphs, ``> `` quote blocks and citation links."""
+    sources = sources or []
+    blocks = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines = block.split("\n")
+        head = [line for line in lines if not line.startswith(">")]
+        quote = [line[1:].strip() for line in lines if line.startswith(">")]
+        if head:
+            blocks.append("<p>" + "<br>".join(_inline(line, sources) for line in head) + "</p>")
+        if quote:
+            blocks.append(
+                "<blockquote><p>"
+                + "<br>".join(_inline(line, sources) for line in quote)
+                + "</p></blockquote>"
+            )
+    return Markup("".join(blocks))  # noqa: S704 - every fragment above was escaped

@@ -1,0 +1,198 @@
+"""The Q&A web service: ``create_app`` wires settings, the live index, Firestore and the blueprints.
+
+Blueprints stay thin (parse, call one service, render); everything they share is on
+``app.extensions["askbase"]`` (:class:`QAContext`). A blueprint that wants a link in the top navigation
+calls :func:`add_nav_item` from its ``init_app(app)``; ``services/qa/bots_pages.py``, when present, is
+registered automatically that way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from shared.config import Settings, get_settings
+from shared.qa.answerers import Answerer, get_answerer
+from shared.qa.ask import AskService
+from shared.qa.conversations import ConversationStore
+from shared.qa.live_index import LiveIndex
+from shared.qa.ratelimit import RateLimiter
+
+log = logging.getLogger("askbase.qa")
+
+
+@dataclass
+class NavItem:
+    endpoint: str
+    label: str
+    admin_only: bool = False
+
+
+@dataclass
+class QAContext:
+    """Everything the blueprints need, built once per app."""
+
+    settings: Settings
+    live_index: LiveIndex
+    db: Any
+    conversations: ConversationStore
+    ask: AskService
+    limiter: RateLimiter
+    nav: list[NavItem] = field(default_factory=list)
+
+
+def context() -> QAContext:
+    """The current app's :class:`QAContext` (inside a request or app context)."""
+    from flask import current_app
+
+    return current_app.extensions["askbase"]
+
+
+def add_nav_item(app: Flask, endpoint: str, label: str, admin_only: bool = False) -> None:
+    """Add a link to the top navigation of every page (after the built-in ones)."""
+    app.extensions["askbase"].nav.append(NavItem(endpoint, label, admin_only))
+
+
+def build_live_index(settings: Settings) -> LiveIndex:
+    """The production LiveIndex: snapshots from GCS, opened with the configured embedder."""
+    from shared.gcp import ensure_bucket, storage_client
+    from shared.knowledge.embeddings import load_embedder
+    from shared.knowledge.index import KnowledgeIndex
+    from shared.knowledge.snapshots import SnapshotStore
+
+    bucket = ensure_bucket(storage_client(settings.project_id), settings.bucket)
+    store = SnapshotStore(
+        bucket,
+        prefix=settings.snapshot_prefix,
+        keep=settings.snapshot_keep,
+        compression=settings.snapshot_compression,
+    )
+
+    def opener(path: Path) -> KnowledgeIndex:
+        return KnowledgeIndex.open(path, load_embedder(settings.embedder), collection=settings.collection)
+
+    return LiveIndex(store, opener, Path(settings.data_dir) / "qa", settings.snapshot_poll_seconds)
+
+
+def create_app(
+    settings: Settings | None = None,
+    live_index: LiveIndex | None = None,
+    db: Any = None,
+    answerer_factory: Callable[[str], Answerer] | None = None,
+    start_index: bool = True,
+) -> Flask:
+    """Build the Q&A app.
+
+    ``live_index``: give one (already started) to share or fake it; otherwise one is built from settings
+    and, with ``start_index``, started in the background so /healthz answers while it downloads.
+    ``db``: a Firestore client (default: one for ``settings.project_id``). ``answerer_factory``: name →
+    Answerer (default :func:`shared.qa.answerers.get_answerer`).
+    """
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    secret = settings.session_secret.get_secret_value()
+    if not secret:
+        # Local stack without a configured secret: sessions last as long as this process.
+        secret = secrets.token_urlsafe(32)
+        log.warning("ASKBASE_SESSION_SECRET is empty: using a random key (sign-ins end on restart)")
+    app.config.update(
+        SECRET_KEY=secret,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SESSION_COOKIE_NAME="askbase_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production,
+        PERMANENT_SESSION_LIFETIME=timedelta(days=14),
+        JSON_SORT_KEYS=False,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    if db is None:
+        from shared.gcp import firestore_client
+
+        db = firestore_client(settings.project_id)
+    if live_index is None:
+        live_index = build_live_index(settings)
+        if start_index:
+            live_index.start(wait=False)
+    conversations = ConversationStore(db, settings.conversation_retention_days)
+    factory = answerer_factory or (lambda name: get_answerer(name, settings))
+    app.extensions["askbase"] = QAContext(
+        settings=settings,
+        live_index=live_index,
+        db=db,
+        conversations=conversations,
+        ask=AskService(live_index, conversations, db, factory, settings.answerer, settings.retrieval_top_k),
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+        nav=[NavItem("pages.chat", "Chat"), NavItem("pages.status", "Data status")],
+    )
+
+    from services.qa import api, auth, health, pages, signin
+    from services.qa.answer_html import answer_html
+
+    auth.init_app(app)
+    app.jinja_env.filters["answer_html"] = answer_html
+    for blueprint in (health.bp, signin.bp, pages.bp, api.bp):
+        app.register_blueprint(blueprint)
+    _register_optional(app, "services.qa.bots_pages")
+    _register_error_handlers(app)
+    return app
+
+
+def _register_optional(app: Flask, module_name: str) -> None:
+    # find_spec first so an ImportError *inside* the module is raised, not mistaken for "absent".
+    if importlib.util.find_spec(module_name) is None:
+        return
+    importlib.import_module(module_name).init_app(app)
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        code = exc.code or 500
+        message = {
+            413: f"request body is larger than {context().settings.max_body_bytes} bytes",
+            404: "not found",
+            405: "method not allowed",
+        }.get(code, exc.description or exc.name)
+        g.reject_reason = g.get("reject_reason") or message
+        if _wants_json():
+            return jsonify(error=message), code
+        from flask import render_template
+
+        return render_template("error.html", code=code, message=message), code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if _wants_json():
+            return jsonify(error="internal error"), 500
+        from flask import render_template
+
+        return render_template("error.html", code=500, message="Something went wrong."), 500
+
+    @app.after_request
+    def log_rejections(response: Any) -> Any:
+        # One line per refused request: enough to debug a client, never the body (it may be private).
+        if 400 <= response.status_code < 500:
+            log.warning(
+                "%s %s -> %d %s",
+                request.method,
+                request.path,
+                response.status_code,
+                g.get("reject_reason") or "",
+            )
+        return response

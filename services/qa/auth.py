@@ -1,0 +1,133 @@
+"""Who is calling, for every request: a signed-in browser user, a service (the bot worker), or nobody.
+
+Browser state lives in Flask's signed session cookie (``askbase_session``: HttpOnly, SameSite=Lax,
+Secure in production). Every state-changing browser request must carry the session's CSRF token in the
+``X-CSRF-Token`` header or a ``csrf_token`` form field, or it gets a 403. Service callers authenticate
+per request (a Google ID token in production) and have no session, so CSRF does not apply to them.
+
+For other blueprints: :func:`current_user`, :func:`login_required` (pages: redirect to sign-in),
+:func:`api_login_required` (JSON 401) and :func:`csrf_exempt`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, abort, g, jsonify, redirect, request, session, url_for
+
+from shared.qa import csrf
+from shared.qa.identity import SignInError, User, make_user, verify_service_caller
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def current_user() -> User | None:
+    """The signed-in browser user, or None."""
+    email = session.get("email")
+    if not email:
+        return None
+    from services.qa.app import context
+
+    # Admin rights are re-read from settings on every request, never trusted from the cookie.
+    return make_user(email, session.get("name", ""), context().settings)
+
+
+def service_caller() -> str | None:
+    """The authenticated calling service of this request, or None."""
+    return g.get("service_caller")
+
+
+def sign_in(user: User) -> None:
+    """Start a fresh session for ``user`` (a new CSRF token too: no fixation across sign-ins)."""
+    session.clear()
+    session.permanent = True
+    session["email"] = user.email
+    session["name"] = user.name
+    csrf.token(session)
+
+
+def sign_out() -> None:
+    session.clear()
+
+
+def login_required(view: F) -> F:
+    """Pages: anonymous visitors are redirected to the sign-in page and come back afterwards."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_user() is None:
+            g.reject_reason = "not signed in"
+            return redirect(url_for("signin.page", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def api_login_required(view: F) -> F:
+    """JSON endpoints for browsers: anonymous → 401."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_user() is None:
+            g.reject_reason = "not signed in"
+            return jsonify(error="sign in first"), 401
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def csrf_exempt(view: F) -> F:
+    """Mark a view that proves its origin another way (Google Sign-In's own double-submit cookie)."""
+    view._csrf_exempt = True  # type: ignore[attr-defined]
+    return view
+
+
+def init_app(app: Flask) -> None:
+    """Install the per-request identity and CSRF checks and the template globals."""
+
+    @app.before_request
+    def identify_and_check_csrf() -> Any:
+        from services.qa.app import context
+
+        settings = context().settings
+        g.service_caller = None
+        try:
+            g.service_caller = verify_service_caller(request.headers, settings)
+        except SignInError as exc:
+            g.reject_reason = str(exc)
+            return jsonify(error="invalid service credentials"), 401
+        if g.service_caller:
+            return None
+        if request.path.startswith("/api/") and current_user() is None:
+            # Every API route needs a caller; saying "sign in" beats a CSRF complaint to a stranger.
+            g.reject_reason = "not signed in"
+            return jsonify(error="sign in first"), 401
+        if request.method in csrf.SAFE_METHODS:
+            return None
+        view = app.view_functions.get(request.endpoint or "")
+        if view is not None and getattr(view, "_csrf_exempt", False):
+            return None
+        sent = request.headers.get(csrf.HEADER)
+        if sent is None and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            sent = request.form.get(csrf.FIELD)
+        if not csrf.valid(session, sent):
+            g.reject_reason = "missing or wrong CSRF token"
+            if request.path.startswith("/api/"):
+                return jsonify(error="missing or invalid CSRF token; reload the page"), 403
+            abort(403, "Your session expired or the form is stale: reload the page and try again.")
+        return None
+
+    @app.context_processor
+    def template_globals() -> dict[str, Any]:
+        from services.qa.app import context
+
+        user = current_user()
+        nav = [item for item in context().nav if not item.admin_only or (user and user.is_admin)]
+        return {
+            "current_user": user,
+            "csrf_token": lambda: csrf.token(session),
+            "nav_items": nav,
+            "settings": context().settings,
+        }

@@ -1,0 +1,88 @@
+"""Server-rendered pages: the chat with its history sidebar, and the data-status page."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+
+from services.qa.app import context
+from services.qa.auth import current_user, login_required
+from shared.qa.conversations import Conversation, ConversationNotFound
+from shared.qa.data_status import next_cron_time, recent_runs, trigger_refresh
+
+bp = Blueprint("pages", __name__)
+
+
+def _chat(conversation: Conversation | None) -> Any:
+    user = current_user()
+    assert user is not None
+    query = request.args.get("q", "")[:200]
+    history = context().conversations.list(user.owner, query)
+    return render_template(
+        "chat.html",
+        conversation=conversation,
+        history=history,
+        query=query,
+        index=context().live_index.status(),
+    )
+
+
+@bp.get("/")
+@login_required
+def chat() -> Any:
+    return _chat(None)
+
+
+@bp.get("/c/<conversation_id>")
+@login_required
+def conversation(conversation_id: str) -> Any:
+    user = current_user()
+    assert user is not None
+    try:
+        conv = context().conversations.get(user.owner, conversation_id)
+    except ConversationNotFound:
+        g.reject_reason = "conversation not found"
+        abort(404)
+    return _chat(conv)
+
+
+@bp.get("/status")
+@login_required
+def status() -> Any:
+    ctx = context()
+    now = datetime.now(UTC)
+    try:
+        runs = recent_runs(ctx.db, limit=10)
+        runs_error = None
+    except Exception as exc:  # the page still shows the index when Firestore has a bad minute
+        runs, runs_error = [], f"could not read scrape runs ({type(exc).__name__})"
+    last_finished = next((r for r in runs if r.ended_at), None)
+    return render_template(
+        "status.html",
+        index=ctx.live_index.status(),
+        runs=runs,
+        runs_error=runs_error,
+        last_run=runs[0] if runs else None,
+        last_finished=last_finished,
+        next_run=next_cron_time(ctx.settings.scrape_schedule, now),
+        schedule=ctx.settings.scrape_schedule,
+        now=now,
+    )
+
+
+@bp.post("/status/refresh")
+@login_required
+def refresh() -> Any:
+    user = current_user()
+    assert user is not None
+    if not user.is_admin:
+        g.reject_reason = "refresh by a non-admin"
+        abort(403, "Only admins can start a refresh.")
+    try:
+        message = trigger_refresh(context().settings)
+        flash(message, "info")
+    except RuntimeError as exc:
+        flash(f"Refresh could not start: {exc}", "error")
+    return redirect(url_for("pages.status"))

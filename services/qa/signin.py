@@ -1,0 +1,73 @@
+"""Sign-in pages: Google Sign-In (production) and the local dev sign-in (type an email)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, g, redirect, render_template, request, url_for
+
+from services.qa import auth
+from services.qa.app import context
+from shared.qa.identity import SignInError, dev_sign_in, google_sign_in
+
+bp = Blueprint("signin", __name__)
+
+
+def _safe_next(value: str | None) -> str:
+    """Only same-site relative paths: an open redirect after sign-in is a phishing aid."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return url_for("pages.chat")
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return url_for("pages.chat")
+    return value
+
+
+@bp.get("/signin")
+def page() -> Any:
+    return render_template("signin.html", next=_safe_next(request.args.get("next")), error=None)
+
+
+@bp.post("/signin/dev")
+def dev() -> Any:
+    settings = context().settings
+    target = _safe_next(request.form.get("next"))
+    try:
+        user = dev_sign_in(request.form.get("email", ""), settings)
+    except SignInError as exc:
+        g.reject_reason = str(exc)
+        status = 404 if "disabled" in str(exc) else 400
+        return render_template("signin.html", next=target, error=str(exc)), status
+    auth.sign_in(user)
+    return redirect(target)
+
+
+@bp.post("/signin/google")
+@auth.csrf_exempt
+def google() -> Any:
+    """Google Identity Services posts the ID token here (redirect mode).
+
+    Google's own double-submit CSRF check: the ``g_csrf_token`` cookie must equal the form field.
+    """
+    settings = context().settings
+    cookie = request.cookies.get("g_csrf_token", "")
+    field = request.form.get("g_csrf_token", "")
+    target = _safe_next(request.form.get("next") or request.args.get("next"))
+    if not cookie or not hmac.compare_digest(cookie, field):
+        g.reject_reason = "Google Sign-In CSRF check failed"
+        return render_template("signin.html", next=target, error="Sign-in failed, try again."), 403
+    try:
+        user = google_sign_in(request.form.get("credential", ""), settings)
+    except SignInError as exc:
+        g.reject_reason = str(exc)
+        return render_template("signin.html", next=target, error=str(exc)), 403
+    auth.sign_in(user)
+    return redirect(target)
+
+
+@bp.post("/signout")
+def signout() -> Any:
+    auth.sign_out()
+    return redirect(url_for("signin.page"))

@@ -1,0 +1,133 @@
+"""Answering one question end to end: retrieve, answer, record, return.
+
+This is the one service ``POST /api/ask`` calls. The bot's ``model`` and ``system_prompt`` come from its
+Firestore document (``bots/{id}``); the exchange is written to the conversation before the answer is
+returned, so an answer the user has seen is never lost.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import firestore
+
+from shared.qa.answerers import Answer, Answerer, source_link
+from shared.qa.conversations import ConversationStore
+from shared.qa.live_index import LiveIndex
+
+BOTS = "bots"
+_BOT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SNIPPET_CHARS = 240
+
+
+class BotNotFound(LookupError):
+    """No bot with that id (or the caller may not use it)."""
+
+
+@dataclass(frozen=True)
+class BotProfile:
+    """The parts of a bot's document that shape its answers."""
+
+    id: str
+    owner: str
+    owner_email: str
+    model: str
+    system_prompt: str | None
+
+
+@dataclass
+class AskResult:
+    answer: str
+    sources: list[dict[str, Any]]
+    conversation_id: str
+    answerer: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "sources": self.sources,
+            "conversation_id": self.conversation_id,
+            "answerer": self.answerer,
+        }
+
+
+def load_bot(db: firestore.Client, bot_id: str) -> BotProfile:
+    """The bot's profile; :class:`BotNotFound` for unknown or malformed ids."""
+    if not _BOT_ID.match(bot_id):
+        raise BotNotFound(bot_id)
+    snap = db.collection(BOTS).document(bot_id).get()
+    if not snap.exists:
+        raise BotNotFound(bot_id)
+    data = snap.to_dict() or {}
+    return BotProfile(
+        id=bot_id,
+        owner=str(data.get("owner", "")),
+        owner_email=str(data.get("owner_email", "")).lower(),
+        model=str(data.get("model") or ""),
+        system_prompt=data.get("system_prompt") or None,
+    )
+
+
+def source_json(passage: Any) -> dict[str, Any]:
+    """The API shape of one cited passage."""
+    text = " ".join(passage.text.split())
+    if len(text) > SNIPPET_CHARS:
+        text = text[: SNIPPET_CHARS - 1].rsplit(" ", 1)[0] + "…"
+    return {
+        "title": passage.title or passage.url,
+        "url": source_link(passage),
+        "snippet": text,
+        "score": round(float(passage.score), 4),
+    }
+
+
+class AskService:
+    """Retrieve → answer → record. Answerers are built once per name and reused (they hold clients)."""
+
+    def __init__(
+        self,
+        live_index: LiveIndex,
+        conversations: ConversationStore,
+        db: firestore.Client,
+        answerer_factory: Callable[[str], Answerer],
+        default_answerer: str,
+        top_k: int,
+    ) -> None:
+        self.live_index = live_index
+        self.conversations = conversations
+        self.db = db
+        self._factory = answerer_factory
+        self.default_answerer = default_answerer
+        self.top_k = top_k
+        self._answerers: dict[str, Answerer] = {}
+        self._lock = threading.Lock()
+
+    def answerer(self, name: str) -> Answerer:
+        with self._lock:
+            if name not in self._answerers:
+                self._answerers[name] = self._factory(name)
+            return self._answerers[name]
+
+    def ask(
+        self,
+        owner: str,
+        question: str,
+        conversation_id: str | None = None,
+        bot: BotProfile | None = None,
+    ) -> AskResult:
+        """Answer ``question`` for ``owner``; raises ConversationNotFound, NoIndexYet."""
+        if conversation_id:
+            # Check ownership before spending a search: a stranger's id is a 404, not an answer.
+            self.conversations.recent_turns(owner, conversation_id, limit=1)
+        passages = self.live_index.search(question, self.top_k)
+        name = (bot.model if bot and bot.model else "") or self.default_answerer
+        answer: Answer = self.answerer(name).answer(question, passages, bot.system_prompt if bot else None)
+        sources = [source_json(p) for p in answer.sources]
+        cid = self.conversations.record_turn(
+            owner, conversation_id, question, answer.text, sources, answer.answerer
+        )
+        return AskResult(answer.text, sources, cid, answer.answerer)
