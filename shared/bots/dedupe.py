@@ -179,8 +179,9 @@ class ReplyLedger:
     def release(self, claim: Claim) -> None:
         """Give the job back after a retryable failure so the next delivery need not wait out the lease.
 
-        Nothing sent yet: delete the claim (the redelivery creates a new one). Some parts sent: keep the
-        progress and expire the lease, so the takeover continues from the next part.
+        Nothing rendered yet: delete the claim (the redelivery creates a new one). Otherwise keep the
+        rendered parts and the progress and expire the lease, so the redelivery takes over at once and
+        sends the same text from the next unsent part (no second Q&A call, no different answer).
         """
         ref = self._ref(claim.job_id)
         try:
@@ -188,7 +189,7 @@ class ReplyLedger:
             if not snap.exists or (snap.to_dict() or {}).get("holder") != claim.holder:
                 return  # our lease ran out and someone else owns the job now: leave their claim alone
             option = self._db.write_option(last_update_time=snap.update_time)
-            if claim.parts_sent == 0:
+            if claim.parts is None:
                 ref.delete(option=option)
             else:
                 ref.update({"lease_until": _now() - timedelta(seconds=1)}, option=option)

@@ -162,8 +162,15 @@ class JobPublisher:
 
     def publish(self, job: Job, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> str:
         """Publish and wait for the server's ack; return the Pub/Sub message id."""
-        future = self._client.publish(self.topic_path, job.to_bytes(), **job.attributes())
-        return str(future.result(timeout=timeout))
+        try:
+            future = self._client.publish(self.topic_path, job.to_bytes(), **job.attributes())
+            return str(future.result(timeout=timeout))
+        except gexc.NotFound:
+            # The topic vanished under us (an emulator reset; never in production): recreate, retry once.
+            with self._lock:
+                self._path = None
+            future = self._client.publish(self.topic_path, job.to_bytes(), **job.attributes())
+            return str(future.result(timeout=timeout))
 
 
 def ensure_push_subscription(

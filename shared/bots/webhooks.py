@@ -27,11 +27,10 @@ import hmac
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -39,9 +38,14 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from shared.bots import chats, dedupe
+from shared.bots.directory import BotInfo, BotLookup, CachedLookup, registry_lookup
 from shared.bots.formatting import SourceRef, render_discord_sources
 from shared.bots.interactions import Action, InteractionStore, parse_custom_id
 from shared.bots.jobs import Job, JobKind, JobPublisher, discord_job_id, telegram_job_id
+from shared.bots.registry import BotRegistry
+
+if TYPE_CHECKING:
+    from shared.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -55,57 +59,6 @@ EPHEMERAL = 64
 TOO_OLD_SOURCES = "This answer is too old to show its sources; ask again with /ask."
 TOO_OLD_FEEDBACK = "This answer is too old to rate; ask again with /ask."
 THANKS = "Thanks for the feedback!"
-
-
-# --- bots ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BotInfo:
-    """What ingress needs to know about a bot (decrypted secrets included: never log this object)."""
-
-    bot_id: str
-    platform: str
-    active: bool = True  # desired == running
-    webhook_secret: str | None = field(default=None, repr=False)  # Telegram secret_token
-    username: str | None = None  # Telegram bot username, without "@"
-    telegram_user_id: int | None = None
-    public_key: str | None = None  # Discord application public key (hex)
-    application_id: str | None = None
-
-
-BotLookup = Callable[[str], "BotInfo | None"]
-
-
-class CachedLookup:
-    """Wrap a :data:`BotLookup` with a short per-process cache.
-
-    Every update would otherwise cost a Firestore read plus a decryption before the real work; a few
-    seconds of staleness is harmless (a rotated secret or a stopped bot is seen within ``ttl``; a
-    stopped Telegram bot has no webhook anyway). Unknown ids are not cached, so a just-registered bot
-    is found at once.
-    """
-
-    def __init__(self, lookup: BotLookup, ttl: float = 10.0, clock: Callable[[], float] = time.monotonic):
-        self._lookup = lookup
-        self._ttl = ttl
-        self._clock = clock
-        self._cache: dict[str, tuple[float, BotInfo]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, bot_id: str) -> BotInfo | None:
-        now = self._clock()
-        with self._lock:
-            hit = self._cache.get(bot_id)
-        if hit and hit[0] > now:
-            return hit[1]
-        info = self._lookup(bot_id)
-        if info is not None:
-            with self._lock:
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[bot_id] = (now + self._ttl, info)
-        return info
 
 
 # --- replies ---------------------------------------------------------------------------------------
@@ -492,3 +445,24 @@ def _discord_user(interaction: Mapping[str, Any]) -> str | None:
     if isinstance(user, dict) and user.get("id") is not None:
         return str(user["id"])
     return None
+
+
+# --- wiring ----------------------------------------------------------------------------------------
+
+
+def _wiring(settings: Settings) -> tuple[firestore.Client, BotLookup, JobPublisher]:
+    registry = BotRegistry.from_settings(settings)
+    bots = CachedLookup(registry_lookup(registry), ttl=10.0)
+    return registry.db, bots, JobPublisher(settings.project_id, settings.jobs_topic)
+
+
+def build_telegram_ingress(settings: Settings) -> TelegramIngress:
+    """The Telegram ingress for ``settings`` (Firestore, registry with cache, Pub/Sub publisher)."""
+    db, bots, publisher = _wiring(settings)
+    return TelegramIngress(db, bots, publisher, max_body_bytes=settings.max_body_bytes)
+
+
+def build_discord_ingress(settings: Settings) -> DiscordIngress:
+    """The Discord ingress for ``settings``."""
+    db, bots, publisher = _wiring(settings)
+    return DiscordIngress(db, bots, publisher, max_body_bytes=settings.max_body_bytes)

@@ -1,0 +1,108 @@
+"""The bot worker's client for the Q&A service's ``POST /api/ask``.
+
+Authentication follows ``settings.internal_auth``:
+
+* ``google-oidc`` (production): ``Authorization: Bearer <Google ID token>`` for the audience
+  ``settings.qa_url``, fetched with google-auth's ``fetch_id_token`` (the metadata server on Cloud Run)
+  and reused until a few minutes before it expires;
+* ``none`` (local stack, tests): the header ``X-Askbase-Service: botrunner``.
+
+Errors are split the way the worker needs them: :class:`QaUnavailable` (network, 5xx, 429, auth: retry
+the job later) and :class:`QaRejected` (4xx: the question itself is the problem; tell the user).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from shared.bots.formatting import SourceRef
+from shared.bots.transport import new_http_client
+
+ID_TOKEN_REUSE_SECONDS = 45 * 60  # Google ID tokens live 60 minutes
+
+
+class QaUnavailable(RuntimeError):
+    """The Q&A service could not answer now; retrying later may work."""
+
+
+class QaRejected(RuntimeError):
+    """The Q&A service refused this question (4xx); retrying will not help."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class QaAnswer:
+    text: str
+    sources: list[SourceRef] = field(default_factory=list)
+    conversation_id: str | None = None
+
+
+class QaClient:
+    """Thread-safe; one per process."""
+
+    def __init__(
+        self,
+        base_url: str,
+        internal_auth: str = "none",
+        timeout: float = 30.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._url = base_url.rstrip("/") + "/api/ask"
+        self._audience = base_url.rstrip("/")
+        self._auth = internal_auth
+        self._http = http or new_http_client(timeout=httpx.Timeout(timeout, connect=5.0))
+        self._token: tuple[float, str] | None = None
+        self._lock = threading.Lock()
+
+    def _headers(self) -> dict[str, str]:
+        if self._auth != "google-oidc":
+            return {"X-Askbase-Service": "botrunner"}
+        with self._lock:
+            if self._token is None or self._token[0] < time.monotonic():
+                import google.auth.transport.requests
+                from google.oauth2 import id_token
+
+                token = id_token.fetch_id_token(google.auth.transport.requests.Request(), self._audience)
+                self._token = (time.monotonic() + ID_TOKEN_REUSE_SECONDS, token)
+            return {"Authorization": f"Bearer {self._token[1]}"}
+
+    def ask(self, question: str, bot_id: str, user: str) -> QaAnswer:
+        """Ask one question on behalf of a bot user (``telegram:<chat>`` / ``discord:<channel>``)."""
+        try:
+            headers = self._headers()
+        except Exception as exc:  # metadata server hiccup: transient
+            raise QaUnavailable(f"no ID token for the Q&A service ({type(exc).__name__})") from None
+        try:
+            response = self._http.post(
+                self._url, json={"question": question, "bot_id": bot_id, "user": user}, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise QaUnavailable(f"Q&A service unreachable ({type(exc).__name__})") from None
+        status = response.status_code
+        if status in (401, 403, 429) or status >= 500:
+            # 401/403: an expired token or a deploy in progress; the job is retried, not dropped.
+            if status in (401, 403):
+                with self._lock:
+                    self._token = None
+            raise QaUnavailable(f"Q&A service answered {status}")
+        if status >= 400:
+            raise QaRejected(f"Q&A service refused the question ({status})", status)
+        try:
+            body: dict[str, Any] = response.json()
+            text = str(body["answer"])
+        except (ValueError, KeyError, TypeError):
+            raise QaUnavailable("Q&A service sent an unexpected response") from None
+        sources = [
+            SourceRef(title=str(s.get("title") or s.get("url") or ""), url=str(s.get("url") or ""))
+            for s in body.get("sources") or []
+            if isinstance(s, dict)
+        ]
+        return QaAnswer(text=text, sources=sources, conversation_id=body.get("conversation_id"))

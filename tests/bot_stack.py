@@ -1,0 +1,147 @@
+"""Test plumbing for the bot tests: settings pointed at the fakes, bots in the registry, loopback servers.
+
+Used by ``test_webhooks_*``, ``test_worker``, ``test_bot_e2e`` and ``bench/webhooks.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import pubsub_v1
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from shared.bots.jobs import Job, push_envelope
+from shared.bots.registry import BotRegistry
+from shared.bots.telegram import TelegramClient
+from shared.config import Settings, get_settings
+from shared.gcp import ensure_topic
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bot_settings(monkeypatch: pytest.MonkeyPatch, **values: str) -> Settings:
+    """Re-read settings after setting ``ASKBASE_<KEY>`` for each value (on top of the settings fixture)."""
+    for key, value in values.items():
+        monkeypatch.setenv("ASKBASE_" + key.upper(), value)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def register_telegram_bot(
+    settings: Settings, fake_tg: Any, username: str = "docs_bot", running: bool = True, owner: str = "alice"
+) -> tuple[str, str]:
+    """A Telegram bot in the registry (as the control plane would create it); returns (bot_id, token)."""
+    registry = BotRegistry.from_settings(settings)
+    token = fake_tg.add_bot(username=username)
+    me = TelegramClient(token, base_url=fake_tg.base_url).get_me()
+    bot_id = registry.new_id()
+    registry.create_bot(
+        bot_id=bot_id,
+        owner=owner,
+        owner_email=f"{owner}@example.com",
+        platform="telegram",
+        name="Docs",
+        model="extractive",
+        system_prompt="",
+        token=token,
+        platform_info={"username": me["username"], "bot_user_id": me["id"]},
+    )
+    if running:
+        registry.set_desired(bot_id, "running")
+    return bot_id, token
+
+
+def register_discord_bot(settings: Settings, application: Any, running: bool = True) -> str:
+    """A Discord bot in the registry for a FakeDiscord application; returns bot_id."""
+    registry = BotRegistry.from_settings(settings)
+    bot_id = registry.new_id()
+    registry.create_bot(
+        bot_id=bot_id,
+        owner="alice",
+        owner_email="alice@example.com",
+        platform="discord",
+        name="Docs",
+        model="extractive",
+        system_prompt="",
+        token=application.bot_token,
+        platform_info={"application_id": application.id, "public_key": application.public_key},
+    )
+    if running:
+        registry.set_desired(bot_id, "running")
+    return bot_id
+
+
+class LoopbackServer:
+    """A WSGI app served by werkzeug on 127.0.0.1 in a daemon thread (threaded: one thread per request)."""
+
+    def __init__(self, app: Any) -> None:
+        self._server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+def function_app(target: str) -> Any:
+    """A fresh functions-framework app for one entry point (its module, and so its caches, are new)."""
+    import functions_framework
+
+    return functions_framework.create_app(target=target, source=str(ROOT / "functions" / f"{target}.py"))
+
+
+class JobTap:
+    """A pull subscription on the jobs topic: what the webhooks published."""
+
+    def __init__(self, settings: Settings, name: str = "test-tap") -> None:
+        self._subscriber = pubsub_v1.SubscriberClient()
+        topic = ensure_topic(pubsub_v1.PublisherClient(), settings.project_id, settings.jobs_topic)
+        self.path = self._subscriber.subscription_path(settings.project_id, name)
+        self._subscriber.create_subscription(request={"name": self.path, "topic": topic})
+
+    def pull(self, expect: int | None = None, wait: float = 1.0) -> list[Job]:
+        """Every job available now; with ``expect``, keep pulling until that many or ``wait`` elapsed."""
+        jobs: list[Job] = []
+        deadline = time.monotonic() + wait
+        while True:
+            response = self._subscriber.pull(
+                request={"subscription": self.path, "max_messages": 100, "return_immediately": True},
+                timeout=5,
+            )
+            if response.received_messages:
+                jobs.extend(Job.from_bytes(m.message.data) for m in response.received_messages)
+                self._subscriber.acknowledge(
+                    request={
+                        "subscription": self.path,
+                        "ack_ids": [m.ack_id for m in response.received_messages],
+                    }
+                )
+                continue
+            if (expect is not None and len(jobs) >= expect) or time.monotonic() > deadline:
+                return jobs
+            time.sleep(0.05)
+
+
+def envelope_bytes(job: Job, message_id: str = "1") -> bytes:
+    """The body Pub/Sub would push for ``job``."""
+    return json.dumps(
+        push_envelope(job, message_id, "projects/askbase-test/subscriptions/jobs-push")
+    ).encode()

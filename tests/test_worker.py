@@ -1,0 +1,484 @@
+"""The bot worker: push envelopes, exactly-once replies under redelivery, retries, Discord buttons, OIDC.
+
+Real Firestore and Pub/Sub emulators, the fake Telegram / Discord APIs and a Q&A stand-in on loopback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Flask
+from google.auth import crypt, jwt
+from starlette.responses import JSONResponse
+
+from services.botrunner.worker import EXTENSION_KEY, PushAuthenticator, PushAuthError, bp
+from shared import logs
+from shared.bots import chats
+from shared.bots.dedupe import SENT_REPLIES, ReplyLedger
+from shared.bots.directory import registry_lookup
+from shared.bots.interactions import INTERACTIONS, InteractionStore, state_id_for_job
+from shared.bots.jobs import Job, JobKind
+from shared.bots.qa_client import QaClient
+from shared.bots.registry import BotRegistry
+from shared.bots.transport import RetryPolicy
+from shared.bots.worker import BotWorker
+from shared.config import Settings
+from tests.bot_stack import bot_settings, envelope_bytes, register_discord_bot, register_telegram_bot
+from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.qa_api import FakeQA
+from tests.fakes.telegram_api import FakeBot, FakeTelegram, _ok
+
+pytestmark = pytest.mark.emulators
+
+FAST_RETRIES = RetryPolicy(attempts=3, backoff=0.05, max_backoff=0.2, max_wait=3.0)
+
+
+class AdminAwareTelegram(FakeTelegram):
+    """The fake Telegram plus getChatMember: ``admins`` holds (chat_id, user_id) pairs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.admins: set[tuple[int, int]] = set()
+
+    def _m_getChatMember(self, bot: FakeBot, params: dict[str, Any]) -> JSONResponse:
+        chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
+        status = "administrator" if (chat_id, user_id) in self.admins else "member"
+        return _ok({"status": status, "user": {"id": user_id, "is_bot": False, "first_name": "U"}})
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[AdminAwareTelegram, FakeDiscord, FakeQA]]:
+    with AdminAwareTelegram() as tg, FakeDiscord() as dc, FakeQA() as qa:
+        yield tg, dc, qa
+
+
+@pytest.fixture
+def env(emulators: Any, settings: Settings, fakes: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    tg, dc, qa = fakes
+    settings = bot_settings(
+        monkeypatch, telegram_api_base=tg.base_url, discord_api_base=dc.base_url, qa_url=qa.url
+    )
+    registry = BotRegistry.from_settings(settings)
+    worker = BotWorker(
+        registry.db,
+        registry_lookup(registry, with_token=True),
+        QaClient(settings.qa_url),
+        settings.telegram_api_base,
+        settings.discord_api_base,
+        retry_policy=FAST_RETRIES,
+    )
+    return {"settings": settings, "tg": tg, "dc": dc, "qa": qa, "registry": registry, "worker": worker}
+
+
+def tg_job(bot_id: str, update_id: int = 1, **fields: Any) -> Job:
+    values: dict[str, Any] = {
+        "job_id": f"telegram:{bot_id}:{update_id}",
+        "platform": "telegram",
+        "bot_id": bot_id,
+        "kind": JobKind.ASK,
+        "chat_id": "555",
+        "chat_type": "private",
+        "message_id": 7,
+        "user": "555",
+        "question": "How do I deploy?",
+    }
+    values.update(fields)
+    return Job(**values)
+
+
+# --- envelopes -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"message": {}}',
+        b'{"message": {"data": "%%%not base64"}}',
+        b'{"message": {"data": "eyJmb28iOiAxfQ=="}}',  # {"foo": 1}: not a job
+    ],
+)
+def test_malformed_push_is_acked_and_dropped(env: dict[str, Any], body: bytes) -> None:
+    outcome = env["worker"].handle_push(body)
+    assert outcome.status == 200 and outcome.reason == "malformed"
+
+
+# --- Telegram replies ------------------------------------------------------------------------------
+
+
+def test_answer_reaches_telegram_as_a_reply_with_sources(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    outcome = env["worker"].handle_push(envelope_bytes(tg_job(bot_id)))
+    assert (outcome.status, outcome.reason) == (200, "sent")
+    [sent] = env["tg"].sent_messages(token)
+    assert sent["chat_id"] in ("555", 555)
+    assert sent["parse_mode"] == "HTML"
+    assert sent["reply_parameters"]["message_id"] == 7
+    assert "&lt;PROJECT&gt; &amp; region" in sent["text"]
+    assert '<a href="https://docs.example.com/deploy#steps">Deploying askbase</a>' in sent["text"]
+    [asked] = env["qa"].requests
+    assert asked["json"] == {"question": "How do I deploy?", "bot_id": bot_id, "user": "telegram:555"}
+    assert asked["headers"]["x-askbase-service"] == "botrunner"
+    assert env["registry"].db.collection(SENT_REPLIES).document(f"telegram:{bot_id}:1").get().get(
+        "state"
+    ) == ("sent")
+
+
+def test_redelivered_job_replies_once(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    body = envelope_bytes(tg_job(bot_id))
+    outcomes = [env["worker"].handle_push(body) for _ in range(5)]
+    assert [o.reason for o in outcomes] == ["sent"] + ["duplicate"] * 4
+    assert all(o.status == 200 for o in outcomes)
+    assert len(env["tg"].sent_messages(token)) == 1
+    assert len(env["qa"].requests) == 1
+
+
+def test_concurrent_deliveries_reply_once(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    body = envelope_bytes(tg_job(bot_id))
+    outcomes: list[Any] = []
+    barrier = threading.Barrier(8)
+
+    def deliver() -> None:
+        barrier.wait()
+        outcomes.append(env["worker"].handle_push(body))
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    reasons = sorted(o.reason for o in outcomes)
+    assert reasons.count("sent") == 1
+    # The others either saw the finished reply or the fresh claim (and asked Pub/Sub to retry later).
+    assert all(o.reason in ("sent", "duplicate", "in progress") for o in outcomes)
+    assert all(o.status == 503 for o in outcomes if o.reason == "in progress")
+    # Pub/Sub redelivers the 503s: they now find the reply sent.
+    assert env["worker"].handle_push(body).reason == "duplicate"
+    assert len(env["tg"].sent_messages(token)) == 1
+
+
+def test_fresh_claim_of_another_worker_means_retry_later(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    job = tg_job(bot_id)
+    ReplyLedger(env["registry"].db).claim(job.job_id)  # another worker is sending right now
+    outcome = env["worker"].process(job)
+    assert (outcome.status, outcome.reason) == (503, "in progress")
+    assert env["tg"].sent_messages(token) == []
+
+
+def test_stale_claim_is_taken_over_and_resumes_after_the_sent_parts(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    job = tg_job(bot_id)
+    # A worker claimed the job, rendered two parts, sent the first, and crashed 5 minutes ago.
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    env["registry"].db.collection(SENT_REPLIES).document(job.job_id).set(
+        {
+            "state": "sending",
+            "holder": "crashed-worker",
+            "claimed_at": past,
+            "lease_until": past + timedelta(seconds=90),
+            "parts": ["part one", "part two"],
+            "parts_sent": 1,
+            "expire_at": past + timedelta(days=7),
+        }
+    )
+    outcome = env["worker"].process(job)
+    assert outcome.reason == "sent"
+    assert [m["text"] for m in env["tg"].sent_messages(token)] == ["part two"]
+    assert env["qa"].requests == []  # the saved parts were sent, not a fresh answer
+
+
+def test_qa_down_is_retried_and_then_answered_once(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    env["qa"].fail_next(status=503, times=1)
+    body = envelope_bytes(tg_job(bot_id))
+    first = env["worker"].handle_push(body)
+    assert (first.status, first.reason) == (503, "retry")
+    # The claim was released: the redelivery proceeds at once instead of waiting out the lease.
+    second = env["worker"].handle_push(body)
+    assert second.reason == "sent"
+    assert len(env["tg"].sent_messages(token)) == 1
+
+
+def test_telegram_429_is_retried_after_retry_after(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    env["tg"].fail_next("sendMessage", status=429, retry_after=1, times=1)
+    started = time.monotonic()
+    outcome = env["worker"].process(tg_job(bot_id))
+    assert outcome.reason == "sent"
+    assert time.monotonic() - started >= 1.0  # honoured retry_after
+    assert len(env["tg"].sent_messages(token)) == 1
+
+
+def test_telegram_5xx_beyond_retries_is_nacked_then_delivered(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    env["tg"].fail_next("sendMessage", status=502, times=FAST_RETRIES.attempts)
+    job = tg_job(bot_id)
+    assert env["worker"].process(job).status == 503
+    assert env["worker"].process(job).reason == "sent"
+    assert len(env["tg"].sent_messages(token)) == 1
+    assert len(env["qa"].requests) == 1  # the rendered answer was kept for the retry
+
+
+def test_permanent_platform_error_is_acked(env: dict[str, Any]) -> None:
+    bot_id, _token = register_telegram_bot(env["settings"], env["tg"])
+    env["tg"].fail_next("sendMessage", status=400, times=1)
+    job = tg_job(bot_id)
+    outcome = env["worker"].process(job)
+    assert (outcome.status, outcome.reason) == (200, "platform refused")
+    assert env["worker"].process(job).reason == "failed before"
+
+
+def test_long_answer_is_split_and_parts_stay_in_order(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    env["qa"].answer_text = ("Configure <a> & <b> then deploy. " * 40 + "\n\n") * 12
+    env["worker"].process(tg_job(bot_id))
+    sent = env["tg"].sent_messages(token)
+    assert len(sent) >= 3
+    assert all(len(m["text"]) <= 4096 for m in sent)
+    assert "reply_parameters" in sent[0] and all("reply_parameters" not in m for m in sent[1:])
+    assert sent[-1]["text"].rstrip().endswith("</a>")  # sources after the answer
+
+
+def test_help_job_does_not_ask_qa(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    env["worker"].process(tg_job(bot_id, kind=JobKind.HELP, question=None))
+    [sent] = env["tg"].sent_messages(token)
+    assert "@docs_bot" in sent["text"] and "/ask" in sent["text"]
+    assert env["qa"].requests == []
+
+
+def test_enable_disable_needs_a_chat_admin(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    db = env["registry"].db
+    group = -100123
+    job = tg_job(bot_id, 10, kind=JobKind.DISABLE, chat_id=str(group), chat_type="supergroup", user="42")
+    env["worker"].process(job)
+    assert chats.is_enabled(db, bot_id, group)  # 42 is not an admin
+    assert "Only chat admins" in env["tg"].sent_messages(token)[-1]["text"]
+    env["tg"].admins.add((group, 42))
+    env["worker"].process(job.model_copy(update={"job_id": f"telegram:{bot_id}:11"}))
+    assert not chats.is_enabled(db, bot_id, group)
+    assert "Disabled" in env["tg"].sent_messages(token)[-1]["text"]
+    env["worker"].process(job.model_copy(update={"job_id": f"telegram:{bot_id}:12", "kind": JobKind.ENABLE}))
+    assert chats.is_enabled(db, bot_id, group)
+    assert [c.params["user_id"] for c in env["tg"].calls_for(token, "getChatMember")] == [42, 42, 42]
+
+
+def test_stopped_or_unknown_bot_jobs_are_dropped(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"], running=False)
+    assert env["worker"].process(tg_job(bot_id)).reason == "bot stopped"
+    assert env["worker"].process(tg_job("nope")).reason == "unknown bot"
+    assert env["tg"].sent_messages(token) == []
+
+
+# --- Discord replies -------------------------------------------------------------------------------
+
+
+def discord_job(
+    bot_id: str, app_id: str, token: str, interaction_id: str = "1234567890123456789", **kw: Any
+) -> Job:
+    values: dict[str, Any] = {
+        "job_id": f"discord:{bot_id}:{interaction_id}",
+        "platform": "discord",
+        "bot_id": bot_id,
+        "kind": JobKind.ASK,
+        "chat_id": "998877665544332211",
+        "chat_type": "guild",
+        "user": "112233445566778899",
+        "question": "How do I deploy?",
+        "interaction_token": token,
+        "application_id": app_id,
+    }
+    values.update(kw)
+    return Job(**values)
+
+
+def test_discord_answer_edits_original_with_buttons_and_state(env: dict[str, Any]) -> None:
+    app = env["dc"].add_application()
+    bot_id = register_discord_bot(env["settings"], app)
+    job = discord_job(bot_id, app.id, "interaction-token-abc")
+    assert env["worker"].process(job).reason == "sent"
+    [edit] = env["dc"].edits(app.id)
+    payload = edit["payload"]
+    assert "\\`askbase deploy\\`" in payload["content"] and "\\<PROJECT\\>" in payload["content"]
+    assert payload["allowed_mentions"] == {"parse": []}
+    labels = [c["label"] for c in payload["components"][0]["components"]]
+    assert labels == ["Sources", "Helpful", "Not helpful"]
+    state_id = state_id_for_job(job.job_id)
+    assert all(c["custom_id"].endswith(state_id) for c in payload["components"][0]["components"])
+    state = InteractionStore(env["registry"].db).get(state_id)
+    assert state is not None and state.question == "How do I deploy?"
+    assert state.sources[0].url == "https://docs.example.com/deploy#steps"
+    expire_at = env["registry"].db.collection(INTERACTIONS).document(state_id).get().get("expire_at")
+    assert timedelta(days=29) < expire_at - datetime.now(UTC) <= timedelta(days=30)
+
+
+def test_discord_long_answer_uses_followups_and_buttons_go_last(env: dict[str, Any]) -> None:
+    app = env["dc"].add_application()
+    bot_id = register_discord_bot(env["settings"], app)
+    env["qa"].answer_text = "Use *stars* and _underscores_ freely. " * 150
+    env["worker"].process(discord_job(bot_id, app.id, "tok-long"))
+    edits, followups = env["dc"].edits(app.id), env["dc"].followups(app.id)
+    assert len(edits) == 1 and len(followups) >= 2
+    messages = [edits[0]["payload"], *(f["payload"] for f in followups)]
+    assert all(len(m["content"]) <= 2000 for m in messages)
+    assert "components" not in messages[0] and "components" in messages[-1]
+
+
+def test_discord_job_older_than_the_token_is_dropped(env: dict[str, Any]) -> None:
+    app = env["dc"].add_application()
+    bot_id = register_discord_bot(env["settings"], app)
+    old = datetime.now(UTC) - timedelta(minutes=20)
+    assert env["worker"].process(discord_job(bot_id, app.id, "tok", created_at=old)).reason == "expired"
+    assert env["dc"].edits(app.id) == []
+
+
+# --- the push endpoint -----------------------------------------------------------------------------
+
+
+def _push_app(settings: Settings, worker: BotWorker | None = None) -> Flask:
+    app = Flask("push-test")
+    app.config["ASKBASE_SETTINGS"] = settings
+    if worker is not None:
+        app.extensions[EXTENSION_KEY] = worker
+    app.register_blueprint(bp)
+    return app
+
+
+def test_push_endpoint_without_auth_locally(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    client = _push_app(env["settings"], env["worker"]).test_client()
+    response = client.post("/worker/push", data=envelope_bytes(tg_job(bot_id)))
+    assert response.status_code == 200 and response.get_json() == {"status": "sent"}
+    assert client.post("/worker/push", data=b"garbage").status_code == 200
+    assert len(env["tg"].sent_messages(token)) == 1
+
+
+# --- OIDC ------------------------------------------------------------------------------------------
+
+AUDIENCE = "https://botrunner.example.run.app/worker/push"
+PUSH_SA = "pubsub-push@askbase-test.iam.gserviceaccount.com"
+
+
+@pytest.fixture(scope="module")
+def google_key() -> tuple[crypt.RSASigner, dict[str, str]]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return crypt.RSASigner.from_string(private_pem, key_id="k1"), {"k1": public_pem.decode()}
+
+
+def _token(signer: crypt.RSASigner, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {
+        "iss": "https://accounts.google.com",
+        "aud": AUDIENCE,
+        "email": PUSH_SA,
+        "email_verified": True,
+        "iat": now,
+        "exp": now + 3600,
+        "sub": "1234",
+    }
+    payload.update(claims)
+    return jwt.encode(signer, payload).decode()
+
+
+def test_oidc_token_checks(google_key: tuple[crypt.RSASigner, dict[str, str]]) -> None:
+    signer, certs = google_key
+    auth = PushAuthenticator(AUDIENCE, PUSH_SA, fetch_certs=lambda: certs)
+    assert auth.verify("Bearer " + _token(signer))["email"] == PUSH_SA
+    cases = {
+        None: 401,
+        "Basic abc": 401,
+        "Bearer not-a-jwt": 401,
+        "Bearer " + _token(signer, aud="https://other.example/"): 401,
+        "Bearer " + _token(signer, exp=int(time.time()) - 600, iat=int(time.time()) - 4000): 401,
+        "Bearer " + _token(signer, iss="https://evil.example"): 401,
+        "Bearer " + _token(signer, email="someone@example.com"): 403,
+        "Bearer " + _token(signer, email_verified=False): 403,
+    }
+    for header, status in cases.items():
+        with pytest.raises(PushAuthError) as err:
+            auth.verify(header)
+        assert err.value.status == status, header
+    other_signer = crypt.RSASigner.from_string(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        key_id="k1",
+    )
+    with pytest.raises(PushAuthError):
+        auth.verify("Bearer " + _token(other_signer))  # right kid, wrong key
+
+
+def test_push_endpoint_requires_oidc_in_production_mode(
+    env: dict[str, Any], google_key: tuple[crypt.RSASigner, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signer, certs = google_key
+    settings = env["settings"].model_copy(
+        update={
+            "internal_auth": "google-oidc",
+            "worker_push_audience": AUDIENCE,
+            "worker_push_service_account": PUSH_SA,
+        }
+    )
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    app = _push_app(settings, env["worker"])
+    app.extensions["askbase.push_auth"] = PushAuthenticator(AUDIENCE, PUSH_SA, fetch_certs=lambda: certs)
+    client = app.test_client()
+    body = envelope_bytes(tg_job(bot_id))
+    assert client.post("/worker/push", data=body).status_code == 401
+    wrong = _token(signer, email="intruder@example.com")
+    assert (
+        client.post("/worker/push", data=body, headers={"Authorization": f"Bearer {wrong}"}).status_code
+        == 403
+    )
+    assert env["tg"].sent_messages(token) == []
+    good = _token(signer)
+    response = client.post("/worker/push", data=body, headers={"Authorization": f"Bearer {good}"})
+    assert response.status_code == 200
+    assert len(env["tg"].sent_messages(token)) == 1
+
+
+def test_no_token_in_worker_logs(
+    env: dict[str, Any], caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.configure("DEBUG")  # the production logging setup, most verbose
+    caplog.set_level(logging.INFO)
+    try:
+        bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+        env["tg"].fail_next("sendMessage", status=500, times=FAST_RETRIES.attempts)
+        env["worker"].process(tg_job(bot_id))
+        app = env["dc"].add_application()
+        discord_bot = register_discord_bot(env["settings"], app)
+        env["dc"].fail_next("edit_original", status=500, times=FAST_RETRIES.attempts)
+        env["worker"].process(discord_job(discord_bot, app.id, "secret-interaction-token-xyz"))
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_askbase", False)]:
+            root.removeHandler(handler)
+    ours = [
+        r.getMessage() for r in caplog.records if r.name.startswith(("shared.", "services.", "functions."))
+    ]
+    written = capsys.readouterr().out
+    assert "will retry" in written
+    for text in ("\n".join(ours), written):
+        assert token not in text and token.split(":")[1] not in text
+        assert "secret-interaction-token-xyz" not in text
+        assert app.bot_token not in text
