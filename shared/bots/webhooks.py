@@ -159,7 +159,8 @@ def decide_telegram(update: Mapping[str, Any], bot: BotInfo) -> Decision:
     if private:
         return Decision(JobKind.ASK, "private", text)
     if username and _mentions(message, text, username, bot.telegram_user_id):
-        question = re.sub(rf"@{re.escape(username)}\b", " ", text, flags=re.IGNORECASE).strip()
+        question = re.sub(rf"@{re.escape(username)}\b", " ", text, flags=re.IGNORECASE)
+        question = re.sub(r"[ \t]{2,}", " ", question).strip()
         return (
             Decision(JobKind.ASK, "mention", question) if question else Decision(JobKind.HELP, "bare mention")
         )

@@ -1,0 +1,272 @@
+"""The Telegram webhook function: secret check, parsing, dedupe, chat rules, publishing a job.
+
+The entry point runs inside functions-framework (as in Cloud Functions) against the Firestore and
+Pub/Sub emulators; published jobs are read back from a pull subscription on the jobs topic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shared.bots import chats
+from shared.bots.dedupe import PROCESSED_UPDATES
+from shared.bots.directory import BotInfo
+from shared.bots.jobs import JobKind
+from shared.bots.registry import BotRegistry
+from shared.bots.webhooks import TELEGRAM_SECRET_HEADER, TelegramIngress, decide_telegram
+from shared.config import Settings
+from tests.bot_stack import JobTap, bot_settings, function_app, register_telegram_bot
+from tests.fakes.telegram_api import FakeTelegram
+
+BOT = BotInfo(bot_id="b1", platform="telegram", username="docs_bot", telegram_user_id=777)
+
+
+def _message(text: str, chat_type: str = "group", **extra: Any) -> dict[str, Any]:
+    message = {
+        "message_id": 5,
+        "chat": {"id": -100 if chat_type != "private" else 42, "type": chat_type},
+        "from": {"id": 42, "is_bot": False, "first_name": "A"},
+        "text": text,
+    }
+    message.update(extra)
+    return {"update_id": 1, "message": message}
+
+
+# --- the chat rules (pure) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "chat_type", "extra", "kind", "question"),
+    [
+        ("How do I deploy?", "private", {}, JobKind.ASK, "How do I deploy?"),
+        ("/start", "private", {}, JobKind.HELP, None),
+        ("/help", "group", {}, JobKind.HELP, None),
+        ("/whatever", "private", {}, JobKind.HELP, None),
+        ("How do I deploy?", "group", {}, None, None),
+        ("/ask How do I deploy?", "group", {}, JobKind.ASK, "How do I deploy?"),
+        ("/ask@docs_bot How do I deploy?", "supergroup", {}, JobKind.ASK, "How do I deploy?"),
+        ("/ask@Other_Bot How do I deploy?", "group", {}, None, None),
+        ("/ask", "group", {}, JobKind.HELP, None),
+        ("@docs_bot how do I deploy?", "group", {}, JobKind.ASK, "how do I deploy?"),
+        ("hey @DOCS_BOT, deploy?", "group", {}, JobKind.ASK, "hey , deploy?"),
+        ("mail me at x@docs_bot.com", "group", {}, None, None),
+        ("@docs_botty deploy?", "group", {}, None, None),
+        (
+            "and then?",
+            "group",
+            {"reply_to_message": {"from": {"id": 777, "is_bot": True}}},
+            JobKind.ASK,
+            "and then?",
+        ),
+        ("and then?", "group", {"reply_to_message": {"from": {"id": 9, "is_bot": False}}}, None, None),
+        ("/enable", "group", {}, JobKind.ENABLE, None),
+        ("/disable@docs_bot", "group", {}, JobKind.DISABLE, None),
+        ("hi", "channel", {}, None, None),
+        ("/start", "private", {"from": {"id": 8, "is_bot": True}}, None, None),
+    ],
+)
+def test_decide(text: str, chat_type: str, extra: dict, kind: JobKind | None, question: str | None) -> None:
+    decision = decide_telegram(_message(text, chat_type, **extra), BOT)
+    assert decision.kind == kind, decision.reason
+    if question is not None:
+        assert decision.question == question
+
+
+def test_decide_uses_mention_entities_with_utf16_offsets() -> None:
+    text = "😀 @docs_bot deploy?"  # the emoji is two UTF-16 code units
+    update = _message(text, entities=[{"type": "mention", "offset": 3, "length": 9}])
+    assert decide_telegram(update, BOT).kind is JobKind.ASK
+    text_mention = _message(
+        "Docs deploy?", entities=[{"type": "text_mention", "offset": 0, "length": 4, "user": {"id": 777}}]
+    )
+    assert decide_telegram(text_mention, BOT).kind is JobKind.ASK
+
+
+def test_non_messages_are_ignored() -> None:
+    assert decide_telegram({"update_id": 1, "edited_message": {"text": "x"}}, BOT).kind is None
+    assert decide_telegram({"update_id": 1, "message": {"chat": {"type": "private"}}}, BOT).kind is None
+
+
+# --- the function ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tg() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as fake:
+        yield fake
+
+
+@pytest.fixture
+def stack(emulators: Any, settings: Settings, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch) -> dict:
+    settings = bot_settings(monkeypatch, telegram_api_base=tg.base_url)
+    bot_id, token = register_telegram_bot(settings, tg)
+    registry = BotRegistry.from_settings(settings)
+    bot = registry.get_bot(bot_id)
+    assert bot is not None
+    return {
+        "settings": settings,
+        "bot_id": bot_id,
+        "token": token,
+        "secret": registry.webhook_secret(bot),
+        "client": function_app("telegram_webhook").test_client(),
+        "tap": JobTap(settings),
+        "db": registry.db,
+    }
+
+
+def _post(
+    stack: dict, update: Any, secret: str | None = "", bot_id: str | None = None, raw: bytes | None = None
+):
+    headers = {"Content-Type": "application/json"}
+    secret = stack["secret"] if secret == "" else secret
+    if secret is not None:
+        headers[TELEGRAM_SECRET_HEADER] = secret
+    data = raw if raw is not None else json.dumps(update).encode()
+    return stack["client"].post(f"/{bot_id or stack['bot_id']}", data=data, headers=headers)
+
+
+def test_private_message_publishes_one_job(stack: dict, tg: FakeTelegram) -> None:
+    update = tg.message_update(42, "How do I deploy?", update_id=1001, message_id=9)
+    response = _post(stack, update)
+    assert response.status_code == 200 and response.get_json()["status"] == "accepted"
+    [job] = stack["tap"].pull(expect=1)
+    assert job.job_id == f"telegram:{stack['bot_id']}:1001"
+    assert (job.kind, job.question, job.chat_id, job.message_id, job.user) == (
+        JobKind.ASK,
+        "How do I deploy?",
+        "42",
+        9,
+        "42",
+    )
+    doc = stack["db"].collection(PROCESSED_UPDATES).document(f"telegram:{stack['bot_id']}:1001").get()
+    assert doc.exists
+    ttl = doc.get("expire_at") - doc.get("received_at")
+    assert ttl.days == 7
+
+
+def test_same_update_100_times_is_one_job(stack: dict, tg: FakeTelegram) -> None:
+    update = tg.message_update(42, "How do I deploy?", update_id=2002)
+    statuses = [_post(stack, update).get_json()["status"] for _ in range(100)]
+    assert statuses.count("accepted") == 1 and statuses.count("duplicate") == 99
+    assert len(stack["tap"].pull(expect=2, wait=1.5)) == 1
+
+
+@pytest.mark.parametrize("secret", [None, "wrong", "x" * 300, "ünïcode"])
+def test_wrong_or_missing_secret_is_403(stack: dict, tg: FakeTelegram, secret: str | None) -> None:
+    response = _post(stack, tg.message_update(42, "hi"), secret=secret)
+    assert response.status_code == 403
+    assert stack["tap"].pull(wait=0.3) == []
+
+
+def test_unknown_bot_is_404(stack: dict, tg: FakeTelegram) -> None:
+    assert _post(stack, tg.message_update(42, "hi"), bot_id="no-such-bot").status_code == 404
+    assert stack["client"].post("/", data=b"{}").status_code == 404
+    assert stack["client"].post("/a/b", data=b"{}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe",
+        b"[1, 2]",
+        b'{"message": {}}',
+        b'{"update_id": "7"}',
+        b'{"update_id": true}',
+        b"null",
+    ],
+)
+def test_malformed_body_is_400(stack: dict, raw: bytes) -> None:
+    assert _post(stack, None, raw=raw).status_code == 400
+
+
+def test_oversized_body_is_413(stack: dict) -> None:
+    raw = json.dumps({"update_id": 1, "message": {"text": "x" * stack["settings"].max_body_bytes}}).encode()
+    assert _post(stack, None, raw=raw).status_code == 413
+
+
+def test_get_is_405(stack: dict) -> None:
+    assert stack["client"].get(f"/{stack['bot_id']}").status_code == 405
+
+
+def test_group_rules_through_the_function(stack: dict, tg: FakeTelegram) -> None:
+    group = -1001
+    plain = tg.message_update(group, "what about deploys", chat_type="group")
+    mention = tg.message_update(group, "@docs_bot what about deploys", chat_type="group")
+    command = tg.message_update(group, "/ask what about deploys", chat_type="group")
+    other = tg.message_update(group, "/ask@other_bot what about deploys", chat_type="group")
+    statuses = [_post(stack, u).get_json()["status"] for u in (plain, mention, command, other)]
+    assert statuses == ["ignored", "accepted", "accepted", "ignored"]
+    jobs = stack["tap"].pull(expect=2)
+    assert sorted(j.question or "" for j in jobs) == ["what about deploys", "what about deploys"]
+
+
+def test_disabled_chat_is_ignored_except_enable(stack: dict, tg: FakeTelegram) -> None:
+    group = -1002
+    chats.set_enabled(stack["db"], stack["bot_id"], group, False, by_user="telegram:1")
+    ask = tg.message_update(group, "/ask anything", chat_type="group")
+    enable = tg.message_update(group, "/enable", chat_type="group", user_id=99)
+    assert _post(stack, ask).get_json()["status"] == "ignored"
+    assert _post(stack, enable).get_json()["status"] == "accepted"
+    [job] = stack["tap"].pull(expect=1)
+    assert job.kind is JobKind.ENABLE and job.user == "99"
+
+
+def test_stopped_bot_is_acknowledged_without_a_job(stack: dict, tg: FakeTelegram, monkeypatch) -> None:
+    BotRegistry.from_settings(stack["settings"]).set_desired(stack["bot_id"], "stopped")
+    client = function_app("telegram_webhook").test_client()  # a fresh instance: no cached bot
+    stack["client"] = client
+    assert _post(stack, tg.message_update(42, "hi")).get_json()["status"] == "ignored"
+    assert stack["tap"].pull(wait=0.3) == []
+
+
+def test_publish_failure_is_503_and_the_retry_gets_through(stack: dict, tg: FakeTelegram) -> None:
+    class FlakyPublisher:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def publish(self, job: Any) -> str:
+            self.calls += 1
+            if self.calls == 1:
+                raise TimeoutError("pubsub is slow")
+            return "1"
+
+    bots = {
+        stack["bot_id"]: BotInfo(
+            stack["bot_id"], "telegram", webhook_secret=stack["secret"], username="docs_bot"
+        )
+    }
+    ingress = TelegramIngress(stack["db"], bots.get, FlakyPublisher())  # type: ignore[arg-type]
+    body = json.dumps(tg.message_update(42, "hi", update_id=3003)).encode()
+    assert ingress.handle(stack["bot_id"], stack["secret"], body).status == 503
+    assert ingress.handle(stack["bot_id"], stack["secret"], body).reason == "accepted"
+    assert ingress.handle(stack["bot_id"], stack["secret"], body).reason == "duplicate"
+
+
+def test_rejections_log_one_line_without_secrets(
+    stack: dict, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="shared.bots.webhooks")
+    _post(stack, tg.message_update(42, "hi"), secret="wrong-secret-value")
+    _post(stack, None, raw=b"garbage")
+    lines = [r.getMessage() for r in caplog.records if r.name == "shared.bots.webhooks"]
+    assert len(lines) == 2
+    assert "403" in lines[0] and "400" in lines[1]
+    text = "\n".join(lines)
+    assert stack["secret"] not in text and "wrong-secret-value" not in text and stack["token"] not in text
+
+
+def test_responses_never_contain_secrets(stack: dict, tg: FakeTelegram) -> None:
+    bodies = [
+        _post(stack, tg.message_update(42, "hi")).get_data(as_text=True),
+        _post(stack, tg.message_update(42, "hi"), secret="bad").get_data(as_text=True),
+        _post(stack, None, raw=b"garbage").get_data(as_text=True),
+    ]
+    for body in bodies:
+        assert stack["secret"] not in body and stack["token"] not in body
