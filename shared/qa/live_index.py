@@ -232,7 +232,10 @@ class LiveIndex:
             if self._current is None:
                 self._state = "empty"
             return False
-        if wanted is not None and restored.snapshot_id != wanted:
+        # The store reads the pointer again; a publish in between may have moved it forward.
+        generation = int(getattr(restored, "generation", 0) or generation)
+        previous = list(getattr(pointer, "previous", []) or [])
+        if wanted is not None and restored.snapshot_id != wanted and restored.snapshot_id in previous:
             # The store fell back to an older snapshot: the newest one is broken.
             self._record_error(
                 f"snapshot {wanted} failed verification; the store fell back to {restored.snapshot_id}"
