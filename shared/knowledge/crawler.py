@@ -553,7 +553,9 @@ class SourceCrawler:
                     return _Response(0, url, httpx.Headers(), error="too many redirects")
                 if attempt >= self.config.retries:
                     kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "network error"
-                    return _Response(0, url, httpx.Headers(), error=f"{kind}: {exc or type(exc).__name__}")
+                    return _Response(
+                        0, url, httpx.Headers(), error=f"{kind}: {str(exc) or type(exc).__name__}"
+                    )
                 wait = backoff_delay(attempt, self.config.backoff_base_seconds, None, _jitter())
                 log.info("%s: %s; retry %d in %.2fs", url, type(exc).__name__, attempt + 1, wait)
             attempt += 1

@@ -1,0 +1,235 @@
+"""The scrape job end to end: fixture site on loopback, Firestore + GCS emulators, the real embedder."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from shared.config import Settings, Source, SourceKind
+from shared.gcp import ensure_bucket, firestore_client, storage_client
+from shared.knowledge import scrape as scrape_module
+from shared.knowledge.crawler import CrawlConfig
+from shared.knowledge.embeddings import load_embedder
+from shared.knowledge.index import KnowledgeIndex
+from shared.knowledge.leases import Lease
+from shared.knowledge.runs import RunStatus, list_runs
+from shared.knowledge.scrape import ScrapeError, run_scrape
+from shared.knowledge.snapshots import PublishConflict, SnapshotStore
+from tests import sites
+
+pytestmark = pytest.mark.emulators
+CRAWL = CrawlConfig(
+    concurrency=4, timeout_seconds=0.5, retries=1, max_page_bytes=1_000_000, backoff_base_seconds=0.05
+)
+
+
+class CountingEmbedder:
+    """The real MiniLM embedder, counting the texts it is asked to embed."""
+
+    def __init__(self) -> None:
+        self.inner = load_embedder("minilm-l6-v2")
+        self.id = self.inner.id
+        self.dimension = self.inner.dimension
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        return self.inner.embed(texts)
+
+
+@pytest.fixture
+def site() -> Iterator[sites.FixtureSite]:
+    with sites.standard_site(slow_seconds=1.0, big_bytes=1_500_000) as s:
+        yield s
+
+
+@pytest.fixture
+def embedder() -> CountingEmbedder:
+    return CountingEmbedder()
+
+
+def _settings(settings: Settings, site: sites.FixtureSite, **extra) -> Settings:
+    sources = [
+        Source(name="docs", kind=SourceKind.SITEMAP, url=site.url("/sitemap.xml"), exclude=[r"/blog/"]),
+        Source(name="blog", kind=SourceKind.FEED, url=site.url("/feed.xml")),
+    ]
+    return settings.model_copy(
+        update={"sources": sources, "chunk_max_chars": 600, "chunk_overlap_chars": 50, **extra}
+    )
+
+
+def _restore(settings: Settings, tmp_path: Path, embedder) -> KnowledgeIndex:
+    bucket = ensure_bucket(storage_client(settings.project_id), settings.bucket)
+    restored = SnapshotStore(bucket).restore(tmp_path / f"check-{datetime.now(UTC).timestamp()}")
+    assert restored is not None
+    return KnowledgeIndex.open(restored.path, embedder)
+
+
+def test_build_recrawl_edit_remove(emulators, settings: Settings, site, embedder, tmp_path: Path) -> None:
+    cfg = _settings(settings, site)
+    stages: list[str] = []
+    # --- full build
+    run = run_scrape(
+        cfg, lambda stage, done, total: stages.append(stage), embedder=embedder, crawl_config=CRAWL
+    )
+    assert run.status is RunStatus.PUBLISHED, run.error
+    assert run.snapshot_id and run.embeddings == len(embedder.texts) > 0
+    assert {"restore", "crawl docs", "crawl blog", "publish"} <= set(stages)
+    assert site.hits[sites.PRIVATE] == 0  # robots.txt
+    assert site.hits[sites.FLAKY] == 2  # 500, then 200
+    assert site.hits[sites.PDF] == 0
+    assert run.pages_failed == 1  # the slow page timed out
+    assert run.sources["docs"]["complete"] and run.sources["blog"]["complete"]
+    index = _restore(cfg, tmp_path, embedder)
+    pages = index.pages()
+    u = site.url
+    expected = {u(p) for p in [*sites.DOC_PAGES, *sites.BLOG_POSTS, sites.FLAKY]}
+    assert expected <= set(pages)
+    assert len({u("/docs/configure"), u(sites.DUPLICATE)} & set(pages)) == 1  # duplicate indexed once
+    for path in (sites.BIG, sites.PDF, sites.PDF_NO_EXT, sites.PRIVATE, sites.SLOW, sites.MISSING):
+        assert u(path) not in pages
+    assert pages[u("/blog/hello")].source == "blog"
+    chunk_ids = {url: set(index._by_url[url]) for url in pages}
+    total_chunks = index.chunk_count()
+    index.close()
+
+    # --- nothing changed: zero embeddings, nothing published
+    embedder.texts.clear()
+    bucket = ensure_bucket(storage_client(cfg.project_id), cfg.bucket)
+    _, generation = SnapshotStore(bucket).read_pointer()
+    site.reset_hits()
+    run2 = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    assert run2.status is RunStatus.UNCHANGED, run2.error
+    assert embedder.texts == [] and run2.embeddings == 0
+    assert run2.pages_changed == 0 and run2.pages_removed == 0
+    assert SnapshotStore(bucket).read_pointer()[1] == generation
+    assert ("/docs/install", 304) in site.statuses
+    assert run2.pages_unchanged >= len(expected) - 1
+
+    # --- one page edited: only its chunks change
+    site.edit_page("/docs/faq", sites.page_for("/docs/faq", version=2))
+    run3 = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    assert run3.status is RunStatus.PUBLISHED and run3.pages_changed == 1, run3.error
+    assert run3.parent_snapshot_id == run.snapshot_id
+    assert embedder.texts and all("Faq" in t or "faq" in t.lower() for t in embedder.texts)
+    index = _restore(cfg, tmp_path, embedder)
+    after = {url: set(index._by_url[url]) for url in index.pages()}
+    assert after[u("/docs/faq")] != chunk_ids[u("/docs/faq")]
+    assert {k: v for k, v in after.items() if k != u("/docs/faq")} == {
+        k: v for k, v in chunk_ids.items() if k != u("/docs/faq")
+    }
+    index.close()
+
+    # --- one page removed: its chunks are gone
+    embedder.texts.clear()
+    site.remove_page("/docs/bots")
+    run4 = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    assert run4.status is RunStatus.PUBLISHED and run4.pages_removed == 1, run4.error
+    assert run4.chunks_removed == len(chunk_ids[u("/docs/bots")]) and embedder.texts == []
+    index = _restore(cfg, tmp_path, embedder)
+    assert u("/docs/bots") not in index.pages()
+    assert index.chunk_count() == total_chunks - len(chunk_ids[u("/docs/bots")]) + (
+        len(after[u("/docs/faq")]) - len(chunk_ids[u("/docs/faq")])
+    )
+    index.close()
+
+    # --- the site is down: nothing is removed
+    site.stop()
+    run5 = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    assert run5.status is RunStatus.UNCHANGED and run5.pages_removed == 0
+    assert not run5.sources["docs"]["complete"]
+    recorded = list_runs(firestore_client(cfg.project_id), limit=10)
+    assert [r.id for r in recorded][:2] == [run5.id, run4.id]
+    assert recorded[1].snapshot_id == run4.snapshot_id
+
+
+def test_lease_held_skips_and_crashed_lease_is_taken_over(
+    emulators, settings, site, embedder, monkeypatch
+) -> None:
+    cfg = _settings(settings, site, scrape_lease_seconds=60)
+    fs = firestore_client(cfg.project_id)
+    Lease(fs, ttl_seconds=60, holder="crashed-run").acquire()  # and never released
+    skipped = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    assert skipped.status is RunStatus.SKIPPED and "crashed-run" in skipped.error
+    assert site.hits.total() == 0
+
+    # The Cloud Function says the same with a 409.
+    import functions.scrape as fn
+
+    monkeypatch.setattr(fn, "get_settings", lambda: cfg)
+    body, status = fn.scrape(SimpleNamespace(method="POST"))
+    assert status == 409 and body["status"] == "skipped"
+    assert fn.scrape(SimpleNamespace(method="PUT"))[1] == 405
+
+    later = lambda: datetime.now(UTC) + timedelta(seconds=120)  # noqa: E731 - the lease has expired
+    run = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL, clock=later)
+    assert run.status is RunStatus.PUBLISHED, run.error
+    assert Lease(fs).read() is None  # released at the end
+
+
+def test_publish_conflict_starts_over_once(emulators, settings, site, embedder, monkeypatch) -> None:
+    cfg = _settings(settings, site)
+    first = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    assert first.status is RunStatus.PUBLISHED
+    original = SnapshotStore.publish
+    calls = {"n": 0}
+    competitor: dict[str, str] = {}
+
+    def racing_publish(self, index, extra, parent_id, expected_generation):
+        calls["n"] += 1
+        if calls["n"] == 1:  # another builder publishes first, on the same base
+            competitor["id"] = original(self, index, {"who": "competitor"}, parent_id, expected_generation).id
+        return original(self, index, extra, parent_id, expected_generation)
+
+    monkeypatch.setattr(SnapshotStore, "publish", racing_publish)
+    site.edit_page("/docs/install", sites.page_for("/docs/install", version=3))
+    run = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    # The competitor's snapshot already holds the edit: the start-over finds nothing left to do.
+    assert run.attempts == 2 and run.status is RunStatus.UNCHANGED, run.error
+    assert run.parent_snapshot_id == competitor["id"] == run.snapshot_id
+    assert (
+        SnapshotStore(ensure_bucket(storage_client(cfg.project_id), cfg.bucket)).read_pointer()[0].snapshot_id
+        == competitor["id"]
+    )
+
+    # Against a competitor that always wins, the run stops cleanly after the second loss.
+    def always_lose(self, index, extra, parent_id, expected_generation):
+        raise PublishConflict("simulated: another publisher won")
+
+    monkeypatch.setattr(SnapshotStore, "publish", always_lose)
+    site.edit_page("/docs/install", sites.page_for("/docs/install", version=4))
+    run = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    assert run.status is RunStatus.CONFLICT and run.attempts == 2
+    assert "lost the publish race twice" in run.error
+
+
+def test_two_concurrent_runs_one_proceeds(emulators, settings, site, embedder) -> None:
+    cfg = _settings(settings, site)
+    results = []
+    barrier = threading.Barrier(2)
+
+    def go() -> None:
+        barrier.wait()
+        results.append(run_scrape(cfg, embedder=embedder, crawl_config=CRAWL))
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status.value for r in results) == ["published", "skipped"]
+
+
+def test_bad_configuration_is_a_clear_error(settings: Settings) -> None:
+    with pytest.raises(ScrapeError, match="ASKBASE_SOURCES"):
+        run_scrape(settings.model_copy(update={"sources": []}))
+    bad = Source(name="x", kind=SourceKind.CRAWL, url="http://127.0.0.1:1/", include=["(unclosed"])
+    with pytest.raises(ValueError, match="invalid include regex"):
+        run_scrape(settings.model_copy(update={"sources": [bad]}))
+    assert scrape_module.MAX_ATTEMPTS == 2
