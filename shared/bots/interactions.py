@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from google.cloud import firestore
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from shared.bots.formatting import SourceRef
 
@@ -143,7 +144,7 @@ class InteractionStore:
 
     def record_feedback(self, state_id: str, user_id: str, value: str) -> None:
         """One vote per user per answer; pressing again overwrites (so a double click counts once)."""
-        path = firestore.FieldPath("feedback", user_id).to_api_repr()
+        path = FieldPath("feedback", user_id).to_api_repr()  # user ids are digits: quoted segment
         self._db.collection(INTERACTIONS).document(state_id).update(
             {path: value, "feedback_at": datetime.now(UTC)}
         )
