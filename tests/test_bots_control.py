@@ -3,77 +3,21 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from shared.bots.control import BadRequest, BotControl, Caller, Conflict, NotFound
 from shared.bots.registry import BotRegistry
-from shared.bots.transport import RetryPolicy
-from shared.config import Settings
 from tests.fakes._server import RecordingEndpoint
-from tests.fakes.discord_api import FakeApplication, FakeDiscord, pong_endpoint
+from tests.fakes.discord_api import FakeApplication, FakeDiscord
 from tests.fakes.telegram_api import SECRET_HEADER, FakeTelegram
+
+# Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings, control.
+pytest_plugins = ["tests.fakes.bot_fixtures"]
 
 ANN = Caller(user="ann@example.com", email="ann@example.com")
 BOB = Caller(user="bob@example.com", email="bob@example.com")
 ADMIN = Caller(user="root@example.com", admin=True)
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
-def dc() -> Iterator[FakeDiscord]:
-    with FakeDiscord() as fake:
-        yield fake
-
-
-@pytest.fixture
-def tg_hook() -> Iterator[RecordingEndpoint]:
-    with RecordingEndpoint() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def discord_keys() -> dict[str, str]:
-    """Application public key by bot id, read by the stand-in interactions endpoint."""
-    return {}
-
-
-@pytest.fixture
-def dc_hook(discord_keys: dict[str, str]) -> Iterator[RecordingEndpoint]:
-    def key_for(path: str) -> str | None:
-        return discord_keys.get(path.rstrip("/").rsplit("/", 1)[-1]) or discord_keys.get("*")
-
-    with RecordingEndpoint(pong_endpoint(key_for)) as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def bot_settings(
-    emulators, settings: Settings, tg: FakeTelegram, dc: FakeDiscord, tg_hook, dc_hook
-) -> Settings:
-    return settings.model_copy(
-        update={
-            "telegram_api_base": tg.base_url,
-            "discord_api_base": dc.base_url,
-            "telegram_webhook_url": tg_hook.url + "/telegram",
-            "discord_webhook_url": dc_hook.url + "/discord",
-        }
-    )
-
-
-@pytest.fixture
-def control(bot_settings: Settings) -> BotControl:
-    return BotControl(
-        bot_settings,
-        BotRegistry.from_settings(bot_settings),
-        policy=RetryPolicy(attempts=3, backoff=0.01, max_wait=5.0),
-    )
 
 
 def telegram_bot(control: BotControl, tg: FakeTelegram, caller: Caller = ANN, **extra):

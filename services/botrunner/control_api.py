@@ -102,10 +102,13 @@ def _control_error(exc: ControlError) -> tuple[Response, int]:
     return jsonify({"error": exc.message}), exc.status
 
 
-@bp.errorhandler(UNAVAILABLE)
 def _unavailable(exc: Exception) -> tuple[Response, int]:
     log.warning("storage unavailable: %s", type(exc).__name__)
     return jsonify({"error": "temporarily unavailable; try again"}), 503
+
+
+for _exc in UNAVAILABLE:
+    bp.register_error_handler(_exc, _unavailable)
 
 
 def _json_body() -> Any:

@@ -1,0 +1,183 @@
+"""The botrunner control-plane HTTP API: routes, statuses, owner isolation, auth, no token leaks."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from flask.testing import FlaskClient
+
+from services.botrunner.app import create_app
+from services.botrunner.control_api import VERIFIER_KEY
+from shared.bots.control import BotControl
+from tests.fakes.telegram_api import FakeTelegram
+
+# Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings, control.
+pytest_plugins = ["tests.fakes.bot_fixtures"]
+
+ANN = {"X-Askbase-User": "ann@example.com"}
+BOB = {"X-Askbase-User": "bob@example.com"}
+
+
+@pytest.fixture
+def client(bot_settings, control: BotControl) -> FlaskClient:
+    app = create_app(bot_settings, control=control, reconcile_on_start=False)
+    return app.test_client()
+
+
+def _register(client: FlaskClient, tg: FakeTelegram, headers=ANN) -> tuple[dict, str]:
+    token = tg.add_bot(username="docs_bot")
+    response = client.post(
+        "/api/bots",
+        json={"platform": "telegram", "name": "Docs", "model": "extractive", "token": token},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json(), token
+
+
+def test_requires_a_user(client: FlaskClient) -> None:
+    assert client.get("/api/bots").status_code == 401
+    assert client.get("/healthz").status_code == 200
+
+
+def test_bad_input_is_4xx_never_500(client: FlaskClient, tg: FakeTelegram) -> None:
+    bad_token = "1234567890:AAHk1H6tK7cbbX5fL9m3o0nV8rQ2wYzAbCd"
+    response = client.post(
+        "/api/bots", json={"platform": "telegram", "name": "x", "token": bad_token}, headers=ANN
+    )
+    assert response.status_code == 400
+    assert "Telegram rejected this token" in response.get_json()["error"]
+    assert (
+        client.post("/api/bots", data="{nope", headers=ANN, content_type="application/json").status_code
+        == 400
+    )
+    assert client.post("/api/bots", json=[1, 2], headers=ANN).status_code == 400
+    assert client.post("/api/bots", json={"platform": "x"}, headers=ANN).status_code == 400
+    assert client.get("/api/bots/unknown", headers=ANN).status_code == 404
+    assert client.get("/api/bots/a%2Fb", headers=ANN).status_code in (404, 405)
+    assert client.post("/api/bots/unknown/start", headers=ANN).status_code == 404
+    bot, _ = _register(client, tg)
+    assert client.post(f"/api/bots/{bot['id']}/explode", headers=ANN).status_code == 404
+    assert client.patch(f"/api/bots/{bot['id']}", json={"model": "gpt"}, headers=ANN).status_code == 400
+    assert client.get(f"/api/bots/{bot['id']}/activity?limit=0", headers=ANN).status_code == 400
+    assert client.get(f"/api/bots/{bot['id']}/activity?cursor=zzz", headers=ANN).status_code == 400
+    assert client.put(f"/api/bots/{bot['id']}", headers=ANN).status_code == 405
+
+
+def test_lifecycle_over_http(client: FlaskClient, tg: FakeTelegram) -> None:
+    bot, token = _register(client, tg)
+    bot_id = bot["id"]
+    assert bot["status"] == "stopped" and bot["platform_info"]["username"] == "docs_bot"
+    assert [b["id"] for b in client.get("/api/bots", headers=ANN).get_json()["bots"]] == [bot_id]
+
+    started = client.post(f"/api/bots/{bot_id}/start", headers=ANN).get_json()
+    assert started["status"] == "running"
+    assert tg.webhook(token).url.endswith(f"/{bot_id}")
+
+    edited = client.patch(f"/api/bots/{bot_id}", json={"name": "Renamed"}, headers=ANN).get_json()
+    assert edited["name"] == "Renamed"
+
+    assert client.post(f"/api/bots/{bot_id}/restart", headers=ANN).get_json()["status"] == "running"
+    stopped = client.post(f"/api/bots/{bot_id}/stop", headers=ANN).get_json()
+    assert stopped["status"] == "stopped" and tg.webhook(token) is None
+
+    first = client.get(f"/api/bots/{bot_id}/activity?limit=2", headers=ANN).get_json()
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    rest = client.get(f"/api/bots/{bot_id}/activity?limit=50&cursor={first['next_cursor']}", headers=ANN)
+    kinds = [e["kind"] for e in first["items"] + rest.get_json()["items"]]
+    assert kinds == ["stopped", "restarted", "edited", "started", "created"]
+    assert rest.get_json()["next_cursor"] is None
+
+    assert client.delete(f"/api/bots/{bot_id}", headers=ANN).get_json() == {"deleted": True}
+    assert client.get(f"/api/bots/{bot_id}", headers=ANN).status_code == 404
+
+
+def test_other_users_get_404_everywhere(client: FlaskClient, tg: FakeTelegram) -> None:
+    bot, token = _register(client, tg)
+    bot_id = bot["id"]
+    assert client.get("/api/bots", headers=BOB).get_json() == {"bots": []}
+    calls = [
+        ("get", f"/api/bots/{bot_id}", None),
+        ("patch", f"/api/bots/{bot_id}", {"name": "mine"}),
+        ("delete", f"/api/bots/{bot_id}", None),
+        ("post", f"/api/bots/{bot_id}/start", None),
+        ("post", f"/api/bots/{bot_id}/stop", None),
+        ("post", f"/api/bots/{bot_id}/restart", None),
+        ("get", f"/api/bots/{bot_id}/activity", None),
+    ]
+    for method, path, body in calls:
+        response = getattr(client, method)(path, json=body, headers=BOB)
+        assert response.status_code == 404, (method, path)
+        assert response.get_json() == {"error": "No such bot."}
+    assert tg.webhook(token) is None
+    assert client.get(f"/api/bots/{bot_id}", headers=ANN).get_json()["name"] == "Docs"
+    admin = {"X-Askbase-User": "root@example.com", "X-Askbase-Admin": "1"}
+    assert client.get(f"/api/bots/{bot_id}", headers=admin).status_code == 200
+    assert len(client.get("/api/bots?all=1", headers=admin).get_json()["bots"]) == 1
+
+
+def test_no_token_in_any_response_or_log_line(
+    client: FlaskClient, tg: FakeTelegram, control: BotControl, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    bodies: list[str] = []
+
+    def record(response):
+        bodies.append(response.get_data(as_text=True))
+        return response
+
+    bot, token = _register(client, tg)
+    bot_id = bot["id"]
+    bodies.append(str(bot))
+    for path in ("start", "restart", "stop"):
+        record(client.post(f"/api/bots/{bot_id}/{path}", headers=ANN))
+    tg.fail_next("setWebhook", status=500, times=5)
+    record(client.post(f"/api/bots/{bot_id}/start", headers=ANN))  # an error is recorded and shown
+    tg.revoke(token)
+    record(client.post(f"/api/bots/{bot_id}/restart", headers=ANN))
+    record(client.post("/internal/reconcile"))
+    record(client.get(f"/api/bots/{bot_id}", headers=ANN))
+    record(client.get("/api/bots", headers=ANN))
+    record(client.get(f"/api/bots/{bot_id}/activity", headers=ANN))
+    # A second registration attempt with the same (now revoked) token fails: the error names no token.
+    record(client.post("/api/bots", json={"platform": "telegram", "name": "x", "token": token}, headers=ANN))
+
+    secret = control.registry.webhook_secret(control.registry.get_bot(bot_id))
+    token_secret_part = token.split(":", 1)[1]
+    everything = "\n".join(bodies) + "\n" + caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    assert "error" in everything  # the failures above really were reported
+    for value in (token, token_secret_part, secret):
+        assert value not in everything
+
+
+def test_reconcile_endpoint(client: FlaskClient, tg: FakeTelegram) -> None:
+    bot, token = _register(client, tg)
+    client.post(f"/api/bots/{bot['id']}/start", headers=ANN)
+    tg.lose_webhook(token)
+    report = client.post("/internal/reconcile").get_json()
+    assert report["repaired"] == {bot["id"]: "webhook set"}
+    assert tg.webhook(token) is not None
+
+
+def test_google_oidc_mode_requires_a_service_token(bot_settings, control: BotControl) -> None:
+    settings = bot_settings.model_copy(update={"internal_auth": "google-oidc"})
+    app = create_app(settings, control=control, reconcile_on_start=False)
+    claims = {"email": "qa@askbase-test.iam.gserviceaccount.com", "email_verified": True}
+    seen: list[str] = []
+
+    def verifier(token: str, audience: str) -> dict:
+        seen.append(audience)
+        if token != "good":
+            raise ValueError("bad token")
+        return claims
+
+    app.extensions[VERIFIER_KEY] = verifier
+    client = app.test_client()
+    assert client.get("/api/bots", headers=ANN).status_code == 401
+    assert client.get("/api/bots", headers={**ANN, "Authorization": "Bearer bad"}).status_code == 401
+    assert client.get("/api/bots", headers={**ANN, "Authorization": "Bearer good"}).status_code == 200
+    assert client.post("/internal/reconcile").status_code == 401
+    assert seen[-1] == settings.botrunner_url.rstrip("/")
+    claims["email"] = "someone@gmail.com"
+    assert client.get("/api/bots", headers={**ANN, "Authorization": "Bearer good"}).status_code == 403

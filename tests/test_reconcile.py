@@ -1,0 +1,123 @@
+"""Reconcile: running bots get their registrations back, stopped bots stay stopped, failures recorded."""
+
+from __future__ import annotations
+
+from services.botrunner.app import RECONCILE_THREAD_KEY, create_app
+from shared.bots.control import BotControl, Caller
+from shared.bots.reconcile import reconcile_all
+from shared.bots.registry import BotRegistry
+from shared.bots.telegram import TelegramClient
+from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.telegram_api import FakeTelegram
+
+# Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings, control.
+pytest_plugins = ["tests.fakes.bot_fixtures"]
+
+ANN = Caller(user="ann@example.com")
+
+
+def _telegram(control: BotControl, tg: FakeTelegram, start: bool) -> tuple[str, str]:
+    token = tg.add_bot()
+    bot = control.create_bot(ANN, {"platform": "telegram", "name": "t", "token": token})
+    if start:
+        assert control.start_bot(ANN, bot.id).status == "running"
+    return bot.id, token
+
+
+def test_lost_webhook_is_restored(control: BotControl, tg: FakeTelegram) -> None:
+    bot_id, token = _telegram(control, tg, start=True)
+    healthy_id, _ = _telegram(control, tg, start=True)
+    tg.lose_webhook(token)
+    report = reconcile_all(control)
+    assert report.checked == 2 and report.ok == 1
+    assert report.repaired == {bot_id: "webhook set"}
+    hook = tg.webhook(token)
+    assert hook is not None and hook.url.endswith(f"/{bot_id}")
+    assert hook.secret_token == control.registry.webhook_secret(control.registry.get_bot(bot_id))
+    assert control.activity(ANN, bot_id).items[0].kind == "reconciled"
+    # A second run finds nothing to do and makes no platform writes.
+    writes = len(tg.calls_for(method="setWebhook"))
+    assert reconcile_all(control).ok == 2
+    assert len(tg.calls_for(method="setWebhook")) == writes
+    assert control.registry.get_bot(healthy_id).status == "running"
+
+
+def test_stopped_bots_stay_stopped(control: BotControl, tg: FakeTelegram) -> None:
+    ours_id, ours = _telegram(control, tg, start=True)
+    control.stop_bot(ANN, ours_id)
+    # Someone re-set our webhook behind our back (e.g. a stale instance): it is removed.
+    bot = control.registry.get_bot(ours_id)
+    TelegramClient(ours, tg.base_url).set_webhook(control.webhook_url(bot), "x")
+    # The owner pointed another stopped bot at their own server: left alone.
+    foreign_id, foreign = _telegram(control, tg, start=False)
+    TelegramClient(foreign, tg.base_url).set_webhook("https://example.org/hook", "x")
+
+    report = reconcile_all(control)
+    assert report.repaired == {ours_id: "webhook deleted"}
+    assert tg.webhook(ours) is None
+    assert tg.webhook(foreign).url == "https://example.org/hook"
+    assert control.registry.get_bot(ours_id).status == "stopped"
+    assert control.registry.get_bot(foreign_id).status == "stopped"
+
+
+def test_failures_are_recorded_and_recovered(control: BotControl, tg: FakeTelegram) -> None:
+    bot_id, token = _telegram(control, tg, start=True)
+    tg.lose_webhook(token)
+    tg.fail_next("setWebhook", status=500, times=10)
+    report = reconcile_all(control)
+    assert bot_id in report.failed
+    bot = control.registry.get_bot(bot_id)
+    assert bot.status == "error" and bot.desired == "running" and "setWebhook" in bot.last_error
+    assert control.activity(ANN, bot_id).items[0].kind == "error"
+    # Same failure again: status stays, the activity log is not spammed.
+    tg.fail_next("setWebhook", status=500, times=10)
+    reconcile_all(control)
+    assert [e.kind for e in control.activity(ANN, bot_id).items].count("error") == 1
+    # The platform is back: the next run repairs and clears the error.
+    tg._failures.clear()
+    report = reconcile_all(control)
+    assert report.repaired == {bot_id: "webhook set"}
+    bot = control.registry.get_bot(bot_id)
+    assert bot.status == "running" and bot.last_error is None
+
+
+def test_full_restart_brings_running_bots_back(
+    bot_settings, control: BotControl, tg: FakeTelegram, dc: FakeDiscord, discord_keys: dict[str, str]
+) -> None:
+    running = [_telegram(control, tg, start=True) for _ in range(2)]
+    stopped_id, stopped_token = _telegram(control, tg, start=False)
+    app = dc.add_application()
+    discord_keys["*"] = app.public_key
+    dbot = control.create_bot(
+        ANN,
+        {
+            "platform": "discord",
+            "name": "d",
+            "application_id": app.id,
+            "public_key": app.public_key,
+            "bot_token": app.bot_token,
+        },
+    )
+    control.start_bot(ANN, dbot.id)
+    # A crash mid-start left one bot "starting"; the platforms lost every registration.
+    stuck_id, stuck_token = _telegram(control, tg, start=False)
+    control.registry.set_desired(stuck_id, "running")
+    for _, token in running:
+        tg.lose_webhook(token)
+    dc.lose_endpoint(app.id)
+
+    # Every process is gone; a fresh botrunner (new clients, new Firestore connection) starts.
+    fresh = BotControl(bot_settings, BotRegistry.from_settings(bot_settings))
+    new_app = create_app(bot_settings, control=fresh)
+    new_app.extensions[RECONCILE_THREAD_KEY].join(60)
+
+    for bot_id, token in [*running, (stuck_id, stuck_token)]:
+        assert tg.webhook(token) is not None and tg.webhook(token).url.endswith(bot_id)
+        assert fresh.registry.get_bot(bot_id).status == "running"
+    assert app.interactions_endpoint_url and app.interactions_endpoint_url.endswith(dbot.id)
+    assert fresh.registry.get_bot(dbot.id).status == "running"
+    assert tg.webhook(stopped_token) is None
+    assert fresh.registry.get_bot(stopped_id).status == "stopped"
+    # Running bots answer again: Telegram can deliver to the restored webhook with the right secret.
+    bot_id, token = running[0]
+    assert tg.send_update(token, tg.message_update(7, "hi")).status_code == 200
