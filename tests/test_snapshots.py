@@ -351,3 +351,29 @@ def test_pure_helpers() -> None:
         snap.Pointer.from_json(b'{"previous": []}')
     with pytest.raises(snap.SnapshotError, match="manifest is not valid"):
         snap.Manifest.from_json(b"[]")
+
+
+def test_snapshots_cli(bucket, index: KnowledgeIndex, settings: Settings) -> None:
+    from click.testing import CliRunner
+
+    from shared.cli.snapshots import snapshots_group
+
+    runner = CliRunner()
+    empty = runner.invoke(snapshots_group, ["list"])
+    assert empty.exit_code == 0 and "no snapshots yet" in empty.output
+    store = SnapshotStore(bucket)
+    first = store.publish(index, {}, None, 0)
+    add_page(index, "https://docs.example.com/z")
+    second = store.publish(index, {}, first.id, store.read_pointer()[1])
+    listed = runner.invoke(snapshots_group, ["list"])
+    assert listed.exit_code == 0, listed.output
+    assert f"* {second.id}" in listed.output and first.id in listed.output
+    shown = runner.invoke(snapshots_group, ["show", first.id])
+    assert json.loads(shown.output)["id"] == first.id
+    bad = runner.invoke(snapshots_group, ["show", "nope"])
+    assert bad.exit_code == 1 and "not a snapshot id" in bad.output
+    rolled = runner.invoke(snapshots_group, ["rollback", first.id, "--yes"])
+    assert rolled.exit_code == 0, rolled.output
+    assert store.read_pointer()[0].snapshot_id == first.id
+    as_json = json.loads(runner.invoke(snapshots_group, ["list", "--json"]).output)
+    assert as_json["pointer"]["snapshot_id"] == first.id and len(as_json["snapshots"]) == 2

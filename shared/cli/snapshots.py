@@ -1,0 +1,97 @@
+"""``askbase snapshots list | show ID | rollback ID``: the index snapshots in the bucket."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import click
+
+from shared.config import get_settings
+
+if TYPE_CHECKING:
+    from shared.knowledge.snapshots import SnapshotStore
+
+
+def _store() -> SnapshotStore:
+    """The store for the configured bucket (imports deferred so ``askbase --help`` stays fast)."""
+    from shared import gcp
+    from shared.knowledge.snapshots import SnapshotStore
+
+    settings = get_settings()
+    bucket = gcp.storage_client(settings.project_id).bucket(settings.bucket)
+    return SnapshotStore(
+        bucket, settings.snapshot_prefix, settings.snapshot_keep, settings.snapshot_compression
+    )
+
+
+@click.group("snapshots")
+def snapshots_group() -> None:
+    """List, show or roll back index snapshots."""
+
+
+@snapshots_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print manifests as JSON.")
+def list_command(as_json: bool) -> None:
+    """Every snapshot, newest first; ``*`` marks the one LATEST.json points at."""
+    store = _store()
+    pointer, generation = store.read_pointer()
+    manifests = store.list()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "pointer": pointer.__dict__ if pointer else None,
+                    "generation": generation,
+                    "snapshots": [m.to_dict() for m in manifests],
+                },
+                indent=2,
+            )
+        )
+        return
+    if not manifests:
+        click.echo("no snapshots yet (run `askbase scrape`)")
+        return
+    current = pointer.snapshot_id if pointer else None
+    click.echo(f"{'':1} {'id':<40} {'created':<20} {'chunks':>7} {'pages':>6} {'size':>9}  parent")
+    for m in manifests:
+        mark = "*" if m.id == current else " "
+        click.echo(
+            f"{mark} {m.id:<40} {m.created_at[:19]:<20} {m.chunk_count:>7} {m.pages:>6} "
+            f"{m.size / 1e6:>7.2f}MB  {m.parent_id or '-'}"
+        )
+    if pointer is None and generation:
+        click.echo("warning: LATEST.json is unreadable; `askbase snapshots rollback ID` repairs it", err=True)
+
+
+@snapshots_group.command("show")
+@click.argument("snapshot_id")
+def show_command(snapshot_id: str) -> None:
+    """Print one snapshot's manifest."""
+    from shared.knowledge.snapshots import SnapshotError
+
+    try:
+        manifest = _store().get(snapshot_id)
+    except (SnapshotError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(manifest.to_json().decode())
+
+
+@snapshots_group.command("rollback")
+@click.argument("snapshot_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def rollback_command(snapshot_id: str, yes: bool) -> None:
+    """Point LATEST.json back at SNAPSHOT_ID (compare-and-swap); services pick it up on their next poll."""
+    from shared.knowledge.snapshots import SnapshotError
+
+    store = _store()
+    pointer, _ = store.read_pointer()
+    if not yes:
+        click.confirm(
+            f"Roll back from {pointer.snapshot_id if pointer else 'nothing'} to {snapshot_id}?", abort=True
+        )
+    try:
+        store.rollback(snapshot_id)
+    except (SnapshotError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"LATEST.json now points at {snapshot_id}")
