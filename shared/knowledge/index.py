@@ -223,18 +223,26 @@ class KnowledgeIndex:
         if total == 0:
             return []
         candidates = min(total, max(CANDIDATES_MIN, k * CANDIDATES_PER_RESULT))
-        vector = self.embedder.embed([question])[0]
+        query = self.embedder.embed([question])[0].astype(np.float32)
         result = self._collection.query(
-            query_embeddings=[vector.astype(np.float32).tolist()],
-            n_results=candidates,
-            include=["distances"],
+            query_embeddings=[query.tolist()], n_results=candidates, include=["distances"]
         )
-        vector_ids = result["ids"][0] if result["ids"] else []
-        keyword_ids = [chunk_id for chunk_id, _ in bm25.top(question, candidates)]
+        # Chroma's cosine distance is 1 - cosine similarity.
+        vector_scores = {
+            chunk_id: 1.0 - float(distance)
+            for chunk_id, distance in zip(result["ids"][0], result["distances"][0], strict=True)
+        }
+        keyword_scores = dict(bm25.top_normalized(question, candidates))
+        # A keyword hit outside the vector top-N still deserves its true similarity, not 0.
+        missing = [chunk_id for chunk_id in keyword_scores if chunk_id not in vector_scores]
+        if missing:
+            got = self._collection.get(ids=missing, include=["embeddings"])
+            for chunk_id, vector in zip(got["ids"], got["embeddings"], strict=True):
+                vector_scores[chunk_id] = float(np.dot(np.asarray(vector, dtype=np.float32), query))
         chunks = self._chunks
         passages: dict[str, Passage] = {}
         hashes: dict[str, str] = {}
-        for chunk_id in {*vector_ids, *keyword_ids}:
+        for chunk_id in {*vector_scores, *keyword_scores}:
             chunk = chunks.get(chunk_id)
             if chunk is None:
                 continue  # removed by a concurrent write
@@ -248,7 +256,7 @@ class KnowledgeIndex:
                 score=0.0,
             )
             hashes[chunk_id] = chunk.content_hash
-        return fuse_and_dedupe(vector_ids, keyword_ids, passages, k, hashes)
+        return fuse_and_dedupe(vector_scores, keyword_scores, passages, k, hashes)
 
     # --- writing ---------------------------------------------------------------------------------
 
