@@ -22,6 +22,10 @@ Usage::
         dc.lose_endpoint(app.id)                # Discord "forgot" the endpoint (reconcile tests)
         dc.calls                                # every request: Call(route, method, path, json, auth)
 
+For a stand-in interactions endpoint (no webhook function needed) use
+``RecordingEndpoint(pong_endpoint(lambda path: app.public_key))`` from ``tests.fakes._server``: it
+verifies signatures (401 otherwise), PONGs PINGs and defers everything else.
+
 Routes (``fail_next`` names): ``get_application`` GET /applications/@me, ``edit_application`` PATCH
 /applications/@me, ``put_commands`` / ``get_commands`` /applications/{id}/commands, ``edit_original``
 PATCH /webhooks/{id}/{token}/messages/@original, ``followup`` POST /webhooks/{id}/{token},
