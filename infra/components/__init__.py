@@ -1,0 +1,1 @@
+"""One ``ComponentResource`` per concern; ``infra/program.py`` wires them together."""

@@ -1,0 +1,131 @@
+"""Service accounts: one per deployable, and the grants that GCP only offers project-wide.
+
+Every other grant is made on the resource it is about, by the component that owns the resource
+(bucket, topic, secret, Cloud Run service). :data:`GRANTS` is the complete, reviewed list of what each
+account may do; ``infra/policies.py`` checks the recorded resources against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.components.base import Component
+
+# key -> (account id, what it runs as)
+ACCOUNTS: dict[str, tuple[str, str]] = {
+    "qa": ("askbase-qa", "askbase qa: web chat and /api/ask (Cloud Run)"),
+    "botrunner": ("askbase-botrunner", "askbase botrunner: bot control plane and worker (Cloud Run)"),
+    "telegram-fn": ("askbase-telegram-fn", "askbase Telegram webhook (Cloud Function)"),
+    "discord-fn": ("askbase-discord-fn", "askbase Discord interactions (Cloud Function)"),
+    "scrape-fn": ("askbase-scrape-fn", "askbase scrape (Cloud Function)"),
+    "scheduler-invoker": ("askbase-scheduler", "Cloud Scheduler -> scrape and reconcile"),
+    "pubsub-push": ("askbase-pubsub-push", "Pub/Sub push -> botrunner /worker/push"),
+    "fn-builder": ("askbase-fn-builder", "Cloud Build for the askbase functions"),
+}
+
+# Roles with no resource-level binding for what askbase does: Firestore data access
+# (roles/datastore.user is project-wide), Vertex AI model calls, and Cloud Build's log writing.
+PROJECT_ROLES: dict[str, tuple[str, ...]] = {
+    "qa": ("roles/datastore.user", "roles/aiplatform.user"),
+    "botrunner": ("roles/datastore.user",),
+    "telegram-fn": ("roles/datastore.user",),
+    "discord-fn": ("roles/datastore.user",),
+    "scrape-fn": ("roles/datastore.user",),
+    "fn-builder": ("roles/logging.logWriter",),
+}
+
+# The full grant table: account -> {(role, where)}. "where" is "project" or "<kind>:<logical name>".
+GRANTS: dict[str, frozenset[tuple[str, str]]] = {
+    "qa": frozenset(
+        {
+            ("roles/datastore.user", "project"),
+            ("roles/aiplatform.user", "project"),
+            ("roles/storage.objectViewer", "bucket:kb"),
+            ("roles/secretmanager.secretAccessor", "secret:session-secret"),
+            ("roles/secretmanager.secretAccessor", "secret:token-key"),
+            ("roles/run.invoker", "run:botrunner"),  # bot pages call the control plane
+            ("roles/run.invoker", "run:scrape"),  # admin "scrape now"
+        }
+    ),
+    "botrunner": frozenset(
+        {
+            ("roles/datastore.user", "project"),
+            ("roles/secretmanager.secretAccessor", "secret:token-key"),
+        }
+    ),
+    "telegram-fn": frozenset(
+        {
+            ("roles/datastore.user", "project"),
+            ("roles/pubsub.publisher", "topic:jobs"),
+            ("roles/secretmanager.secretAccessor", "secret:token-key"),
+        }
+    ),
+    "discord-fn": frozenset(
+        {
+            ("roles/datastore.user", "project"),
+            ("roles/pubsub.publisher", "topic:jobs"),
+            ("roles/secretmanager.secretAccessor", "secret:token-key"),
+        }
+    ),
+    "scrape-fn": frozenset(
+        {
+            ("roles/datastore.user", "project"),
+            ("roles/storage.objectUser", "bucket:kb"),
+        }
+    ),
+    "scheduler-invoker": frozenset(
+        {
+            ("roles/run.invoker", "run:botrunner"),
+            ("roles/run.invoker", "run:scrape"),
+        }
+    ),
+    "pubsub-push": frozenset({("roles/run.invoker", "run:botrunner")}),
+    "fn-builder": frozenset(
+        {
+            ("roles/logging.logWriter", "project"),
+            ("roles/storage.objectViewer", "bucket:function-sources"),
+            ("roles/artifactregistry.writer", "repo:askbase"),
+        }
+    ),
+}
+
+
+@dataclass(frozen=True)
+class IdentityArgs:
+    project: str
+
+
+class Identity(Component):
+    """Creates the accounts and their project-level roles; exposes ``emails`` and ``members``."""
+
+    def __init__(
+        self, name: str, args: IdentityArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("Identity", name, depends_on, opts)
+        self.accounts: dict[str, gcp.serviceaccount.Account] = {}
+        for key, (account_id, description) in ACCOUNTS.items():
+            self.accounts[key] = gcp.serviceaccount.Account(
+                key,
+                project=args.project,
+                account_id=account_id,
+                display_name=account_id,
+                description=description,
+                opts=self.child(),
+            )
+        self.emails = {k: a.email for k, a in self.accounts.items()}
+        self.members = {k: a.member for k, a in self.accounts.items()}
+        self.project_grants = [
+            gcp.projects.IAMMember(
+                f"{key}-{role.split('/')[1].replace('.', '-')}",
+                project=args.project,
+                role=role,
+                member=self.members[key],
+                opts=self.child(),
+            )
+            for key, roles in PROJECT_ROLES.items()
+            for role in roles
+        ]
+        self.register_outputs({"emails": self.emails})

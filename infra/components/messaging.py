@@ -1,0 +1,124 @@
+"""Pub/Sub: the jobs topic, its push subscription to botrunner ``/worker/push``, and a dead-letter path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.components.base import Component
+
+JOBS_TOPIC = "askbase-jobs"
+DEAD_LETTER_TOPIC = "askbase-jobs-dead"
+WORKER_PATH = "/worker/push"
+
+
+@dataclass(frozen=True)
+class MessagingArgs:
+    project: str
+    project_number: pulumi.Input[str]
+    push_url: pulumi.Input[str]  # botrunner's base URL: the push endpoint's origin and the audience
+    push_service_account: pulumi.Input[str]  # email whose OIDC token Pub/Sub attaches
+    push_service_account_id: pulumi.Input[str]  # its resource name, for the token-creator grant
+    publishers: list[pulumi.Input[str]] = field(default_factory=list)
+    max_delivery_attempts: int = 5
+    ack_deadline_seconds: int = 60  # worker asks qa (Gemini timeout 20 s) then replies
+    push_target: pulumi.Resource | None = None  # created first so the first pushes find it
+
+
+class Messaging(Component):
+    def __init__(
+        self, name: str, args: MessagingArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("Messaging", name, depends_on, opts)
+        pubsub_agent = pulumi.Output.concat(
+            "serviceAccount:service-", args.project_number, "@gcp-sa-pubsub.iam.gserviceaccount.com"
+        )
+        self.jobs_topic = gcp.pubsub.Topic(
+            "jobs",
+            project=args.project,
+            name=JOBS_TOPIC,
+            message_retention_duration="86400s",
+            opts=self.child(),
+        )
+        self.dead_letter_topic = gcp.pubsub.Topic(
+            "jobs-dead", project=args.project, name=DEAD_LETTER_TOPIC, opts=self.child()
+        )
+        # A topic without a subscription drops what is published to it: keep dead letters a week
+        # for `gcloud pubsub subscriptions pull askbase-jobs-dead`.
+        self.dead_letter_subscription = gcp.pubsub.Subscription(
+            "jobs-dead-inbox",
+            project=args.project,
+            name=f"{DEAD_LETTER_TOPIC}-inbox",
+            topic=self.dead_letter_topic.id,
+            message_retention_duration="604800s",
+            expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
+            opts=self.child(),
+        )
+        self.push_subscription = gcp.pubsub.Subscription(
+            "jobs-push",
+            project=args.project,
+            name=f"{JOBS_TOPIC}-worker",
+            topic=self.jobs_topic.id,
+            ack_deadline_seconds=args.ack_deadline_seconds,
+            message_retention_duration="3600s",  # an answer an hour late is no answer
+            expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),  # never expire
+            push_config=gcp.pubsub.SubscriptionPushConfigArgs(
+                push_endpoint=pulumi.Output.concat(args.push_url, WORKER_PATH),
+                oidc_token=gcp.pubsub.SubscriptionPushConfigOidcTokenArgs(
+                    service_account_email=args.push_service_account,
+                    audience=args.push_url,
+                ),
+            ),
+            retry_policy=gcp.pubsub.SubscriptionRetryPolicyArgs(
+                minimum_backoff="10s", maximum_backoff="300s"
+            ),
+            dead_letter_policy=gcp.pubsub.SubscriptionDeadLetterPolicyArgs(
+                dead_letter_topic=self.dead_letter_topic.id,
+                max_delivery_attempts=args.max_delivery_attempts,
+            ),
+            opts=self.child(args.push_target),
+        )
+        self.grants = [
+            gcp.pubsub.TopicIAMMember(
+                f"jobs-publisher-{n}",
+                project=args.project,
+                topic=self.jobs_topic.name,
+                role="roles/pubsub.publisher",
+                member=member,
+                opts=self.child(),
+            )
+            for n, member in enumerate(args.publishers)
+        ]
+        # Dead-lettering is done by the Pub/Sub service agent: it must publish to the dead-letter
+        # topic and acknowledge (subscriber) on the source subscription, or messages never move.
+        self.agent_grants = [
+            gcp.pubsub.TopicIAMMember(
+                "pubsub-agent-dead-letter-publisher",
+                project=args.project,
+                topic=self.dead_letter_topic.name,
+                role="roles/pubsub.publisher",
+                member=pubsub_agent,
+                opts=self.child(),
+            ),
+            gcp.pubsub.SubscriptionIAMMember(
+                "pubsub-agent-worker-subscriber",
+                project=args.project,
+                subscription=self.push_subscription.name,
+                role="roles/pubsub.subscriber",
+                member=pubsub_agent,
+                opts=self.child(),
+            ),
+            # Minting the push OIDC token: needed in projects created before April 2021, harmless after.
+            gcp.serviceaccount.IAMMember(
+                "pubsub-agent-push-token-creator",
+                service_account_id=args.push_service_account_id,
+                role="roles/iam.serviceAccountTokenCreator",
+                member=pubsub_agent,
+                opts=self.child(),
+            ),
+        ]
+        self.register_outputs(
+            {"jobs_topic": self.jobs_topic.name, "dead_letter_topic": self.dead_letter_topic.name}
+        )

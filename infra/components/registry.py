@@ -1,0 +1,66 @@
+"""Artifact Registry: one Docker repository for the service images and the function builds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.components.base import Component
+
+REPOSITORY = "askbase"
+
+
+@dataclass(frozen=True)
+class RegistryArgs:
+    project: str
+    region: str
+    writers: list[pulumi.Input[str]] = field(default_factory=list)
+    keep_versions: int = 10
+
+
+class Registry(Component):
+    def __init__(
+        self, name: str, args: RegistryArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("Registry", name, depends_on, opts)
+        self.repository = gcp.artifactregistry.Repository(
+            "images",
+            project=args.project,
+            location=args.region,
+            repository_id=REPOSITORY,
+            format="DOCKER",
+            # Every deploy pushes new images; without cleanup the repository (billed per GB) only grows.
+            cleanup_policies=[
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="keep-recent",
+                    action="KEEP",
+                    most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
+                        keep_count=args.keep_versions
+                    ),
+                ),
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="delete-old",
+                    action="DELETE",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
+                        older_than="2592000s"
+                    ),
+                ),
+            ],
+            opts=self.child(),
+        )
+        self.url = pulumi.Output.concat(args.region, "-docker.pkg.dev/", args.project, "/", REPOSITORY)
+        self.grants = [
+            gcp.artifactregistry.RepositoryIamMember(
+                f"writer-{n}",
+                project=args.project,
+                location=args.region,
+                repository=self.repository.name,
+                role="roles/artifactregistry.writer",
+                member=member,
+                opts=self.child(),
+            )
+            for n, member in enumerate(args.writers)
+        ]
+        self.register_outputs({"url": self.url})

@@ -1,0 +1,91 @@
+"""Secret Manager: the bot-token encryption key and the web session secret.
+
+Values are generated (pulumi-random) unless the operator sets them with
+``pulumi config set --secret askbase:tokenKey ...`` / ``askbase:sessionSecret``. Either way they are
+Pulumi secrets: encrypted in the state, never printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_random as random
+
+from infra.components.base import Component
+
+TOKEN_KEY_SECRET_ID = "askbase-token-key"  # noqa: S105 (a name, not a value)
+SESSION_SECRET_ID = "askbase-session-secret"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class SecretsArgs:
+    project: str
+    token_key: pulumi.Input[str] | None = None
+    session_secret: pulumi.Input[str] | None = None
+    token_key_accessors: list[pulumi.Input[str]] = field(default_factory=list)
+    session_secret_accessors: list[pulumi.Input[str]] = field(default_factory=list)
+
+
+class Secrets(Component):
+    def __init__(
+        self, name: str, args: SecretsArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("Secrets", name, depends_on, opts)
+        token_value = args.token_key
+        if token_value is None:
+            # AES-256-GCM key: 32 random bytes, base64-encoded. Losing it makes every stored bot
+            # token unreadable, so the generator must never be replaced by accident.
+            token_value = random.RandomBytes("token-key", length=32, opts=self.child()).base64
+        session_value = args.session_secret
+        if session_value is None:
+            session_value = random.RandomPassword(
+                "session-secret", length=48, special=False, opts=self.child()
+            ).result
+
+        self.token_key = self._new_secret(args.project, TOKEN_KEY_SECRET_ID, "token-key", keep=True)
+        self.token_key_version = self._new_version("token-key", self.token_key, token_value, keep=True)
+        self.session_secret = self._new_secret(args.project, SESSION_SECRET_ID, "session-secret")
+        self.session_secret_version = self._new_version("session-secret", self.session_secret, session_value)
+        self.grants = [
+            gcp.secretmanager.SecretIamMember(
+                f"{label}-accessor-{n}",
+                project=args.project,
+                secret_id=secret.secret_id,
+                role="roles/secretmanager.secretAccessor",
+                member=member,
+                opts=self.child(),
+            )
+            for label, secret, members in (
+                ("token-key", self.token_key, args.token_key_accessors),
+                ("session-secret", self.session_secret, args.session_secret_accessors),
+            )
+            for n, member in enumerate(members)
+        ]
+        self.register_outputs(
+            {"token_key_secret": self.token_key.secret_id, "session_secret": self.session_secret.secret_id}
+        )
+
+    def _new_secret(self, project: str, secret_id: str, name: str, keep: bool = False):
+        return gcp.secretmanager.Secret(
+            name,
+            project=project,
+            secret_id=secret_id,
+            replication=gcp.secretmanager.SecretReplicationArgs(
+                auto=gcp.secretmanager.SecretReplicationAutoArgs()
+            ),
+            # The token key encrypts data that outlives the stack (Firestore is kept on destroy):
+            # the secret is kept too, so a re-created stack can still read the stored tokens.
+            deletion_policy="ABANDON" if keep else "DELETE",
+            opts=self.child(),
+        )
+
+    def _new_version(self, name: str, secret, value, keep: bool = False):
+        return gcp.secretmanager.SecretVersion(
+            f"{name}-v",
+            secret=secret.id,
+            secret_data=pulumi.Output.secret(value),
+            deletion_policy="ABANDON" if keep else "DELETE",
+            opts=self.child(),
+        )

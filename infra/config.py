@@ -1,0 +1,151 @@
+"""Stack configuration: every knob ``pulumi config set`` can turn, read once into a typed object.
+
+Keys live in two namespaces: ``gcp:project`` / ``gcp:region`` (shared with the provider, so one setting
+drives both) and ``askbase:*`` for everything else. ``Pulumi.dev.yaml.example`` lists them all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+
+@dataclass(frozen=True)
+class InfraConfig:
+    """The resolved stack configuration. Defaults are the sizes ``docs/deploy.md`` prices."""
+
+    project: str
+    region: str = "europe-west1"
+    firestore_location: str = ""  # empty = same as region
+    bucket_name: str = ""  # empty = "<project>-askbase-kb" (bucket names are global)
+    sources: tuple[dict[str, Any], ...] = ()
+    scrape_schedule: str = "*/30 * * * *"
+    reconcile_schedule: str = "*/10 * * * *"
+    schedule_time_zone: str = "Etc/UTC"
+    answerer: str = "extractive"
+    gemini_model: str = "gemini-2.5-flash"
+    google_client_id: str = ""
+    allowed_domain: str = ""
+    admin_emails: tuple[str, ...] = ()
+    conversation_retention_days: int = 365
+    snapshot_keep: int = 7
+    snapshot_compression: str = "zstd"
+    scrape_lease_seconds: int = 1800
+    backup_retention_days: int = 7
+    # Images: a prebuilt reference skips the Docker build for that service.
+    qa_image: str = ""
+    botrunner_image: str = ""
+    # Sizing. qa holds the Chroma index and the MiniLM model in memory: 2Gi; botrunner is a thin
+    # HTTP relay: 512Mi.
+    qa_memory: str = "2Gi"
+    qa_cpu: str = "1"
+    qa_concurrency: int = 20
+    qa_max_instances: int = 3
+    botrunner_memory: str = "512Mi"
+    botrunner_cpu: str = "1"
+    botrunner_concurrency: int = 40
+    botrunner_max_instances: int = 3
+    webhook_memory: str = "512Mi"
+    scrape_memory: str = "2Gi"
+    scrape_cpu: str = "1"
+    # Secrets given by the operator instead of generated (``pulumi config set --secret``).
+    token_key: pulumi.Output[str] | None = field(default=None, compare=False)
+    session_secret: pulumi.Output[str] | None = field(default=None, compare=False)
+
+    @property
+    def kb_bucket(self) -> str:
+        return self.bucket_name or f"{self.project}-askbase-kb"
+
+    @property
+    def sources_bucket(self) -> str:
+        return f"{self.project}-askbase-sources"
+
+    @property
+    def db_location(self) -> str:
+        return self.firestore_location or self.region
+
+    @property
+    def scrape_timeout_seconds(self) -> int:
+        # A run must end before its lease does, or a second run could take the lease over while the
+        # first still writes. Gen2 HTTP functions allow at most 3600 s.
+        return min(self.scrape_lease_seconds, 3600)
+
+
+def _list(cfg: pulumi.Config, key: str) -> tuple[Any, ...]:
+    raw = cfg.get(key)
+    if raw is None:
+        return ()
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        # A plain comma-separated string is accepted for the e-mail list.
+        value = [part.strip() for part in raw.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise ValueError(f"askbase:{key} must be a list, got {type(value).__name__}")
+    return tuple(value)
+
+
+def load_config() -> InfraConfig:
+    """Read the stack's configuration; raise ``ValueError`` naming the key on a bad value."""
+    gcp = pulumi.Config("gcp")
+    cfg = pulumi.Config("askbase")
+    project = gcp.get("project") or cfg.get("project")
+    if not project:
+        raise ValueError("set the GCP project: pulumi config set gcp:project YOUR_PROJECT")
+    defaults = InfraConfig(project=project)
+
+    def s(key: str, default: str) -> str:
+        return cfg.get(key) or default
+
+    def i(key: str, default: int) -> int:
+        return cfg.get_int(key) if cfg.get(key) is not None else default
+
+    sources = _list(cfg, "sources")
+    for n, src in enumerate(sources):
+        if not isinstance(src, dict) or not {"name", "kind", "url"} <= set(src):
+            raise ValueError(f"askbase:sources[{n}] needs name, kind and url")
+    answerer = s("answerer", defaults.answerer)
+    if answerer not in ("extractive", "gemini"):
+        raise ValueError("askbase:answerer must be extractive or gemini")
+    compression = s("snapshotCompression", defaults.snapshot_compression)
+    if compression not in ("zstd", "gzip"):
+        raise ValueError("askbase:snapshotCompression must be zstd or gzip")
+    image = cfg.get("image") or ""
+    return InfraConfig(
+        project=project,
+        region=gcp.get("region") or s("region", defaults.region),
+        firestore_location=s("firestoreLocation", ""),
+        bucket_name=s("bucketName", ""),
+        sources=sources,
+        scrape_schedule=s("scrapeSchedule", defaults.scrape_schedule),
+        reconcile_schedule=s("reconcileSchedule", defaults.reconcile_schedule),
+        schedule_time_zone=s("scheduleTimeZone", defaults.schedule_time_zone),
+        answerer=answerer,
+        gemini_model=s("geminiModel", defaults.gemini_model),
+        google_client_id=s("googleClientId", ""),
+        allowed_domain=s("allowedDomain", ""),
+        admin_emails=tuple(str(e).strip().lower() for e in _list(cfg, "adminEmails")),
+        conversation_retention_days=i("conversationRetentionDays", defaults.conversation_retention_days),
+        snapshot_keep=i("snapshotKeep", defaults.snapshot_keep),
+        snapshot_compression=compression,
+        scrape_lease_seconds=i("scrapeLeaseSeconds", defaults.scrape_lease_seconds),
+        backup_retention_days=i("backupRetentionDays", defaults.backup_retention_days),
+        qa_image=cfg.get("qaImage") or image,
+        botrunner_image=cfg.get("botrunnerImage") or image,
+        qa_memory=s("qaMemory", defaults.qa_memory),
+        qa_cpu=s("qaCpu", defaults.qa_cpu),
+        qa_concurrency=i("qaConcurrency", defaults.qa_concurrency),
+        qa_max_instances=i("qaMaxInstances", defaults.qa_max_instances),
+        botrunner_memory=s("botrunnerMemory", defaults.botrunner_memory),
+        botrunner_cpu=s("botrunnerCpu", defaults.botrunner_cpu),
+        botrunner_concurrency=i("botrunnerConcurrency", defaults.botrunner_concurrency),
+        botrunner_max_instances=i("botrunnerMaxInstances", defaults.botrunner_max_instances),
+        webhook_memory=s("webhookMemory", defaults.webhook_memory),
+        scrape_memory=s("scrapeMemory", defaults.scrape_memory),
+        scrape_cpu=s("scrapeCpu", defaults.scrape_cpu),
+        token_key=cfg.get_secret("tokenKey"),
+        session_secret=cfg.get_secret("sessionSecret"),
+    )

