@@ -226,3 +226,24 @@ def test_retry_after_is_honoured(site: sites.FixtureSite) -> None:
 def test_bad_source_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="invalid exclude regex"):
         crawl_source(Source(name="x", kind=SourceKind.CRAWL, url="http://h/", exclude=["[a"]), FAST)
+
+
+def test_sample_site_crawls_and_extracts() -> None:
+    """The docs site ``askbase dev`` serves: every page is fetched, extracted, then 304 on a re-crawl."""
+    from shared.devstack.site_server import SAMPLE_SITE, serve_sample_site
+    from shared.knowledge.extract import extract_page
+
+    server = serve_sample_site()
+    try:
+        source = Source(name="sample-docs", kind=SourceKind.SITEMAP, url=server.url("/sitemap.xml"))
+        results, summary = _crawl(source)
+        fetched = {url: r for url, r in results.items() if r.outcome is Outcome.FETCHED}
+        assert summary.complete, summary.error
+        assert len(fetched) == len(list(SAMPLE_SITE.glob("*.html"))) >= 8
+        for url, result in fetched.items():
+            page = extract_page(result.html, url)
+            assert page is not None and len(page.sections) >= 3, url
+        again, _ = _crawl(source, previous=fetched)
+        assert {r.outcome for r in again.values()} == {Outcome.UNCHANGED}
+    finally:
+        server.stop()
