@@ -1,0 +1,300 @@
+"""Bots end to end, every hop real except the platforms:
+
+fake Telegram / Discord  →  webhook functions (functions-framework on loopback)  →  Pub/Sub emulator
+→ push subscription  →  botrunner ``/worker/push`` (the real app factory on loopback)  →  the real qa app
+(``/api/ask``, extractive answerer over a stand-in index)  →  reply at the fake platform.
+
+Bots are registered and started through botrunner's control API, so setWebhook / the Discord endpoint
+verification (PING + a bad-signature probe) run against the served functions too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.botrunner.app import create_app as create_botrunner
+from shared import logs
+from shared.bots.interactions import Action, custom_id, parse_custom_id
+from shared.bots.jobs import Job, JobKind, JobPublisher, ensure_push_subscription
+from shared.bots.registry import BotRegistry
+from shared.config import Settings
+from tests.bot_stack import LoopbackServer, bot_settings, function_app
+from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.telegram_api import FakeTelegram
+from tests.qa_support import fake_live_index, make_app
+
+pytestmark = pytest.mark.emulators
+
+USER = {"X-Askbase-User": "alice@example.com"}
+
+
+class Stack:
+    """All the servers of one "deployment"; :meth:`restart` replaces every process but Firestore."""
+
+    def __init__(self, settings: Settings, tmp_path: Path, tg: FakeTelegram, dc: FakeDiscord) -> None:
+        self.settings = settings
+        self.tmp_path = tmp_path
+        self.tg = tg
+        self.dc = dc
+        self._exit = ExitStack()
+        self.responses: list[str] = []  # every body our services sent back, for the secret scan
+
+    def start(self, monkeypatch: pytest.MonkeyPatch) -> Stack:
+        self.telegram_fn = self._exit.enter_context(LoopbackServer(function_app("telegram_webhook")))
+        self.discord_fn = self._exit.enter_context(LoopbackServer(function_app("discord_interactions")))
+        live, _store = fake_live_index(self.tmp_path / f"qa-{time.monotonic_ns()}")
+        qa_app = make_app(self.settings, live)
+        self.qa = self._exit.enter_context(LoopbackServer(qa_app))
+        self.settings = bot_settings(
+            monkeypatch,
+            qa_url=self.qa.url,
+            telegram_webhook_url=self.telegram_fn.url,
+            discord_webhook_url=self.discord_fn.url,
+        )
+        self.botrunner = self._exit.enter_context(
+            LoopbackServer(create_botrunner(self.settings, reconcile_on_start=False))
+        )
+        ensure_push_subscription(
+            self.settings.project_id,
+            self.settings.jobs_topic,
+            "askbase-jobs-push",
+            f"{self.botrunner.url}/worker/push",
+            ack_deadline_seconds=30,
+        )
+        self.api = httpx.Client(base_url=self.botrunner.url, headers=USER, timeout=30)
+        return self
+
+    def stop(self) -> None:
+        self.api.close()
+        self._exit.close()
+
+    def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        response = self.api.request(method, path, **kw)
+        self.responses.append(response.text)
+        return response
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[FakeTelegram, FakeDiscord]]:
+    with FakeTelegram() as tg, FakeDiscord() as dc:
+        yield tg, dc
+
+
+@pytest.fixture
+def stack(
+    emulators: Any, settings: Settings, fakes: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Stack]:
+    tg, dc = fakes
+    settings = bot_settings(monkeypatch, telegram_api_base=tg.base_url, discord_api_base=dc.base_url)
+    running = Stack(settings, tmp_path, tg, dc).start(monkeypatch)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _register_telegram(stack: Stack) -> tuple[str, str]:
+    token = stack.tg.add_bot(username="docs_bot")
+    created = stack.call(
+        "POST",
+        "/api/bots",
+        json={"platform": "telegram", "name": "Docs", "model": "extractive", "token": token},
+    )
+    assert created.status_code == 201, created.text
+    bot_id = created.json()["id"]
+    started = stack.call("POST", f"/api/bots/{bot_id}/start")
+    assert started.status_code == 200 and started.json()["status"] == "running", started.text
+    return bot_id, token
+
+
+def test_telegram_register_start_message_reply(stack: Stack) -> None:
+    bot_id, token = _register_telegram(stack)
+    hook = stack.tg.webhook(token)
+    assert hook is not None and hook.url == f"{stack.telegram_fn.url}/{bot_id}"
+
+    update = stack.tg.message_update(4242, "How do snapshots work?", update_id=501)
+    response = stack.tg.send_update(token, update)
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+    [reply] = stack.tg.wait_for_messages(token, 1, timeout=20)
+    assert str(reply["chat_id"]) == "4242"
+    assert reply["parse_mode"] == "HTML"
+    assert reply["reply_parameters"]["message_id"] == update["message"]["message_id"]
+    assert "snapshot s1 says hello" in reply["text"]  # the stand-in index's passage, via the answerer
+    assert "<b>Sources</b>" in reply["text"]
+
+    # /start is answered from the worker without asking qa.
+    stack.tg.send_update(token, stack.tg.message_update(4242, "/start", update_id=502))
+    help_reply = stack.tg.wait_for_messages(token, 2, timeout=20)[-1]
+    assert "/ask" in help_reply["text"]
+
+    # Stop: the webhook is gone.
+    assert stack.call("POST", f"/api/bots/{bot_id}/stop").status_code == 200
+    assert stack.tg.webhook(token) is None
+
+
+def test_same_update_delivered_100_times_replies_once(stack: Stack) -> None:
+    _bot_id, token = _register_telegram(stack)
+    update = stack.tg.message_update(77, "How do snapshots work?", update_id=900)
+    results: list[str] = []
+
+    def deliver(n: int) -> None:
+        for _ in range(n):
+            results.append(stack.tg.send_update(token, update).json()["status"])
+
+    threads = [threading.Thread(target=deliver, args=(25,)) for _ in range(4)]  # concurrent retries
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == 100 and results.count("accepted") == 1
+    stack.tg.wait_for_messages(token, 1, timeout=20)
+    time.sleep(1.5)  # time for any wrong second reply to arrive
+    assert len(stack.tg.sent_messages(token)) == 1
+
+
+def test_job_redelivered_and_concurrent_replies_once(stack: Stack) -> None:
+    bot_id, token = _register_telegram(stack)
+    job = Job(
+        job_id=f"telegram:{bot_id}:7000",
+        platform="telegram",
+        bot_id=bot_id,
+        kind=JobKind.ASK,
+        chat_id="31337",
+        chat_type="private",
+        message_id=3,
+        user="31337",
+        question="How do snapshots work?",
+    )
+    publisher = JobPublisher(stack.settings.project_id, stack.settings.jobs_topic)
+    # The same job published 10 times: the push subscription delivers each copy, several at once.
+    threads = [threading.Thread(target=publisher.publish, args=(job,)) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    stack.tg.wait_for_messages(token, 1, timeout=20)
+    # Deliveries that found the claim in progress got 503 and are redelivered by Pub/Sub: give them time.
+    time.sleep(3)
+    assert len(stack.tg.sent_messages(token)) == 1
+    receipt = (
+        BotRegistry.from_settings(stack.settings).db.collection("sent_replies").document(job.job_id).get()
+    )
+    assert receipt.get("state") == "sent"
+
+
+def test_bad_requests_at_the_served_function(stack: Stack) -> None:
+    bot_id, token = _register_telegram(stack)
+    url = f"{stack.telegram_fn.url}/{bot_id}"
+    update = stack.tg.message_update(1, "hi")
+    assert stack.tg.send_update(token, update, secret_token="wrong").status_code == 403
+    assert (
+        httpx.post(url, content=b"{not json", headers={"X-Telegram-Bot-Api-Secret-Token": "x"}).status_code
+        == 403
+    )
+    secret = stack.tg.webhook(token).secret_token
+    assert (
+        httpx.post(url, content=b"{not json", headers={"X-Telegram-Bot-Api-Secret-Token": secret}).status_code
+        == 400
+    )
+    assert httpx.post(f"{stack.telegram_fn.url}/unknown-bot", json=update).status_code == 404
+
+
+def _register_discord(stack: Stack) -> tuple[str, Any]:
+    app = stack.dc.add_application()
+    created = stack.call(
+        "POST",
+        "/api/bots",
+        json={
+            "platform": "discord",
+            "name": "Docs",
+            "model": "extractive",
+            "application_id": app.id,
+            "public_key": app.public_key,
+            "bot_token": app.bot_token,
+        },
+    )
+    assert created.status_code == 201, created.text
+    bot_id = created.json()["id"]
+    started = stack.call("POST", f"/api/bots/{bot_id}/start")  # Discord PINGs + probes our endpoint
+    assert started.json()["status"] == "running", started.text
+    assert stack.dc.app(app.id).interactions_endpoint_url == f"{stack.discord_fn.url}/{bot_id}"
+    return bot_id, app
+
+
+def test_discord_ask_and_buttons_survive_a_full_restart(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot_id, app = _register_discord(stack)
+    interaction = stack.dc.ask_interaction(app.id, "How do snapshots work?")
+    deferred = stack.dc.deliver(app.id, interaction)
+    assert deferred.status_code == 200 and deferred.json() == {"type": 5}
+    [edit] = stack.dc.wait_for_edits(app.id, 1, timeout=20)
+    assert edit["token"] == interaction["token"]
+    payload = edit["payload"]
+    assert "snapshot s1 says hello" in payload["content"]
+    buttons = payload["components"][0]["components"]
+    assert [b["label"] for b in buttons] == ["Sources", "Helpful", "Not helpful"]
+    parsed = parse_custom_id(buttons[0]["custom_id"])
+    assert parsed is not None
+    _action, state_id = parsed
+
+    # Kill every process (functions, botrunner, qa) and start new instances on the same Firestore.
+    stack.stop()
+    restarted = Stack(stack.settings, tmp_path, stack.tg, stack.dc).start(monkeypatch)
+    try:
+        endpoint = f"{restarted.discord_fn.url}/{bot_id}"
+        press = stack.dc.component_interaction(app.id, custom_id(Action.SOURCES, state_id))
+        sources = stack.dc.deliver(app.id, press, url=endpoint).json()
+        assert sources["type"] == 4 and sources["data"]["flags"] == 64
+        assert "https://docs.example.com/s1" in sources["data"]["content"]
+        vote = stack.dc.component_interaction(app.id, custom_id(Action.HELPFUL, state_id))
+        assert (
+            stack.dc.deliver(app.id, vote, url=endpoint).json()["data"]["content"]
+            == "Thanks for the feedback!"
+        )
+        stale = stack.dc.component_interaction(app.id, custom_id(Action.SOURCES, "gone-long-ago"))
+        polite = stack.dc.deliver(app.id, stale, url=endpoint).json()
+        assert polite["data"]["flags"] == 64 and "too old" in polite["data"]["content"]
+    finally:
+        restarted.stop()
+
+
+def test_no_secret_in_responses_or_logs(
+    stack: Stack, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.configure("DEBUG")
+    caplog.set_level(logging.INFO)
+    try:
+        bot_id, token = _register_telegram(stack)
+        secret = stack.tg.webhook(token).secret_token
+        for text in ("How do snapshots work?", "/help"):
+            stack.responses.append(stack.tg.send_update(token, stack.tg.message_update(5, text)).text)
+        stack.responses.append(
+            stack.tg.send_update(token, stack.tg.message_update(5, "x"), secret_token="no").text
+        )
+        stack.tg.wait_for_messages(token, 2, timeout=20)
+        discord_bot, app = _register_discord(stack)
+        interaction = stack.dc.ask_interaction(app.id, "How do snapshots work?")
+        stack.responses.append(stack.dc.deliver(app.id, interaction).text)
+        stack.responses.append(stack.dc.deliver(app.id, interaction, bad_signature=True).text)
+        stack.dc.wait_for_edits(app.id, 1, timeout=20)
+        stack.responses.append(stack.call("GET", "/api/bots").text)
+        stack.responses.append(stack.call("GET", f"/api/bots/{bot_id}/activity").text)
+        stack.responses.append(stack.call("GET", f"/api/bots/{discord_bot}").text)
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_askbase", False)]:
+            root.removeHandler(handler)
+    written = capsys.readouterr().out + "\n".join(r.getMessage() for r in caplog.records)
+    everything = written + "\n".join(stack.responses)
+    for value in (token, token.split(":", 1)[1], secret, app.bot_token, interaction["token"]):
+        assert value not in everything
