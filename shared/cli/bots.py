@@ -1,0 +1,261 @@
+"""``askbase bots list|start|stop|restart|logs|reconcile`` and ``askbase bot poll BOT_ID``.
+
+The ``bots`` commands act as an operator (admin) through :mod:`shared.bots.control`, with the same
+Firestore access as botrunner: they work against the local emulators or, with credentials, production.
+
+``askbase bot poll BOT_ID`` runs one Telegram bot in long-polling mode (getUpdates) for local
+development without a public URL. Every update goes through the same path as a webhook delivery: the
+Telegram ingress logic (:class:`shared.bots.webhooks.TelegramIngress`: secret check, group rules,
+per-chat switch, dedupe) and the worker (:class:`shared.bots.worker.BotWorker`: asks the qa service's
+``/api/ask`` at ``settings.qa_url`` as the ``botrunner`` service, sends the reply with sendMessage) —
+only the Pub/Sub hop is replaced by a direct call. Telegram refuses getUpdates while a webhook is set,
+so a bot that is running in webhook mode must be stopped first (``--stop`` does it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from typing import Any
+
+import click
+
+from shared.config import Settings, get_settings
+
+log = logging.getLogger("askbase.bots")
+
+OPERATOR = "cli"
+
+
+def _control(settings: Settings) -> Any:
+    from shared.bots.control import BotControl
+
+    return BotControl(settings)
+
+
+def _operator() -> Any:
+    from shared.bots.control import Caller
+
+    return Caller(user=OPERATOR, admin=True)
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(getattr(exc, "message", None) or str(exc))
+
+
+def _row(bot: Any) -> str:
+    who = bot.platform_info.get("username") or bot.platform_info.get("application_id") or ""
+    error = f"  ({bot.last_error})" if bot.status == "error" and bot.last_error else ""
+    state = f"{bot.platform:<8}  {bot.status:<8}  {bot.desired:<8}"
+    return f"{bot.id}  {state}  {bot.owner:<28}  {bot.name} {who}{error}"
+
+
+@click.group("bots")
+def bots_group() -> None:
+    """List, start, stop bots and read their logs."""
+
+
+@bots_group.command("list")
+@click.option("--owner", default=None, help="Only this owner's bots.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_command(owner: str | None, as_json: bool) -> None:
+    """Every registered bot with its status (never its token)."""
+    control = _control(get_settings())
+    bots = control.registry.list_bots(owner=owner)
+    if as_json:
+        click.echo(json.dumps([b.to_public() for b in bots], indent=2))
+        return
+    if not bots:
+        click.echo("no bots registered")
+        return
+    click.echo(f"{'id':<20}  platform  status    desired   {'owner':<28}  name")
+    for bot in bots:
+        click.echo(_row(bot))
+
+
+def _change(action: str, bot_id: str) -> None:
+    from shared.bots.control import ControlError
+
+    control = _control(get_settings())
+    try:
+        bot = getattr(control, f"{action}_bot")(_operator(), bot_id)
+    except ControlError as exc:
+        raise _fail(exc) from None
+    click.echo(_row(bot))
+    if bot.status == "error":
+        raise click.ClickException(f"{action} failed: {bot.last_error}")
+
+
+@bots_group.command("start")
+@click.argument("bot_id")
+def start_command(bot_id: str) -> None:
+    """Set the bot's webhook (Telegram) or interactions endpoint (Discord)."""
+    _change("start", bot_id)
+
+
+@bots_group.command("stop")
+@click.argument("bot_id")
+def stop_command(bot_id: str) -> None:
+    """Remove the bot's webhook / interactions endpoint; it stays stopped across restarts."""
+    _change("stop", bot_id)
+
+
+@bots_group.command("restart")
+@click.argument("bot_id")
+def restart_command(bot_id: str) -> None:
+    """Register the bot with its platform again."""
+    _change("restart", bot_id)
+
+
+@bots_group.command("logs")
+@click.argument("bot_id")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 200))
+@click.option("--all", "everything", is_flag=True, help="Follow the cursor to the oldest entry.")
+def logs_command(bot_id: str, limit: int, everything: bool) -> None:
+    """The bot's activity log, newest first (kept 30 days)."""
+    from shared.bots.control import ControlError
+
+    control = _control(get_settings())
+    cursor = None
+    while True:
+        try:
+            page = control.activity(_operator(), bot_id, limit=limit, cursor=cursor)
+        except ControlError as exc:
+            raise _fail(exc) from None
+        for entry in page.items:
+            click.echo(f"{entry.at.isoformat(timespec='seconds')}  {entry.kind:<10}  {entry.message}")
+        cursor = page.next_cursor
+        if not everything or not cursor:
+            break
+
+
+@bots_group.command("reconcile")
+def reconcile_command() -> None:
+    """Compare every bot with its platform now and repair it (what the Scheduler job does)."""
+    from shared.bots.reconcile import reconcile_all
+
+    report = reconcile_all(_control(get_settings()))
+    click.echo(json.dumps(report.to_public(), indent=2))
+    if report.failed:
+        raise SystemExit(1)
+
+
+# --- askbase bot poll ------------------------------------------------------------------------------
+
+
+@click.group("bot")
+def bot_group() -> None:
+    """Run one bot locally (askbase bot poll BOT_ID)."""
+
+
+class _InlinePublisher:
+    """Stands in for the Pub/Sub publisher: hands the job straight to the worker."""
+
+    def __init__(self, worker: Any) -> None:
+        self._worker = worker
+
+    def publish(self, job: Any, timeout: float | None = None) -> str:
+        for attempt in range(3):
+            outcome = self._worker.process(job)
+            if outcome.status < 500:
+                log.info("job %s: %s", job.job_id, outcome.reason)
+                return outcome.reason
+            time.sleep(1.0 + attempt)  # what Pub/Sub's redelivery backoff would do
+        log.warning("job %s: gave up (%s)", job.job_id, outcome.reason)
+        return outcome.reason
+
+
+def run_poll(settings: Settings, bot_id: str, *, stop_webhook: bool, max_updates: int | None = None) -> int:
+    """Poll one Telegram bot until interrupted (or ``max_updates`` were handled). Returns the count."""
+    from shared.bots.control import ControlError
+    from shared.bots.directory import registry_lookup
+    from shared.bots.qa_client import QaClient
+    from shared.bots.telegram import ALLOWED_UPDATES, TelegramClient
+    from shared.bots.transport import PlatformError, new_http_client
+    from shared.bots.webhooks import TelegramIngress
+    from shared.bots.worker import BotWorker
+
+    control = _control(settings)
+    registry = control.registry
+    bot = registry.get_bot(bot_id)
+    if bot is None:
+        raise click.ClickException(f"no bot {bot_id}")
+    if bot.platform != "telegram":
+        raise click.ClickException("polling mode exists only for Telegram bots")
+    if bot.is_running:
+        if not stop_webhook:
+            raise click.ClickException(
+                "this bot is running in webhook mode (Telegram refuses getUpdates then): "
+                f"askbase bots stop {bot_id}, or pass --stop"
+            )
+        try:
+            control.stop_bot(_operator(), bot_id)
+        except ControlError as exc:
+            raise _fail(exc) from None
+        bot = registry.get_bot(bot_id)
+
+    # The bot is "stopped" as far as webhooks go, but in this process it is live.
+    base_lookup = registry_lookup(registry, with_token=True)
+
+    def lookup(wanted: str) -> Any:
+        info = base_lookup(wanted)
+        return dataclasses.replace(info, active=True) if info is not None and wanted == bot_id else info
+
+    worker = BotWorker(
+        registry.db,
+        lookup,
+        QaClient(settings.qa_url, internal_auth=settings.internal_auth),
+        settings.telegram_api_base,
+        settings.discord_api_base,
+    )
+    ingress = TelegramIngress(registry.db, lookup, _InlinePublisher(worker), settings.max_body_bytes)
+    secret = registry.webhook_secret(bot)
+    client = TelegramClient(
+        registry.decrypt_token(bot), settings.telegram_api_base, http=new_http_client(timeout=60.0)
+    )
+    me = client.get_me()
+    click.echo(f"polling @{me.get('username')} (bot {bot_id}); Ctrl+C to stop", err=True)
+    registry.record_activity(bot_id, "message", "Polling mode started from the CLI.")
+
+    offset: int | None = None
+    handled = 0
+    failures = 0
+    try:
+        while max_updates is None or handled < max_updates:
+            try:
+                updates = client.get_updates(offset=offset, timeout=25, allowed_updates=ALLOWED_UPDATES)
+                failures = 0
+            except PlatformError as exc:
+                if exc.status == 409:
+                    raise click.ClickException(
+                        "Telegram refuses polling: a webhook is set for this bot (askbase bots stop first)"
+                    ) from None
+                if exc.unauthorized:
+                    raise click.ClickException(exc.message) from None
+                failures += 1
+                wait = min(30.0, 2.0**failures)
+                log.warning("getUpdates failed (%s); retrying in %.0fs", exc.message, wait)
+                time.sleep(wait)
+                continue
+            for update in updates:
+                offset = int(update["update_id"]) + 1
+                reply = ingress.handle(bot_id, secret, json.dumps(update).encode())
+                log.info("update %s: %s %s", update["update_id"], reply.status, reply.reason)
+                handled += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        registry.record_activity(bot_id, "message", "Polling mode ended.")
+    return handled
+
+
+@bot_group.command("poll")
+@click.argument("bot_id")
+@click.option(
+    "--stop", "stop_webhook", is_flag=True, help="Stop the bot's webhook mode first if it is running."
+)
+def bot_poll_command(bot_id: str, stop_webhook: bool) -> None:
+    """Run one Telegram bot with getUpdates (no public URL needed), answering like the worker does."""
+    run_poll(get_settings(), bot_id, stop_webhook=stop_webhook)

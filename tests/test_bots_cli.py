@@ -1,0 +1,96 @@
+"""``askbase bots ...`` and ``askbase bot poll`` on the emulators, the fake Telegram and a stand-in qa."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from click.testing import CliRunner
+
+from shared.bots.control import BotControl, Caller
+from shared.cli.bots import bot_group, bots_group, run_poll
+from shared.config import get_settings
+from tests.fakes._server import RecordingEndpoint
+from tests.fakes.telegram_api import FakeTelegram
+
+# Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings, control.
+pytest_plugins = ["tests.fakes.bot_fixtures"]
+
+ANN = Caller(user="ann@example.com")
+
+
+@pytest.fixture
+def cli_env(bot_settings, monkeypatch: pytest.MonkeyPatch):
+    """Make get_settings() (what the commands read) match bot_settings."""
+    for field in ("telegram_api_base", "discord_api_base", "telegram_webhook_url", "discord_webhook_url"):
+        monkeypatch.setenv(f"ASKBASE_{field.upper()}", getattr(bot_settings, field))
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def test_list_start_stop_logs(cli_env, control: BotControl, tg: FakeTelegram) -> None:
+    token = tg.add_bot(username="cli_bot")
+    bot = control.create_bot(ANN, {"platform": "telegram", "name": "Cli", "token": token})
+    runner = CliRunner()
+    listed = runner.invoke(bots_group, ["list"])
+    assert listed.exit_code == 0 and bot.id in listed.output and "stopped" in listed.output
+    assert token not in listed.output
+    started = runner.invoke(bots_group, ["start", bot.id])
+    assert started.exit_code == 0, started.output
+    assert tg.webhook(token) is not None
+    as_json = json.loads(runner.invoke(bots_group, ["list", "--json", "--owner", "ann@example.com"]).output)
+    assert as_json[0]["status"] == "running"
+    assert runner.invoke(bots_group, ["stop", bot.id]).exit_code == 0
+    assert tg.webhook(token) is None
+    logs = runner.invoke(bots_group, ["logs", bot.id, "--all", "--limit", "1"])
+    assert logs.exit_code == 0 and [line.split()[1] for line in logs.output.splitlines()] == [
+        "stopped",
+        "started",
+        "created",
+    ]
+    missing = runner.invoke(bots_group, ["start", "nope"])
+    assert missing.exit_code != 0 and "No such bot" in missing.output
+    assert runner.invoke(bots_group, ["reconcile"]).exit_code == 0
+
+
+def test_poll_refuses_a_running_bot_without_stop(cli_env, control: BotControl, tg: FakeTelegram) -> None:
+    token = tg.add_bot()
+    bot = control.create_bot(ANN, {"platform": "telegram", "name": "P", "token": token})
+    control.start_bot(ANN, bot.id)
+    result = CliRunner().invoke(bot_group, ["poll", bot.id])
+    assert result.exit_code != 0 and "webhook mode" in result.output
+
+
+def test_poll_answers_through_the_worker_path(
+    cli_env, monkeypatch: pytest.MonkeyPatch, control: BotControl, tg: FakeTelegram
+) -> None:
+    asked: list[dict] = []
+
+    def qa(path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
+        asked.append({"path": path, "service": headers.get("x-askbase-service"), **json.loads(body)})
+        return 200, {"answer": "Deploy with askbase deploy.", "sources": [], "conversation_id": "c1"}
+
+    with RecordingEndpoint(qa) as qa_server:
+        monkeypatch.setenv("ASKBASE_QA_URL", qa_server.url)
+        get_settings.cache_clear()
+        settings = get_settings()
+        token = tg.add_bot(username="poll_bot")
+        bot = control.create_bot(ANN, {"platform": "telegram", "name": "P", "token": token})
+        control.start_bot(ANN, bot.id)
+        tg.queue_update(token, tg.message_update(99, "How do I deploy?"))
+        done: list[int] = []
+        thread = threading.Thread(
+            target=lambda: done.append(run_poll(settings, bot.id, stop_webhook=True, max_updates=1)),
+            daemon=True,
+        )
+        thread.start()
+        sent = tg.wait_for_messages(token, 1, timeout=30)
+        thread.join(30)
+    assert done == [1]
+    assert asked and asked[0]["path"] == "/api/ask" and asked[0]["service"] == "botrunner"
+    assert asked[0]["question"] == "How do I deploy?" and asked[0]["bot_id"] == bot.id
+    assert str(sent[0]["chat_id"]) == "99" and "askbase deploy" in sent[0]["text"]
+    # --stop really stopped webhook mode, so reconcile will not fight the poller.
+    assert control.registry.get_bot(bot.id).desired == "stopped"
