@@ -66,11 +66,21 @@ def terms(text: str) -> set[str]:
 
 
 def _stem(word: str) -> str:
-    # Crude suffix folding so "snapshots" matches "snapshot" and "configuring" matches "configure".
-    for suffix in ("ing", "es", "ed", "s"):
+    # Crude suffix folding so "snapshots" matches "snapshot" and "rotating" matches "rotate".
+    for suffix in ("ing", "es", "ed", "s", "e"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             return word[: -len(suffix)]
     return word
+
+
+def split_heading_path(passage: Passage) -> tuple[str, str]:
+    """``(heading path, body)`` of a chunk: the chunker starts each chunk with "Title > Heading\n\n"."""
+    text = passage.text
+    if passage.title and text.startswith(passage.title) and "\n\n" in text:
+        head, body = text.split("\n\n", 1)
+        if len(head) <= 300 and "\n" not in head:
+            return head.strip(), body
+    return (passage.title or passage.url), text
 
 
 def _stems(text: str) -> set[str]:
@@ -140,12 +150,12 @@ class ExtractiveAnswerer:
         parts = []
         cited: list[Passage] = []
         for passage in chosen:
-            quote = _best_sentences(question, passage.text, self.quote_chars)
+            heading, body = split_heading_path(passage)
+            quote = _best_sentences(question, body, self.quote_chars)
             if not quote:
                 continue
             cited.append(passage)
-            title = passage.title or passage.url
-            parts.append(f"From “{title}” [{len(cited)}]:\n> {quote}")
+            parts.append(f"From “{heading}” [{len(cited)}]:\n> {quote}")
         if not cited:
             return Answer(text=NOTHING_FOUND, sources=[], answerer=self.name)
         intro = "Here is what the knowledge base says:"
@@ -200,7 +210,8 @@ class GeminiAnswerer:
     def _prompt(self, question: str, passages: list[Passage]) -> str:
         blocks = []
         for i, p in enumerate(passages, 1):
-            blocks.append(f"[{i}] {p.title}\nURL: {_link(p)}\n{p.text.strip()}")
+            heading, body = split_heading_path(p)
+            blocks.append(f"[{i}] {heading}\nURL: {_link(p)}\n{body.strip()}")
         return "Passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
 
     def answer(self, question: str, passages: list[Passage], system_prompt: str | None = None) -> Answer:

@@ -15,7 +15,7 @@ from typing import Any
 
 from google.cloud import firestore
 
-from shared.qa.answerers import Answer, Answerer, source_link
+from shared.qa.answerers import Answer, Answerer, source_link, split_heading_path
 from shared.qa.conversations import ConversationStore
 from shared.qa.live_index import LiveIndex
 
@@ -74,11 +74,12 @@ def load_bot(db: firestore.Client, bot_id: str) -> BotProfile:
 
 def source_json(passage: Any) -> dict[str, Any]:
     """The API shape of one cited passage."""
-    text = " ".join(passage.text.split())
+    heading, body = split_heading_path(passage)
+    text = " ".join(body.split())
     if len(text) > SNIPPET_CHARS:
         text = text[: SNIPPET_CHARS - 1].rsplit(" ", 1)[0] + "…"
     return {
-        "title": passage.title or passage.url,
+        "title": heading,
         "url": source_link(passage),
         "snippet": text,
         "score": round(float(passage.score), 4),

@@ -1,0 +1,19 @@
+"""Gunicorn settings for the Q&A service on Cloud Run (and ``askbase dev``).
+
+One worker process with threads: the index copy (tens of MB at 10k chunks) is loaded once and shared by
+every thread; retrieval releases the GIL in onnxruntime and SQLite. Cloud Run scales out with instances.
+"""
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# Cloud Run enforces the request timeout; gunicorn's would only kill slow snapshot restores.
+timeout = 0
+graceful_timeout = 20
+keepalive = 30
+preload_app = False
+accesslog = None
+errorlog = "-"
