@@ -19,10 +19,11 @@ from infra.testing import BASE_CONFIG, PROJECT, PROJECT_NUMBER, REGION, run_stac
 # Config is set before the program is imported (the note in FIELD-NOTES); build() reads it.
 pulumi.runtime.set_all_config(BASE_CONFIG)
 
-from infra import policies  # noqa: E402
+from infra import envvars, policies  # noqa: E402
 from infra.components.data import TTL_FIELD, TTL_POLICIES  # noqa: E402
 from infra.config import load_config  # noqa: E402
 from infra.program import BOTRUNNER_SERVICE, FUNCTION_NAMES, QA_SERVICE, build, expected_grants  # noqa: E402
+from shared.config import Settings, load_settings  # noqa: E402
 
 KB = f"{PROJECT}-askbase-kb"
 SOURCES = f"{PROJECT}-askbase-sources"
@@ -395,3 +396,123 @@ def test_scheduler_job_audience_is_the_scrape_function_url(build_dir: Path) -> N
         assert target["uri"] == url
 
     return pulumi.Output.all(job.http_target, program.functions.urls["scrape"]).apply(check)
+
+
+# --- environment: every deployable gets every setting it needs, under the names Settings reads ----
+
+
+def deployed_env(stack, deployable: str) -> tuple[dict[str, str], set[str]]:
+    """(plain env, names of secret env vars) as recorded on the Cloud Run service or function."""
+    if deployable in ("qa", "botrunner"):
+        name = {"qa": QA_SERVICE, "botrunner": BOTRUNNER_SERVICE}[deployable]
+        container = stack.one("gcp:cloudrunv2/service:Service", name=name)["inputs"]["template"][
+            "containers"
+        ][0]
+        plain = {e["name"]: e["value"] for e in container["envs"] if "value" in e}
+        secret = {e["name"] for e in container["envs"] if "valueSource" in e}
+        for e in container["envs"]:
+            if "valueSource" in e:
+                ref = e["valueSource"]["secretKeyRef"]
+                assert ref["secret"] in ("askbase-token-key", "askbase-session-secret") and ref["version"]
+        return plain, secret
+    key = {"telegram-fn": "telegram", "discord-fn": "discord", "scrape-fn": "scrape"}[deployable]
+    fn = stack.one("gcp:cloudfunctionsv2/function:Function", name=FUNCTION_NAMES[key])["inputs"][
+        "serviceConfig"
+    ]
+    for ref in fn.get("secretEnvironmentVariables", []):
+        assert ref["secret"] in ("askbase-token-key", "askbase-session-secret") and ref["version"]
+    return dict(fn.get("environmentVariables", {})), {
+        s["key"] for s in fn.get("secretEnvironmentVariables", [])
+    }
+
+
+@pytest.mark.parametrize("deployable", envvars.DEPLOYABLES)
+def test_every_env_var_a_deployable_needs_is_set_under_its_settings_name(stack, deployable: str) -> None:
+    plain, secret = deployed_env(stack, deployable)
+    settings_names = {Settings.env_name(f) for f in Settings.model_fields}
+    needed = {Settings.env_name(f) for f in envvars.NEEDS[deployable]}
+    assert set(plain) | secret == needed
+    assert set(plain) | secret <= settings_names
+    # Secrets only ever come from Secret Manager, never as plain values in the service spec.
+    assert secret == {Settings.env_name(f) for f in envvars.NEEDS[deployable] & envvars.SECRET_FIELDS}
+    assert plain[Settings.env_name("env")] == "production"
+    assert plain[Settings.env_name("internal_auth")] == "google-oidc"
+    assert plain[Settings.env_name("project_id")] == PROJECT
+
+
+def test_qa_and_botrunner_env_values(stack) -> None:
+    qa, _ = deployed_env(stack, "qa")
+    bot, _ = deployed_env(stack, "botrunner")
+    scrape, _ = deployed_env(stack, "scrape-fn")
+    env = Settings.env_name
+    assert qa[env("data_dir")] == "/tmp/askbase"
+    assert qa[env("bucket")] == KB == scrape[env("bucket")]
+    assert qa[env("answerer")] == "gemini" and qa[env("gemini_model")] == "gemini-2.5-flash"
+    assert qa[env("region")] == REGION
+    assert qa[env("admin_emails")] == "admin@example.com,ops@example.com"
+    assert qa[env("conversation_retention_days")] == "90"
+    assert qa[env("token_key_secret")] == f"projects/{PROJECT}/secrets/askbase-token-key/versions/latest"
+    assert qa[env("scrape_url")] == SCRAPE_URL
+    assert qa[env("botrunner_url")] == BOTRUNNER_URL
+    assert bot[env("worker_push_audience")] == BOTRUNNER_URL
+    assert bot[env("worker_push_service_account")] == sa("askbase-pubsub-push")
+    assert bot[env("telegram_webhook_url")].endswith("/" + FUNCTION_NAMES["telegram"])
+    assert bot[env("discord_webhook_url")].endswith("/" + FUNCTION_NAMES["discord"])
+    assert scrape[env("sources")] == BASE_CONFIG["askbase:sources"]
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name in {Settings.env_name(f) for f in Settings.model_fields} | {"ASKBASE_PROJECT_ID"}:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings(_env_file=None)
+
+
+SECRET_PLACEHOLDER = "s" * 44  # what Secret Manager would put there: long enough for every rule
+
+
+@pytest.mark.parametrize("deployable", envvars.DEPLOYABLES)
+def test_each_deployable_env_parses_as_production_settings(
+    stack, deployable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every value infra sets is valid for its field (types, JSON, enums).
+
+    config.py's production rules also demand a session secret and a token key of *every* process;
+    only qa and the token holders get those, so the others borrow placeholders here (see the strict
+    xfail below for the raw check).
+    """
+    plain, secret = deployed_env(stack, deployable)
+    env = {**plain, **dict.fromkeys(secret, SECRET_PLACEHOLDER)}
+    env.setdefault(Settings.env_name("session_secret"), SECRET_PLACEHOLDER)
+    if Settings.env_name("token_key_secret") not in env:
+        env.setdefault(Settings.env_name("token_key"), SECRET_PLACEHOLDER)
+    settings = settings_from(env, monkeypatch)
+    assert settings.is_production and settings.internal_auth == "google-oidc"
+    if deployable == "scrape-fn":
+        assert [s.name for s in settings.sources] == ["docs"]
+
+
+@pytest.mark.parametrize(
+    "deployable",
+    [
+        "qa",
+        *[
+            pytest.param(
+                d,
+                marks=pytest.mark.xfail(
+                    strict=True,
+                    reason="shared/config.py requires session_secret (and a token key) in every "
+                    "production process; infra gives them only to the processes that use them",
+                ),
+            )
+            for d in envvars.DEPLOYABLES
+            if d != "qa"
+        ],
+    ],
+)
+def test_deployable_env_alone_satisfies_production_rules(
+    stack, deployable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain, secret = deployed_env(stack, deployable)
+    settings_from({**plain, **dict.fromkeys(secret, SECRET_PLACEHOLDER)}, monkeypatch)
