@@ -8,11 +8,7 @@ import time
 import pytest
 
 from shared.config import Settings
-
-try:
-    from shared.knowledge.retrieval import Passage
-except ImportError:  # until the knowledge modules land
-    from tests.fakes.passage import Passage
+from shared.knowledge.retrieval import Passage
 from shared.qa.answerers import NOTHING_FOUND, ExtractiveAnswerer, GeminiAnswerer, get_answerer
 from tests.fakes.gemini import FakeGemini
 

@@ -11,10 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-try:
-    from shared.knowledge.retrieval import Passage
-except ImportError:  # until the knowledge modules land
-    from tests.fakes.passage import Passage
+from shared.knowledge.retrieval import Passage
 
 
 @dataclass

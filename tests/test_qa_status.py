@@ -1,0 +1,128 @@
+"""The data-status page on the emulators: index facts, recent runs with errors, next run, and the
+admin-only "refresh now" that calls the scrape function (a loopback fake here) or runs locally."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from shared.config import Settings
+from shared.gcp import firestore_client
+from shared.qa.live_index import LiveIndex
+from tests.qa_support import fake_live_index, make_app, sign_in
+
+pytestmark = pytest.mark.emulators
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> LiveIndex:
+    index, _ = fake_live_index(tmp_path)
+    yield index
+    index.stop()
+
+
+def _runs(settings: Settings) -> None:
+    db = firestore_client(settings.project_id)
+    now = datetime.now(UTC)
+    db.collection("scrape_runs").document("r1").set(
+        {
+            "started_at": now - timedelta(hours=1),
+            "ended_at": now - timedelta(minutes=58),
+            "status": "succeeded",
+            "pages_fetched": 12,
+            "chunks_added": 40,
+            "snapshot_id": "s1",
+        }
+    )
+    db.collection("scrape_runs").document("r2").set(
+        {
+            "started_at": now - timedelta(minutes=30),
+            "ended_at": now - timedelta(minutes=29),
+            "status": "failed",
+            "pages_fetched": 0,
+            "error": "docs.example.com answered 503 <b>twice</b>",
+        }
+    )
+
+
+def test_status_page_shows_index_runs_errors_and_schedule(
+    emulators, settings: Settings, live: LiveIndex
+) -> None:
+    _runs(settings)
+    client = make_app(settings, live).test_client()
+    sign_in(client, "viewer@example.com")
+    html = client.get("/status").get_data(as_text=True)
+    assert "<code>s1</code>" in html  # snapshot served
+    assert "<td>docs</td>" in html and '<td class="num">3</td>' in html  # chunks per source
+    assert "failed" in html and "succeeded" in html
+    assert "answered 503 &lt;b&gt;twice&lt;/b&gt;" in html  # errors shown, escaped
+    assert "pages fetched: 12" in html
+    assert "*/30 * * * *" in html and "Next scheduled" in html
+    assert "Refresh now" not in html  # not an admin
+
+
+def test_status_page_survives_no_runs(emulators, settings: Settings, live: LiveIndex) -> None:
+    client = make_app(settings, live).test_client()
+    sign_in(client, "viewer@example.com")
+    response = client.get("/status")
+    assert response.status_code == 200 and "none yet" in response.get_data(as_text=True)
+
+
+class _ScrapeFake(BaseHTTPRequestHandler):
+    calls: list[dict] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).calls.append(
+            {"body": json.loads(body or b"{}"), "auth": self.headers.get("Authorization")}
+        )
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_refresh_is_admin_only_and_calls_the_scrape_function(
+    emulators, settings: Settings, live: LiveIndex
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScrapeFake)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _ScrapeFake.calls = []
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/scrape"
+        app = make_app(settings, live, scrape_url=url, admin_emails=["boss@example.com"])
+        viewer = app.test_client()
+        token = sign_in(viewer, "viewer@example.com")
+        assert viewer.post("/status/refresh", data={"csrf_token": token}).status_code == 403
+        assert _ScrapeFake.calls == []
+
+        boss = app.test_client()
+        token = sign_in(boss, "boss@example.com")
+        assert "Refresh now" in boss.get("/status").get_data(as_text=True)
+        response = boss.post("/status/refresh", data={"csrf_token": token})
+        assert response.status_code == 302
+        assert _ScrapeFake.calls == [{"body": {"trigger": "manual"}, "auth": None}]
+        assert "Refresh started" in boss.get("/status").get_data(as_text=True)
+    finally:
+        server.shutdown()
+
+
+def test_local_refresh_runs_the_scrape_in_the_background(
+    emulators, settings: Settings, live: LiveIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shared.knowledge.scrape as scrape
+
+    ran = threading.Event()
+    monkeypatch.setattr(scrape, "run_scrape", lambda s, progress=None: ran.set())
+    app = make_app(settings, live, scrape_url="", admin_emails=["boss@example.com"])
+    boss = app.test_client()
+    token = sign_in(boss, "boss@example.com")
+    assert boss.post("/status/refresh", data={"csrf_token": token}).status_code == 302
+    assert ran.wait(5)
