@@ -123,3 +123,21 @@ def test_retention_zero_keeps_forever(emulators, settings: Settings) -> None:
         for s in store._db.collection("conversations").document(cid).collection("messages").stream()
     ]
     assert all("expire_at" not in m for m in msgs)
+
+
+def test_concurrent_turns_on_one_conversation_keep_every_message(store: ConversationStore) -> None:
+    import threading
+
+    cid = store.record_turn("user:a@x.io", None, "q0", "a0", [], "extractive")
+    threads = [
+        threading.Thread(
+            target=store.record_turn, args=("user:a@x.io", cid, f"q{i}", f"a{i}", [], "extractive")
+        )
+        for i in (1, 2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    texts = [m.text for m in store.get("user:a@x.io", cid).messages]
+    assert len(texts) == 6 and set(texts) == {"q0", "a0", "q1", "a1", "q2", "a2"}

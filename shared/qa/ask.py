@@ -123,7 +123,7 @@ class AskService:
         """Answer ``question`` for ``owner``; raises ConversationNotFound, NoIndexYet."""
         if conversation_id:
             # Check ownership before spending a search: a stranger's id is a 404, not an answer.
-            self.conversations.recent_turns(owner, conversation_id, limit=1)
+            self.conversations.check_owner(owner, conversation_id)
         passages = self.live_index.search(question, self.top_k)
         name = (bot.model if bot and bot.model else "") or self.default_answerer
         answer: Answer = self.answerer(name).answer(question, passages, bot.system_prompt if bot else None)

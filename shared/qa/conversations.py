@@ -98,6 +98,87 @@ def _title(question: str) -> str:
     return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1].rstrip() + "…"
 
 
+@dataclass
+class _Turn:
+    """One question + answer about to be written, and how to write it onto a conversation."""
+
+    owner: str
+    now: datetime
+    expire: datetime | None
+    question: str
+    answer: str
+    sources: list[dict[str, Any]]
+    answerer: str
+
+    def apply(self, writer: Any, doc: firestore.DocumentReference, data: dict[str, Any] | None) -> bool:
+        """Stage the writes on a batch or transaction; ``data`` is the existing conversation or None.
+
+        Returns True when every older message's ``expire_at`` must be refreshed too.
+        """
+        seq = int(data.get("message_count", 0)) if data else 0
+        previous = data.get("search_text", "") if data else ""
+        fields: dict[str, Any] = {
+            "updated_at": self.now,
+            "message_count": seq + 2,
+            "search_text": (previous + "\n" + self.question + "\n" + self.answer).lower()[
+                -SEARCH_TEXT_CHARS:
+            ],
+        }
+        refresh = False
+        if self.expire is not None:
+            fields["expire_at"] = self.expire
+            oldest = data.get("messages_expire_at") if data else None
+            if oldest is None:
+                fields["messages_expire_at"] = self.expire
+            elif oldest - self.now < (self.expire - self.now) / 2:
+                # Old messages would outlive their conversation's TTL by less than half the window.
+                fields["messages_expire_at"] = self.expire
+                refresh = seq > 0
+        elif data is not None:
+            # Retention switched to "keep forever" since this conversation was written.
+            fields["expire_at"] = firestore.DELETE_FIELD
+            fields["messages_expire_at"] = firestore.DELETE_FIELD
+        if data is None:
+            writer.create(
+                doc, fields | {"owner": self.owner, "title": _title(self.question), "created_at": self.now}
+            )
+        else:
+            writer.update(doc, fields)
+        messages = doc.collection(MESSAGES)
+        base: dict[str, Any] = {"created_at": self.now}
+        if self.expire is not None:
+            base["expire_at"] = self.expire
+        writer.set(
+            messages.document(f"{seq:06d}"), base | {"seq": seq, "role": "user", "text": self.question}
+        )
+        writer.set(
+            messages.document(f"{seq + 1:06d}"),
+            base
+            | {
+                "seq": seq + 1,
+                "role": "assistant",
+                "text": self.answer,
+                "sources": self.sources,
+                "answerer": self.answerer,
+            },
+        )
+        return refresh
+
+    def apply_in_transaction(
+        self, transaction: firestore.Transaction, doc: firestore.DocumentReference
+    ) -> bool:
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> bool:
+            # Read inside the transaction: two answers racing on one conversation get distinct seqs.
+            snap = doc.get(transaction=transaction)
+            data = snap.to_dict() if snap.exists else None
+            if data is None or data.get("owner") != self.owner:
+                raise ConversationNotFound(doc.id)
+            return self.apply(transaction, doc, data)
+
+        return run(transaction)
+
+
 class ConversationStore:
     """Per-owner conversation repository. ``owner`` is ``user:<email>`` or ``bot:<bot_id>:<user>``."""
 
@@ -130,6 +211,10 @@ class ConversationStore:
         )
 
     # --- reads ---------------------------------------------------------------------------------
+    def check_owner(self, owner: str, conversation_id: str) -> None:
+        """Raise :class:`ConversationNotFound` unless ``owner`` owns this conversation (one read)."""
+        self._owned(owner, conversation_id)
+
     def list(self, owner: str, query: str = "", limit: int = LIST_LIMIT) -> list[Conversation]:
         """The owner's conversations, newest first; with ``query``, only those whose text contains it."""
         # Sorting in Python (not order_by) keeps this to a single-field index on ``owner``; one user's
@@ -187,83 +272,23 @@ class ConversationStore:
     ) -> str:
         """Append a question and its answer (a new conversation when ``conversation_id`` is None).
 
-        One transaction writes both messages and the conversation: when this returns, the exchange is
-        durable, so the caller may show it. Returns the conversation id.
+        Both messages and the conversation are written in one atomic commit: when this returns, the
+        exchange is durable, so the caller may show it. Returns the conversation id.
         """
         now = datetime.now(UTC)
         expire = self._expiry(now)
-        doc = self._col.document(conversation_id or uuid.uuid4().hex)
-        transaction = self._db.transaction()
-        refresh_messages = self._write_turn(
-            transaction, doc, owner, conversation_id is None, now, expire, question, answer, sources, answerer
-        )
-        if refresh_messages and expire is not None:
+        turn = _Turn(owner, now, expire, question, answer, sources, answerer)
+        if conversation_id is None:
+            # A new conversation needs no read: one batched commit (a bot question is always one).
+            doc = self._col.document(uuid.uuid4().hex)
+            batch = self._db.batch()
+            turn.apply(batch, doc, None)
+            batch.commit()
+            return doc.id
+        doc = self._col.document(conversation_id)
+        if turn.apply_in_transaction(self._db.transaction(), doc) and expire is not None:
             self._refresh_message_expiry(doc, expire)
         return doc.id
-
-    @staticmethod
-    @firestore.transactional
-    def _write_turn(
-        transaction: firestore.Transaction,
-        doc: firestore.DocumentReference,
-        owner: str,
-        is_new: bool,
-        now: datetime,
-        expire: datetime | None,
-        question: str,
-        answer: str,
-        sources: list[dict[str, Any]],
-        answerer: str,
-    ) -> bool:
-        snap = doc.get(transaction=transaction)
-        data = (snap.to_dict() or {}) if snap.exists else {}
-        if not is_new and (not snap.exists or data.get("owner") != owner):
-            raise ConversationNotFound(doc.id)
-        seq = int(data.get("message_count", 0))
-        text = (data.get("search_text", "") + "\n" + question + "\n" + answer).lower()[-SEARCH_TEXT_CHARS:]
-        fields: dict[str, Any] = {
-            "updated_at": now,
-            "message_count": seq + 2,
-            "search_text": text,
-        }
-        refresh = False
-        if expire is not None:
-            fields["expire_at"] = expire
-            oldest = data.get("messages_expire_at")
-            retention = expire - now
-            if oldest is None:
-                fields["messages_expire_at"] = expire
-            elif oldest - now < retention / 2:
-                # Old messages would outlive their conversation's TTL by less than half the window.
-                fields["messages_expire_at"] = expire
-                refresh = seq > 0
-        elif snap.exists:
-            # Retention switched to "keep forever" since this conversation was written.
-            fields["expire_at"] = firestore.DELETE_FIELD
-            fields["messages_expire_at"] = firestore.DELETE_FIELD
-        if snap.exists:
-            transaction.update(doc, fields)
-        else:
-            transaction.create(doc, fields | {"owner": owner, "title": _title(question), "created_at": now})
-        messages = doc.collection(MESSAGES)
-        base: dict[str, Any] = {"created_at": now}
-        if expire is not None:
-            base["expire_at"] = expire
-        transaction.set(
-            messages.document(f"{seq:06d}"), base | {"seq": seq, "role": "user", "text": question}
-        )
-        transaction.set(
-            messages.document(f"{seq + 1:06d}"),
-            base
-            | {
-                "seq": seq + 1,
-                "role": "assistant",
-                "text": answer,
-                "sources": sources,
-                "answerer": answerer,
-            },
-        )
-        return refresh
 
     def _refresh_message_expiry(self, doc: firestore.DocumentReference, expire: datetime) -> None:
         for chunk in _chunks(doc.collection(MESSAGES).stream(), 400):
