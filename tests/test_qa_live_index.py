@@ -180,10 +180,21 @@ def test_start_falls_back_to_the_previous_snapshot(tmp_path: Path) -> None:
         live.stop()
 
 
-def test_stale_copies_from_a_previous_process_are_removed(tmp_path: Path) -> None:
-    stale = tmp_path / "data" / "index-1-deadbeef"
-    stale.mkdir(parents=True)
+def test_stale_copies_of_dead_processes_are_removed_but_live_workers_kept(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    data = tmp_path / "data"
+    stale = data / f"index-{dead.pid}-1-deadbeef"
+    mine = data / f"index-{os.getpid()}-1-cafebabe"  # a previous life with our (reused) pid
+    sibling = data / f"index-{os.getppid()}-1-feedface"  # another live worker's copy
+    junk = data / "index-garbage"
+    for path in (stale, mine, sibling, junk):
+        path.mkdir(parents=True)
     live = _live(tmp_path, FakeStore())
     live.start()
     live.stop()
-    assert not stale.exists()
+    assert not stale.exists() and not mine.exists() and not junk.exists()
+    assert sibling.exists()

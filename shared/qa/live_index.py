@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import threading
 import time
@@ -36,6 +37,18 @@ log = logging.getLogger(__name__)
 # corrupt archive stays corrupt, but a network blip should not pin us to an old snapshot forever.
 RETRY_FAILED_SECONDS = 300.0
 DIR_PREFIX = "index-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class SnapshotSource(Protocol):
@@ -168,9 +181,16 @@ class LiveIndex:
             current.dispose()
 
     def _remove_stale_copies(self) -> None:
-        # Copies left by a previous process in the same data_dir (a crash, a kill -9) are garbage.
+        # Copies left by a dead process (a crash, a kill -9) are garbage. Copies of *live* processes are
+        # not: several gunicorn workers may share data_dir. Our own pid's copies are a previous life's
+        # (containers reuse pids), since this process has not restored anything yet.
         for child in self.data_dir.glob(DIR_PREFIX + "*"):
-            shutil.rmtree(child, ignore_errors=True)
+            try:
+                pid = int(child.name[len(DIR_PREFIX) :].split("-", 1)[0])
+            except ValueError:
+                pid = 0
+            if pid == os.getpid() or not _pid_alive(pid):
+                shutil.rmtree(child, ignore_errors=True)
 
     def _watch(self) -> None:
         first = self._current is None and self._state == "starting"
@@ -213,7 +233,7 @@ class LiveIndex:
             # A rollback or a pointer rewrite to what we already serve: nothing to load.
             self._generation = generation
             return False
-        dest = self.data_dir / f"{DIR_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:8]}"
+        dest = self.data_dir / f"{DIR_PREFIX}{os.getpid()}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
         dest.mkdir(parents=True)
         started = time.monotonic()
         try:
