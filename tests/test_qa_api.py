@@ -411,3 +411,74 @@ def test_unknown_route_and_method_are_json_on_the_api(app: Flask) -> None:
     sign_in(client, "a@example.com")
     assert client.get("/api/nope").json == {"error": "not found"}
     assert client.get("/api/ask").status_code == 405
+
+
+def test_google_sign_in_route_checks_gis_double_submit_and_the_token(
+    emulators, settings: Settings, live: LiveIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shared.qa.identity as identity
+
+    def fake_verify(token, request, audience):
+        assert audience == "cid.apps.googleusercontent.com"
+        if token != "good":
+            raise ValueError("bad signature")
+        return {
+            "iss": "accounts.google.com",
+            "email": "g@corp.example",
+            "email_verified": True,
+            "hd": "corp.example",
+        }
+
+    monkeypatch.setattr(identity, "_google_verifier", fake_verify)
+    app = make_app(
+        settings,
+        live,
+        dev_sign_in=False,
+        google_client_id="cid.apps.googleusercontent.com",
+        allowed_domain="corp.example",
+    )
+    client = app.test_client()
+    page = client.get("/signin?next=/status").get_data(as_text=True)
+    assert 'data-client_id="cid.apps.googleusercontent.com"' in page and 'data-hd="corp.example"' in page
+    # No GIS CSRF cookie → refused; mismatched → refused; bad token → refused.
+    assert client.post("/signin/google", data={"credential": "good"}).status_code == 403
+    client.set_cookie("g_csrf_token", "abc", domain="localhost")
+    assert (
+        client.post("/signin/google", data={"credential": "good", "g_csrf_token": "xyz"}).status_code == 403
+    )
+    assert client.post("/signin/google", data={"credential": "bad", "g_csrf_token": "abc"}).status_code == 403
+    assert client.get("/").status_code == 302
+    ok = client.post("/signin/google?next=/status", data={"credential": "good", "g_csrf_token": "abc"})
+    assert ok.status_code == 302 and ok.headers["Location"] == "/status"
+    assert "g@corp.example" in client.get("/").get_data(as_text=True)
+
+
+def test_random_json_never_causes_a_500(app: Flask) -> None:
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
+
+    client = app.test_client()
+    token = sign_in(client, "fuzz@example.com")
+    app.extensions["askbase"].limiter.limit = 10**9
+    leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)
+    values = st.recursive(
+        leaves,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=8,
+    )
+    bodies = (
+        st.dictionaries(
+            st.sampled_from(["question", "conversation_id", "bot_id", "user", "extra"]), values, max_size=4
+        )
+        | values
+    )
+
+    @hsettings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(bodies)
+    def check(body) -> None:
+        response = ask(client, token, body)
+        assert response.status_code < 500, (body, response.get_data(as_text=True))
+        assert response.is_json
+
+    check()
