@@ -154,6 +154,10 @@ def build_archive(
                 data = content if isinstance(content, bytes) else content.read_bytes()
                 zf.writestr(info, data)
         tmp.replace(path)  # atomic: a half-written zip never carries a final name
+        # Only the current archive of each name is worth keeping (they are ~85 MB each).
+        for old in out_dir.glob(f"{name}-*.zip"):
+            if old != path and re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{16}}\.zip", old.name):
+                old.unlink(missing_ok=True)
     return BuiltArchive(path=path, sha256=digest, names=tuple(n for n, _ in entries))
 
 

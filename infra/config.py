@@ -74,6 +74,20 @@ class InfraConfig:
         return min(self.scrape_lease_seconds, 3600)
 
 
+# Every askbase:* key load_config reads (tests hold Pulumi.dev.yaml.example and docs/deploy.md to it).
+KNOWN_KEYS: frozenset[str] = frozenset(
+    {
+        "project", "region", "firestoreLocation", "bucketName", "sources", "scrapeSchedule",
+        "reconcileSchedule", "scheduleTimeZone", "answerer", "geminiModel", "googleClientId",
+        "allowedDomain", "adminEmails", "conversationRetentionDays", "snapshotKeep",
+        "snapshotCompression", "scrapeLeaseSeconds", "backupRetentionDays", "image", "qaImage",
+        "botrunnerImage", "qaMemory", "qaCpu", "qaConcurrency", "qaMaxInstances", "botrunnerMemory",
+        "botrunnerCpu", "botrunnerConcurrency", "botrunnerMaxInstances", "webhookMemory",
+        "scrapeMemory", "scrapeCpu", "tokenKey", "sessionSecret",
+    }
+)  # fmt: skip
+
+
 def _list(cfg: pulumi.Config, key: str) -> tuple[Any, ...]:
     raw = cfg.get(key)
     if raw is None:

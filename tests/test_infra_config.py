@@ -1,0 +1,89 @@
+"""Stack configuration: the example file is complete and loads, bad values name their key."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+
+from infra.config import KNOWN_KEYS, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "Pulumi.dev.yaml.example"
+
+
+def as_pulumi_config(values: dict) -> dict[str, str]:
+    """What the engine hands the program: structured values as JSON, scalars as strings."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+
+
+@pytest.fixture
+def example_config() -> dict[str, str]:
+    return as_pulumi_config(yaml.safe_load(EXAMPLE.read_text())["config"])
+
+
+def test_example_uses_only_keys_the_program_reads(example_config: dict[str, str]) -> None:
+    keys = {k.split(":", 1)[1] for k in example_config if k.startswith("askbase:")}
+    assert keys <= KNOWN_KEYS
+    assert {k.split(":", 1)[0] for k in example_config} <= {"askbase", "gcp"}
+
+
+def test_example_documents_every_key(example_config: dict[str, str]) -> None:
+    # Keys may be commented out in the example, but each must be there to be found.
+    text = EXAMPLE.read_text()
+    missing = {
+        k
+        for k in KNOWN_KEYS - {"project", "region", "tokenKey", "sessionSecret"}
+        if f"askbase:{k}:" not in text
+    }
+    assert missing == set()
+
+
+def test_deploy_doc_mentions_every_key() -> None:
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    missing = {k for k in KNOWN_KEYS - {"project", "region"} if not re.search(rf"askbase:{k}\b", doc)}
+    assert missing == set()
+
+
+def test_example_loads(example_config: dict[str, str]) -> None:
+    pulumi.runtime.set_all_config(example_config)
+    cfg = load_config()
+    assert cfg.project == "my-askbase-project" and cfg.region == "europe-west1"
+    assert [s["name"] for s in cfg.sources] == ["docs", "blog"]
+    assert cfg.admin_emails == ("admin@example.com",)
+    assert cfg.kb_bucket == "my-askbase-project-askbase-kb"
+    assert cfg.scrape_timeout_seconds == 1800
+    assert (cfg.qa_memory, cfg.botrunner_memory) == ("2Gi", "512Mi")
+    assert cfg.qa_image == "" and cfg.botrunner_image == ""  # build with Docker
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("askbase:answerer", "gpt", "askbase:answerer"),
+        ("askbase:snapshotCompression", "lz4", "askbase:snapshotCompression"),
+        ("askbase:sources", '[{"name": "docs"}]', r"askbase:sources\[0\]"),
+        ("askbase:sources", '{"name": "docs"}', "askbase:sources must be a list"),
+    ],
+)
+def test_bad_values_name_their_key(
+    example_config: dict[str, str], key: str, value: str, message: str
+) -> None:
+    pulumi.runtime.set_all_config({**example_config, key: value})
+    with pytest.raises(ValueError, match=message):
+        load_config()
+
+
+def test_project_is_required() -> None:
+    pulumi.runtime.set_all_config({})
+    with pytest.raises(ValueError, match="gcp:project"):
+        load_config()
+
+
+def test_lease_longer_than_an_hour_caps_the_function_timeout(example_config: dict[str, str]) -> None:
+    pulumi.runtime.set_all_config({**example_config, "askbase:scrapeLeaseSeconds": "7200"})
+    assert load_config().scrape_timeout_seconds == 3600
