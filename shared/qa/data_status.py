@@ -107,7 +107,16 @@ class RunView:
         }
 
 
-_KNOWN = {"started_at", "ended_at", "status", "snapshot_id", "error", "expire_at"}
+_KNOWN = {
+    "started_at",
+    "ended_at",
+    "status",
+    "snapshot_id",
+    "parent_snapshot_id",
+    "error",
+    "expire_at",
+    "attempts",
+}
 
 
 def recent_runs(db: firestore.Client, limit: int = 10) -> list[RunView]:
