@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from shared.knowledge.extract import ExtractedPage, Section, extract_page, slugify
 
 PAGE = """<!doctype html>
@@ -120,3 +122,27 @@ def test_slugify_matches_common_doc_generators() -> None:
     assert slugify("Running the installer") == "running-the-installer"
     assert slugify("Troubleshooting & errors!") == "troubleshooting--errors"
     assert slugify("  Étape 2: Überblick ") == "étape-2-überblick"
+
+
+@pytest.mark.parametrize(
+    ("generator", "heading_html"),
+    [
+        ("mkdocs", '<h2 id="reqs">Requirements<a class="headerlink" href="#reqs">¶</a></h2>'),
+        ("docusaurus", '<h2 id="reqs">Requirements<a href="#reqs" class="hash-link">\u200b</a></h2>'),
+        ("gitbook", '<h2 id="reqs"><a href="#reqs">Requirements</a></h2>'),
+    ],
+)
+def test_permalink_markers_of_doc_generators_are_not_part_of_headings(
+    generator: str, heading_html: str
+) -> None:
+    html = f"""<html><head><title>Docs</title></head><body><main><article>
+      <p>This page explains the installation of the product on every supported platform.</p>
+      {heading_html}<p>You need Python 3.11 or newer and two gigabytes of free disk space.</p>
+      <h2 id="csharp">Using it from C#</h2><p>The .NET client wraps the REST API for C# programs.</p>
+    </article></main></body></html>"""
+    page = extract_page(html, "https://acme.dev/install")
+    assert page is not None
+    assert [(s.heading, s.anchor) for s in page.sections[1:]] == [
+        ("Requirements", "reqs"),
+        ("Using it from C#", "csharp"),
+    ], generator

@@ -21,6 +21,9 @@ import trafilatura
 _HEADING_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
+# Permalink markers doc generators append to headings (MkDocs/Sphinx "¶", Docusaurus a zero-width
+# space). "#" is not one of them: "C#" is a heading.
+_PERMALINK_TAIL = re.compile(r"[\s\u200b¶§🔗]+$")
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ def _sections_from_xml(main: lxml.etree._Element) -> list[tuple[str, int, str]]:
     sections: list[tuple[str, int, list[str]]] = [("", 0, [])]
     for element in main:
         if element.tag == "head":
-            heading = _inline_text(element)
+            heading = clean_heading(_inline_text(element))
             if not heading:
                 continue
             sections.append((heading, _heading_level(element), []))
@@ -171,8 +174,13 @@ def _inline_text(element: lxml.etree._Element, skip_nested_lists: bool = False) 
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
+def clean_heading(text: str) -> str:
+    """Heading text without a trailing permalink marker: ``"Requirements¶"`` → ``"Requirements"``."""
+    return _PERMALINK_TAIL.sub("", text.replace("\u200b", "")).strip()
+
+
 def _normalise(text: str) -> str:
-    return _SPACES.sub(" ", " ".join(text.split())).strip().lower()
+    return " ".join(clean_heading(text).split()).lower()
 
 
 def _heading_ids(tree: lxml.html.HtmlElement) -> dict[str, list[str]]:
