@@ -85,7 +85,7 @@ def build(cfg: InfraConfig, build_dir: Path = BUILD_DIR) -> Program:
             keep_generations=cfg.snapshot_keep,
             kb_readers=[m["qa"]],
             kb_writers=[m["scrape-fn"]],
-            sources_readers=[m["fn-builder"]],
+            sources_builders=[m["fn-builder"]],
         ),
         depends_on=after_apis,
     )

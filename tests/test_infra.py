@@ -79,7 +79,7 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str, str]]] = {
     member("askbase-pubsub-push"): {("roles/run.invoker", "run", BOTRUNNER_SERVICE)},
     member("askbase-fn-builder"): {
         ("roles/logging.logWriter", "project", PROJECT),
-        ("roles/storage.objectViewer", "bucket", SOURCES),
+        ("roles/storage.objectAdmin", "bucket", SOURCES),
         ("roles/artifactregistry.writer", "repo", "askbase"),
     },
 }

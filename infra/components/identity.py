@@ -86,7 +86,7 @@ GRANTS: dict[str, frozenset[tuple[str, str]]] = {
     "fn-builder": frozenset(
         {
             ("roles/logging.logWriter", "project"),
-            ("roles/storage.objectViewer", "bucket:function-sources"),
+            ("roles/storage.objectAdmin", "bucket:function-sources"),
             ("roles/artifactregistry.writer", "repo:askbase"),
         }
     ),

@@ -22,7 +22,9 @@ class StorageArgs:
     noncurrent_days: int = 30
     kb_readers: list[pulumi.Input[str]] = field(default_factory=list)  # members: restore snapshots
     kb_writers: list[pulumi.Input[str]] = field(default_factory=list)  # members: publish/prune snapshots
-    sources_readers: list[pulumi.Input[str]] = field(default_factory=list)  # members: the function build
+    # members: the function build. Google documents objectAdmin for a custom build account (it reads
+    # the source and may write build metadata next to it); granted on this build-inputs bucket only.
+    sources_builders: list[pulumi.Input[str]] = field(default_factory=list)
 
 
 class Storage(Component):
@@ -80,8 +82,8 @@ class Storage(Component):
             [("kb-reader", self.kb_bucket, "roles/storage.objectViewer", m) for m in args.kb_readers]
             + [("kb-writer", self.kb_bucket, "roles/storage.objectUser", m) for m in args.kb_writers]
             + [
-                ("sources-reader", self.sources_bucket, "roles/storage.objectViewer", m)
-                for m in args.sources_readers
+                ("sources-builder", self.sources_bucket, "roles/storage.objectAdmin", m)
+                for m in args.sources_builders
             ]
         )
         self.grants = [
