@@ -377,3 +377,13 @@ def load_embedder(name: str = MINILM_ID) -> Embedder:
             log.info("loaded embedder %s in %.2f s", name, time.perf_counter() - started)
             _LOADED[name] = embedder
         return embedder
+
+
+if __name__ == "__main__":
+    # `python -m shared.knowledge.embeddings` builds the cached graph ahead of time (e.g. in a
+    # container image build), so the first request of a new instance does not pay ~2 s for it.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    built = cached_onnx_model()
+    print(
+        built if isinstance(built, Path) else f"built in memory only ({len(built)} bytes): cache not writable"
+    )
