@@ -26,9 +26,11 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -210,6 +212,19 @@ def _is_anonymous_admin(message: Mapping[str, Any]) -> bool:
     )
 
 
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads for side lookups run in parallel with a request's own Firestore write (gRPC releases the
+    GIL). One pool per process: a pool inherited across gunicorn's fork has no threads behind it."""
+    pid = os.getpid()
+    pool = _pools.get(pid)
+    if pool is None:
+        pool = _pools.setdefault(pid, ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingress"))
+    return pool
+
+
 class TelegramIngress:
     """The Telegram webhook's logic. One instance per process; thread-safe."""
 
@@ -253,11 +268,16 @@ class TelegramIngress:
         if not isinstance(chat_id, int):
             return _reject(400, "not an update", "telegram", bot_id, "chat without id")
         try:
-            if decision.kind not in (JobKind.ENABLE, JobKind.DISABLE) and not chats.is_enabled(
-                self._db, bot_id, chat_id
-            ):
+            # The chat switch is read while the dedupe record is created: two round trips in the time
+            # of one. A disabled chat then leaves a dedupe record behind, which only turns a
+            # redelivery's "ignored" into "duplicate" (no job either way). /enable and /disable always
+            # go through: a disabled chat must be able to switch the bot back on.
+            switchable = decision.kind in (JobKind.ENABLE, JobKind.DISABLE)
+            enabled = None if switchable else _pool().submit(chats.is_enabled, self._db, bot_id, chat_id)
+            fresh = dedupe.claim_update(self._db, "telegram", bot_id, update_id)
+            if enabled is not None and not enabled.result(timeout=30):
                 return Reply(200, {"ok": True, "status": "ignored"}, "disabled")
-            if not dedupe.claim_update(self._db, "telegram", bot_id, update_id):
+            if not fresh:
                 return Reply(200, {"ok": True, "status": "duplicate"}, "duplicate")
         except gexc.GoogleAPICallError as exc:
             return _reject(503, "unavailable", "telegram", bot_id, f"firestore: {type(exc).__name__}")
