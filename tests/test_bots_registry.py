@@ -116,3 +116,39 @@ def test_delete_removes_activity(registry: BotRegistry) -> None:
     assert registry.delete_bot(bot.id)
     assert registry.get_bot(bot.id) is None
     assert list(registry.db.collection("bots").document(bot.id).collection("activity").stream()) == []
+
+
+def test_key_from_secret_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Production reads the key from Secret Manager (here a stand-in client) and scrubs it from logs."""
+    import base64
+
+    from google.cloud import secretmanager
+
+    from shared.bots import secrets as bot_secrets
+    from shared.logs import redact
+
+    key = base64.b64encode(b"s" * 32).decode()
+    asked: list[str] = []
+
+    class Payload:
+        data = key.encode()
+
+    class Response:
+        payload = Payload()
+
+    class FakeClient:
+        def access_secret_version(self, name: str) -> Response:
+            asked.append(name)
+            return Response()
+
+    monkeypatch.setattr(secretmanager, "SecretManagerServiceClient", FakeClient)
+    monkeypatch.setattr(bot_secrets, "_ciphers", {})
+    settings = load_settings(token_key="", token_key_secret="bot-token-key", project_id="p1")
+    cipher = TokenCipher.from_settings(settings)
+    assert asked == ["projects/p1/secrets/bot-token-key/versions/latest"]
+    assert TokenCipher.from_settings(settings) is cipher  # loaded once per process
+    assert TokenCipher(b"s" * 32).decrypt(cipher.encrypt("x", "c"), "c") == "x"
+    assert key not in redact(f"key={key} and {key}")
+    full = "projects/p2/secrets/k/versions/3"
+    TokenCipher.from_settings(load_settings(token_key="", token_key_secret=full))
+    assert asked[-1] == full
