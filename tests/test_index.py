@@ -303,17 +303,35 @@ def test_writes_wait_for_the_write_lock(index: KnowledgeIndex) -> None:
         add(index, page)
         done.set()
 
-    with index.write_lock:  # what the snapshot packer does while it copies the directory
-        thread = threading.Thread(target=writer)
-        thread.start()
+    add(index, make_page("https://docs.acme.dev/other", {"Other": "Another page about refunds."}))
+    held = threading.Event()
+    release = threading.Event()
+
+    def packer() -> None:  # what the snapshot packer does while it copies the directory
+        with index.write_lock:
+            held.set()
+            release.wait(timeout=10)
+
+    holder = threading.Thread(target=packer)
+    holder.start()
+    assert held.wait(timeout=5)
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
         time.sleep(0.3)
         assert not done.is_set()
         assert "https://docs.acme.dev/new" not in index._pages
-        # Readers are not blocked by the held lock.
+        # Readers are not blocked by the held lock, even when BM25 needs a rebuild after a write.
+        started = time.perf_counter()
         assert index.search("refunds", k=1)
+        assert index.counts_by_source()
+        assert time.perf_counter() - started < 5
+    finally:
+        release.set()
+        holder.join(timeout=10)
     thread.join(timeout=10)
     assert done.is_set()
-    assert index.chunk_count() == 7
+    assert index.chunk_count() == 8
 
 
 def test_concurrent_searches_during_writes(index: KnowledgeIndex) -> None:

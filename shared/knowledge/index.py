@@ -202,8 +202,7 @@ class KnowledgeIndex:
 
     def counts_by_source(self) -> dict[str, int]:
         """Number of chunks per source name."""
-        with self.write_lock:
-            chunks = list(self._chunks.values())
+        chunks = list(self._chunks.values())  # atomic copy under the GIL; never waits for a writer
         return dict(sorted(Counter(chunk.source for chunk in chunks).items()))
 
     def chunk_count(self) -> int:
@@ -376,7 +375,6 @@ class KnowledgeIndex:
         }
 
     def _delete_ids(self, ids: list[str]) -> None:
-        self._changed()
         batch = self._client.get_max_batch_size()
         for start in range(0, len(ids), batch):
             self._collection.delete(ids=ids[start : start + batch])
@@ -388,9 +386,9 @@ class KnowledgeIndex:
                     self._by_url[chunk.url] = remaining
                 else:
                     self._by_url.pop(chunk.url, None)
+        self._changed()
 
     def _add_chunks(self, chunks: list[Chunk], vectors: list[np.ndarray]) -> None:
-        self._changed()
         batch = self._client.get_max_batch_size()
         for start in range(0, len(chunks), batch):
             part = chunks[start : start + batch]
@@ -423,6 +421,7 @@ class KnowledgeIndex:
                     position=chunk.position,
                 )
             )
+        self._changed()
 
     def _write_sidecar(self) -> None:
         write_json_atomic(
@@ -436,17 +435,18 @@ class KnowledgeIndex:
         )
 
     def _changed(self) -> None:
-        """Called under write_lock after every change to the chunks."""
+        """Called under write_lock when a change to the chunks is complete."""
         self._generation += 1
 
     def _build_bm25(self) -> BM25:
-        with self.write_lock:
-            generation = self._generation
-            items = list(self._chunks.values())
+        # No write_lock here: a reader must not wait for a snapshot copy. Copying the dict is atomic
+        # under the GIL; a copy taken mid-write is used once but not kept, because the write bumps
+        # the generation when it completes.
+        generation = self._generation
+        items = list(self._chunks.values())
         bm25 = BM25([chunk.id for chunk in items], [chunk.text for chunk in items])
-        with self.write_lock:
-            if generation == self._generation:
-                self._bm25 = (generation, bm25)
+        if generation == self._generation:
+            self._bm25 = (generation, bm25)
         return bm25
 
     def _current_bm25(self) -> BM25:
