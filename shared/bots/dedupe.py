@@ -148,7 +148,8 @@ class ReplyLedger:
 
     def save_parts(self, claim: Claim, parts: list[str], extra: dict[str, Any] | None = None) -> None:
         """Remember the rendered reply so a takeover sends the same text, not a fresh answer."""
-        data: dict[str, Any] = {"parts": parts}
+        # Asking the Q&A service may have taken a while: the lease restarts from here.
+        data: dict[str, Any] = {"parts": parts, "lease_until": _now() + self._lease}
         if extra:
             data["extra"] = extra
         self._ref(claim.job_id).update(data)
