@@ -146,3 +146,17 @@ def test_permalink_markers_of_doc_generators_are_not_part_of_headings(
         ("Requirements", "reqs"),
         ("Using it from C#", "csharp"),
     ], generator
+
+
+def test_tables_keep_rows_and_cells_apart() -> None:
+    html = """<html><head><title>Limits</title></head><body><main><article><h1>Limits</h1>
+      <p>The following table lists the default limits of every plan that Acme offers to customers.</p>
+      <table><tr><th>Plan</th><th>Requests per minute</th></tr><tr><td>Free</td><td>60</td></tr>
+        <tr><td>Pro</td><td>600</td></tr></table>
+      <blockquote>Limits can be raised on request by contacting the support team.</blockquote>
+    </article></main></body></html>"""
+    page = extract_page(html, "https://acme.dev/limits")
+    assert page is not None
+    text = page.sections[0].text
+    assert "Plan | Requests per minute\nFree | 60\nPro | 600" in text
+    assert text.endswith("Limits can be raised on request by contacting the support team.")
