@@ -247,3 +247,31 @@ def test_sample_site_crawls_and_extracts() -> None:
         assert {r.outcome for r in again.values()} == {Outcome.UNCHANGED}
     finally:
         server.stop()
+
+
+def test_redirects_stay_on_site_and_revalidate(site: sites.FixtureSite) -> None:
+    with sites.FixtureSite() as other:
+        other.set_page("/landing", sites.page_for("/landing"))
+        site.redirects["/docs/away"] = other.url("/landing")
+        site.redirects["/docs/loop"] = "/docs/loop"
+        results, _ = _crawl(Source(name="d", kind=SourceKind.CRAWL, url=site.url("/docs/away")))
+        assert other.hits["/landing"] == 0  # never requested: same-site only
+        assert results[site.url("/docs/away")].outcome is Outcome.SKIPPED
+        assert "off-site" in results[site.url("/docs/away")].reason
+        results, _ = _crawl(Source(name="d", kind=SourceKind.CRAWL, url=site.url("/docs/loop")))
+        assert results[site.url("/docs/loop")].outcome is Outcome.FAILED
+        assert "redirects" in results[site.url("/docs/loop")].reason
+        # A redirecting URL still ends in a 304 for its target's stored validators.
+        first, _ = _crawl(Source(name="d", kind=SourceKind.CRAWL, url=site.url(sites.REDIRECT)))
+        install = first[site.url("/docs/install")]
+        assert install.outcome is Outcome.FETCHED and install.requested_url == site.url(sites.REDIRECT)
+        site.reset_hits()
+        again, _ = _crawl(
+            Source(name="d", kind=SourceKind.CRAWL, url=site.url(sites.REDIRECT)),
+            previous={install.url: install},
+        )
+        # Both the redirect and the stored URL itself were checked; both ended in 304, reported once.
+        unchanged = [r for r in again.values() if r.outcome is Outcome.UNCHANGED]
+        assert [r.url for r in unchanged] == [site.url("/docs/install")]
+        assert ("/docs/install", 200) not in site.statuses
+        assert ("/docs/install", 304) in site.statuses

@@ -96,6 +96,7 @@ _BINARY_EXTENSIONS = frozenset(
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _MAX_SITEMAP_DEPTH = 3
 _MAX_RETRY_AFTER_SECONDS = 60.0
+_MAX_REDIRECTS = 10
 
 
 def _jitter() -> float:
@@ -508,49 +509,22 @@ class SourceCrawler:
         self,
         client: httpx.AsyncClient,
         url: str,
-        headers: dict[str, str] | None = None,
+        conditional: bool = False,
         limit: int | None = None,
         html_only: bool = False,
     ) -> _Response:
-        """GET with retries on 429/5xx/transport errors; streams the body and stops over ``limit``.
+        """GET with retries on 429/5xx/network errors, following same-site redirects by hand.
 
-        With ``html_only`` a non-HTML 200 returns before its body is read (a PDF costs no download).
+        The body is streamed and reading stops over ``limit``. With ``html_only`` a non-HTML 200 returns
+        before its body is read (a PDF costs no download). With ``conditional`` every hop carries the
+        validators stored for that hop's URL, so ``/docs/`` → ``/docs/index.html`` can still end in a 304.
         """
         limit = self.config.max_page_bytes if limit is None else limit
         attempt = 0
         while True:
             try:
-                async with client.stream("GET", url, headers=headers) as resp:
-                    result = _Response(resp.status_code, str(resp.url), resp.headers)
-                    if resp.status_code == 200:
-                        length = resp.headers.get("content-length")
-                        if length and length.isdigit() and int(length) > limit:
-                            result.too_large = True
-                            return result
-                        if html_only and not is_html_type(resp.headers.get("content-type")):
-                            return result
-                        chunks = []
-                        size = 0
-                        async for chunk in resp.aiter_bytes():
-                            size += len(chunk)
-                            if size > limit:
-                                result.too_large = True
-                                return result
-                            chunks.append(chunk)
-                        result.body = b"".join(chunks)
-                        result.encoding = resp.encoding or "utf-8"
-                    if not should_retry(resp.status_code) or attempt >= self.config.retries:
-                        return result
-                    wait = backoff_delay(
-                        attempt,
-                        self.config.backoff_base_seconds,
-                        parse_retry_after(resp.headers.get("retry-after")),
-                        _jitter(),
-                    )
-                    log.info("%s answered %s; retry %d in %.2fs", url, resp.status_code, attempt + 1, wait)
+                result = await self._follow(client, url, conditional, limit, html_only)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                if isinstance(exc, httpx.TooManyRedirects):
-                    return _Response(0, url, httpx.Headers(), error="too many redirects")
                 if attempt >= self.config.retries:
                     kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "network error"
                     return _Response(
@@ -558,8 +532,55 @@ class SourceCrawler:
                     )
                 wait = backoff_delay(attempt, self.config.backoff_base_seconds, None, _jitter())
                 log.info("%s: %s; retry %d in %.2fs", url, type(exc).__name__, attempt + 1, wait)
+            except httpx.RequestError as exc:  # decoding errors and the like: retrying won't help
+                return _Response(0, url, httpx.Headers(), error=f"{type(exc).__name__}: {exc}")
+            else:
+                if not should_retry(result.status_code) or attempt >= self.config.retries:
+                    return result
+                retry_after = parse_retry_after(result.headers.get("retry-after"))
+                wait = backoff_delay(attempt, self.config.backoff_base_seconds, retry_after, _jitter())
+                log.info("%s answered %s; retry %d in %.2fs", url, result.status_code, attempt + 1, wait)
             attempt += 1
             await asyncio.sleep(wait)
+
+    async def _follow(
+        self, client: httpx.AsyncClient, url: str, conditional: bool, limit: int, html_only: bool
+    ) -> _Response:
+        """One GET and its redirects. An off-site redirect is returned, not followed: same-site only."""
+        current = url
+        for _ in range(_MAX_REDIRECTS + 1):
+            headers = conditional_headers(self.previous.get(current)) if conditional else None
+            async with client.stream("GET", current, headers=headers) as resp:
+                result = _Response(resp.status_code, current, resp.headers)
+                if resp.is_redirect and resp.headers.get("location"):
+                    target = normalize_url(resp.headers["location"], current)
+                    if target is None:
+                        result.error = f"redirect to an unusable location {resp.headers['location']!r}"
+                        return result
+                    if not same_site(target, self.start):
+                        result.url = target
+                        return result
+                    current = target
+                    continue
+                if resp.status_code == 200:
+                    length = resp.headers.get("content-length")
+                    if length and length.isdigit() and int(length) > limit:
+                        result.too_large = True
+                        return result
+                    if html_only and not is_html_type(resp.headers.get("content-type")):
+                        return result
+                    chunks = []
+                    size = 0
+                    async for chunk in resp.aiter_bytes():
+                        size += len(chunk)
+                        if size > limit:
+                            result.too_large = True
+                            return result
+                        chunks.append(chunk)
+                    result.body = b"".join(chunks)
+                    result.encoding = resp.encoding or "utf-8"
+                return result
+        return _Response(0, current, httpx.Headers(), error=f"more than {_MAX_REDIRECTS} redirects")
 
     # --- discovery --------------------------------------------------------------------------------
     async def _load_robots(self, client: httpx.AsyncClient) -> list[str]:
@@ -656,17 +677,17 @@ class SourceCrawler:
 
     async def _fetch_page(self, client: httpx.AsyncClient, url: str) -> tuple[CrawlResult, list[str]]:
         started = time.perf_counter()
-        previous = self.previous.get(url)
-        resp = await self._get(client, url, headers=conditional_headers(previous), html_only=True)
+        resp = await self._get(client, url, conditional=True, html_only=True)
         ms = (time.perf_counter() - started) * 1000
         final = normalize_url(resp.url) or url
+        previous = self.previous.get(final)
         etag = resp.headers.get("etag")
         modified = resp.headers.get("last-modified")
         if resp.error:
             return CrawlResult(url, Outcome.FAILED, url, resp.error, None, elapsed_ms=ms), []
         if resp.status_code == 304:
             return CrawlResult(
-                url,
+                final,
                 Outcome.UNCHANGED,
                 url,
                 "not modified",
@@ -721,8 +742,7 @@ class SourceCrawler:
             transport=self._transport,
             limits=limits,
             timeout=timeout,
-            follow_redirects=True,
-            max_redirects=10,
+            follow_redirects=False,  # followed by hand in _follow: never off the site
             headers={"User-Agent": self.config.user_agent},
         ) as client:
             try:
@@ -780,8 +800,15 @@ class SourceCrawler:
                 try:
                     if url is None:
                         return
-                    result, links = await self._fetch_page(client, url)
-                    if result.outcome is Outcome.FETCHED:
+                    try:
+                        result, links = await self._fetch_page(client, url)
+                    except Exception as exc:  # one odd page must not stall the crawl
+                        log.warning("%s: unexpected %s: %s", url, type(exc).__name__, exc)
+                        result, links = (
+                            CrawlResult(url, Outcome.FAILED, url, f"{type(exc).__name__}: {exc}"),
+                            [],
+                        )
+                    if result.outcome in (Outcome.FETCHED, Outcome.UNCHANGED):
                         if result.url in self._identities:
                             result = CrawlResult(
                                 result.url, Outcome.SKIPPED, url, f"same canonical URL as {result.url}", 200
