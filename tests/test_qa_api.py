@@ -482,3 +482,22 @@ def test_random_json_never_causes_a_500(app: Flask) -> None:
         assert response.is_json
 
     check()
+
+
+def test_security_headers(emulators, settings: Settings, live: LiveIndex) -> None:
+    client = make_app(settings, live).test_client()
+    response = client.get("/signin")
+    csp = response.headers["Content-Security-Policy"]
+    assert (
+        "script-src 'self';" in csp
+        and "frame-ancestors 'none'" in csp
+        and "google" not in csp.split("form-action")[0]
+    )
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    sign_in(client, "a@example.com")
+    assert client.get("/api/conversations").headers["Cache-Control"] == "no-store"
+    google = make_app(settings, live, google_client_id="cid").test_client().get("/signin")
+    assert (
+        "script-src 'self' https://accounts.google.com/gsi/client;"
+        in google.headers["Content-Security-Policy"]
+    )

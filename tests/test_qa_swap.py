@@ -37,6 +37,16 @@ def test_app_restores_the_newest_snapshot_and_answers_with_real_sources(
         assert "[1]" in body["answer"]
         nothing = ask(client, token, {"question": "What is the capital of Mongolia?"}).json
         assert nothing["sources"] == [] and "couldn't find" in nothing["answer"]
+        # A short follow-up is read together with the question before it.
+        first = ask(client, token, {"question": "How is the snapshot pointer replaced?"}).json
+        alone = ask(client, token, {"question": "how often?"}).json
+        assert alone["sources"] == []
+        follow = ask(
+            client, token, {"question": "how often?", "conversation_id": first["conversation_id"]}
+        ).json
+        assert follow["sources"] and follow["sources"][0]["url"].startswith(
+            "https://docs.example.com/snapshots"
+        )
     finally:
         live.stop()
 

@@ -185,6 +185,28 @@ def _register_error_handlers(app: Flask) -> None:
         return render_template("error.html", code=500, message="Something went wrong."), 500
 
     @app.after_request
+    def security_headers(response: Any) -> Any:
+        # Everything is served from this origin; Google Identity Services is the one exception, and
+        # only where sign-in with Google is configured.
+        gis = "https://accounts.google.com/gsi/" if context().settings.google_client_id else ""
+        script, style, frame = (
+            (f"'self' {gis}client", f"'self' {gis}style", f"'self' {gis}") if gis else ("'self'",) * 3
+        )
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            f"default-src 'self'; script-src {script}; style-src {style}; connect-src {frame}; "
+            f"frame-src {frame}; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+            "form-action 'self' https://accounts.google.com; frame-ancestors 'none'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.path.startswith("/api/"):
+            # Answers and history are private: never stored by a shared cache.
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.after_request
     def log_rejections(response: Any) -> Any:
         # One line per refused request: enough to debug a client, never the body (it may be private).
         if 400 <= response.status_code < 500:

@@ -15,13 +15,15 @@ from typing import Any
 
 from google.cloud import firestore
 
-from shared.qa.answerers import Answer, Answerer, source_link, split_heading_path
+from shared.qa.answerers import Answer, Answerer, source_link, split_heading_path, terms
 from shared.qa.conversations import ConversationStore
 from shared.qa.live_index import LiveIndex
 
 BOTS = "bots"
 _BOT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SNIPPET_CHARS = 240
+# A question with fewer content words than this is read as a follow-up of the previous one.
+FOLLOW_UP_TERMS = 3
 
 
 class BotNotFound(LookupError):
@@ -121,12 +123,16 @@ class AskService:
         bot: BotProfile | None = None,
     ) -> AskResult:
         """Answer ``question`` for ``owner``; raises ConversationNotFound, NoIndexYet."""
+        query = question
         if conversation_id:
-            # Check ownership before spending a search: a stranger's id is a 404, not an answer.
-            self.conversations.check_owner(owner, conversation_id)
-        passages = self.live_index.search(question, self.top_k)
+            # Checks ownership before spending a search: a stranger's id is a 404, not an answer.
+            previous = self.conversations.last_question(owner, conversation_id)
+            if previous and len(terms(question)) < FOLLOW_UP_TERMS:
+                # "and how often?" means nothing alone: search it together with the question before.
+                query = f"{previous}\n{question}"
+        passages = self.live_index.search(query, self.top_k)
         name = (bot.model if bot and bot.model else "") or self.default_answerer
-        answer: Answer = self.answerer(name).answer(question, passages, bot.system_prompt if bot else None)
+        answer: Answer = self.answerer(name).answer(query, passages, bot.system_prompt if bot else None)
         sources = [source_json(p) for p in answer.sources]
         cid = self.conversations.record_turn(
             owner, conversation_id, question, answer.text, sources, answer.answerer

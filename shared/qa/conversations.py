@@ -120,6 +120,7 @@ class _Turn:
         fields: dict[str, Any] = {
             "updated_at": self.now,
             "message_count": seq + 2,
+            "last_question": self.question,
             "search_text": (previous + "\n" + self.question + "\n" + self.answer).lower()[
                 -SEARCH_TEXT_CHARS:
             ],
@@ -214,6 +215,11 @@ class ConversationStore:
     def check_owner(self, owner: str, conversation_id: str) -> None:
         """Raise :class:`ConversationNotFound` unless ``owner`` owns this conversation (one read)."""
         self._owned(owner, conversation_id)
+
+    def last_question(self, owner: str, conversation_id: str) -> str | None:
+        """The conversation's latest question (one read); raises if ``owner`` does not own it."""
+        data = self._owned(owner, conversation_id).to_dict() or {}
+        return data.get("last_question")
 
     def list(self, owner: str, query: str = "", limit: int = LIST_LIMIT) -> list[Conversation]:
         """The owner's conversations, newest first; with ``query``, only those whose text contains it."""
