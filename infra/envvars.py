@@ -30,6 +30,7 @@ ENV_NAMES: dict[str, str] = {
     "jobs_topic": "ASKBASE_JOBS_TOPIC",
     "sources": "ASKBASE_SOURCES",
     "scrape_lease_seconds": "ASKBASE_SCRAPE_LEASE_SECONDS",
+    "scrape_schedule": "ASKBASE_SCRAPE_SCHEDULE",
     "answerer": "ASKBASE_ANSWERER",
     "gemini_model": "ASKBASE_GEMINI_MODEL",
     "session_secret": "ASKBASE_SESSION_SECRET",
@@ -51,6 +52,8 @@ ENV_NAMES: dict[str, str] = {
 
 # Fields whose value is a secret: delivered from Secret Manager as a secret env var (the platform
 # resolves it at instance start), never as a plain value in the service spec or the Pulumi state.
+# The token key goes to qa this way too, not as ASKBASE_TOKEN_KEY_SECRET: resolving a secret name at
+# run time needs google-cloud-secret-manager in the image, a secret env var needs nothing.
 SECRET_FIELDS: frozenset[str] = frozenset({"session_secret", "token_key"})
 
 # Deployable -> the settings fields infra sets on it. ``internal_auth=google-oidc`` goes everywhere:
@@ -72,8 +75,11 @@ NEEDS: dict[str, frozenset[str]] = {
             "allowed_domain",
             "admin_emails",
             "conversation_retention_days",
-            "token_key_secret",
+            "token_key",  # bot pages register bots: they encrypt tokens
+            "qa_url",  # the audience botrunner's ID tokens must carry
             "scrape_url",
+            "scrape_schedule",  # shown on the status page
+            "snapshot_keep",
             "botrunner_url",
             "internal_auth",
         }
@@ -84,6 +90,7 @@ NEEDS: dict[str, frozenset[str]] = {
             "project_id",
             "jobs_topic",
             "qa_url",
+            "botrunner_url",  # the audience of control-API and reconcile ID tokens
             "telegram_webhook_url",
             "discord_webhook_url",
             "token_key",
@@ -98,6 +105,7 @@ NEEDS: dict[str, frozenset[str]] = {
         {
             "env",
             "project_id",
+            "data_dir",
             "bucket",
             "snapshot_prefix",
             "snapshot_keep",

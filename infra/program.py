@@ -123,6 +123,7 @@ def build(cfg: InfraConfig, build_dir: Path = BUILD_DIR) -> Program:
         "scrape-fn",
         {
             **common,
+            "data_dir": DATA_DIR,
             "bucket": cfg.kb_bucket,
             "snapshot_prefix": SNAPSHOT_PREFIX,
             "snapshot_keep": str(cfg.snapshot_keep),
@@ -215,14 +216,17 @@ def build(cfg: InfraConfig, build_dir: Path = BUILD_DIR) -> Program:
             "allowed_domain": cfg.allowed_domain,
             "admin_emails": ",".join(cfg.admin_emails),
             "conversation_retention_days": str(cfg.conversation_retention_days),
-            "token_key_secret": pulumi.Output.concat(secrets.token_key.id, "/versions/latest"),
+            "qa_url": qa_url,
             "scrape_url": functions.urls["scrape"],
+            "scrape_schedule": cfg.scrape_schedule,
+            "snapshot_keep": str(cfg.snapshot_keep),
             "botrunner_url": botrunner_url,
         },
         {
             "session_secret": RunSecretEnv(
                 secrets.session_secret.secret_id, secrets.session_secret_version.version
-            )
+            ),
+            "token_key": RunSecretEnv(secrets.token_key.secret_id, secrets.token_key_version.version),
         },
     )
     botrunner_env = envvars.render(
@@ -231,6 +235,7 @@ def build(cfg: InfraConfig, build_dir: Path = BUILD_DIR) -> Program:
             **common,
             "jobs_topic": JOBS_TOPIC,
             "qa_url": qa_url,
+            "botrunner_url": botrunner_url,
             "telegram_webhook_url": functions.urls["telegram"],
             "discord_webhook_url": functions.urls["discord"],
             "worker_push_audience": botrunner_url,

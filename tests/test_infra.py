@@ -451,7 +451,11 @@ def test_qa_and_botrunner_env_values(stack) -> None:
     assert qa[env("region")] == REGION
     assert qa[env("admin_emails")] == "admin@example.com,ops@example.com"
     assert qa[env("conversation_retention_days")] == "90"
-    assert qa[env("token_key_secret")] == f"projects/{PROJECT}/secrets/askbase-token-key/versions/latest"
+    assert qa[env("qa_url")] == f"https://{QA_SERVICE}-{PROJECT_NUMBER}.{REGION}.run.app"
+    assert qa[env("scrape_schedule")] == "*/30 * * * *"
+    assert bot[env("botrunner_url")] == BOTRUNNER_URL
+    assert bot[env("qa_url")] == qa[env("qa_url")]
+    assert scrape[env("data_dir")] == "/tmp/askbase"
     assert qa[env("scrape_url")] == SCRAPE_URL
     assert qa[env("botrunner_url")] == BOTRUNNER_URL
     assert bot[env("worker_push_audience")] == BOTRUNNER_URL
@@ -485,8 +489,7 @@ def test_each_deployable_env_parses_as_production_settings(
     plain, secret = deployed_env(stack, deployable)
     env = {**plain, **dict.fromkeys(secret, SECRET_PLACEHOLDER)}
     env.setdefault(Settings.env_name("session_secret"), SECRET_PLACEHOLDER)
-    if Settings.env_name("token_key_secret") not in env:
-        env.setdefault(Settings.env_name("token_key"), SECRET_PLACEHOLDER)
+    env.setdefault(Settings.env_name("token_key"), SECRET_PLACEHOLDER)
     settings = settings_from(env, monkeypatch)
     assert settings.is_production and settings.internal_auth == "google-oidc"
     if deployable == "scrape-fn":

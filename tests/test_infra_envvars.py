@@ -29,28 +29,19 @@ def test_secret_fields_are_secret_settings() -> None:
 
 def test_the_brief_per_deployable_is_covered() -> None:
     needs = envvars.NEEDS
-    assert {
-        "project_id",
-        "bucket",
-        "data_dir",
-        "answerer",
-        "gemini_model",
-        "region",
-        "session_secret",
-    } <= needs["qa"]
-    assert {"google_client_id", "allowed_domain", "admin_emails", "conversation_retention_days"} <= needs[
-        "qa"
-    ]
-    assert {"scrape_url", "botrunner_url", "internal_auth", "env", "token_key_secret"} <= needs["qa"]
-    assert {"jobs_topic", "qa_url", "telegram_webhook_url", "discord_webhook_url", "token_key"} <= needs[
-        "botrunner"
-    ]
-    assert {"worker_push_audience", "worker_push_service_account", "internal_auth"} <= needs["botrunner"]
+    qa = {"project_id", "bucket", "snapshot_prefix", "data_dir", "answerer", "gemini_model", "region"}
+    qa |= {"session_secret", "google_client_id", "allowed_domain", "admin_emails"}
+    qa |= {"conversation_retention_days", "scrape_url", "botrunner_url", "internal_auth", "env"}
+    qa |= {"token_key", "qa_url"}  # bot pages encrypt tokens; qa_url is the audience qa checks
+    assert qa <= needs["qa"]
+    botrunner = {"project_id", "jobs_topic", "qa_url", "telegram_webhook_url", "discord_webhook_url"}
+    botrunner |= {"token_key", "worker_push_audience", "worker_push_service_account", "env", "internal_auth"}
+    botrunner |= {"botrunner_url"}  # the audience its control API and reconcile tokens are checked against
+    assert botrunner <= needs["botrunner"]
     for fn in ("telegram-fn", "discord-fn"):
         assert {"project_id", "jobs_topic", "token_key", "env"} <= needs[fn]
-    assert {"bucket", "sources", "snapshot_keep", "snapshot_compression", "scrape_lease_seconds"} <= needs[
-        "scrape-fn"
-    ]
+    scrape = {"project_id", "bucket", "sources", "snapshot_keep", "snapshot_compression"}
+    assert scrape | {"scrape_lease_seconds", "env"} <= needs["scrape-fn"]
     # Least privilege: the session-signing key stays with qa.
     assert [d for d, f in needs.items() if "session_secret" in f] == ["qa"]
 
