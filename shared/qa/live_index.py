@@ -241,6 +241,11 @@ class LiveIndex:
             if restored is None:
                 raise RuntimeError("no restorable snapshot")
             index = self._open(Path(restored.path))
+            try:
+                loaded = _Loaded(index, dest, restored.snapshot_id, generation, restored.manifest)
+            except Exception:
+                index.close()
+                raise
         except Exception as exc:
             shutil.rmtree(dest, ignore_errors=True)
             self._failed[generation] = time.monotonic()
@@ -267,7 +272,11 @@ class LiveIndex:
                 return False
         else:
             self._last_error = None
-        loaded = _Loaded(index, dest, restored.snapshot_id, generation, restored.manifest)
+        loaded.generation = generation
+        if self._stop.is_set():
+            # stop() ran while this restore was downloading: nobody will ever release this copy.
+            loaded.dispose()
+            return False
         with self._lock:
             old, self._current = self._current, loaded
             self._generation = generation
