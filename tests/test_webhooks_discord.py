@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from shared.bots.dedupe import PROCESSED_UPDATES
 from shared.bots.discord import DiscordClient
@@ -216,3 +219,52 @@ def test_unknown_button_is_polite(stack: dict, dc: FakeDiscord) -> None:
     interaction = dc.component_interaction(stack["app"].id, "sources:abc")
     body = _deliver(stack, interaction).get_json()
     assert body["type"] == 4 and body["data"]["flags"] == 64
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+_interaction_like = st.fixed_dictionaries(
+    {"type": st.integers(min_value=0, max_value=6) | _json},
+    optional={
+        "id": st.from_regex(r"\A[0-9]{17,19}\Z") | _json,
+        "token": st.text(max_size=30) | _json,
+        "application_id": _json,
+        "data": st.fixed_dictionaries(
+            {},
+            optional={
+                "name": st.sampled_from(["ask", "other"]) | _json,
+                "options": st.lists(st.fixed_dictionaries({"name": st.just("question"), "value": _json}))
+                | _json,
+                "custom_id": st.sampled_from(["ab:src:x", "ab:up:", "ab:zz:y", "a:b:c:d"]) | _json,
+            },
+        )
+        | _json,
+        "member": _json,
+        "user": _json,
+    },
+)
+
+
+@hypothesis_settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=_interaction_like | _json)
+def test_arbitrary_signed_json_never_5xx(stack: dict, body: Any) -> None:
+    response = _deliver(stack, json.dumps(body).encode())
+    assert response.status_code in (200, 400), (response.status_code, body)
+
+
+def test_odd_shapes_in_a_signed_ask_are_not_errors(stack: dict, dc: FakeDiscord) -> None:
+    interaction = dc.ask_interaction(stack["app"].id, "How?")
+    interaction["data"]["options"] = 5
+    assert _deliver(stack, interaction).get_json()["type"] == 4  # usage hint
+    interaction = dc.ask_interaction(stack["app"].id, "How?")
+    interaction["application_id"] = {"not": "an id"}
+    assert _deliver(stack, interaction).get_json() == {"type": 5}
+    [job] = stack["tap"].pull(expect=1)
+    assert job.application_id == stack["app"].id

@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from shared.bots import chats
 from shared.bots.dedupe import PROCESSED_UPDATES
@@ -270,3 +273,40 @@ def test_responses_never_contain_secrets(stack: dict, tg: FakeTelegram) -> None:
     ]
     for body in bodies:
         assert stack["secret"] not in body and stack["token"] not in body
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+_update_like = st.fixed_dictionaries(
+    {"update_id": st.integers(min_value=-5, max_value=10**9) | _json},
+    optional={
+        "message": st.fixed_dictionaries(
+            {},
+            optional={
+                "message_id": _json,
+                "chat": st.fixed_dictionaries(
+                    {}, optional={"id": _json, "type": st.sampled_from(["private", "group", "x"]) | _json}
+                ),
+                "from": _json,
+                "text": st.text(max_size=40) | _json,
+                "entities": _json,
+                "reply_to_message": _json,
+            },
+        )
+        | _json
+    },
+)
+
+
+@hypothesis_settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=_update_like | _json)
+def test_arbitrary_json_never_5xx(stack: dict, body: Any) -> None:
+    response = _post(stack, body)
+    assert response.status_code in (200, 400), (response.status_code, body)

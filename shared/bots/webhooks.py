@@ -407,13 +407,16 @@ class DiscordIngress:
         if not bot.active:
             return Reply(200, _ephemeral("This bot is stopped; ask its owner to start it."), "stopped")
         question = ""
-        for option in data.get("options") or []:
+        options = data.get("options")
+        for option in options if isinstance(options, list) else []:
             if isinstance(option, dict) and option.get("name") == "question":
                 question = str(option.get("value") or "").strip()
         if not question:
             return Reply(200, _ephemeral("Usage: /ask question: your question"), "ignored")
         token = interaction.get("token")
-        application_id = interaction.get("application_id") or bot.application_id
+        application_id = str(interaction.get("application_id") or "")
+        if not application_id.isdigit():
+            application_id = bot.application_id or ""
         if not isinstance(token, str) or not token or not application_id:
             return _reject(400, "not an interaction", "discord", bot.bot_id, "no token or application id")
         if not dedupe.claim_update(self._db, "discord", bot.bot_id, interaction_id):
