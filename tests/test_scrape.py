@@ -59,9 +59,7 @@ def _settings(settings: Settings, site: sites.FixtureSite, **extra) -> Settings:
         Source(name="docs", kind=SourceKind.SITEMAP, url=site.url("/sitemap.xml"), exclude=[r"/blog/"]),
         Source(name="blog", kind=SourceKind.FEED, url=site.url("/feed.xml")),
     ]
-    return settings.model_copy(
-        update={"sources": sources, "chunk_max_chars": 600, "chunk_overlap_chars": 50, **extra}
-    )
+    return settings.model_copy(update={"sources": sources, **extra})
 
 
 def _restore(settings: Settings, tmp_path: Path, embedder) -> KnowledgeIndex:
