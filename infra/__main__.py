@@ -7,9 +7,11 @@ is added so the program is imported as the ``infra`` package, exactly as the tes
 import sys
 from pathlib import Path
 
-ROOT = str(Path(__file__).resolve().parents[1])
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+HERE = Path(__file__).resolve().parent
+ROOT = str(HERE.parent)
+# Drop infra/ itself from the path (its config.py, archive.py... must not shadow other modules named
+# so) and put the repository root first.
+sys.path[:] = [ROOT] + [p for p in sys.path if p and Path(p).resolve() not in (HERE, Path(ROOT))]
 
 import pulumi  # noqa: E402
 

@@ -65,8 +65,12 @@ class Program:
     outputs: dict[str, pulumi.Output] = field(default_factory=dict)
 
 
-def build(cfg: InfraConfig, build_dir: Path = BUILD_DIR) -> Program:
-    """Declare the whole stack for ``cfg``. Pure declaration: safe to call under Pulumi mocks."""
+def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
+    """Declare the whole stack for ``cfg``. Pure declaration: safe to call under Pulumi mocks.
+
+    ``build_dir`` is where the function archives are written (default ``build/functions/``).
+    """
+    build_dir = build_dir or BUILD_DIR
     project, region = cfg.project, cfg.region
     project_number = gcp.organizations.get_project_output(project_id=project).number
 

@@ -519,3 +519,24 @@ def test_deployable_env_alone_satisfies_production_rules(
 ) -> None:
     plain, secret = deployed_env(stack, deployable)
     settings_from({**plain, **dict.fromkeys(secret, SECRET_PLACEHOLDER)}, monkeypatch)
+
+
+def test_entry_point_builds_and_exports_the_stack_outputs(build_dir: Path, monkeypatch) -> None:
+    """``infra/__main__.py`` as Pulumi runs it (``runpy`` on the directory), under mocks."""
+    import runpy
+    import sys
+
+    import infra.program
+
+    use_mocks(BASE_CONFIG)
+    monkeypatch.setattr(infra.program, "BUILD_DIR", build_dir)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    root = pulumi.runtime.settings.get_root_resource()
+
+    @pulumi.runtime.test
+    def run():
+        runpy.run_path(str(Path(infra.program.__file__).parent), run_name="__main__")
+        return pulumi.Output.all(**root.outputs)
+
+    run()
+    assert {"chatUrl", "telegramWebhookBaseUrl", "discordWebhookBaseUrl", "bucketName"} <= set(root.outputs)
