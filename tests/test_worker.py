@@ -482,3 +482,12 @@ def test_no_token_in_worker_logs(
         assert token not in text and token.split(":")[1] not in text
         assert "secret-interaction-token-xyz" not in text
         assert app.bot_token not in text
+
+
+def test_job_of_a_stopped_discord_bot_ends_the_thinking_state(env: dict[str, Any]) -> None:
+    app = env["dc"].add_application()
+    bot_id = register_discord_bot(env["settings"], app, running=False)
+    assert env["worker"].process(discord_job(bot_id, app.id, "tok-stopped")).reason == "bot stopped"
+    [edit] = env["dc"].edits(app.id)
+    assert "stopped" in edit["payload"]["content"] and "components" not in edit["payload"]
+    assert env["qa"].requests == []

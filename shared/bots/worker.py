@@ -33,6 +33,7 @@ is capped well below the lease (:data:`PROCESSING_BUDGET`), so a live worker is 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -146,6 +147,11 @@ class BotWorker:
             return Outcome(200, "unknown bot", job.job_id)
         if not bot.active:
             log.info("job %s dropped: bot stopped", job.job_id)
+            if job.platform == "discord":
+                # Otherwise the deferred "thinking..." would hang until the token expires. Editing
+                # @original is idempotent, so redeliveries need no ledger here.
+                with contextlib.suppress(PlatformError, _Drop):
+                    self._send_discord(job, "This bot was stopped before it could answer.", 0)
             return Outcome(200, "bot stopped", job.job_id)
         if job.platform == "discord" and self._clock() - job.created_at > DISCORD_TOKEN_LIFETIME:
             log.info("job %s dropped: interaction token expired", job.job_id)
@@ -258,7 +264,8 @@ class BotWorker:
             if job.platform == "telegram":
                 self._send_telegram(job, bot, parts[index], first=index == 0)
             else:
-                self._send_discord(job, parts[index], index, last=index == len(parts) - 1, claim=claim)
+                last = index == len(parts) - 1
+                self._send_discord(job, parts[index], index, claim.extra.get("state_id") if last else None)
             self._ledger.part_sent(claim, index + 1)
 
     def _send_telegram(self, job: Job, bot: BotInfo, text: str, first: bool) -> None:
@@ -272,13 +279,14 @@ class BotWorker:
             reply_to_message_id=job.message_id if first else None,
         )
 
-    def _send_discord(self, job: Job, text: str, index: int, last: bool, claim: Claim) -> None:
+    def _send_discord(self, job: Job, text: str, index: int, state_id: str | None = None) -> None:
+        """Part 0 edits the deferred response (@original); later parts are followups. The buttons
+        (``state_id``) go under the last part."""
         if not job.interaction_token or not job.application_id:
             raise _Drop("discord job without interaction token")
         client = DiscordClient(None, base_url=self._discord_base, policy=self._policy)
         payload: dict[str, Any] = {"content": text, "allowed_mentions": NO_MENTIONS}
-        state_id = claim.extra.get("state_id")
-        if last and state_id:
+        if state_id:
             payload["components"] = buttons_row(state_id)
         if index == 0:
             client.edit_original(job.application_id, job.interaction_token, payload)
