@@ -258,6 +258,10 @@ def test_redirects_stay_on_site_and_revalidate(site: sites.FixtureSite) -> None:
         assert other.hits["/landing"] == 0  # never requested: same-site only
         assert results[site.url("/docs/away")].outcome is Outcome.SKIPPED
         assert "off-site" in results[site.url("/docs/away")].reason
+        site.redirects["/docs/sneaky"] = sites.PRIVATE
+        results, _ = _crawl(Source(name="d", kind=SourceKind.CRAWL, url=site.url("/docs/sneaky")))
+        assert "robots" in results[site.url("/docs/sneaky")].reason
+        assert site.hits[sites.PRIVATE] == 0
         results, _ = _crawl(Source(name="d", kind=SourceKind.CRAWL, url=site.url("/docs/loop")))
         assert results[site.url("/docs/loop")].outcome is Outcome.FAILED
         assert "redirects" in results[site.url("/docs/loop")].reason

@@ -466,6 +466,7 @@ class _Response:
     encoding: str = "utf-8"
     too_large: bool = False
     error: str = ""
+    skip_reason: str = ""
 
 
 class _SiteWideFailure(Exception):
@@ -559,6 +560,10 @@ class SourceCrawler:
                         return result
                     if not same_site(target, self.start):
                         result.url = target
+                        return result
+                    if self._robots is not None and not self._allowed_by_robots(target):
+                        result.url = target
+                        result.skip_reason = f"redirects to {target}, disallowed by robots.txt"
                         return result
                     current = target
                     continue
@@ -685,6 +690,10 @@ class SourceCrawler:
         modified = resp.headers.get("last-modified")
         if resp.error:
             return CrawlResult(url, Outcome.FAILED, url, resp.error, None, elapsed_ms=ms), []
+        if resp.skip_reason:
+            return CrawlResult(
+                url, Outcome.SKIPPED, url, resp.skip_reason, resp.status_code, elapsed_ms=ms
+            ), []
         if resp.status_code == 304:
             return CrawlResult(
                 final,
