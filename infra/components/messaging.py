@@ -39,7 +39,6 @@ class Messaging(Component):
             "jobs",
             project=args.project,
             name=JOBS_TOPIC,
-            message_retention_duration="86400s",
             opts=self.child(),
         )
         self.dead_letter_topic = gcp.pubsub.Topic(

@@ -31,6 +31,7 @@ class Registry(Component):
             location=args.region,
             repository_id=REPOSITORY,
             format="DOCKER",
+            cleanup_policy_dry_run=False,  # a dry-run policy only logs what it would delete
             # Every deploy pushes new images; without cleanup the repository (billed per GB) only grows.
             cleanup_policies=[
                 gcp.artifactregistry.RepositoryCleanupPolicyArgs(

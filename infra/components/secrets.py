@@ -35,8 +35,9 @@ class Secrets(Component):
         super().__init__("Secrets", name, depends_on, opts)
         token_value = args.token_key
         if token_value is None:
-            # AES-256-GCM key: 32 random bytes, base64-encoded. Losing it makes every stored bot
-            # token unreadable, so the generator must never be replaced by accident.
+            # AES-256-GCM key: 32 random bytes, base64-encoded (what shared/bots/secrets.py decodes).
+            # Changing this resource's inputs would generate a new key and leave every stored bot
+            # token unreadable: never edit them; supply askbase:tokenKey to move a key instead.
             token_value = random.RandomBytes("token-key", length=32, opts=self.child()).base64
         session_value = args.session_secret
         if session_value is None:
