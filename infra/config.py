@@ -127,6 +127,10 @@ def load_config() -> InfraConfig:
     compression = s("snapshotCompression", defaults.snapshot_compression)
     if compression not in ("zstd", "gzip"):
         raise ValueError("askbase:snapshotCompression must be zstd or gzip")
+    backup_days = i("backupRetentionDays", defaults.backup_retention_days)
+    if not 1 <= backup_days <= 7:
+        # Firestore keeps daily backups for at most 7 days (weekly ones up to 14 weeks).
+        raise ValueError("askbase:backupRetentionDays must be 1..7 for daily backups")
     image = cfg.get("image") or ""
     return InfraConfig(
         project=project,
@@ -146,7 +150,7 @@ def load_config() -> InfraConfig:
         snapshot_keep=i("snapshotKeep", defaults.snapshot_keep),
         snapshot_compression=compression,
         scrape_lease_seconds=i("scrapeLeaseSeconds", defaults.scrape_lease_seconds),
-        backup_retention_days=i("backupRetentionDays", defaults.backup_retention_days),
+        backup_retention_days=backup_days,
         qa_image=cfg.get("qaImage") or image,
         botrunner_image=cfg.get("botrunnerImage") or image,
         qa_memory=s("qaMemory", defaults.qa_memory),

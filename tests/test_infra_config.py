@@ -68,6 +68,7 @@ def test_example_loads(example_config: dict[str, str]) -> None:
         ("askbase:snapshotCompression", "lz4", "askbase:snapshotCompression"),
         ("askbase:sources", '[{"name": "docs"}]', r"askbase:sources\[0\]"),
         ("askbase:sources", '{"name": "docs"}', "askbase:sources must be a list"),
+        ("askbase:backupRetentionDays", "30", "askbase:backupRetentionDays must be 1..7"),
     ],
 )
 def test_bad_values_name_their_key(
