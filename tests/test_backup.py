@@ -16,16 +16,23 @@ from shared.cli import cli
 
 def _populate(db) -> None:
     when = dt.datetime(2026, 11, 1, 12, 30, 15, 123000, tzinfo=dt.UTC)
-    db.collection("bots").document("b1").set({
-        "name": "Docs bot", "token_enc": b"\x00\x01ciphertext", "created_at": when,
-        "platform_info": {"username": "docs_bot", "ids": [1, 2, 3]}, "where": GeoPoint(52.5, 13.4),
-        "owner_ref": db.document("users/u1"),
-    })
+    db.collection("bots").document("b1").set(
+        {
+            "name": "Docs bot",
+            "token_enc": b"\x00\x01ciphertext",
+            "created_at": when,
+            "platform_info": {"username": "docs_bot", "ids": [1, 2, 3]},
+            "where": GeoPoint(52.5, 13.4),
+            "owner_ref": db.document("users/u1"),
+        }
+    )
     db.collection("bots").document("b1").collection("activity").document("a1").set(
-        {"kind": "start", "at": when, "message": "started"})
+        {"kind": "start", "at": when, "message": "started"}
+    )
     db.collection("conversations").document("c1").set({"owner": "u1", "title": "Hi", "updated_at": when})
     db.collection("conversations").document("c1").collection("messages").document("m1").set(
-        {"role": "user", "text": "Ünïcode ✓ question"})
+        {"role": "user", "text": "Ünïcode ✓ question"}
+    )
 
 
 def test_export_import_roundtrip_is_exact_and_idempotent(emulators) -> None:
@@ -59,9 +66,9 @@ def test_damaged_archive_is_refused_and_writes_nothing(emulators) -> None:
     with pytest.raises(backup.BackupFormatError):
         backup.import_database(db, b"definitely not a tarball")
     # A tampered document: the manifest hashes no longer match.
-    src = tarfile.open(fileobj=io.BytesIO(good), mode="r:gz")
-    docs = src.extractfile("documents.jsonl").read().replace(b"Docs bot", b"Evil bot")
-    manifest = src.extractfile("manifest.json").read()
+    with tarfile.open(fileobj=io.BytesIO(good), mode="r:gz") as src:
+        docs = src.extractfile("documents.jsonl").read().replace(b"Docs bot", b"Evil bot")
+        manifest = src.extractfile("manifest.json").read()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name, payload in (("manifest.json", manifest), ("documents.jsonl", docs)):
