@@ -20,6 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from google.api_core import exceptions as gexc
+
 from shared import gcp
 from shared.config import Settings
 from shared.knowledge.index import KnowledgeIndex
@@ -133,8 +135,16 @@ def check_published(settings: Settings, embedder, scratch: Path) -> str | None:
 
 
 def clear_lease(settings: Settings) -> None:
-    # A killed run's lease would block the next trial until it expires; expiry is tested on its own.
-    gcp.firestore_client(settings.project_id).collection("leases").document("scrape").delete()
+    """Drop a killed run's lease (expiry is tested on its own) so the next trial can start at once."""
+    doc = gcp.firestore_client(settings.project_id).collection("leases").document("scrape")
+    for attempt in range(30):
+        try:
+            doc.delete()
+            return
+        except gexc.Aborted:
+            # The child died inside a lease transaction; the emulator holds that lock until it times out.
+            time.sleep(0.5 + attempt * 0.1)
+    doc.delete()
 
 
 def run_trials(
