@@ -1,7 +1,25 @@
-"""Cloud Functions entry points. Cloud Functions loads ``main.py``; each name here is one function."""
+"""Cloud Functions entry points. Cloud Functions loads ``main.py``; each name here is one function.
 
-from functions.discord_interactions import discord_interactions
-from functions.scrape import scrape
-from functions.telegram_webhook import telegram_webhook
+Every function is deployed from the same source archive, so each imports only its own module when
+functions-framework asks for it: the Telegram webhook's cold start doesn't pay for the scrape job's
+imports.
+"""
 
-__all__ = ["discord_interactions", "scrape", "telegram_webhook"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_ENTRY_POINTS = {
+    "telegram_webhook": "functions.telegram_webhook",
+    "discord_interactions": "functions.discord_interactions",
+    "scrape": "functions.scrape",
+}
+__all__ = sorted(_ENTRY_POINTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _ENTRY_POINTS.get(name)
+    if module is None:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(module), name)
