@@ -446,4 +446,4 @@ def _prompt(value: Any) -> str:
 
 
 # Firestore outages surface as these; callers map them to 503 rather than 500.
-UNAVAILABLE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError)
+UNAVAILABLE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.RetryError)

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from google.api_core.retry import Retry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -61,6 +62,9 @@ MODELS = ("extractive", "gemini")
 DESIRED = ("running", "stopped")
 STATUSES = ("stopped", "starting", "running", "error")
 BOT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# The client's default retries transient errors for up to 300 s: a webhook or a page would hang that
+# long while Firestore is unreachable. Give up after 15 s and let the caller answer 503.
+READ_RETRY = Retry(initial=0.1, maximum=2.0, multiplier=2.0, timeout=15.0)
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ class BotRegistry:
         # A malformed id could name a sub-path ("a/b/c"): treat it as unknown, never as a query.
         if not BOT_ID_RE.match(bot_id or ""):
             return None
-        snapshot = self._ref(bot_id).get()
+        snapshot = self._ref(bot_id).get(retry=READ_RETRY, timeout=10.0)
         return Bot.from_snapshot(snapshot) if snapshot.exists else None
 
     def list_bots(self, owner: str | None = None) -> list[Bot]:
@@ -169,7 +173,7 @@ class BotRegistry:
         if owner is not None:
             query = query.where(filter=FieldFilter("owner", "==", owner))
         # Sorted here rather than with order_by so no composite index is needed.
-        bots = [Bot.from_snapshot(s) for s in query.stream()]
+        bots = [Bot.from_snapshot(s) for s in query.stream(retry=READ_RETRY, timeout=10.0)]
         epoch = datetime.min.replace(tzinfo=UTC)
         return sorted(bots, key=lambda b: (b.created_at or epoch, b.id))
 
