@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +36,7 @@ STOPWORDS = frozenset({
 })
 # fmt: on
 _TOKEN = re.compile(r"\w+(?:[.\-_]\w+)*", re.UNICODE)
+_PARTS = re.compile(r"[.\-_]")
 
 # Reciprocal rank fusion constant: 60 is the value from Cormack et al. and works without tuning.
 RRF_K = 60
@@ -61,22 +62,30 @@ class Passage:
     score: float
 
 
+def _expand(word: str) -> list[str]:
+    """The index terms of one lower-cased word: none for a stopword, the word plus its parts for an
+    identifier like ``max-retries``."""
+    if word in STOPWORDS:
+        return []
+    if word.isalnum():
+        return [word]
+    parts = _PARTS.split(word)
+    return [word, *(part for part in parts if part and part not in STOPWORDS)] if len(parts) > 1 else [word]
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens without stopwords. Dotted/dashed identifiers (``max-retries``,
     ``v1.2``) are kept whole *and* split into their parts, so either spelling matches."""
-    tokens: list[str] = []
-    for match in _TOKEN.finditer(text.lower()):
-        word = match.group(0)
-        if word in STOPWORDS:
-            continue
-        tokens.append(word)
-        if len(word) > 1 and any(sep in word for sep in ".-_"):
-            tokens.extend(part for part in re.split(r"[.\-_]", word) if part and part not in STOPWORDS)
-    return tokens
+    return [term for word in _TOKEN.findall(text.lower()) for term in _expand(word)]
 
 
 class BM25:
-    """Okapi BM25 over a fixed list of documents. Immutable once built, so safe for concurrent reads."""
+    """Okapi BM25 over a fixed list of documents. Immutable once built, so safe for concurrent reads.
+
+    Building is on the path to the first answer of a freshly opened index, so it avoids Python work
+    per token: words are mapped to ids with C-level ``dict``/``map`` calls, each distinct word is
+    expanded into its terms once, and postings are laid out term-major (CSR) with one numpy sort.
+    """
 
     def __init__(self, ids: Sequence[str], texts: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
         if len(ids) != len(texts):
@@ -84,27 +93,47 @@ class BM25:
         self.ids = list(ids)
         self.k1 = k1
         self.b = b
-        lengths = np.zeros(len(texts), dtype=np.float32)
-        postings: dict[str, tuple[list[int], list[int]]] = {}
-        for doc, text in enumerate(texts):
-            counts = Counter(tokenize(text))
-            lengths[doc] = sum(counts.values())
-            for term, tf in counts.items():
-                docs, tfs = postings.setdefault(term, ([], []))
-                docs.append(doc)
-                tfs.append(tf)
-        self._lengths = lengths
-        average = float(lengths.mean()) if len(texts) else 0.0
-        self._norm = k1 * (1 - b + b * lengths / average) if average else np.full(len(texts), k1)
         count = len(texts)
-        self._postings = {
-            term: (
-                np.array(docs, dtype=np.int32),
-                np.array(tfs, dtype=np.float32),
-                math.log(1 + (count - len(docs) + 0.5) / (len(docs) + 0.5)),
-            )
-            for term, (docs, tfs) in postings.items()
-        }
+
+        words_per_doc = [_TOKEN.findall(text.lower()) for text in texts]
+        words = list(itertools.chain.from_iterable(words_per_doc))
+        distinct = list(dict.fromkeys(words))
+        word_ids = np.fromiter(
+            map({word: i for i, word in enumerate(distinct)}.__getitem__, words),
+            dtype=np.int64,
+            count=len(words),
+        )
+        # Expansion table: distinct word → its term ids (ragged, flattened).
+        vocabulary: dict[str, int] = {}
+        expansion: list[int] = []
+        expansion_len = np.zeros(len(distinct), dtype=np.int64)
+        for i, word in enumerate(distinct):
+            terms = _expand(word)
+            expansion_len[i] = len(terms)
+            expansion.extend(vocabulary.setdefault(term, len(vocabulary)) for term in terms)
+        expansion_start = np.cumsum(expansion_len) - expansion_len
+        # Gather every word's terms in order: a vectorised ragged concatenation.
+        per_word = expansion_len[word_ids]
+        total = int(per_word.sum())
+        first = np.repeat(expansion_start[word_ids], per_word)
+        offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(per_word) - per_word, per_word)
+        terms = np.asarray(expansion, dtype=np.int64)[first + offset] if total else np.zeros(0, np.int64)
+        word_docs = np.repeat(np.arange(count, dtype=np.int64), [len(w) for w in words_per_doc])
+        docs = np.repeat(word_docs, per_word)
+        lengths = np.bincount(docs, minlength=count)
+
+        self._vocabulary = vocabulary
+        # One sort of (term, doc) keys gives every posting with its term frequency, term-major.
+        keys, tfs = np.unique(terms * max(count, 1) + docs, return_counts=True)
+        posting_terms = keys // max(count, 1)
+        self._posting_docs = (keys % max(count, 1)).astype(np.int32)
+        self._posting_tfs = tfs.astype(np.float32)
+        self._indptr = np.searchsorted(posting_terms, np.arange(len(vocabulary) + 1))
+        df = np.diff(self._indptr).astype(np.float64)
+        self._idf = np.log(1 + (count - df + 0.5) / (df + 0.5))
+        average = float(lengths.mean()) if count else 0.0
+        lengths_f = lengths.astype(np.float32)
+        self._norm = k1 * (1 - b + b * lengths_f / average) if average else np.full(count, k1, np.float32)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -113,11 +142,13 @@ class BM25:
         """BM25 score of every document for ``query`` (0 where no query term occurs)."""
         total = np.zeros(len(self.ids), dtype=np.float32)
         for term in set(tokenize(query)):
-            entry = self._postings.get(term)
-            if entry is None:
+            term_id = self._vocabulary.get(term)
+            if term_id is None:
                 continue
-            docs, tfs, idf = entry
-            total[docs] += idf * tfs * (self.k1 + 1) / (tfs + self._norm[docs])
+            start, end = self._indptr[term_id], self._indptr[term_id + 1]
+            docs = self._posting_docs[start:end]
+            tfs = self._posting_tfs[start:end]
+            total[docs] += self._idf[term_id] * tfs * (self.k1 + 1) / (tfs + self._norm[docs])
         return total
 
     def reference_score(self, query: str) -> float:
@@ -131,8 +162,8 @@ class BM25:
         unseen_idf = math.log(1 + (count + 0.5) / 0.5)
         total = 0.0
         for term in set(tokenize(query)):
-            entry = self._postings.get(term)
-            total += entry[2] if entry is not None else unseen_idf
+            term_id = self._vocabulary.get(term)
+            total += float(self._idf[term_id]) if term_id is not None else unseen_idf
         return total
 
     def top_normalized(self, query: str, n: int) -> list[tuple[str, float]]:
