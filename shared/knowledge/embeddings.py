@@ -337,6 +337,8 @@ class MiniLMEmbedder:
             raise EmbedderUnavailable(
                 f"cannot load the ONNX model ({exc}); delete {model} to rebuild"
             ) from exc
+        # The first run allocates onnxruntime's buffers; pay for it here rather than in a request.
+        self.embed(["warm up"])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 vectors, shape ``[len(texts), 384]``, in the order given."""

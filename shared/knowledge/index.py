@@ -174,6 +174,7 @@ class KnowledgeIndex:
             if sidecar is None:
                 index._write_sidecar()
             index._build_bm25()
+            index._warm_up()
         except BaseException:
             client.close()
             raise
@@ -354,6 +355,14 @@ class KnowledgeIndex:
                 )
         for ids in self._by_url.values():
             ids.sort(key=lambda chunk_id: self._chunks[chunk_id].position)
+
+    def _warm_up(self) -> None:
+        """Make Chroma load its vector index now (it does so lazily, costing the first query
+        0.2-0.5 s at 10,000 chunks): a freshly opened copy is often swapped in while serving."""
+        if self._chunks:
+            probe = np.zeros(self.embedder.dimension, dtype=np.float32)
+            probe[0] = 1.0
+            self._collection.query(query_embeddings=[probe.tolist()], n_results=1, include=[])
 
     def _remember(self, chunk: _StoredChunk) -> None:
         self._chunks[chunk.id] = chunk
