@@ -69,7 +69,7 @@ def synthetic_text(rng: random.Random, topic: str, target_tokens: int) -> str:
     words = 0
     while words * 1.25 < target_tokens:
         length = rng.randint(8, 18)
-        body = [rng.choice(WORDS) for _ in range(length)]
+        body = rng.choices(WORDS, k=length)
         body.insert(rng.randrange(length), topic)
         if rng.random() < 0.3:
             body.insert(rng.randrange(length), f"{topic[:4].upper()}_{rng.randint(100, 999)}")
