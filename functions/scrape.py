@@ -2,7 +2,8 @@
 
 Thin entry point: the whole job is :func:`shared.knowledge.scrape.run_scrape`. Answers 200 with the run's
 JSON summary, 409 when another run holds the lease, 500 when the run failed (Scheduler then shows the
-error), 405 for anything but GET/POST. The function is private: only the scheduler's service account may
+error), 405 for anything but POST: a GET (a health probe, a crawler, a curious browser) must never start a
+crawl. The function is private: only the scheduler's service account may
 invoke it (IAM), so there is no auth code here.
 """
 
@@ -17,8 +18,8 @@ from shared.knowledge.scrape import ScrapeError, run_scrape
 
 
 def scrape(request: flask.Request) -> tuple[dict, int]:
-    if request.method not in ("POST", "GET"):
-        return {"ok": False, "error": "method not allowed"}, 405
+    if request.method != "POST":
+        return {"ok": False, "error": "POST to run a scrape"}, 405
     try:
         settings = get_settings()
     except ConfigError as exc:

@@ -169,10 +169,8 @@ class Settings(BaseSettings):
             # A dev sign-in lets anyone be anyone: production config can never carry it.
             if self.dev_sign_in:
                 raise ValueError("dev_sign_in must be false when env=production")
-            if len(self.session_secret.get_secret_value()) < 32:
-                raise ValueError("session_secret must be at least 32 characters when env=production")
-            if not self.token_key.get_secret_value() and not self.token_key_secret:
-                raise ValueError("token_key or token_key_secret is required when env=production")
+            # Secrets (session secret, token key) are checked by the deployables that use them
+            # (require_session_secret, shared.bots.secrets): each process is given only its own.
             if self.internal_auth != "google-oidc":
                 raise ValueError("internal_auth must be google-oidc when env=production")
         return self
@@ -180,6 +178,16 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env is Environment.PRODUCTION
+
+    def require_session_secret(self) -> str:
+        """The cookie-signing key; in production a missing or short one is a :class:`ConfigError`."""
+        secret = self.session_secret.get_secret_value()
+        if self.is_production and len(secret) < 32:
+            raise ConfigError(
+                f"invalid askbase configuration:\n  {self.env_name('session_secret')}: must be at least "
+                "32 characters when ASKBASE_ENV=production"
+            )
+        return secret
 
     @classmethod
     def env_name(cls, field: str) -> str:

@@ -17,7 +17,8 @@ from typing import Any
 # Telegram bot tokens (123456:ABC-...), Discord bot tokens (three dot-separated base64 parts),
 # Authorization headers, and key=value pairs whose key says it is secret.
 _PATTERNS = [
-    re.compile(r"\b\d{5,12}:[A-Za-z0-9_-]{30,}\b"),
+    # No \b before the digits: inside a Bot API URL the token follows "bot" directly (/bot123:AA.../getMe).
+    re.compile(r"(?<![0-9])\d{5,12}:[A-Za-z0-9_-]{30,}"),
     re.compile(r"\b[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{20,}\b"),
     re.compile(r"(?i)(bearer|bot)\s+[A-Za-z0-9._~+/=-]{16,}"),
     re.compile(

@@ -52,3 +52,19 @@ def test_every_key_is_documented_with_its_default() -> None:
     documented = set(re.findall(r"`((?:ASKBASE_|GOOGLE_)[A-Z0-9_]+)`", text))
     for field in Settings.model_fields:
         assert Settings.env_name(field) in documented, f"{Settings.env_name(field)} is not in {DOC.name}"
+
+
+def test_production_session_secret_is_checked_where_it_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASKBASE_ENV", "production")
+    monkeypatch.setenv("ASKBASE_INTERNAL_AUTH", "google-oidc")
+    settings = load_settings()  # a webhook function has no session secret, and needs none
+    with pytest.raises(ConfigError, match="ASKBASE_SESSION_SECRET: must be at least 32"):
+        settings.require_session_secret()
+    monkeypatch.setenv("ASKBASE_SESSION_SECRET", "s" * 40)
+    assert load_settings().require_session_secret() == "s" * 40
+
+
+def test_production_requires_oidc_between_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASKBASE_ENV", "production")
+    with pytest.raises(ConfigError, match="internal_auth must be google-oidc"):
+        load_settings()

@@ -480,40 +480,16 @@ SECRET_PLACEHOLDER = "s" * 44  # what Secret Manager would put there: long enoug
 def test_each_deployable_env_parses_as_production_settings(
     stack, deployable: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every value infra sets is valid for its field (types, JSON, enums).
-
-    config.py's production rules also demand a session secret and a token key of *every* process;
-    only qa and the token holders get those, so the others borrow placeholders here (see the strict
-    xfail below for the raw check).
-    """
+    """Every value infra sets is valid for its field (types, JSON, enums)."""
     plain, secret = deployed_env(stack, deployable)
     env = {**plain, **dict.fromkeys(secret, SECRET_PLACEHOLDER)}
-    env.setdefault(Settings.env_name("session_secret"), SECRET_PLACEHOLDER)
-    env.setdefault(Settings.env_name("token_key"), SECRET_PLACEHOLDER)
     settings = settings_from(env, monkeypatch)
     assert settings.is_production and settings.internal_auth == "google-oidc"
     if deployable == "scrape-fn":
         assert [s.name for s in settings.sources] == ["docs"]
 
 
-@pytest.mark.parametrize(
-    "deployable",
-    [
-        "qa",
-        *[
-            pytest.param(
-                d,
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason="shared/config.py requires session_secret (and a token key) in every "
-                    "production process; infra gives them only to the processes that use them",
-                ),
-            )
-            for d in envvars.DEPLOYABLES
-            if d != "qa"
-        ],
-    ],
-)
+@pytest.mark.parametrize("deployable", envvars.DEPLOYABLES)
 def test_deployable_env_alone_satisfies_production_rules(
     stack, deployable: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -100,7 +100,7 @@ def create_app(
     """
     settings = settings or get_settings()
     app = Flask(__name__)
-    secret = settings.session_secret.get_secret_value()
+    secret = settings.require_session_secret()
     if not secret:
         # Local stack without a configured secret: sessions last as long as this process.
         secret = secrets.token_urlsafe(32)

@@ -9,7 +9,6 @@ thread repeats the scrape and bot reconciliation on their production intervals.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import shutil
@@ -18,29 +17,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import click
 
+from shared.devstack.site_server import serve_sample_site
 from shared.devstack.stack import LocalStack
 from shared.emulators import EmulatorError
 
 log = logging.getLogger(__name__)
-SAMPLE_SITE = Path(__file__).resolve().parents[1] / "devstack" / "sample_site"
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("sample site: " + format, *args)
-
-
-def serve_sample_site(port: int) -> ThreadingHTTPServer:
-    """Serve the bundled sample docs (with Last-Modified, so re-crawls get 304s) on loopback."""
-    handler = functools.partial(_QuietHandler, directory=str(SAMPLE_SITE))
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-    threading.Thread(target=server.serve_forever, name="sample-site", daemon=True).start()
-    return server
 
 
 def _post(url: str, timeout: float) -> dict:
@@ -161,7 +146,7 @@ def dev_command(
         click.echo("==> stopping every process")
         stack.stop()
         if site is not None:
-            site.shutdown()
+            site.stop()
 
 
 def _wire_push_subscription(stack: LocalStack) -> None:
