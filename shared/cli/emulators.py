@@ -26,16 +26,20 @@ def up(project: str, foreground: bool) -> None:
     existing = EmulatorStack.load(STATE_FILE)
     if existing and any(e.alive() for e in existing.processes()):
         raise click.ClickException("emulators are already running; `askbase emulators down` first")
-    stack = EmulatorStack(project=project, workdir=STATE_FILE.parent.resolve() / "emulators",
-                          attached=foreground)
+    stack = EmulatorStack(
+        project=project, workdir=STATE_FILE.parent.resolve() / "emulators", attached=foreground
+    )
     try:
         stack.start()
     except EmulatorError as exc:
         raise click.ClickException(str(exc)) from None
     for key, value in stack.env().items():
         click.echo(f"export {key}={value}")
-    click.echo(f"# started in {max(stack.start_seconds.values()):.1f}s: "
-               + ", ".join(f"{k} {v:.1f}s" for k, v in stack.start_seconds.items()), err=True)
+    click.echo(
+        f"# started in {max(stack.start_seconds.values()):.1f}s: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in stack.start_seconds.items()),
+        err=True,
+    )
     if not foreground:
         stack.save(STATE_FILE)
         click.echo("# running in the background; stop with: askbase emulators down", err=True)
