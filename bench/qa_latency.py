@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="duration of the throughput run")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
+    load_start = os.getloadavg()[0]
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="askbase-qa-bench-") as tmp_name, running_stack(PROJECT):
         tmp = Path(tmp_name)
@@ -261,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
             finally:
                 service.stop()
+    # Shared machines: a figure taken at load 8 on 2 cores is not a figure of the code.
+    rows.append(("load average (1 min) at start / end", f"{load_start:.1f} / {os.getloadavg()[0]:.1f}", ""))
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure'.ljust(width)}  {'value':>22}  target")
     print("-" * (width + 40))
