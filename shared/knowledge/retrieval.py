@@ -1,11 +1,12 @@
-"""Hybrid retrieval scoring: BM25 keyword search and rank fusion with vector search.
+"""Hybrid retrieval scoring: BM25 keyword search fused with vector search.
 
 MiniLM finds passages that *mean* the question; BM25 finds passages that *say* it. On exact-phrase
 questions (error codes, option names, product terms) BM25 found the right chunk far more often than
 MiniLM alone, so :meth:`KnowledgeIndex.search` asks both and fuses the two here.
 
 Fusion is by score, not rank: ``W_VECTOR * cosine + W_KEYWORD * keyword coverage``. Reciprocal rank
-fusion was measured too and lost (29 vs 33 of 34 on the probe in ``bench/embeddings.py``): when a
+fusion was measured too and lost (top-1 29 vs 32 of 34 on the probe in ``bench/embeddings.py``; vector
+alone 10, BM25 alone 27): when a
 question names one error code among many similar ones, BM25 gives the right chunk a decisive score and
 all the others a near-tie, and RRF throws that margin away by looking only at ranks.
 
@@ -48,7 +49,7 @@ W_KEYWORD = 0.5
 @dataclass(frozen=True)
 class Passage:
     """One retrieved chunk. ``score`` is the fused relevance in [0, 1]: half the cosine similarity
-    to the question (MiniLM: above ~0.5 is on topic) plus half the share of the question's keyword
+    to the question (MiniLM: 0.3 and up is usually on topic) plus half the share of the question's keyword
     weight the chunk contains. Measured with MiniLM: unrelated chunks score below ~0.1, a good
     paraphrase without shared words 0.15-0.35, a chunk that also contains the question's rare words
     (an error code, an option name) 0.4 and up."""
