@@ -5,10 +5,10 @@ questions (error codes, option names, product terms) BM25 found the right chunk 
 MiniLM alone, so :meth:`KnowledgeIndex.search` asks both and fuses the two here.
 
 Fusion is by score, not rank: ``W_VECTOR * cosine + W_KEYWORD * keyword coverage``. Reciprocal rank
-fusion was measured too and lost (top-1 29 vs 32 of 34 on the probe in ``bench/embeddings.py``; vector
-alone 10, BM25 alone 27): when a
-question names one error code among many similar ones, BM25 gives the right chunk a decisive score and
-all the others a near-tie, and RRF throws that margin away by looking only at ranks.
+fusion was measured too and lost (top-1: 32 vs 29 of 34 on the probe in ``bench/embeddings.py``;
+vector alone 10, BM25 alone 27): when a question names one error code among many similar ones, BM25
+gives the right chunk a decisive score and all the others a near-tie, and RRF throws that margin away
+by looking only at ranks.
 
 Everything in this module is pure (no Chroma, no model), so it is tested on its own.
 """
