@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import logging
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -81,6 +82,18 @@ def build_live_index(settings: Settings) -> LiveIndex:
     def opener(path: Path) -> KnowledgeIndex:
         return KnowledgeIndex.open(path, load_embedder(settings.embedder), collection=settings.collection)
 
+    def prewarm() -> None:
+        # Overlap the slow imports and the model load with the snapshot download: on a cold start
+        # these are a second or more each. load_embedder is cached under a lock, so the opener waits
+        # for this load instead of starting a second one.
+        try:
+            import chromadb  # noqa: F401
+
+            load_embedder(settings.embedder)
+        except Exception:
+            log.exception("prewarming the index dependencies failed; the first restore will retry")
+
+    threading.Thread(target=prewarm, name="index-prewarm", daemon=True).start()
     return LiveIndex(store, opener, Path(settings.data_dir) / "qa", settings.snapshot_poll_seconds)
 
 
