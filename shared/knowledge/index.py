@@ -90,8 +90,11 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON to ``path`` via a temporary file + rename: readers see the old or the new file."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
+        # One compact string, one write: the sidecar is rewritten after every page, so its cost is
+        # paid once per page per scrape (indent and json.dump's many small writes tripled it).
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, ensure_ascii=False, indent=1, sort_keys=True)
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -439,7 +442,8 @@ class KnowledgeIndex:
                 "version": SIDECAR_VERSION,
                 "embedder": {"id": self.embedder.id, "dimension": self.embedder.dimension},
                 "collection": self._collection.name,
-                "pages": {url: dataclasses.asdict(record) for url, record in self._pages.items()},
+                # vars() rather than dataclasses.asdict: no deep copy, and the fields are all scalars.
+                "pages": {url: dict(vars(record)) for url, record in self._pages.items()},
             },
         )
 
