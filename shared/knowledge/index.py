@@ -104,9 +104,15 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 class KnowledgeIndex:
-    """Chunks, vectors and page records of the knowledge base in one directory."""
+    """Chunks, vectors and page records of the knowledge base in one directory.
+
+    ``path`` is that directory (the snapshot packer archives it while holding ``write_lock``);
+    ``embedder`` is the one the index was opened with and embeds questions in :meth:`search`.
+    """
 
     write_lock: threading.RLock
+    path: Path
+    embedder: Embedder
 
     def __init__(self, path: Path, embedder: Embedder, client: Any, collection: Any, pages: dict) -> None:
         """Use :meth:`open`."""
