@@ -96,7 +96,10 @@ class _Attempt:
             if result.outcome is Outcome.UNCHANGED:
                 alive.add(result.url)
                 stats["unchanged"] += 1
-                if result.url in previous:
+                before = previous.get(result.url)
+                # Every index write rewrites the page sidecar, so 500 touches cost O(n²): write only
+                # when the validators moved (fetched_at then stays "when the content was downloaded").
+                if before is not None and _validators(before) != (result.etag, result.last_modified):
                     index.touch_page(result.url, result.etag, result.last_modified)
                 continue
             if result.outcome is Outcome.FAILED:
@@ -130,6 +133,13 @@ class _Attempt:
             hash_owner[digest] = result.url
             alive.add(result.url)
             before = previous.get(result.url)
+            if (
+                before is not None
+                and before.content_hash == digest
+                and _validators(before) == (result.etag, result.last_modified)
+            ):
+                stats["unchanged"] += 1  # a server without conditional GET: same bytes, nothing to write
+                continue
             record = PageRecord(
                 url=result.url,
                 source=source.name,
@@ -179,6 +189,10 @@ class _Attempt:
                 self.run.chunks_removed += index.remove_page(url)
                 self.run.pages_removed += 1
                 self.changed = True
+
+
+def _validators(record: Any) -> tuple[str | None, str | None]:
+    return record.etag, record.last_modified
 
 
 def _reset_counts(run: ScrapeRun) -> None:
