@@ -132,3 +132,45 @@ def test_answer_html_escapes_and_links_citations() -> None:
     assert html.count('class="cite"') == 2
     assert 'href="https://d.example/a?x=1&amp;y=2"' in html
     assert "[7]" in html and "<blockquote>" in html
+
+
+def test_bot_profiles_cache_briefly_and_never_cache_unknown_ids() -> None:
+    from shared.qa.ask import BotNotFound, BotProfiles
+
+    class Snap:
+        def __init__(self, data):
+            self.exists = data is not None
+            self._data = data
+
+        def to_dict(self):
+            return self._data
+
+    class Db:
+        def __init__(self):
+            self.docs: dict[str, dict] = {}
+            self.reads = 0
+
+        def collection(self, name):
+            return self
+
+        def document(self, doc_id):
+            self._id = doc_id
+            return self
+
+        def get(self):
+            self.reads += 1
+            return Snap(self.docs.get(self._id))
+
+    db = Db()
+    bots = BotProfiles(db, ttl_seconds=60)
+    with pytest.raises(BotNotFound):
+        bots.get("b1")
+    db.docs["b1"] = {"model": "gemini", "system_prompt": "Be brief."}
+    assert bots.get("b1").model == "gemini"  # a new bot works at once
+    db.docs["b1"]["model"] = "extractive"
+    assert bots.get("b1").model == "gemini" and db.reads == 2  # cached
+    bots.ttl_seconds = 0
+    bots._cache.clear()
+    assert bots.get("b1").model == "extractive"
+    with pytest.raises(BotNotFound):
+        bots.get("../x")

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from services.qa.app import context
 from services.qa.auth import api_login_required, current_user, service_caller
-from shared.qa.ask import BotNotFound, BotProfile, load_bot
+from shared.qa.ask import BotNotFound, BotProfile
 from shared.qa.conversations import ConversationNotFound, export
 from shared.qa.live_index import NoIndexYet
 
@@ -84,7 +84,7 @@ def ask() -> Any:
     bot: BotProfile | None = None
     if data["bot_id"]:
         try:
-            bot = load_bot(ctx.db, data["bot_id"])
+            bot = ctx.bots.get(data["bot_id"])
         except BotNotFound:
             return _reject(404, "unknown bot_id")
     if service is not None:

@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException
 
 from shared.config import Settings, get_settings
 from shared.qa.answerers import Answerer, get_answerer
-from shared.qa.ask import AskService
+from shared.qa.ask import AskService, BotProfiles
 from shared.qa.conversations import ConversationStore
 from shared.qa.live_index import LiveIndex
 from shared.qa.ratelimit import RateLimiter
@@ -49,6 +49,7 @@ class QAContext:
     conversations: ConversationStore
     ask: AskService
     limiter: RateLimiter
+    bots: BotProfiles
     nav: list[NavItem] = field(default_factory=list)
 
 
@@ -146,6 +147,7 @@ def create_app(
         conversations=conversations,
         ask=AskService(live_index, conversations, db, factory, settings.answerer, settings.retrieval_top_k),
         limiter=RateLimiter(settings.rate_limit_per_minute),
+        bots=BotProfiles(db),
         nav=[NavItem("pages.chat", "Chat"), NavItem("pages.status", "Data status")],
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,32 @@ def load_bot(db: firestore.Client, bot_id: str) -> BotProfile:
         model=str(data.get("model") or ""),
         system_prompt=data.get("system_prompt") or None,
     )
+
+
+class BotProfiles:
+    """Bot profiles read through a short-lived cache: a bot's every question would otherwise cost a
+    Firestore read before the search even starts. An edit of a bot's model or prompt applies within
+    ``ttl_seconds``; unknown ids are never cached, so a new bot works at once."""
+
+    def __init__(self, db: firestore.Client, ttl_seconds: float = 30.0) -> None:
+        self._db = db
+        self.ttl_seconds = ttl_seconds
+        self._cache: dict[str, tuple[float, BotProfile]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, bot_id: str) -> BotProfile:
+        """The bot's profile; :class:`BotNotFound` for unknown or malformed ids."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(bot_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        profile = load_bot(self._db, bot_id)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()  # bounded; refilled on demand
+            self._cache[bot_id] = (now + self.ttl_seconds, profile)
+        return profile
 
 
 def source_json(passage: Any) -> dict[str, Any]:
