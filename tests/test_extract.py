@@ -160,3 +160,20 @@ def test_tables_keep_rows_and_cells_apart() -> None:
     text = page.sections[0].text
     assert "Plan | Requests per minute\nFree | 60\nPro | 600" in text
     assert text.endswith("Limits can be raised on request by contacting the support team.")
+
+
+def test_xhtml_with_an_xml_declaration_is_extracted() -> None:
+    html = """<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">
+<html xmlns="http://www.w3.org/1999/xhtml"><head><title>Legacy docs</title>
+<link rel="canonical" href="https://acme.dev/legacy"/></head><body><div id="content">
+<h1 id="top">Legacy guide</h1>
+<p>This guide explains the configuration of the old server product for admins. Größe ✓</p>
+<h2 id="cfg">Config</h2>
+<p>Edit the server.conf file and restart the daemon to apply the new configuration.</p>
+</div></body></html>"""
+    page = extract_page(html, "https://acme.dev/legacy?print=1")
+    assert page is not None
+    assert [(s.heading, s.anchor) for s in page.sections] == [("Legacy guide", "top"), ("Config", "cfg")]
+    assert "Größe ✓" in page.sections[0].text
+    assert page.canonical_url == "https://acme.dev/legacy"

@@ -19,6 +19,7 @@ import lxml.html
 import trafilatura
 
 _HEADING_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+_HTML_PARSER = lxml.html.HTMLParser(encoding="utf-8")
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 # Permalink markers doc generators append to headings (MkDocs/Sphinx "¶", Docusaurus a zero-width
@@ -58,7 +59,8 @@ def extract_page(html: str, url: str) -> ExtractedPage | None:
     if not html or not html.strip():
         return None
     try:
-        source_tree = lxml.html.fromstring(html)
+        # Bytes, because lxml refuses a str that carries an XML encoding declaration (XHTML pages).
+        source_tree = lxml.html.fromstring(html.encode("utf-8"), parser=_HTML_PARSER)
     except (lxml.etree.ParserError, ValueError):
         return None
     xml = trafilatura.extract(
