@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.knowledge import extract
 from shared.knowledge.extract import ExtractedPage, Section, extract_page, slugify
 
 PAGE = """<!doctype html>
@@ -177,3 +178,11 @@ def test_xhtml_with_an_xml_declaration_is_extracted() -> None:
     assert [(s.heading, s.anchor) for s in page.sections] == [("Legacy guide", "top"), ("Config", "cfg")]
     assert "Größe ✓" in page.sections[0].text
     assert page.canonical_url == "https://acme.dev/legacy"
+
+
+def test_an_extractor_crash_on_one_page_gives_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*args: object, **kwargs: object) -> str:
+        raise RecursionError("pathologically nested markup")
+
+    monkeypatch.setattr(extract.trafilatura, "extract", crash)
+    assert extract_page(PAGE, "https://acme.dev/docs/install") is None

@@ -8,6 +8,7 @@ slug. Sections are what the chunker cuts along, and anchors let answers link to 
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections import defaultdict
@@ -17,6 +18,8 @@ from urllib.parse import urljoin, urlsplit
 import lxml.etree
 import lxml.html
 import trafilatura
+
+log = logging.getLogger(__name__)
 
 _HEADING_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _HTML_PARSER = lxml.html.HTMLParser(encoding="utf-8")
@@ -63,19 +66,11 @@ def extract_page(html: str, url: str) -> ExtractedPage | None:
         source_tree = lxml.html.fromstring(html.encode("utf-8"), parser=_HTML_PARSER)
     except (lxml.etree.ParserError, ValueError):
         return None
-    xml = trafilatura.extract(
-        html,
-        url=url,
-        output_format="xml",
-        include_formatting=True,
-        include_links=False,
-        include_images=False,
-        include_comments=False,
-        include_tables=True,
-        favor_recall=True,
-        with_metadata=True,
-        deduplicate=False,
-    )
+    try:
+        xml = _trafilatura_xml(html, url)
+    except Exception:  # one malformed page must not stop a crawl; the caller logs the None
+        log.warning("trafilatura failed on %s", url, exc_info=True)
+        return None
     if not xml:
         return None
     try:
@@ -92,6 +87,22 @@ def extract_page(html: str, url: str) -> ExtractedPage | None:
     sections = _assign_anchors(raw_sections, _heading_ids(source_tree))
     title = _title(doc, source_tree, sections)
     return ExtractedPage(url=url, title=title, sections=sections, canonical_url=_canonical(source_tree, url))
+
+
+def _trafilatura_xml(html: str, url: str) -> str | None:
+    return trafilatura.extract(
+        html,
+        url=url,
+        output_format="xml",
+        include_formatting=True,
+        include_links=False,
+        include_images=False,
+        include_comments=False,
+        include_tables=True,
+        favor_recall=True,
+        with_metadata=True,
+        deduplicate=False,
+    )
 
 
 def slugify(text: str) -> str:
