@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -231,3 +233,36 @@ def test_bad_configuration_is_a_clear_error(settings: Settings) -> None:
     with pytest.raises(ValueError, match="invalid include regex"):
         run_scrape(settings.model_copy(update={"sources": [bad]}))
     assert scrape_module.MAX_ATTEMPTS == 2
+
+
+class _HashEmbedder:
+    """Fast stand-in vectors; ``id`` is settable to simulate switching models."""
+
+    dimension = 32
+
+    def __init__(self, id: str) -> None:
+        self.id = id
+        self.texts = 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts += len(texts)
+        rows = [
+            np.frombuffer(hashlib.sha256(t.encode()).digest(), dtype=np.uint8).astype(np.float32)
+            for t in texts
+        ]
+        return np.vstack(rows) / 255.0 if rows else np.zeros((0, self.dimension), dtype=np.float32)
+
+
+def test_embedder_change_rebuilds_from_scratch(emulators, settings, site, caplog) -> None:
+    cfg = _settings(settings, site)
+    first = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
+    assert first.status is RunStatus.PUBLISHED
+    other = _HashEmbedder("model-b")
+    with caplog.at_level(logging.ERROR):
+        second = run_scrape(cfg, embedder=other, crawl_config=CRAWL)
+    # The old snapshot cannot be opened with model-b: every page is embedded again and published on top.
+    assert second.status is RunStatus.PUBLISHED, second.error
+    assert second.parent_snapshot_id is None and other.texts == second.embeddings > 0
+    assert any("model-a" in r.getMessage() for r in caplog.records)
+    bucket = ensure_bucket(storage_client(cfg.project_id), cfg.bucket)
+    assert SnapshotStore(bucket).get(second.snapshot_id).embedder == {"id": "model-b", "dimension": 32}

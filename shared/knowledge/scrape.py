@@ -191,6 +191,29 @@ class _Attempt:
                 self.changed = True
 
 
+def _open_check(embedder: Any, collection: str) -> Callable[[Path, Any], None]:
+    """A restore check: the copy opens with our embedder and holds the chunks its manifest promises.
+
+    A copy that fails it makes the store fall back to the previous snapshot (or to a full rebuild,
+    which is also what a changed embedder needs).
+    """
+
+    def check(path: Path, manifest: Any) -> None:
+        from shared.knowledge.index import KnowledgeIndex
+        from shared.knowledge.snapshots import SnapshotError
+
+        index = KnowledgeIndex.open(path, embedder, collection)
+        try:
+            if index.chunk_count() != manifest.chunk_count:
+                raise SnapshotError(
+                    f"restored index holds {index.chunk_count()} chunks, manifest says {manifest.chunk_count}"
+                )
+        finally:
+            index.close()
+
+    return check
+
+
 def _validators(record: Any) -> tuple[str | None, str | None]:
     return record.etag, record.last_modified
 
@@ -257,17 +280,18 @@ def run_scrape(
         lease.start_renewing()
         if bucket is None:
             bucket = gcp.ensure_bucket(gcp.storage_client(settings.project_id), settings.bucket)
+        if embedder is None:
+            from shared.knowledge.embeddings import load_embedder
+
+            embedder = load_embedder(settings.embedder)
         store = SnapshotStore(
             bucket,
             settings.snapshot_prefix,
             settings.snapshot_keep,
             settings.snapshot_compression,
+            verify=_open_check(embedder, settings.collection),
             work_dir=work,
         )
-        if embedder is None:
-            from shared.knowledge.embeddings import load_embedder
-
-            embedder = load_embedder(settings.embedder)
         _run_attempts(settings, run, store, embedder, progress, crawl_config, lease, work)
     except Exception as exc:
         run.status = RunStatus.FAILED
