@@ -201,8 +201,8 @@ def bench_index(sizes: Sequence[int], runs: int, embedder: MiniLMEmbedder) -> di
     fake = MixedVectorEmbedder(embedder)
     rng = random.Random(SEED)
     questions = [
-        f"how do I {rng.choice(WORDS)} the {rng.choice(TOPICS)} {rng.choice(WORDS)}" for _ in range(60)
-    ] + [f"what does {topic[:4].upper()}_{rng.randint(100, 999)} mean" for topic in TOPICS[:20]]
+        f"how do I {rng.choice(WORDS)} the {rng.choice(TOPICS)} {rng.choice(WORDS)}" for _ in range(150)
+    ] + [f"what does {topic[:4].upper()}_{rng.randint(100, 999)} mean" for topic in TOPICS * 2]
     with tempfile.TemporaryDirectory(prefix="askbase-bench-index-") as tmp:
         for size in sizes:
             path = Path(tmp) / f"index-{size}"
