@@ -79,16 +79,33 @@ class _Attempt:
         return KnowledgeIndex.open(path, self.embedder, self.settings.collection), None, generation
 
     def scrape_source(self, index: Any, source: Source, hash_owner: dict[str, str]) -> None:
+        """Crawl one source and apply what it found to the index (see the module docstring)."""
+        previous = {url: rec for url, rec in index.pages().items() if rec.source == source.name}
+        alive: set[str] = set()  # pages confirmed present (or only transiently failing): never removed
+        stats = {"fetched": 0, "unchanged": 0, "changed": 0, "removed": 0, "failed": 0, "skipped": 0}
+        session = crawl_source(source, self.crawl_config, previous)
+        try:
+            self._consume(index, source, session, previous, alive, stats, hash_owner)
+        finally:
+            session.close()  # if indexing failed mid-way, let the crawl thread stop
+        self._finish_source(index, source, session.summary, previous, alive, stats)
+
+    def _consume(
+        self,
+        index: Any,
+        source: Source,
+        session: Any,
+        previous: dict[str, Any],
+        alive: set[str],
+        stats: dict[str, int],
+        hash_owner: dict[str, str],
+    ) -> None:
         from shared.knowledge.chunker import chunk_page, page_content_hash
         from shared.knowledge.extract import extract_page
         from shared.knowledge.index import PageRecord
 
         run = self.run
-        previous = {url: rec for url, rec in index.pages().items() if rec.source == source.name}
-        alive: set[str] = set()  # pages confirmed present (or only transiently failing): never removed
-        stats = {"fetched": 0, "unchanged": 0, "changed": 0, "removed": 0, "failed": 0, "skipped": 0}
         stage = f"crawl {source.name}"
-        session = crawl_source(source, self.crawl_config, previous)
         done = 0
         for result in session:
             done += 1
@@ -159,7 +176,16 @@ class _Attempt:
                 run.chunks_removed += before.chunk_count if before else 0
                 self.changed = True
 
-        summary = session.summary
+    def _finish_source(
+        self,
+        index: Any,
+        source: Source,
+        summary: Any,
+        previous: dict[str, Any],
+        alive: set[str],
+        stats: dict[str, int],
+    ) -> None:
+        run = self.run
         if summary.complete:
             for url in sorted(set(previous) - alive):
                 run.chunks_removed += index.remove_page(url)
