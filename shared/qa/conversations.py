@@ -227,7 +227,10 @@ class ConversationStore:
         # history is small, and LIST_LIMIT bounds the reply.
         needle = " ".join(query.lower().split())
         found = []
-        for snap in self._col.where(filter=firestore.FieldFilter("owner", "==", owner)).stream():
+        fields = ["owner", "title", "created_at", "updated_at"] + (["search_text"] if needle else [])
+        query_ref = self._col.where(filter=firestore.FieldFilter("owner", "==", owner))
+        # Project away search_text (up to 20 KB a conversation) unless this is a search.
+        for snap in query_ref.select(fields).stream():
             data = snap.to_dict() or {}
             if (
                 needle
