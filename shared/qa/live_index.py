@@ -219,10 +219,15 @@ class LiveIndex:
                 self._state = "empty"
             return False
         self._last_checked_at = datetime.now(UTC)
-        if pointer is None or generation == 0:
+        if generation == 0:
             if self._current is None:
                 self._state = "empty"
             return False
+        if pointer is None and self._current is not None:
+            # An unreadable pointer (the store logged it): keep serving; a publisher will replace it.
+            return False
+        # (An unreadable pointer with nothing loaded yet still restores: the store then tries every
+        # listed snapshot, newest first.)
         if generation == self._generation:
             return False
         failed_at = self._failed.get(generation)
