@@ -251,6 +251,7 @@ def test_cache_key_follows_the_weights_and_an_unwritable_cache_falls_back_to_mem
     second = cached_onnx_model(fake_model, cache)
     assert second != first
     assert len(built) == 2
+    assert [p.name for p in cache.iterdir()] == [second.name]  # the stale graph is gone
 
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the cache directory should be")

@@ -11,7 +11,9 @@ Nothing here touches the network: a missing model is an error, never a download.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import logging
 import os
 import tempfile
@@ -269,10 +271,26 @@ def build_minilm_onnx(weights: dict[str, np.ndarray]) -> bytes:
     return model.SerializeToString()
 
 
+# The builder whose source the fingerprint covers (an alias, so tests may stub the public name).
+_GRAPH_BUILDER = build_minilm_onnx
+
+
+@functools.lru_cache(maxsize=1)
+def graph_fingerprint() -> str:
+    """:data:`GRAPH_VERSION` plus a hash of the builder's source: editing the graph without bumping the
+    version must not silently reuse a cached file built by the old code (tests would then check the
+    old graph)."""
+    try:
+        source = inspect.getsource(_GRAPH_BUILDER)
+    except (OSError, TypeError):  # no source shipped (bytecode-only install): the version alone
+        return str(GRAPH_VERSION)
+    return f"{GRAPH_VERSION}.{hashlib.sha256(source.encode()).hexdigest()[:8]}"
+
+
 def cached_onnx_model(directory: Path | None = None, cache: Path | None = None) -> Path | bytes:
     """The built ONNX model: a path in the cache, or the bytes when the cache is not writable.
 
-    The file name carries the sha256 of the weights and :data:`GRAPH_VERSION`, so new weights or a new
+    The file name carries the sha256 of the weights and :func:`graph_fingerprint`, so new weights or a new
     graph never reuse a stale file. It is written to a temporary file and renamed, so a concurrent or
     killed builder never leaves a half-written model behind.
     """
@@ -280,7 +298,7 @@ def cached_onnx_model(directory: Path | None = None, cache: Path | None = None) 
     cache = cache or cache_dir()
     weights_path = directory / "model.safetensors"
     digest = file_sha256(weights_path)
-    target = cache / f"{MINILM_ID}-{digest[:16]}-g{GRAPH_VERSION}.onnx"
+    target = cache / f"{MINILM_ID}-{digest[:16]}-g{graph_fingerprint()}.onnx"
     if target.is_file():
         return target
     started = time.perf_counter()
@@ -302,6 +320,11 @@ def cached_onnx_model(directory: Path | None = None, cache: Path | None = None) 
         # A read-only home (some containers) must not stop answering: run from memory instead.
         log.warning("cannot cache the ONNX model under %s (%s); using it from memory", cache, exc)
         return data
+    # Each graph is 90 MB: drop the ones older weights or builders left (a process still using one
+    # keeps its copy in memory, so removing the file under it is safe).
+    for stale in cache.glob(f"{MINILM_ID}-*.onnx"):
+        if stale != target:
+            stale.unlink(missing_ok=True)
     return target
 
 
