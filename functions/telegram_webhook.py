@@ -8,9 +8,6 @@ it has answered).
 
 from __future__ import annotations
 
-import os
-import threading
-
 import flask
 
 from shared import logs
@@ -22,28 +19,23 @@ from shared.bots.webhooks import (
     read_body,
 )
 from shared.config import get_settings
-
-_lock = threading.Lock()
-_ingress: tuple[int, TelegramIngress] | None = None
+from shared.processes import PerProcess
 
 
-def _service() -> TelegramIngress:
-    # Built lazily and once per process: gunicorn forks after import, and gRPC clients do not survive it.
-    global _ingress
-    pid = os.getpid()
-    if _ingress is None or _ingress[0] != pid:
-        with _lock:
-            if _ingress is None or _ingress[0] != pid:
-                settings = get_settings()
-                logs.configure(settings.log_level, json_output=settings.is_production)
-                _ingress = (pid, build_telegram_ingress(settings))
-    return _ingress[1]
+def _build() -> TelegramIngress:
+    settings = get_settings()
+    logs.configure(settings.log_level, json_output=settings.is_production)
+    return build_telegram_ingress(settings)
+
+
+# Built on the first request, once per process (see shared.processes.PerProcess).
+_ingress = PerProcess(_build)
 
 
 def telegram_webhook(request: flask.Request) -> tuple[dict, int]:
     if request.method != "POST":
         return {"ok": False, "error": "method not allowed"}, 405
-    ingress = _service()
+    ingress = _ingress.get()
     body = read_body(request.stream, request.content_length, ingress.max_body_bytes)
     reply = ingress.handle(bot_id_from_path(request.path), request.headers.get(TELEGRAM_SECRET_HEADER), body)
     return reply.body, reply.status

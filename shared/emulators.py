@@ -31,6 +31,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from shared.processes import pid_alive
+
 log = logging.getLogger(__name__)
 
 GCLOUD_PLATFORM = Path(os.environ.get("ASKBASE_GCLOUD_PLATFORM", "/usr/lib/google-cloud-sdk/platform"))
@@ -110,7 +112,7 @@ class Emulator:
     def alive(self) -> bool:
         if self._proc is not None:
             return self._proc.poll() is None
-        return _pid_alive(self.pid)
+        return pid_alive(self.pid)
 
     def stop(self, timeout: float = 5.0) -> None:
         if not self.pid:
@@ -131,23 +133,6 @@ class Emulator:
                 self._proc.wait(timeout=5)
         elif self._proc is not None:
             self._proc.wait(timeout=5)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); treat it as gone.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
 
 
 def _wait_http(

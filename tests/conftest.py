@@ -73,3 +73,15 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def docs_site() -> Iterator[object]:
+    """A small docs site (the five standard doc pages) served on loopback; pages editable by the test."""
+    from tests import sites
+
+    site = sites.FixtureSite()
+    for path in sites.DOC_PAGES:
+        site.set_page(path, sites.page_for(path))
+    with site:
+        yield site

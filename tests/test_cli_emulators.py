@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from shared.emulators import _pid_alive
+from shared.processes import pid_alive
 
 
 def _askbase(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -35,7 +35,7 @@ def test_up_status_down(tmp_path: Path) -> None:
     state = json.loads((tmp_path / ".askbase" / "emulators.json").read_text())
     pids = [e["pid"] for e in state["emulators"]]
     try:
-        assert len(pids) == 3 and all(_pid_alive(p) for p in pids)
+        assert len(pids) == 3 and all(pid_alive(p) for p in pids)
         status = _askbase("emulators", "status", cwd=tmp_path)
         assert status.returncode == 0
         assert status.stdout.count("running") == 3
@@ -45,9 +45,9 @@ def test_up_status_down(tmp_path: Path) -> None:
         down = _askbase("emulators", "down", cwd=tmp_path)
     assert down.returncode == 0, down.stderr
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.1)
-    assert not any(_pid_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in pids)
     status = _askbase("emulators", "status", cwd=tmp_path)
     assert status.returncode == 1 and "not running" in status.stdout
 

@@ -12,29 +12,20 @@ from tests.crash_harness import check_published, child_env, clear_lease, run_chi
 pytestmark = pytest.mark.emulators
 
 
-@pytest.fixture
-def small_site():
-    site = sites.FixtureSite()
-    for path in sites.DOC_PAGES:
-        site.set_page(path, sites.page_for(path))
-    with site:
-        yield site
-
-
 def test_sigkill_at_random_points_never_tears_the_published_index(
-    emulators, settings: Settings, small_site, tmp_path
+    emulators, settings: Settings, docs_site, tmp_path
 ) -> None:
     cfg = settings.model_copy(
-        update={"sources": [Source(name="docs", kind=SourceKind.SITEMAP, url=small_site.url("/sitemap.xml"))]}
+        update={"sources": [Source(name="docs", kind=SourceKind.SITEMAP, url=docs_site.url("/sitemap.xml"))]}
     )
-    report = run_trials(cfg, small_site, load_embedder(), tmp_path, trials=5, seed=7)
+    report = run_trials(cfg, docs_site, load_embedder(), tmp_path, trials=5, seed=7)
     assert report.trials == 5
     assert report.torn == 0, report.failures
     assert report.killed >= 2, report  # the delays must really interrupt runs, or this proves nothing
 
     # After the crashes, an uninterrupted run still publishes and its snapshot answers.
     clear_lease(cfg)
-    small_site.edit_page("/docs/faq", sites.page_for("/docs/faq", version=99))
+    docs_site.edit_page("/docs/faq", sites.page_for("/docs/faq", version=99))
     killed, *_ = run_child(child_env(cfg), kill_after=None)
     assert not killed
     assert check_published(cfg, load_embedder(), tmp_path / "final") is None

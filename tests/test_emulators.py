@@ -12,7 +12,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore, pubsub_v1
 
 from shared import gcp
-from shared.emulators import EmulatorStack, _pid_alive
+from shared.emulators import EmulatorStack
+from shared.processes import pid_alive
 
 
 def test_firestore_transaction(emulators: EmulatorStack) -> None:
@@ -79,9 +80,9 @@ def test_no_process_survives_teardown(tmp_path) -> None:
     stack = EmulatorStack(project="askbase-teardown", workdir=tmp_path)
     stack.start()
     pids = [e.pid for e in stack.processes()]
-    assert len(pids) == 3 and all(_pid_alive(p) for p in pids)
+    assert len(pids) == 3 and all(pid_alive(p) for p in pids)
     stack.stop()
-    assert not any(_pid_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in pids)
 
 
 def test_no_process_survives_a_killed_parent(tmp_path) -> None:
@@ -103,6 +104,6 @@ def test_no_process_survives_a_killed_parent(tmp_path) -> None:
     import time
 
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.1)
-    assert not any(_pid_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in pids)

@@ -5,32 +5,20 @@ The 60-second, 50-way variant with its figures is ``bench/load.py``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from shared.emulators import EmulatorStack
-from tests import sites
 from tests.fakes.telegram_api import FakeTelegram
 from tests.load_harness import run_load, start_stack
 
 pytestmark = pytest.mark.emulators
 
 
-@pytest.fixture
-def site() -> Iterator[sites.FixtureSite]:
-    site = sites.FixtureSite()
-    for path in sites.DOC_PAGES:
-        site.set_page(path, sites.page_for(path))
-    with site:
-        yield site
-
-
 def test_concurrent_webhooks_and_questions_lose_and_duplicate_nothing(
-    emulators: EmulatorStack, site, tmp_path
+    emulators: EmulatorStack, docs_site, tmp_path
 ) -> None:
     with FakeTelegram() as tg:
-        local = start_stack(emulators, tg, site, tmp_path / "stack")
+        local = start_stack(emulators, tg, docs_site, tmp_path / "stack")
         try:
             report = run_load(local, tg, concurrency=20, seconds=8)
         finally:

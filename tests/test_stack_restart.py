@@ -25,7 +25,6 @@ from shared import gcp
 from shared.bots.interactions import Action, custom_id, parse_custom_id
 from shared.devstack.stack import LocalStack
 from shared.emulators import EmulatorStack
-from tests import sites
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -34,23 +33,16 @@ USER = {"X-Askbase-User": "ann@example.com"}
 
 
 @pytest.fixture
-def site() -> Iterator[sites.FixtureSite]:
-    site = sites.FixtureSite()
-    for path in sites.DOC_PAGES:
-        site.set_page(path, sites.page_for(path))
-    with site:
-        yield site
-
-
-@pytest.fixture
 def stack(
-    emulators: EmulatorStack, site, tmp_path: Path
+    emulators: EmulatorStack, docs_site, tmp_path: Path
 ) -> Iterator[tuple[LocalStack, FakeTelegram, FakeDiscord]]:
     with FakeTelegram() as tg, FakeDiscord() as dc:
         local = LocalStack(
             workdir=tmp_path / "stack",
             project=emulators.project,
-            sources_json=json.dumps([{"name": "docs", "kind": "sitemap", "url": site.url("/sitemap.xml")}]),
+            sources_json=json.dumps(
+                [{"name": "docs", "kind": "sitemap", "url": docs_site.url("/sitemap.xml")}]
+            ),
             extra_env={
                 "ASKBASE_TELEGRAM_API_BASE": tg.base_url,
                 "ASKBASE_DISCORD_API_BASE": dc.base_url,

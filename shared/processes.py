@@ -1,0 +1,55 @@
+"""Process-level plumbing shared by the entry points and the local stack.
+
+:class:`PerProcess` holds a service built lazily and once per process. gunicorn and functions-framework
+may fork after import, and gRPC clients (Firestore, Pub/Sub) do not survive a fork: a value built in the
+parent is rebuilt in the child the first time the child asks for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class PerProcess(Generic[T]):
+    """``factory()`` called at most once per process (thread-safe), on first :meth:`get`."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._value: tuple[int, T] | None = None
+
+    def get(self) -> T:
+        pid = os.getpid()
+        value = self._value
+        if value is None or value[0] != pid:
+            with self._lock:
+                value = self._value
+                if value is None or value[0] != pid:
+                    value = (pid, self._factory())
+                    self._value = value
+        return value[1]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
