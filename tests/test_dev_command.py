@@ -1,0 +1,82 @@
+"""The README's run command: `askbase dev` brings the whole stack up, crawls the sample site, answers
+on the chat port, and leaves nothing running when it stops."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.emulators
+
+
+def _free_base() -> int:
+    for _ in range(50):
+        base = random.randint(20_000, 40_000)
+        try:
+            for offset in range(6):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no six free consecutive ports")
+
+
+def _closed(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_dev_serves_the_sample_site_answers_and_stops_cleanly(tmp_path: Path) -> None:
+    base = _free_base()
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "dev", "--port", str(base)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "askbase is running" in line:
+                break
+        output = "".join(lines)
+        assert "askbase is running" in output, output
+        assert re.search(r"index ready: snapshot \S+", output), output
+
+        chat = f"http://127.0.0.1:{base}"
+        web = httpx.Client(base_url=chat, timeout=30)
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', web.get("/signin").text).group(1)
+        web.post("/signin/dev", data={"email": "dev@example.com", "csrf_token": csrf, "next": "/"})
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', web.get("/").text).group(1)
+        answer = web.post(
+            "/api/ask", json={"question": "How do I deploy askbase?"}, headers={"X-CSRF-Token": csrf}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["sources"], "the sample site's pages should be cited"
+    finally:
+        proc.send_signal(signal.SIGINT)  # what Ctrl+C sends
+        rest, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, "".join(lines) + rest
+    assert "stopping every process" in rest
+    time.sleep(1)
+    assert all(_closed(base + offset) for offset in range(6))
