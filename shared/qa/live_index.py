@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.processes import pid_alive
+
 if TYPE_CHECKING:
     from shared.knowledge.index import KnowledgeIndex
     from shared.knowledge.retrieval import Passage
@@ -37,18 +39,6 @@ log = logging.getLogger(__name__)
 # corrupt archive stays corrupt, but a network blip should not pin us to an old snapshot forever.
 RETRY_FAILED_SECONDS = 300.0
 DIR_PREFIX = "index-"
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SnapshotSource(Protocol):
@@ -189,7 +179,7 @@ class LiveIndex:
                 pid = int(child.name[len(DIR_PREFIX) :].split("-", 1)[0])
             except ValueError:
                 pid = 0
-            if pid == os.getpid() or not _pid_alive(pid):
+            if pid == os.getpid() or not pid_alive(pid):
                 shutil.rmtree(child, ignore_errors=True)
 
     def _watch(self) -> None:
