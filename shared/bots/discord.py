@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from shared.bots.transport import PlatformError, RateLimited, RetryPolicy, http_client
+from shared.bots.transport import PlatformError, RetryPolicy, http_client
 
 log = logging.getLogger(__name__)
 
@@ -79,25 +79,7 @@ class DiscordClient:
     def request(self, method: str, path: str, *, json: Any = None, auth: bool = True, what: str = "") -> Any:
         """Send one API request (retried per policy) and return the decoded JSON (None for 204)."""
         what = what or f"{method} {path.split('?')[0]}"
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._once(method, path, json, auth, what)
-            except PlatformError as error:
-                wait = self.policy.delay(attempt, error)
-                if wait is None:
-                    if error.status == 429:
-                        raise RateLimited(
-                            error.message,
-                            platform=PLATFORM,
-                            status=429,
-                            code=error.code,
-                            retry_after=error.retry_after,
-                        ) from None
-                    raise
-                log.info("discord %s failed (%s); retrying in %.2fs", what, error.message, wait)
-                self.policy.sleep(wait)
+        return self.policy.run(lambda: self._once(method, path, json, auth, what), PLATFORM, what)
 
     def _once(self, method: str, path: str, json: Any, auth: bool, what: str) -> Any:
         headers = {}

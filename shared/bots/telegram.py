@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from shared.bots.transport import PlatformError, RateLimited, RetryPolicy, http_client
+from shared.bots.transport import PlatformError, RetryPolicy, http_client
 
 log = logging.getLogger(__name__)
 
@@ -85,25 +85,7 @@ class TelegramClient:
             # Also keeps a malformed token (with '/', '?', spaces) out of the URL entirely.
             raise PlatformError("Telegram rejected this token", platform=PLATFORM, status=401)
         payload = {k: v for k, v in params.items() if v is not None}
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._once(method, payload, _timeout)
-            except PlatformError as error:
-                wait = self.policy.delay(attempt, error)
-                if wait is None:
-                    if error.status == 429:
-                        raise RateLimited(
-                            error.message,
-                            platform=PLATFORM,
-                            status=429,
-                            code=error.code,
-                            retry_after=error.retry_after,
-                        ) from None
-                    raise
-                log.info("telegram %s failed (%s); retrying in %.2fs", method, error.message, wait)
-                self.policy.sleep(wait)
+        return self.policy.run(lambda: self._once(method, payload, _timeout), PLATFORM, method)
 
     def _once(self, method: str, payload: dict[str, Any], timeout: float | None) -> Any:
         url = f"{self._base}/bot{self._token}/{method}"

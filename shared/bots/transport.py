@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 
@@ -26,6 +28,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 _lock = threading.Lock()
 _clients: dict[int, httpx.Client] = {}
+
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def new_http_client(timeout: httpx.Timeout | float = DEFAULT_TIMEOUT) -> httpx.Client:
@@ -110,6 +116,28 @@ class RetryPolicy:
             wait = error.retry_after if error.retry_after is not None else self.backoff
             return None if wait > self.max_wait else wait
         return min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+
+    def run(self, call: Callable[[], T], platform: str, what: str) -> T:
+        """``call()`` until it succeeds or :meth:`delay` gives up (a 429 then is :class:`RateLimited`)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return call()
+            except PlatformError as error:
+                wait = self.delay(attempt, error)
+                if wait is None:
+                    if error.status == 429:
+                        raise RateLimited(
+                            error.message,
+                            platform=platform,
+                            status=429,
+                            code=error.code,
+                            retry_after=error.retry_after,
+                        ) from None
+                    raise
+                log.info("%s %s failed (%s); retrying in %.2fs", platform, what, error.message, wait)
+                self.sleep(wait)
 
 
 NO_RETRY = RetryPolicy(attempts=1)
