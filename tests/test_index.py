@@ -244,11 +244,28 @@ def test_another_embedder_is_refused(tmp_path: Path, embedder: BagOfWordsEmbedde
 
 
 def test_sidecar_is_atomic_json_with_embedder_and_pages(index: KnowledgeIndex) -> None:
+    index.flush()  # records are written in batches; flush (also run by close and the packer) writes now
     data = json.loads((index.path / SIDECAR_NAME).read_text())
     assert data["embedder"] == {"id": "test-bow", "dimension": 64}
     assert set(data["pages"]) == {*PAGES, *BLOG}
     assert data["pages"]["https://docs.acme.dev/billing"]["chunk_count"] == 2
     assert not list(index.path.glob("*.tmp"))
+
+
+def test_sidecar_writes_are_batched_and_flushed(
+    tmp_path: Path, embedder: BagOfWordsEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shared.knowledge.index.SIDECAR_FLUSH_SECONDS", 3600.0)  # count-based only here
+    path = tmp_path / "index"
+    idx = KnowledgeIndex.open(path, embedder)
+    add(idx, make_page("https://docs.acme.dev/a", {"A": "Alpha text here."}))
+    # One page is below the batch size: the file still holds the empty index written at creation.
+    assert json.loads((path / SIDECAR_NAME).read_text())["pages"] == {}
+    idx.flush()
+    assert set(json.loads((path / SIDECAR_NAME).read_text())["pages"]) == {"https://docs.acme.dev/a"}
+    add(idx, make_page("https://docs.acme.dev/b", {"B": "Beta text here."}))
+    idx.close()  # close flushes too
+    assert len(json.loads((path / SIDECAR_NAME).read_text())["pages"]) == 2
 
 
 def test_chunks_without_a_sidecar_are_refused(tmp_path: Path, embedder: BagOfWordsEmbedder) -> None:

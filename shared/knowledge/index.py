@@ -24,6 +24,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 SIDECAR_NAME = "askbase-index.json"
 SIDECAR_VERSION = 1
+# Page records are written to the sidecar in batches (see KnowledgeIndex._mark_dirty).
+SIDECAR_FLUSH_EVERY = 64
+SIDECAR_FLUSH_SECONDS = 5.0
 # How many candidates each retriever contributes to the fusion; deep enough that a chunk ranked
 # well by one retriever and poorly by the other still makes it.
 CANDIDATES_MIN = 30
@@ -119,6 +123,9 @@ class KnowledgeIndex:
         self.path = path
         self.embedder = embedder
         self.write_lock = threading.RLock()
+        self._dirty = False
+        self._unflushed = 0
+        self._flushed_at = time.monotonic()
         self._client = client
         self._collection = collection
         self._pages: dict[str, PageRecord] = pages
@@ -190,12 +197,23 @@ class KnowledgeIndex:
         return index
 
     def close(self) -> None:
-        """Release Chroma's files. Idempotent; the index is unusable afterwards."""
+        """Write pending page records and release Chroma's files. Idempotent; unusable afterwards."""
         with self.write_lock:
             if self._closed:
                 return
+            self.flush()
             self._closed = True
             self._client.close()
+
+    def flush(self) -> None:
+        """Write the page records to the sidecar now if any changed since the last write.
+
+        The snapshot packer calls this under ``write_lock`` before copying the directory, so a published
+        snapshot always carries the records of every chunk it holds.
+        """
+        with self.write_lock:
+            if self._dirty:
+                self._write_sidecar()
 
     def __enter__(self) -> KnowledgeIndex:
         return self
@@ -292,7 +310,7 @@ class KnowledgeIndex:
                 and sorted(old_ids) == sorted(chunk.id for chunk in chunks)
             ):
                 self._pages[record.url] = record
-                self._write_sidecar()
+                self._mark_dirty()
                 return 0
 
             reusable = self._reusable_vectors(old_ids, chunks)
@@ -309,7 +327,7 @@ class KnowledgeIndex:
             if chunks:
                 self._add_chunks(chunks, [vectors[chunk.content_hash] for chunk in chunks])
             self._pages[record.url] = record
-            self._write_sidecar()
+            self._mark_dirty()
             return len(to_embed)
 
     def touch_page(self, url: str, etag: str | None, last_modified: str | None) -> None:
@@ -323,7 +341,7 @@ class KnowledgeIndex:
             self._pages[url] = dataclasses.replace(
                 record, etag=etag, last_modified=last_modified, fetched_at=_utc_now()
             )
-            self._write_sidecar()
+            self._mark_dirty()
 
     def remove_page(self, url: str) -> int:
         """Forget ``url`` and delete its chunks; return how many chunks were removed (0 if unknown)."""
@@ -334,7 +352,7 @@ class KnowledgeIndex:
                 self._delete_ids(ids)
             had_record = self._pages.pop(url, None) is not None
             if had_record or ids:
-                self._write_sidecar()
+                self._mark_dirty()
             return len(ids)
 
     # --- internals -------------------------------------------------------------------------------
@@ -441,7 +459,21 @@ class KnowledgeIndex:
             )
         self._changed()
 
+    def _mark_dirty(self) -> None:
+        # Rewriting the whole sidecar after every page made a build of N pages cost O(N^2) in JSON;
+        # batching bounds that, and flush() (close, snapshot packing) makes the file exact.
+        self._dirty = True
+        self._unflushed += 1
+        if (
+            self._unflushed >= SIDECAR_FLUSH_EVERY
+            or time.monotonic() - self._flushed_at >= SIDECAR_FLUSH_SECONDS
+        ):
+            self._write_sidecar()
+
     def _write_sidecar(self) -> None:
+        self._dirty = False
+        self._unflushed = 0
+        self._flushed_at = time.monotonic()
         write_json_atomic(
             self.path / SIDECAR_NAME,
             {

@@ -432,6 +432,9 @@ class SnapshotStore:
             tar_path = Path(tmp) / "index.tar"
             archive_path = Path(tmp) / ("index" + _EXTENSIONS[self.compression])
             with index.write_lock:
+                flush = getattr(index, "flush", None)
+                if flush is not None:
+                    flush()  # the archive must carry the page records of every chunk it holds
                 unpacked = pack_directory(index_path, tar_path)
                 pages = index.pages()
                 counts = dict(index.counts_by_source())
