@@ -108,44 +108,34 @@ def bench_archive(index, tmp: Path, compression: str, level: int | None, runs: i
     return {"pack": median(packs), "compress": median(compresses), "unpack": median(unpacks), "size": size}
 
 
+def _run_child(code: str, bucket_name: str, dest: Path) -> tuple[float, str]:
+    """Run ``code`` in a fresh interpreter; return its wall time and stdout (then drop ``dest``)."""
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", code, bucket_name, str(dest)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    subprocess.run(["rm", "-rf", str(dest)], check=True)
+    return wall, out.stdout
+
+
 def cold_restore(bucket_name: str, tmp: Path, runs: int) -> dict[str, float]:
-    walls, parts = [], []
+    walls, parts, service_walls = [], [], []
     for run in range(runs):
-        dest = tmp / f"restore-{run}"
-        started = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, "-c", CHILD, bucket_name, str(dest)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=os.environ | {"PYTHONPATH": str(ROOT)},
-            check=False,
-        )
-        walls.append(time.perf_counter() - started)
-        if out.returncode != 0:
-            raise RuntimeError(out.stderr[-2000:])
-        parts.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        subprocess.run(["rm", "-rf", str(dest)], check=True)
-    result = {"wall": median(walls)}
+        wall, stdout = _run_child(CHILD, bucket_name, tmp / f"restore-{run}")
+        walls.append(wall)
+        parts.append(json.loads(stdout.strip().splitlines()[-1]))
+        service_walls.append(_run_child(SERVICE_CHILD, bucket_name, tmp / f"service-{run}")[0])
+    result = {"wall": median(walls), "service": median(service_walls)}
     for key in ("imports", "restore", "embedder", "open", "query"):
         result[key] = median([p[key] for p in parts])
-    service_walls = []
-    for run in range(runs):
-        dest = tmp / f"service-{run}"
-        started = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, "-c", SERVICE_CHILD, bucket_name, str(dest)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=os.environ | {"PYTHONPATH": str(ROOT)},
-            check=False,
-        )
-        service_walls.append(time.perf_counter() - started)
-        if out.returncode != 0:
-            raise RuntimeError(out.stderr[-2000:])
-        subprocess.run(["rm", "-rf", str(dest)], check=True)
-    result["service"] = median(service_walls)
     return result
 
 
