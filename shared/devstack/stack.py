@@ -26,6 +26,7 @@ from pathlib import Path
 from shared.emulators import EmulatorStack, _die_with_parent, free_port
 
 log = logging.getLogger(__name__)
+QA_GUNICORN_CONF = Path(__file__).resolve().parents[2] / "services" / "qa" / "gunicorn.conf.py"
 
 
 @dataclass
@@ -79,13 +80,14 @@ class LocalStack:
             "qa": Service(
                 "qa",
                 ports["qa"],
-                self._gunicorn("services.qa.wsgi:app", ports["qa"], threads=8),
+                # The container's own gunicorn settings, so the local stack serves qa the same way.
+                [*self._gunicorn("services.qa.wsgi:app", ports["qa"]), "--config", str(QA_GUNICORN_CONF)],
                 health_path="/healthz",
             ),
             "botrunner": Service(
                 "botrunner",
                 ports["botrunner"],
-                self._gunicorn("services.botrunner.wsgi:app", ports["botrunner"], threads=8),
+                [*self._gunicorn("services.botrunner.wsgi:app", ports["botrunner"]), "--threads", "16"],
             ),
             "telegram": Service(
                 "telegram",
@@ -124,22 +126,9 @@ class LocalStack:
         }
         return self.env
 
-    def _gunicorn(self, app: str, port: int, threads: int) -> list[str]:
-        # One worker with threads: the index is loaded once per process, like one Cloud Run instance.
-        return [
-            _venv_bin("gunicorn"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--threads",
-            str(threads),
-            "--timeout",
-            "120",
-            "--graceful-timeout",
-            "5",
-            app,
-        ]
+    def _gunicorn(self, app: str, port: int) -> list[str]:
+        # One worker with threads, as on Cloud Run; the command-line --bind wins over a config file's.
+        return [_venv_bin("gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1", app]
 
     def _function(self, target: str, port: int) -> list[str]:
         source = Path(__file__).resolve().parents[2] / "functions" / "main.py"
