@@ -169,44 +169,16 @@ def build_minilm_onnx(weights: dict[str, np.ndarray]) -> bytes:
     inverted = node("Sub", ["one_f", mask_f], "mask_inv")
     mask_bias = node("Unsqueeze", [node("Mul", [inverted, "mask_neg_f"], "mask_neg"), "axes12"], "mask_bias")
 
+    def heads(source: str, weights: str, tag: str, perm: list[int]) -> str:
+        # (batch, seq, hidden) -> (batch, heads, seq, head_dim), or (.., head_dim, seq) for keys.
+        split = node("Reshape", [linear(source, weights, tag), "heads_shape"], f"{tag}r")
+        return node("Transpose", [split], f"{tag}t", perm=perm)
+
     for i in range(_NUM_LAYERS):
         p = f"encoder.layer.{i}"
-        q = node(
-            "Transpose",
-            [
-                node(
-                    "Reshape",
-                    [linear(hidden, f"{p}.attention.self.query", f"l{i}_q"), "heads_shape"],
-                    f"l{i}_qr",
-                )
-            ],
-            f"l{i}_qt",
-            perm=[0, 2, 1, 3],
-        )
-        k = node(
-            "Transpose",
-            [
-                node(
-                    "Reshape",
-                    [linear(hidden, f"{p}.attention.self.key", f"l{i}_k"), "heads_shape"],
-                    f"l{i}_kr",
-                )
-            ],
-            f"l{i}_kt",
-            perm=[0, 2, 3, 1],
-        )
-        v = node(
-            "Transpose",
-            [
-                node(
-                    "Reshape",
-                    [linear(hidden, f"{p}.attention.self.value", f"l{i}_v"), "heads_shape"],
-                    f"l{i}_vr",
-                )
-            ],
-            f"l{i}_vt",
-            perm=[0, 2, 1, 3],
-        )
+        q = heads(hidden, f"{p}.attention.self.query", f"l{i}_q", [0, 2, 1, 3])
+        k = heads(hidden, f"{p}.attention.self.key", f"l{i}_k", [0, 2, 3, 1])
+        v = heads(hidden, f"{p}.attention.self.value", f"l{i}_v", [0, 2, 1, 3])
         scores = node("Mul", [node("MatMul", [q, k], f"l{i}_qk"), "scale_f"], f"l{i}_scores")
         probs = node("Softmax", [node("Add", [scores, mask_bias], f"l{i}_masked")], f"l{i}_probs", axis=-1)
         context = node(
