@@ -1,7 +1,8 @@
 """Serve a web site on 127.0.0.1 from a background thread: a directory of static files, or any ASGI app.
 
 ``askbase dev`` serves the bundled sample docs site (``shared/devstack/sample_site/``) with it so the first
-crawl has something to read; the tests serve their fixture site with the same runner. uvicorn keeps
+crawl has something to read; the tests serve their fixture site and the fake Telegram, Discord, Gemini and
+qa APIs with the same runner. uvicorn keeps
 connections alive, as a real docs host does, so connection-pool bugs in the crawler show up locally.
 """
 
@@ -37,6 +38,8 @@ class SiteServer:
         self.host = host
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Without TCP_NODELAY every small request/response pair can stall ~40 ms on delayed ACKs.
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock.bind((host, port))
         self.port = int(self._sock.getsockname()[1])
         config = uvicorn.Config(

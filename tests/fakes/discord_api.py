@@ -58,7 +58,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shared.bots.transport import new_http_client
-from tests.fakes._server import ThreadedServer
+from shared.devstack.site_server import SiteServer
 
 _snowflakes = itertools.count(1_100_000_000_000_000_000 + random.randint(0, 10**15))
 
@@ -114,7 +114,7 @@ class FakeDiscord:
         self._failures: list[_Failure] = []
         self.interaction_tokens: dict[str, str] = {}  # token -> application id
         self.strict_interaction_tokens = False  # True: unknown interaction tokens get 404
-        self._server = ThreadedServer(
+        self._server = SiteServer(
             Starlette(
                 routes=[
                     Route("/applications/@me", self._application, methods=["GET", "PATCH"]),
@@ -152,7 +152,7 @@ class FakeDiscord:
     @property
     def base_url(self) -> str:
         """Use as ``settings.discord_api_base``."""
-        return self._server.url
+        return self._server.base_url
 
     # --- test controls --------------------------------------------------------------------------
 

@@ -9,16 +9,14 @@ Tests set :attr:`FakeGemini.reply`, :attr:`FakeGemini.delay` or :attr:`FakeGemin
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from shared.devstack.site_server import SiteServer
 
 
 class FakeGemini:
@@ -30,13 +28,12 @@ class FakeGemini:
         self.status = 200
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        self._server: SiteServer | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        assert self._server is not None, "start() the fake first"
+        return self._server.base_url + "/"
 
     async def _generate(self, request: Request) -> JSONResponse:
         body = await request.json()
@@ -64,28 +61,12 @@ class FakeGemini:
 
     def start(self) -> FakeGemini:
         app = Starlette(routes=[Route("/{path:path}", self._generate, methods=["POST"])])
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_keep_alive=30)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name="fake-gemini"
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake gemini did not start")
-            time.sleep(0.01)
+        self._server = SiteServer(app).start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop()
 
     def __enter__(self) -> FakeGemini:
         return self.start()

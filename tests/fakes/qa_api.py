@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.fakes._server import ThreadedServer
+from shared.devstack.site_server import SiteServer
 
 DEFAULT_ANSWER = "Deploy with `askbase deploy` after setting <PROJECT> & region [1]."
 DEFAULT_SOURCES = [
@@ -46,11 +46,11 @@ class FakeQA:
         self.answer_text = DEFAULT_ANSWER
         self.sources = list(DEFAULT_SOURCES)
         self._failures: list[int] = []
-        self._server = ThreadedServer(Starlette(routes=[Route("/api/ask", self._ask, methods=["POST"])]))
+        self._server = SiteServer(Starlette(routes=[Route("/api/ask", self._ask, methods=["POST"])]))
 
     @property
     def url(self) -> str:
-        return self._server.url
+        return self._server.base_url
 
     def start(self) -> FakeQA:
         self._server.start()

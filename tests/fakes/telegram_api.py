@@ -47,7 +47,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from shared.bots.transport import new_http_client
-from tests.fakes._server import ThreadedServer
+from shared.devstack.site_server import SiteServer
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -99,7 +99,7 @@ class FakeTelegram:
         self._failures: list[_Failure] = []
         self._message_ids = itertools.count(1)
         self._update_ids = itertools.count(10_000)
-        self._server = ThreadedServer(
+        self._server = SiteServer(
             Starlette(routes=[Route("/bot{token}/{method}", self._handle, methods=["GET", "POST"])])
         )
         self._http: httpx.Client | None = None
@@ -125,7 +125,7 @@ class FakeTelegram:
     @property
     def base_url(self) -> str:
         """Use as ``settings.telegram_api_base``."""
-        return self._server.url
+        return self._server.base_url
 
     # --- test controls --------------------------------------------------------------------------
 
