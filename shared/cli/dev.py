@@ -111,12 +111,25 @@ def dev_command(
         stack.start_services()
         _wire_push_subscription(stack)
         click.echo("==> crawling " + ("the sample docs site" if site else "your sources"))
-        summary = _post(stack.services["scrape"].url, timeout=900)
-        click.echo(f"    {json.dumps(summary)}")
-        status = _wait_for_index(stack.services["qa"].url, timeout=60)
+        try:
+            summary = _post(stack.services["scrape"].url, timeout=900)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:500]
+            raise click.ClickException(
+                f"the first crawl failed ({exc.code}): {detail}\nsee {workdir / 'logs' / 'scrape.log'}"
+            ) from None
         click.echo(
-            f"    index ready: snapshot {status.get('snapshot_id', '?')}, {status.get('chunks', '?')} chunks"
+            f"    {summary.get('status')}: {summary.get('pages_fetched', 0)} pages, "
+            f"{summary.get('chunks_added', 0)} chunks, snapshot {summary.get('snapshot_id') or '-'}"
         )
+        for name, source in (summary.get("sources") or {}).items():
+            if source.get("error"):
+                click.echo(f"    source {name}: {source['error']}", err=True)
+        if summary.get("snapshot_id"):
+            status = _wait_for_index(stack.services["qa"].url, timeout=60)
+            click.echo(f"    index ready: snapshot {status.get('snapshot_id', '?')}")
+        else:
+            click.echo("    no snapshot was published: the chat says so until a crawl succeeds", err=True)
         click.echo("")
         click.echo(
             f"askbase is running: open {stack.services['qa'].url}  (dev sign-in: any email; "
