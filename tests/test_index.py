@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared.knowledge import chunktable
 from shared.knowledge.chunker import Chunk, chunk_page, page_content_hash
 from shared.knowledge.extract import ExtractedPage, Section
 from shared.knowledge.index import (
@@ -24,6 +25,7 @@ from shared.knowledge.index import (
     KnowledgeIndex,
     PageRecord,
 )
+from shared.knowledge.retrieval import BM25
 
 
 class BagOfWordsEmbedder:
@@ -224,6 +226,97 @@ def test_reopen_after_close_keeps_chunks_records_and_search(
         assert embedded == 0
     finally:
         reopened.close()
+
+
+def test_close_saves_the_chunk_table_and_reopen_reads_no_chunks_from_chroma(
+    tmp_path: Path, embedder: BagOfWordsEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "index"
+    with KnowledgeIndex.open(path, embedder) as idx:
+        for url, sections in PAGES.items():
+            add(idx, make_page(url, sections))
+        questions = ["stale lock file error E42", "refund business days", "python disk space"]
+        before = {q: idx.search(q, k=3) for q in questions}
+        by_url = {url: list(ids) for url, ids in idx._by_url.items()}
+    assert (path / chunktable.FILE_NAME).is_file()
+
+    def no_scan(self: KnowledgeIndex) -> list:
+        raise AssertionError("opened by scanning Chroma although a valid chunk table was saved")
+
+    monkeypatch.setattr(KnowledgeIndex, "_read_chunks_from_chroma", no_scan)
+    with KnowledgeIndex.open(path, BagOfWordsEmbedder()) as reopened:
+        assert reopened.chunk_count() == 5
+        assert {q: reopened.search(q, k=3) for q in questions} == before
+        assert {url: list(ids) for url, ids in reopened._by_url.items()} == by_url
+
+
+def test_first_write_after_a_save_discards_the_chunk_table_before_chroma_changes(
+    tmp_path: Path, embedder: BagOfWordsEmbedder
+) -> None:
+    path = tmp_path / "index"
+    with KnowledgeIndex.open(path, embedder) as idx:
+        add(idx, make_page("https://docs.acme.dev/a", {"A": "Alpha text here."}))
+    idx = KnowledgeIndex.open(path, embedder)
+    seen_table: list[bool] = []
+    real_add = idx._collection.add
+
+    def spying_add(**kwargs: object) -> None:
+        seen_table.append((path / chunktable.FILE_NAME).exists())
+        real_add(**kwargs)
+
+    idx._collection.add = spying_add  # type: ignore[method-assign]
+    add(idx, make_page("https://docs.acme.dev/b", {"B": "Beta text about zebras."}))
+    assert seen_table == [False]
+    # A writer killed now (no flush, no close) leaves no stale table: the next open scans Chroma and
+    # finds both pages' chunks.
+    idx._client.close()
+    with KnowledgeIndex.open(path, embedder) as reopened:
+        assert reopened.chunk_count() == 2
+        assert reopened.search("zebras", k=1)[0].url == "https://docs.acme.dev/b"
+    # ...and that close saved the table again, now listing both.
+    assert (path / chunktable.FILE_NAME).is_file()
+
+
+@pytest.mark.parametrize("damage", ["stale", "garbage", "other-embedder", "bad-arrays"])
+def test_a_chunk_table_that_does_not_fit_is_ignored(
+    tmp_path: Path, embedder: BagOfWordsEmbedder, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "index"
+    with KnowledgeIndex.open(path, embedder) as idx:
+        add(idx, make_page("https://docs.acme.dev/a", {"A": "Alpha text here."}))
+        add(idx, make_page("https://docs.acme.dev/b", {"B": "Beta text about zebras."}))
+    table = chunktable.load(path, embedder.id, 2)
+    assert table is not None
+    target = path / chunktable.FILE_NAME
+    if damage == "stale":  # a table listing one chunk fewer than Chroma holds
+        chunks = [c for c in table.chunks if c.url.endswith("/a")]
+        chunktable.save(path, chunks, BM25([c.id for c in chunks], [c.text for c in chunks]), embedder.id)
+    elif damage == "garbage":
+        target.write_bytes(b"PK\x03\x04 not really a zip")
+    elif damage == "other-embedder":
+        chunktable.save(path, table.chunks, table.bm25, "another-model")
+    else:  # postings pointing past the last document
+        arrays = table.bm25.to_arrays()
+        arrays["posting_docs"] = arrays["posting_docs"] + 10
+        with target.open("wb") as handle:
+            np.savez(
+                handle,
+                header=chunktable._json_array(
+                    {"version": chunktable.FORMAT_VERSION, "embedder": embedder.id, "count": 2}
+                ),
+                columns=chunktable._json_array(
+                    {name: [getattr(c, name) for c in table.chunks] for name in chunktable._COLUMNS}
+                ),
+                **{f"bm25_{name}": value for name, value in arrays.items()},
+            )
+    with (
+        caplog.at_level("INFO", logger="shared.knowledge.chunktable"),
+        KnowledgeIndex.open(path, embedder) as reopened,
+    ):
+        assert reopened.chunk_count() == 2
+        assert reopened.search("zebras", k=1)[0].url == "https://docs.acme.dev/b"
+    assert "rebuilding" in caplog.text
+    assert chunktable.load(path, embedder.id, 2) is not None  # close saved a good one
 
 
 def test_another_embedder_is_refused(tmp_path: Path, embedder: BagOfWordsEmbedder) -> None:

@@ -346,3 +346,28 @@ def test_concurrent_readers_get_the_same_answers(index: KnowledgeIndex) -> None:
     for thread in threads:
         thread.join(timeout=60)
     assert not mismatches
+
+
+def test_bm25_round_trips_through_plain_arrays() -> None:
+    ids = ["a", "b", "c"]
+    texts = [
+        "Error E42 means a stale lock file",
+        "max-retries sets the retry budget",
+        "Refunds take five days",
+    ]
+    built = BM25(ids, texts)
+    restored = BM25.from_arrays(ids, built.to_arrays())
+    for question in ["E42 lock", "max-retries", "retries", "days refund", "nothing matches"]:
+        assert restored.top(question, 3) == built.top(question, 3)
+        assert restored.reference_score(question) == built.reference_score(question)
+    empty = BM25([], [])
+    assert BM25.from_arrays([], empty.to_arrays()).top("anything", 3) == []
+
+
+def test_bm25_arrays_that_do_not_fit_are_refused() -> None:
+    arrays = BM25(["a", "b"], ["alpha beta", "beta gamma"]).to_arrays()
+    with pytest.raises(ValueError, match="inconsistent"):
+        BM25.from_arrays(["a"], arrays)  # norms for two documents, one id
+    broken = dict(arrays, indptr=arrays["indptr"][:-1])
+    with pytest.raises(ValueError, match="inconsistent"):
+        BM25.from_arrays(["a", "b"], broken)

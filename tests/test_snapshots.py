@@ -16,6 +16,7 @@ import pytest
 
 from shared.config import Settings
 from shared.gcp import ensure_bucket, storage_client
+from shared.knowledge import chunktable
 from shared.knowledge import snapshots as snap
 from shared.knowledge.chunker import Chunk, content_hash
 from shared.knowledge.index import KnowledgeIndex, PageRecord
@@ -118,6 +119,8 @@ def test_publish_and_restore_roundtrip(bucket, index: KnowledgeIndex, tmp_path: 
     assert restored is not None and restored.snapshot_id == manifest.id
     assert restored.generation == generation
     assert restored.path.parent == tmp_path / "r"
+    # The packer flushed the chunk table into the archive, so a restored index opens without a scan.
+    assert chunktable.load(restored.path, "test-hash", 5) is not None
     reopened = KnowledgeIndex.open(restored.path, HashEmbedder())
     assert reopened.chunk_count() == 5
     assert set(reopened.pages()) == {"https://docs.example.com/a", "https://docs.example.com/b"}

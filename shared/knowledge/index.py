@@ -4,6 +4,7 @@ Layout of the index directory::
 
     <path>/chroma.sqlite3, <path>/<segment uuid>/   Chroma's own files (one cosine collection)
     <path>/askbase-index.json                       embedder id + dimension, and url → PageRecord
+    <path>/askbase-chunks.npz                       chunk texts + BM25 postings (see chunktable.py)
 
 The sidecar pins the embedder: vectors from two models are not comparable, so opening an index with a
 different embedder raises :class:`EmbedderMismatch` instead of silently returning nonsense.
@@ -33,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from shared.knowledge import chunktable
 from shared.knowledge.chunker import Chunk
+from shared.knowledge.chunktable import StoredChunk
 from shared.knowledge.embeddings import Embedder
 from shared.knowledge.retrieval import BM25, Passage, fuse_and_dedupe
 
@@ -70,20 +73,6 @@ class PageRecord:
     etag: str | None
     last_modified: str | None
     fetched_at: str
-
-
-@dataclass(frozen=True)
-class _StoredChunk:
-    """The local copy of a chunk's text and metadata (Chroma holds the same plus the vector)."""
-
-    id: str
-    text: str
-    url: str
-    title: str
-    anchor: str
-    source: str
-    content_hash: str
-    position: int
 
 
 def _utc_now() -> str:
@@ -129,13 +118,15 @@ class KnowledgeIndex:
         self._client = client
         self._collection = collection
         self._pages: dict[str, PageRecord] = pages
-        self._chunks: dict[str, _StoredChunk] = {}
+        self._chunks: dict[str, StoredChunk] = {}
         self._by_url: dict[str, list[str]] = {}
         # BM25 is rebuilt lazily after writes; _generation tells a finished rebuild whether a write
         # happened while it ran (then its result is already stale and is not kept).
         self._bm25: tuple[int, BM25] | None = None
         self._generation = 0
         self._bm25_lock = threading.Lock()
+        # True while askbase-chunks.npz on disk matches Chroma exactly (see chunktable.py).
+        self._table_saved = False
         self._closed = False
 
     # --- opening and closing ---------------------------------------------------------------------
@@ -186,10 +177,16 @@ class KnowledgeIndex:
                 for url, record in (sidecar or {}).get("pages", {}).items()
             }
             index = cls(path, embedder, client, chroma_collection, pages)
-            index._load_chunks()
+            table = chunktable.load(path, embedder.id, chroma_collection.count())
+            if table is not None:
+                index._adopt_chunks(table.chunks)
+                index._bm25 = (index._generation, table.bm25)
+                index._table_saved = True
+            else:
+                index._adopt_chunks(index._read_chunks_from_chroma())
+                index._build_bm25()
             if sidecar is None:
                 index._write_sidecar()
-            index._build_bm25()
             index._warm_up()
         except BaseException:
             client.close()
@@ -206,14 +203,21 @@ class KnowledgeIndex:
             self._client.close()
 
     def flush(self) -> None:
-        """Write the page records to the sidecar now if any changed since the last write.
+        """Make the directory exact: write changed page records to the sidecar, and the chunk table
+        if the chunks changed since it was last saved.
 
         The snapshot packer calls this under ``write_lock`` before copying the directory, so a published
-        snapshot always carries the records of every chunk it holds.
+        snapshot always carries the records of every chunk it holds, and opens without a Chroma scan.
         """
         with self.write_lock:
+            if self._closed:
+                return
             if self._dirty:
                 self._write_sidecar()
+            if not self._table_saved:
+                bm25 = self._current_bm25()
+                chunktable.save(self.path, [self._chunks[i] for i in bm25.ids], bm25, self.embedder.id)
+                self._table_saved = True
 
     def __enter__(self) -> KnowledgeIndex:
         return self
@@ -361,15 +365,16 @@ class KnowledgeIndex:
         if self._closed:
             raise RuntimeError(f"the index at {self.path} is closed")
 
-    def _load_chunks(self) -> None:
-        """Read every chunk's text and metadata from Chroma into memory (BM25 and passages need it)."""
+    def _read_chunks_from_chroma(self) -> list[StoredChunk]:
+        """Every chunk's text and metadata, read out of Chroma (the slow path of :meth:`open`)."""
         total = self._collection.count()
         page = 5000
+        chunks = []
         for offset in range(0, total, page):
             got = self._collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
             for chunk_id, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
-                self._remember(
-                    _StoredChunk(
+                chunks.append(
+                    StoredChunk(
                         id=chunk_id,
                         text=text or "",
                         url=str(meta.get("url", "")),
@@ -380,6 +385,12 @@ class KnowledgeIndex:
                         position=int(meta.get("position", 0)),
                     )
                 )
+        return chunks
+
+    def _adopt_chunks(self, chunks: list[StoredChunk]) -> None:
+        """Hold ``chunks`` in memory (BM25 and passages need them), each page's in position order."""
+        for chunk in chunks:
+            self._remember(chunk)
         for ids in self._by_url.values():
             ids.sort(key=lambda chunk_id: self._chunks[chunk_id].position)
 
@@ -391,7 +402,7 @@ class KnowledgeIndex:
             probe[0] = 1.0
             self._collection.query(query_embeddings=[probe.tolist()], n_results=1, include=[])
 
-    def _remember(self, chunk: _StoredChunk) -> None:
+    def _remember(self, chunk: StoredChunk) -> None:
         self._chunks[chunk.id] = chunk
         self._by_url.setdefault(chunk.url, []).append(chunk.id)
 
@@ -410,7 +421,13 @@ class KnowledgeIndex:
             for chunk_id, vector in zip(got["ids"], got["embeddings"], strict=True)
         }
 
+    def _before_chroma_change(self) -> None:
+        if self._table_saved:
+            chunktable.discard(self.path)
+            self._table_saved = False
+
     def _delete_ids(self, ids: list[str]) -> None:
+        self._before_chroma_change()
         batch = self._client.get_max_batch_size()
         for start in range(0, len(ids), batch):
             self._collection.delete(ids=ids[start : start + batch])
@@ -425,6 +442,7 @@ class KnowledgeIndex:
         self._changed()
 
     def _add_chunks(self, chunks: list[Chunk], vectors: list[np.ndarray]) -> None:
+        self._before_chroma_change()
         batch = self._client.get_max_batch_size()
         for start in range(0, len(chunks), batch):
             part = chunks[start : start + batch]
@@ -446,7 +464,7 @@ class KnowledgeIndex:
             )
         for chunk in chunks:
             self._remember(
-                _StoredChunk(
+                StoredChunk(
                     id=chunk.id,
                     text=chunk.text,
                     url=chunk.url,

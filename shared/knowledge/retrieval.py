@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import json
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -138,6 +139,48 @@ class BM25:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The built index as plain arrays (no pickle), for :meth:`from_arrays` in another process."""
+        vocabulary = sorted(self._vocabulary, key=self._vocabulary.__getitem__)
+        return {
+            "vocabulary": np.frombuffer(json.dumps(vocabulary, ensure_ascii=False).encode("utf-8"), np.uint8),
+            "params": np.asarray([self.k1, self.b], dtype=np.float64),
+            "posting_docs": self._posting_docs,
+            "posting_tfs": self._posting_tfs,
+            "indptr": self._indptr,
+            "idf": self._idf,
+            "norm": self._norm,
+        }
+
+    @classmethod
+    def from_arrays(cls, ids: Sequence[str], arrays: dict[str, np.ndarray]) -> BM25:
+        """The index :meth:`to_arrays` saved for these ``ids``. Raises ValueError if the arrays do not fit."""
+        vocabulary = json.loads(arrays["vocabulary"].tobytes().decode("utf-8"))
+        k1, b = (float(value) for value in arrays["params"])
+        posting_docs = arrays["posting_docs"].astype(np.int32, copy=False)
+        posting_tfs = arrays["posting_tfs"].astype(np.float32, copy=False)
+        indptr = arrays["indptr"].astype(np.int64, copy=False)
+        idf = arrays["idf"].astype(np.float64, copy=False)
+        norm = arrays["norm"].astype(np.float32, copy=False)
+        count = len(ids)
+        if (
+            not isinstance(vocabulary, list)
+            or len(indptr) != len(vocabulary) + 1
+            or len(idf) != len(vocabulary)
+            or len(norm) != count
+            or len(posting_docs) != len(posting_tfs)
+            or (len(indptr) and int(indptr[-1]) != len(posting_docs))
+            or (len(posting_docs) and not 0 <= int(posting_docs.min()) <= int(posting_docs.max()) < count)
+        ):
+            raise ValueError("saved BM25 arrays are inconsistent with each other or with the ids")
+        bm25 = cls.__new__(cls)
+        bm25.ids = list(ids)
+        bm25.k1, bm25.b = k1, b
+        bm25._vocabulary = {term: i for i, term in enumerate(vocabulary)}
+        bm25._posting_docs, bm25._posting_tfs, bm25._indptr = posting_docs, posting_tfs, indptr
+        bm25._idf, bm25._norm = idf, norm
+        return bm25
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every document for ``query`` (0 where no query term occurs)."""
