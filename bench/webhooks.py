@@ -87,13 +87,13 @@ def run(n: int, stack: object, tmp: Path, env: dict[str, str]) -> list[str]:
     import logging
 
     from services.botrunner.app import create_app as create_botrunner
-    from services.qa.app import build_live_index
     from services.qa.app import create_app as create_qa
     from shared.bots.directory import CachedLookup, registry_lookup
     from shared.bots.jobs import JobPublisher, ensure_push_subscription
     from shared.bots.registry import BotRegistry
     from shared.bots.webhooks import DiscordIngress, TelegramIngress
     from shared.config import get_settings
+    from shared.qa.live_index import LiveIndex
     from tests import qa_corpus
     from tests.bot_stack import LoopbackServer, function_app, register_discord_bot, register_telegram_bot
     from tests.fakes.discord_api import FakeDiscord
@@ -146,7 +146,7 @@ def run(n: int, stack: object, tmp: Path, env: dict[str, str]) -> list[str]:
         # --- 1b + 2. over HTTP, and message -> reply ------------------------------------------------
         work = tmp / "corpus"
         qa_corpus.publish(settings, work)
-        live = build_live_index(settings)
+        live = LiveIndex.from_settings(settings)
         live.start(wait=True)
         with contextlib.ExitStack() as servers:
             tg_fn = servers.enter_context(LoopbackServer(function_app("telegram_webhook")))

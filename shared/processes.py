@@ -8,7 +8,9 @@ parent is rebuilt in the child the first time the child asks for it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -53,3 +55,15 @@ def pid_alive(pid: int) -> bool:
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
     return True
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when its parent exits (Linux ``PR_SET_PDEATHSIG``).
+
+    Called first thing in a helper child process; exits at once if ``parent_pid`` is already gone
+    (it died before the signal was armed). A no-op where prctl is unavailable.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:
+        os._exit(1)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from services.qa.app import build_live_index
 from shared import gcp
 from shared.cli import cli
 from shared.config import Settings
+from shared.qa.live_index import LiveIndex
 from tests.qa_corpus import publish
 
 pytestmark = pytest.mark.emulators
@@ -29,7 +29,7 @@ def test_corrupt_newest_snapshot_keeps_the_previous_one_serving(
 ) -> None:
     good = publish(settings, tmp_path, version=1)
     settings = settings.model_copy(update={"snapshot_poll_seconds": 3600})  # we drive the checks
-    live = build_live_index(settings)
+    live = LiveIndex.from_settings(settings)
     live.start()
     try:
         assert live.status().snapshot_id == good.id
@@ -49,7 +49,7 @@ def test_corrupt_newest_snapshot_keeps_the_previous_one_serving(
 
     # A restart restores the previous intact snapshot instead, again with an ERROR.
     caplog.clear()
-    restarted = build_live_index(settings)
+    restarted = LiveIndex.from_settings(settings)
     with caplog.at_level(logging.ERROR):
         restarted.start()
     try:

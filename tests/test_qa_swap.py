@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from services.qa.app import build_live_index, create_app
+from services.qa.app import create_app
 from shared.config import Settings
 from shared.gcp import firestore_client
+from shared.qa.live_index import LiveIndex
 from tests.qa_corpus import publish
 from tests.qa_support import ask, sign_in
 
@@ -22,7 +23,7 @@ def test_app_restores_the_newest_snapshot_and_answers_with_real_sources(
     emulators, settings: Settings, tmp_path: Path
 ) -> None:
     manifest = publish(settings, tmp_path)
-    live = build_live_index(settings)
+    live = LiveIndex.from_settings(settings)
     live.start()
     try:
         app = create_app(settings, live_index=live, db=firestore_client(settings.project_id))
@@ -56,7 +57,7 @@ def test_swap_under_concurrent_requests_has_zero_failures(
 ) -> None:
     first = publish(settings, tmp_path, version=1)
     settings = settings.model_copy(update={"snapshot_poll_seconds": 0.2, "rate_limit_per_minute": 100_000})
-    live = build_live_index(settings)
+    live = LiveIndex.from_settings(settings)
     live.start()
     app = create_app(settings, live_index=live, db=firestore_client(settings.project_id))
     data_dir = live.data_dir

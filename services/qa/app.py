@@ -12,11 +12,9 @@ import importlib
 import importlib.util
 import logging
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, jsonify, request
@@ -65,39 +63,6 @@ def add_nav_item(app: Flask, endpoint: str, label: str, admin_only: bool = False
     app.extensions["askbase"].nav.append(NavItem(endpoint, label, admin_only))
 
 
-def build_live_index(settings: Settings) -> LiveIndex:
-    """The production LiveIndex: snapshots from GCS, opened with the configured embedder."""
-    from shared.gcp import ensure_bucket, storage_client
-    from shared.knowledge.embeddings import load_embedder
-    from shared.knowledge.index import KnowledgeIndex
-    from shared.knowledge.snapshots import SnapshotStore
-
-    bucket = ensure_bucket(storage_client(settings.project_id), settings.bucket)
-    store = SnapshotStore(
-        bucket,
-        prefix=settings.snapshot_prefix,
-        keep=settings.snapshot_keep,
-        compression=settings.snapshot_compression,
-    )
-
-    def opener(path: Path) -> KnowledgeIndex:
-        return KnowledgeIndex.open(path, load_embedder(settings.embedder), collection=settings.collection)
-
-    def prewarm() -> None:
-        # Overlap the slow imports and the model load with the snapshot download: on a cold start
-        # these are a second or more each. load_embedder is cached under a lock, so the opener waits
-        # for this load instead of starting a second one.
-        try:
-            import chromadb  # noqa: F401
-
-            load_embedder(settings.embedder)
-        except Exception:
-            log.exception("prewarming the index dependencies failed; the first restore will retry")
-
-    threading.Thread(target=prewarm, name="index-prewarm", daemon=True).start()
-    return LiveIndex(store, opener, Path(settings.data_dir) / "qa", settings.snapshot_poll_seconds)
-
-
 def create_app(
     settings: Settings | None = None,
     live_index: LiveIndex | None = None,
@@ -130,14 +95,15 @@ def create_app(
         JSON_SORT_KEYS=False,
         TEMPLATES_AUTO_RELOAD=False,
     )
+    if live_index is None:
+        # First: its snapshot download starts in a child process and runs while the rest is set up.
+        live_index = LiveIndex.from_settings(settings)
+        if start_index:
+            live_index.start(wait=False)
     if db is None:
         from shared.gcp import firestore_client
 
         db = firestore_client(settings.project_id)
-    if live_index is None:
-        live_index = build_live_index(settings)
-        if start_index:
-            live_index.start(wait=False)
     conversations = ConversationStore(db, settings.conversation_retention_days)
     factory = answerer_factory or (lambda name: get_answerer(name, settings))
     app.extensions["askbase"] = QAContext(

@@ -14,8 +14,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from shared.knowledge.extract import ExtractedPage
+if TYPE_CHECKING:
+    # Types only: the index imports this module, and extraction pulls in trafilatura (0.2 s), which
+    # a service that only reads the index never needs.
+    from shared.knowledge.extract import ExtractedPage
 
 PATH_SEPARATOR = " > "
 # The heading path never takes more than this share of a chunk; the body is what gets retrieved.

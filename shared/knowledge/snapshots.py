@@ -34,6 +34,7 @@ import shutil
 import sqlite3
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -344,7 +345,7 @@ class SnapshotStore:
 
     def __init__(
         self,
-        bucket: storage.Bucket,
+        bucket: storage.Bucket | Callable[[], storage.Bucket],
         prefix: str = "snapshots/",
         keep: int = 7,
         compression: Compression = "zstd",
@@ -355,12 +356,24 @@ class SnapshotStore:
             raise ValueError(f"compression must be one of {sorted(_EXTENSIONS)}, not {compression!r}")
         if keep < 1:
             raise ValueError("keep must be at least 1")
-        self.bucket = bucket
+        # A callable is called on first use: a starting service builds the store before it needs the
+        # Cloud Storage client, and importing that client costs 0.4 s (see coldstart.py).
+        self._bucket = bucket
+        self._bucket_lock = threading.Lock()
         self.prefix = prefix if prefix.endswith("/") or not prefix else prefix + "/"
         self.keep = keep
         self.compression: Compression = compression
         self.verify = verify
         self.work_dir = work_dir
+
+    @property
+    def bucket(self) -> storage.Bucket:
+        """The bucket the snapshots live in."""
+        if callable(self._bucket):
+            with self._bucket_lock:
+                if callable(self._bucket):
+                    self._bucket = self._bucket()
+        return self._bucket
 
     # --- names --------------------------------------------------------------------------------------
     @property

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.processes import pid_alive
 
 if TYPE_CHECKING:
+    from shared.config import Settings
     from shared.knowledge.index import KnowledgeIndex
     from shared.knowledge.retrieval import Passage
 
@@ -120,6 +121,33 @@ def _manifest_dict(manifest: Any) -> dict[str, Any] | None:
     return None
 
 
+def _prepare_in_background(load_model: Callable[[], object]) -> Callable[[], None]:
+    """Import Chroma and load the model on two threads (the model load releases the GIL for part of
+    its time); returns a function that waits for both. Failures are logged: the first open retries."""
+
+    def import_chroma() -> None:
+        import chromadb  # noqa: F401
+
+    threads = []
+    for name, job in (("chroma", import_chroma), ("model", load_model)):
+
+        def run(job: Callable[[], object] = job, name: str = name) -> None:
+            try:
+                job()
+            except Exception:
+                log.exception("preparing the index (%s) failed; the first open will retry", name)
+
+        thread = threading.Thread(target=run, name=f"index-prepare-{name}", daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    def wait() -> None:
+        for thread in threads:
+            thread.join()
+
+    return wait
+
+
 class LiveIndex:
     """Serve the newest snapshot; swap newer ones in without failing a request."""
 
@@ -145,6 +173,45 @@ class LiveIndex:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LiveIndex:
+        """The production LiveIndex: snapshots from the configured bucket, opened with the configured
+        embedder, the first restore done by a child process (:mod:`shared.knowledge.coldstart`).
+
+        Returns at once with the child already running; call :meth:`start`.
+        """
+        from shared.knowledge.coldstart import ColdStartSource, StoreParams
+
+        data_dir = Path(settings.data_dir) / "qa"
+        source = ColdStartSource(
+            StoreParams(
+                project_id=settings.project_id,
+                bucket=settings.bucket,
+                prefix=settings.snapshot_prefix,
+                keep=settings.snapshot_keep,
+                compression=settings.snapshot_compression,
+            ),
+            data_dir,
+            log_level=settings.log_level,
+            json_logs=settings.is_production,
+        )
+        source.start()
+        # Imported here, before the threads below: two threads importing the same package at once can
+        # see it half-initialised (numpy, protobuf).
+        import shared.knowledge.snapshots  # noqa: F401
+        from shared.knowledge.embeddings import load_embedder
+        from shared.knowledge.index import KnowledgeIndex
+
+        ready = _prepare_in_background(lambda: load_embedder(settings.embedder))
+        # The in-process fallback imports the Cloud Storage client: not while Chroma is being imported.
+        source.before_fallback = ready
+
+        def opener(path: Path) -> KnowledgeIndex:
+            ready()
+            return KnowledgeIndex.open(path, load_embedder(settings.embedder), collection=settings.collection)
+
+        return cls(source, opener, data_dir, settings.snapshot_poll_seconds)
+
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self, wait: bool = True) -> None:
         """Load the newest snapshot and start the watcher.
@@ -162,6 +229,9 @@ class LiveIndex:
     def stop(self) -> None:
         """Stop the watcher and close the current copy (when its readers are done)."""
         self._stop.set()
+        close_source = getattr(self._store, "close", None)
+        if close_source is not None:
+            close_source()  # a cold-start child still fetching is of no use any more
         if self._thread is not None:
             self._thread.join(timeout=10)
         with self._lock:

@@ -1,0 +1,165 @@
+"""Cold start: the first restore runs in a child process and is handed over by a rename; a child that
+fails, hangs or cannot start costs time, never the index; a child never outlives its parent."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.config import Settings
+from shared.knowledge import coldstart
+from shared.knowledge.coldstart import ColdStartSource, StoreParams
+from shared.knowledge.index import KnowledgeIndex
+from shared.processes import pid_alive
+from shared.qa.live_index import LiveIndex
+from tests.qa_corpus import publish
+
+pytestmark = pytest.mark.emulators
+
+
+def params_for(settings: Settings) -> StoreParams:
+    return StoreParams(settings.project_id, settings.bucket, settings.snapshot_prefix, 7, "zstd")
+
+
+def test_the_child_restores_and_the_copy_is_handed_over(
+    emulators, settings: Settings, tmp_path: Path
+) -> None:
+    first = publish(settings, tmp_path, version=1)
+    work = tmp_path / "work"
+    source = ColdStartSource(params_for(settings), work)
+    source.start()
+    child = source._child
+    assert child is not None
+
+    pointer, generation = source.read_pointer()
+    assert child.returncode == 0  # the answer came from the child, which has finished
+    assert pointer.snapshot_id == first.id and generation > 0
+    restored = source.restore(tmp_path / "dest")
+    assert restored.snapshot_id == first.id and restored.manifest == first
+    assert restored.path.parent == tmp_path / "dest"
+    assert not list(work.glob("coldstart-*")), "the child's work directory was not removed"
+    with KnowledgeIndex.open(restored.path, _embedder(settings)) as index:
+        assert index.chunk_count() == first.chunk_count
+
+    # Every later call goes to the in-process store: it sees a newer snapshot.
+    second = publish(settings, tmp_path, version=2)
+    pointer, later_generation = source.read_pointer()
+    assert pointer.snapshot_id == second.id and later_generation > generation
+    assert source.restore(tmp_path / "dest2").snapshot_id == second.id
+
+
+def test_nothing_published_yet(emulators, settings: Settings, tmp_path: Path) -> None:
+    source = ColdStartSource(params_for(settings), tmp_path / "work")
+    source.start()
+    assert source.read_pointer() == (None, 0)
+    assert not list((tmp_path / "work").glob("coldstart-*"))
+
+
+@pytest.mark.parametrize("failure", ["cannot-start", "crashes", "hangs"])
+def test_a_failed_child_falls_back_to_an_in_process_restore(
+    emulators,
+    settings: Settings,
+    tmp_path: Path,
+    failure: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first = publish(settings, tmp_path, version=1)
+    source = ColdStartSource(
+        params_for(settings), tmp_path / "work", timeout=0.05 if failure == "hangs" else 600
+    )
+    if failure == "cannot-start":
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    elif failure == "crashes":
+        # Parameters the child's store rejects: it exits non-zero without writing a result.
+        source._params = StoreParams(settings.project_id, settings.bucket, "snapshots/", 7, "lzma")
+    with caplog.at_level(logging.ERROR, logger="shared.knowledge.coldstart"):
+        source.start()
+        if failure == "crashes":
+            source._child.wait(timeout=60)
+            source._params = params_for(settings)  # the in-process store uses the right bucket
+        pointer, _ = source.read_pointer()
+    assert pointer.snapshot_id == first.id
+    assert source.restore(tmp_path / "dest").snapshot_id == first.id
+    assert "restoring in-process" in caplog.text
+    assert not list((tmp_path / "work").glob("coldstart-*"))
+
+
+def test_live_index_from_settings_serves_the_childs_copy(
+    emulators, settings: Settings, tmp_path: Path
+) -> None:
+    first = publish(settings, tmp_path, version=1)
+    live = LiveIndex.from_settings(settings)
+    assert isinstance(live._store, ColdStartSource) and live._store._child is not None
+    live.start()
+    try:
+        assert live.status().snapshot_id == first.id
+        assert live.search("How do I rotate a Telegram bot token?", 3)
+    finally:
+        live.stop()
+    assert not list((Path(settings.data_dir) / "qa").iterdir()), "stop() left a copy behind"
+
+
+def test_leftovers_of_dead_parents_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / f"coldstart-{int(dead.stdout)}-abc"
+    (stale / "snap").mkdir(parents=True)
+    mine_running = tmp_path / f"coldstart-{os.getppid()}-def"  # a live process's (pytest's parent)
+    mine_running.mkdir()
+    coldstart._remove_dead_work_dirs(tmp_path)
+    assert not stale.exists()
+    assert mine_running.exists()
+
+
+def test_a_child_dies_with_its_parent(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    parent_code = textwrap.dedent(
+        f"""
+        import os, subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", '''
+        import os, sys, time
+        from shared.processes import die_with_parent
+        die_with_parent({{parent}})
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        time.sleep(60)
+        '''.replace("{{parent}}", str(os.getpid()))])
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=Path(__file__).parents[1])
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.05)
+    child_pid = int(pid_file.read_text())
+    assert pid_alive(child_pid)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while pid_alive(child_pid):
+        assert time.monotonic() < deadline, "the child outlived its SIGKILLed parent"
+        time.sleep(0.05)
+
+
+def test_a_child_whose_parent_is_already_gone_exits(tmp_path: Path) -> None:
+    code = "from shared.processes import die_with_parent; die_with_parent(1); print('still here')"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1]
+    )
+    assert out.returncode == 1 and "still here" not in out.stdout
+
+
+def _embedder(settings: Settings):
+    from shared.knowledge.embeddings import load_embedder
+
+    return load_embedder(settings.embedder)
