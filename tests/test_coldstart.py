@@ -108,6 +108,33 @@ def test_live_index_from_settings_serves_the_childs_copy(
     assert not list((Path(settings.data_dir) / "qa").iterdir()), "stop() left a copy behind"
 
 
+def test_stopping_during_the_cold_start_kills_the_child_at_once(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    stuck = tmp_path / "stuck-python"
+    stuck.write_text("#!/bin/sh\nexec sleep 120\n")
+    stuck.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(stuck))  # a child that never finishes
+    source = ColdStartSource(params_for(settings), tmp_path / "work")
+    source.start()
+    child = source._child
+
+    def never_opened(path: Path) -> KnowledgeIndex:
+        raise AssertionError("nothing was restored, so nothing may be opened")
+
+    live = LiveIndex(source, never_opened, tmp_path / "work")
+    with caplog.at_level(logging.WARNING):
+        live.start(wait=False)
+        time.sleep(0.3)  # the watcher is now waiting for the child
+        started = time.monotonic()
+        live.stop()
+        assert time.monotonic() - started < 5
+    assert child.poll() is not None, "the child still runs"
+    assert not live._thread.is_alive()
+    assert not list((tmp_path / "work").glob("coldstart-*"))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
 def test_leftovers_of_dead_parents_are_removed(tmp_path: Path) -> None:
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True

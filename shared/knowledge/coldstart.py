@@ -100,9 +100,11 @@ class ColdStartSource:
         self._log_args = [log_level, "json" if json_logs else "text"]
         self._lock = threading.Lock()
         self._child: subprocess.Popen[bytes] | None = None
+        self._collected = False
         self._work_dir: Path | None = None
         self._started_at = 0.0
         self._pending: _ChildResult | None = None
+        self._closed = False
         #: Called once before the in-process store is first used (see LiveIndex.from_settings).
         self.before_fallback: Callable[[], object] | None = None
 
@@ -145,6 +147,8 @@ class ColdStartSource:
     def read_pointer(self) -> tuple[Pointer | None, int]:
         """The child's pointer read the first time (waiting for the child), the store's after that."""
         result = self._collect()
+        if self._closed:
+            return None, 0  # the owner is stopping: nothing to load
         if self._pending is not None and self._pending.restored is not None:
             self._cleanup()  # the caller read the pointer again instead of restoring: drop the copy
         self._pending = result
@@ -169,21 +173,33 @@ class ColdStartSource:
         return restored
 
     def close(self) -> None:
-        """Stop the child if it still runs and delete what it left (for a service stopping early)."""
-        with self._lock:
-            child = self._child
-            if child is not None and child.poll() is None:
-                child.kill()
-                child.wait()
-            self._cleanup()
+        """Stop the child if it still runs and delete what it left (for a service stopping early).
+
+        Never waits for a thread blocked in :meth:`read_pointer`: that one finds its child killed and
+        cleans up itself.
+        """
+        self._closed = True
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.kill()
+        if self._lock.acquire(blocking=False):
+            try:
+                if child is not None:
+                    child.wait()
+                self._collected = True
+                self._pending = None
+                self._cleanup()
+            finally:
+                self._lock.release()
 
     # --- internals -----------------------------------------------------------------------------------
     def _collect(self) -> _ChildResult | None:
         """Wait for the child once; its result, or None (logged) when it failed or never ran."""
         with self._lock:
-            child, self._child = self._child, None
-            if child is None:
+            child = self._child
+            if child is None or self._collected:
                 return None
+            self._collected = True
             try:
                 code = child.wait(timeout=self._timeout)
             except subprocess.TimeoutExpired:
@@ -192,6 +208,9 @@ class ColdStartSource:
                 log.error(
                     "cold-start restore ran over %.0f s and was killed; restoring in-process", self._timeout
                 )
+                self._cleanup()
+                return None
+            if self._closed:
                 self._cleanup()
                 return None
             assert self._work_dir is not None

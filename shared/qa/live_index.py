@@ -271,6 +271,8 @@ class LiveIndex:
             return self._check()
 
     def _check(self) -> bool:
+        if self._stop.is_set():
+            return False
         try:
             pointer, generation = self._store.read_pointer()
         except Exception as exc:
@@ -279,6 +281,8 @@ class LiveIndex:
                 self._state = "empty"
             return False
         self._last_checked_at = datetime.now(UTC)
+        if self._stop.is_set():
+            return False
         if generation == 0:
             if self._current is None:
                 self._state = "empty"
