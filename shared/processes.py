@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Callable
@@ -67,3 +68,18 @@ def die_with_parent(parent_pid: int) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+def remove_orphaned_dirs(root: Path, prefix: str) -> None:
+    """Delete the directories ``root/<prefix><pid>-…`` whose process is gone.
+
+    Ones named with this process's pid go too: the caller has created none yet, so they are a previous
+    life's (containers reuse pids). Directories of other live processes (sibling workers) stay.
+    """
+    for child in Path(root).glob(prefix + "*"):
+        try:
+            pid = int(child.name[len(prefix) :].split("-", 1)[0])
+        except ValueError:
+            pid = 0
+        if pid == os.getpid() or not pid_alive(pid):
+            shutil.rmtree(child, ignore_errors=True)

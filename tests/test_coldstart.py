@@ -18,7 +18,7 @@ from shared.config import Settings
 from shared.knowledge import coldstart
 from shared.knowledge.coldstart import ColdStartSource, StoreParams
 from shared.knowledge.index import KnowledgeIndex
-from shared.processes import pid_alive
+from shared.processes import pid_alive, remove_orphaned_dirs
 from shared.qa.live_index import LiveIndex
 from tests.qa_corpus import publish
 
@@ -143,7 +143,7 @@ def test_leftovers_of_dead_parents_are_removed(tmp_path: Path) -> None:
     (stale / "snap").mkdir(parents=True)
     mine_running = tmp_path / f"coldstart-{os.getppid()}-def"  # a live process's (pytest's parent)
     mine_running.mkdir()
-    coldstart._remove_dead_work_dirs(tmp_path)
+    remove_orphaned_dirs(tmp_path, coldstart.WORK_DIR_PREFIX)
     assert not stale.exists()
     assert mine_running.exists()
 

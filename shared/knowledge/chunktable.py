@@ -21,7 +21,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from shared.atomicfiles import write_atomically
+from shared.knowledge.chunker import Chunk
 from shared.knowledge.retrieval import BM25
 
 log = logging.getLogger(__name__)
@@ -39,24 +40,10 @@ _COLUMNS = ("id", "text", "url", "title", "anchor", "source", "content_hash", "p
 
 
 @dataclass(frozen=True)
-class StoredChunk:
-    """The local copy of a chunk's text and metadata (Chroma holds the same plus the vector)."""
-
-    id: str
-    text: str
-    url: str
-    title: str
-    anchor: str
-    source: str
-    content_hash: str
-    position: int
-
-
-@dataclass(frozen=True)
 class ChunkTable:
     """What :func:`load` returns: the chunks in their saved order and the BM25 built over them."""
 
-    chunks: list[StoredChunk]
+    chunks: list[Chunk]
     bm25: BM25
 
 
@@ -69,7 +56,7 @@ def _from_json_array(array: np.ndarray) -> Any:
     return json.loads(array.tobytes().decode("utf-8"))
 
 
-def save(directory: Path, chunks: list[StoredChunk], bm25: BM25, embedder_id: str) -> Path:
+def save(directory: Path, chunks: list[Chunk], bm25: BM25, embedder_id: str) -> Path:
     """Write the table for ``chunks`` (in this order) and ``bm25`` (built over the same chunks, same order).
 
     Atomic (temporary file, fsync, rename): a reader or a crash sees the old file, the new one or none.
@@ -84,16 +71,7 @@ def save(directory: Path, chunks: list[StoredChunk], bm25: BM25, embedder_id: st
         **{f"bm25_{name}": array for name, array in bm25.to_arrays().items()},
     }
     target = Path(directory) / FILE_NAME
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=FILE_NAME, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_atomically(target, lambda handle: np.savez(handle, **arrays))
     return target
 
 
@@ -123,7 +101,7 @@ def load(directory: Path, embedder_id: str, expected_count: int) -> ChunkTable |
             columns = _from_json_array(data["columns"])
             bm25_arrays = {name[5:]: data[name] for name in data.files if name.startswith("bm25_")}
         ids = columns["id"]
-        chunks = list(map(StoredChunk, *(columns[name] for name in _COLUMNS)))
+        chunks = list(map(Chunk, *(columns[name] for name in _COLUMNS)))
         return ChunkTable(chunks, BM25.from_arrays(ids, bm25_arrays))
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, io.UnsupportedOperation) as exc:
         log.warning("chunk table %s is unreadable (%s: %s): rebuilding", path, type(exc).__name__, exc)

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.processes import die_with_parent, pid_alive
+from shared.processes import die_with_parent, remove_orphaned_dirs
 
 if TYPE_CHECKING:
     from shared.knowledge.snapshots import Pointer, RestoredSnapshot, SnapshotStore
@@ -124,7 +124,8 @@ class ColdStartSource:
             if self._child is not None:
                 return
             self._work_root.mkdir(parents=True, exist_ok=True)
-            _remove_dead_work_dirs(self._work_root)
+            # A parent killed before it collected its child leaves the child's directory behind.
+            remove_orphaned_dirs(self._work_root, WORK_DIR_PREFIX)
             prefix = f"{WORK_DIR_PREFIX}{os.getpid()}-"
             self._work_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=self._work_root))
             command = [
@@ -254,17 +255,6 @@ def _read_result(path: Path) -> _ChildResult:
         manifest = Manifest.from_json(json.dumps(item["manifest"]).encode())
         restored = RestoredSnapshot(item["snapshot_id"], copy, manifest, int(item["generation"]))
     return _ChildResult(pointer, int(raw["generation"]), restored)
-
-
-def _remove_dead_work_dirs(root: Path) -> None:
-    # A parent killed before it collected its child leaves the child's directory behind.
-    for child in root.glob(WORK_DIR_PREFIX + "*"):
-        try:
-            pid = int(child.name[len(WORK_DIR_PREFIX) :].split("-", 1)[0])
-        except ValueError:
-            continue
-        if pid == os.getpid() or not pid_alive(pid):
-            shutil.rmtree(child, ignore_errors=True)
 
 
 def _write_result(path: Path, payload: dict[str, Any]) -> None:

@@ -16,7 +16,6 @@ import hashlib
 import inspect
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from shared.atomicfiles import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -278,16 +279,7 @@ def cached_onnx_model(directory: Path | None = None, cache: Path | None = None) 
     log.info("built %s ONNX graph in %.1f s", MINILM_ID, time.perf_counter() - started)
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=cache, prefix=target.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        write_atomically(target, lambda handle: handle.write(data))
     except OSError as exc:
         # A read-only home (some containers) must not stop answering: run from memory instead.
         log.warning("cannot cache the ONNX model under %s (%s); using it from memory", cache, exc)

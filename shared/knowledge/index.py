@@ -22,8 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -34,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from shared.atomicfiles import write_atomically
 from shared.knowledge import chunktable
 from shared.knowledge.chunker import Chunk
-from shared.knowledge.chunktable import StoredChunk
 from shared.knowledge.embeddings import Embedder
 from shared.knowledge.retrieval import BM25, Passage, fuse_and_dedupe
 
@@ -80,20 +78,11 @@ def _utc_now() -> str:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` via a temporary file + rename: readers see the old or the new file."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        # One compact string, one write: the sidecar is rewritten after every page, so its cost is
-        # paid once per page per scrape (indent and json.dump's many small writes tripled it).
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    """Write JSON to ``path`` atomically (:mod:`shared.atomicfiles`): readers see the old or the new file."""
+    # One compact string, one write: the sidecar is rewritten after every batch of pages, so its cost is
+    # paid on every scrape (indent and json.dump's many small writes tripled it).
+    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    write_atomically(path, lambda handle: handle.write(data))
 
 
 class KnowledgeIndex:
@@ -118,7 +107,7 @@ class KnowledgeIndex:
         self._client = client
         self._collection = collection
         self._pages: dict[str, PageRecord] = pages
-        self._chunks: dict[str, StoredChunk] = {}
+        self._chunks: dict[str, Chunk] = {}
         self._by_url: dict[str, list[str]] = {}
         # BM25 is rebuilt lazily after writes; _generation tells a finished rebuild whether a write
         # happened while it ran (then its result is already stale and is not kept).
@@ -365,7 +354,7 @@ class KnowledgeIndex:
         if self._closed:
             raise RuntimeError(f"the index at {self.path} is closed")
 
-    def _read_chunks_from_chroma(self) -> list[StoredChunk]:
+    def _read_chunks_from_chroma(self) -> list[Chunk]:
         """Every chunk's text and metadata, read out of Chroma (the slow path of :meth:`open`)."""
         total = self._collection.count()
         page = 5000
@@ -374,7 +363,7 @@ class KnowledgeIndex:
             got = self._collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
             for chunk_id, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
                 chunks.append(
-                    StoredChunk(
+                    Chunk(
                         id=chunk_id,
                         text=text or "",
                         url=str(meta.get("url", "")),
@@ -387,7 +376,7 @@ class KnowledgeIndex:
                 )
         return chunks
 
-    def _adopt_chunks(self, chunks: list[StoredChunk]) -> None:
+    def _adopt_chunks(self, chunks: list[Chunk]) -> None:
         """Hold ``chunks`` in memory (BM25 and passages need them), each page's in position order."""
         for chunk in chunks:
             self._remember(chunk)
@@ -402,7 +391,7 @@ class KnowledgeIndex:
             probe[0] = 1.0
             self._collection.query(query_embeddings=[probe.tolist()], n_results=1, include=[])
 
-    def _remember(self, chunk: StoredChunk) -> None:
+    def _remember(self, chunk: Chunk) -> None:
         self._chunks[chunk.id] = chunk
         self._by_url.setdefault(chunk.url, []).append(chunk.id)
 
@@ -463,18 +452,7 @@ class KnowledgeIndex:
                 ],
             )
         for chunk in chunks:
-            self._remember(
-                StoredChunk(
-                    id=chunk.id,
-                    text=chunk.text,
-                    url=chunk.url,
-                    title=chunk.title,
-                    anchor=chunk.anchor,
-                    source=chunk.source,
-                    content_hash=chunk.content_hash,
-                    position=chunk.position,
-                )
-            )
+            self._remember(chunk)  # Chunk is frozen: holding the caller's object is safe
         self._changed()
 
     def _mark_dirty(self) -> None:

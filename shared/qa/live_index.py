@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.processes import pid_alive
+from shared.processes import remove_orphaned_dirs
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -241,16 +241,9 @@ class LiveIndex:
             current.dispose()
 
     def _remove_stale_copies(self) -> None:
-        # Copies left by a dead process (a crash, a kill -9) are garbage. Copies of *live* processes are
-        # not: several gunicorn workers may share data_dir. Our own pid's copies are a previous life's
-        # (containers reuse pids), since this process has not restored anything yet.
-        for child in self.data_dir.glob(DIR_PREFIX + "*"):
-            try:
-                pid = int(child.name[len(DIR_PREFIX) :].split("-", 1)[0])
-            except ValueError:
-                pid = 0
-            if pid == os.getpid() or not pid_alive(pid):
-                shutil.rmtree(child, ignore_errors=True)
+        # Copies left by a dead process (a crash, a kill -9) are garbage; copies of *live* processes are
+        # not: several gunicorn workers may share data_dir.
+        remove_orphaned_dirs(self.data_dir, DIR_PREFIX)
 
     def _watch(self) -> None:
         first = self._current is None and self._state == "starting"
