@@ -15,7 +15,6 @@ Every child runs in its own process group and, when started attached, dies with 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from shared.processes import pid_alive
+from shared.processes import pid_alive, with_parent_death
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +55,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    os.setsid()
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _detach() -> None:  # pragma: no cover - runs in the child between fork and exec
-    os.setsid()
 
 
 def _fake_gcs_binary() -> Path:
@@ -244,12 +232,12 @@ class EmulatorStack:
         logfile = self.workdir / f"{name}.log"
         with open(logfile, "wb") as out:
             proc = subprocess.Popen(
-                argv,
+                with_parent_death(argv) if self.attached else argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.workdir,
-                preexec_fn=_die_with_parent if self.attached else _detach,
+                start_new_session=True,
             )
         return Emulator(name=name, port=port, pid=proc.pid, _proc=proc)
 

@@ -12,8 +12,9 @@ import ctypes
 import os
 import shutil
 import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -83,3 +84,25 @@ def remove_orphaned_dirs(root: Path, prefix: str) -> None:
             pid = 0
         if pid == os.getpid() or not pid_alive(pid):
             shutil.rmtree(child, ignore_errors=True)
+
+
+def with_parent_death(argv: Sequence[str]) -> list[str]:
+    """``argv`` behind a small launcher that arms :func:`die_with_parent` for this process, then execs it.
+
+    Use it instead of a ``preexec_fn`` doing the same: a ``preexec_fn`` makes subprocess fork() instead of
+    vfork(), fork() runs gRPC's fork handlers, and in a process with live gRPC channels (Firestore,
+    Pub/Sub) those restart a poller thread that can abort the child before it execs (grpc/grpc#43055;
+    seen here as a service "exited with -6"). Pair it with ``start_new_session=True`` for a process group
+    of its own.
+    """
+    return [sys.executable, "-m", "shared.processes", str(os.getpid()), *argv]
+
+
+def _launch(args: Sequence[str]) -> None:  # pragma: no cover - replaced by exec
+    parent, *argv = args
+    die_with_parent(int(parent))
+    os.execvp(argv[0], argv)  # noqa: S606 - the argv is the caller's own command, no shell by design
+
+
+if __name__ == "__main__":
+    _launch(sys.argv[1:])

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from shared.config import Settings
 from shared.knowledge import coldstart
 from shared.knowledge.coldstart import ColdStartSource, StoreParams
 from shared.knowledge.index import KnowledgeIndex
-from shared.processes import pid_alive, remove_orphaned_dirs
+from shared.processes import remove_orphaned_dirs
 from shared.qa.live_index import LiveIndex
 from tests.qa_corpus import publish
 
@@ -146,44 +144,6 @@ def test_leftovers_of_dead_parents_are_removed(tmp_path: Path) -> None:
     remove_orphaned_dirs(tmp_path, coldstart.WORK_DIR_PREFIX)
     assert not stale.exists()
     assert mine_running.exists()
-
-
-def test_a_child_dies_with_its_parent(tmp_path: Path) -> None:
-    pid_file = tmp_path / "child.pid"
-    parent_code = textwrap.dedent(
-        f"""
-        import os, subprocess, sys, time
-        child = subprocess.Popen([sys.executable, "-c", '''
-        import os, sys, time
-        from shared.processes import die_with_parent
-        die_with_parent({{parent}})
-        open({str(pid_file)!r}, "w").write(str(os.getpid()))
-        time.sleep(60)
-        '''.replace("{{parent}}", str(os.getpid()))])
-        time.sleep(60)
-        """
-    )
-    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=Path(__file__).parents[1])
-    deadline = time.monotonic() + 30
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline, "the child never started"
-        time.sleep(0.05)
-    child_pid = int(pid_file.read_text())
-    assert pid_alive(child_pid)
-    parent.send_signal(signal.SIGKILL)
-    parent.wait()
-    deadline = time.monotonic() + 10
-    while pid_alive(child_pid):
-        assert time.monotonic() < deadline, "the child outlived its SIGKILLed parent"
-        time.sleep(0.05)
-
-
-def test_a_child_whose_parent_is_already_gone_exits(tmp_path: Path) -> None:
-    code = "from shared.processes import die_with_parent; die_with_parent(1); print('still here')"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1]
-    )
-    assert out.returncode == 1 and "still here" not in out.stdout
 
 
 def _embedder(settings: Settings):

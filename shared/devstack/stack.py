@@ -23,7 +23,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.emulators import EmulatorStack, _die_with_parent, free_port
+from shared.emulators import EmulatorStack, free_port
+from shared.processes import with_parent_death
 
 log = logging.getLogger(__name__)
 QA_GUNICORN_CONF = Path(__file__).resolve().parents[2] / "services" / "qa" / "gunicorn.conf.py"
@@ -153,12 +154,12 @@ class LocalStack:
         for service in chosen:
             out = open(logs_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - lives as long as the child
             service.proc = subprocess.Popen(
-                service.argv,
+                with_parent_death(service.argv),
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                start_new_session=True,
             )
         for service in chosen:
             self._wait_ready(service, timeout)

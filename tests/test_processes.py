@@ -1,0 +1,87 @@
+"""Process plumbing: helper processes die with their parent, whether they arm that themselves or are
+started through the launcher."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from shared.processes import pid_alive, with_parent_death
+
+ROOT = Path(__file__).parents[1]
+
+
+def _wait_gone(pid: int, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while pid_alive(pid):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_child_dies_with_its_parent(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    parent_code = textwrap.dedent(
+        f"""
+        import os, subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", '''
+        import os, sys, time
+        from shared.processes import die_with_parent
+        die_with_parent({{parent}})
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        time.sleep(60)
+        '''.replace("{{parent}}", str(os.getpid()))])
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.05)
+    child_pid = int(pid_file.read_text())
+    assert pid_alive(child_pid)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    _wait_gone(child_pid, "the child outlived its SIGKILLed parent")
+
+
+def test_a_child_whose_parent_is_already_gone_exits(tmp_path: Path) -> None:
+    code = "from shared.processes import die_with_parent; die_with_parent(1); print('still here')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 1 and "still here" not in out.stdout
+
+
+def test_the_launcher_execs_the_command_and_it_dies_with_the_parent(tmp_path: Path) -> None:
+    pid_file = tmp_path / "sleep.pid"
+    # The parent starts `sh -c 'echo $$ > file; exec sleep 60'` through the launcher, then waits.
+    parent_code = textwrap.dedent(
+        f"""
+        import subprocess, time
+        from shared.processes import with_parent_death
+        argv = ["sh", "-c", "echo $$ > {pid_file}; exec sleep 60"]
+        subprocess.Popen(with_parent_death(argv), start_new_session=True)
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline, "the launched command never ran"
+        time.sleep(0.05)
+    child_pid = int(pid_file.read_text())
+    # exec kept the pid: the process is the command itself, not a launcher waiting for it.
+    assert Path(f"/proc/{child_pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    _wait_gone(child_pid, "the launched command outlived its SIGKILLed parent")
+
+
+def test_with_parent_death_wraps_argv_for_this_process() -> None:
+    argv = with_parent_death(["java", "-jar", "x.jar"])
+    assert argv[:3] == [sys.executable, "-m", "shared.processes"]
+    assert argv[3] == str(os.getpid()) and argv[4:] == ["java", "-jar", "x.jar"]
