@@ -99,6 +99,8 @@ QA_MATRIX = [
     ),
     ("POST", "/bots/{bot}/start", {"data": {}}, (403, 404, 302, 302)),
     ("POST", "/bots/{bot}/stop", {"data": {}}, (403, 404, 302, 302)),
+    # No token in the form: the owner is sent back with an error, others never learn the bot exists.
+    ("POST", "/bots/{bot}/token", {"data": {}}, (403, 404, 302, 302)),
 ]
 
 
@@ -132,6 +134,7 @@ BOTRUNNER_MATRIX = [
     ("GET", "/api/bots/{bot}/activity", (401, 404, 200, 200)),
     ("POST", "/api/bots/{bot}/start", (401, 404, 200, 200)),
     ("POST", "/api/bots/{bot}/stop", (401, 404, 200, 200)),
+    ("POST", "/api/bots/{bot}/token", (401, 404, 400, 400)),  # a token Telegram rejects: 400, not 404
     ("DELETE", "/api/bots/{bot}", (401, 404, 200, None)),  # the owner deletes it; admins: see below
 ]
 
@@ -149,7 +152,11 @@ def test_botrunner_endpoints(world: dict[str, Any]) -> None:
         path = template.format(bot=world["bot"])
         got = {}
         for role in ("anonymous", "other", "admin", "owner") if method != "DELETE" else ROLES[:3]:
-            kwargs = {"json": {"name": "Renamed"}} if method == "PATCH" else {}
+            kwargs: dict[str, Any] = {}
+            if method == "PATCH":
+                kwargs = {"json": {"name": "Renamed"}}
+            elif template.endswith("/token"):
+                kwargs = {"json": {"token": "123456789:AA-not-a-token-telegram-knows"}}
             response = client.open(path, method=method, headers=headers[role], **kwargs)
             assert world["token"] not in response.get_data(as_text=True)
             got[role] = response.status_code

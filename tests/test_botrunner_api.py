@@ -105,6 +105,7 @@ def test_other_users_get_404_everywhere(client: FlaskClient, tg: FakeTelegram) -
         ("post", f"/api/bots/{bot_id}/stop", None),
         ("post", f"/api/bots/{bot_id}/restart", None),
         ("get", f"/api/bots/{bot_id}/activity", None),
+        ("post", f"/api/bots/{bot_id}/token", {"token": token}),
     ]
     for method, path, body in calls:
         response = getattr(client, method)(path, json=body, headers=BOB)
@@ -142,13 +143,32 @@ def test_no_token_in_any_response_or_log_line(
     record(client.get(f"/api/bots/{bot_id}/activity", headers=ANN))
     # A second registration attempt with the same (now revoked) token fails: the error names no token.
     record(client.post("/api/bots", json={"platform": "telegram", "name": "x", "token": token}, headers=ANN))
+    # So does replacing it with itself; then the token @BotFather issued instead is accepted.
+    record(client.post(f"/api/bots/{bot_id}/token", json={"token": token}, headers=ANN))
+    old_secret = control.registry.webhook_secret(control.registry.get_bot(bot_id))
+    new_token = tg.reissue_token(token)
+    replaced = record(client.post(f"/api/bots/{bot_id}/token", json={"token": new_token}, headers=ANN))
+    assert replaced.status_code == 200 and replaced.get_json()["status"] == "running"
 
     secret = control.registry.webhook_secret(control.registry.get_bot(bot_id))
-    token_secret_part = token.split(":", 1)[1]
     everything = "\n".join(bodies) + "\n" + caplog.text + "\n".join(r.getMessage() for r in caplog.records)
     assert "error" in everything  # the failures above really were reported
-    for value in (token, token_secret_part, secret):
+    for value in (token, token.split(":", 1)[1], new_token, new_token.split(":", 1)[1], old_secret, secret):
         assert value not in everything
+
+
+def test_replace_token_over_http(client: FlaskClient, tg: FakeTelegram, control: BotControl) -> None:
+    bot, token = _register(client, tg)
+    path = f"/api/bots/{bot['id']}/token"
+    assert client.post(path, data="{nope", headers=ANN, content_type="application/json").status_code == 400
+    assert client.post(path, json={"token": "short"}, headers=ANN).status_code == 400
+    other = client.post(path, json={"token": tg.add_bot(username="other_bot")}, headers=ANN)
+    assert other.status_code == 400 and "@other_bot" in other.get_json()["error"]
+    assert client.post("/api/bots/nope/token", json={"token": token}, headers=ANN).status_code == 404
+    new_token = tg.reissue_token(token)
+    replaced = client.post(path, json={"token": new_token}, headers=ANN)
+    assert replaced.status_code == 200 and replaced.get_json()["id"] == bot["id"]
+    assert control.registry.decrypt_token(control.registry.get_bot(bot["id"])) == new_token
 
 
 def test_reconcile_endpoint(client: FlaskClient, tg: FakeTelegram) -> None:

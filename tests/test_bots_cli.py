@@ -55,6 +55,24 @@ def test_list_start_stop_logs(cli_env, control: BotControl, tg: FakeTelegram) ->
     assert runner.invoke(bots_group, ["reconcile"]).exit_code == 0
 
 
+def test_token_command_reads_the_token_from_a_prompt_never_argv(
+    cli_env, control: BotControl, tg: FakeTelegram
+) -> None:
+    old = tg.add_bot(username="cli_bot")
+    bot = control.create_bot(ANN, {"platform": "telegram", "name": "Cli", "token": old})
+    control.start_bot(ANN, bot.id)
+    new = tg.reissue_token(old)
+    result = CliRunner().invoke(bots_group, ["token", bot.id], input=new + "\n")
+    assert result.exit_code == 0, result.output
+    assert new not in result.output and "running" in result.output
+    assert control.registry.decrypt_token(control.registry.get_bot(bot.id)) == new
+    assert tg.webhook(new) is not None
+    wrong = CliRunner().invoke(bots_group, ["token", bot.id], input=tg.add_bot(username="x_bot") + "\n")
+    assert wrong.exit_code != 0 and "belongs to @x_bot" in wrong.output
+    missing = CliRunner().invoke(bots_group, ["token", "nope"], input=new + "\n")
+    assert missing.exit_code != 0 and "No such bot" in missing.output
+
+
 def test_poll_refuses_a_running_bot_without_stop(cli_env, control: BotControl, tg: FakeTelegram) -> None:
     token = tg.add_bot()
     bot = control.create_bot(ANN, {"platform": "telegram", "name": "P", "token": token})

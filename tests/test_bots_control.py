@@ -290,3 +290,80 @@ def test_concurrent_start_and_stop_end_consistent(control: BotControl, tg: FakeT
         else:
             assert final.status == "stopped"
             assert tg.webhook(token) is None
+
+
+# --- token replacement ------------------------------------------------------------------------
+
+
+def test_replacing_a_revoked_telegram_token_keeps_the_bot_and_renews_the_secret(
+    control: BotControl, tg: FakeTelegram, tg_hook: RecordingEndpoint
+) -> None:
+    bot, old_token = telegram_bot(control, tg)
+    running = control.start_bot(ANN, bot.id)
+    old_secret = control.registry.webhook_secret(running)
+    new_token = tg.reissue_token(old_token)  # the owner ran /revoke after a leak
+    assert control.start_bot(ANN, bot.id).status == "error"  # the stored token is dead now
+
+    replaced = control.replace_token(ANN, bot.id, {"token": new_token})
+    assert replaced.id == bot.id and replaced.status == "running" and replaced.last_error is None
+    assert control.registry.decrypt_token(replaced) == new_token
+    new_secret = control.registry.webhook_secret(replaced)
+    assert new_secret != old_secret
+    hook = tg.webhook(new_token)
+    assert hook.url == f"{tg_hook.url}/telegram/{bot.id}"  # same URL: nothing to reconfigure
+    assert hook.secret_token == new_secret
+    assert [e.kind for e in control.activity(ANN, bot.id).items][:2] == ["restarted", "token"]
+    # Neither token is stored or shown in plaintext.
+    raw = control.registry._ref(bot.id).get().to_dict()
+    assert not {old_token, new_token, new_secret} & {str(v) for v in raw.values()}
+    assert new_token not in str(replaced.to_public())
+
+
+def test_a_stopped_bot_gets_its_new_token_without_touching_the_platform(
+    control: BotControl, tg: FakeTelegram
+) -> None:
+    bot, old_token = telegram_bot(control, tg)
+    new_token = tg.reissue_token(old_token)
+    replaced = control.replace_token(ANN, bot.id, {"token": new_token})
+    assert replaced.status == "stopped" and replaced.desired == "stopped"
+    assert control.registry.decrypt_token(replaced) == new_token
+    assert not tg.calls_for(new_token, "setWebhook")
+    assert control.start_bot(ANN, bot.id).status == "running"
+
+
+def test_a_token_of_another_bot_or_a_bad_token_changes_nothing(control: BotControl, tg: FakeTelegram) -> None:
+    bot, token = telegram_bot(control, tg)
+    other = tg.add_bot(username="other_bot")
+    before = control.registry.get_bot(bot.id)
+    with pytest.raises(BadRequest, match="belongs to @other_bot, not to @docs_bot"):
+        control.replace_token(ANN, bot.id, {"token": other})
+    dead = tg.add_bot(username="dead_bot")
+    tg.revoke(dead)
+    with pytest.raises(BadRequest, match="rejected this token"):
+        control.replace_token(ANN, bot.id, {"token": dead})
+    for data in ({}, {"token": ""}, {"token": "not-a-token"}, [1]):
+        with pytest.raises(BadRequest):
+            control.replace_token(ANN, bot.id, data)
+    with pytest.raises(NotFound):
+        control.replace_token(BOB, bot.id, {"token": token})  # not Bob's bot
+    after = control.registry.get_bot(bot.id)
+    assert (after.token_enc, after.webhook_secret_enc, after.generation) == (
+        before.token_enc,
+        before.webhook_secret_enc,
+        before.generation,
+    )
+
+
+def test_replacing_a_discord_bot_token(
+    control: BotControl, dc: FakeDiscord, dc_hook: RecordingEndpoint, discord_keys: dict[str, str]
+) -> None:
+    bot, app = discord_bot(control, dc, discord_keys)
+    control.start_bot(ANN, bot.id)
+    new_token = dc.reset_token(app.id)
+    replaced = control.replace_token(ANN, bot.id, {"bot_token": new_token})
+    assert replaced.status == "running"
+    assert control.registry.decrypt_token(replaced) == new_token
+    assert dc.app(app.id).interactions_endpoint_url == f"{dc_hook.url}/discord/{bot.id}"
+    other = dc.add_application()
+    with pytest.raises(BadRequest, match="another Discord application"):
+        control.replace_token(ANN, bot.id, {"bot_token": other.bot_token})

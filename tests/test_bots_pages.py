@@ -91,6 +91,35 @@ def test_add_start_edit_logs_delete(app, tg: FakeTelegram) -> None:
         assert token not in text and token.split(":")[1] not in text
 
 
+def test_replace_token_page(app, tg: FakeTelegram) -> None:
+    client, csrf = _client(app, "ann@example.com")
+    token = tg.add_bot(username="docs_bot")
+    response = client.post(
+        "/bots/new",
+        data={"csrf_token": csrf, "platform": "telegram", "name": "Docs", "token": token, "start": "1"},
+    )
+    bot_id = response.headers["Location"].rsplit("/", 1)[-1]
+    assert 'id="replace-token"' in client.get(f"/bots/{bot_id}").get_data(as_text=True)
+
+    wrong = client.post(
+        f"/bots/{bot_id}/token", data={"csrf_token": csrf, "token": tg.add_bot(username="x_bot")}
+    )
+    assert wrong.status_code == 302
+    assert "belongs to @x_bot" in client.get(f"/bots/{bot_id}").get_data(as_text=True)
+
+    new_token = tg.reissue_token(token)
+    done = client.post(
+        f"/bots/{bot_id}/token", data={"csrf_token": csrf, "platform": "telegram", "token": new_token}
+    )
+    assert done.status_code == 302
+    detail = client.get(f"/bots/{bot_id}").get_data(as_text=True)
+    assert "Token replaced" in detail and ">running<" in detail
+    assert re.findall(r'class="kind kind-(\w+)"', detail)[:2] == ["restarted", "token"]
+    assert new_token not in detail and new_token.split(":")[1] not in detail
+    assert tg.webhook(new_token) is not None
+    assert client.post(f"/bots/{bot_id}/token", data={"token": new_token}).status_code == 403  # no CSRF
+
+
 def test_other_users_cannot_see_or_touch(app, tg: FakeTelegram) -> None:
     ann, ann_csrf = _client(app, "ann@example.com")
     token = tg.add_bot()
@@ -103,8 +132,8 @@ def test_other_users_cannot_see_or_touch(app, tg: FakeTelegram) -> None:
     assert bob.get("/bots/status.json").get_json() == {"bots": []}
     assert bob.get(f"/bots/{bot_id}").status_code == 404
     assert bob.get(f"/bots/{bot_id}/delete").status_code == 404
-    for path in ("start", "stop", "restart", "edit", "delete"):
-        data = {"csrf_token": bob_csrf, "name": "x", "confirm_name": "Mine"}
+    for path in ("start", "stop", "restart", "edit", "delete", "token"):
+        data = {"csrf_token": bob_csrf, "name": "x", "confirm_name": "Mine", "token": token}
         assert bob.post(f"/bots/{bot_id}/{path}", data=data).status_code == 404, path
     assert tg.webhook(token) is None
     assert "Mine" in ann.get(f"/bots/{bot_id}").get_data(as_text=True)

@@ -9,6 +9,7 @@ GET      /api/bots/<id>                      one bot
 PATCH    /api/bots/<id>                      edit name / model / system_prompt
 DELETE   /api/bots/<id>                      unhook and delete → 200 {"deleted": true}
 POST     /api/bots/<id>/start|stop|restart   change the desired state and apply it
+POST     /api/bots/<id>/token                new token for the same bot (+ new webhook secret)
 GET      /api/bots/<id>/activity             ``?limit=50&cursor=...`` → {"items", "next_cursor"}
 POST     /internal/reconcile                 reconcile every bot (Cloud Scheduler) → report
 GET      /healthz                            liveness
@@ -160,6 +161,11 @@ def edit_bot(bot_id: str) -> Response:
 def delete_bot(bot_id: str) -> Response:
     _control().delete_bot(g.caller, bot_id)
     return jsonify({"deleted": True})
+
+
+@bp.post("/api/bots/<bot_id>/token")
+def replace_token(bot_id: str) -> Response:
+    return jsonify(_control().replace_token(g.caller, bot_id, _json_body()).to_public())
 
 
 @bp.post("/api/bots/<bot_id>/<action>")

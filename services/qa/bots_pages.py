@@ -14,6 +14,7 @@ GET      /bots/status.json              [{id, status, desired, last_error}] poll
 GET/POST /bots/new                      add form with where-to-get-the-token help
 GET      /bots/<id>                     edit form, start/stop/restart, activity log (paged)
 POST     /bots/<id>/edit                name, model, system prompt
+POST     /bots/<id>/token               a new token for the same bot (write-only field)
 POST     /bots/<id>/<start|stop|restart>
 GET/POST /bots/<id>/delete              confirmation page, then delete
 =======  =============================  ===============================================
@@ -166,6 +167,22 @@ def edit(bot_id: str) -> Any:
         flash(exc.message, "error")
     else:
         flash("Saved.", "info")
+    return redirect(url_for("bots.detail", bot_id=bot_id))
+
+
+@bp.post("/<bot_id>/token")
+@login_required
+def replace_token(bot_id: str) -> Any:
+    field = "token" if request.form.get("platform") != "discord" else "bot_token"
+    try:
+        bot = _control().replace_token(_caller(), bot_id, {field: request.form.get("token", "")})
+    except BadRequest as exc:
+        flash(exc.message, "error")
+    else:
+        if bot.status == "error":
+            flash(f"The new token is stored, but registering the bot failed: {bot.last_error}", "error")
+        else:
+            flash("Token replaced; the webhook secret was renewed too.", "info")
     return redirect(url_for("bots.detail", bot_id=bot_id))
 
 

@@ -198,6 +198,13 @@ class BotControl:
         return bot
 
     def _validate_telegram(self, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        token, info = self._check_telegram_token(data)
+        if self.registry.find_by_identity("telegram", "bot_user_id", info["bot_user_id"]):
+            raise Conflict("This Telegram bot is already registered in askbase.")
+        return token, info
+
+    def _check_telegram_token(self, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``data["token"]`` checked with getMe: (token, {username, bot_user_id})."""
         token = data.get("token")
         if not isinstance(token, str) or not token.strip():
             raise BadRequest("token is required: the bot token @BotFather gave you.")
@@ -217,28 +224,16 @@ class BotControl:
             raise Upstream("Could not reach Telegram to check the token; try again in a moment.") from None
         if not isinstance(me, dict) or not me.get("is_bot") or not me.get("id"):
             raise BadRequest("Telegram rejected this token: it does not belong to a bot.")
-        if self.registry.find_by_identity("telegram", "bot_user_id", int(me["id"])):
-            raise Conflict("This Telegram bot is already registered in askbase.")
         return token, {"username": me.get("username") or "", "bot_user_id": int(me["id"])}
 
     def _validate_discord(self, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         app_id = str(data.get("application_id") or "").strip()
         public_key = str(data.get("public_key") or "").strip().lower()
-        bot_token = str(data.get("bot_token") or data.get("token") or "").strip()
         if not dc.SNOWFLAKE_RE.match(app_id):
             raise BadRequest("application_id must be the numeric Application ID from the developer portal.")
         if not dc.PUBLIC_KEY_RE.match(public_key):
             raise BadRequest("public_key must be the 64-character hex Public Key from the developer portal.")
-        if not dc.BOT_TOKEN_RE.match(bot_token):
-            raise BadRequest("bot_token is required: Bot > Reset Token in the developer portal.")
-        try:
-            app = self.discord(bot_token).get_application()
-        except PlatformError as exc:
-            if exc.unauthorized:
-                raise BadRequest("Discord rejected this bot token.") from None
-            raise Upstream(
-                "Could not reach Discord to check the application; try again in a moment."
-            ) from None
+        bot_token, app = self._check_discord_token(data)
         if str(app.get("id")) != app_id:
             raise BadRequest("The bot token belongs to a different application than this application ID.")
         if str(app.get("verify_key", "")).lower() != public_key:
@@ -254,6 +249,21 @@ class BotControl:
             "application_name": app.get("name") or "",
         }
 
+    def _check_discord_token(self, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``data["bot_token"]`` (or ``token``) checked with the platform: (token, its application)."""
+        bot_token = str(data.get("bot_token") or data.get("token") or "").strip()
+        if not dc.BOT_TOKEN_RE.match(bot_token):
+            raise BadRequest("bot_token is required: Bot > Reset Token in the developer portal.")
+        try:
+            app = self.discord(bot_token).get_application()
+        except PlatformError as exc:
+            if exc.unauthorized:
+                raise BadRequest("Discord rejected this bot token.") from None
+            raise Upstream(
+                "Could not reach Discord to check the application; try again in a moment."
+            ) from None
+        return bot_token, app
+
     # --- edit / delete --------------------------------------------------------------------------
 
     def edit_bot(self, caller: Caller, bot_id: str, data: Any) -> Bot:
@@ -264,7 +274,7 @@ class BotControl:
         if unknown:
             raise BadRequest(
                 f"Cannot edit {', '.join(unknown)}: only name, model and system_prompt can change "
-                "(to use another token, delete the bot and add it again)."
+                "(a new token for the same bot: POST /api/bots/<id>/token)."
             )
         fields: dict[str, Any] = {}
         if "name" in data:
@@ -278,6 +288,43 @@ class BotControl:
             raise NotFound("No such bot.")
         self.registry.record_activity(bot_id, "edited", f"Changed {', '.join(sorted(fields))}.")
         return bot
+
+    def replace_token(self, caller: Caller, bot_id: str, data: Any) -> Bot:
+        """Swap in a new token for the *same* bot (after a leak: @BotFather /revoke, or Discord's Reset
+        Token), keeping its id, webhook URL, settings and conversations.
+
+        The token is checked with the platform and must belong to the bot already registered. The
+        webhook secret is renewed with it; a running bot is registered again with both.
+        """
+        bot = self._owned(caller, bot_id)
+        if not isinstance(data, dict):
+            raise BadRequest("Expected a JSON object with the new token.")
+        if bot.platform == "telegram":
+            token, info = self._check_telegram_token(data)
+            if info["bot_user_id"] != bot.platform_info.get("bot_user_id"):
+                mine = bot.platform_info.get("username")
+                raise BadRequest(
+                    f"This token belongs to @{info['username']}, not to @{mine}: "
+                    "register that bot as a new bot instead."
+                )
+        else:
+            token, app = self._check_discord_token(data)
+            if str(app.get("id")) != str(bot.platform_info.get("application_id")):
+                raise BadRequest(
+                    "This bot token belongs to another Discord application: register that one as a new bot."
+                )
+        updated = self.registry.replace_token(bot_id, token)
+        if updated is None:
+            raise NotFound("No such bot.")
+        log.info("bot %s: token replaced by %s", bot_id, caller.user)
+        self.registry.record_activity(bot_id, "token", "Token and webhook secret replaced.")
+        if not updated.is_running:
+            return updated
+        # Register again: the webhook must carry the new secret (and Telegram's belongs to the new token).
+        result = self.apply(bot_id, verify=False, force=True, activity_kind="restarted")
+        if result.bot is None:
+            raise NotFound("No such bot.")
+        return result.bot
 
     def delete_bot(self, caller: Caller, bot_id: str) -> None:
         bot = self._owned(caller, bot_id)

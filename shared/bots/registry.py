@@ -41,6 +41,7 @@ from __future__ import annotations
 import re
 import secrets as pysecrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -250,8 +251,11 @@ class BotRegistry:
         assert bot is not None
         return bot
 
-    def update_bot(self, bot_id: str, fields: dict[str, Any]) -> Bot | None:
-        """Set plain fields (name, model, system_prompt, platform_info). None if the bot is gone."""
+    def _change(self, bot_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Bot | None:
+        """Apply ``change(current fields) → fields to set`` (None: set nothing) in one transaction.
+
+        Returns the bot as it is afterwards, or None if it is gone.
+        """
         ref = self._ref(bot_id)
 
         @firestore.transactional
@@ -259,12 +263,36 @@ class BotRegistry:
             snapshot = ref.get(transaction=transaction)
             if not snapshot.exists:
                 return False
-            transaction.update(ref, {**fields, "updated_at": datetime.now(UTC)})
+            update = change(snapshot.to_dict() or {})
+            if update is not None:
+                transaction.update(ref, {**update, "updated_at": datetime.now(UTC)})
             return True
 
         if not run(self.db.transaction()):
             return None
         return self.get_bot(bot_id)
+
+    def update_bot(self, bot_id: str, fields: dict[str, Any]) -> Bot | None:
+        """Set plain fields (name, model, system_prompt, platform_info). None if the bot is gone."""
+        return self._change(bot_id, lambda current: fields)
+
+    def replace_token(self, bot_id: str, token: str) -> Bot | None:
+        """Store a new platform token and a fresh webhook secret; bump ``generation`` so a concurrent
+        apply looks again. None if the bot is gone.
+
+        The secret is renewed with the token: whoever had the old token may have read the old secret
+        (getWebhookInfo does not show it, but the owner's leak may have been the whole config).
+        """
+        token_enc = self._cipher.encrypt(token, _token_context(bot_id))
+        secret_enc = self._cipher.encrypt(pysecrets.token_urlsafe(32), _secret_context(bot_id))
+        return self._change(
+            bot_id,
+            lambda current: {
+                "token_enc": token_enc,
+                "webhook_secret_enc": secret_enc,
+                "generation": int(current.get("generation", 0)) + 1,
+            },
+        )
 
     def delete_bot(self, bot_id: str) -> bool:
         if not BOT_ID_RE.match(bot_id or ""):
@@ -283,30 +311,17 @@ class BotRegistry:
         """
         if desired not in DESIRED:
             raise ValueError(f"desired must be one of {DESIRED}")
-        ref = self._ref(bot_id)
 
-        @firestore.transactional
-        def run(transaction: firestore.Transaction) -> bool:
-            snapshot = ref.get(transaction=transaction)
-            if not snapshot.exists:
-                return False
-            current = snapshot.to_dict() or {}
-            update: dict[str, Any] = {
-                "desired": desired,
-                "generation": int(current.get("generation", 0)) + 1,
-                "updated_at": datetime.now(UTC),
-            }
+        def change(current: dict[str, Any]) -> dict[str, Any] | None:
+            if current.get("desired") == desired and not force and current.get("status") != "error":
+                return None
+            update: dict[str, Any] = {"desired": desired, "generation": int(current.get("generation", 0)) + 1}
             if desired == "running":
                 update["status"] = "starting"
                 update["last_error"] = None
-            if current.get("desired") == desired and not force and current.get("status") != "error":
-                return True
-            transaction.update(ref, update)
-            return True
+            return update
 
-        if not run(self.db.transaction()):
-            return None
-        return self.get_bot(bot_id)
+        return self._change(bot_id, change)
 
     def commit_status(self, bot_id: str, generation: int, status: str, last_error: str | None) -> bool:
         """Write ``status`` only if no newer desired state was recorded since ``generation``.

@@ -109,6 +109,32 @@ def restart_command(bot_id: str) -> None:
     _change("restart", bot_id)
 
 
+@bots_group.command("token")
+@click.argument("bot_id")
+def token_command(bot_id: str) -> None:
+    """Give a bot a new token (after @BotFather /revoke or Discord's Reset Token).
+
+    The token is read from a hidden prompt or from standard input, never from the command line, where
+    it would show in the shell history and in ps. The bot keeps its id, webhook URL and conversations;
+    its webhook secret is renewed and a running bot is registered again.
+    """
+    from shared.bots.control import ControlError
+
+    token = click.prompt("New token", hide_input=True, err=True).strip()
+    control = _control(get_settings())
+    bot = control.registry.get_bot(bot_id)
+    if bot is None:
+        raise click.ClickException("No such bot.")
+    field = "token" if bot.platform == "telegram" else "bot_token"
+    try:
+        bot = control.replace_token(_operator(), bot_id, {field: token})
+    except ControlError as exc:
+        raise _fail(exc) from None
+    click.echo(_row(bot))
+    if bot.status == "error":
+        raise click.ClickException(f"the new token is stored, but registering failed: {bot.last_error}")
+
+
 @bots_group.command("logs")
 @click.argument("bot_id")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 200))

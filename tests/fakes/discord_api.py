@@ -172,6 +172,14 @@ class FakeDiscord:
     def app(self, app_id: str) -> FakeApplication:
         return self.apps[app_id]
 
+    def reset_token(self, app_id: str) -> str:
+        """The developer portal's Bot > Reset Token: a new bot token; the old one is 401."""
+        with self._lock:
+            app = self.apps[app_id]
+            head = app.bot_token.rpartition(".")[0]
+            app.bot_token = f"{head}.{''.join(secrets.choice(string.ascii_letters) for _ in range(38))}"
+            return app.bot_token
+
     def revoke(self, app_id: str) -> None:
         with self._lock:
             self.apps[app_id].revoked = True

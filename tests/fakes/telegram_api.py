@@ -146,6 +146,17 @@ class FakeTelegram:
         with self._lock:
             self.bots[token].revoked = True
 
+    def reissue_token(self, token: str) -> str:
+        """@BotFather's /revoke: the same bot (id, webhook, commands) gets a new token; the old one is 401."""
+        alphabet = string.ascii_letters + string.digits + "_-"
+        with self._lock:
+            bot = self.bots[token]
+            new = f"{bot.id}:AA" + "".join(secrets.choice(alphabet) for _ in range(33))
+            self.bots[token] = FakeBot(token, bot.id, bot.username, bot.first_name, revoked=True)
+            bot.token, bot.revoked = new, False
+            self.bots[new] = bot
+        return new
+
     def webhook(self, token: str) -> WebhookState | None:
         with self._lock:
             return self.bots[token].webhook
