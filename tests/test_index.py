@@ -277,7 +277,7 @@ def test_first_write_after_a_save_discards_the_chunk_table_before_chroma_changes
     assert (path / chunktable.FILE_NAME).is_file()
 
 
-@pytest.mark.parametrize("damage", ["stale", "garbage", "other-embedder", "bad-arrays"])
+@pytest.mark.parametrize("damage", ["stale", "garbage", "other-embedder", "bad-arrays", "short-column"])
 def test_a_chunk_table_that_does_not_fit_is_ignored(
     tmp_path: Path, embedder: BagOfWordsEmbedder, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -295,18 +295,20 @@ def test_a_chunk_table_that_does_not_fit_is_ignored(
         target.write_bytes(b"PK\x03\x04 not really a zip")
     elif damage == "other-embedder":
         chunktable.save(path, table.chunks, table.bm25, "another-model")
-    else:  # postings pointing past the last document
+    else:  # postings pointing past the last document, or a column missing a chunk
         arrays = table.bm25.to_arrays()
-        arrays["posting_docs"] = arrays["posting_docs"] + 10
+        columns = {name: [getattr(c, name) for c in table.chunks] for name in chunktable._COLUMNS}
+        if damage == "bad-arrays":
+            arrays["posting_docs"] = arrays["posting_docs"] + 10
+        else:
+            columns["text"] = columns["text"][:1]
         with target.open("wb") as handle:
             np.savez(
                 handle,
                 header=chunktable._json_array(
                     {"version": chunktable.FORMAT_VERSION, "embedder": embedder.id, "count": 2}
                 ),
-                columns=chunktable._json_array(
-                    {name: [getattr(c, name) for c in table.chunks] for name in chunktable._COLUMNS}
-                ),
+                columns=chunktable._json_array(columns),
                 **{f"bm25_{name}": value for name, value in arrays.items()},
             )
     with (

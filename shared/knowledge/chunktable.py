@@ -100,6 +100,8 @@ def load(directory: Path, embedder_id: str, expected_count: int) -> ChunkTable |
                 return None
             columns = _from_json_array(data["columns"])
             bm25_arrays = {name[5:]: data[name] for name in data.files if name.startswith("bm25_")}
+        if any(len(columns[name]) != expected_count for name in _COLUMNS):
+            raise ValueError("its columns do not all list every chunk")
         ids = columns["id"]
         chunks = list(map(Chunk, *(columns[name] for name in _COLUMNS)))
         return ChunkTable(chunks, BM25.from_arrays(ids, bm25_arrays))
