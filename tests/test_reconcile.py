@@ -42,6 +42,25 @@ def test_lost_webhook_is_restored(control: BotControl, tg: FakeTelegram) -> None
     assert control.registry.get_bot(healthy_id).status == "running"
 
 
+def test_a_lost_discord_command_is_registered_again(
+    control: BotControl, dc: FakeDiscord, discord_keys: dict[str, str]
+) -> None:
+    app = dc.add_application()
+    discord_keys["*"] = app.public_key
+    data = {"platform": "discord", "name": "d", "application_id": app.id, "public_key": app.public_key}
+    bot = control.create_bot(ANN, {**data, "bot_token": app.bot_token})
+    assert control.start_bot(ANN, bot.id).status == "running"
+    assert [c["name"] for c in dc.commands(app.id)] == ["ask"]
+    dc.lose_commands(app.id)
+    endpoint_writes = len([c for c in dc.calls if c.method == "PATCH"])
+
+    report = reconcile_all(control)
+    assert report.repaired == {bot.id: "/ask registered"}
+    assert [c["name"] for c in dc.commands(app.id)] == ["ask"]
+    assert len([c for c in dc.calls if c.method == "PATCH"]) == endpoint_writes  # the endpoint was fine
+    assert reconcile_all(control).ok == 1  # and now there is nothing to do
+
+
 def test_stopped_bots_stay_stopped(control: BotControl, tg: FakeTelegram) -> None:
     ours_id, ours = _telegram(control, tg, start=True)
     control.stop_bot(ANN, ours_id)

@@ -440,8 +440,17 @@ class BotControl:
             return "webhook set"
         client_d = self.discord(token)
         app_id = str(bot.platform_info.get("application_id", ""))
-        if verify and not force and client_d.get_application().get("interactions_endpoint_url") == url:
-            return None
+        if verify and not force:
+            # Both halves can go missing on their own (someone edits the portal, or deletes the
+            # command with another tool): without /ask the endpoint receives nothing to answer.
+            endpoint_ok = client_d.get_application().get("interactions_endpoint_url") == url
+            commands = client_d.get_commands(app_id)
+            ask_ok = any(isinstance(c, dict) and c.get("name") == "ask" for c in commands or [])
+            if endpoint_ok and ask_ok:
+                return None
+            if endpoint_ok:
+                client_d.register_commands(app_id)
+                return "/ask registered"
         client_d.register_commands(app_id)
         client_d.set_interactions_endpoint(url)
         return "/ask registered and interactions endpoint set"

@@ -188,6 +188,11 @@ class FakeDiscord:
         with self._lock:
             self.apps[app_id].interactions_endpoint_url = None
 
+    def lose_commands(self, app_id: str) -> None:
+        """Someone deleted the application's global commands (another tool, the portal)."""
+        with self._lock:
+            self.apps[app_id].commands = []
+
     def commands(self, app_id: str) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.apps[app_id].commands)
