@@ -48,6 +48,7 @@ ENV_NAMES: dict[str, str] = {
     "worker_push_audience": "ASKBASE_WORKER_PUSH_AUDIENCE",
     "worker_push_service_account": "ASKBASE_WORKER_PUSH_SERVICE_ACCOUNT",
     "internal_auth": "ASKBASE_INTERNAL_AUTH",
+    "service_callers": "ASKBASE_SERVICE_CALLERS",
 }
 
 # Fields whose value is a secret: delivered from Secret Manager as a secret env var (the platform
@@ -82,6 +83,7 @@ NEEDS: dict[str, frozenset[str]] = {
             "snapshot_keep",
             "botrunner_url",
             "internal_auth",
+            "service_callers",  # only botrunner may ask as a service (it names the bot user)
         }
     ),
     "botrunner": frozenset(

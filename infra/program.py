@@ -225,6 +225,7 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
             "scrape_schedule": cfg.scrape_schedule,
             "snapshot_keep": str(cfg.snapshot_keep),
             "botrunner_url": botrunner_url,
+            "service_callers": emails["botrunner"],
         },
         {
             "session_secret": RunSecretEnv(

@@ -135,6 +135,7 @@ class Settings(BaseSettings):
     worker_push_audience: str = ""
     worker_push_service_account: str = ""
     internal_auth: Literal["none", "google-oidc"] = "none"
+    service_callers: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -149,7 +150,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"not valid JSON ({exc.msg} at char {exc.pos})") from exc
         return value
 
-    @field_validator("admin_emails", mode="before")
+    @field_validator("admin_emails", "service_callers", mode="before")
     @classmethod
     def _parse_emails(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -458,6 +458,7 @@ def test_qa_and_botrunner_env_values(stack) -> None:
     assert scrape[env("data_dir")] == "/tmp/askbase"
     assert qa[env("scrape_url")] == SCRAPE_URL
     assert qa[env("botrunner_url")] == BOTRUNNER_URL
+    assert qa[env("service_callers")] == sa("askbase-botrunner")  # not the webhook functions' accounts
     assert bot[env("worker_push_audience")] == BOTRUNNER_URL
     assert bot[env("worker_push_service_account")] == sa("askbase-pubsub-push")
     assert bot[env("telegram_webhook_url")].endswith("/" + FUNCTION_NAMES["telegram"])

@@ -89,6 +89,12 @@ def test_service_callers(settings: Settings) -> None:
         verify_service_caller(
             headers, oidc, _verifier(_claims(email="x@other-project.iam.gserviceaccount.com"))
         )
+    # As deployed, only botrunner's account is a service caller: not the webhook functions' accounts.
+    listed = oidc.model_copy(update={"service_callers": [sa]})
+    assert verify_service_caller(headers, listed, _verifier(_claims(email=sa))) == sa
+    webhook_fn = f"telegram-fn@{settings.project_id}.iam.gserviceaccount.com"
+    with pytest.raises(SignInError):
+        verify_service_caller(headers, listed, _verifier(_claims(email=webhook_fn)))
 
 
 @pytest.mark.parametrize(

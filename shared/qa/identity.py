@@ -106,8 +106,13 @@ def verify_service_caller(
         if not email or claims.get("email_verified") not in (True, "true"):
             raise SignInError("service token names no verified account")
         # qa is public, and anyone can mint a Google ID token for *their* account with our URL as
-        # audience: only service accounts of this project may act as a service caller.
-        if not email.endswith(f"@{settings.project_id}.iam.gserviceaccount.com"):
+        # audience: only the configured accounts (botrunner's, as deployed), or failing a list any
+        # service account of this project, may act as a service caller.
+        if settings.service_callers:
+            allowed = email.lower() in settings.service_callers
+        else:
+            allowed = email.endswith(f"@{settings.project_id}.iam.gserviceaccount.com")
+        if not allowed:
             raise SignInError("this account may not call the Q&A API as a service")
         return email
     # internal_auth == "none": the local stack and tests only (config refuses it in production).
