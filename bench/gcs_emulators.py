@@ -28,7 +28,7 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from shared.emulators import _fake_gcs_binary, free_port
+from shared.emulators import fake_gcs_argv, free_port
 
 BIG = 9 * 1024 * 1024  # above the client's 8 MB resumable threshold
 
@@ -60,22 +60,7 @@ def _process(argv: list[str], ready_url: str) -> Iterator[float]:
 
 
 def fake_gcs(port: int):
-    argv = [
-        str(_fake_gcs_binary()),
-        "-scheme",
-        "http",
-        "-backend",
-        "memory",
-        "-host",
-        "127.0.0.1",
-        "-port",
-        str(port),
-        "-external-url",
-        f"http://127.0.0.1:{port}",
-        "-log-level",
-        "error",
-    ]
-    return _process(argv, f"http://127.0.0.1:{port}/storage/v1/b")
+    return _process(fake_gcs_argv(port), f"http://127.0.0.1:{port}/storage/v1/b")
 
 
 def gcp_storage_emulator(port: int):

@@ -74,6 +74,12 @@ def _pubsub_jar() -> Path:
     return jars[-1]
 
 
+def fake_gcs_argv(port: int) -> list[str]:
+    """The command line of an in-memory fake-gcs-server on 127.0.0.1:``port``."""
+    address = ["-host", "127.0.0.1", "-port", str(port), "-external-url", f"http://127.0.0.1:{port}"]
+    return [str(_fake_gcs_binary()), "-scheme", "http", "-backend", "memory", *address, "-log-level", "error"]
+
+
 def check_prerequisites() -> None:
     """Fail fast, with install instructions, when Java or an emulator is missing."""
     if shutil.which("java") is None:
@@ -203,21 +209,7 @@ class EmulatorStack:
             self.storage = self._spawn(
                 "storage",
                 gcs_port,
-                [
-                    str(_fake_gcs_binary()),
-                    "-scheme",
-                    "http",
-                    "-backend",
-                    "memory",
-                    "-host",
-                    "127.0.0.1",
-                    "-port",
-                    str(gcs_port),
-                    "-external-url",
-                    f"http://127.0.0.1:{gcs_port}",
-                    "-log-level",
-                    "error",
-                ],
+                fake_gcs_argv(gcs_port),
             )
             self._wait("storage", f"http://127.0.0.1:{gcs_port}/storage/v1/b", starts)
             self._wait("firestore", f"http://127.0.0.1:{fs_port}/", starts)
