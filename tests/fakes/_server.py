@@ -1,14 +1,59 @@
-"""A stand-in HTTP endpoint for the bot tests (served by :class:`shared.devstack.site_server.SiteServer`)."""
+"""Loopback stand-ins for the tests, each served by a :class:`shared.devstack.site_server.SiteServer`:
+the shared lifecycle (:class:`LoopbackService`, :class:`PlatformFake`) and a recording endpoint."""
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Self
 
+import httpx
+
+from shared.bots.transport import new_http_client
 from shared.devstack.site_server import SiteServer
 
 
-class RecordingEndpoint:
+class LoopbackService:
+    """A stand-in served on 127.0.0.1 by ``self._server``: ``start()`` / ``stop()``, or ``with``."""
+
+    _server: SiteServer
+
+    def start(self) -> Self:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PlatformFake(LoopbackService):
+    """A fake platform API (Telegram, Discord): also holds a keep-alive client for sending to the
+    endpoints a test registered with it, as the real platform would."""
+
+    _http: httpx.Client | None = None
+
+    def start(self) -> Self:
+        super().start()
+        self._http = new_http_client(timeout=30.0)
+        return self
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        super().stop()
+
+    @property
+    def base_url(self) -> str:
+        """Use as the settings' API base (``telegram_api_base`` / ``discord_api_base``)."""
+        return self._server.base_url
+
+
+class RecordingEndpoint(LoopbackService):
     """A stand-in webhook / interactions endpoint that records every POST and answers via ``respond``.
 
     ``respond(path, headers, body) -> (status, json)``; the default answers 200 ``{"ok": true}``.
@@ -39,16 +84,3 @@ class RecordingEndpoint:
     @property
     def url(self) -> str:
         return self._server.base_url
-
-    def start(self) -> RecordingEndpoint:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> RecordingEndpoint:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

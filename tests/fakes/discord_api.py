@@ -57,8 +57,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shared.bots.transport import new_http_client
 from shared.devstack.site_server import SiteServer
+from tests.fakes._server import PlatformFake
 
 _snowflakes = itertools.count(1_100_000_000_000_000_000 + random.randint(0, 10**15))
 
@@ -101,7 +101,7 @@ class _Failure:
     times: int
 
 
-class FakeDiscord:
+class FakeDiscord(PlatformFake):
     def __init__(self, probe_bad_signatures: bool = True) -> None:
         self.probe_bad_signatures = probe_bad_signatures
         self._lock = threading.RLock()
@@ -129,30 +129,6 @@ class FakeDiscord:
                 ]
             )
         )
-        self._http: httpx.Client | None = None
-
-    # --- lifecycle ------------------------------------------------------------------------------
-
-    def start(self) -> FakeDiscord:
-        self._server.start()
-        self._http = new_http_client(timeout=30.0)
-        return self
-
-    def stop(self) -> None:
-        if self._http is not None:
-            self._http.close()
-        self._server.stop()
-
-    def __enter__(self) -> FakeDiscord:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """Use as ``settings.discord_api_base``."""
-        return self._server.base_url
 
     # --- test controls --------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from shared.devstack.site_server import SiteServer
+from tests.fakes._server import LoopbackService
 
 DEFAULT_ANSWER = "Deploy with `askbase deploy` after setting <PROJECT> & region [1]."
 DEFAULT_SOURCES = [
@@ -39,7 +40,7 @@ DEFAULT_SOURCES = [
 ]
 
 
-class FakeQA:
+class FakeQA(LoopbackService):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
@@ -51,19 +52,6 @@ class FakeQA:
     @property
     def url(self) -> str:
         return self._server.base_url
-
-    def start(self) -> FakeQA:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> FakeQA:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def fail_next(self, status: int = 503, times: int = 1) -> None:
         with self._lock:

@@ -46,8 +46,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from shared.bots.transport import new_http_client
 from shared.devstack.site_server import SiteServer
+from tests.fakes._server import PlatformFake
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -90,7 +90,7 @@ class _Failure:
     token: str | None
 
 
-class FakeTelegram:
+class FakeTelegram(PlatformFake):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -102,30 +102,6 @@ class FakeTelegram:
         self._server = SiteServer(
             Starlette(routes=[Route("/bot{token}/{method}", self._handle, methods=["GET", "POST"])])
         )
-        self._http: httpx.Client | None = None
-
-    # --- lifecycle ------------------------------------------------------------------------------
-
-    def start(self) -> FakeTelegram:
-        self._server.start()
-        self._http = new_http_client(timeout=30.0)
-        return self
-
-    def stop(self) -> None:
-        if self._http is not None:
-            self._http.close()
-        self._server.stop()
-
-    def __enter__(self) -> FakeTelegram:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """Use as ``settings.telegram_api_base``."""
-        return self._server.base_url
 
     # --- test controls --------------------------------------------------------------------------
 

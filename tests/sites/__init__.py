@@ -24,6 +24,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from shared.devstack.site_server import SiteServer
+from tests.fakes._server import LoopbackService
 
 _WORDS = [
     "index",
@@ -121,7 +122,7 @@ class FixturePage:
         return '"' + hashlib.sha256(self.body).hexdigest()[:16] + '"'
 
 
-class FixtureSite:
+class FixtureSite(LoopbackService):
     """An editable web site on a free loopback port. Paths start with ``/``."""
 
     def __init__(self) -> None:
@@ -132,7 +133,7 @@ class FixtureSite:
         self.hits: Counter[str] = Counter()
         self.statuses: list[tuple[str, int]] = []
         self._lock = threading.Lock()
-        self.server = SiteServer(self._app())
+        self._server = SiteServer(self._app())
 
     # --- editing ---------------------------------------------------------------------------------
     def set_page(self, path: str, html: str | bytes, **options: object) -> FixturePage:
@@ -159,11 +160,11 @@ class FixtureSite:
             self.statuses.clear()
 
     def url(self, path: str = "/") -> str:
-        return self.server.url(path)
+        return self._server.url(path)
 
     @property
     def base_url(self) -> str:
-        return self.server.base_url
+        return self._server.base_url
 
     # --- serving ---------------------------------------------------------------------------------
     def _sitemap(self) -> str:
@@ -219,20 +220,6 @@ class FixtureSite:
         if page.conditional and _not_modified(request, page):
             return Response(status_code=304, headers=headers)
         return Response(page.body, headers=headers, media_type=page.content_type)
-
-    # --- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> FixtureSite:
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> FixtureSite:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _not_modified(request: Request, page: FixturePage) -> bool:
