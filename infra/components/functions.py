@@ -17,8 +17,6 @@ import pulumi_gcp as gcp
 from infra.archive import BuiltArchive, build_archive
 from infra.components.base import Component
 
-PUBLIC_MEMBER = "allUsers"
-
 
 @dataclass(frozen=True)
 class SecretEnv:
@@ -123,20 +121,8 @@ class Functions(Component):
                 opts=self.child(obj),
             )
             self.functions[fn.key] = function
-            # Gen2 functions are Cloud Run services of the same name: invocation is roles/run.invoker
-            # on that service (roles/cloudfunctions.invoker does not reach an HTTP gen2 function).
-            members = [PUBLIC_MEMBER] if fn.public else list(fn.invokers)
-            for n, member in enumerate(members):
-                self.grants.append(
-                    gcp.cloudrunv2.ServiceIamMember(
-                        f"{fn.key}-invoker-{n}",
-                        project=args.project,
-                        location=args.region,
-                        name=function.name,
-                        role="roles/run.invoker",
-                        member=member,
-                        opts=self.child(function),
-                    )
-                )
+            self.grants += self.grant_run_invokers(
+                fn.key, args.project, args.region, function, fn.public, fn.invokers
+            )
         self.urls = {k: f.url for k, f in self.functions.items()}
         self.register_outputs({"urls": self.urls})

@@ -17,8 +17,6 @@ import pulumi_gcp as gcp
 
 from infra.components.base import Component
 
-PUBLIC_MEMBER = "allUsers"
-
 
 def run_url(name: str, project_number: pulumi.Input[str], region: str) -> pulumi.Output[str]:
     """A Cloud Run service's deterministic URL, known before the service exists.
@@ -124,19 +122,9 @@ class Services(Component):
                 opts=self.child(),
             )
             self.services[spec.key] = service
-            members = [PUBLIC_MEMBER] if spec.public else list(spec.invokers)
-            for n, member in enumerate(members):
-                self.grants.append(
-                    gcp.cloudrunv2.ServiceIamMember(
-                        f"{spec.key}-invoker-{n}",
-                        project=args.project,
-                        location=args.region,
-                        name=service.name,
-                        role="roles/run.invoker",
-                        member=member,
-                        opts=self.child(),
-                    )
-                )
+            self.grants += self.grant_run_invokers(
+                spec.key, args.project, args.region, service, spec.public, spec.invokers
+            )
         self.urls = {k: s.uri for k, s in self.services.items()}
         self.register_outputs({"urls": self.urls, "images": self.images})
 
