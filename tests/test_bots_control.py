@@ -364,6 +364,9 @@ def test_replacing_a_discord_bot_token(
     assert replaced.status == "running"
     assert control.registry.decrypt_token(replaced) == new_token
     assert dc.app(app.id).interactions_endpoint_url == f"{dc_hook.url}/discord/{bot.id}"
+    # The page and the CLI send every platform's token as "token".
+    newer = dc.reset_token(app.id)
+    assert control.registry.decrypt_token(control.replace_token(ANN, bot.id, {"token": newer})) == newer
     other = dc.add_application()
     with pytest.raises(BadRequest, match="another Discord application"):
         control.replace_token(ANN, bot.id, {"bot_token": other.bot_token})

@@ -173,9 +173,8 @@ def edit(bot_id: str) -> Any:
 @bp.post("/<bot_id>/token")
 @login_required
 def replace_token(bot_id: str) -> Any:
-    field = "token" if request.form.get("platform") != "discord" else "bot_token"
     try:
-        bot = _control().replace_token(_caller(), bot_id, {field: request.form.get("token", "")})
+        bot = _control().replace_token(_caller(), bot_id, {"token": request.form.get("token", "")})
     except BadRequest as exc:
         flash(exc.message, "error")
     else:

@@ -250,7 +250,8 @@ class BotControl:
         }
 
     def _check_discord_token(self, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """``data["bot_token"]`` (or ``token``) checked with the platform: (token, its application)."""
+        """``data["bot_token"]`` (or ``token``, as the token-replacing forms send it) checked with the
+        platform: (token, its application)."""
         bot_token = str(data.get("bot_token") or data.get("token") or "").strip()
         if not dc.BOT_TOKEN_RE.match(bot_token):
             raise BadRequest("bot_token is required: Bot > Reset Token in the developer portal.")

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -75,17 +76,21 @@ def list_command(owner: str | None, as_json: bool) -> None:
         click.echo(_row(bot))
 
 
-def _change(action: str, bot_id: str) -> None:
+def _act(what: str, call: Callable[[Any], Any]) -> None:
+    """Run ``call(control)`` as the operator, print the bot's row, fail if it ended in error."""
     from shared.bots.control import ControlError
 
-    control = _control(get_settings())
     try:
-        bot = getattr(control, f"{action}_bot")(_operator(), bot_id)
+        bot = call(_control(get_settings()))
     except ControlError as exc:
         raise _fail(exc) from None
     click.echo(_row(bot))
     if bot.status == "error":
-        raise click.ClickException(f"{action} failed: {bot.last_error}")
+        raise click.ClickException(f"{what} failed: {bot.last_error}")
+
+
+def _change(action: str, bot_id: str) -> None:
+    _act(action, lambda control: getattr(control, f"{action}_bot")(_operator(), bot_id))
 
 
 @bots_group.command("start")
@@ -118,21 +123,11 @@ def token_command(bot_id: str) -> None:
     it would show in the shell history and in ps. The bot keeps its id, webhook URL and conversations;
     its webhook secret is renewed and a running bot is registered again.
     """
-    from shared.bots.control import ControlError
-
     token = click.prompt("New token", hide_input=True, err=True).strip()
-    control = _control(get_settings())
-    bot = control.registry.get_bot(bot_id)
-    if bot is None:
-        raise click.ClickException("No such bot.")
-    field = "token" if bot.platform == "telegram" else "bot_token"
-    try:
-        bot = control.replace_token(_operator(), bot_id, {field: token})
-    except ControlError as exc:
-        raise _fail(exc) from None
-    click.echo(_row(bot))
-    if bot.status == "error":
-        raise click.ClickException(f"the new token is stored, but registering failed: {bot.last_error}")
+    _act(
+        "the new token is stored, but registering",
+        lambda control: control.replace_token(_operator(), bot_id, {"token": token}),
+    )
 
 
 @bots_group.command("logs")
