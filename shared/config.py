@@ -11,6 +11,7 @@ arguments so it can be tested without touching the environment.
 from __future__ import annotations
 
 import json
+import os
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -134,8 +135,15 @@ class Settings(BaseSettings):
     discord_api_base: str = "https://discord.com/api/v10"
     worker_push_audience: str = ""
     worker_push_service_account: str = ""
+    bot_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     internal_auth: Literal["none", "google-oidc"] = "none"
     service_callers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    control_callers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    reconcile_callers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    oidc_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+    oidc_issuers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["https://accounts.google.com", "accounts.google.com"]
+    )
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -150,11 +158,26 @@ class Settings(BaseSettings):
                 raise ValueError(f"not valid JSON ({exc.msg} at char {exc.pos})") from exc
         return value
 
-    @field_validator("admin_emails", "service_callers", mode="before")
+    @field_validator("admin_emails", "service_callers", "control_callers", "reconcile_callers", mode="before")
     @classmethod
     def _parse_emails(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("oidc_issuers", "bot_models", mode="before")
+    @classmethod
+    def _parse_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("bot_models")
+    @classmethod
+    def _known_models(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"extractive", "gemini"})
+        if unknown:
+            raise ValueError(f"unknown answerers {unknown}: choose from extractive, gemini")
         return value
 
     @field_validator("snapshot_prefix")
@@ -166,6 +189,12 @@ class Settings(BaseSettings):
     def _production_rules(self) -> Settings:
         if self.chunk_overlap_chars >= self.chunk_max_chars:
             raise ValueError("chunk_overlap_chars must be smaller than chunk_max_chars")
+        if self.env is not Environment.PRODUCTION and _on_google_cloud():
+            # Fail closed: a deployable that lost its ASKBASE_ENV must not come up with dev sign-in
+            # allowed and service calls unauthenticated (the local defaults).
+            raise ValueError(
+                "env must be production on Cloud Run / Cloud Functions (K_SERVICE or FUNCTION_TARGET is set)"
+            )
         if self.env is Environment.PRODUCTION:
             # A dev sign-in lets anyone be anyone: production config can never carry it.
             if self.dev_sign_in:
@@ -179,6 +208,13 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env is Environment.PRODUCTION
+
+    @property
+    def allowed_bot_models(self) -> tuple[str, ...]:
+        """The answerers a bot owner may choose: ``bot_models``, or else extractive plus the operator's
+        own ``answerer`` (a bot must not reach a paid model the operator never enabled)."""
+        chosen = self.bot_models or ["extractive", self.answerer]
+        return tuple(dict.fromkeys(chosen))
 
     def require_session_secret(self) -> str:
         """The cookie-signing key; in production a missing or short one is a :class:`ConfigError`."""
@@ -200,6 +236,15 @@ class Settings(BaseSettings):
         if isinstance(alias, str):
             return alias
         return ENV_PREFIX + field.upper()
+
+
+# Cloud Run sets K_SERVICE on every service and Cloud Functions gen2 (which run on Cloud Run) sets
+# FUNCTION_TARGET too; neither exists on a developer machine unless a production-shaped stack sets it.
+GOOGLE_CLOUD_MARKERS = ("K_SERVICE", "FUNCTION_TARGET")
+
+
+def _on_google_cloud() -> bool:
+    return any(os.environ.get(name) for name in GOOGLE_CLOUD_MARKERS)
 
 
 def load_settings(**overrides: Any) -> Settings:
