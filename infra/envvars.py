@@ -14,6 +14,7 @@ carries one it does not declare.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # settings field -> environment variable (== shared.config.Settings.env_name(field))
@@ -49,6 +50,9 @@ ENV_NAMES: dict[str, str] = {
     "worker_push_service_account": "ASKBASE_WORKER_PUSH_SERVICE_ACCOUNT",
     "internal_auth": "ASKBASE_INTERNAL_AUTH",
     "service_callers": "ASKBASE_SERVICE_CALLERS",
+    "control_callers": "ASKBASE_CONTROL_CALLERS",
+    "reconcile_callers": "ASKBASE_RECONCILE_CALLERS",
+    "scrape_callers": "ASKBASE_SCRAPE_CALLERS",
 }
 
 # Fields whose value is a secret: delivered from Secret Manager as a secret env var (the platform
@@ -76,12 +80,11 @@ NEEDS: dict[str, frozenset[str]] = {
             "allowed_domain",
             "admin_emails",
             "conversation_retention_days",
-            "token_key",  # bot pages register bots: they encrypt tokens
             "qa_url",  # the audience botrunner's ID tokens must carry
-            "scrape_url",
+            "scrape_url",  # the admin's "scrape now" calls it (and it is the token's audience)
             "scrape_schedule",  # shown on the status page
             "snapshot_keep",
-            "botrunner_url",
+            "botrunner_url",  # the bot pages call its control API
             "internal_auth",
             "service_callers",  # only botrunner may ask as a service (it names the bot user)
         }
@@ -99,6 +102,10 @@ NEEDS: dict[str, frozenset[str]] = {
             "worker_push_audience",
             "worker_push_service_account",
             "internal_auth",
+            "admin_emails",  # admin rights are decided here, never asserted by a caller
+            "answerer",  # with it, the answerers a bot may use (Settings.allowed_bot_models)
+            "control_callers",  # qa's account: the bot pages
+            "reconcile_callers",  # the scheduler's account
         }
     ),
     "telegram-fn": frozenset({"env", "project_id", "jobs_topic", "token_key", "internal_auth"}),
@@ -115,11 +122,118 @@ NEEDS: dict[str, frozenset[str]] = {
             "sources",
             "scrape_lease_seconds",
             "internal_auth",
+            "scrape_url",  # the audience of the scheduler's (and qa's) ID tokens
+            "scrape_callers",
         }
     ),
 }
 
 DEPLOYABLES: tuple[str, ...] = tuple(NEEDS)
+
+# Fixed values every deployment uses (Cloud Run and Cloud Functions give each instance its own /tmp).
+DATA_DIR = "/tmp/askbase"
+SNAPSHOT_PREFIX = "snapshots/"
+JOBS_TOPIC = "askbase-jobs"
+SNAPSHOT_POLL_SECONDS = "30"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What the settings of a deployment are computed from: its configuration, the public URL of
+    every deployable and the service account each one runs as.
+
+    ``urls`` keys: ``qa``, ``botrunner``, ``telegram``, ``discord``, ``scrape``; ``emails`` keys:
+    ``qa``, ``botrunner``, ``pubsub-push``, ``scheduler-invoker``. Values are plain strings locally and
+    Pulumi Outputs in ``infra/program.py``: this function only places them.
+    """
+
+    project: str
+    region: str
+    bucket: str
+    sources_json: str
+    answerer: str
+    gemini_model: str
+    google_client_id: str
+    allowed_domain: str
+    admin_emails: tuple[str, ...]
+    conversation_retention_days: int
+    snapshot_keep: int
+    snapshot_compression: str
+    scrape_lease_seconds: int
+    scrape_schedule: str
+    urls: Mapping[str, Any]
+    emails: Mapping[str, Any]
+
+
+def plain_settings(d: Deployment) -> dict[str, dict[str, Any]]:
+    """Deployable → {settings field: value} for every non-secret field :data:`NEEDS` lists.
+
+    The one definition of each deployable's environment: ``infra/program.py`` renders it into the
+    Cloud Run / Cloud Functions specs, and the production-shaped local stack
+    (``shared/devstack/production.py``) starts each process with exactly the same mapping.
+    """
+    common = {"env": "production", "project_id": d.project, "internal_auth": "google-oidc"}
+    admins = ",".join(d.admin_emails)
+    values: dict[str, dict[str, Any]] = {
+        "qa": {
+            **common,
+            "region": d.region,
+            "data_dir": DATA_DIR,
+            "bucket": d.bucket,
+            "snapshot_prefix": SNAPSHOT_PREFIX,
+            "snapshot_poll_seconds": SNAPSHOT_POLL_SECONDS,
+            "answerer": d.answerer,
+            "gemini_model": d.gemini_model,
+            "google_client_id": d.google_client_id,
+            "allowed_domain": d.allowed_domain,
+            "admin_emails": admins,
+            "conversation_retention_days": str(d.conversation_retention_days),
+            "qa_url": d.urls["qa"],
+            "scrape_url": d.urls["scrape"],
+            "scrape_schedule": d.scrape_schedule,
+            "snapshot_keep": str(d.snapshot_keep),
+            "botrunner_url": d.urls["botrunner"],
+            "service_callers": d.emails["botrunner"],
+        },
+        "botrunner": {
+            **common,
+            "jobs_topic": JOBS_TOPIC,
+            "qa_url": d.urls["qa"],
+            "botrunner_url": d.urls["botrunner"],
+            "telegram_webhook_url": d.urls["telegram"],
+            "discord_webhook_url": d.urls["discord"],
+            "worker_push_audience": d.urls["botrunner"],
+            "worker_push_service_account": d.emails["pubsub-push"],
+            "admin_emails": admins,
+            "answerer": d.answerer,
+            "control_callers": d.emails["qa"],
+            "reconcile_callers": d.emails["scheduler-invoker"],
+        },
+        "scrape-fn": {
+            **common,
+            "data_dir": DATA_DIR,
+            "bucket": d.bucket,
+            "snapshot_prefix": SNAPSHOT_PREFIX,
+            "snapshot_keep": str(d.snapshot_keep),
+            "snapshot_compression": d.snapshot_compression,
+            "sources": d.sources_json,
+            "scrape_lease_seconds": str(d.scrape_lease_seconds),
+            "scrape_url": d.urls["scrape"],
+            "scrape_callers": _joined(d.emails["scheduler-invoker"], d.emails["qa"]),
+        },
+    }
+    for key in ("telegram-fn", "discord-fn"):
+        values[key] = {**common, "jobs_topic": JOBS_TOPIC}
+    return values
+
+
+def _joined(*emails: Any) -> Any:
+    """Comma-join emails that may be Pulumi Outputs (kept free of a pulumi import for the local stack)."""
+    if all(isinstance(e, str) for e in emails):
+        return ",".join(emails)
+    import pulumi
+
+    return pulumi.Output.concat(*[part for e in emails for part in (e, ",")][:-1])
 
 
 def env_name(field: str) -> str:

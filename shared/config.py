@@ -140,6 +140,7 @@ class Settings(BaseSettings):
     service_callers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     control_callers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     reconcile_callers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    scrape_callers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     oidc_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
     oidc_issuers: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["https://accounts.google.com", "accounts.google.com"]
@@ -158,7 +159,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"not valid JSON ({exc.msg} at char {exc.pos})") from exc
         return value
 
-    @field_validator("admin_emails", "service_callers", "control_callers", "reconcile_callers", mode="before")
+    @field_validator(
+        "admin_emails",
+        "service_callers",
+        "control_callers",
+        "reconcile_callers",
+        "scrape_callers",
+        mode="before",
+    )
     @classmethod
     def _parse_emails(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -32,11 +32,12 @@ def test_the_brief_per_deployable_is_covered() -> None:
     qa = {"project_id", "bucket", "snapshot_prefix", "data_dir", "answerer", "gemini_model", "region"}
     qa |= {"session_secret", "google_client_id", "allowed_domain", "admin_emails"}
     qa |= {"conversation_retention_days", "scrape_url", "botrunner_url", "internal_auth", "env"}
-    qa |= {"token_key", "qa_url"}  # bot pages encrypt tokens; qa_url is the audience qa checks
+    qa |= {"qa_url", "service_callers"}  # qa_url is the audience qa checks, for botrunner's account
     assert qa <= needs["qa"]
     botrunner = {"project_id", "jobs_topic", "qa_url", "telegram_webhook_url", "discord_webhook_url"}
     botrunner |= {"token_key", "worker_push_audience", "worker_push_service_account", "env", "internal_auth"}
     botrunner |= {"botrunner_url"}  # the audience its control API and reconcile tokens are checked against
+    botrunner |= {"admin_emails", "control_callers", "reconcile_callers"}
     assert botrunner <= needs["botrunner"]
     for fn in ("telegram-fn", "discord-fn"):
         assert {"project_id", "jobs_topic", "token_key", "env"} <= needs[fn]
@@ -44,6 +45,45 @@ def test_the_brief_per_deployable_is_covered() -> None:
     assert scrape | {"scrape_lease_seconds", "env"} <= needs["scrape-fn"]
     # Least privilege: the session-signing key stays with qa.
     assert [d for d, f in needs.items() if "session_secret" in f] == ["qa"]
+    # The bot pages go through botrunner's control API: qa never holds the key that decrypts bot tokens.
+    assert "token_key" not in needs["qa"]
+
+
+def test_plain_settings_give_every_deployable_exactly_what_it_needs() -> None:
+    """The one definition of each deployable's environment renders for every deployable: nothing
+    missing, nothing undeclared (render raises on either)."""
+    d = envvars.Deployment(
+        project="p",
+        region="r",
+        bucket="b",
+        sources_json="[]",
+        answerer="extractive",
+        gemini_model="g",
+        google_client_id="cid",
+        allowed_domain="",
+        admin_emails=("admin@example.com",),
+        conversation_retention_days=30,
+        snapshot_keep=7,
+        snapshot_compression="zstd",
+        scrape_lease_seconds=1800,
+        scrape_schedule="*/30 * * * *",
+        urls={k: f"https://{k}.example" for k in ("qa", "botrunner", "telegram", "discord", "scrape")},
+        emails={
+            k: f"{k}@p.iam.gserviceaccount.com"
+            for k in ("qa", "botrunner", "pubsub-push", "scheduler-invoker")
+        },
+    )
+    plain = envvars.plain_settings(d)
+    for deployable in envvars.DEPLOYABLES:
+        secrets = {f: "ref" for f in envvars.NEEDS[deployable] & envvars.SECRET_FIELDS}
+        env, _ = envvars.render(deployable, plain[deployable], secrets)
+        assert env["ASKBASE_ENV"] == "production" and env["ASKBASE_INTERNAL_AUTH"] == "google-oidc"
+    assert plain["botrunner"]["control_callers"] == "qa@p.iam.gserviceaccount.com"
+    assert plain["botrunner"]["reconcile_callers"] == "scheduler-invoker@p.iam.gserviceaccount.com"
+    assert plain["scrape-fn"]["scrape_callers"] == (
+        "scheduler-invoker@p.iam.gserviceaccount.com,qa@p.iam.gserviceaccount.com"
+    )
+    assert plain["qa"]["service_callers"] == "botrunner@p.iam.gserviceaccount.com"
 
 
 def test_render_refuses_missing_and_undeclared_fields() -> None:

@@ -18,6 +18,13 @@ from infra.archive import BuiltArchive, build_archive
 from infra.components.base import Component
 
 
+def function_url(name: str, project: str, region: str) -> str:
+    """A gen2 function's deterministic HTTPS trigger URL (what its ``url`` output will be), known
+    before the function exists: the scrape function's own audience is in its environment, and
+    botrunner registers webhooks at the webhook functions' URLs."""
+    return f"https://{region}-{project}.cloudfunctions.net/{name}"
+
+
 @dataclass(frozen=True)
 class SecretEnv:
     secret_id: pulumi.Input[str]

@@ -45,7 +45,7 @@ GRANTS: dict[str, frozenset[tuple[str, str]]] = {
             ("roles/aiplatform.user", "project"),
             ("roles/storage.objectViewer", "bucket:kb"),
             ("roles/secretmanager.secretAccessor", "secret:session-secret"),
-            ("roles/secretmanager.secretAccessor", "secret:token-key"),
+            # No token key: the bot pages call botrunner's control API, which holds it.
             ("roles/run.invoker", "run:botrunner"),  # bot pages call the control plane
             ("roles/run.invoker", "run:scrape"),  # admin "scrape now"
         }

@@ -8,8 +8,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.components.base import Component
+from infra.envvars import JOBS_TOPIC  # one name for the topic, also in every deployable's env
 
-JOBS_TOPIC = "askbase-jobs"
 DEAD_LETTER_TOPIC = "askbase-jobs-dead"
 WORKER_PATH = "/worker/push"
 
