@@ -188,7 +188,7 @@ class TokenVerifier:
         401: no token or an invalid one; 403: a valid token of an account not allowed on this route.
         An empty ``allowed`` refuses everyone.
         """
-        if not authorization or not authorization[:7].lower() == "bearer ":
+        if not authorization or authorization[:7].lower() != "bearer ":
             raise TokenError(401, "missing bearer token")
         claims = self.verify(authorization[7:].strip(), audience)
         email = str(claims.get("email") or "").lower()

@@ -15,8 +15,12 @@ import pytest
 # Tests never reach Google: make sure no ambient credentials or project leak in.
 os.environ.setdefault("ASKBASE_ENV", "test")
 os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+# Nor the Cloud Run markers: with them Settings refuses anything but production.
+os.environ.pop("K_SERVICE", None)
+os.environ.pop("FUNCTION_TARGET", None)
 
 from shared.config import Settings, get_settings
+from shared.devstack.issuer import LocalIssuer
 from shared.emulators import EmulatorError, EmulatorStack
 
 PROJECT = "askbase-test"
@@ -54,6 +58,26 @@ def emulators(emulator_stack: EmulatorStack) -> EmulatorStack:
     """The running emulators, emptied: each test starts with no documents, buckets, topics."""
     emulator_stack.reset()
     return emulator_stack
+
+
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[LocalIssuer]:
+    """A loopback stand-in for Google's token signing keys (see shared/devstack/issuer.py): tokens it
+    mints are checked by askbase's real verifier; only the certificates URL and issuer differ."""
+    with LocalIssuer().running() as local_issuer:
+        yield local_issuer
+
+
+@pytest.fixture
+def oidc_settings(settings: Settings, issuer: LocalIssuer) -> Settings:
+    """``settings`` with production's service authentication, verified against :func:`issuer`."""
+    return settings.model_copy(
+        update={
+            "internal_auth": "google-oidc",
+            "oidc_certs_url": issuer.certs_url,
+            "oidc_issuers": [issuer.issuer],
+        }
+    )
 
 
 @pytest.fixture

@@ -34,7 +34,35 @@ def make_app(settings: Settings, live: LiveIndex, answerer_factory: Any = None, 
         answerer_factory=answerer_factory,
     )
     app.testing = True
+    install_botrunner(app, settings)
     return app
+
+
+class _LazyWsgi:
+    """A WSGI app built on its first request (botrunner needs a token key only if a test uses bots)."""
+
+    def __init__(self, build: Any) -> None:
+        self._build = build
+        self._app: Any = None
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        if self._app is None:
+            self._app = self._build()
+        return self._app(environ, start_response)
+
+
+def install_botrunner(app: Flask, settings: Settings, control: Any = None) -> None:
+    """Point the qa app's bot pages at an in-process botrunner app over HTTP semantics (httpx's WSGI
+    transport): the pages talk to botrunner's real control API, without a second server process."""
+    import httpx
+
+    from services.botrunner.app import create_app as create_botrunner
+    from services.qa.bots_pages import CONTROL_KEY
+    from shared.bots.control_client import BotControlClient
+
+    wsgi = _LazyWsgi(lambda: create_botrunner(settings, control=control, reconcile_on_start=False))
+    http = httpx.Client(transport=httpx.WSGITransport(app=wsgi), timeout=30)
+    app.extensions[CONTROL_KEY] = BotControlClient("http://botrunner.internal", http=http)
 
 
 def csrf_of(client: FlaskClient, path: str = "/signin") -> str:

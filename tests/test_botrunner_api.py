@@ -8,8 +8,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from services.botrunner.app import create_app
-from services.botrunner.control_api import VERIFIER_KEY
 from shared.bots.control import BotControl
+from shared.devstack.issuer import LocalIssuer
 from tests.fakes.telegram_api import FakeTelegram
 
 # Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings, control.
@@ -21,7 +21,8 @@ BOB = {"X-Askbase-User": "bob@example.com"}
 
 @pytest.fixture
 def client(bot_settings, control: BotControl) -> FlaskClient:
-    app = create_app(bot_settings, control=control, reconcile_on_start=False)
+    settings = bot_settings.model_copy(update={"admin_emails": ["root@example.com"]})
+    app = create_app(settings, control=control, reconcile_on_start=False)
     return app.test_client()
 
 
@@ -113,9 +114,13 @@ def test_other_users_get_404_everywhere(client: FlaskClient, tg: FakeTelegram) -
         assert response.get_json() == {"error": "No such bot."}
     assert tg.webhook(token) is None
     assert client.get(f"/api/bots/{bot_id}", headers=ANN).get_json()["name"] == "Docs"
-    admin = {"X-Askbase-User": "root@example.com", "X-Askbase-Admin": "1"}
+    # Admin rights come from botrunner's own admin_emails; no caller can assert them with a header.
+    admin = {"X-Askbase-User": "root@example.com"}
     assert client.get(f"/api/bots/{bot_id}", headers=admin).status_code == 200
     assert len(client.get("/api/bots?all=1", headers=admin).get_json()["bots"]) == 1
+    claims_admin = {**BOB, "X-Askbase-Admin": "1"}
+    assert client.get(f"/api/bots/{bot_id}", headers=claims_admin).status_code == 404
+    assert client.get("/api/bots?all=1", headers=claims_admin).get_json()["bots"] == []
 
 
 def test_no_token_in_any_response_or_log_line(
@@ -180,24 +185,36 @@ def test_reconcile_endpoint(client: FlaskClient, tg: FakeTelegram) -> None:
     assert tg.webhook(token) is not None
 
 
-def test_google_oidc_mode_requires_a_service_token(bot_settings, control: BotControl) -> None:
-    settings = bot_settings.model_copy(update={"internal_auth": "google-oidc"})
+def test_google_oidc_mode_requires_a_service_token_per_route(
+    bot_settings, control: BotControl, issuer: LocalIssuer
+) -> None:
+    qa_sa = "qa@askbase-test.iam.gserviceaccount.com"
+    scheduler_sa = "scheduler@askbase-test.iam.gserviceaccount.com"
+    aud = "https://botrunner.example.run.app"
+    settings = bot_settings.model_copy(
+        update={
+            "internal_auth": "google-oidc",
+            "oidc_certs_url": issuer.certs_url,
+            "oidc_issuers": [issuer.issuer],
+            "botrunner_url": aud,
+            "control_callers": [qa_sa],
+            "reconcile_callers": [scheduler_sa],
+        }
+    )
     app = create_app(settings, control=control, reconcile_on_start=False)
-    claims = {"email": "qa@askbase-test.iam.gserviceaccount.com", "email_verified": True}
-    seen: list[str] = []
-
-    def verifier(token: str, audience: str) -> dict:
-        seen.append(audience)
-        if token != "good":
-            raise ValueError("bad token")
-        return claims
-
-    app.extensions[VERIFIER_KEY] = verifier
     client = app.test_client()
+
+    def bearer(email: str, audience: str = aud) -> dict[str, str]:
+        return {"Authorization": "Bearer " + issuer.mint(email, audience)}
+
     assert client.get("/api/bots", headers=ANN).status_code == 401
     assert client.get("/api/bots", headers={**ANN, "Authorization": "Bearer bad"}).status_code == 401
-    assert client.get("/api/bots", headers={**ANN, "Authorization": "Bearer good"}).status_code == 200
+    assert client.get("/api/bots", headers={**ANN, **bearer(qa_sa, "https://qa.example")}).status_code == 401
+    assert client.get("/api/bots", headers={**ANN, **bearer(qa_sa)}).status_code == 200
+    # Each route has its own callers: the scheduler cannot drive the control API, qa cannot reconcile.
+    assert client.get("/api/bots", headers={**ANN, **bearer(scheduler_sa)}).status_code == 403
     assert client.post("/internal/reconcile").status_code == 401
-    assert seen[-1] == settings.botrunner_url.rstrip("/")
-    claims["email"] = "someone@gmail.com"
-    assert client.get("/api/bots", headers={**ANN, "Authorization": "Bearer good"}).status_code == 403
+    assert client.post("/internal/reconcile", headers=bearer(qa_sa)).status_code == 403
+    assert client.post("/internal/reconcile", headers=bearer(scheduler_sa)).status_code == 200
+    assert client.get("/api/bots", headers={**ANN, **bearer("someone@gmail.com")}).status_code == 403
+    assert client.get("/healthz").status_code == 200

@@ -68,3 +68,20 @@ def test_production_requires_oidc_between_services(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("ASKBASE_ENV", "production")
     with pytest.raises(ConfigError, match="internal_auth must be google-oidc"):
         load_settings()
+
+
+def test_google_cloud_markers_refuse_local_rules(monkeypatch) -> None:
+    """On Cloud Run / Cloud Functions, a deployable that lost ASKBASE_ENV fails closed at start."""
+    for marker in ("K_SERVICE", "FUNCTION_TARGET"):
+        monkeypatch.delenv("K_SERVICE", raising=False)
+        monkeypatch.delenv("FUNCTION_TARGET", raising=False)
+        monkeypatch.setenv(marker, "askbase-qa")
+        monkeypatch.setenv("ASKBASE_ENV", "local")
+        with pytest.raises(ConfigError, match="production"):
+            load_settings()
+        monkeypatch.setenv("ASKBASE_ENV", "production")
+        monkeypatch.setenv("ASKBASE_INTERNAL_AUTH", "none")
+        with pytest.raises(ConfigError, match="google-oidc"):
+            load_settings()
+        monkeypatch.setenv("ASKBASE_INTERNAL_AUTH", "google-oidc")
+        assert load_settings().is_production

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.qa.answer_html import answer_html
 from shared.config import Settings
+from shared.devstack.issuer import LocalIssuer
 from shared.qa.data_status import next_cron_time
 from shared.qa.identity import (
     SignInError,
@@ -19,46 +21,40 @@ from shared.qa.identity import (
 from shared.qa.ratelimit import RateLimiter
 
 
-def _claims(**extra: Any) -> dict[str, Any]:
-    return {"iss": "https://accounts.google.com", "email": "Ann@Corp.example", "email_verified": True} | extra
-
-
-def _verifier(claims: dict[str, Any], seen: list | None = None):
-    def verify(token: str, request: Any, audience: str) -> dict[str, Any]:
-        if seen is not None:
-            seen.append((token, audience))
-        if token == "bad":
-            raise ValueError("Token has wrong signature")
-        return claims
-
-    return verify
-
-
-def test_google_sign_in_checks_audience_issuer_email_and_domain(settings: Settings) -> None:
-    s = settings.model_copy(update={"google_client_id": "cid.apps", "admin_emails": ["ann@corp.example"]})
-    seen: list = []
-    user = google_sign_in("tok", s, _verifier(_claims(name="Ann"), seen))
+def test_google_sign_in_checks_audience_issuer_email_and_domain(
+    oidc_settings: Settings, issuer: LocalIssuer
+) -> None:
+    s = oidc_settings.model_copy(
+        update={"google_client_id": "cid.apps", "admin_emails": ["ann@corp.example"]}
+    )
+    ann = "Ann@Corp.example"
+    user = google_sign_in(issuer.mint(ann, "cid.apps", name="Ann"), s)
     assert (user.email, user.name, user.is_admin, user.owner) == (
         "ann@corp.example",
         "Ann",
         True,
         "user:ann@corp.example",
     )
-    assert seen == [("tok", "cid.apps")]
-    with pytest.raises(SignInError):
-        google_sign_in("bad", s, _verifier(_claims()))
-    with pytest.raises(SignInError):
-        google_sign_in("tok", s, _verifier(_claims(iss="https://evil.example")))
-    with pytest.raises(SignInError):
-        google_sign_in("tok", s, _verifier(_claims(email_verified=False)))
-    with pytest.raises(SignInError):
-        google_sign_in("", s, _verifier(_claims()))
+    forged = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    refused = [
+        "",
+        "bad",
+        issuer.mint(ann, "other-client.apps"),  # wrong audience
+        issuer.mint(ann, "cid.apps", iss="https://evil.example"),
+        issuer.mint(ann, "cid.apps", email_verified=False),
+        issuer.mint(ann, "cid.apps", lifetime=-600, iat=int(time.time()) - 4000),  # expired
+        issuer.mint(ann, "cid.apps", key=forged),  # right kid, wrong key
+        issuer.mint(ann, "cid.apps", key=forged, key_id="unknown"),
+    ]
+    for credential in refused:
+        with pytest.raises(SignInError):
+            google_sign_in(credential, s)
     domain = s.model_copy(update={"allowed_domain": "corp.example"})
     with pytest.raises(SignInError, match=r"corp\.example"):
-        google_sign_in("tok", domain, _verifier(_claims()))
-    assert google_sign_in("tok", domain, _verifier(_claims(hd="corp.example"))).email == "ann@corp.example"
+        google_sign_in(issuer.mint(ann, "cid.apps"), domain)
+    assert google_sign_in(issuer.mint(ann, "cid.apps", hd="corp.example"), domain).email == "ann@corp.example"
     with pytest.raises(SignInError, match="not configured"):
-        google_sign_in("tok", settings.model_copy(update={"google_client_id": ""}), _verifier(_claims()))
+        google_sign_in(issuer.mint(ann, "cid.apps"), s.model_copy(update={"google_client_id": ""}))
 
 
 def test_dev_sign_in_only_when_enabled(settings: Settings) -> None:
@@ -69,32 +65,30 @@ def test_dev_sign_in_only_when_enabled(settings: Settings) -> None:
         dev_sign_in("bob@example.com", settings.model_copy(update={"dev_sign_in": False}))
 
 
-def test_service_callers(settings: Settings) -> None:
+def test_service_callers(settings: Settings, oidc_settings: Settings, issuer: LocalIssuer) -> None:
     assert verify_service_caller({"X-Askbase-Service": "botrunner"}, settings) == "botrunner"
     assert verify_service_caller({}, settings) is None
-    oidc = settings.model_copy(update={"internal_auth": "google-oidc", "qa_url": "https://qa.run.app"})
+    sa = f"botrunner@{settings.project_id}.iam.gserviceaccount.com"
+    oidc = oidc_settings.model_copy(update={"qa_url": "https://qa.run.app", "service_callers": [sa]})
     # The loopback header means nothing in production.
     assert verify_service_caller({"X-Askbase-Service": "botrunner"}, oidc) is None
-    sa = f"botrunner@{settings.project_id}.iam.gserviceaccount.com"
-    seen: list = []
-    headers = {"Authorization": "Bearer tok"}
-    assert verify_service_caller(headers, oidc, _verifier(_claims(email=sa), seen)) == sa
-    assert seen == [("tok", "https://qa.run.app")]
-    with pytest.raises(SignInError):
-        verify_service_caller({"Authorization": "Bearer bad"}, oidc, _verifier(_claims(email=sa)))
-    # A valid Google token for somebody else's account is not a service caller.
-    with pytest.raises(SignInError):
-        verify_service_caller(headers, oidc, _verifier(_claims(email="mallory@gmail.com")))
-    with pytest.raises(SignInError):
-        verify_service_caller(
-            headers, oidc, _verifier(_claims(email="x@other-project.iam.gserviceaccount.com"))
-        )
-    # As deployed, only botrunner's account is a service caller: not the webhook functions' accounts.
-    listed = oidc.model_copy(update={"service_callers": [sa]})
-    assert verify_service_caller(headers, listed, _verifier(_claims(email=sa))) == sa
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    assert verify_service_caller(bearer(issuer.mint(sa, "https://qa.run.app")), oidc) == sa
+    for token in ("bad", issuer.mint(sa, "https://other.run.app")):
+        with pytest.raises(SignInError):
+            verify_service_caller(bearer(token), oidc)
+    # A valid token of somebody else's account is not a service caller: not a stranger's, not another
+    # account of this project (the webhook functions'), and with no list, nobody's.
     webhook_fn = f"telegram-fn@{settings.project_id}.iam.gserviceaccount.com"
+    for email in ("mallory@gmail.com", webhook_fn):
+        with pytest.raises(SignInError):
+            verify_service_caller(bearer(issuer.mint(email, "https://qa.run.app")), oidc)
+    unlisted = oidc.model_copy(update={"service_callers": []})
     with pytest.raises(SignInError):
-        verify_service_caller(headers, listed, _verifier(_claims(email=webhook_fn)))
+        verify_service_caller(bearer(issuer.mint(sa, "https://qa.run.app")), unlisted)
 
 
 @pytest.mark.parametrize(

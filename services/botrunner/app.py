@@ -13,6 +13,7 @@ import importlib.util
 import logging
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services.botrunner import control_api
 from shared import logs
@@ -47,6 +48,9 @@ def create_app(
 
         app.register_blueprint(worker_bp)
     control_api.install_error_pages(app)
+    if settings.is_production:
+        # One trusted hop: Cloud Run's front end (see services.qa.app.trust_front_end).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=0)  # type: ignore[method-assign]
     if reconcile_on_start:
         app.extensions[RECONCILE_THREAD_KEY] = start_background_reconcile(control)
     return app

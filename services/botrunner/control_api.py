@@ -15,17 +15,23 @@ POST     /internal/reconcile                 reconcile every bot (Cloud Schedule
 GET      /healthz                            liveness
 =======  ==================================  ==============================================
 
-Who is calling: botrunner is private. The qa service calls it on behalf of a signed-in user and says
-who in ``X-Askbase-User`` (``X-Askbase-Admin: 1`` for admins). With ``internal_auth=google-oidc`` the
-request must also carry a Google ID token (audience ``settings.botrunner_url``) of a service account of
-this project — Cloud Run IAM checks the same, this is the second gate. With ``internal_auth=none``
-(local stack, tests) the headers are trusted as they are.
+Who is calling: botrunner is private (Cloud Run IAM is the first gate; this is the second). Each route
+has its own caller list (:data:`ROUTE_CALLERS`): with ``internal_auth=google-oidc`` a request must carry
+a Google ID token for ``settings.botrunner_url`` from an account on that list, verified by
+:mod:`shared.idtokens`:
+
+* ``/api/...``: ``control_callers`` (qa's account: the bot pages). The user the call is made for is in
+  ``X-Askbase-User``; whether that user is an admin is decided here from ``admin_emails``, never by a
+  header (a caller cannot assert admin rights);
+* ``/internal/reconcile``: ``reconcile_callers`` (Cloud Scheduler's account);
+* ``/worker/push``: the push service account, checked by :mod:`services.botrunner.worker`.
+
+With ``internal_auth=none`` (local stack, tests; refused in production) no token is required.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -34,18 +40,21 @@ from werkzeug.exceptions import HTTPException
 from shared.bots.control import UNAVAILABLE, BadRequest, BotControl, Caller, ControlError
 from shared.bots.reconcile import reconcile_all
 from shared.config import Settings
+from shared.idtokens import TokenError, verifier_for
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("bot_control", __name__)
 
 USER_HEADER = "X-Askbase-User"
-ADMIN_HEADER = "X-Askbase-Admin"
 CONTROL_KEY = "askbase.bot_control"
 SETTINGS_KEY = "askbase.settings"
-VERIFIER_KEY = "askbase.id_token_verifier"  # tests install a fake (token, audience) -> claims
 
-TokenVerifier = Callable[[str, str], dict[str, Any]]
+# Path prefix -> the settings field listing the service accounts allowed there (first match wins).
+ROUTE_CALLERS: tuple[tuple[str, str], ...] = (
+    ("/internal/reconcile", "reconcile_callers"),
+    ("/api/", "control_callers"),
+)
 
 
 def _control() -> BotControl:
@@ -56,45 +65,38 @@ def _settings() -> Settings:
     return current_app.extensions[SETTINGS_KEY]
 
 
-def _google_verify(token: str, audience: str) -> dict[str, Any]:
-    from google.auth.transport import requests as google_requests
-    from google.oauth2 import id_token
+def _denied(status: int, reason: str) -> tuple[Response, int]:
+    log.warning("%s %s -> %d %s", request.method, request.path, status, reason)
+    message = {401: "authentication required", 403: "this caller may not use this route"}.get(status, reason)
+    return jsonify({"error": message}), status
 
-    return id_token.verify_token(token, google_requests.Request(), audience=audience)
 
-
-def _check_service_token(settings: Settings) -> tuple[Response, int] | None:
-    """In production, require a Google ID token from one of this project's service accounts."""
-    if settings.internal_auth != "google-oidc":
-        return None
-    auth = request.headers.get("Authorization", "")
-    if not auth.startswith("Bearer "):
-        return jsonify({"error": "authentication required"}), 401
-    verify: TokenVerifier = current_app.extensions.get(VERIFIER_KEY) or _google_verify
-    try:
-        claims = verify(auth[len("Bearer ") :].strip(), settings.botrunner_url.rstrip("/"))
-    except Exception:
-        return jsonify({"error": "invalid token"}), 401
-    email = str(claims.get("email") or "")
-    if claims.get("email_verified") not in (True, "true") or not email.endswith(
-        f"@{settings.project_id}.iam.gserviceaccount.com"
-    ):
-        return jsonify({"error": "this caller may not use the bot control plane"}), 403
+def allowed_callers(settings: Settings, path: str) -> list[str] | None:
+    """The service accounts allowed on ``path`` (None: the route authenticates itself or is open)."""
+    for prefix, field in ROUTE_CALLERS:
+        if path.startswith(prefix):
+            return list(getattr(settings, field))
     return None
 
 
 @bp.before_request
 def _authenticate() -> tuple[Response, int] | None:
-    if request.path == "/healthz":
+    settings = _settings()
+    allowed = allowed_callers(settings, request.path)
+    if allowed is None:
         return None
-    denied = _check_service_token(_settings())
-    if denied is not None:
-        return denied
+    if settings.internal_auth == "google-oidc":
+        try:
+            verifier_for(settings).service_caller(
+                request.headers.get("Authorization"), settings.botrunner_url.rstrip("/"), allowed
+            )
+        except TokenError as exc:
+            return _denied(exc.status, exc.reason)
     if request.path.startswith("/api/"):
         user = request.headers.get(USER_HEADER, "").strip()
         if not user or len(user) > 320:
-            return jsonify({"error": f"missing {USER_HEADER}"}), 401
-        g.caller = Caller(user=user, admin=request.headers.get(ADMIN_HEADER) == "1", email=user)
+            return _denied(401, f"missing {USER_HEADER}")
+        g.caller = Caller(user=user, admin=user.lower() in settings.admin_emails, email=user)
     return None
 
 
@@ -149,7 +151,9 @@ def create_bot() -> tuple[Response, int]:
 
 @bp.get("/api/bots/<bot_id>")
 def get_bot(bot_id: str) -> Response:
-    return jsonify(_control().get_bot(g.caller, bot_id).to_public())
+    control = _control()
+    bot = control.get_bot(g.caller, bot_id)
+    return jsonify({**bot.to_public(), "webhook_url": control.webhook_url(bot)})
 
 
 @bp.patch("/api/bots/<bot_id>")

@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared.config import Settings, get_settings
 from shared.qa.answerers import Answerer, get_answerer
@@ -126,7 +127,22 @@ def create_app(
         app.register_blueprint(blueprint)
     _register_optional(app, "services.qa.bots_pages")
     _register_error_handlers(app)
+    trust_front_end(app, settings)
     return app
+
+
+def trust_front_end(app: Flask, settings: Settings) -> None:
+    """Behind Cloud Run's front end, take the scheme and client address from its forwarded headers.
+
+    Cloud Run terminates TLS and forwards plain HTTP from an address that is not the container's
+    loopback, so gunicorn (which trusts ``X-Forwarded-*`` only from ``forwarded_allow_ips``, default
+    127.0.0.1) leaves ``request.scheme`` at ``http``: every absolute URL the app builds (Google
+    Sign-In's ``login_uri``) would be ``http://``. Exactly one proxy hop is trusted, and only in
+    production, where every request comes through that front end. The Host header is Cloud Run's own
+    (the service URL), so ``X-Forwarded-Host`` is not trusted.
+    """
+    if settings.is_production:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=0)  # type: ignore[method-assign]
 
 
 def _register_optional(app: Flask, module_name: str) -> None:

@@ -1,10 +1,9 @@
 """Bot pages of the web app (blueprint ``bots``, mounted at ``/bots``; registered by ``init_app``).
 
-The pages call :mod:`shared.bots.control` directly rather than botrunner over HTTP: the qa service has
-the same Firestore access and the same token key, so a second hop would only add latency, a failure mode
-and a second authentication setup. botrunner's HTTP API stays for the CLI-less automation and the
-Scheduler. Ownership is the signed-in user's e-mail (the same value botrunner receives in
-``X-Askbase-User``); admins may open any bot.
+The pages call botrunner's control API over HTTP (:class:`shared.bots.control_client.BotControlClient`),
+with an ID token for botrunner in production: the key that decrypts bot tokens and the webhook URLs
+live only with botrunner, so the public web app holds neither. Ownership is the signed-in user's
+e-mail, sent as ``X-Askbase-User``; botrunner decides admin rights from its own ``admin_emails``.
 
 Pages (server-rendered, CSRF-protected forms; tokens are write-only fields, never rendered back):
 
@@ -40,14 +39,13 @@ from flask import (
 
 from services.qa.app import add_nav_item, context
 from services.qa.auth import api_login_required, current_user, login_required
-from shared.bots.control import BadRequest, BotControl, Caller, ControlError, NotFound
-from shared.bots.registry import MODELS, BotRegistry
-from shared.bots.secrets import TokenCipher, TokenKeyError
+from shared.bots.control import BadRequest, Caller, ControlError, NotFound
+from shared.bots.control_client import BotControlClient, ControlUnavailable
 
 log = logging.getLogger("askbase.qa.bots")
 
 bp = Blueprint("bots", __name__, url_prefix="/bots")
-CONTROL_KEY = "askbase.bot_control"
+CONTROL_KEY = "askbase.bot_control"  # tests install a client with an in-process transport here
 STATES = ("start", "stop", "restart")
 
 
@@ -56,14 +54,17 @@ def init_app(app: Flask) -> None:
     add_nav_item(app, "bots.index", "Bots")
 
 
-def _control() -> BotControl:
+def _control() -> BotControlClient:
     control = current_app.extensions.get(CONTROL_KEY)
     if control is None:
         settings = context().settings
-        # Reuse the app's Firestore client; the cipher is cached per key by TokenCipher itself.
-        control = BotControl(settings, BotRegistry(context().db, TokenCipher.from_settings(settings)))
+        control = BotControlClient(settings.botrunner_url, settings.internal_auth)
         current_app.extensions[CONTROL_KEY] = control
     return control
+
+
+def _models() -> tuple[str, ...]:
+    return context().settings.allowed_bot_models
 
 
 def _caller() -> Caller:
@@ -72,9 +73,23 @@ def _caller() -> Caller:
     return Caller(user=user.email, admin=user.is_admin, email=user.email)
 
 
-def _not_configured(exc: Exception) -> Any:
-    log.error("bots unavailable: %s", exc)
-    return render_template("bots.html", bots=[], unavailable=str(exc), models=MODELS), 503
+@bp.errorhandler(ControlUnavailable)
+def _unavailable(exc: ControlUnavailable) -> Any:
+    log.error("bots unavailable: %s", exc.message)
+    g.reject_reason = "bot service unavailable"
+    if request.path.endswith(".json"):
+        return jsonify(error=exc.message), 503
+    return render_template("bots.html", bots=[], unavailable=exc.message, models=_models()), 503
+
+
+@bp.errorhandler(ControlError)
+def _control_error(exc: ControlError) -> Any:
+    # Refusals the views do not turn into a message on the form (a platform outage on start, a
+    # conflict): the error page with botrunner's status and message, never a 500.
+    g.reject_reason = exc.message
+    if request.path.endswith(".json"):
+        return jsonify(error=exc.message), exc.status
+    return render_template("error.html", code=exc.status, message=exc.message), exc.status
 
 
 @bp.errorhandler(NotFound)
@@ -85,16 +100,11 @@ def _not_found(exc: NotFound) -> Any:
     return render_template("error.html", code=404, message="No such bot."), 404
 
 
-@bp.errorhandler(TokenKeyError)
-def _no_key(exc: TokenKeyError) -> Any:
-    return _not_configured(exc)
-
-
 @bp.get("")
 @login_required
 def index() -> Any:
     bots = _control().list_bots(_caller())
-    return render_template("bots.html", bots=bots, unavailable=None, models=MODELS)
+    return render_template("bots.html", bots=bots, unavailable=None, models=_models())
 
 
 @bp.get("/status.json")
@@ -134,7 +144,7 @@ def new() -> Any:
             flash(f"Bot “{bot.name}” added." + (" It is starting." if data["start"] else ""), "info")
             return redirect(url_for("bots.detail", bot_id=bot.id))
     status = 400 if error else 200
-    return render_template("bots_new.html", form=form, error=error, models=MODELS), status
+    return render_template("bots_new.html", form=form, error=error, models=_models()), status
 
 
 @bp.get("/<bot_id>")
@@ -152,8 +162,8 @@ def detail(bot_id: str) -> Any:
         bot=bot,
         activity=page,
         cursor=cursor,
-        models=MODELS,
-        webhook_url=control.webhook_url(bot),
+        models=_models(),
+        webhook_url=bot.webhook_url,
     )
 
 

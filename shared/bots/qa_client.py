@@ -13,8 +13,6 @@ the job later) and :class:`QaRejected` (4xx: the question itself is the problem;
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +20,7 @@ import httpx
 
 from shared.bots.formatting import SourceRef
 from shared.bots.transport import new_http_client
-
-ID_TOKEN_REUSE_SECONDS = 45 * 60  # Google ID tokens live 60 minutes
+from shared.idtokens import IdTokenSource
 
 
 class QaUnavailable(RuntimeError):
@@ -59,20 +56,12 @@ class QaClient:
         self._audience = base_url.rstrip("/")
         self._auth = internal_auth
         self._http = http or new_http_client(timeout=httpx.Timeout(timeout, connect=5.0))
-        self._token: tuple[float, str] | None = None
-        self._lock = threading.Lock()
+        self._tokens = IdTokenSource()
 
     def _headers(self) -> dict[str, str]:
         if self._auth != "google-oidc":
             return {"X-Askbase-Service": "botrunner"}
-        with self._lock:
-            if self._token is None or self._token[0] < time.monotonic():
-                import google.auth.transport.requests
-                from google.oauth2 import id_token
-
-                token = id_token.fetch_id_token(google.auth.transport.requests.Request(), self._audience)
-                self._token = (time.monotonic() + ID_TOKEN_REUSE_SECONDS, token)
-            return {"Authorization": f"Bearer {self._token[1]}"}
+        return {"Authorization": self._tokens.authorization(self._audience)}
 
     def ask(self, question: str, bot_id: str, user: str) -> QaAnswer:
         """Ask one question on behalf of a bot user (``telegram:<chat>`` / ``discord:<channel>``)."""
@@ -90,8 +79,7 @@ class QaClient:
         if status in (401, 403, 429) or status >= 500:
             # 401/403: an expired token or a deploy in progress; the job is retried, not dropped.
             if status in (401, 403):
-                with self._lock:
-                    self._token = None
+                self._tokens.forget(self._audience)
             raise QaUnavailable(f"Q&A service answered {status}")
         if status >= 400:
             raise QaRejected(f"Q&A service refused the question ({status})", status)
