@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -51,9 +52,13 @@ def _chromium() -> str:
     return path
 
 
-@pytest.fixture
-def qa_server(emulators, settings: Settings, tmp_path: Path) -> Iterator[str]:
-    """gunicorn serving services.qa.wsgi:app on a free loopback port, with one snapshot published."""
+@contextmanager
+def serve_qa(settings: Settings, tmp_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """gunicorn serving services.qa.wsgi:app on a free loopback port, with one snapshot published.
+
+    The process reads its settings from the environment (the ``settings`` fixture's variables plus
+    ``extra_env``); yields the base URL once ``/readyz`` reports the index ready.
+    """
     publish(settings, tmp_path)
     port = free_port()
     env = dict(os.environ)
@@ -65,6 +70,7 @@ def qa_server(emulators, settings: Settings, tmp_path: Path) -> Iterator[str]:
             "GUNICORN_THREADS": "4",
         }
     )
+    env.update(extra_env or {})
     log_path = tmp_path / "qa.log"
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
@@ -106,6 +112,12 @@ def qa_server(emulators, settings: Settings, tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+@pytest.fixture
+def qa_server(emulators, settings: Settings, tmp_path: Path) -> Iterator[str]:
+    with serve_qa(settings, tmp_path) as base:
+        yield base
 
 
 def test_sign_in_ask_see_sources_reload_find_in_history_and_export(qa_server: str) -> None:
