@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     max_question_chars: Annotated[int, Field(ge=1, le=20_000)] = 2000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 65_536
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 30
+    read_rate_limit_per_minute: Annotated[int, Field(ge=1)] | None = None
 
     # --- web sign-in -----------------------------------------------------------------------------
     session_secret: SecretStr = SecretStr("")

@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 
 from shared.config import Settings
+from shared.devstack.issuer import LocalIssuer
 from shared.gcp import firestore_client
 from shared.qa.answerers import get_answerer
 from shared.qa.live_index import LiveIndex
@@ -225,6 +226,69 @@ def test_rate_limit_is_429_with_retry_after(emulators, settings: Settings, live:
     assert ask(other, sign_in(other, "b@example.com"), {"question": "one"}).status_code == 200
 
 
+def test_reads_are_rate_limited_in_their_own_bucket(
+    emulators, settings: Settings, live: LiveIndex, caplog: pytest.LogCaptureFixture
+) -> None:
+    from services.qa.api import READ_LIMIT_FACTOR, READ_LIMITER, read_limiter
+    from shared.qa.ratelimit import RateLimiter
+
+    app = make_app(settings, live, rate_limit_per_minute=2)
+    assert read_limiter(app).limit == 2 * READ_LIMIT_FACTOR
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    cid = ask(client, token, {"question": "hello snapshot"}).json["conversation_id"]
+    app.extensions[READ_LIMITER] = RateLimiter(4)  # a fresh budget: sign-in and ask read pages too
+    reads = [
+        "/api/conversations",
+        "/api/conversations?q=hello",
+        f"/api/conversations/{cid}",
+        f"/api/conversations/{cid}/export?format=md",
+    ]
+    assert [client.get(path).status_code for path in reads] == [200] * 4
+    caplog.set_level(logging.WARNING, logger="askbase.qa")
+    for path in reads:
+        limited = client.get(path)
+        assert limited.status_code == 429 and limited.is_json, path
+        assert limited.json["error"] == "too many requests; slow down"
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert any(f"GET /api/conversations/{cid} -> 429" in r.getMessage() for r in caplog.records)
+    for path in ("/", f"/c/{cid}", "/status"):  # the pages that read history count too
+        page = client.get(path)
+        assert page.status_code == 429 and page.headers["Retry-After"], path
+        assert "Too many requests" in page.get_data(as_text=True)
+    # Reads did not spend the question budget (2 a minute, one used), nor another user's reads.
+    assert ask(client, token, {"question": "hello again", "conversation_id": cid}).status_code == 200
+    other = app.test_client()
+    sign_in(other, "b@example.com")
+    assert other.get("/api/conversations").status_code == 200
+
+
+def test_history_api_pages_with_limit_and_cursor(app: Flask) -> None:
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    app.extensions["askbase"].limiter.limit = 100
+    made = [ask(client, token, {"question": f"hello number {i}"}).json["conversation_id"] for i in range(5)]
+    seen, cursor, sizes = [], None, []
+    while True:
+        url = "/api/conversations?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        body = client.get(url).json
+        assert body["conversations"] == body["items"]  # the field the page script reads
+        sizes.append(len(body["items"]))
+        seen += [c["id"] for c in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert sizes == [2, 2, 1] and seen == made[::-1]
+    first = client.get("/api/conversations").json
+    assert [c["id"] for c in first["items"]] == made[::-1] and first["next_cursor"] is None
+    for bad in ("0", "201", "-1", "x", "²", "1.5"):
+        response = client.get(f"/api/conversations?limit={bad}")
+        assert response.status_code == 400 and "limit" in response.json["error"], bad
+    for bad in ("garbage", "x" * 500):
+        response = client.get(f"/api/conversations?cursor={bad}")
+        assert response.status_code == 400 and response.json["error"] == "invalid cursor"
+
+
 # --- asking and history ---------------------------------------------------------------------------
 def test_ask_answers_with_sources_and_continues_the_conversation(app: Flask) -> None:
     client = app.test_client()
@@ -414,41 +478,30 @@ def test_unknown_route_and_method_are_json_on_the_api(app: Flask) -> None:
 
 
 def test_google_sign_in_route_checks_gis_double_submit_and_the_token(
-    emulators, settings: Settings, live: LiveIndex, monkeypatch: pytest.MonkeyPatch
+    emulators, oidc_settings: Settings, live: LiveIndex, issuer: LocalIssuer
 ) -> None:
-    import shared.qa.identity as identity
-
-    def fake_verify(token, request, audience):
-        assert audience == "cid.apps.googleusercontent.com"
-        if token != "good":
-            raise ValueError("bad signature")
-        return {
-            "iss": "accounts.google.com",
-            "email": "g@corp.example",
-            "email_verified": True,
-            "hd": "corp.example",
-        }
-
-    monkeypatch.setattr(identity, "_google_verifier", fake_verify)
     app = make_app(
-        settings,
+        oidc_settings,
         live,
         dev_sign_in=False,
         google_client_id="cid.apps.googleusercontent.com",
         allowed_domain="corp.example",
     )
     client = app.test_client()
+    good = issuer.mint("g@corp.example", "cid.apps.googleusercontent.com", hd="corp.example")
+    wrong_domain = issuer.mint("g@else.example", "cid.apps.googleusercontent.com", hd="else.example")
     page = client.get("/signin?next=/status").get_data(as_text=True)
     assert 'data-client_id="cid.apps.googleusercontent.com"' in page and 'data-hd="corp.example"' in page
     # No GIS CSRF cookie → refused; mismatched → refused; bad token → refused.
-    assert client.post("/signin/google", data={"credential": "good"}).status_code == 403
+    assert client.post("/signin/google", data={"credential": good}).status_code == 403
     client.set_cookie("g_csrf_token", "abc", domain="localhost")
-    assert (
-        client.post("/signin/google", data={"credential": "good", "g_csrf_token": "xyz"}).status_code == 403
-    )
-    assert client.post("/signin/google", data={"credential": "bad", "g_csrf_token": "abc"}).status_code == 403
+    assert client.post("/signin/google", data={"credential": good, "g_csrf_token": "xyz"}).status_code == 403
+    for bad in ("bad", wrong_domain):
+        assert (
+            client.post("/signin/google", data={"credential": bad, "g_csrf_token": "abc"}).status_code == 403
+        )
     assert client.get("/").status_code == 302
-    ok = client.post("/signin/google?next=/status", data={"credential": "good", "g_csrf_token": "abc"})
+    ok = client.post("/signin/google?next=/status", data={"credential": good, "g_csrf_token": "abc"})
     assert ok.status_code == 302 and ok.headers["Location"] == "/status"
     assert "g@corp.example" in client.get("/").get_data(as_text=True)
 

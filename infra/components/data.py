@@ -70,4 +70,19 @@ class Data(Component):
             retention=f"{args.backup_retention_days * 86400}s",
             opts=self.child(self.database),
         )
+        # History pages: owner ==, ordered by updated_at then id, newest first (shared/qa/conversations.py).
+        # The emulator needs no index; Firestore refuses the query without this one.
+        self.history_index = gcp.firestore.Index(
+            "conversations-history",
+            project=args.project,
+            database=self.database.name,
+            collection="conversations",
+            query_scope="COLLECTION",
+            fields=[
+                gcp.firestore.IndexFieldArgs(field_path="owner", order="ASCENDING"),
+                gcp.firestore.IndexFieldArgs(field_path="updated_at", order="DESCENDING"),
+                gcp.firestore.IndexFieldArgs(field_path="__name__", order="DESCENDING"),
+            ],
+            opts=self.child(self.database),
+        )
         self.register_outputs({"database": self.database.name})

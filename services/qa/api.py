@@ -2,24 +2,55 @@
 
 Routes only parse and check input, call :class:`shared.qa.ask.AskService` or the conversation store,
 and shape the reply. Bad input is always a 4xx with an ``error`` message, never a 500.
+
+Reads (history, one conversation, search, export, and the chat and status pages in ``pages.py``) are
+rate-limited per user by a second :class:`RateLimiter` with its own buckets: browsing never uses up the
+question budget, and a runaway client cannot turn reads into unbounded Firestore traffic. Its limit is
+``read_rate_limit_per_minute`` when the settings have it, else :data:`READ_LIMIT_FACTOR` times
+``rate_limit_per_minute``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask.blueprints import BlueprintSetupState
 
 from services.qa.app import context
 from services.qa.auth import api_login_required, current_user, service_caller
 from shared.qa.ask import BotNotFound, BotProfile
-from shared.qa.conversations import ConversationNotFound, export
+from shared.qa.conversations import MAX_PAGE_SIZE, PAGE_SIZE, ConversationNotFound, InvalidCursor, export
 from shared.qa.live_index import NoIndexYet
+from shared.qa.ratelimit import RateLimiter
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_ID_CHARS = 128
 MAX_USER_CHARS = 200
+MAX_CURSOR_CHARS = 400
+READ_LIMIT_FACTOR = 10  # reads per minute per user = this x the question limit (unless configured)
+READ_LIMITER = "askbase.read_limiter"
+
+
+@bp.record_once
+def _install_read_limiter(state: BlueprintSetupState) -> None:
+    settings = state.app.extensions["askbase"].settings
+    per_minute = getattr(settings, "read_rate_limit_per_minute", None) or (
+        READ_LIMIT_FACTOR * settings.rate_limit_per_minute
+    )
+    state.app.extensions[READ_LIMITER] = RateLimiter(per_minute)
+
+
+def read_limiter(app: Flask | None = None) -> RateLimiter:
+    """The per-user limiter of read requests (separate from the questions' ``context().limiter``)."""
+    return (app or current_app).extensions[READ_LIMITER]
+
+
+def read_allowed(owner: str) -> tuple[bool, int]:
+    """Count one read request for ``owner``: ``(allowed, retry_after_seconds)``."""
+    return read_limiter().allow(owner)
 
 
 class BadRequest(ValueError):
@@ -113,24 +144,52 @@ def ask() -> Any:
     return jsonify(result.to_json())
 
 
+def _read_owner() -> tuple[str | None, Any]:
+    """The signed-in user's owner key, or a 429 response when their read budget is spent."""
+    user = current_user()
+    assert user is not None
+    allowed, retry_after = read_allowed(user.owner)
+    if not allowed:
+        return None, _reject(429, "too many requests; slow down", Retry_After=str(retry_after))
+    return user.owner, None
+
+
 @bp.get("/conversations")
 @api_login_required
 def list_conversations() -> Any:
-    """The user's conversations, newest first; ``?q=`` searches their text."""
-    user = current_user()
-    assert user is not None
+    """One page of the user's conversations, newest first; ``?q=`` searches their text.
+
+    ``?limit=`` (1..200, default 50) and ``?cursor=`` (a previous page's ``next_cursor``) page through
+    them: ``{items, next_cursor, conversations}`` (``conversations`` = ``items``, for older pages).
+    """
+    owner, rejected = _read_owner()
+    if rejected is not None:
+        return rejected
     query = request.args.get("q", "")[:200]
-    items = context().conversations.list(user.owner, query)
-    return jsonify(conversations=[c.summary() for c in items])
+    raw_limit = request.args.get("limit", "")
+    # A regex, not str.isdigit(): that accepts "²", which int() refuses.
+    if raw_limit and not (re.fullmatch(r"[0-9]{1,3}", raw_limit) and 1 <= int(raw_limit) <= MAX_PAGE_SIZE):
+        return _reject(400, f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}")
+    limit = int(raw_limit) if raw_limit else PAGE_SIZE
+    cursor = request.args.get("cursor") or None
+    if cursor is not None and len(cursor) > MAX_CURSOR_CHARS:
+        return _reject(400, "invalid cursor")
+    try:
+        page = context().conversations.page(owner, query, limit, cursor)
+    except InvalidCursor:
+        return _reject(400, "invalid cursor")
+    items = [c.summary() for c in page.items]
+    return jsonify(items=items, next_cursor=page.next_cursor, conversations=items)
 
 
 @bp.get("/conversations/<conversation_id>")
 @api_login_required
 def get_conversation(conversation_id: str) -> Any:
-    user = current_user()
-    assert user is not None
+    owner, rejected = _read_owner()
+    if rejected is not None:
+        return rejected
     try:
-        conv = context().conversations.get(user.owner, conversation_id)
+        conv = context().conversations.get(owner, conversation_id)
     except ConversationNotFound:
         return _reject(404, "conversation not found")
     return jsonify(conv.to_json())
@@ -140,13 +199,14 @@ def get_conversation(conversation_id: str) -> Any:
 @api_login_required
 def export_conversation(conversation_id: str) -> Any:
     """Download as ``?format=json`` (default) or ``?format=md``."""
-    user = current_user()
-    assert user is not None
+    owner, rejected = _read_owner()
+    if rejected is not None:
+        return rejected
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "md"):
         return _reject(400, "format must be json or md")
     try:
-        conv = context().conversations.get(user.owner, conversation_id)
+        conv = context().conversations.get(owner, conversation_id)
     except ConversationNotFound:
         return _reject(404, "conversation not found")
     body, mimetype = export(conv, fmt)

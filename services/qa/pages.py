@@ -1,18 +1,48 @@
-"""Server-rendered pages: the chat with its history sidebar, and the data-status page."""
+"""Server-rendered pages: the chat with its history sidebar, and the data-status page.
+
+The sidebar shows the first page of history (:data:`shared.qa.conversations.PAGE_SIZE`, newest first;
+a search looks through a bounded window of the newest conversations). Page views count against the
+per-user read limit of ``services.qa.api`` (429 page with ``Retry-After``).
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
+from services.qa.api import read_allowed
 from services.qa.app import context
 from services.qa.auth import current_user, login_required
 from shared.qa.conversations import Conversation, ConversationNotFound
 from shared.qa.data_status import next_cron_time, recent_runs, trigger_refresh
 
 bp = Blueprint("pages", __name__)
+
+
+def _too_many_reads() -> Any:
+    """A 429 page when the signed-in user's read budget is spent, else None."""
+    user = current_user()
+    assert user is not None
+    allowed, retry_after = read_allowed(user.owner)
+    if allowed:
+        return None
+    g.reject_reason = "too many requests; slow down"
+    message = "Too many requests in a minute: wait a little and reload."
+    response = make_response(render_template("error.html", code=429, message=message), 429)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def _chat(conversation: Conversation | None) -> Any:
@@ -32,12 +62,16 @@ def _chat(conversation: Conversation | None) -> Any:
 @bp.get("/")
 @login_required
 def chat() -> Any:
-    return _chat(None)
+    limited = _too_many_reads()
+    return limited if limited is not None else _chat(None)
 
 
 @bp.get("/c/<conversation_id>")
 @login_required
 def conversation(conversation_id: str) -> Any:
+    limited = _too_many_reads()
+    if limited is not None:
+        return limited
     user = current_user()
     assert user is not None
     try:
@@ -51,6 +85,9 @@ def conversation(conversation_id: str) -> Any:
 @bp.get("/status")
 @login_required
 def status() -> Any:
+    limited = _too_many_reads()
+    if limited is not None:
+        return limited
     ctx = context()
     now = datetime.now(UTC)
     try:
