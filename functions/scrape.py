@@ -3,18 +3,24 @@
 Thin entry point: the whole job is :func:`shared.knowledge.scrape.run_scrape`. Answers 200 with the run's
 JSON summary, 409 when another run holds the lease, 500 when the run failed (Scheduler then shows the
 error), 405 for anything but POST: a GET (a health probe, a crawler, a curious browser) must never start a
-crawl. The function is private: only the scheduler's service account may
-invoke it (IAM), so there is no auth code here.
+crawl. The function is private: Cloud Run IAM lets only the scheduler's and qa's accounts invoke it,
+and, as a second gate, the function itself checks their ID token (audience ``scrape_url``, accounts
+``scrape_callers``) with :mod:`shared.idtokens`: 401/403 before any work.
 """
 
 from __future__ import annotations
+
+import logging
 
 import flask
 
 from shared import logs
 from shared.config import ConfigError, get_settings
+from shared.idtokens import TokenError, verifier_for
 from shared.knowledge.runs import RunStatus
 from shared.knowledge.scrape import ScrapeError, run_scrape
+
+log = logging.getLogger(__name__)
 
 
 def scrape(request: flask.Request) -> tuple[dict, int]:
@@ -25,6 +31,14 @@ def scrape(request: flask.Request) -> tuple[dict, int]:
     except ConfigError as exc:
         return {"ok": False, "error": str(exc)}, 500
     logs.configure(settings.log_level, json_output=settings.is_production)
+    if settings.internal_auth == "google-oidc":
+        try:
+            verifier_for(settings).service_caller(
+                request.headers.get("Authorization"), settings.scrape_url, settings.scrape_callers
+            )
+        except TokenError as exc:
+            log.warning("scrape call refused %d: %s", exc.status, exc.reason)
+            return {"ok": False, "error": "not allowed"}, exc.status
     try:
         run = run_scrape(settings)
     except ScrapeError as exc:

@@ -302,7 +302,7 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
                     name="askbase-scrape",
                     schedule=cfg.scrape_schedule,
                     url=functions.urls["scrape"],
-                    audience=functions.urls["scrape"],
+                    audience=scrape_url,  # the audience the function checks (ASKBASE_SCRAPE_URL)
                     attempt_deadline="1800s",  # Scheduler's maximum; the run itself is bounded by its lease
                 ),
                 JobSpec(
