@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import logging
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -116,6 +119,39 @@ def test_parse_sitemap_feed_and_refusals() -> None:
         c.parse_sitemap(b"<html></html>")
     with pytest.raises(c.FeedError, match="not an RSS"):
         c.parse_feed(b"<urlset/>")
+
+
+def _gzip_bomb(mebibytes: int) -> bytes:
+    """A gzipped sitemap that unpacks to ``mebibytes`` MiB (well-formed XML: <urlset>, spaces, </urlset>).
+
+    Built from concatenated gzip members (legal gzip) so it costs about 1 KB per MiB and no time.
+    """
+    spaces = gzip.compress(b" " * (1 << 20), mtime=0)
+    return gzip.compress(b"<urlset>", mtime=0) + spaces * mebibytes + gzip.compress(b"</urlset>", mtime=0)
+
+
+def test_gzipped_sitemap_unpacks_under_a_cap() -> None:
+    small = gzip.compress(b"<urlset><url><loc>http://h/a</loc></url></urlset>")
+    assert c.parse_sitemap(small) == (["http://h/a"], [])
+    assert c.gunzip_capped(gzip.compress(b"ab") + gzip.compress(b"cd"), 4) == b"abcd"
+    with pytest.raises(c.DocumentTooLarge, match="more than 1000 bytes"):
+        c.parse_sitemap(gzip.compress(b"<urlset>" + b" " * 2000 + b"</urlset>"), max_bytes=1000)
+    with pytest.raises(c.FeedError, match="bad gzip data"):
+        c.parse_sitemap(small[:-12])
+    with pytest.raises(c.DocumentTooLarge):
+        c.parse_feed(gzip.compress(b"<rss>" + b" " * 2000 + b"</rss>"), max_bytes=1000)
+    # A 1 GiB bomb stops at the cap: memory stays near the cap, never near the bomb's size.
+    bomb = _gzip_bomb(1024)
+    assert len(bomb) < 2_000_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(c.DocumentTooLarge):
+            c.parse_sitemap(bomb, max_bytes=4_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000
+    assert c.CrawlConfig().max_sitemap_bytes == c.MAX_SITEMAP_BYTES == 50 * 1024 * 1024
 
 
 # --- real crawls -------------------------------------------------------------------------------------
@@ -279,3 +315,55 @@ def test_redirects_stay_on_site_and_revalidate(site: sites.FixtureSite) -> None:
         assert [r.url for r in unchanged] == [site.url("/docs/install")]
         assert ("/docs/install", 200) not in site.statuses
         assert ("/docs/install", 304) in site.statuses
+
+
+def test_gzip_bomb_sitemap_is_skipped_and_the_rest_crawled(site: sites.FixtureSite, caplog) -> None:
+    # A sitemap index listing the normal sitemap and a .xml.gz that unpacks to 64 MiB, past the default
+    # cap (the sitemap protocol's 50 MiB).
+    site.set_page("/bomb.xml.gz", _gzip_bomb(64), content_type="application/gzip", in_sitemap=False)
+    index = (
+        '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<sitemap><loc>{site.url('/bomb.xml.gz')}</loc></sitemap>"
+        f"<sitemap><loc>{site.url('/sitemap-pages.xml')}</loc></sitemap></sitemapindex>"
+    )
+    site.set_page("/sitemaps.xml", index, content_type="application/xml", in_sitemap=False)
+    source = Source(name="docs", kind=SourceKind.SITEMAP, url=site.url("/sitemaps.xml"), exclude=["slow"])
+    with caplog.at_level(logging.WARNING, logger="shared.knowledge.crawler"):
+        results, summary = _crawl(source)
+    assert site.hits["/bomb.xml.gz"] == 1
+    # The other sitemap's pages were still crawled...
+    for path in sites.DOC_PAGES:
+        assert results[site.url(path)].outcome is Outcome.FETCHED
+    # ...but the crawl is incomplete, so the caller removes no page the skipped sitemap might list.
+    assert not summary.complete
+    assert "bomb.xml.gz" in summary.error and "more than 52428800 bytes" in summary.error
+    assert any(
+        "bomb.xml.gz skipped" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records
+    )
+
+
+def _feed_page(*feeds: str) -> str:
+    links = "".join(f'<link rel="alternate" type="application/rss+xml" href="{f}">' for f in feeds)
+    return f"<!doctype html><html><head><title>News</title>{links}</head><body><p>news</p></body></html>"
+
+
+def test_feed_discovery_never_leaves_the_site(site: sites.FixtureSite, caplog) -> None:
+    with sites.FixtureSite() as other:
+        other.set_page("/elsewhere/post", sites.page_for("/elsewhere/post"))
+        other.feed_paths = ["/elsewhere/post"]
+        # Only an off-site feed advertised: ignored (never requested), the source reports no feed.
+        site.set_page("/news", _feed_page(other.url("/feed.xml")), in_sitemap=False)
+        with caplog.at_level(logging.WARNING, logger="shared.knowledge.crawler"):
+            results, summary = _crawl(Source(name="blog", kind=SourceKind.FEED, url=site.url("/news")))
+        assert other.hits.total() == 0
+        assert not summary.complete and "no RSS/Atom feed on its own site" in summary.error
+        assert results == {}
+        assert any(f"ignoring feed link {other.url('/feed.xml')}" in r.getMessage() for r in caplog.records)
+        # An off-site feed listed before the site's own: the site's own is used.
+        site.set_page("/news2", _feed_page(other.url("/feed.xml"), "/feed.xml"), in_sitemap=False)
+        results, summary = _crawl(Source(name="blog", kind=SourceKind.FEED, url=site.url("/news2")))
+        assert summary.complete, summary.error
+        assert other.hits.total() == 0
+        assert {url for url, r in results.items() if r.outcome is Outcome.FETCHED} == {
+            site.url(p) for p in sites.BLOG_POSTS
+        }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import os
+import tarfile
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -12,6 +15,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import storage
 
 from shared.config import Settings, Source, SourceKind
 from shared.gcp import ensure_bucket, firestore_client, storage_client
@@ -266,3 +271,75 @@ def test_embedder_change_rebuilds_from_scratch(emulators, settings, site, caplog
     assert any("model-a" in r.getMessage() for r in caplog.records)
     bucket = ensure_bucket(storage_client(cfg.project_id), cfg.bucket)
     assert SnapshotStore(bucket).get(second.snapshot_id).embedder == {"id": "model-b", "dimension": 32}
+
+
+def _storage_outage(monkeypatch) -> None:
+    """Simulates a Cloud Storage outage: every archive download answers 503."""
+
+    def download(self, *args, **kwargs):
+        raise gexc.ServiceUnavailable("simulated storage outage")
+
+    monkeypatch.setattr(storage.Blob, "download_to_filename", download)
+
+
+def _disk_full(monkeypatch) -> None:
+    """Simulates a full disk while the restored archive is unpacked."""
+
+    def extract(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tarfile.TarFile, "extract", extract)
+
+
+@pytest.mark.parametrize(
+    ("trouble", "expected"),
+    [(_storage_outage, "ServiceUnavailable"), (_disk_full, "No space left on device")],
+    ids=["storage-5xx", "disk-full"],
+)
+def test_unreadable_snapshot_fails_the_run_instead_of_rebuilding(
+    emulators, settings, site, monkeypatch, caplog, trouble, expected
+) -> None:
+    cfg = _settings(settings, site)
+    first = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
+    assert first.status is RunStatus.PUBLISHED, first.error
+    store = SnapshotStore(ensure_bucket(storage_client(cfg.project_id), cfg.bucket))
+    pointer, generation = store.read_pointer()
+    site.edit_page("/docs/faq", sites.page_for("/docs/faq", version=2))  # a rebuild would publish
+    site.reset_hits()
+
+    trouble(monkeypatch)
+    embedder = _HashEmbedder("model-a")
+    with caplog.at_level(logging.ERROR):
+        run = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    assert run.status is RunStatus.FAILED
+    assert run.error.startswith("SnapshotUnavailable") and expected in run.error
+    assert first.snapshot_id in run.error
+    assert any("cannot restore the published index" in r.getMessage() for r in caplog.records)
+    # Nothing crawled, nothing embedded, nothing published: the served pointer is exactly as it was.
+    assert site.hits.total() == 0 and embedder.texts == 0
+    assert store.read_pointer() == (pointer, generation)
+    assert [m.id for m in store.list()] == [first.snapshot_id]
+    recorded = list_runs(firestore_client(cfg.project_id), limit=1)[0]
+    assert recorded.id == run.id and recorded.status is RunStatus.FAILED and expected in recorded.error
+    assert Lease(firestore_client(cfg.project_id)).read() is None  # released
+
+    # Once storage (or the disk) is back, the next run continues from the published snapshot.
+    monkeypatch.undo()
+    again = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    assert again.status is RunStatus.PUBLISHED and again.parent_snapshot_id == first.snapshot_id, again.error
+    assert again.pages_changed == 1
+
+
+def test_every_snapshot_broken_rebuilds_from_scratch(emulators, settings, site) -> None:
+    cfg = _settings(settings, site)
+    first = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
+    assert first.status is RunStatus.PUBLISHED, first.error
+    bucket = ensure_bucket(storage_client(cfg.project_id), cfg.bucket)
+    manifest = SnapshotStore(bucket).get(first.snapshot_id)
+    blob = bucket.blob(f"snapshots/{manifest.archive}")
+    data = bytearray(blob.download_as_bytes())
+    data[len(data) // 2] ^= 0xFF  # the only published archive fails its checksum
+    blob.upload_from_string(bytes(data))
+    second = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
+    assert second.status is RunStatus.PUBLISHED and second.parent_snapshot_id is None, second.error
+    assert SnapshotStore(bucket).read_pointer()[0].snapshot_id == second.snapshot_id

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import logging
+import os
 import tarfile
 import threading
 from collections.abc import Sequence
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import storage
 
 from shared.config import Settings
 from shared.gcp import ensure_bucket, storage_client
@@ -214,6 +218,68 @@ def test_corrupted_newest_falls_back_to_previous(
     assert store.restore(tmp_path / "r2") is None
 
 
+def _two_snapshots(bucket, index: KnowledgeIndex) -> tuple[SnapshotStore, snap.Manifest, snap.Manifest]:
+    store = SnapshotStore(bucket)
+    first = store.publish(index, {}, None, 0)
+    add_page(index, "https://docs.example.com/c")
+    second = store.publish(index, {}, first.id, store.read_pointer()[1])
+    return store, first, second
+
+
+def test_strict_restore_raises_on_a_storage_outage(
+    bucket, index: KnowledgeIndex, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    store, first, second = _two_snapshots(bucket, index)
+    real_download = storage.Blob.download_to_filename
+    failing: set[str] = {f"snapshots/{second.archive}"}
+
+    def download(self, filename, *args, **kwargs):
+        if self.name in failing:  # simulates a Cloud Storage outage for these objects
+            raise gexc.ServiceUnavailable("simulated storage outage")
+        return real_download(self, filename, *args, **kwargs)
+
+    monkeypatch.setattr(storage.Blob, "download_to_filename", download)
+    # Not strict (the Q&A service): an unreadable newest snapshot falls back to the previous one.
+    assert store.restore(tmp_path / "lenient").snapshot_id == first.id
+    # Strict (the scrape job): no fallback to an older base, no "nothing restorable".
+    with caplog.at_level(logging.ERROR), pytest.raises(snap.SnapshotUnavailable, match="ServiceUnavailable"):
+        store.restore(tmp_path / "strict", strict=True)
+    assert any("storage or disk trouble" in r.getMessage() for r in caplog.records)
+    assert list((tmp_path / "strict").iterdir()) == []  # nothing left behind
+    # Every archive unreadable: still an error, never None.
+    failing.add(f"snapshots/{first.archive}")
+    assert store.restore(tmp_path / "lenient2") is None
+    with pytest.raises(snap.SnapshotUnavailable):
+        store.restore(tmp_path / "strict2", strict=True)
+    # A broken newest snapshot (checksum) is still skipped in strict mode; broken everywhere → None.
+    failing.clear()
+    blob = bucket.blob(f"snapshots/{second.archive}")
+    data = bytearray(blob.download_as_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.upload_from_string(bytes(data))
+    assert store.restore(tmp_path / "strict3", strict=True).snapshot_id == first.id
+    bucket.blob(f"snapshots/{first.archive}").delete()
+    assert store.restore(tmp_path / "strict4", strict=True) is None
+
+
+def test_strict_restore_raises_on_a_full_disk(
+    bucket, index: KnowledgeIndex, tmp_path: Path, monkeypatch
+) -> None:
+    store, _, _ = _two_snapshots(bucket, index)
+
+    def no_space(self, *args, **kwargs):  # simulates a full disk while unpacking
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tarfile.TarFile, "extract", no_space)
+    with pytest.raises(snap.SnapshotUnavailable, match="No space left"):
+        store.restore(tmp_path / "r", strict=True)
+    assert list((tmp_path / "r").iterdir()) == []
+    assert snap.is_disk_error(OSError(errno.ENOSPC, "full"))
+    assert not snap.is_disk_error(OSError(errno.ENOTDIR, "a path the archive makes impossible"))
+    assert not snap.is_disk_error(snap.SnapshotError("checksum mismatch"))
+    assert not snap.is_broken_snapshot(gexc.ServiceUnavailable("503"))
+
+
 def test_unreadable_pointer_falls_back_to_listing(bucket, index: KnowledgeIndex, tmp_path: Path) -> None:
     store = SnapshotStore(bucket)
     manifest = store.publish(index, {}, None, 0)
@@ -306,6 +372,11 @@ def test_unpack_size_bound_and_garbage(tmp_path: Path) -> None:
     junk.write_bytes(b"not an archive at all")
     with pytest.raises(snap.SnapshotError, match="cannot be unpacked"):
         snap.safe_unpack(junk, "zstd", tmp_path / "o2")
+    junk_gz = tmp_path / "junk.gz"
+    junk_gz.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(snap.SnapshotError, match="cannot be unpacked") as broken:
+        snap.safe_unpack(junk_gz, "gzip", tmp_path / "o3")
+    assert snap.is_broken_snapshot(broken.value)  # corrupt data, not a disk error
 
 
 def test_malicious_archive_in_bucket_is_never_unpacked(bucket, index: KnowledgeIndex, tmp_path: Path) -> None:

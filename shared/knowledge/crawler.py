@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import email.utils
 import enum
-import gzip
 import hashlib
 import logging
 import queue
@@ -29,6 +28,7 @@ import threading
 import time
 import urllib.robotparser
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -95,6 +95,12 @@ _BINARY_EXTENSIONS = frozenset(
 )
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _MAX_SITEMAP_DEPTH = 3
+# sitemaps.org: a sitemap may be at most 50 MiB *uncompressed*. This bounds both what a sitemap download
+# may read and what a gzipped one (.xml.gz) may unpack to, so a gzip bomb stops at the cap. It is not
+# crawl_max_page_bytes (2 MB by default), which a legitimate 50,000-URL sitemap exceeds.
+MAX_SITEMAP_BYTES = 52_428_800
+# Feeds are fetched (and, if gzipped, unpacked) up to this many bytes.
+MAX_FEED_BYTES = 20_000_000
 _MAX_RETRY_AFTER_SECONDS = 60.0
 _MAX_REDIRECTS = 10
 
@@ -159,6 +165,7 @@ class CrawlConfig:
     max_page_bytes: int = 2_000_000
     user_agent: str = "askbase-crawler/0.1"
     backoff_base_seconds: float = 0.5
+    max_sitemap_bytes: int = MAX_SITEMAP_BYTES  # download and gunzip cap of one sitemap
 
     @classmethod
     def from_settings(cls, settings: object, **overrides: object) -> CrawlConfig:
@@ -384,12 +391,42 @@ class FeedError(ValueError):
     """A sitemap or feed document that cannot be parsed."""
 
 
-def _parse_xml(data: bytes) -> ET.Element:
+class DocumentTooLarge(FeedError):
+    """A gzipped sitemap or feed unpacks to more than its cap (a gzip bomb, or just too big)."""
+
+
+def gunzip_capped(data: bytes, max_bytes: int) -> bytes:
+    """Gunzip ``data`` incrementally, refusing to produce more than ``max_bytes`` bytes.
+
+    Never holds more than ``max_bytes + 1`` unpacked bytes, however well the input compresses. Raises
+    :class:`DocumentTooLarge` over the cap, :class:`FeedError` for corrupt or truncated data.
+    """
+    out = bytearray()
+    pending = data
+    try:
+        while pending:  # one pass per gzip member: concatenated members are legal gzip
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # expect a gzip header
+            while True:
+                piece = inflater.decompress(pending, max_bytes + 1 - len(out))
+                out += piece
+                if len(out) > max_bytes:
+                    raise DocumentTooLarge(f"gzip data unpacks to more than {max_bytes} bytes")
+                if inflater.eof:
+                    break
+                tail = inflater.unconsumed_tail
+                if not piece and len(tail) == len(pending):  # no progress: the input ran out
+                    raise FeedError("bad gzip data: truncated")
+                pending = tail
+            rest = inflater.unused_data
+            pending = rest if rest[:2] == b"\x1f\x8b" else b""  # trailing padding is ignored
+    except zlib.error as exc:
+        raise FeedError(f"bad gzip data: {exc}") from None
+    return bytes(out)
+
+
+def _parse_xml(data: bytes, max_bytes: int) -> ET.Element:
     if data[:2] == b"\x1f\x8b":  # sitemap.xml.gz
-        try:
-            data = gzip.decompress(data)
-        except OSError as exc:
-            raise FeedError(f"bad gzip data: {exc}") from None
+        data = gunzip_capped(data, max_bytes)
     # Sitemaps and feeds never need a DTD; refusing one rules out entity-expansion tricks.
     if b"<!DOCTYPE" in data[:4096].upper() or b"<!ENTITY" in data.upper():
         raise FeedError("XML with a DOCTYPE/ENTITY declaration is refused")
@@ -403,9 +440,12 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1].lower()
 
 
-def parse_sitemap(data: bytes) -> tuple[list[str], list[str]]:
-    """``(page_urls, child_sitemap_urls)`` from a sitemap or sitemap index document."""
-    root = _parse_xml(data)
+def parse_sitemap(data: bytes, max_bytes: int = MAX_SITEMAP_BYTES) -> tuple[list[str], list[str]]:
+    """``(page_urls, child_sitemap_urls)`` from a sitemap or sitemap index document.
+
+    Gzipped data is unpacked up to ``max_bytes`` (:class:`DocumentTooLarge` beyond).
+    """
+    root = _parse_xml(data, max_bytes)
     kind = _local(root.tag)
     if kind not in ("urlset", "sitemapindex"):
         raise FeedError(f"not a sitemap (root element <{kind}>)")
@@ -417,9 +457,9 @@ def parse_sitemap(data: bytes) -> tuple[list[str], list[str]]:
     return (urls, []) if kind == "urlset" else ([], urls)
 
 
-def parse_feed(data: bytes) -> list[str]:
-    """Entry links of an RSS 2.0, RSS 1.0 (RDF) or Atom feed."""
-    root = _parse_xml(data)
+def parse_feed(data: bytes, max_bytes: int = MAX_FEED_BYTES) -> list[str]:
+    """Entry links of an RSS 2.0, RSS 1.0 (RDF) or Atom feed (gzipped data unpacked up to ``max_bytes``)."""
+    root = _parse_xml(data, max_bytes)
     kind = _local(root.tag)
     links: list[str] = []
     if kind == "feed":  # Atom
@@ -504,6 +544,9 @@ class SourceCrawler:
         self._queued: set[str] = set()
         self._identities: set[str] = set()
         self._fetch_budget = source.max_pages
+        # Parts of discovery that were skipped (a sitemap over its cap): the crawl goes on without them
+        # but is reported incomplete, so the caller removes nothing it did not see.
+        self._discovery_problems: list[str] = []
 
     # --- HTTP ------------------------------------------------------------------------------------
     async def _get(
@@ -623,13 +666,19 @@ class SourceCrawler:
                 if sitemap in seen or not same_site(sitemap, self.start):
                     continue
                 seen.add(sitemap)
-                resp = await self._get(client, sitemap, limit=50_000_000)
+                resp = await self._get(client, sitemap, limit=self.config.max_sitemap_bytes)
                 if resp.status_code != 200 or resp.too_large:
                     raise _SiteWideFailure(
                         f"sitemap {sitemap} unavailable ({resp.error or resp.status_code})"
                     )
                 try:
-                    urls, subs = parse_sitemap(resp.body)
+                    urls, subs = parse_sitemap(resp.body, self.config.max_sitemap_bytes)
+                except DocumentTooLarge as exc:
+                    # A gzip bomb (or a sitemap over the protocol's limit): skip it, crawl the rest,
+                    # and mark the crawl incomplete so pages it may have listed are not taken as removed.
+                    log.warning("source %s: sitemap %s skipped: %s", self.source.name, sitemap, exc)
+                    self._discovery_problems.append(f"sitemap {sitemap} skipped: {exc}")
+                    continue
                 except FeedError as exc:
                     raise _SiteWideFailure(f"sitemap {sitemap}: {exc}") from None
                 # Relative <loc>s are out of spec but common on hand-written sitemaps: resolve them.
@@ -640,7 +689,7 @@ class SourceCrawler:
         return pages
 
     async def _feed_urls(self, client: httpx.AsyncClient) -> list[str]:
-        resp = await self._get(client, self.start, limit=20_000_000)
+        resp = await self._get(client, self.start, limit=MAX_FEED_BYTES)
         if resp.status_code != 200 or resp.too_large:
             raise _SiteWideFailure(f"feed {self.start} unavailable ({resp.error or resp.status_code})")
         feed_url = self.start
@@ -650,17 +699,33 @@ class SourceCrawler:
             and b"<rss" not in body[:2048]
             and b"<feed" not in body[:2048]
         ):
-            # An HTML page: follow its <link rel="alternate" type="application/rss+xml">.
+            # An HTML page: follow its <link rel="alternate" type="application/rss+xml">, on this site
+            # only (the same rule as every other fetch: see same_site).
             found = parse_links(body.decode(resp.encoding, errors="replace"), str(resp.url)).feeds
-            if not found:
-                raise _SiteWideFailure(f"{self.start} is HTML and advertises no RSS/Atom feed")
-            feed_url = found[0]
-            resp = await self._get(client, feed_url, limit=20_000_000)
-            if resp.status_code != 200:
+            on_site = []
+            for link in found:
+                if same_site(link, self.start):
+                    on_site.append(link)
+                else:
+                    log.warning(
+                        "source %s: ignoring feed link %s on %s: not on %s",
+                        self.source.name,
+                        link,
+                        resp.url,
+                        self.site,
+                    )
+            if not on_site:
+                off_site = f" (off-site feed links ignored: {', '.join(found)})" if found else ""
+                raise _SiteWideFailure(
+                    f"{self.start} is HTML and advertises no RSS/Atom feed on its own site{off_site}"
+                )
+            feed_url = on_site[0]
+            resp = await self._get(client, feed_url, limit=MAX_FEED_BYTES)
+            if resp.status_code != 200 or resp.too_large:
                 raise _SiteWideFailure(f"feed {feed_url} unavailable ({resp.error or resp.status_code})")
             body = resp.body
         try:
-            links = parse_feed(body)
+            links = parse_feed(body, MAX_FEED_BYTES)
         except FeedError as exc:
             raise _SiteWideFailure(f"feed {feed_url}: {exc}") from None
         return [u for u in (normalize_url(link, feed_url) for link in links) if u]
@@ -760,6 +825,12 @@ class SourceCrawler:
                 self.summary.complete = False
                 self.summary.error = str(exc)
                 log.warning("source %s: %s", self.source.name, exc)
+            else:
+                if self._discovery_problems:
+                    self.summary.complete = False
+                    self.summary.error = "; ".join(
+                        [*self._discovery_problems, *([self.summary.error] if self.summary.error else [])]
+                    )
         self.summary.seconds = time.perf_counter() - started
         return self.summary
 

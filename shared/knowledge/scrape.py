@@ -3,7 +3,10 @@
 One run, start to end (:func:`run_scrape`):
 
 1. take the Firestore lease (``leases/scrape``); if another run holds it, return a ``skipped`` run;
-2. restore the newest snapshot into a private work directory (or start an empty index);
+2. restore the newest snapshot into a private work directory; start an empty index only when nothing
+   was ever published or every published snapshot is broken (checksum, archive, open-check). When a
+   snapshot cannot be *read* (a Cloud Storage 5xx, a network or disk error) the run fails instead:
+   rebuilding then would drop every page whose crawl happens to fail, and the pointer stays untouched;
 3. crawl each source with conditional GETs built from the stored page records; upsert changed pages,
    touch unchanged ones, remove vanished ones (only when that source's crawl had no site-wide failure);
 4. if anything changed, publish by compare-and-swap; on :class:`PublishConflict` start over once from
@@ -27,7 +30,7 @@ from shared.config import Settings, Source
 from shared.knowledge.crawler import CrawlConfig, Outcome, crawl_source
 from shared.knowledge.leases import Clock, Lease, LeaseHeld, utc_now
 from shared.knowledge.runs import RunStatus, ScrapeRun, new_run, save_run
-from shared.knowledge.snapshots import PublishConflict, SnapshotStore
+from shared.knowledge.snapshots import PublishConflict, SnapshotStore, SnapshotUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +60,26 @@ class _Attempt:
         self.changed = False
 
     def open_index(self, store: SnapshotStore, work: Path) -> tuple[Any, str | None, int]:
-        """Restore the newest snapshot (or start empty); returns (index, parent id, base generation)."""
+        """Restore the newest snapshot (or start empty); returns (index, parent id, base generation).
+
+        Raises :class:`SnapshotUnavailable` when a published snapshot cannot be read right now: the run
+        then fails and publishes nothing (see the module docstring).
+        """
         from shared.knowledge.index import EmbedderMismatch, KnowledgeIndex
 
         self.progress("restore", 0, 1)
         _, generation = store.read_pointer()
-        restored = store.restore(work / "restore")
+        try:
+            restored = store.restore(work / "restore", strict=True)
+        except SnapshotUnavailable as exc:
+            log.error(
+                "scrape run %s: cannot restore the published index (%s); failing the run instead of "
+                "rebuilding from scratch, the published snapshot stays as it is",
+                self.run.id,
+                exc,
+                extra={"run_id": self.run.id},
+            )
+            raise
         self.progress("restore", 1, 1)
         if restored is not None:
             try:
@@ -73,6 +90,8 @@ class _Attempt:
                 # A new embedder makes every stored vector useless: rebuild from scratch.
                 log.warning("%s; rebuilding the whole index", exc)
                 generation = restored.generation
+        elif generation:
+            log.warning("every published snapshot is broken: rebuilding the index from scratch")
         else:
             log.info("no snapshot to restore: building the index from scratch")
         path = work / f"fresh-{uuid.uuid4().hex[:8]}"

@@ -18,11 +18,17 @@ Why it is built this way:
 * Safe restore: Chroma's segment folders contain a pickle, so an archive is unpacked only after its
   sha256 matched the manifest, into a fresh directory, refusing absolute paths, ``..``, links and devices.
   A snapshot that fails any check is logged as an ERROR and the previous one is tried.
+* Broken is not unreachable: a snapshot that fails its checks (checksum, unsafe or corrupt archive, the
+  open-check) is *broken*; one that cannot be read because Cloud Storage or the local disk failed (a 5xx,
+  a network error, a full disk) is *unavailable*. ``restore(strict=True)`` (the scrape job) raises
+  :class:`SnapshotUnavailable` for the latter instead of falling back or answering "nothing to restore",
+  because a caller that rebuilds from scratch on ``None`` would drop every page it cannot crawl right now.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import json
@@ -35,6 +41,7 @@ import sqlite3
 import tarfile
 import tempfile
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -78,6 +85,14 @@ class UnsafeArchive(SnapshotError):
 
 class SnapshotNotFound(SnapshotError):
     """No snapshot with that id exists in the bucket."""
+
+
+class SnapshotUnavailable(RuntimeError):
+    """A published snapshot could not be read because of storage or disk trouble, not because it is broken.
+
+    Deliberately not a :class:`SnapshotError`: it says nothing about the snapshot, so it must never be
+    taken for "nothing restorable". Retry later.
+    """
 
 
 class IndexLike(Protocol):
@@ -305,7 +320,9 @@ def safe_unpack(archive: Path, compression: Compression, dest: Path, max_bytes: 
     """Unpack into ``dest`` (which must be empty), refusing unsafe members and oversized content.
 
     Raises :class:`UnsafeArchive` naming the first bad member, :class:`SnapshotError` for a corrupt
-    stream. Nothing outside ``dest`` is ever written.
+    stream. A disk error (full disk, read-only, I/O error, no permission: see :data:`DISK_ERRNOS`)
+    propagates as the :class:`OSError` it is: it says nothing about the archive. Nothing outside ``dest``
+    is ever written.
     """
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
@@ -326,8 +343,50 @@ def safe_unpack(archive: Path, compression: Compression, dest: Path, max_bytes: 
                 tar.extract(member, dest, filter="data")
     except UnsafeArchive:
         raise
-    except (tarfile.TarError, zstandard.ZstdError, OSError, EOFError) as exc:
+    except OSError as exc:
+        if exc.errno in DISK_ERRNOS:
+            raise  # the disk, not the archive
+        # gzip.BadGzipFile, or a path the archive makes impossible (ENOTDIR, ENAMETOOLONG...)
         raise SnapshotError(f"archive cannot be unpacked: {type(exc).__name__}: {exc}") from None
+    except (tarfile.TarError, zstandard.ZstdError, zlib.error, EOFError) as exc:
+        raise SnapshotError(f"archive cannot be unpacked: {type(exc).__name__}: {exc}") from None
+
+
+# errnos that describe the machine (its disk, its limits), never the bytes of an archive.
+DISK_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EIO", "EROFS", "EACCES", "EPERM", "EMFILE", "ENFILE", "ENOMEM", "EFBIG")
+    if hasattr(errno, name)
+)
+_SQLITE_DISK_ERRORS = ("disk is full", "disk i/o error", "unable to open database file")
+
+
+def is_disk_error(exc: BaseException | None) -> bool:
+    """True when ``exc`` or anything in its cause chain is local disk trouble, not bad content.
+
+    That is an :class:`OSError` with one of :data:`DISK_ERRNOS` (full disk, read-only, I/O error, no
+    permission...) or SQLite reporting a full or failing disk.
+    """
+    for _ in range(10):
+        if exc is None:
+            return False
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+            return True
+        if isinstance(exc, sqlite3.OperationalError) and any(
+            m in str(exc).lower() for m in _SQLITE_DISK_ERRORS
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def is_broken_snapshot(exc: BaseException) -> bool:
+    """True when a restore failure means the snapshot itself is bad (checksum, archive, open-check).
+
+    Everything else (Cloud Storage errors, network errors, disk errors, anything unexpected) means it
+    could not be read this time.
+    """
+    return isinstance(exc, SnapshotError) and not is_disk_error(exc)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -575,12 +634,16 @@ class SnapshotStore:
                 self.bucket.blob(self.prefix + snapshot_id + ext).delete()
 
     # --- restore ------------------------------------------------------------------------------------
-    def restore(self, dest_root: Path) -> RestoredSnapshot | None:
+    def restore(self, dest_root: Path, *, strict: bool = False) -> RestoredSnapshot | None:
         """Unpack the newest valid snapshot into a fresh directory under ``dest_root``.
 
         Tries the pointer's snapshot, then each of its ``previous`` ones; every failure is logged as an
-        ERROR. Returns None when nothing was ever published or nothing could be restored (the caller then
-        builds from scratch).
+        ERROR. Returns None when nothing was ever published or nothing could be restored.
+
+        With ``strict`` (a caller that rebuilds from scratch on None), None means exactly "nothing was
+        ever published" or "every candidate is broken" (:func:`is_broken_snapshot`); any other failure
+        (a Cloud Storage 5xx, a network or disk error) raises :class:`SnapshotUnavailable` at once, without
+        falling back to an older snapshot.
         """
         pointer, generation = self.read_pointer()
         if pointer is not None:
@@ -597,6 +660,18 @@ class SnapshotStore:
             try:
                 path, manifest = self._restore_one(snapshot_id, dest_root)
             except Exception as exc:
+                if strict and not is_broken_snapshot(exc):
+                    log.error(
+                        "snapshot %s cannot be read (%s: %s): storage or disk trouble, not a broken "
+                        "snapshot; not falling back",
+                        snapshot_id,
+                        type(exc).__name__,
+                        exc,
+                        extra={"snapshot_id": snapshot_id},
+                    )
+                    raise SnapshotUnavailable(
+                        f"published snapshot {snapshot_id} could not be read ({type(exc).__name__}: {exc})"
+                    ) from exc
                 failures.append(f"{snapshot_id}: {exc}")
                 log.error(
                     "snapshot %s cannot be restored (%s: %s); falling back to the previous one",
@@ -638,7 +713,15 @@ class SnapshotStore:
             safe_unpack(archive, manifest.compression, target, max_bytes=manifest.unpacked_bytes)
             check_index_dir(target)
             if self.verify is not None:
-                self.verify(target, manifest)
+                try:
+                    self.verify(target, manifest)
+                except SnapshotError:
+                    raise
+                except Exception as exc:
+                    if is_disk_error(exc):
+                        raise
+                    # The copy does not pass the caller's open-check (e.g. another embedder): broken.
+                    raise SnapshotError(f"{type(exc).__name__}: {exc}") from exc
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
