@@ -18,6 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
+from services.qa import auth
 from services.qa.app import context
 from services.qa.auth import api_login_required, current_user, service_caller
 from shared.qa.ask import BotNotFound, BotProfile
@@ -100,6 +101,7 @@ def _parse_ask() -> dict[str, Any]:
 
 
 @bp.post("/ask")
+@auth.service_route
 def ask() -> Any:
     """Answer a question: {question, conversation_id?, bot_id?} → {answer, sources, conversation_id}."""
     ctx = context()

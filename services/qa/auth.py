@@ -78,6 +78,15 @@ def api_login_required(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def service_route(view: F) -> F:
+    """Mark a view that service callers (a verified ID token on the service caller list) may use.
+
+    Everywhere else a service token counts for nothing: the request is judged as a browser's (session,
+    CSRF), so a service account cannot, say, drive the sign-in or bot pages."""
+    view._service_route = True  # type: ignore[attr-defined]
+    return view
+
+
 def csrf_exempt(view: F) -> F:
     """Mark a view that proves its origin another way (Google Sign-In's own double-submit cookie)."""
     view._csrf_exempt = True  # type: ignore[attr-defined]
@@ -94,11 +103,13 @@ def init_app(app: Flask) -> None:
         settings = context().settings
         g.service_caller = None
         try:
-            g.service_caller = verify_service_caller(request.headers, settings)
+            caller = verify_service_caller(request.headers, settings)
         except SignInError as exc:
             g.reject_reason = str(exc)
             return jsonify(error="invalid service credentials"), 401
-        if g.service_caller:
+        view = app.view_functions.get(request.endpoint or "")
+        if caller and view is not None and getattr(view, "_service_route", False):
+            g.service_caller = caller
             return None
         if request.path.startswith("/api/") and current_user() is None:
             # Every API route needs a caller; saying "sign in" beats a CSRF complaint to a stranger.
@@ -106,7 +117,6 @@ def init_app(app: Flask) -> None:
             return jsonify(error="sign in first"), 401
         if request.method in csrf.SAFE_METHODS:
             return None
-        view = app.view_functions.get(request.endpoint or "")
         if view is not None and getattr(view, "_csrf_exempt", False):
             return None
         sent = request.headers.get(csrf.HEADER)
