@@ -78,6 +78,11 @@ def _scheduler(stack: LocalStack, scrape_every: float, reconcile_every: float, s
 @click.option("--scrape-every", default=1800.0, show_default=True, help="Seconds between scheduled scrapes.")
 @click.option("--reconcile-every", default=600.0, show_default=True, help="Seconds between bot reconciles.")
 @click.option("--exit-after-ready", is_flag=True, help="Stop once the chat answers (smoke test).")
+@click.option(
+    "--production-shape",
+    is_flag=True,
+    help="Run each deployable as Google Cloud does: its infra env only, HTTPS front end, ID tokens.",
+)
 def dev_command(
     port: int,
     workdir: Path,
@@ -85,10 +90,14 @@ def dev_command(
     scrape_every: float,
     reconcile_every: float,
     exit_after_ready: bool,
+    production_shape: bool,
 ) -> None:
     """Run emulators, the sample site, a first crawl, and every service until Ctrl+C."""
     if workdir.exists():
         shutil.rmtree(workdir)  # the emulators keep data in memory: last run's files are stale
+    if production_shape:
+        _production_shape(workdir.resolve(), sources, exit_after_ready)
+        return
     site = None
     if sources is None:
         site = serve_sample_site(port + 5)
@@ -172,3 +181,49 @@ def _wire_push_subscription(stack: LocalStack) -> None:
         "askbase-worker",
         stack.services["botrunner"].url + "/worker/push",
     )
+
+
+def _production_shape(workdir: Path, sources: str | None, exit_after_ready: bool) -> None:
+    """``askbase dev --production-shape``: :class:`shared.devstack.production.ProductionStack`."""
+    from shared.devstack.production import ProductionStack
+
+    site = None
+    if sources is None:
+        site = serve_sample_site()
+        sources = json.dumps([{"name": "sample-docs", "kind": "sitemap", "url": site.url("/sitemap.xml")}])
+    stack = ProductionStack(workdir=workdir, sources_json=sources)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        click.echo("==> starting emulators, token issuer, HTTPS front end and the five deployables")
+        try:
+            stack.start()
+        except (EmulatorError, RuntimeError) as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo("==> first crawl, called as Cloud Scheduler calls it (OIDC token of its account)")
+        run = stack.scheduler_call("scrape")
+        click.echo(f"    scrape answered {run.status_code}: {run.text[:300]}")
+        snapshot = run.json().get("snapshot_id") if run.status_code == 200 else None
+        deadline = time.monotonic() + 90  # qa polls every 30 s, as deployed
+        while snapshot and time.monotonic() < deadline and stack.status().get("snapshot_id") != snapshot:
+            time.sleep(0.5)
+        click.echo("")
+        for name, url in stack.urls.items():
+            click.echo(f"  {name:10} {url}")
+        click.echo(f"TLS certificate to trust: {stack.cert_file}")
+        click.echo(
+            "Sign-in is Google Sign-In only (its script is not reachable offline): the tests sign in by "
+            "posting an ID token from the local issuer; use plain `askbase dev` to click around."
+        )
+        click.echo(f"logs: {workdir / 'logs'}   stop: Ctrl+C")
+        if exit_after_ready:
+            return
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        click.echo("==> stopping every process")
+        stack.stop()
+        if site is not None:
+            site.stop()
