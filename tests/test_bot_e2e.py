@@ -155,7 +155,10 @@ def test_same_update_delivered_100_times_replies_once(stack: Stack) -> None:
         t.start()
     for t in threads:
         t.join(timeout=120)
-    assert len(results) == 100 and results.count("accepted") == 1
+    # Ingress records "seen" only after publishing (a crash between must not lose the update), so
+    # concurrent first deliveries may each publish; the worker's job-id dedupe keeps it to one reply.
+    assert len(results) == 100 and results.count("accepted") >= 1
+    assert set(results) <= {"accepted", "duplicate"}
     stack.tg.wait_for_messages(token, 1, timeout=20)
     time.sleep(1.5)  # time for any wrong second reply to arrive
     assert len(stack.tg.sent_messages(token)) == 1

@@ -101,6 +101,96 @@ def test_discord_registration_checks_the_application(control: BotControl, dc: Fa
     assert bot.platform_info["public_key"] == app.public_key
 
 
+def test_model_must_be_one_the_operator_allows(control: BotControl, tg: FakeTelegram) -> None:
+    # The test settings run the extractive answerer and set no bot_models: gemini is not on offer.
+    assert control.settings.allowed_bot_models == ("extractive",)
+    with pytest.raises(BadRequest, match="model must be one of: 'extractive'") as info:
+        telegram_bot(control, tg, model="gemini")
+    assert "gemini" not in info.value.message
+    assert control.registry.list_bots() == []
+    bot, _ = telegram_bot(control, tg)
+    with pytest.raises(BadRequest, match="'extractive'"):
+        control.edit_bot(ANN, bot.id, {"model": "gemini"})
+    assert control.registry.get_bot(bot.id).model == "extractive"
+    # An operator who enables gemini for bots lets owners pick it.
+    both = BotControl(control.settings.model_copy(update={"bot_models": ["extractive", "gemini"]}))
+    assert both.edit_bot(ANN, bot.id, {"model": "gemini"}).model == "gemini"
+    only_gemini = BotControl(control.settings.model_copy(update={"bot_models": ["gemini"]}))
+    with pytest.raises(BadRequest, match="model must be one of: 'gemini'"):
+        only_gemini.edit_bot(ANN, bot.id, {"model": "extractive"})
+    token = tg.add_bot(username="other_bot")
+    assert (
+        only_gemini.create_bot(ANN, {"platform": "telegram", "name": "G", "token": token}).model == "gemini"
+    )
+
+
+def test_concurrent_registrations_of_one_bot_one_conflict(
+    control: BotControl, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two "Add bot" submissions for one Telegram bot, both past the duplicate check: one wins."""
+    token = tg.add_bot(username="docs_bot")
+    barrier = threading.Barrier(2, timeout=30)
+    check = control.registry.find_by_identity
+
+    def both_check_first(*args: object) -> list:
+        found = check(*args)
+        barrier.wait()  # neither creates before both have looked: the race, every time
+        return found
+
+    monkeypatch.setattr(control.registry, "find_by_identity", both_check_first)
+    results: list[object] = []
+
+    def register(name: str) -> None:
+        try:
+            results.append(control.create_bot(ANN, {"platform": "telegram", "name": name, "token": token}))
+        except Conflict as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=register, args=(name,)) for name in ("one", "two")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    conflicts = [r for r in results if isinstance(r, Conflict)]
+    assert len(results) == 2 and len(conflicts) == 1
+    assert conflicts[0].status == 409 and "already registered" in conflicts[0].message
+    [bot] = control.registry.list_bots()
+    # Deleting the bot releases the identity: the same platform bot can be registered again.
+    control.delete_bot(ANN, bot.id)
+    monkeypatch.setattr(control.registry, "find_by_identity", check)
+    assert control.create_bot(ANN, {"platform": "telegram", "name": "again", "token": token}).name == "again"
+
+
+def test_discord_identity_is_claimed_too(control: BotControl, dc: FakeDiscord, discord_keys: dict) -> None:
+    bot, app = discord_bot(control, dc, discord_keys)
+    claim = control.registry.db.collection("bot_identities").document(f"discord:{app.id}").get()
+    assert claim.exists and claim.get("bot_id") == bot.id
+    control.delete_bot(ANN, bot.id)
+    assert not control.registry.db.collection("bot_identities").document(f"discord:{app.id}").get().exists
+
+
+def test_reconcile_writes_the_secret_hash_of_an_older_bot(
+    control: BotControl, tg: FakeTelegram, tg_hook: RecordingEndpoint
+) -> None:
+    """Bots stored before webhook_secret_hash existed get it from reconcile, without a new secret."""
+    from google.cloud import firestore
+
+    from shared.bots.reconcile import reconcile_all
+
+    bot, _ = telegram_bot(control, tg)
+    running = control.start_bot(ANN, bot.id)
+    secret = control.registry.webhook_secret(running)
+    control.registry.db.collection("bots").document(bot.id).update(
+        {"webhook_secret_hash": firestore.DELETE_FIELD}
+    )
+    assert not control.registry.webhook_secret_matches(control.registry.get_bot(bot.id), secret)
+    report = reconcile_all(control)
+    assert report.failed == {} and report.ok == 1  # the webhook itself was fine: nothing re-registered
+    after = control.registry.get_bot(bot.id)
+    assert control.registry.webhook_secret(after) == secret
+    assert control.registry.webhook_secret_matches(after, secret)
+
+
 # --- start / stop -----------------------------------------------------------------------------
 
 
@@ -206,6 +296,7 @@ def test_discord_start_fails_when_endpoint_does_not_pong(
 
 
 def test_edit_only_editable_fields(control: BotControl, tg: FakeTelegram) -> None:
+    control = BotControl(control.settings.model_copy(update={"bot_models": ["extractive", "gemini"]}))
     bot, _ = telegram_bot(control, tg)
     edited = control.edit_bot(ANN, bot.id, {"name": "New", "model": "gemini", "system_prompt": "Short."})
     assert (edited.name, edited.model, edited.system_prompt) == ("New", "gemini", "Short.")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import itertools
+import threading
 
-from shared.bots.registry import Bot, BotRegistry
-from shared.bots.secrets import DecryptionError, TokenCipher, TokenKeyError
+import pytest
+from pydantic import SecretStr
+
+from shared.bots.registry import IDENTITIES, Bot, BotReader, BotRegistry, IdentityTaken
+from shared.bots.secrets import DecryptionError, TokenCipher, TokenKeyError, webhook_secret_hash
 from shared.config import load_settings
 from shared.gcp import firestore_client
 
@@ -17,8 +21,14 @@ def registry(emulators, settings) -> BotRegistry:
     return BotRegistry.from_settings(settings, db=firestore_client(settings.project_id))
 
 
-def _create(registry: BotRegistry, owner: str = "ann@example.com", token: str = TOKEN) -> Bot:
+_bot_user_ids = itertools.count(1234567890)
+
+
+def _create(
+    registry: BotRegistry, owner: str = "ann@example.com", token: str = TOKEN, bot_user_id: int | None = None
+) -> Bot:
     bot_id = registry.new_id()
+    bot_user_id = next(_bot_user_ids) if bot_user_id is None else bot_user_id
     return registry.create_bot(
         bot_id=bot_id,
         owner=owner,
@@ -28,7 +38,7 @@ def _create(registry: BotRegistry, owner: str = "ann@example.com", token: str = 
         model="extractive",
         system_prompt="Be brief.",
         token=token,
-        platform_info={"username": "docs_bot", "bot_user_id": 1234567890},
+        platform_info={"username": "docs_bot", "bot_user_id": bot_user_id},
     )
 
 
@@ -46,6 +56,80 @@ def test_token_and_secret_are_encrypted_at_rest(registry: BotRegistry) -> None:
     assert TOKEN not in repr(bot) and raw["token_enc"] not in repr(bot)
     public = repr(bot.to_public())
     assert TOKEN not in public and secret not in public and "token_enc" not in public
+
+
+def test_webhook_secret_is_stored_as_a_keyed_hash(registry: BotRegistry) -> None:
+    bot = _create(registry)
+    secret = registry.webhook_secret(bot)
+    raw = registry.db.collection("bots").document(bot.id).get().to_dict()
+    assert raw["webhook_secret_hash"] == webhook_secret_hash(bot.id, secret) != secret
+    assert raw["webhook_secret_hash"] not in repr(bot) and "webhook_secret_hash" not in repr(bot.to_public())
+    assert registry.webhook_secret_matches(bot, secret)
+    assert not registry.webhook_secret_matches(bot, secret[:-1])
+    assert webhook_secret_hash("another-bot", secret) != raw["webhook_secret_hash"]  # bound to the bot
+    # A new token brings a new secret, and its hash with it.
+    renewed = registry.replace_token(bot.id, token=TOKEN)
+    assert renewed.webhook_secret_hash == webhook_secret_hash(bot.id, registry.webhook_secret(renewed))
+    assert not registry.webhook_secret_matches(renewed, secret)
+
+
+def test_reader_works_without_a_token_key(registry: BotRegistry, settings) -> None:
+    bot = _create(registry)
+    keyless = settings.model_copy(update={"token_key": SecretStr(""), "token_key_secret": ""})
+    with pytest.raises(TokenKeyError):
+        BotRegistry.from_settings(keyless)
+    reader = BotReader.from_settings(keyless, db=registry.db)
+    seen = reader.get_bot(bot.id)
+    assert seen is not None and reader.webhook_secret_matches(seen, registry.webhook_secret(bot))
+    assert not hasattr(reader, "decrypt_token")
+
+
+def test_old_bot_gets_its_hash_once(registry: BotRegistry) -> None:
+    from google.cloud import firestore
+
+    bot = _create(registry)
+    registry.db.collection("bots").document(bot.id).update({"webhook_secret_hash": firestore.DELETE_FIELD})
+    old = registry.get_bot(bot.id)
+    assert old.webhook_secret_hash == "" and not registry.webhook_secret_matches(
+        old, registry.webhook_secret(old)
+    )
+    assert registry.ensure_webhook_secret_hash(old)
+    fixed = registry.get_bot(bot.id)
+    assert registry.webhook_secret_matches(fixed, registry.webhook_secret(fixed))
+    assert not registry.ensure_webhook_secret_hash(fixed)
+
+
+def test_identity_is_claimed_with_the_bot_and_released_on_delete(registry: BotRegistry) -> None:
+    bot = _create(registry, bot_user_id=555)
+    claim = registry.db.collection(IDENTITIES).document("telegram:555").get()
+    assert claim.exists and claim.get("bot_id") == bot.id
+    with pytest.raises(IdentityTaken):
+        _create(registry, bot_user_id=555)
+    assert [b.id for b in registry.list_bots()] == [bot.id]  # the loser left nothing behind
+    assert registry.delete_bot(bot.id)
+    assert not registry.db.collection(IDENTITIES).document("telegram:555").get().exists
+    again = _create(registry, bot_user_id=555)  # the platform bot can be registered again
+    assert registry.db.collection(IDENTITIES).document("telegram:555").get().get("bot_id") == again.id
+
+
+def test_concurrent_creates_of_one_platform_bot_one_wins(registry: BotRegistry) -> None:
+    barrier = threading.Barrier(2)
+    results: list[object] = []
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            results.append(_create(registry, bot_user_id=777))
+        except IdentityTaken as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(type(r).__name__ for r in results) == ["Bot", "IdentityTaken"]
+    assert len(registry.list_bots()) == 1
 
 
 def test_ciphertext_is_bound_to_the_bot(registry: BotRegistry) -> None:

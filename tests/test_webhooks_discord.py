@@ -17,9 +17,16 @@ from shared.bots.dedupe import PROCESSED_UPDATES
 from shared.bots.discord import DiscordClient
 from shared.bots.formatting import SourceRef
 from shared.bots.interactions import INTERACTIONS, Action, InteractionStore, custom_id
-from shared.bots.jobs import JobKind
-from shared.bots.registry import BotRegistry
-from shared.bots.webhooks import TOO_OLD_FEEDBACK, TOO_OLD_SOURCES, verify_discord_signature
+from shared.bots.jobs import JobKind, JobPublisher
+from shared.bots.registry import BotReader, BotRegistry
+from shared.bots.webhooks import (
+    TOO_OLD_FEEDBACK,
+    TOO_OLD_SOURCES,
+    DiscordIngress,
+    build_discord_ingress,
+    ingress_lookup,
+    verify_discord_signature,
+)
 from shared.config import Settings
 from tests.bot_stack import JobTap, LoopbackServer, bot_settings, function_app, register_discord_bot
 from tests.fakes.discord_api import FakeApplication, FakeDiscord
@@ -149,6 +156,60 @@ def test_replayed_interaction_publishes_once(stack: dict, dc: FakeDiscord) -> No
     interaction = dc.ask_interaction(stack["app"].id, "How do I deploy?")
     assert [_deliver(stack, interaction).get_json() for _ in range(5)] == [{"type": 5}] * 5
     assert len(stack["tap"].pull(expect=2, wait=1.0)) == 1
+
+
+def test_ingress_needs_no_token_key(stack: dict, dc: FakeDiscord, monkeypatch: pytest.MonkeyPatch) -> None:
+    keyless = bot_settings(monkeypatch, token_key="", token_key_secret="")
+    assert keyless.token_key.get_secret_value() == "" and not keyless.token_key_secret
+    build_discord_ingress(keyless)  # no TokenKeyError
+    stack["client"] = function_app("discord_interactions").test_client()  # built from the keyless settings
+    assert _deliver(stack, dc.ping_interaction(stack["app"].id)).get_json() == {"type": 1}
+    interaction = dc.ask_interaction(stack["app"].id, "How do I deploy?")
+    assert _deliver(stack, interaction).get_json() == {"type": 5}
+    [job] = stack["tap"].pull(expect=1)
+    assert job.job_id == f"discord:{stack['bot_id']}:{interaction['id']}"
+    assert _deliver(stack, dc.ping_interaction(stack["app"].id), bad=True).status_code == 401
+
+
+class _Crash(BaseException):
+    """The process dying mid-request (not an Exception: nothing in the ingress may handle it)."""
+
+
+def test_crash_before_publishing_does_not_lose_the_interaction(stack: dict, dc: FakeDiscord) -> None:
+    """Recorded as seen only after publishing: a delivery that died before publishing leaves no record,
+    so the same interaction delivered again is published (same job id) instead of taken for a replay."""
+    real = JobPublisher(stack["settings"].project_id, stack["settings"].jobs_topic)
+
+    class CrashOncePublisher:
+        calls = 0
+
+        def publish(self, job: Any) -> str:
+            self.calls += 1
+            if self.calls == 1:
+                raise _Crash
+            return real.publish(job)
+
+    publisher = CrashOncePublisher()
+    ingress = DiscordIngress(stack["db"], ingress_lookup(BotReader(stack["db"])), publisher)  # type: ignore[arg-type]
+    interaction = dc.ask_interaction(stack["app"].id, "How do I deploy?")
+    body = json.dumps(interaction).encode()
+
+    def deliver() -> Any:
+        headers = FakeDiscord.sign(stack["app"], body)
+        return ingress.handle(
+            stack["bot_id"], headers["X-Signature-Ed25519"], headers["X-Signature-Timestamp"], body
+        )
+
+    with pytest.raises(_Crash):
+        deliver()
+    key = f"discord:{stack['bot_id']}:{interaction['id']}"
+    assert not stack["db"].collection(PROCESSED_UPDATES).document(key).get().exists
+    assert deliver().reason == "accepted"
+    [job] = stack["tap"].pull(expect=1)
+    assert (job.job_id, job.question) == (key, "How do I deploy?")
+    assert stack["db"].collection(PROCESSED_UPDATES).document(key).get().exists
+    assert deliver().reason == "duplicate"
+    assert publisher.calls == 2
 
 
 def test_ask_on_a_stopped_bot_says_so(stack: dict, dc: FakeDiscord) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from google.cloud import firestore
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -19,9 +20,15 @@ from hypothesis import strategies as st
 from shared.bots import chats
 from shared.bots.dedupe import PROCESSED_UPDATES
 from shared.bots.directory import BotInfo
-from shared.bots.jobs import JobKind
-from shared.bots.registry import BotRegistry
-from shared.bots.webhooks import TELEGRAM_SECRET_HEADER, TelegramIngress, decide_telegram
+from shared.bots.jobs import JobKind, JobPublisher
+from shared.bots.registry import BotReader, BotRegistry
+from shared.bots.webhooks import (
+    TELEGRAM_SECRET_HEADER,
+    TelegramIngress,
+    build_telegram_ingress,
+    decide_telegram,
+    ingress_lookup,
+)
 from shared.config import Settings
 from tests.bot_stack import JobTap, bot_settings, function_app, register_telegram_bot
 from tests.fakes.telegram_api import FakeTelegram
@@ -250,6 +257,80 @@ def test_publish_failure_is_503_and_the_retry_gets_through(stack: dict, tg: Fake
     assert ingress.handle(stack["bot_id"], stack["secret"], body).status == 503
     assert ingress.handle(stack["bot_id"], stack["secret"], body).reason == "accepted"
     assert ingress.handle(stack["bot_id"], stack["secret"], body).reason == "duplicate"
+
+
+def test_ingress_needs_no_token_key(stack: dict, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The function checks the secret header against the stored hash: it runs without the key that
+    decrypts bot tokens (and so cannot decrypt one)."""
+    keyless = bot_settings(monkeypatch, token_key="", token_key_secret="")
+    assert keyless.token_key.get_secret_value() == "" and not keyless.token_key_secret
+    build_telegram_ingress(keyless)  # no TokenKeyError
+    stack["client"] = function_app("telegram_webhook").test_client()  # built from the keyless settings
+    good = _post(stack, tg.message_update(42, "How do I deploy?", update_id=4004))
+    assert good.status_code == 200 and good.get_json()["status"] == "accepted"
+    [job] = stack["tap"].pull(expect=1)
+    assert job.job_id == f"telegram:{stack['bot_id']}:4004"
+    wrong = stack["secret"][:-1] + ("A" if stack["secret"][-1] != "A" else "B")
+    assert _post(stack, tg.message_update(42, "hi", update_id=4005), secret=wrong).status_code == 403
+    assert _post(stack, tg.message_update(42, "hi", update_id=4006), secret=None).status_code == 403
+
+
+def test_stored_secret_is_a_hash_not_the_secret(stack: dict) -> None:
+    doc = stack["db"].collection("bots").document(stack["bot_id"]).get().to_dict()
+    assert doc["webhook_secret_hash"].startswith("h1:")
+    assert stack["secret"] not in repr(doc)
+    bot = BotReader(stack["db"]).get_bot(stack["bot_id"])
+    assert BotReader.webhook_secret_matches(bot, stack["secret"])
+    assert not BotReader.webhook_secret_matches(bot, stack["secret"] + "x")
+
+
+def test_bot_without_a_secret_hash_is_403_with_a_log_line(
+    stack: dict, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bot registered before hashes were stored is refused (never a 500) until reconcile writes it."""
+    caplog.set_level(logging.INFO, logger="shared.bots.webhooks")
+    stack["db"].collection("bots").document(stack["bot_id"]).update(
+        {"webhook_secret_hash": firestore.DELETE_FIELD}
+    )
+    stack["client"] = function_app("telegram_webhook").test_client()  # no cached bot
+    response = _post(stack, tg.message_update(42, "hi", update_id=5005))
+    assert response.status_code == 403
+    lines = [r.getMessage() for r in caplog.records if r.name == "shared.bots.webhooks"]
+    assert len(lines) == 1 and "403" in lines[0] and "hash" in lines[0]
+    assert stack["secret"] not in lines[0]
+
+
+class _Crash(BaseException):
+    """The process dying mid-request (not an Exception: nothing in the ingress may handle it)."""
+
+
+def test_crash_before_publishing_does_not_lose_the_update(stack: dict, tg: FakeTelegram) -> None:
+    """The dedupe record is written only after the job is published: an update whose first delivery
+    died before publishing is published (same job id) when Telegram delivers it again."""
+    real = JobPublisher(stack["settings"].project_id, stack["settings"].jobs_topic)
+
+    class CrashOncePublisher:
+        calls = 0
+
+        def publish(self, job: Any) -> str:
+            self.calls += 1
+            if self.calls == 1:
+                raise _Crash
+            return real.publish(job)
+
+    publisher = CrashOncePublisher()
+    ingress = TelegramIngress(stack["db"], ingress_lookup(BotReader(stack["db"])), publisher)  # type: ignore[arg-type]
+    body = json.dumps(tg.message_update(42, "How do I deploy?", update_id=6006)).encode()
+    with pytest.raises(_Crash):
+        ingress.handle(stack["bot_id"], stack["secret"], body)
+    key = f"telegram:{stack['bot_id']}:6006"
+    assert not stack["db"].collection(PROCESSED_UPDATES).document(key).get().exists
+    assert ingress.handle(stack["bot_id"], stack["secret"], body).reason == "accepted"
+    [job] = stack["tap"].pull(expect=1)
+    assert (job.job_id, job.question) == (key, "How do I deploy?")
+    assert stack["db"].collection(PROCESSED_UPDATES).document(key).get().exists
+    assert ingress.handle(stack["bot_id"], stack["secret"], body).reason == "duplicate"
+    assert publisher.calls == 2
 
 
 def test_rejections_log_one_line_without_secrets(

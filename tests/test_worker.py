@@ -5,6 +5,7 @@ Real Firestore and Pub/Sub emulators, the fake Telegram / Discord APIs and a Q&A
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -13,13 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
-from google.auth import crypt, jwt
 from starlette.responses import JSONResponse
 
-from services.botrunner.worker import EXTENSION_KEY, PushAuthenticator, PushAuthError, bp
+from services.botrunner.worker import EXTENSION_KEY, bp
 from shared import logs
 from shared.bots import chats
 from shared.bots.dedupe import SENT_REPLIES, ReplyLedger
@@ -31,6 +30,7 @@ from shared.bots.registry import BotRegistry
 from shared.bots.transport import RetryPolicy
 from shared.bots.worker import BotWorker
 from shared.config import Settings
+from shared.devstack.issuer import LocalIssuer
 from tests.bot_stack import bot_settings, envelope_bytes, register_discord_bot, register_telegram_bot
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.qa_api import FakeQA
@@ -139,6 +139,50 @@ def test_redelivered_job_replies_once(env: dict[str, Any]) -> None:
     outcomes = [env["worker"].handle_push(body) for _ in range(5)]
     assert [o.reason for o in outcomes] == ["sent"] + ["duplicate"] * 4
     assert all(o.status == 200 for o in outcomes)
+    assert len(env["tg"].sent_messages(token)) == 1
+    assert len(env["qa"].requests) == 1
+
+
+class _Crash(BaseException):
+    """The webhook process dying mid-request."""
+
+
+def test_update_published_twice_after_a_webhook_crash_is_answered_once(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The webhook records an update only after publishing its job. If it dies in between, Telegram's
+    retry publishes the same job id again; the worker answers the update exactly once."""
+    from shared.bots import dedupe
+    from shared.bots.registry import BotReader
+    from shared.bots.webhooks import TelegramIngress, ingress_lookup
+
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    registry: BotRegistry = env["registry"]
+    secret = registry.webhook_secret(registry.get_bot(bot_id))
+    outcomes: list[str] = []
+
+    class InlinePublisher:  # Pub/Sub delivering each job to the worker at once
+        def publish(self, job: Job) -> str:
+            outcomes.append(env["worker"].process(job).reason)
+            return "1"
+
+    record = dedupe.record_update
+    crashes = iter([True])
+
+    def record_or_crash(*args: Any, **kwargs: Any) -> bool:
+        if next(crashes, False):
+            raise _Crash  # after publishing, before recording
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(dedupe, "record_update", record_or_crash)
+    ingress = TelegramIngress(registry.db, ingress_lookup(BotReader(registry.db)), InlinePublisher())  # type: ignore[arg-type]
+    update = env["tg"].message_update(555, "How do I deploy?", update_id=77)
+    body = json.dumps(update).encode()
+    with pytest.raises(_Crash):
+        ingress.handle(bot_id, secret, body)
+    assert ingress.handle(bot_id, secret, body).reason == "accepted"  # Telegram's retry: published again
+    assert ingress.handle(bot_id, secret, body).reason == "duplicate"  # and now recorded
+    assert outcomes == ["sent", "duplicate"]
     assert len(env["tg"].sent_messages(token)) == 1
     assert len(env["qa"].requests) == 1
 
@@ -372,86 +416,39 @@ AUDIENCE = "https://botrunner.example.run.app/worker/push"
 PUSH_SA = "pubsub-push@askbase-test.iam.gserviceaccount.com"
 
 
-@pytest.fixture(scope="module")
-def google_key() -> tuple[crypt.RSASigner, dict[str, str]]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return crypt.RSASigner.from_string(private_pem, key_id="k1"), {"k1": public_pem.decode()}
-
-
-def _token(signer: crypt.RSASigner, **claims: Any) -> str:
-    now = int(time.time())
-    payload = {
-        "iss": "https://accounts.google.com",
-        "aud": AUDIENCE,
-        "email": PUSH_SA,
-        "email_verified": True,
-        "iat": now,
-        "exp": now + 3600,
-        "sub": "1234",
-    }
-    payload.update(claims)
-    return jwt.encode(signer, payload).decode()
-
-
-def test_oidc_token_checks(google_key: tuple[crypt.RSASigner, dict[str, str]]) -> None:
-    signer, certs = google_key
-    auth = PushAuthenticator(AUDIENCE, PUSH_SA, fetch_certs=lambda: certs)
-    assert auth.verify("Bearer " + _token(signer))["email"] == PUSH_SA
-    cases = {
-        None: 401,
-        "Basic abc": 401,
-        "Bearer not-a-jwt": 401,
-        "Bearer " + _token(signer, aud="https://other.example/"): 401,
-        "Bearer " + _token(signer, exp=int(time.time()) - 600, iat=int(time.time()) - 4000): 401,
-        "Bearer " + _token(signer, iss="https://evil.example"): 401,
-        "Bearer " + _token(signer, email="someone@example.com"): 403,
-        "Bearer " + _token(signer, email_verified=False): 403,
-    }
-    for header, status in cases.items():
-        with pytest.raises(PushAuthError) as err:
-            auth.verify(header)
-        assert err.value.status == status, header
-    other_signer = crypt.RSASigner.from_string(
-        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
-        key_id="k1",
-    )
-    with pytest.raises(PushAuthError):
-        auth.verify("Bearer " + _token(other_signer))  # right kid, wrong key
-
-
-def test_push_endpoint_requires_oidc_in_production_mode(
-    env: dict[str, Any], google_key: tuple[crypt.RSASigner, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+def test_push_endpoint_requires_the_push_accounts_token_in_production_mode(
+    env: dict[str, Any], issuer: LocalIssuer
 ) -> None:
-    signer, certs = google_key
     settings = env["settings"].model_copy(
         update={
             "internal_auth": "google-oidc",
+            "oidc_certs_url": issuer.certs_url,
+            "oidc_issuers": [issuer.issuer],
             "worker_push_audience": AUDIENCE,
             "worker_push_service_account": PUSH_SA,
         }
     )
     bot_id, token = register_telegram_bot(env["settings"], env["tg"])
-    app = _push_app(settings, env["worker"])
-    app.extensions["askbase.push_auth"] = PushAuthenticator(AUDIENCE, PUSH_SA, fetch_certs=lambda: certs)
-    client = app.test_client()
+    client = _push_app(settings, env["worker"]).test_client()
     body = envelope_bytes(tg_job(bot_id))
-    assert client.post("/worker/push", data=body).status_code == 401
-    wrong = _token(signer, email="intruder@example.com")
-    assert (
-        client.post("/worker/push", data=body, headers={"Authorization": f"Bearer {wrong}"}).status_code
-        == 403
-    )
+    forged = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    refused = {
+        None: 401,
+        "Basic abc": 401,
+        "Bearer not-a-jwt": 401,
+        "Bearer " + issuer.mint(PUSH_SA, "https://other.example/"): 401,
+        "Bearer " + issuer.mint(PUSH_SA, AUDIENCE, lifetime=-600): 401,
+        "Bearer " + issuer.mint(PUSH_SA, AUDIENCE, iss="https://evil.example"): 401,
+        "Bearer " + issuer.mint(PUSH_SA, AUDIENCE, key=forged): 401,  # right kid, wrong key
+        "Bearer " + issuer.mint("intruder@example.com", AUDIENCE): 403,
+        "Bearer " + issuer.mint(PUSH_SA, AUDIENCE, email_verified=False): 403,
+    }
+    for header, status in refused.items():
+        headers = {"Authorization": header} if header else {}
+        assert client.post("/worker/push", data=body, headers=headers).status_code == status, header
     assert env["tg"].sent_messages(token) == []
-    good = _token(signer)
-    response = client.post("/worker/push", data=body, headers={"Authorization": f"Bearer {good}"})
+    good = {"Authorization": "Bearer " + issuer.mint(PUSH_SA, AUDIENCE)}
+    response = client.post("/worker/push", data=body, headers=good)
     assert response.status_code == 200
     assert len(env["tg"].sent_messages(token)) == 1
 

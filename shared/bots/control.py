@@ -47,7 +47,7 @@ from google.api_core import exceptions as gexc
 from shared.bots import discord as dc
 from shared.bots import telegram as tg
 from shared.bots.activity import ActivityPage, InvalidCursor
-from shared.bots.registry import MODELS, PLATFORMS, Bot, BotRegistry
+from shared.bots.registry import PLATFORMS, Bot, BotRegistry, IdentityTaken
 from shared.bots.secrets import DecryptionError
 from shared.bots.transport import PlatformError, RetryPolicy
 
@@ -62,6 +62,10 @@ EDITABLE = ("name", "model", "system_prompt")
 # Control-plane calls are made while a person waits: retry briefly, never sleep for long.
 CONTROL_RETRY = RetryPolicy(attempts=3, backoff=0.3, max_wait=5.0)
 _APPLY_ROUNDS = 6
+_ALREADY_REGISTERED = {
+    "telegram": "This Telegram bot is already registered in askbase.",
+    "discord": "This Discord application is already registered in askbase.",
+}
 
 
 @dataclass(frozen=True)
@@ -172,24 +176,30 @@ class BotControl:
         if platform not in PLATFORMS:
             raise BadRequest("platform must be 'telegram' or 'discord'.")
         name = _name(data.get("name"))
-        model = _model(data.get("model", "extractive"))
+        allowed = self.settings.allowed_bot_models
+        model = _model(data.get("model", "extractive" if "extractive" in allowed else allowed[0]), allowed)
         prompt = _prompt(data.get("system_prompt", ""))
         if platform == "telegram":
             token, info = self._validate_telegram(data)
         else:
             token, info = self._validate_discord(data)
         bot_id = self.registry.new_id()
-        bot = self.registry.create_bot(
-            bot_id=bot_id,
-            owner=caller.user,
-            owner_email=caller.email or (caller.user if "@" in caller.user else ""),
-            platform=platform,
-            name=name,
-            model=model,
-            system_prompt=prompt,
-            token=token,
-            platform_info=info,
-        )
+        try:
+            # The identity claim is created with the bot: of two concurrent registrations of one
+            # platform bot, both past the checks above, exactly one commits.
+            bot = self.registry.create_bot(
+                bot_id=bot_id,
+                owner=caller.user,
+                owner_email=caller.email or (caller.user if "@" in caller.user else ""),
+                platform=platform,
+                name=name,
+                model=model,
+                system_prompt=prompt,
+                token=token,
+                platform_info=info,
+            )
+        except IdentityTaken:
+            raise Conflict(_ALREADY_REGISTERED[platform]) from None
         who = f"@{info['username']}" if platform == "telegram" else f"application {info['application_id']}"
         self.registry.record_activity(bot_id, "created", f"Registered {platform} bot {who}.")
         log.info("bot %s registered (%s) by %s", bot_id, platform, caller.user)
@@ -199,8 +209,10 @@ class BotControl:
 
     def _validate_telegram(self, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         token, info = self._check_telegram_token(data)
+        # A quick, friendly answer (and the only check for bots registered before bot_identities);
+        # the identity claim in create_bot is what makes it race-free.
         if self.registry.find_by_identity("telegram", "bot_user_id", info["bot_user_id"]):
-            raise Conflict("This Telegram bot is already registered in askbase.")
+            raise Conflict(_ALREADY_REGISTERED["telegram"])
         return token, info
 
     def _check_telegram_token(self, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -239,7 +251,7 @@ class BotControl:
         if str(app.get("verify_key", "")).lower() != public_key:
             raise BadRequest("The public key does not match this application.")
         if self.registry.find_by_identity("discord", "application_id", app_id):
-            raise Conflict("This Discord application is already registered in askbase.")
+            raise Conflict(_ALREADY_REGISTERED["discord"])
         bot_user = app.get("bot") or {}
         return bot_token, {
             "application_id": app_id,
@@ -281,7 +293,7 @@ class BotControl:
         if "name" in data:
             fields["name"] = _name(data["name"])
         if "model" in data:
-            fields["model"] = _model(data["model"])
+            fields["model"] = _model(data["model"], self.settings.allowed_bot_models)
         if "system_prompt" in data:
             fields["system_prompt"] = _prompt(data["system_prompt"])
         bot = self.registry.update_bot(bot_id, fields)
@@ -388,6 +400,10 @@ class BotControl:
             error: str | None = None
             with self._lock(bot_id):
                 try:
+                    # Migration: bots from before webhook_secret_hash get it on their next apply
+                    # (start, restart, reconcile); the webhook functions refuse a bot without it.
+                    if not bot.webhook_secret_hash and bot.webhook_secret_enc:
+                        self.registry.ensure_webhook_secret_hash(bot)
                     if bot.is_running:
                         step = self._platform_start(bot, verify=verify, force=force)
                     else:
@@ -486,10 +502,11 @@ def _name(value: Any) -> str:
     return value
 
 
-def _model(value: Any) -> str:
-    if value not in MODELS:
-        raise BadRequest("model must be 'extractive' or 'gemini'.")
-    return str(value)
+def _model(value: Any, allowed: tuple[str, ...]) -> str:
+    """``value`` if the operator lets bots use that answerer (``settings.allowed_bot_models``)."""
+    if not isinstance(value, str) or value not in allowed:
+        raise BadRequest("model must be one of: " + ", ".join(f"'{m}'" for m in allowed) + ".")
+    return value
 
 
 def _prompt(value: Any) -> str:

@@ -1,9 +1,11 @@
 """Exactly-once bookkeeping in Firestore: webhook update dedupe and the worker's reply ledger.
 
 ``processed_updates/{platform}:{bot_id}:{update_id}``
-    Created once per platform update by the webhook with ``create()``, which fails with AlreadyExists
-    for every later delivery of the same update. TTL field ``expire_at``: 7 days (Telegram retries an
-    update for at most 24 hours, so a week is ample).
+    Created by the webhook with ``create()`` once the update's job is *published*
+    (:func:`record_update`); a later delivery that finds it (:func:`update_seen`) is a duplicate. A
+    delivery racing the first one, or one after a crash between publishing and recording, publishes
+    the same job id again: the reply ledger below makes that one reply. TTL field ``expire_at``: 7 days
+    (Telegram retries an update for at most 24 hours, so a week is ample).
 
 ``sent_replies/{job_id}``
     The worker's claim on a job, then its receipt. States:
@@ -47,22 +49,34 @@ def update_key(platform: str, bot_id: str, update_id: int | str) -> str:
     return f"{platform}:{bot_id}:{update_id}"
 
 
-def claim_update(
+def _update_ref(
+    db: firestore.Client, platform: str, bot_id: str, update_id: int | str
+) -> firestore.DocumentReference:
+    return db.collection(PROCESSED_UPDATES).document(update_key(platform, bot_id, update_id))
+
+
+def update_seen(db: firestore.Client, platform: str, bot_id: str, update_id: int | str) -> bool:
+    """Whether this update's job was published before (a duplicate delivery)."""
+    return bool(_update_ref(db, platform, bot_id, update_id).get().exists)
+
+
+def record_update(
     db: firestore.Client, platform: str, bot_id: str, update_id: int | str, now: datetime | None = None
 ) -> bool:
-    """Record that this update arrived; ``False`` if it had arrived before (a duplicate delivery)."""
+    """Record that this update's job is published; ``False`` if it was recorded already.
+
+    Called only *after* publishing: recording first would lose the update if the process died before
+    the job went out (every retry would be taken for a duplicate). Publishing first means a concurrent
+    or post-crash redelivery may publish the same job id twice; the worker's ledger answers it once.
+    """
     now = now or _now()
-    ref = db.collection(PROCESSED_UPDATES).document(update_key(platform, bot_id, update_id))
     try:
-        ref.create({"received_at": now, "expire_at": now + UPDATE_TTL})
+        _update_ref(db, platform, bot_id, update_id).create(
+            {"received_at": now, "expire_at": now + UPDATE_TTL}
+        )
     except gexc.AlreadyExists:
         return False
     return True
-
-
-def forget_update(db: firestore.Client, platform: str, bot_id: str, update_id: int | str) -> None:
-    """Undo :func:`claim_update` when the job could not be published, so the platform's retry gets in."""
-    db.collection(PROCESSED_UPDATES).document(update_key(platform, bot_id, update_id)).delete()
 
 
 class ClaimState(StrEnum):

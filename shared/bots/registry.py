@@ -4,10 +4,15 @@ Public API (used by the control plane, the webhook functions and the worker)::
 
     from shared.bots.registry import Bot, BotRegistry
 
-    registry = BotRegistry.from_settings(settings)      # Firestore client + token cipher, per process
+    reader = BotReader.from_settings(settings)          # Firestore only: no token key (webhook functions)
+    reader.get_bot(bot_id) / list_bots(owner) / find_by_identity(platform, key, value)
+    reader.webhook_secret_matches(bot, presented)       # header vs the stored hash, constant time
+
+    registry = BotRegistry.from_settings(settings)      # a BotReader + the token cipher, per process
     bot = registry.get_bot(bot_id)                      # Bot | None (None also for a malformed id)
     token = registry.decrypt_token(bot)                 # platform token (Telegram / Discord bot token)
     secret = registry.webhook_secret(bot)               # Telegram secret_token for this bot
+    registry.ensure_webhook_secret_hash(bot)            # migration: write the hash of an older bot
     registry.record_activity(bot_id, kind, message)     # best effort, message redacted, 30-day TTL
     registry.list_bots(owner=None) -> list[Bot]         # all bots, or one owner's
     registry.activity(bot_id, limit, cursor) -> ActivityPage
@@ -33,7 +38,12 @@ concurrent start/stop calls end in one consistent state (see :mod:`shared.bots.c
 
 Secrets: ``token_enc`` and ``webhook_secret_enc`` are AES-GCM ciphertexts bound to the bot id
 (:mod:`shared.bots.secrets`); they are held by :class:`Bot` but never shown by its ``repr`` or
-``to_public``. Nothing here logs a token.
+``to_public``. Nothing here logs a token. ``webhook_secret_hash`` is a keyed hash of the webhook
+secret: all the webhook functions read, so they run without the token key.
+
+Uniqueness: every bot owns ``bot_identities/{platform}:{platform id}`` (Telegram bot user id, Discord
+application id), created in the same batch as the bot and deleted with it, so two registrations of one
+platform bot cannot both succeed (:class:`IdentityTaken`).
 """
 
 from __future__ import annotations
@@ -46,18 +56,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.bots.activity import ActivityLog, ActivityPage
-from shared.bots.secrets import TokenCipher
+from shared.bots.secrets import TokenCipher, webhook_secret_hash, webhook_secret_matches
 from shared.logs import register_secret
 
 if TYPE_CHECKING:
     from shared.config import Settings
 
 COLLECTION = "bots"
+IDENTITIES = "bot_identities"
 PLATFORMS = ("telegram", "discord")
 MODELS = ("extractive", "gemini")
 DESIRED = ("running", "stopped")
@@ -86,6 +98,7 @@ class Bot:
     generation: int = 0
     token_enc: str = field(default="", repr=False)
     webhook_secret_enc: str = field(default="", repr=False)
+    webhook_secret_hash: str = field(default="", repr=False)
 
     @property
     def is_running(self) -> bool:
@@ -130,6 +143,7 @@ class Bot:
             generation=int(d.get("generation", 0)),
             token_enc=d.get("token_enc", ""),
             webhook_secret_enc=d.get("webhook_secret_enc", ""),
+            webhook_secret_hash=d.get("webhook_secret_hash") or "",
         )
 
 
@@ -144,18 +158,29 @@ def _secret_context(bot_id: str) -> str:
     return f"bots/{bot_id}/webhook_secret"
 
 
-class BotRegistry:
-    """Reads and writes ``bots`` documents; decrypts their secrets on request."""
+def identity_key(platform: str, platform_info: dict[str, Any]) -> str | None:
+    """``bot_identities`` document id of a platform bot (``telegram:<bot user id>``,
+    ``discord:<application id>``); None if ``platform_info`` does not name one."""
+    value = platform_info.get("bot_user_id" if platform == "telegram" else "application_id")
+    if platform not in PLATFORMS or value is None or not str(value).strip():
+        return None
+    return f"{platform}:{value}"
 
-    def __init__(self, db: firestore.Client, cipher: TokenCipher) -> None:
+
+class IdentityTaken(Exception):
+    """Another bot already holds this platform identity (``bot_identities`` create() failed)."""
+
+
+class BotReader:
+    """Reads ``bots`` documents. Needs no token key: what the public webhook functions use."""
+
+    def __init__(self, db: firestore.Client) -> None:
         self.db = db
-        self._cipher = cipher
-        self.activity_log = ActivityLog(db, COLLECTION)
 
     @classmethod
-    def from_settings(cls, settings: Settings, db: firestore.Client | None = None) -> BotRegistry:
-        """A registry for these settings. Without ``db``, one Firestore client per project is reused."""
-        return cls(db or _firestore(settings.project_id), TokenCipher.from_settings(settings))
+    def from_settings(cls, settings: Settings, db: firestore.Client | None = None) -> BotReader:
+        """A reader for these settings. Without ``db``, one Firestore client per project is reused."""
+        return cls(db or _firestore(settings.project_id))
 
     def _ref(self, bot_id: str) -> firestore.DocumentReference:
         return self.db.collection(COLLECTION).document(bot_id)
@@ -187,6 +212,25 @@ class BotRegistry:
         )
         return [Bot.from_snapshot(s) for s in query.stream()]
 
+    @staticmethod
+    def webhook_secret_matches(bot: Bot, presented: str | None) -> bool:
+        """Whether ``presented`` is this bot's webhook secret (False if no hash is stored yet)."""
+        return webhook_secret_matches(bot.id, presented, bot.webhook_secret_hash)
+
+
+class BotRegistry(BotReader):
+    """Reads and writes ``bots`` documents; decrypts their secrets on request."""
+
+    def __init__(self, db: firestore.Client, cipher: TokenCipher) -> None:
+        super().__init__(db)
+        self._cipher = cipher
+        self.activity_log = ActivityLog(db, COLLECTION)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, db: firestore.Client | None = None) -> BotRegistry:
+        """A registry for these settings. Without ``db``, one Firestore client per project is reused."""
+        return cls(db or _firestore(settings.project_id), TokenCipher.from_settings(settings))
+
     def decrypt_token(self, bot: Bot) -> str:
         token = self._cipher.decrypt(bot.token_enc, _token_context(bot.id))
         # From now on the log filter scrubs this exact value too, whatever shape it has.
@@ -195,6 +239,31 @@ class BotRegistry:
 
     def webhook_secret(self, bot: Bot) -> str:
         return self._cipher.decrypt(bot.webhook_secret_enc, _secret_context(bot.id))
+
+    def _secret_fields(self, bot_id: str, secret: str) -> dict[str, str]:
+        return {
+            "webhook_secret_enc": self._cipher.encrypt(secret, _secret_context(bot_id)),
+            "webhook_secret_hash": webhook_secret_hash(bot_id, secret),
+        }
+
+    def ensure_webhook_secret_hash(self, bot: Bot) -> bool:
+        """Migration for bots created before ``webhook_secret_hash``: store the hash of the current
+        secret. True if it was written. Runs from :meth:`BotControl.apply` (start, reconcile)."""
+        if bot.webhook_secret_hash or not bot.webhook_secret_enc:
+            return False
+        digest = webhook_secret_hash(bot.id, self.webhook_secret(bot))
+
+        def change(current: dict[str, Any]) -> dict[str, Any] | None:
+            # Only for the secret we hashed: a token replacement meanwhile brought its own hash.
+            if (
+                current.get("webhook_secret_hash")
+                or current.get("webhook_secret_enc") != bot.webhook_secret_enc
+            ):
+                return None
+            return {"webhook_secret_hash": digest}
+
+        after = self._change(bot.id, change)
+        return after is not None and after.webhook_secret_hash == digest
 
     # --- activity -------------------------------------------------------------------------------
 
@@ -226,6 +295,10 @@ class BotRegistry:
         token: str,
         platform_info: dict[str, Any],
     ) -> Bot:
+        """Create the bot and claim its platform identity in one batch.
+
+        Raises :class:`IdentityTaken` if another bot holds the identity (a concurrent registration).
+        """
         now = datetime.now(UTC)
         # Telegram allows 1-256 of [A-Za-z0-9_-] for secret_token; 32 random bytes in base64url fit.
         webhook_secret = pysecrets.token_urlsafe(32)
@@ -240,13 +313,26 @@ class BotRegistry:
             "status": "stopped",
             "last_error": None,
             "token_enc": self._cipher.encrypt(token, _token_context(bot_id)),
-            "webhook_secret_enc": self._cipher.encrypt(webhook_secret, _secret_context(bot_id)),
+            **self._secret_fields(bot_id, webhook_secret),
             "platform_info": platform_info,
             "generation": 0,
             "created_at": now,
             "updated_at": now,
         }
-        self._ref(bot_id).create(data)  # create(): never overwrite an existing bot
+        identity = identity_key(platform, platform_info)
+        batch = self.db.batch()
+        batch.create(self._ref(bot_id), data)  # create(): never overwrite an existing bot
+        if identity is not None:
+            batch.create(
+                self.db.collection(IDENTITIES).document(identity),
+                {"bot_id": bot_id, "owner": owner, "created_at": now},
+            )
+        try:
+            batch.commit()
+        except (gexc.AlreadyExists, gexc.FailedPrecondition):
+            if identity is not None and self.db.collection(IDENTITIES).document(identity).get().exists:
+                raise IdentityTaken(identity) from None
+            raise
         bot = self.get_bot(bot_id)
         assert bot is not None
         return bot
@@ -284,24 +370,40 @@ class BotRegistry:
         (getWebhookInfo does not show it, but the owner's leak may have been the whole config).
         """
         token_enc = self._cipher.encrypt(token, _token_context(bot_id))
-        secret_enc = self._cipher.encrypt(pysecrets.token_urlsafe(32), _secret_context(bot_id))
+        secret_fields = self._secret_fields(bot_id, pysecrets.token_urlsafe(32))
         return self._change(
             bot_id,
             lambda current: {
                 "token_enc": token_enc,
-                "webhook_secret_enc": secret_enc,
+                **secret_fields,
                 "generation": int(current.get("generation", 0)) + 1,
             },
         )
 
     def delete_bot(self, bot_id: str) -> bool:
+        """Delete the bot, its activity and its ``bot_identities`` claim (with the bot, atomically)."""
         if not BOT_ID_RE.match(bot_id or ""):
             return False
         ref = self._ref(bot_id)
-        existed = ref.get().exists
         self.activity_log.delete_all(bot_id)
-        ref.delete()
-        return existed
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists:
+                return False
+            d = snapshot.to_dict() or {}
+            identity = identity_key(str(d.get("platform", "")), dict(d.get("platform_info") or {}))
+            claim_ref = self.db.collection(IDENTITIES).document(identity) if identity else None
+            # A bot registered before bot_identities existed may share its identity with a newer
+            # one: only remove a claim that is this bot's.
+            claim = claim_ref.get(transaction=transaction) if claim_ref is not None else None
+            transaction.delete(ref)
+            if claim is not None and claim.exists and (claim.to_dict() or {}).get("bot_id") == bot_id:
+                transaction.delete(claim_ref)
+            return True
+
+        return bool(run(self.db.transaction()))
 
     def set_desired(self, bot_id: str, desired: str, *, force: bool = False) -> Bot | None:
         """Record what the owner wants; bump ``generation``; status becomes ``starting`` for running.

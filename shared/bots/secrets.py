@@ -20,12 +20,23 @@ silently handing one bot another bot's token.
 
 Stored format: ``v1:`` + urlsafe-base64(nonce(12) || ciphertext+tag). The version prefix leaves room
 for key rotation.
+
+Webhook secrets are also stored as a keyed hash, so the public webhook functions can check the
+``X-Telegram-Bot-Api-Secret-Token`` header without the key that decrypts every bot token::
+
+    stored = webhook_secret_hash(bot_id, secret)         # "h1:" + hex HMAC-SHA256, bound to the bot
+    webhook_secret_matches(bot_id, presented, stored)    # constant-time comparison
+
+The secret is 256 bits from ``secrets.token_urlsafe``, so the hash cannot be reversed or brute-forced;
+the bot id in the HMAC key makes a hash copied into another bot's document useless there.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import threading
 from typing import TYPE_CHECKING
@@ -40,6 +51,25 @@ if TYPE_CHECKING:
 
 _PREFIX = "v1:"
 _NONCE_BYTES = 12
+
+
+_HASH_PREFIX = "h1:"
+_HASH_LABEL = b"askbase/webhook-secret/v1\x00"
+
+
+def webhook_secret_hash(bot_id: str, secret: str) -> str:
+    """The stored form of a bot's webhook secret: HMAC-SHA256 keyed by a fixed label and the bot id."""
+    key = _HASH_LABEL + bot_id.encode("utf-8")
+    digest = hmac.new(key, secret.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return _HASH_PREFIX + digest
+
+
+def webhook_secret_matches(bot_id: str, presented: str | None, stored_hash: str | None) -> bool:
+    """Whether ``presented`` (a header value) is the secret behind ``stored_hash``; constant time."""
+    if not presented or not stored_hash:
+        return False
+    expected = stored_hash.encode("utf-8", "replace")
+    return hmac.compare_digest(webhook_secret_hash(bot_id, presented).encode("ascii"), expected)
 
 
 class TokenKeyError(RuntimeError):

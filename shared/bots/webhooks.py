@@ -12,18 +12,25 @@ Status codes (each rejection logs exactly one line, without tokens or bodies):
 200       accepted (job published), duplicate, or ignored (not for this bot, disabled chat, ...)
 400       not JSON / not an update / not an interaction
 401       Discord: missing, malformed or wrong Ed25519 signature, or a stale timestamp
-403       Telegram: wrong or missing ``X-Telegram-Bot-Api-Secret-Token``
+403       Telegram: wrong or missing ``X-Telegram-Bot-Api-Secret-Token``, or no secret hash stored
+          for the bot yet (a bot from before hashes: the next reconcile writes it)
 404       unknown bot id (or one of the other platform)
 413       body larger than ``settings.max_body_bytes``
-503       Firestore / Pub/Sub unavailable: the platform retries (Telegram does; the dedupe record is
-          removed first so the retry is not mistaken for a duplicate)
+503       Firestore / Pub/Sub unavailable: the platform retries (Telegram does)
 ========  =====================================================================================
+
+No token key: the functions read bots through :class:`shared.bots.registry.BotReader` and check the
+Telegram secret header against the stored keyed hash (``webhook_secret_hash``), never a decrypted
+secret, so they cannot decrypt a bot token.
+
+Dedupe order: an update is recorded as seen (``processed_updates``) only *after* its job is
+published. A crash in between leaves no record, so the platform's retry publishes the same job again
+(same deterministic job id) and the worker's reply ledger answers it once. Recording first would lose
+the update for good.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hmac
 import json
 import logging
 import os
@@ -31,7 +38,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
@@ -40,11 +47,12 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from shared.bots import chats, dedupe
-from shared.bots.directory import BotInfo, BotLookup, CachedLookup, registry_lookup
+from shared.bots.directory import BotInfo, BotLookup, CachedLookup
 from shared.bots.formatting import SourceRef, render_discord_sources
 from shared.bots.interactions import Action, InteractionStore, parse_custom_id
 from shared.bots.jobs import Job, JobKind, JobPublisher, discord_job_id, telegram_job_id
-from shared.bots.registry import BotRegistry
+from shared.bots.registry import BotReader
+from shared.bots.secrets import webhook_secret_hash, webhook_secret_matches
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -245,9 +253,13 @@ class TelegramIngress:
         bot = self._bots(bot_id)
         if bot is None or bot.platform != "telegram":
             return _reject(404, "unknown bot", "telegram", bot_id)
-        expected = bot.webhook_secret or ""
-        # compare_digest on bytes: constant time, and no TypeError on non-ASCII header values.
-        if not expected or not secret or not hmac.compare_digest(secret.encode(), expected.encode()):
+        expected = getattr(bot, "webhook_secret_hash", None)
+        if not expected and bot.webhook_secret:  # a lookup that holds the plaintext (CLI, benches)
+            expected = webhook_secret_hash(bot.bot_id, bot.webhook_secret)
+        if not expected:
+            return _reject(403, "forbidden", "telegram", bot_id, "no webhook secret hash stored (reconcile)")
+        # Constant time over the hashes; no TypeError on non-ASCII header values.
+        if not webhook_secret_matches(bot.bot_id, secret, expected):
             return _reject(403, "forbidden", "telegram", bot_id, "wrong or missing secret token")
         try:
             update = json.loads(body)
@@ -268,16 +280,15 @@ class TelegramIngress:
         if not isinstance(chat_id, int):
             return _reject(400, "not an update", "telegram", bot_id, "chat without id")
         try:
-            # The chat switch is read while the dedupe record is created: two round trips in the time
-            # of one. A disabled chat then leaves a dedupe record behind, which only turns a
-            # redelivery's "ignored" into "duplicate" (no job either way). /enable and /disable always
-            # go through: a disabled chat must be able to switch the bot back on.
+            # The chat switch is read while the dedupe record is looked up: two round trips in the
+            # time of one. /enable and /disable always go through: a disabled chat must be able to
+            # switch the bot back on. The record is written only after publishing (module docstring).
             switchable = decision.kind in (JobKind.ENABLE, JobKind.DISABLE)
             enabled = None if switchable else _pool().submit(chats.is_enabled, self._db, bot_id, chat_id)
-            fresh = dedupe.claim_update(self._db, "telegram", bot_id, update_id)
+            seen = dedupe.update_seen(self._db, "telegram", bot_id, update_id)
             if enabled is not None and not enabled.result(timeout=30):
                 return Reply(200, {"ok": True, "status": "ignored"}, "disabled")
-            if not fresh:
+            if seen:
                 return Reply(200, {"ok": True, "status": "duplicate"}, "duplicate")
         except gexc.GoogleAPICallError as exc:
             return _reject(503, "unavailable", "telegram", bot_id, f"firestore: {type(exc).__name__}")
@@ -300,13 +311,21 @@ class TelegramIngress:
         try:
             self._publisher.publish(job)
         except Exception as exc:
-            # Let the platform retry: forget the update so the retry is not taken for a duplicate.
-            try:
-                dedupe.forget_update(self._db, platform, bot_id, update_id)
-            except gexc.GoogleAPICallError:
-                log.warning("could not forget update %s of bot %s", update_id, bot_id)
+            # Nothing was recorded yet: the platform's retry gets in and publishes again.
             return _reject(503, "unavailable", platform, bot_id, f"publish failed: {type(exc).__name__}")
+        _record_seen(self._db, platform, bot_id, update_id)
         return Reply(200, {"ok": True, "status": "accepted"}, "accepted")
+
+
+def _record_seen(db: firestore.Client, platform: str, bot_id: str, update_id: int | str) -> None:
+    """Record a published update. Failing here only means a redelivery publishes the job once more,
+    which the worker's ledger answers once: log it, the job is queued."""
+    try:
+        dedupe.record_update(db, platform, bot_id, update_id)
+    except gexc.GoogleAPIError as exc:  # RetryError too: the job is out, a 500 would only re-publish
+        log.warning(
+            "update %s of bot %s published but not recorded: %s", update_id, bot_id, type(exc).__name__
+        )
 
 
 # --- Discord ---------------------------------------------------------------------------------------
@@ -419,8 +438,9 @@ class DiscordIngress:
             application_id = bot.application_id or ""
         if not isinstance(token, str) or not token or not application_id:
             return _reject(400, "not an interaction", "discord", bot.bot_id, "no token or application id")
-        if not dedupe.claim_update(self._db, "discord", bot.bot_id, interaction_id):
-            # Discord does not retry interactions, but a replayed one must not answer twice.
+        if dedupe.update_seen(self._db, "discord", bot.bot_id, interaction_id):
+            # Discord does not retry interactions, but a replayed one must not answer twice (and one
+            # replayed concurrently is published twice at most: the worker's ledger answers once).
             return Reply(200, {"type": 5}, "duplicate")
         job = Job(
             job_id=discord_job_id(bot.bot_id, interaction_id),
@@ -437,10 +457,9 @@ class DiscordIngress:
         try:
             self._publisher.publish(job)
         except Exception as exc:
-            with contextlib.suppress(gexc.GoogleAPICallError):
-                dedupe.forget_update(self._db, "discord", bot.bot_id, interaction_id)
             log.warning("discord job for bot %s not published: %s", bot.bot_id, type(exc).__name__)
             return Reply(200, _ephemeral("Sorry, I can't answer right now. Please try again."), "unavailable")
+        _record_seen(self._db, "discord", bot.bot_id, interaction_id)
         # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE: "thinking..." until the worker edits @original.
         return Reply(200, {"type": 5}, "accepted")
 
@@ -474,10 +493,42 @@ def _discord_user(interaction: Mapping[str, Any]) -> str | None:
 # --- wiring ----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class IngressBot(BotInfo):
+    """:class:`BotInfo` plus the stored hash of the Telegram webhook secret (no plaintext secret)."""
+
+    webhook_secret_hash: str | None = field(default=None, repr=False)
+
+
+def ingress_lookup(reader: BotReader) -> BotLookup:
+    """A :data:`BotLookup` for the ingress: reads only, decrypts nothing (no token key needed)."""
+
+    def lookup(bot_id: str) -> BotInfo | None:
+        bot = reader.get_bot(bot_id)
+        if bot is None:
+            return None
+        info = bot.platform_info
+        user_id = info.get("bot_user_id")
+        return IngressBot(
+            bot_id=bot.id,
+            platform=bot.platform,
+            active=bot.is_running,
+            name=bot.name,
+            username=(str(info["username"]).lstrip("@") if info.get("username") else None),
+            telegram_user_id=int(user_id) if bot.platform == "telegram" and str(user_id).isdigit() else None,
+            public_key=info.get("public_key"),
+            application_id=(str(info["application_id"]) if info.get("application_id") else None),
+            webhook_secret_hash=bot.webhook_secret_hash or None,
+        )
+
+    return lookup
+
+
 def _wiring(settings: Settings) -> tuple[firestore.Client, BotLookup, JobPublisher]:
-    registry = BotRegistry.from_settings(settings)
-    bots = CachedLookup(registry_lookup(registry), ttl=10.0)
-    return registry.db, bots, JobPublisher(settings.project_id, settings.jobs_topic)
+    # A reader, not a BotRegistry: the public functions never load the token key.
+    reader = BotReader.from_settings(settings)
+    bots = CachedLookup(ingress_lookup(reader), ttl=10.0)
+    return reader.db, bots, JobPublisher(settings.project_id, settings.jobs_topic)
 
 
 def build_telegram_ingress(settings: Settings) -> TelegramIngress:
