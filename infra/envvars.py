@@ -108,8 +108,9 @@ NEEDS: dict[str, frozenset[str]] = {
             "reconcile_callers",  # the scheduler's account
         }
     ),
-    "telegram-fn": frozenset({"env", "project_id", "jobs_topic", "token_key", "internal_auth"}),
-    "discord-fn": frozenset({"env", "project_id", "jobs_topic", "token_key", "internal_auth"}),
+    # The webhook functions compare a keyed hash of the webhook secret: no key that decrypts tokens.
+    "telegram-fn": frozenset({"env", "project_id", "jobs_topic", "internal_auth"}),
+    "discord-fn": frozenset({"env", "project_id", "jobs_topic", "internal_auth"}),
     "scrape-fn": frozenset(
         {
             "env",

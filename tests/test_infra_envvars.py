@@ -40,7 +40,7 @@ def test_the_brief_per_deployable_is_covered() -> None:
     botrunner |= {"admin_emails", "control_callers", "reconcile_callers"}
     assert botrunner <= needs["botrunner"]
     for fn in ("telegram-fn", "discord-fn"):
-        assert {"project_id", "jobs_topic", "token_key", "env"} <= needs[fn]
+        assert {"project_id", "jobs_topic", "env"} <= needs[fn] and "token_key" not in needs[fn]
     scrape = {"project_id", "bucket", "sources", "snapshot_keep", "snapshot_compression"}
     assert scrape | {"scrape_lease_seconds", "env"} <= needs["scrape-fn"]
     # Least privilege: the session-signing key stays with qa.
@@ -87,16 +87,18 @@ def test_plain_settings_give_every_deployable_exactly_what_it_needs() -> None:
 
 
 def test_render_refuses_missing_and_undeclared_fields() -> None:
-    base = dict.fromkeys(envvars.NEEDS["telegram-fn"] - envvars.SECRET_FIELDS, "x")
-    plain, secret = envvars.render("telegram-fn", base, {"token_key": "ref"})
+    base = dict.fromkeys(envvars.NEEDS["botrunner"] - envvars.SECRET_FIELDS, "x")
+    plain, secret = envvars.render("botrunner", base, {"token_key": "ref"})
     assert plain["ASKBASE_JOBS_TOPIC"] == "x" and secret == {"ASKBASE_TOKEN_KEY": "ref"}
     with pytest.raises(ValueError, match=r"missing.*jobs_topic"):
-        envvars.render(
-            "telegram-fn", {k: v for k, v in base.items() if k != "jobs_topic"}, {"token_key": "r"}
-        )
+        envvars.render("botrunner", {k: v for k, v in base.items() if k != "jobs_topic"}, {"token_key": "r"})
     with pytest.raises(ValueError, match=r"not declared.*bucket"):
-        envvars.render("telegram-fn", {**base, "bucket": "b"}, {"token_key": "r"})
+        envvars.render("botrunner", {**base, "bucket": "b"}, {"token_key": "r"})
     with pytest.raises(ValueError, match=r"secret fields missing.*token_key"):
-        envvars.render("telegram-fn", base, {})
+        envvars.render("botrunner", base, {})
     with pytest.raises(ValueError, match=r"secret fields not declared.*session_secret"):
-        envvars.render("telegram-fn", base, {"token_key": "r", "session_secret": "s"})
+        envvars.render("botrunner", base, {"token_key": "r", "session_secret": "s"})
+    # The webhook functions take no secret at all.
+    fn = dict.fromkeys(envvars.NEEDS["telegram-fn"], "x")
+    with pytest.raises(ValueError, match=r"secret fields not declared.*token_key"):
+        envvars.render("telegram-fn", fn, {"token_key": "r"})

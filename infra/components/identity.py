@@ -60,14 +60,12 @@ GRANTS: dict[str, frozenset[tuple[str, str]]] = {
         {
             ("roles/datastore.user", "project"),
             ("roles/pubsub.publisher", "topic:jobs"),
-            ("roles/secretmanager.secretAccessor", "secret:token-key"),
         }
     ),
     "discord-fn": frozenset(
         {
             ("roles/datastore.user", "project"),
             ("roles/pubsub.publisher", "topic:jobs"),
-            ("roles/secretmanager.secretAccessor", "secret:token-key"),
         }
     ),
     "scrape-fn": frozenset(
