@@ -201,9 +201,7 @@ class Settings(BaseSettings):
         if self.env is not Environment.PRODUCTION and _on_google_cloud():
             # Fail closed: a deployable that lost its ASKBASE_ENV must not come up with dev sign-in
             # allowed and service calls unauthenticated (the local defaults).
-            raise ValueError(
-                "env must be production on Cloud Run / Cloud Functions (K_SERVICE or FUNCTION_TARGET is set)"
-            )
+            raise ValueError("env must be production on Cloud Run / Cloud Functions (K_SERVICE is set)")
         if self.env is Environment.PRODUCTION:
             # A dev sign-in lets anyone be anyone: production config can never carry it.
             if self.dev_sign_in:
@@ -247,9 +245,9 @@ class Settings(BaseSettings):
         return ENV_PREFIX + field.upper()
 
 
-# Cloud Run sets K_SERVICE on every service and Cloud Functions gen2 (which run on Cloud Run) sets
-# FUNCTION_TARGET too; neither exists on a developer machine unless a production-shaped stack sets it.
-GOOGLE_CLOUD_MARKERS = ("K_SERVICE", "FUNCTION_TARGET")
+# Cloud Run sets K_SERVICE on every service, and Cloud Functions gen2 run on Cloud Run, so they have it
+# too. FUNCTION_TARGET is no marker: functions-framework sets it in its own process, on a laptop too.
+GOOGLE_CLOUD_MARKERS = ("K_SERVICE",)
 
 
 def _on_google_cloud() -> bool:

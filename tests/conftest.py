@@ -15,9 +15,8 @@ import pytest
 # Tests never reach Google: make sure no ambient credentials or project leak in.
 os.environ.setdefault("ASKBASE_ENV", "test")
 os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
-# Nor the Cloud Run markers: with them Settings refuses anything but production.
+# Nor Cloud Run's marker: with it Settings refuses anything but production.
 os.environ.pop("K_SERVICE", None)
-os.environ.pop("FUNCTION_TARGET", None)
 
 from shared.config import Settings, get_settings
 from shared.devstack.issuer import LocalIssuer
