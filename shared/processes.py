@@ -12,6 +12,7 @@ import ctypes
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -84,6 +85,21 @@ def remove_orphaned_dirs(root: Path, prefix: str) -> None:
             pid = 0
         if pid == os.getpid() or not pid_alive(pid):
             shutil.rmtree(child, ignore_errors=True)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes] | None, sig: int, grace: float = 15.0) -> None:
+    """Send ``sig`` to ``proc``'s whole process group (gunicorn's and functions-framework's workers
+    included: they were started with ``start_new_session``), wait up to ``grace`` seconds, then kill."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=5)
 
 
 def with_parent_death(argv: Sequence[str]) -> list[str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
 import json
 import secrets
 import threading
@@ -33,10 +32,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
+
+from shared.devstack.frontend import self_signed
 
 ISSUER = "https://accounts.google.com"
 TOKEN_LIFETIME_SECONDS = 3600
@@ -44,21 +43,6 @@ TOKEN_LIFETIME_SECONDS = 3600
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _self_signed(key: rsa.RSAPrivateKey, common_name: str) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .sign(key, hashes.SHA256())
-    )
 
 
 class _Quiet(BaseHTTPRequestHandler):
@@ -106,7 +90,7 @@ class LocalIssuer:
     def __post_init__(self) -> None:
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._cert_pem = (
-            _self_signed(self._key, "askbase-local-issuer")
+            self_signed(self._key, "askbase-local-issuer")
             .public_bytes(serialization.Encoding.PEM)
             .decode("ascii")
         )

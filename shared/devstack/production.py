@@ -59,7 +59,7 @@ from shared.devstack.archives import function_command, function_env, prepare_fun
 from shared.devstack.frontend import FrontEnd
 from shared.devstack.issuer import LocalIssuer
 from shared.emulators import EmulatorStack, free_port
-from shared.processes import with_parent_death
+from shared.processes import stop_process_group, with_parent_death
 
 log = logging.getLogger(__name__)
 
@@ -323,16 +323,8 @@ class ProductionStack:
     def kill(self, names: list[str] | None = None, sig: int = signal.SIGKILL) -> None:
         """Kill deployables (all by default): a crash or a redeploy. Emulators and the issuer stay."""
         for name in names or list(self.processes):
-            p = self.processes[name]
-            if p.proc is not None and p.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.proc.pid, sig)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    p.proc.wait(timeout=15)
-                if p.proc.poll() is None:
-                    p.proc.kill()
-                    p.proc.wait(timeout=5)
-            p.proc = None
+            stop_process_group(self.processes[name].proc, sig)
+            self.processes[name].proc = None
 
     def stop(self) -> None:
         self.kill(sig=signal.SIGTERM)

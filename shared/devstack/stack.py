@@ -9,7 +9,6 @@ services, which is why :meth:`LocalStack.kill_services` (a crash or redeploy of 
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import os
 import secrets
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.emulators import EmulatorStack, free_port
-from shared.processes import with_parent_death
+from shared.processes import stop_process_group, with_parent_death
 
 log = logging.getLogger(__name__)
 QA_GUNICORN_CONF = Path(__file__).resolve().parents[2] / "services" / "qa" / "gunicorn.conf.py"
@@ -185,16 +184,7 @@ class LocalStack:
     def kill_services(self, sig: int = signal.SIGKILL) -> None:
         """Kill every askbase process (not the emulators): a crash, or a redeploy, of the whole app."""
         for service in self.services.values():
-            if service.proc is not None and service.proc.poll() is None:
-                # The whole process group: gunicorn's and functions-framework's workers included.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(service.proc.pid, sig)
-            if service.proc is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    service.proc.wait(timeout=15)
-                if service.proc.poll() is None:
-                    service.proc.kill()
-                    service.proc.wait(timeout=5)
+            stop_process_group(service.proc, sig)
             service.proc = None
 
     def stop(self) -> None:
