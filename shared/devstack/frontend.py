@@ -156,7 +156,11 @@ class FrontEnd:
             body = await request.body()
             headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
             peer = request.client.host if request.client else "127.0.0.1"
-            headers += [("x-forwarded-proto", "https"), ("x-forwarded-for", peer)]
+            # Like Google's front end: the scheme is its own, and the peer it saw is appended to any
+            # X-Forwarded-For the client sent (a trusting app takes the last hop's, not the client's).
+            claimed = request.headers.get("x-forwarded-for")
+            forwarded_for = f"{claimed}, {peer}" if claimed else peer
+            headers += [("x-forwarded-proto", "https"), ("x-forwarded-for", forwarded_for)]
             if extra is not None:
                 headers = [(k, v) for k, v in headers if k.lower() != "authorization"]
                 headers.append(("authorization", extra()))

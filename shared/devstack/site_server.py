@@ -56,6 +56,7 @@ class SiteServer:
             access_log=False,
             lifespan="off",
             timeout_keep_alive=30,
+            proxy_headers=False,  # the peer is who connected: a stand-in must not trust X-Forwarded-*
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
         )
