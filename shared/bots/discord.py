@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from shared.backoff import parse_retry_after
 from shared.bots.transport import PlatformError, RetryPolicy, http_client
 
 log = logging.getLogger(__name__)
@@ -116,11 +117,7 @@ class DiscordClient:
             if errors:
                 message += f" {_first_error(errors)}"
         if response.status_code == 429 and retry_after is None:
-            header = response.headers.get("Retry-After")
-            try:
-                retry_after = float(header) if header else None
-            except ValueError:
-                retry_after = None
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if response.status_code == 401 and auth:
             message = "Discord rejected this bot token"
         raise PlatformError(

@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from shared.backoff import parse_retry_after
 from shared.bots.transport import PlatformError, RetryPolicy, http_client
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,7 @@ class TelegramClient:
             if isinstance(params, dict) and params.get("retry_after") is not None:
                 retry_after = float(params["retry_after"])
         if status == 429 and retry_after is None:
-            header = response.headers.get("Retry-After")
-            retry_after = float(header) if header and header.replace(".", "", 1).isdigit() else None
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if status in (401, 404) and method == "getMe":
             description = "Telegram rejected this token"
         raise PlatformError(

@@ -21,6 +21,8 @@ from typing import TypeVar
 
 import httpx
 
+from shared.backoff import exponential
+
 # Without TCP_NODELAY the request body (a second write) waits for the delayed ACK of the headers:
 # ~40 ms per call on loopback, measured (see FIELD-NOTES).
 _SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -115,7 +117,7 @@ class RetryPolicy:
         if error.status == 429:
             wait = error.retry_after if error.retry_after is not None else self.backoff
             return None if wait > self.max_wait else wait
-        return min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        return exponential(attempt - 1, self.backoff, cap=self.max_backoff)
 
     def run(self, call: Callable[[], T], platform: str, what: str) -> T:
         """``call()`` until it succeeds or :meth:`delay` gives up (a 429 then is :class:`RateLimited`)."""

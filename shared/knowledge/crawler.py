@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import enum
 import hashlib
 import logging
@@ -37,6 +36,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from shared.backoff import exponential, parse_retry_after
 from shared.config import Source, SourceKind
 
 log = logging.getLogger(__name__)
@@ -278,30 +278,12 @@ def should_retry(status_code: int) -> bool:
     return status_code == 429 or 500 <= status_code <= 599
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
-
-
 def backoff_delay(attempt: int, base: float, retry_after: float | None, jitter: float = 0.0) -> float:
     """Delay before retry ``attempt`` (0-based): the server's Retry-After if given (capped), else
     exponential ``base * 2**attempt`` plus ``jitter`` (a fraction in [0, 1) of that delay)."""
     if retry_after is not None:
         return min(retry_after, _MAX_RETRY_AFTER_SECONDS)
-    delay = base * (2**attempt)
-    return delay + delay * jitter
+    return exponential(attempt, base, jitter=jitter)
 
 
 def conditional_headers(previous: Validators | None) -> dict[str, str]:
