@@ -26,6 +26,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("shared.cli.backup", "export_command", "Export Firestore data + snapshot id to an archive."),
     "import": ("shared.cli.backup", "import_command", "Import an export archive (idempotent)."),
     "backup": ("shared.cli.backup", "backup_group", "Verify backups (askbase backup verify)."),
+    "smoke": ("shared.cli.smoke", "smoke_command", "After pulumi up: check the deployed stack end to end."),
 }
 
 
