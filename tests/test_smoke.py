@@ -166,7 +166,6 @@ def deployed(
     threading.Thread(target=permissive.serve_forever, daemon=True).start()
     try:
         stack.start()
-        _create_dead_letter_inbox()
         bots = _register_bots(stack, tg, dc)
         outputs = workdir / "outputs.json"
         outputs.write_text(
@@ -193,23 +192,6 @@ def deployed(
         tg.stop()
         dc.stop()
         site.stop()
-
-
-def _create_dead_letter_inbox() -> None:
-    """What infra/components/messaging.py creates and the local stack does not: the dead-letter topic and
-    its inbox subscription (in the emulator, via PUBSUB_EMULATOR_HOST exported by the session fixture)."""
-    from google.cloud import pubsub_v1
-
-    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-    topic = publisher.topic_path(PROJECT, DEAD_TOPIC)
-    publisher.create_topic(request={"name": topic})
-    subscriber.create_subscription(
-        request={
-            "name": subscriber.subscription_path(PROJECT, smoke.DEAD_LETTER_SUBSCRIPTION),
-            "topic": topic,
-        }
-    )
-    subscriber.close()
 
 
 def _register_bots(stack: ProductionStack, tg: FakeTelegram, dc: FakeDiscord) -> dict[str, str]:

@@ -181,6 +181,8 @@ def ensure_push_subscription(
     ack_deadline_seconds: int = 60,
     subscriber: pubsub_v1.SubscriberClient | None = None,
     publisher: pubsub_v1.PublisherClient | None = None,
+    dead_letter_topic: str | None = None,
+    max_delivery_attempts: int = 5,
 ) -> str:
     """Create (or repoint) a push subscription from ``topic`` to ``push_endpoint``; return its path.
 
@@ -195,15 +197,25 @@ def ensure_push_subscription(
     topic_path = ensure_topic(publisher, project, topic)
     sub_path = subscriber.subscription_path(project, subscription)
     push_config = pubsub_v1.types.PushConfig(push_endpoint=push_endpoint)
+    request: dict = {
+        "name": sub_path,
+        "topic": topic_path,
+        "push_config": push_config,
+        "ack_deadline_seconds": ack_deadline_seconds,
+    }
+    if dead_letter_topic:
+        # As infra/components/messaging.py: after max_delivery_attempts the job goes to the dead-letter
+        # topic, whose "-inbox" subscription keeps it for inspection.
+        dead_path = ensure_topic(publisher, project, dead_letter_topic)
+        inbox = subscriber.subscription_path(project, f"{dead_letter_topic}-inbox")
+        with contextlib.suppress(gexc.AlreadyExists):
+            subscriber.create_subscription(request={"name": inbox, "topic": dead_path})
+        request["dead_letter_policy"] = {
+            "dead_letter_topic": dead_path,
+            "max_delivery_attempts": max_delivery_attempts,
+        }
     try:
-        subscriber.create_subscription(
-            request={
-                "name": sub_path,
-                "topic": topic_path,
-                "push_config": push_config,
-                "ack_deadline_seconds": ack_deadline_seconds,
-            }
-        )
+        subscriber.create_subscription(request=request)
     except gexc.AlreadyExists:
         with contextlib.suppress(gexc.NotFound):
             subscriber.modify_push_config(request={"subscription": sub_path, "push_config": push_config})

@@ -304,7 +304,8 @@ class ProductionStack:
         raise RuntimeError(f"{p.name} did not answer within {timeout:.0f}s:\n{self.log_text(p.name)[-3000:]}")
 
     def _wire_push_subscription(self) -> None:
-        """What Pulumi's push subscription does: jobs topic -> botrunner /worker/push, OIDC-signed."""
+        """What Pulumi's push subscription does: jobs topic -> botrunner /worker/push, OIDC-signed, with
+        the dead-letter topic and its inbox subscription."""
         from google.cloud import pubsub_v1
 
         from shared.bots.jobs import ensure_push_subscription
@@ -318,6 +319,7 @@ class ProductionStack:
                 self._push_relay + "/worker/push",
                 subscriber=pubsub_v1.SubscriberClient(),
                 publisher=pubsub_v1.PublisherClient(),
+                dead_letter_topic="askbase-jobs-dead",  # infra/components/messaging.py DEAD_LETTER_TOPIC
             )
 
     def kill(self, names: list[str] | None = None, sig: int = signal.SIGKILL) -> None:
