@@ -2,8 +2,12 @@
 
 ``N`` threads deliver Telegram updates to the webhook function for ``seconds`` (each update a new private
 chat, so every update must produce exactly one reply), while ``N`` more threads call ``/api/ask`` on the qa
-service as the bot worker does. Afterwards the fake Telegram API is drained: replies are counted per chat
-to find lost and duplicated ones. Used by ``tests/test_load.py`` (short) and ``bench/load.py`` (60 s).
+service as the bot worker does. Afterwards the queue is drained: a pull subscription on the jobs topic
+(:class:`~tests.fakes.pubsub_push.TopicTap`) lists every message published, a relay in front of the
+worker (:class:`~tests.fakes.pubsub_push.PushLog`) records every push delivery and its answer, and the
+run waits until each published message was acknowledged with none in flight. Only then, with nothing
+left that could still send, are replies counted per chat to find lost and duplicated ones. Used by
+``tests/test_load.py`` (short) and ``bench/load.py`` (60 s).
 Traffic goes only to 127.0.0.1, and every loop stops by itself.
 """
 
@@ -19,12 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from shared.bots.jobs import ensure_push_subscription
 from shared.devstack.stack import LocalStack
 from shared.emulators import EmulatorStack
 from tests import sites
+from tests.fakes.pubsub_push import PushLog, TopicTap, forwarding_app
 from tests.fakes.telegram_api import FakeTelegram
+
+JOBS_TOPIC = "askbase-jobs"
+WORKER_SUBSCRIPTION = "askbase-worker"
 
 
 @dataclass
@@ -53,6 +62,9 @@ class LoadReport:
     replies: int = 0
     lost: int = 0
     duplicated: int = 0
+    published: int = 0  # messages on the jobs topic (an update's job may be published more than once)
+    deliveries: int = 0  # push deliveries the worker answered, redeliveries included
+    unacked: int = 0  # published messages the worker never acknowledged within the drain timeout
     drain_seconds: float = 0.0
 
     def rows(self) -> list[tuple[str, str]]:
@@ -70,6 +82,8 @@ class LoadReport:
             ("replies expected / received", f"{self.updates_sent} / {self.replies}"),
             ("lost replies", str(self.lost)),
             ("duplicated replies", str(self.duplicated)),
+            ("jobs published / worker deliveries", f"{self.published} / {self.deliveries}"),
+            ("jobs never acknowledged", str(self.unacked)),
             ("queue drained after", f"{self.drain_seconds:.1f} s"),
         ]
 
@@ -96,19 +110,67 @@ def start_stack(
     local.configure()
     local.start_services()
     ensure_push_subscription(
-        emulators.project, "askbase-jobs", "askbase-worker", local.services["botrunner"].url + "/worker/push"
+        emulators.project, JOBS_TOPIC, WORKER_SUBSCRIPTION, local.services["botrunner"].url + "/worker/push"
     )
     httpx.post(local.services["scrape"].url, json={}, timeout=300).raise_for_status()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if httpx.get(local.services["qa"].url + "/readyz", timeout=5).json().get("snapshot_id"):
-            break
-        time.sleep(0.3)
+    deadline = time.monotonic() + 120  # until qa serves the published snapshot; bounds a failure only
+    while not httpx.get(local.services["qa"].url + "/readyz", timeout=5).json().get("snapshot_id"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("qa never loaded the published snapshot")
+        time.sleep(0.1)
     return local
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: object, **kwargs: object) -> None:  # no access log per push
+        pass
+
+
+class _Relay:
+    """The push subscription's endpoint for a run: a threaded loopback server around ``app``."""
+
+    def __init__(self, app: PushLog) -> None:
+        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _Relay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
 
 
 def run_load(
     local: LocalStack, tg: FakeTelegram, concurrency: int, seconds: float, drain_timeout: float = 120.0
+) -> LoadReport:
+    """Run the load; the push subscription goes through a recording relay for the run's duration."""
+    worker_url = local.services["botrunner"].url
+    tap = TopicTap(local.project, JOBS_TOPIC)  # before anything is published
+    pushes = PushLog(forwarding_app(worker_url))
+    with _Relay(pushes) as relay:
+        ensure_push_subscription(local.project, JOBS_TOPIC, WORKER_SUBSCRIPTION, relay.url + "/worker/push")
+        try:
+            return _run_load(local, tg, concurrency, seconds, drain_timeout, tap, pushes)
+        finally:
+            ensure_push_subscription(
+                local.project, JOBS_TOPIC, WORKER_SUBSCRIPTION, worker_url + "/worker/push"
+            )
+            pushes.app.close()
+            tap.delete()
+
+
+def _run_load(
+    local: LocalStack,
+    tg: FakeTelegram,
+    concurrency: int,
+    seconds: float,
+    drain_timeout: float,
+    tap: TopicTap,
+    pushes: PushLog,
 ) -> LoadReport:
     botrunner = httpx.Client(
         base_url=local.services["botrunner"].url, timeout=30, headers={"X-Askbase-User": "load@example.com"}
@@ -179,12 +241,20 @@ def run_load(
     for thread in threads:
         thread.join(timeout=seconds + 120)
 
+    # Drained = every message published (at least one per accepted update) acknowledged by the worker,
+    # none in flight: then no reply, first or duplicate, can still arrive.
     drain_started = time.monotonic()
     deadline = drain_started + drain_timeout
-    while time.monotonic() < deadline and len(tg.sent_messages(token)) < report.updates_sent:
-        time.sleep(0.5)
-    time.sleep(2.0)  # a redelivery that would duplicate arrives within the ack deadline
+    published: dict[str, str | None] = {}
+    try:
+        published = tap.drain(at_least=report.updates_sent, timeout=drain_timeout)
+        pushes.wait_until_acked(published, timeout=max(0.0, deadline - time.monotonic()))
+    except AssertionError:
+        published = published or dict(tap.published)  # counted below as unacknowledged / lost
     report.drain_seconds = time.monotonic() - drain_started
+    report.published = len(published)
+    report.deliveries = len(pushes.snapshot())
+    report.unacked = len(pushes.unacked(published))
     per_chat = Counter(m["chat_id"] for m in tg.sent_messages(token))
     report.replies = sum(per_chat.values())
     report.duplicated = sum(n - 1 for n in per_chat.values() if n > 1)

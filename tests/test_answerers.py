@@ -3,8 +3,6 @@ through a fake Vertex AI endpoint on loopback, and falls back to extractive on e
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from shared.config import Settings
@@ -108,14 +106,13 @@ def test_gemini_answers_with_system_prompt_passages_and_citations(
 
 
 def test_gemini_falls_back_to_extractive_on_timeout(fake: FakeGemini, settings: Settings) -> None:
-    fake.delay = 3.0
+    fake.delay = 120.0  # the model holds the request until the fake is stopped
     answerer = _gemini(fake, settings, timeout=0.5)
-    started = time.monotonic()
     answer = answerer.answer("How often does the service check for a new snapshot?", PASSAGES, None)
-    elapsed = time.monotonic() - started
     assert answer.answerer == "extractive"
     assert "[1]" in answer.text and answer.sources[0].chunk_id == "c1"
-    assert elapsed < 2.5, f"the timeout did not cut the call short ({elapsed:.1f}s)"
+    # The answer came back while the model had not responded yet: the timeout cut the call short.
+    assert len(fake.requests) == 1 and fake.responded == 0
 
 
 def test_gemini_falls_back_to_extractive_on_server_error(fake: FakeGemini, settings: Settings) -> None:

@@ -13,6 +13,8 @@ from google.cloud.firestore_v1 import GeoPoint
 from shared import backup, gcp
 from shared.cli import cli
 
+pytestmark = pytest.mark.emulators
+
 
 def _populate(db) -> None:
     when = dt.datetime(2026, 11, 1, 12, 30, 15, 123000, tzinfo=dt.UTC)

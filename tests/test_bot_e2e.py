@@ -29,6 +29,7 @@ from shared.bots.registry import BotRegistry
 from shared.config import Settings
 from tests.bot_stack import LoopbackServer, bot_settings, function_app
 from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.pubsub_push import Delivery, PushLog, TopicTap
 from tests.fakes.telegram_api import FakeTelegram
 from tests.qa_support import fake_live_index, make_app
 
@@ -60,9 +61,12 @@ class Stack:
             telegram_webhook_url=self.telegram_fn.url,
             discord_webhook_url=self.discord_fn.url,
         )
-        self.botrunner = self._exit.enter_context(
-            LoopbackServer(create_botrunner(self.settings, reconcile_on_start=False))
-        )
+        # Sees every job published from here on (see settle()).
+        self.tap = TopicTap(self.settings.project_id, self.settings.jobs_topic)
+        botrunner = create_botrunner(self.settings, reconcile_on_start=False)
+        self.pushes = PushLog(botrunner.wsgi_app)  # every /worker/push delivery and its outcome
+        botrunner.wsgi_app = self.pushes
+        self.botrunner = self._exit.enter_context(LoopbackServer(botrunner))
         ensure_push_subscription(
             self.settings.project_id,
             self.settings.jobs_topic,
@@ -76,6 +80,16 @@ class Stack:
     def stop(self) -> None:
         self.api.close()
         self._exit.close()
+
+    def settle(
+        self, message_ids: list[str] | None = None, at_least: int = 1, timeout: float = 60
+    ) -> list[Delivery]:
+        """Wait until every job published so far (or ``message_ids``) has been handled: each message
+        acknowledged by the worker, nacked ones after their redelivery, and no delivery running. After
+        that nothing is left that could still send a reply, so reply counts are final."""
+        if message_ids is None:
+            message_ids = list(self.tap.drain(at_least=at_least, timeout=timeout))
+        return self.pushes.wait_until_acked(message_ids, timeout=timeout)
 
     def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         response = self.api.request(method, path, **kw)
@@ -159,9 +173,10 @@ def test_same_update_delivered_100_times_replies_once(stack: Stack) -> None:
     # concurrent first deliveries may each publish; the worker's job-id dedupe keeps it to one reply.
     assert len(results) == 100 and results.count("accepted") >= 1
     assert set(results) <= {"accepted", "duplicate"}
-    stack.tg.wait_for_messages(token, 1, timeout=20)
-    time.sleep(1.5)  # time for any wrong second reply to arrive
+    # Every copy the ingress published has been acknowledged by the worker: no reply can come later.
+    handled = stack.settle(at_least=1)
     assert len(stack.tg.sent_messages(token)) == 1
+    assert [d.reason for d in handled].count("sent") == 1, handled
 
 
 def test_job_redelivered_and_concurrent_replies_once(stack: Stack) -> None:
@@ -179,15 +194,19 @@ def test_job_redelivered_and_concurrent_replies_once(stack: Stack) -> None:
     )
     publisher = JobPublisher(stack.settings.project_id, stack.settings.jobs_topic)
     # The same job published 10 times: the push subscription delivers each copy, several at once.
-    threads = [threading.Thread(target=publisher.publish, args=(job,)) for _ in range(10)]
+    message_ids: list[str] = []
+    threads = [threading.Thread(target=lambda: message_ids.append(publisher.publish(job))) for _ in range(10)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=30)
-    stack.tg.wait_for_messages(token, 1, timeout=20)
-    # Deliveries that found the claim in progress got 503 and are redelivered by Pub/Sub: give them time.
-    time.sleep(3)
+    assert len(set(message_ids)) == 10
+    # Deliveries that found the claim in progress got 503 and are redelivered by Pub/Sub: wait until
+    # every copy has been acknowledged, then count.
+    handled = stack.settle(message_ids)
     assert len(stack.tg.sent_messages(token)) == 1
+    reasons = [d.reason for d in handled if d.job_id == job.job_id]
+    assert reasons.count("sent") == 1 and set(reasons) <= {"sent", "duplicate", "in progress"}, reasons
     receipt = (
         BotRegistry.from_settings(stack.settings).db.collection("sent_replies").document(job.job_id).get()
     )

@@ -14,6 +14,7 @@ from tests.fakes.telegram_api import FakeTelegram
 
 # Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings, control.
 pytest_plugins = ["tests.fakes.bot_fixtures"]
+pytestmark = pytest.mark.emulators
 
 ANN = {"X-Askbase-User": "ann@example.com"}
 BOB = {"X-Askbase-User": "bob@example.com"}

@@ -14,6 +14,8 @@ from shared.config import get_settings
 from tests.fakes._server import RecordingEndpoint
 from tests.fakes.telegram_api import FakeTelegram
 
+pytestmark = pytest.mark.emulators
+
 # Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings, control.
 pytest_plugins = ["tests.fakes.bot_fixtures"]
 

@@ -12,6 +12,8 @@ from tests.fakes._server import RecordingEndpoint
 from tests.fakes.discord_api import FakeApplication, FakeDiscord
 from tests.fakes.telegram_api import SECRET_HEADER, FakeTelegram
 
+pytestmark = pytest.mark.emulators
+
 # Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings, control.
 pytest_plugins = ["tests.fakes.bot_fixtures"]
 

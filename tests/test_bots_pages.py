@@ -12,6 +12,7 @@ from tests.qa_support import fake_live_index, make_app, sign_in
 
 # Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings, control.
 pytest_plugins = ["tests.fakes.bot_fixtures"]
+pytestmark = pytest.mark.emulators
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ from shared.bots.secrets import DecryptionError, TokenCipher, TokenKeyError, web
 from shared.config import load_settings
 from shared.gcp import firestore_client
 
+pytestmark = pytest.mark.emulators
+
 TOKEN = "1234567890:AAHk1H6tK7cbbX5fL9m3o0nV8rQ2wYzAbCd"
 
 

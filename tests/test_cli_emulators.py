@@ -9,7 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from shared.processes import pid_alive
+
+pytestmark = pytest.mark.emulators
 
 
 def _askbase(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

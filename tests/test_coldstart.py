@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -123,11 +124,14 @@ def test_stopping_during_the_cold_start_kills_the_child_at_once(
     live = LiveIndex(source, never_opened, tmp_path / "work")
     with caplog.at_level(logging.WARNING):
         live.start(wait=False)
-        time.sleep(0.3)  # the watcher is now waiting for the child
-        started = time.monotonic()
+        # The watcher is waiting for the child once it holds the source's lock (taken around the wait).
+        deadline = time.monotonic() + 60
+        while not source._lock.locked():
+            assert time.monotonic() < deadline and live._thread.is_alive(), "the watcher never waited"
+            time.sleep(0.01)
         live.stop()
-        assert time.monotonic() - started < 5
-    assert child.poll() is not None, "the child still runs"
+    # Killed, not finished: `sleep 120` would have exited 0; stop() waits at most 10 s for the watcher.
+    assert child.poll() == -signal.SIGKILL, "the child was not killed"
     assert not live._thread.is_alive()
     assert not list((tmp_path / "work").glob("coldstart-*"))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

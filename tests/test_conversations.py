@@ -19,6 +19,8 @@ from shared.qa.conversations import (
     message_slack,
 )
 
+pytestmark = pytest.mark.emulators
+
 SRC = [{"title": "Snapshots", "url": "https://docs.example.com/snapshots#publishing", "snippet": "…"}]
 
 

@@ -15,6 +15,8 @@ from shared import gcp
 from shared.emulators import EmulatorStack
 from shared.processes import pid_alive
 
+pytestmark = pytest.mark.emulators
+
 
 def test_firestore_transaction(emulators: EmulatorStack) -> None:
     db = gcp.firestore_client(emulators.project)

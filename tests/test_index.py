@@ -406,13 +406,45 @@ def test_closed_index_refuses_work(tmp_path: Path, embedder: BagOfWordsEmbedder)
         idx.remove_page("https://x/")
 
 
+class _ObservedLock:
+    """The index's write lock, recording which threads found it held and had to wait for it."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._lock = lock
+        self.waited: list[str] = []  # names of threads that found the lock held
+        self.contended = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._lock.acquire(blocking=False):
+            return True
+        if not blocking:
+            return False
+        self.waited.append(threading.current_thread().name)
+        self.contended.set()
+        return self._lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> _ObservedLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def test_writes_wait_for_the_write_lock(index: KnowledgeIndex) -> None:
     assert isinstance(index.write_lock, type(threading.RLock()))
+    lock = _ObservedLock(index.write_lock)
+    index.write_lock = lock  # type: ignore[assignment]
     page = make_page("https://docs.acme.dev/new", {"New": "A brand new page about quotas."})
     done = threading.Event()
+    order: list[str] = []
 
     def writer() -> None:
         add(index, page)
+        order.append("written")
         done.set()
 
     add(index, make_page("https://docs.acme.dev/other", {"Other": "Another page about refunds."}))
@@ -422,27 +454,31 @@ def test_writes_wait_for_the_write_lock(index: KnowledgeIndex) -> None:
     def packer() -> None:  # what the snapshot packer does while it copies the directory
         with index.write_lock:
             held.set()
-            release.wait(timeout=10)
+            release.wait(timeout=60)
+            order.append("released")
 
     holder = threading.Thread(target=packer)
     holder.start()
     assert held.wait(timeout=5)
-    thread = threading.Thread(target=writer)
+    thread = threading.Thread(target=writer, name="writer")
     thread.start()
     try:
-        time.sleep(0.3)
-        assert not done.is_set()
+        # The writer either reaches the held lock and waits, or (if writes skipped the lock) finishes.
+        deadline = time.monotonic() + 60
+        while not (lock.contended.wait(timeout=0.05) or done.is_set()):
+            assert thread.is_alive() and time.monotonic() < deadline, "the writer neither waited nor finished"
+        assert lock.waited == ["writer"] and not done.is_set()
         assert "https://docs.acme.dev/new" not in index._pages
-        # Readers are not blocked by the held lock, even when BM25 needs a rebuild after a write.
-        started = time.perf_counter()
+        # Readers are not blocked by the held lock, even when BM25 needs a rebuild after a write: they
+        # never try to take it (a reader that did would wait here until the packer gave up).
         assert index.search("refunds", k=1)
         assert index.counts_by_source()
-        assert time.perf_counter() - started < 5
+        assert lock.waited == ["writer"]
     finally:
         release.set()
         holder.join(timeout=10)
     thread.join(timeout=10)
-    assert done.is_set()
+    assert done.is_set() and order == ["released", "written"]
     assert index.chunk_count() == 8
 
 

@@ -57,14 +57,25 @@ def test_exclusive_expiring_lease(emulators, settings: Settings) -> None:
     assert other.read() is None
 
 
+def _wait_for(condition, what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until true; the timeout only bounds a failure."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
 def test_background_renewal_keeps_the_lease(emulators, settings: Settings) -> None:
     fs = firestore_client(settings.project_id)
-    lease = Lease(fs, ttl_seconds=60, holder="long-run")
-    first = lease.acquire().expires_at
-    lease.start_renewing(every_seconds=0.3)
-    time.sleep(1.2)
+    clock = FakeClock()
+    lease = Lease(fs, ttl_seconds=60, holder="long-run", clock=clock)
+    assert lease.acquire().expires_at == clock.now + timedelta(seconds=60)
+    clock.advance(45)  # most of the TTL later, still running: the renewer must push the expiry
+    lease.start_renewing(every_seconds=0.05)
+    renewed = clock.now + timedelta(seconds=60)
+    _wait_for(lambda: lease.read().expires_at == renewed, "the renewer never renewed the lease")
     lease.check()
-    assert lease.read().expires_at > first
+    assert lease.read().holder == "long-run" and not lease.lost
     lease.release()
     assert lease.read() is None
 
@@ -74,11 +85,12 @@ def test_renewer_notices_a_lost_lease(emulators, settings: Settings) -> None:
     lease = Lease(fs, ttl_seconds=60, holder="slow-run")
     lease.acquire()
     fs.collection("leases").document("scrape").set({"holder": "thief", "expires_at": datetime.now(UTC)})
-    lease.start_renewing(every_seconds=0.2)
-    time.sleep(1.0)
+    lease.start_renewing(every_seconds=0.05)
+    _wait_for(lambda: lease.lost, "the renewer never noticed the lease was taken")
     with pytest.raises(LeaseLost):
         lease.check()
     lease.stop_renewing()
+    assert lease.read().holder == "thief"  # the renewer did not take it back
 
 
 def test_runs_are_recorded_and_listed(emulators, settings: Settings) -> None:

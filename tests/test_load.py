@@ -27,4 +27,6 @@ def test_concurrent_webhooks_and_questions_lose_and_duplicate_nothing(
     assert report.updates_sent >= 20 and len(report.ask.latencies) >= 20
     assert sum(report.webhook.errors.values()) == 0, report.webhook.errors
     assert sum(report.ask.errors.values()) == 0, report.ask.errors
+    # Counted only after every published job was acknowledged by the worker, none still running.
+    assert report.unacked == 0 and report.published >= report.updates_sent
     assert report.lost == 0 and report.duplicated == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.botrunner.app import RECONCILE_THREAD_KEY, create_app
 from shared.bots.control import BotControl, Caller
 from shared.bots.reconcile import reconcile_all
@@ -12,6 +14,7 @@ from tests.fakes.telegram_api import FakeTelegram
 
 # Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings, control.
 pytest_plugins = ["tests.fakes.bot_fixtures"]
+pytestmark = pytest.mark.emulators
 
 ANN = Caller(user="ann@example.com")
 

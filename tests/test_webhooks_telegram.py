@@ -33,6 +33,8 @@ from shared.config import Settings
 from tests.bot_stack import JobTap, bot_settings, function_app, register_telegram_bot
 from tests.fakes.telegram_api import FakeTelegram
 
+pytestmark = pytest.mark.emulators
+
 BOT = BotInfo(bot_id="b1", platform="telegram", username="docs_bot", telegram_user_id=777)
 
 

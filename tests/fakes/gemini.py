@@ -3,12 +3,16 @@
 It speaks the REST shape google-genai uses (``POST .../models/<model>:generateContent`` → ``candidates``)
 and is served by uvicorn with keep-alive, like the real API, so connection reuse is exercised too.
 Tests set :attr:`FakeGemini.reply`, :attr:`FakeGemini.delay` or :attr:`FakeGemini.status` and read
-:attr:`FakeGemini.requests`.
+:attr:`FakeGemini.requests` (every request received) and :attr:`FakeGemini.responded` (how many
+responses were sent: a request still held by ``delay`` is received but not responded). ``stop()`` ends
+any delay still running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -28,6 +32,8 @@ class FakeGemini:
         self.status = 200
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
+        self.responded = 0
+        self._released = threading.Event()
         self._server: SiteServer | None = None
 
     @property
@@ -39,8 +45,10 @@ class FakeGemini:
         body = await request.json()
         self.requests.append(body)
         self.paths.append(request.url.path)
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        until = time.monotonic() + self.delay
+        while time.monotonic() < until and not self._released.is_set():
+            await asyncio.sleep(min(0.02, until - time.monotonic()))
+        self.responded += 1
         if self.status != 200:
             return JSONResponse(
                 {"error": {"code": self.status, "message": "fake failure", "status": "INTERNAL"}},
@@ -65,6 +73,7 @@ class FakeGemini:
         return self
 
     def stop(self) -> None:
+        self._released.set()
         if self._server is not None:
             self._server.stop()
 

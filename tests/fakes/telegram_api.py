@@ -14,7 +14,7 @@ Usage::
                                                      # update_id if missing; returns httpx.Response
         tg.sent_messages(token)      # [{"chat_id", "text", ...}] every sendMessage, in order
         tg.wait_for_messages(token, 1, timeout=5)
-        tg.calls / tg.calls_for(token, "setWebhook")   # every request: Call(token, method, params)
+        tg.calls / tg.calls_for(token, "setWebhook")   # every request: Call(token, method, params, peer)
         tg.fail_next("sendMessage", status=429, retry_after=1, times=2)   # or status=500
         tg.lose_webhook(token)       # the platform "forgot" the webhook (for reconcile tests)
         tg.revoke(token)             # the token now gets 401 (BotFather /revoke)
@@ -59,6 +59,7 @@ class Call:
     method: str
     params: dict[str, Any]
     at: float = field(default_factory=time.time)
+    peer: tuple[str, int] | None = None  # the client's address and port: one per TCP connection
 
 
 @dataclass
@@ -259,7 +260,8 @@ class FakeTelegram(PlatformFake):
             elif "form" in content_type:
                 params.update(dict(await request.form()))
         with self._lock:
-            self.calls.append(Call(token, method, params))
+            peer = (request.client.host, request.client.port) if request.client else None
+            self.calls.append(Call(token, method, params, peer=peer))
             bot = self.bots.get(token)
             if bot is None or bot.revoked:
                 return _error(401, "Unauthorized")
