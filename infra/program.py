@@ -1,18 +1,26 @@
 """The askbase stack: every component, wired together. ``infra/__main__.py`` calls :func:`build`.
 
-Build order follows the data flow: APIs → accounts → storage, data, secrets, registry → functions
-(their URLs feed botrunner) → services (qa and botrunner know each other by their deterministic
-URLs) → messaging (pushes to botrunner) → schedules (call scrape and botrunner).
+Build order follows the data flow: APIs (then a settle wait) → accounts → storage, data, secrets,
+registry → a settle wait for the grants → functions (their URLs feed botrunner) → images and
+services (qa and botrunner know each other by their deterministic URLs) → messaging (pushes to
+botrunner) → schedules (call scrape and botrunner).
+
+The two waits make a first ``pulumi up`` on a fresh project deterministic: Google checks an enabled
+API and a new IAM grant eventually, not at once, and Cloud Build, Cloud Functions and Cloud Run
+check both when they start (the build account's access to the source and the registry, each
+runtime account's access to its secrets).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
 import pulumi_gcp as gcp
+import pulumiverse_time as pulumi_time
 
 from infra import envvars
 from infra.archive import ENTRY_POINT_ARCHIVES, REPO_ROOT, archive_specs
@@ -20,12 +28,13 @@ from infra.components.apis import Apis, ApisArgs
 from infra.components.data import Data, DataArgs
 from infra.components.functions import Functions, FunctionsArgs, FunctionSpec, function_url
 from infra.components.identity import ACCOUNTS, GRANTS, Identity, IdentityArgs
+from infra.components.images import docker_usable, resolve_builder
 from infra.components.messaging import JOBS_TOPIC, Messaging, MessagingArgs
 from infra.components.registry import REPOSITORY, Registry, RegistryArgs
 from infra.components.schedules import JobSpec, Schedules, SchedulesArgs
 from infra.components.secrets import SESSION_SECRET_ID, TOKEN_KEY_SECRET_ID, Secrets, SecretsArgs
+from infra.components.services import CloudBuildArgs, Services, ServicesArgs, ServiceSpec, run_url
 from infra.components.services import SecretEnv as RunSecretEnv
-from infra.components.services import Services, ServicesArgs, ServiceSpec, run_url
 from infra.components.storage import Storage, StorageArgs
 from infra.config import InfraConfig
 
@@ -39,6 +48,21 @@ FUNCTION_NAMES = {
 # Webhook function key → its entry point in functions/main.py.
 WEBHOOK_ENTRY_POINTS = {"telegram": "telegram_webhook", "discord": "discord_interactions"}
 BUILD_DIR = REPO_ROOT / "build" / "functions"
+IMAGE_BUILD_DIR = REPO_ROOT / "build" / "images"
+# How each service starts: the Cloud Run spec sets it, and each Dockerfile's CMD says the same
+# (tests/test_infra.py holds them together).
+START_COMMANDS: dict[str, tuple[str, ...]] = {
+    "qa": ("gunicorn", "--config", "services/qa/gunicorn.conf.py", "services.qa.wsgi:app"),
+    # One process, many threads (see services/botrunner/Dockerfile); sh expands ${PORT}.
+    "botrunner": (
+        "sh",
+        "-c",
+        "exec gunicorn --bind :${PORT} --workers 1 --threads 16 --worker-class gthread --timeout 0"
+        " --graceful-timeout 20 services.botrunner.wsgi:app",
+    ),
+}
+# Google documents IAM changes as visible "typically within 60 seconds", occasionally longer.
+IAM_SETTLE = "90s"
 
 
 @dataclass
@@ -56,6 +80,8 @@ class Program:
     services: Services
     messaging: Messaging
     schedules: Schedules
+    iam_settled: pulumi.Resource
+    image_builder: str  # "docker", "cloudbuild", or "prebuilt" (both images given)
     env: dict[str, dict] = field(default_factory=dict)  # deployable -> {"plain": {...}, "secret": {...}}
     outputs: dict[str, pulumi.Output] = field(default_factory=dict)
 
@@ -63,14 +89,18 @@ class Program:
 def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
     """Declare the whole stack for ``cfg``. Pure declaration: safe to call under Pulumi mocks.
 
-    ``build_dir`` is where the function archives are written (default ``build/functions/``).
+    ``build_dir`` is where the function archives are written (default ``build/functions/``); the
+    image build contexts of the Cloud Build path go to ``build_dir/images`` (default ``build/images/``).
     """
+    image_dir = IMAGE_BUILD_DIR if build_dir is None else build_dir / "images"
     build_dir = build_dir or BUILD_DIR
     project, region = cfg.project, cfg.region
     project_number = gcp.organizations.get_project_output(project_id=project).number
+    prebuilt = bool(cfg.qa_image and cfg.botrunner_image)
+    image_builder = "prebuilt" if prebuilt else resolve_builder(cfg.image_builder, probe=docker_usable)
 
     apis = Apis("apis", ApisArgs(project=project))
-    after_apis = apis.services
+    after_apis = apis.ready  # enabled, agents created, and settled
     identity = Identity("identity", IdentityArgs(project=project), depends_on=after_apis)
     m, emails = identity.members, identity.emails
 
@@ -85,6 +115,7 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
             kb_readers=[m["qa"]],
             kb_writers=[m["scrape-fn"]],
             sources_builders=[m["fn-builder"]],
+            sources_readers=[m["image-builder"]],
         ),
         depends_on=after_apis,
     )
@@ -106,7 +137,7 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
     )
     registry = Registry(
         "registry",
-        RegistryArgs(project=project, region=region, writers=[m["fn-builder"]]),
+        RegistryArgs(project=project, region=region, writers=[m["fn-builder"], m["image-builder"]]),
         depends_on=after_apis,
     )
 
@@ -141,6 +172,20 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
         )
     )
 
+    # Every grant a build or a runtime checks when it starts, then a wait for IAM to propagate. The
+    # trigger is the set of those grants: a later `pulumi up` waits again only when one changes.
+    startup_grants = [*identity.project_grants, *storage.grants, *registry.grants, *secrets.grants]
+    iam_settled = pulumi_time.Sleep(
+        "iam-settled",
+        create_duration=IAM_SETTLE,
+        triggers={
+            "grants": pulumi.Output.all(*[g.id for g in startup_grants]).apply(
+                lambda ids: hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+            )
+        },
+        opts=pulumi.ResourceOptions(depends_on=startup_grants),
+    )
+
     # --- functions ---------------------------------------------------------------------------
     fn_env = {}
     for key in ("telegram-fn", "discord-fn"):
@@ -150,6 +195,7 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
         "functions",
         FunctionsArgs(
             project=project,
+            project_number=project_number,
             region=region,
             sources_bucket=storage.sources_bucket.name,
             build_service_account=identity.accounts["fn-builder"].name,
@@ -191,13 +237,7 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
             ],
         ),
         # The build account must be able to read the source and push the image before the first build.
-        depends_on=[
-            *after_apis,
-            *identity.project_grants,
-            *storage.grants,
-            *registry.grants,
-            *secrets.grants,
-        ],
+        depends_on=[*after_apis, iam_settled],
     )
 
     # --- services ------------------------------------------------------------------------------
@@ -209,10 +249,11 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
     }
     qa_env = envvars.render("qa", plain["qa"], {"session_secret": run_secret["session_secret"]})
     botrunner_env = envvars.render("botrunner", plain["botrunner"], {"token_key": run_secret["token_key"]})
-    registry_password = None
-    if not (cfg.qa_image and cfg.botrunner_image):
-        # Short-lived token of whoever runs `pulumi up`, for the push only.
-        registry_password = pulumi.Output.secret(gcp.organizations.get_client_config_output().access_token)
+    access_token = None
+    if not prebuilt:
+        # Short-lived token of whoever runs `pulumi up` (the Google provider's): for the Docker push or
+        # the Cloud Build API call only.
+        access_token = pulumi.Output.secret(gcp.organizations.get_client_config_output().access_token)
     services = Services(
         "services",
         ServicesArgs(
@@ -220,13 +261,20 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
             region=region,
             registry_url=registry.url,
             build_context=REPO_ROOT,
-            registry_password=registry_password,
+            builder=image_builder,
+            access_token=access_token,
+            cloud_build=CloudBuildArgs(
+                bucket=storage.sources_bucket.name,
+                service_account=identity.accounts["image-builder"].name,
+                out_dir=image_dir,
+            ),
             services=[
                 ServiceSpec(
                     key="qa",
                     name=QA_SERVICE,
                     dockerfile=REPO_ROOT / "services" / "qa" / "Dockerfile",
                     image=cfg.qa_image,
+                    command=START_COMMANDS["qa"],
                     service_account=emails["qa"],
                     env=qa_env[0],
                     secret_env=qa_env[1],
@@ -241,6 +289,7 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
                     name=BOTRUNNER_SERVICE,
                     dockerfile=REPO_ROOT / "services" / "botrunner" / "Dockerfile",
                     image=cfg.botrunner_image,
+                    command=START_COMMANDS["botrunner"],
                     service_account=emails["botrunner"],
                     env=botrunner_env[0],
                     secret_env=botrunner_env[1],
@@ -253,14 +302,9 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
                 ),
             ],
         ),
-        # Cloud Run checks secret access when it creates a revision: grants first.
-        depends_on=[
-            *after_apis,
-            *identity.project_grants,
-            *storage.grants,
-            *secrets.grants,
-            *registry.grants,
-        ],
+        # Cloud Build checks the builder's access to the context and the registry; Cloud Run checks
+        # secret access when it creates a revision: grants first, and settled.
+        depends_on=[*after_apis, iam_settled],
     )
 
     # --- messaging and schedules ---------------------------------------------------------------
@@ -268,7 +312,7 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
         "messaging",
         MessagingArgs(
             project=project,
-            project_number=project_number,
+            pubsub_agent_member=apis.agent_members["pubsub"],
             push_url=botrunner_url,
             push_service_account=emails["pubsub-push"],
             push_service_account_id=identity.accounts["pubsub-push"].name,
@@ -326,6 +370,8 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
         services=services,
         messaging=messaging,
         schedules=schedules,
+        iam_settled=iam_settled,
+        image_builder=image_builder,
         env={
             "qa": {"plain": qa_env[0], "secret": qa_env[1]},
             "botrunner": {"plain": botrunner_env[0], "secret": botrunner_env[1]},

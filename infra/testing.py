@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,38 @@ BASE_CONFIG: dict[str, str] = {
     "askbase:allowedDomain": "example.com",
     "askbase:adminEmails": '["Admin@Example.com", "ops@example.com"]',
     "askbase:conversationRetentionDays": "90",
+    # Explicit: "auto" would probe this machine's Docker, and the recording must not depend on it.
+    "askbase:imageBuilder": "docker",
 }
 
 
+class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock monitor, noting each registration's URN and dependencies (``depends_on`` and the
+    resources its inputs came from) for :class:`RecordingMocks` to record."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.current = threading.local()
+
+    def RegisterResource(self, request):
+        self.current.registration = {
+            "urn": self.make_urn(request.parent, request.type, request.name),
+            "dependencies": sorted(set(request.dependencies)),
+        }
+        try:
+            return super().RegisterResource(request)
+        finally:
+            self.current.registration = None
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Records ``{"type", "name", "inputs", "state", "custom"}`` for every resource registered."""
+    """Records ``{"type", "name", "inputs", "state", "custom", "urn", "dependencies"}`` for every
+    resource registered (``dependencies``: URNs it waits for)."""
 
     def __init__(self) -> None:
         self.resources: list[dict[str, Any]] = []
         self.calls: list[str] = []
+        self.monitor = RecordingMonitor(self)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         t, inputs = args.typ, dict(args.inputs)
@@ -94,8 +118,33 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif t == "docker-build:index:Image":
             digest = "sha256:" + hashlib.sha256(args.name.encode()).hexdigest()
             state.update(digest=digest, ref=f"{inputs['tags'][0]}@{digest}")
+        elif t == "pulumi-python:dynamic/askbase:CloudBuildImage":
+            digest = "sha256:" + hashlib.sha256(str(inputs["object"]).encode()).hexdigest()
+            rid = f"build-{args.name}"
+            state.update(
+                digest=digest,
+                ref=f"{inputs['image'].split('@')[0]}@{digest}",
+                buildId=rid,
+                logUrl=f"https://console.cloud.google.com/cloud-build/builds/{rid}",
+            )
+        elif t == "gcp:projects/serviceIdentity:ServiceIdentity":
+            agent = str(inputs["service"]).split(".")[0]
+            email = f"service-{PROJECT_NUMBER}@gcp-sa-{agent}.iam.gserviceaccount.com"
+            rid = f"projects/{project}/services/{inputs['service']}"
+            state.update(email=email, member=f"serviceAccount:{email}")
+        elif t == "time:index/sleep:Sleep":
+            rid = "2020-01-01T00:00:00Z"  # the provider's id is the creation time
+        registration = getattr(self.monitor.current, "registration", None) or {}
         self.resources.append(
-            {"type": t, "name": args.name, "inputs": inputs, "state": state, "custom": bool(args.custom)}
+            {
+                "type": t,
+                "name": args.name,
+                "inputs": inputs,
+                "state": state,
+                "custom": bool(args.custom),
+                "urn": registration.get("urn", ""),
+                "dependencies": registration.get("dependencies", []),
+            }
         )
         return rid, state
 
@@ -137,12 +186,21 @@ class StackRun:
         assert len(found) == 1, f"expected one {token} with {inputs}, found {len(found)}"
         return found[0]
 
+    def named(self, name: str, token: str | None = None) -> dict[str, Any]:
+        found = [r for r in self.resources if r["name"] == name and token in (None, r["type"])]
+        assert len(found) == 1, f"expected one resource named {name!r}, found {len(found)}"
+        return found[0]
+
+    def waits_for(self, resource: dict[str, Any], other: dict[str, Any]) -> bool:
+        """Whether ``resource`` was registered depending on ``other`` (directly)."""
+        return other["urn"] in resource["dependencies"]
+
 
 def use_mocks(config: dict[str, str]) -> RecordingMocks:
     """Fresh mocks and config; call before building (the config namespace is the mocks' project)."""
     pulumi.runtime.set_all_config(config)
     mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="askbase", stack="test", preview=False)
+    pulumi.runtime.set_mocks(mocks, project="askbase", stack="test", preview=False, monitor=mocks.monitor)
     return mocks
 
 

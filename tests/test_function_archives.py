@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import archive
+from infra import archive, deps
 from shared.devstack import archives
 from shared.emulators import free_port
 
@@ -37,6 +37,9 @@ def test_the_source_is_the_deployed_archive_unpacked_and_reused(source: Path, tm
     assert unpacked == sorted(built.names)
     assert (source / "main.py").read_text() == archive.MAIN_PY
     assert (source / "requirements.txt").read_text() == spec.requirements
+    # The webhooks set (deploy/requirements/webhooks.txt): no Chroma, onnxruntime or numpy.
+    assert spec.requirements == deps.requirements_path("webhooks").read_text()
+    assert not {"chromadb", "onnxruntime", "numpy"} & set(deps.read_pins(source / "requirements.txt"))
     # Same content, same directory: reused, not unpacked again.
     marker = source / "functions" / "reused.marker"
     marker.write_text("")

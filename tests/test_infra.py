@@ -8,6 +8,11 @@ the Output whose ``apply`` asserts) for values that only exist as Outputs.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import re
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -20,9 +25,18 @@ from infra.testing import BASE_CONFIG, PROJECT, PROJECT_NUMBER, REGION, run_stac
 pulumi.runtime.set_all_config(BASE_CONFIG)
 
 from infra import envvars, policies  # noqa: E402
+from infra.archive import REPO_ROOT  # noqa: E402
 from infra.components.data import TTL_FIELD, TTL_POLICIES  # noqa: E402
+from infra.components.images import DockerIgnore, build_context, dockerfile_sources  # noqa: E402
 from infra.config import load_config  # noqa: E402
-from infra.program import BOTRUNNER_SERVICE, FUNCTION_NAMES, QA_SERVICE, build, expected_grants  # noqa: E402
+from infra.program import (  # noqa: E402
+    BOTRUNNER_SERVICE,
+    FUNCTION_NAMES,
+    QA_SERVICE,
+    START_COMMANDS,
+    build,
+    expected_grants,
+)
 from shared.config import Settings, load_settings  # noqa: E402
 
 KB = f"{PROJECT}-askbase-kb"
@@ -77,6 +91,12 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str, str]]] = {
     member("askbase-fn-builder"): {
         ("roles/logging.logWriter", "project", PROJECT),
         ("roles/storage.objectAdmin", "bucket", SOURCES),
+        ("roles/artifactregistry.writer", "repo", "askbase"),
+    },
+    # Cloud Build for the images: reads its uploaded context, pushes, logs.
+    member("askbase-image-builder"): {
+        ("roles/logging.logWriter", "project", PROJECT),
+        ("roles/storage.objectViewer", "bucket", SOURCES),
         ("roles/artifactregistry.writer", "repo", "askbase"),
     },
 }
@@ -158,6 +178,7 @@ def test_one_service_account_per_deployable(stack) -> None:
         "askbase-scheduler",
         "askbase-pubsub-push",
         "askbase-fn-builder",
+        "askbase-image-builder",
     }
 
 
@@ -182,6 +203,21 @@ def test_pubsub_service_agent_can_dead_letter(stack) -> None:
     grants = policies.grants_by_member(stack.resources)[PUBSUB_AGENT]
     assert ("roles/pubsub.publisher", "topic", "askbase-jobs-dead") in grants
     assert ("roles/pubsub.subscriber", "subscription", "askbase-jobs-worker") in grants
+
+
+def test_pubsub_service_agent_is_created_and_its_member_feeds_the_grants(stack) -> None:
+    # The agent exists before it is granted anything (a fresh project has none until Pub/Sub's first
+    # use), and its member comes from Google, not from a string built here.
+    agent = stack.one("gcp:projects/serviceIdentity:ServiceIdentity", service="pubsub.googleapis.com")
+    assert agent["state"]["member"] == PUBSUB_AGENT
+    agent_grants = [
+        r for r in stack.resources if policies.is_iam(r) and PUBSUB_AGENT in policies.iam_members(r)
+    ]
+    assert len(agent_grants) == 3
+    settled = stack.named("apis-settled")
+    assert stack.waits_for(settled, agent)
+    for grant in agent_grants:
+        assert stack.waits_for(grant, settled), grant["name"]
 
 
 # --- schedules and push --------------------------------------------------------------------------
@@ -350,11 +386,508 @@ def test_prebuilt_images_skip_the_docker_build(build_dir: Path) -> None:
     }
     run = run_stack(config, build_dir)
     assert run.of_type("docker-build:index:Image") == []
+    assert run.of_type(CLOUD_BUILD_IMAGE) == []
     assert "gcp:organizations/getClientConfig:getClientConfig" not in run.calls  # no token needed
     for name in (QA_SERVICE, BOTRUNNER_SERVICE):
         svc = run.one("gcp:cloudrunv2/service:Service", name=name)
         assert svc["inputs"]["template"]["containers"][0]["image"] == config["askbase:image"]
     assert policies.check_all(run.resources, **rules_kwargs()) == []
+
+
+# --- images: start commands, the Cloud Build path, the builder choice -----------------------------
+
+CLOUD_BUILD_IMAGE = "pulumi-python:dynamic/askbase:CloudBuildImage"
+IMAGE_BUILDER = member("askbase-image-builder")
+
+
+def dockerfile_cmd(path: Path) -> list[str]:
+    """The final stage's CMD (exec form) of a Dockerfile."""
+    cmds = [line for line in path.read_text().splitlines() if line.startswith("CMD ")]
+    return json.loads(cmds[-1][4:])
+
+
+@pytest.mark.parametrize(("key", "name"), [("qa", QA_SERVICE), ("botrunner", BOTRUNNER_SERVICE)])
+def test_each_service_sets_its_start_command_and_its_dockerfile_says_the_same(
+    stack, key: str, name: str
+) -> None:
+    container = stack.one("gcp:cloudrunv2/service:Service", name=name)["inputs"]["template"]["containers"][0]
+    argv = [*container["commands"], *container["args"]]
+    assert tuple(argv) == START_COMMANDS[key]
+    assert argv == dockerfile_cmd(REPO_ROOT / "services" / key / "Dockerfile")
+    assert f"services.{key}.wsgi:app" in " ".join(argv)
+    other = {"qa": "botrunner", "botrunner": "qa"}[key]
+    assert f"services.{other}" not in " ".join(argv)
+
+
+@pytest.mark.parametrize("key", ["qa", "botrunner"])
+def test_dockerfiles_are_multi_stage_non_root_and_install_only_their_pinned_set(key: str) -> None:
+    text = (REPO_ROOT / "services" / key / "Dockerfile").read_text()
+    final = text.split("\nFROM ")[-1]  # the last stage
+    assert text.count("\nFROM python:3.11-slim") == 2
+    assert "USER askbase" in final and "useradd" in final
+    assert f"deploy/requirements/{key}.txt" in text
+    assert f"pip install --no-deps -r /tmp/requirements/{key}.txt" in text
+    assert "requirements.lock" not in text and "pip install --no-deps ." not in text
+    assert "pip" not in final.replace("pip caches", "")  # nothing is installed in the final stage
+    copies = [
+        line.split()[1] for line in final.splitlines() if line.startswith("COPY ") and "--from" not in line
+    ]
+    assert copies == ["shared/", "services/__init__.py", f"services/{key}/"]
+
+
+def test_dockerignore_keeps_tools_tests_and_dev_modules_out_of_the_images() -> None:
+    ignore = DockerIgnore.read(REPO_ROOT)
+    for path in (
+        "tests/test_infra.py", "bench/load.py", "docs/deploy.md", ".venv/bin/python", "build/x.zip",
+        ".git/HEAD", "infra/program.py", "functions/main.py", "scripts/setup.sh", "Pulumi.yaml",
+        "requirements.lock", "shared/devstack/stack.py", "shared/emulators.py", "shared/cli/__init__.py",
+        "shared/__pycache__/config.cpython-311.pyc", "services/qa/__pycache__/app.cpython-311.pyc",
+    ):  # fmt: skip
+        assert ignore.excluded(path), path
+    for path in (
+        "shared/config.py", "shared/knowledge/embeddings.py", "services/__init__.py",
+        "services/qa/templates/base.html", "services/qa/static/chat.js", "services/botrunner/app.py",
+        "deploy/requirements/qa.txt", "deploy/requirements/botrunner.txt",
+    ):  # fmt: skip
+        assert not ignore.excluded(path), path
+
+
+@pytest.mark.parametrize(
+    ("patterns", "path", "excluded"),
+    [
+        ("**/__pycache__/", "a/b/__pycache__/x.pyc", True),
+        ("**/*.pyc", "x.pyc", True),
+        ("*\n!shared/\nshared/devstack/", "shared/devstack/a.py", True),
+        ("*\n!shared/\nshared/devstack/", "shared/config.py", False),
+        ("*\n!shared/\nshared/devstack/", "tests/x.py", True),
+        ("docs", "docs/a/b.md", True),
+        ("/build", "build/functions/x.zip", True),
+        ("shared/*.py", "shared/knowledge/x.py", False),
+        ("shared/?.py", "shared/a.py", True),
+    ],
+)
+def test_dockerignore_rules(patterns: str, path: str, excluded: bool) -> None:
+    assert DockerIgnore.parse(patterns).excluded(path) is excluded
+
+
+def test_dockerfile_sources_skip_stage_copies() -> None:
+    assert dockerfile_sources(REPO_ROOT / "services" / "qa" / "Dockerfile") == [
+        "deploy/requirements/qa.txt",
+        "deploy/requirements/nodeps.txt",
+        "shared/",
+        "services/__init__.py",
+        "services/qa/",
+        "shared/",
+        "services/__init__.py",
+        "services/qa/",
+    ]
+
+
+@pytest.fixture(scope="module")
+def cloudbuild_stack(build_dir: Path):
+    return run_stack({**BASE_CONFIG, "askbase:imageBuilder": "cloudbuild"}, build_dir)
+
+
+def test_cloud_build_path_builds_each_service_from_its_own_context(cloudbuild_stack, build_dir: Path) -> None:
+    run = cloudbuild_stack
+    assert run.program.image_builder == "cloudbuild"
+    assert run.of_type("docker-build:index:Image") == []
+    builds = {r["name"]: r for r in run.of_type(CLOUD_BUILD_IMAGE)}
+    assert set(builds) == {"qa-image-build", "botrunner-image-build"}
+    objects = {r["name"]: r["inputs"] for r in run.of_type("gcp:storage/bucketObject:BucketObject")}
+    for key, name in (("qa", QA_SERVICE), ("botrunner", BOTRUNNER_SERVICE)):
+        build = builds[f"{key}-image-build"]["inputs"]
+        context = objects[f"{key}-image-context"]
+        # The context is uploaded to the build-inputs bucket under its content hash, and built from there.
+        assert context["bucket"] == SOURCES
+        assert re.fullmatch(rf"images/{key}-[0-9a-f]{{16}}\.tar\.gz", context["name"])
+        digest16 = context["name"].rsplit("-", 1)[1].split(".")[0]
+        assert (build["bucket"], build["object"]) == (SOURCES, context["name"])
+        assert build["dockerfile"] == f"services/{key}/Dockerfile"
+        assert build["image"] == f"{REGION}-docker.pkg.dev/{PROJECT}/askbase/{key}:src-{digest16}"
+        assert build["serviceAccount"] == f"projects/{PROJECT}/serviceAccounts/{sa('askbase-image-builder')}"
+        assert build["location"] == REGION and build["project"] == PROJECT
+        # The Google provider's token, as a secret (encrypted in the state).
+        token = build["accessToken"]
+        assert token[pulumi.runtime.rpc._special_sig_key] == pulumi.runtime.rpc._special_secret_sig
+        assert token["value"] == "ya29.test"
+        # The service runs exactly the built image, by digest, with its own command.
+        container = run.one("gcp:cloudrunv2/service:Service", name=name)["inputs"]["template"]["containers"][
+            0
+        ]
+        assert container["image"] == builds[f"{key}-image-build"]["state"]["ref"]
+        assert container["image"].startswith(build["image"] + "@sha256:")
+        assert tuple(container["commands"] + container["args"]) == START_COMMANDS[key]
+        # What the archive holds: this service's inputs only.
+        with tarfile.open(Path(context["source"].path)) as tar:
+            names = set(tar.getnames())
+            assert all(m.mtime == 0 and m.uid == 0 and m.mode == 0o644 for m in tar.getmembers())
+        other = {"qa": "botrunner", "botrunner": "qa"}[key]
+        assert {f"services/{key}/Dockerfile", f"services/{key}/wsgi.py", "shared/config.py"} <= names
+        assert f"deploy/requirements/{key}.txt" in names
+        assert not any(
+            n.startswith((f"services/{other}/", "tests/", "infra/", "functions/", "docs/")) for n in names
+        )
+        assert not any(n.startswith(("shared/devstack/", "shared/cli/")) or "__pycache__" in n for n in names)
+        assert "shared/emulators.py" not in names
+    with tarfile.open(Path(objects["qa-image-context"]["source"].path)) as tar:
+        assert "services/qa/templates/base.html" in tar.getnames()
+    # Nothing in this path needs Docker, and the stack still passes every rule.
+    assert policies.check_all(run.resources, **rules_kwargs()) == []
+
+
+def test_image_builds_wait_for_the_settled_grants(cloudbuild_stack) -> None:
+    run = cloudbuild_stack
+    settled = run.named("iam-settled")
+    for key in ("qa", "botrunner"):
+        build = run.named(f"{key}-image-build")
+        assert run.waits_for(build, settled)
+        assert run.waits_for(build, run.named(f"{key}-image-context"))
+    # The settle wait itself comes after the builder's grants.
+    builder_grants = [
+        r for r in run.resources if policies.is_iam(r) and IMAGE_BUILDER in policies.iam_members(r)
+    ]
+    assert len(builder_grants) == 3
+    assert all(run.waits_for(settled, g) for g in builder_grants)
+
+
+def test_image_contexts_are_deterministic(tmp_path: Path) -> None:
+    a = build_context("qa", REPO_ROOT, REPO_ROOT / "services/qa/Dockerfile", tmp_path / "a")
+    b = build_context("qa", REPO_ROOT, REPO_ROOT / "services/qa/Dockerfile", tmp_path / "b")
+    assert a.path.read_bytes() == b.path.read_bytes()
+    assert a.sha256 == b.sha256 and a.path.name == b.path.name
+
+
+def test_image_context_hash_follows_the_inputs(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "app").mkdir(parents=True)
+    (ctx / "app" / "main.py").write_text("print(1)\n")
+    (ctx / "app" / "notes.md").write_text("x\n")
+    (ctx / "unrelated.txt").write_text("x\n")
+    (ctx / ".dockerignore").write_text("app/*.md\n")
+    dockerfile = ctx / "Dockerfile"
+    dockerfile.write_text("FROM scratch AS a\nCOPY app/ /app/\nFROM scratch\nCOPY --from=a /app /app\n")
+    first = build_context("x", ctx, dockerfile, tmp_path / "out")
+    assert first.names == (".dockerignore", "Dockerfile", "app/main.py")
+    (ctx / "unrelated.txt").write_text("changed\n")
+    (ctx / "app" / "notes.md").write_text("changed\n")
+    assert build_context("x", ctx, dockerfile, tmp_path / "out").sha256 == first.sha256
+    (ctx / "app" / "main.py").write_text("print(2)\n")
+    second = build_context("x", ctx, dockerfile, tmp_path / "out")
+    assert second.sha256 != first.sha256
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [second.path.name]  # old one pruned
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY missing.txt /\n")
+    with pytest.raises(FileNotFoundError, match=r"missing\.txt"):
+        build_context("x", ctx, dockerfile, tmp_path / "out")
+
+
+@pytest.mark.parametrize(("usable", "expected"), [(True, "docker"), (False, "cloudbuild")])
+def test_auto_builder_uses_docker_only_when_it_works(
+    build_dir: Path, monkeypatch: pytest.MonkeyPatch, usable: bool, expected: str
+) -> None:
+    import infra.program
+
+    monkeypatch.setattr(infra.program, "docker_usable", lambda: usable)
+    run = run_stack({**BASE_CONFIG, "askbase:imageBuilder": "auto"}, build_dir)
+    assert run.program.image_builder == expected
+    assert len(run.of_type("docker-build:index:Image")) == (2 if usable else 0)
+    assert len(run.of_type(CLOUD_BUILD_IMAGE)) == (0 if usable else 2)
+
+
+def test_docker_probe_needs_a_daemon_and_buildx(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from infra.components import images
+
+    monkeypatch.setattr(images.shutil, "which", lambda _: None)
+    assert images.docker_usable() is False
+    monkeypatch.setattr(images.shutil, "which", lambda _: "/usr/bin/docker")
+    answers = {"info": (1, b""), "buildx": (0, b"v0.12")}
+
+    def fake_run(argv, **_kwargs):
+        code, out = answers[argv[1]]
+        return subprocess.CompletedProcess(argv, code, out, b"")
+
+    monkeypatch.setattr(images.subprocess, "run", fake_run)
+    assert images.docker_usable() is False  # a client without a daemon
+    answers["info"] = (0, b"27.0.1")
+    assert images.docker_usable() is True
+    answers["buildx"] = (1, b"")
+    assert images.docker_usable() is False
+    with pytest.raises(ValueError, match="imageBuilder"):
+        images.resolve_builder("podman")
+
+
+# --- the Cloud Build provider (runs in Pulumi's dynamic-provider process) --------------------------
+
+BUILD_PROPS = {
+    "project": PROJECT,
+    "location": REGION,
+    "bucket": SOURCES,
+    "object": "images/qa-0123456789abcdef.tar.gz",
+    "dockerfile": "services/qa/Dockerfile",
+    "image": f"{REGION}-docker.pkg.dev/{PROJECT}/askbase/qa:src-0123456789abcdef",
+    "serviceAccount": f"projects/{PROJECT}/serviceAccounts/{sa('askbase-image-builder')}",
+    "accessToken": "ya29.token",
+    "timeoutSeconds": 1800,
+    "builderImage": "gcr.io/cloud-builders/docker",
+}
+
+
+class FakeCloudBuild:
+    """A requests.Session stand-in answering the Cloud Build API: one create, then polls."""
+
+    def __init__(self, final: dict) -> None:
+        self.headers: dict[str, str] = {}
+        self.requests: list[tuple[str, str, dict | None]] = []
+        self.final = final
+
+    def request(self, method: str, url: str, json=None, timeout=None):
+        self.requests.append((method, url, json))
+        op = {"name": f"projects/{PROJECT}/locations/{REGION}/operations/op-1"}
+        op["metadata"] = {"build": {"id": "b-1", "logUrl": "https://console/b-1"}}
+        body = {**op, "done": False} if method == "POST" else {**op, "done": True, **self.final}
+        return type("Response", (), {"status_code": 200, "json": lambda _self: body, "text": ""})()
+
+
+def test_cloud_build_provider_builds_as_the_builder_and_returns_the_digest(monkeypatch) -> None:
+    import requests
+
+    from infra.components import images
+
+    fake = FakeCloudBuild(
+        {"response": {"status": "SUCCESS", "results": {"images": [{"digest": "sha256:" + "a" * 64}]}}}
+    )
+    monkeypatch.setattr(requests, "Session", lambda: fake)
+    monkeypatch.setattr("time.sleep", lambda _s: None)
+    result = images.CloudBuildProvider().create(dict(BUILD_PROPS))
+    method, url, body = fake.requests[0]
+    assert (method, url) == (
+        "POST",
+        f"https://cloudbuild.googleapis.com/v1/projects/{PROJECT}/locations/{REGION}/builds",
+    )
+    assert fake.headers["Authorization"] == "Bearer ya29.token"
+    assert body["source"] == {"storageSource": {"bucket": SOURCES, "object": BUILD_PROPS["object"]}}
+    assert body["steps"][0]["args"] == [
+        "build",
+        "--file",
+        "services/qa/Dockerfile",
+        "--tag",
+        BUILD_PROPS["image"],
+        ".",
+    ]
+    assert body["images"] == [BUILD_PROPS["image"]]
+    assert body["serviceAccount"] == BUILD_PROPS["serviceAccount"]
+    assert body["options"] == {"logging": "CLOUD_LOGGING_ONLY"}  # required with a chosen account
+    assert fake.requests[1][:2] == (
+        "GET",
+        f"https://cloudbuild.googleapis.com/v1/projects/{PROJECT}/locations/{REGION}/operations/op-1",
+    )
+    assert result.outs["ref"] == BUILD_PROPS["image"] + "@sha256:" + "a" * 64
+    assert result.outs["buildId"] == "b-1"
+    assert "accessToken" not in result.outs  # not kept in the state
+
+
+def test_cloud_build_provider_failure_names_the_build_and_its_logs(monkeypatch) -> None:
+    import requests
+
+    from infra.components import images
+
+    fake = FakeCloudBuild({"response": {"status": "FAILURE", "statusDetail": "step 0 exited 1"}})
+    monkeypatch.setattr(requests, "Session", lambda: fake)
+    monkeypatch.setattr("time.sleep", lambda _s: None)
+    with pytest.raises(RuntimeError, match=r"b-1 FAILURE: step 0 exited 1; logs: https://console/b-1"):
+        images.CloudBuildProvider().create(dict(BUILD_PROPS))
+
+
+def test_cloud_build_provider_rebuilds_only_when_the_inputs_change() -> None:
+    from infra.components import images
+
+    provider = images.CloudBuildProvider()
+    old = {**BUILD_PROPS, "ref": "x@sha256:1", "digest": "sha256:1"}
+    old.pop("accessToken")  # create does not keep it
+    assert provider.diff("b-1", old, {**BUILD_PROPS, "accessToken": "ya29.new"}).changes is False
+    new = {**BUILD_PROPS, "object": "images/qa-fedcba9876543210.tar.gz"}
+    result = provider.diff("b-1", old, new)
+    assert result.changes is True and result.replaces == ["object"]
+
+
+def test_cloud_build_provider_is_stored_by_value(tmp_path: Path) -> None:
+    """Pulumi runs the provider from the state in its own process, where ``infra`` is not importable."""
+    import subprocess
+    import sys
+
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    from infra.components import images
+
+    blob = serialize_provider(images.CloudBuildProvider())
+    assert b"infra.components" not in base64.b64decode(blob)
+    script = (
+        "import base64, sys, dill\n"
+        "sys.modules['infra'] = None  # any import of infra fails\n"
+        "p = dill.loads(base64.b64decode(sys.stdin.read()))\n"
+        "r = p.diff('id', {'object': 'a'}, {'object': 'b'})\n"
+        "print(type(p).__name__, r.replaces)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script],
+        input=blob,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "CloudBuildProvider ['object']"
+
+
+# --- first deploy: settle waits, and no perpetual diffs ---------------------------------------------
+
+
+def test_nothing_starts_before_the_apis_settle(stack) -> None:
+    settled = stack.named("apis-settled", "time:index/sleep:Sleep")
+    assert settled["inputs"]["createDuration"] == "60s"
+    apis = stack.of_type("gcp:projects/service:Service")
+    assert all(stack.waits_for(settled, api) for api in apis)
+    # Re-waits when the API list changes, never otherwise (static triggers).
+    assert settled["inputs"]["triggers"]["apis"] == ",".join(sorted(r["inputs"]["service"] for r in apis))
+    for r in stack.resources:
+        if r["custom"] and r["type"] not in (
+            "gcp:projects/service:Service",
+            "gcp:projects/serviceIdentity:ServiceIdentity",
+            "time:index/sleep:Sleep",
+        ):
+            assert settled["urn"] in r["dependencies"] or any(
+                stack.waits_for(r, other) for other in stack.resources if stack.waits_for(other, settled)
+            ), r["name"]
+
+
+def test_builds_and_revisions_wait_for_the_settled_grants(stack) -> None:
+    settled = stack.named("iam-settled", "time:index/sleep:Sleep")
+    assert settled["inputs"]["createDuration"] == "90s"
+    startup_roles = {
+        "roles/datastore.user", "roles/aiplatform.user", "roles/logging.logWriter",
+        "roles/storage.objectViewer", "roles/storage.objectUser", "roles/storage.objectAdmin",
+        "roles/artifactregistry.writer", "roles/secretmanager.secretAccessor",
+    }  # fmt: skip
+    ours = [r for r in stack.resources if policies.is_iam(r) and r["inputs"].get("role") in startup_roles]
+    ours = [r for r in ours if policies.iam_members(r)[0].endswith(f"@{PROJECT}.iam.gserviceaccount.com")]
+    assert len(ours) == 16
+    assert all(stack.waits_for(settled, g) for g in ours)
+    for r in (
+        *stack.of_type("gcp:cloudfunctionsv2/function:Function"),
+        *stack.of_type("gcp:cloudrunv2/service:Service"),
+        *stack.of_type("docker-build:index:Image"),
+    ):
+        assert stack.waits_for(r, settled), r["name"]
+
+
+def test_function_secret_env_names_the_project_by_number(tmp_path: Path) -> None:
+    """The API stores the secret's project as its number: an id there would diff on every `pulumi up`."""
+    from infra.archive import ArchiveSpec
+    from infra.components.functions import Functions, FunctionsArgs, FunctionSpec, SecretEnv
+
+    mocks = use_mocks(BASE_CONFIG)
+
+    @pulumi.runtime.test
+    def run():
+        fns = Functions(
+            "fns",
+            FunctionsArgs(
+                project=PROJECT,
+                project_number=PROJECT_NUMBER,
+                region=REGION,
+                sources_bucket=SOURCES,
+                build_service_account="projects/p/serviceAccounts/b@p.iam.gserviceaccount.com",
+                docker_repository="projects/p/locations/r/repositories/askbase",
+                archives=[ArchiveSpec("webhooks", "flask==3.1.3\n")],
+                functions=[
+                    FunctionSpec(
+                        key="f",
+                        name="f",
+                        entry_point="telegram_webhook",
+                        archive="webhooks",
+                        service_account="f@p.iam.gserviceaccount.com",
+                        env={},
+                        secret_env={"ASKBASE_TOKEN_KEY": SecretEnv("askbase-token-key", "1")},
+                    )
+                ],
+                build_dir=tmp_path,
+            ),
+        )
+        return fns.urls["f"]
+
+    run()
+    fn = next(r for r in mocks.resources if r["type"] == "gcp:cloudfunctionsv2/function:Function")
+    assert fn["inputs"]["serviceConfig"]["secretEnvironmentVariables"] == [
+        {
+            "key": "ASKBASE_TOKEN_KEY",
+            "projectId": PROJECT_NUMBER,
+            "secret": "askbase-token-key",
+            "version": "1",
+        }
+    ]
+
+
+def comparable(value):
+    """Recorded inputs with file assets reduced to their content hash (what Pulumi diffs them by)."""
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    if isinstance(value, pulumi.FileAsset):
+        return ("file", hashlib.sha256(Path(value.path).read_bytes()).hexdigest())
+    return value
+
+
+@pytest.mark.parametrize("builder", ["docker", "cloudbuild"])
+def test_building_twice_declares_identical_inputs(
+    build_dir: Path, builder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs of the program with the same config and code (as two `pulumi up`s are) declare the
+    same resources with the same inputs: nothing would show as changed on the second `pulumi up`.
+
+    The archives are built once and reused by the second run: this is about what the program declares,
+    not about files other work may be editing meanwhile (the archives' own determinism is tested on
+    its own: test_image_contexts_are_deterministic, tests/test_infra_archive.py).
+    """
+    import infra.components.services as services_module
+    from infra.archive import ArchiveSpec
+
+    built: dict[tuple[str, str], object] = {}
+    real_context, real_archive = services_module.build_context, ArchiveSpec.build
+
+    def context_once(name: str, *args):
+        if ("image", name) not in built:
+            built["image", name] = real_context(name, *args)
+        return built["image", name]
+
+    def archive_once(self: ArchiveSpec, *args, **kwargs):
+        if ("function", self.name) not in built:
+            built["function", self.name] = real_archive(self, *args, **kwargs)
+        return built["function", self.name]
+
+    monkeypatch.setattr(services_module, "build_context", context_once)
+    monkeypatch.setattr(ArchiveSpec, "build", archive_once)
+    config = {**BASE_CONFIG, "askbase:imageBuilder": builder}
+    first = run_stack(config, build_dir)
+    second = run_stack(config, build_dir)
+
+    def by_urn(run) -> dict[str, dict]:
+        return {r["urn"]: comparable(r["inputs"]) for r in run.resources}
+
+    a, b = by_urn(first), by_urn(second)
+    assert a.keys() == b.keys()
+    assert len(a) == len(first.resources)  # URNs are unique
+    changed = {
+        urn.rsplit("::", 1)[1]: sorted(
+            k for k in a[urn].keys() | b[urn].keys() if a[urn].get(k) != b[urn].get(k)
+        )
+        for urn in a
+        if a[urn] != b[urn]
+    }
+    assert changed == {}
 
 
 # --- the canonical form: the test returns the Output and asserts inside apply ---------------------

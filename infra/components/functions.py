@@ -51,6 +51,9 @@ class FunctionSpec:
 @dataclass(frozen=True)
 class FunctionsArgs:
     project: str
+    # Secret references name the secret's project by number: the API stores and returns the number,
+    # so an id there would read back as a change on every `pulumi up` (a perpetual diff).
+    project_number: pulumi.Input[str]
     region: str
     sources_bucket: pulumi.Input[str]
     build_service_account: pulumi.Input[str]  # projects/<p>/serviceAccounts/<email>
@@ -113,7 +116,10 @@ class Functions(Component):
                     environment_variables=dict(fn.env),
                     secret_environment_variables=[
                         gcp.cloudfunctionsv2.FunctionServiceConfigSecretEnvironmentVariableArgs(
-                            key=key, project_id=args.project, secret=ref.secret_id, version=ref.version
+                            key=key,
+                            project_id=args.project_number,
+                            secret=ref.secret_id,
+                            version=ref.version,
                         )
                         for key, ref in sorted(fn.secret_env.items())
                     ],

@@ -24,10 +24,11 @@ ACCOUNTS: dict[str, tuple[str, str]] = {
     "scheduler-invoker": ("askbase-scheduler", "Cloud Scheduler -> scrape and reconcile"),
     "pubsub-push": ("askbase-pubsub-push", "Pub/Sub push -> botrunner /worker/push"),
     "fn-builder": ("askbase-fn-builder", "Cloud Build for the askbase functions"),
+    "image-builder": ("askbase-image-builder", "Cloud Build for the qa and botrunner images"),
 }
 
 # Roles with no resource-level binding for what askbase does: Firestore data access
-# (roles/datastore.user is project-wide), Vertex AI model calls, and Cloud Build's log writing.
+# (roles/datastore.user is project-wide), Vertex AI model calls, and the builds' log writing.
 PROJECT_ROLES: dict[str, tuple[str, ...]] = {
     "qa": ("roles/datastore.user", "roles/aiplatform.user"),
     "botrunner": ("roles/datastore.user",),
@@ -35,6 +36,7 @@ PROJECT_ROLES: dict[str, tuple[str, ...]] = {
     "discord-fn": ("roles/datastore.user",),
     "scrape-fn": ("roles/datastore.user",),
     "fn-builder": ("roles/logging.logWriter",),
+    "image-builder": ("roles/logging.logWriter",),
 }
 
 # The full grant table: account -> {(role, where)}. "where" is "project" or "<kind>:<logical name>".
@@ -85,6 +87,15 @@ GRANTS: dict[str, frozenset[tuple[str, str]]] = {
         {
             ("roles/logging.logWriter", "project"),
             ("roles/storage.objectAdmin", "bucket:function-sources"),
+            ("roles/artifactregistry.writer", "repo:askbase"),
+        }
+    ),
+    # The image builds when Cloud Build builds them (askbase:imageBuilder cloudbuild/auto): read the
+    # uploaded build context, push the image, write the build log. Unused with Docker builds.
+    "image-builder": frozenset(
+        {
+            ("roles/logging.logWriter", "project"),
+            ("roles/storage.objectViewer", "bucket:function-sources"),
             ("roles/artifactregistry.writer", "repo:askbase"),
         }
     ),

@@ -17,7 +17,8 @@ WORKER_PATH = "/worker/push"
 @dataclass(frozen=True)
 class MessagingArgs:
     project: str
-    project_number: pulumi.Input[str]
+    # The Pub/Sub service agent's member, from gcp.projects.ServiceIdentity (infra/components/apis.py).
+    pubsub_agent_member: pulumi.Input[str]
     push_url: pulumi.Input[str]  # botrunner's base URL: the push endpoint's origin and the audience
     push_service_account: pulumi.Input[str]  # email whose OIDC token Pub/Sub attaches
     push_service_account_id: pulumi.Input[str]  # its resource name, for the token-creator grant
@@ -32,9 +33,7 @@ class Messaging(Component):
         self, name: str, args: MessagingArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__("Messaging", name, depends_on, opts)
-        pubsub_agent = pulumi.Output.concat(
-            "serviceAccount:service-", args.project_number, "@gcp-sa-pubsub.iam.gserviceaccount.com"
-        )
+        pubsub_agent = args.pubsub_agent_member
         self.jobs_topic = gcp.pubsub.Topic(
             "jobs",
             project=args.project,

@@ -1,8 +1,10 @@
 """Cloud Run v2: ``qa`` (public web chat) and ``botrunner`` (private control plane and worker).
 
 Images are built from the repository's Dockerfiles and pushed to Artifact Registry during
-``pulumi up`` (pulumi-docker-build), unless the stack config names a prebuilt image. Services pin
-the image by digest, so a rebuilt image rolls a new revision and an unchanged one does not.
+``pulumi up`` (``infra/components/images.py``: with Docker, or with Cloud Build), unless the stack
+config names a prebuilt image. Services pin the image by digest, so a rebuilt image rolls a new
+revision and an unchanged one does not. Each service also names its start command: the image's CMD
+says the same, but the spec is what decides, so an image can never start another deployable's app.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
 from infra.components.base import Component
+from infra.components.images import CloudBuildImage, CloudBuildImageArgs, build_context
 
 
 def run_url(name: str, project_number: pulumi.Input[str], region: str) -> pulumi.Output[str]:
@@ -39,6 +42,7 @@ class ServiceSpec:
     name: str  # Cloud Run service name
     dockerfile: Path  # used when ``image`` is empty
     image: str  # prebuilt image reference, or "" to build
+    command: Sequence[str]  # argv the container starts with (the Dockerfile's CMD says the same)
     service_account: pulumi.Input[str]
     env: Mapping[str, pulumi.Input[str]]
     secret_env: Mapping[str, SecretEnv] = field(default_factory=dict)
@@ -52,13 +56,26 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class CloudBuildArgs:
+    """Where the Cloud Build path uploads the build contexts and whom the builds run as."""
+
+    bucket: pulumi.Input[str]  # build-inputs bucket (the function-sources bucket)
+    service_account: pulumi.Input[str]  # projects/<p>/serviceAccounts/<email>
+    out_dir: Path  # where the context archives are written locally
+
+
+@dataclass(frozen=True)
 class ServicesArgs:
     project: str
     region: str
     registry_url: pulumi.Input[str]  # <region>-docker.pkg.dev/<project>/<repo>
     build_context: Path
     services: Sequence[ServiceSpec]
-    registry_password: pulumi.Input[str] | None = None  # access token for the push
+    builder: str = "docker"  # "docker" or "cloudbuild" (images.resolve_builder); unused if all prebuilt
+    # The deployer's short-lived token (the Google provider's): the Docker push's password, or the
+    # Cloud Build API call's credentials. Needed only when something is built.
+    access_token: pulumi.Input[str] | None = None
+    cloud_build: CloudBuildArgs | None = None
 
 
 class Services(Component):
@@ -107,6 +124,8 @@ class Services(Component):
                     containers=[
                         gcp.cloudrunv2.ServiceTemplateContainerArgs(
                             image=image,
+                            commands=list(spec.command[:1]),
+                            args=list(spec.command[1:]),
                             ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=8080),
                             resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
                                 limits={"cpu": spec.cpu, "memory": spec.memory},
@@ -131,6 +150,10 @@ class Services(Component):
     def _image(self, args: ServicesArgs, spec: ServiceSpec) -> pulumi.Output[str]:
         if spec.image:
             return pulumi.Output.from_input(spec.image)
+        if args.builder == "cloudbuild":
+            return self._cloud_build(args, spec)
+        if args.builder != "docker":
+            raise ValueError(f"unknown image builder {args.builder!r}")
         tag = pulumi.Output.concat(args.registry_url, "/", spec.key, ":latest")
         built = docker_build.Image(
             f"{spec.key}-image",
@@ -144,10 +167,38 @@ class Services(Component):
                 docker_build.RegistryArgs(
                     address=pulumi.Output.from_input(args.registry_url).apply(lambda u: u.split("/")[0]),
                     username="oauth2accesstoken",
-                    password=args.registry_password,
+                    password=args.access_token,
                 )
             ],
             opts=self.child(),
         )
         # ref = "<tag>@sha256:<digest>": the service changes exactly when the image does.
+        return built.ref
+
+    def _cloud_build(self, args: ServicesArgs, spec: ServiceSpec) -> pulumi.Output[str]:
+        if args.cloud_build is None or args.access_token is None:
+            raise ValueError("the Cloud Build path needs ServicesArgs.cloud_build and access_token")
+        context = build_context(spec.key, args.build_context, spec.dockerfile, args.cloud_build.out_dir)
+        source = gcp.storage.BucketObject(
+            f"{spec.key}-image-context",
+            bucket=args.cloud_build.bucket,
+            name=context.object_name,
+            content_type="application/gzip",
+            source=pulumi.FileAsset(str(context.path)),  # byte for byte: its name is its content hash
+            opts=self.child(),
+        )
+        built = CloudBuildImage(
+            f"{spec.key}-image-build",
+            CloudBuildImageArgs(
+                project=args.project,
+                location=args.region,
+                bucket=source.bucket,
+                object=source.name,
+                dockerfile=context.dockerfile,
+                image=pulumi.Output.concat(args.registry_url, "/", spec.key, ":", context.tag),
+                service_account=args.cloud_build.service_account,
+                access_token=args.access_token,
+            ),
+            opts=self.child(source),
+        )
         return built.ref

@@ -1,11 +1,11 @@
 """The functions' deployed source, for the local stack: the archive ``pulumi up`` uploads, unpacked.
 
-:func:`prepare_function_source` builds an archive with ``infra.archive`` (the same specs, pins and code
-path as ``pulumi up``: :func:`infra.archive.archive_specs`), unpacks it into ``<workdir>/<name>-<hash16>/``
-(a new directory per content hash, reused when it is already there) and returns that directory, which
-holds the generated ``main.py``. Serve it with :func:`function_command` and :func:`function_env`, so a
-local function runs what a deployed one runs: the generated ``main.py``, the archived ``functions/`` and
-``shared/``, the vendored packages.
+:func:`prepare_function_source` builds an archive with ``infra.archive`` (the same specs, pinned set and
+code path as ``pulumi up``: :func:`infra.archive.archive_specs`), unpacks it into
+``<workdir>/<name>-<hash16>/`` (a new directory per content hash, reused when it is already there) and
+returns that directory, which holds the generated ``main.py``. Serve it with :func:`function_command`
+and :func:`function_env`, so a local function runs what a deployed one runs: the generated ``main.py``,
+the archived ``functions/`` and ``shared/``, the vendored packages.
 
 Why ``PYTHONPATH=<source>``: functions-framework *appends* the source directory to ``sys.path``, after
 site-packages. The askbase editable install (``pip install -e .``) resolves ``shared``/``functions`` with
@@ -45,7 +45,11 @@ def prepare_function_source(
     ``pulumi up`` does, unpack it under ``workdir`` and return the directory holding its ``main.py``.
 
     The zip is written to ``<workdir>/zips/``; the tree to ``<workdir>/<name>-<hash16>/``, which is reused
-    if it exists (it only ever appears complete). ``requirements`` defaults to the deploy pins.
+    if it exists (it only ever appears complete). Its ``requirements.txt`` is the archive's own
+    deployable set (``deploy/requirements/<archive>.txt``); ``requirements`` replaces it (tests).
+
+    The local stack serves the unpacked code with this virtualenv's packages, a superset of the set;
+    ``tests/test_deployable_deps.py`` runs each archive from its set alone.
     """
     specs = archive_specs(requirements)
     if archive not in specs:

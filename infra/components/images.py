@@ -1,0 +1,394 @@
+"""Container images for the Cloud Run services: built with Docker on the deployer's machine, or by
+Cloud Build in the project (no Docker needed), or given prebuilt.
+
+Docker path: pulumi-docker-build builds ``services/<name>/Dockerfile`` against the repository root
+(``.dockerignore`` decides what is sent) and pushes to Artifact Registry.
+
+Cloud Build path (``askbase:imageBuilder: cloudbuild``, or ``auto`` without a usable Docker):
+
+1. :func:`build_context` packs exactly what a Dockerfile ``COPY``\\ s (plus the Dockerfile and
+   ``.dockerignore``, with ``.dockerignore`` applied) into a deterministic ``.tar.gz`` named by its
+   content hash, one per service: a service's archive changes exactly when its inputs do.
+2. The archive is uploaded to the build-inputs bucket (``gcp.storage.BucketObject``, like the function
+   sources).
+3. :class:`CloudBuildImage` runs one Cloud Build build of that object (``docker build -f <Dockerfile>``)
+   as the image-builder service account, waits for it, and returns ``<image>@sha256:<digest>``.
+   pulumi-gcp 10 has no resource that *runs* a build (``gcp.cloudbuild`` offers triggers and worker
+   pools only), so this one is a Pulumi dynamic resource calling the Cloud Build REST API with the
+   Google provider's own access token. A new source object (= changed inputs) replaces it, i.e.
+   builds again; anything else is no change.
+
+Either way the service pins the image by digest: a rebuilt image rolls a new revision, an unchanged
+one does not.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi.dynamic
+
+IMAGE_BUILDERS = ("auto", "docker", "cloudbuild")
+CONTEXT_PREFIX = "images/"  # object name prefix in the build-inputs bucket
+CLOUD_BUILD_DOCKER = "gcr.io/cloud-builders/docker"
+BUILD_TIMEOUT_SECONDS = 1800
+
+# --- which builder ---------------------------------------------------------------------------------
+
+
+def docker_usable(timeout: float = 15.0) -> bool:
+    """True when a Docker daemon answers and buildx is installed (what pulumi-docker-build needs).
+
+    A ``docker`` client alone is not enough: without a daemon (or with Docker Desktop stopped) the
+    build would fail halfway through ``pulumi up``.
+    """
+    if shutil.which("docker") is None:
+        return False
+    for argv in (["docker", "info", "--format", "{{.ServerVersion}}"], ["docker", "buildx", "version"]):
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        if done.returncode != 0 or not done.stdout.strip():
+            return False
+    return True
+
+
+def resolve_builder(setting: str, probe=docker_usable) -> str:
+    """``docker`` or ``cloudbuild`` for the ``askbase:imageBuilder`` setting (``auto`` probes Docker)."""
+    if setting not in IMAGE_BUILDERS:
+        raise ValueError(f"askbase:imageBuilder must be one of {', '.join(IMAGE_BUILDERS)}")
+    if setting == "auto":
+        return "docker" if probe() else "cloudbuild"
+    return setting
+
+
+# --- the build context ------------------------------------------------------------------------------
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A ``.dockerignore`` pattern (Go ``filepath.Match`` plus ``**``) as a regular expression."""
+    out, i = "", 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**", i):
+            i += 2
+            if pattern.startswith("/", i):
+                out += "(?:.*/)?"
+                i += 1
+            else:
+                out += ".*"
+            continue
+        if c == "*":
+            out += "[^/]*"
+        elif c == "?":
+            out += "[^/]"
+        elif c == "[":
+            end = pattern.find("]", i + 1)
+            if end == -1:
+                out += re.escape(c)
+            else:
+                body = pattern[i + 1 : end]
+                out += "[" + ("^" + body[1:] if body.startswith(("!", "^")) else body) + "]"
+                i = end
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            out += re.escape(pattern[i])
+        else:
+            out += re.escape(c)
+        i += 1
+    return re.compile(out)
+
+
+@dataclass(frozen=True)
+class DockerIgnore:
+    """The rules of a ``.dockerignore``: the last matching pattern decides, ``!`` re-includes, and a
+    pattern that matches a directory excludes everything under it."""
+
+    rules: tuple[tuple[re.Pattern[str], bool], ...] = ()  # (pattern, excludes)
+
+    @classmethod
+    def parse(cls, text: str) -> DockerIgnore:
+        rules = []
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            excludes = not line.startswith("!")
+            line = line.lstrip("!").strip()
+            line = os.path.normpath(line.lstrip("/")).replace(os.sep, "/")
+            if line in (".", ""):
+                continue
+            rules.append((_pattern_regex(line), excludes))
+        return cls(tuple(rules))
+
+    @classmethod
+    def read(cls, context: Path) -> DockerIgnore:
+        path = context / ".dockerignore"
+        return cls.parse(path.read_text()) if path.exists() else cls()
+
+    def excluded(self, rel: str) -> bool:
+        parts = rel.split("/")
+        candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+        result = False
+        for regex, excludes in self.rules:
+            if any(regex.fullmatch(c) for c in candidates):
+                result = excludes
+        return result
+
+
+_INSTRUCTION = re.compile(r"^\s*(COPY|ADD)\s+(.*)$", re.IGNORECASE)
+
+
+def dockerfile_sources(dockerfile: Path) -> list[str]:
+    """The context paths (or globs) a Dockerfile's ``COPY``/``ADD`` read; ``--from=`` copies read
+    another stage, not the context, and are skipped."""
+    text = re.sub(r"\\\r?\n", " ", dockerfile.read_text())  # join continuation lines
+    sources: list[str] = []
+    for line in text.splitlines():
+        m = _INSTRUCTION.match(line)
+        if not m:
+            continue
+        rest = m.group(2).strip()
+        words = json.loads(rest) if rest.startswith("[") else rest.split()
+        flags = [w for w in words if w.startswith("--")]
+        if any(f.startswith("--from=") for f in flags):
+            continue
+        paths = [w for w in words if not w.startswith("--")]
+        sources += paths[:-1]  # the last word is the destination
+    return sources
+
+
+def context_files(context: Path, dockerfile: Path) -> list[tuple[str, Path]]:
+    """``(path in the archive, file)`` for every file the build can read, sorted; ``.dockerignore``
+    applied as Docker would."""
+    ignore = DockerIgnore.read(context)
+    files: dict[str, Path] = {}
+
+    def add(path: Path) -> None:
+        rel = path.relative_to(context).as_posix()
+        if not ignore.excluded(rel):
+            files[rel] = path
+
+    for source in dockerfile_sources(dockerfile):
+        matches = sorted(glob.glob(source.rstrip("/") or ".", root_dir=context))
+        if not matches and not glob.has_magic(source):
+            raise FileNotFoundError(f"{dockerfile}: COPY source {source!r} is not in {context}")
+        for match in matches:
+            path = context / match
+            if path.is_dir():
+                for dirpath, dirnames, filenames in os.walk(path):
+                    dirnames.sort()
+                    for name in sorted(filenames):
+                        add(Path(dirpath) / name)
+            elif path.is_file():
+                add(path)
+    # The Dockerfile and .dockerignore themselves: docker build reads both.
+    files[dockerfile.relative_to(context).as_posix()] = dockerfile
+    if (context / ".dockerignore").exists():
+        files[".dockerignore"] = context / ".dockerignore"
+    return sorted(files.items())
+
+
+@dataclass(frozen=True)
+class BuiltContext:
+    path: Path
+    sha256: str
+    names: tuple[str, ...]
+    dockerfile: str  # the Dockerfile's path inside the archive
+
+    @property
+    def object_name(self) -> str:
+        return f"{CONTEXT_PREFIX}{self.path.name}"
+
+    @property
+    def tag(self) -> str:
+        """The image tag: the context's content hash, so a tag names exactly one set of inputs."""
+        return f"src-{self.sha256[:16]}"
+
+
+def build_context(name: str, context: Path, dockerfile: Path, out_dir: Path) -> BuiltContext:
+    """Write ``<out_dir>/<name>-<hash16>.tar.gz`` (deterministic: sorted entries, fixed times, owners
+    and modes, gzip without a timestamp) unless it exists; return what it holds."""
+    entries = context_files(context, dockerfile)
+    total = hashlib.sha256()
+    for rel, path in entries:
+        total.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    digest = total.hexdigest()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}-{digest[:16]}.tar.gz"
+    if not path.exists():
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for rel, src in entries:
+                data = src.read_bytes()
+                info = tarfile.TarInfo(rel)
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(data))
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        tmp.write_bytes(gzip.compress(raw.getvalue(), compresslevel=6, mtime=0))
+        tmp.replace(path)
+        for old in out_dir.glob(f"{name}-*.tar.gz"):
+            if old != path and re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{16}}\.tar\.gz", old.name):
+                old.unlink(missing_ok=True)
+    return BuiltContext(
+        path=path,
+        sha256=digest,
+        names=tuple(n for n, _ in entries),
+        dockerfile=dockerfile.relative_to(context).as_posix(),
+    )
+
+
+# --- the build ----------------------------------------------------------------------------------------
+
+
+class CloudBuildProvider(pulumi.dynamic.ResourceProvider):
+    """Runs one Cloud Build build per resource. Pulumi serializes this class into the state (dill) and
+    runs it in a separate process, so it is self-contained: no module-level helpers, imports inside
+    the methods. Its ``__module__`` (and its methods') is ``__main__``, so dill stores it by value and
+    the provider process never imports ``infra`` (tests/test_infra.py proves it)."""
+
+    serialize_as_secret_always = False  # nothing secret in the code; the token input is a secret itself
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.CheckResult:
+        import pulumi.dynamic as dyn
+
+        keys = ("project", "location", "bucket", "object", "dockerfile", "image", "serviceAccount")
+        failures = [dyn.CheckFailure(k, f"{k} is required") for k in keys if news.get(k) in (None, "")]
+        return dyn.CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
+        import pulumi.dynamic as dyn
+
+        keys = ("project", "location", "bucket", "object", "dockerfile", "image", "serviceAccount")
+        changed = [k for k in keys if olds.get(k) != news.get(k)]
+        return dyn.DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
+        import time as _time
+
+        import pulumi.dynamic as dyn
+        import requests
+
+        api = "https://cloudbuild.googleapis.com/v1/"
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {props['accessToken']}"
+
+        def call(method: str, url: str, body: dict | None = None) -> dict:
+            response = session.request(method, url, json=body, timeout=60)
+            if response.status_code >= 400:
+                raise RuntimeError(
+                    f"Cloud Build API {method} {url}: HTTP {response.status_code}: {response.text}"
+                )
+            return response.json()
+
+        timeout = int(props.get("timeoutSeconds") or 1800)
+        build = {
+            "source": {"storageSource": {"bucket": props["bucket"], "object": props["object"]}},
+            "steps": [
+                {
+                    "name": props["builderImage"],
+                    "env": ["DOCKER_BUILDKIT=1"],
+                    "args": ["build", "--file", props["dockerfile"], "--tag", props["image"], "."],
+                }
+            ],
+            "images": [props["image"]],
+            "serviceAccount": props["serviceAccount"],
+            # A build account chosen by the caller needs an explicit log destination.
+            "options": {"logging": "CLOUD_LOGGING_ONLY"},
+            "timeout": f"{timeout}s",
+            "tags": ["askbase"],
+        }
+        parent = f"projects/{props['project']}/locations/{props['location']}"
+        operation = call("POST", f"{api}{parent}/builds", build)
+        meta = (operation.get("metadata") or {}).get("build") or {}
+        build_id, log_url = meta.get("id", ""), meta.get("logUrl", "")
+        deadline = _time.monotonic() + timeout + 300
+        while not operation.get("done"):
+            if _time.monotonic() > deadline:
+                raise RuntimeError(f"Cloud Build {build_id} did not finish in time; logs: {log_url}")
+            _time.sleep(10)
+            operation = call("GET", f"{api}{operation['name']}")
+        result = operation.get("response") or {}
+        if operation.get("error") or result.get("status") != "SUCCESS":
+            why = result.get("statusDetail") or (operation.get("error") or {}).get("message", "")
+            status = result.get("status", "FAILURE")
+            raise RuntimeError(f"Cloud Build {build_id} {status}: {why}; logs: {log_url}")
+        digests = [i.get("digest", "") for i in (result.get("results") or {}).get("images") or []]
+        if not digests or not digests[0]:
+            raise RuntimeError(f"Cloud Build {build_id} pushed no image; logs: {log_url}")
+        image = props["image"].split("@")[0]
+        # The token is not kept in the outputs (the state): it expires, and only create needs it.
+        outs = {k: v for k, v in props.items() if k != "accessToken"}
+        outs.update(buildId=build_id, logUrl=log_url, digest=digests[0], ref=f"{image}@{digests[0]}")
+        return dyn.CreateResult(id_=build_id or props["image"], outs=outs)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        # A build is history; its image stays until the repository's cleanup policy removes it.
+        return None
+
+
+# Stored by value (see the class docstring): dill pickles a class or function by reference when it can
+# find it under its __module__ and __qualname__, and by value when it cannot; nothing of this name
+# lives in the program's __main__.
+CloudBuildProvider.__module__ = "__main__"
+for _member in vars(CloudBuildProvider).values():
+    if callable(_member) and hasattr(_member, "__module__"):
+        _member.__module__ = "__main__"
+del _member
+
+
+@dataclass(frozen=True)
+class CloudBuildImageArgs:
+    project: pulumi.Input[str]
+    location: pulumi.Input[str]
+    bucket: pulumi.Input[str]
+    object: pulumi.Input[str]  # the uploaded context archive
+    dockerfile: str  # inside the archive
+    image: pulumi.Input[str]  # <registry>/<name>:<tag>
+    service_account: pulumi.Input[str]  # projects/<p>/serviceAccounts/<email>
+    access_token: pulumi.Input[str]  # the Google provider's token (gcp.organizations.get_client_config)
+    timeout_seconds: int = BUILD_TIMEOUT_SECONDS
+
+
+class CloudBuildImage(pulumi.dynamic.Resource, module="askbase", name="CloudBuildImage"):
+    """One Cloud Build build of a Dockerfile; ``ref`` is ``<image>@sha256:<digest>`` once pushed."""
+
+    ref: pulumi.Output[str]
+    digest: pulumi.Output[str]
+    buildId: pulumi.Output[str]
+    logUrl: pulumi.Output[str]
+
+    def __init__(self, name: str, args: CloudBuildImageArgs, opts: pulumi.ResourceOptions | None = None):
+        props = {
+            "project": args.project,
+            "location": args.location,
+            "bucket": args.bucket,
+            "object": args.object,
+            "dockerfile": args.dockerfile,
+            "image": args.image,
+            "serviceAccount": args.service_account,
+            "accessToken": pulumi.Output.secret(args.access_token),
+            "timeoutSeconds": args.timeout_seconds,
+            "builderImage": CLOUD_BUILD_DOCKER,
+            "ref": None,
+            "digest": None,
+            "buildId": None,
+            "logUrl": None,
+        }
+        super().__init__(CloudBuildProvider(), name, props, opts)
