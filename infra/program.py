@@ -357,6 +357,9 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
         "bucketName": storage.kb_bucket.name,
         "botrunnerUrl": services.urls["botrunner"],
         "jobsTopic": messaging.jobs_topic.name,
+        # For `askbase smoke`: the scheduled job's target, and the project the dead-letter inbox is in.
+        "scrapeUrl": scrape_url,
+        "project": project,
     }
     return Program(
         cfg=cfg,

@@ -6,9 +6,9 @@ certificate, timeout, an API error) is its FAIL row, never a traceback.
 
 Where the URLs come from, first wins: the ``--*-url`` options; the ``--outputs`` file (what
 ``pulumi stack output --json`` prints); ``pulumi stack output --json`` itself when the pulumi CLI is on
-PATH. The scrape function's URL is not a stack output: ``--scrape-url``, else a ``scrapeUrl`` output,
-else derived from ``telegramWebhookBaseUrl`` (both are ``https://REGION-PROJECT.cloudfunctions.net/NAME``,
-:func:`infra.components.functions.function_url`).
+PATH. The scrape function's URL: ``--scrape-url``, else the ``scrapeUrl`` output, else (a stack from
+before that output) derived from ``telegramWebhookBaseUrl`` (both are
+``https://REGION-PROJECT.cloudfunctions.net/NAME``, :func:`infra.components.functions.function_url`).
 
 The scrape trigger (``--trigger-scrape``) calls the scrape function as Cloud Scheduler does: a POST with
 a Google ID token whose audience is the function's URL. The function accepts only the accounts in
