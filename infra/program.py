@@ -24,6 +24,7 @@ import pulumiverse_time as pulumi_time
 
 from infra import envvars
 from infra.archive import ENTRY_POINT_ARCHIVES, REPO_ROOT, archive_specs
+from infra.commands import START_COMMANDS
 from infra.components.apis import Apis, ApisArgs
 from infra.components.data import Data, DataArgs
 from infra.components.functions import Functions, FunctionsArgs, FunctionSpec, function_url
@@ -51,16 +52,6 @@ BUILD_DIR = REPO_ROOT / "build" / "functions"
 IMAGE_BUILD_DIR = REPO_ROOT / "build" / "images"
 # How each service starts: the Cloud Run spec sets it, and each Dockerfile's CMD says the same
 # (tests/test_infra.py holds them together).
-START_COMMANDS: dict[str, tuple[str, ...]] = {
-    "qa": ("gunicorn", "--config", "services/qa/gunicorn.conf.py", "services.qa.wsgi:app"),
-    # One process, many threads (see services/botrunner/Dockerfile); sh expands ${PORT}.
-    "botrunner": (
-        "sh",
-        "-c",
-        "exec gunicorn --bind :${PORT} --workers 1 --threads 16 --worker-class gthread --timeout 0"
-        " --graceful-timeout 20 services.botrunner.wsgi:app",
-    ),
-}
 # Google documents IAM changes as visible "typically within 60 seconds", occasionally longer.
 IAM_SETTLE = "90s"
 

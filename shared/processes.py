@@ -15,7 +15,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -100,6 +101,48 @@ def stop_process_group(proc: subprocess.Popen[bytes] | None, sig: int, grace: fl
     if proc.poll() is None:
         proc.kill()
         proc.wait(timeout=5)
+
+
+def spawn_logged(
+    argv: Sequence[str], env: Mapping[str, str], log_path: Path, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` (dying with this process) in a new session, output appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            with_parent_death(argv),
+            env=dict(env),
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def wait_until_serving(
+    proc: subprocess.Popen[bytes], url: str, timeout: float, name: str, log_path: Path
+) -> None:
+    """Return once ``url`` answers at all (a 4xx or 405 on "/" means the server is up); raise
+    ``RuntimeError`` with the log's tail if ``proc`` exits first or ``timeout`` passes."""
+    import urllib.error
+    import urllib.request
+
+    def tail() -> str:
+        return log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}; {log_path}:\n{tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{name} did not answer on {url} within {timeout:.0f}s; {log_path}:\n{tail()}")
 
 
 def with_parent_death(argv: Sequence[str]) -> list[str]:

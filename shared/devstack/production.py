@@ -46,7 +46,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,11 +54,12 @@ from typing import Any
 import httpx
 
 from infra import envvars
+from infra.commands import START_COMMANDS
 from shared.devstack.archives import function_command, function_env, prepare_function_source
 from shared.devstack.frontend import FrontEnd
 from shared.devstack.issuer import LocalIssuer
 from shared.emulators import EmulatorStack, free_port
-from shared.processes import stop_process_group, with_parent_death
+from shared.processes import spawn_logged, stop_process_group, wait_until_serving
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +88,7 @@ DEPLOYABLES: dict[str, tuple[str, str | None, str | None]] = {
 URL_KEYS = {"qa": "qa", "botrunner": "botrunner", "telegram-fn": "telegram", "discord-fn": "discord"}
 URL_KEYS["scrape-fn"] = "scrape"
 BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
-
-
-def _venv_bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
+VENV_BIN = str(Path(sys.executable).parent)  # the image's /opt/venv/bin
 
 
 @dataclass
@@ -233,7 +230,10 @@ class ProductionStack:
                 env["ASKBASE_TELEGRAM_API_BASE"] = self.telegram_api_base
                 env["ASKBASE_DISCORD_API_BASE"] = self.discord_api_base
             if target is None:
-                argv, cwd, health = self._service_argv(name, port), REPO_ROOT, "/healthz"
+                # Exactly the command Cloud Run runs (infra/commands.py), with this virtualenv first on
+                # PATH as the image has /opt/venv/bin: it binds ${PORT} on all interfaces, as there.
+                env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+                argv, cwd, health = list(START_COMMANDS[name]), REPO_ROOT, "/healthz"
             else:
                 assert archive is not None
                 if archive not in sources:
@@ -243,65 +243,21 @@ class ProductionStack:
                 argv, cwd, health = function_command(sources[archive], target, port), sources[archive], "/"
             self.processes[name] = Process(name, port, self.urls[URL_KEYS[name]], argv, env, cwd, health)
 
-    @staticmethod
-    def _service_argv(name: str, port: int) -> list[str]:
-        bind = ["--bind", f"127.0.0.1:{port}"]  # Cloud Run's :PORT, kept off non-loopback interfaces
-        if name == "qa":  # services/qa/Dockerfile's CMD
-            conf = "services/qa/gunicorn.conf.py"
-            return [_venv_bin("gunicorn"), "--config", conf, *bind, "services.qa.wsgi:app"]
-        # services/botrunner/Dockerfile's CMD
-        return [
-            _venv_bin("gunicorn"),
-            *bind,
-            "--workers",
-            "1",
-            "--threads",
-            "16",
-            "--worker-class",
-            "gthread",
-            "--timeout",
-            "0",
-            "--graceful-timeout",
-            "20",
-            "services.botrunner.wsgi:app",
-        ]
-
     def start_processes(self, names: list[str] | None = None, timeout: float = 120.0) -> None:
-        logs = self.workdir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
         chosen = [self.processes[n] for n in (names or list(self.processes))]
         for p in chosen:
-            out = open(logs / f"{p.name}.log", "ab")  # noqa: SIM115 - lives as long as the child
-            p.proc = subprocess.Popen(
-                with_parent_death(p.argv),
-                env=p.env,
-                cwd=p.cwd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            p.proc = spawn_logged(p.argv, p.env, self._log(p.name), cwd=p.cwd)
         for p in chosen:
-            self._wait_ready(p, timeout)
+            assert p.proc is not None
+            url = f"http://127.0.0.1:{p.port}{p.health_path}"
+            wait_until_serving(p.proc, url, timeout, p.name, self._log(p.name))
+
+    def _log(self, name: str) -> Path:
+        return self.workdir / "logs" / f"{name}.log"
 
     def log_text(self, name: str) -> str:
-        path = self.workdir / "logs" / f"{name}.log"
+        path = self._log(name)
         return path.read_text(errors="replace") if path.exists() else ""
-
-    def _wait_ready(self, p: Process, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert p.proc is not None
-            if p.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{p.name} exited with {p.proc.returncode}:\n{self.log_text(p.name)[-3000:]}"
-                )
-            try:
-                httpx.get(f"http://127.0.0.1:{p.port}{p.health_path}", timeout=2.0)
-                return  # any HTTP answer (a function's 405 on GET) means it serves
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{p.name} did not answer within {timeout:.0f}s:\n{self.log_text(p.name)[-3000:]}")
 
     def _wire_push_subscription(self) -> None:
         """What Pulumi's push subscription does: jobs topic -> botrunner /worker/push, OIDC-signed, with

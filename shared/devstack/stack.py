@@ -16,14 +16,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.emulators import EmulatorStack, free_port
-from shared.processes import stop_process_group, with_parent_death
+from shared.processes import spawn_logged, stop_process_group, wait_until_serving
 
 log = logging.getLogger(__name__)
 QA_GUNICORN_CONF = Path(__file__).resolve().parents[2] / "services" / "qa" / "gunicorn.conf.py"
@@ -147,39 +144,21 @@ class LocalStack:
     def start_services(self, names: list[str] | None = None, timeout: float = 90.0) -> None:
         """Start the askbase processes (all by default) and wait until each answers."""
         env = {**os.environ, **self.env}
-        logs_dir = self.workdir / "logs"
-        logs_dir.mkdir(parents=True, exist_ok=True)
         chosen = [self.services[n] for n in (names or list(self.services))]
         for service in chosen:
-            out = open(logs_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - lives as long as the child
-            service.proc = subprocess.Popen(
-                with_parent_death(service.argv),
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            service.proc = spawn_logged(service.argv, env, self._log(service.name))
         for service in chosen:
-            self._wait_ready(service, timeout)
-
-    def _wait_ready(self, service: Service, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
             assert service.proc is not None
-            if service.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{service.name} exited with {service.proc.returncode}; see "
-                    f"{self.workdir / 'logs' / (service.name + '.log')}"
-                )
-            try:
-                with urllib.request.urlopen(service.url + service.health_path, timeout=2):
-                    return
-            except urllib.error.HTTPError:
-                return  # it answered: a 4xx on "/" still means the server is up
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"{service.name} did not answer on {service.url} within {timeout:.0f}s")
+            wait_until_serving(
+                service.proc,
+                service.url + service.health_path,
+                timeout,
+                service.name,
+                self._log(service.name),
+            )
+
+    def _log(self, name: str) -> Path:
+        return self.workdir / "logs" / f"{name}.log"
 
     def kill_services(self, sig: int = signal.SIGKILL) -> None:
         """Kill every askbase process (not the emulators): a crash, or a redeploy, of the whole app."""
