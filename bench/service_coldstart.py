@@ -77,30 +77,10 @@ class Variant:
     env: dict[str, str]
 
 
-def image_source(tmp: Path, service: str) -> Path:
-    """The code the service's image holds (its Dockerfile copies shared/, services/__init__.py and
-    services/<service>/), as symlinks (tests/test_deployable_deps.py's image_source)."""
-    app = tmp / f"{service}-src"
-    (app / "services").mkdir(parents=True)
-    (app / "shared").symlink_to(ROOT / "shared")
-    (app / "services" / "__init__.py").symlink_to(ROOT / "services" / "__init__.py")
-    (app / "services" / service).symlink_to(ROOT / "services" / service)
-    return app
-
-
-def runtime_names(service: str) -> set[str]:
-    """The service's pinned set, plus what its image installs with --no-deps beside it."""
-    names = set(deps.read_pins(deps.requirements_path(service)))
-    declared = deps.Declaration.load().deployables[service]
-    if declared.install == "no-deps":
-        names |= set(declared.nodeps)
-    return names
-
-
 def linked_variant(service: str, tmp: Path, base_env: dict[str, str]) -> Variant:
-    source = image_source(tmp, service)
+    source = deps.image_source(tmp, service)
     envdir = tmp / f"env-{service}"
-    python = deps.link_environment(runtime_names(service), envdir, source=source)
+    python = deps.link_environment(deps.installed_names(service), envdir, source=source)
     # Really only the set: the project's code comes from the image source, a dev tool is not importable.
     probe = subprocess.run(
         [str(python), "-c", "import sys, shared, gunicorn, importlib.util as u; "

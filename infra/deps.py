@@ -378,6 +378,27 @@ def _owners(site: Path) -> dict[tuple[str, ...], set[str]]:
     return owners
 
 
+def installed_names(deployable: str) -> set[str]:
+    """What a deployable's runtime holds: its pinned set, plus what a container installs with
+    --no-deps beside it (a function archive vendors those as files instead)."""
+    names = set(read_pins(requirements_path(deployable)))
+    declared = Declaration.load().deployables[deployable]
+    if declared.install == "no-deps":
+        names |= set(declared.nodeps)
+    return names
+
+
+def image_source(dest: Path, service: str) -> Path:
+    """The code a service image holds (its Dockerfile copies shared/, services/__init__.py and
+    services/<service>/), as symlinks under ``dest/<service>-src``; returns that directory."""
+    app = dest / f"{service}-src"
+    (app / "services").mkdir(parents=True)
+    (app / "shared").symlink_to(REPO_ROOT / "shared")
+    (app / "services" / "__init__.py").symlink_to(REPO_ROOT / "services" / "__init__.py")
+    (app / "services" / service).symlink_to(REPO_ROOT / "services" / service)
+    return app
+
+
 def link_environment(names: Iterable[str], dest: Path, source: Path | None = None) -> Path:
     """A virtualenv at ``dest`` holding only the distributions ``names`` (and the standard library):
     their files, as recorded in RECORD, symlinked from this virtualenv (which must hold them), plus their

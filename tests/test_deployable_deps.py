@@ -380,17 +380,6 @@ SERVER_MODULES = {
 }
 
 
-def image_source(tmp_path: Path, service: str) -> Path:
-    """The code a service image holds (its Dockerfile copies shared/, services/__init__.py and
-    services/<service>/), as symlinks."""
-    app = tmp_path / f"{service}-src"
-    (app / "services").mkdir(parents=True)
-    (app / "shared").symlink_to(REPO_ROOT / "shared")
-    (app / "services" / "__init__.py").symlink_to(REPO_ROOT / "services" / "__init__.py")
-    (app / "services" / service).symlink_to(REPO_ROOT / "services" / service)
-    return app
-
-
 def run_in_set(
     deployable: str,
     plan: dict[str, Any],
@@ -400,10 +389,7 @@ def run_in_set(
     on_path: bool,
 ) -> dict[str, Any]:
     """Run the driver with ``plan`` in a virtualenv holding only ``deployable``'s set; the report."""
-    pinned = deps.read_pins(deps.requirements_path(deployable))
-    declared = deps.Declaration.load().deployables[deployable]
-    # A container installs its nodeps beside the set; a function archive vendors them as files.
-    names = set(pinned) | (set(declared.nodeps) if declared.install == "no-deps" else set())
+    names = deps.installed_names(deployable)
     envdir = tmp_path / f"env-{deployable}-{plan.get('target', plan['kind'])}"
     python = deps.link_environment(names, envdir, source=source if on_path else None)
     plan = {
@@ -462,7 +448,7 @@ def test_qa_serves_from_its_set(emulators, settings: Settings, tmp_path: Path) -
         {"kind": "qa", "question": "How often does the scrape job run?"},
         tmp_path,
         _base_env(settings),
-        image_source(tmp_path, "qa"),
+        deps.image_source(tmp_path, "qa"),
         on_path=True,
     )
     answer = report["answers"][0]
@@ -485,7 +471,7 @@ def test_botrunner_serves_from_its_set(emulators, settings: Settings, tmp_path: 
             {"kind": "botrunner", "telegram_token": token},
             tmp_path,
             _base_env(settings, ASKBASE_TELEGRAM_API_BASE=tg.base_url),
-            image_source(tmp_path, "botrunner"),
+            deps.image_source(tmp_path, "botrunner"),
             on_path=True,
         )
         assert report["answers"][0]["status"] == "running"
