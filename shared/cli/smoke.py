@@ -572,13 +572,14 @@ def format_row(row: Row) -> str:
 @click.option(
     "--scrape-url",
     default=None,
-    help="The scrape function's URL (not a stack output); default: derived from the Telegram function's.",
+    help="The scrape function's URL; default: output scrapeUrl (or, for an older stack, derived from "
+    "the Telegram function's).",
 )
 @click.option(
     "--project",
     envvar="GOOGLE_CLOUD_PROJECT",
     default=None,
-    help="Project of the dead-letter subscription (else `pulumi config get gcp:project`).",
+    help="Dead-letter subscription's project; else output project, else `pulumi config get gcp:project`.",
     show_envvar=True,
 )
 @click.option("--dead-letter-subscription", default=DEAD_LETTER_SUBSCRIPTION, show_default=True)
