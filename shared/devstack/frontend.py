@@ -106,7 +106,6 @@ class FrontEnd:
         self.cert_file, self.key_file = write_self_signed(workdir)
         self._source = source_address
         self._servers: dict[str, SiteServer] = {}
-        self.forwarded: list[tuple[str, str, str]] = []  # (route, method, path) of every request
 
     def route(self, name: str, upstream_port: int) -> str:
         """A public HTTPS URL that forwards to ``127.0.0.1:<upstream_port>``; bound now, served after
@@ -178,7 +177,6 @@ class FrontEnd:
                     for k, v in answer.headers.multi_items()
                     if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"
                 ] + [(b"content-length", str(len(answer.content)).encode())]
-            self.forwarded.append((name, request.method, request.url.path))
             await response(scope, receive, send)
 
         return app

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import secrets
 import threading
@@ -114,7 +115,7 @@ class LocalIssuer:
             "iss": self.issuer,
             "aud": audience,
             "azp": email,
-            "sub": str(abs(hash(email)) % 10**20),
+            "sub": str(int(hashlib.sha256(email.encode()).hexdigest()[:16], 16)),  # stable per account
             "email": email,
             "email_verified": True,
             "iat": now,

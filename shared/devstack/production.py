@@ -255,10 +255,6 @@ class ProductionStack:
     def _log(self, name: str) -> Path:
         return self.workdir / "logs" / f"{name}.log"
 
-    def log_text(self, name: str) -> str:
-        path = self._log(name)
-        return path.read_text(errors="replace") if path.exists() else ""
-
     def _wire_push_subscription(self) -> None:
         """What Pulumi's push subscription does: jobs topic -> botrunner /worker/push, OIDC-signed, with
         the dead-letter topic and its inbox subscription."""
