@@ -105,15 +105,20 @@ class _CachedCerts:
         """Make sure the cache is fresh enough to judge ``kid``; raise 401 if it is unknown."""
         with self._lock:
             now = time.monotonic()
-            try:
-                if self._body is None or now - self._fetched_at > CERTS_TTL_SECONDS:
+            stale = self._body is None or now - self._fetched_at > CERTS_TTL_SECONDS
+            # An unknown kid: Google may have rotated keys since we cached them.
+            unknown = kid not in self._kids and now - self._fetched_at > UNKNOWN_KID_REFRESH_SECONDS
+            if stale or unknown:
+                try:
                     self._refresh_locked()
-                elif kid not in self._kids and now - self._fetched_at > UNKNOWN_KID_REFRESH_SECONDS:
-                    self._refresh_locked()  # Google may have rotated keys since we cached them
-            except TokenError:
-                raise
-            except Exception as exc:
-                raise TokenError(503, f"cannot fetch certificates ({type(exc).__name__})") from None
+                except Exception as exc:
+                    reason = exc.reason if isinstance(exc, TokenError) else type(exc).__name__
+                    if self._body is None:
+                        raise TokenError(503, f"cannot fetch certificates ({reason})") from None
+                    # Keep judging with the keys we have (Google publishes a new key well before it
+                    # signs with it) and try again in a minute, rather than failing every request.
+                    log.warning("certificate refresh failed (%s): using the cached keys", reason)
+                    self._fetched_at = now - CERTS_TTL_SECONDS + UNKNOWN_KID_REFRESH_SECONDS
             if kid not in self._kids:
                 raise TokenError(401, "token signed by an unknown key")
 

@@ -64,3 +64,23 @@ def test_unreachable_certificates_are_503_not_401(issuer: LocalIssuer) -> None:
     with pytest.raises(TokenError) as err:
         verifier.verify(issuer.mint(SA, AUD), AUD)
     assert err.value.status == 503
+
+
+def test_a_failed_refresh_keeps_the_cached_keys(issuer: LocalIssuer) -> None:
+    """A certificates outage after the first fetch does not turn every request into a 503."""
+    calls: list[str] = []
+    real = TokenVerifier(issuer.certs_url, [issuer.issuer])._certs._http_get
+
+    def flaky(url: str) -> bytes:
+        calls.append(url)
+        if len(calls) > 1:
+            raise OSError("certificates unreachable")
+        return real(url)
+
+    verifier = TokenVerifier(issuer.certs_url, [issuer.issuer], fetch=flaky)
+    assert _status(verifier, "Bearer " + issuer.mint(SA, AUD)) == 200
+    verifier._certs._fetched_at -= 2 * 3600  # the cache is past its TTL: the next call refreshes
+    assert _status(verifier, "Bearer " + issuer.mint(SA, AUD)) == 200
+    assert len(calls) == 2  # it tried, failed, and kept the keys
+    assert _status(verifier, "Bearer " + issuer.mint(SA, AUD)) == 200
+    assert len(calls) == 2  # and waits before trying again
