@@ -18,7 +18,7 @@ from ``.venv`` by ``infra.deps.link_environment``), as Cloud Functions installs 
   a loaded machine mostly measure the load; CPU time hardly moves with it.
 
 The function processes get the deployed settings (``ASKBASE_ENV=production``, OIDC internal auth, the
-token key as an environment variable), as the deployed function would. One untimed start per row
+jobs topic; no token key and no session secret, as ``infra/envvars.py`` gives the webhook functions). One untimed start per row
 comes first: the archive holds no bytecode, so that start compiles it into ``__pycache__`` (the
 checkout has its bytecode already).
 
@@ -94,14 +94,15 @@ def fmt(values: list[float]) -> str:
 
 def deployed_variant(workdir: Path, env: Mapping[str, str], names: set[str] | None = None) -> Variant:
     """The ``webhooks`` archive unpacked under ``workdir``, run with the settings a deployed function
-    gets: env=production, OIDC internal auth, the token key as an environment variable (from ``env``),
+    gets: env=production, OIDC internal auth, no token key or session secret (``env`` minus those),
     from a virtualenv holding only the distributions ``names`` (default: the archive's own
     ``requirements.txt``); ``names=set()``: from the development virtualenv."""
     from infra import deps
     from shared.devstack.archives import function_env, prepare_function_source
 
     child = {**env, "ASKBASE_ENV": "production", "ASKBASE_INTERNAL_AUTH": "google-oidc"}
-    child.pop("ASKBASE_DEV_SIGN_IN", None)
+    for var in ("ASKBASE_DEV_SIGN_IN", "ASKBASE_TOKEN_KEY", "ASKBASE_SESSION_SECRET"):
+        child.pop(var, None)
     source = prepare_function_source(workdir, "webhooks")
     if names is None:
         names = set(deps.read_pins(source / "requirements.txt"))

@@ -16,11 +16,13 @@ Usage: .venv/bin/python bench/webhooks.py [N]   (default N = 300 ingress calls, 
    Telegram update / a Discord PING), split into spawn → listening (interpreter start and imports: only
    the target's module) and the first request.
 
-Measured 2026-11-23 on the 2-core dev machine while other test suites ran (load average 9-12), N=300:
-telegram ingress p50 14.9 / p99 51 ms; discord /ask ingress p50 10.3 / p99 44 ms; the Telegram function
-over HTTP 12.1 / 46 ms; message → reply p50 144 / p99 263 ms; cold start to first 200 7-12 s, of which
-the first request is 0.2-0.5 s and the rest is process start and imports (load-bound). That cold start
-ran ``functions/main.py`` of the checkout, not the archive; see ``bench/function_coldstart.py``.
+The recorded figures are in bench/README.md (2-core machine, medians). Measured 2026-11-23 at load
+average 1-3: Telegram ingress p50 10.5 / p99 21.5 ms; Discord /ask ingress p50 6.1 / p99 13.0 ms;
+message → reply p50 87 / p99 166 ms. Cold start from the deployed archive to the first 200, measured
+2026-12-01 with ``bench/function_coldstart.py`` at load 2-3.5: Telegram 1.12 s, Discord 1.02 s (0.74 /
+0.76 s CPU), of which the first request is 0.06-0.09 s and the rest is interpreter start and imports;
+served from the webhooks set alone, beside a test suite, 2.08 / 1.97 s (1.27 / 1.36 s CPU), over the
+0.8 s target. Wall times follow the machine's load: compare figures of one run only.
 """
 
 from __future__ import annotations
@@ -90,10 +92,11 @@ def run(n: int, stack: object, tmp: Path, env: dict[str, str]) -> list[str]:
     from services.botrunner.app import create_app as create_botrunner
     from services.qa.app import create_app as create_qa
     from shared.bots.directory import CachedLookup, registry_lookup
-    from shared.bots.jobs import JobPublisher, ensure_push_subscription
+    from shared.bots.jobs import JobPublisher
     from shared.bots.registry import BotRegistry
     from shared.bots.webhooks import DiscordIngress, TelegramIngress
     from shared.config import get_settings
+    from shared.devstack.subscriptions import ensure_push_subscription
     from shared.qa.live_index import LiveIndex
     from tests import qa_corpus
     from tests.bot_stack import LoopbackServer, function_app, register_discord_bot, register_telegram_bot

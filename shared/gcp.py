@@ -1,9 +1,10 @@
 """Google Cloud clients, built once per process from settings.
 
-The client libraries read FIRESTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST
-themselves, so the same code talks to the emulators locally and to Google Cloud in production.
+The client libraries read FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST themselves, so the same
+code talks to the emulators locally and to Google Cloud in production. (Pub/Sub is published over REST by
+shared/pubsub.py, which reads PUBSUB_EMULATOR_HOST the same way.)
 
-Each client library is imported by the function that builds its client: importing all three costs
+Each client library is imported by the function that builds its client: importing the gRPC clients costs
 0.75 s, and the qa service's cold start (restore the index, answer) needs only Cloud Storage first.
 """
 
@@ -14,7 +15,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from google.cloud import firestore, pubsub_v1, storage
+    from google.cloud import firestore, storage
 
 
 def _emulated(var: str) -> bool:
@@ -54,21 +55,3 @@ def ensure_bucket(client: storage.Client, name: str) -> storage.Bucket:
         with contextlib.suppress(gexc.Conflict):
             client.create_bucket(name)
     return bucket
-
-
-def publisher_client() -> pubsub_v1.PublisherClient:
-    """A Pub/Sub publisher; the emulator when PUBSUB_EMULATOR_HOST is set."""
-    from google.cloud import pubsub_v1
-
-    return pubsub_v1.PublisherClient()
-
-
-def ensure_topic(publisher: pubsub_v1.PublisherClient, project: str, topic: str) -> str:
-    """Return the topic path, creating the topic only against the emulator."""
-    from google.api_core import exceptions as gexc
-
-    path = publisher.topic_path(project, topic)
-    if _emulated("PUBSUB_EMULATOR_HOST"):
-        with contextlib.suppress(gexc.AlreadyExists):
-            publisher.create_topic(name=path)
-    return path

@@ -19,7 +19,7 @@ from shared.bots.jobs import Job, push_envelope
 from shared.bots.registry import BotRegistry
 from shared.bots.telegram import TelegramClient
 from shared.config import Settings, get_settings
-from shared.gcp import ensure_topic
+from shared.devstack.subscriptions import ensure_topic
 
 ROOT = Path(__file__).resolve().parent.parent
 

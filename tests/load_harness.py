@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from shared.bots.jobs import ensure_push_subscription
 from shared.devstack.stack import LocalStack
+from shared.devstack.subscriptions import ensure_push_subscription
 from shared.emulators import EmulatorStack
 from tests import sites
 from tests.fakes.pubsub_push import PushLog, TopicTap, forwarding_app

@@ -24,9 +24,10 @@ import pytest
 from services.botrunner.app import create_app as create_botrunner
 from shared import logs
 from shared.bots.interactions import Action, custom_id, parse_custom_id
-from shared.bots.jobs import Job, JobKind, JobPublisher, ensure_push_subscription
+from shared.bots.jobs import Job, JobKind, JobPublisher
 from shared.bots.registry import BotRegistry
 from shared.config import Settings
+from shared.devstack.subscriptions import ensure_push_subscription
 from tests.bot_stack import LoopbackServer, bot_settings, function_app
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.pubsub_push import Delivery, PushLog, TopicTap

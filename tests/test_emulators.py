@@ -12,6 +12,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore, pubsub_v1
 
 from shared import gcp
+from shared.devstack import subscriptions
 from shared.emulators import EmulatorStack
 from shared.processes import pid_alive
 
@@ -48,8 +49,8 @@ def test_gcs_create_only_precondition_is_412(emulators: EmulatorStack) -> None:
 
 
 def test_pubsub_publish_and_pull(emulators: EmulatorStack) -> None:
-    publisher = gcp.publisher_client()
-    topic = gcp.ensure_topic(publisher, emulators.project, "harness-jobs")
+    publisher = subscriptions.publisher_client()
+    topic = subscriptions.ensure_topic(publisher, emulators.project, "harness-jobs")
     subscriber = pubsub_v1.SubscriberClient()
     sub = subscriber.subscription_path(emulators.project, "harness-pull")
     subscriber.create_subscription(name=sub, topic=topic)
@@ -64,11 +65,11 @@ def test_reset_isolation_first_writes(emulators: EmulatorStack) -> None:
     db.collection("isolation").document("left-behind").set({"by": "first"})
     bucket = gcp.ensure_bucket(gcp.storage_client(emulators.project), "isolation-bucket")
     bucket.blob("x").upload_from_string("x")
-    gcp.ensure_topic(gcp.publisher_client(), emulators.project, "isolation-topic")
+    subscriptions.ensure_topic(subscriptions.publisher_client(), emulators.project, "isolation-topic")
     emulators.reset()
     assert list(db.collection("isolation").stream()) == []
     assert list(gcp.storage_client(emulators.project).list_buckets()) == []
-    assert list(gcp.publisher_client().list_topics(project=f"projects/{emulators.project}")) == []
+    assert list(subscriptions.publisher_client().list_topics(project=f"projects/{emulators.project}")) == []
 
 
 def test_reset_isolation_second_sees_nothing(emulators: EmulatorStack) -> None:

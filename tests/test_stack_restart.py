@@ -53,7 +53,7 @@ def stack(
         local.configure()
         try:
             local.start_services()
-            from shared.bots.jobs import ensure_push_subscription
+            from shared.devstack.subscriptions import ensure_push_subscription
 
             ensure_push_subscription(
                 emulators.project,

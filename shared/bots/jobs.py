@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
-import threading
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
 from pydantic import BaseModel, Field, ValidationError
 
-from shared.gcp import ensure_topic
+from shared.pubsub import TopicPublisher
 
 PUBLISH_TIMEOUT_SECONDS = 10.0
 
@@ -137,86 +133,16 @@ def push_envelope(job: Job, message_id: str = "1", subscription: str = "local") 
 
 
 class JobPublisher:
-    """Publishes jobs to one topic. Thread-safe; build one per process.
+    """Publishes jobs to one topic (:class:`shared.pubsub.TopicPublisher`, REST). Thread-safe; build one
+    per process so its connection and access token are reused."""
 
-    Batching is off (one message per batch): a webhook publishes exactly one job and waits for it, so the
-    client's default 10 ms batching delay would be pure latency.
-    """
-
-    def __init__(self, project: str, topic: str, client: pubsub_v1.PublisherClient | None = None) -> None:
-        self._client = client or pubsub_v1.PublisherClient(
-            batch_settings=pubsub_v1.types.BatchSettings(max_messages=1, max_latency=0.001)
-        )
-        self._project = project
-        self._topic = topic
-        self._path: str | None = None
-        self._lock = threading.Lock()
+    def __init__(self, project: str, topic: str, publisher: TopicPublisher | None = None) -> None:
+        self._publisher = publisher or TopicPublisher(project, topic)
 
     @property
     def topic_path(self) -> str:
-        if self._path is None:
-            with self._lock:
-                if self._path is None:
-                    self._path = ensure_topic(self._client, self._project, self._topic)
-        return self._path
+        return self._publisher.topic_path
 
     def publish(self, job: Job, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> str:
         """Publish and wait for the server's ack; return the Pub/Sub message id."""
-        try:
-            future = self._client.publish(self.topic_path, job.to_bytes(), **job.attributes())
-            return str(future.result(timeout=timeout))
-        except gexc.NotFound:
-            # The topic vanished under us (an emulator reset; never in production): recreate, retry once.
-            with self._lock:
-                self._path = None
-            future = self._client.publish(self.topic_path, job.to_bytes(), **job.attributes())
-            return str(future.result(timeout=timeout))
-
-
-def ensure_push_subscription(
-    project: str,
-    topic: str,
-    subscription: str,
-    push_endpoint: str,
-    ack_deadline_seconds: int = 60,
-    subscriber: pubsub_v1.SubscriberClient | None = None,
-    publisher: pubsub_v1.PublisherClient | None = None,
-    dead_letter_topic: str | None = None,
-    max_delivery_attempts: int = 5,
-) -> str:
-    """Create (or repoint) a push subscription from ``topic`` to ``push_endpoint``; return its path.
-
-    For the local stack and tests: the Pub/Sub emulator honours ``pushConfig`` and POSTs the same
-    envelope as Google does, but without an OIDC token, so the worker must run with
-    ``internal_auth=none``. In production Pulumi owns the subscription (with its OIDC service account).
-    The ack deadline is longer than the worker's processing cap so a slow answer is not redelivered
-    while it is still being sent.
-    """
-    publisher = publisher or pubsub_v1.PublisherClient()
-    subscriber = subscriber or pubsub_v1.SubscriberClient()
-    topic_path = ensure_topic(publisher, project, topic)
-    sub_path = subscriber.subscription_path(project, subscription)
-    push_config = pubsub_v1.types.PushConfig(push_endpoint=push_endpoint)
-    request: dict = {
-        "name": sub_path,
-        "topic": topic_path,
-        "push_config": push_config,
-        "ack_deadline_seconds": ack_deadline_seconds,
-    }
-    if dead_letter_topic:
-        # As infra/components/messaging.py: after max_delivery_attempts the job goes to the dead-letter
-        # topic, whose "-inbox" subscription keeps it for inspection.
-        dead_path = ensure_topic(publisher, project, dead_letter_topic)
-        inbox = subscriber.subscription_path(project, f"{dead_letter_topic}-inbox")
-        with contextlib.suppress(gexc.AlreadyExists):
-            subscriber.create_subscription(request={"name": inbox, "topic": dead_path})
-        request["dead_letter_policy"] = {
-            "dead_letter_topic": dead_path,
-            "max_delivery_attempts": max_delivery_attempts,
-        }
-    try:
-        subscriber.create_subscription(request=request)
-    except gexc.AlreadyExists:
-        with contextlib.suppress(gexc.NotFound):
-            subscriber.modify_push_config(request={"subscription": sub_path, "push_config": push_config})
-    return sub_path
+        return self._publisher.publish(job.to_bytes(), job.attributes(), timeout=timeout)

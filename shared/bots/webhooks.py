@@ -41,10 +41,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from shared.bots import chats, dedupe
 from shared.bots.directory import BotInfo, BotLookup, CachedLookup
@@ -330,7 +330,7 @@ def _record_seen(db: firestore.Client, platform: str, bot_id: str, update_id: in
 
 # --- Discord ---------------------------------------------------------------------------------------
 
-_verify_keys: dict[str, VerifyKey] = {}
+_verify_keys: dict[str, Ed25519PublicKey] = {}
 
 
 def verify_discord_signature(
@@ -347,11 +347,11 @@ def verify_discord_signature(
     try:
         key = _verify_keys.get(public_key)
         if key is None:
-            key = VerifyKey(bytes.fromhex(public_key))
+            key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key))
             if len(_verify_keys) < 10_000:
                 _verify_keys[public_key] = key
-        key.verify(timestamp.encode() + body, bytes.fromhex(signature))
-    except (BadSignatureError, ValueError, TypeError):
+        key.verify(bytes.fromhex(signature), timestamp.encode() + body)
+    except (InvalidSignature, ValueError, TypeError):
         return False
     try:
         sent_at = float(timestamp)

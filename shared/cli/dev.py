@@ -173,7 +173,7 @@ def dev_command(
 
 def _wire_push_subscription(stack: LocalStack) -> None:
     """Pub/Sub push from the jobs topic to botrunner's worker, as the Pulumi program sets up."""
-    from shared.bots.jobs import ensure_push_subscription
+    from shared.devstack.subscriptions import ensure_push_subscription
 
     ensure_push_subscription(
         stack.project,

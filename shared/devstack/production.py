@@ -260,7 +260,7 @@ class ProductionStack:
         the dead-letter topic and its inbox subscription."""
         from google.cloud import pubsub_v1
 
-        from shared.bots.jobs import ensure_push_subscription
+        from shared.devstack.subscriptions import ensure_push_subscription
 
         assert self.emulators is not None
         with _emulator_env(self.emulators.env()):

@@ -37,7 +37,7 @@ import httpx
 from google.cloud import pubsub_v1
 from werkzeug.wsgi import get_input_stream
 
-from shared.gcp import ensure_topic
+from shared.devstack.subscriptions import ensure_topic
 
 PUSH_PATH = "/worker/push"
 
