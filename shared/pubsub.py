@@ -65,11 +65,12 @@ class TopicPublisher:
         *,
         emulator_host: str | None = None,
         session: requests.Session | None = None,
+        endpoint: str = GOOGLE_ENDPOINT,
     ) -> None:
         if emulator_host is None:
             emulator_host = os.environ.get("PUBSUB_EMULATOR_HOST")
         self._emulator = emulator_host
-        self._base = f"http://{self._emulator}" if self._emulator else GOOGLE_ENDPOINT
+        self._base = f"http://{self._emulator}" if self._emulator else endpoint.rstrip("/")
         self.topic_path = f"projects/{project}/topics/{topic}"
         self._session = session or _session(self._emulator)
         self._created = False

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import requests
 from google.cloud import pubsub_v1
 
+from shared.devstack.issuer import LocalIssuer
 from shared.emulators import EmulatorStack
 from shared.pubsub import PublishError, TopicNotFound, TopicPublisher
 
@@ -106,3 +109,54 @@ def test_gives_up_at_the_deadline(no_sleep: list[float]) -> None:
     with pytest.raises(PublishError, match="until the deadline"):
         TopicPublisher("p", "t", emulator_host="", session=session).publish(b"x", {}, timeout=5)
     assert len(session.posts) == 1
+
+
+class _RecordingPubSub(BaseHTTPRequestHandler):
+    """Plays ``pubsub.googleapis.com`` for one test: records each publish's path, headers and body."""
+
+    calls: list[dict[str, Any]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        self.calls.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        reply = json.dumps({"messageIds": [str(len(self.calls))]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+
+def test_production_publishes_with_the_service_accounts_access_token(
+    issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an emulator the publisher uses Application Default Credentials: on Cloud Run, the metadata
+    server's access token for the function's service account, sent as a Bearer token (google-auth's
+    real ComputeEngine credentials against the metadata stand-in; only the API endpoint is local)."""
+    metadata = issuer.metadata_server("telegram-fn@proj.iam.gserviceaccount.com", "proj")
+    for name, value in issuer.metadata_env(metadata).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", "/nonexistent-askbase-gcloud")  # no user ADC file
+    _RecordingPubSub.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingPubSub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        publisher = TopicPublisher("proj", "askbase-jobs", endpoint=endpoint)
+        assert publisher.publish(b"job", {"kind": "ask"}) == "1"
+        assert publisher.publish(b"job2", {}) == "2"
+    finally:
+        server.shutdown()
+        server.server_close()
+    first, second = _RecordingPubSub.calls
+    assert first["path"] == "/v1/projects/proj/topics/askbase-jobs:publish"
+    auth = first["auth"]
+    assert auth.startswith("Bearer local-access.telegram-fn@proj.iam.gserviceaccount.com.")
+    assert second["auth"] == auth  # one token per process, not one per message
+    assert json.loads(first["body"]) == {"messages": [{"data": "am9i", "attributes": {"kind": "ask"}}]}

@@ -173,7 +173,9 @@ class LocalIssuer:
     def metadata_server(self, email: str, project: str) -> str:
         """Start a metadata server that answers as service account ``email``; returns ``host:port``.
 
-        A process gets it through ``GCE_METADATA_HOST`` and ``GCE_METADATA_IP`` (see :meth:`metadata_env`).
+        A process gets it through ``GCE_METADATA_HOST`` and ``GCE_METADATA_IP`` (see :meth:`metadata_env`):
+        ID tokens (``/identity``) and OAuth access tokens (``/token``, what Application Default
+        Credentials use to call Google APIs such as Pub/Sub's REST API).
         """
         issuer = self
 
@@ -200,6 +202,12 @@ class LocalIssuer:
                     self._send(200, body, "application/json", flavor)
                 elif path == base + "/email":
                     self._send(200, email.encode(), "text/plain", flavor)
+                elif path == base + "/token":
+                    # An OAuth access token, opaque as Google's are: the identity it stands for is in it
+                    # so a stand-in API can tell callers apart.
+                    token = f"local-access.{email}.{secrets.token_hex(8)}"
+                    body = json.dumps({"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
+                    self._send(200, body.encode(), "application/json", flavor)
                 elif path == "/computeMetadata/v1/project/project-id":
                     self._send(200, project.encode(), "text/plain", flavor)
                 else:
