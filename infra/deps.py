@@ -34,7 +34,7 @@ import sys
 import sysconfig
 import tomllib
 import venv
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,6 +154,10 @@ def read_lock(paths: Iterable[Path] = LOCK_FILES) -> dict[str, tuple[str, str]]:
     return pins
 
 
+# (name, version, Requires-Dist) of a distribution: installed_metadata, or a table in tests.
+MetadataReader = Callable[[str], tuple[str, str, list[str]]]
+
+
 def installed_metadata(name: str) -> tuple[str, str, list[str]]:
     """(name, version, Requires-Dist) of a distribution installed in this interpreter."""
     try:
@@ -178,7 +182,7 @@ def resolve(
     roots: Iterable[Requirement],
     env: Mapping[str, str] = TARGET_ENV,
     skip: Iterable[str] = (),
-    metadata=installed_metadata,
+    metadata: MetadataReader = installed_metadata,
 ) -> Resolved:
     """The dependency closure of ``roots`` with every marker evaluated in ``env`` (``extra`` set to each
     extra asked of the requiring distribution, and empty). ``skip``: names left out with their
@@ -250,7 +254,7 @@ class PinnedSet:
         return "\n".join(head + list(self.pins)) + "\n"
 
 
-def _pin(key: str, lock: Mapping[str, tuple[str, str]], metadata, required_by: str) -> str:
+def _pin(key: str, lock: Mapping[str, tuple[str, str]], metadata: MetadataReader, required_by: str) -> str:
     if key not in lock:
         raise DepsError(
             f"{key} (required by {required_by}) is not in requirements.lock: install it and add its pin"
@@ -270,7 +274,7 @@ def pinned_set(
     declaration: Declaration | None = None,
     lock: Mapping[str, tuple[str, str]] | None = None,
     env: Mapping[str, str] = TARGET_ENV,
-    metadata=installed_metadata,
+    metadata: MetadataReader = installed_metadata,
 ) -> PinnedSet:
     """The pinned set of deployable ``name`` (see the module doc)."""
     declaration = declaration or Declaration.load()

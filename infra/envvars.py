@@ -242,7 +242,9 @@ def env_name(field: str) -> str:
     return ENV_NAMES[field]
 
 
-def render(deployable: str, plain: Mapping[str, Any], secrets: Mapping[str, Any]) -> tuple[dict, dict]:
+def render(
+    deployable: str, plain: Mapping[str, Any], secrets: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Turn ``{field: value}`` into ``({ENV_NAME: value}, {ENV_NAME: secret_ref})`` for one deployable.
 
     ``plain`` must hold exactly the non-secret fields the deployable needs and ``secrets`` exactly the

@@ -25,9 +25,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return max(0.0, seconds) if seconds == seconds else None  # NaN is no answer
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
+    except (TypeError, ValueError, IndexError):  # since 3.10 an unreadable date raises, never None
         return None
     now = time.time() if now is None else now
     return max(0.0, when.timestamp() - now)
@@ -36,6 +34,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 def exponential(attempt: int, base: float, cap: float | None = None, jitter: float = 0.0) -> float:
     """``base * 2**attempt`` (``attempt`` 0-based), plus ``jitter`` (a fraction in [0, 1) of it), at most
     ``cap`` when given."""
-    delay = base * (2**attempt)
+    delay: float = base * (2**attempt)
     delay += delay * jitter
     return delay if cap is None else min(cap, delay)

@@ -192,11 +192,11 @@ def compare(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     problems = []
     for name in sorted(set(expected) | set(actual)):
         want, got = expected.get(name), actual.get(name)
-        if want is None:
+        if want is None and got is not None:
             problems.append(f"{name}: {got['count']} unexpected documents")
-        elif got is None:
+        elif got is None and want is not None:
             problems.append(f"{name}: all {want['count']} documents missing")
-        elif want != got:
+        elif want is not None and got is not None and want != got:
             problems.append(
                 f"{name}: expected {want['count']} docs ({want['sha256'][:12]}), "
                 f"found {got['count']} ({got['sha256'][:12]})"

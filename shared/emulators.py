@@ -25,10 +25,12 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shared.processes import pid_alive, with_parent_death
 
@@ -303,7 +305,7 @@ class EmulatorStack:
             name = bucket["name"]
             objects = _get_json(f"{base}/b/{name}/o?versions=true").get("items", [])
             for obj in objects:
-                quoted = urllib.request.quote(obj["name"], safe="")
+                quoted = urllib.parse.quote(obj["name"], safe="")
                 _delete(f"{base}/b/{name}/o/{quoted}?generation={obj.get('generation', '')}")
             _delete(f"{base}/b/{name}")
 
@@ -341,7 +343,7 @@ class EmulatorStack:
         return [asdict(e) | {"alive": e.alive()} for e in self.processes()]
 
 
-def _get_json(url: str) -> dict:
+def _get_json(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=30) as resp:
         body = resp.read()
     return json.loads(body) if body else {}

@@ -15,7 +15,8 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from google.cloud import firestore, storage
+    import google.cloud.storage as storage
+    from google.cloud import firestore
 
 
 def _emulated(var: str) -> bool:
@@ -38,8 +39,8 @@ def firestore_client(project: str, emulator_host: str | None = None) -> firestor
 
 def storage_client(project: str) -> storage.Client:
     """A Cloud Storage client; anonymous against the emulator, ADC in production."""
+    import google.cloud.storage as storage
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
 
     if _emulated("STORAGE_EMULATOR_HOST"):
         return storage.Client(project=project, credentials=AnonymousCredentials())

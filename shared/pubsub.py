@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import requests
 
@@ -81,7 +82,8 @@ class TopicPublisher:
         408/429/5xx) are retried with backoff until ``timeout`` seconds have passed."""
         if self._emulator and not self._created:
             self._ensure_topic()
-        body = {"messages": [{"data": base64.b64encode(data).decode(), "attributes": dict(attributes)}]}
+        message = {"data": base64.b64encode(data).decode(), "attributes": dict(attributes)}
+        body: dict[str, Any] = {"messages": [message]}
         deadline = time.monotonic() + timeout
         attempt = 0
         while True:

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -28,16 +29,16 @@ from shared.emulators import EmulatorError
 log = logging.getLogger(__name__)
 
 
-def _post(url: str, timeout: float) -> dict:
+def _post(url: str, timeout: float) -> dict[str, Any]:
     req = urllib.request.Request(url, data=b"{}", method="POST", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         body = resp.read()
     return json.loads(body) if body else {}
 
 
-def _wait_for_index(qa_url: str, timeout: float) -> dict:
+def _wait_for_index(qa_url: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    status: dict = {}
+    status: dict[str, Any] = {}
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError):
             with urllib.request.urlopen(qa_url + "/readyz", timeout=5) as resp:

@@ -18,7 +18,7 @@ def scrape_command(as_json: bool) -> None:
     1 when the run failed.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from shared.knowledge.runs import RunStatus
     from shared.knowledge.scrape import ScrapeError, run_scrape
@@ -33,7 +33,7 @@ def scrape_command(as_json: bool) -> None:
         console=console,
         transient=not console.is_terminal,
     ) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:

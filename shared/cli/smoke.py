@@ -332,8 +332,8 @@ def check_dead_letters(project: str | None, subscription: str, timeout: float) -
     if not project:
         raise CheckFailed("no project: pass --project or set GOOGLE_CLOUD_PROJECT")
     import google.auth.exceptions
+    import google.cloud.pubsub_v1 as pubsub_v1
     from google.api_core import exceptions as gexc
-    from google.cloud import pubsub_v1
 
     try:
         subscriber = pubsub_v1.SubscriberClient()  # the emulator when PUBSUB_EMULATOR_HOST is set

@@ -148,7 +148,7 @@ class FrontEnd:
                 client_holder["c"] = httpx.AsyncClient(transport=transport, timeout=300.0)
             return client_holder["c"]
 
-        async def app(scope: dict, receive: Any, send: Any) -> None:
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope["type"] != "http":
                 return
             request = Request(scope, receive)

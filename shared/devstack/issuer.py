@@ -206,8 +206,8 @@ class LocalIssuer:
                     # An OAuth access token, opaque as Google's are: the identity it stands for is in it
                     # so a stand-in API can tell callers apart.
                     token = f"local-access.{email}.{secrets.token_hex(8)}"
-                    body = json.dumps({"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
-                    self._send(200, body.encode(), "application/json", flavor)
+                    grant = {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
+                    self._send(200, json.dumps(grant).encode(), "application/json", flavor)
                 elif path == "/computeMetadata/v1/project/project-id":
                     self._send(200, project.encode(), "text/plain", flavor)
                 else:

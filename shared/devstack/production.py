@@ -258,7 +258,7 @@ class ProductionStack:
     def _wire_push_subscription(self) -> None:
         """What Pulumi's push subscription does: jobs topic -> botrunner /worker/push, OIDC-signed, with
         the dead-letter topic and its inbox subscription."""
-        from google.cloud import pubsub_v1
+        import google.cloud.pubsub_v1 as pubsub_v1
 
         from shared.devstack.subscriptions import ensure_push_subscription
 
@@ -315,7 +315,8 @@ class ProductionStack:
 
     def status(self) -> dict[str, Any]:
         """qa's ``/readyz`` through the front end."""
-        return json.loads(self.http().get(self.urls["qa"] + "/readyz").content)
+        status: dict[str, Any] = json.loads(self.http().get(self.urls["qa"] + "/readyz").content)
+        return status
 
 
 @contextlib.contextmanager

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import Any
 
+import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
 
 
 def publisher_client() -> pubsub_v1.PublisherClient:
@@ -21,7 +22,7 @@ def publisher_client() -> pubsub_v1.PublisherClient:
 
 def ensure_topic(publisher: pubsub_v1.PublisherClient, project: str, topic: str) -> str:
     """Return the topic path, creating the topic only against the emulator (Pulumi owns it in production)."""
-    path = publisher.topic_path(project, topic)
+    path: str = publisher.topic_path(project, topic)
     if os.environ.get("PUBSUB_EMULATOR_HOST"):
         with contextlib.suppress(gexc.AlreadyExists):
             publisher.create_topic(name=path)
@@ -50,9 +51,9 @@ def ensure_push_subscription(
     publisher = publisher or pubsub_v1.PublisherClient()
     subscriber = subscriber or pubsub_v1.SubscriberClient()
     topic_path = ensure_topic(publisher, project, topic)
-    sub_path = subscriber.subscription_path(project, subscription)
+    sub_path: str = subscriber.subscription_path(project, subscription)
     push_config = pubsub_v1.types.PushConfig(push_endpoint=push_endpoint)
-    request: dict = {
+    request: dict[str, Any] = {
         "name": sub_path,
         "topic": topic_path,
         "push_config": push_config,

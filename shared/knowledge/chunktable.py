@@ -65,7 +65,7 @@ def save(directory: Path, chunks: list[Chunk], bm25: BM25, embedder_id: str) -> 
         raise ValueError("the BM25 index was built over other chunks than the ones being saved")
     header = {"version": FORMAT_VERSION, "embedder": embedder_id, "count": len(chunks)}
     columns = {name: [getattr(chunk, name) for chunk in chunks] for name in _COLUMNS}
-    arrays = {
+    arrays: dict[str, Any] = {
         "header": _json_array(header),
         "columns": _json_array(columns),
         **{f"bm25_{name}": array for name, array in bm25.to_arrays().items()},

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -113,7 +113,7 @@ def build_minilm_onnx(weights: dict[str, np.ndarray]) -> bytes:
         initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
-    def node(op: str, inputs: list[str], name: str, **attrs: object) -> str:
+    def node(op: str, inputs: list[str], name: str, **attrs: Any) -> str:
         nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
         return name
 
@@ -241,7 +241,8 @@ def build_minilm_onnx(weights: dict[str, np.ndarray]) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)], producer_name="askbase")
     model.ir_version = 8  # readable by any onnxruntime from 1.10 on
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 # The builder whose source the fingerprint covers (an alias, so tests may stub the public name).
@@ -321,9 +322,9 @@ class MiniLMEmbedder:
                 source, sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
-            raise EmbedderUnavailable(
-                f"cannot load the ONNX model ({exc}); delete {model} to rebuild"
-            ) from exc
+            # An in-memory model (the cache was not writable) is rebuilt at every start: nothing to delete.
+            hint = f"; delete {model} to rebuild" if isinstance(model, Path) else ""
+            raise EmbedderUnavailable(f"cannot load the ONNX model ({exc}){hint}") from exc
         # The first run allocates onnxruntime's buffers; pay for it here rather than in a request.
         self.embed(["warm up"])
 

@@ -254,7 +254,7 @@ def _title(doc: lxml.etree._Element, tree: lxml.html.HtmlElement, sections: list
 def _canonical(tree: lxml.html.HtmlElement, url: str) -> str | None:
     for link in tree.iter("link"):
         rel = (link.get("rel") or "").lower().split()
-        href = (link.get("href") or "").strip()
+        href: str = (link.get("href") or "").strip()
         if "canonical" in rel and href:
             absolute = urljoin(url, href)
             if urlsplit(absolute).scheme in ("http", "https"):

@@ -125,7 +125,7 @@ class Lease:
             )
             return state
 
-        state = _take(self.client.transaction())
+        state: LeaseState = _take(self.client.transaction())
         self.expires_at = state.expires_at
         self.lost = False
         return state
@@ -143,7 +143,7 @@ class Lease:
             transaction.update(self._ref, {"expires_at": state.expires_at})
             return state
 
-        state = _renew(self.client.transaction())
+        state: LeaseState = _renew(self.client.transaction())
         self.expires_at = state.expires_at
         return state
 
@@ -159,7 +159,7 @@ class Lease:
             transaction.delete(self._ref)
             return True
 
-        released = _release(self.client.transaction())
+        released: bool = _release(self.client.transaction())
         self.expires_at = None
         return released
 
