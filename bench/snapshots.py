@@ -84,7 +84,7 @@ def median(values: list[float]) -> float:
 
 
 def bench_archive(index, tmp: Path, compression: str, level: int | None, runs: int) -> dict[str, float]:
-    from shared.knowledge import snapshots as snap
+    from shared.knowledge import snapshot_archive as snap
 
     packs, compresses, unpacks, size = [], [], [], 0
     for run in range(runs):
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             for compression, level in variants:
                 figures = bench_archive(index, tmp, compression, level, args.runs)
                 archive_rows.append((size, raw, f"{compression}-{level}", figures))
-            from shared.knowledge import snapshots as snap
+            from shared.knowledge import snapshot_archive as snap
 
             snap.ZSTD_LEVEL, snap.GZIP_LEVEL = 9, 6
             bucket_name = f"bench-{uuid.uuid4().hex[:8]}"

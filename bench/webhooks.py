@@ -21,8 +21,9 @@ average 1-3: Telegram ingress p50 10.5 / p99 21.5 ms; Discord /ask ingress p50 6
 message → reply p50 87 / p99 166 ms. Cold start from the deployed archive to the first 200, measured
 2026-12-01 with ``bench/function_coldstart.py`` at load 2-3.5: Telegram 1.12 s, Discord 1.02 s (0.74 /
 0.76 s CPU), of which the first request is 0.06-0.09 s and the rest is interpreter start and imports;
-served from the webhooks set alone, beside a test suite, 2.08 / 1.97 s (1.27 / 1.36 s CPU), over the
-0.8 s target. Wall times follow the machine's load: compare figures of one run only.
+served from the webhooks set alone with Pub/Sub over REST and Ed25519 by cryptography (2026-12-01, load
+2.7), 0.66 / 0.57 s (0.47 / 0.43 s CPU), inside the 0.8 s target when the two cores are not saturated.
+Wall times follow the machine's load: compare the CPU figures, or figures of one run only.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from shared.knowledge.chunker import chunk_page, page_content_hash
 from shared.knowledge.embeddings import load_embedder
 from shared.knowledge.extract import ExtractedPage, Section
 from shared.knowledge.index import KnowledgeIndex, PageRecord
-from shared.knowledge.snapshots import Manifest, SnapshotStore
+from shared.knowledge.snapshot_archive import Manifest
+from shared.knowledge.snapshots import SnapshotStore
 
 BASE = "https://docs.example.com"
 

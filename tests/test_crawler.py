@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from shared import backoff
 from shared.config import Source, SourceKind
-from shared.knowledge import crawler as c
+from shared.knowledge import fetching, links, robots, sitemaps, urls
 from shared.knowledge.crawler import CrawlConfig, Outcome, crawl_source
 from tests import sites
 
@@ -22,45 +23,45 @@ FAST = CrawlConfig(
 
 # --- pure decisions ---------------------------------------------------------------------------------
 def test_normalize_url() -> None:
-    assert c.normalize_url("HTTP://Example.COM:80/a#frag") == "http://example.com/a"
-    assert c.normalize_url("https://example.com") == "https://example.com/"
-    assert c.normalize_url("../b?x=1", "http://h:8080/a/c") == "http://h:8080/b?x=1"
-    assert c.normalize_url("mailto:a@b.c") is None
-    assert c.normalize_url("javascript:void(0)") is None
-    assert c.normalize_url("http://[bad") is None
-    assert c.normalize_url("   ") is None
+    assert urls.normalize_url("HTTP://Example.COM:80/a#frag") == "http://example.com/a"
+    assert urls.normalize_url("https://example.com") == "https://example.com/"
+    assert urls.normalize_url("../b?x=1", "http://h:8080/a/c") == "http://h:8080/b?x=1"
+    assert urls.normalize_url("mailto:a@b.c") is None
+    assert urls.normalize_url("javascript:void(0)") is None
+    assert urls.normalize_url("http://[bad") is None
+    assert urls.normalize_url("   ") is None
 
 
 def test_same_site() -> None:
-    assert c.same_site("https://a.com/x", "http://a.com/")
-    assert not c.same_site("https://b.a.com/x", "https://a.com/")
-    assert not c.same_site("http://127.0.0.1:2/x", "http://127.0.0.1:1/")
+    assert urls.same_site("https://a.com/x", "http://a.com/")
+    assert not urls.same_site("https://b.a.com/x", "https://a.com/")
+    assert not urls.same_site("http://127.0.0.1:2/x", "http://127.0.0.1:1/")
 
 
 def test_filters_and_extensions() -> None:
-    inc = c.compile_patterns([r"/docs/"], "include")
-    exc = c.compile_patterns([r"/docs/internal"], "exclude")
-    assert c.url_filter_reason("http://h/docs/a", inc, exc) is None
-    assert "include" in c.url_filter_reason("http://h/blog/a", inc, exc)
-    assert "exclude" in c.url_filter_reason("http://h/docs/internal/x", inc, exc)
+    inc = urls.compile_patterns([r"/docs/"], "include")
+    exc = urls.compile_patterns([r"/docs/internal"], "exclude")
+    assert urls.url_filter_reason("http://h/docs/a", inc, exc) is None
+    assert "include" in urls.url_filter_reason("http://h/blog/a", inc, exc)
+    assert "exclude" in urls.url_filter_reason("http://h/docs/internal/x", inc, exc)
     with pytest.raises(ValueError, match="invalid include regex"):
-        c.compile_patterns(["("], "include")
-    assert c.binary_extension("http://h/a/manual.PDF") == ".pdf"
-    assert c.binary_extension("http://h/v1.2/page") is None
-    assert c.is_html_type("text/html; charset=utf-8")
-    assert not c.is_html_type("application/pdf")
+        urls.compile_patterns(["("], "include")
+    assert urls.binary_extension("http://h/a/manual.PDF") == ".pdf"
+    assert urls.binary_extension("http://h/v1.2/page") is None
+    assert fetching.is_html_type("text/html; charset=utf-8")
+    assert not fetching.is_html_type("application/pdf")
 
 
 def test_retry_decisions() -> None:
-    assert c.should_retry(429) and c.should_retry(503)
-    assert not c.should_retry(404)
-    assert c.parse_retry_after("7") == 7.0
-    assert c.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
-    assert c.parse_retry_after("soon") is None
-    assert c.backoff_delay(0, 0.5, None) == 0.5
-    assert c.backoff_delay(3, 0.5, None) == 4.0
-    assert c.backoff_delay(3, 0.5, 2.0) == 2.0
-    assert c.backoff_delay(0, 0.5, 10_000) == 60.0  # a hostile Retry-After can't stall the run
+    assert fetching.should_retry(429) and fetching.should_retry(503)
+    assert not fetching.should_retry(404)
+    assert backoff.parse_retry_after("7") == 7.0
+    assert backoff.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert backoff.parse_retry_after("soon") is None
+    assert fetching.backoff_delay(0, 0.5, None) == 0.5
+    assert fetching.backoff_delay(3, 0.5, None) == 4.0
+    assert fetching.backoff_delay(3, 0.5, 2.0) == 2.0
+    assert fetching.backoff_delay(0, 0.5, 10_000) == 60.0  # a hostile Retry-After can't stall the run
 
 
 @dataclass
@@ -70,11 +71,27 @@ class _Prev:
 
 
 def test_conditional_headers() -> None:
-    assert c.conditional_headers(None) == {}
-    assert c.conditional_headers(_Prev('"x"', "Mon, 01 Jan 2024 00:00:00 GMT")) == {
+    assert fetching.conditional_headers(None) == {}
+    assert fetching.conditional_headers(_Prev('"x"', "Mon, 01 Jan 2024 00:00:00 GMT")) == {
         "If-None-Match": '"x"',
         "If-Modified-Since": "Mon, 01 Jan 2024 00:00:00 GMT",
     }
+
+
+def test_robots_rules() -> None:
+    assert robots.robots_url("https://h:8080") == "https://h:8080/robots.txt"
+    rules = robots.robots_rules(200, "User-agent: *\nDisallow: /private\nSitemap: https://h/s.xml\n")
+    assert rules.can_fetch("askbase", "https://h/docs") and not rules.can_fetch(
+        "askbase", "https://h/private/x"
+    )
+    assert rules.site_maps() == ["https://h/s.xml"]
+    assert not robots.robots_rules(403, None).can_fetch("askbase", "https://h/")
+    assert robots.robots_rules(404, None).can_fetch("askbase", "https://h/")
+    assert robots.robots_rules(200, None).can_fetch("askbase", "https://h/")  # over the size cap: allow
+    # RFC 9309: unreachable (5xx, no answer) means complete disallow, which the crawl reports site-wide.
+    assert robots.robots_unreachable(503) and robots.robots_unreachable(0)
+    assert not robots.robots_unreachable(404)
+    assert not robots.robots_rules(503, None).can_fetch("askbase", "https://h/")
 
 
 def test_parse_links_canonical_and_feeds() -> None:
@@ -83,42 +100,42 @@ def test_parse_links_canonical_and_feeds() -> None:
         'type="application/atom+xml" href="/atom.xml"></head><body><a href="b#x">b</a>'
         '<a href="mailto:x@y">m</a><a rel="nofollow" href="/n">n</a><a href="/docs/">d</a></body></html>'
     )
-    links = c.parse_links(html, "http://h/docs/index")
-    assert links.links == ["http://h/docs/b", "http://h/docs/"]
-    assert links.canonical == "http://h/docs/a"
-    assert links.feeds == ["http://h/atom.xml"]
-    assert c.page_identity("http://h/x?ref=1", links.canonical) == "http://h/docs/a"
-    assert c.page_identity("http://h/x", "http://other/x") == "http://h/x"
-    assert c.parse_links("<<<not html", "http://h/").links == []
+    page = links.parse_links(html, "http://h/docs/index")
+    assert page.links == ["http://h/docs/b", "http://h/docs/"]
+    assert page.canonical == "http://h/docs/a"
+    assert page.feeds == ["http://h/atom.xml"]
+    assert links.page_identity("http://h/x?ref=1", page.canonical) == "http://h/docs/a"
+    assert links.page_identity("http://h/x", "http://other/x") == "http://h/x"
+    assert links.parse_links("<<<not html", "http://h/").links == []
 
 
 def test_parse_sitemap_feed_and_refusals() -> None:
-    urls, subs = c.parse_sitemap(
+    urls, subs = sitemaps.parse_sitemap(
         b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc> http://h/a </loc>'
         b"</url></urlset>"
     )
     assert (urls, subs) == (["http://h/a"], [])
-    urls, subs = c.parse_sitemap(
+    urls, subs = sitemaps.parse_sitemap(
         b"<sitemapindex><sitemap><loc>http://h/s1.xml</loc></sitemap></sitemapindex>"
     )
     assert (urls, subs) == ([], ["http://h/s1.xml"])
-    assert c.parse_feed(b"<rss><channel><item><link>http://h/p</link></item></channel></rss>") == [
+    assert sitemaps.parse_feed(b"<rss><channel><item><link>http://h/p</link></item></channel></rss>") == [
         "http://h/p"
     ]
     atom = (
         b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><link rel="self" href="http://h/s"/>'
         b'<link href="http://h/post"/></entry></feed>'
     )
-    assert c.parse_feed(atom) == ["http://h/post"]
+    assert sitemaps.parse_feed(atom) == ["http://h/post"]
     bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><urlset>&a;</urlset>'
-    with pytest.raises(c.FeedError, match="DOCTYPE"):
-        c.parse_sitemap(bomb)
-    with pytest.raises(c.FeedError, match="not well-formed"):
-        c.parse_sitemap(b"<urlset><url>")
-    with pytest.raises(c.FeedError, match="not a sitemap"):
-        c.parse_sitemap(b"<html></html>")
-    with pytest.raises(c.FeedError, match="not an RSS"):
-        c.parse_feed(b"<urlset/>")
+    with pytest.raises(sitemaps.FeedError, match="DOCTYPE"):
+        sitemaps.parse_sitemap(bomb)
+    with pytest.raises(sitemaps.FeedError, match="not well-formed"):
+        sitemaps.parse_sitemap(b"<urlset><url>")
+    with pytest.raises(sitemaps.FeedError, match="not a sitemap"):
+        sitemaps.parse_sitemap(b"<html></html>")
+    with pytest.raises(sitemaps.FeedError, match="not an RSS"):
+        sitemaps.parse_feed(b"<urlset/>")
 
 
 def _gzip_bomb(mebibytes: int) -> bytes:
@@ -132,26 +149,26 @@ def _gzip_bomb(mebibytes: int) -> bytes:
 
 def test_gzipped_sitemap_unpacks_under_a_cap() -> None:
     small = gzip.compress(b"<urlset><url><loc>http://h/a</loc></url></urlset>")
-    assert c.parse_sitemap(small) == (["http://h/a"], [])
-    assert c.gunzip_capped(gzip.compress(b"ab") + gzip.compress(b"cd"), 4) == b"abcd"
-    with pytest.raises(c.DocumentTooLarge, match="more than 1000 bytes"):
-        c.parse_sitemap(gzip.compress(b"<urlset>" + b" " * 2000 + b"</urlset>"), max_bytes=1000)
-    with pytest.raises(c.FeedError, match="bad gzip data"):
-        c.parse_sitemap(small[:-12])
-    with pytest.raises(c.DocumentTooLarge):
-        c.parse_feed(gzip.compress(b"<rss>" + b" " * 2000 + b"</rss>"), max_bytes=1000)
+    assert sitemaps.parse_sitemap(small) == (["http://h/a"], [])
+    assert sitemaps.gunzip_capped(gzip.compress(b"ab") + gzip.compress(b"cd"), 4) == b"abcd"
+    with pytest.raises(sitemaps.DocumentTooLarge, match="more than 1000 bytes"):
+        sitemaps.parse_sitemap(gzip.compress(b"<urlset>" + b" " * 2000 + b"</urlset>"), max_bytes=1000)
+    with pytest.raises(sitemaps.FeedError, match="bad gzip data"):
+        sitemaps.parse_sitemap(small[:-12])
+    with pytest.raises(sitemaps.DocumentTooLarge):
+        sitemaps.parse_feed(gzip.compress(b"<rss>" + b" " * 2000 + b"</rss>"), max_bytes=1000)
     # A 1 GiB bomb stops at the cap: memory stays near the cap, never near the bomb's size.
     bomb = _gzip_bomb(1024)
     assert len(bomb) < 2_000_000
     tracemalloc.start()
     try:
-        with pytest.raises(c.DocumentTooLarge):
-            c.parse_sitemap(bomb, max_bytes=4_000_000)
+        with pytest.raises(sitemaps.DocumentTooLarge):
+            sitemaps.parse_sitemap(bomb, max_bytes=4_000_000)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 20_000_000
-    assert c.CrawlConfig().max_sitemap_bytes == c.MAX_SITEMAP_BYTES == 50 * 1024 * 1024
+    assert CrawlConfig().max_sitemap_bytes == sitemaps.MAX_SITEMAP_BYTES == 50 * 1024 * 1024
 
 
 # --- real crawls -------------------------------------------------------------------------------------
@@ -328,7 +345,7 @@ def test_gzip_bomb_sitemap_is_skipped_and_the_rest_crawled(site: sites.FixtureSi
     )
     site.set_page("/sitemaps.xml", index, content_type="application/xml", in_sitemap=False)
     source = Source(name="docs", kind=SourceKind.SITEMAP, url=site.url("/sitemaps.xml"), exclude=["slow"])
-    with caplog.at_level(logging.WARNING, logger="shared.knowledge.crawler"):
+    with caplog.at_level(logging.WARNING, logger="shared.knowledge.discovery"):
         results, summary = _crawl(source)
     assert site.hits["/bomb.xml.gz"] == 1
     # The other sitemap's pages were still crawled...
@@ -353,7 +370,7 @@ def test_feed_discovery_never_leaves_the_site(site: sites.FixtureSite, caplog) -
         other.feed_paths = ["/elsewhere/post"]
         # Only an off-site feed advertised: ignored (never requested), the source reports no feed.
         site.set_page("/news", _feed_page(other.url("/feed.xml")), in_sitemap=False)
-        with caplog.at_level(logging.WARNING, logger="shared.knowledge.crawler"):
+        with caplog.at_level(logging.WARNING, logger="shared.knowledge.discovery"):
             results, summary = _crawl(Source(name="blog", kind=SourceKind.FEED, url=site.url("/news")))
         assert other.hits.total() == 0
         assert not summary.complete and "no RSS/Atom feed on its own site" in summary.error

@@ -21,10 +21,12 @@ from google.cloud import storage
 from shared.config import Settings
 from shared.gcp import ensure_bucket, storage_client
 from shared.knowledge import chunktable
+from shared.knowledge import snapshot_archive as snap_archive
 from shared.knowledge import snapshots as snap
 from shared.knowledge.chunker import Chunk, content_hash
 from shared.knowledge.index import KnowledgeIndex, PageRecord
-from shared.knowledge.snapshots import PublishConflict, SnapshotStore, UnsafeArchive
+from shared.knowledge.snapshot_archive import UnsafeArchive
+from shared.knowledge.snapshots import PublishConflict, SnapshotStore
 
 pytestmark = pytest.mark.emulators
 
@@ -94,11 +96,11 @@ def index(tmp_path: Path):
 
 
 def _verify_with(embedder: HashEmbedder):
-    def verify(path: Path, manifest: snap.Manifest) -> None:
+    def verify(path: Path, manifest: snap_archive.Manifest) -> None:
         opened = KnowledgeIndex.open(path, embedder)
         try:
             if opened.chunk_count() != manifest.chunk_count:
-                raise snap.SnapshotError("chunk count differs from the manifest")
+                raise snap_archive.SnapshotError("chunk count differs from the manifest")
         finally:
             opened.close()
 
@@ -182,7 +184,7 @@ def test_two_racing_publishers_exactly_one_wins(bucket, tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
-    winners = [m for m in outcomes.values() if isinstance(m, snap.Manifest)]
+    winners = [m for m in outcomes.values() if isinstance(m, snap_archive.Manifest)]
     losers = [e for e in outcomes.values() if isinstance(e, PublishConflict)]
     assert len(winners) == 1 and len(losers) == 1
     pointer, _ = store.read_pointer()
@@ -218,7 +220,9 @@ def test_corrupted_newest_falls_back_to_previous(
     assert store.restore(tmp_path / "r2") is None
 
 
-def _two_snapshots(bucket, index: KnowledgeIndex) -> tuple[SnapshotStore, snap.Manifest, snap.Manifest]:
+def _two_snapshots(
+    bucket, index: KnowledgeIndex
+) -> tuple[SnapshotStore, snap_archive.Manifest, snap_archive.Manifest]:
     store = SnapshotStore(bucket)
     first = store.publish(index, {}, None, 0)
     add_page(index, "https://docs.example.com/c")
@@ -274,10 +278,10 @@ def test_strict_restore_raises_on_a_full_disk(
     with pytest.raises(snap.SnapshotUnavailable, match="No space left"):
         store.restore(tmp_path / "r", strict=True)
     assert list((tmp_path / "r").iterdir()) == []
-    assert snap.is_disk_error(OSError(errno.ENOSPC, "full"))
-    assert not snap.is_disk_error(OSError(errno.ENOTDIR, "a path the archive makes impossible"))
-    assert not snap.is_disk_error(snap.SnapshotError("checksum mismatch"))
-    assert not snap.is_broken_snapshot(gexc.ServiceUnavailable("503"))
+    assert snap_archive.is_disk_error(OSError(errno.ENOSPC, "full"))
+    assert not snap_archive.is_disk_error(OSError(errno.ENOTDIR, "a path the archive makes impossible"))
+    assert not snap_archive.is_disk_error(snap_archive.SnapshotError("checksum mismatch"))
+    assert not snap_archive.is_broken_snapshot(gexc.ServiceUnavailable("503"))
 
 
 def test_unreadable_pointer_falls_back_to_listing(bucket, index: KnowledgeIndex, tmp_path: Path) -> None:
@@ -354,10 +358,10 @@ def test_malicious_members_refused(tmp_path: Path, member: tuple, reason: str, c
     tar_path = tmp_path / "evil.tar"
     tar_path.write_bytes(raw)
     archive = tmp_path / "evil.arc"
-    snap.compress_file(tar_path, archive, compression)
+    snap_archive.compress_file(tar_path, archive, compression)
     dest = tmp_path / "out"
     with pytest.raises(UnsafeArchive, match=reason):
-        snap.safe_unpack(archive, compression, dest)
+        snap_archive.safe_unpack(archive, compression, dest)
     assert not (tmp_path / "evil").exists() and not Path("/etc/evil").exists()
 
 
@@ -365,30 +369,30 @@ def test_unpack_size_bound_and_garbage(tmp_path: Path) -> None:
     tar_path = tmp_path / "a.tar"
     tar_path.write_bytes(_tar_with([_info("big", data=b"x" * 10_000)]))
     archive = tmp_path / "a.zst"
-    snap.compress_file(tar_path, archive, "zstd")
+    snap_archive.compress_file(tar_path, archive, "zstd")
     with pytest.raises(UnsafeArchive, match="more than"):
-        snap.safe_unpack(archive, "zstd", tmp_path / "o1", max_bytes=100)
+        snap_archive.safe_unpack(archive, "zstd", tmp_path / "o1", max_bytes=100)
     junk = tmp_path / "junk.zst"
     junk.write_bytes(b"not an archive at all")
-    with pytest.raises(snap.SnapshotError, match="cannot be unpacked"):
-        snap.safe_unpack(junk, "zstd", tmp_path / "o2")
+    with pytest.raises(snap_archive.SnapshotError, match="cannot be unpacked"):
+        snap_archive.safe_unpack(junk, "zstd", tmp_path / "o2")
     junk_gz = tmp_path / "junk.gz"
     junk_gz.write_bytes(b"\x1f\x8b not really gzip")
-    with pytest.raises(snap.SnapshotError, match="cannot be unpacked") as broken:
-        snap.safe_unpack(junk_gz, "gzip", tmp_path / "o3")
-    assert snap.is_broken_snapshot(broken.value)  # corrupt data, not a disk error
+    with pytest.raises(snap_archive.SnapshotError, match="cannot be unpacked") as broken:
+        snap_archive.safe_unpack(junk_gz, "gzip", tmp_path / "o3")
+    assert snap_archive.is_broken_snapshot(broken.value)  # corrupt data, not a disk error
 
 
 def test_malicious_archive_in_bucket_is_never_unpacked(bucket, index: KnowledgeIndex, tmp_path: Path) -> None:
     """A correctly checksummed archive with a bad member: refused, then the previous snapshot is used."""
     store = SnapshotStore(bucket)
     good = store.publish(index, {}, None, 0)
-    evil_id = snap.new_snapshot_id()
+    evil_id = snap_archive.new_snapshot_id()
     tar_path = tmp_path / "evil.tar"
     tar_path.write_bytes(_tar_with([_info("chroma.sqlite3", data=b"x"), _info("../../escape", data=b"boom")]))
     archive = tmp_path / "evil.tar.zst"
-    sha = snap.compress_file(tar_path, archive, "zstd")
-    manifest = snap.Manifest(
+    sha = snap_archive.compress_file(tar_path, archive, "zstd")
+    manifest = snap_archive.Manifest(
         id=evil_id,
         created_at="2099-01-01T00:00:00+00:00",
         archive=evil_id + ".tar.zst",
@@ -415,16 +419,16 @@ def test_malicious_archive_in_bucket_is_never_unpacked(bucket, index: KnowledgeI
 
 
 def test_pure_helpers() -> None:
-    a = snap.new_snapshot_id()
-    assert snap.validate_snapshot_id(a) == a
+    a = snap_archive.new_snapshot_id()
+    assert snap_archive.validate_snapshot_id(a) == a
     p = snap.next_pointer("c", snap.Pointer("b", ["a"]), keep=2)
     assert (p.snapshot_id, p.previous) == ("c", ["b"])
     assert snap.next_pointer("a", None, keep=3).previous == []
     assert snap.next_pointer("a", snap.Pointer("b", ["a", "x"]), keep=5).previous == ["b", "x"]
-    with pytest.raises(snap.SnapshotError, match="pointer is not valid"):
+    with pytest.raises(snap_archive.SnapshotError, match="pointer is not valid"):
         snap.Pointer.from_json(b'{"previous": []}')
-    with pytest.raises(snap.SnapshotError, match="manifest is not valid"):
-        snap.Manifest.from_json(b"[]")
+    with pytest.raises(snap_archive.SnapshotError, match="manifest is not valid"):
+        snap_archive.Manifest.from_json(b"[]")
 
 
 def test_snapshots_cli(bucket, index: KnowledgeIndex, settings: Settings) -> None:

@@ -11,7 +11,8 @@ import click
 from shared.config import get_settings
 
 if TYPE_CHECKING:
-    from shared.knowledge.snapshots import Manifest, SnapshotStore
+    from shared.knowledge.snapshot_archive import Manifest
+    from shared.knowledge.snapshots import SnapshotStore
 
 
 def _store() -> SnapshotStore:
@@ -102,7 +103,7 @@ def list_command(as_json: bool, verify: bool) -> None:
 @click.argument("snapshot_id")
 def show_command(snapshot_id: str) -> None:
     """Print one snapshot's manifest."""
-    from shared.knowledge.snapshots import SnapshotError
+    from shared.knowledge.snapshot_archive import SnapshotError
 
     try:
         manifest = _store().get(snapshot_id)
@@ -116,7 +117,7 @@ def show_command(snapshot_id: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def rollback_command(snapshot_id: str, yes: bool) -> None:
     """Point LATEST.json back at SNAPSHOT_ID (compare-and-swap); services pick it up on their next poll."""
-    from shared.knowledge.snapshots import SnapshotError
+    from shared.knowledge.snapshot_archive import SnapshotError
 
     store = _store()
     pointer, _ = store.read_pointer()

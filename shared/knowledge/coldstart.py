@@ -242,7 +242,8 @@ RESULT_NAME = "result.json"
 
 
 def _read_result(path: Path) -> _ChildResult:
-    from shared.knowledge.snapshots import Manifest, Pointer, RestoredSnapshot
+    from shared.knowledge.snapshot_archive import Manifest
+    from shared.knowledge.snapshots import Pointer, RestoredSnapshot
 
     raw = json.loads(path.read_bytes())
     pointer = Pointer.from_json(json.dumps(raw["pointer"]).encode()) if raw["pointer"] else None

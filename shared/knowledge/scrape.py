@@ -245,7 +245,7 @@ def _open_check(embedder: Any, collection: str) -> Callable[[Path, Any], None]:
 
     def check(path: Path, manifest: Any) -> None:
         from shared.knowledge.index import KnowledgeIndex
-        from shared.knowledge.snapshots import SnapshotError
+        from shared.knowledge.snapshot_archive import SnapshotError
 
         index = KnowledgeIndex.open(path, embedder, collection)
         try:

@@ -6,18 +6,18 @@ Layout under ``prefix`` (default ``snapshots/``)::
     <id>.manifest.json    what is inside, and the archive's sha256
     LATEST.json           the pointer {"snapshot_id", "previous": [...]}; replaced only by CAS
 
+The archive and manifest format (and how an archive is packed, checked and unpacked) is
+:mod:`shared.knowledge.snapshot_archive`; this module is where snapshots are kept and which one is current.
+
 Why it is built this way:
 
-* Consistency: the index directory is tarred (no compression, so it is quick) while the index's
-  ``write_lock`` is held; tarring a directory a writer is changing produced broken copies every time we
-  measured. Compression, hashing and upload happen after the lock is released.
 * Atomic publish: archive and manifest are uploaded under a fresh id first; only then is the small pointer
   replaced with ``if_generation_match`` (0 = "must not exist yet"). Two publishers racing on the same base
   generation cannot both win: the loser gets :class:`PublishConflict`. The pointer is uploaded with a
   simple (non-resumable) upload because the emulator ignores preconditions on resumable ones.
-* Safe restore: Chroma's segment folders contain a pickle, so an archive is unpacked only after its
-  sha256 matched the manifest, into a fresh directory, refusing absolute paths, ``..``, links and devices.
-  A snapshot that fails any check is logged as an ERROR and the previous one is tried.
+* Safe restore: an archive is unpacked only after its sha256 matched the manifest, into a fresh
+  directory (:func:`~shared.knowledge.snapshot_archive.safe_unpack`). A snapshot that fails any check is
+  logged as an ERROR and the previous one is tried.
 * Broken is not unreachable: a snapshot that fails its checks (checksum, unsafe or corrupt archive, the
   open-check) is *broken*; one that cannot be read because Cloud Storage or the local disk failed (a 5xx,
   a network error, a full disk) is *unavailable*. ``restore(strict=True)`` (the scrape job) raises
@@ -28,59 +28,49 @@ Why it is built this way:
 from __future__ import annotations
 
 import contextlib
-import errno
-import gzip
-import hashlib
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
-import sqlite3
-import tarfile
 import tempfile
 import threading
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
-import zstandard
 from google.api_core import exceptions as gexc
+
+from shared.knowledge.snapshot_archive import (
+    ARCHIVE_EXTENSIONS,
+    Compression,
+    IndexLike,
+    Manifest,
+    SnapshotError,
+    check_archive,
+    check_index_dir,
+    is_broken_snapshot,
+    is_disk_error,
+    new_snapshot_id,
+    pack_snapshot,
+    safe_unpack,
+    validate_snapshot_id,
+)
 
 if TYPE_CHECKING:
     from google.cloud import storage
 
 log = logging.getLogger(__name__)
 
-Compression = Literal["zstd", "gzip"]
-MANIFEST_FORMAT = 1
 POINTER_NAME = "LATEST.json"
-_EXTENSIONS: dict[str, str] = {"zstd": ".tar.zst", "gzip": ".tar.gz"}
-_ID_RE = re.compile(r"^\d{8}T\d{6}\d{0,6}Z-[0-9a-f]{6,32}$")
-# zstd level 9, measured by bench/snapshots.py on 2 cores: at 465 chunks 2.14 MB (level 3: 2.40 MB, level 19:
-# 2.01 MB but 16x slower, gzip -6: 3.16 MB); at 10k chunks 7 % smaller than level 3 for ~4x the compress
-# time, which is paid by the scrape job after the lock is released. Unpacking costs the same at any level.
-ZSTD_LEVEL = 9
-GZIP_LEVEL = 6
 # An archive left without a manifest (a publisher died mid-upload) is deleted after this long.
 ORPHAN_AGE = timedelta(hours=1)
-_COPY_CHUNK = 1 << 20
-
-
-class SnapshotError(RuntimeError):
-    """A snapshot cannot be read, verified or unpacked; the message says which and why."""
 
 
 class PublishConflict(SnapshotError):
     """Another publisher replaced the pointer first; start over from the new base or stop."""
-
-
-class UnsafeArchive(SnapshotError):
-    """The archive holds a member that must never be unpacked (absolute path, ``..``, link, device)."""
 
 
 class SnapshotNotFound(SnapshotError):
@@ -95,19 +85,6 @@ class SnapshotUnavailable(RuntimeError):
     """
 
 
-class IndexLike(Protocol):
-    """What publishing needs from :class:`shared.knowledge.index.KnowledgeIndex`."""
-
-    path: Path
-    write_lock: Any
-
-    def pages(self) -> dict[str, Any]: ...
-
-    def counts_by_source(self) -> dict[str, int]: ...
-
-    def chunk_count(self) -> int: ...
-
-
 @dataclass(frozen=True)
 class Pointer:
     """The content of ``LATEST.json``."""
@@ -117,10 +94,12 @@ class Pointer:
     published_at: str = ""
 
     def to_json(self) -> bytes:
+        """The bytes stored as ``LATEST.json``."""
         return json.dumps(asdict(self), indent=2).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Pointer:
+        """Parse ``LATEST.json``; :class:`SnapshotError` when it is not a valid pointer."""
         try:
             raw = json.loads(data)
             sid = raw["snapshot_id"]
@@ -132,52 +111,6 @@ class Pointer:
             raise SnapshotError(f"snapshot pointer is not valid: {exc}") from None
 
 
-@dataclass(frozen=True)
-class Manifest:
-    """What a snapshot holds; stored next to the archive as ``<id>.manifest.json``."""
-
-    id: str
-    created_at: str
-    archive: str  # object name relative to the prefix, e.g. "<id>.tar.zst"
-    compression: Compression
-    sha256: str
-    size: int  # archive bytes
-    unpacked_bytes: int  # tar bytes (bounds what a restore may write)
-    embedder: dict[str, Any]
-    counts_by_source: dict[str, int]
-    pages: int
-    pages_by_source: dict[str, int]
-    chunk_count: int
-    parent_id: str | None
-    extra: dict[str, Any] = field(default_factory=dict)
-    format: int = MANIFEST_FORMAT
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Manifest:
-        try:
-            raw = json.loads(data)
-            if not isinstance(raw, dict):
-                raise TypeError("not a JSON object")
-            if raw.get("format") != MANIFEST_FORMAT:
-                raise ValueError(f"unknown manifest format {raw.get('format')!r}")
-            manifest = cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
-        except (ValueError, TypeError) as exc:
-            raise SnapshotError(f"manifest is not valid: {exc}") from None
-        if not _ID_RE.match(manifest.id) or manifest.compression not in _EXTENSIONS:
-            raise SnapshotError(f"manifest is not valid: bad id or compression ({manifest.id!r})")
-        if manifest.archive != manifest.id + _EXTENSIONS[manifest.compression]:
-            raise SnapshotError(f"manifest names an unexpected archive {manifest.archive!r}")
-        if not re.fullmatch(r"[0-9a-f]{64}", manifest.sha256):
-            raise SnapshotError("manifest sha256 is not a hex digest")
-        return manifest
-
-
 @dataclass
 class RestoredSnapshot:
     """A snapshot unpacked and checked in a fresh directory."""
@@ -186,43 +119,6 @@ class RestoredSnapshot:
     path: Path
     manifest: Manifest
     generation: int
-
-
-# --------------------------------------------------------------------------------------------------
-# Pure pieces: ids, member checks, retention
-# --------------------------------------------------------------------------------------------------
-
-
-def new_snapshot_id(now: datetime | None = None) -> str:
-    """A sortable, unique id: UTC time to the microsecond plus random hex."""
-    now = now or datetime.now(UTC)
-    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(4)
-
-
-def validate_snapshot_id(snapshot_id: str) -> str:
-    """Return the id, or raise ValueError: ids become object names, so nothing else gets through."""
-    if not isinstance(snapshot_id, str) or not _ID_RE.match(snapshot_id):
-        raise ValueError(
-            f"not a snapshot id: {snapshot_id!r} (expected like 20260101T000000123456Z-ab12cd34)"
-        )
-    return snapshot_id
-
-
-def unsafe_member_reason(member: tarfile.TarInfo) -> str | None:
-    """Why an archive member must not be unpacked, or None when it is a plain file or directory."""
-    name = member.name
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        return "absolute path"
-    parts = re.split(r"[\\/]+", name)
-    if ".." in parts:
-        return "parent directory reference (..)"
-    if member.issym() or member.islnk():
-        return "link"
-    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
-        return "device or fifo"
-    if not (member.isfile() or member.isdir()):
-        return "unsupported member type"
-    return None
 
 
 def retention_victims(manifests: list[Manifest], keep: int, protected: set[str]) -> list[str]:
@@ -239,159 +135,6 @@ def next_pointer(new_id: str, current: Pointer | None, keep: int) -> Pointer:
         previous = [current.snapshot_id, *current.previous]
     previous = [p for i, p in enumerate(previous) if p != new_id and p not in previous[:i]]
     return Pointer(new_id, previous[: max(keep - 1, 0)], datetime.now(UTC).isoformat())
-
-
-def check_index_dir(path: Path) -> None:
-    """Cheap open-check of an unpacked Chroma directory: the SQLite file is there and consistent."""
-    db = path / "chroma.sqlite3"
-    if not db.is_file():
-        raise SnapshotError(f"{path} holds no chroma.sqlite3")
-    try:
-        with contextlib.closing(sqlite3.connect(db)) as conn:
-            result = conn.execute("PRAGMA quick_check").fetchone()
-    except sqlite3.Error as exc:
-        raise SnapshotError(f"chroma.sqlite3 cannot be opened: {exc}") from None
-    if not result or result[0] != "ok":
-        raise SnapshotError(f"chroma.sqlite3 failed its integrity check: {result}")
-
-
-# --------------------------------------------------------------------------------------------------
-# Archive I/O
-# --------------------------------------------------------------------------------------------------
-
-
-def pack_directory(source: Path, tar_path: Path) -> int:
-    """Write an uncompressed tar of ``source``'s contents; returns its size. Hold the writer's lock."""
-    with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
-        for child in sorted(source.iterdir()):
-            tar.add(child, arcname=child.name, recursive=True)
-    return tar_path.stat().st_size
-
-
-def compress_file(tar_path: Path, out_path: Path, compression: Compression) -> str:
-    """Compress ``tar_path`` into ``out_path``; returns the sha256 of the compressed bytes."""
-    digest = hashlib.sha256()
-
-    class _Hashing:
-        def __init__(self, raw: IO[bytes]) -> None:
-            self.raw = raw
-
-        def write(self, data: bytes) -> int:
-            digest.update(data)
-            return self.raw.write(data)
-
-        def flush(self) -> None:
-            self.raw.flush()
-
-    with open(tar_path, "rb") as src, open(out_path, "wb") as raw:
-        sink = _Hashing(raw)
-        if compression == "zstd":
-            cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
-            with cctx.stream_writer(sink, closefd=False) as writer:  # type: ignore[arg-type]
-                shutil.copyfileobj(src, writer, _COPY_CHUNK)
-        else:
-            with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as writer:  # type: ignore[arg-type]
-                shutil.copyfileobj(src, writer, _COPY_CHUNK)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while block := f.read(_COPY_CHUNK):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
-
-
-@contextlib.contextmanager
-def _decompressed(path: Path, compression: Compression) -> Iterator[IO[bytes]]:
-    with open(path, "rb") as raw:
-        if compression == "zstd":
-            with zstandard.ZstdDecompressor().stream_reader(raw) as reader:
-                yield reader  # type: ignore[misc]
-        else:
-            with gzip.GzipFile(fileobj=raw, mode="rb") as reader:
-                yield reader
-
-
-def safe_unpack(archive: Path, compression: Compression, dest: Path, max_bytes: int | None = None) -> None:
-    """Unpack into ``dest`` (which must be empty), refusing unsafe members and oversized content.
-
-    Raises :class:`UnsafeArchive` naming the first bad member, :class:`SnapshotError` for a corrupt
-    stream. A disk error (full disk, read-only, I/O error, no permission: see :data:`DISK_ERRNOS`)
-    propagates as the :class:`OSError` it is: it says nothing about the archive. Nothing outside ``dest``
-    is ever written.
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    if any(dest.iterdir()):
-        raise SnapshotError(f"restore target {dest} is not empty")
-    written = 0
-    try:
-        with _decompressed(archive, compression) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                reason = unsafe_member_reason(member)
-                if reason:
-                    raise UnsafeArchive(f"archive member {member.name!r} refused: {reason}")
-                written += max(member.size, 0)
-                if max_bytes is not None and written > max_bytes:
-                    raise UnsafeArchive(
-                        f"archive unpacks to more than the {max_bytes} bytes its manifest says"
-                    )
-                # filter="data" re-checks paths and strips modes: belt and braces.
-                tar.extract(member, dest, filter="data")
-    except UnsafeArchive:
-        raise
-    except OSError as exc:
-        if exc.errno in DISK_ERRNOS:
-            raise  # the disk, not the archive
-        # gzip.BadGzipFile, or a path the archive makes impossible (ENOTDIR, ENAMETOOLONG...)
-        raise SnapshotError(f"archive cannot be unpacked: {type(exc).__name__}: {exc}") from None
-    except (tarfile.TarError, zstandard.ZstdError, zlib.error, EOFError) as exc:
-        raise SnapshotError(f"archive cannot be unpacked: {type(exc).__name__}: {exc}") from None
-
-
-# errnos that describe the machine (its disk, its limits), never the bytes of an archive.
-DISK_ERRNOS = frozenset(
-    getattr(errno, name)
-    for name in ("ENOSPC", "EDQUOT", "EIO", "EROFS", "EACCES", "EPERM", "EMFILE", "ENFILE", "ENOMEM", "EFBIG")
-    if hasattr(errno, name)
-)
-_SQLITE_DISK_ERRORS = ("disk is full", "disk i/o error", "unable to open database file")
-
-
-def is_disk_error(exc: BaseException | None) -> bool:
-    """True when ``exc`` or anything in its cause chain is local disk trouble, not bad content.
-
-    That is an :class:`OSError` with one of :data:`DISK_ERRNOS` (full disk, read-only, I/O error, no
-    permission...) or SQLite reporting a full or failing disk.
-    """
-    for _ in range(10):
-        if exc is None:
-            return False
-        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
-            return True
-        if isinstance(exc, sqlite3.OperationalError) and any(
-            m in str(exc).lower() for m in _SQLITE_DISK_ERRORS
-        ):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def is_broken_snapshot(exc: BaseException) -> bool:
-    """True when a restore failure means the snapshot itself is bad (checksum, archive, open-check).
-
-    Everything else (Cloud Storage errors, network errors, disk errors, anything unexpected) means it
-    could not be read this time.
-    """
-    return isinstance(exc, SnapshotError) and not is_disk_error(exc)
-
-
-# --------------------------------------------------------------------------------------------------
-# The store
-# --------------------------------------------------------------------------------------------------
 
 
 class SnapshotStore:
@@ -411,12 +154,13 @@ class SnapshotStore:
         verify: Callable[[Path, Manifest], None] | None = None,
         work_dir: Path | None = None,
     ) -> None:
-        if compression not in _EXTENSIONS:
-            raise ValueError(f"compression must be one of {sorted(_EXTENSIONS)}, not {compression!r}")
+        if compression not in ARCHIVE_EXTENSIONS:
+            raise ValueError(f"compression must be one of {sorted(ARCHIVE_EXTENSIONS)}, not {compression!r}")
         if keep < 1:
             raise ValueError("keep must be at least 1")
         # A callable is called on first use: a starting service builds the store before it needs the
-        # Cloud Storage client, and importing that client costs 0.4 s (see coldstart.py).
+        # Cloud Storage client, and importing that client takes 0.3-0.4 s (google.cloud.storage on the
+        # 2-core dev machine at load 2: 0.32-0.41 s wall, 0.22-0.28 s CPU).
         self._bucket = bucket
         self._bucket_lock = threading.Lock()
         self.prefix = prefix if prefix.endswith("/") or not prefix else prefix + "/"
@@ -437,6 +181,7 @@ class SnapshotStore:
     # --- names --------------------------------------------------------------------------------------
     @property
     def pointer_name(self) -> str:
+        """Object name of ``LATEST.json`` in the bucket."""
         return self.prefix + POINTER_NAME
 
     def _manifest_name(self, snapshot_id: str) -> str:
@@ -496,43 +241,10 @@ class SnapshotStore:
         manifest's ``extra``. Raises :class:`PublishConflict` when the pointer is no longer at
         ``expected_generation`` (its uploads are then deleted again).
         """
-        extra = dict(manifest_extra)
-        embedder = extra.pop("embedder", None) or _embedder_info(index)
         snapshot_id = new_snapshot_id()
-        index_path = Path(index.path)
         with tempfile.TemporaryDirectory(prefix="askbase-snap-", dir=self.work_dir) as tmp:
-            tar_path = Path(tmp) / "index.tar"
-            archive_path = Path(tmp) / ("index" + _EXTENSIONS[self.compression])
-            with index.write_lock:
-                flush = getattr(index, "flush", None)
-                if flush is not None:
-                    flush()  # the archive must carry the page records of every chunk it holds
-                unpacked = pack_directory(index_path, tar_path)
-                pages = index.pages()
-                counts = dict(index.counts_by_source())
-                chunks = int(index.chunk_count())
-            sha = compress_file(tar_path, archive_path, self.compression)
-            tar_path.unlink()
-            size = archive_path.stat().st_size
-            pages_by_source: dict[str, int] = {}
-            for record in pages.values():
-                src = getattr(record, "source", "")
-                pages_by_source[src] = pages_by_source.get(src, 0) + 1
-            manifest = Manifest(
-                id=snapshot_id,
-                created_at=datetime.now(UTC).isoformat(),
-                archive=snapshot_id + _EXTENSIONS[self.compression],
-                compression=self.compression,
-                sha256=sha,
-                size=size,
-                unpacked_bytes=unpacked,
-                embedder=embedder,
-                counts_by_source=counts,
-                pages=len(pages),
-                pages_by_source=pages_by_source,
-                chunk_count=chunks,
-                parent_id=parent_id,
-                extra=extra,
+            archive_path, manifest = pack_snapshot(
+                index, Path(tmp), snapshot_id, self.compression, parent_id, manifest_extra
             )
             archive_blob = self.bucket.blob(self.prefix + manifest.archive)
             archive_blob.upload_from_filename(
@@ -561,9 +273,9 @@ class SnapshotStore:
         log.info(
             "published snapshot %s (%d chunks, %d pages, %.1f MB, parent %s)",
             snapshot_id,
-            chunks,
-            len(pages),
-            size / 1e6,
+            manifest.chunk_count,
+            manifest.pages,
+            manifest.size / 1e6,
             parent_id,
             extra={"snapshot_id": snapshot_id},
         )
@@ -616,7 +328,7 @@ class SnapshotStore:
         for blob in self.bucket.list_blobs(prefix=self.prefix):
             stem = blob.name[len(self.prefix) :].split(".", 1)[0]
             if (
-                blob.name.endswith(tuple(_EXTENSIONS.values()))
+                blob.name.endswith(tuple(ARCHIVE_EXTENSIONS.values()))
                 and stem not in known | protected
                 and blob.time_created is not None
                 and blob.time_created < cutoff
@@ -629,7 +341,7 @@ class SnapshotStore:
         return victims
 
     def _delete_snapshot(self, snapshot_id: str) -> None:
-        for ext in (*_EXTENSIONS.values(), ".manifest.json"):
+        for ext in (*ARCHIVE_EXTENSIONS.values(), ".manifest.json"):
             with contextlib.suppress(gexc.NotFound):
                 self.bucket.blob(self.prefix + snapshot_id + ext).delete()
 
@@ -703,12 +415,7 @@ class SnapshotStore:
                 self.bucket.blob(self.prefix + manifest.archive).download_to_filename(str(archive))
             except gexc.NotFound:
                 raise SnapshotError(f"archive {manifest.archive} is missing") from None
-            sha, size = file_sha256(archive)
-            if size != manifest.size or sha != manifest.sha256:
-                raise SnapshotError(
-                    f"archive checksum mismatch (sha256 {sha[:12]}…, {size} bytes; manifest says "
-                    f"{manifest.sha256[:12]}…, {manifest.size} bytes)"
-                )
+            check_archive(archive, manifest)
             target.mkdir()
             safe_unpack(archive, manifest.compression, target, max_bytes=manifest.unpacked_bytes)
             check_index_dir(target)
@@ -745,10 +452,3 @@ class SnapshotStore:
             current.snapshot_id if current else None,
             extra={"snapshot_id": snapshot_id},
         )
-
-
-def _embedder_info(index: object) -> dict[str, Any]:
-    embedder = getattr(index, "embedder", None)
-    if embedder is None:
-        return {}
-    return {"id": getattr(embedder, "id", None), "dimension": getattr(embedder, "dimension", None)}

@@ -1,0 +1,134 @@
+"""Discovery: the URLs a source lists before any link is followed.
+
+A crawl starts by reading robots.txt (its rules, and the sitemaps it names), then, by the source's kind,
+its sitemaps (through sitemap indexes) or its RSS/Atom feed (or the feed its HTML page advertises). When
+this cannot even start, the crawl cannot tell a removed page from one it could not see, so the failure
+is site-wide (:class:`SiteWideFailure`) and the caller removes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.robotparser
+
+from shared.knowledge.fetching import Fetcher, is_html_type
+from shared.knowledge.links import parse_links
+from shared.knowledge.robots import MAX_ROBOTS_BYTES, robots_rules, robots_unreachable, robots_url
+from shared.knowledge.sitemaps import (
+    MAX_FEED_BYTES,
+    MAX_SITEMAP_DEPTH,
+    DocumentTooLarge,
+    FeedError,
+    parse_feed,
+    parse_sitemap,
+)
+from shared.knowledge.urls import normalize_url, same_site, site_of
+
+log = logging.getLogger(__name__)
+
+
+class SiteWideFailure(Exception):
+    """Discovery could not even start (robots.txt 5xx, sitemap or feed unreachable)."""
+
+
+async def load_robots(fetcher: Fetcher, site: str) -> urllib.robotparser.RobotFileParser:
+    """Read ``site``'s robots.txt. 5xx/unreachable → :class:`SiteWideFailure`."""
+    resp = await fetcher.get(robots_url(site), limit=MAX_ROBOTS_BYTES)
+    if robots_unreachable(resp.status_code):
+        raise SiteWideFailure(f"robots.txt unavailable ({resp.error or resp.status_code})")
+    text = None
+    if resp.status_code == 200 and not resp.too_large:
+        text = resp.body.decode(resp.encoding, errors="replace")
+    return robots_rules(resp.status_code, text)
+
+
+async def sitemap_pages(
+    fetcher: Fetcher, start: str, robots_sitemaps: list[str], max_bytes: int, source_name: str
+) -> tuple[list[str], list[str]]:
+    """``(page_urls, problems)`` from the sitemaps of the site of ``start``.
+
+    ``start`` itself when it names a sitemap, else those robots.txt lists, else ``/sitemap.xml``;
+    sitemap indexes are followed :data:`~shared.knowledge.sitemaps.MAX_SITEMAP_DEPTH` levels deep, on the
+    site only. ``problems`` names the sitemaps skipped for unpacking past ``max_bytes``: the crawl goes on
+    without them but must be reported incomplete. Any other unreadable sitemap is a
+    :class:`SiteWideFailure`.
+    """
+    if start.endswith((".xml", ".xml.gz")):
+        pending = [start]
+    else:
+        pending = [u for u in (normalize_url(s) for s in robots_sitemaps) if u] or [
+            site_of(start) + "/sitemap.xml"
+        ]
+    pages: list[str] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    depth = 0
+    while pending and depth <= MAX_SITEMAP_DEPTH:
+        children: list[str] = []
+        for sitemap in pending:
+            if sitemap in seen or not same_site(sitemap, start):
+                continue
+            seen.add(sitemap)
+            resp = await fetcher.get(sitemap, limit=max_bytes)
+            if resp.status_code != 200 or resp.too_large:
+                raise SiteWideFailure(f"sitemap {sitemap} unavailable ({resp.error or resp.status_code})")
+            try:
+                urls, subs = parse_sitemap(resp.body, max_bytes)
+            except DocumentTooLarge as exc:
+                # A gzip bomb (or a sitemap over the protocol's limit): skip it, crawl the rest,
+                # and mark the crawl incomplete so pages it may have listed are not taken as removed.
+                log.warning("source %s: sitemap %s skipped: %s", source_name, sitemap, exc)
+                problems.append(f"sitemap {sitemap} skipped: {exc}")
+                continue
+            except FeedError as exc:
+                raise SiteWideFailure(f"sitemap {sitemap}: {exc}") from None
+            # Relative <loc>s are out of spec but common on hand-written sitemaps: resolve them.
+            pages.extend(u for u in (normalize_url(s, sitemap) for s in urls) if u)
+            children.extend(u for u in (normalize_url(s, sitemap) for s in subs) if u)
+        pending = children
+        depth += 1
+    return pages, problems
+
+
+async def feed_pages(fetcher: Fetcher, start: str, source_name: str) -> list[str]:
+    """Entry URLs of the feed at ``start``, or of the on-site feed the HTML page at ``start`` advertises.
+
+    No feed, an unreachable or unreadable one → :class:`SiteWideFailure`.
+    """
+    site = site_of(start)
+    resp = await fetcher.get(start, limit=MAX_FEED_BYTES)
+    if resp.status_code != 200 or resp.too_large:
+        raise SiteWideFailure(f"feed {start} unavailable ({resp.error or resp.status_code})")
+    feed_url = start
+    body = resp.body
+    if (
+        is_html_type(resp.headers.get("content-type"))
+        and b"<rss" not in body[:2048]
+        and b"<feed" not in body[:2048]
+    ):
+        # An HTML page: follow its <link rel="alternate" type="application/rss+xml">, on this site
+        # only (the same rule as every other fetch: see same_site).
+        found = parse_links(body.decode(resp.encoding, errors="replace"), str(resp.url)).feeds
+        on_site = []
+        for link in found:
+            if same_site(link, start):
+                on_site.append(link)
+            else:
+                log.warning(
+                    "source %s: ignoring feed link %s on %s: not on %s", source_name, link, resp.url, site
+                )
+        if not on_site:
+            off_site = f" (off-site feed links ignored: {', '.join(found)})" if found else ""
+            raise SiteWideFailure(
+                f"{start} is HTML and advertises no RSS/Atom feed on its own site{off_site}"
+            )
+        feed_url = on_site[0]
+        resp = await fetcher.get(feed_url, limit=MAX_FEED_BYTES)
+        if resp.status_code != 200 or resp.too_large:
+            raise SiteWideFailure(f"feed {feed_url} unavailable ({resp.error or resp.status_code})")
+        body = resp.body
+    try:
+        links = parse_feed(body, MAX_FEED_BYTES)
+    except FeedError as exc:
+        raise SiteWideFailure(f"feed {feed_url}: {exc}") from None
+    return [u for u in (normalize_url(link, feed_url) for link in links) if u]
