@@ -111,6 +111,7 @@ class Settings(BaseSettings):
     gemini_base_url: str | None = None
     gemini_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 20.0
     retrieval_top_k: Annotated[int, Field(ge=1, le=50)] = 5
+    answer_min_score: Annotated[float, Field(ge=0, le=1)] = 0.3
     max_question_chars: Annotated[int, Field(ge=1, le=20_000)] = 2000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 65_536
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 30

@@ -7,7 +7,15 @@ import pytest
 
 from shared.config import Settings
 from shared.knowledge.retrieval import Passage
-from shared.qa.answerers import NOTHING_FOUND, ExtractiveAnswerer, GeminiAnswerer, get_answerer
+from shared.qa.answerers import (
+    NOT_COVERED,
+    NOT_IN_PASSAGES,
+    NOTHING_FOUND,
+    ExtractiveAnswerer,
+    GeminiAnswerer,
+    get_answerer,
+    source_title,
+)
 from tests.fakes.gemini import FakeGemini
 
 PASSAGES = [
@@ -37,38 +45,149 @@ PASSAGES = [
 ]
 
 
-def test_extractive_quotes_and_cites_the_relevant_passage() -> None:
-    answer = ExtractiveAnswerer().answer("How often does the service check for a new snapshot?", PASSAGES)
-    assert answer.answerer == "extractive"
-    assert answer.sources[0].url == "https://docs.example.com/snapshots"
-    assert "[1]" in answer.text
-    assert "checks the pointer every 30 seconds" in answer.text
-    # Only passages the text cites are returned as sources.
-    assert len(answer.sources) == answer.text.count("[") or all(
-        f"[{i}]" in answer.text for i in range(1, len(answer.sources) + 1)
+def _p(chunk_id: str, text: str, url: str, score: float, title: str = "Docs", anchor: str = "") -> Passage:
+    return Passage(
+        chunk_id=chunk_id, text=text, url=url, title=title, anchor=anchor, source="docs", score=score
     )
 
 
-def test_extractive_cites_several_passages_in_order() -> None:
-    answer = ExtractiveAnswerer().answer("snapshot crawl and bot token", PASSAGES)
-    assert [p.chunk_id for p in answer.sources] == ["c1", "c2"]
+DEPLOY = _p(
+    "d1",
+    "Deploying > Deploy\n\nRun pulumi up in infra/. It builds the containers and deploys the functions.",
+    "https://docs.example.com/deploy",
+    0.77,
+    title="Deploying",
+    anchor="deploy",
+)
+QUICKSTART = _p(
+    "q1",
+    "Quickstart > Run\n\nRun askbase dev. Open the chat and ask a question such as: how do I deploy askbase?",
+    "https://docs.example.com/quickstart",
+    0.45,
+    title="Quickstart",
+)
+
+
+def test_extractive_answers_with_the_answering_sentence_first_and_cites_it() -> None:
+    answer = ExtractiveAnswerer().answer("How often does the service check for a new snapshot?", PASSAGES)
+    assert answer.answerer == "extractive" and not answer.refused
+    # No opener, no "From ...:" header: the quote is the answer, with its citation.
+    assert answer.text.startswith("The service checks the pointer every 30 seconds")
+    assert answer.text.endswith("[1]")
+    assert "colours" not in answer.text
+    # One short quote is a fine answer: the bot-token passage adds nothing and is not cited.
+    assert [p.chunk_id for p in answer.sources] == ["c1"]
+
+
+def test_a_section_named_like_the_question_answers_with_its_first_sentence() -> None:
+    # "How do I deploy askbase?": the quickstart sentence that repeats the question is not the answer.
+    answer = ExtractiveAnswerer().answer("How do I deploy askbase?", [DEPLOY, QUICKSTART])
+    assert answer.text.startswith("Run pulumi up in infra/.")
+    assert [p.chunk_id for p in answer.sources] == ["d1"]
+    assert "such as" not in answer.text
+
+
+def test_a_yes_no_question_keeps_the_leading_no() -> None:
+    faq = _p(
+        "f1",
+        "FAQ > Does askbase send my documents anywhere?\n\nNo. Pages are embedded locally. "
+        "Only the gemini answerer sends the retrieved passages and the question to Vertex AI.",
+        "https://docs.example.com/faq",
+        0.9,
+        title="FAQ",
+    )
+    answer = ExtractiveAnswerer().answer("Does askbase send my documents anywhere?", [faq])
+    assert answer.text.startswith("No. ")
+    assert "sends the retrieved passages" in answer.text
+
+
+def test_a_second_page_is_cited_only_when_the_answer_needs_it() -> None:
+    snapshots = _p("s1", "Snapshots are published after every crawl.", "https://docs.example.com/s", 0.6)
+    tokens = _p(
+        "t1", "To rotate a bot token, stop the bot and start it again.", "https://docs.example.com/t", 0.55
+    )
+    same_page = _p("s2", "Snapshots are kept for a week.", "https://docs.example.com/s", 0.58)
+    answer = ExtractiveAnswerer().answer(
+        "snapshot publishing and bot token rotation", [snapshots, same_page, tokens]
+    )
+    # Two pages, one source each (the page's best section), numbered in order.
+    assert [p.chunk_id for p in answer.sources] == ["s1", "t1"]
     assert answer.text.index("[1]") < answer.text.index("[2]")
+    # A passage far below the best one is not quoted even if it shares a word.
+    weak = _p("t2", "To rotate a bot token, stop the bot.", "https://docs.example.com/t", 0.2)
+    assert [
+        p.chunk_id for p in ExtractiveAnswerer().answer("snapshot and token", [snapshots, weak]).sources
+    ] == ["s1"]
 
 
-def test_extractive_refuses_when_nothing_is_relevant() -> None:
-    answer = ExtractiveAnswerer().answer("What is the capital of Mongolia?", PASSAGES)
-    assert answer.text == NOTHING_FOUND
-    assert answer.sources == []
+def test_extractive_refuses_below_the_calibrated_score_and_names_the_closest_pages() -> None:
+    near = [
+        _p(
+            "a",
+            "Configuration > Snapshots\n\ngzip is also supported.",
+            "https://docs.example.com/configure",
+            0.28,
+            title="Configuration",
+            anchor="snapshots",
+        ),
+        _p(
+            "b",
+            "Bots > Discord\n\nCreate an application.",
+            "https://docs.example.com/bots",
+            0.2,
+            title="Bots",
+        ),
+        _p(
+            "c",
+            "Configuration > Limits\n\nRobots are respected.",
+            "https://docs.example.com/configure",
+            0.19,
+            title="Configuration",
+        ),
+        _p("d", "Unrelated.", "https://docs.example.com/far", 0.05),
+    ]
+    answer = ExtractiveAnswerer(min_score=0.3).answer("Does askbase support Slack?", near)
+    assert answer.refused and answer.sources == []
+    assert answer.text.startswith(NOT_COVERED)
+    # The closest pages, one line each, with links; one per page; nothing unrelated.
+    assert "- Configuration > Snapshots: https://docs.example.com/configure#snapshots" in answer.text
+    assert "https://docs.example.com/bots" in answer.text
+    assert answer.text.count("docs.example.com/configure") == 1
+    assert "docs.example.com/far" not in answer.text
+    assert [p.chunk_id for p in answer.related] == ["a", "b"]
 
 
-def test_extractive_refuses_below_the_score_threshold() -> None:
-    answer = ExtractiveAnswerer(min_score=0.9).answer("snapshot pointer", PASSAGES)
-    assert answer.sources == []
-    assert answer.text == NOTHING_FOUND
-
-
-def test_extractive_with_no_passages() -> None:
+def test_extractive_refuses_plainly_when_nothing_is_close() -> None:
+    answer = ExtractiveAnswerer().answer(
+        "What is the capital of Mongolia?", [_p("x", "Hi.", "https://a/", 0.05)]
+    )
+    assert answer.text == NOTHING_FOUND and answer.sources == [] and answer.refused
     assert ExtractiveAnswerer().answer("anything", []).text == NOTHING_FOUND
+
+
+def test_extractive_refuses_below_a_configured_threshold() -> None:
+    answer = ExtractiveAnswerer(min_score=0.9).answer("snapshot pointer", PASSAGES)
+    assert answer.refused and answer.sources == []
+
+
+def test_source_titles_lose_permalink_marks_site_names_and_repeated_titles() -> None:
+    sphinx = _p(
+        "x",
+        "Starting the Server¶ > Starting the Server > Server Start-up Failures¶\n\nbody",
+        "https://pg/x",
+        0.5,
+        title="Starting the Server¶",
+    )
+    assert source_title(sphinx) == "Starting the Server > Server Start-up Failures"
+    site = _p(
+        "y",
+        "Quickstart · askbase docs > Install\n\nbody",
+        "https://a/y",
+        0.5,
+        title="Quickstart · askbase docs",
+    )
+    assert source_title(site) == "Quickstart > Install"
+    assert source_title(_p("z", "no heading path", "https://a/z", 0.5, title="Plain")) == "Plain"
 
 
 @pytest.fixture
@@ -95,10 +214,13 @@ def test_gemini_answers_with_system_prompt_passages_and_citations(
     )
     assert answer.answerer == "gemini"
     # [2] was the second passage; renumbered to [1]; [9] doesn't exist and is dropped.
-    assert answer.text == "It polls every 30 seconds [1]. Tokens are rotated by restarting ."
+    assert answer.text == "It polls every 30 seconds [1]. Tokens are rotated by restarting."
     assert [p.chunk_id for p in answer.sources] == ["c2"]
     request = fake.requests[-1]
-    assert "Answer like a pirate." in request["systemInstruction"]["parts"][0]["text"]
+    instruction = request["systemInstruction"]["parts"][0]["text"]
+    assert "Answer like a pirate." in instruction
+    # The prompt demands citations by passage number and names the refusal reply.
+    assert "[1]" in instruction and NOT_IN_PASSAGES in instruction
     prompt = request["contents"][0]["parts"][0]["text"]
     assert "[1] Snapshots" in prompt and "https://docs.example.com/snapshots#publishing" in prompt
     assert fake.paths[-1].endswith(f"models/{settings.gemini_model}:generateContent")
@@ -130,10 +252,47 @@ def test_gemini_falls_back_on_empty_reply(fake: FakeGemini, settings: Settings) 
 def test_gemini_refuses_without_calling_the_model_when_nothing_is_relevant(
     fake: FakeGemini, settings: Settings
 ) -> None:
-    answer = _gemini(fake, settings).answer("What is the capital of Mongolia?", PASSAGES, None)
-    assert answer.text == NOTHING_FOUND and answer.sources == []
+    far = [_p("x", "Unrelated filler about colours.", "https://docs.example.com/x", 0.05)]
+    answer = _gemini(fake, settings).answer("What is the capital of Mongolia?", far, None)
+    assert answer.text == NOTHING_FOUND and answer.sources == [] and answer.refused
     assert fake.requests == []
 
 
 def test_unknown_answerer_name_is_extractive(settings: Settings) -> None:
     assert get_answerer("nope", settings).name == "extractive"
+
+
+def test_gemini_keeps_a_verbatim_quote_and_drops_an_invented_one(
+    fake: FakeGemini, settings: Settings
+) -> None:
+    fake.reply = (
+        'The service "checks the pointer every 30 seconds" [1]. '
+        'Snapshots are "replicated to three regions" [1]. '
+        'To rotate a token, "stop the bot, paste the new token" [2][2].'
+    )
+    answer = _gemini(fake, settings).answer("How often is the pointer checked? bot token", PASSAGES, None)
+    assert answer.answerer == "gemini" and not answer.refused
+    assert "checks the pointer every 30 seconds" in answer.text
+    # Passage 1 never says "replicated to three regions": that sentence is gone.
+    assert "three regions" not in answer.text
+    assert answer.text.endswith("[2].") and "[2][2]" not in answer.text
+    assert [p.chunk_id for p in answer.sources] == ["c1", "c2"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        NOT_IN_PASSAGES,
+        "The capital of Mongolia is Ulaanbaatar.",  # off-topic, cites nothing
+        "It is Ulaanbaatar [7].",  # cites only a passage that does not exist
+    ],
+)
+def test_gemini_reply_without_grounding_becomes_a_refusal(
+    fake: FakeGemini, settings: Settings, reply: str
+) -> None:
+    fake.reply = reply
+    answer = _gemini(fake, settings).answer("How often is the snapshot pointer checked?", PASSAGES, None)
+    assert len(fake.requests) == 1
+    assert answer.refused and answer.sources == [] and answer.answerer == "gemini"
+    assert "Ulaanbaatar" not in answer.text
+    assert answer.text.startswith(NOT_COVERED)

@@ -22,7 +22,10 @@ from shared.knowledge.retrieval import (
     dedupe_key,
     fuse_and_dedupe,
     fuse_scores,
+    heading_scores,
+    query_terms,
     reciprocal_rank_fusion,
+    stem,
     tokenize,
 )
 
@@ -31,8 +34,10 @@ from shared.knowledge.retrieval import (
 
 def test_tokenize_lowercases_drops_stopwords_and_keeps_identifiers() -> None:
     tokens = tokenize("How do I set MAX-RETRIES in v1.2 for ACME_ERR_7731?")
+    # Identifiers stay whole; their plain-word parts are stemmed like any word ("retries" → "retry",
+    # "acme" → "acm": the same folding applies to questions, so they still match).
     assert sorted(tokens) == sorted(
-        ["set", "max-retries", "max", "retries", "v1.2", "v1", "2", "acme_err_7731", "acme", "err", "7731"]
+        ["set", "max-retries", "max", "retry", "v1.2", "v1", "2", "acme_err_7731", "acm", "err", "7731"]
     )
     assert tokenize("The and of") == []
     assert tokenize("Übergröße café") == ["übergröße", "café"]
@@ -130,9 +135,10 @@ def test_score_fusion_keeps_a_decisive_keyword_margin() -> None:
     # The exact-code case: the vector side slightly prefers a sibling, BM25 is sure about "right".
     vector = {"sibling": 0.55, "right": 0.48, "other": 0.40}
     keyword = {"right": 0.9, "sibling": 0.2, "other": 0.2}
-    fused = fuse_scores(vector, keyword)
+    fused = fuse_scores(vector, keyword, weights=(0.5, 0.5, 0.0))
     assert fused[0][0] == "right"
     assert fused[0][1] == pytest.approx(0.5 * 0.48 + 0.5 * 0.9)
+    assert fuse_scores(vector, keyword)[0][0] == "right"  # and with the tuned default weights
     # Rank fusion loses that margin: with the sibling first by vector and second by BM25 it ties
     # "right" at best, which is why search() fuses scores.
     rrf = dict(reciprocal_rank_fusion([["sibling", "right", "other"], ["right", "sibling", "other"]]))
@@ -140,8 +146,11 @@ def test_score_fusion_keeps_a_decisive_keyword_margin() -> None:
 
 
 def test_score_fusion_clips_and_fills_missing_sides() -> None:
-    fused = dict(fuse_scores({"a": -0.3, "b": 1.2}, {"c": 0.5, "b": 3.0}))
+    fused = dict(fuse_scores({"a": -0.3, "b": 1.2}, {"c": 0.5, "b": 3.0}, weights=(0.5, 0.5, 0.0)))
     assert fused == {"a": 0.0, "b": pytest.approx(1.0), "c": pytest.approx(0.25)}
+    # The heading side counts for ids either retriever found, clipped like the others.
+    fused = dict(fuse_scores({"a": 0.2}, {"b": 0.4}, {"a": 2.0, "z": 1.0}, weights=(0.25, 0.4, 0.35)))
+    assert fused == {"a": pytest.approx(0.25 * 0.2 + 0.35), "b": pytest.approx(0.4 * 0.4)}
 
 
 def test_fusion_drops_duplicates_and_missing_ids() -> None:
@@ -155,12 +164,14 @@ def test_fusion_drops_duplicates_and_missing_ids() -> None:
     hashes = {"1": "h1", "2": "h2", "3": "h3", "4": "h3"}
     vector = {"1": 0.9, "2": 0.89, "gone": 0.95, "3": 0.5, "4": 0.3}
     keyword = {"2": 0.5, "4": 0.1}
-    result = fuse_and_dedupe(vector, keyword, passages, k=5, content_hashes=hashes)
+    even = (0.5, 0.5, 0.0)
+    result = fuse_and_dedupe(vector, keyword, passages, k=5, content_hashes=hashes, weights=even)
     ids = [p.chunk_id for p in result]
     assert ids == ["2", "3"]  # 2 beats its duplicate 1; 3 beats 4 (same hash); "gone" was deleted
     assert result[0].score == pytest.approx(0.5 * 0.89 + 0.5 * 0.5)
+    assert (result[0].vector_score, result[0].keyword_score) == (0.89, 0.5)
     assert result[1].score == pytest.approx(0.25)
-    assert [p.chunk_id for p in fuse_and_dedupe(vector, keyword, passages, k=1)] == ["2"]
+    assert [p.chunk_id for p in fuse_and_dedupe(vector, keyword, passages, k=1, weights=even)] == ["2"]
 
 
 def test_bm25_normalised_scores_measure_coverage_of_the_question() -> None:
@@ -172,6 +183,50 @@ def test_bm25_normalised_scores_measure_coverage_of_the_question() -> None:
     # A question term no document contains weighs the keyword side down.
     diluted = dict(bm25.top_normalized("quota exceeded zanzibar", 3))
     assert diluted["both"] < 0.6 * scores["both"]
+
+
+def test_stemming_folds_inflections_but_not_identifiers_or_different_words() -> None:
+    assert {stem(w) for w in ("deploy", "deploys", "deploying", "deployed")} == {"deploy"}
+    assert stem("stored") == stem("store") == stem("storing")
+    assert stem("configuration") == stem("configure")
+    assert stem("embedded") == stem("embeds") == "embed"
+    assert stem("rolling") == "roll" and stem("running") == "run"
+    assert stem("deployment") != stem("deploy")
+    assert [stem(w) for w in ("gzip", "v1", "s3", "status", "class")] == [
+        "gzip",
+        "v1",
+        "s3",
+        "status",
+        "class",
+    ]
+
+
+def test_question_filler_is_not_searched_for() -> None:
+    bm25 = BM25(["docs-path", "start"], ["See docs/configuration.md", "Where to start: read the quickstart"])
+    assert [doc for doc, _ in bm25.top("Where should I start reading the docs?", 2)] == ["start"]
+    assert query_terms("Please tell me about the docs") == set()
+
+
+def test_heading_score_prefers_the_section_that_names_the_topic() -> None:
+    bm25 = BM25(["a", "b", "c"], ["deploy it", "after deploying", "unrelated"])
+    headings = {
+        "deploy": "Deploying > Deploy",
+        "after": "Deploying > After the first deploy",
+        "other": "Snapshots > Publishing",
+    }
+    scores = heading_scores(bm25, "How do I deploy?", headings)
+    assert scores["deploy"] == pytest.approx(1.0)
+    assert 0 < scores["after"] < scores["deploy"]
+    assert "other" not in scores
+    assert heading_scores(bm25, "how do I", headings) == {}
+
+
+def test_bm25_arrays_of_another_tokenizer_are_refused() -> None:
+    arrays = BM25(["a"], ["alpha"]).to_arrays()
+    with pytest.raises(ValueError, match="tokenizer"):
+        BM25.from_arrays(["a"], {k: v for k, v in arrays.items() if k != "tokenizer"})
+    with pytest.raises(ValueError, match="tokenizer"):
+        BM25.from_arrays(["a"], dict(arrays, tokenizer=np.asarray([1])))
 
 
 def test_dedupe_key_ignores_the_heading_prefix_case_and_spacing() -> None:

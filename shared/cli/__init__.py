@@ -26,6 +26,8 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("shared.cli.backup", "export_command", "Export Firestore data + snapshot id to an archive."),
     "import": ("shared.cli.backup", "import_command", "Import an export archive (idempotent)."),
     "backup": ("shared.cli.backup", "backup_group", "Verify backups (askbase backup verify)."),
+    "eval": ("shared.cli.eval", "eval_command", "Measure answer quality on an eval set."),
+    "ask": ("shared.cli.ask", "ask_command", "Ask one question from the terminal."),
     "smoke": ("shared.cli.smoke", "smoke_command", "After pulumi up: check the deployed stack end to end."),
 }
 
@@ -39,8 +41,8 @@ class LazyGroup(click.Group):
         if spec is None:
             return None
         module_name, attr, _ = spec
-        module = importlib.import_module(module_name)
-        return getattr(module, attr)
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, spec[2]) for name, spec in sorted(_COMMANDS.items())]

@@ -36,7 +36,7 @@ from shared.atomicfiles import write_atomically
 from shared.knowledge import chunktable
 from shared.knowledge.chunker import Chunk
 from shared.knowledge.embeddings import Embedder
-from shared.knowledge.retrieval import BM25, Passage, fuse_and_dedupe
+from shared.knowledge.retrieval import BM25, Passage, fuse_and_dedupe, heading_path, heading_scores
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +230,11 @@ class KnowledgeIndex:
         """Number of chunks in the index."""
         return len(self._chunks)
 
-    def search(self, question: str, k: int = 5) -> list[Passage]:
-        """The ``k`` most relevant distinct passages for ``question``: vector search fused with BM25.
+    def search(
+        self, question: str, k: int = 5, weights: tuple[float, float, float] | None = None
+    ) -> list[Passage]:
+        """The ``k`` most relevant distinct passages for ``question``: vector search fused with BM25
+        and the heading-path score (``weights``: see :func:`shared.knowledge.retrieval.fuse_scores`).
 
         Safe to call from many threads at once, and while a write or a snapshot copy is under way.
         """
@@ -276,7 +279,9 @@ class KnowledgeIndex:
                 score=0.0,
             )
             hashes[chunk_id] = chunk.content_hash
-        return fuse_and_dedupe(vector_scores, keyword_scores, passages, k, hashes)
+        headings = {chunk_id: heading_path(p.text, p.title) or p.title for chunk_id, p in passages.items()}
+        heading = heading_scores(bm25, question, headings)
+        return fuse_and_dedupe(vector_scores, keyword_scores, passages, k, hashes, heading, weights)
 
     # --- writing ---------------------------------------------------------------------------------
 

@@ -4,11 +4,17 @@ MiniLM finds passages that *mean* the question; BM25 finds passages that *say* i
 questions (error codes, option names, product terms) BM25 found the right chunk far more often than
 MiniLM alone, so :meth:`KnowledgeIndex.search` asks both and fuses the two here.
 
-Fusion is by score, not rank: ``W_VECTOR * cosine + W_KEYWORD * keyword coverage``. Reciprocal rank
-fusion was measured too and lost (top-1: 32 vs 29 of 34 on the probe in ``bench/embeddings.py``;
-vector alone 10, BM25 alone 27): when a question names one error code among many similar ones, BM25
-gives the right chunk a decisive score and all the others a near-tie, and RRF throws that margin away
-by looking only at ranks.
+Fusion is by score, not rank: ``W_VECTOR * cosine + W_KEYWORD * keyword coverage + W_HEADING *
+heading score``. Reciprocal rank fusion was measured too and lost (top-1: 32 vs 29 of 34 on the probe
+in ``bench/embeddings.py``; vector alone 10, BM25 alone 27): when a question names one error code
+among many similar ones, BM25 gives the right chunk a decisive score and all the others a near-tie,
+and RRF throws that margin away by looking only at ranks. The heading score (:func:`heading_scores`)
+says whether a section is *about* the question ("Deploy" for "How do I deploy askbase?") rather than
+mentioning its words; the weights were tuned on ``evals/sample-site.json`` with
+``bench/answer_quality.py --grid`` (top-1 of the expected page 0.867 → 0.911; bench/README.md).
+
+Words are stemmed lightly (:func:`stem`) and question filler ("the docs", "please") is not searched
+for. The tokenizer is versioned: postings saved by another version are rebuilt, never mixed.
 
 Everything in this module is pure (no Chroma, no model), so it is tested on its own.
 """
@@ -37,23 +43,35 @@ STOPWORDS = frozenset({
     "your",
 })
 # fmt: on
+# Words a *question* uses to talk about the docs or to be polite ("where in the docs ...", "please tell
+# me ..."), not about its topic. They are still indexed (a page may be about docs), but a question's
+# "docs" must not pull up every chunk that mentions a docs/ path.
+QUERY_FILLER = ("doc", "docs", "please", "tell", "explain", "about", "thank", "thanks", "hi", "hello")
 _TOKEN = re.compile(r"\w+(?:[.\-_]\w+)*", re.UNICODE)
 _PARTS = re.compile(r"[.\-_]")
+# Bump when tokenize() changes: BM25 postings saved with another version do not match the queries any
+# more, so BM25.from_arrays refuses them and the index rebuilds its postings from the chunk texts.
+TOKENIZER_VERSION = 3
 
 # Reciprocal rank fusion constant: 60 is the value from Cormack et al. and works without tuning.
 RRF_K = 60
-# Score fusion weights. Recall on the probe was flat from 0.3 to 0.7: the middle is the safe choice.
-W_VECTOR = 0.5
-W_KEYWORD = 0.5
+# Score fusion weights (vector, keyword, heading); they sum to 1 so a fused score stays in [0, 1]. Tuned on
+# evals/sample-site.json: every triple with heading 0.2-0.4 and vector 0.1-0.3 gets the expected page
+# first for 41 of 45 questions (0.5/0.5/0: 39), and this one separates answerable from unanswerable
+# questions by their best score with the widest margin (bench/README.md, "Answer quality").
+W_VECTOR = 0.25
+W_KEYWORD = 0.4
+W_HEADING = 0.35
+WEIGHTS = (W_VECTOR, W_KEYWORD, W_HEADING)
 
 
 @dataclass(frozen=True)
 class Passage:
-    """One retrieved chunk. ``score`` is the fused relevance in [0, 1]: half the cosine similarity
-    to the question (MiniLM: 0.3 and up is usually on topic) plus half the share of the question's keyword
-    weight the chunk contains. Measured with MiniLM: unrelated chunks score below ~0.1, a good
-    paraphrase without shared words 0.15-0.35, a chunk that also contains the question's rare words
-    (an error code, an option name) 0.4 and up."""
+    """One retrieved chunk. ``score`` is the fused relevance in [0, 1] (:data:`WEIGHTS`): the cosine
+    similarity to the question, the share of the question's keyword weight the chunk contains, and how
+    well its heading path names the question's topic. On the sample site with MiniLM, unrelated chunks
+    score below ~0.1, questions the docs do not answer at most ~0.3 at their best chunk, answered ones
+    0.32 and up (median 0.54)."""
 
     chunk_id: str
     text: str
@@ -62,23 +80,82 @@ class Passage:
     anchor: str
     source: str
     score: float
+    # The parts of ``score``, for answerers that judge support (None when a search did not say):
+    # cosine similarity, normalised keyword score, share of the question's keyword weight in the
+    # heading path.
+    vector_score: float | None = None
+    keyword_score: float | None = None
+    heading_score: float | None = None
+
+
+def stem(word: str) -> str:
+    """A light English suffix folding of one lower-cased word, so "deploying", "deployed" and "deploys"
+    all match "deploy", and "stored" matches "store". Only plain ASCII alphabetic words of four letters
+    or more are folded (the rules are English): identifiers, numbers, short words and words of other
+    scripts are kept exactly as written.
+
+    Deliberately weaker than Porter: it never merges words of different meaning that docs tell
+    apart ("deployment" stays apart from "deploy"), at the price of missing a few inflections.
+    """
+    if len(word) <= 3 or not (word.isascii() and word.isalpha()):
+        return word
+    if word.endswith("ation") and len(word) >= 9:
+        return word[:-5]  # configuration → configur, like configure below; installation → install
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith("sses"):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+        if word.endswith("ed"):
+            return word  # "embeds" is "embed", not "emb"
+    if word.endswith("ation") and len(word) >= 9:
+        return word[:-5]  # configurations
+    for suffix in ("ing", "ed"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            if word[-1] == word[-2] and word[-1] not in "lsz":
+                word = word[:-1]  # running → run, embedded → embed; "rolling" keeps its "ll"
+            break
+    if word.endswith("e") and len(word) > 3:
+        word = word[:-1]
+    return word
 
 
 def _expand(word: str) -> list[str]:
-    """The index terms of one lower-cased word: none for a stopword, the word plus its parts for an
-    identifier like ``max-retries``."""
+    """The index terms of one lower-cased word: none for a stopword, the stem of a plain word, the
+    whole identifier plus its (stemmed) parts for one like ``max-retries``."""
     if word in STOPWORDS:
         return []
     if word.isalnum():
-        return [word]
+        return [stem(word)]
     parts = _PARTS.split(word)
-    return [word, *(part for part in parts if part and part not in STOPWORDS)] if len(parts) > 1 else [word]
+    if len(parts) == 1:
+        return [word]
+    return [word, *(stem(part) for part in parts if part and part not in STOPWORDS)]
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased word tokens without stopwords. Dotted/dashed identifiers (``max-retries``,
+    """Lower-cased, stemmed word tokens without stopwords. Dotted/dashed identifiers (``max-retries``,
     ``v1.2``) are kept whole *and* split into their parts, so either spelling matches."""
     return [term for word in _TOKEN.findall(text.lower()) for term in _expand(word)]
+
+
+QUERY_STOPWORDS = frozenset(stem(word) for word in QUERY_FILLER)
+
+
+def query_terms(question: str) -> set[str]:
+    """The distinct index terms a question is searched by: :func:`tokenize` without question filler."""
+    return set(tokenize(question)) - QUERY_STOPWORDS
+
+
+def heading_path(text: str, title: str) -> str:
+    """The "Title > Section > Subsection" line the chunker starts a chunk with ("" when it has none)."""
+    if title and text.startswith(title) and "\n\n" in text:
+        head = text.split("\n\n", 1)[0]
+        if len(head) <= 300 and "\n" not in head:
+            return head.strip()
+    return ""
 
 
 class BM25:
@@ -146,6 +223,7 @@ class BM25:
         return {
             "vocabulary": np.frombuffer(json.dumps(vocabulary, ensure_ascii=False).encode("utf-8"), np.uint8),
             "params": np.asarray([self.k1, self.b], dtype=np.float64),
+            "tokenizer": np.asarray([TOKENIZER_VERSION], dtype=np.int64),
             "posting_docs": self._posting_docs,
             "posting_tfs": self._posting_tfs,
             "indptr": self._indptr,
@@ -156,6 +234,10 @@ class BM25:
     @classmethod
     def from_arrays(cls, ids: Sequence[str], arrays: dict[str, np.ndarray]) -> BM25:
         """The index :meth:`to_arrays` saved for these ``ids``. Raises ValueError if the arrays do not fit."""
+        saved_tokenizer = arrays.get("tokenizer")
+        if saved_tokenizer is None or [int(v) for v in saved_tokenizer] != [TOKENIZER_VERSION]:
+            # Postings of another tokenizer would silently miss every changed term.
+            raise ValueError("saved BM25 arrays come from another tokenizer version")
         vocabulary = json.loads(arrays["vocabulary"].tobytes().decode("utf-8"))
         k1, b = (float(value) for value in arrays["params"])
         posting_docs = arrays["posting_docs"].astype(np.int32, copy=False)
@@ -185,7 +267,7 @@ class BM25:
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every document for ``query`` (0 where no query term occurs)."""
         total = np.zeros(len(self.ids), dtype=np.float32)
-        for term in set(tokenize(query)):
+        for term in query_terms(query):
             term_id = self._vocabulary.get(term)
             if term_id is None:
                 continue
@@ -194,6 +276,13 @@ class BM25:
             tfs = self._posting_tfs[start:end]
             total[docs] += self._idf[term_id] * tfs * (self.k1 + 1) / (tfs + self._norm[docs])
         return total
+
+    def idf(self, term: str) -> float:
+        """The IDF of one index term; a term no document contains gets the highest possible IDF."""
+        term_id = self._vocabulary.get(term)
+        if term_id is not None:
+            return float(self._idf[term_id])
+        return math.log(1 + (len(self.ids) + 0.5) / 0.5)
 
     def reference_score(self, query: str) -> float:
         """What a document of average length containing each query term once would score.
@@ -205,7 +294,7 @@ class BM25:
         count = len(self.ids)
         unseen_idf = math.log(1 + (count + 0.5) / 0.5)
         total = 0.0
-        for term in set(tokenize(query)):
+        for term in query_terms(query):
             term_id = self._vocabulary.get(term)
             total += float(self._idf[term_id]) if term_id is not None else unseen_idf
         return total
@@ -258,19 +347,52 @@ def dedupe_key(text: str, title: str) -> str:
     return hashlib.sha256(folded.encode("utf-8")).hexdigest()
 
 
+def heading_scores(bm25: BM25, question: str, headings: dict[str, str]) -> dict[str, float]:
+    """Per id, how well its heading path names the question's topic, in [0, 1].
+
+    A section titled "Deploy" is *about* deploying, while a passage that merely mentions the word is
+    not; BM25 over the whole chunk cannot tell the two apart, this score can. It is the share of the
+    question's keyword weight (IDF) the heading path contains, scaled down when the section's own
+    heading (the last one) says much else besides: "Deploy" names "How do I deploy?" better than
+    "After the first deploy" does.
+    """
+    wanted = query_terms(question)
+    if not wanted:
+        return {}
+    weights = {term: bm25.idf(term) for term in wanted}
+    total = sum(weights.values())
+    scores = {}
+    for item, heading in headings.items():
+        covered = wanted.intersection(tokenize(heading))
+        if not covered:
+            continue
+        own = set(tokenize(heading.rsplit(" > ", 1)[-1]))
+        precision = len(own & wanted) / len(own) if own else 0.0
+        scores[item] = sum(weights[term] for term in covered) / total * (0.5 + 0.5 * precision)
+    return scores
+
+
 def fuse_scores(
     vector_scores: dict[str, float],
     keyword_scores: dict[str, float],
-    w_vector: float = W_VECTOR,
-    w_keyword: float = W_KEYWORD,
+    heading: dict[str, float] | None = None,
+    weights: tuple[float, float, float] | None = None,
 ) -> list[tuple[str, float]]:
-    """Weighted sum of cosine similarity (negatives count as 0) and normalised keyword score.
+    """Weighted sum of cosine similarity (negatives count as 0), normalised keyword score and heading
+    score, each clipped to [0, 1]; ``weights`` defaults to :data:`WEIGHTS`.
 
     An id missing from one side scores 0 there. Returns (id, score) best first, ties by id.
     """
+    w_vector, w_keyword, w_heading = weights or WEIGHTS
+    heading = heading or {}
+
+    def clip(value: float) -> float:
+        return max(0.0, min(1.0, value))
+
     fused = {
-        item: w_vector * max(0.0, min(1.0, vector_scores.get(item, 0.0)))
-        + w_keyword * max(0.0, min(1.0, keyword_scores.get(item, 0.0)))
+        item: w_vector * clip(vector_scores.get(item, 0.0))
+        + w_keyword * clip(keyword_scores.get(item, 0.0))
+        + w_heading * clip(heading.get(item, 0.0))
         for item in {*vector_scores, *keyword_scores}
     }
     return sorted(fused.items(), key=lambda pair: (-pair[1], pair[0]))
@@ -282,17 +404,20 @@ def fuse_and_dedupe(
     passages: dict[str, Passage],
     k: int,
     content_hashes: dict[str, str] | None = None,
+    heading: dict[str, float] | None = None,
+    weights: tuple[float, float, float] | None = None,
 ) -> list[Passage]:
-    """The top ``k`` passages by :func:`fuse_scores`, one per distinct content.
+    """The top ``k`` passages by :func:`fuse_scores`, one per distinct content, with their scores.
 
     ``passages`` maps chunk id → passage (score ignored); ids missing from it are skipped (deleted
     between the two searches). Two passages are duplicates when their content hashes are equal or
     their :func:`dedupe_key` is; the better-scored one is kept.
     """
     content_hashes = content_hashes or {}
+    heading = heading or {}
     results: list[Passage] = []
     seen: set[str] = set()
-    for chunk_id, score in fuse_scores(vector_scores, keyword_scores):
+    for chunk_id, score in fuse_scores(vector_scores, keyword_scores, heading, weights):
         passage = passages.get(chunk_id)
         if passage is None:
             continue
@@ -302,7 +427,15 @@ def fuse_and_dedupe(
         if keys & seen:
             continue
         seen |= keys
-        results.append(dataclasses.replace(passage, score=round(score, 6)))
+        results.append(
+            dataclasses.replace(
+                passage,
+                score=round(score, 6),
+                vector_score=round(max(0.0, vector_scores.get(chunk_id, 0.0)), 6),
+                keyword_score=round(keyword_scores.get(chunk_id, 0.0), 6),
+                heading_score=round(heading.get(chunk_id, 0.0), 6),
+            )
+        )
         if len(results) >= k:
             break
     return results

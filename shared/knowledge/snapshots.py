@@ -27,6 +27,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import logging
@@ -187,6 +188,10 @@ class SnapshotStore:
     def _manifest_name(self, snapshot_id: str) -> str:
         return f"{self.prefix}{snapshot_id}.manifest.json"
 
+    def close(self) -> None:
+        """Nothing to release: the storage client's connections close with the process. (LiveIndex
+        closes its source on stop; the cold-start source has a child process to stop.)"""
+
     # --- pointer ------------------------------------------------------------------------------------
     def read_pointer(self) -> tuple[Pointer | None, int]:
         """``(pointer, generation)``; ``(None, 0)`` when nothing was ever published.
@@ -313,7 +318,7 @@ class SnapshotStore:
         return sorted(manifests, key=lambda m: (m.created_at, m.id), reverse=True)
 
     # --- retention ----------------------------------------------------------------------------------
-    def prune(self, protected: set[str] | None = None) -> list[str]:
+    def prune(self, protected: set[str] | None = None) -> builtins.list[str]:
         """Delete all but the newest ``keep`` snapshots, never one the pointer names. Returns deleted ids."""
         if protected is None:
             pointer, _ = self.read_pointer()

@@ -1,11 +1,19 @@
 """Answer generation behind one interface: ``extractive`` (offline, quotes and cites) and ``gemini``.
 
 Both take the passages retrieval found and return an :class:`Answer` whose ``sources`` are exactly the
-passages the text cites, numbered in the order of the ``[n]`` markers. Neither invents: when no passage
-is relevant to the question the answer says so plainly and cites nothing.
+passages the text cites, numbered in the order of the ``[n]`` markers, at most one per page. Neither
+invents: when retrieval found nothing close enough (the calibrated threshold :data:`MIN_SCORE` on the
+best passage's fused score) the answer says so, cites nothing, and names the closest pages the docs
+do have, with links.
 
-``gemini`` calls Vertex AI through google-genai; any error, an empty reply or the timeout falls back to
-``extractive`` so a question always gets an answer.
+``extractive`` answers with the sentence(s) of the best passage that answer the question, keeping a
+leading "Yes." or "No."; a second page is quoted only when it adds what the first lacks.
+
+``gemini`` calls Vertex AI through google-genai with the passages numbered; the model must cite by
+number and quote verbatim. Its reply is checked, not trusted: citations of passages that do not exist
+are removed, a sentence whose quotation does not occur in the passage it cites is removed, and a reply
+left with no valid citation (or the model's own "not in the passages") becomes a refusal. Any error, an
+empty reply or the timeout falls back to ``extractive`` so a question always gets an answer.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.knowledge.retrieval import heading_path, stem, tokenize
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -26,8 +36,28 @@ NOTHING_FOUND = (
     "I couldn't find anything about that in the knowledge base, so I won't guess. "
     "Try rephrasing the question, or ask about something the indexed sites cover."
 )
+NOT_COVERED = "The docs don't seem to cover that, so I won't guess."
+CLOSEST_INTRO = "The closest topics they do cover:"
 
-# Words too common to show that a passage is about the question.
+# Refusal threshold on the best passage's fused retrieval score (vector + keyword + heading, 0-1), the
+# default of ASKBASE_ANSWER_MIN_SCORE. Tuned on evals/sample-site.json with the fusion weights of
+# shared.knowledge.retrieval: the best passage of every answerable question scores 0.317 or more, of
+# every unanswerable one 0.291 or less (Slack, Confluence: "askbase" and "support" occur, the product
+# asked about never does, and a word no page contains weighs fully against the keyword score). The
+# margin is thin on 61 cases; bench/answer_quality.py --grid shows it for other weights.
+MIN_SCORE = 0.3
+# Closest pages a refusal names, and the lowest score at which a page is "close" at all.
+RELATED_PAGES = 3
+RELATED_MIN_SCORE = 0.12
+# A further passage (another page) is quoted only if it scores at least this share of the best one and
+# brings question words the quotes so far lack: the answer's needs decide the number of sources.
+SECOND_SOURCE_SHARE = 0.8
+QUOTE_CHARS = 400
+# A quote shorter than this gets the sentence after it too: "Run pulumi up in infra/." needs the next
+# sentence to say what that does.
+SHORT_QUOTE_CHARS = 90
+
+# Words too common to show that a passage is about the question (on top of retrieval's stopwords).
 _STOPWORDS = frozenset(
     """a about above after again all am an and any are as at be been before being below between both but
     by can could did do does doing down during each few for from further had has have having he her here
@@ -35,19 +65,37 @@ _STOPWORDS = frozenset(
     or other our ours out over own same she should so some such than that the their theirs them then there
     these they this those through to too under until up very was we were what when where which while who
     whom why will with would you your yours please tell explain show give find get use using want need know
-    thing things way ways make does anything something""".split()  # noqa: SIM905 - readable as prose
+    thing things way ways make does anything something much many""".split()  # noqa: SIM905 - readable as prose
 )
-_WORD = re.compile(r"[\w][\w'-]*", re.UNICODE)
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_STOP_STEMS = frozenset(stem(word) for word in _STOPWORDS) | _STOPWORDS
+# Sentence ends: after . ! ? (and a closing quote or bracket), before an upper-case letter, digit, quote,
+# bracket or slash; and every line break (list items, code lines and table rows are units of their own).
+_SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\"'(\[/`])|\n+")
+_YES_NO_QUESTION = re.compile(
+    r"^\s*(do|does|did|is|are|was|were|can|could|will|would|should|has|have|had|may|must)\b", re.IGNORECASE
+)
+_YES_NO_LEAD = re.compile(r"^(yes|no)\b[.,!:;]?", re.IGNORECASE)
+# Permalink marks doc generators append to headings ("¶" Sphinx/MkDocs, zero-width space Docusaurus).
+_PERMALINK = re.compile(r"[\s\u200b¶§🔗]+$")
+# " · Site name", " | Site", " — Project 15 documentation": a site suffix on a page's <title>.
+_SITE_SUFFIX = re.compile(r"\s+(?:[·|\u2014\u2013]|-{1,2})\s+[^·|\u2014\u2013]{1,80}$")
+SECTION_SEPARATOR = " > "
 
 
 @dataclass
 class Answer:
-    """An answer and the passages it cites, in citation order (``[1]`` is ``sources[0]``)."""
+    """An answer and the passages it cites, in citation order (``[1]`` is ``sources[0]``).
+
+    A refusal (``refused``) cites nothing; ``related`` then holds the closest passages, one per page,
+    which its text names as what the docs do cover.
+    """
 
     text: str
     sources: list[Passage] = field(default_factory=list)
     answerer: str = "extractive"
+    # True when the answer declines to answer (nothing in the knowledge base supports one).
+    refused: bool = False
+    related: list[Passage] = field(default_factory=list)
 
 
 class Answerer(Protocol):
@@ -59,48 +107,59 @@ class Answerer(Protocol):
 
 
 def terms(text: str) -> set[str]:
-    """Content words of ``text``, lower-cased, without stopwords or one-letter tokens."""
-    return {w for w in (m.group(0).lower().strip("'-") for m in _WORD.finditer(text)) if len(w) > 1} - (
-        _STOPWORDS
-    )
-
-
-def _stem(word: str) -> str:
-    # Crude suffix folding so "snapshots" matches "snapshot" and "rotating" matches "rotate".
-    for suffix in ("ing", "es", "ed", "s", "e"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
+    """Content words of ``text``: lower-cased and stemmed the way retrieval indexes them, without
+    stopwords or one-letter tokens."""
+    return {t for t in tokenize(text) if len(t) > 1} - _STOP_STEMS
 
 
 def split_heading_path(passage: Passage) -> tuple[str, str]:
     """``(heading path, body)`` of a chunk: the chunker starts each chunk with "Title > Heading\n\n"."""
-    text = passage.text
-    if passage.title and text.startswith(passage.title) and "\n\n" in text:
-        head, body = text.split("\n\n", 1)
-        if len(head) <= 300 and "\n" not in head:
-            return head.strip(), body
-    return (passage.title or passage.url), text
+    head = heading_path(passage.text, passage.title)
+    if head:
+        return head, passage.text.split("\n\n", 1)[1]
+    return (passage.title or passage.url), passage.text
 
 
-def _stems(text: str) -> set[str]:
-    return {_stem(w) for w in terms(text)}
+def clean_title(text: str) -> str:
+    """A heading or page title without a trailing permalink mark: ``"Requirements¶"`` → ``"Requirements"``."""
+    return _PERMALINK.sub("", text.replace("\u200b", "")).strip()
+
+
+def source_title(passage: Passage) -> str:
+    """The title a reader sees for a cited passage: "Page > Section", without permalink marks, without the
+    site name on the page title, and without the page title repeated as its first heading."""
+    heading, _ = split_heading_path(passage)
+    parts = [clean_title(part) for part in heading.split(SECTION_SEPARATOR)]
+    if parts and len(parts[0]) > 3:
+        trimmed = _SITE_SUFFIX.sub("", parts[0]).strip()
+        parts[0] = trimmed or parts[0]
+    shown: list[str] = []
+    for part in parts:
+        if part and (not shown or part.lower() != shown[-1].lower()):
+            shown.append(part)
+    return SECTION_SEPARATOR.join(shown) or passage.url
 
 
 def relevant_passages(
     question: str, passages: Sequence[Passage], min_score: float, limit: int
 ) -> list[Passage]:
-    """Passages worth citing: above ``min_score`` *and* sharing a content word with the question.
+    """Passages worth giving an answerer: the best one scores at least ``min_score`` (else none: the
+    question is refused), then every passage above ``min_score`` / 2, at most ``limit``.
 
-    The lexical check is what lets the extractive answerer refuse: a vector search always returns its
-    nearest neighbours, however far, so a score alone cannot tell "close" from "least far".
+    The threshold is on the fused retrieval score, which already weighs how much of the question's
+    rare words a passage contains (a word no page contains counts fully against it) together with its
+    meaning and its heading; see :data:`MIN_SCORE` for how it was tuned.
     """
-    wanted = _stems(question)
+    if not passages or max(p.score for p in passages) < min_score:
+        return []
+    return [p for p in passages if p.score >= min_score / 2][:limit]
+
+
+def related_pages(passages: Sequence[Passage], limit: int = RELATED_PAGES) -> list[Passage]:
+    """The closest passages, one per page, that are close at all (for a refusal to point to)."""
     chosen: list[Passage] = []
-    for passage in passages:
-        if passage.score < min_score:
-            continue
-        if wanted and not wanted & _stems(passage.title + " " + passage.text):
+    for passage in sorted(passages, key=lambda p: -p.score):
+        if passage.score < RELATED_MIN_SCORE or any(p.url == passage.url for p in chosen):
             continue
         chosen.append(passage)
         if len(chosen) >= limit:
@@ -108,71 +167,179 @@ def relevant_passages(
     return chosen
 
 
-def _best_sentences(question: str, text: str, max_chars: int) -> str:
-    """The sentences of ``text`` that share most words with the question, in their original order."""
-    wanted = _stems(question)
-    sentences = [s.strip() for s in _SENTENCE.split(" ".join(text.split())) if s.strip()]
-    if not sentences:
+def refusal(passages: Sequence[Passage], answerer: str) -> Answer:
+    """The "I don't know" answer, naming the closest pages the docs have (with links), citing nothing."""
+    related = related_pages(passages)
+    if not related:
+        return Answer(text=NOTHING_FOUND, sources=[], answerer=answerer, refused=True)
+    lines = [NOT_COVERED, CLOSEST_INTRO]
+    lines += [f"- {source_title(p)}: {source_link(p)}" for p in related]
+    return Answer(text="\n".join(lines), sources=[], answerer=answerer, refused=True, related=related)
+
+
+def sentences(body: str) -> list[str]:
+    """``body`` cut into sentences (list items, table rows and code lines are each one)."""
+    return [s.strip() for s in _SENTENCE.split(body) if s and s.strip()]
+
+
+def best_quote(question: str, passage: Passage, max_chars: int = QUOTE_CHARS) -> str:
+    """The sentence(s) of ``passage`` that answer ``question``, in their original order.
+
+    The question's words already in the section's heading path say which section this is, not which
+    sentence answers: a section titled "Deploy" answers "How do I deploy?" with its first sentence.
+    So sentences are scored by the *other* question words they contain, plus a small lead bonus
+    (docs put the answer first), minus a penalty for a sentence that is itself a question (a passage
+    that quotes the question is not its answer). A yes/no question answered by a section that opens
+    with "Yes." or "No." keeps that word and what follows it.
+    """
+    heading, body = split_heading_path(passage)
+    units = sentences(body)
+    if not units:
         return ""
-    ranked = sorted(
-        range(len(sentences)),
-        key=lambda i: (-len(wanted & _stems(sentences[i])), i),
-    )
-    picked: list[int] = []
-    total = 0
-    for i in ranked:
-        if picked and (total + len(sentences[i]) > max_chars or not wanted & _stems(sentences[i])):
+    wanted = terms(question)
+    rest = wanted - terms(heading) or wanted
+    scores = []
+    for i, unit in enumerate(units):
+        found = terms(unit)
+        score = len(rest & found) + 0.25 * len((wanted - rest) & found)
+        score = score / max(1, len(rest)) + (0.35 if i == 0 else 0.0)
+        if unit.rstrip().endswith("?"):
+            score -= 1.0
+        scores.append(score)
+    best = max(range(len(units)), key=lambda i: (scores[i], -i))
+    picked = [best]
+    if _YES_NO_QUESTION.match(question) and _YES_NO_LEAD.match(units[0]) and best != 0:
+        picked = list(range(0, best + 1))
+        if sum(len(units[i]) for i in picked) > max_chars:
+            picked = [0, best]
+    # A short quote gets its neighbour (the next sentence, or else the one before) for context.
+    while sum(len(units[i]) + 1 for i in set(picked)) < SHORT_QUOTE_CHARS:
+        if max(picked) + 1 < len(units):
+            picked.append(max(picked) + 1)
+        elif min(picked) > 0:
+            picked.append(min(picked) - 1)
+        else:
             break
-        picked.append(i)
-        total += len(sentences[i])
-        if total >= max_chars // 2:
-            break
-    quote = " ".join(sentences[i] for i in sorted(picked))
+    quote = " ".join(units[i] for i in sorted(set(picked)))
     if len(quote) > max_chars:
         quote = quote[: max_chars - 1].rsplit(" ", 1)[0] + "…"
     return quote
 
 
 class ExtractiveAnswerer:
-    """Answers by quoting the most relevant sentences of the best passages, each with its ``[n]``."""
+    """Answers with the sentence(s) of the best passage that answer the question, cited ``[1]``; quotes
+    a further page only when the answer needs it; refuses when retrieval found nothing close enough."""
 
     name = "extractive"
 
-    def __init__(self, min_score: float = 0.0, max_passages: int = 3, quote_chars: int = 400) -> None:
+    def __init__(
+        self, min_score: float = MIN_SCORE, max_passages: int = 5, quote_chars: int = QUOTE_CHARS
+    ) -> None:
         self.min_score = min_score
         self.max_passages = max_passages
         self.quote_chars = quote_chars
 
     def answer(self, question: str, passages: list[Passage], system_prompt: str | None = None) -> Answer:
-        chosen = relevant_passages(question, passages, self.min_score, self.max_passages)
+        chosen = relevant_passages(question, passages, self.min_score, len(passages))
         if not chosen:
-            return Answer(text=NOTHING_FOUND, sources=[], answerer=self.name)
-        parts = []
+            return refusal(passages, self.name)
+        wanted = terms(question)
+        top = chosen[0].score
+        covered: set[str] = set()
         cited: list[Passage] = []
+        parts: list[str] = []
         for passage in chosen:
-            heading, body = split_heading_path(passage)
-            quote = _best_sentences(question, body, self.quote_chars)
+            if len(cited) >= self.max_passages:
+                break
+            if any(p.url == passage.url for p in cited):
+                continue  # one source per page: its best section
+            if cited:
+                adds = (wanted - covered) & terms(passage.text)
+                if passage.score < SECOND_SOURCE_SHARE * top or not adds:
+                    continue
+            quote = best_quote(question, passage, self.quote_chars)
             if not quote:
                 continue
             cited.append(passage)
-            parts.append(f"From “{heading}” [{len(cited)}]:\n> {quote}")
+            covered |= terms(passage.text)
+            parts.append(f"{quote} [{len(cited)}]")
         if not cited:
-            return Answer(text=NOTHING_FOUND, sources=[], answerer=self.name)
-        intro = "Here is what the knowledge base says:"
-        return Answer(text=intro + "\n\n" + "\n\n".join(parts), sources=cited, answerer=self.name)
+            return refusal(passages, self.name)
+        return Answer(text="\n\n".join(parts), sources=cited, answerer=self.name)
 
 
+NOT_IN_PASSAGES = "NOT_IN_PASSAGES"
 DEFAULT_SYSTEM_PROMPT = (
     "You are askbase, a support assistant. Answer only from the numbered passages below. "
-    "Cite every claim with the passage number in square brackets, like [1] or [2][3]. "
-    "If the passages do not answer the question, say you don't know; never invent facts, links or numbers. "
-    "Be concise."
+    "Start with the answer itself. Cite every sentence with the number of the passage it comes from in "
+    "square brackets, like [1] or [2][3]; cite only numbers that appear below. When you quote, copy the "
+    "passage's words exactly, in double quotes. If the passages do not answer the question, reply with "
+    f"exactly {NOT_IN_PASSAGES} and nothing else; never invent facts, links or numbers. Be concise."
 )
 _CITATION = re.compile(r"\[(\d{1,2})\]")
+_QUOTED = re.compile(r"[\"“]([^\"”]{8,})[\"”]")
+_ANSWER_SENTENCE = re.compile(r"(?<=[.!?\]])\s+(?=\S)")
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.replace("\u2019", "'").lower().split())
+
+
+def ground(text: str, passages: list[Passage], answerer: str) -> Answer | None:
+    """The model's reply checked against the passages it was given, or None when nothing in it is
+    grounded (no valid citation left, or the model said the passages do not answer).
+
+    Citations of passages that do not exist are removed. A sentence that quotes words its cited
+    passages do not contain is removed whole (the quote is invented, so is the claim around it).
+    Cited passages are renumbered in order of first citation, one source per page.
+    """
+    if NOT_IN_PASSAGES in text:
+        return None
+    kept: list[str] = []
+    for paragraph in text.split("\n"):
+        out = []
+        for sentence in _ANSWER_SENTENCE.split(paragraph):
+            cited = [int(n) for n in _CITATION.findall(sentence) if 1 <= int(n) <= len(passages)]
+            quotes = _QUOTED.findall(sentence)
+            if quotes and cited:
+                sources = " ".join(_folded(passages[n - 1].text) for n in cited)
+                if not all(_folded(q) in sources for q in quotes):
+                    log.info("gemini quoted words its cited passages do not contain; sentence dropped")
+                    continue
+            elif quotes:
+                continue  # a quotation attributed to nothing
+            out.append(sentence)
+        kept.append(" ".join(out))
+    text = "\n".join(kept).strip()
+    # Renumber: the n-th distinct page cited becomes [n]; a second passage of a page shares its number.
+    order: dict[int, int] = {}
+    pages: list[str] = []
+    for match in _CITATION.finditer(text):
+        n = int(match.group(1))
+        if 1 <= n <= len(passages) and n not in order:
+            url = passages[n - 1].url
+            if url not in pages:
+                pages.append(url)
+            order[n] = pages.index(url) + 1
+    if not order:
+        return None
+
+    def sub(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        return f"[{order[n]}]" if n in order else ""  # a citation of a passage that doesn't exist
+
+    new_text = re.sub(r"(\[\d+\])(\1)+", r"\1", _CITATION.sub(sub, text))
+    new_text = re.sub(r"[ \t]+([.,;:!?])", r"\1", new_text).strip()
+    first_of_page: dict[str, Passage] = {}
+    for n in order:
+        first_of_page.setdefault(passages[n - 1].url, passages[n - 1])
+    sources = [first_of_page[url] for url in pages]
+    return Answer(text=new_text, sources=sources, answerer=answerer)
 
 
 class GeminiAnswerer:
-    """Vertex AI Gemini with retrieved passages and citations; falls back to extractive on any failure."""
+    """Vertex AI Gemini with retrieved passages and checked citations; falls back to extractive on any
+    failure."""
 
     name = "gemini"
 
@@ -210,15 +377,15 @@ class GeminiAnswerer:
     def _prompt(self, question: str, passages: list[Passage]) -> str:
         blocks = []
         for i, p in enumerate(passages, 1):
-            heading, body = split_heading_path(p)
-            blocks.append(f"[{i}] {heading}\nURL: {_link(p)}\n{body.strip()}")
+            _, body = split_heading_path(p)
+            blocks.append(f"[{i}] {source_title(p)}\nURL: {_link(p)}\n{body.strip()}")
         return "Passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
 
     def answer(self, question: str, passages: list[Passage], system_prompt: str | None = None) -> Answer:
         chosen = relevant_passages(question, passages, self.fallback.min_score, limit=len(passages) or 1)
         if not chosen:
             # Nothing to ground an answer in: refuse without spending a model call.
-            return Answer(text=NOTHING_FOUND, sources=[], answerer=self.name)
+            return refusal(passages, self.name)
         instruction = DEFAULT_SYSTEM_PROMPT
         if system_prompt and system_prompt.strip():
             instruction = system_prompt.strip() + "\n\n" + DEFAULT_SYSTEM_PROMPT
@@ -240,24 +407,11 @@ class GeminiAnswerer:
                 str(exc)[:200],
             )
             return self.fallback.answer(question, passages, system_prompt)
-        return _renumber(text, chosen, self.name)
-
-
-def _renumber(text: str, passages: list[Passage], answerer: str) -> Answer:
-    """Keep only the passages the model cited and renumber its markers to match ``sources``."""
-    order: dict[int, int] = {}
-    for match in _CITATION.finditer(text):
-        n = int(match.group(1))
-        if 1 <= n <= len(passages) and n not in order:
-            order[n] = len(order) + 1
-
-    def sub(match: re.Match[str]) -> str:
-        n = int(match.group(1))
-        return f"[{order[n]}]" if n in order else ""  # a citation of a passage that doesn't exist
-
-    new_text = _CITATION.sub(sub, text) if order else text
-    sources = [passages[n - 1] for n in order]
-    return Answer(text=new_text, sources=sources, answerer=answerer)
+        grounded = ground(text, chosen, self.name)
+        if grounded is None:
+            # The model found no answer in the passages, or cited none of them: say so, don't guess.
+            return refusal(passages, self.name)
+        return grounded
 
 
 def _link(passage: Passage) -> str:
@@ -279,7 +433,9 @@ def _static_credentials() -> Any:
 
 def get_answerer(name: str, settings: Settings) -> Answerer:
     """The answerer called ``name`` ("extractive" or "gemini"); unknown names get extractive."""
-    extractive = ExtractiveAnswerer()
+    extractive = ExtractiveAnswerer(
+        min_score=settings.answer_min_score, max_passages=settings.retrieval_top_k
+    )
     if name != "gemini":
         return extractive
     credentials = None

@@ -11,20 +11,19 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from google.cloud import firestore
 
-from shared.qa.answerers import Answer, Answerer, source_link, split_heading_path, terms
+from shared.qa.answerers import Answer, Answerer, source_link, source_title, split_heading_path
 from shared.qa.conversations import ConversationStore
+from shared.qa.followups import retrieve_for_turn
 from shared.qa.live_index import LiveIndex
 
 BOTS = "bots"
 _BOT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SNIPPET_CHARS = 240
-# A question with fewer content words than this is read as a follow-up of the previous one.
-FOLLOW_UP_TERMS = 3
 
 
 class BotNotFound(LookupError):
@@ -44,10 +43,15 @@ class BotProfile:
 
 @dataclass
 class AskResult:
+    """What ``/api/ask`` returns. ``refused`` and ``related`` were added after the first release; older
+    clients ignore them (a refusal's text names the related pages too)."""
+
     answer: str
     sources: list[dict[str, Any]]
     conversation_id: str
     answerer: str
+    refused: bool = False
+    related: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +59,8 @@ class AskResult:
             "sources": self.sources,
             "conversation_id": self.conversation_id,
             "answerer": self.answerer,
+            "refused": self.refused,
+            "related": self.related,
         }
 
 
@@ -102,17 +108,40 @@ class BotProfiles:
 
 
 def source_json(passage: Any) -> dict[str, Any]:
-    """The API shape of one cited passage."""
-    heading, body = split_heading_path(passage)
+    """The API shape of one cited passage. ``title`` is "Page > Section" (cleaned: no permalink marks,
+    no site name, no page title repeated as a heading)."""
+    _, body = split_heading_path(passage)
     text = " ".join(body.split())
     if len(text) > SNIPPET_CHARS:
         text = text[: SNIPPET_CHARS - 1].rsplit(" ", 1)[0] + "…"
     return {
-        "title": heading,
+        "title": source_title(passage),
         "url": source_link(passage),
         "snippet": text,
         "score": round(float(passage.score), 4),
     }
+
+
+Search = Callable[[str, int], list[Any]]
+
+
+def answer_question(
+    search: Search,
+    answerer: Answerer,
+    question: str,
+    previous_question: str | None = None,
+    top_k: int = 5,
+    system_prompt: str | None = None,
+) -> Answer:
+    """Retrieve and answer one question: the part of ``/api/ask`` that decides what the answer says.
+
+    ``search(query, k)`` is the index's search. ``previous_question`` is the conversation's last
+    question, if any: a follow-up is searched together with it (:mod:`shared.qa.followups` decides).
+    ``askbase eval`` and ``askbase ask`` call this same function, so what they measure is what the
+    service answers.
+    """
+    found = retrieve_for_turn(search, question, previous_question, top_k)
+    return answerer.answer(found.query, found.passages, system_prompt)
 
 
 class AskService:
@@ -150,18 +179,22 @@ class AskService:
         bot: BotProfile | None = None,
     ) -> AskResult:
         """Answer ``question`` for ``owner``; raises ConversationNotFound, NoIndexYet."""
-        query = question
+        previous = None
         if conversation_id:
             # Checks ownership before spending a search: a stranger's id is a 404, not an answer.
             previous = self.conversations.last_question(owner, conversation_id)
-            if previous and len(terms(question)) < FOLLOW_UP_TERMS:
-                # "and how often?" means nothing alone: search it together with the question before.
-                query = f"{previous}\n{question}"
-        passages = self.live_index.search(query, self.top_k)
         name = (bot.model if bot and bot.model else "") or self.default_answerer
-        answer: Answer = self.answerer(name).answer(query, passages, bot.system_prompt if bot else None)
+        answer = answer_question(
+            self.live_index.search,
+            self.answerer(name),
+            question,
+            previous_question=previous,
+            top_k=self.top_k,
+            system_prompt=bot.system_prompt if bot else None,
+        )
         sources = [source_json(p) for p in answer.sources]
         cid = self.conversations.record_turn(
             owner, conversation_id, question, answer.text, sources, answer.answerer
         )
-        return AskResult(answer.text, sources, cid, answer.answerer)
+        related = [{"title": source_title(p), "url": source_link(p)} for p in answer.related]
+        return AskResult(answer.text, sources, cid, answer.answerer, answer.refused, related)

@@ -21,7 +21,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from shared.config import Settings
     from shared.knowledge.index import KnowledgeIndex
     from shared.knowledge.retrieval import Passage
+    from shared.knowledge.snapshot_archive import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,42 @@ RETRY_FAILED_SECONDS = 300.0
 DIR_PREFIX = "index-"
 
 
+class SnapshotPointer(Protocol):
+    """What LiveIndex reads of :class:`shared.knowledge.snapshots.Pointer`."""
+
+    @property
+    def snapshot_id(self) -> str: ...
+
+    @property
+    def previous(self) -> list[str]: ...
+
+
+class RestoredCopy(Protocol):
+    """What LiveIndex reads of :class:`shared.knowledge.snapshots.RestoredSnapshot`."""
+
+    @property
+    def snapshot_id(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def manifest(self) -> Manifest | Mapping[str, Any]: ...
+
+
 class SnapshotSource(Protocol):
-    """What LiveIndex needs from :class:`shared.knowledge.snapshots.SnapshotStore`."""
+    """What LiveIndex needs from :class:`shared.knowledge.snapshots.SnapshotStore` (or the cold-start
+    source that restores the first copy in a child process, :mod:`shared.knowledge.coldstart`)."""
 
-    def read_pointer(self) -> tuple[Any, int]: ...
+    def read_pointer(self) -> tuple[SnapshotPointer | None, int]: ...
 
-    def restore(self, dest_root: Path) -> Any: ...
+    def restore(self, dest_root: Path) -> RestoredCopy | None: ...
+
+    def close(self) -> None:
+        """Release what the source holds (a cold-start child still fetching)."""
 
 
 class NoIndexYet(RuntimeError):
@@ -85,7 +116,12 @@ class _Loaded:
     """One opened copy of the index and the readers currently using it."""
 
     def __init__(
-        self, index: KnowledgeIndex, path: Path, snapshot_id: str, generation: int, manifest: Any
+        self,
+        index: KnowledgeIndex,
+        path: Path,
+        snapshot_id: str,
+        generation: int,
+        manifest: Manifest | Mapping[str, Any],
     ) -> None:
         self.index = index
         self.path = path
@@ -107,18 +143,12 @@ class _Loaded:
         log.info("removed old index copy %s (snapshot %s)", self.path.name, self.snapshot_id)
 
 
-def _manifest_dict(manifest: Any) -> dict[str, Any] | None:
+def _manifest_dict(manifest: Manifest | Mapping[str, Any] | None) -> dict[str, Any] | None:
     if manifest is None:
         return None
-    if isinstance(manifest, dict):
-        return manifest
-    if hasattr(manifest, "to_dict"):
-        return manifest.to_dict()
-    with contextlib.suppress(TypeError):
-        from dataclasses import asdict
-
-        return asdict(manifest)
-    return None
+    if isinstance(manifest, Mapping):
+        return dict(manifest)
+    return manifest.to_dict()
 
 
 def _prepare_in_background(load_model: Callable[[], object]) -> Callable[[], None]:
@@ -229,9 +259,7 @@ class LiveIndex:
     def stop(self) -> None:
         """Stop the watcher and close the current copy (when its readers are done)."""
         self._stop.set()
-        close_source = getattr(self._store, "close", None)
-        if close_source is not None:
-            close_source()  # a cold-start child still fetching is of no use any more
+        self._store.close()  # a cold-start child still fetching is of no use any more
         if self._thread is not None:
             self._thread.join(timeout=10)
         with self._lock:
@@ -290,7 +318,7 @@ class LiveIndex:
         failed_at = self._failed.get(generation)
         if failed_at is not None and time.monotonic() - failed_at < RETRY_FAILED_SECONDS:
             return False
-        wanted = getattr(pointer, "snapshot_id", None)
+        wanted = pointer.snapshot_id if pointer is not None else None
         if self._current is not None and wanted is not None and wanted == self._current.snapshot_id:
             # A rollback or a pointer rewrite to what we already serve: nothing to load.
             self._generation = generation
@@ -320,8 +348,8 @@ class LiveIndex:
                 self._state = "empty"
             return False
         # The store reads the pointer again; a publish in between may have moved it forward.
-        generation = int(getattr(restored, "generation", 0) or generation)
-        previous = list(getattr(pointer, "previous", []) or [])
+        generation = restored.generation or generation
+        previous = list(pointer.previous) if pointer is not None else []
         if wanted is not None and restored.snapshot_id != wanted and restored.snapshot_id in previous:
             # The store fell back to an older snapshot: the newest one is broken.
             self._record_error(

@@ -83,6 +83,9 @@ class FakeStore:
             self.pointer = FakePointer(snapshot_id, previous)
             self.generation += 1
 
+    def close(self) -> None:
+        pass
+
     def read_pointer(self) -> tuple[FakePointer | None, int]:
         with self._lock:
             return self.pointer, self.generation

@@ -1,0 +1,154 @@
+"""Answer quality on an eval set, with the retrieval and refusal knobs varied: the numbers behind the
+fusion weights and the refusal threshold (bench/README.md, "Answer quality").
+
+    .venv/bin/python bench/answer_quality.py evals/sample-site.json
+    .venv/bin/python bench/answer_quality.py evals/sample-site.json --weights 0.5,0.5,0 --min-score 0
+    .venv/bin/python bench/answer_quality.py evals/sample-site.json --grid          # fusion weight sweep
+    .venv/bin/python bench/answer_quality.py evals/sample-site.json --generated     # one case per section
+
+Every row runs the whole set through :func:`shared.qa.ask.answer_question` (the ``/api/ask`` path) with
+the extractive answerer, the way ``askbase eval`` does; only the fusion weights (vector, keyword,
+heading) and the refusal threshold change. ``--grid`` prints, per weight triple, hit@1 of the best
+passage and how well the best passage's score separates answerable from unanswerable cases (the
+largest correct-refusal minus wrong-refusal over all thresholds, and the threshold reaching it).
+``--generated`` builds a set with one question per indexed section, the section's own heading
+("Server Start-up Failures" → expect that section's page), to measure recall at scale with no
+hand-written cases; headings that occur on several pages are left out (no single right page).
+
+The index is the set's corpus, cached under ``ASKBASE_DATA_DIR`` like ``askbase eval`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared.config import load_settings
+from shared.knowledge.retrieval import WEIGHTS, heading_path
+from shared.qa.answerers import MIN_SCORE, ExtractiveAnswerer
+from shared.qa.evaluation import EvalCase, EvalSet, load_eval_set, page_matches, run_eval
+from shared.qa.local_asker import LocalAsker, open_corpus_index
+
+COLUMNS = (
+    "hit@1",
+    "hit@5",
+    "mrr@5",
+    "correct_refusal",
+    "wrong_refusal",
+    "citation_precision",
+    "answer_first",
+)
+
+
+class WeightedIndex:
+    """An index whose search uses other fusion weights."""
+
+    def __init__(self, index: object, weights: tuple[float, float, float]) -> None:
+        self._index = index
+        self.weights = weights
+
+    def search(self, question: str, k: int = 5) -> list:
+        return self._index.search(question, k, weights=self.weights)  # type: ignore[attr-defined]
+
+
+def row(index: object, eval_set: EvalSet, weights: tuple[float, float, float], min_score: float) -> dict:
+    asker = LocalAsker(WeightedIndex(index, weights), ExtractiveAnswerer(min_score=min_score), 5)  # type: ignore[arg-type]
+    return run_eval(eval_set, asker.respond, "extractive").metrics
+
+
+def separation(
+    index: object, eval_set: EvalSet, weights: tuple[float, float, float]
+) -> tuple[float, float, float]:
+    """(hit@1 of the best passage, best correct-minus-wrong refusal rate, its threshold)."""
+    good, bad, hits = [], [], 0
+    answerable = [c for c in eval_set.cases if not c.unanswerable and not c.previous]
+    for case in eval_set.cases:
+        if case.previous:
+            continue
+        top = index.search(case.question, 5, weights=weights)  # type: ignore[attr-defined]
+        score = top[0].score if top else 0.0
+        if case.unanswerable:
+            bad.append(score)
+        else:
+            good.append(score)
+            hits += bool(top) and any(page_matches(top[0].url, e) for e in case.expect)
+    best = max(
+        (sum(b < t for b in bad) / max(1, len(bad)) - sum(g < t for g in good) / max(1, len(good)), t)
+        for t in sorted(good + bad)
+    )
+    return hits / max(1, len(answerable)), best[0], best[1]
+
+
+def generated_set(index: object, name: str) -> EvalSet:
+    """One case per section: its heading as the question, its page as the answer."""
+    chunks = list(index._chunks.values())  # type: ignore[attr-defined]  # a bench may look inside
+    by_heading: dict[str, set[str]] = {}
+    for chunk in chunks:
+        path = heading_path(chunk.text, chunk.title)
+        own = path.rsplit(" > ", 1)[-1].strip() if path else ""
+        if len(own) >= 8:
+            by_heading.setdefault(own, set()).add(chunk.url)
+    counts = Counter(len(urls) for urls in by_heading.values())
+    cases = [
+        EvalCase(id=f"g{i}", question=heading, expect=(next(iter(urls)),))
+        for i, (heading, urls) in enumerate(sorted(by_heading.items()))
+        if len(urls) == 1
+    ]
+    print(f"generated {len(cases)} cases ({counts.get(1, 0)} unique headings of {len(by_heading)})")
+    return EvalSet(name=f"{name}-generated", cases=cases)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("set", type=Path)
+    parser.add_argument("--weights", action="append", help="vector,keyword,heading (repeatable)")
+    parser.add_argument("--min-score", type=float, action="append", help="refusal threshold (repeatable)")
+    parser.add_argument("--grid", action="store_true", help="sweep the fusion weights")
+    parser.add_argument("--generated", action="store_true", help="also run one generated case per section")
+    args = parser.parse_args()
+
+    settings = load_settings()
+    eval_set = load_eval_set(args.set)
+    if eval_set.corpus is None:
+        parser.error("the set names no corpus")
+    index = open_corpus_index(
+        settings, eval_set.corpus.html_dir, eval_set.corpus.base_url, eval_set.corpus.pattern
+    )
+    try:
+        if args.grid:
+            print(
+                "| weights (vector, keyword, heading) | hit@1, top passage | refusal separation | threshold |"
+            )
+            print("|---|---|---|---|")
+            for w_vector in (0.1, 0.2, 0.25, 0.3, 0.4, 0.5):
+                for w_heading in (0.0, 0.1, 0.2, 0.3, 0.35, 0.4):
+                    w_keyword = round(1 - w_vector - w_heading, 2)
+                    if w_keyword < 0.05:
+                        continue
+                    weights = (w_vector, w_keyword, w_heading)
+                    hit, sep, threshold = separation(index, eval_set, weights)
+                    print(f"| {weights} | {hit:.3f} | {sep:.3f} | {threshold:.3f} |")
+            return
+        weight_rows = [tuple(float(x) for x in w.split(",")) for w in (args.weights or [])] or [WEIGHTS]
+        thresholds = args.min_score or [MIN_SCORE]
+        print("| weights | min score | " + " | ".join(COLUMNS) + " |")
+        print("|---|---|" + "---|" * len(COLUMNS))
+        sets = [eval_set, generated_set(index, eval_set.name)] if args.generated else [eval_set]
+        for current in sets:
+            for weights in weight_rows:
+                for threshold in thresholds:
+                    metrics = row(index, current, weights, threshold)  # type: ignore[arg-type]
+                    cells = " | ".join("—" if metrics[c] is None else f"{metrics[c]:.3f}" for c in COLUMNS)
+                    print(f"| {current.name} {weights} | {threshold} | {cells} |")
+    finally:
+        index.close()
+
+
+if __name__ == "__main__":
+    main()

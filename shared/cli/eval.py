@@ -1,0 +1,121 @@
+"""``askbase eval SET``: run an eval set through the answering path and print answer-quality metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from shared.config import get_settings
+
+log = logging.getLogger("askbase.eval")
+# Progress goes to the log (stderr) at most this often, so a long run shows it is alive.
+PROGRESS_EVERY_SECONDS = 5.0
+
+
+def logs_to_stderr() -> None:
+    """Send the log lines of this process to stderr: stdout carries only the command's output, so
+    ``--json`` output can be piped as it is."""
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_askbase", False) and isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
+
+
+def progress_logger(what: str) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` that logs a line every few seconds and at the end."""
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] >= PROGRESS_EVERY_SECONDS:
+            last[0] = now
+            log.info("%s: %d/%d", what, done, total)
+
+    return progress
+
+
+@click.command("eval")
+@click.argument("set_path", metavar="SET", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--index",
+    "index_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Answer from this index directory instead of building the set's corpus.",
+)
+@click.option("--answerer", type=click.Choice(["extractive", "gemini"]), help="Default: ASKBASE_ANSWERER.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON (alone on stdout).")
+@click.option(
+    "--compare",
+    "baseline_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A report saved with --json; exit 1 if a metric is worse by more than --tolerance.",
+)
+@click.option(
+    "--tolerance", type=float, default=0.02, show_default=True, help="Allowed drop of a rate (0-1)."
+)
+def eval_command(
+    set_path: Path,
+    index_dir: Path | None,
+    answerer: str | None,
+    as_json: bool,
+    baseline_path: Path | None,
+    tolerance: float,
+) -> None:
+    """Answer every case of the eval set SET and print hit@1/3/5, MRR@5, refusal rates, citation
+    precision, answer-first rate and latency.
+
+    The index is --index, or else the HTML corpus the set names, indexed into a cache under
+    ASKBASE_DATA_DIR (later runs re-embed only what changed). Exits 0, or 1 when --compare finds a
+    regression.
+    """
+    from shared.qa.answerers import get_answerer
+    from shared.qa.evaluation import (
+        EvalSetError,
+        compare,
+        flipped_cases,
+        format_table,
+        load_eval_set,
+        run_eval,
+    )
+    from shared.qa.local_asker import LocalAsker, open_corpus_index, open_index_dir
+
+    logs_to_stderr()
+    settings = get_settings()
+    try:
+        eval_set = load_eval_set(set_path)
+        baseline = json.loads(baseline_path.read_text(encoding="utf-8")) if baseline_path else None
+    except (EvalSetError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if index_dir is not None:
+        index = open_index_dir(settings, index_dir)
+    elif eval_set.corpus is not None:
+        corpus = eval_set.corpus
+        index = open_corpus_index(
+            settings, corpus.html_dir, corpus.base_url, corpus.pattern, progress_logger("indexing")
+        )
+    else:
+        raise click.UsageError("the set names no corpus: pass --index DIR")
+    name = answerer or settings.answerer
+    try:
+        asker = LocalAsker(index, get_answerer(name, settings), settings.retrieval_top_k)
+        report = run_eval(eval_set, asker.respond, name, progress_logger("cases"))
+    finally:
+        index.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=1, ensure_ascii=False))
+    else:
+        click.echo(format_table(report))
+    if baseline is not None:
+        regressions = compare(report.metrics, baseline, tolerance)
+        for r in regressions:
+            click.echo(f"regression: {r.metric} {r.baseline:.3f} -> {r.current}", err=True)
+        flipped = flipped_cases(report, baseline)
+        if flipped:
+            click.echo(f"cases that passed in the baseline and fail now: {', '.join(flipped)}", err=True)
+        if regressions:
+            raise SystemExit(1)
