@@ -1,42 +1,49 @@
 """The askbase stack: every component, wired together. ``infra/__main__.py`` calls :func:`build`.
 
-Build order follows the data flow: APIs (then a settle wait) → accounts → storage, data, secrets,
-registry → a settle wait for the grants → functions (their URLs feed botrunner) → images and
-services (qa and botrunner know each other by their deterministic URLs) → messaging (pushes to
-botrunner) → schedules (call scrape and botrunner).
+Build order follows the data flow: APIs (then a settle wait) → accounts → data stores (buckets,
+Firestore, secrets, registry, each with its grants) → a settle wait for the grants → images and
+functions (the functions' URLs feed botrunner) → services (qa and botrunner know each other by their
+deterministic URLs) → messaging (pushes to botrunner) → schedules (call scrape and botrunner).
 
 The two waits make a first ``pulumi up`` on a fresh project deterministic: Google checks an enabled
 API and a new IAM grant eventually, not at once, and Cloud Build, Cloud Functions and Cloud Run
 check both when they start (the build account's access to the source and the registry, each
 runtime account's access to its secrets).
+
+:func:`build` only composes the components. What each one is given (which account is granted what,
+each deployable's settings, sizes and callers) is worked out by the ``_*_args`` function for it below.
+The grant lists there keep their order: a stack deployed when grants were named by list position
+finds them by it (``Component.grant_each``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
-import pulumiverse_time as pulumi_time
 
 from infra import envvars
 from infra.archive import ENTRY_POINT_ARCHIVES, REPO_ROOT, archive_specs
 from infra.commands import START_COMMANDS
 from infra.components.apis import Apis, ApisArgs
-from infra.components.data import Data, DataArgs
+from infra.components.base import Grantee
+from infra.components.data import DataArgs
 from infra.components.functions import Functions, FunctionsArgs, FunctionSpec, function_url
-from infra.components.identity import ACCOUNTS, GRANTS, Identity, IdentityArgs
-from infra.components.images import docker_usable, resolve_builder
-from infra.components.messaging import JOBS_TOPIC, Messaging, MessagingArgs
-from infra.components.registry import REPOSITORY, Registry, RegistryArgs
+from infra.components.identity import Identity, IdentityArgs
+from infra.components.images import CloudBuildArgs, Images, ImagesArgs, ImageSpec
+from infra.components.messaging import Messaging, MessagingArgs
+from infra.components.registry import RegistryArgs
 from infra.components.schedules import JobSpec, Schedules, SchedulesArgs
-from infra.components.secrets import SESSION_SECRET_ID, TOKEN_KEY_SECRET_ID, Secrets, SecretsArgs
-from infra.components.services import CloudBuildArgs, Services, ServicesArgs, ServiceSpec, run_url
-from infra.components.services import SecretEnv as RunSecretEnv
-from infra.components.storage import Storage, StorageArgs
+from infra.components.secrets import Secrets, SecretsArgs
+from infra.components.services import Services, ServicesArgs, ServiceSpec, run_url
+from infra.components.settle import GrantsSettled, GrantsSettledArgs
+from infra.components.storage import StorageArgs
+from infra.components.stores import DataStores, DataStoresArgs
 from infra.config import InfraConfig
 
 QA_SERVICE = "askbase-qa"
@@ -50,10 +57,9 @@ FUNCTION_NAMES = {
 WEBHOOK_ENTRY_POINTS = {"telegram": "telegram_webhook", "discord": "discord_interactions"}
 BUILD_DIR = REPO_ROOT / "build" / "functions"
 IMAGE_BUILD_DIR = REPO_ROOT / "build" / "images"
-# How each service starts: the Cloud Run spec sets it, and each Dockerfile's CMD says the same
-# (tests/test_infra.py holds them together).
-# Google documents IAM changes as visible "typically within 60 seconds", occasionally longer.
-IAM_SETTLE = "90s"
+
+# deployable -> {"plain": {ENV_NAME: value}, "secret": {ENV_NAME: SecretEnv}}
+DeployableEnv = dict[str, dict[str, dict[str, Any]]]
 
 
 @dataclass
@@ -63,18 +69,20 @@ class Program:
     cfg: InfraConfig
     apis: Apis
     identity: Identity
-    storage: Storage
-    data: Data
-    secrets: Secrets
-    registry: Registry
+    stores: DataStores
+    grants_settled: GrantsSettled
+    images: Images
     functions: Functions
     services: Services
     messaging: Messaging
     schedules: Schedules
-    iam_settled: pulumi.Resource
-    image_builder: str  # "docker", "cloudbuild", or "prebuilt" (both images given)
-    env: dict[str, dict] = field(default_factory=dict)  # deployable -> {"plain": {...}, "secret": {...}}
+    env: DeployableEnv = field(default_factory=dict)
     outputs: dict[str, pulumi.Output] = field(default_factory=dict)
+
+    @property
+    def image_builder(self) -> str:
+        """``docker``, ``cloudbuild``, or ``prebuilt`` (both images given)."""
+        return self.images.builder
 
 
 def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
@@ -85,61 +93,110 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
     """
     image_dir = IMAGE_BUILD_DIR if build_dir is None else build_dir / "images"
     build_dir = build_dir or BUILD_DIR
-    project, region = cfg.project, cfg.region
-    project_number = gcp.organizations.get_project_output(project_id=project).number
-    prebuilt = bool(cfg.qa_image and cfg.botrunner_image)
-    image_builder = "prebuilt" if prebuilt else resolve_builder(cfg.image_builder, probe=docker_usable)
+    project_number = gcp.organizations.get_project_output(project_id=cfg.project).number
+    urls = _deterministic_urls(cfg, project_number)
 
-    apis = Apis("apis", ApisArgs(project=project))
-    after_apis = apis.ready  # enabled, agents created, and settled
-    identity = Identity("identity", IdentityArgs(project=project), depends_on=after_apis)
-    m, emails = identity.members, identity.emails
+    apis = Apis("apis", ApisArgs(project=cfg.project))
+    identity = Identity("identity", IdentityArgs(project=cfg.project), depends_on=apis.ready)
+    stores = DataStores("data-stores", _data_stores_args(cfg, identity.grantees), depends_on=apis.ready)
+    startup_grants = [*identity.project_grants, *stores.startup_grants]
+    settled = GrantsSettled("grants-settled", GrantsSettledArgs(grants=startup_grants))
+    # Builds and new revisions check those grants when they start: they come after the wait.
+    starts = [*apis.ready, settled.wait]
+    env = _deployable_env(cfg, urls, identity.emails, stores.secrets)
+    images = Images("images", _images_args(cfg, identity, stores, image_dir), depends_on=starts)
+    functions = Functions(
+        "functions", _functions_args(cfg, project_number, identity, stores, env, build_dir), depends_on=starts
+    )
+    services = Services("services", _services_args(cfg, identity, env, images), depends_on=starts)
+    messaging = Messaging(
+        "messaging", _messaging_args(cfg, urls, apis, identity, services), depends_on=apis.ready
+    )
+    schedules = Schedules(
+        "schedules",
+        _schedules_args(cfg, urls, identity, functions),
+        depends_on=[*apis.ready, *functions.grants, *services.grants],
+    )
+    return Program(
+        cfg=cfg,
+        apis=apis,
+        identity=identity,
+        stores=stores,
+        grants_settled=settled,
+        images=images,
+        functions=functions,
+        services=services,
+        messaging=messaging,
+        schedules=schedules,
+        env=env,
+        outputs={
+            "chatUrl": services.urls["qa"],
+            "telegramWebhookBaseUrl": functions.urls["telegram"],
+            "discordWebhookBaseUrl": functions.urls["discord"],
+            "bucketName": stores.storage.kb_bucket.name,
+            "botrunnerUrl": services.urls["botrunner"],
+            "jobsTopic": messaging.jobs_topic.name,
+            # For `askbase smoke`: the scheduled job's target, and the project the dead-letter inbox is in.
+            "scrapeUrl": urls["scrape"],
+            "project": cfg.project,
+        },
+    )
 
-    storage = Storage(
-        "storage",
-        StorageArgs(
-            project=project,
-            region=region,
+
+def _deterministic_urls(cfg: InfraConfig, project_number: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
+    """Every deployable's URL before it exists (the one Cloud Run or Cloud Functions will give it), by
+    key: ``qa``, ``botrunner``, ``telegram``, ``discord``, ``scrape``."""
+    return {
+        "qa": run_url(QA_SERVICE, project_number, cfg.region),
+        "botrunner": run_url(BOTRUNNER_SERVICE, project_number, cfg.region),
+        **{key: function_url(name, cfg.project, cfg.region) for key, name in FUNCTION_NAMES.items()},
+    }
+
+
+def _data_stores_args(cfg: InfraConfig, accounts: Mapping[str, Grantee]) -> DataStoresArgs:
+    """The stores, and which account may do what with each (the identity table in docs/deploy.md)."""
+    return DataStoresArgs(
+        storage=StorageArgs(
+            project=cfg.project,
+            region=cfg.region,
             kb_bucket=cfg.kb_bucket,
             sources_bucket=cfg.sources_bucket,
             keep_generations=cfg.snapshot_keep,
-            kb_readers=[m["qa"]],
-            kb_writers=[m["scrape-fn"]],
-            sources_builders=[m["fn-builder"]],
-            sources_readers=[m["image-builder"]],
+            kb_readers=[accounts["qa"]],
+            kb_writers=[accounts["scrape-fn"]],
+            sources_builders=[accounts["fn-builder"]],
+            sources_readers=[accounts["image-builder"]],
         ),
-        depends_on=after_apis,
-    )
-    data = Data(
-        "data",
-        DataArgs(project=project, location=cfg.db_location, backup_retention_days=cfg.backup_retention_days),
-        depends_on=after_apis,
-    )
-    secrets = Secrets(
-        "secrets",
-        SecretsArgs(
-            project=project,
+        data=DataArgs(
+            project=cfg.project, location=cfg.db_location, backup_retention_days=cfg.backup_retention_days
+        ),
+        secrets=SecretsArgs(
+            project=cfg.project,
             token_key=cfg.token_key,
             session_secret=cfg.session_secret,
-            token_key_accessors=[m["botrunner"]],  # the one process that decrypts bot tokens
-            session_secret_accessors=[m["qa"]],
+            token_key_accessors=[accounts["botrunner"]],  # the one process that decrypts bot tokens
+            session_secret_accessors=[accounts["qa"]],
         ),
-        depends_on=after_apis,
-    )
-    registry = Registry(
-        "registry",
-        RegistryArgs(project=project, region=region, writers=[m["fn-builder"], m["image-builder"]]),
-        depends_on=after_apis,
+        registry=RegistryArgs(
+            project=cfg.project,
+            region=cfg.region,
+            writers=[accounts["fn-builder"], accounts["image-builder"]],
+        ),
     )
 
-    # Every deployable's settings, from the one definition the local production-shaped stack uses too.
-    qa_url = run_url(QA_SERVICE, project_number, region)
-    botrunner_url = run_url(BOTRUNNER_SERVICE, project_number, region)
-    scrape_url = function_url(FUNCTION_NAMES["scrape"], project, region)
+
+def _deployable_env(
+    cfg: InfraConfig,
+    urls: Mapping[str, pulumi.Input[str]],
+    emails: Mapping[str, pulumi.Input[str]],
+    secrets: Secrets,
+) -> DeployableEnv:
+    """Every deployable's environment, from the one definition the local production-shaped stack uses
+    too (``infra/envvars.py``); its secret settings point at the Secret Manager versions."""
     plain = envvars.plain_settings(
         envvars.Deployment(
-            project=project,
-            region=region,
+            project=cfg.project,
+            region=cfg.region,
             bucket=cfg.kb_bucket,
             sources_json=json.dumps(list(cfg.sources), separators=(",", ":")),
             answerer=cfg.answerer,
@@ -152,249 +209,192 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
             snapshot_compression=cfg.snapshot_compression,
             scrape_lease_seconds=cfg.scrape_lease_seconds,
             scrape_schedule=cfg.scrape_schedule,
-            urls={
-                "qa": qa_url,
-                "botrunner": botrunner_url,
-                "telegram": function_url(FUNCTION_NAMES["telegram"], project, region),
-                "discord": function_url(FUNCTION_NAMES["discord"], project, region),
-                "scrape": scrape_url,
-            },
+            urls=urls,
             emails=emails,
         )
     )
-
-    # Every grant a build or a runtime checks when it starts, then a wait for IAM to propagate. The
-    # trigger is the set of those grants: a later `pulumi up` waits again only when one changes.
-    startup_grants = [*identity.project_grants, *storage.grants, *registry.grants, *secrets.grants]
-    iam_settled = pulumi_time.Sleep(
-        "iam-settled",
-        create_duration=IAM_SETTLE,
-        triggers={
-            "grants": pulumi.Output.all(*[g.id for g in startup_grants]).apply(
-                lambda ids: hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
-            )
-        },
-        opts=pulumi.ResourceOptions(depends_on=startup_grants),
-    )
-
-    # --- functions ---------------------------------------------------------------------------
-    fn_env = {}
-    for key in ("telegram-fn", "discord-fn"):
-        fn_env[key] = envvars.render(key, plain[key], {})
-    fn_env["scrape-fn"] = envvars.render("scrape-fn", plain["scrape-fn"], {})
-    functions = Functions(
-        "functions",
-        FunctionsArgs(
-            project=project,
-            project_number=project_number,
-            region=region,
-            sources_bucket=storage.sources_bucket.name,
-            build_service_account=identity.accounts["fn-builder"].name,
-            docker_repository=registry.repository.id,
-            build_dir=build_dir,
-            # The same archives (pins, vendored model package) the local production shape unpacks.
-            archives=list(archive_specs().values()),
-            functions=[
-                # The two webhook ingresses: public (the platforms call them), each with its own account.
-                *(
-                    FunctionSpec(
-                        key=key,
-                        name=FUNCTION_NAMES[key],
-                        entry_point=entry_point,
-                        archive=ENTRY_POINT_ARCHIVES[entry_point],
-                        service_account=emails[f"{key}-fn"],
-                        env=fn_env[f"{key}-fn"][0],
-                        secret_env=fn_env[f"{key}-fn"][1],
-                        public=True,
-                        memory=cfg.webhook_memory,
-                    )
-                    for key, entry_point in WEBHOOK_ENTRY_POINTS.items()
-                ),
-                FunctionSpec(
-                    key="scrape",
-                    name=FUNCTION_NAMES["scrape"],
-                    entry_point="scrape",
-                    archive=ENTRY_POINT_ARCHIVES["scrape"],
-                    service_account=emails["scrape-fn"],
-                    env=fn_env["scrape-fn"][0],
-                    secret_env=fn_env["scrape-fn"][1],
-                    public=False,
-                    invokers=[m["scheduler-invoker"], m["qa"]],
-                    memory=cfg.scrape_memory,
-                    cpu=cfg.scrape_cpu,
-                    timeout_seconds=cfg.scrape_timeout_seconds,
-                    max_instances=1,  # one run at a time (the lease enforces it too)
-                ),
-            ],
-        ),
-        # The build account must be able to read the source and push the image before the first build.
-        depends_on=[*after_apis, iam_settled],
-    )
-
-    # --- services ------------------------------------------------------------------------------
-    run_secret = {
-        "session_secret": RunSecretEnv(
-            secrets.session_secret.secret_id, secrets.session_secret_version.version
-        ),
-        "token_key": RunSecretEnv(secrets.token_key.secret_id, secrets.token_key_version.version),
-    }
-    qa_env = envvars.render("qa", plain["qa"], {"session_secret": run_secret["session_secret"]})
-    botrunner_env = envvars.render("botrunner", plain["botrunner"], {"token_key": run_secret["token_key"]})
-    access_token = None
-    if not prebuilt:
-        # Short-lived token of whoever runs `pulumi up` (the Google provider's): for the Docker push or
-        # the Cloud Build API call only.
-        access_token = pulumi.Output.secret(gcp.organizations.get_client_config_output().access_token)
-    services = Services(
-        "services",
-        ServicesArgs(
-            project=project,
-            region=region,
-            registry_url=registry.url,
-            build_context=REPO_ROOT,
-            builder=image_builder,
-            access_token=access_token,
-            cloud_build=CloudBuildArgs(
-                bucket=storage.sources_bucket.name,
-                service_account=identity.accounts["image-builder"].name,
-                out_dir=image_dir,
-            ),
-            services=[
-                ServiceSpec(
-                    key="qa",
-                    name=QA_SERVICE,
-                    dockerfile=REPO_ROOT / "services" / "qa" / "Dockerfile",
-                    image=cfg.qa_image,
-                    command=START_COMMANDS["qa"],
-                    service_account=emails["qa"],
-                    env=qa_env[0],
-                    secret_env=qa_env[1],
-                    public=True,
-                    memory=cfg.qa_memory,
-                    cpu=cfg.qa_cpu,
-                    concurrency=cfg.qa_concurrency,
-                    max_instances=cfg.qa_max_instances,
-                ),
-                ServiceSpec(
-                    key="botrunner",
-                    name=BOTRUNNER_SERVICE,
-                    dockerfile=REPO_ROOT / "services" / "botrunner" / "Dockerfile",
-                    image=cfg.botrunner_image,
-                    command=START_COMMANDS["botrunner"],
-                    service_account=emails["botrunner"],
-                    env=botrunner_env[0],
-                    secret_env=botrunner_env[1],
-                    public=False,
-                    invokers=[m["pubsub-push"], m["scheduler-invoker"], m["qa"]],
-                    memory=cfg.botrunner_memory,
-                    cpu=cfg.botrunner_cpu,
-                    concurrency=cfg.botrunner_concurrency,
-                    max_instances=cfg.botrunner_max_instances,
-                ),
-            ],
-        ),
-        # Cloud Build checks the builder's access to the context and the registry; Cloud Run checks
-        # secret access when it creates a revision: grants first, and settled.
-        depends_on=[*after_apis, iam_settled],
-    )
-
-    # --- messaging and schedules ---------------------------------------------------------------
-    messaging = Messaging(
-        "messaging",
-        MessagingArgs(
-            project=project,
-            pubsub_agent_member=apis.agent_members["pubsub"],
-            push_url=botrunner_url,
-            push_service_account=emails["pubsub-push"],
-            push_service_account_id=identity.accounts["pubsub-push"].name,
-            publishers=[m["telegram-fn"], m["discord-fn"]],
-            push_target=services.services["botrunner"],
-        ),
-        depends_on=after_apis,
-    )
-    schedules = Schedules(
-        "schedules",
-        SchedulesArgs(
-            project=project,
-            region=region,
-            invoker_email=emails["scheduler-invoker"],
-            time_zone=cfg.schedule_time_zone,
-            jobs=[
-                JobSpec(
-                    key="scrape",
-                    name="askbase-scrape",
-                    schedule=cfg.scrape_schedule,
-                    url=functions.urls["scrape"],
-                    audience=scrape_url,  # the audience the function checks (ASKBASE_SCRAPE_URL)
-                    attempt_deadline="1800s",  # Scheduler's maximum; the run itself is bounded by its lease
-                ),
-                JobSpec(
-                    key="reconcile",
-                    name="askbase-reconcile",
-                    schedule=cfg.reconcile_schedule,
-                    url=pulumi.Output.concat(botrunner_url, "/internal/reconcile"),
-                    audience=botrunner_url,
-                    retry_count=1,
-                ),
-            ],
-        ),
-        depends_on=[*after_apis, *functions.grants, *services.grants],
-    )
-
-    outputs = {
-        "chatUrl": services.urls["qa"],
-        "telegramWebhookBaseUrl": functions.urls["telegram"],
-        "discordWebhookBaseUrl": functions.urls["discord"],
-        "bucketName": storage.kb_bucket.name,
-        "botrunnerUrl": services.urls["botrunner"],
-        "jobsTopic": messaging.jobs_topic.name,
-        # For `askbase smoke`: the scheduled job's target, and the project the dead-letter inbox is in.
-        "scrapeUrl": scrape_url,
-        "project": project,
-    }
-    return Program(
-        cfg=cfg,
-        apis=apis,
-        identity=identity,
-        storage=storage,
-        data=data,
-        secrets=secrets,
-        registry=registry,
-        functions=functions,
-        services=services,
-        messaging=messaging,
-        schedules=schedules,
-        iam_settled=iam_settled,
-        image_builder=image_builder,
-        env={
-            "qa": {"plain": qa_env[0], "secret": qa_env[1]},
-            "botrunner": {"plain": botrunner_env[0], "secret": botrunner_env[1]},
-            **{k: {"plain": v[0], "secret": v[1]} for k, v in fn_env.items()},
-        },
-        outputs=outputs,
-    )
+    refs = {"session_secret": secrets.session_secret_ref, "token_key": secrets.token_key_ref}
+    env: DeployableEnv = {}
+    for deployable in envvars.DEPLOYABLES:
+        secret_fields = sorted(envvars.NEEDS[deployable] & envvars.SECRET_FIELDS)
+        values, secret_refs = envvars.render(
+            deployable, plain[deployable], {f: refs[f] for f in secret_fields}
+        )
+        env[deployable] = {"plain": values, "secret": secret_refs}
+    return env
 
 
-def expected_grants(cfg: InfraConfig) -> dict[str, set[tuple[str, str, str]]]:
-    """identity.GRANTS with logical places resolved: member -> {(role, kind, target name)}.
-
-    The shape :func:`infra.policies.check_least_privilege` takes; a stack export can be checked
-    against it as well as the mocks' recording.
-    """
-    where = {
-        "project": ("project", cfg.project),
-        "bucket:kb": ("bucket", cfg.kb_bucket),
-        "bucket:function-sources": ("bucket", cfg.sources_bucket),
-        "secret:token-key": ("secret", TOKEN_KEY_SECRET_ID),
-        "secret:session-secret": ("secret", SESSION_SECRET_ID),
-        "topic:jobs": ("topic", JOBS_TOPIC),
-        "run:botrunner": ("run", BOTRUNNER_SERVICE),
-        "run:scrape": ("run", FUNCTION_NAMES["scrape"]),
-        "repo:askbase": ("repo", REPOSITORY),
-    }
+def _runs_as(deployable: str, identity: Identity, env: DeployableEnv) -> dict[str, Any]:
+    """What a function or service running ``deployable`` is given of it: its account and environment."""
     return {
-        f"serviceAccount:{ACCOUNTS[key][0]}@{cfg.project}.iam.gserviceaccount.com": {
-            (role, *where[place]) for role, place in grants
-        }
-        for key, grants in GRANTS.items()
+        "service_account": identity.emails[deployable],
+        "env": env[deployable]["plain"],
+        "secret_env": env[deployable]["secret"],
     }
+
+
+def _images_args(cfg: InfraConfig, identity: Identity, stores: DataStores, out_dir: Path) -> ImagesArgs:
+    """qa's and botrunner's images, unless the config names prebuilt ones; the Cloud Build path uploads
+    their contexts to the build-inputs bucket and builds as the image-builder account."""
+    return ImagesArgs(
+        project=cfg.project,
+        region=cfg.region,
+        registry_url=stores.registry.url,
+        context=REPO_ROOT,
+        images=[
+            ImageSpec("qa", REPO_ROOT / "services" / "qa" / "Dockerfile", prebuilt=cfg.qa_image),
+            ImageSpec(
+                "botrunner", REPO_ROOT / "services" / "botrunner" / "Dockerfile", prebuilt=cfg.botrunner_image
+            ),
+        ],
+        builder=cfg.image_builder,
+        cloud_build=CloudBuildArgs(
+            bucket=stores.storage.sources_bucket.name,
+            service_account=identity.accounts["image-builder"].name,
+            out_dir=out_dir,
+        ),
+    )
+
+
+def _functions_args(
+    cfg: InfraConfig,
+    project_number: pulumi.Input[str],
+    identity: Identity,
+    stores: DataStores,
+    env: DeployableEnv,
+    build_dir: Path,
+) -> FunctionsArgs:
+    """The two webhook ingresses, public (the platforms call them), and the private scrape, which the
+    scheduler and qa (the admin's "scrape now") invoke. Each runs as its own account."""
+    accounts = identity.grantees
+
+    def function(key: str, entry_point: str, **spec: Any) -> FunctionSpec:
+        return FunctionSpec(
+            key=key,
+            name=FUNCTION_NAMES[key],
+            entry_point=entry_point,
+            archive=ENTRY_POINT_ARCHIVES[entry_point],
+            **_runs_as(f"{key}-fn", identity, env),
+            **spec,
+        )
+
+    return FunctionsArgs(
+        project=cfg.project,
+        project_number=project_number,
+        region=cfg.region,
+        sources_bucket=stores.storage.sources_bucket.name,
+        build_service_account=identity.accounts["fn-builder"].name,
+        docker_repository=stores.registry.repository.id,
+        build_dir=build_dir,
+        # The same archives (pins, vendored model package) the local production shape unpacks.
+        archives=list(archive_specs().values()),
+        functions=[
+            *(
+                function(key, entry_point, public=True, memory=cfg.webhook_memory)
+                for key, entry_point in WEBHOOK_ENTRY_POINTS.items()
+            ),
+            function(
+                "scrape",
+                "scrape",
+                public=False,
+                invokers=[accounts["scheduler-invoker"], accounts["qa"]],
+                memory=cfg.scrape_memory,
+                cpu=cfg.scrape_cpu,
+                timeout_seconds=cfg.scrape_timeout_seconds,
+                max_instances=1,  # one run at a time (the lease enforces it too)
+            ),
+        ],
+    )
+
+
+def _services_args(cfg: InfraConfig, identity: Identity, env: DeployableEnv, images: Images) -> ServicesArgs:
+    """qa, public (the web chat), and botrunner, private: Pub/Sub pushes to it, the scheduler calls its
+    reconcile, qa's bot pages its control API. Each runs its own image, start command and account."""
+    accounts = identity.grantees
+
+    def service(key: str, name: str, **spec: Any) -> ServiceSpec:
+        return ServiceSpec(
+            key=key,
+            name=name,
+            image=images.refs[key],
+            command=START_COMMANDS[key],
+            **_runs_as(key, identity, env),
+            **spec,
+        )
+
+    return ServicesArgs(
+        project=cfg.project,
+        region=cfg.region,
+        services=[
+            service(
+                "qa",
+                QA_SERVICE,
+                public=True,
+                memory=cfg.qa_memory,
+                cpu=cfg.qa_cpu,
+                concurrency=cfg.qa_concurrency,
+                max_instances=cfg.qa_max_instances,
+            ),
+            service(
+                "botrunner",
+                BOTRUNNER_SERVICE,
+                public=False,
+                invokers=[accounts["pubsub-push"], accounts["scheduler-invoker"], accounts["qa"]],
+                memory=cfg.botrunner_memory,
+                cpu=cfg.botrunner_cpu,
+                concurrency=cfg.botrunner_concurrency,
+                max_instances=cfg.botrunner_max_instances,
+            ),
+        ],
+    )
+
+
+def _messaging_args(
+    cfg: InfraConfig,
+    urls: Mapping[str, pulumi.Input[str]],
+    apis: Apis,
+    identity: Identity,
+    services: Services,
+) -> MessagingArgs:
+    """The jobs topic the webhook functions publish to, pushed to botrunner as the push account."""
+    accounts = identity.grantees
+    return MessagingArgs(
+        project=cfg.project,
+        pubsub_agent_member=apis.agent_members["pubsub"],
+        push_url=urls["botrunner"],
+        push_service_account=identity.emails["pubsub-push"],
+        push_service_account_id=identity.accounts["pubsub-push"].name,
+        publishers=[accounts["telegram-fn"], accounts["discord-fn"]],
+        push_target=services.services["botrunner"],
+    )
+
+
+def _schedules_args(
+    cfg: InfraConfig, urls: Mapping[str, pulumi.Input[str]], identity: Identity, functions: Functions
+) -> SchedulesArgs:
+    """Scrape and reconcile, each called with an ID token of the scheduler account whose audience is
+    the URL its target checks."""
+    return SchedulesArgs(
+        project=cfg.project,
+        region=cfg.region,
+        invoker_email=identity.emails["scheduler-invoker"],
+        time_zone=cfg.schedule_time_zone,
+        jobs=[
+            JobSpec(
+                key="scrape",
+                name="askbase-scrape",
+                schedule=cfg.scrape_schedule,
+                url=functions.urls["scrape"],
+                audience=urls["scrape"],  # the audience the function checks (ASKBASE_SCRAPE_URL)
+                attempt_deadline="1800s",  # Scheduler's maximum; the run itself is bounded by its lease
+            ),
+            JobSpec(
+                key="reconcile",
+                name="askbase-reconcile",
+                schedule=cfg.reconcile_schedule,
+                url=pulumi.Output.concat(urls["botrunner"], "/internal/reconcile"),
+                audience=urls["botrunner"],
+                retry_count=1,
+            ),
+        ],
+    )

@@ -4,6 +4,11 @@ There is no Pulumi CLI or provider plugin on the test machines, so the program r
 ``pulumi.runtime.set_mocks``. Inputs arrive with Pulumi's camelCase wire names; outputs the cloud
 would compute (emails, members, URLs, resource names) are made up here in their real formats, so
 values that flow from one resource into another look as they would in a real deployment.
+
+Also here, because only the tests use them: the reviewed grant table (:data:`GRANTS`,
+:func:`expected_grants`), and the engine's URN and alias rules (:meth:`StackRun.urn`,
+:meth:`StackRun.previous_urn`), with which the tests show that a stack deployed from an earlier layout
+of the program finds every resource it holds.
 """
 
 from __future__ import annotations
@@ -11,11 +16,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
+
+from infra.components.identity import ACCOUNTS
+from infra.components.registry import REPOSITORY
+from infra.components.secrets import SESSION_SECRET_ID, TOKEN_KEY_SECRET_ID
+from infra.envvars import JOBS_TOPIC
+
+if TYPE_CHECKING:
+    from infra.config import InfraConfig
 
 PROJECT = "askbase-prod-1"
 PROJECT_NUMBER = "123456789012"
@@ -38,9 +52,15 @@ BASE_CONFIG: dict[str, str] = {
 }
 
 
+# The input that names what an IAM member resource grants on, most specific first.
+IAM_TARGET_INPUTS = (
+    "bucket", "topic", "subscription", "secretId", "repository", "serviceAccountId", "name", "project",
+)  # fmt: skip
+
+
 class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
-    """The mock monitor, noting each registration's URN and dependencies (``depends_on`` and the
-    resources its inputs came from) for :class:`RecordingMocks` to record."""
+    """The mock monitor, noting each registration's URN, dependencies (``depends_on`` and the
+    resources its inputs came from), parent and aliases for :class:`RecordingMocks` to record."""
 
     def __init__(self, mocks: RecordingMocks) -> None:
         super().__init__(mocks)
@@ -50,6 +70,8 @@ class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
         self.current.registration = {
             "urn": self.make_urn(request.parent, request.type, request.name),
             "dependencies": sorted(set(request.dependencies)),
+            "parent": request.parent,
+            "aliases": [_alias(a) for a in request.aliases],
         }
         try:
             return super().RegisterResource(request)
@@ -57,9 +79,19 @@ class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
             self.current.registration = None
 
 
+def _alias(alias: Any) -> dict[str, Any]:
+    """An alias as the SDK sent it: ``{"urn"}``, or the spec's fields (empty ones left out)."""
+    if alias.WhichOneof("alias") == "urn":
+        return {"urn": alias.urn}
+    spec = alias.spec
+    fields = ("name", "type", "stack", "project", "parentUrn", "noParent")
+    return {f: getattr(spec, f) for f in fields if getattr(spec, f)}
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Records ``{"type", "name", "inputs", "state", "custom", "urn", "dependencies"}`` for every
-    resource registered (``dependencies``: URNs it waits for)."""
+    """Records ``{"type", "name", "inputs", "state", "custom", "urn", "dependencies", "parent",
+    "aliases"}`` for every resource registered (``dependencies``: URNs it waits for; ``urn`` and
+    ``parent`` as the mocks spell URNs, see :meth:`StackRun.urn`)."""
 
     def __init__(self) -> None:
         self.resources: list[dict[str, Any]] = []
@@ -134,6 +166,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state.update(email=email, member=f"serviceAccount:{email}")
         elif t == "time:index/sleep:Sleep":
             rid = "2020-01-01T00:00:00Z"  # the provider's id is the creation time
+        elif t.lower().endswith("iammember"):
+            # A binding's id names the binding (resource, role, member), never the Pulumi name.
+            on = next(inputs[k] for k in IAM_TARGET_INPUTS if k in inputs)
+            rid = f"{on}/{inputs['role']}/{inputs['member']}"
         registration = getattr(self.monitor.current, "registration", None) or {}
         self.resources.append(
             {
@@ -144,6 +180,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "custom": bool(args.custom),
                 "urn": registration.get("urn", ""),
                 "dependencies": registration.get("dependencies", []),
+                "parent": registration.get("parent", ""),
+                "aliases": registration.get("aliases", []),
             }
         )
         return rid, state
@@ -195,6 +233,90 @@ class StackRun:
         """Whether ``resource`` was registered depending on ``other`` (directly)."""
         return other["urn"] in resource["dependencies"]
 
+    # --- URNs and aliases, as the engine resolves them ---------------------------------------------
+
+    def parent(self, resource: dict[str, Any]) -> dict[str, Any] | None:
+        """The component ``resource`` was declared in; None at the top (the stack)."""
+        urn = resource.get("parent", "")
+        if not urn or _qualified_type(urn) == STACK_TYPE:
+            return None
+        return next(r for r in self.resources if r["urn"] == urn)
+
+    def urn(self, resource: dict[str, Any]) -> str:
+        """The URN the engine gives ``resource``: the types of all its parents, then its own.
+
+        (The mock monitor's URNs keep only the parent's own type, so they cannot show a component
+        moving under another one.)
+        """
+        parent = self.parent(resource)
+        qualified = resource["type"]
+        if parent is not None:
+            qualified = f"{_qualified_type(self.urn(parent))}${qualified}"
+        stack, project = resource["urn"].split("::")[:2]
+        return f"{stack}::{project}::{qualified}::{resource['name']}"
+
+    def previous_urn(self, resource: dict[str, Any], before: Collection[str]) -> str | None:
+        """The URN under which the engine finds ``resource`` in a stack that holds ``before``: its own
+        URN, else the first of its aliases found there; None when it would be created."""
+        urn = self.urn(resource)
+        if urn in before:
+            return urn
+        return next((alias for alias in self._aliases(resource, before) if alias in before), None)
+
+    def _aliases(self, resource: dict[str, Any], before: Collection[str]) -> list[str]:
+        """The engine's ``generateAliases``: the resource's own aliases; and when its parent was found
+        under an alias, its current and aliased names under that parent's old URN."""
+        own = [self._collapse(resource, alias, before) for alias in resource.get("aliases", [])]
+        parent = self.parent(resource)
+        if parent is None:
+            return own
+        found_as = self.previous_urn(parent, before)
+        if found_as is None or found_as == self.urn(parent):
+            return own
+        return own + [
+            _inherited_child_alias(urn, parent["name"], found_as) for urn in (self.urn(resource), *own)
+        ]
+
+    def _collapse(self, resource: dict[str, Any], alias: dict[str, Any], before: Collection[str]) -> str:
+        """The engine's ``collapseAliasToUrn``: unset fields are the resource's own; no parent given,
+        its current parent; a parent given that was itself found under an alias, that alias."""
+        if "urn" in alias:
+            return alias["urn"]
+        stack, project = resource["urn"].split("::")[:2]
+        stack = f"urn:pulumi:{alias['stack']}" if alias.get("stack") else stack
+        project = alias.get("project") or project
+        parent = self.parent(resource)
+        parent_urn = self.urn(parent) if parent else ""
+        if alias.get("parentUrn"):
+            parent_urn = alias["parentUrn"]
+            named = next((r for r in self.resources if self.urn(r) == parent_urn), None)
+            if named is not None:
+                parent_urn = self.previous_urn(named, before) or parent_urn
+        if alias.get("noParent") or (parent_urn and _qualified_type(parent_urn) == STACK_TYPE):
+            parent_urn = ""
+        qualified = alias.get("type") or resource["type"]
+        if parent_urn:
+            qualified = f"{_qualified_type(parent_urn)}${qualified}"
+        return f"{stack}::{project}::{qualified}::{alias.get('name') or resource['name']}"
+
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def _qualified_type(urn: str) -> str:
+    return urn.split("::")[2]
+
+
+def _inherited_child_alias(child_urn: str, parent_name: str, parent_alias: str) -> str:
+    """The engine's ``inheritedChildAlias``: a child's URN under its parent's former URN. A child
+    named ``<parent name>-...`` is renamed along with its parent."""
+    name = child_urn.split("::", 3)[3]
+    if name.startswith(parent_name):
+        name = parent_alias.split("::", 3)[3] + name[len(parent_name) :]
+    stack, project, parent_type = parent_alias.split("::")[:3]
+    child_type = _qualified_type(child_urn).split("$")[-1]
+    return f"{stack}::{project}::{parent_type}${child_type}::{name}"
+
 
 def use_mocks(config: dict[str, str]) -> RecordingMocks:
     """Fresh mocks and config; call before building (the config namespace is the mocks' project)."""
@@ -227,3 +349,96 @@ def run_stack(config: dict[str, str], build_dir: Path) -> StackRun:
     return StackRun(
         resources=mocks.resources, outputs=captured["outputs"], program=captured["program"], calls=mocks.calls
     )
+
+
+# --- the reviewed grant table -------------------------------------------------------------------------
+
+# account key -> {(role, where)}. "where" is "project" or "<kind>:<logical name>". What each account
+# may do, reviewed; the program's wiring (infra/program.py) must grant exactly this.
+GRANTS: dict[str, frozenset[tuple[str, str]]] = {
+    "qa": frozenset(
+        {
+            ("roles/datastore.user", "project"),
+            ("roles/aiplatform.user", "project"),
+            ("roles/storage.objectViewer", "bucket:kb"),
+            ("roles/secretmanager.secretAccessor", "secret:session-secret"),
+            # No token key: the bot pages call botrunner's control API, which holds it.
+            ("roles/run.invoker", "run:botrunner"),  # bot pages call the control plane
+            ("roles/run.invoker", "run:scrape"),  # admin "scrape now"
+        }
+    ),
+    "botrunner": frozenset(
+        {
+            ("roles/datastore.user", "project"),
+            ("roles/secretmanager.secretAccessor", "secret:token-key"),
+        }
+    ),
+    "telegram-fn": frozenset(
+        {
+            ("roles/datastore.user", "project"),
+            ("roles/pubsub.publisher", "topic:jobs"),
+        }
+    ),
+    "discord-fn": frozenset(
+        {
+            ("roles/datastore.user", "project"),
+            ("roles/pubsub.publisher", "topic:jobs"),
+        }
+    ),
+    "scrape-fn": frozenset(
+        {
+            ("roles/datastore.user", "project"),
+            ("roles/storage.objectUser", "bucket:kb"),
+        }
+    ),
+    "scheduler-invoker": frozenset(
+        {
+            ("roles/run.invoker", "run:botrunner"),
+            ("roles/run.invoker", "run:scrape"),
+        }
+    ),
+    "pubsub-push": frozenset({("roles/run.invoker", "run:botrunner")}),
+    "fn-builder": frozenset(
+        {
+            ("roles/logging.logWriter", "project"),
+            ("roles/storage.objectAdmin", "bucket:function-sources"),
+            ("roles/artifactregistry.writer", "repo:askbase"),
+        }
+    ),
+    # The image builds when Cloud Build builds them (askbase:imageBuilder cloudbuild/auto): read the
+    # uploaded build context, push the image, write the build log. Unused with Docker builds.
+    "image-builder": frozenset(
+        {
+            ("roles/logging.logWriter", "project"),
+            ("roles/storage.objectViewer", "bucket:function-sources"),
+            ("roles/artifactregistry.writer", "repo:askbase"),
+        }
+    ),
+}
+
+
+def expected_grants(cfg: InfraConfig) -> dict[str, set[tuple[str, str, str]]]:
+    """:data:`GRANTS` with logical places resolved: member -> {(role, kind, target name)}.
+
+    The shape :func:`infra.policies.check_least_privilege` takes; a stack export can be checked
+    against it as well as the mocks' recording.
+    """
+    from infra.program import BOTRUNNER_SERVICE, FUNCTION_NAMES  # after the test has set the config
+
+    where = {
+        "project": ("project", cfg.project),
+        "bucket:kb": ("bucket", cfg.kb_bucket),
+        "bucket:function-sources": ("bucket", cfg.sources_bucket),
+        "secret:token-key": ("secret", TOKEN_KEY_SECRET_ID),
+        "secret:session-secret": ("secret", SESSION_SECRET_ID),
+        "topic:jobs": ("topic", JOBS_TOPIC),
+        "run:botrunner": ("run", BOTRUNNER_SERVICE),
+        "run:scrape": ("run", FUNCTION_NAMES["scrape"]),
+        "repo:askbase": ("repo", REPOSITORY),
+    }
+    return {
+        f"serviceAccount:{ACCOUNTS[key][0]}@{cfg.project}.iam.gserviceaccount.com": {
+            (role, *where[place]) for role, place in grants
+        }
+        for key, grants in GRANTS.items()
+    }

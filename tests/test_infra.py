@@ -19,7 +19,15 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from infra.testing import BASE_CONFIG, PROJECT, PROJECT_NUMBER, REGION, run_stack, use_mocks
+from infra.testing import (
+    BASE_CONFIG,
+    PROJECT,
+    PROJECT_NUMBER,
+    REGION,
+    expected_grants,
+    run_stack,
+    use_mocks,
+)
 
 # Config is set before the program is imported (the note in FIELD-NOTES); build() reads it.
 pulumi.runtime.set_all_config(BASE_CONFIG)
@@ -35,7 +43,6 @@ from infra.program import (  # noqa: E402
     QA_SERVICE,
     START_COMMANDS,
     build,
-    expected_grants,
 )
 from shared.config import Settings, load_settings  # noqa: E402
 
@@ -133,7 +140,8 @@ def test_every_security_rule_passes_on_the_program(stack) -> None:
 
 
 def test_program_declares_the_same_grants_the_test_expects(stack) -> None:
-    # identity.GRANTS (the program's own table) and this test's literal table must agree.
+    # The reviewed table in account keys and logical places (infra/testing.py GRANTS), resolved for
+    # this config, and this test's literal table must agree.
     assert expected_grants(stack.program.cfg) == EXPECTED_GRANTS
 
 
@@ -585,9 +593,9 @@ def test_image_context_hash_follows_the_inputs(tmp_path: Path) -> None:
 def test_auto_builder_uses_docker_only_when_it_works(
     build_dir: Path, monkeypatch: pytest.MonkeyPatch, usable: bool, expected: str
 ) -> None:
-    import infra.program
+    from infra.components import images
 
-    monkeypatch.setattr(infra.program, "docker_usable", lambda: usable)
+    monkeypatch.setattr(images, "docker_usable", lambda: usable)
     run = run_stack({**BASE_CONFIG, "askbase:imageBuilder": "auto"}, build_dir)
     assert run.program.image_builder == expected
     assert len(run.of_type("docker-build:index:Image")) == (2 if usable else 0)
@@ -786,7 +794,8 @@ def test_builds_and_revisions_wait_for_the_settled_grants(stack) -> None:
 def test_function_secret_env_names_the_project_by_number(tmp_path: Path) -> None:
     """The API stores the secret's project as its number: an id there would diff on every `pulumi up`."""
     from infra.archive import ArchiveSpec
-    from infra.components.functions import Functions, FunctionsArgs, FunctionSpec, SecretEnv
+    from infra.components.functions import Functions, FunctionsArgs, FunctionSpec
+    from infra.components.secrets import SecretEnv
 
     mocks = use_mocks(BASE_CONFIG)
 
@@ -852,11 +861,11 @@ def test_building_twice_declares_identical_inputs(
     not about files other work may be editing meanwhile (the archives' own determinism is tested on
     its own: test_image_contexts_are_deterministic, tests/test_infra_archive.py).
     """
-    import infra.components.services as services_module
+    import infra.components.images as images_module
     from infra.archive import ArchiveSpec
 
     built: dict[tuple[str, str], object] = {}
-    real_context, real_archive = services_module.build_context, ArchiveSpec.build
+    real_context, real_archive = images_module.build_context, ArchiveSpec.build
 
     def context_once(name: str, *args):
         if ("image", name) not in built:
@@ -868,7 +877,7 @@ def test_building_twice_declares_identical_inputs(
             built["function", self.name] = real_archive(self, *args, **kwargs)
         return built["function", self.name]
 
-    monkeypatch.setattr(services_module, "build_context", context_once)
+    monkeypatch.setattr(images_module, "build_context", context_once)
     monkeypatch.setattr(ArchiveSpec, "build", archive_once)
     config = {**BASE_CONFIG, "askbase:imageBuilder": builder}
     first = run_stack(config, build_dir)

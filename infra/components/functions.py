@@ -15,7 +15,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.archive import ArchiveSpec, BuiltArchive
-from infra.components.base import Component
+from infra.components.base import Component, Grantee
+from infra.components.secrets import SecretEnv
 
 
 def function_url(name: str, project: str, region: str) -> str:
@@ -23,12 +24,6 @@ def function_url(name: str, project: str, region: str) -> str:
     before the function exists: the scrape function's own audience is in its environment, and
     botrunner registers webhooks at the webhook functions' URLs."""
     return f"https://{region}-{project}.cloudfunctions.net/{name}"
-
-
-@dataclass(frozen=True)
-class SecretEnv:
-    secret_id: pulumi.Input[str]
-    version: pulumi.Input[str]
 
 
 @dataclass(frozen=True)
@@ -41,7 +36,7 @@ class FunctionSpec:
     env: Mapping[str, pulumi.Input[str]]
     secret_env: Mapping[str, SecretEnv] = field(default_factory=dict)
     public: bool = False
-    invokers: Sequence[pulumi.Input[str]] = ()  # members given roles/run.invoker (private functions)
+    invokers: Sequence[Grantee] = ()  # given roles/run.invoker (private functions)
     memory: str = "512Mi"
     cpu: str = ""  # empty: the platform's default for the memory size
     timeout_seconds: int = 60

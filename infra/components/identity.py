@@ -1,8 +1,9 @@
 """Service accounts: one per deployable, and the grants that GCP only offers project-wide.
 
 Every other grant is made on the resource it is about, by the component that owns the resource
-(bucket, topic, secret, Cloud Run service). :data:`GRANTS` is the complete, reviewed list of what each
-account may do; ``infra/policies.py`` checks the recorded resources against it.
+(bucket, topic, secret, Cloud Run service), to the :attr:`Identity.grantees` ``infra/program.py``
+hands it. The complete, reviewed list of what each account may do is the tests' (``GRANTS`` in
+``infra/testing.py``); ``infra/policies.py`` checks the recorded resources against it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.components.base import Component
+from infra.components.base import Component, Grantee
 
 # key -> (account id, what it runs as)
 ACCOUNTS: dict[str, tuple[str, str]] = {
@@ -39,68 +40,6 @@ PROJECT_ROLES: dict[str, tuple[str, ...]] = {
     "image-builder": ("roles/logging.logWriter",),
 }
 
-# The full grant table: account -> {(role, where)}. "where" is "project" or "<kind>:<logical name>".
-GRANTS: dict[str, frozenset[tuple[str, str]]] = {
-    "qa": frozenset(
-        {
-            ("roles/datastore.user", "project"),
-            ("roles/aiplatform.user", "project"),
-            ("roles/storage.objectViewer", "bucket:kb"),
-            ("roles/secretmanager.secretAccessor", "secret:session-secret"),
-            # No token key: the bot pages call botrunner's control API, which holds it.
-            ("roles/run.invoker", "run:botrunner"),  # bot pages call the control plane
-            ("roles/run.invoker", "run:scrape"),  # admin "scrape now"
-        }
-    ),
-    "botrunner": frozenset(
-        {
-            ("roles/datastore.user", "project"),
-            ("roles/secretmanager.secretAccessor", "secret:token-key"),
-        }
-    ),
-    "telegram-fn": frozenset(
-        {
-            ("roles/datastore.user", "project"),
-            ("roles/pubsub.publisher", "topic:jobs"),
-        }
-    ),
-    "discord-fn": frozenset(
-        {
-            ("roles/datastore.user", "project"),
-            ("roles/pubsub.publisher", "topic:jobs"),
-        }
-    ),
-    "scrape-fn": frozenset(
-        {
-            ("roles/datastore.user", "project"),
-            ("roles/storage.objectUser", "bucket:kb"),
-        }
-    ),
-    "scheduler-invoker": frozenset(
-        {
-            ("roles/run.invoker", "run:botrunner"),
-            ("roles/run.invoker", "run:scrape"),
-        }
-    ),
-    "pubsub-push": frozenset({("roles/run.invoker", "run:botrunner")}),
-    "fn-builder": frozenset(
-        {
-            ("roles/logging.logWriter", "project"),
-            ("roles/storage.objectAdmin", "bucket:function-sources"),
-            ("roles/artifactregistry.writer", "repo:askbase"),
-        }
-    ),
-    # The image builds when Cloud Build builds them (askbase:imageBuilder cloudbuild/auto): read the
-    # uploaded build context, push the image, write the build log. Unused with Docker builds.
-    "image-builder": frozenset(
-        {
-            ("roles/logging.logWriter", "project"),
-            ("roles/storage.objectViewer", "bucket:function-sources"),
-            ("roles/artifactregistry.writer", "repo:askbase"),
-        }
-    ),
-}
-
 
 @dataclass(frozen=True)
 class IdentityArgs:
@@ -108,7 +47,8 @@ class IdentityArgs:
 
 
 class Identity(Component):
-    """Creates the accounts and their project-level roles; exposes ``emails`` and ``members``."""
+    """Creates the accounts and their project-level roles; exposes ``emails`` and ``grantees``
+    (each account as a :class:`Grantee`, for the grants other components make)."""
 
     def __init__(
         self, name: str, args: IdentityArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
@@ -125,13 +65,13 @@ class Identity(Component):
                 opts=self.child(),
             )
         self.emails = {k: a.email for k, a in self.accounts.items()}
-        self.members = {k: a.member for k, a in self.accounts.items()}
+        self.grantees = {k: Grantee(k, a.member) for k, a in self.accounts.items()}
         self.project_grants = [
             gcp.projects.IAMMember(
                 f"{key}-{role.split('/')[1].replace('.', '-')}",
                 project=args.project,
                 role=role,
-                member=self.members[key],
+                member=self.grantees[key].member,
                 opts=self.child(),
             )
             for key, roles in PROJECT_ROLES.items()

@@ -19,7 +19,7 @@ Cloud Build path (``askbase:imageBuilder: cloudbuild``, or ``auto`` without a us
    builds again; anything else is no change.
 
 Either way the service pins the image by digest: a rebuilt image rolls a new revision, an unchanged
-one does not.
+one does not. :class:`Images` is the component that picks the path and declares the builds.
 """
 
 from __future__ import annotations
@@ -34,12 +34,17 @@ import re
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi.dynamic
+import pulumi_docker_build as docker_build
+import pulumi_gcp as gcp
+
+from infra.components.base import TYPE_PREFIX, Component
 
 IMAGE_BUILDERS = ("auto", "docker", "cloudbuild")
 CONTEXT_PREFIX = "images/"  # object name prefix in the build-inputs bucket
@@ -392,3 +397,126 @@ class CloudBuildImage(pulumi.dynamic.Resource, module="askbase", name="CloudBuil
             "logUrl": None,
         }
         super().__init__(CloudBuildProvider(), name, props, opts)
+
+
+# --- the component ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    key: str  # the service it is for ("qa" / "botrunner"), and its name in the registry
+    dockerfile: Path
+    prebuilt: str = ""  # an image reference to run as it is, instead of building one
+
+
+@dataclass(frozen=True)
+class CloudBuildArgs:
+    """Where the Cloud Build path uploads the build contexts and whom the builds run as."""
+
+    bucket: pulumi.Input[str]  # build-inputs bucket (the function-sources bucket)
+    service_account: pulumi.Input[str]  # projects/<p>/serviceAccounts/<email>
+    out_dir: Path  # where the context archives are written locally
+
+
+@dataclass(frozen=True)
+class ImagesArgs:
+    project: str
+    region: str
+    registry_url: pulumi.Input[str]  # <region>-docker.pkg.dev/<project>/<repo>
+    context: Path  # what every Dockerfile is built against: the repository root
+    images: Sequence[ImageSpec]
+    builder: str = "auto"  # the askbase:imageBuilder setting: one of IMAGE_BUILDERS
+    cloud_build: CloudBuildArgs | None = None  # needed when the Cloud Build path builds
+
+
+# The build resources' parent before images were a component of their own (see Images).
+FORMER_PARENT = ("Services", "services")
+
+
+class Images(Component):
+    """Each service's image, as the reference its Cloud Run service runs (:attr:`refs`): prebuilt, or
+    built and pushed during ``pulumi up`` by :attr:`builder` ("docker" or "cloudbuild"; "prebuilt"
+    when every image is given).
+
+    State migration: the build resources were children of the ``Services`` component ("services")
+    until images became a concern of their own. Pulumi puts a resource's parent chain into its URN,
+    so each one carries ``Alias(parent=<that component's URN>)``: a stack deployed before finds its
+    images and build contexts under the old URNs and keeps them, instead of building again.
+    """
+
+    def __init__(
+        self, name: str, args: ImagesArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("Images", name, depends_on, opts)
+        kind, former_name = FORMER_PARENT
+        self._from_services = pulumi.Alias(parent=pulumi.create_urn(former_name, f"{TYPE_PREFIX}:{kind}"))
+        to_build = [spec for spec in args.images if not spec.prebuilt]
+        self.builder = resolve_builder(args.builder, probe=docker_usable) if to_build else "prebuilt"
+        access_token = None
+        if to_build:
+            # Short-lived token of whoever runs `pulumi up` (the Google provider's): for the Docker push
+            # or the Cloud Build API call only.
+            access_token = pulumi.Output.secret(gcp.organizations.get_client_config_output().access_token)
+        self.refs: dict[str, pulumi.Output[str]] = {}
+        for spec in args.images:
+            if spec.prebuilt:
+                self.refs[spec.key] = pulumi.Output.from_input(spec.prebuilt)
+            elif self.builder == "cloudbuild":
+                self.refs[spec.key] = self._cloud_build(args, spec, access_token)
+            else:
+                self.refs[spec.key] = self._docker_build(args, spec, access_token)
+        self.register_outputs({"refs": self.refs})
+
+    def _docker_build(
+        self, args: ImagesArgs, spec: ImageSpec, access_token: pulumi.Input[str]
+    ) -> pulumi.Output[str]:
+        tag = pulumi.Output.concat(args.registry_url, "/", spec.key, ":latest")
+        built = docker_build.Image(
+            f"{spec.key}-image",
+            context=docker_build.BuildContextArgs(location=str(args.context)),
+            dockerfile=docker_build.DockerfileArgs(location=str(spec.dockerfile)),
+            platforms=[docker_build.Platform.LINUX_AMD64],  # Cloud Run runs amd64
+            tags=[tag],
+            push=True,
+            build_on_preview=False,
+            registries=[
+                docker_build.RegistryArgs(
+                    address=pulumi.Output.from_input(args.registry_url).apply(lambda u: u.split("/")[0]),
+                    username="oauth2accesstoken",
+                    password=access_token,
+                )
+            ],
+            opts=self.child(aliases=[self._from_services]),
+        )
+        # ref = "<tag>@sha256:<digest>": the service changes exactly when the image does.
+        return built.ref
+
+    def _cloud_build(
+        self, args: ImagesArgs, spec: ImageSpec, access_token: pulumi.Input[str]
+    ) -> pulumi.Output[str]:
+        if args.cloud_build is None:
+            raise ValueError("the Cloud Build path needs ImagesArgs.cloud_build")
+        context = build_context(spec.key, args.context, spec.dockerfile, args.cloud_build.out_dir)
+        source = gcp.storage.BucketObject(
+            f"{spec.key}-image-context",
+            bucket=args.cloud_build.bucket,
+            name=context.object_name,
+            content_type="application/gzip",
+            source=pulumi.FileAsset(str(context.path)),  # byte for byte: its name is its content hash
+            opts=self.child(aliases=[self._from_services]),
+        )
+        built = CloudBuildImage(
+            f"{spec.key}-image-build",
+            CloudBuildImageArgs(
+                project=args.project,
+                location=args.region,
+                bucket=source.bucket,
+                object=source.name,
+                dockerfile=context.dockerfile,
+                image=pulumi.Output.concat(args.registry_url, "/", spec.key, ":", context.tag),
+                service_account=args.cloud_build.service_account,
+                access_token=access_token,
+            ),
+            opts=self.child(source, aliases=[self._from_services]),
+        )
+        return built.ref

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.components.base import Component
+from infra.components.base import Component, Grantee
 from infra.envvars import JOBS_TOPIC  # one name for the topic, also in every deployable's env
 
 DEAD_LETTER_TOPIC = "askbase-jobs-dead"
@@ -22,7 +23,7 @@ class MessagingArgs:
     push_url: pulumi.Input[str]  # botrunner's base URL: the push endpoint's origin and the audience
     push_service_account: pulumi.Input[str]  # email whose OIDC token Pub/Sub attaches
     push_service_account_id: pulumi.Input[str]  # its resource name, for the token-creator grant
-    publishers: list[pulumi.Input[str]] = field(default_factory=list)
+    publishers: Sequence[Grantee] = ()
     max_delivery_attempts: int = 5
     ack_deadline_seconds: int = 60  # worker asks qa (Gemini timeout 20 s) then replies
     push_target: pulumi.Resource | None = None  # created first so the first pushes find it
@@ -78,17 +79,15 @@ class Messaging(Component):
             ),
             opts=self.child(args.push_target),
         )
-        self.grants = [
-            gcp.pubsub.TopicIAMMember(
-                f"jobs-publisher-{n}",
-                project=args.project,
-                topic=self.jobs_topic.name,
-                role="roles/pubsub.publisher",
-                member=member,
-                opts=self.child(),
-            )
-            for n, member in enumerate(args.publishers)
-        ]
+        self.grants = self.grant_each(
+            gcp.pubsub.TopicIAMMember,
+            "roles/pubsub.publisher",
+            args.publishers,
+            target="jobs",
+            legacy_label="jobs-publisher",
+            project=args.project,
+            topic=self.jobs_topic.name,
+        )
         # Dead-lettering is done by the Pub/Sub service agent: it must publish to the dead-letter
         # topic and acknowledge (subscriber) on the source subscription, or messages never move.
         self.agent_grants = [

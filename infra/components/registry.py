@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.components.base import Component
+from infra.components.base import Component, Grantee
 
 REPOSITORY = "askbase"
 
@@ -16,7 +17,7 @@ REPOSITORY = "askbase"
 class RegistryArgs:
     project: str
     region: str
-    writers: list[pulumi.Input[str]] = field(default_factory=list)
+    writers: Sequence[Grantee] = ()  # push images and function builds
     keep_versions: int = 10
 
 
@@ -52,16 +53,14 @@ class Registry(Component):
             opts=self.child(),
         )
         self.url = pulumi.Output.concat(args.region, "-docker.pkg.dev/", args.project, "/", REPOSITORY)
-        self.grants = [
-            gcp.artifactregistry.RepositoryIamMember(
-                f"writer-{n}",
-                project=args.project,
-                location=args.region,
-                repository=self.repository.name,
-                role="roles/artifactregistry.writer",
-                member=member,
-                opts=self.child(),
-            )
-            for n, member in enumerate(args.writers)
-        ]
+        self.grants = self.grant_each(
+            gcp.artifactregistry.RepositoryIamMember,
+            "roles/artifactregistry.writer",
+            args.writers,
+            target="images",
+            legacy_label="writer",
+            project=args.project,
+            location=args.region,
+            repository=self.repository.name,
+        )
         self.register_outputs({"url": self.url})

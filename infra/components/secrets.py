@@ -7,16 +7,28 @@ Pulumi secrets: encrypted in the state, never printed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_random as random
 
-from infra.components.base import Component
+from infra.components.base import Component, Grantee
 
 TOKEN_KEY_SECRET_ID = "askbase-token-key"  # noqa: S105 (a name, not a value)
 SESSION_SECRET_ID = "askbase-session-secret"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class SecretEnv:
+    """A secret environment variable's source: a Secret Manager secret, pinned to one version.
+
+    Cloud Run and Cloud Functions resolve it when an instance starts; the value is never in a spec.
+    """
+
+    secret_id: pulumi.Input[str]
+    version: pulumi.Input[str]
 
 
 @dataclass(frozen=True)
@@ -24,8 +36,8 @@ class SecretsArgs:
     project: str
     token_key: pulumi.Input[str] | None = None
     session_secret: pulumi.Input[str] | None = None
-    token_key_accessors: list[pulumi.Input[str]] = field(default_factory=list)
-    session_secret_accessors: list[pulumi.Input[str]] = field(default_factory=list)
+    token_key_accessors: Sequence[Grantee] = ()
+    session_secret_accessors: Sequence[Grantee] = ()
 
 
 class Secrets(Component):
@@ -49,20 +61,26 @@ class Secrets(Component):
         self.token_key_version = self._new_version("token-key", self.token_key, token_value, keep=True)
         self.session_secret = self._new_secret(args.project, SESSION_SECRET_ID, "session-secret")
         self.session_secret_version = self._new_version("session-secret", self.session_secret, session_value)
+        # What a deployable's secret environment variables point at.
+        self.token_key_ref = SecretEnv(self.token_key.secret_id, self.token_key_version.version)
+        self.session_secret_ref = SecretEnv(
+            self.session_secret.secret_id, self.session_secret_version.version
+        )
         self.grants = [
-            gcp.secretmanager.SecretIamMember(
-                f"{label}-accessor-{n}",
-                project=args.project,
-                secret_id=secret.secret_id,
-                role="roles/secretmanager.secretAccessor",
-                member=member,
-                opts=self.child(),
-            )
-            for label, secret, members in (
+            grant
+            for target, secret, grantees in (
                 ("token-key", self.token_key, args.token_key_accessors),
                 ("session-secret", self.session_secret, args.session_secret_accessors),
             )
-            for n, member in enumerate(members)
+            for grant in self.grant_each(
+                gcp.secretmanager.SecretIamMember,
+                "roles/secretmanager.secretAccessor",
+                grantees,
+                target=target,
+                legacy_label=f"{target}-accessor",
+                project=args.project,
+                secret_id=secret.secret_id,
+            )
         ]
         self.register_outputs(
             {"token_key_secret": self.token_key.secret_id, "session_secret": self.session_secret.secret_id}

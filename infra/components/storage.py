@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.components.base import Component
+from infra.components.base import Component, Grantee
 
 
 @dataclass(frozen=True)
@@ -20,13 +21,13 @@ class StorageArgs:
     # every publish (compare-and-swap on its generation), so its old generations are the rollback trail.
     keep_generations: int = 7
     noncurrent_days: int = 30
-    kb_readers: list[pulumi.Input[str]] = field(default_factory=list)  # members: restore snapshots
-    kb_writers: list[pulumi.Input[str]] = field(default_factory=list)  # members: publish/prune snapshots
-    # members: the function build. Google documents objectAdmin for a custom build account (it reads
-    # the source and may write build metadata next to it); granted on this build-inputs bucket only.
-    sources_builders: list[pulumi.Input[str]] = field(default_factory=list)
-    # members: the image builds, which only read their uploaded build context.
-    sources_readers: list[pulumi.Input[str]] = field(default_factory=list)
+    kb_readers: Sequence[Grantee] = ()  # restore snapshots
+    kb_writers: Sequence[Grantee] = ()  # publish/prune snapshots
+    # The function build. Google documents objectAdmin for a custom build account (it reads the source
+    # and may write build metadata next to it); granted on this build-inputs bucket only.
+    sources_builders: Sequence[Grantee] = ()
+    # The image builds, which only read their uploaded build context.
+    sources_readers: Sequence[Grantee] = ()
 
 
 class Storage(Component):
@@ -81,23 +82,24 @@ class Storage(Component):
             deletion_policy="DELETE",
             opts=self.child(),
         )
-        grants = (
-            [("kb-reader", self.kb_bucket, "roles/storage.objectViewer", m) for m in args.kb_readers]
-            + [("kb-writer", self.kb_bucket, "roles/storage.objectUser", m) for m in args.kb_writers]
-            + [
-                ("sources-builder", self.sources_bucket, "roles/storage.objectAdmin", m)
-                for m in args.sources_builders
-            ]
-            # Appended last: the logical names (numbered across the list) of earlier grants stay put.
-            + [
-                ("sources-reader", self.sources_bucket, "roles/storage.objectViewer", m)
-                for m in args.sources_readers
-            ]
-        )
-        self.grants = [
-            gcp.storage.BucketIAMMember(
-                f"{label}-{n}", bucket=bucket.name, role=role, member=member, opts=self.child()
+        self.grants: list[pulumi.CustomResource] = []
+        # Legacy names were numbered across these four lists, in this order (see grant_each).
+        numbered = 0
+        kb, sources = (self.kb_bucket, "kb"), (self.sources_bucket, "function-sources")
+        for (bucket, target), role, grantees, legacy_label in (
+            (kb, "roles/storage.objectViewer", args.kb_readers, "kb-reader"),
+            (kb, "roles/storage.objectUser", args.kb_writers, "kb-writer"),
+            (sources, "roles/storage.objectAdmin", args.sources_builders, "sources-builder"),
+            (sources, "roles/storage.objectViewer", args.sources_readers, "sources-reader"),
+        ):
+            self.grants += self.grant_each(
+                gcp.storage.BucketIAMMember,
+                role,
+                grantees,
+                target=target,
+                legacy_label=legacy_label,
+                legacy_start=numbered,
+                bucket=bucket.name,
             )
-            for n, (label, bucket, role, member) in enumerate(grants)
-        ]
+            numbered += len(grantees)
         self.register_outputs({"kb_bucket": self.kb_bucket.name, "sources_bucket": self.sources_bucket.name})
