@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from shared.knowledge import chunktable
 from shared.knowledge.chunker import Chunk
 from shared.knowledge.embeddings import Embedder
 from shared.knowledge.retrieval import BM25, Passage, fuse_and_dedupe, heading_path, heading_scores
+
+if TYPE_CHECKING:
+    from chromadb.api.client import Client
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +99,9 @@ class KnowledgeIndex:
     path: Path
     embedder: Embedder
 
-    def __init__(self, path: Path, embedder: Embedder, client: Any, collection: Any, pages: dict) -> None:
+    def __init__(
+        self, path: Path, embedder: Embedder, client: Any, collection: Any, pages: dict[str, Any]
+    ) -> None:
         """Use :meth:`open`."""
         self.path = path
         self.embedder = embedder
@@ -146,9 +151,13 @@ class KnowledgeIndex:
                     f"the index at {path} holds collection {sidecar.get('collection')!r}, not {collection!r}"
                 )
 
-        client = chromadb.PersistentClient(
-            path=str(path),
-            settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
+        # The returned object is chromadb.api.client.Client, which has close(); the declared ClientAPI
+        # interface does not list it.
+        client = cast(
+            "Client",
+            chromadb.PersistentClient(
+                path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+            ),
         )
         try:
             # embedding_function=None: Chroma must never reach for its downloading default.
@@ -513,7 +522,7 @@ class KnowledgeIndex:
             return self._build_bm25()
 
 
-def _read_sidecar(path: Path) -> dict | None:
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:

@@ -11,6 +11,13 @@ import urllib.robotparser
 MAX_ROBOTS_BYTES = 512_000
 
 
+class _Rules(urllib.robotparser.RobotFileParser):
+    """The standard parser, with the two switches it has at run time but its type stubs do not declare."""
+
+    disallow_all: bool
+    allow_all: bool
+
+
 def robots_url(site: str) -> str:
     """Where ``site`` (``scheme://host[:port]``: :func:`~shared.knowledge.urls.site_of`) keeps its rules."""
     return site + "/robots.txt"
@@ -32,7 +39,7 @@ def robots_rules(status_code: int, text: str | None) -> urllib.robotparser.Robot
     an unreachable file (:func:`robots_unreachable`) disallow everything; anything else (404, a body over
     :data:`MAX_ROBOTS_BYTES`) allows everything.
     """
-    robots = urllib.robotparser.RobotFileParser()
+    robots = _Rules()
     if status_code == 200 and text is not None:
         robots.parse(text.splitlines())
     elif status_code in (401, 403) or robots_unreachable(status_code):

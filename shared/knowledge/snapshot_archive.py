@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, Literal, Protocol, cast
 
 import zstandard
 
@@ -189,14 +189,15 @@ def compress_file(tar_path: Path, out_path: Path, compression: Compression) -> s
             self.raw.flush()
 
     with open(tar_path, "rb") as src, open(out_path, "wb") as raw:
-        sink = _Hashing(raw)
+        # The compressors want a file object; the hashing sink has the two methods they call.
+        sink = cast(IO[bytes], _Hashing(raw))
         if compression == "zstd":
             cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
-            with cctx.stream_writer(sink, closefd=False) as writer:  # type: ignore[arg-type]
-                shutil.copyfileobj(src, writer, _COPY_CHUNK)
+            with cctx.stream_writer(sink, closefd=False) as zwriter:
+                shutil.copyfileobj(src, zwriter, _COPY_CHUNK)
         else:
-            with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as writer:  # type: ignore[arg-type]
-                shutil.copyfileobj(src, writer, _COPY_CHUNK)
+            with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gwriter:
+                shutil.copyfileobj(src, gwriter, _COPY_CHUNK)
     return digest.hexdigest()
 
 
@@ -267,11 +268,12 @@ def check_archive(path: Path, manifest: Manifest) -> None:
 def _decompressed(path: Path, compression: Compression) -> Iterator[IO[bytes]]:
     with open(path, "rb") as raw:
         if compression == "zstd":
-            with zstandard.ZstdDecompressor().stream_reader(raw) as reader:
-                yield reader  # type: ignore[misc]
+            # Both readers are read-only binary streams; tarfile's stream mode ("r|") only calls read().
+            with zstandard.ZstdDecompressor().stream_reader(raw) as zreader:
+                yield cast(IO[bytes], zreader)
         else:
-            with gzip.GzipFile(fileobj=raw, mode="rb") as reader:
-                yield reader
+            with gzip.GzipFile(fileobj=raw, mode="rb") as greader:
+                yield cast(IO[bytes], greader)
 
 
 def safe_unpack(archive: Path, compression: Compression, dest: Path, max_bytes: int | None = None) -> None:
