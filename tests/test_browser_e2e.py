@@ -179,7 +179,7 @@ def test_sign_in_ask_see_sources_reload_find_in_history_and_export(qa_server: st
             page.get_by_role("button", name="Search").click()
             expect(entry).to_be_visible()
             entry.click()
-            expect(page).to_have_url(conversation_url)
+            expect(page).to_have_url(conversation_url + "?q=telegram")  # the sidebar stays searched
 
             # Export as Markdown and JSON.
             with page.expect_download() as download_info:

@@ -450,7 +450,7 @@ def test_chat_page_is_accessible_and_offline(app: Flask) -> None:
     client = app.test_client()
     sign_in(client, "a@example.com")
     html = client.get("/").get_data(as_text=True)
-    assert '<label for="question">' in html and 'aria-live="polite"' in html
+    assert '<label for="question"' in html and 'aria-live="polite"' in html
     assert 'name="viewport"' in html
     # Nothing is loaded from another origin.
     import re

@@ -174,3 +174,99 @@ def test_bot_profiles_cache_briefly_and_never_cache_unknown_ids() -> None:
     assert bots.get("b1").model == "extractive"
     with pytest.raises(BotNotFound):
         bots.get("../x")
+
+
+# --- the chat's welcome, answers and history (pure pieces) ------------------------------------------------
+def test_starter_questions_come_from_headings_across_pages() -> None:
+    from shared.qa.data_status import starter_questions
+
+    pages = [
+        ("Telegram bots | Example Docs", ["Overview", "Registering", "Rotating the token", "API limits"]),
+        ("Crawling", ["Sources", "How do I skip a page", "See also"]),
+        ("Snapshots", ["Publishing"]),
+    ]
+    assert starter_questions(pages, limit=5) == [
+        # one heading per page first (pages with more sections first), then the next round
+        "What should I know about registering in Telegram bots?",
+        "What should I know about sources in Crawling?",
+        "What should I know about publishing in Snapshots?",
+        "What should I know about rotating the token in Telegram bots?",
+        "How do I skip a page?",  # already a question: kept as it is
+    ]
+    assert "What should I know about API limits in Telegram bots?" in starter_questions(pages, limit=6)
+    # Too few usable headings: page titles (by title) fill up to three; never more than asked.
+    assert starter_questions([("Upgrade", ["Overview"]), ("Install", []), ("FAQ", []), ("Zoo", [])]) == [
+        "What does the FAQ page cover?",
+        "What does the Install page cover?",
+        "What does the Upgrade page cover?",
+    ]
+    assert starter_questions([]) == []
+    assert len(starter_questions(pages, limit=2)) == 2
+
+
+def test_section_heading_is_the_deepest_heading_of_a_chunk() -> None:
+    from shared.qa.data_status import section_heading
+
+    assert section_heading("Bots", "Bots > Telegram > Rotating\n\nbody") == "Rotating"
+    assert section_heading("Bots", "Bots\n\nbody") is None  # directly under the title
+    assert section_heading("Bots", "Bots > A very long path that was cut…\n\nbody") is None
+    assert section_heading("Bots", "no heading path here") is None
+
+
+def test_knowledge_overview_of_a_real_index(settings: Settings, tmp_path) -> None:
+    from shared.knowledge.embeddings import load_embedder
+    from shared.knowledge.index import KnowledgeIndex
+    from shared.qa.data_status import knowledge_overview
+    from shared.qa.live_index import LiveIndex
+    from tests.fakes.knowledge import FakeStore
+    from tests.qa_corpus import build_index
+
+    build_index(tmp_path / "built", settings).close()
+    store = FakeStore()
+    store.publish("s1")
+    live = LiveIndex(
+        store,
+        lambda _: KnowledgeIndex.open(tmp_path / "built", load_embedder(settings.embedder)),
+        tmp_path / "live",
+        poll_seconds=3600,
+    )
+    assert knowledge_overview(live).state == "starting"  # not started: nothing to show yet
+    live.start()
+    try:
+        overview = knowledge_overview(live)
+        assert overview.state == "ready" and overview.updated_at is not None
+        assert [(s.name, s.pages, s.chunks) for s in overview.sources] == [("docs", 3, 6)]
+        assert overview.pages == 3 and overview.chunks == 6
+        assert len(overview.starters) == 4
+        headings = ("registering", "rotating the token", "sources", "schedule", "publishing", "live swap")
+        assert all(any(h in q for h in headings) for q in overview.starters), overview.starters
+    finally:
+        live.stop()
+
+
+def test_source_heading_and_search_highlight_are_escaped() -> None:
+    from services.qa.answer_html import highlight, source_heading
+
+    assert source_heading({"title": "Bots > Telegram > Tokens"}) == ("Bots", "Telegram \u203a Tokens")
+    assert source_heading({"title": "Bots", "url": "u"}) == ("Bots", "")
+    assert source_heading({"url": "https://d.example/x"}) == ("https://d.example/x", "")
+    assert str(highlight("<b>ETag</b> and etag", "etag")) == (
+        "&lt;b&gt;<mark>ETag</mark>&lt;/b&gt; and <mark>etag</mark>"
+    )
+    assert str(highlight("a<b", "")) == "a&lt;b" and str(highlight(None, "x")) == ""
+
+
+def test_match_snippet_and_titles() -> None:
+    from shared.qa.conversations import InvalidTitle, clean_title, match_snippet
+
+    text = "word " * 30 + "the etag header " + "more " * 30
+    snippet = match_snippet(text, "etag", context=20)
+    assert snippet is not None and snippet.startswith("…") and snippet.endswith("…")
+    assert "etag" in snippet and len(snippet) <= 2 * 20 + len("etag") + 2
+    assert " wor…" not in snippet  # cut at word boundaries
+    assert match_snippet("short etag text", "etag") == "short etag text"
+    assert match_snippet("nothing here", "etag") is None
+    assert clean_title("  New\n  name ") == "New name"
+    for bad in ("   ", "x" * 81):
+        with pytest.raises(InvalidTitle):
+            clean_title(bad)

@@ -1,7 +1,8 @@
-"""Answer text → safe HTML: quotes become blockquotes and ``[n]`` markers link to the cited source.
+"""Chat text → safe HTML: answers (quotes become blockquotes, ``[n]`` markers link to the cited
+source), a source's page and section, and the search match in a history snippet.
 
-Everything is escaped first; only the markup built here is trusted. ``static/chat.js`` renders answers
-that arrive over the API the same way, so a reload looks exactly like the live answer.
+Everything is escaped first; only the markup built here is trusted. ``static/chat.js`` renders what
+arrives over the API the same way, so a reload looks exactly like the live page.
 """
 
 from __future__ import annotations
@@ -51,3 +52,33 @@ def answer_html(text: str, sources: list[dict[str, Any]] | None = None) -> Marku
                 + "</p></blockquote>"
             )
     return Markup("".join(blocks))  # noqa: S704 - every fragment above was escaped
+
+
+SECTION_SEPARATOR = " > "  # how the API's source titles join page title and headings
+SECTION_JOIN = " \u203a "  # a single right angle quote: how the sources list joins nested headings
+
+
+def source_heading(source: dict[str, Any]) -> tuple[str, str]:
+    """``(page, section)`` of a cited source: its ``title`` is the heading path "Page > Section";
+    section is "" for a passage directly under the page title."""
+    parts = [p.strip() for p in str(source.get("title") or source.get("url") or "").split(SECTION_SEPARATOR)]
+    parts = [p for p in parts if p]
+    if not parts:
+        return "", ""
+    return parts[0], SECTION_JOIN.join(parts[1:])
+
+
+def highlight(text: str | None, query: str) -> Markup:
+    """``text`` escaped, with every case-insensitive occurrence of ``query`` wrapped in ``<mark>``."""
+    if not text:
+        return Markup("")
+    needle = " ".join(query.split())
+    if not needle:
+        return escape(text)
+    out, last = [], 0
+    for match in re.finditer(re.escape(needle), text, re.IGNORECASE):
+        out.append(str(escape(text[last : match.start()])))
+        out.append(f"<mark>{escape(match.group(0))}</mark>")
+        last = match.end()
+    out.append(str(escape(text[last:])))
+    return Markup("".join(out))  # noqa: S704 - every fragment above was escaped

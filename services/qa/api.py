@@ -1,4 +1,5 @@
-"""JSON API: ``POST /api/ask`` and the signed-in user's conversation history.
+"""JSON API: ``POST /api/ask`` and the signed-in user's conversation history (list, read, export,
+rename, delete).
 
 Routes only parse and check input, call :class:`shared.qa.ask.AskService` or the conversation store,
 and shape the reply. Bad input is always a 4xx with an ``error`` message, never a 500.
@@ -22,7 +23,14 @@ from services.qa import auth
 from services.qa.app import context
 from services.qa.auth import api_login_required, current_user, service_caller
 from shared.qa.ask import BotNotFound, BotProfile
-from shared.qa.conversations import MAX_PAGE_SIZE, PAGE_SIZE, ConversationNotFound, InvalidCursor, export
+from shared.qa.conversations import (
+    MAX_PAGE_SIZE,
+    PAGE_SIZE,
+    ConversationNotFound,
+    InvalidCursor,
+    InvalidTitle,
+    export,
+)
 from shared.qa.live_index import NoIndexYet
 from shared.qa.ratelimit import RateLimiter
 
@@ -215,6 +223,25 @@ def export_conversation(conversation_id: str) -> Any:
     response = Response(body, mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="askbase-{conv.id}.{fmt}"'
     return response
+
+
+@bp.patch("/conversations/<conversation_id>")
+@api_login_required
+def rename_conversation(conversation_id: str) -> Any:
+    """Rename: ``{"title": "..."}`` → the conversation's history entry with its new title."""
+    user = current_user()
+    assert user is not None
+    body = request.get_json(silent=True) if request.is_json else None
+    title = body.get("title") if isinstance(body, dict) else None
+    if not isinstance(title, str):
+        return _reject(400, 'send JSON like {"title": "..."}')
+    try:
+        conv = context().conversations.rename(user.owner, conversation_id, title)
+    except InvalidTitle as exc:
+        return _reject(400, str(exc))
+    except ConversationNotFound:
+        return _reject(404, "conversation not found")
+    return jsonify(conv.summary())
 
 
 @bp.delete("/conversations/<conversation_id>")

@@ -119,10 +119,10 @@ def create_app(
     )
 
     from services.qa import api, auth, health, pages, signin
-    from services.qa.answer_html import answer_html
+    from services.qa.answer_html import answer_html, highlight, source_heading
 
     auth.init_app(app)
-    app.jinja_env.filters["answer_html"] = answer_html
+    app.jinja_env.filters.update(answer_html=answer_html, highlight=highlight, source_heading=source_heading)
     for blueprint in (health.bp, signin.bp, pages.bp, api.bp):
         app.register_blueprint(blueprint)
     _register_optional(app, "services.qa.bots_pages")
@@ -157,6 +157,10 @@ def _wants_json() -> bool:
 
 
 def _register_error_handlers(app: Flask) -> None:
+    from services.qa import errors
+
+    errors.init_app(app)
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         code = exc.code or 500
@@ -170,7 +174,10 @@ def _register_error_handlers(app: Flask) -> None:
             return jsonify(error=message), code
         from flask import render_template
 
-        return render_template("error.html", code=code, message=message), code
+        # The page explains the status itself; only a message a view chose (abort(403, "...")) is
+        # worth showing as well, not werkzeug's stock description.
+        specific = exc.description if exc.description != type(exc).description else None
+        return render_template("error.html", code=code, message=specific), code
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:
@@ -179,7 +186,7 @@ def _register_error_handlers(app: Flask) -> None:
             return jsonify(error="internal error"), 500
         from flask import render_template
 
-        return render_template("error.html", code=500, message="Something went wrong."), 500
+        return render_template("error.html", code=500, message=None), 500
 
     @app.after_request
     def security_headers(response: Any) -> Any:

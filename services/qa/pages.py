@@ -26,7 +26,7 @@ from services.qa.api import read_allowed
 from services.qa.app import context
 from services.qa.auth import current_user, login_required
 from shared.qa.conversations import Conversation, ConversationNotFound
-from shared.qa.data_status import next_cron_time, recent_runs, trigger_refresh
+from shared.qa.data_status import knowledge_overview, next_cron_time, recent_runs, trigger_refresh
 
 bp = Blueprint("pages", __name__)
 
@@ -39,8 +39,9 @@ def _too_many_reads() -> Any:
     if allowed:
         return None
     g.reject_reason = "too many requests; slow down"
-    message = "Too many requests in a minute: wait a little and reload."
-    response = make_response(render_template("error.html", code=429, message=message), 429)
+    response = make_response(
+        render_template("error.html", code=429, message=None, retry_after=retry_after), 429
+    )
     response.headers["Retry-After"] = str(retry_after)
     return response
 
@@ -48,14 +49,17 @@ def _too_many_reads() -> Any:
 def _chat(conversation: Conversation | None) -> Any:
     user = current_user()
     assert user is not None
+    ctx = context()
     query = request.args.get("q", "")[:200]
-    history = context().conversations.list(user.owner, query)
+    history = ctx.conversations.list(user.owner, query)
     return render_template(
         "chat.html",
         conversation=conversation,
         history=history,
         query=query,
-        index=context().live_index.status(),
+        index=ctx.live_index.status(),
+        # The welcome (what is indexed, starter questions) only greets a new chat.
+        overview=knowledge_overview(ctx.live_index) if conversation is None else None,
     )
 
 

@@ -58,6 +58,7 @@ SEARCH_TEXT_CHARS = 20_000  # cap so a long conversation never nears Firestore's
 PAGE_SIZE = 50  # default history page
 MAX_PAGE_SIZE = 200
 SEARCH_SCAN_LIMIT = 200  # conversations one search call reads at most (each up to ~20 KB)
+SNIPPET_CONTEXT = 60  # characters either side of a search match shown in the history
 MAX_SLACK = timedelta(days=7)
 # A re-stamped bound is recorded this much lower than the stamp: two refreshers racing on one
 # conversation (clocks and durations differ by seconds) can never make it overestimate.
@@ -91,14 +92,16 @@ class Conversation:
     created_at: datetime
     updated_at: datetime
     messages: list[Message] = field(default_factory=list)
+    snippet: str | None = None  # a search result's matching text (lower-cased, like search_text)
 
     def summary(self) -> dict[str, Any]:
-        """The JSON shape of a history-list entry."""
+        """The JSON shape of a history-list entry (with ``snippet`` when it is a search result)."""
         return {
             "id": self.id,
             "title": self.title,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            **({"snippet": self.snippet} if self.snippet else {}),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -134,6 +137,35 @@ class Conversation:
 def _title(question: str) -> str:
     text = " ".join(question.split())
     return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+class InvalidTitle(ValueError):
+    """A new title that is empty or longer than :data:`TITLE_CHARS`; the message says which."""
+
+
+def clean_title(title: str) -> str:
+    """A title as stored: whitespace collapsed, 1..:data:`TITLE_CHARS` characters, else InvalidTitle."""
+    text = " ".join(title.split())
+    if not text:
+        raise InvalidTitle("the title is empty")
+    if len(text) > TITLE_CHARS:
+        raise InvalidTitle(f"the title is longer than {TITLE_CHARS} characters")
+    return text
+
+
+def match_snippet(text: str, needle: str, context: int = SNIPPET_CONTEXT) -> str | None:
+    """About ``context`` characters either side of the first ``needle`` in ``text``, cut at word
+    boundaries, with "…" where text was left out; None when it does not occur."""
+    flat = " ".join(text.split())
+    at = flat.find(needle)
+    if not needle or at < 0:
+        return None
+    start, end = max(0, at - context), min(len(flat), at + len(needle) + context)
+    if start > 0 and " " in flat[start:at]:
+        start = flat.index(" ", start) + 1
+    if end < len(flat) and " " in flat[at + len(needle) : end]:
+        end = flat.rindex(" ", at + len(needle), end)
+    return ("…" if start > 0 else "") + flat[start:end] + ("…" if end < len(flat) else "")
 
 
 def message_slack(retention_days: int) -> timedelta:
@@ -391,7 +423,11 @@ class ConversationStore:
                 and needle not in data.get("title", "").lower()
             ):
                 continue
-            items.append(self._from_snapshot(snap))
+            conv = self._from_snapshot(snap)
+            if needle and needle not in conv.title.lower():
+                # The title shows why a title match matched; anything else gets the text around it.
+                conv.snippet = match_snippet(data.get("search_text", ""), needle)
+            items.append(conv)
         return HistoryPage(items, _encode_cursor(last) if more and last is not None else None)
 
     def list(self, owner: str, query: str = "", limit: int = PAGE_SIZE) -> list[Conversation]:
@@ -494,6 +530,24 @@ class ConversationStore:
         except gexc.NotFound as exc:  # deleted meanwhile (by its owner, or by TTL)
             raise ConversationNotFound(doc.id) from exc
         return _Refresh(covered, expire)
+
+    def rename(self, owner: str, conversation_id: str, title: str) -> Conversation:
+        """Give ``owner``'s conversation a new title (see :func:`clean_title`); returns it renamed.
+
+        Raises :class:`InvalidTitle` or :class:`ConversationNotFound` (not the owner's, expired,
+        deleted meanwhile). ``updated_at`` is left alone: renaming does not move it up the history.
+        """
+        new_title = clean_title(title)
+        snap = self._owned(owner, conversation_id)
+        try:
+            # Not one transaction with the owner check, and need not be: a conversation's owner never
+            # changes, and update() fails on a conversation deleted in between instead of recreating it.
+            snap.reference.update({"title": new_title})
+        except gexc.NotFound as exc:
+            raise ConversationNotFound(conversation_id) from exc
+        conv = self._from_snapshot(snap)
+        conv.title = new_title
+        return conv
 
     def delete(self, owner: str, conversation_id: str) -> None:
         """Delete one conversation and its messages."""
