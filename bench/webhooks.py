@@ -2,8 +2,8 @@
 
 Usage: .venv/bin/python bench/webhooks.py [N]   (default N = 300 ingress calls, N/3 replies)
 
-1. Ingress (verify + dedupe + publish) on the emulators, in-process: ``TelegramIngress.handle`` and
-   ``DiscordIngress.handle`` for an ``/ask`` (Ed25519 verification included), each update new (so
+1. Ingress (verify + dedupe + publish) on the emulators, in-process: ``Ingress.handle`` of the Telegram
+   and the Discord platform for an ``/ask`` (Ed25519 verification included), each update new (so
    every call does the Firestore create and the Pub/Sub publish). Also over HTTP: the fake Telegram
    POSTing to the function served by functions-framework on loopback (werkzeug, one connection per
    request, as functions-framework's dev server does). Target p50 ≤ 20 ms.
@@ -92,10 +92,12 @@ def run(n: int, stack: object, tmp: Path, env: dict[str, str]) -> list[str]:
 
     from services.botrunner.app import create_app as create_botrunner
     from services.qa.app import create_app as create_qa
-    from shared.bots.directory import CachedLookup, registry_lookup
     from shared.bots.jobs import JobPublisher
+    from shared.bots.lookup import CachedLookup, bot_lookup
+    from shared.bots.platforms import get_platform
+    from shared.bots.platforms.telegram import SECRET_HEADER
     from shared.bots.registry import BotRegistry
-    from shared.bots.webhooks import DiscordIngress, TelegramIngress
+    from shared.bots.webhooks import Ingress
     from shared.config import get_settings
     from shared.devstack.subscriptions import ensure_push_subscription
     from shared.qa.live_index import LiveIndex
@@ -117,13 +119,13 @@ def run(n: int, stack: object, tmp: Path, env: dict[str, str]) -> list[str]:
         bot_id, token = register_telegram_bot(settings, tg)
         secret = registry.webhook_secret(registry.get_bot(bot_id))  # type: ignore[arg-type]
         publisher = JobPublisher(settings.project_id, "bench-ingress")  # no subscriber: publish only
-        bots = CachedLookup(registry_lookup(registry))
-        telegram = TelegramIngress(registry.db, bots, publisher)
+        bots = CachedLookup(bot_lookup(registry))
+        telegram = Ingress(get_platform("telegram"), registry.db, bots, publisher)
         samples: list[float] = []
         for i in range(n + 20):
             body = json.dumps(tg.message_update(42, "How do snapshots work?", update_id=100_000 + i)).encode()
             started = time.perf_counter()
-            reply = telegram.handle(bot_id, secret, body)
+            reply = telegram.handle(bot_id, {SECRET_HEADER: secret}, body)
             elapsed = (time.perf_counter() - started) * 1000
             assert reply.reason == "accepted", reply
             if i >= 20:  # warm-up: first gRPC channel, first topic check
@@ -132,16 +134,14 @@ def run(n: int, stack: object, tmp: Path, env: dict[str, str]) -> list[str]:
 
         app = dc.add_application()
         discord_bot = register_discord_bot(settings, app)
-        discord = DiscordIngress(registry.db, bots, publisher)
+        discord = Ingress(get_platform("discord"), registry.db, bots, publisher)
         samples = []
         for i in range(n + 20):
             interaction = dc.ask_interaction(app.id, "How do snapshots work?")
             body = json.dumps(interaction).encode()
             headers = FakeDiscord.sign(app, body)
             started = time.perf_counter()
-            reply = discord.handle(
-                discord_bot, headers["X-Signature-Ed25519"], headers["X-Signature-Timestamp"], body
-            )
+            reply = discord.handle(discord_bot, headers, body)
             elapsed = (time.perf_counter() - started) * 1000
             assert reply.reason == "accepted", reply
             if i >= 20:
@@ -164,7 +164,7 @@ def run(n: int, stack: object, tmp: Path, env: dict[str, str]) -> list[str]:
                 LoopbackServer(create_botrunner(settings, reconcile_on_start=False))
             )
             bot_id, token = register_telegram_bot(settings, tg, username="bench_bot")
-            from shared.bots.telegram import TelegramClient
+            from shared.bots.platforms.telegram_api import TelegramClient
 
             secret = registry.webhook_secret(registry.get_bot(bot_id))  # type: ignore[arg-type]
             TelegramClient(token, base_url=tg.base_url).set_webhook(f"{tg_fn.url}/{bot_id}", secret)

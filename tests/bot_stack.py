@@ -5,6 +5,7 @@ Used by ``test_webhooks_*``, ``test_worker``, ``test_bot_e2e`` and ``bench/webho
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -15,9 +16,9 @@ import pytest
 from google.cloud import pubsub_v1
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from shared.bots.jobs import Job, push_envelope
+from shared.bots.jobs import Job
+from shared.bots.platforms.telegram_api import TelegramClient
 from shared.bots.registry import BotRegistry
-from shared.bots.telegram import TelegramClient
 from shared.config import Settings, get_settings
 from shared.devstack.subscriptions import ensure_topic
 
@@ -38,7 +39,7 @@ def register_telegram_bot(
     """A Telegram bot in the registry (as the control plane would create it); returns (bot_id, token)."""
     registry = BotRegistry.from_settings(settings)
     token = fake_tg.add_bot(username=username)
-    me = TelegramClient(token, base_url=fake_tg.base_url).get_me()
+    me = TelegramClient(token, base_url=fake_tg.base_url).get_me()  # as the control plane learns it
     bot_id = registry.new_id()
     registry.create_bot(
         bot_id=bot_id,
@@ -49,7 +50,7 @@ def register_telegram_bot(
         model="extractive",
         system_prompt="",
         token=token,
-        platform_info={"username": me["username"], "bot_user_id": me["id"]},
+        platform_info={"username": me.username, "bot_user_id": me.id},
     )
     if running:
         registry.set_desired(bot_id, "running")
@@ -138,6 +139,18 @@ class JobTap:
             if (expect is not None and len(jobs) >= expect) or time.monotonic() > deadline:
                 return jobs
             time.sleep(0.05)
+
+
+def push_envelope(job: Job, message_id: str = "1", subscription: str = "local") -> dict[str, Any]:
+    """The envelope Pub/Sub would push for ``job``."""
+    return {
+        "message": {
+            "data": base64.b64encode(job.to_bytes()).decode(),
+            "attributes": job.attributes(),
+            "messageId": message_id,
+        },
+        "subscription": subscription,
+    }
 
 
 def envelope_bytes(job: Job, message_id: str = "1") -> bytes:

@@ -149,6 +149,12 @@ QA_MATRIX: dict[tuple[str, str], tuple[str, dict, tuple]] = {
         {},
         (401, 404, 200, 404, 401, 401),
     ),
+    # Rename: only the owner; an admin is not the owner of someone else's conversation.
+    ("PATCH", "/api/conversations/<conversation_id>"): (
+        "/api/conversations/{conv}",
+        {"json": {"title": "Renamed"}},
+        (401, 404, 200, 404, 401, 401),
+    ),
     ("DELETE", "/api/conversations/<conversation_id>"): (
         "/api/conversations/{conv}",
         {},
@@ -173,8 +179,9 @@ QA_MATRIX: dict[tuple[str, str], tuple[str, dict, tuple]] = {
         (403, 404, 302, 302, 403, 401),
     ),
     ("POST", "/bots/<bot_id>/<action>"): ("/bots/{bot}/stop", {"data": {}}, (403, 404, 302, 302, 403, 401)),
-    # No token in the form: the owner is sent back with an error, others never learn the bot exists.
-    ("POST", "/bots/<bot_id>/token"): ("/bots/{bot}/token", {"data": {}}, (403, 404, 302, 302, 403, 401)),
+    # No token in the form: the owner gets the page back with the error beside the field (400), others
+    # never learn the bot exists.
+    ("POST", "/bots/<bot_id>/token"): ("/bots/{bot}/token", {"data": {}}, (403, 404, 400, 400, 403, 401)),
 }
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from services.botrunner.app import create_app as create_botrunner
 from shared import logs
-from shared.bots.interactions import Action, custom_id, parse_custom_id
+from shared.bots.buttons import Action, custom_id, parse_custom_id
 from shared.bots.jobs import Job, JobKind, JobPublisher
 from shared.bots.registry import BotRegistry
 from shared.config import Settings

@@ -1,12 +1,15 @@
-"""The bot pages of the web app: add / start / edit / delete / logs, live status JSON, isolation."""
+"""The bot pages of the web app: add / start / edit / delete / logs, live status JSON, isolation, and
+what a refused form says (every mistake at once, beside its field, platform verdicts marked)."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
 from flask.testing import FlaskClient
 
+from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.telegram_api import FakeTelegram
 from tests.qa_support import fake_live_index, make_app, sign_in
 
@@ -46,13 +49,15 @@ def test_add_start_edit_logs_delete(app, tg: FakeTelegram) -> None:
     )
     text = page(response)
     assert response.status_code == 400 and "Telegram rejected this token" in text
+    assert _field_error(text, "token").startswith("Checked with Telegram:")  # Telegram's verdict
     assert bad not in pages[-1]
 
     token = tg.add_bot(username="docs_bot")
     form = {"csrf_token": csrf, "platform": "telegram", "name": "Docs", "token": token, "start": "1"}
     # The operator runs extractive only: a bot may not reach Gemini.
     response = client.post("/bots/new", data={**form, "model": "gemini"})
-    assert response.status_code == 400 and "extractive" in page(response)
+    assert response.status_code == 400
+    assert "Choose one of the answer models" in _field_error(page(response), "model")
     assert tg.webhook(token) is None
     response = client.post("/bots/new", data={**form, "model": "extractive"})
     assert response.status_code == 302
@@ -60,6 +65,9 @@ def test_add_start_edit_logs_delete(app, tg: FakeTelegram) -> None:
     assert tg.webhook(token) is not None
     detail = page(client.get(f"/bots/{bot_id}"))
     assert "@docs_bot" in detail and 'data-bot-status="' + bot_id in detail and ">running<" in detail
+    # The model by its label, as on the form: never the raw "extractive".
+    assert "<dt>Answer model</dt><dd>Extractive</dd>" in detail
+    assert re.search(r"·\s*Extractive\s*</p>", page(client.get("/bots")))
 
     status = client.get("/bots/status.json").get_json()
     assert status == {"bots": [{"id": bot_id, "status": "running", "desired": "running", "last_error": None}]}
@@ -100,8 +108,14 @@ def test_replace_token_page(app, tg: FakeTelegram) -> None:
     wrong = client.post(
         f"/bots/{bot_id}/token", data={"csrf_token": csrf, "token": tg.add_bot(username="x_bot")}
     )
-    assert wrong.status_code == 302
-    assert "belongs to @x_bot" in client.get(f"/bots/{bot_id}").get_data(as_text=True)
+    assert wrong.status_code == 400
+    message = _field_error(wrong.get_data(as_text=True), "new-token")
+    assert message.startswith("Checked with Telegram:") and "belongs to @x_bot" in message
+    calls = len(tg.calls)
+    malformed = client.post(f"/bots/{bot_id}/token", data={"csrf_token": csrf, "token": "12345:short"})
+    assert malformed.status_code == 400 and len(tg.calls) == calls  # a shape check: nothing sent
+    message = _field_error(malformed.get_data(as_text=True), "new-token")
+    assert "too short" in message and "Telegram" not in message.split(":")[0]
 
     new_token = tg.reissue_token(token)
     done = client.post(
@@ -139,3 +153,104 @@ def test_anonymous_visitors_are_sent_to_sign_in(app) -> None:
     client = app.test_client()
     assert client.get("/bots").status_code == 302
     assert client.get("/bots/status.json").status_code == 401
+
+
+# --- refused forms ----------------------------------------------------------------------------------------
+def _field_error(page: str, field_id: str) -> str:
+    """The message shown under the input ``field_id`` (tied to it by aria-describedby), as text."""
+    match = re.search(rf'<p class="field-error[^"]*" id="{re.escape(field_id)}-error">(.*?)</p>', page, re.S)
+    assert match, f"no error beside #{field_id}"
+    control = re.search(rf'<(?:input|select|textarea)[^>]*\bid="{re.escape(field_id)}"[^>]*>', page)
+    assert control, f"no control #{field_id}"
+    assert 'aria-invalid="true"' in control.group(0), f"#{field_id} is not marked invalid"
+    assert f"{field_id}-error" in control.group(0), f"#{field_id} is not described by its error"
+    return html.unescape(re.sub(r"<[^>]+>", "", match.group(1))).strip()
+
+
+def test_add_form_lists_every_mistake_beside_its_field_in_plain_words(
+    app, tg: FakeTelegram, dc: FakeDiscord
+) -> None:
+    client, csrf = _client(app, "ann@example.com")
+    response = client.post(
+        "/bots/new",
+        data={
+            "csrf_token": csrf,
+            "platform": "discord",
+            "name": "",
+            "application_id": "12345678",  # numeric, but too short
+            "public_key": "not-a-key",
+            "bot_token": "",
+            "system_prompt": "x" * 4001,
+        },
+    )
+    text = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "There are 5 problems" in text
+    application_id = _field_error(text, "application_id")
+    assert "too short" in application_id and "has 8 digits" in application_id
+    assert "must be the numeric" not in text and "application_id" not in application_id
+    assert "Give the bot a name" in _field_error(text, "name")
+    assert "0 to 9 and the letters a to f" in _field_error(text, "public_key")
+    assert "Reset Token" in _field_error(text, "bot_token")
+    assert "4,000 characters or fewer" in _field_error(text, "system_prompt")
+    for field in ("name", "application_id", "public_key", "bot_token", "system_prompt"):
+        assert f'<a href="#{field}">' in text, f"the summary does not link to #{field}"
+    assert "Checked with" not in text  # nothing was sent to Discord
+    assert dc.calls == []
+    assert 'value="12345678"' in text  # what was typed comes back (secrets do not)
+
+    # A malformed Telegram token is our own check, not Telegram's verdict.
+    response = client.post(
+        "/bots/new", data={"csrf_token": csrf, "platform": "telegram", "name": "Docs", "token": "abc"}
+    )
+    message = _field_error(response.get_data(as_text=True), "token")
+    assert response.status_code == 400 and "doesn't look like a Telegram bot token" in message
+    assert "rejected" not in message and tg.calls == []
+
+
+def test_settings_form_errors_stay_beside_their_fields(app, tg: FakeTelegram) -> None:
+    client, csrf = _client(app, "ann@example.com")
+    token = tg.add_bot(username="docs_bot")
+    response = client.post(
+        "/bots/new", data={"csrf_token": csrf, "platform": "telegram", "name": "Docs", "token": token}
+    )
+    bot_id = response.headers["Location"].rsplit("/", 1)[-1]
+    refused = client.post(
+        f"/bots/{bot_id}/edit",
+        data={"csrf_token": csrf, "name": " ", "model": "gpt-9", "system_prompt": "Be brief."},
+    )
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "There are 2 problems" in text
+    assert "Give the bot a name" in _field_error(text, "name")
+    assert "Choose one of the answer models" in _field_error(text, "model")
+    assert ">Be brief.</textarea>" in text  # what was typed is kept
+    assert "Docs" in client.get(f"/bots/{bot_id}").get_data(as_text=True)  # nothing was saved
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["123456789:" + "A" * 35, "12:" + "A" * 35, "123456789:" + "A" * 19, "123456789:" + "A" * 81,
+     "123456789:AA/BBBBBBBBBBBBBBBBBBBBBBBBBB", "abc", "", "123456789" + "A" * 35],
+)  # fmt: skip
+def test_the_forms_telegram_rule_is_telegrams(value: str) -> None:
+    from shared.bots.platforms.telegram import token_problem
+    from shared.bots.platforms.telegram_api import looks_like_token
+
+    assert (token_problem(value) is None) == looks_like_token(value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [("app", "1" * 14), ("app", "1" * 15), ("app", "1" * 25), ("app", "1" * 26), ("app", "12a45678901234567"),
+     ("key", "a" * 64), ("key", "A" * 64), ("key", "a" * 63), ("key", "g" * 64),
+     ("token", "x" * 19), ("token", "x" * 20), ("token", "ab.cd-ef_" * 5), ("token", "a b" * 10)],
+)  # fmt: skip
+def test_the_forms_discord_rules_are_discords(kind: str, value: str) -> None:
+    from shared.bots.platforms import discord, discord_api
+
+    ours, theirs = {
+        "app": (discord.application_id_problem, discord_api.SNOWFLAKE_RE),
+        "key": (discord.public_key_problem, discord_api.PUBLIC_KEY_RE),
+        "token": (discord.bot_token_problem, discord_api.BOT_TOKEN_RE),
+    }[kind]
+    assert (ours(value) is None) == bool(theirs.match(value))

@@ -9,13 +9,24 @@ import pytest
 from pydantic import SecretStr
 
 from shared.bots.registry import IDENTITIES, Bot, BotReader, BotRegistry, IdentityTaken
-from shared.bots.secrets import DecryptionError, TokenCipher, TokenKeyError, webhook_secret_hash
+from shared.bots.secrets import (
+    DecryptionError,
+    TokenCipher,
+    TokenKeyError,
+    webhook_secret_hash,
+    webhook_secret_matches,
+)
 from shared.config import load_settings
 from shared.gcp import firestore_client
 
 pytestmark = pytest.mark.emulators
 
 TOKEN = "1234567890:AAHk1H6tK7cbbX5fL9m3o0nV8rQ2wYzAbCd"
+
+
+def _secret_matches(bot: Bot, presented: str) -> bool:
+    """Whether ``presented`` is the secret behind the bot's stored hash: the ingress's check."""
+    return webhook_secret_matches(bot.id, presented, bot.webhook_secret_hash)
 
 
 @pytest.fixture
@@ -66,13 +77,13 @@ def test_webhook_secret_is_stored_as_a_keyed_hash(registry: BotRegistry) -> None
     raw = registry.db.collection("bots").document(bot.id).get().to_dict()
     assert raw["webhook_secret_hash"] == webhook_secret_hash(bot.id, secret) != secret
     assert raw["webhook_secret_hash"] not in repr(bot) and "webhook_secret_hash" not in repr(bot.to_public())
-    assert registry.webhook_secret_matches(bot, secret)
-    assert not registry.webhook_secret_matches(bot, secret[:-1])
+    assert _secret_matches(bot, secret)
+    assert not _secret_matches(bot, secret[:-1])
     assert webhook_secret_hash("another-bot", secret) != raw["webhook_secret_hash"]  # bound to the bot
     # A new token brings a new secret, and its hash with it.
     renewed = registry.replace_token(bot.id, token=TOKEN)
     assert renewed.webhook_secret_hash == webhook_secret_hash(bot.id, registry.webhook_secret(renewed))
-    assert not registry.webhook_secret_matches(renewed, secret)
+    assert not _secret_matches(renewed, secret)
 
 
 def test_reader_works_without_a_token_key(registry: BotRegistry, settings) -> None:
@@ -82,7 +93,7 @@ def test_reader_works_without_a_token_key(registry: BotRegistry, settings) -> No
         BotRegistry.from_settings(keyless)
     reader = BotReader.from_settings(keyless, db=registry.db)
     seen = reader.get_bot(bot.id)
-    assert seen is not None and reader.webhook_secret_matches(seen, registry.webhook_secret(bot))
+    assert seen is not None and _secret_matches(seen, registry.webhook_secret(bot))
     assert not hasattr(reader, "decrypt_token")
 
 
@@ -92,12 +103,10 @@ def test_old_bot_gets_its_hash_once(registry: BotRegistry) -> None:
     bot = _create(registry)
     registry.db.collection("bots").document(bot.id).update({"webhook_secret_hash": firestore.DELETE_FIELD})
     old = registry.get_bot(bot.id)
-    assert old.webhook_secret_hash == "" and not registry.webhook_secret_matches(
-        old, registry.webhook_secret(old)
-    )
+    assert old.webhook_secret_hash == "" and not _secret_matches(old, registry.webhook_secret(old))
     assert registry.ensure_webhook_secret_hash(old)
     fixed = registry.get_bot(bot.id)
-    assert registry.webhook_secret_matches(fixed, registry.webhook_secret(fixed))
+    assert _secret_matches(fixed, registry.webhook_secret(fixed))
     assert not registry.ensure_webhook_secret_hash(fixed)
 
 

@@ -3,11 +3,12 @@
 The Q&A service runs under gunicorn (with the production Content-Security-Policy, no 'unsafe-inline')
 against the emulators, the fake Telegram and Discord APIs and an in-process botrunner. Headless Chromium
 visits the sign-in page, the chat and a conversation, the data status, the bot list (empty and with
-bots), the add form for both platforms, a bot's page, the delete confirmation and two 404s. The test
-fails on any console error, any uncaught exception and any CSP violation (``securitypolicyviolation``
-events recorded by an init script, plus Chromium's "Refused to ..." console errors), and checks what
-the bot pages' CSS and JavaScript must visibly do: only the chosen platform's fields on the add form,
-radios beside their labels, styled status badges, and live status polling that updates a badge in place.
+bots), the add form for both platforms, a bot's page, the delete confirmation, two 404s and two API
+addresses opened as pages. The test fails on any console error, any uncaught exception and any CSP
+violation (``securitypolicyviolation`` events recorded by an init script, plus Chromium's "Refused to
+..." console errors), and checks what the bot pages' CSS and JavaScript must visibly do: only the chosen
+platform's fields on the add form, radios beside their labels, styled status badges, and live status
+polling that updates a badge in place.
 
 Behaviour checks are collected rather than raised one by one, so a failing run lists everything broken.
 Screenshots of every page go to ``test-output/pages-<width>-<name>.png``.
@@ -247,9 +248,12 @@ def test_every_page_without_console_errors_or_csp_violations(stack: Stack, width
             expect(page).to_have_url(re.compile(r"/c/[0-9a-f]{32}$"))
             conversation = urlsplit(page.url).path
             visit(page, "conversation", conversation)
+            _show_history(page)
             expect(page.locator("#history-list a").first).to_be_visible()
             visit(page, "history-search", "/?q=telegram")
+            _show_history(page)
             expect(page.locator("#history-list a", has_text="rotate a Telegram")).to_be_visible()
+            visit(page, "history-open")
 
             visit(page, "status", "/status")
             expect(page.get_by_role("heading", name="Data status")).to_be_visible()
@@ -283,6 +287,9 @@ def test_every_page_without_console_errors_or_csp_violations(stack: Stack, width
             page.locator("#token").fill("1234567890:AAHk1H6tK7cbbX5fL9m3o0nV8rQ2wYzAbCd")
             page.get_by_role("button", name="Add bot").click()
             expect(page.locator("#form-error")).to_contain_text("Telegram rejected this token")
+            # Beside the field, marked as Telegram's verdict (not a format check of ours).
+            expect(page.locator("#token-error")).to_contain_text("Checked with Telegram: Telegram rejected")
+            expect(page.locator("#token")).to_have_attribute("aria-invalid", "true")
             visit(page, "bots-new-error")
             guard.check("add form after an error", lambda: _assert_platform_fields(page, "telegram"))
             guard.expected.discard(("/bots/new", 400))
@@ -343,23 +350,46 @@ def test_every_page_without_console_errors_or_csp_violations(stack: Stack, width
             visit(page, "bots-after-delete")
             expect(page.locator(".bot-card")).to_have_count(1)
 
-            # Error pages.
+            # Error pages: in the app's layout, in words, with a way back.
             for name, path in (("404", "/no-such-page"), ("bot-404", "/bots/no-such-bot")):
                 guard.expected.add((path, 404))
                 response = page.goto(base + path)
                 assert response is not None and response.status == 404, (path, response and response.status)
                 visit(page, name)
-                expect(page.get_by_role("heading", name="404")).to_be_visible()
+                expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+                expect(page.get_by_role("link", name="Back to the chat")).to_be_visible()
+                expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+            # An API address opened in the browser: a page that explains it, not raw JSON.
+            guard.expected.add(("/api/ask", 405))
+            for name, path, status, heading in (
+                ("api-page", "/api/conversations", 200, "This address is for programs"),
+                ("api-error-page", "/api/ask", 405, "That doesn't work here"),
+            ):
+                response = page.goto(base + path)
+                assert response is not None and response.status == status, (
+                    path,
+                    response and response.status,
+                )
+                assert response.headers["content-type"].startswith("text/html"), response.headers
+                visit(page, name)
+                expect(page.get_by_role("heading", name=heading)).to_be_visible()
         finally:
             browser.close()
 
     expected_pages = {
         "signin", "chat", "conversation", "status", "bots-empty", "bots-new-telegram", "bots-new-discord",
-        "bots-new-error", "bot-detail", "bots", "bot-delete", "404",
+        "bots-new-error", "bot-detail", "bots", "bot-delete", "404", "api-page", "api-error-page",
     }  # fmt: skip
     assert expected_pages <= set(visited), expected_pages - set(visited)
     found = guard.report()
     assert not found, f"{len(found)} problem(s) at {width} width:\n" + "\n".join(found)
+
+
+def _show_history(page: Any) -> None:
+    """Open the history: on a phone it is a drawer behind the chat bar's History button."""
+    toggle = page.get_by_role("button", name="History", exact=True)
+    if toggle.is_visible():
+        toggle.click()
 
 
 def _is_status_json(request: Any) -> bool:

@@ -61,7 +61,6 @@ ASGI = {"uvicorn", "uvicorn-worker", "starlette"}
 NOT_REACHED: dict[str, dict[str, str]] = {
     "qa": {
         "shared.knowledge.scrape": "local refresh only: in production qa POSTs to the scrape function",
-        "google.cloud.pubsub_v1": "shared.gcp builds any client on request; qa never asks for a publisher",
     },
     "botrunner": {
         "google.cloud.storage": "shared.gcp builds any client on request; botrunner never asks for storage",
@@ -69,6 +68,8 @@ NOT_REACHED: dict[str, dict[str, str]] = {
     "webhooks": {
         "google.cloud.storage": "shared.gcp builds any client on request; the webhooks never ask for storage",
         "google.cloud.secretmanager": "loading the token key (shared.bots.secrets.load_key): botrunner only",
+        "shared.bots.platforms.telegram_api": "API calls to Telegram (the worker, control plane): botrunner only",
+        "shared.bots.platforms.discord_api": "API calls to Discord (the worker, control plane): botrunner only",
     },
     "scrape": {
         "google.cloud.pubsub_v1": "shared.gcp builds any client on request; scrape never asks for one",

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import socket
 
-import httpx
 import pytest
 from nacl.signing import VerifyKey
 
-from shared.bots.discord import DiscordClient
-from shared.bots.telegram import TelegramClient
-from shared.bots.transport import PlatformError, RateLimited, RetryPolicy
+from shared.bots.platforms.discord_api import DiscordClient
+from shared.bots.platforms.errors import PlatformError, RateLimited, RetryPolicy
+from shared.bots.platforms.telegram_api import TelegramClient
 from tests.fakes._server import RecordingEndpoint
 from tests.fakes.discord_api import FakeDiscord, pong_endpoint
 from tests.fakes.telegram_api import FakeTelegram
@@ -36,10 +35,9 @@ def _sleeps() -> tuple[RetryPolicy, list[float]]:
 
 def test_get_me_has_what_ptb_needs(tg: FakeTelegram) -> None:
     token = tg.add_bot(username="docs_bot", first_name="Docs")
-    me = TelegramClient(token, tg.base_url).get_me()
-    assert {"id", "is_bot", "first_name", "username"} <= set(me)
-    assert me["is_bot"] is True and me["username"] == "docs_bot"
-    assert str(me["id"]) == token.split(":")[0]
+    me = TelegramClient(token, tg.base_url).get_me()  # parsed by PTB: it needs all four fields
+    assert (me.is_bot, me.first_name, me.username) == (True, "Docs", "docs_bot")
+    assert str(me.id) == token.split(":")[0]
 
 
 def test_bad_token_is_401_without_the_token_in_the_error(tg: FakeTelegram) -> None:
@@ -64,10 +62,10 @@ def test_network_errors_do_not_leak_the_url(tg: FakeTelegram) -> None:
 def test_webhook_state_and_delivery_with_secret(tg: FakeTelegram) -> None:
     token = tg.add_bot()
     client = TelegramClient(token, tg.base_url)
-    assert client.get_webhook_info()["url"] == ""
+    assert client.get_webhook_info().url == ""
     with RecordingEndpoint() as hook:
         client.set_webhook(hook.url + "/b1", "s3cret_-X")
-        assert client.get_webhook_info()["url"] == hook.url + "/b1"
+        assert client.get_webhook_info().url == hook.url + "/b1"
         with pytest.raises(PlatformError, match="unallowed characters"):
             client.set_webhook(hook.url + "/b1", "no spaces!")
         response = tg.send_update(token, tg.message_update(5, "/ask hi"))
@@ -80,11 +78,11 @@ def test_webhook_state_and_delivery_with_secret(tg: FakeTelegram) -> None:
         client.get_updates()
     assert info.value.status == 409
     client.delete_webhook()
-    assert client.get_webhook_info()["url"] == ""
+    assert client.get_webhook_info().url == ""
     tg.queue_update(token, tg.message_update(5, "polled"))
     updates = client.get_updates(timeout=1)
-    assert updates[0]["message"]["text"] == "polled"
-    assert client.get_updates(offset=updates[-1]["update_id"] + 1, timeout=0) == []
+    assert updates[0].message.text == "polled"
+    assert client.get_updates(offset=updates[-1].update_id + 1, timeout=0) == ()
 
 
 def test_send_message_honours_retry_after_and_backs_off_on_5xx(tg: FakeTelegram) -> None:
@@ -94,7 +92,7 @@ def test_send_message_honours_retry_after_and_backs_off_on_5xx(tg: FakeTelegram)
     tg.fail_next("sendMessage", status=429, retry_after=3, token=token)
     tg.fail_next("sendMessage", status=500, times=2, token=token)
     sent = client.send_message(5, "hello", reply_to_message_id=9)
-    assert sent["text"] == "hello"
+    assert sent.text == "hello"
     assert slept == [3.0, 1.0, 2.0]  # retry_after, then exponential backoff by attempt
     assert [m["text"] for m in tg.sent_messages(token)] == ["hello"]
     assert tg.sent_messages(token)[0]["reply_parameters"]["message_id"] == 9
@@ -112,18 +110,16 @@ def test_long_retry_after_is_handed_back(tg: FakeTelegram) -> None:
 
 def test_connections_are_kept_alive_without_nagle_delays(tg: FakeTelegram) -> None:
     token = tg.add_bot()
-    with httpx.Client(transport=httpx.HTTPTransport(retries=0)) as http:
-        client = TelegramClient(token, tg.base_url, http=http)
-        for _ in range(31):
-            client.get_me()
-        pool = http._transport._pool  # one connection, reused for every call
-        assert len(pool.connections) == 1
-    # Seen from the server too: all 31 calls came over one TCP connection (one client port).
+    client = TelegramClient(token, tg.base_url)
+    for _ in range(31):
+        client.get_me()
+    # Seen from the server: all 31 calls came over one TCP connection (one client port), the pool of
+    # this process's event loop (shared by every client object).
     peers = {call.peer for call in tg.calls_for(token, "getMe")}
     assert len(tg.calls_for(token, "getMe")) == 31 and len(peers) == 1 and None not in peers
     # Nagle + delayed ACK would add ~40 ms per call: both ends disable Nagle. Accepted connections
-    # inherit the listening socket's TCP_NODELAY; httpcore sets it on every client socket. The
-    # per-call figure itself is a speed target: bench/platform_calls.py.
+    # inherit the listening socket's TCP_NODELAY; the client's sockets get it from its socket options.
+    # The per-call figure itself is a speed target: bench/platform_calls.py.
     assert tg._server._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 

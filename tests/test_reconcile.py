@@ -6,9 +6,9 @@ import pytest
 
 from services.botrunner.app import RECONCILE_THREAD_KEY, create_app
 from shared.bots.control import BotControl, Caller
+from shared.bots.platforms.telegram_api import TelegramClient
 from shared.bots.reconcile import reconcile_all
 from shared.bots.registry import BotRegistry
-from shared.bots.telegram import TelegramClient
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.telegram_api import FakeTelegram
 

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from shared.bots.jobs import Job, JobKind, push_envelope
+from shared.bots.jobs import Job, JobKind
+from tests.bot_stack import push_envelope
 from tests.test_bot_e2e import Stack, _register_telegram
 
 pytestmark = pytest.mark.emulators

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from shared import gcp
-from shared.bots.interactions import Action, custom_id, parse_custom_id
+from shared.bots.buttons import Action, custom_id, parse_custom_id
 from shared.devstack.stack import LocalStack
 from shared.emulators import EmulatorStack
 from tests.fakes.discord_api import FakeDiscord

@@ -13,20 +13,16 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from shared.bots.buttons import INTERACTIONS, Action, ButtonStateStore, custom_id
 from shared.bots.dedupe import PROCESSED_UPDATES
-from shared.bots.discord import DiscordClient
 from shared.bots.formatting import SourceRef
-from shared.bots.interactions import INTERACTIONS, Action, InteractionStore, custom_id
 from shared.bots.jobs import JobKind, JobPublisher
+from shared.bots.lookup import bot_lookup
+from shared.bots.platforms import get_platform
+from shared.bots.platforms.discord import TOO_OLD_FEEDBACK, TOO_OLD_SOURCES, verify_signature
+from shared.bots.platforms.discord_api import DiscordClient
 from shared.bots.registry import BotReader, BotRegistry
-from shared.bots.webhooks import (
-    TOO_OLD_FEEDBACK,
-    TOO_OLD_SOURCES,
-    DiscordIngress,
-    build_discord_ingress,
-    ingress_lookup,
-    verify_discord_signature,
-)
+from shared.bots.webhooks import Ingress, build_ingress
 from shared.config import Settings
 from tests.bot_stack import JobTap, LoopbackServer, bot_settings, function_app, register_discord_bot
 from tests.fakes.discord_api import FakeApplication, FakeDiscord
@@ -76,15 +72,15 @@ def test_signature_verification_unit() -> None:
     ts = str(int(now))
     body = b'{"type":1}'
     good = key.sign(ts.encode() + body).signature.hex()
-    assert verify_discord_signature(public, good, ts, body, now)
-    assert not verify_discord_signature(public, good, ts, body + b" ", now)  # body changed
-    assert not verify_discord_signature(public, good, str(int(now) + 1), body, now)  # timestamp changed
-    assert not verify_discord_signature(public, "zz" * 64, ts, body, now)  # not hex
-    assert not verify_discord_signature(public, good[:-2], ts, body, now)  # short
-    assert not verify_discord_signature(public, None, ts, body, now)
-    assert not verify_discord_signature(public, good, None, body, now)
-    assert not verify_discord_signature("not-a-key", good, ts, body, now)
-    assert not verify_discord_signature(public, good, ts, body, now + 3600)  # replayed an hour later
+    assert verify_signature(public, good, ts, body, now)
+    assert not verify_signature(public, good, ts, body + b" ", now)  # body changed
+    assert not verify_signature(public, good, str(int(now) + 1), body, now)  # timestamp changed
+    assert not verify_signature(public, "zz" * 64, ts, body, now)  # not hex
+    assert not verify_signature(public, good[:-2], ts, body, now)  # short
+    assert not verify_signature(public, None, ts, body, now)
+    assert not verify_signature(public, good, None, body, now)
+    assert not verify_signature("not-a-key", good, ts, body, now)
+    assert not verify_signature(public, good, ts, body, now + 3600)  # replayed an hour later
 
 
 def test_ping_is_pong(stack: dict, dc: FakeDiscord) -> None:
@@ -161,7 +157,7 @@ def test_replayed_interaction_publishes_once(stack: dict, dc: FakeDiscord) -> No
 def test_ingress_needs_no_token_key(stack: dict, dc: FakeDiscord, monkeypatch: pytest.MonkeyPatch) -> None:
     keyless = bot_settings(monkeypatch, token_key="", token_key_secret="")
     assert keyless.token_key.get_secret_value() == "" and not keyless.token_key_secret
-    build_discord_ingress(keyless)  # no TokenKeyError
+    build_ingress(keyless, "discord")  # no TokenKeyError
     stack["client"] = function_app("discord_interactions").test_client()  # built from the keyless settings
     assert _deliver(stack, dc.ping_interaction(stack["app"].id)).get_json() == {"type": 1}
     interaction = dc.ask_interaction(stack["app"].id, "How do I deploy?")
@@ -190,15 +186,12 @@ def test_crash_before_publishing_does_not_lose_the_interaction(stack: dict, dc: 
             return real.publish(job)
 
     publisher = CrashOncePublisher()
-    ingress = DiscordIngress(stack["db"], ingress_lookup(BotReader(stack["db"])), publisher)  # type: ignore[arg-type]
+    ingress = Ingress(get_platform("discord"), stack["db"], bot_lookup(BotReader(stack["db"])), publisher)
     interaction = dc.ask_interaction(stack["app"].id, "How do I deploy?")
     body = json.dumps(interaction).encode()
 
     def deliver() -> Any:
-        headers = FakeDiscord.sign(stack["app"], body)
-        return ingress.handle(
-            stack["bot_id"], headers["X-Signature-Ed25519"], headers["X-Signature-Timestamp"], body
-        )
+        return ingress.handle(stack["bot_id"], FakeDiscord.sign(stack["app"], body), body)
 
     with pytest.raises(_Crash):
         deliver()
@@ -223,7 +216,7 @@ def test_ask_on_a_stopped_bot_says_so(stack: dict, dc: FakeDiscord) -> None:
 
 
 def _state(stack: dict, state_id: str = "s1", bot_id: str | None = None, **kw: Any) -> str:
-    InteractionStore(stack["db"]).save(
+    ButtonStateStore(stack["db"]).save(
         state_id,
         bot_id or stack["bot_id"],
         "How do I deploy?",

@@ -17,25 +17,27 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from shared.bots import chats
+from shared.bots import chat_switch
 from shared.bots.dedupe import PROCESSED_UPDATES
-from shared.bots.directory import BotInfo
 from shared.bots.jobs import JobKind, JobPublisher
-from shared.bots.registry import BotReader, BotRegistry
-from shared.bots.webhooks import (
-    TELEGRAM_SECRET_HEADER,
-    TelegramIngress,
-    build_telegram_ingress,
-    decide_telegram,
-    ingress_lookup,
-)
+from shared.bots.lookup import BotInfo, bot_lookup
+from shared.bots.platforms import get_platform
+from shared.bots.platforms.telegram import SECRET_HEADER, decide
+from shared.bots.registry import Bot, BotReader, BotRegistry
+from shared.bots.secrets import webhook_secret_hash, webhook_secret_matches
+from shared.bots.webhooks import Ingress, build_ingress
 from shared.config import Settings
 from tests.bot_stack import JobTap, bot_settings, function_app, register_telegram_bot
 from tests.fakes.telegram_api import FakeTelegram
 
 pytestmark = pytest.mark.emulators
 
-BOT = BotInfo(bot_id="b1", platform="telegram", username="docs_bot", telegram_user_id=777)
+USERNAME, BOT_USER_ID = "docs_bot", 777  # the bot the chat rules decide for
+
+
+def _secret_matches(bot: Bot, presented: str) -> bool:
+    """Whether ``presented`` is the secret behind the bot's stored hash: the ingress's check."""
+    return webhook_secret_matches(bot.id, presented, bot.webhook_secret_hash)
 
 
 def _message(text: str, chat_type: str = "group", **extra: Any) -> dict[str, Any]:
@@ -83,7 +85,7 @@ def _message(text: str, chat_type: str = "group", **extra: Any) -> dict[str, Any
     ],
 )
 def test_decide(text: str, chat_type: str, extra: dict, kind: JobKind | None, question: str | None) -> None:
-    decision = decide_telegram(_message(text, chat_type, **extra), BOT)
+    decision = decide(_message(text, chat_type, **extra), USERNAME, BOT_USER_ID)
     assert decision.kind == kind, decision.reason
     if question is not None:
         assert decision.question == question
@@ -92,16 +94,18 @@ def test_decide(text: str, chat_type: str, extra: dict, kind: JobKind | None, qu
 def test_decide_uses_mention_entities_with_utf16_offsets() -> None:
     text = "😀 @docs_bot deploy?"  # the emoji is two UTF-16 code units
     update = _message(text, entities=[{"type": "mention", "offset": 3, "length": 9}])
-    assert decide_telegram(update, BOT).kind is JobKind.ASK
+    assert decide(update, USERNAME, BOT_USER_ID).kind is JobKind.ASK
     text_mention = _message(
         "Docs deploy?", entities=[{"type": "text_mention", "offset": 0, "length": 4, "user": {"id": 777}}]
     )
-    assert decide_telegram(text_mention, BOT).kind is JobKind.ASK
+    assert decide(text_mention, USERNAME, BOT_USER_ID).kind is JobKind.ASK
 
 
 def test_non_messages_are_ignored() -> None:
-    assert decide_telegram({"update_id": 1, "edited_message": {"text": "x"}}, BOT).kind is None
-    assert decide_telegram({"update_id": 1, "message": {"chat": {"type": "private"}}}, BOT).kind is None
+    edited = {"update_id": 1, "edited_message": {"text": "x"}}
+    assert decide(edited, USERNAME, BOT_USER_ID).kind is None
+    no_text = {"update_id": 1, "message": {"chat": {"type": "private"}}}
+    assert decide(no_text, USERNAME, BOT_USER_ID).kind is None
 
 
 # --- the function ----------------------------------------------------------------------------------
@@ -137,7 +141,7 @@ def _post(
     headers = {"Content-Type": "application/json"}
     secret = stack["secret"] if secret == "" else secret
     if secret is not None:
-        headers[TELEGRAM_SECRET_HEADER] = secret
+        headers[SECRET_HEADER] = secret
     data = raw if raw is not None else json.dumps(update).encode()
     return stack["client"].post(f"/{bot_id or stack['bot_id']}", data=data, headers=headers)
 
@@ -221,7 +225,7 @@ def test_group_rules_through_the_function(stack: dict, tg: FakeTelegram) -> None
 
 def test_disabled_chat_is_ignored_except_enable(stack: dict, tg: FakeTelegram) -> None:
     group = -1002
-    chats.set_enabled(stack["db"], stack["bot_id"], group, False, by_user="telegram:1")
+    chat_switch.set_enabled(stack["db"], stack["bot_id"], group, False, by_user="telegram:1")
     ask = tg.message_update(group, "/ask anything", chat_type="group")
     enable = tg.message_update(group, "/enable", chat_type="group", user_id=99)
     assert _post(stack, ask).get_json()["status"] == "ignored"
@@ -251,14 +255,18 @@ def test_publish_failure_is_503_and_the_retry_gets_through(stack: dict, tg: Fake
 
     bots = {
         stack["bot_id"]: BotInfo(
-            stack["bot_id"], "telegram", webhook_secret=stack["secret"], username="docs_bot"
+            stack["bot_id"],
+            "telegram",
+            platform_info={"username": "docs_bot"},
+            webhook_secret_hash=webhook_secret_hash(stack["bot_id"], stack["secret"]),
         )
     }
-    ingress = TelegramIngress(stack["db"], bots.get, FlakyPublisher())  # type: ignore[arg-type]
+    ingress = Ingress(get_platform("telegram"), stack["db"], bots.get, FlakyPublisher())
     body = json.dumps(tg.message_update(42, "hi", update_id=3003)).encode()
-    assert ingress.handle(stack["bot_id"], stack["secret"], body).status == 503
-    assert ingress.handle(stack["bot_id"], stack["secret"], body).reason == "accepted"
-    assert ingress.handle(stack["bot_id"], stack["secret"], body).reason == "duplicate"
+    headers = {SECRET_HEADER: stack["secret"]}
+    assert ingress.handle(stack["bot_id"], headers, body).status == 503
+    assert ingress.handle(stack["bot_id"], headers, body).reason == "accepted"
+    assert ingress.handle(stack["bot_id"], headers, body).reason == "duplicate"
 
 
 def test_ingress_needs_no_token_key(stack: dict, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,7 +274,7 @@ def test_ingress_needs_no_token_key(stack: dict, tg: FakeTelegram, monkeypatch: 
     decrypts bot tokens (and so cannot decrypt one)."""
     keyless = bot_settings(monkeypatch, token_key="", token_key_secret="")
     assert keyless.token_key.get_secret_value() == "" and not keyless.token_key_secret
-    build_telegram_ingress(keyless)  # no TokenKeyError
+    build_ingress(keyless, "telegram")  # no TokenKeyError
     stack["client"] = function_app("telegram_webhook").test_client()  # built from the keyless settings
     good = _post(stack, tg.message_update(42, "How do I deploy?", update_id=4004))
     assert good.status_code == 200 and good.get_json()["status"] == "accepted"
@@ -282,8 +290,8 @@ def test_stored_secret_is_a_hash_not_the_secret(stack: dict) -> None:
     assert doc["webhook_secret_hash"].startswith("h1:")
     assert stack["secret"] not in repr(doc)
     bot = BotReader(stack["db"]).get_bot(stack["bot_id"])
-    assert BotReader.webhook_secret_matches(bot, stack["secret"])
-    assert not BotReader.webhook_secret_matches(bot, stack["secret"] + "x")
+    assert _secret_matches(bot, stack["secret"])
+    assert not _secret_matches(bot, stack["secret"] + "x")
 
 
 def test_bot_without_a_secret_hash_is_403_with_a_log_line(
@@ -321,17 +329,18 @@ def test_crash_before_publishing_does_not_lose_the_update(stack: dict, tg: FakeT
             return real.publish(job)
 
     publisher = CrashOncePublisher()
-    ingress = TelegramIngress(stack["db"], ingress_lookup(BotReader(stack["db"])), publisher)  # type: ignore[arg-type]
+    ingress = Ingress(get_platform("telegram"), stack["db"], bot_lookup(BotReader(stack["db"])), publisher)
     body = json.dumps(tg.message_update(42, "How do I deploy?", update_id=6006)).encode()
+    headers = {SECRET_HEADER: stack["secret"]}
     with pytest.raises(_Crash):
-        ingress.handle(stack["bot_id"], stack["secret"], body)
+        ingress.handle(stack["bot_id"], headers, body)
     key = f"telegram:{stack['bot_id']}:6006"
     assert not stack["db"].collection(PROCESSED_UPDATES).document(key).get().exists
-    assert ingress.handle(stack["bot_id"], stack["secret"], body).reason == "accepted"
+    assert ingress.handle(stack["bot_id"], headers, body).reason == "accepted"
     [job] = stack["tap"].pull(expect=1)
     assert (job.job_id, job.question) == (key, "How do I deploy?")
     assert stack["db"].collection(PROCESSED_UPDATES).document(key).get().exists
-    assert ingress.handle(stack["bot_id"], stack["secret"], body).reason == "duplicate"
+    assert ingress.handle(stack["bot_id"], headers, body).reason == "duplicate"
     assert publisher.calls == 2
 
 

@@ -16,47 +16,33 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
-from starlette.responses import JSONResponse
 
 from services.botrunner.worker import EXTENSION_KEY, bp
 from shared import logs
-from shared.bots import chats
+from shared.bots import chat_switch
+from shared.bots.buttons import INTERACTIONS, ButtonStateStore, state_id_for_job
 from shared.bots.dedupe import SENT_REPLIES, ReplyLedger
-from shared.bots.directory import registry_lookup
-from shared.bots.interactions import INTERACTIONS, InteractionStore, state_id_for_job
 from shared.bots.jobs import Job, JobKind
+from shared.bots.lookup import bot_lookup
+from shared.bots.platforms.errors import RetryPolicy
 from shared.bots.qa_client import QaClient
 from shared.bots.registry import BotRegistry
-from shared.bots.transport import RetryPolicy
 from shared.bots.worker import BotWorker
 from shared.config import Settings
 from shared.devstack.issuer import LocalIssuer
 from tests.bot_stack import bot_settings, envelope_bytes, register_discord_bot, register_telegram_bot
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.qa_api import FakeQA
-from tests.fakes.telegram_api import FakeBot, FakeTelegram, _ok
+from tests.fakes.telegram_api import FakeTelegram
 
 pytestmark = pytest.mark.emulators
 
 FAST_RETRIES = RetryPolicy(attempts=3, backoff=0.05, max_backoff=0.2, max_wait=3.0)
 
 
-class AdminAwareTelegram(FakeTelegram):
-    """The fake Telegram plus getChatMember: ``admins`` holds (chat_id, user_id) pairs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.admins: set[tuple[int, int]] = set()
-
-    def _m_getChatMember(self, bot: FakeBot, params: dict[str, Any]) -> JSONResponse:
-        chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
-        status = "administrator" if (chat_id, user_id) in self.admins else "member"
-        return _ok({"status": status, "user": {"id": user_id, "is_bot": False, "first_name": "U"}})
-
-
 @pytest.fixture
-def fakes() -> Iterator[tuple[AdminAwareTelegram, FakeDiscord, FakeQA]]:
-    with AdminAwareTelegram() as tg, FakeDiscord() as dc, FakeQA() as qa:
+def fakes() -> Iterator[tuple[FakeTelegram, FakeDiscord, FakeQA]]:
+    with FakeTelegram() as tg, FakeDiscord() as dc, FakeQA() as qa:
         yield tg, dc, qa
 
 
@@ -69,10 +55,9 @@ def env(emulators: Any, settings: Settings, fakes: Any, monkeypatch: pytest.Monk
     registry = BotRegistry.from_settings(settings)
     worker = BotWorker(
         registry.db,
-        registry_lookup(registry, with_token=True),
+        bot_lookup(registry, with_token=True),
         QaClient(settings.qa_url),
-        settings.telegram_api_base,
-        settings.discord_api_base,
+        settings,
         retry_policy=FAST_RETRIES,
     )
     return {"settings": settings, "tg": tg, "dc": dc, "qa": qa, "registry": registry, "worker": worker}
@@ -153,8 +138,10 @@ def test_update_published_twice_after_a_webhook_crash_is_answered_once(
     """The webhook records an update only after publishing its job. If it dies in between, Telegram's
     retry publishes the same job id again; the worker answers the update exactly once."""
     from shared.bots import dedupe
+    from shared.bots.platforms import get_platform
+    from shared.bots.platforms.telegram import SECRET_HEADER
     from shared.bots.registry import BotReader
-    from shared.bots.webhooks import TelegramIngress, ingress_lookup
+    from shared.bots.webhooks import Ingress
 
     bot_id, token = register_telegram_bot(env["settings"], env["tg"])
     registry: BotRegistry = env["registry"]
@@ -175,13 +162,15 @@ def test_update_published_twice_after_a_webhook_crash_is_answered_once(
         return record(*args, **kwargs)
 
     monkeypatch.setattr(dedupe, "record_update", record_or_crash)
-    ingress = TelegramIngress(registry.db, ingress_lookup(BotReader(registry.db)), InlinePublisher())  # type: ignore[arg-type]
+    lookup = bot_lookup(BotReader(registry.db))
+    ingress = Ingress(get_platform("telegram"), registry.db, lookup, InlinePublisher())
     update = env["tg"].message_update(555, "How do I deploy?", update_id=77)
     body = json.dumps(update).encode()
+    headers = {SECRET_HEADER: secret}
     with pytest.raises(_Crash):
-        ingress.handle(bot_id, secret, body)
-    assert ingress.handle(bot_id, secret, body).reason == "accepted"  # Telegram's retry: published again
-    assert ingress.handle(bot_id, secret, body).reason == "duplicate"  # and now recorded
+        ingress.handle(bot_id, headers, body)
+    assert ingress.handle(bot_id, headers, body).reason == "accepted"  # Telegram's retry: published again
+    assert ingress.handle(bot_id, headers, body).reason == "duplicate"  # and now recorded
     assert outcomes == ["sent", "duplicate"]
     assert len(env["tg"].sent_messages(token)) == 1
     assert len(env["qa"].requests) == 1
@@ -309,15 +298,16 @@ def test_enable_disable_needs_a_chat_admin(env: dict[str, Any]) -> None:
     group = -100123
     job = tg_job(bot_id, 10, kind=JobKind.DISABLE, chat_id=str(group), chat_type="supergroup", user="42")
     env["worker"].process(job)
-    assert chats.is_enabled(db, bot_id, group)  # 42 is not an admin
+    assert chat_switch.is_enabled(db, bot_id, group)  # 42 is not an admin
     assert "Only chat admins" in env["tg"].sent_messages(token)[-1]["text"]
     env["tg"].admins.add((group, 42))
     env["worker"].process(job.model_copy(update={"job_id": f"telegram:{bot_id}:11"}))
-    assert not chats.is_enabled(db, bot_id, group)
+    assert not chat_switch.is_enabled(db, bot_id, group)
     assert "Disabled" in env["tg"].sent_messages(token)[-1]["text"]
     env["worker"].process(job.model_copy(update={"job_id": f"telegram:{bot_id}:12", "kind": JobKind.ENABLE}))
-    assert chats.is_enabled(db, bot_id, group)
-    assert [c.params["user_id"] for c in env["tg"].calls_for(token, "getChatMember")] == [42, 42, 42]
+    assert chat_switch.is_enabled(db, bot_id, group)
+    asked = [int(c.params["user_id"]) for c in env["tg"].calls_for(token, "getChatMember")]
+    assert asked == [42, 42, 42]
 
 
 def test_stopped_or_unknown_bot_jobs_are_dropped(env: dict[str, Any]) -> None:
@@ -362,7 +352,7 @@ def test_discord_answer_edits_original_with_buttons_and_state(env: dict[str, Any
     assert labels == ["Sources", "Helpful", "Not helpful"]
     state_id = state_id_for_job(job.job_id)
     assert all(c["custom_id"].endswith(state_id) for c in payload["components"][0]["components"])
-    state = InteractionStore(env["registry"].db).get(state_id)
+    state = ButtonStateStore(env["registry"].db).get(state_id)
     assert state is not None and state.question == "How do I deploy?"
     assert state.sources[0].url == "https://docs.example.com/deploy#steps"
     expire_at = env["registry"].db.collection(INTERACTIONS).document(state_id).get().get("expire_at")

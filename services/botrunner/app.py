@@ -1,21 +1,20 @@
-"""The botrunner service: the bot control plane and, when present, the worker's ``/worker/push``.
+"""The botrunner service: the bot control plane and the worker's ``/worker/push``.
 
 ``create_app(settings=None)`` is the app factory (gunicorn: ``services.botrunner.app:create_app()``).
-It registers :mod:`services.botrunner.control_api` and ``services.botrunner.worker:bp`` if that module
-exists, and starts one background reconcile so that running bots get their webhooks back after any
-redeploy (see :mod:`shared.bots.reconcile`). The reconcile thread is kept in
+It registers :mod:`services.botrunner.control_api` and :mod:`services.botrunner.worker`, and starts
+one background reconcile so that running bots get their webhooks back after any redeploy (see
+:mod:`shared.bots.reconcile`). The reconcile thread is kept in
 ``app.extensions["askbase.reconcile_thread"]`` (tests join it).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from services.botrunner import control_api
+from services.botrunner import control_api, worker
 from shared import logs
 from shared.bots.control import BotControl
 from shared.bots.reconcile import start_background_reconcile
@@ -41,12 +40,7 @@ def create_app(
     control = control or BotControl(settings)
     app.extensions[control_api.CONTROL_KEY] = control
     app.register_blueprint(control_api.bp)
-    # The worker route is built by another module and may not exist in every checkout; a worker that
-    # exists but fails to import is a real error and must not be hidden.
-    if importlib.util.find_spec("services.botrunner.worker") is not None:
-        from services.botrunner.worker import bp as worker_bp
-
-        app.register_blueprint(worker_bp)
+    app.register_blueprint(worker.bp)
     control_api.install_error_pages(app)
     if settings.is_production:
         # One trusted hop: Cloud Run's front end (see services.qa.app.trust_front_end).

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from shared.bots.control import UNAVAILABLE, BadRequest, BotControl, Caller, ControlError
@@ -58,11 +58,13 @@ ROUTE_CALLERS: tuple[tuple[str, str], ...] = (
 
 
 def _control() -> BotControl:
-    return current_app.extensions[CONTROL_KEY]
+    control: BotControl = current_app.extensions[CONTROL_KEY]
+    return control
 
 
 def _settings() -> Settings:
-    return current_app.extensions[SETTINGS_KEY]
+    settings: Settings = current_app.extensions[SETTINGS_KEY]
+    return settings
 
 
 def _denied(status: int, reason: str) -> tuple[Response, int]:
@@ -192,7 +194,7 @@ def reconcile() -> Response:
     return jsonify(reconcile_all(_control()).to_public())
 
 
-def install_error_pages(app: Any) -> None:
+def install_error_pages(app: Flask) -> None:
     """JSON for every HTTP error and for anything unexpected (no HTML, no stack traces)."""
 
     @app.errorhandler(HTTPException)

@@ -14,21 +14,22 @@ Authentication (``settings.internal_auth``):
 * ``none`` (local stack, tests: the Pub/Sub emulator sends no token): no check.
 
 The worker is built lazily, once per process (gunicorn forks after import and gRPC channels do not
-survive a fork); tests may install their own under ``app.extensions["askbase.worker"]``.
+survive a fork); tests may install their own :class:`BotWorker` under ``app.extensions["askbase.worker"]``
+before registering the blueprint.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
-from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
+from flask.sansio.app import App
 
 from shared.bots.worker import BotWorker, build_worker
 from shared.config import Settings, get_settings
 from shared.idtokens import TokenError, verifier_for
+from shared.processes import PerProcess
 
 log = logging.getLogger(__name__)
 
@@ -38,38 +39,26 @@ EXTENSION_KEY = "askbase.worker"
 MAX_PUSH_BYTES = 1_000_000  # a job is a few KB; Pub/Sub messages are at most 10 MB
 
 
-def _settings() -> Settings:
-    configured = current_app.config.get("ASKBASE_SETTINGS")
+def _settings(app: App) -> Settings:
+    configured = app.config.get("ASKBASE_SETTINGS")
     return configured if isinstance(configured, Settings) else get_settings()
 
 
-_build_lock = threading.Lock()
-
-
-def _per_process(key: str, build: Any) -> Any:
-    """``app.extensions[key]``, built once per process (a forked child builds its own)."""
-    pid = os.getpid()
-    entry = current_app.extensions.get(key)
-    if isinstance(entry, tuple) and entry[0] == pid:
-        return entry[1]
-    if entry is not None and not isinstance(entry, tuple):
-        return entry  # installed by a test or the app factory
-    with _build_lock:
-        entry = current_app.extensions.get(key)
-        if isinstance(entry, tuple) and entry[0] == pid:
-            return entry[1]
-        value = build()
-        current_app.extensions[key] = (pid, value)
-        return value
+@bp.record_once
+def _install(state: BlueprintSetupState) -> None:
+    # One worker per app and process, built on the first push (a forked child builds its own).
+    app = state.app
+    app.extensions.setdefault(EXTENSION_KEY, PerProcess(lambda: build_worker(_settings(app))))
 
 
 def _worker() -> BotWorker:
-    return _per_process(EXTENSION_KEY, lambda: build_worker(_settings()))
+    installed: PerProcess[BotWorker] | BotWorker = current_app.extensions[EXTENSION_KEY]
+    return installed.get() if isinstance(installed, PerProcess) else installed
 
 
 @bp.post("/worker/push")
 def push() -> tuple[Response, int]:
-    settings = _settings()
+    settings = _settings(current_app)
     if settings.internal_auth == "google-oidc":
         try:
             verifier_for(settings).service_caller(
@@ -84,5 +73,5 @@ def push() -> tuple[Response, int]:
         # Acked (200): an oversized message would be redelivered forever.
         log.warning("worker push dropped: body of %d bytes", request.content_length)
         return jsonify({"status": "too large"}), 200
-    outcome = _worker().handle_push(request.get_data(cache=False))
-    return jsonify({"status": outcome.reason}), outcome.status
+    result = _worker().handle_push(request.get_data(cache=False))
+    return jsonify({"status": result.reason}), result.status

@@ -5,7 +5,9 @@ with an ID token for botrunner in production: the key that decrypts bot tokens a
 live only with botrunner, so the public web app holds neither. Ownership is the signed-in user's
 e-mail, sent as ``X-Askbase-User``; botrunner decides admin rights from its own ``admin_emails``.
 
-Pages (server-rendered, CSRF-protected forms; tokens are write-only fields, never rendered back):
+Pages (server-rendered, CSRF-protected forms; tokens are write-only fields, never rendered back). A
+form that is refused comes back (400) with every mistake beside its field, in words, and the
+platform's verdicts marked as such (:mod:`services.qa.bot_form`):
 
 =======  =============================  ===============================================
 GET      /bots                          cards with live status badges
@@ -39,18 +41,30 @@ from flask import (
 
 from services.qa.app import add_nav_item, context
 from services.qa.auth import api_login_required, current_user, login_required
+from services.qa.bot_form import (
+    FormErrors,
+    check_new_bot,
+    check_new_token,
+    check_settings,
+    model_choices,
+    model_label,
+    place_control_error,
+)
 from shared.bots.control import BadRequest, Caller, ControlError, NotFound
 from shared.bots.control_client import BotControlClient, ControlUnavailable
+from shared.bots.platforms import find_platform
 
 log = logging.getLogger("askbase.qa.bots")
 
 bp = Blueprint("bots", __name__, url_prefix="/bots")
 CONTROL_KEY = "askbase.bot_control"  # tests install a client with an in-process transport here
 STATES = ("start", "stop", "restart")
+SETTINGS = ("name", "model", "system_prompt")
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.jinja_env.filters["model_label"] = model_label
     add_nav_item(app, "bots.index", "Bots")
 
 
@@ -122,34 +136,39 @@ def status_json() -> Any:
 @login_required
 def new() -> Any:
     form: dict[str, str] = {"platform": request.args.get("platform", "telegram"), "model": "extractive"}
-    error = None
+    errors = FormErrors()
     if request.method == "POST":
         # Secrets are read once and never put back into the re-rendered form.
-        form = {k: request.form.get(k, "") for k in ("platform", "name", "model", "system_prompt")}
+        form = {k: request.form.get(k, "") for k in ("platform", *SETTINGS)}
         form["model"] = form["model"] or "extractive"
         data: dict[str, Any] = dict(form)
-        if form["platform"] == "telegram":
-            data["token"] = request.form.get("token", "")
-        else:
-            for key in ("application_id", "public_key", "bot_token"):
-                data[key] = request.form.get(key, "")
-            form["application_id"] = data["application_id"]
-            form["public_key"] = data["public_key"]
+        platform = find_platform(form["platform"])
+        for field in platform.registration_fields if platform else ():
+            data[field.name] = request.form.get(field.name, "")
+            if not field.secret:
+                form[field.name] = data[field.name]
         data["start"] = request.form.get("start") == "1"
-        try:
-            bot = _control().create_bot(_caller(), data)
-        except ControlError as exc:
-            error = exc.message
-        else:
-            flash(f"Bot “{bot.name}” added." + (" It is starting." if data["start"] else ""), "info")
-            return redirect(url_for("bots.detail", bot_id=bot.id))
-    status = 400 if error else 200
-    return render_template("bots_new.html", form=form, error=error, models=_models()), status
+        errors = check_new_bot(data, _models())
+        if not errors:
+            try:
+                bot = _control().create_bot(_caller(), data)
+            except ControlError as exc:
+                token_field = platform.token_field if platform else "token"
+                errors = place_control_error(exc.message, exc.status, form["platform"], token_field)
+            else:
+                flash(f"Bot “{bot.name}” added." + (" It is starting." if data["start"] else ""), "info")
+                return redirect(url_for("bots.detail", bot_id=bot.id))
+    status = 400 if errors else 200
+    return render_template("bots_new.html", form=form, errors=errors, models=model_choices(_models())), status
 
 
-@bp.get("/<bot_id>")
-@login_required
-def detail(bot_id: str) -> Any:
+def _detail_page(
+    bot_id: str,
+    settings_form: dict[str, Any] | None = None,
+    settings_errors: FormErrors | None = None,
+    token_errors: FormErrors | None = None,
+) -> Any:
+    """The bot's page; with errors, as the answer (400) to its settings or token form."""
     control = _control()
     bot = control.get_bot(_caller(), bot_id)
     cursor = request.args.get("cursor") or None
@@ -157,42 +176,65 @@ def detail(bot_id: str) -> Any:
         page = control.activity(_caller(), bot_id, limit=25, cursor=cursor)
     except BadRequest:
         page = control.activity(_caller(), bot_id, limit=25)
-    return render_template(
+    html = render_template(
         "bots_detail.html",
         bot=bot,
         activity=page,
         cursor=cursor,
-        models=_models(),
+        models=model_choices(_models()),
         webhook_url=bot.webhook_url,
+        settings_form=settings_form or {k: getattr(bot, k) for k in SETTINGS},
+        settings_errors=settings_errors or FormErrors(),
+        token_errors=token_errors or FormErrors(),
     )
+    return html, 400 if settings_errors or token_errors else 200
+
+
+@bp.get("/<bot_id>")
+@login_required
+def detail(bot_id: str) -> Any:
+    return _detail_page(bot_id)
 
 
 @bp.post("/<bot_id>/edit")
 @login_required
 def edit(bot_id: str) -> Any:
-    fields = {k: request.form[k] for k in ("name", "model", "system_prompt") if k in request.form}
-    try:
-        _control().edit_bot(_caller(), bot_id, fields)
-    except BadRequest as exc:
-        flash(exc.message, "error")
-    else:
-        flash("Saved.", "info")
-    return redirect(url_for("bots.detail", bot_id=bot_id))
+    control = _control()
+    bot = control.get_bot(_caller(), bot_id)
+    fields = {k: request.form[k] for k in SETTINGS if k in request.form}
+    # A setting the form left out keeps its value (and is checked as it is).
+    wanted = {k: getattr(bot, k) for k in SETTINGS} | fields
+    errors = check_settings(wanted, _models())
+    if not errors:
+        try:
+            control.edit_bot(_caller(), bot_id, fields)
+        except BadRequest as exc:
+            errors = place_control_error(exc.message, exc.status, bot.platform)
+        else:
+            flash("Saved.", "info")
+            return redirect(url_for("bots.detail", bot_id=bot_id))
+    return _detail_page(bot_id, settings_form=wanted, settings_errors=errors)
 
 
 @bp.post("/<bot_id>/token")
 @login_required
 def replace_token(bot_id: str) -> Any:
-    try:
-        bot = _control().replace_token(_caller(), bot_id, {"token": request.form.get("token", "")})
-    except BadRequest as exc:
-        flash(exc.message, "error")
-    else:
-        if bot.status == "error":
-            flash(f"The new token is stored, but registering the bot failed: {bot.last_error}", "error")
+    control = _control()
+    platform = control.get_bot(_caller(), bot_id).platform
+    token = request.form.get("token", "")
+    errors = check_new_token(platform, token)
+    if not errors:
+        try:
+            bot = control.replace_token(_caller(), bot_id, {"token": token})
+        except BadRequest as exc:
+            errors = place_control_error(exc.message, exc.status, platform)
         else:
-            flash("Token replaced; the webhook secret was renewed too.", "info")
-    return redirect(url_for("bots.detail", bot_id=bot_id))
+            if bot.status == "error":
+                flash(f"The new token is stored, but registering the bot failed: {bot.last_error}", "error")
+            else:
+                flash("Token replaced; the webhook secret was renewed too.", "info")
+            return redirect(url_for("bots.detail", bot_id=bot_id))
+    return _detail_page(bot_id, token_errors=errors)
 
 
 @bp.post("/<bot_id>/<action>")

@@ -73,7 +73,10 @@ class ActivityLog:
         self._collection = collection
 
     def _col(self, bot_id: str) -> firestore.CollectionReference:
-        return self._db.collection(self._collection).document(bot_id).collection("activity")
+        entries: firestore.CollectionReference = (
+            self._db.collection(self._collection).document(bot_id).collection("activity")
+        )
+        return entries
 
     def record(self, bot_id: str, kind: str, message: str) -> None:
         now = datetime.now(UTC)

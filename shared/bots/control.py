@@ -1,10 +1,10 @@
 """The bot control plane as a plain service: register, edit, delete, start, stop, restart, activity.
 
-Used by the botrunner HTTP API (``services/botrunner/control_api.py``), the web UI pages
-(``services/qa/bots_pages.py``, which calls this module directly: the qa service has the same
-Firestore access, so a second HTTP hop would add latency and a failure mode and nothing else) and the
-CLI (``askbase bots ...``). Every method takes the :class:`Caller`; a bot that is not the caller's is
-reported exactly like a bot that does not exist (:class:`NotFound`), so ids cannot be probed.
+Used by the botrunner HTTP API (``services/botrunner/control_api.py``, which the web UI's bot pages call
+through :mod:`shared.bots.control_client`) and the CLI (``askbase bots ...``). Every method takes the
+:class:`Caller`; a bot that is not the caller's is reported exactly like a bot that does not exist
+(:class:`NotFound`), so ids cannot be probed. What a platform needs checked or done is asked of the
+platform (:class:`shared.bots.platforms.base.Platform`); nothing here branches on a platform's name.
 
 Public API::
 
@@ -23,8 +23,9 @@ Public API::
     control.apply(bot_id, verify=True) -> ApplyResult   # make the platform match `desired` (reconcile)
 
 Errors are :class:`ControlError` subclasses carrying an HTTP status and a message safe to show:
-:class:`BadRequest` 400, :class:`NotFound` 404, :class:`Conflict` 409, :class:`Upstream` 502 (the
-platform could not be reached to validate a registration). A platform failure during start/stop is
+:class:`BadRequest` 400 (also the platform's ``InvalidRegistration``), :class:`NotFound` 404,
+:class:`Conflict` 409, :class:`Upstream` 502 (``PlatformUnreachable``: the platform could not be
+reached to validate a registration). A platform failure during start/stop is
 not an exception: it is stored on the bot (status ``error`` + ``last_error`` + an activity entry).
 
 Consistency of start/stop: the desired state is written in a Firestore transaction that bumps
@@ -38,23 +39,24 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 from google.api_core import exceptions as gexc
 
-from shared.bots import discord as dc
-from shared.bots import telegram as tg
 from shared.bots.activity import ActivityPage, InvalidCursor
-from shared.bots.registry import PLATFORMS, Bot, BotRegistry, IdentityTaken
+from shared.bots.platforms import PLATFORM_NAMES, find_platform, get_platform
+from shared.bots.platforms.base import ApiEndpoint, BotCredentials, Platform
+from shared.bots.platforms.errors import InvalidRegistration, PlatformError, PlatformUnreachable, RetryPolicy
+from shared.bots.registry import Bot, BotRegistry, IdentityTaken
 from shared.bots.secrets import DecryptionError
-from shared.bots.transport import PlatformError, RetryPolicy
 
 if TYPE_CHECKING:
     from shared.config import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NAME_MAX = 64
 PROMPT_MAX = 4000
@@ -62,10 +64,6 @@ EDITABLE = ("name", "model", "system_prompt")
 # Control-plane calls are made while a person waits: retry briefly, never sleep for long.
 CONTROL_RETRY = RetryPolicy(attempts=3, backoff=0.3, max_wait=5.0)
 _APPLY_ROUNDS = 6
-_ALREADY_REGISTERED = {
-    "telegram": "This Telegram bot is already registered in askbase.",
-    "discord": "This Discord application is already registered in askbase.",
-}
 
 
 @dataclass(frozen=True)
@@ -110,37 +108,20 @@ class ApplyResult:
 
 class BotControl:
     def __init__(
-        self,
-        settings: Settings,
-        registry: BotRegistry | None = None,
-        *,
-        http: httpx.Client | None = None,
-        policy: RetryPolicy | None = None,
+        self, settings: Settings, registry: BotRegistry | None = None, *, policy: RetryPolicy | None = None
     ) -> None:
         self.settings = settings
         self.registry = registry or BotRegistry.from_settings(settings)
-        self._http = http
         self._policy = policy or CONTROL_RETRY
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
-    # --- platform clients -----------------------------------------------------------------------
-
-    def telegram(self, token: str) -> tg.TelegramClient:
-        return tg.TelegramClient(token, self.settings.telegram_api_base, http=self._http, policy=self._policy)
-
-    def discord(self, bot_token: str) -> dc.DiscordClient:
-        return dc.DiscordClient(
-            bot_token, self.settings.discord_api_base, http=self._http, policy=self._policy
-        )
+    def _api(self, platform: Platform) -> ApiEndpoint:
+        return ApiEndpoint(platform.api_base(self.settings), self._policy)
 
     def webhook_url(self, bot: Bot) -> str:
-        base = (
-            self.settings.telegram_webhook_url
-            if bot.platform == "telegram"
-            else self.settings.discord_webhook_url
-        )
-        return f"{base.rstrip('/')}/{bot.id}"
+        """Where the bot's platform delivers its updates (its webhook function + the bot id)."""
+        return get_platform(bot.platform).webhook_url(self.settings, bot.id)
 
     # --- queries --------------------------------------------------------------------------------
 
@@ -172,17 +153,19 @@ class BotControl:
     def create_bot(self, caller: Caller, data: Any) -> Bot:
         if not isinstance(data, dict):
             raise BadRequest("Expected a JSON object.")
-        platform = data.get("platform")
-        if platform not in PLATFORMS:
-            raise BadRequest("platform must be 'telegram' or 'discord'.")
+        platform = find_platform(data.get("platform"))
+        if platform is None:
+            raise BadRequest("platform must be " + " or ".join(f"'{n}'" for n in PLATFORM_NAMES) + ".")
         name = _name(data.get("name"))
         allowed = self.settings.allowed_bot_models
         model = _model(data.get("model", "extractive" if "extractive" in allowed else allowed[0]), allowed)
         prompt = _prompt(data.get("system_prompt", ""))
-        if platform == "telegram":
-            token, info = self._validate_telegram(data)
-        else:
-            token, info = self._validate_discord(data)
+        registration = _checked(lambda: platform.check_registration(self._api(platform), data))
+        identity = registration.platform_info.get(platform.identity_field)
+        # A quick, friendly answer (and the only check for bots registered before bot_identities); the
+        # identity claim in create_bot is what makes it race-free.
+        if self.registry.find_by_identity(platform.name, platform.identity_field, identity):
+            raise Conflict(platform.duplicate_message)
         bot_id = self.registry.new_id()
         try:
             # The identity claim is created with the bot: of two concurrent registrations of one
@@ -191,91 +174,21 @@ class BotControl:
                 bot_id=bot_id,
                 owner=caller.user,
                 owner_email=caller.email or (caller.user if "@" in caller.user else ""),
-                platform=platform,
+                platform=platform.name,
                 name=name,
                 model=model,
                 system_prompt=prompt,
-                token=token,
-                platform_info=info,
+                token=registration.token,
+                platform_info=registration.platform_info,
             )
         except IdentityTaken:
-            raise Conflict(_ALREADY_REGISTERED[platform]) from None
-        who = f"@{info['username']}" if platform == "telegram" else f"application {info['application_id']}"
-        self.registry.record_activity(bot_id, "created", f"Registered {platform} bot {who}.")
-        log.info("bot %s registered (%s) by %s", bot_id, platform, caller.user)
+            raise Conflict(platform.duplicate_message) from None
+        who = platform.describe(registration.platform_info)
+        self.registry.record_activity(bot_id, "created", f"Registered {platform.label} bot {who}.")
+        log.info("bot %s registered (%s) by %s", bot_id, platform.name, caller.user)
         if data.get("start") is True:
             return self.start_bot(caller, bot_id)
         return bot
-
-    def _validate_telegram(self, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        token, info = self._check_telegram_token(data)
-        # A quick, friendly answer (and the only check for bots registered before bot_identities);
-        # the identity claim in create_bot is what makes it race-free.
-        if self.registry.find_by_identity("telegram", "bot_user_id", info["bot_user_id"]):
-            raise Conflict(_ALREADY_REGISTERED["telegram"])
-        return token, info
-
-    def _check_telegram_token(self, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """``data["token"]`` checked with getMe: (token, {username, bot_user_id})."""
-        token = data.get("token")
-        if not isinstance(token, str) or not token.strip():
-            raise BadRequest("token is required: the bot token @BotFather gave you.")
-        token = token.strip()
-        if not tg.looks_like_token(token):
-            raise BadRequest(
-                "Telegram rejected this token: it should look like 123456789:AAE... from @BotFather."
-            )
-        try:
-            me = self.telegram(token).get_me()
-        except PlatformError as exc:
-            if exc.unauthorized:
-                raise BadRequest(
-                    "Telegram rejected this token. Copy it again from @BotFather (/token), "
-                    "or /revoke and use the new one."
-                ) from None
-            raise Upstream("Could not reach Telegram to check the token; try again in a moment.") from None
-        if not isinstance(me, dict) or not me.get("is_bot") or not me.get("id"):
-            raise BadRequest("Telegram rejected this token: it does not belong to a bot.")
-        return token, {"username": me.get("username") or "", "bot_user_id": int(me["id"])}
-
-    def _validate_discord(self, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        app_id = str(data.get("application_id") or "").strip()
-        public_key = str(data.get("public_key") or "").strip().lower()
-        if not dc.SNOWFLAKE_RE.match(app_id):
-            raise BadRequest("application_id must be the numeric Application ID from the developer portal.")
-        if not dc.PUBLIC_KEY_RE.match(public_key):
-            raise BadRequest("public_key must be the 64-character hex Public Key from the developer portal.")
-        bot_token, app = self._check_discord_token(data)
-        if str(app.get("id")) != app_id:
-            raise BadRequest("The bot token belongs to a different application than this application ID.")
-        if str(app.get("verify_key", "")).lower() != public_key:
-            raise BadRequest("The public key does not match this application.")
-        if self.registry.find_by_identity("discord", "application_id", app_id):
-            raise Conflict(_ALREADY_REGISTERED["discord"])
-        bot_user = app.get("bot") or {}
-        return bot_token, {
-            "application_id": app_id,
-            "public_key": public_key,
-            "bot_user_id": str(bot_user.get("id", "")),
-            "username": bot_user.get("username") or "",
-            "application_name": app.get("name") or "",
-        }
-
-    def _check_discord_token(self, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """``data["bot_token"]`` (or ``token``, as the token-replacing forms send it) checked with the
-        platform: (token, its application)."""
-        bot_token = str(data.get("bot_token") or data.get("token") or "").strip()
-        if not dc.BOT_TOKEN_RE.match(bot_token):
-            raise BadRequest("bot_token is required: Bot > Reset Token in the developer portal.")
-        try:
-            app = self.discord(bot_token).get_application()
-        except PlatformError as exc:
-            if exc.unauthorized:
-                raise BadRequest("Discord rejected this bot token.") from None
-            raise Upstream(
-                "Could not reach Discord to check the application; try again in a moment."
-            ) from None
-        return bot_token, app
 
     # --- edit / delete --------------------------------------------------------------------------
 
@@ -312,20 +225,8 @@ class BotControl:
         bot = self._owned(caller, bot_id)
         if not isinstance(data, dict):
             raise BadRequest("Expected a JSON object with the new token.")
-        if bot.platform == "telegram":
-            token, info = self._check_telegram_token(data)
-            if info["bot_user_id"] != bot.platform_info.get("bot_user_id"):
-                mine = bot.platform_info.get("username")
-                raise BadRequest(
-                    f"This token belongs to @{info['username']}, not to @{mine}: "
-                    "register that bot as a new bot instead."
-                )
-        else:
-            token, app = self._check_discord_token(data)
-            if str(app.get("id")) != str(bot.platform_info.get("application_id")):
-                raise BadRequest(
-                    "This bot token belongs to another Discord application: register that one as a new bot."
-                )
+        platform = get_platform(bot.platform)
+        token = _checked(lambda: platform.check_new_token(self._api(platform), data, bot.platform_info))
         updated = self.registry.replace_token(bot_id, token)
         if updated is None:
             raise NotFound("No such bot.")
@@ -441,53 +342,27 @@ class BotControl:
             self.registry.record_activity(bot.id, "reconciled", f"Recovered: bot is {status}.")
 
     def _platform_start(self, bot: Bot, *, verify: bool, force: bool) -> str | None:
+        platform = get_platform(bot.platform)
+        credentials = BotCredentials(
+            self.registry.decrypt_token(bot), bot.platform_info, self.registry.webhook_secret(bot)
+        )
         url = self.webhook_url(bot)
-        token = self.registry.decrypt_token(bot)
-        if bot.platform == "telegram":
-            client = self.telegram(token)
-            if verify and not force and client.get_webhook_info().get("url") == url:
-                return None
-            if force:
-                client.delete_webhook()
-            client.set_webhook(url, self.registry.webhook_secret(bot), tg.ALLOWED_UPDATES)
-            try:
-                client.set_my_commands()
-            except PlatformError as exc:  # the menu is a nicety; the bot works without it
-                log.info("bot %s: setMyCommands failed: %s", bot.id, exc)
-            return "webhook set"
-        client_d = self.discord(token)
-        app_id = str(bot.platform_info.get("application_id", ""))
-        if verify and not force:
-            # Both halves can go missing on their own (someone edits the portal, or deletes the
-            # command with another tool): without /ask the endpoint receives nothing to answer.
-            endpoint_ok = client_d.get_application().get("interactions_endpoint_url") == url
-            commands = client_d.get_commands(app_id)
-            ask_ok = any(isinstance(c, dict) and c.get("name") == "ask" for c in commands or [])
-            if endpoint_ok and ask_ok:
-                return None
-            if endpoint_ok:
-                client_d.register_commands(app_id)
-                return "/ask registered"
-        client_d.register_commands(app_id)
-        client_d.set_interactions_endpoint(url)
-        return "/ask registered and interactions endpoint set"
+        return platform.start(self._api(platform), credentials, url, verify=verify, force=force)
 
     def _platform_stop(self, bot: Bot, *, verify: bool) -> str | None:
-        url = self.webhook_url(bot)
-        token = self.registry.decrypt_token(bot)
-        if bot.platform == "telegram":
-            client = self.telegram(token)
-            # When verifying, only remove a webhook that points at us: the owner may have pointed a
-            # stopped bot somewhere else on purpose.
-            if verify and client.get_webhook_info().get("url") != url:
-                return None
-            client.delete_webhook()
-            return "webhook deleted"
-        client_d = self.discord(token)
-        if verify and client_d.get_application().get("interactions_endpoint_url") != url:
-            return None
-        client_d.set_interactions_endpoint(None)
-        return "interactions endpoint cleared"
+        platform = get_platform(bot.platform)
+        credentials = BotCredentials(self.registry.decrypt_token(bot), bot.platform_info)
+        return platform.stop(self._api(platform), credentials, self.webhook_url(bot), verify=verify)
+
+
+def _checked(check: Callable[[], T]) -> T:
+    """``check()``, with the platform's verdict on what the owner typed as a :class:`ControlError`."""
+    try:
+        return check()
+    except InvalidRegistration as exc:
+        raise BadRequest(exc.message) from None
+    except PlatformUnreachable as exc:
+        raise Upstream(exc.message) from None
 
 
 # --- input validation ---------------------------------------------------------------------------
@@ -496,10 +371,10 @@ class BotControl:
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest("name is required.")
-    value = value.strip()
-    if len(value) > NAME_MAX:
+    name = value.strip()
+    if len(name) > NAME_MAX:
         raise BadRequest(f"name must be at most {NAME_MAX} characters.")
-    return value
+    return name
 
 
 def _model(value: Any, allowed: tuple[str, ...]) -> str:

@@ -17,7 +17,7 @@ either way. 5xx, timeouts and refused connections raise :class:`ControlUnavailab
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ import httpx
 
 from shared.bots.activity import ActivityEntry, ActivityPage
 from shared.bots.control import BadRequest, Caller, Conflict, ControlError, NotFound, Upstream
+from shared.bots.registry import BotProfile
 from shared.bots.transport import new_http_client
 from shared.idtokens import IdTokenSource
 
@@ -55,35 +56,15 @@ _ERRORS: dict[int, type[ControlError]] = {
 
 
 @dataclass(frozen=True)
-class BotView:
+class BotView(BotProfile):
     """A bot as its owner may see it: :meth:`shared.bots.registry.Bot.to_public` plus the webhook URL."""
 
-    id: str
-    owner: str
-    platform: str
-    name: str
-    model: str
-    system_prompt: str
-    desired: str
-    status: str
-    last_error: str | None
-    platform_info: dict[str, Any] = field(default_factory=dict)
     webhook_url: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BotView:
         return cls(
-            id=str(data["id"]),
-            owner=str(data.get("owner", "")),
-            platform=str(data.get("platform", "")),
-            name=str(data.get("name", "")),
-            model=str(data.get("model", "extractive")),
-            system_prompt=str(data.get("system_prompt") or ""),
-            desired=str(data.get("desired", "stopped")),
-            status=str(data.get("status", "stopped")),
-            last_error=data.get("last_error"),
-            platform_info=dict(data.get("platform_info") or {}),
-            webhook_url=str(data.get("webhook_url") or ""),
+            **cls.profile_fields(str(data["id"]), data), webhook_url=str(data.get("webhook_url") or "")
         )
 
 

@@ -211,7 +211,3 @@ class ReplyLedger:
         except gexc.GoogleAPICallError:
             # The lease expires by itself; releasing is only a shortcut.
             log.warning("could not release claim on job %s", claim.job_id)
-
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        snap = self._ref(job_id).get()
-        return snap.to_dict() if snap.exists else None

@@ -1,10 +1,7 @@
-"""Render answers for Telegram and Discord: escape, then split at the platforms' length limits.
+"""Text splitting for bot replies: cut an answer into messages that fit a platform's size limit.
 
-Answers are plain text (the Q&A service's extractive or generated text). Each platform interprets some
-characters as markup, so the text is escaped before it is sent:
-
-* Telegram, HTML parse mode: only ``<``, ``>`` and ``&`` are special (``"`` too, inside attributes).
-* Discord: markdown; every special ASCII punctuation character is backslash-escaped.
+Answers are plain text (the Q&A service's extractive or generated text). Each platform escapes it for its
+markup and draws the sources its own way (``shared/bots/platforms/``); what they share is here.
 
 Splitting happens on the *raw* text and each part is escaped afterwards, with the limit measured on the
 escaped form: a part can therefore never end in the middle of an escape (``&amp;`` or ``\\*``), and every
@@ -19,17 +16,6 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-TELEGRAM_LIMIT = 4096
-"""Telegram's maximum message text length (sendMessage ``text``)."""
-
-DISCORD_LIMIT = 2000
-"""Discord's maximum message ``content`` length."""
-
-_TELEGRAM_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_TELEGRAM_ATTR = {**_TELEGRAM_HTML, '"': "&quot;"}
-# Discord markdown: emphasis, code, strike, spoiler, quotes, headings, lists, masked links, escapes.
-_DISCORD_SPECIAL = frozenset("\\*_~`|>#-[]()<:@")
-
 
 @dataclass(frozen=True)
 class SourceRef:
@@ -37,24 +23,6 @@ class SourceRef:
 
     title: str
     url: str
-
-
-def escape_telegram_html(text: str) -> str:
-    """Escape text for Telegram's HTML parse mode (``<``, ``>``, ``&``)."""
-    return "".join(_TELEGRAM_HTML.get(ch, ch) for ch in text)
-
-
-def _escape_telegram_attr(text: str) -> str:
-    return "".join(_TELEGRAM_ATTR.get(ch, ch) for ch in text)
-
-
-def escape_discord_markdown(text: str) -> str:
-    """Backslash-escape every character Discord markdown could interpret.
-
-    ``@`` and ``:`` are escaped too so ``@everyone`` and ``<:emoji:id>`` stay literal even if a caller
-    forgets ``allowed_mentions``.
-    """
-    return "".join("\\" + ch if ch in _DISCORD_SPECIAL else ch for ch in text)
 
 
 def split_escaped(text: str, limit: int, escape: Callable[[str], str]) -> list[str]:
@@ -132,48 +100,7 @@ def pack_blocks(blocks: Sequence[str], limit: int, separator: str = "\n") -> lis
     return messages
 
 
-def _shorten(text: str, max_chars: int) -> str:
+def shorten(text: str, max_chars: int) -> str:
+    """``text`` on one line, cut to ``max_chars`` with an ellipsis (source titles)."""
     text = " ".join(text.split())
     return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
-
-
-def render_telegram(answer: str, sources: Sequence[SourceRef] = (), limit: int = TELEGRAM_LIMIT) -> list[str]:
-    """Telegram messages (HTML parse mode) for an answer and its numbered source links."""
-    messages = split_escaped(answer, limit, escape_telegram_html) or [escape_telegram_html("(no answer)")]
-    if not sources:
-        return messages
-    lines = ["<b>Sources</b>"]
-    for number, source in enumerate(sources, start=1):
-        title = escape_telegram_html(_shorten(source.title or source.url, 200))
-        if source.url.startswith(("https://", "http://")) and len(source.url) <= 2000:
-            lines.append(f'{number}. <a href="{_escape_telegram_attr(source.url)}">{title}</a>')
-        else:
-            lines.append(f"{number}. {title}")
-    section = "\n".join(lines)
-    if len(messages[-1]) + 2 + len(section) <= limit:
-        messages[-1] = messages[-1] + "\n\n" + section
-    else:
-        messages.extend(pack_blocks(lines, limit))
-    return messages
-
-
-def render_discord(answer: str, limit: int = DISCORD_LIMIT) -> list[str]:
-    """Discord message contents for an answer (sources live behind the "Sources" button)."""
-    return split_escaped(answer, limit, escape_discord_markdown) or ["(no answer)"]
-
-
-def render_discord_sources(sources: Sequence[SourceRef], limit: int = DISCORD_LIMIT) -> str:
-    """One ephemeral message listing the sources as masked links (trimmed to fit one message)."""
-    if not sources:
-        return "This answer has no sources."
-    lines = ["**Sources**"]
-    for number, source in enumerate(sources, start=1):
-        title = escape_discord_markdown(_shorten(source.title or source.url, 150))
-        url = source.url
-        if url.startswith(("https://", "http://")) and not any(c in url for c in " <>()"):
-            # <url> suppresses the embed preview; masked links are allowed in interaction responses.
-            lines.append(f"{number}. [{title}](<{url}>)")
-        else:
-            lines.append(f"{number}. {title}")
-    packed = pack_blocks(lines, limit)
-    return packed[0]

@@ -1,4 +1,4 @@
-"""Bot jobs: what a webhook hands to the worker, how it travels through Pub/Sub, and the push path.
+"""Bot jobs: what a webhook hands to the worker, and how it travels through Pub/Sub.
 
 A webhook turns one platform update into at most one :class:`Job` and publishes it to
 ``settings.jobs_topic``. A push subscription delivers it to botrunner ``/worker/push`` wrapped in the
@@ -7,7 +7,7 @@ Pub/Sub push envelope::
     {"message": {"data": "<base64 job JSON>", "attributes": {...}, "messageId": "..."},
      "subscription": "projects/.../subscriptions/..."}
 
-The job id is deterministic per platform update (``telegram:{bot}:{update_id}``,
+The job id is deterministic per platform update (:func:`job_id`: ``telegram:{bot}:{update_id}``,
 ``discord:{bot}:{interaction_id}``): Pub/Sub redelivery and webhook retries both carry the same id, which
 is what the worker's exactly-once ledger (:mod:`shared.bots.dedupe`) keys on. Attributes are
 informational and ordering-agnostic: no ordering key, because replies to different chats are independent
@@ -21,7 +21,7 @@ import binascii
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -43,7 +43,8 @@ class Job(BaseModel):
     """One unit of bot work. Serialised as JSON in the Pub/Sub message data."""
 
     job_id: str = Field(min_length=3, max_length=300)
-    platform: Literal["telegram", "discord"]
+    # A platform name (shared.bots.platforms); the worker drops a job whose bot is not of this platform.
+    platform: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
     bot_id: str = Field(min_length=1, max_length=128)
     kind: JobKind
     chat_id: str | None = None  # Telegram chat id / Discord channel id
@@ -70,28 +71,16 @@ class Job(BaseModel):
         return {"job_id": self.job_id, "platform": self.platform, "bot_id": self.bot_id, "kind": self.kind}
 
 
-def telegram_job_id(bot_id: str, update_id: int) -> str:
-    return f"telegram:{bot_id}:{update_id}"
-
-
-def discord_job_id(bot_id: str, interaction_id: str) -> str:
-    return f"discord:{bot_id}:{interaction_id}"
+def job_id(platform: str, bot_id: str, update_id: int | str) -> str:
+    """The job id of one platform update (Telegram update id, Discord interaction id)."""
+    return f"{platform}:{bot_id}:{update_id}"
 
 
 class MalformedPush(ValueError):
     """The push request is not a Pub/Sub envelope carrying a valid job. Permanent: redelivery won't fix it."""
 
 
-class PushMessage(BaseModel):
-    """The parts of a push envelope the worker uses."""
-
-    job: Job
-    message_id: str
-    subscription: str
-    delivery_attempt: int | None = None
-
-
-def parse_push_envelope(body: bytes) -> PushMessage:
+def parse_push_envelope(body: bytes) -> Job:
     """Decode a Pub/Sub push request body into its job. Raises :class:`MalformedPush`."""
     try:
         envelope = json.loads(body)
@@ -108,28 +97,9 @@ def parse_push_envelope(body: bytes) -> PushMessage:
     except (binascii.Error, ValueError) as exc:
         raise MalformedPush("message data is not base64") from exc
     try:
-        job = Job.from_bytes(raw)
+        return Job.from_bytes(raw)
     except ValidationError as exc:
         raise MalformedPush(f"message data is not a job ({exc.error_count()} errors)") from exc
-    attempt = envelope.get("deliveryAttempt")
-    return PushMessage(
-        job=job,
-        message_id=str(message.get("messageId") or message.get("message_id") or ""),
-        subscription=str(envelope.get("subscription") or ""),
-        delivery_attempt=attempt if isinstance(attempt, int) else None,
-    )
-
-
-def push_envelope(job: Job, message_id: str = "1", subscription: str = "local") -> dict[str, Any]:
-    """The envelope Pub/Sub would push for ``job`` (tests and local tools)."""
-    return {
-        "message": {
-            "data": base64.b64encode(job.to_bytes()).decode(),
-            "attributes": job.attributes(),
-            "messageId": message_id,
-        },
-        "subscription": subscription,
-    }
 
 
 class JobPublisher:

@@ -7,9 +7,10 @@ Firestore document, so bringing it back means checking the registration and repa
 * every 10 minutes from Cloud Scheduler (``POST /internal/reconcile`` on botrunner, OIDC in production);
 * on demand (``askbase bots reconcile`` or the same endpoint).
 
-Per bot (via :meth:`BotControl.apply` with ``verify=True``): desired ``running`` → Telegram
-``getWebhookInfo`` url (Discord ``interactions_endpoint_url``) must be ours, else set it again;
-desired ``stopped`` → a registration that points at us is removed. Failures are stored on the bot
+Per bot (via :meth:`BotControl.apply` with ``verify=True``, which asks the bot's platform): desired
+``running`` → the platform's registration must point at us (Telegram: the webhook URL; Discord: the
+interactions endpoint and the ``/ask`` command), else what drifted is set again; desired ``stopped`` → a
+registration that points at us is removed. Failures are stored on the bot
 (status ``error``, ``last_error``, an activity entry) and retried on the next run.
 
 Public API::

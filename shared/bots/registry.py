@@ -6,7 +6,6 @@ Public API (used by the control plane, the webhook functions and the worker)::
 
     reader = BotReader.from_settings(settings)          # Firestore only: no token key (webhook functions)
     reader.get_bot(bot_id) / list_bots(owner) / find_by_identity(platform, key, value)
-    reader.webhook_secret_matches(bot, presented)       # header vs the stored hash, constant time
 
     registry = BotRegistry.from_settings(settings)      # a BotReader + the token cipher, per process
     bot = registry.get_bot(bot_id)                      # Bot | None (None also for a malformed id)
@@ -19,7 +18,7 @@ Public API (used by the control plane, the webhook functions and the worker)::
 
     @dataclass(frozen=True)
     class Bot:
-        id: str; owner: str; platform: str              # "telegram" | "discord"
+        id: str; owner: str; platform: str              # a name of shared.bots.platforms
         name: str; model: str                           # "extractive" | "gemini"
         system_prompt: str
         desired: str                                    # "running" | "stopped"  (what the owner asked)
@@ -51,7 +50,7 @@ from __future__ import annotations
 import re
 import secrets as pysecrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -62,7 +61,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.bots.activity import ActivityLog, ActivityPage
-from shared.bots.secrets import TokenCipher, webhook_secret_hash, webhook_secret_matches
+from shared.bots.platforms import find_platform
+from shared.bots.secrets import TokenCipher, webhook_secret_hash
 from shared.logs import register_secret
 
 if TYPE_CHECKING:
@@ -70,8 +70,6 @@ if TYPE_CHECKING:
 
 COLLECTION = "bots"
 IDENTITIES = "bot_identities"
-PLATFORMS = ("telegram", "discord")
-MODELS = ("extractive", "gemini")
 DESIRED = ("running", "stopped")
 STATUSES = ("stopped", "starting", "running", "error")
 BOT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -81,7 +79,11 @@ READ_RETRY = Retry(initial=0.1, maximum=2.0, multiplier=2.0, timeout=15.0)
 
 
 @dataclass(frozen=True)
-class Bot:
+class BotProfile:
+    """What an owner may see of a bot: the public part of a ``bots`` document, as botrunner's control API
+    sends it (:meth:`Bot.to_public`) and the bot pages read it back
+    (:class:`shared.bots.control_client.BotView`)."""
+
     id: str
     owner: str
     platform: str
@@ -92,6 +94,29 @@ class Bot:
     status: str
     last_error: str | None
     platform_info: dict[str, Any]
+
+    @staticmethod
+    def profile_fields(bot_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The profile's fields from a stored document or its JSON form, with the defaults of a new bot
+        for what is missing."""
+        return {
+            "id": bot_id,
+            "owner": str(data.get("owner") or ""),
+            "platform": str(data.get("platform") or ""),
+            "name": str(data.get("name") or ""),
+            "model": str(data.get("model") or "extractive"),
+            "system_prompt": str(data.get("system_prompt") or ""),
+            "desired": str(data.get("desired") or "stopped"),
+            "status": str(data.get("status") or "stopped"),
+            "last_error": data.get("last_error"),
+            "platform_info": dict(data.get("platform_info") or {}),
+        }
+
+
+@dataclass(frozen=True)
+class Bot(BotProfile):
+    """A ``bots`` document: the profile, the bookkeeping and the encrypted secrets (never in repr)."""
+
     owner_email: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -124,19 +149,10 @@ class Bot:
         }
 
     @classmethod
-    def from_snapshot(cls, snapshot: firestore.DocumentSnapshot) -> Bot:
+    def from_snapshot(cls, snapshot: firestore.DocumentSnapshot[Any]) -> Bot:
         d = snapshot.to_dict() or {}
         return cls(
-            id=snapshot.id,
-            owner=d.get("owner", ""),
-            platform=d.get("platform", ""),
-            name=d.get("name", ""),
-            model=d.get("model", "extractive"),
-            system_prompt=d.get("system_prompt", ""),
-            desired=d.get("desired", "stopped"),
-            status=d.get("status", "stopped"),
-            last_error=d.get("last_error"),
-            platform_info=dict(d.get("platform_info") or {}),
+            **cls.profile_fields(snapshot.id, d),
             owner_email=d.get("owner_email", ""),
             created_at=d.get("created_at"),
             updated_at=d.get("updated_at"),
@@ -160,9 +176,10 @@ def _secret_context(bot_id: str) -> str:
 
 def identity_key(platform: str, platform_info: dict[str, Any]) -> str | None:
     """``bot_identities`` document id of a platform bot (``telegram:<bot user id>``,
-    ``discord:<application id>``); None if ``platform_info`` does not name one."""
-    value = platform_info.get("bot_user_id" if platform == "telegram" else "application_id")
-    if platform not in PLATFORMS or value is None or not str(value).strip():
+    ``discord:<application id>``: the platform's ``identity_field``); None if there is none."""
+    known = find_platform(platform)
+    value = platform_info.get(known.identity_field) if known is not None else None
+    if value is None or not str(value).strip():
         return None
     return f"{platform}:{value}"
 
@@ -211,11 +228,6 @@ class BotReader:
             .where(filter=FieldFilter(f"platform_info.{key}", "==", value))
         )
         return [Bot.from_snapshot(s) for s in query.stream()]
-
-    @staticmethod
-    def webhook_secret_matches(bot: Bot, presented: str | None) -> bool:
-        """Whether ``presented`` is this bot's webhook secret (False if no hash is stored yet)."""
-        return webhook_secret_matches(bot.id, presented, bot.webhook_secret_hash)
 
 
 class BotRegistry(BotReader):
@@ -277,7 +289,8 @@ class BotRegistry(BotReader):
 
     def new_id(self) -> str:
         """A fresh random document id (Firestore's own 20-character auto-id)."""
-        return self._ref_collection().document().id
+        new_id: str = self._ref_collection().document().id
+        return new_id
 
     def _ref_collection(self) -> firestore.CollectionReference:
         return self.db.collection(COLLECTION)
@@ -399,7 +412,7 @@ class BotRegistry(BotReader):
             # one: only remove a claim that is this bot's.
             claim = claim_ref.get(transaction=transaction) if claim_ref is not None else None
             transaction.delete(ref)
-            if claim is not None and claim.exists and (claim.to_dict() or {}).get("bot_id") == bot_id:
+            if claim_ref is not None and claim is not None and _claimed_by(claim, bot_id):
                 transaction.delete(claim_ref)
             return True
 
@@ -447,6 +460,10 @@ class BotRegistry(BotReader):
             return True
 
         return bool(run(self.db.transaction()))
+
+
+def _claimed_by(claim: firestore.DocumentSnapshot[Any], bot_id: str) -> bool:
+    return bool(claim.exists) and (claim.to_dict() or {}).get("bot_id") == bot_id
 
 
 _db_lock = threading.Lock()

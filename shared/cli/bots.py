@@ -5,7 +5,7 @@ Firestore access as botrunner: they work against the local emulators or, with cr
 
 ``askbase bot poll BOT_ID`` runs one Telegram bot in long-polling mode (getUpdates) for local
 development without a public URL. Every update goes through the same path as a webhook delivery: the
-Telegram ingress logic (:class:`shared.bots.webhooks.TelegramIngress`: secret check, group rules,
+Telegram ingress logic (:class:`shared.bots.webhooks.Ingress`: secret check, group rules,
 per-chat switch, dedupe) and the worker (:class:`shared.bots.worker.BotWorker`: asks the qa service's
 ``/api/ask`` at ``settings.qa_url`` as the ``botrunner`` service, sends the reply with sendMessage) —
 only the Pub/Sub hop is replaced by a direct call. Telegram refuses getUpdates while a webhook is set,
@@ -191,11 +191,13 @@ class _InlinePublisher:
 def run_poll(settings: Settings, bot_id: str, *, stop_webhook: bool, max_updates: int | None = None) -> int:
     """Poll one Telegram bot until interrupted (or ``max_updates`` were handled). Returns the count."""
     from shared.bots.control import ControlError
-    from shared.bots.directory import registry_lookup
+    from shared.bots.lookup import bot_lookup
+    from shared.bots.platforms import get_platform
+    from shared.bots.platforms.errors import PlatformError
+    from shared.bots.platforms.telegram import SECRET_HEADER
+    from shared.bots.platforms.telegram_api import ALLOWED_UPDATES, TelegramClient
     from shared.bots.qa_client import QaClient
-    from shared.bots.telegram import ALLOWED_UPDATES, TelegramClient
-    from shared.bots.transport import PlatformError, new_http_client
-    from shared.bots.webhooks import TelegramIngress
+    from shared.bots.webhooks import Ingress
     from shared.bots.worker import BotWorker
 
     control = _control(settings)
@@ -218,26 +220,21 @@ def run_poll(settings: Settings, bot_id: str, *, stop_webhook: bool, max_updates
         bot = registry.get_bot(bot_id)
 
     # The bot is "stopped" as far as webhooks go, but in this process it is live.
-    base_lookup = registry_lookup(registry, with_token=True)
+    base_lookup = bot_lookup(registry, with_token=True)
 
     def lookup(wanted: str) -> Any:
         info = base_lookup(wanted)
         return dataclasses.replace(info, active=True) if info is not None and wanted == bot_id else info
 
     worker = BotWorker(
-        registry.db,
-        lookup,
-        QaClient(settings.qa_url, internal_auth=settings.internal_auth),
-        settings.telegram_api_base,
-        settings.discord_api_base,
+        registry.db, lookup, QaClient(settings.qa_url, internal_auth=settings.internal_auth), settings
     )
-    ingress = TelegramIngress(registry.db, lookup, _InlinePublisher(worker), settings.max_body_bytes)
-    secret = registry.webhook_secret(bot)
-    client = TelegramClient(
-        registry.decrypt_token(bot), settings.telegram_api_base, http=new_http_client(timeout=60.0)
-    )
+    publisher = _InlinePublisher(worker)
+    ingress = Ingress(get_platform("telegram"), registry.db, lookup, publisher, settings.max_body_bytes)
+    headers = {SECRET_HEADER: registry.webhook_secret(bot)}
+    client = TelegramClient(registry.decrypt_token(bot), settings.telegram_api_base)
     me = client.get_me()
-    click.echo(f"polling @{me.get('username')} (bot {bot_id}); Ctrl+C to stop", err=True)
+    click.echo(f"polling @{me.username} (bot {bot_id}); Ctrl+C to stop", err=True)
     registry.record_activity(bot_id, "message", "Polling mode started from the CLI.")
 
     offset: int | None = None
@@ -261,9 +258,9 @@ def run_poll(settings: Settings, bot_id: str, *, stop_webhook: bool, max_updates
                 time.sleep(wait)
                 continue
             for update in updates:
-                offset = int(update["update_id"]) + 1
-                reply = ingress.handle(bot_id, secret, json.dumps(update).encode())
-                log.info("update %s: %s %s", update["update_id"], reply.status, reply.reason)
+                offset = update.update_id + 1
+                reply = ingress.handle(bot_id, headers, json.dumps(update.to_dict()).encode())
+                log.info("update %s: %s %s", update.update_id, reply.status, reply.reason)
                 handled += 1
     except KeyboardInterrupt:
         pass

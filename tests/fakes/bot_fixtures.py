@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import pytest
 
 from shared.bots.control import BotControl
+from shared.bots.platforms.errors import RetryPolicy
 from shared.bots.registry import BotRegistry
-from shared.bots.transport import RetryPolicy
 from shared.config import Settings
 from tests.fakes._server import RecordingEndpoint
 from tests.fakes.discord_api import FakeDiscord, pong_endpoint

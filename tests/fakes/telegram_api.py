@@ -19,24 +19,29 @@ Usage::
         tg.lose_webhook(token)       # the platform "forgot" the webhook (for reconcile tests)
         tg.revoke(token)             # the token now gets 401 (BotFather /revoke)
         tg.queue_update(token, update)                 # served by getUpdates (polling mode)
+        tg.admins.add((chat_id, user_id))              # getChatMember: "administrator" (else "member")
         tg.message_update(chat_id, text, ...)          # build a realistic message update dict
 
 Behaviour follows the real API where tests depend on it: unknown tokens -> 401 "Unauthorized";
-getMe returns id, is_bot, first_name, username (PTB needs all four); setWebhook validates the secret
-token's characters; getUpdates -> 409 while a webhook is set; 429 bodies carry
-``parameters.retry_after``. Parameters are accepted as JSON, form data or query string.
+getMe returns id, is_bot, first_name, username (PTB needs all four); every result carries the fields
+the Bot API marks required, because python-telegram-bot's parsing refuses an object without them (a
+chat administrator's rights, for one); setWebhook validates the secret token's characters; getUpdates
+-> 409 while a webhook is set; 429 bodies carry ``parameters.retry_after``. Parameters are accepted as
+JSON, url-encoded form (what PTB sends: objects JSON-encoded in a field) or query string.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import random
 import re
 import secrets
 import string
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +102,7 @@ class FakeTelegram(PlatformFake):
         self._cond = threading.Condition(self._lock)
         self.bots: dict[str, FakeBot] = {}
         self.calls: list[Call] = []
+        self.admins: set[tuple[int, int]] = set()  # (chat_id, user_id) pairs getChatMember calls admins
         self._failures: list[_Failure] = []
         self._message_ids = itertools.count(1)
         self._update_ids = itertools.count(10_000)
@@ -257,8 +263,8 @@ class FakeTelegram(PlatformFake):
                     return _error(400, "Bad Request: can't parse JSON")
                 if isinstance(body, dict):
                     params.update(body)
-            elif "form" in content_type:
-                params.update(dict(await request.form()))
+            elif "x-www-form-urlencoded" in content_type:
+                params.update(_form_params(await request.body()))
         with self._lock:
             peer = (request.client.host, request.client.port) if request.client else None
             self.calls.append(Call(token, method, params, peer=peer))
@@ -323,8 +329,6 @@ class FakeTelegram(PlatformFake):
             return _error(400, "Bad Request: secret token contains unallowed characters")
         allowed = params.get("allowed_updates")
         if isinstance(allowed, str):
-            import json
-
             allowed = json.loads(allowed)
         bot.webhook = WebhookState(url=url, secret_token=secret, allowed_updates=allowed)
         if params.get("drop_pending_updates"):
@@ -351,8 +355,6 @@ class FakeTelegram(PlatformFake):
     def _m_setMyCommands(self, bot: FakeBot, params: dict[str, Any]) -> JSONResponse:
         commands = params.get("commands") or []
         if isinstance(commands, str):
-            import json
-
             commands = json.loads(commands)
         bot.commands = list(commands)
         return _ok(True)
@@ -383,6 +385,33 @@ class FakeTelegram(PlatformFake):
                     "username": bot.username,
                 },
                 "text": text,
+            }
+        )
+
+    def _m_getChatMember(self, bot: FakeBot, params: dict[str, Any]) -> JSONResponse:
+        chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
+        user = {"id": user_id, "is_bot": False, "first_name": "Tester"}
+        if (chat_id, user_id) not in self.admins:
+            return _ok({"status": "member", "user": user})
+        rights = [
+            "can_manage_chat",
+            "can_delete_messages",
+            "can_manage_video_chats",
+            "can_restrict_members",
+            "can_promote_members",
+            "can_change_info",
+            "can_invite_users",
+            "can_post_stories",
+            "can_edit_stories",
+            "can_delete_stories",
+        ]
+        return _ok(
+            {
+                "status": "administrator",
+                "user": user,
+                "can_be_edited": False,
+                "is_anonymous": False,
+                **dict.fromkeys(rights, True),
             }
         )
 
@@ -418,6 +447,22 @@ class FakeTelegram(PlatformFake):
             if ready or time.monotonic() >= deadline:
                 return _ok(ready)
             await asyncio.sleep(0.02)
+
+
+def _form_params(body: bytes) -> dict[str, Any]:
+    """A url-encoded form as the Bot API reads it (python-telegram-bot posts these): objects and arrays
+    arrive JSON-encoded, scalars as strings. Parsed with the standard library: starlette's form parser
+    needs python-multipart, which nothing else here uses."""
+    params: dict[str, Any] = {}
+    for key, value in urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+        if value[:1] in ("{", "["):
+            try:
+                params[key] = json.loads(value)
+                continue
+            except ValueError:
+                pass
+        params[key] = value
+    return params
 
 
 def _int_or_str(value: Any) -> Any:

@@ -1,4 +1,7 @@
-"""A small synchronous Discord HTTP API client for application bots (httpx, pooled keep-alive).
+"""The Discord HTTP API as botrunner calls it: a small synchronous client (httpx, pooled keep-alive).
+
+No Discord library: the common ones (discord.py and the like) are gateway clients that keep a websocket
+per bot, while askbase receives interactions by webhook and makes a handful of plain JSON calls.
 
 Public API::
 
@@ -13,7 +16,7 @@ Public API::
     dc.followup(app_id, interaction_token, payload) -> dict        # POST /webhooks/{app}/{token}
 
 ``payload`` is a Discord message body: ``{"content": ..., "components": [...], "flags": 64}`` etc.
-Failures raise :class:`shared.bots.transport.PlatformError` (``platform="discord"``); 429 waits
+Failures raise :class:`shared.bots.platforms.errors.PlatformError` (``platform="discord"``); 429 waits
 ``retry_after`` (body or ``Retry-After`` header), 5xx / network errors back off, per
 :class:`RetryPolicy`; a 429 longer than ``policy.max_wait`` raises :class:`RateLimited`. Messages never
 contain the URL (interaction tokens) or the bot token.
@@ -21,21 +24,18 @@ contain the URL (interaction tokens) or the bot token.
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
 import httpx
 
 from shared.backoff import parse_retry_after
-from shared.bots.transport import PlatformError, RetryPolicy, http_client
-
-log = logging.getLogger(__name__)
+from shared.bots.platforms.errors import PlatformError, RetryPolicy
+from shared.bots.transport import http_client
 
 PLATFORM = "discord"
-MESSAGE_LIMIT = 2000  # characters of content per message
-SNOWFLAKE_RE = re.compile(r"^\d{15,25}$")
-PUBLIC_KEY_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+SNOWFLAKE_RE = re.compile(r"^\d{15,25}$")  # an application id
+PUBLIC_KEY_RE = re.compile(r"^[0-9a-fA-F]{64}$")  # an application's Ed25519 public key, hex
 BOT_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.-]{20,200}$")
 INTERACTION_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.-]{1,1000}$")
 ASK_COMMANDS: list[dict[str, Any]] = [
@@ -131,7 +131,7 @@ class DiscordClient:
     # --- application ----------------------------------------------------------------------------
 
     def get_application(self) -> dict[str, Any]:
-        return self.request("GET", "/applications/@me", what="get application")
+        return _object(self.request("GET", "/applications/@me", what="get application"), "get application")
 
     def set_interactions_endpoint(self, url: str | None) -> dict[str, Any]:
         """Point the application's interactions at ``url``; ``None`` removes the endpoint.
@@ -139,51 +139,60 @@ class DiscordClient:
         Discord first PINGs the URL (signed) and refuses the change unless it answers PONG, so the
         interactions function must be deployed and know this bot before start is called.
         """
-        return self.request(
-            "PATCH",
-            "/applications/@me",
-            json={"interactions_endpoint_url": url},
-            what="set interactions endpoint",
-        )
+        what = "set interactions endpoint"
+        body = {"interactions_endpoint_url": url}
+        return _object(self.request("PATCH", "/applications/@me", json=body, what=what), what)
 
     def register_commands(
         self, application_id: str, commands: list[dict[str, Any]] | None = None
     ) -> list[dict[str, Any]]:
         _check_snowflake(application_id)
-        return self.request(
-            "PUT",
-            f"/applications/{application_id}/commands",
-            json=commands if commands is not None else ASK_COMMANDS,
-            what="register commands",
-        )
+        body = commands if commands is not None else ASK_COMMANDS
+        path = f"/applications/{application_id}/commands"
+        return _objects(self.request("PUT", path, json=body, what="register commands"), "register commands")
 
     def get_commands(self, application_id: str) -> list[dict[str, Any]]:
         _check_snowflake(application_id)
-        return self.request("GET", f"/applications/{application_id}/commands", what="get commands")
+        path = f"/applications/{application_id}/commands"
+        return _objects(self.request("GET", path, what="get commands"), "get commands")
 
     # --- interaction responses ------------------------------------------------------------------
 
-    def edit_original(self, application_id: str, interaction_token: str, payload: dict[str, Any]) -> dict:
-        _check_snowflake(application_id)
-        _check_interaction_token(interaction_token)
-        return self.request(
-            "PATCH",
-            f"/webhooks/{application_id}/{interaction_token}/messages/@original",
-            json=payload,
-            auth=False,
-            what="edit original response",
+    def edit_original(
+        self, application_id: str, interaction_token: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Replace the deferred response (``@original``): idempotent, so safe to repeat."""
+        return self._interaction_webhook(
+            "PATCH", application_id, interaction_token, "/messages/@original", payload
         )
 
-    def followup(self, application_id: str, interaction_token: str, payload: dict[str, Any]) -> dict:
+    def followup(
+        self, application_id: str, interaction_token: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Send one more message in answer to the interaction."""
+        return self._interaction_webhook("POST", application_id, interaction_token, "", payload)
+
+    def _interaction_webhook(
+        self, method: str, application_id: str, interaction_token: str, suffix: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
         _check_snowflake(application_id)
         _check_interaction_token(interaction_token)
-        return self.request(
-            "POST",
-            f"/webhooks/{application_id}/{interaction_token}",
-            json=payload,
-            auth=False,
-            what="send followup",
-        )
+        what = "edit original response" if suffix else "send followup"
+        path = f"/webhooks/{application_id}/{interaction_token}{suffix}"
+        return _object(self.request(method, path, json=payload, auth=False, what=what), what)
+
+
+def _object(body: Any, what: str) -> dict[str, Any]:
+    """A JSON object Discord answered, or a (retryable) error: never a shape the caller did not expect."""
+    if not isinstance(body, dict):
+        raise PlatformError(f"Discord {what}: unexpected response", platform=PLATFORM, status=502)
+    return body
+
+
+def _objects(body: Any, what: str) -> list[dict[str, Any]]:
+    if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+        raise PlatformError(f"Discord {what}: unexpected response", platform=PLATFORM, status=502)
+    return body
 
 
 def _check_snowflake(value: str) -> None:

@@ -1,11 +1,12 @@
-"""Button state under Discord answers, kept in Firestore so buttons work after any restart.
+"""The buttons under bot answers (Sources, Helpful, Not helpful): their ids and the state they read.
 
-The worker stores one ``interactions/{state_id}`` document per answer *before* sending it, and the
-buttons' ``custom_id`` carries the state id (``ab:<action>:<state_id>``). When a button is pressed the
-interactions function reads the state back: no process memory is involved, so a button pressed on an
-answer sent before a full redeploy still works. The TTL field ``expire_at`` (30 days) lets Firestore
-delete old state; TTL deletion runs lazily (up to a day late), so reads treat an expired document as
-missing too.
+Which platforms show them, and how, is the platform's business (``Platform.answer_buttons``; Discord
+draws them as message components). Their state lives in Firestore so buttons work after any restart:
+the worker stores one ``interactions/{state_id}`` document per answer *before* sending it, and each
+button's id carries the state id (``ab:<action>:<state_id>``). When a button is pressed the webhook reads
+the state back: no process memory is involved, so a button pressed on an answer sent before a full
+redeploy still works. The TTL field ``expire_at`` (30 days) lets Firestore delete old state; TTL
+deletion runs lazily (up to a day late), so reads treat an expired document as missing too.
 
 The state id is derived from the job id (a keyed-free hash, since the id only has to be unique and
 stable): a job that is redelivered rewrites the same document instead of leaving an orphan.
@@ -18,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
@@ -31,13 +31,18 @@ CUSTOM_ID_PREFIX = "ab"
 
 
 class Action(StrEnum):
-    SOURCES = "src"
-    HELPFUL = "up"
+    """What a button does; the value is what its id carries."""
+
+    SOURCES = "src"  # show the answer's sources (to the presser only)
+    HELPFUL = "up"  # feedback
     NOT_HELPFUL = "down"
 
 
+LABELS = {Action.SOURCES: "Sources", Action.HELPFUL: "Helpful", Action.NOT_HELPFUL: "Not helpful"}
+
+
 @dataclass
-class InteractionState:
+class ButtonState:
     """What a button needs to know about the answer it sits under."""
 
     state_id: str
@@ -51,10 +56,12 @@ class InteractionState:
 
 
 def state_id_for_job(job_id: str) -> str:
+    """The state id of the answer to ``job_id`` (stable across redeliveries)."""
     return hashlib.sha256(job_id.encode()).hexdigest()[:32]
 
 
 def custom_id(action: Action, state_id: str) -> str:
+    """The id a button carries (Discord's ``custom_id``)."""
     return f"{CUSTOM_ID_PREFIX}:{action}:{state_id}"
 
 
@@ -69,27 +76,8 @@ def parse_custom_id(value: str) -> tuple[Action, str] | None:
         return None
 
 
-def buttons_row(state_id: str) -> list[dict[str, Any]]:
-    """The Discord components: one action row with Sources / Helpful / Not helpful."""
-    return [
-        {
-            "type": 1,
-            "components": [
-                {"type": 2, "style": 2, "label": "Sources", "custom_id": custom_id(Action.SOURCES, state_id)},
-                {"type": 2, "style": 3, "label": "Helpful", "custom_id": custom_id(Action.HELPFUL, state_id)},
-                {
-                    "type": 2,
-                    "style": 4,
-                    "label": "Not helpful",
-                    "custom_id": custom_id(Action.NOT_HELPFUL, state_id),
-                },
-            ],
-        }
-    ]
-
-
-class InteractionStore:
-    """Read and write ``interactions`` documents."""
+class ButtonStateStore:
+    """Read and write the ``interactions`` documents behind answer buttons."""
 
     def __init__(self, db: firestore.Client, ttl: timedelta = STATE_TTL) -> None:
         self._db = db
@@ -117,7 +105,7 @@ class InteractionStore:
             }
         )
 
-    def get(self, state_id: str, now: datetime | None = None) -> InteractionState | None:
+    def get(self, state_id: str, now: datetime | None = None) -> ButtonState | None:
         """The state, or ``None`` if it never existed or has expired (even if not yet deleted)."""
         now = now or datetime.now(UTC)
         snap = self._db.collection(INTERACTIONS).document(state_id).get()
@@ -127,7 +115,7 @@ class InteractionStore:
         expire_at = doc.get("expire_at")
         if isinstance(expire_at, datetime) and expire_at <= now:
             return None
-        return InteractionState(
+        return ButtonState(
             state_id=state_id,
             bot_id=str(doc.get("bot_id", "")),
             question=str(doc.get("question", "")),

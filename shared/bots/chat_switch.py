@@ -16,6 +16,7 @@ CHAT_SETTINGS = "chat_settings"
 
 
 def chat_key(bot_id: str, chat_id: str | int) -> str:
+    """The ``chat_settings`` document id of one bot in one chat."""
     return f"{bot_id}:{chat_id}"
 
 

@@ -1,0 +1,166 @@
+"""What the bot forms say: every mistake at once, beside its field, in words a person uses.
+
+The bot pages check what was typed here first, all fields at once, before anything leaves the web app:
+each platform's :meth:`~shared.bots.platforms.base.Platform.field_problem` looks only at the shape of a
+value (a Telegram token is ``<digits>:<code>``, a Discord Application ID is 15 to 25 digits, ...) and
+says exactly what is wrong with it. What only the platform can judge (is this token live? does this key
+belong to this application?) is then decided by botrunner; :func:`place_control_error` puts its answer
+beside the field it is about and marks it as the platform's verdict, so "Telegram rejected this token" is
+said only when Telegram did.
+
+Answer models are shown by their label everywhere (:func:`model_label`, :func:`model_choices`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.bots.platforms import all_platforms, find_platform
+
+NAME_MAX = 64  # shared/bots/control.py NAME_MAX
+PROMPT_MAX = 4000  # shared/bots/control.py PROMPT_MAX
+
+_MODELS: dict[str, tuple[str, str]] = {
+    "extractive": ("Extractive", "quotes the docs, fast, no AI model"),
+    "gemini": ("Gemini", "writes an answer from the docs"),
+}
+
+# Which field a control-plane message is about, by the words it uses (first match wins).
+_FIELD_WORDS: tuple[tuple[str, str], ...] = (
+    ("public key", "public_key"),
+    ("public_key", "public_key"),
+    ("application id", "application_id"),
+    ("application_id", "application_id"),
+    ("token", "token"),
+    ("system_prompt", "system_prompt"),
+    ("instructions", "system_prompt"),
+    ("model", "model"),
+    ("name", "name"),
+)
+
+
+def model_label(name: str) -> str:
+    """The answer model's name as people see it: "Extractive", "Gemini" (unknown names as they are)."""
+    return _MODELS.get(name, (name, ""))[0]
+
+
+def model_choices(allowed: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(value, text)`` for a model ``<select>``: the label and what the model does."""
+    out = []
+    for name in allowed:
+        label, what = _MODELS.get(name, (name, ""))
+        out.append((name, f"{label} — {what}" if what else label))
+    return out
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One message. ``platform`` names the platform whose verdict it is ("Telegram"), or is None for
+    askbase's own checks."""
+
+    message: str
+    platform: str | None = None
+
+
+@dataclass
+class FormErrors:
+    """A form's errors: by field name, plus ones about the form as a whole (in the order found)."""
+
+    fields: dict[str, FieldError] = field(default_factory=dict)
+    general: list[FieldError] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.general)
+
+    def add(self, name: str | None, message: str, platform: str | None = None) -> None:
+        """Add ``message`` to field ``name`` (the first message of a field wins) or to the form."""
+        error = FieldError(message, platform)
+        if name is None:
+            self.general.append(error)
+        else:
+            self.fields.setdefault(name, error)
+
+
+def check_new_bot(form: Mapping[str, Any], allowed_models: tuple[str, ...]) -> FormErrors:
+    """Every shape mistake in the add-a-bot form, by field (nothing is sent anywhere)."""
+    errors = FormErrors()
+    platform = find_platform(str(form.get("platform") or ""))
+    if platform is None:
+        errors.add("platform", f"Choose {' or '.join(p.label for p in all_platforms())}.")
+    _check_settings(form, allowed_models, errors)
+    for registration_field in platform.registration_fields if platform else ():
+        name = registration_field.name
+        _put(errors, name, platform.field_problem(name, str(form.get(name) or "")) if platform else None)
+    return errors
+
+
+def check_settings(form: Mapping[str, Any], allowed_models: tuple[str, ...]) -> FormErrors:
+    """Every mistake in a bot's settings form (name, model, instructions)."""
+    errors = FormErrors()
+    _check_settings(form, allowed_models, errors)
+    return errors
+
+
+def check_new_token(platform: str, token: str) -> FormErrors:
+    """The replace-token form: the new token's shape for ``platform``."""
+    errors = FormErrors()
+    checker = find_platform(platform)
+    if checker is not None:
+        _put(errors, "token", checker.field_problem(checker.token_field, token))
+    return errors
+
+
+def _check_settings(form: Mapping[str, Any], allowed_models: tuple[str, ...], errors: FormErrors) -> None:
+    name = " ".join(str(form.get("name") or "").split())
+    if not name:
+        errors.add("name", "Give the bot a name, so you can tell your bots apart.")
+    elif len(name) > NAME_MAX:
+        errors.add("name", f"Keep the name to {NAME_MAX} characters or fewer (this one has {len(name)}).")
+    if str(form.get("model") or "") not in allowed_models:
+        errors.add("model", "Choose one of the answer models in the list.")
+    prompt = str(form.get("system_prompt") or "")
+    if len(prompt) > PROMPT_MAX:
+        errors.add(
+            "system_prompt",
+            f"Keep the instructions to {PROMPT_MAX:,} characters or fewer (these have {len(prompt):,}).",
+        )
+
+
+def _put(errors: FormErrors, name: str, problem: str | None) -> None:
+    if problem:
+        errors.add(name, problem)
+
+
+def place_control_error(
+    message: str,
+    status: int,
+    platform: str,
+    token_field: str = "token",  # noqa: S107 - a form field's name, not a secret
+) -> FormErrors:
+    """Botrunner's refusal of a form that passed the checks above, put where the person will look.
+
+    By then the values have the right shape, so a 400 is the platform's verdict on them (a token it
+    does not know, a key that belongs to another application) unless it names a setting; 502 means the
+    platform could not be reached; anything else (already registered, botrunner down) is about the
+    form as a whole. ``token_field`` is the form's name for the token input.
+    """
+    errors = FormErrors()
+    known = find_platform(platform)
+    platform_name = known.label if known else platform.capitalize()
+    if status == 502:
+        errors.add(None, message, platform_name)
+        return errors
+    if status != 400:
+        errors.add(None, message)
+        return errors
+    low = message.lower()
+    name = next((f for words, f in _FIELD_WORDS if words in low), None)
+    if name == "token":
+        name = token_field
+    verdict = name in ("token", "bot_token", "application_id", "public_key", token_field) or (
+        platform_name.lower() in low
+    )
+    errors.add(name, message, platform_name if verdict else None)
+    return errors

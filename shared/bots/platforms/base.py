@@ -1,0 +1,262 @@
+"""The platform interface: everything askbase needs from a chat platform, in one typed class.
+
+A :class:`Platform` is one stateless object per chat platform (Telegram, Discord), registered by name in
+:mod:`shared.bots.platforms`. Nothing outside ``shared/bots/platforms/`` branches on a platform's name:
+the webhooks, the worker, the control plane and the bot pages ask the platform instead. Its methods run
+in three places, which is why they come in three groups:
+
+* **ingress** (the webhook functions, :mod:`shared.bots.webhooks`): :meth:`~Platform.verify` a request,
+  :meth:`~Platform.receive` its JSON as a job or an immediate reply, :meth:`~Platform.acknowledge`,
+  :meth:`~Platform.unavailable`. The functions run without the token key and their deployable holds
+  no HTTP client and no python-telegram-bot, so a platform module imports its API client (its
+  ``*_api`` module) only inside the methods of the other two groups, never at module level;
+* **control plane** (botrunner, :mod:`shared.bots.control`): :meth:`~Platform.check_registration`,
+  :meth:`~Platform.check_new_token`, :meth:`~Platform.start` (register the webhook),
+  :meth:`~Platform.stop`, both with ``verify=True`` changing only what drifted;
+* **worker** (botrunner, :mod:`shared.bots.worker`): :meth:`~Platform.render` an answer into the
+  platform's markup and message size, :meth:`~Platform.send` it part by part, :meth:`~Platform.help_text`,
+  and the optional :meth:`~Platform.may_switch_chat`, :meth:`~Platform.expired`,
+  :meth:`~Platform.notify_stopped`.
+
+The failures a platform reports are in :mod:`shared.bots.platforms.errors`: ``InvalidRegistration``
+(what the owner typed is wrong: 400), ``PlatformUnreachable`` (the check could not be made: 502),
+``Unanswerable`` (a job that can never be answered: acknowledged and dropped), and ``PlatformError``
+from API calls (retried, or stored on the bot, by the callers).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from shared.bots.buttons import ButtonStateStore
+    from shared.bots.formatting import SourceRef
+    from shared.bots.jobs import Job
+    from shared.bots.lookup import BotInfo
+    from shared.bots.platforms.errors import RetryPolicy
+    from shared.config import Settings
+
+
+# --- ingress results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a webhook function answers: an HTTP status and a JSON body."""
+
+    status: int
+    body: dict[str, Any]
+    reason: str = ""  # one word for logs and benches: "accepted", "duplicate", "ignored", ...
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A refused request. The ingress logs one line (``detail``, never a secret) and answers
+    ``status`` with ``{"ok": false, "error": reason}``."""
+
+    status: int
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An update that becomes a job: published once per ``update_id`` (dedupe), unless ``chat_id`` names
+    a chat whose per-chat switch (:mod:`shared.bots.chat_switch`) is off."""
+
+    job: Job
+    update_id: int | str
+    chat_id: int | str | None = None  # None: no per-chat switch applies (e.g. /enable itself)
+
+
+class Ack(StrEnum):
+    """How a :class:`Delivery` ended, for :meth:`Platform.acknowledge`."""
+
+    ACCEPTED = "accepted"  # the job was published
+    DUPLICATE = "duplicate"  # published before
+    DISABLED = "disabled"  # the chat switched the bot off
+
+
+class Stage(StrEnum):
+    """Where the ingress failed, for :meth:`Platform.unavailable`."""
+
+    STORAGE = "storage"  # Firestore (dedupe, chat switch, button state)
+    PUBLISH = "publish"  # Pub/Sub
+
+
+# --- control plane and worker types ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistrationField:
+    """One field the owner fills in to register a bot (the pages' form, the API's JSON)."""
+
+    name: str
+    secret: bool = False  # read once, never shown again (tokens)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A checked registration: the token to encrypt and what the platform told about the bot."""
+
+    token: str = field(repr=False)
+    platform_info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BotCredentials:
+    """One registered bot as the control plane acts for it (decrypted: repr hides the secrets)."""
+
+    token: str = field(repr=False)
+    platform_info: Mapping[str, Any]  # what the platform said about the bot at registration
+    webhook_secret: str = field(default="", repr=False)  # what the platform sends with each update
+
+
+@dataclass(frozen=True)
+class ApiEndpoint:
+    """Where a platform's API is and how patiently to call it (retries, longest 429 wait)."""
+
+    base_url: str
+    policy: RetryPolicy
+
+
+# --- the interface -------------------------------------------------------------------------------------
+
+
+class Platform(ABC):
+    """One chat platform. Stateless: one instance per process, shared by every thread."""
+
+    name: ClassVar[str]
+    """Stored in ``bots.platform``, job ids and dedupe keys: never changes once bots exist."""
+    label: ClassVar[str]
+    """How people read the name ("Telegram")."""
+    identity_field: ClassVar[str]
+    """The ``platform_info`` key naming the platform's bot (``bot_identities/{name}:{value}``)."""
+    registration_fields: ClassVar[tuple[RegistrationField, ...]]
+    """What the owner fills in to register a bot (besides name, model and prompt)."""
+    duplicate_message: ClassVar[str]
+    """Shown when the platform's bot is registered in askbase already (409)."""
+    api_base_setting: ClassVar[str]
+    """The :class:`~shared.config.Settings` field with the platform API's base URL."""
+    webhook_base_setting: ClassVar[str]
+    """The Settings field with the URL of this platform's webhook function (a bot's: ``{url}/{bot_id}``)."""
+    answer_buttons: ClassVar[bool] = False
+    """Whether answers carry the Sources / Helpful buttons (their state: :mod:`shared.bots.buttons`)."""
+
+    @property
+    def token_field(self) -> str:
+        """The registration field that holds the bot's token."""
+        return next(f.name for f in self.registration_fields if f.secret)
+
+    def field_problem(self, field: str, value: str) -> str | None:
+        """What is wrong with the *shape* of registration field ``field``'s ``value``, in words a person
+        uses ("The part after the colon is too short..."), or None when it looks right. Pure: nothing is
+        sent to the platform (the bot pages check every field at once before anything leaves the web
+        app; whether a well-shaped token is live only the platform can say, in
+        :meth:`check_registration`)."""
+        return None
+
+    # --- settings and description ---------------------------------------------------------------------
+
+    def api_base(self, settings: Settings) -> str:
+        """The platform API's base URL (a fake's in tests)."""
+        return str(getattr(settings, self.api_base_setting))
+
+    def webhook_url(self, settings: Settings, bot_id: str) -> str:
+        """Where the platform delivers the updates of bot ``bot_id``."""
+        base = str(getattr(settings, self.webhook_base_setting))
+        return f"{base.rstrip('/')}/{bot_id}"
+
+    @abstractmethod
+    def describe(self, platform_info: Mapping[str, Any]) -> str:
+        """The platform's name for the bot, for people ("@docs_bot", "application 123")."""
+
+    # --- ingress (webhook functions) -------------------------------------------------------------------
+
+    @abstractmethod
+    def verify(self, bot: BotInfo, headers: Mapping[str, str], body: bytes, now: float) -> Rejection | None:
+        """Whether the request is the platform's, for this bot: ``None`` if it is. ``headers`` have
+        lower-case names; ``now`` is the wall clock (seconds)."""
+
+    @abstractmethod
+    def receive(self, bot: BotInfo, payload: Any, buttons: ButtonStateStore) -> Reply | Rejection | Delivery:
+        """What to do with a verified request's JSON: answer now, refuse, or publish a job.
+
+        ``buttons`` reads the state behind a pressed button (Firestore: may raise
+        ``google.api_core.exceptions.GoogleAPICallError``, answered with :meth:`unavailable`).
+        """
+
+    @abstractmethod
+    def acknowledge(self, ack: Ack) -> Reply:
+        """The answer to a :class:`Delivery` that was published, a duplicate, or for a disabled chat."""
+
+    @abstractmethod
+    def unavailable(self, stage: Stage, detail: str) -> Reply | Rejection:
+        """The answer when Firestore or Pub/Sub failed: a status that makes the platform retry, or a
+        polite message where it does not retry."""
+
+    # --- control plane (botrunner) ------------------------------------------------------------------
+
+    @abstractmethod
+    def check_registration(self, api: ApiEndpoint, data: Mapping[str, Any]) -> Registration:
+        """Check the registration fields with the platform. Raises ``InvalidRegistration`` or
+        ``PlatformUnreachable``."""
+
+    @abstractmethod
+    def check_new_token(
+        self, api: ApiEndpoint, data: Mapping[str, Any], platform_info: Mapping[str, Any]
+    ) -> str:
+        """A replacement token from ``data`` (its ``token`` field, or the platform's own name for it),
+        checked with the platform to belong to the bot described by ``platform_info``."""
+
+    @abstractmethod
+    def start(
+        self, api: ApiEndpoint, bot: BotCredentials, url: str, *, verify: bool, force: bool
+    ) -> str | None:
+        """Make the platform deliver to ``url``; return what was done, ``None`` if nothing was needed.
+
+        ``verify`` reads the platform first and repairs only what drifted (reconcile); ``force``
+        registers again even if it matches (restart, a new token). Raises ``PlatformError``.
+        """
+
+    @abstractmethod
+    def stop(self, api: ApiEndpoint, bot: BotCredentials, url: str, *, verify: bool) -> str | None:
+        """Stop the platform delivering to ``url``. With ``verify``, a registration that points
+        elsewhere is left alone (the owner may use the stopped bot somewhere else)."""
+
+    # --- worker (botrunner) ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def render(self, text: str, sources: Sequence[SourceRef] = ()) -> list[str]:
+        """``text`` (and its sources, where the platform shows them inline) as message parts, escaped
+        for the platform's markup and within its message size."""
+
+    @abstractmethod
+    def help_text(self, bot: BotInfo) -> str:
+        """The plain-text help for ``/start``, ``/help`` and empty questions."""
+
+    @abstractmethod
+    def send(
+        self, api: ApiEndpoint, bot: BotInfo, job: Job, part: str, *, index: int, buttons: str | None
+    ) -> None:
+        """Send part ``index`` of the reply to ``job``. ``buttons`` is the button state id to attach
+        (only to the last part, only where :attr:`answer_buttons`). Raises ``PlatformError`` or
+        ``Unanswerable``."""
+
+    def may_switch_chat(self, api: ApiEndpoint, bot: BotInfo, job: Job) -> bool:
+        """Whether the sender of an ``/enable`` ``/disable`` job may switch the bot in that chat.
+        Platforms without the per-chat switch never publish such jobs."""
+        return False
+
+    def expired(self, job: Job, now: datetime) -> bool:
+        """Whether the job can no longer be answered (the platform's reply window has passed)."""
+        return False
+
+    def notify_stopped(self, api: ApiEndpoint, job: Job) -> None:
+        """End whatever the user is waiting on for a job of a stopped bot (best effort)."""
+        return None
