@@ -52,7 +52,7 @@ from services.qa.bot_form import (
 )
 from shared.bots.control import BadRequest, Caller, ControlError, NotFound
 from shared.bots.control_client import BotControlClient, ControlUnavailable
-from shared.bots.platforms import find_platform
+from shared.bots.platforms import PLATFORM_NAMES, all_platforms, find_platform, get_platform
 
 log = logging.getLogger("askbase.qa.bots")
 
@@ -65,6 +65,10 @@ SETTINGS = ("name", "model", "system_prompt")
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.jinja_env.filters["model_label"] = model_label
+    # The templates speak of a platform only through its interface (label, fields, hints), so a new
+    # platform needs its own templates/platforms/<name>_*.html and no edit here.
+    app.jinja_env.filters["platform"] = get_platform
+    app.jinja_env.globals.update(platforms=all_platforms, platform_names=lambda: PLATFORM_NAMES)
     add_nav_item(app, "bots.index", "Bots")
 
 

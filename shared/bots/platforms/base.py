@@ -153,6 +153,16 @@ class Platform(ABC):
         """The registration field that holds the bot's token."""
         return next(f.name for f in self.registration_fields if f.secret)
 
+    # How the bot pages speak of this platform's parts (services/qa/templates/bots_*.html; the
+    # platform's own form fields and facts are templates/platforms/<name>_fields.html and _about.html).
+    endpoint_label: str = "Webhook"  # what the platform calls the URL askbase registers with it
+    token_label: str = "token"  # noqa: S105 - what people call the bot's secret, not a secret
+    token_reset_hint: str = ""  # after a leak: how to get a new token, as an instruction
+
+    def display_name(self, platform_info: Mapping[str, Any]) -> str:
+        """The bot's own name on the platform for a list of bots ("@docs_bot"), or "" if unknown."""
+        return ""
+
     def field_problem(self, field: str, value: str) -> str | None:
         """What is wrong with the *shape* of registration field ``field``'s ``value``, in words a person
         uses ("The part after the colon is too short..."), or None when it looks right. Pure: nothing is

@@ -236,6 +236,13 @@ class Discord(Platform):
     duplicate_message = "This Discord application is already registered in askbase."
     answer_buttons = True
 
+    endpoint_label = "Interactions endpoint"
+    token_label = "bot token"  # noqa: S105 - words shown to people
+    token_reset_hint = "use Bot › Reset Token in the developer portal and paste the new one"  # noqa: S105, RUF001
+
+    def display_name(self, platform_info: Mapping[str, Any]) -> str:
+        return str(platform_info.get("application_name") or "")
+
     def field_problem(self, field: str, value: str) -> str | None:
         check = {
             "application_id": application_id_problem,

@@ -256,6 +256,14 @@ class Telegram(Platform):
     webhook_base_setting = "telegram_webhook_url"
     duplicate_message = "This Telegram bot is already registered in askbase."
 
+    endpoint_label = "Webhook"
+    token_label = "token"  # noqa: S105 - words shown to people
+    token_reset_hint = "send /revoke to @BotFather and paste the new token"  # noqa: S105
+
+    def display_name(self, platform_info: Mapping[str, Any]) -> str:
+        username = platform_info.get("username")
+        return f"@{username}" if username else ""
+
     def field_problem(self, field: str, value: str) -> str | None:
         return token_problem(value) if field == "token" else None
 
