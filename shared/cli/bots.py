@@ -19,11 +19,15 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from shared.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shared.bots.jobs import Job
+    from shared.bots.worker import BotWorker
 
 log = logging.getLogger("askbase.bots")
 
@@ -174,10 +178,10 @@ def bot_group() -> None:
 class _InlinePublisher:
     """Stands in for the Pub/Sub publisher: hands the job straight to the worker."""
 
-    def __init__(self, worker: Any) -> None:
+    def __init__(self, worker: BotWorker) -> None:
         self._worker = worker
 
-    def publish(self, job: Any, timeout: float | None = None) -> str:
+    def publish(self, job: Job, timeout: float | None = None) -> str:
         for attempt in range(3):
             outcome = self._worker.process(job)
             if outcome.status < 500:
