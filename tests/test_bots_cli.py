@@ -114,3 +114,24 @@ def test_poll_answers_through_the_worker_path(
     assert str(sent[0]["chat_id"]) == "99" and "askbase deploy" in sent[0]["text"]
     # --stop really stopped webhook mode, so reconcile will not fight the poller.
     assert control.registry.get_bot(bot.id).desired == "stopped"
+
+
+def test_poll_takes_over_from_a_webhook_set_elsewhere(cli_env, control: BotControl, tg: FakeTelegram) -> None:
+    """Telegram refuses getUpdates while any webhook is set (409 Conflict). A webhook askbase set is
+    refused above unless --stop; one set outside askbase is removed by python-telegram-bot's polling
+    start-up (deleteWebhook), and the queued update is then answered."""
+    from shared.bots.platforms.telegram_api import TelegramClient
+
+    settings = get_settings()
+    token = tg.add_bot(username="takeover_bot")
+    bot = control.create_bot(ANN, {"platform": "telegram", "name": "T", "token": token})
+    TelegramClient(token, settings.telegram_api_base).set_webhook("https://elsewhere.example/hook", "s" * 32)
+    tg.queue_update(token, tg.message_update(42, "/help"))
+    done: list[int] = []
+    thread = threading.Thread(
+        target=lambda: done.append(run_poll(settings, bot.id, stop_webhook=False, max_updates=1)), daemon=True
+    )
+    thread.start()
+    sent = tg.wait_for_messages(token, 1, timeout=30)
+    thread.join(30)
+    assert done == [1] and str(sent[0]["chat_id"]) == "42"

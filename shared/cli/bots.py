@@ -14,9 +14,12 @@ so a bot that is running in webhook mode must be stopped first (``--stop`` does 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -194,10 +197,13 @@ class _InlinePublisher:
 
 def run_poll(settings: Settings, bot_id: str, *, stop_webhook: bool, max_updates: int | None = None) -> int:
     """Poll one Telegram bot until interrupted (or ``max_updates`` were handled). Returns the count."""
+    from telegram import Update
+    from telegram.error import Conflict, Forbidden, InvalidToken
+    from telegram.ext import Application, ContextTypes, TypeHandler
+
     from shared.bots.control import ControlError
     from shared.bots.lookup import bot_lookup
     from shared.bots.platforms import get_platform
-    from shared.bots.platforms.errors import PlatformError
     from shared.bots.platforms.telegram import SECRET_HEADER
     from shared.bots.platforms.telegram_api import ALLOWED_UPDATES, TelegramClient
     from shared.bots.qa_client import QaClient
@@ -241,35 +247,58 @@ def run_poll(settings: Settings, bot_id: str, *, stop_webhook: bool, max_updates
     click.echo(f"polling @{me.username} (bot {bot_id}); Ctrl+C to stop", err=True)
     registry.record_activity(bot_id, "message", "Polling mode started from the CLI.")
 
-    offset: int | None = None
+    # python-telegram-bot's Application runs the getUpdates loop: long polling, the offset, backoff on
+    # network errors. Each update goes through the same Ingress a webhook uses, on a worker thread because
+    # the ingress and the worker are synchronous (Firestore, the qa service, Telegram's API).
     handled = 0
-    failures = 0
+    refused: list[str] = []
+
+    async def on_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        nonlocal handled
+        body = json.dumps(update.to_dict()).encode()
+        reply = await asyncio.to_thread(ingress.handle, bot_id, headers, body)
+        log.info("update %s: %s %s", update.update_id, reply.status, reply.reason)
+        handled += 1
+        if max_updates is not None and handled >= max_updates:
+            context.application.stop_running()
+
+    async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if isinstance(context.error, Conflict):
+            refused.append(
+                "Telegram refuses polling: a webhook is set for this bot (askbase bots stop first)"
+            )
+            context.application.stop_running()
+        elif isinstance(context.error, InvalidToken | Forbidden):
+            refused.append(str(context.error))
+            context.application.stop_running()
+        else:
+            log.warning("polling: %s (python-telegram-bot retries)", context.error)
+
+    application = (
+        Application.builder()
+        .token(registry.decrypt_token(bot))
+        .base_url(f"{settings.telegram_api_base.rstrip('/')}/bot")
+        .build()
+    )
+    application.add_handler(TypeHandler(Update, on_update))
+    application.add_error_handler(on_error)
+    main_thread = threading.current_thread() is threading.main_thread()
+    # run_polling uses the thread's event loop; a thread other than the main one (tests) has none, and
+    # only the main thread may install signal handlers (there Ctrl+C stops the loop cleanly).
+    asyncio.set_event_loop(asyncio.new_event_loop())
     try:
-        while max_updates is None or handled < max_updates:
-            try:
-                updates = client.get_updates(offset=offset, timeout=25, allowed_updates=ALLOWED_UPDATES)
-                failures = 0
-            except PlatformError as exc:
-                if exc.status == 409:
-                    raise click.ClickException(
-                        "Telegram refuses polling: a webhook is set for this bot (askbase bots stop first)"
-                    ) from None
-                if exc.unauthorized:
-                    raise click.ClickException(exc.message) from None
-                failures += 1
-                wait = min(30.0, 2.0**failures)
-                log.warning("getUpdates failed (%s); retrying in %.0fs", exc.message, wait)
-                time.sleep(wait)
-                continue
-            for update in updates:
-                offset = update.update_id + 1
-                reply = ingress.handle(bot_id, headers, json.dumps(update.to_dict()).encode())
-                log.info("update %s: %s %s", update.update_id, reply.status, reply.reason)
-                handled += 1
+        application.run_polling(
+            allowed_updates=ALLOWED_UPDATES,
+            timeout=25,
+            stop_signals=None if not main_thread else (signal.SIGINT, signal.SIGTERM),
+            close_loop=True,
+        )
     except KeyboardInterrupt:
         pass
     finally:
         registry.record_activity(bot_id, "message", "Polling mode ended.")
+    if refused:
+        raise click.ClickException(refused[0])
     return handled
 
 
