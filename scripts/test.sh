@@ -10,6 +10,9 @@ echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 
+echo "==> mypy"
+.venv/bin/python -m mypy
+
 echo "==> pytest"
 set +e
 .venv/bin/python -m pytest "$@"
