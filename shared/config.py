@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     admin_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)
     conversation_retention_days: Annotated[int, Field(ge=0)] = 365
 
+    # --- feedback and the gaps report ------------------------------------------------------------
+    feedback_comment_chars: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    gaps_low_support_score: Annotated[float, Field(ge=0, le=1)] = 0.45
+    gaps_group_similarity: Annotated[float, Field(gt=0, lt=1)] = 0.3
+    gaps_ignore_words: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # --- bots ------------------------------------------------------------------------------------
     token_key: SecretStr = SecretStr("")
     token_key_secret: str = ""
@@ -175,7 +181,7 @@ class Settings(BaseSettings):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("oidc_issuers", "bot_models", mode="before")
+    @field_validator("oidc_issuers", "bot_models", "gaps_ignore_words", mode="before")
     @classmethod
     def _parse_list(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -84,6 +84,7 @@ def world(
     yield {
         "clients": clients,
         "conversation": asked.get_json()["conversation_id"],
+        "answer": asked.get_json()["answer_id"],
         "bot": bot.id,
         "token": token,
         "control": control,
@@ -160,6 +161,20 @@ QA_MATRIX: dict[tuple[str, str], tuple[str, dict, tuple]] = {
         {},
         (401, 404, 200, 404, 401, 401),
     ),
+    # Votes: only on your own answers (someone else's answer id is a 404, even for an admin).
+    ("PUT", "/api/answers/<answer_id>/vote"): (
+        "/api/answers/{answer}/vote",
+        {"json": {"vote": "up"}},
+        (401, 404, 200, 404, 401, 401),
+    ),
+    ("DELETE", "/api/answers/<answer_id>/vote"): (
+        "/api/answers/{answer}/vote",
+        {},
+        (401, 404, 200, 404, 401, 401),
+    ),
+    # The gaps report: admins, and bot owners (the owner has a bot); anyone else is refused.
+    ("GET", "/gaps"): ("/gaps", {}, (302, 403, 200, 200, 302, 401)),
+    ("GET", "/api/gaps"): ("/api/gaps", {}, (401, 403, 200, 200, 401, 401)),
     ("GET", "/bots"): ("/bots", {}, (302, 200, 200, 200, 302, 401)),
     ("GET", "/bots/new"): ("/bots/new", {}, (302, 200, 200, 200, 302, 401)),
     # An incomplete form: signed-in users get it back with an error; nobody else gets past the gate.
@@ -209,7 +224,7 @@ def test_every_route_has_a_row(world: dict[str, Any]) -> None:
 )
 def test_qa_endpoints(world: dict[str, Any], method: str, rule: str) -> None:
     template, kwargs, expected = QA_MATRIX[(method, rule)]
-    path = template.format(conv=world["conversation"], bot=world["bot"])
+    path = template.format(conv=world["conversation"], bot=world["bot"], answer=world["answer"])
     got = {}
     # The owner goes last on deletes, so the other roles are checked against a resource that exists.
     order = ("anonymous", "other", "admin", "service", "wrong_audience", "owner")

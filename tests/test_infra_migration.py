@@ -178,6 +178,9 @@ def test_a_stack_deployed_before_finds_every_resource_it_holds(stack: StackRun) 
             ("DataStores", "data-stores"),
             ("GrantsSettled", "grants-settled"),
             ("Images", "images"),
+            # TTL policies of the feedback collections (issue 14): new resources, nothing replaced.
+            ("DataStores$askbase:infra:Data$gcp:firestore/field:Field", "ttl-answers"),
+            ("DataStores$askbase:infra:Data$gcp:firestore/field:Field", "ttl-votes"),
         )
     }
 

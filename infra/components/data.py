@@ -20,6 +20,10 @@ TTL_POLICIES: dict[str, int | None] = {
     "conversations": None,
     # TTL deletes a document, not its sub-collections: messages carry their own expire_at.
     "messages": None,
+    # Feedback (shared/qa/answer_log.py, shared/qa/feedback.py): answer records and votes expire with
+    # the conversation retention, counted from when each was written.
+    "answers": None,
+    "votes": None,
 }
 TTL_FIELD = "expire_at"
 DATABASE = "(default)"  # the app's clients open the default database

@@ -1,7 +1,9 @@
-"""JSON API: ``POST /api/ask`` and the signed-in user's conversation history (list, read, export,
-rename, delete).
+"""JSON API: ``POST /api/ask``, the signed-in user's conversation history (list, read, export,
+rename, delete), votes on answers (``PUT`` / ``DELETE /api/answers/<id>/vote``) and the gaps report
+(``GET /api/gaps``, JSON or CSV).
 
-Routes only parse and check input, call :class:`shared.qa.ask.AskService` or the conversation store,
+Routes only parse and check input, call one service (:class:`shared.qa.answer_log.RecordingAsk`, the
+conversation store, :class:`shared.qa.feedback.FeedbackStore`, :class:`shared.qa.gaps.GapsService`),
 and shape the reply. Bad input is always a 4xx with an ``error`` message, never a 500.
 
 Reads (history, one conversation, search, export, and the chat and status pages in ``pages.py``) are
@@ -14,6 +16,7 @@ question budget, and a runaway client cannot turn reads into unbounded Firestore
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -22,6 +25,7 @@ from flask.blueprints import BlueprintSetupState
 from services.qa import auth
 from services.qa.app import context
 from services.qa.auth import api_login_required, current_user, service_caller
+from shared.qa.answer_log import AnswerLog, QuestionVectors, RecordingAsk, platform_of
 from shared.qa.ask import BotNotFound, BotProfile
 from shared.qa.conversations import (
     MAX_PAGE_SIZE,
@@ -30,6 +34,16 @@ from shared.qa.conversations import (
     InvalidCursor,
     InvalidTitle,
     export,
+)
+from shared.qa.feedback import AnswerNotFound, FeedbackStore, InvalidVote, VoteValue, parse_vote
+from shared.qa.gaps import (
+    GapsFilters,
+    GapsService,
+    InvalidFilter,
+    NoReportAccess,
+    UnknownBot,
+    Viewer,
+    parse_filters,
 )
 from shared.qa.live_index import NoIndexYet
 from shared.qa.ratelimit import RateLimiter
@@ -41,6 +55,17 @@ MAX_USER_CHARS = 200
 MAX_CURSOR_CHARS = 400
 READ_LIMIT_FACTOR = 10  # reads per minute per user = this x the question limit (unless configured)
 READ_LIMITER = "askbase.read_limiter"
+FEEDBACK = "askbase.feedback"
+
+
+@dataclass
+class Feedback:
+    """The services behind answers' feedback and the gaps report, built once per app."""
+
+    answers: AnswerLog
+    ask: RecordingAsk
+    votes: FeedbackStore
+    gaps: GapsService
 
 
 @bp.record_once
@@ -50,6 +75,36 @@ def _install_read_limiter(state: BlueprintSetupState) -> None:
         READ_LIMIT_FACTOR * settings.rate_limit_per_minute
     )
     state.app.extensions[READ_LIMITER] = RateLimiter(per_minute)
+
+
+@bp.record_once
+def _install_feedback(state: BlueprintSetupState) -> None:
+    ctx = state.app.extensions["askbase"]
+    settings = ctx.settings
+    # The index's embedder: the process loads it for the index anyway (load_embedder caches it).
+    vectors = QuestionVectors(settings.embedder, settings.gaps_ignore_words)
+    answers = AnswerLog(
+        ctx.db,
+        settings.conversation_retention_days,
+        vectors,
+        low_support_score=settings.gaps_low_support_score,
+    )
+    state.app.extensions[FEEDBACK] = Feedback(
+        answers=answers,
+        ask=RecordingAsk(ctx.ask, answers, ctx.live_index),
+        votes=FeedbackStore(ctx.db, answers, settings.feedback_comment_chars),
+        gaps=GapsService(
+            ctx.db,
+            vectors,
+            similarity=settings.gaps_group_similarity,
+            low_support_score=settings.gaps_low_support_score,
+        ),
+    )
+
+
+def feedback(app: Flask | None = None) -> Feedback:
+    """This app's :class:`Feedback` services."""
+    return (app or current_app).extensions[FEEDBACK]
 
 
 def read_limiter(app: Flask | None = None) -> RateLimiter:
@@ -111,7 +166,8 @@ def _parse_ask() -> dict[str, Any]:
 @bp.post("/ask")
 @auth.service_route
 def ask() -> Any:
-    """Answer a question: {question, conversation_id?, bot_id?} → {answer, sources, conversation_id}."""
+    """Answer a question: {question, conversation_id?, bot_id?} → {answer, sources, conversation_id,
+    answer_id, ...}."""
     ctx = context()
     service = service_caller()
     user = current_user()
@@ -141,8 +197,9 @@ def ask() -> Any:
     allowed, retry_after = ctx.limiter.allow(owner)
     if not allowed:
         return _reject(429, "too many questions; slow down", Retry_After=str(retry_after))
+    platform = platform_of(data["user"] if service is not None else None)
     try:
-        result = ctx.ask.ask(owner, data["question"], data["conversation_id"], bot)
+        result = feedback().ask.ask(owner, data["question"], data["conversation_id"], bot, platform)
     except ConversationNotFound:
         return _reject(404, "conversation not found")
     except NoIndexYet:
@@ -262,3 +319,89 @@ def clear_conversations() -> Any:
     user = current_user()
     assert user is not None
     return jsonify(deleted=context().conversations.clear(user.owner))
+
+
+# --- votes ------------------------------------------------------------------------------------------------
+def _parse_vote() -> tuple[VoteValue, Any]:
+    if not request.is_json:
+        raise BadRequest("send JSON with Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest('the body must be a JSON object like {"vote": "up"}')
+    unknown = sorted(set(body) - {"vote", "comment"})
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r}")
+    return parse_vote(body.get("vote")), body.get("comment")
+
+
+@bp.put("/answers/<answer_id>/vote")
+@api_login_required
+def vote(answer_id: str) -> Any:
+    """Vote on one of your answers: ``{"vote": "up" | "down", "comment"?: "..."}`` (a comment only with
+    ``down``) → ``{answer_id, vote, comment}``. Voting again replaces the vote. Votes count against the
+    caller's read budget."""
+    owner, rejected = _read_owner()
+    if rejected is not None:
+        return rejected
+    try:
+        value, comment = _parse_vote()
+        state = feedback().votes.vote_on_own_answer(owner, answer_id, value, comment)
+    except (BadRequest, InvalidVote) as exc:
+        return _reject(400, str(exc))
+    except AnswerNotFound:
+        return _reject(404, "answer not found")
+    return jsonify(state.to_json())
+
+
+@bp.delete("/answers/<answer_id>/vote")
+@api_login_required
+def withdraw_vote(answer_id: str) -> Any:
+    """Take your vote on one of your answers back → ``{answer_id, vote: null, comment: null}``."""
+    owner, rejected = _read_owner()
+    if rejected is not None:
+        return rejected
+    try:
+        state = feedback().votes.vote_on_own_answer(owner, answer_id, None)
+    except AnswerNotFound:
+        return _reject(404, "answer not found")
+    return jsonify(state.to_json())
+
+
+# --- the gaps report --------------------------------------------------------------------------------------
+GAPS_TABLES = ("groups", "pages")
+
+
+def gaps_filters() -> GapsFilters:
+    """The report filters of this request's query string (raises InvalidFilter)."""
+    return parse_filters(request.args, feedback().gaps.now())
+
+
+@bp.get("/gaps")
+@api_login_required
+def gaps() -> Any:
+    """The gaps report the caller may see (admins: all traffic; bot owners: their bots'): JSON, or
+    ``?format=csv`` (``&table=groups|pages``) as a download. Filters: ``days`` or ``since``/``until``,
+    ``source``, ``bot``."""
+    _, rejected = _read_owner()
+    if rejected is not None:
+        return rejected
+    user = current_user()
+    assert user is not None
+    fmt = request.args.get("format", "json")
+    table = request.args.get("table", "groups")
+    if fmt not in ("json", "csv") or table not in GAPS_TABLES:
+        return _reject(400, "format must be json or csv, table groups or pages")
+    try:
+        report = feedback().gaps.report(Viewer(user.email, user.is_admin), gaps_filters())
+    except InvalidFilter as exc:
+        return _reject(400, str(exc))
+    except NoReportAccess as exc:
+        return _reject(403, str(exc))
+    except UnknownBot:
+        return _reject(404, "unknown bot")
+    if fmt == "json":
+        return jsonify(report.to_json())
+    response = Response(report.to_csv(table), mimetype="text/csv; charset=utf-8")
+    day = report.filters.until.strftime("%Y-%m-%d")
+    response.headers["Content-Disposition"] = f'attachment; filename="askbase-gaps-{table}-{day}.csv"'
+    return response

@@ -1,8 +1,12 @@
-"""Server-rendered pages: the chat with its history sidebar, and the data-status page.
+"""Server-rendered pages: the chat with its history sidebar, the data-status page and the gaps report.
 
 The sidebar shows the first page of history (:data:`shared.qa.conversations.PAGE_SIZE`, newest first;
-a search looks through a bounded window of the newest conversations). Page views count against the
+a search looks through a bounded window of the newest conversations). A conversation's answers carry
+their answer ids and the user's votes on them (one batched read). Page views count against the
 per-user read limit of ``services.qa.api`` (429 page with ``Retry-After``).
+
+The gaps report (``/gaps``) is for admins (all traffic) and bot owners (their bots'); the top bar links
+it for admins, owners open it from the address (or a bot's page).
 """
 
 from __future__ import annotations
@@ -21,14 +25,22 @@ from flask import (
     request,
     url_for,
 )
+from flask.blueprints import BlueprintSetupState
 
-from services.qa.api import read_allowed
-from services.qa.app import context
+from services.qa.api import feedback, gaps_filters, read_allowed
+from services.qa.app import add_nav_item, context
 from services.qa.auth import current_user, login_required
+from shared.qa.answer_log import conversation_answer_ids
 from shared.qa.conversations import Conversation, ConversationNotFound
 from shared.qa.data_status import knowledge_overview, next_cron_time, recent_runs, trigger_refresh
+from shared.qa.gaps import WEB, InvalidFilter, NoReportAccess, UnknownBot, Viewer
 
 bp = Blueprint("pages", __name__)
+
+
+@bp.record_once
+def _link_gaps(state: BlueprintSetupState) -> None:
+    add_nav_item(state.app, "pages.gaps", "Gaps", admin_only=True)
 
 
 def _too_many_reads() -> Any:
@@ -52,9 +64,16 @@ def _chat(conversation: Conversation | None) -> Any:
     ctx = context()
     query = request.args.get("q", "")[:200]
     history = ctx.conversations.list(user.owner, query)
+    answer_ids: dict[int, str] = {}
+    votes = {}
+    if conversation is not None:
+        answer_ids = conversation_answer_ids(conversation.id, conversation.messages)
+        votes = feedback().votes.votes_of(user.owner, answer_ids.values())
     return render_template(
         "chat.html",
         conversation=conversation,
+        answer_ids=answer_ids,
+        votes=votes,
         history=history,
         query=query,
         index=ctx.live_index.status(),
@@ -127,3 +146,43 @@ def refresh() -> Any:
     except RuntimeError as exc:
         flash(f"Refresh could not start: {exc}", "error")
     return redirect(url_for("pages.status"))
+
+
+def _error_page(code: int, message: str) -> Any:
+    g.reject_reason = message
+    return make_response(render_template("error.html", code=code, message=message), code)
+
+
+@bp.get("/gaps")
+@login_required
+def gaps() -> Any:
+    """What users asked that the docs don't answer well, grouped; filters in the query string."""
+    limited = _too_many_reads()
+    if limited is not None:
+        return limited
+    user = current_user()
+    assert user is not None
+    ctx = context()
+    service = feedback().gaps
+    viewer = Viewer(user.email, user.is_admin)
+    try:
+        filters = gaps_filters()
+        report = service.report(viewer, filters)
+    except InvalidFilter as exc:
+        return _error_page(400, str(exc))
+    except NoReportAccess as exc:
+        return _error_page(403, f"The gaps report is for admins and bot owners: {exc}.")
+    except UnknownBot:
+        return _error_page(404, "No such bot among yours.")
+    args = {k: v for k, v in request.args.items() if k in ("days", "since", "until", "source", "bot") and v}
+    return render_template(
+        "gaps.html",
+        report=report,
+        bots=service.bots_for(viewer),
+        web=WEB,
+        sources=sorted(ctx.live_index.status().counts_by_source),
+        args=args,
+        days=args.get("days", "" if "since" in args or "until" in args else "30"),
+        csv_groups=url_for("api.gaps", format="csv", table="groups", **args),
+        csv_pages=url_for("api.gaps", format="csv", table="pages", **args),
+    )

@@ -28,6 +28,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "backup": ("shared.cli.backup", "backup_group", "Verify backups (askbase backup verify)."),
     "eval": ("shared.cli.eval", "eval_command", "Measure answer quality on an eval set."),
     "ask": ("shared.cli.ask", "ask_command", "Ask one question from the terminal."),
+    "gaps": ("shared.cli.gaps", "gaps_command", "What users asked that the docs don't answer, grouped."),
     "smoke": ("shared.cli.smoke", "smoke_command", "After pulumi up: check the deployed stack end to end."),
 }
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import json
 import re
 import uuid
@@ -185,7 +186,7 @@ class HistoryPage:
     next_cursor: str | None
 
 
-def _encode_cursor(snap: firestore.DocumentSnapshot) -> str:
+def _encode_cursor(snap: firestore.DocumentSnapshot[Any]) -> str:
     updated = (snap.to_dict() or {})["updated_at"]
     raw = json.dumps([updated.isoformat(), snap.id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -354,7 +355,7 @@ class ConversationStore:
         expire = self._expiry(now)
         return expire + message_slack(self.retention_days) if expire is not None else None
 
-    def _owned(self, owner: str, conversation_id: str) -> firestore.DocumentSnapshot:
+    def _owned(self, owner: str, conversation_id: str) -> firestore.DocumentSnapshot[Any]:
         if not conversation_id or "/" in conversation_id or len(conversation_id) > 128:
             raise ConversationNotFound(conversation_id)
         snap = self._col.document(conversation_id).get()
@@ -364,7 +365,7 @@ class ConversationStore:
         return snap
 
     @staticmethod
-    def _from_snapshot(snap: firestore.DocumentSnapshot) -> Conversation:
+    def _from_snapshot(snap: firestore.DocumentSnapshot[Any]) -> Conversation:
         data = snap.to_dict() or {}
         return Conversation(
             id=snap.id,
@@ -461,7 +462,7 @@ class ConversationStore:
             raise ConversationNotFound(conversation_id)
         return conv
 
-    def recent_turns(self, owner: str, conversation_id: str, limit: int = 6) -> list[Message]:
+    def recent_turns(self, owner: str, conversation_id: str, limit: int = 6) -> builtins.list[Message]:
         """The last ``limit`` messages (for context); raises if not owned."""
         self._owned(owner, conversation_id)
         col = self._col.document(conversation_id).collection(MESSAGES)
@@ -478,7 +479,7 @@ class ConversationStore:
         conversation_id: str | None,
         question: str,
         answer: str,
-        sources: list[dict[str, Any]],
+        sources: builtins.list[dict[str, Any]],
         answerer: str,
     ) -> str:
         """Append a question and its answer (a new conversation when ``conversation_id`` is None).
@@ -496,7 +497,8 @@ class ConversationStore:
             batch = self._db.batch()
             turn.apply(batch, doc, None)
             batch.commit()
-            return doc.id
+            new_id: str = doc.id
+            return new_id
         if "/" in conversation_id or len(conversation_id) > 128:
             raise ConversationNotFound(conversation_id)
         doc = self._col.document(conversation_id)
@@ -504,7 +506,8 @@ class ConversationStore:
         for _ in range(REFRESH_ATTEMPTS):
             try:
                 turn.append_in_transaction(self._db.transaction(), doc, refreshed)
-                return doc.id
+                appended_id: str = doc.id
+                return appended_id
             except _NeedsRefresh:
                 refreshed = self._refresh_message_expiry(owner, doc, turn.message_expire)
         raise RuntimeError(f"conversation {doc.id}: message expiry kept changing; not appended")
@@ -550,17 +553,25 @@ class ConversationStore:
         return conv
 
     def delete(self, owner: str, conversation_id: str) -> None:
-        """Delete one conversation and its messages."""
+        """Delete one conversation and its messages, and its answers' feedback records (so its questions
+        leave the gaps report: :func:`shared.qa.feedback.forget_owner`)."""
+        from shared.qa.feedback import forget_owner
+
         self._owned(owner, conversation_id)
         self._delete_tree(self._col.document(conversation_id))
+        forget_owner(self._db, owner, conversation_id)
 
     def clear(self, owner: str) -> int:
-        """Delete all of the owner's conversations; returns how many."""
+        """Delete all of the owner's conversations, their answers' feedback records and the owner's
+        votes (:func:`shared.qa.feedback.forget_owner`); returns how many conversations."""
+        from shared.qa.feedback import forget_owner
+
         count = 0
         owned = self._col.where(filter=firestore.FieldFilter("owner", "==", owner)).select(["owner"])
         for snap in owned.stream():
             self._delete_tree(snap.reference)
             count += 1
+        forget_owner(self._db, owner)
         return count
 
     def _delete_tree(self, doc: firestore.DocumentReference) -> None:

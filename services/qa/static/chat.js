@@ -97,12 +97,34 @@
       el("span", { "class": "visually-hidden", text: "You asked:" }), el("p", { "class": "question-text", text: text })]);
   }
 
-  function answerMessage(text, sources) {
+  // The row under an answer, like chat.html's answer_actions: copy, and 👍/👎 once the answer has an id.
+  function voteButton(value, emoji, label) {
+    return el("button", { type: "button", "class": "vote-button", "data-vote": value, "aria-pressed": "false", title: label }, [
+      el("span", { "aria-hidden": "true", text: emoji }), el("span", { "class": "visually-hidden", text: label })]);
+  }
+
+  function answerActions(item, answerId) {
+    var copy = el("button", { type: "button", "class": "copy-answer link-button", text: "Copy answer" });
+    if (!answerId) { item.appendChild(el("div", { "class": "answer-actions" }, [copy])); return; }
+    item.appendChild(el("div", { "class": "answer-actions", "data-answer-id": answerId }, [copy,
+      el("span", { "class": "vote", role: "group", "aria-label": "Was this answer helpful?" }, [
+        voteButton("up", "\ud83d\udc4d", "Helpful"), voteButton("down", "\ud83d\udc4e", "Not helpful")]),
+      el("button", { type: "button", "class": "vote-comment-open link-button", hidden: "", text: "Add a comment" }),
+      el("span", { "class": "vote-status", role: "status" })]));
+    var field = "comment-" + answerId;
+    item.appendChild(el("form", { "class": "vote-comment", hidden: "" }, [
+      el("label", { "for": field, text: "What was wrong or missing? (optional)" }),
+      el("textarea", { id: field, name: "comment", rows: "2", maxlength: log.getAttribute("data-comment-max") || "1000" }),
+      el("span", { "class": "vote-comment-buttons" }, [
+        el("button", { type: "submit", text: "Send" }),
+        el("button", { type: "button", "class": "link-button vote-comment-cancel", text: "Cancel" })])]));
+  }
+
+  function answerMessage(text, sources, answerId) {
     var item = el("li", { "class": "message message-assistant" }, [el("span", { "class": "visually-hidden", text: "Answer:" })]);
     item.appendChild(renderAnswer(text, sources || []));
     if (sources && sources.length) item.appendChild(renderSources(sources));
-    item.appendChild(el("div", { "class": "answer-actions" }, [
-      el("button", { type: "button", "class": "copy-answer link-button", text: "Copy answer" })]));
+    answerActions(item, answerId);
     return item;
   }
 
@@ -209,7 +231,7 @@
     var cid = form.getAttribute("data-conversation-id");
     if (cid) body.conversation_id = cid;
     return api("POST", "/api/ask", body).then(function (data) {
-      var answer = answerMessage(data.answer, data.sources);
+      var answer = answerMessage(data.answer, data.sources, data.answer_id);
       log.replaceChild(answer, placeholder);
       if (!cid) setTitle(question.length > 80 ? question.slice(0, 79) + "…" : question); // until the history says
       setConversation(data.conversation_id);
@@ -272,10 +294,75 @@
     return text;
   }
 
+  // --- feedback: 👍/👎 under each answer, a comment on 👎; pressing the pressed one takes the vote back ---
+  function voteParts(item) {
+    return { actions: item.querySelector(".answer-actions"), form: item.querySelector(".vote-comment"),
+      opener: item.querySelector(".vote-comment-open"), status: item.querySelector(".vote-status") };
+  }
+
+  function showVote(item, vote, comment) {
+    var parts = voteParts(item);
+    Array.prototype.forEach.call(item.querySelectorAll(".vote-button"), function (b) {
+      b.setAttribute("aria-pressed", b.getAttribute("data-vote") === vote ? "true" : "false");
+    });
+    parts.opener.hidden = vote !== "down";
+    parts.opener.textContent = comment ? "Edit comment" : "Add a comment";
+    if (vote !== "down") parts.form.hidden = true;
+  }
+
+  function sendVote(item, vote, comment) {
+    var parts = voteParts(item);
+    var url = "/api/answers/" + encodeURIComponent(parts.actions.getAttribute("data-answer-id")) + "/vote";
+    var body = { vote: vote };
+    if (comment !== undefined) body.comment = comment;
+    var request = vote ? api("PUT", url, body) : api("DELETE", url);
+    return request.then(function (data) {
+      showVote(item, data.vote, data.comment);
+      parts.status.classList.remove("error");
+      parts.status.textContent = !data.vote ? "Vote removed." : comment !== undefined ? "Thanks: your comment was sent." : "Thanks for the feedback.";
+      return data;
+    }, function (err) {
+      parts.status.classList.add("error");
+      parts.status.textContent = err.status === 404 ? "This answer can no longer be rated." : errorText(err);
+      throw err;
+    });
+  }
+
+  function openComment(item) {
+    var form = voteParts(item).form;
+    form.hidden = false;
+    form.querySelector("textarea").focus();
+  }
+
+  log.addEventListener("submit", function (event) {
+    var form = event.target.closest ? event.target.closest(".vote-comment") : null;
+    if (!form) return;
+    event.preventDefault();
+    var item = form.closest(".message");
+    sendVote(item, "down", form.querySelector("textarea").value).then(function () {
+      form.hidden = true;
+      voteParts(item).opener.focus();
+    }, function () { /* the status line says what went wrong */ });
+  });
+
   log.addEventListener("click", function (event) {
     var target = event.target.closest ? event.target.closest("button") : null;
     if (!target) return;
     var item = target.closest(".message");
+    if (target.classList.contains("vote-button")) {
+      var value = target.getAttribute("data-vote");
+      var pressed = target.getAttribute("aria-pressed") === "true";
+      sendVote(item, pressed ? null : value).then(function (data) {
+        if (data.vote === "down") openComment(item);
+      }, function () { /* shown in the status line */ });
+      return;
+    }
+    if (target.classList.contains("vote-comment-open")) { openComment(item); return; }
+    if (target.classList.contains("vote-comment-cancel")) {
+      voteParts(item).form.hidden = true;
+      voteParts(item).opener.focus();
+      return;
+    }
     if (target.classList.contains("copy-answer")) {
       var label = "Copy answer";
       copyText(answerAsText(item)).then(function () { target.textContent = "Copied"; },

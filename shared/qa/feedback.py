@@ -1,0 +1,324 @@
+"""Votes on answers (👍 / 👎, an optional comment on 👎): ``votes/{vote_id}``.
+
+One vote per voter per answer, changeable. The document id is derived from the answer id and the voter
+(:func:`vote_id`), so a vote delivered twice (a double click, a platform redelivering a button press)
+lands on the same document, and casting the same vote again changes nothing. Each vote carries what was
+voted on (question, answer, cited sources, answerer, snapshot id, bot id, platform), so it can be read
+without the answer record; the answer record (:mod:`shared.qa.answer_log`) keeps the
+``up_votes`` / ``down_votes`` counters the gaps report reads, changed in the same transaction as the
+vote.
+
+Voters are owner keys: ``user:<email>`` on the web (who may vote only on their own answers: every web
+conversation is private), a platform user (``telegram:<user id>``) for a bot's buttons, which anyone in
+the chat may press. Identities stay here: reports never read votes.
+
+Retention: ``expire_at`` = vote time + ``conversation_retention_days`` (TTL policy on ``votes``). Clearing
+a history (:func:`forget_owner`, called by :meth:`shared.qa.conversations.ConversationStore.clear` and
+``delete``) deletes the owner's answer records and votes, which takes their questions out of reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from google.cloud import firestore
+
+from shared.qa.answer_log import ANSWERS, BATCH_WRITES, AnswerLog, AnswerRecord
+
+VOTES = "votes"
+DEFAULT_COMMENT_CHARS = 1000
+
+
+class VoteValue(StrEnum):
+    """A vote: the answer helped, or it did not."""
+
+    UP = "up"
+    DOWN = "down"
+
+
+class InvalidVote(ValueError):
+    """A vote the caller must fix; the message says what."""
+
+
+class AnswerNotFound(LookupError):
+    """No answer with that id that this voter may vote on (unknown, expired, or someone else's)."""
+
+
+@dataclass(frozen=True)
+class VoteTarget:
+    """What a vote is about: copied onto the vote."""
+
+    answer_id: str
+    question: str
+    answer: str
+    sources: list[dict[str, str]]
+    answerer: str
+    snapshot_id: str | None
+    bot_id: str | None
+    platform: str
+
+    @classmethod
+    def from_record(cls, record: AnswerRecord) -> VoteTarget:
+        return cls(
+            answer_id=record.id,
+            question=record.question,
+            answer=record.answer,
+            sources=record.sources,
+            answerer=record.answerer,
+            snapshot_id=record.snapshot_id,
+            bot_id=record.bot_id,
+            platform=record.platform,
+        )
+
+
+@dataclass(frozen=True)
+class VoteState:
+    """A voter's current vote on one answer (``value`` None: no vote)."""
+
+    answer_id: str
+    value: VoteValue | None
+    comment: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"answer_id": self.answer_id, "vote": self.value, "comment": self.comment}
+
+
+# What the bots' buttons send (``shared/bots/buttons.py``: Action values and the recorded words).
+BUTTON_VOTES = {
+    "up": VoteValue.UP,
+    "helpful": VoteValue.UP,
+    "down": VoteValue.DOWN,
+    "not_helpful": VoteValue.DOWN,
+}
+
+
+def bot_vote_target(
+    answers: AnswerLog,
+    answer_id: str | None,
+    *,
+    state_id: str,
+    question: str,
+    answer: str,
+    sources: Sequence[Mapping[str, str]],
+    bot_id: str,
+    platform: str,
+) -> VoteTarget:
+    """What a press of a bot's 👍/👎 button votes on, for the bots' button handler.
+
+    The answer record, when the worker kept the ``answer_id`` that ``/api/ask`` returned and the record
+    is still there and is this bot's; otherwise the copy the button's state holds, under an id made from
+    the state id (no record's counters change then, so the report does not count it). Cast it with
+    ``FeedbackStore.cast(target, "<platform>:<user id>", BUTTON_VOTES[value])``: every chat member has
+    one vote per answer, and a press delivered three times lands once.
+    """
+    record = answers.get(answer_id) if answer_id else None
+    if record is not None and record.bot_id == bot_id:
+        return VoteTarget.from_record(record)
+    return VoteTarget(
+        answer_id=f"button-{state_id}",
+        question=question,
+        answer=answer,
+        sources=[{"title": str(s.get("title", "")), "url": str(s.get("url", ""))} for s in sources],
+        answerer="",
+        snapshot_id=None,
+        bot_id=bot_id,
+        platform=platform,
+    )
+
+
+def vote_id(answer_id: str, voter: str) -> str:
+    """The id of ``voter``'s vote on ``answer_id``: one per voter per answer, no identity in it."""
+    return hashlib.sha256(f"vote\0{answer_id}\0{voter}".encode()).hexdigest()[:40]
+
+
+def parse_vote(value: Any) -> VoteValue:
+    """``"up"`` / ``"down"`` → :class:`VoteValue`; anything else is an :class:`InvalidVote`."""
+    if isinstance(value, str):
+        try:
+            return VoteValue(value)
+        except ValueError:
+            pass
+    raise InvalidVote('\'vote\' must be "up" or "down"')
+
+
+def clean_comment(value: VoteValue, comment: Any, limit: int = DEFAULT_COMMENT_CHARS) -> str | None:
+    """A comment as stored: whitespace trimmed, None when empty; only a 👎 takes one, at most ``limit``
+    characters. Raises :class:`InvalidVote`."""
+    if comment is None:
+        return None
+    if not isinstance(comment, str):
+        raise InvalidVote("'comment' must be a string")
+    text = comment.strip()
+    if not text:
+        return None
+    if value is not VoteValue.DOWN:
+        raise InvalidVote("only a 👎 vote takes a comment")
+    if len(text) > limit:
+        raise InvalidVote(f"'comment' is longer than {limit} characters")
+    return text
+
+
+def _counter_deltas(old: VoteValue | None, new: VoteValue | None) -> dict[str, int]:
+    deltas = {"up_votes": 0, "down_votes": 0}
+    for value, sign in ((old, -1), (new, 1)):
+        if value is not None:
+            deltas[f"{value}_votes"] += sign
+    return deltas
+
+
+def _stored_value(data: dict[str, Any] | None) -> VoteValue | None:
+    try:
+        return VoteValue(str((data or {}).get("value")))
+    except ValueError:
+        return None
+
+
+class FeedbackStore:
+    """Cast, change, withdraw and read votes."""
+
+    def __init__(
+        self,
+        db: firestore.Client,
+        answers: AnswerLog,
+        comment_chars: int = DEFAULT_COMMENT_CHARS,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._db = db
+        self._votes = db.collection(VOTES)
+        self._answers = answers
+        self.comment_chars = comment_chars
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def cast(
+        self, target: VoteTarget, voter: str, value: VoteValue | None, comment: str | None = None
+    ) -> VoteState:
+        """Set ``voter``'s vote on the target answer to ``value`` (None withdraws it); returns the vote.
+
+        Idempotent: the same call twice leaves one vote and the answer's counters as after the first.
+        ``comment`` must already be clean (:func:`clean_comment`). A 👎 gives the answer record its
+        grouping vector first (outside the transaction: an embedding must not be retried with it).
+        """
+        if value is VoteValue.DOWN:
+            record = self._answers.get(target.answer_id)
+            if record is not None:
+                self._answers.ensure_vector(record)
+        vote_ref = self._votes.document(vote_id(target.answer_id, voter))
+        answer_ref = self._answers.collection.document(target.answer_id)
+        now = self._clock()
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> None:
+            vote_snap = vote_ref.get(transaction=transaction)
+            answer_snap = answer_ref.get(transaction=transaction)
+            old = _stored_value(vote_snap.to_dict() if vote_snap.exists else None)
+            if value is None:
+                if vote_snap.exists:
+                    transaction.delete(vote_ref)
+            else:
+                created = (vote_snap.to_dict() or {}).get("created_at") if vote_snap.exists else None
+                doc: dict[str, Any] = {
+                    "answer_id": target.answer_id,
+                    "voter": voter,
+                    "value": str(value),
+                    "comment": comment,
+                    "question": target.question,
+                    "answer": target.answer,
+                    "sources": target.sources,
+                    "answerer": target.answerer,
+                    "snapshot_id": target.snapshot_id,
+                    "bot_id": target.bot_id,
+                    "platform": target.platform,
+                    "created_at": created or now,
+                    "updated_at": now,
+                }
+                expire = self._answers.expiry(now)
+                if expire is not None:
+                    doc["expire_at"] = expire
+                transaction.set(vote_ref, doc)
+            deltas = _counter_deltas(old, value)
+            if answer_snap.exists and any(deltas.values()):
+                data = answer_snap.to_dict() or {}
+                transaction.update(
+                    answer_ref,
+                    {key: max(0, int(data.get(key, 0) or 0) + delta) for key, delta in deltas.items()},
+                )
+
+        run(self._db.transaction())
+        return VoteState(target.answer_id, value, comment if value is not None else None)
+
+    def vote_on_own_answer(
+        self, voter: str, answer_id: str, value: VoteValue | None, comment: Any = None
+    ) -> VoteState:
+        """A web vote: ``voter`` must be who asked. Raises :class:`AnswerNotFound`, :class:`InvalidVote`."""
+        cleaned = clean_comment(value, comment, self.comment_chars) if value is not None else None
+        if value is None and comment is not None:
+            raise InvalidVote("a withdrawn vote takes no comment")
+        record = self._answers.get(answer_id)
+        if record is None or record.asker != voter:
+            raise AnswerNotFound(answer_id)
+        return self.cast(VoteTarget.from_record(record), voter, value, cleaned)
+
+    def votes_of(self, voter: str, answer_ids: Iterable[str]) -> dict[str, VoteState]:
+        """``voter``'s votes on these answers, by answer id (answers without a vote are left out)."""
+        ids = list(dict.fromkeys(answer_ids))
+        if not ids:
+            return {}
+        refs = [self._votes.document(vote_id(a, voter)) for a in ids]
+        now = self._clock()
+        states: dict[str, VoteState] = {}
+        for snap in self._db.get_all(refs):
+            data = snap.to_dict() if snap.exists else None
+            value = _stored_value(data)
+            expire = (data or {}).get("expire_at")
+            if data is None or value is None or (isinstance(expire, datetime) and expire <= now):
+                continue
+            states[str(data.get("answer_id"))] = VoteState(
+                str(data.get("answer_id")), value, data.get("comment")
+            )
+        return states
+
+
+def _delete_all(db: firestore.Client, refs: Iterable[firestore.DocumentReference]) -> int:
+    count = 0
+    batch = db.batch()
+    pending = 0
+    for ref in refs:
+        batch.delete(ref)
+        pending += 1
+        count += 1
+        if pending == BATCH_WRITES:
+            batch.commit()
+            batch, pending = db.batch(), 0
+    if pending:
+        batch.commit()
+    return count
+
+
+def forget_owner(db: firestore.Client, owner: str, conversation_id: str | None = None) -> int:
+    """Delete ``owner``'s answer records (of one conversation, or all) and the owner's votes on them;
+    with no conversation, every vote the owner cast too. Returns the answer records deleted.
+
+    What clearing a history does to feedback: the questions leave the gaps report with the records.
+    """
+    answers = db.collection(ANSWERS).where(filter=firestore.FieldFilter("asker", "==", owner))
+    if conversation_id is not None:
+        answers = answers.where(filter=firestore.FieldFilter("conversation_id", "==", conversation_id))
+    ids = [snap.id for snap in answers.select(["asker"]).stream()]
+    votes = db.collection(VOTES)
+    own_votes: Sequence[firestore.DocumentReference]
+    if conversation_id is None:
+        own_votes = [
+            s.reference
+            for s in votes.where(filter=firestore.FieldFilter("voter", "==", owner))
+            .select(["voter"])
+            .stream()
+        ]
+    else:
+        own_votes = [votes.document(vote_id(a, owner)) for a in ids]
+    _delete_all(db, own_votes)
+    return _delete_all(db, (db.collection(ANSWERS).document(a) for a in ids))
