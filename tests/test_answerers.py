@@ -14,6 +14,8 @@ from shared.qa.answerers import (
     ExtractiveAnswerer,
     GeminiAnswerer,
     get_answerer,
+    question_names,
+    sentences,
     source_title,
 )
 from tests.fakes.gemini import FakeGemini
@@ -168,6 +170,83 @@ def test_extractive_refuses_plainly_when_nothing_is_close() -> None:
 def test_extractive_refuses_below_a_configured_threshold() -> None:
     answer = ExtractiveAnswerer(min_score=0.9).answer("snapshot pointer", PASSAGES)
     assert answer.refused and answer.sources == []
+
+
+def test_a_question_naming_what_no_passage_mentions_is_refused() -> None:
+    # "Slack" is in no retrieved passage: they are about other integrations, however well they score.
+    integrations = [
+        _p(
+            "i1",
+            "Bots > Integrations\n\naskbase supports Telegram and Discord bots.",
+            "https://docs.example.com/bots",
+            0.45,
+            title="Bots",
+            anchor="integrations",
+        )
+    ]
+    slack = ExtractiveAnswerer(min_score=0.3).answer("Does askbase support Slack?", integrations)
+    assert slack.refused and slack.sources == [] and "https://docs.example.com/bots" in slack.text
+    # A name the passages do contain is answered; so is a question whose best passage is very strong.
+    telegram = ExtractiveAnswerer(min_score=0.3).answer("Does askbase support Telegram?", integrations)
+    assert not telegram.refused and telegram.sources[0].chunk_id == "i1"
+    strong = [_p("i2", integrations[0].text, "https://docs.example.com/bots", 0.9, title="Bots")]
+    assert not ExtractiveAnswerer(min_score=0.3).answer("Does askbase support Slack?", strong).refused
+
+
+def test_question_names_are_written_as_names_not_sentence_starts() -> None:
+    assert question_names("How do I configure the SQLAlchemy pool for PostgreSQL?") == [
+        "SQLAlchemy",
+        "PostgreSQL",
+    ]
+    assert question_names("Does askbase support Slack?") == ["Slack"]
+    assert question_names("Can I create an HNSW index?") == ["HNSW"]
+    # The first word of each sentence is capitalised because it starts the sentence, not as a name.
+    assert question_names("How do I back up a database? And how do I restore it?") == []
+
+
+def test_hard_wrapped_paragraphs_are_cut_into_whole_sentences() -> None:
+    body = (
+        "ALTER SYSTEM writes the given parameter setting to\n"
+        "the postgresql.auto.conf file, which is read in\n"
+        "addition to postgresql.conf.\n"
+        "Use RESET\n"
+        "ALL to remove all such entries.\n"
+        "- FULL\n"
+        "- FREEZE"
+    )
+    assert sentences(body) == [
+        "ALTER SYSTEM writes the given parameter setting to the postgresql.auto.conf file, which is read "
+        "in addition to postgresql.conf.",
+        "Use RESET ALL to remove all such entries.",
+        "- FULL",
+        "- FREEZE",
+    ]
+
+
+def test_the_answering_sentence_is_found_in_a_later_chunk_of_the_section() -> None:
+    # A reference page's first chunk is its synopsis; the sentence that answers is in the next chunk.
+    synopsis = _p(
+        "s1",
+        "ALTER SYSTEM\n\nALTER SYSTEM SET configuration_parameter { TO | = } { value [, ...] | DEFAULT }",
+        "https://docs.example.com/sql-altersystem",
+        0.64,
+        title="ALTER SYSTEM",
+    )
+    description = _p(
+        "s2",
+        "ALTER SYSTEM\n\nand then reloads. ALTER SYSTEM writes the given parameter setting to the "
+        "postgresql.auto.conf file, which is read in addition to postgresql.conf.",
+        "https://docs.example.com/sql-altersystem",
+        0.55,
+        title="ALTER SYSTEM",
+    )
+    answer = ExtractiveAnswerer().answer(
+        "Where does ALTER SYSTEM write the setting?", [synopsis, description]
+    )
+    assert answer.text.startswith("ALTER SYSTEM writes the given parameter setting to the postgresql.auto")
+    assert [p.chunk_id for p in answer.sources] == ["s2"]
+    # The cut-off start of a continuing chunk ("and then reloads.") is not quoted as the answer.
+    assert "and then reloads" not in answer.text
 
 
 def test_source_titles_lose_permalink_marks_site_names_and_repeated_titles() -> None:

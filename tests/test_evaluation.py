@@ -243,6 +243,30 @@ def test_named_examples_read_as_answers(sample_asker: LocalAsker) -> None:
     assert cost.sources[0].anchor == "how-much-does-it-cost" and "free tier" in cost.text
 
 
+def test_a_crawled_corpus_holds_what_the_files_hold(tmp_path: Path) -> None:
+    """The sample site served on loopback and crawled by the real crawler indexes the same pages, with
+    the same chunks, as reading its files; the URLs are the site's own name, not the loopback port."""
+    from dataclasses import replace
+
+    from shared.qa.eval_corpus import corpus_index_dir, open_eval_index
+
+    eval_set = load_eval_set(SAMPLE_SET)
+    assert eval_set.corpus is not None
+    settings = Settings(data_dir=str(tmp_path))
+    files = open_eval_index(settings, eval_set.corpus)
+    crawled_corpus = replace(eval_set.corpus, crawl=True, start="index.html")
+    crawled = open_eval_index(settings, crawled_corpus)
+    try:
+        by_file = {url: record.content_hash for url, record in files.pages().items()}
+        by_crawl = {url: record.content_hash for url, record in crawled.pages().items()}
+        assert by_crawl == by_file and all(u.startswith("http://sample.askbase.test/") for u in by_crawl)
+        assert corpus_index_dir(settings, crawled_corpus, "minilm-l6-v2") == crawled.path
+        assert crawled.path != files.path  # cached apart: never mixed
+    finally:
+        files.close()
+        crawled.close()
+
+
 def test_eval_command_prints_json_alone_and_fails_on_a_regression(settings: Settings, tmp_path: Path) -> None:
     from shared.cli import cli
 

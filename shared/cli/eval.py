@@ -69,11 +69,12 @@ def eval_command(
     """Answer every case of the eval set SET and print hit@1/3/5, MRR@5, refusal rates, citation
     precision, answer-first rate and latency.
 
-    The index is --index, or else the HTML corpus the set names, indexed into a cache under
-    ASKBASE_DATA_DIR (later runs re-embed only what changed). Exits 0, or 1 when --compare finds a
-    regression.
+    The index is --index, or else the HTML corpus the set names, indexed (or, for a set that says so,
+    served on loopback and crawled) into a cache under ASKBASE_DATA_DIR (later runs re-embed only what
+    changed). Exits 0, or 1 when --compare finds a regression.
     """
     from shared.qa.answerers import get_answerer
+    from shared.qa.eval_corpus import CorpusMissing, open_eval_index
     from shared.qa.evaluation import (
         EvalSetError,
         compare,
@@ -82,7 +83,7 @@ def eval_command(
         load_eval_set,
         run_eval,
     )
-    from shared.qa.local_asker import LocalAsker, open_corpus_index, open_index_dir
+    from shared.qa.local_asker import LocalAsker, open_index_dir
 
     logs_to_stderr()
     settings = get_settings()
@@ -94,10 +95,10 @@ def eval_command(
     if index_dir is not None:
         index = open_index_dir(settings, index_dir)
     elif eval_set.corpus is not None:
-        corpus = eval_set.corpus
-        index = open_corpus_index(
-            settings, corpus.html_dir, corpus.base_url, corpus.pattern, progress_logger("indexing")
-        )
+        try:
+            index = open_eval_index(settings, eval_set.corpus, progress_logger("indexing"))
+        except CorpusMissing as exc:
+            raise click.ClickException(str(exc)) from None
     else:
         raise click.UsageError("the set names no corpus: pass --index DIR")
     name = answerer or settings.answerer

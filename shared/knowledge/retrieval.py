@@ -187,9 +187,9 @@ class BM25:
         expansion: list[int] = []
         expansion_len = np.zeros(len(distinct), dtype=np.int64)
         for i, word in enumerate(distinct):
-            terms = _expand(word)
-            expansion_len[i] = len(terms)
-            expansion.extend(vocabulary.setdefault(term, len(vocabulary)) for term in terms)
+            word_terms = _expand(word)
+            expansion_len[i] = len(word_terms)
+            expansion.extend(vocabulary.setdefault(term, len(vocabulary)) for term in word_terms)
         expansion_start = np.cumsum(expansion_len) - expansion_len
         # Gather every word's terms in order: a vectorised ragged concatenation.
         per_word = expansion_len[word_ids]

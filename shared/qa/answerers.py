@@ -3,11 +3,13 @@
 Both take the passages retrieval found and return an :class:`Answer` whose ``sources`` are exactly the
 passages the text cites, numbered in the order of the ``[n]`` markers, at most one per page. Neither
 invents: when retrieval found nothing close enough (the calibrated threshold :data:`MIN_SCORE` on the
-best passage's fused score) the answer says so, cites nothing, and names the closest pages the docs
+best passage's fused score), or the question names something none of the passages mentions
+(:func:`unsupported_names`), the answer says so, cites nothing, and names the closest pages the docs
 do have, with links.
 
-``extractive`` answers with the sentence(s) of the best passage that answer the question, keeping a
-leading "Yes." or "No."; a second page is quoted only when it adds what the first lacks.
+``extractive`` answers with the sentence(s) of the best section that answer the question (sought in
+every retrieved chunk of that section), keeping a leading "Yes." or "No."; a second page is quoted
+only when it adds what the first lacks.
 
 ``gemini`` calls Vertex AI through google-genai with the passages numbered; the model must cite by
 number and quote verbatim. Its reply is checked, not trusted: citations of passages that do not exist
@@ -44,8 +46,17 @@ CLOSEST_INTRO = "The closest topics they do cover:"
 # shared.knowledge.retrieval: the best passage of every answerable question scores 0.317 or more, of
 # every unanswerable one 0.291 or less (Slack, Confluence: "askbase" and "support" occur, the product
 # asked about never does, and a word no page contains weighs fully against the keyword score). The
-# margin is thin on 61 cases; bench/answer_quality.py --grid shows it for other weights.
+# margin is thin on 61 cases; bench/answer_quality.py --grid shows it for other weights. On the larger
+# PostgreSQL docs unanswerable questions reach 0.49 (common words match everywhere): no one threshold
+# serves both, so those are refused by what their passages lack (NAME_CEILING below), not by score.
 MIN_SCORE = 0.3
+# A question that names something (a product, a service: "Slack", "Django", "SQLAlchemy") that none of
+# the retrieved passages mentions is refused unless its best passage scores at least this: the docs'
+# closest passages are about something else. On the two eval sets no answerable question (of 139)
+# names a thing its passages lack, and 29 of the 33 unanswerable ones do, the best of them scoring 0.49
+# (bench/README.md, "Answer quality"); the other four are refused by MIN_SCORE.
+NAME_CEILING = 0.6
+_NAME_WORD = re.compile(r"[A-Za-z][\w+#./-]*[\w+#]|[A-Za-z]")
 # Closest pages a refusal names, and the lowest score at which a page is "close" at all.
 RELATED_PAGES = 3
 RELATED_MIN_SCORE = 0.12
@@ -69,8 +80,26 @@ _STOPWORDS = frozenset(
 )
 _STOP_STEMS = frozenset(stem(word) for word in _STOPWORDS) | _STOPWORDS
 # Sentence ends: after . ! ? (and a closing quote or bracket), before an upper-case letter, digit, quote,
-# bracket or slash; and every line break (list items, code lines and table rows are units of their own).
+# bracket or slash; and every line break left by _wrapped_lines (list items, code lines and table rows are
+# units of their own).
 _SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\"'(\[/`])|\n+")
+# A line that ends a thought: the next line starts a unit of its own.
+_LINE_END = re.compile(r"[.!?:;][\"')\]]*$")
+_LIST_ITEM = re.compile(r"^(?:[-*\u2022]\s|\d{1,3}[.)]\s)")
+# Grammar notation of a synopsis ("{ TO | = } [ , ... ]"): what a reference page opens with, never an answer.
+_NOTATION = re.compile(r"[\[\]{}|]")
+NOTATION_SHARE = 0.03
+# Sentence scoring (best_quote): what the first sentence of a section gets for being first (docs put the
+# answer first), and what a sentence loses for being a question, a chunk's cut-off start or grammar.
+LEAD_BONUS = 0.35
+QUESTION_PENALTY = 1.0
+FRAGMENT_PENALTY = 0.3
+NOTATION_PENALTY = 0.5
+# How many retrieved chunks of the cited section are searched for the answering sentence, and what a
+# sentence in a lower-scored chunk gives up (per unit of score share lost): the best sentence of the
+# section wins, not the first sentence of its best-scored chunk.
+SECTION_PASSAGES = 3
+PASSAGE_SHARE_WEIGHT = 0.5
 _YES_NO_QUESTION = re.compile(
     r"^\s*(do|does|did|is|are|was|were|can|could|will|would|should|has|have|had|may|must)\b", re.IGNORECASE
 )
@@ -152,7 +181,34 @@ def relevant_passages(
     """
     if not passages or max(p.score for p in passages) < min_score:
         return []
+    if max(p.score for p in passages) < NAME_CEILING and unsupported_names(question, passages):
+        return []
     return [p for p in passages if p.score >= min_score / 2][:limit]
+
+
+def question_names(question: str) -> list[str]:
+    """The names a question asks about: words written as names (capitalised, or with a capital inside:
+    "Slack", "SQLAlchemy", "HNSW"), except a sentence's first word when only its first letter is
+    capital ("And how do I restore it?" after a merged previous question)."""
+    names = []
+    for match in _NAME_WORD.finditer(question):
+        word = match.group()
+        before = question[: match.start()].rstrip()
+        starts_sentence = not before or before[-1] in ".?!:;\"'("
+        inner_capital = any(c.isupper() for c in word[1:])
+        if len(word) > 1 and (inner_capital or (word[0].isupper() and not starts_sentence)):
+            names.append(word)
+    return names
+
+
+def unsupported_names(question: str, passages: Sequence[Passage]) -> list[str]:
+    """The names in ``question`` that none of ``passages`` contains: "Does askbase support Slack?"
+    retrieves pages about askbase's integrations, none of which says "Slack". An answer quoting them
+    would answer another question, so the question is refused (see :data:`NAME_CEILING`)."""
+    found: set[str] = set()
+    for passage in passages:
+        found.update(tokenize(passage.text))
+    return [name for name in question_names(question) if not set(tokenize(name)) & found]
 
 
 def related_pages(passages: Sequence[Passage], limit: int = RELATED_PAGES) -> list[Passage]:
@@ -177,34 +233,70 @@ def refusal(passages: Sequence[Passage], answerer: str) -> Answer:
     return Answer(text="\n".join(lines), sources=[], answerer=answerer, refused=True, related=related)
 
 
+def _wrapped_lines(body: str) -> str:
+    """``body`` with hard-wrapped lines joined: generated HTML (DocBook, the PostgreSQL docs) breaks
+    paragraphs into source lines that extraction keeps, and a sentence cut at every line would never be
+    quoted whole. A line break stays where a line ends a sentence or clause, where the next line is a
+    list item, and around table rows."""
+    out: list[str] = []
+    for line in body.split("\n"):
+        stripped = line.strip()
+        if (
+            out
+            and stripped
+            and out[-1].strip()
+            and not _LINE_END.search(out[-1].rstrip())
+            and not _LIST_ITEM.match(stripped)
+            and " | " not in stripped
+            and " | " not in out[-1]
+        ):
+            out[-1] = out[-1].rstrip() + " " + stripped
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
 def sentences(body: str) -> list[str]:
-    """``body`` cut into sentences (list items, table rows and code lines are each one)."""
-    return [s.strip() for s in _SENTENCE.split(body) if s and s.strip()]
+    """``body`` cut into sentences (list items, table rows and code lines are each one; a paragraph
+    hard-wrapped over several lines is not cut at its line ends)."""
+    return [s.strip() for s in _SENTENCE.split(_wrapped_lines(body)) if s and s.strip()]
 
 
-def best_quote(question: str, passage: Passage, max_chars: int = QUOTE_CHARS) -> str:
-    """The sentence(s) of ``passage`` that answer ``question``, in their original order.
+def _is_fragment(unit: str, heading: str) -> bool:
+    """Whether a passage's first unit is the cut-off end of a sentence (a chunk that continues a section
+    starts mid-sentence: "and materialized view in the current database ..."). A lower-case start that
+    is an identifier or command ("pg_dump", "askbase dev") or a word of the heading is not one."""
+    first = unit.split(None, 1)[0].rstrip(",;:.!?)") if unit.strip() else ""
+    if not first[:1].islower() or not first.isalpha():
+        return False
+    return first.lower() not in heading.lower()
 
-    The question's words already in the section's heading path say which section this is, not which
-    sentence answers: a section titled "Deploy" answers "How do I deploy?" with its first sentence.
-    So sentences are scored by the *other* question words they contain, plus a small lead bonus
-    (docs put the answer first), minus a penalty for a sentence that is itself a question (a passage
-    that quotes the question is not its answer). A yes/no question answered by a section that opens
-    with "Yes." or "No." keeps that word and what follows it.
-    """
+
+def _is_notation(unit: str) -> bool:
+    """A synopsis line in grammar notation ("ALTER SYSTEM SET name { TO | = } { value [, ...] }")."""
+    return len(_NOTATION.findall(unit)) >= max(2, NOTATION_SHARE * len(unit))
+
+
+def scored_quote(question: str, passage: Passage, max_chars: int = QUOTE_CHARS) -> tuple[float, str]:
+    """The sentence(s) of ``passage`` that answer ``question`` and the best sentence's score (see
+    :func:`best_quote`)."""
     heading, body = split_heading_path(passage)
     units = sentences(body)
     if not units:
-        return ""
+        return float("-inf"), ""
     wanted = terms(question)
     rest = wanted - terms(heading) or wanted
     scores = []
     for i, unit in enumerate(units):
         found = terms(unit)
         score = len(rest & found) + 0.25 * len((wanted - rest) & found)
-        score = score / max(1, len(rest)) + (0.35 if i == 0 else 0.0)
+        score = score / max(1, len(rest))
+        if i == 0:
+            score += -FRAGMENT_PENALTY if _is_fragment(unit, heading) else LEAD_BONUS
         if unit.rstrip().endswith("?"):
-            score -= 1.0
+            score -= QUESTION_PENALTY
+        if _is_notation(unit):
+            score -= NOTATION_PENALTY
         scores.append(score)
     best = max(range(len(units)), key=lambda i: (scores[i], -i))
     picked = [best]
@@ -223,7 +315,45 @@ def best_quote(question: str, passage: Passage, max_chars: int = QUOTE_CHARS) ->
     quote = " ".join(units[i] for i in sorted(set(picked)))
     if len(quote) > max_chars:
         quote = quote[: max_chars - 1].rsplit(" ", 1)[0] + "…"
-    return quote
+    return scores[best], quote
+
+
+def best_quote(question: str, passage: Passage, max_chars: int = QUOTE_CHARS) -> str:
+    """The sentence(s) of ``passage`` that answer ``question``, in their original order.
+
+    The question's words already in the section's heading path say which section this is, not which
+    sentence answers: a section titled "Deploy" answers "How do I deploy?" with its first sentence.
+    So sentences are scored by the *other* question words they contain, plus a small lead bonus
+    (docs put the answer first), minus a penalty for a sentence that is itself a question (a passage
+    that quotes the question is not its answer), for the cut-off start of a chunk that continues a
+    section, and for a synopsis in grammar notation. A yes/no question answered by a section that
+    opens with "Yes." or "No." keeps that word and what follows it.
+    """
+    return scored_quote(question, passage, max_chars)[1]
+
+
+def section_quote(
+    question: str, candidates: Sequence[Passage], max_chars: int = QUOTE_CHARS
+) -> tuple[Passage, str] | None:
+    """The passage of one section whose sentence(s) answer ``question`` best, and that quote.
+
+    ``candidates`` are the retrieved chunks of one section (same page and anchor), best first. A long
+    section is cut into several chunks and the one retrieval ranks first is often its synopsis or the
+    chunk that names the topic most, while the sentence that answers is in the next one; so each
+    chunk's best sentence competes, a lower-ranked chunk giving up a little for its lower score.
+    Other sections of the page are not searched: retrieval chose this one.
+    """
+    top = candidates[0].score if candidates else 0.0
+    best: tuple[float, Passage, str] | None = None
+    for passage in candidates[:SECTION_PASSAGES]:
+        score, quote = scored_quote(question, passage, max_chars)
+        if not quote:
+            continue
+        if top > 0:
+            score -= PASSAGE_SHARE_WEIGHT * max(0.0, 1.0 - passage.score / top)
+        if best is None or score > best[0]:
+            best = (score, passage, quote)
+    return (best[1], best[2]) if best else None
 
 
 class ExtractiveAnswerer:
@@ -257,11 +387,13 @@ class ExtractiveAnswerer:
                 adds = (wanted - covered) & terms(passage.text)
                 if passage.score < SECOND_SOURCE_SHARE * top or not adds:
                     continue
-            quote = best_quote(question, passage, self.quote_chars)
-            if not quote:
+            same_section = [p for p in chosen if (p.url, p.anchor) == (passage.url, passage.anchor)]
+            found = section_quote(question, same_section, self.quote_chars)
+            if found is None:
                 continue
-            cited.append(passage)
-            covered |= terms(passage.text)
+            quoted, quote = found
+            cited.append(quoted)
+            covered |= terms(quoted.text)
             parts.append(f"{quote} [{len(cited)}]")
         if not cited:
             return refusal(passages, self.name)
@@ -302,8 +434,8 @@ def ground(text: str, passages: list[Passage], answerer: str) -> Answer | None:
             cited = [int(n) for n in _CITATION.findall(sentence) if 1 <= int(n) <= len(passages)]
             quotes = _QUOTED.findall(sentence)
             if quotes and cited:
-                sources = " ".join(_folded(passages[n - 1].text) for n in cited)
-                if not all(_folded(q) in sources for q in quotes):
+                cited_text = " ".join(_folded(passages[n - 1].text) for n in cited)
+                if not all(_folded(q) in cited_text for q in quotes):
                     log.info("gemini quoted words its cited passages do not contain; sentence dropped")
                     continue
             elif quotes:

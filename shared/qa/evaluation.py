@@ -24,8 +24,11 @@ An eval set is a JSON file::
   (``"No."`` for a question the docs answer with a plain no).
 * ``unanswerable: true``: the docs do not answer it; the right answer is a refusal.
 * ``previous``: the question asked just before in the same conversation (follow-up handling).
-* ``corpus`` (optional): a directory of HTML files, relative to the set file, and the base URL they are
-  indexed under when ``askbase eval`` builds the index itself.
+* ``corpus`` (optional): a directory of HTML files (relative to the set file, or absolute) and the base
+  URL they are indexed under when ``askbase eval`` builds the index itself. With ``"crawl": true`` the
+  directory is served on loopback and crawled by the real crawler from ``start`` (a path below the base
+  URL) instead of read file by file (:mod:`shared.knowledge.file_corpus`); ``package`` names the system
+  package that installs the directory, for the message when it is missing.
 
 Metrics (``answerable`` = cases with ``expect``): hit@k and MRR@5 of the first expected page among the
 distinct pages cited, in citation order (a refusal cites nothing: a miss); correct-refusal rate over
@@ -88,11 +91,15 @@ class EvalCase:
 
 @dataclass(frozen=True)
 class CorpusSpec:
-    """HTML files an eval set is written against, indexed under ``base_url``."""
+    """HTML files an eval set is written against, indexed under ``base_url``: read file by file, or with
+    ``crawl`` served on loopback and crawled from ``start``."""
 
     html_dir: Path
     base_url: str
     pattern: str = "*.html"
+    crawl: bool = False
+    start: str = ""
+    package: str | None = None
 
 
 @dataclass(frozen=True)
@@ -234,10 +241,17 @@ def parse_eval_set(data: Any, base_dir: Path, default_name: str = "eval") -> Eva
             or not raw_corpus.get("base_url")
         ):
             raise EvalSetError("corpus needs html_dir and base_url")
+        crawl = raw_corpus.get("crawl", False)
+        if not isinstance(crawl, bool):
+            raise EvalSetError("corpus crawl must be true or false")
+        package = raw_corpus.get("package")
         corpus = CorpusSpec(
             html_dir=(base_dir / str(raw_corpus["html_dir"])).resolve(),
             base_url=str(raw_corpus["base_url"]),
             pattern=str(raw_corpus.get("pattern") or "*.html"),
+            crawl=crawl,
+            start=str(raw_corpus.get("start") or ""),
+            package=str(package) if package else None,
         )
     return EvalSet(name=str(data.get("name") or default_name), cases=cases, corpus=corpus)
 
