@@ -68,8 +68,8 @@ NOT_REACHED: dict[str, dict[str, str]] = {
     "webhooks": {
         "google.cloud.storage": "shared.gcp builds any client on request; the webhooks never ask for storage",
         "google.cloud.secretmanager": "loading the token key (shared.bots.secrets.load_key): botrunner only",
-        "shared.bots.platforms.telegram_api": "API calls to Telegram (the worker, control plane): botrunner only",
-        "shared.bots.platforms.discord_api": "API calls to Discord (the worker, control plane): botrunner only",
+        "shared.bots.platforms.telegram_api": "Telegram API calls (worker, control plane): botrunner only",
+        "shared.bots.platforms.discord_api": "Discord API calls (worker, control plane): botrunner only",
     },
     "scrape": {
         "google.cloud.pubsub_v1": "shared.gcp builds any client on request; scrape never asks for one",
