@@ -19,8 +19,8 @@ from ``.venv`` by ``infra.deps.link_environment``), as Cloud Functions installs 
 
 The function processes get the deployed settings (``ASKBASE_ENV=production``, OIDC internal auth, the
 jobs topic; no token key and no session secret, as ``infra/envvars.py`` gives the webhook functions).
-One untimed start per row comes first: the archive holds no bytecode, so that start compiles it into ``__pycache__`` (the
-checkout has its bytecode already).
+One untimed start per row comes first: the archive holds no bytecode, so that start compiles it into
+``__pycache__`` (the checkout has its bytecode already).
 
 ``--sets`` adds two rows per function: the same archive run from a virtualenv holding what every function
 archive installed before the per-deployable sets (the closure of every runtime requirement, Chroma,
