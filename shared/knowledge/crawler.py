@@ -105,7 +105,7 @@ class CrawlConfig:
             "user_agent": settings.crawl_user_agent,  # type: ignore[attr-defined]
         }
         values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
 
 class SourceCrawler:
@@ -343,7 +343,7 @@ class SourceCrawler:
 
 
 class _Emitter(Protocol):
-    def __call__(self, result: CrawlResult) -> None: ...
+    def __call__(self, result: CrawlResult, /) -> None: ...
 
 
 class CrawlSession:

@@ -156,7 +156,7 @@ class _Attempt:
                 if page
                 else []
             )
-            if not chunks:
+            if page is None or not chunks:
                 stats["skipped"] += 1
                 log.info("%s: no main text; not indexed", result.url)
                 continue
