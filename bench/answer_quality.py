@@ -38,10 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.config import load_settings
 from shared.knowledge.retrieval import WEIGHTS, heading_path
-from shared.qa.answerers import MIN_SCORE, ExtractiveAnswerer
 from shared.qa.eval_corpus import open_eval_index
-from shared.qa.evaluation import EvalCase, EvalSet, load_eval_set, page_matches, run_eval
+from shared.qa.eval_sets import EvalCase, EvalSet, load_eval_set
+from shared.qa.evaluation import page_matches, run_eval
+from shared.qa.extractive import ExtractiveAnswerer
 from shared.qa.local_asker import LocalAsker
+from shared.qa.refusal import MIN_SCORE
 
 COLUMNS = (
     "hit@1",

@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from shared.config import Settings  # noqa: E402
 from shared.qa.answerers import get_answerer  # noqa: E402
 from shared.qa.eval_corpus import CorpusMissing, open_eval_index  # noqa: E402
-from shared.qa.evaluation import compare, flipped_cases, format_table, load_eval_set, run_eval  # noqa: E402
+from shared.qa.eval_sets import load_eval_set  # noqa: E402
+from shared.qa.evaluation import compare, flipped_cases, format_table, run_eval  # noqa: E402
 from shared.qa.local_asker import LocalAsker  # noqa: E402
 
 DEFAULT_SET = ROOT / "evals" / "postgresql.json"

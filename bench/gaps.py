@@ -220,7 +220,10 @@ def report_once() -> None:
     """Child process: one admin report over the last 30 days; prints its figures as JSON."""
     from shared.gcp import firestore_client
     from shared.qa.answer_log import QuestionVectors
-    from shared.qa.gaps import GapsService, Viewer, build_report, parse_filters, read_rows
+    from shared.qa.answer_rows import read_rows
+    from shared.qa.gaps import GapsService, Viewer
+    from shared.qa.gaps_filters import parse_filters
+    from shared.qa.gaps_report import build_report
 
     db = firestore_client(PROJECT)
     service = GapsService(db, QuestionVectors("minilm-l6-v2"), similarity=0.3, low_support_score=0.45)

@@ -31,6 +31,8 @@ class InfraConfig:
     allowed_domain: str = ""
     admin_emails: tuple[str, ...] = ()
     conversation_retention_days: int = 365
+    # Words left out of questions before the gaps report groups them (ASKBASE_GAPS_IGNORE_WORDS).
+    gaps_ignore_words: tuple[str, ...] = ()
     snapshot_keep: int = 7
     snapshot_compression: str = "zstd"
     scrape_lease_seconds: int = 1800
@@ -82,7 +84,7 @@ KNOWN_KEYS: frozenset[str] = frozenset(
     {
         "project", "region", "firestoreLocation", "bucketName", "sources", "scrapeSchedule",
         "reconcileSchedule", "scheduleTimeZone", "answerer", "geminiModel", "googleClientId",
-        "allowedDomain", "adminEmails", "conversationRetentionDays", "snapshotKeep",
+        "allowedDomain", "adminEmails", "conversationRetentionDays", "gapsIgnoreWords", "snapshotKeep",
         "snapshotCompression", "scrapeLeaseSeconds", "backupRetentionDays", "image", "qaImage",
         "botrunnerImage", "imageBuilder", "qaMemory", "qaCpu", "qaConcurrency", "qaMaxInstances",
         "botrunnerMemory", "botrunnerCpu", "botrunnerConcurrency", "botrunnerMaxInstances",
@@ -98,11 +100,20 @@ def _list(cfg: pulumi.Config, key: str) -> tuple[Any, ...]:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
-        # A plain comma-separated string is accepted for the e-mail list.
+        # A plain comma-separated string is accepted for the lists of words (e-mails, ignore words).
         value = [part.strip() for part in raw.split(",") if part.strip()]
     if not isinstance(value, list):
         raise ValueError(f"askbase:{key} must be a list, got {type(value).__name__}")
     return tuple(value)
+
+
+def _words(cfg: pulumi.Config, key: str) -> tuple[str, ...]:
+    """A list of words (JSON list or comma-separated); the app reads them back comma-separated, so a
+    word may not contain a comma."""
+    words = tuple(str(w).strip() for w in _list(cfg, key) if str(w).strip())
+    if any("," in w for w in words):
+        raise ValueError(f"askbase:{key}: a word may not contain a comma")
+    return words
 
 
 def load_config() -> InfraConfig:
@@ -153,6 +164,7 @@ def load_config() -> InfraConfig:
         allowed_domain=s("allowedDomain", ""),
         admin_emails=tuple(str(e).strip().lower() for e in _list(cfg, "adminEmails")),
         conversation_retention_days=i("conversationRetentionDays", defaults.conversation_retention_days),
+        gaps_ignore_words=_words(cfg, "gapsIgnoreWords"),
         snapshot_keep=i("snapshotKeep", defaults.snapshot_keep),
         snapshot_compression=compression,
         scrape_lease_seconds=i("scrapeLeaseSeconds", defaults.scrape_lease_seconds),

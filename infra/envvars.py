@@ -39,6 +39,7 @@ ENV_NAMES: dict[str, str] = {
     "allowed_domain": "ASKBASE_ALLOWED_DOMAIN",
     "admin_emails": "ASKBASE_ADMIN_EMAILS",
     "conversation_retention_days": "ASKBASE_CONVERSATION_RETENTION_DAYS",
+    "gaps_ignore_words": "ASKBASE_GAPS_IGNORE_WORDS",
     "token_key": "ASKBASE_TOKEN_KEY",
     "token_key_secret": "ASKBASE_TOKEN_KEY_SECRET",
     "qa_url": "ASKBASE_QA_URL",
@@ -80,6 +81,7 @@ NEEDS: dict[str, frozenset[str]] = {
             "allowed_domain",
             "admin_emails",
             "conversation_retention_days",
+            "gaps_ignore_words",  # the gaps report groups questions without them
             "qa_url",  # the audience botrunner's ID tokens must carry
             "scrape_url",  # the admin's "scrape now" calls it (and it is the token's audience)
             "scrape_schedule",  # shown on the status page
@@ -103,6 +105,7 @@ NEEDS: dict[str, frozenset[str]] = {
             "worker_push_service_account",
             "internal_auth",
             "admin_emails",  # admin rights are decided here, never asserted by a caller
+            "conversation_retention_days",  # answer buttons' state (question, answer) lasts no longer
             "answerer",  # with it, the answerers a bot may use (Settings.allowed_bot_models)
             "control_callers",  # qa's account: the bot pages
             "reconcile_callers",  # the scheduler's account
@@ -164,6 +167,7 @@ class Deployment:
     scrape_schedule: str
     urls: Mapping[str, Any]
     emails: Mapping[str, Any]
+    gaps_ignore_words: tuple[str, ...] = ()
 
 
 def plain_settings(d: Deployment) -> dict[str, dict[str, Any]]:
@@ -189,6 +193,7 @@ def plain_settings(d: Deployment) -> dict[str, dict[str, Any]]:
             "allowed_domain": d.allowed_domain,
             "admin_emails": admins,
             "conversation_retention_days": str(d.conversation_retention_days),
+            "gaps_ignore_words": ",".join(d.gaps_ignore_words),
             "qa_url": d.urls["qa"],
             "scrape_url": d.urls["scrape"],
             "scrape_schedule": d.scrape_schedule,
@@ -207,6 +212,7 @@ def plain_settings(d: Deployment) -> dict[str, dict[str, Any]]:
             "worker_push_service_account": d.emails["pubsub-push"],
             "admin_emails": admins,
             "answerer": d.answerer,
+            "conversation_retention_days": str(d.conversation_retention_days),
             "control_callers": d.emails["qa"],
             "reconcile_callers": d.emails["scheduler-invoker"],
         },

@@ -205,6 +205,7 @@ def _deployable_env(
             allowed_domain=cfg.allowed_domain,
             admin_emails=tuple(cfg.admin_emails),
             conversation_retention_days=cfg.conversation_retention_days,
+            gaps_ignore_words=cfg.gaps_ignore_words,
             snapshot_keep=cfg.snapshot_keep,
             snapshot_compression=cfg.snapshot_compression,
             scrape_lease_seconds=cfg.scrape_lease_seconds,

@@ -1,8 +1,8 @@
 """How long to wait before trying an HTTP call again: the server's ``Retry-After``, or exponential backoff.
 
-One definition for every client that retries: the crawler (:mod:`shared.knowledge.crawler`), the bot
-platform clients (:mod:`shared.bots.telegram`, :mod:`shared.bots.discord`) and their retry policy
-(:class:`shared.bots.transport.RetryPolicy`).
+One definition for every client that retries: the crawler's HTTP (:mod:`shared.knowledge.fetching`),
+the bot platforms' retry policy (:class:`shared.bots.platforms.errors.RetryPolicy`) and Discord's API
+client (:mod:`shared.bots.platforms.discord_api`), and the Pub/Sub publisher (:mod:`shared.pubsub`).
 """
 
 from __future__ import annotations

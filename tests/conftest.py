@@ -5,10 +5,12 @@ A missing Java or emulator fails the tests that need it with install instruction
 
 from __future__ import annotations
 
+import ast
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -22,6 +24,9 @@ from shared.config import Settings, get_settings
 from shared.devstack.issuer import LocalIssuer
 from shared.emulators import EmulatorError, EmulatorStack
 
+if TYPE_CHECKING:
+    from infra.testing import StackRun
+
 PROJECT = "askbase-test"
 _EMULATOR_VARS = (
     "FIRESTORE_EMULATOR_HOST",
@@ -29,6 +34,44 @@ _EMULATOR_VARS = (
     "STORAGE_EMULATOR_HOST",
     "GOOGLE_CLOUD_PROJECT",
 )
+
+
+# The fixture that starts the local emulators. A test that uses it, directly or through any other
+# fixture (``emulators``, an app built on Firestore, ...), is marked ``emulators`` here, so that
+# ``-m "not emulators"`` is a run that never starts them, whether or not its file remembers the marker.
+EMULATOR_FIXTURE = "emulator_stack"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -m deselection reads the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if EMULATOR_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.emulators)
+
+
+FAST_RUN = "not emulators"  # the -m expression of the fast unit run (README)
+
+
+def _marked_emulators_as_a_whole(path: Path) -> bool:
+    """Whether the test module at ``path`` sets ``pytestmark`` to (a list holding) the emulators mark."""
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
+        ):
+            return "mark.emulators" in ast.unparse(node.value)
+    return False
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """In the fast run, a module marked ``emulators`` as a whole is not even imported: none of its tests
+    could be selected, and importing them (emulator clients, Playwright, ...) costs every fast run a few
+    seconds of CPU (2.5 of the 8.6 s the fast run spent collecting, measured on this machine)."""
+    if not collection_path.name.startswith("test_") or collection_path.suffix != ".py":
+        return None
+    if " ".join(str(config.getoption("markexpr") or "").split()) != FAST_RUN:
+        return None
+    return True if _marked_emulators_as_a_whole(collection_path) else None
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +100,31 @@ def emulators(emulator_stack: EmulatorStack) -> EmulatorStack:
     """The running emulators, emptied: each test starts with no documents, buckets, topics."""
     emulator_stack.reset()
     return emulator_stack
+
+
+@pytest.fixture(scope="session")
+def infra_build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One build directory for every run of the Pulumi program in the session (tests/test_infra*.py).
+    Function archives and image contexts are named by their content hash, so runs share them safely:
+    the first run zips (the vendored model is 90 MB), later ones, in any module, find them and reuse."""
+    return tmp_path_factory.mktemp("infra-build")
+
+
+@pytest.fixture(scope="session")
+def infra_stacks(infra_build_dir: Path) -> Callable[[dict[str, str]], StackRun]:
+    """``infra_stacks(config)``: the Pulumi program run under mocks with ``config``, once per config for
+    the whole session (the recording is read, never changed, by the tests that share it)."""
+    from infra.testing import run_stack
+
+    runs: dict[tuple[tuple[str, str], ...], StackRun] = {}
+
+    def run(config: dict[str, str]) -> StackRun:
+        key = tuple(sorted(config.items()))
+        if key not in runs:
+            runs[key] = run_stack(config, infra_build_dir)
+        return runs[key]
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -7,17 +7,11 @@ import pytest
 
 from shared.config import Settings
 from shared.knowledge.retrieval import Passage
-from shared.qa.answerers import (
-    NOT_COVERED,
-    NOT_IN_PASSAGES,
-    NOTHING_FOUND,
-    ExtractiveAnswerer,
-    GeminiAnswerer,
-    get_answerer,
-    question_names,
-    sentences,
-    source_title,
-)
+from shared.qa.answerers import get_answerer
+from shared.qa.extractive import ExtractiveAnswerer, sentences
+from shared.qa.gemini import NOT_IN_PASSAGES, GeminiAnswerer
+from shared.qa.refusal import NOT_COVERED, NOTHING_FOUND, question_names
+from shared.qa.sources import source_title
 from tests.fakes.gemini import FakeGemini
 
 PASSAGES = [

@@ -172,6 +172,18 @@ QA_MATRIX: dict[tuple[str, str], tuple[str, dict, tuple]] = {
         {},
         (401, 404, 200, 404, 401, 401),
     ),
+    # A bot's 👍/👎 press, cast for botrunner's worker: service callers only (an unknown button: 404).
+    ("POST", "/api/bot-votes"): (
+        "/api/bot-votes",
+        {"json": {"bot_id": "some-bot", "state_id": "gone", "voter": "telegram:1", "vote": "up"}},
+        (401, 403, 403, 403, 404, 401),
+    ),
+    # A bot chat's /forget, for botrunner's worker: service callers only (an unknown bot: 404).
+    ("POST", "/api/bot-forget"): (
+        "/api/bot-forget",
+        {"json": {"bot_id": "some-bot", "user": "telegram:1", "voter": "telegram:1"}},
+        (401, 403, 403, 403, 404, 401),
+    ),
     # The gaps report: admins, and bot owners (the owner has a bot); anyone else is refused.
     ("GET", "/gaps"): ("/gaps", {}, (302, 403, 200, 200, 302, 401)),
     ("GET", "/api/gaps"): ("/api/gaps", {}, (401, 403, 200, 200, 401, 401)),

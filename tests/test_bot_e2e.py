@@ -11,6 +11,7 @@ verification (PING + a bad-signature probe) run against the served functions too
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -20,14 +21,17 @@ from typing import Any
 
 import httpx
 import pytest
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from services.botrunner.app import create_app as create_botrunner
 from shared import logs
-from shared.bots.buttons import Action, custom_id, parse_custom_id
+from shared.bots.buttons import Action, ButtonStateStore, custom_id, parse_custom_id
 from shared.bots.jobs import Job, JobKind, JobPublisher
 from shared.bots.registry import BotRegistry
 from shared.config import Settings
 from shared.devstack.subscriptions import ensure_push_subscription
+from shared.qa.answer_log import AnswerLog
+from shared.qa.feedback import VOTES
 from tests.bot_stack import LoopbackServer, bot_settings, function_app
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.pubsub_push import Delivery, PushLog, TopicTap
@@ -37,6 +41,7 @@ from tests.qa_support import fake_live_index, make_app
 pytestmark = pytest.mark.emulators
 
 USER = {"X-Askbase-User": "alice@example.com"}
+COPIES = 3  # how often the tests deliver each button press (a platform retrying, a replay)
 
 
 class Stack:
@@ -214,6 +219,122 @@ def test_job_redelivered_and_concurrent_replies_once(stack: Stack) -> None:
     assert receipt.get("state") == "sent"
 
 
+def _csrf(client: httpx.Client, path: str = "/signin") -> str:
+    match = re.search(r'name="csrf-token" content="([^"]+)"', client.get(path).text)
+    assert match, path
+    return match.group(1)
+
+
+def _votes(stack: Stack, bot_id: str) -> list[dict[str, Any]]:
+    db = BotRegistry.from_settings(stack.settings).db
+    query = db.collection(VOTES).where(filter=FieldFilter("bot_id", "==", bot_id))
+    return [snap.to_dict() or {} for snap in query.stream()]
+
+
+def _answer_counters(stack: Stack, answer_id: str) -> tuple[int, int]:
+    record = AnswerLog(BotRegistry.from_settings(stack.settings).db, 0).get(answer_id)
+    assert record is not None
+    return record.up_votes, record.down_votes
+
+
+def test_telegram_votes_land_once_each_under_redelivery(stack: Stack) -> None:
+    """👍 and 👎 under a Telegram answer, each press delivered three times (as a platform retrying does):
+    one vote per presser on the answer's record, with what was voted on, and every delivery answered."""
+    bot_id, token = _register_telegram(stack)
+    stack.tg.send_update(token, stack.tg.message_update(4242, "How do snapshots work?", update_id=601))
+    [answer] = stack.tg.wait_for_messages(token, 1, timeout=20)
+    [row] = answer["reply_markup"]["inline_keyboard"]
+    up, down = (button["callback_data"] for button in row)
+    presses = [
+        stack.tg.callback_update(answer, up, user_id=4242, update_id=602),
+        stack.tg.callback_update(answer, down, user_id=5151, update_id=603),
+    ]
+    for press in presses:
+        for _ in range(COPIES):
+            assert stack.tg.send_update(token, press).json()["method"] == "answerCallbackQuery"
+    handled = stack.settle(at_least=3)  # the answer and the two votes
+    assert {d.reason for d in handled if d.job_id != f"telegram:{bot_id}:601"} == {"voted"}
+
+    votes = sorted(_votes(stack, bot_id), key=lambda v: v["voter"])
+    assert [(v["voter"], v["value"]) for v in votes] == [("telegram:4242", "up"), ("telegram:5151", "down")]
+    state = ButtonStateStore(BotRegistry.from_settings(stack.settings).db).get(parse_custom_id(up)[1])
+    assert state is not None and state.answer_id
+    for vote in votes:
+        assert vote["answer_id"] == state.answer_id
+        assert vote["question"] == "How do snapshots work?" and "snapshot s1 says hello" in vote["answer"]
+        assert vote["sources"] and vote["answerer"] and vote["snapshot_id"] == "s1"
+        assert (vote["bot_id"], vote["platform"]) == (bot_id, "telegram")
+    assert _answer_counters(stack, state.answer_id) == (1, 1)
+    answered = stack.tg.calls_for(token, "answerCallbackQuery")
+    assert len(answered) == 2 * COPIES
+    assert {c.params["text"] for c in answered} == {"Thanks for the feedback!"}
+
+    # The 👎 made the answer a gap: its owner's report shows the question, and nobody's identity.
+    web = httpx.Client(base_url=stack.qa.url, timeout=30, follow_redirects=False)
+    web.post("/signin/dev", data={"email": "alice@example.com", "csrf_token": _csrf(web), "next": "/"})
+    report = web.get("/api/gaps", params={"days": "7"})
+    assert report.status_code == 200 and "How do snapshots work?" in report.text
+    table = web.get("/api/gaps", params={"days": "7", "format": "csv"}).text
+    for identity in ("4242", "5151", "telegram:", "bot:"):
+        assert identity not in report.text and identity not in table, identity
+
+
+def test_forget_takes_a_chats_questions_out_of_reports(stack: Stack) -> None:
+    """Privacy for bot traffic: a Telegram user's ``/forget`` does what clearing the history does on the
+    web. The chat's conversation, the answer records (the gaps report reads them) and the user's vote
+    are deleted, and so is the answer's button state; another chat's traffic stays."""
+    bot_id, token = _register_telegram(stack)
+    db = BotRegistry.from_settings(stack.settings).db
+    stack.tg.send_update(token, stack.tg.message_update(4242, "How do snapshots work?", update_id=701))
+    stack.tg.send_update(token, stack.tg.message_update(5151, "How do snapshots work?", update_id=702))
+    answers = stack.tg.wait_for_messages(token, 2, timeout=20)
+    mine = next(a for a in answers if str(a["chat_id"]) == "4242")
+    up = mine["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    stack.tg.send_update(token, stack.tg.callback_update(mine, up, user_id=4242, update_id=703))
+    stack.settle(at_least=3)
+    state_id = parse_custom_id(up)[1]
+    state = ButtonStateStore(db).get(state_id)
+    assert state is not None and state.answer_id and len(_votes(stack, bot_id)) == 1
+
+    stack.tg.send_update(token, stack.tg.message_update(4242, "/forget", update_id=704))
+    stack.settle(at_least=1)
+    assert "I forgot this chat" in stack.tg.sent_messages(token)[-1]["text"]
+    assert AnswerLog(db, 0).get(state.answer_id) is None
+    assert _votes(stack, bot_id) == []
+    assert ButtonStateStore(db).get(state_id) is None
+    owners = {str((s.to_dict() or {}).get("owner")) for s in db.collection("conversations").stream()}
+    assert f"bot:{bot_id}:telegram:4242" not in owners and f"bot:{bot_id}:telegram:5151" in owners
+    remaining = db.collection("answers").where(filter=FieldFilter("bot_id", "==", bot_id)).stream()
+    assert [(s.to_dict() or {}).get("asker") for s in remaining] == [f"bot:{bot_id}:telegram:5151"]
+
+
+def test_discord_votes_land_once_each_under_redelivery(stack: Stack) -> None:
+    bot_id, app = _register_discord(stack)
+    stack.dc.deliver(app.id, stack.dc.ask_interaction(app.id, "How do snapshots work?"))
+    [edit] = stack.dc.wait_for_edits(app.id, 1, timeout=20)
+    _sources, helpful, not_helpful = edit["payload"]["components"][0]["components"]
+    presses = [
+        stack.dc.component_interaction(app.id, helpful["custom_id"], user_id="1000000000000000003"),
+        stack.dc.component_interaction(app.id, not_helpful["custom_id"], user_id="1000000000000000009"),
+    ]
+    for press in presses:
+        for _ in range(COPIES):  # a replayed interaction
+            thanked = stack.dc.deliver(app.id, press).json()
+            assert thanked["data"] == {
+                "content": "Thanks for the feedback!",
+                "flags": 64,
+                "allowed_mentions": {"parse": []},
+            }
+    stack.settle(at_least=3)
+    votes = sorted(_votes(stack, bot_id), key=lambda v: v["voter"])
+    assert [(v["voter"], v["value"], v["platform"]) for v in votes] == [
+        ("discord:1000000000000000003", "up", "discord"),
+        ("discord:1000000000000000009", "down", "discord"),
+    ]
+    assert len({v["answer_id"] for v in votes}) == 1
+    assert _answer_counters(stack, votes[0]["answer_id"]) == (1, 1)
+
+
 def test_bad_requests_at_the_served_function(stack: Stack) -> None:
     bot_id, token = _register_telegram(stack)
     url = f"{stack.telegram_fn.url}/{bot_id}"
@@ -284,6 +405,10 @@ def test_discord_ask_and_buttons_survive_a_full_restart(
             stack.dc.deliver(app.id, vote, url=endpoint).json()["data"]["content"]
             == "Thanks for the feedback!"
         )
+        restarted.settle(at_least=1)  # the vote job, through the new botrunner and qa
+        [recorded] = _votes(restarted, bot_id)
+        assert (recorded["value"], recorded["voter"]) == ("up", "discord:1000000000000000003")
+        assert _answer_counters(restarted, recorded["answer_id"]) == (1, 0)
         stale = stack.dc.component_interaction(app.id, custom_id(Action.SOURCES, "gone-long-ago"))
         polite = stack.dc.deliver(app.id, stale, url=endpoint).json()
         assert polite["data"]["flags"] == 64 and "too old" in polite["data"]["content"]

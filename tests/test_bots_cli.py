@@ -90,6 +90,8 @@ def test_poll_answers_through_the_worker_path(
 
     def qa(path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
         asked.append({"path": path, "service": headers.get("x-askbase-service"), **json.loads(body)})
+        if path == "/api/bot-votes":
+            return 200, {"answer_id": "a" * 32, "vote": "up", "comment": None}
         return 200, {"answer": "Deploy with askbase deploy.", "sources": [], "conversation_id": "c1"}
 
     with RecordingEndpoint(qa) as qa_server:
@@ -102,14 +104,21 @@ def test_poll_answers_through_the_worker_path(
         tg.queue_update(token, tg.message_update(99, "How do I deploy?"))
         done: list[int] = []
         thread = threading.Thread(
-            target=lambda: done.append(run_poll(settings, bot.id, stop_webhook=True, max_updates=1)),
+            target=lambda: done.append(run_poll(settings, bot.id, stop_webhook=True, max_updates=2)),
             daemon=True,
         )
         thread.start()
         sent = tg.wait_for_messages(token, 1, timeout=30)
+        # 👍 under the answer: the vote goes to qa, and the button's spinner is answered by API call.
+        [row] = sent[0]["reply_markup"]["inline_keyboard"]
+        tg.queue_update(token, tg.callback_update(sent[0], row[0]["callback_data"], user_id=99))
         thread.join(30)
-    assert done == [1]
-    assert asked and asked[0]["path"] == "/api/ask" and asked[0]["service"] == "botrunner"
+    assert done == [2]
+    [vote] = [a for a in asked if a["path"] == "/api/bot-votes"]
+    assert (vote["bot_id"], vote["voter"], vote["vote"]) == (bot.id, "telegram:99", "up")
+    [answered] = tg.calls_for(token, "answerCallbackQuery")
+    assert answered.params["text"] == "Thanks for the feedback!"
+    assert asked[0]["path"] == "/api/ask" and asked[0]["service"] == "botrunner"
     assert asked[0]["question"] == "How do I deploy?" and asked[0]["bot_id"] == bot.id
     assert str(sent[0]["chat_id"]) == "99" and "askbase deploy" in sent[0]["text"]
     # --stop really stopped webhook mode, so reconcile will not fight the poller.

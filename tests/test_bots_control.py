@@ -109,6 +109,22 @@ def test_discord_registration_checks_the_application(control: BotControl, dc: Fa
     assert bot.platform_info["public_key"] == app.public_key
 
 
+def test_answer_mode_defaults_to_mentions_and_is_checked(control: BotControl, tg: FakeTelegram) -> None:
+    bot, _ = telegram_bot(control, tg)
+    assert bot.answer_mode == "mentions" and bot.to_public()["answer_mode"] == "mentions"
+    assert control.edit_bot(ANN, bot.id, {"answer_mode": "Confident"}).answer_mode == "confident"
+    with pytest.raises(BadRequest, match="answer_mode must be one of: 'mentions', 'always', 'confident'"):
+        control.edit_bot(ANN, bot.id, {"answer_mode": "loud"})
+    assert control.registry.get_bot(bot.id).answer_mode == "confident"
+    with pytest.raises(BadRequest, match="answer_mode"):
+        telegram_bot(control, tg, answer_mode=3)
+    token = tg.add_bot(username="loud_bot")
+    loud = control.create_bot(
+        ANN, {"platform": "telegram", "name": "L", "token": token, "answer_mode": "always"}
+    )
+    assert loud.answer_mode == "always"
+
+
 def test_model_must_be_one_the_operator_allows(control: BotControl, tg: FakeTelegram) -> None:
     # The test settings run the extractive answerer and set no bot_models: gemini is not on offer.
     assert control.settings.allowed_bot_models == ("extractive",)
@@ -276,7 +292,7 @@ def test_discord_start_registers_ask_and_endpoint(
     started = control.start_bot(ANN, bot.id)
     assert started.status == "running", started.last_error
     assert app.interactions_endpoint_url == f"{dc_hook.url}/discord/{bot.id}"
-    assert [c["name"] for c in dc.commands(app.id)] == ["ask"]
+    assert [c["name"] for c in dc.commands(app.id)] == ["ask", "mode", "forget"]
     # Discord probed the endpoint: one bad signature (401) and one signed PING (PONG).
     assert len(dc_hook.requests) == 2
 

@@ -155,6 +155,62 @@ def test_anonymous_visitors_are_sent_to_sign_in(app) -> None:
     assert client.get("/bots/status.json").status_code == 401
 
 
+def test_answer_mode_is_chosen_on_the_add_form_and_changed_in_settings(
+    app, tg: FakeTelegram, control
+) -> None:
+    client, csrf = _client(app, "ann@example.com")
+    form = client.get("/bots/new").get_data(as_text=True)
+    assert '<option value="mentions" selected>When addressed' in form and "/setprivacy" in form
+    token = tg.add_bot(username="docs_bot")
+    response = client.post(
+        "/bots/new",
+        data={
+            "csrf_token": csrf,
+            "platform": "telegram",
+            "name": "Docs",
+            "token": token,
+            "answer_mode": "always",
+        },
+    )
+    bot_id = response.headers["Location"].rsplit("/", 1)[-1]
+    assert control.registry.get_bot(bot_id).answer_mode == "always"
+    detail = client.get(f"/bots/{bot_id}").get_data(as_text=True)
+    assert "<dt>Answers</dt><dd>Every message</dd>" in detail
+    assert '<option value="always" selected>' in detail and "/setprivacy" in detail
+
+    saved = client.post(f"/bots/{bot_id}/edit", data={"csrf_token": csrf, "answer_mode": "confident"})
+    assert saved.status_code == 302
+    assert control.registry.get_bot(bot_id).answer_mode == "confident"
+    assert "<dd>Only when confident</dd>" in client.get(f"/bots/{bot_id}").get_data(as_text=True)
+    refused = client.post(f"/bots/{bot_id}/edit", data={"csrf_token": csrf, "answer_mode": "loud"})
+    assert refused.status_code == 400
+    assert "Choose when the bot answers" in _field_error(refused.get_data(as_text=True), "answer_mode")
+    assert control.registry.get_bot(bot_id).answer_mode == "confident"
+
+
+def test_the_gaps_link_is_shown_to_bot_owners_and_admins(bot_settings, tmp_path, tg: FakeTelegram) -> None:
+    live, _ = fake_live_index(tmp_path)
+    try:
+        app = make_app(bot_settings.model_copy(update={"admin_emails": ["root@example.com"]}), live)
+        owner, csrf = _client(app, "ann@example.com")
+        gaps_link = 'href="/gaps"'
+        assert gaps_link not in owner.get("/").get_data(as_text=True)  # no bot yet
+        token = tg.add_bot(username="docs_bot")
+        owner.post(
+            "/bots/new", data={"csrf_token": csrf, "platform": "telegram", "name": "D", "token": token}
+        )
+        # A new owner sees the link once the cached answer ("owns no bot") has expired: ask a new app.
+        app = make_app(bot_settings.model_copy(update={"admin_emails": ["root@example.com"]}), live)
+        owner, _ = _client(app, "ann@example.com")
+        assert gaps_link in owner.get("/bots").get_data(as_text=True)
+        admin, _ = _client(app, "root@example.com")
+        assert gaps_link in admin.get("/").get_data(as_text=True)
+        other, _ = _client(app, "bob@example.com")
+        assert gaps_link not in other.get("/").get_data(as_text=True)
+    finally:
+        live.stop()
+
+
 # --- refused forms ----------------------------------------------------------------------------------------
 def _field_error(page: str, field_id: str) -> str:
     """The message shown under the input ``field_id`` (tied to it by aria-describedby), as text."""

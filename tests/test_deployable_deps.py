@@ -164,6 +164,7 @@ def test_each_function_archive_carries_its_own_set(tmp_path: Path) -> None:
     assert "chromadb==" in specs["scrape"].requirements
 
 
+@pytest.mark.emulators  # starts a subprocess: not part of the fast unit run
 def test_the_linked_environment_holds_only_the_set(tmp_path: Path) -> None:
     """What the proofs below rely on: a distribution left out of the set cannot be imported there."""
     webhooks = set(deps.read_pins(deps.requirements_path("webhooks")))

@@ -12,24 +12,22 @@ from click.testing import CliRunner
 
 from shared.config import Settings
 from shared.knowledge.retrieval import Passage
-from shared.qa.answerers import ExtractiveAnswerer
+from shared.qa.eval_corpus import open_eval_index
+from shared.qa.eval_sets import EvalCase, EvalSetError, load_eval_set, parse_eval_set
 from shared.qa.evaluation import (
     ANSWER_FIRST_CHARS,
     CitedSource,
-    EvalCase,
-    EvalSetError,
     Response,
     compare,
-    load_eval_set,
     page_matches,
-    parse_eval_set,
     run_eval,
     score_case,
     section_matches,
     summarize,
 )
+from shared.qa.extractive import ExtractiveAnswerer
 from shared.qa.followups import TurnKind, classify, retrieve_for_turn
-from shared.qa.local_asker import LocalAsker, open_corpus_index
+from shared.qa.local_asker import LocalAsker
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_SET = ROOT / "evals" / "sample-site.json"
@@ -209,12 +207,17 @@ def test_an_ellipsis_puts_passages_with_its_own_words_first() -> None:
 
 
 @pytest.fixture(scope="module")
-def sample_asker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAsker]:
-    settings = Settings(data_dir=str(tmp_path_factory.mktemp("eval")))
+def eval_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """One data directory for the module: the sample site is indexed once, for every test here."""
+    return Settings(data_dir=str(tmp_path_factory.mktemp("eval")))
+
+
+@pytest.fixture(scope="module")
+def sample_asker(eval_settings: Settings) -> Iterator[LocalAsker]:
     eval_set = load_eval_set(SAMPLE_SET)
     assert eval_set.corpus is not None
-    index = open_corpus_index(settings, eval_set.corpus.html_dir, eval_set.corpus.base_url)
-    yield LocalAsker(index, ExtractiveAnswerer(), settings.retrieval_top_k)
+    index = open_eval_index(eval_settings, eval_set.corpus)
+    yield LocalAsker(index, ExtractiveAnswerer(), eval_settings.retrieval_top_k)
     index.close()
 
 
@@ -243,27 +246,27 @@ def test_named_examples_read_as_answers(sample_asker: LocalAsker) -> None:
     assert cost.sources[0].anchor == "how-much-does-it-cost" and "free tier" in cost.text
 
 
-def test_a_crawled_corpus_holds_what_the_files_hold(tmp_path: Path) -> None:
+def test_a_crawled_corpus_holds_what_the_files_hold(
+    eval_settings: Settings, sample_asker: LocalAsker
+) -> None:
     """The sample site served on loopback and crawled by the real crawler indexes the same pages, with
     the same chunks, as reading its files; the URLs are the site's own name, not the loopback port."""
     from dataclasses import replace
 
-    from shared.qa.eval_corpus import corpus_index_dir, open_eval_index
+    from shared.qa.eval_corpus import corpus_index_dir
 
     eval_set = load_eval_set(SAMPLE_SET)
     assert eval_set.corpus is not None
-    settings = Settings(data_dir=str(tmp_path))
-    files = open_eval_index(settings, eval_set.corpus)
+    files = sample_asker.index  # the files read into the module's data directory
     crawled_corpus = replace(eval_set.corpus, crawl=True, start="index.html")
-    crawled = open_eval_index(settings, crawled_corpus)
+    crawled = open_eval_index(eval_settings, crawled_corpus)
     try:
         by_file = {url: record.content_hash for url, record in files.pages().items()}
         by_crawl = {url: record.content_hash for url, record in crawled.pages().items()}
         assert by_crawl == by_file and all(u.startswith("http://sample.askbase.test/") for u in by_crawl)
-        assert corpus_index_dir(settings, crawled_corpus, "minilm-l6-v2") == crawled.path
+        assert corpus_index_dir(eval_settings, crawled_corpus, "minilm-l6-v2") == crawled.path
         assert crawled.path != files.path  # cached apart: never mixed
     finally:
-        files.close()
         crawled.close()
 
 

@@ -22,9 +22,10 @@ import pytest
 from shared.config import Settings
 from shared.knowledge.file_corpus import crawl_html_files
 from shared.knowledge.index import KnowledgeIndex
-from shared.qa.answerers import ExtractiveAnswerer
 from shared.qa.eval_corpus import CorpusMissing, open_eval_index
-from shared.qa.evaluation import EvalSet, load_eval_set, run_eval
+from shared.qa.eval_sets import EvalSet, load_eval_set
+from shared.qa.evaluation import run_eval
+from shared.qa.extractive import ExtractiveAnswerer
 from shared.qa.local_asker import LocalAsker
 
 ROOT = Path(__file__).resolve().parent.parent

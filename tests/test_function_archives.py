@@ -64,6 +64,7 @@ print(json.dumps({m: sys.modules[m].__file__ for m in
 """
 
 
+@pytest.mark.emulators  # starts a subprocess: not part of the fast unit run
 def test_functions_framework_serves_the_archive_copy(source: Path, tmp_path: Path) -> None:
     # A PYTHONPATH pointing at the checkout (the shadowing case) is replaced, not extended.
     env = archives.function_env(source, {**os.environ, "PYTHONPATH": str(REPO_ROOT)})

@@ -22,16 +22,11 @@ from flask import Flask
 from shared.config import Settings
 from shared.gcp import firestore_client
 from shared.qa.answer_log import AnswerFacts, AnswerLog, QuestionVectors
-from shared.qa.gaps import (
-    AnswerRows,
-    GapsFilters,
-    InvalidFilter,
-    build_report,
-    group_vectors,
-    parse_filters,
-    read_rows,
-)
+from shared.qa.answer_rows import AnswerRows, read_rows
+from shared.qa.gaps_filters import GapsFilters, InvalidFilter, parse_filters
+from shared.qa.gaps_report import build_report
 from shared.qa.live_index import LiveIndex
+from shared.qa.question_groups import group_vectors
 from tests.fakes.scripted_answerer import ScriptedAnswerer
 from tests.qa_support import ask, fake_live_index, make_app, sign_in
 

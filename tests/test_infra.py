@@ -109,16 +109,17 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str, str]]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Archives are named by content hash, so every run in this module can share one build dir: the
-    # first run zips (~10 s, the vendored model is 90 MB), later runs find the same names and reuse.
-    return tmp_path_factory.mktemp("infra-build")
+GAPS_IGNORE = '["askbase", "Acme Cloud"]'
 
 
 @pytest.fixture(scope="module")
-def stack(build_dir: Path):
-    return run_stack(BASE_CONFIG, build_dir)
+def build_dir(infra_build_dir: Path) -> Path:
+    return infra_build_dir  # shared by the session (tests/conftest.py): archives are named by content
+
+
+@pytest.fixture(scope="module")
+def stack(infra_stacks):
+    return infra_stacks(BASE_CONFIG)  # the same run tests/test_infra_migration.py reads for docker
 
 
 def rules_kwargs() -> dict:
@@ -493,7 +494,20 @@ def test_dockerfile_sources_skip_stage_copies() -> None:
 
 @pytest.fixture(scope="module")
 def cloudbuild_stack(build_dir: Path):
-    return run_stack({**BASE_CONFIG, "askbase:imageBuilder": "cloudbuild"}, build_dir)
+    # Also the run with ignore words for the gaps report (test_gaps_ignore_words_reach_qa): one run less.
+    config = {**BASE_CONFIG, "askbase:imageBuilder": "cloudbuild", "askbase:gapsIgnoreWords": GAPS_IGNORE}
+    return run_stack(config, build_dir)
+
+
+def test_gaps_ignore_words_reach_qa(stack, cloudbuild_stack) -> None:
+    """``askbase:gapsIgnoreWords`` (a list) is qa's ``ASKBASE_GAPS_IGNORE_WORDS``, which Settings reads
+    back as the same words; unset, the variable is empty (no words)."""
+    name = Settings.env_name("gaps_ignore_words")
+    qa, _ = deployed_env(cloudbuild_stack, "qa")
+    assert qa[name] == "askbase,Acme Cloud"
+    assert Settings(gaps_ignore_words=qa[name]).gaps_ignore_words == ["askbase", "Acme Cloud"]
+    assert deployed_env(stack, "qa")[0][name] == ""
+    assert all(name not in deployed_env(stack, d)[0] for d in envvars.DEPLOYABLES if d != "qa")
 
 
 def test_cloud_build_path_builds_each_service_from_its_own_context(cloudbuild_stack, build_dir: Path) -> None:
@@ -720,6 +734,7 @@ def test_cloud_build_provider_rebuilds_only_when_the_inputs_change() -> None:
     assert result.changes is True and result.replaces == ["object"]
 
 
+@pytest.mark.emulators  # starts a subprocess: not part of the fast unit run
 def test_cloud_build_provider_is_stored_by_value(tmp_path: Path) -> None:
     """Pulumi runs the provider from the state in its own process, where ``infra`` is not importable."""
     import subprocess
@@ -989,7 +1004,7 @@ def test_qa_and_botrunner_env_values(stack) -> None:
     assert qa[env("answerer")] == "gemini" and qa[env("gemini_model")] == "gemini-2.5-flash"
     assert qa[env("region")] == REGION
     assert qa[env("admin_emails")] == "admin@example.com,ops@example.com"
-    assert qa[env("conversation_retention_days")] == "90"
+    assert qa[env("conversation_retention_days")] == "90" == bot[env("conversation_retention_days")]
     assert qa[env("qa_url")] == f"https://{QA_SERVICE}-{PROJECT_NUMBER}.{REGION}.run.app"
     assert qa[env("scrape_schedule")] == "*/30 * * * *"
     assert bot[env("botrunner_url")] == BOTRUNNER_URL

@@ -88,6 +88,7 @@ def unpack(built: archive.BuiltArchive, dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.emulators  # starts a subprocess: not part of the fast unit run
 def test_root_main_serves_the_entry_points(tmp_path: Path) -> None:
     repo = fake_repo(tmp_path / "repo")
     unpacked = unpack(archive.build_archive("fns", tmp_path / "out", "", repo_root=repo), tmp_path / "u")
@@ -97,6 +98,7 @@ def test_root_main_serves_the_entry_points(tmp_path: Path) -> None:
     assert Path(got["functions"]).is_relative_to(unpacked)
 
 
+@pytest.mark.emulators  # starts a subprocess: not part of the fast unit run
 def test_root_main_imports_only_the_target_module(tmp_path: Path) -> None:
     """The deployed main.py stays lazy: a webhook's cold start imports neither the scrape function nor
     Chroma or onnxruntime (a star import of functions.main would import every entry point)."""

@@ -101,3 +101,15 @@ def test_image_builder_values(example_config: dict[str, str], builder: str) -> N
 def test_image_builder_defaults_to_auto(example_config: dict[str, str]) -> None:
     pulumi.runtime.set_all_config({k: v for k, v in example_config.items() if k != "askbase:imageBuilder"})
     assert load_config().image_builder == "auto"
+
+
+def test_gaps_ignore_words_are_read_from_pulumi_config_as_a_list_or_commas() -> None:
+    base = {"gcp:project": "p"}
+    for raw in ('["askbase", " Acme Cloud "]', "askbase, Acme Cloud"):
+        pulumi.runtime.set_all_config({**base, "askbase:gapsIgnoreWords": raw})
+        assert load_config().gaps_ignore_words == ("askbase", "Acme Cloud")
+    pulumi.runtime.set_all_config(base)
+    assert load_config().gaps_ignore_words == ()
+    pulumi.runtime.set_all_config({**base, "askbase:gapsIgnoreWords": '["a,b"]'})
+    with pytest.raises(ValueError, match="gapsIgnoreWords"):
+        load_config()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import Path
+from collections.abc import Callable
 
 import pulumi
 import pytest
@@ -33,7 +33,6 @@ from infra.testing import (
     PROJECT,
     REGION,
     StackRun,
-    run_stack,
     use_mocks,
 )
 
@@ -149,14 +148,9 @@ def before(builder: str) -> set[str]:
     return {f"urn:pulumi:test::askbase::{t}::{name}" for t, names in groups.items() for name in names}
 
 
-@pytest.fixture(scope="module")
-def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("infra-build")
-
-
 @pytest.fixture(scope="module", params=["docker", "cloudbuild"])
-def stack(request: pytest.FixtureRequest, build_dir: Path) -> StackRun:
-    return run_stack({**BASE_CONFIG, "askbase:imageBuilder": request.param}, build_dir)
+def stack(request: pytest.FixtureRequest, infra_stacks: Callable[[dict[str, str]], StackRun]) -> StackRun:
+    return infra_stacks({**BASE_CONFIG, "askbase:imageBuilder": request.param})
 
 
 def test_a_stack_deployed_before_finds_every_resource_it_holds(stack: StackRun) -> None:

@@ -11,6 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from shared.processes import pid_alive, with_parent_death
 
 ROOT = Path(__file__).parents[1]
@@ -23,6 +25,7 @@ def _wait_gone(pid: int, what: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.emulators  # starts a subprocess: not part of the fast unit run
 def test_a_child_dies_with_its_parent(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     parent_code = textwrap.dedent(
@@ -50,12 +53,14 @@ def test_a_child_dies_with_its_parent(tmp_path: Path) -> None:
     _wait_gone(child_pid, "the child outlived its SIGKILLed parent")
 
 
+@pytest.mark.emulators  # starts a subprocess: not part of the fast unit run
 def test_a_child_whose_parent_is_already_gone_exits(tmp_path: Path) -> None:
     code = "from shared.processes import die_with_parent; die_with_parent(1); print('still here')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 1 and "still here" not in out.stdout
 
 
+@pytest.mark.emulators  # starts a subprocess: not part of the fast unit run
 def test_the_launcher_execs_the_command_and_it_dies_with_the_parent(tmp_path: Path) -> None:
     pid_file = tmp_path / "sleep.pid"
     # The parent starts `sh -c 'echo $$ > file; exec sleep 60'` through the launcher, then waits.

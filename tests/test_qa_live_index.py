@@ -180,6 +180,7 @@ def test_start_falls_back_to_the_previous_snapshot(tmp_path: Path) -> None:
         live.stop()
 
 
+@pytest.mark.emulators  # starts a subprocess: not part of the fast unit run
 def test_stale_copies_of_dead_processes_are_removed_but_live_workers_kept(tmp_path: Path) -> None:
     import os
     import subprocess

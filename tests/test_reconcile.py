@@ -53,15 +53,20 @@ def test_a_lost_discord_command_is_registered_again(
     data = {"platform": "discord", "name": "d", "application_id": app.id, "public_key": app.public_key}
     bot = control.create_bot(ANN, {**data, "bot_token": app.bot_token})
     assert control.start_bot(ANN, bot.id).status == "running"
-    assert [c["name"] for c in dc.commands(app.id)] == ["ask"]
+    assert [c["name"] for c in dc.commands(app.id)] == ["ask", "mode", "forget"]
     dc.lose_commands(app.id)
     endpoint_writes = len([c for c in dc.calls if c.method == "PATCH"])
 
     report = reconcile_all(control)
-    assert report.repaired == {bot.id: "/ask registered"}
-    assert [c["name"] for c in dc.commands(app.id)] == ["ask"]
+    assert report.repaired == {bot.id: "commands registered"}
+    assert [c["name"] for c in dc.commands(app.id)] == ["ask", "mode", "forget"]
     assert len([c for c in dc.calls if c.method == "PATCH"]) == endpoint_writes  # the endpoint was fine
     assert reconcile_all(control).ok == 1  # and now there is nothing to do
+
+    # A bot started before /mode existed has /ask only: the next reconcile adds /mode.
+    dc.app(app.id).commands = [c for c in dc.commands(app.id) if c["name"] == "ask"]
+    assert reconcile_all(control).repaired == {bot.id: "commands registered"}
+    assert [c["name"] for c in dc.commands(app.id)] == ["ask", "mode", "forget"]
 
 
 def test_stopped_bots_stay_stopped(control: BotControl, tg: FakeTelegram) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.cli import smoke
+from shared.cli import smoke, smoke_checks, smoke_scrape, smoke_targets
 from shared.devstack.production import REPO_ROOT, ProductionStack
 from shared.devstack.site_server import serve_sample_site
 from shared.emulators import EmulatorStack, free_port
@@ -49,28 +49,36 @@ def test_names_match_infra() -> None:
     from infra.components.messaging import DEAD_LETTER_TOPIC
     from infra.program import FUNCTION_NAMES
 
-    assert f"{DEAD_LETTER_TOPIC}-inbox" == smoke.DEAD_LETTER_SUBSCRIPTION
-    assert FUNCTION_NAMES["telegram"] == smoke.TELEGRAM_FUNCTION
-    assert FUNCTION_NAMES["scrape"] == smoke.SCRAPE_FUNCTION
-    assert ACCOUNTS["scheduler-invoker"][0] == smoke.SCHEDULER_ACCOUNT
+    assert f"{DEAD_LETTER_TOPIC}-inbox" == smoke_targets.DEAD_LETTER_SUBSCRIPTION
+    assert FUNCTION_NAMES["telegram"] == smoke_targets.TELEGRAM_FUNCTION
+    assert FUNCTION_NAMES["scrape"] == smoke_targets.SCRAPE_FUNCTION
+    assert ACCOUNTS["scheduler-invoker"][0] == smoke_scrape.SCHEDULER_ACCOUNT
+
+
+def test_header_names_match_the_platforms() -> None:
+    from shared.bots.platforms import discord, telegram
+
+    assert telegram.SECRET_HEADER == smoke_checks.TELEGRAM_SECRET_HEADER
+    assert discord.SIGNATURE_HEADER == smoke_checks.DISCORD_SIGNATURE_HEADER
+    assert discord.TIMESTAMP_HEADER == smoke_checks.DISCORD_TIMESTAMP_HEADER
 
 
 def test_scrape_url_comes_from_the_option_an_output_or_the_telegram_function_url() -> None:
     from infra.components.functions import function_url
 
     telegram = function_url("askbase-telegram-webhook", "proj", "europe-west1")
-    assert smoke.derive_scrape_url(telegram) == function_url("askbase-scrape", "proj", "europe-west1")
-    assert smoke.derive_scrape_url("https://127.0.0.1:8443") is None
+    assert smoke_targets.derive_scrape_url(telegram) == function_url("askbase-scrape", "proj", "europe-west1")
+    assert smoke_targets.derive_scrape_url("https://127.0.0.1:8443") is None
     outputs = {"telegramWebhookBaseUrl": telegram, "chatUrl": "https://qa.example/"}
     common = dict(qa=None, botrunner=None, telegram=None, discord=None, project=None)
-    targets = smoke.resolve_targets(outputs, scrape=None, dead_letter_subscription="d", **common)
+    targets = smoke_targets.resolve_targets(outputs, scrape=None, dead_letter_subscription="d", **common)
     assert targets.scrape == "https://europe-west1-proj.cloudfunctions.net/askbase-scrape"
     assert targets.qa == "https://qa.example"
-    with_output = smoke.resolve_targets(
+    with_output = smoke_targets.resolve_targets(
         {**outputs, "scrapeUrl": "https://s.example"}, scrape=None, dead_letter_subscription="d", **common
     )
     assert with_output.scrape == "https://s.example"
-    explicit = smoke.resolve_targets(
+    explicit = smoke_targets.resolve_targets(
         outputs, scrape="https://x.example", dead_letter_subscription="d", **common
     )
     assert explicit.scrape == "https://x.example"
@@ -118,8 +126,8 @@ def test_the_swap_wait_is_bounded_and_says_what_qa_served() -> None:
             lambda request: httpx.Response(200, json={"status": "ready", "snapshot_id": "old"})
         )
     )
-    with pytest.raises(smoke.CheckFailed) as failed:
-        smoke.wait_for_snapshot(
+    with pytest.raises(smoke_checks.CheckFailed) as failed:
+        smoke_scrape.wait_for_snapshot(
             served,
             "https://qa.example",
             "new",
@@ -328,7 +336,7 @@ def test_what_is_wrong_is_a_fail_row_and_a_nonzero_exit(deployed: dict[str, Any]
     assert "5 of 7 checks FAILED" in output
     # The check did not acknowledge the dead letter: it is still there for whoever investigates.
     subscriber = pubsub_v1.SubscriberClient()
-    path = subscriber.subscription_path(PROJECT, smoke.DEAD_LETTER_SUBSCRIPTION)
+    path = subscriber.subscription_path(PROJECT, smoke_targets.DEAD_LETTER_SUBSCRIPTION)
     pulled = subscriber.pull(request={"subscription": path, "max_messages": 10}, timeout=30)
     assert [m.message.attributes["job_id"] for m in pulled.received_messages] == ["telegram:b1:42"]
     subscriber.acknowledge(

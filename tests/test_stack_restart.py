@@ -133,12 +133,13 @@ def test_sigkill_everything_then_start_again_loses_nothing(stack, emulators: Emu
 
     # --- traffic before the crash -----------------------------------------------------------------
     tg.send_update(token_a, tg.message_update(42, "How do I install askbase?"))
-    assert len(tg.wait_for_messages(token_a, 1, timeout=60)) == 1
+    [answer_a] = tg.wait_for_messages(token_a, 1, timeout=60)
     response = dc.deliver(app_c.id, dc.ask_interaction(app_c.id, "How do I deploy?"))
     assert response.json()["type"] == 5  # deferred
     [edit] = dc.wait_for_edits(app_c.id, 1, timeout=60)
     sources_button = edit["payload"]["components"][0]["components"][0]
     state_id = parse_custom_id(sources_button["custom_id"])[1]
+    thumbs_up_a = answer_a["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
 
     web = httpx.Client(base_url=qa, timeout=30, follow_redirects=False)
     web.post(
@@ -179,6 +180,18 @@ def test_sigkill_everything_then_start_again_loses_nothing(stack, emulators: Emu
     press = dc.deliver(app_c.id, dc.component_interaction(app_c.id, custom_id(Action.SOURCES, state_id)))
     assert press.status_code == 200
     assert press.json()["data"]["flags"] == 64 and "http" in press.json()["data"]["content"]
+    # ... and so do 👍 / 👎 under answers sent before the crash: each vote is recorded, on its answer.
+    vote = dc.deliver(app_c.id, dc.component_interaction(app_c.id, custom_id(Action.NOT_HELPFUL, state_id)))
+    assert vote.json()["data"]["content"] == "Thanks for the feedback!"
+    assert tg.send_update(token_a, tg.callback_update(answer_a, thumbs_up_a, user_id=42)).status_code == 200
+    db = gcp.firestore_client(emulators.project)
+
+    def votes() -> list[tuple[str, str, str]]:
+        found = (snap.to_dict() or {} for snap in db.collection("votes").stream())
+        return sorted((v["bot_id"], v["value"], v["platform"]) for v in found)
+
+    _wait(lambda: len(votes()) >= 2, 60, "the votes pressed after the restart")
+    assert votes() == sorted([(bot_c, "down", "discord"), (bot_a, "up", "telegram")])
 
     # the web conversation is still there, for the same signed-in session (same secret, new process)
     history = web.get(f"/api/conversations/{conversation_id}")

@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from shared.bots.buttons import INTERACTIONS, Action, ButtonStateStore, custom_id
+from shared.bots import chat_switch
+from shared.bots.answer_modes import AnswerMode
+from shared.bots.buttons import Action, ButtonStateStore, custom_id
 from shared.bots.dedupe import PROCESSED_UPDATES
 from shared.bots.formatting import SourceRef
 from shared.bots.jobs import JobKind, JobPublisher
@@ -245,13 +247,53 @@ def test_sources_button_is_ephemeral_list(stack: dict, dc: FakeDiscord) -> None:
     assert "https://docs.example.com/c" in content
 
 
-def test_feedback_buttons_record_one_vote_per_user(stack: dict, dc: FakeDiscord) -> None:
+def test_feedback_buttons_are_thanked_and_publish_vote_jobs(stack: dict, dc: FakeDiscord) -> None:
+    """Each press is thanked at once (ephemeral) and becomes a ``vote`` job for the worker, keyed by its
+    interaction: a replayed press publishes under the same job id."""
     state_id = _state(stack)
-    assert _press(stack, dc, Action.HELPFUL, state_id)["data"]["content"] == "Thanks for the feedback!"
-    _press(stack, dc, Action.HELPFUL, state_id)  # double click
-    _press(stack, dc, Action.NOT_HELPFUL, state_id, user_id="1000000000000000009")
-    feedback = stack["db"].collection(INTERACTIONS).document(state_id).get().get("feedback")
-    assert feedback == {"1000000000000000003": "helpful", "1000000000000000009": "not_helpful"}
+    up = dc.component_interaction(stack["app"].id, custom_id(Action.HELPFUL, state_id))
+    down = dc.component_interaction(
+        stack["app"].id, custom_id(Action.NOT_HELPFUL, state_id), user_id="1000000000000000009"
+    )
+    for interaction in (up, up, up, down):
+        body = _deliver(stack, interaction).get_json()
+        assert body["type"] == 4 and body["data"]["flags"] == 64
+        assert body["data"]["content"] == "Thanks for the feedback!"
+    jobs = stack["tap"].pull(expect=2)
+    assert {(j.job_id, j.kind, j.state_id, j.vote, j.user) for j in jobs} == {
+        (f"discord:{stack['bot_id']}:{up['id']}", JobKind.VOTE, state_id, "up", "1000000000000000003"),
+        (f"discord:{stack['bot_id']}:{down['id']}", JobKind.VOTE, state_id, "down", "1000000000000000009"),
+    }
+
+
+def test_ask_carries_the_channels_answer_mode_or_else_the_bots(stack: dict, dc: FakeDiscord) -> None:
+    """Every /ask addresses the bot, so every mode publishes it; the job carries the effective mode
+    (the worker stays silent on a refusal in ``confident``)."""
+    db, bot_id = stack["db"], stack["bot_id"]
+    quiet, loud = "1000000000000000101", "1000000000000000102"
+    chat_switch.set_answer_mode(db, bot_id, quiet, AnswerMode.CONFIDENT, by_user="discord:1")
+    BotRegistry.from_settings(stack["settings"]).update_bot(bot_id, {"answer_mode": "always"})
+    for channel in (quiet, loud):
+        interaction = dc.ask_interaction(stack["app"].id, "How do I deploy?", channel_id=channel)
+        assert _deliver(stack, interaction).get_json() == {"type": 5}
+    jobs = {j.chat_id: j.answer_mode for j in stack["tap"].pull(expect=2)}
+    assert jobs == {quiet: "confident", loud: "always"}
+
+
+def test_mode_command_needs_manage_channels_and_is_answered_privately(stack: dict, dc: FakeDiscord) -> None:
+    admin = dc.mode_interaction(stack["app"].id, "confident", permissions=str(1 << 4))
+    member = dc.mode_interaction(stack["app"].id, "confident", permissions="0")
+    for interaction in (admin, member):
+        assert _deliver(stack, interaction).get_json() == {"type": 5, "data": {"flags": 64}}
+    jobs = {j.job_id: j for j in stack["tap"].pull(expect=2)}
+    by_admin = jobs[f"discord:{stack['bot_id']}:{admin['id']}"]
+    by_member = jobs[f"discord:{stack['bot_id']}:{member['id']}"]
+    assert (by_admin.kind, by_admin.question, by_admin.user_is_admin_hint) == (
+        JobKind.MODE,
+        "confident",
+        True,
+    )
+    assert by_member.user_is_admin_hint is False
 
 
 def test_missing_expired_or_foreign_state_is_polite(stack: dict, dc: FakeDiscord) -> None:

@@ -18,6 +18,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from shared.bots import chat_switch
+from shared.bots.answer_modes import AnswerMode
+from shared.bots.buttons import Action, ButtonStateStore, custom_id
 from shared.bots.dedupe import PROCESSED_UPDATES
 from shared.bots.jobs import JobKind, JobPublisher
 from shared.bots.lookup import BotInfo, bot_lookup
@@ -80,15 +82,34 @@ def _message(text: str, chat_type: str = "group", **extra: Any) -> dict[str, Any
         ("and then?", "group", {"reply_to_message": {"from": {"id": 9, "is_bot": False}}}, None, None),
         ("/enable", "group", {}, JobKind.ENABLE, None),
         ("/disable@docs_bot", "group", {}, JobKind.DISABLE, None),
+        ("/forget", "private", {}, JobKind.FORGET, None),
         ("hi", "channel", {}, None, None),
         ("/start", "private", {"from": {"id": 8, "is_bot": True}}, None, None),
     ],
 )
 def test_decide(text: str, chat_type: str, extra: dict, kind: JobKind | None, question: str | None) -> None:
+    """What the default answer mode (``mentions``) answers: a group message that does not address the
+    bot is a question only in a chat that answers every message (``addressed`` false)."""
     decision = decide(_message(text, chat_type, **extra), USERNAME, BOT_USER_ID)
-    assert decision.kind == kind, decision.reason
+    answered = decision.kind if decision.addressed else None
+    assert answered == kind, decision.reason
     if question is not None:
         assert decision.question == question
+
+
+@pytest.mark.parametrize("text", ["How do I deploy?", "mail me at x@docs_bot.com", "@docs_botty deploy?"])
+def test_group_messages_not_for_the_bot_are_unaddressed_questions(text: str) -> None:
+    decision = decide(_message(text, "group"), USERNAME, BOT_USER_ID)
+    assert (decision.kind, decision.addressed, decision.question) == (JobKind.ASK, False, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "argument"),
+    [("/mode always", "always"), ("/mode@docs_bot confident", "confident"), ("/mode", "")],
+)
+def test_mode_command(text: str, argument: str) -> None:
+    decision = decide(_message(text, "group"), USERNAME, BOT_USER_ID)
+    assert (decision.kind, decision.question, decision.addressed) == (JobKind.MODE, argument, True)
 
 
 def test_decide_uses_mention_entities_with_utf16_offsets() -> None:
@@ -232,6 +253,78 @@ def test_disabled_chat_is_ignored_except_enable(stack: dict, tg: FakeTelegram) -
     assert _post(stack, enable).get_json()["status"] == "accepted"
     [job] = stack["tap"].pull(expect=1)
     assert job.kind is JobKind.ENABLE and job.user == "99"
+
+
+def test_answer_modes_decide_which_group_messages_become_jobs(stack: dict, tg: FakeTelegram) -> None:
+    """``mentions`` (the default) ignores a group message that does not address the bot; a chat set to
+    ``always`` or ``confident`` publishes it, with the chat's mode in the job; a bot whose own mode is
+    ``always`` does so in every chat without a mode of its own."""
+    db, bot_id = stack["db"], stack["bot_id"]
+    quiet, always, confident, follows_bot = -2001, -2002, -2003, -2004
+    chat_switch.set_answer_mode(db, bot_id, always, AnswerMode.ALWAYS, by_user="telegram:1")
+    chat_switch.set_answer_mode(db, bot_id, confident, AnswerMode.CONFIDENT, by_user="telegram:1")
+    statuses = [
+        _post(stack, tg.message_update(chat, "what about deploys", chat_type="group")).get_json()["status"]
+        for chat in (quiet, always, confident)
+    ]
+    assert statuses == ["ignored", "accepted", "accepted"]
+    jobs = {job.chat_id: job for job in stack["tap"].pull(expect=2)}
+    assert {c: (j.addressed, j.answer_mode) for c, j in jobs.items()} == {
+        str(always): (False, "always"),
+        str(confident): (False, "confident"),
+    }
+    # An addressed message carries the mode too (the worker decides about refusals with it).
+    _post(stack, tg.message_update(quiet, "/ask what about deploys", chat_type="group"))
+    [asked] = stack["tap"].pull(expect=1)
+    assert (asked.addressed, asked.answer_mode) == (True, "mentions")
+
+    BotRegistry.from_settings(stack["settings"]).update_bot(bot_id, {"answer_mode": "always"})
+    stack["client"] = function_app("telegram_webhook").test_client()  # no cached bot
+    plain = tg.message_update(follows_bot, "what about deploys", chat_type="group")
+    assert _post(stack, plain).get_json()["status"] == "accepted"
+    [job] = stack["tap"].pull(expect=1)
+    assert (job.chat_id, job.answer_mode) == (str(follows_bot), "always")
+
+
+def test_mode_command_goes_through_in_a_disabled_chat(stack: dict, tg: FakeTelegram) -> None:
+    group = -2005
+    chat_switch.set_enabled(stack["db"], stack["bot_id"], group, False, by_user="telegram:1")
+    mode = tg.message_update(group, "/mode confident", chat_type="group", user_id=99)
+    assert _post(stack, mode).get_json()["status"] == "accepted"
+    [job] = stack["tap"].pull(expect=1)
+    assert (job.kind, job.question, job.user) == (JobKind.MODE, "confident", "99")
+    # Setting the mode keeps the switch (and the other way round).
+    chat_switch.set_answer_mode(stack["db"], stack["bot_id"], group, AnswerMode.ALWAYS, by_user="x")
+    assert chat_switch.read_settings(stack["db"], stack["bot_id"], group) == chat_switch.ChatSettings(
+        enabled=False, answer_mode=AnswerMode.ALWAYS
+    )
+
+
+def test_vote_button_is_thanked_in_the_response_and_published_once(stack: dict, tg: FakeTelegram) -> None:
+    """A press of 👍 becomes one ``vote`` job however often Telegram delivers it; every delivery is
+    answered with answerCallbackQuery in the response body. A press on an unknown or expired answer
+    is answered politely and publishes nothing."""
+    ButtonStateStore(stack["db"]).save("s" * 32, stack["bot_id"], "Q?", "A.", [], answer_id="a" * 32)
+    sent = {"chat_id": 42, "text": "A."}
+    press = tg.callback_update(sent, custom_id(Action.HELPFUL, "s" * 32), user_id=4242, update_id=3001)
+    replies = [_post(stack, press) for _ in range(3)]
+    assert {r.status_code for r in replies} == {200}
+    for reply in replies:
+        body = reply.get_json()
+        assert body["method"] == "answerCallbackQuery"
+        assert body["callback_query_id"] == press["callback_query"]["id"]
+        assert body["text"] == "Thanks for the feedback!"
+    jobs = stack["tap"].pull(expect=1)
+    # One job id for the three deliveries (the vote lands once: tests/test_bot_e2e.py counts it).
+    assert {(j.job_id, j.kind, j.state_id, j.vote, j.user) for j in jobs} == {
+        (f"telegram:{stack['bot_id']}:3001", JobKind.VOTE, "s" * 32, "up", "4242")
+    }
+
+    stale = tg.callback_update(sent, custom_id(Action.NOT_HELPFUL, "gone-long-ago"), update_id=3002)
+    foreign = tg.callback_update(sent, "something-else", update_id=3003)
+    old_answer = _post(stack, stale).get_json()
+    assert old_answer["method"] == "answerCallbackQuery" and "too old" in old_answer["text"]
+    assert _post(stack, foreign).get_json()["text"] == "This button is not recognised."
 
 
 def test_stopped_bot_is_acknowledged_without_a_job(stack: dict, tg: FakeTelegram, monkeypatch) -> None:

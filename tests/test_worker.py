@@ -20,7 +20,8 @@ from flask import Flask
 from services.botrunner.worker import EXTENSION_KEY, bp
 from shared import logs
 from shared.bots import chat_switch
-from shared.bots.buttons import INTERACTIONS, ButtonStateStore, state_id_for_job
+from shared.bots.answer_modes import AnswerMode
+from shared.bots.buttons import INTERACTIONS, ButtonStateStore, state_id_for_job, state_ttl
 from shared.bots.dedupe import SENT_REPLIES, ReplyLedger
 from shared.bots.jobs import Job, JobKind
 from shared.bots.lookup import bot_lookup
@@ -32,7 +33,7 @@ from shared.config import Settings
 from shared.devstack.issuer import LocalIssuer
 from tests.bot_stack import bot_settings, envelope_bytes, register_discord_bot, register_telegram_bot
 from tests.fakes.discord_api import FakeDiscord
-from tests.fakes.qa_api import FakeQA
+from tests.fakes.qa_api import ANSWER_ID, FakeQA
 from tests.fakes.telegram_api import FakeTelegram
 
 pytestmark = pytest.mark.emulators
@@ -324,6 +325,129 @@ def test_stopped_or_unknown_bot_jobs_are_dropped(env: dict[str, Any]) -> None:
     assert env["tg"].sent_messages(token) == []
 
 
+def test_telegram_answer_carries_vote_buttons_and_its_answer_id(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    job = tg_job(bot_id, 20)
+    assert env["worker"].process(job).reason == "sent"
+    [sent] = env["tg"].sent_messages(token)
+    state_id = state_id_for_job(job.job_id)
+    [row] = sent["reply_markup"]["inline_keyboard"]
+    assert [(b["text"], b["callback_data"]) for b in row] == [
+        ("👍 Helpful", f"ab:up:{state_id}"),
+        ("👎 Not helpful", f"ab:down:{state_id}"),
+    ]
+    state = ButtonStateStore(env["registry"].db).get(state_id)
+    assert state is not None and state.answer_id == ANSWER_ID
+
+
+def test_button_state_lasts_no_longer_than_conversations(env: dict[str, Any]) -> None:
+    """The state holds the question and the answer: with a 7-day conversation retention it expires
+    after 7 days, not after the buttons' usual 30 (and 0, keep forever, keeps the 30)."""
+    bot_id, _ = register_telegram_bot(env["settings"], env["tg"])
+    short = env["settings"].model_copy(update={"conversation_retention_days": 7})
+    db = env["registry"].db
+    worker = BotWorker(db, bot_lookup(env["registry"], with_token=True), QaClient(short.qa_url), short)
+    job = tg_job(bot_id, 21)
+    assert worker.process(job).reason == "sent"
+    expire_at = db.collection(INTERACTIONS).document(state_id_for_job(job.job_id)).get().get("expire_at")
+    assert timedelta(days=6) < expire_at - datetime.now(UTC) <= timedelta(days=7)
+    assert state_ttl(0) == state_ttl(365) == timedelta(days=30)
+
+
+@pytest.mark.parametrize("platform", ["telegram", "discord"])
+def test_vote_job_is_cast_by_the_qa_service_on_every_delivery(env: dict[str, Any], platform: str) -> None:
+    """A vote job skips the reply ledger: each delivery asks the Q&A service to cast the same vote
+    (idempotent there), nothing is sent to the chat, and a stopped bot's answer still takes votes."""
+    if platform == "telegram":
+        bot_id, _ = register_telegram_bot(env["settings"], env["tg"], running=False)
+    else:
+        bot_id = register_discord_bot(env["settings"], env["dc"].add_application(), running=False)
+    job = Job(
+        job_id=f"{platform}:{bot_id}:77",
+        platform=platform,
+        bot_id=bot_id,
+        kind=JobKind.VOTE,
+        chat_id="555",
+        user="4242",
+        state_id="s" * 32,
+        vote="down",
+    )
+    outcomes = [env["worker"].handle_push(envelope_bytes(job, str(n))) for n in range(3)]
+    assert [(o.status, o.reason) for o in outcomes] == [(200, "voted")] * 3
+    expected = {"bot_id": bot_id, "state_id": "s" * 32, "voter": f"{platform}:4242", "vote": "down"}
+    assert [v["json"] for v in env["qa"].votes] == [expected] * 3
+    assert env["qa"].requests == []  # nothing asked, so nothing answered
+    env["qa"].fail_next(503)
+    assert env["worker"].process(job).status == 503  # Pub/Sub redelivers
+    env["qa"].fail_next(404)
+    assert env["worker"].process(job).reason == "vote refused"  # the state expired meanwhile
+
+
+@pytest.mark.parametrize(("mode", "posted"), [("mentions", True), ("always", True), ("confident", False)])
+def test_a_refusal_is_posted_unless_the_chat_is_confident_only(
+    env: dict[str, Any], mode: str, posted: bool
+) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    env["qa"].refused = True
+    env["qa"].answer_text = "I could not find this in the documentation."
+    chat_switch.set_answer_mode(env["registry"].db, bot_id, 555, AnswerMode(mode), by_user="telegram:1")
+    assert env["worker"].process(tg_job(bot_id, 30)).reason == "sent"
+    assert len(env["tg"].sent_messages(token)) == (1 if posted else 0)
+    # A confident answer is posted in every mode; the job's own mode (from the ingress) is used first.
+    env["qa"].refused = False
+    assert env["worker"].process(tg_job(bot_id, 31, answer_mode="confident")).reason == "sent"
+    assert len(env["tg"].sent_messages(token)) == (2 if posted else 1)
+
+
+def test_a_bots_own_mode_applies_in_chats_without_one(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    env["registry"].update_bot(bot_id, {"answer_mode": "confident"})
+    env["qa"].refused = True
+    assert env["worker"].process(tg_job(bot_id, 32)).reason == "sent"
+    assert env["tg"].sent_messages(token) == []
+
+
+def test_mode_command_needs_a_chat_admin_and_persists(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    db, group = env["registry"].db, -100777
+    chat_switch.set_enabled(db, bot_id, group, False, by_user="telegram:1")
+    job = tg_job(bot_id, 40, kind=JobKind.MODE, chat_id=str(group), chat_type="group", user="42")
+    env["worker"].process(job.model_copy(update={"question": "always"}))
+    assert "Only chat admins" in env["tg"].sent_messages(token)[-1]["text"]
+    assert chat_switch.read_settings(db, bot_id, group).answer_mode is None
+    env["tg"].admins.add((group, 42))
+    env["worker"].process(job.model_copy(update={"job_id": f"telegram:{bot_id}:41", "question": "Always"}))
+    assert "Answer mode for this chat: always" in env["tg"].sent_messages(token)[-1]["text"]
+    assert chat_switch.read_settings(db, bot_id, group) == chat_switch.ChatSettings(False, AnswerMode.ALWAYS)
+    env["worker"].process(job.model_copy(update={"job_id": f"telegram:{bot_id}:42", "question": "loud"}))
+    assert "Unknown mode" in env["tg"].sent_messages(token)[-1]["text"]
+    env["worker"].process(job.model_copy(update={"job_id": f"telegram:{bot_id}:43", "question": ""}))
+    assert "Answer mode: always (set for this chat)" in env["tg"].sent_messages(token)[-1]["text"]
+
+
+def test_forget_clears_the_chat_at_qa_and_its_button_state(env: dict[str, Any]) -> None:
+    """``/forget`` in a private chat: the Q&A service clears the chat's history and the sender's votes,
+    and the worker deletes the button state (question and answer) of the chat's answers. In a group
+    only an admin may."""
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    db = env["registry"].db
+    env["worker"].process(tg_job(bot_id, 50))  # an answer in chat 555, with its buttons' state
+    kept = tg_job(bot_id, 51, chat_id="556", user="556")
+    env["worker"].process(kept)
+    assert env["worker"].process(tg_job(bot_id, 52, kind=JobKind.FORGET)).reason == "sent"
+    assert "I forgot this chat" in env["tg"].sent_messages(token)[-1]["text"]
+    [forget] = env["qa"].forgets
+    assert forget["json"] == {"bot_id": bot_id, "user": "telegram:555", "voter": "telegram:555"}
+    buttons = ButtonStateStore(db)
+    assert buttons.get(state_id_for_job(f"telegram:{bot_id}:50")) is None
+    assert buttons.get(state_id_for_job(kept.job_id)) is not None  # another chat's answers stay
+
+    group = tg_job(bot_id, 53, kind=JobKind.FORGET, chat_id="-100555", chat_type="group", user="42")
+    env["worker"].process(group)
+    assert "Only chat admins" in env["tg"].sent_messages(token)[-1]["text"]
+    assert len(env["qa"].forgets) == 1
+
+
 # --- Discord replies -------------------------------------------------------------------------------
 
 
@@ -384,6 +508,51 @@ def test_discord_job_older_than_the_token_is_dropped(env: dict[str, Any]) -> Non
     old = datetime.now(UTC) - timedelta(minutes=20)
     assert env["worker"].process(discord_job(bot_id, app.id, "tok", created_at=old)).reason == "expired"
     assert env["dc"].edits(app.id) == []
+
+
+@pytest.mark.parametrize(("mode", "posted"), [("mentions", True), ("always", True), ("confident", False)])
+def test_discord_refusal_is_posted_unless_the_channel_is_confident_only(
+    env: dict[str, Any], mode: str, posted: bool
+) -> None:
+    """Every /ask is addressed, so each mode answers it; a refusal in ``confident`` deletes the deferred
+    "thinking..." instead of being posted."""
+    app = env["dc"].add_application()
+    bot_id = register_discord_bot(env["settings"], app)
+    env["qa"].refused = True
+    job = discord_job(bot_id, app.id, "tok-refused", answer_mode=mode)
+    assert env["worker"].process(job).reason == "sent"
+    deleted = [c.path for c in env["dc"].calls if c.method == "DELETE"]
+    if posted:
+        [edit] = env["dc"].edits(app.id)
+        assert "components" in edit["payload"] and deleted == []
+    else:
+        assert env["dc"].edits(app.id) == [] and env["dc"].followups(app.id) == []
+        assert deleted == [f"/webhooks/{app.id}/tok-refused/messages/@original"]
+    # A confident answer is posted in every mode.
+    env["qa"].refused = False
+    env["worker"].process(discord_job(bot_id, app.id, "tok-ok", "1234567890123456780", answer_mode=mode))
+    assert env["dc"].edits(app.id)[-1]["token"] == "tok-ok"
+
+
+def test_discord_mode_is_set_by_a_channel_manager(env: dict[str, Any]) -> None:
+    app = env["dc"].add_application()
+    bot_id = register_discord_bot(env["settings"], app)
+    db, channel = env["registry"].db, "998877665544332211"
+    member = discord_job(bot_id, app.id, "tok-m1", kind=JobKind.MODE, question="confident")
+    env["worker"].process(member)
+    assert "Only chat admins" in env["dc"].edits(app.id)[-1]["payload"]["content"]
+    manager = discord_job(
+        bot_id,
+        app.id,
+        "tok-m2",
+        "1234567890123456781",
+        kind=JobKind.MODE,
+        question="confident",
+        user_is_admin_hint=True,
+    )
+    env["worker"].process(manager)
+    assert chat_switch.read_settings(db, bot_id, channel).answer_mode is AnswerMode.CONFIDENT
+    assert "confident" in env["dc"].edits(app.id)[-1]["payload"]["content"]
 
 
 # --- the push endpoint -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ Routes (JSON in, JSON out; errors are ``{"error": message}`` with 400/401/403/40
 POST     /api/bots                           register (validates with the platform) → 201
 GET      /api/bots                           the caller's bots (``?all=1`` for admins)
 GET      /api/bots/<id>                      one bot
-PATCH    /api/bots/<id>                      edit name / model / system_prompt
+PATCH    /api/bots/<id>                      edit name / model / system_prompt / answer_mode
 DELETE   /api/bots/<id>                      unhook and delete → 200 {"deleted": true}
 POST     /api/bots/<id>/start|stop|restart   change the desired state and apply it
 POST     /api/bots/<id>/token                new token for the same bot (+ new webhook secret)

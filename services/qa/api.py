@@ -1,8 +1,10 @@
 """JSON API: ``POST /api/ask``, the signed-in user's conversation history (list, read, export,
-rename, delete), votes on answers (``PUT`` / ``DELETE /api/answers/<id>/vote``) and the gaps report
+rename, delete), votes on answers (``PUT`` / ``DELETE /api/answers/<id>/vote``; bots' buttons:
+``POST /api/bot-votes`` from botrunner; a bot chat's ``/forget``: ``POST /api/bot-forget``) and the gaps
+report
 (``GET /api/gaps``, JSON or CSV).
 
-Routes only parse and check input, call one service (:class:`shared.qa.answer_log.RecordingAsk`, the
+Routes only parse and check input, call one service (:class:`shared.qa.recording_ask.RecordingAsk`, the
 conversation store, :class:`shared.qa.feedback.FeedbackStore`, :class:`shared.qa.gaps.GapsService`),
 and shape the reply. Bad input is always a 4xx with an ``error`` message, never a 500.
 
@@ -25,7 +27,8 @@ from flask.blueprints import BlueprintSetupState
 from services.qa import auth
 from services.qa.app import context
 from services.qa.auth import api_login_required, current_user, service_caller
-from shared.qa.answer_log import AnswerLog, QuestionVectors, RecordingAsk, platform_of
+from shared.bots.buttons import ButtonStateStore
+from shared.qa.answer_log import PLATFORMS, AnswerLog, QuestionVectors, platform_of
 from shared.qa.ask import BotNotFound, BotProfile
 from shared.qa.conversations import (
     MAX_PAGE_SIZE,
@@ -35,18 +38,20 @@ from shared.qa.conversations import (
     InvalidTitle,
     export,
 )
-from shared.qa.feedback import AnswerNotFound, FeedbackStore, InvalidVote, VoteValue, parse_vote
-from shared.qa.gaps import (
-    GapsFilters,
-    GapsService,
-    InvalidFilter,
-    NoReportAccess,
-    UnknownBot,
-    Viewer,
-    parse_filters,
+from shared.qa.feedback import (
+    AnswerNotFound,
+    FeedbackStore,
+    InvalidVote,
+    VoteValue,
+    bot_vote_target,
+    forget_owner,
+    parse_vote,
 )
+from shared.qa.gaps import GapsService, NoReportAccess, UnknownBot, Viewer
+from shared.qa.gaps_filters import GapsFilters, InvalidFilter, parse_filters
 from shared.qa.live_index import NoIndexYet
 from shared.qa.ratelimit import RateLimiter
+from shared.qa.recording_ask import RecordingAsk
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -365,6 +370,75 @@ def withdraw_vote(answer_id: str) -> Any:
     except AnswerNotFound:
         return _reject(404, "answer not found")
     return jsonify(state.to_json())
+
+
+@bp.post("/bot-votes")
+@auth.service_route
+def bot_vote() -> Any:
+    """A press of 👍/👎 under a bot's answer, sent by botrunner's worker: ``{bot_id, state_id, voter,
+    vote}`` (``voter`` ``<platform>:<user id>``) → ``{answer_id, vote, comment}``. The button's state
+    (``interactions/{state_id}``, :mod:`shared.bots.buttons`) names the answer; the vote is cast on the
+    answer record it kept (or on the state's copy when the record is gone). 404 when the state has
+    expired or is another bot's. Service callers only: anyone in a chat may press, so the voter is
+    whoever the platform says pressed."""
+    if service_caller() is None:
+        return _reject(403, "service callers only")
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        return _reject(400, "send JSON like {bot_id, state_id, voter, vote}")
+    try:
+        bot_id = _optional_str(body, "bot_id", MAX_ID_CHARS)
+        state_id = _optional_str(body, "state_id", MAX_ID_CHARS)
+        voter = _optional_str(body, "voter", MAX_USER_CHARS)
+        value = parse_vote(body.get("vote"))
+    except (BadRequest, InvalidVote) as exc:
+        return _reject(400, str(exc))
+    if not bot_id or not state_id or not voter or platform_of(voter) not in PLATFORMS:
+        return _reject(400, "'bot_id', 'state_id' and a platform 'voter' are required")
+    state = ButtonStateStore(context().db).get(state_id)
+    if state is None or state.bot_id != bot_id:
+        return _reject(404, "unknown or expired button")
+    target = bot_vote_target(
+        feedback().answers,
+        state.answer_id,
+        state_id=state_id,
+        question=state.question,
+        answer=state.answer,
+        sources=[{"title": s.title, "url": s.url} for s in state.sources],
+        bot_id=bot_id,
+        platform=platform_of(voter),
+    )
+    return jsonify(feedback().votes.cast(target, voter, value).to_json())
+
+
+@bp.post("/bot-forget")
+@auth.service_route
+def bot_forget() -> Any:
+    """A bot chat's ``/forget``, sent by botrunner's worker once it checked the sender may: ``{bot_id,
+    user, voter}`` (``user`` the chat as ``/api/ask`` got it, ``voter`` the sender as their buttons
+    name them) → ``{deleted}``. What a web user's "clear history" does, for the chat: its conversation
+    with the bot, its answer records (its questions leave the gaps report) and the sender's votes.
+    Service callers only."""
+    if service_caller() is None:
+        return _reject(403, "service callers only")
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        return _reject(400, "send JSON like {bot_id, user, voter}")
+    try:
+        bot_id = _optional_str(body, "bot_id", MAX_ID_CHARS)
+        chat = _optional_str(body, "user", MAX_USER_CHARS)
+        voter = _optional_str(body, "voter", MAX_USER_CHARS)
+    except BadRequest as exc:
+        return _reject(400, str(exc))
+    if not bot_id or not chat or not voter or platform_of(voter) not in PLATFORMS:
+        return _reject(400, "'bot_id', 'user' and a platform 'voter' are required")
+    try:
+        context().bots.get(bot_id)
+    except BotNotFound:
+        return _reject(404, "unknown bot_id")
+    deleted = context().conversations.clear(f"bot:{bot_id}:{chat}")
+    forget_owner(context().db, voter)  # the sender's votes, on any answer
+    return jsonify(deleted=deleted)
 
 
 # --- the gaps report --------------------------------------------------------------------------------------

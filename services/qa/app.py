@@ -33,9 +33,18 @@ log = logging.getLogger("askbase.qa")
 
 @dataclass
 class NavItem:
+    """A link in the top bar. ``visible`` (given the signed-in user) decides who sees it when set;
+    otherwise everyone does, or only admins with ``admin_only``."""
+
     endpoint: str
     label: str
     admin_only: bool = False
+    visible: Callable[[Any], bool] | None = None
+
+    def shown_to(self, user: Any) -> bool:
+        if self.visible is not None:
+            return user is not None and self.visible(user)
+        return not self.admin_only or bool(user and user.is_admin)
 
 
 @dataclass
@@ -59,9 +68,15 @@ def context() -> QAContext:
     return current_app.extensions["askbase"]
 
 
-def add_nav_item(app: Flask, endpoint: str, label: str, admin_only: bool = False) -> None:
+def add_nav_item(
+    app: Flask,
+    endpoint: str,
+    label: str,
+    admin_only: bool = False,
+    visible: Callable[[Any], bool] | None = None,
+) -> None:
     """Add a link to the top navigation of every page (after the built-in ones)."""
-    app.extensions["askbase"].nav.append(NavItem(endpoint, label, admin_only))
+    app.extensions["askbase"].nav.append(NavItem(endpoint, label, admin_only, visible))
 
 
 def create_app(

@@ -134,7 +134,7 @@ def init_app(app: Flask) -> None:
         from services.qa.app import context
 
         user = current_user()
-        nav = [item for item in context().nav if not item.admin_only or (user and user.is_admin)]
+        nav = [item for item in context().nav if item.shown_to(user)]
         return {
             "current_user": user,
             "csrf_token": lambda: csrf.token(session),

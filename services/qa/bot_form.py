@@ -8,7 +8,8 @@ belong to this application?) is then decided by botrunner; :func:`place_control_
 beside the field it is about and marks it as the platform's verdict, so "Telegram rejected this token" is
 said only when Telegram did.
 
-Answer models are shown by their label everywhere (:func:`model_label`, :func:`model_choices`).
+Answer models and answer modes are shown by their label everywhere (:func:`model_label`,
+:func:`model_choices`, :func:`mode_label`, :func:`mode_choices`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.bots.answer_modes import DESCRIPTIONS, AnswerMode, parse_mode
 from shared.bots.platforms import all_platforms, find_platform
 
 NAME_MAX = 64  # shared/bots/control.py NAME_MAX
@@ -25,6 +27,12 @@ PROMPT_MAX = 4000  # shared/bots/control.py PROMPT_MAX
 _MODELS: dict[str, tuple[str, str]] = {
     "extractive": ("Extractive", "quotes the docs, fast, no AI model"),
     "gemini": ("Gemini", "writes an answer from the docs"),
+}
+
+_MODE_LABELS = {
+    AnswerMode.MENTIONS: "When addressed",
+    AnswerMode.ALWAYS: "Every message",
+    AnswerMode.CONFIDENT: "Only when confident",
 }
 
 # Which field a control-plane message is about, by the words it uses (first match wins).
@@ -36,6 +44,7 @@ _FIELD_WORDS: tuple[tuple[str, str], ...] = (
     ("token", "token"),
     ("system_prompt", "system_prompt"),
     ("instructions", "system_prompt"),
+    ("answer_mode", "answer_mode"),
     ("model", "model"),
     ("name", "name"),
 )
@@ -53,6 +62,17 @@ def model_choices(allowed: tuple[str, ...]) -> list[tuple[str, str]]:
         label, what = _MODELS.get(name, (name, ""))
         out.append((name, f"{label} — {what}" if what else label))
     return out
+
+
+def mode_label(name: str) -> str:
+    """An answer mode as people see it ("When addressed"); unknown names as they are."""
+    mode = parse_mode(name)
+    return _MODE_LABELS[mode] if mode is not None else name
+
+
+def mode_choices() -> list[tuple[str, str]]:
+    """``(value, text)`` for the answer-mode ``<select>``: the label and when the bot answers."""
+    return [(str(m), f"{_MODE_LABELS[m]} — {DESCRIPTIONS[m].lower()}") for m in AnswerMode]
 
 
 @dataclass(frozen=True)
@@ -97,7 +117,7 @@ def check_new_bot(form: Mapping[str, Any], allowed_models: tuple[str, ...]) -> F
 
 
 def check_settings(form: Mapping[str, Any], allowed_models: tuple[str, ...]) -> FormErrors:
-    """Every mistake in a bot's settings form (name, model, instructions)."""
+    """Every mistake in a bot's settings form (name, model, instructions, answer mode)."""
     errors = FormErrors()
     _check_settings(form, allowed_models, errors)
     return errors
@@ -120,6 +140,8 @@ def _check_settings(form: Mapping[str, Any], allowed_models: tuple[str, ...], er
         errors.add("name", f"Keep the name to {NAME_MAX} characters or fewer (this one has {len(name)}).")
     if str(form.get("model") or "") not in allowed_models:
         errors.add("model", "Choose one of the answer models in the list.")
+    if "answer_mode" in form and parse_mode(form["answer_mode"]) is None:
+        errors.add("answer_mode", "Choose when the bot answers from the list.")
     prompt = str(form.get("system_prompt") or "")
     if len(prompt) > PROMPT_MAX:
         errors.add(

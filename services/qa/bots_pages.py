@@ -46,10 +46,13 @@ from services.qa.bot_form import (
     check_new_bot,
     check_new_token,
     check_settings,
+    mode_choices,
+    mode_label,
     model_choices,
     model_label,
     place_control_error,
 )
+from shared.bots.answer_modes import DEFAULT_MODE
 from shared.bots.control import BadRequest, Caller, ControlError, NotFound
 from shared.bots.control_client import BotControlClient, ControlUnavailable
 from shared.bots.platforms import PLATFORM_NAMES, all_platforms, find_platform, get_platform
@@ -59,12 +62,13 @@ log = logging.getLogger("askbase.qa.bots")
 bp = Blueprint("bots", __name__, url_prefix="/bots")
 CONTROL_KEY = "askbase.bot_control"  # tests install a client with an in-process transport here
 STATES = ("start", "stop", "restart")
-SETTINGS = ("name", "model", "system_prompt")
+SETTINGS = ("name", "model", "system_prompt", "answer_mode")
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.jinja_env.filters["model_label"] = model_label
+    app.jinja_env.filters["mode_label"] = mode_label
     # The templates speak of a platform only through its interface (label, fields, hints), so a new
     # platform needs its own templates/platforms/<name>_*.html and no edit here.
     app.jinja_env.filters["platform"] = get_platform
@@ -139,12 +143,17 @@ def status_json() -> Any:
 @bp.route("/new", methods=["GET", "POST"])
 @login_required
 def new() -> Any:
-    form: dict[str, str] = {"platform": request.args.get("platform", "telegram"), "model": "extractive"}
+    form: dict[str, str] = {
+        "platform": request.args.get("platform", "telegram"),
+        "model": "extractive",
+        "answer_mode": str(DEFAULT_MODE),
+    }
     errors = FormErrors()
     if request.method == "POST":
         # Secrets are read once and never put back into the re-rendered form.
         form = {k: request.form.get(k, "") for k in ("platform", *SETTINGS)}
         form["model"] = form["model"] or "extractive"
+        form["answer_mode"] = form["answer_mode"] or str(DEFAULT_MODE)
         data: dict[str, Any] = dict(form)
         platform = find_platform(form["platform"])
         for field in platform.registration_fields if platform else ():
@@ -163,7 +172,12 @@ def new() -> Any:
                 flash(f"Bot “{bot.name}” added." + (" It is starting." if data["start"] else ""), "info")
                 return redirect(url_for("bots.detail", bot_id=bot.id))
     status = 400 if errors else 200
-    return render_template("bots_new.html", form=form, errors=errors, models=model_choices(_models())), status
+    return (
+        render_template(
+            "bots_new.html", form=form, errors=errors, models=model_choices(_models()), modes=mode_choices()
+        ),
+        status,
+    )
 
 
 def _detail_page(
@@ -186,6 +200,7 @@ def _detail_page(
         activity=page,
         cursor=cursor,
         models=model_choices(_models()),
+        modes=mode_choices(),
         webhook_url=bot.webhook_url,
         settings_form=settings_form or {k: getattr(bot, k) for k in SETTINGS},
         settings_errors=settings_errors or FormErrors(),

@@ -6,11 +6,14 @@ their answer ids and the user's votes on them (one batched read). Page views cou
 per-user read limit of ``services.qa.api`` (429 page with ``Retry-After``).
 
 The gaps report (``/gaps``) is for admins (all traffic) and bot owners (their bots'); the top bar links
-it for admins, owners open it from the address (or a bot's page).
+it for both.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,21 +29,58 @@ from flask import (
     url_for,
 )
 from flask.blueprints import BlueprintSetupState
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from services.qa.api import feedback, gaps_filters, read_allowed
 from services.qa.app import add_nav_item, context
 from services.qa.auth import current_user, login_required
 from shared.qa.answer_log import conversation_answer_ids
+from shared.qa.ask import BOTS
 from shared.qa.conversations import Conversation, ConversationNotFound
 from shared.qa.data_status import knowledge_overview, next_cron_time, recent_runs, trigger_refresh
-from shared.qa.gaps import WEB, InvalidFilter, NoReportAccess, UnknownBot, Viewer
+from shared.qa.gaps import NoReportAccess, UnknownBot, Viewer
+from shared.qa.gaps_filters import WEB, InvalidFilter
 
 bp = Blueprint("pages", __name__)
 
 
+class BotOwners:
+    """Whether someone owns a bot, for the top bar's link to the gaps report: one indexed query per
+    person per :data:`OWNER_TTL` seconds, not one per page view. A bot registered a moment ago shows
+    the link within that time (the report itself checks ownership on every request)."""
+
+    def __init__(self, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._known: dict[str, tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+
+    def owns_a_bot(self, email: str) -> bool:
+        email = email.lower()
+        now = self._clock()
+        with self._lock:
+            hit = self._known.get(email)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        query = context().db.collection(BOTS).where(filter=FieldFilter("owner_email", "==", email))
+        owns = any(True for _ in query.select(["owner_email"]).limit(1).stream())
+        with self._lock:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[email] = (now + self._ttl, owns)
+        return owns
+
+
 @bp.record_once
 def _link_gaps(state: BlueprintSetupState) -> None:
-    add_nav_item(state.app, "pages.gaps", "Gaps", admin_only=True)
+    """The top bar links the gaps report for everyone who may read it: admins and bot owners."""
+    owners = BotOwners()
+    add_nav_item(
+        state.app,
+        "pages.gaps",
+        "Gaps",
+        visible=lambda user: bool(user.is_admin or owners.owns_a_bot(user.email)),
+    )
 
 
 def _too_many_reads() -> Any:

@@ -1,12 +1,19 @@
 """The buttons under bot answers (Sources, Helpful, Not helpful): their ids and the state they read.
 
 Which platforms show them, and how, is the platform's business (``Platform.answer_buttons``; Discord
-draws them as message components). Their state lives in Firestore so buttons work after any restart:
+draws them as message components, Telegram as an inline keyboard whose ``callback_data`` is the same
+id: at most 40 bytes, within Telegram's 64). Their state lives in Firestore so buttons work after any restart:
 the worker stores one ``interactions/{state_id}`` document per answer *before* sending it, and each
 button's id carries the state id (``ab:<action>:<state_id>``). When a button is pressed the webhook reads
 the state back: no process memory is involved, so a button pressed on an answer sent before a full
-redeploy still works. The TTL field ``expire_at`` (30 days) lets Firestore delete old state; TTL
-deletion runs lazily (up to a day late), so reads treat an expired document as missing too.
+redeploy still works. The TTL field ``expire_at`` (30 days, or the conversation retention when that is
+shorter: :func:`state_ttl`) lets Firestore delete old state; TTL deletion runs lazily (up to a day
+late), so reads treat an expired document as missing too.
+
+A 👍/👎 press becomes a ``vote`` job (the webhook answers "thanks" at once); the worker has the Q&A
+service cast it (:meth:`shared.bots.qa_client.QaClient.vote`), which reads this state back and votes on
+the answer record named by ``answer_id`` (what ``/api/ask`` returned when the answer was made) with
+:class:`shared.qa.feedback.FeedbackStore`.
 
 The state id is derived from the job id (a keyed-free hash, since the id only has to be unique and
 stable): a job that is redelivered rewrites the same document instead of leaving an orphan.
@@ -16,12 +23,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from google.cloud import firestore
-from google.cloud.firestore_v1.field_path import FieldPath
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.bots.formatting import SourceRef
 
@@ -50,9 +57,18 @@ class ButtonState:
     question: str
     answer: str
     sources: list[SourceRef]
-    feedback: dict[str, str] = field(default_factory=dict)
+    answer_id: str | None = None  # the Q&A service's record of the answer (votes point at it)
     created_at: datetime | None = None
     expire_at: datetime | None = None
+
+
+def state_ttl(retention_days: int) -> timedelta:
+    """How long an answer's button state is kept: :data:`STATE_TTL`, or less when conversations are kept
+    for less (``conversation_retention_days``; 0 keeps them forever). The state holds the question and
+    the answer, so it must not outlive the conversation they came from."""
+    if retention_days <= 0:
+        return STATE_TTL
+    return min(STATE_TTL, timedelta(days=retention_days))
 
 
 def state_id_for_job(job_id: str) -> str:
@@ -91,7 +107,11 @@ class ButtonStateStore:
         answer: str,
         sources: Sequence[SourceRef],
         now: datetime | None = None,
+        answer_id: str | None = None,
+        chat: str | None = None,
     ) -> None:
+        """Store the state of one answer's buttons; ``chat`` (``telegram:<chat id>``) is what
+        :meth:`forget_chat` finds it by."""
         now = now or datetime.now(UTC)
         self._db.collection(INTERACTIONS).document(state_id).set(
             {
@@ -99,7 +119,8 @@ class ButtonStateStore:
                 "question": question,
                 "answer": answer,
                 "sources": [{"title": s.title, "url": s.url} for s in sources],
-                "feedback": {},
+                "answer_id": answer_id,
+                "chat": chat,
                 "created_at": now,
                 "expire_at": now + self._ttl,
             }
@@ -125,14 +146,19 @@ class ButtonStateStore:
                 for s in doc.get("sources") or []
                 if isinstance(s, dict)
             ],
-            feedback={str(k): str(v) for k, v in (doc.get("feedback") or {}).items()},
+            answer_id=str(doc["answer_id"]) if doc.get("answer_id") else None,
             created_at=doc.get("created_at"),
             expire_at=expire_at,
         )
 
-    def record_feedback(self, state_id: str, user_id: str, value: str) -> None:
-        """One vote per user per answer; pressing again overwrites (so a double click counts once)."""
-        path = FieldPath("feedback", user_id).to_api_repr()  # user ids are digits: quoted segment
-        self._db.collection(INTERACTIONS).document(state_id).update(
-            {path: value, "feedback_at": datetime.now(UTC)}
-        )
+    def forget_chat(self, bot_id: str, chat: str) -> int:
+        """Delete the button state of every answer ``bot_id`` posted in ``chat`` (its questions and
+        answers); returns how many. A single-field query, so it needs no composite index."""
+        query = self._db.collection(INTERACTIONS).where(filter=FieldFilter("chat", "==", chat))
+        refs = [s.reference for s in query.select(["bot_id"]).stream() if s.get("bot_id") == bot_id]
+        for start in range(0, len(refs), 400):
+            batch = self._db.batch()
+            for ref in refs[start : start + 400]:
+                batch.delete(ref)
+            batch.commit()
+        return len(refs)

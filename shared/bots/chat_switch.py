@@ -1,18 +1,31 @@
-"""Per-chat switch: ``/enable`` and ``/disable`` by chat admins, stored in ``chat_settings``.
+"""Per-chat settings by chat admins, stored in ``chat_settings``: ``/enable`` ``/disable`` and ``/mode``.
 
-Document id ``{bot_id}:{chat_id}``, field ``enabled``. A chat without a document is enabled: a bot added
-to a group answers there until an admin says otherwise. The webhook reads this before publishing a job
-(a disabled chat costs no Pub/Sub message and no Q&A call); the worker writes it, after checking with
-the platform that the sender really is an admin.
+Document id ``{bot_id}:{chat_id}``, fields ``enabled`` and ``answer_mode``
+(:mod:`shared.bots.answer_modes`). A chat without a document is enabled and follows the bot's answer
+mode: a bot added to a group answers there until an admin says otherwise. The webhook reads this before
+publishing a job (a disabled chat, or a message the chat's mode does not answer, costs no Pub/Sub
+message and no Q&A call); the worker writes it, after checking with the platform that the sender really
+is an admin. Each setting is written with a merge, so switching one keeps the other.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from google.cloud import firestore
 
+from shared.bots.answer_modes import AnswerMode, parse_mode
+
 CHAT_SETTINGS = "chat_settings"
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """One chat's settings for one bot: on or off, and its own answer mode (None: the bot's)."""
+
+    enabled: bool = True
+    answer_mode: AnswerMode | None = None
 
 
 def chat_key(bot_id: str, chat_id: str | int) -> str:
@@ -20,22 +33,42 @@ def chat_key(bot_id: str, chat_id: str | int) -> str:
     return f"{bot_id}:{chat_id}"
 
 
-def is_enabled(db: firestore.Client, bot_id: str, chat_id: str | int) -> bool:
-    """Whether the bot answers in this chat (default yes)."""
+def read_settings(db: firestore.Client, bot_id: str, chat_id: str | int) -> ChatSettings:
+    """The chat's settings (defaults when it has none): one read for both."""
     snap = db.collection(CHAT_SETTINGS).document(chat_key(bot_id, chat_id)).get()
     if not snap.exists:
-        return True
-    return bool((snap.to_dict() or {}).get("enabled", True))
+        return ChatSettings()
+    data = snap.to_dict() or {}
+    return ChatSettings(bool(data.get("enabled", True)), parse_mode(data.get("answer_mode")))
 
 
-def set_enabled(db: firestore.Client, bot_id: str, chat_id: str | int, enabled: bool, by_user: str) -> None:
-    """Persist the switch, with who flipped it and when (for the bot's activity view)."""
+def is_enabled(db: firestore.Client, bot_id: str, chat_id: str | int) -> bool:
+    """Whether the bot answers in this chat (default yes)."""
+    return read_settings(db, bot_id, chat_id).enabled
+
+
+def _write(
+    db: firestore.Client, bot_id: str, chat_id: str | int, fields: dict[str, object], by_user: str
+) -> None:
     db.collection(CHAT_SETTINGS).document(chat_key(bot_id, chat_id)).set(
         {
             "bot_id": bot_id,
             "chat_id": str(chat_id),
-            "enabled": enabled,
+            **fields,
             "updated_by": by_user,
             "updated_at": datetime.now(UTC),
-        }
+        },
+        merge=True,
     )
+
+
+def set_enabled(db: firestore.Client, bot_id: str, chat_id: str | int, enabled: bool, by_user: str) -> None:
+    """Persist the switch, with who flipped it and when (for the bot's activity view)."""
+    _write(db, bot_id, chat_id, {"enabled": enabled}, by_user)
+
+
+def set_answer_mode(
+    db: firestore.Client, bot_id: str, chat_id: str | int, mode: AnswerMode, by_user: str
+) -> None:
+    """Persist the chat's answer mode, with who set it and when."""
+    _write(db, bot_id, chat_id, {"answer_mode": str(mode)}, by_user)

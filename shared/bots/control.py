@@ -16,7 +16,7 @@ Public API::
                                 "public_key": ..., "bot_token": ...})                  -> Bot
     control.list_bots(caller, all_owners=False) -> list[Bot]
     control.get_bot(caller, bot_id) -> Bot
-    control.edit_bot(caller, bot_id, {"name"?, "model"?, "system_prompt"?}) -> Bot
+    control.edit_bot(caller, bot_id, {"name"?, "model"?, "system_prompt"?, "answer_mode"?}) -> Bot
     control.delete_bot(caller, bot_id) -> None
     control.start_bot / stop_bot / restart_bot(caller, bot_id) -> Bot   # status shows the outcome
     control.activity(caller, bot_id, limit=50, cursor=None) -> ActivityPage
@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from google.api_core import exceptions as gexc
 
 from shared.bots.activity import ActivityPage, InvalidCursor
+from shared.bots.answer_modes import DEFAULT_MODE, AnswerMode, parse_mode
 from shared.bots.platforms import PLATFORM_NAMES, find_platform, get_platform
 from shared.bots.platforms.base import ApiEndpoint, BotCredentials, Platform
 from shared.bots.platforms.errors import InvalidRegistration, PlatformError, PlatformUnreachable, RetryPolicy
@@ -60,7 +61,7 @@ T = TypeVar("T")
 
 NAME_MAX = 64
 PROMPT_MAX = 4000
-EDITABLE = ("name", "model", "system_prompt")
+EDITABLE = ("name", "model", "system_prompt", "answer_mode")
 # Control-plane calls are made while a person waits: retry briefly, never sleep for long.
 CONTROL_RETRY = RetryPolicy(attempts=3, backoff=0.3, max_wait=5.0)
 _APPLY_ROUNDS = 6
@@ -160,6 +161,7 @@ class BotControl:
         allowed = self.settings.allowed_bot_models
         model = _model(data.get("model", "extractive" if "extractive" in allowed else allowed[0]), allowed)
         prompt = _prompt(data.get("system_prompt", ""))
+        mode = _answer_mode(data.get("answer_mode", str(DEFAULT_MODE)))
         registration = _checked(lambda: platform.check_registration(self._api(platform), data))
         identity = registration.platform_info.get(platform.identity_field)
         # A quick, friendly answer (and the only check for bots registered before bot_identities); the
@@ -178,6 +180,7 @@ class BotControl:
                 name=name,
                 model=model,
                 system_prompt=prompt,
+                answer_mode=mode,
                 token=registration.token,
                 platform_info=registration.platform_info,
             )
@@ -195,11 +198,12 @@ class BotControl:
     def edit_bot(self, caller: Caller, bot_id: str, data: Any) -> Bot:
         self._owned(caller, bot_id)
         if not isinstance(data, dict) or not data:
-            raise BadRequest("Expected a JSON object with name, model or system_prompt.")
+            raise BadRequest("Expected a JSON object with name, model, system_prompt or answer_mode.")
         unknown = sorted(set(data) - set(EDITABLE))
         if unknown:
             raise BadRequest(
-                f"Cannot edit {', '.join(unknown)}: only name, model and system_prompt can change "
+                f"Cannot edit {', '.join(unknown)}: only name, model, system_prompt and answer_mode can "
+                "change "
                 "(a new token for the same bot: POST /api/bots/<id>/token)."
             )
         fields: dict[str, Any] = {}
@@ -209,6 +213,8 @@ class BotControl:
             fields["model"] = _model(data["model"], self.settings.allowed_bot_models)
         if "system_prompt" in data:
             fields["system_prompt"] = _prompt(data["system_prompt"])
+        if "answer_mode" in data:
+            fields["answer_mode"] = _answer_mode(data["answer_mode"])
         bot = self.registry.update_bot(bot_id, fields)
         if bot is None:
             raise NotFound("No such bot.")
@@ -382,6 +388,14 @@ def _model(value: Any, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise BadRequest("model must be one of: " + ", ".join(f"'{m}'" for m in allowed) + ".")
     return value
+
+
+def _answer_mode(value: Any) -> str:
+    """A valid answer mode (:mod:`shared.bots.answer_modes`), as stored."""
+    mode = parse_mode(value)
+    if mode is None:
+        raise BadRequest("answer_mode must be one of: " + ", ".join(f"'{m}'" for m in AnswerMode) + ".")
+    return str(mode)
 
 
 def _prompt(value: Any) -> str:

@@ -37,6 +37,9 @@ class JobKind(StrEnum):
     HELP = "help"  # /start, /help: send the help text, no Q&A call
     ENABLE = "enable"  # /enable: check the sender is a chat admin, then persist and confirm
     DISABLE = "disable"  # /disable: same, the other way
+    MODE = "mode"  # /mode <mode>: same check, then persist the chat's answer mode (``question``)
+    VOTE = "vote"  # a 👍/👎 button press: have the Q&A service cast the vote (no message is sent)
+    FORGET = "forget"  # /forget: same admin check, then delete the chat's history and its questions
 
 
 class Job(BaseModel):
@@ -53,6 +56,14 @@ class Job(BaseModel):
     user: str | None = None  # the platform user id of the sender
     user_is_admin_hint: bool = False  # Telegram anonymous admin (sender_chat == chat)
     question: str | None = None
+    # False for a group message that neither mentions the bot, nor replies to it, nor uses /ask: the
+    # ingress publishes it only when the chat's answer mode answers every message.
+    addressed: bool = True
+    # The effective answer mode (shared.bots.answer_modes), set by the ingress from the chat's and the
+    # bot's settings; None: the worker reads them itself.
+    answer_mode: str | None = None
+    state_id: str | None = None  # vote: the pressed button's state (shared.bots.buttons)
+    vote: str | None = None  # vote: "up" or "down"
     # The Discord interaction token is a credential for 15 minutes: kept out of repr (and so out of
     # logs that format a job) and only ever sent to Discord.
     interaction_token: str | None = Field(default=None, repr=False)

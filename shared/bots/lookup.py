@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.bots.answer_modes import DEFAULT_MODE, AnswerMode, stored_mode
 from shared.bots.registry import BotReader, BotRegistry
 
 
@@ -33,6 +34,7 @@ class BotInfo:
     platform_info: Mapping[str, Any] = field(default_factory=dict)
     webhook_secret_hash: str | None = field(default=None, repr=False)  # what the ingress checks against
     token: str | None = field(default=None, repr=False)  # platform token (worker only)
+    answer_mode: AnswerMode = DEFAULT_MODE  # the bot's; a chat's own mode wins (shared.bots.chat_switch)
 
 
 BotLookup = Callable[[str], "BotInfo | None"]
@@ -58,6 +60,7 @@ def bot_lookup(reader: BotReader, *, with_token: bool = False) -> BotLookup:
             platform_info=bot.platform_info,
             webhook_secret_hash=bot.webhook_secret_hash or None,
             token=decrypt(bot) if decrypt is not None and bot.token_enc else None,
+            answer_mode=stored_mode(bot.answer_mode),
         )
 
     return lookup

@@ -21,6 +21,7 @@ Public API (used by the control plane, the webhook functions and the worker)::
         id: str; owner: str; platform: str              # a name of shared.bots.platforms
         name: str; model: str                           # "extractive" | "gemini"
         system_prompt: str
+        answer_mode: str                                # shared.bots.answer_modes (default "mentions")
         desired: str                                    # "running" | "stopped"  (what the owner asked)
         status: str                                     # "stopped" | "starting" | "running" | "error"
         last_error: str | None
@@ -61,6 +62,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.bots.activity import ActivityLog, ActivityPage
+from shared.bots.answer_modes import DEFAULT_MODE, stored_mode
 from shared.bots.platforms import find_platform
 from shared.bots.secrets import TokenCipher, webhook_secret_hash
 from shared.logs import register_secret
@@ -94,6 +96,7 @@ class BotProfile:
     status: str
     last_error: str | None
     platform_info: dict[str, Any]
+    answer_mode: str = str(DEFAULT_MODE)  # shared.bots.answer_modes; a chat's own mode wins
 
     @staticmethod
     def profile_fields(bot_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,6 +113,7 @@ class BotProfile:
             "status": str(data.get("status") or "stopped"),
             "last_error": data.get("last_error"),
             "platform_info": dict(data.get("platform_info") or {}),
+            "answer_mode": str(stored_mode(data.get("answer_mode"))),
         }
 
 
@@ -144,6 +148,7 @@ class Bot(BotProfile):
             "status": self.status,
             "last_error": self.last_error,
             "platform_info": info,
+            "answer_mode": self.answer_mode,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
         }
@@ -307,6 +312,7 @@ class BotRegistry(BotReader):
         system_prompt: str,
         token: str,
         platform_info: dict[str, Any],
+        answer_mode: str = str(DEFAULT_MODE),
     ) -> Bot:
         """Create the bot and claim its platform identity in one batch.
 
@@ -322,6 +328,7 @@ class BotRegistry(BotReader):
             "name": name,
             "model": model,
             "system_prompt": system_prompt,
+            "answer_mode": answer_mode,
             "desired": "stopped",
             "status": "stopped",
             "last_error": None,
@@ -372,7 +379,8 @@ class BotRegistry(BotReader):
         return self.get_bot(bot_id)
 
     def update_bot(self, bot_id: str, fields: dict[str, Any]) -> Bot | None:
-        """Set plain fields (name, model, system_prompt, platform_info). None if the bot is gone."""
+        """Set plain fields (name, model, system_prompt, answer_mode, platform_info). None if the bot is
+        gone."""
         return self._change(bot_id, lambda current: fields)
 
     def replace_token(self, bot_id: str, token: str) -> Bot | None:

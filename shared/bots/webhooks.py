@@ -11,8 +11,10 @@ Function's CPU is throttled once it has answered, and Discord wants its first an
 Status codes (each rejection logs exactly one line, without tokens or bodies):
 
 ========  =====================================================================================
-200       accepted (job published), duplicate, or ignored (not for this bot, disabled chat, ...);
-          Discord: also PONG, button answers and polite failures (Discord does not retry)
+200       accepted (job published), duplicate, or ignored (not for this bot, disabled chat, a group
+          message the chat's answer mode does not answer, ...); Discord: also PONG, button answers
+          and polite failures (Discord does not retry); Telegram: a button press, answered with
+          ``answerCallbackQuery`` in the response body (Telegram runs a method a webhook answers with)
 400       not JSON / not an update / not an interaction
 401       Discord: missing, malformed or wrong Ed25519 signature, or a stale timestamp
 403       Telegram: wrong or missing ``X-Telegram-Bot-Api-Secret-Token``, or no secret hash stored
@@ -47,9 +49,11 @@ from google.cloud import firestore
 
 from shared import logs
 from shared.bots import chat_switch, dedupe
+from shared.bots.answer_modes import answers_unaddressed
 from shared.bots.buttons import ButtonStateStore
+from shared.bots.chat_switch import ChatSettings
 from shared.bots.jobs import Job, JobPublisher
-from shared.bots.lookup import BotLookup, CachedLookup, bot_lookup
+from shared.bots.lookup import BotInfo, BotLookup, CachedLookup, bot_lookup
 from shared.bots.platforms import get_platform
 from shared.bots.platforms.base import Ack, Delivery, Platform, Rejection, Reply, Stage
 from shared.bots.registry import BotReader
@@ -155,9 +159,11 @@ class Ingress:
                 return self._reject(received, bot_id)
             if isinstance(received, Reply):
                 return received
-            ended = self._check(received)
+            ended = self._check(received, bot)
         except gexc.GoogleAPICallError as exc:
             return self._unavailable(Stage.STORAGE, bot_id, f"firestore: {type(exc).__name__}")
+        if ended is Ack.DUPLICATE:
+            return received.reply or self.platform.acknowledge(ended)
         if ended is not None:
             return self.platform.acknowledge(ended)
         try:
@@ -166,22 +172,29 @@ class Ingress:
             # Nothing was recorded yet: the platform's retry gets in and publishes again.
             return self._unavailable(Stage.PUBLISH, bot_id, f"publish failed: {type(exc).__name__}")
         self._record_seen(bot_id, received.update_id)
-        return self.platform.acknowledge(Ack.ACCEPTED)
+        return received.reply or self.platform.acknowledge(Ack.ACCEPTED)
 
-    def _check(self, delivery: Delivery) -> Ack | None:
-        """Whether the delivery ends here: its chat switched the bot off, or it was published before.
+    def _check(self, delivery: Delivery, bot: BotInfo) -> Ack | None:
+        """Whether the delivery ends here: its chat switched the bot off, its chat's answer mode does
+        not answer a message that is not addressed to the bot, or it was published before. Otherwise the
+        job leaves with the chat's effective answer mode in it (the worker needs it for refusals).
 
-        The chat switch is read while the dedupe record is looked up: two round trips in the time of
-        one. The record is written only after publishing (module docstring).
+        The chat's settings are read while the dedupe record is looked up: two round trips in the time
+        of one. The record is written only after publishing (module docstring).
         """
-        enabled: Future[bool] | None = None
+        chat: Future[ChatSettings] | None = None
         if delivery.chat_id is not None:
-            enabled = _side_reads.get().submit(
-                chat_switch.is_enabled, self._db, delivery.job.bot_id, delivery.chat_id
+            chat = _side_reads.get().submit(
+                chat_switch.read_settings, self._db, delivery.job.bot_id, delivery.chat_id
             )
         seen = dedupe.update_seen(self._db, self.platform.name, delivery.job.bot_id, delivery.update_id)
-        if enabled is not None and not enabled.result(timeout=30):
+        settings = chat.result(timeout=30) if chat is not None else ChatSettings()
+        if not settings.enabled:
             return Ack.DISABLED
+        mode = settings.answer_mode or bot.answer_mode
+        if not delivery.job.addressed and not answers_unaddressed(mode):
+            return Ack.NOT_ADDRESSED
+        delivery.job.answer_mode = str(mode)
         return Ack.DUPLICATE if seen else None
 
     def _record_seen(self, bot_id: str, update_id: int | str) -> None:

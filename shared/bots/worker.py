@@ -18,7 +18,10 @@ Exactly once, as far as it can be had (see :mod:`shared.bots.dedupe` for the led
    sent. A concurrent duplicate sees the claim: 200 if it was sent, 503 while the claim is fresh, and
    a takeover once the lease ran out (the first worker crashed).
 2. render the reply (the platform escapes and splits it) and save the rendered parts on the claim; the
-   state of answer buttons goes to ``interactions`` before the message that carries them is sent.
+   state of answer buttons (with the answer's ``answer_id``) goes to ``interactions`` before the message
+   that carries them is sent. A refusal in a chat whose answer mode is ``confident``
+   (:mod:`shared.bots.answer_modes`) renders no parts: the platform takes back its placeholder, if it
+   shows one (``Platform.stay_silent``), and nothing is posted.
 3. send part by part, recording ``parts_sent`` after each; a takeover resumes at the next part with the
    same text (not a fresh answer).
 4. mark the claim ``sent``.
@@ -29,6 +32,9 @@ platform offers an idempotency key for sendMessage / followups, so this window c
 narrowed: it is one Firestore write wide and covers one part, not the whole answer. Discord's first
 part is an edit of ``@original``, which is idempotent, so there it costs nothing. The processing time
 is capped well below the lease (:data:`PROCESSING_BUDGET`), so a live worker is never taken over.
+
+A ``vote`` job (a 👍/👎 press) skips the ledger: the Q&A service casts the vote idempotently
+(:meth:`shared.bots.qa_client.QaClient.vote`), so every redelivered copy lands on the same vote.
 
 Everything platform-specific (markup, message size, how a part is sent, reply windows, chat admins) is
 the platform's (:class:`shared.bots.platforms.base.Platform`); this module never branches on its name.
@@ -48,7 +54,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from shared.bots import chat_switch
-from shared.bots.buttons import ButtonStateStore, state_id_for_job
+from shared.bots.answer_modes import DESCRIPTIONS, AnswerMode, parse_mode, posts_refusals
+from shared.bots.buttons import ButtonStateStore, state_id_for_job, state_ttl
 from shared.bots.dedupe import Claim, ClaimState, ReplyLedger
 from shared.bots.jobs import Job, JobKind, MalformedPush, parse_push_envelope
 from shared.bots.lookup import BotInfo, BotLookup, CachedLookup, bot_lookup
@@ -101,7 +108,8 @@ class BotWorker:
         self._qa = qa
         self._settings = settings
         self._ledger = ledger or ReplyLedger(db)
-        self._buttons = ButtonStateStore(db)
+        # The state holds the question and the answer: kept no longer than the conversation is.
+        self._buttons = ButtonStateStore(db, state_ttl(settings.conversation_retention_days))
         self._policy = retry_policy
         self._clock = clock
 
@@ -124,6 +132,10 @@ class BotWorker:
         if bot is None or platform is None or bot.platform != job.platform:
             log.info("job %s dropped: bot unknown", job.job_id)
             return JobResult(200, "unknown bot", job.job_id)
+        if job.kind is JobKind.VOTE:
+            # A press on an answer sent while the bot ran: counted even if the bot is stopped now, and
+            # not bound to the platform's reply window (nothing is sent).
+            return self._vote(job)
         api = ApiEndpoint(platform.api_base(self._settings), self._policy)
         if not bot.active:
             log.info("job %s dropped: bot stopped", job.job_id)
@@ -180,6 +192,23 @@ class BotWorker:
         )
         return JobResult(200, "sent", job.job_id)
 
+    def _vote(self, job: Job) -> JobResult:
+        """Have the Q&A service cast a button's vote. Idempotent there (one vote per voter per answer),
+        so a redelivered job needs no ledger: each copy casts the same vote."""
+        if not job.state_id or job.vote not in ("up", "down") or not job.user:
+            log.info("job %s dropped: a vote without its button state", job.job_id)
+            return JobResult(200, "malformed", job.job_id)
+        try:
+            self._qa.vote(job.bot_id, job.state_id, f"{job.platform}:{job.user}", job.vote)
+        except QaRejected as exc:
+            # The button's state expired between the press and now: nothing left to vote on.
+            log.info("job %s: vote refused by Q&A (%d)", job.job_id, exc.status)
+            return JobResult(200, "vote refused", job.job_id)
+        except QaUnavailable as exc:
+            log.warning("job %s: %s (will retry)", job.job_id, exc)
+            return JobResult(503, "retry", job.job_id)
+        return JobResult(200, "voted", job.job_id)
+
     @staticmethod
     def _safe(action: Callable[..., None], *args: Any) -> None:
         try:
@@ -195,22 +224,69 @@ class BotWorker:
         """The reply's parts (already escaped for the platform) and extra state for a takeover."""
         if job.kind in (JobKind.ENABLE, JobKind.DISABLE):
             return platform.render(self._switch_chat(job, bot, platform, api)), {}
+        if job.kind is JobKind.MODE:
+            return platform.render(self._set_mode(job, bot, platform, api)), {}
+        if job.kind is JobKind.FORGET:
+            return platform.render(self._forget(job, bot, platform, api)), {}
         question = (job.question or "").strip()
         if job.kind is JobKind.HELP or not question:
             return platform.render(platform.help_text(bot)), {}
-        user = f"{job.platform}:{job.chat_id or job.user or 'unknown'}"
+        user = self._chat(job)
         try:
             answer = self._qa.ask(question, job.bot_id, user)
         except QaRejected as exc:
             log.info("job %s: question refused by Q&A (%d)", job.job_id, exc.status)
             answer = QaAnswer("Sorry, I can't answer that question. Try rephrasing it or making it shorter.")
+        if answer.refused and not posts_refusals(self._answer_mode(job, bot)):
+            log.info("job %s: refused, and the chat's answer mode stays silent then", job.job_id)
+            return [], {"silent": True}
         parts = platform.render(answer.text, answer.sources)
         if not platform.answer_buttons:
             return parts, {}
         state_id = state_id_for_job(job.job_id)
-        # The buttons' state is stored before the message that carries them exists.
-        self._buttons.save(state_id, job.bot_id, question, answer.text, answer.sources)
+        # The buttons' state is stored before the message that carries them exists; the answer id is
+        # what a vote on them points at.
+        self._buttons.save(
+            state_id,
+            job.bot_id,
+            question,
+            answer.text,
+            answer.sources,
+            answer_id=answer.answer_id,
+            chat=self._chat(job),
+        )
         return parts, {"state_id": state_id}
+
+    @staticmethod
+    def _chat(job: Job) -> str:
+        """The chat as the Q&A service knows it (its conversation is ``bot:<bot id>:<this>``)."""
+        return f"{job.platform}:{job.chat_id or job.user or 'unknown'}"
+
+    def _forget(self, job: Job, bot: BotInfo, platform: Platform, api: ApiEndpoint) -> str:
+        """``/forget``: the chat's conversation with the bot, its questions in the owners' gaps report,
+        the sender's votes and the answers' button state are deleted. In a private chat the sender's
+        own; in a group only an admin may (the history is the group's)."""
+        if job.chat_id is None or job.user is None:
+            raise Unanswerable("/forget without chat or user")
+        if not platform.may_switch_chat(api, bot, job):
+            return "Only chat admins can clear this chat's history with me."
+        chat = self._chat(job)
+        try:
+            self._qa.forget(job.bot_id, chat, f"{job.platform}:{job.user}")
+        except QaRejected as exc:
+            log.warning("job %s: /forget refused by Q&A (%d)", job.job_id, exc.status)
+            return "Sorry, I could not clear this chat's history. Please try again later."
+        self._buttons.forget_chat(job.bot_id, chat)
+        return "Done: I forgot this chat's questions and my answers, and they are gone from reports."
+
+    def _answer_mode(self, job: Job, bot: BotInfo) -> AnswerMode:
+        """The chat's effective answer mode: as the ingress found it, else the chat's, else the bot's."""
+        mode = parse_mode(job.answer_mode)
+        if mode is not None:
+            return mode
+        if job.chat_id is None:
+            return bot.answer_mode
+        return chat_switch.read_settings(self._db, job.bot_id, job.chat_id).answer_mode or bot.answer_mode
 
     def _switch_chat(self, job: Job, bot: BotInfo, platform: Platform, api: ApiEndpoint) -> str:
         """``/enable`` ``/disable``: check the sender may switch the bot here, then persist the switch."""
@@ -225,12 +301,35 @@ class BotWorker:
             return "Enabled: I will answer questions in this chat."
         return "Disabled: I will stay quiet in this chat until an admin sends /enable."
 
+    def _set_mode(self, job: Job, bot: BotInfo, platform: Platform, api: ApiEndpoint) -> str:
+        """``/mode [mode]``: with a mode, check the sender may set it here, then persist it; without one,
+        say which mode the chat has and what the choices are."""
+        if job.chat_id is None or job.user is None:
+            raise Unanswerable("/mode without chat or user")
+        choices = ", ".join(f"{m} ({DESCRIPTIONS[m].lower()})" for m in AnswerMode)
+        wanted = (job.question or "").strip()
+        if not wanted:
+            current = chat_switch.read_settings(self._db, job.bot_id, job.chat_id).answer_mode
+            where = "set for this chat" if current else "the bot's default"
+            return f"Answer mode: {current or bot.answer_mode} ({where}). Choices: {choices}."
+        mode = parse_mode(wanted)
+        if mode is None:
+            return f"Unknown mode. Choices: {choices}."
+        if not platform.may_switch_chat(api, bot, job):
+            return "Only chat admins can change when I answer here."
+        by_user = f"{job.platform}:{job.user}"
+        chat_switch.set_answer_mode(self._db, job.bot_id, job.chat_id, mode, by_user=by_user)
+        return f"Answer mode for this chat: {mode}. {DESCRIPTIONS[mode]}."
+
     # --- sending --------------------------------------------------------------------------------
 
     def _send(
         self, job: Job, bot: BotInfo, platform: Platform, api: ApiEndpoint, claim: Claim, started: float
     ) -> None:
         parts = claim.parts or []
+        if not parts and claim.extra.get("silent"):
+            platform.stay_silent(api, bot, job)
+            return
         for index in range(claim.parts_sent, len(parts)):
             if time.monotonic() - started > PROCESSING_BUDGET:
                 raise _Retry("processing budget exhausted")

@@ -74,15 +74,18 @@ def _ask_local(
     previous: str | None,
     answerer: str | None,
 ) -> dict[str, Any]:
-    from shared.qa.answerers import get_answerer, source_link, source_title
+    from shared.qa.answerers import get_answerer
     from shared.qa.ask import source_json
-    from shared.qa.local_asker import LocalAsker, open_corpus_index, open_index_dir
+    from shared.qa.eval_corpus import open_eval_index
+    from shared.qa.eval_sets import CorpusSpec
+    from shared.qa.local_asker import LocalAsker, open_index_dir
+    from shared.qa.sources import source_link, source_title
 
     if index_dir is not None:
         index = open_index_dir(settings, index_dir)
     else:
         assert site_dir is not None
-        index = open_corpus_index(settings, site_dir, base_url)
+        index = open_eval_index(settings, CorpusSpec(html_dir=site_dir, base_url=base_url))
     name = answerer or settings.answerer
     try:
         asker = LocalAsker(index, get_answerer(name, settings), settings.retrieval_top_k)

@@ -258,6 +258,10 @@ def run_poll(settings: Settings, bot_id: str, *, stop_webhook: bool, max_updates
         body = json.dumps(update.to_dict()).encode()
         reply = await asyncio.to_thread(ingress.handle, bot_id, headers, body)
         log.info("update %s: %s %s", update.update_id, reply.status, reply.reason)
+        if reply.body.get("method") == "answerCallbackQuery":
+            # A webhook's response runs this method at Telegram; polling has no response: call it.
+            query_id, text = str(reply.body.get("callback_query_id")), str(reply.body.get("text", ""))
+            await asyncio.to_thread(client.answer_callback_query, query_id, text)
         handled += 1
         if max_updates is not None and handled >= max_updates:
             context.application.stop_running()

@@ -75,14 +75,8 @@ def eval_command(
     """
     from shared.qa.answerers import get_answerer
     from shared.qa.eval_corpus import CorpusMissing, open_eval_index
-    from shared.qa.evaluation import (
-        EvalSetError,
-        compare,
-        flipped_cases,
-        format_table,
-        load_eval_set,
-        run_eval,
-    )
+    from shared.qa.eval_sets import EvalSetError, load_eval_set
+    from shared.qa.evaluation import compare, flipped_cases, format_table, run_eval
     from shared.qa.local_asker import LocalAsker, open_index_dir
 
     logs_to_stderr()

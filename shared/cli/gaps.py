@@ -16,7 +16,7 @@ import click
 from shared.config import get_settings
 
 if TYPE_CHECKING:
-    from shared.qa.gaps import GapsReport
+    from shared.qa.gaps_report import GapsReport
 
 
 def _text(report: GapsReport) -> str:
@@ -74,7 +74,8 @@ def gaps_command(
     grouped by similar question, and how each cited page fares."""
     from shared.gcp import firestore_client
     from shared.qa.answer_log import QuestionVectors
-    from shared.qa.gaps import GapsService, InvalidFilter, UnknownBot, Viewer, parse_filters
+    from shared.qa.gaps import GapsService, UnknownBot, Viewer
+    from shared.qa.gaps_filters import InvalidFilter, parse_filters
 
     if as_json and as_csv:
         raise click.UsageError("choose --json or --csv, not both")

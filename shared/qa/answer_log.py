@@ -2,7 +2,7 @@
 
 ``/api/ask`` records each answer it returns (web and bots alike) after the conversation is written,
 and returns its id as ``answer_id``. Votes (:mod:`shared.qa.feedback`) point at it and keep its
-``up_votes`` / ``down_votes`` counters; the gaps report (:mod:`shared.qa.gaps`) reads it.
+``up_votes`` / ``down_votes`` counters; the gaps report (:mod:`shared.qa.answer_rows`) reads it.
 
 Identity. The answer id is derived from the conversation id, the question and the answer text
 (:func:`answer_id`), so the chat page can name the answers of a conversation it reloads without a
@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,15 +44,15 @@ import numpy as np
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from shared.qa.sources import SECTION_SEPARATOR  # how the API's source titles join page and headings
+
 if TYPE_CHECKING:
-    from shared.qa.ask import AskResult, AskService, BotProfile
-    from shared.qa.live_index import LiveIndex
+    from shared.qa.ask import AskResult
 
 log = logging.getLogger(__name__)
 
 ANSWERS = "answers"
 VECTOR_DTYPE = np.float16
-SECTION_SEPARATOR = " > "  # how the API's source titles join the page title and its headings
 BATCH_WRITES = 400
 PLATFORMS = ("web", "telegram", "discord")
 _ANSWER_ID = re.compile(r"[0-9a-f]{32}")
@@ -404,81 +403,3 @@ def record_from(answer_id: str, data: Mapping[str, Any]) -> AnswerRecord:
         created_at=data.get("created_at"),
         expire_at=data.get("expire_at"),
     )
-
-
-class PageSources:
-    """Which knowledge source each page of the served index belongs to (``docs``, ``blog``, ...), read
-    once per loaded snapshot from the index's page table."""
-
-    def __init__(self, live_index: LiveIndex) -> None:
-        self._live = live_index
-        self._key: tuple[Any, ...] | None = None
-        self._map: dict[str, str] = {}
-        self._only = ""
-        self._lock = threading.Lock()
-
-    def resolver(self) -> Callable[[str], str]:
-        """url → source name ("" when the page is not in the served index)."""
-        status = self._live.status()
-        key = (status.snapshot_id, status.loaded_at)
-        with self._lock:
-            if key != self._key:
-                self._map, self._only = self._read(status.counts_by_source)
-                self._key = key
-            mapping, only = self._map, self._only
-        return lambda url: mapping.get(page_url(url), only)
-
-    def _read(self, counts_by_source: Mapping[str, int]) -> tuple[dict[str, str], str]:
-        from shared.qa.live_index import NoIndexYet
-
-        only = next(iter(counts_by_source)) if len(counts_by_source) == 1 else ""
-        try:
-            with self._live.lease() as index:
-                pages = getattr(index, "pages", None)
-                records = pages() if callable(pages) else {}
-        except NoIndexYet:
-            return {}, only
-        return {page_url(url): str(record.source) for url, record in records.items()}, only
-
-
-@dataclass
-class RecordedAnswer:
-    """An ``/api/ask`` result and the id it was recorded under (None if recording failed)."""
-
-    result: AskResult
-    answer_id: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return self.result.to_json() | {"answer_id": self.answer_id}
-
-
-class RecordingAsk:
-    """``/api/ask``'s service: answer (:class:`shared.qa.ask.AskService`), then record the answer for
-    feedback and the gaps report. A recording failure is logged and costs only the ``answer_id``: the
-    answer is already in the conversation and is returned all the same."""
-
-    def __init__(self, ask: AskService, answers: AnswerLog, live_index: LiveIndex) -> None:
-        self._ask = ask
-        self._answers = answers
-        self._live = live_index
-        self._sources = PageSources(live_index)
-
-    def ask(
-        self,
-        owner: str,
-        question: str,
-        conversation_id: str | None = None,
-        bot: BotProfile | None = None,
-        platform: str = "web",
-    ) -> RecordedAnswer:
-        """Answer ``question`` for ``owner`` and record it; raises what ``AskService.ask`` raises."""
-        result = self._ask.ask(owner, question, conversation_id, bot)
-        try:
-            facts = AnswerFacts.from_result(
-                result, question, self._live.status().snapshot_id, bot.id if bot else None, platform
-            )
-            recorded: str | None = self._answers.record(facts, owner, self._sources.resolver())
-        except gexc.GoogleAPIError:
-            log.exception("answer not recorded for feedback (conversation %s)", result.conversation_id)
-            recorded = None
-        return RecordedAnswer(result, recorded)

@@ -16,10 +16,11 @@ from typing import Any
 
 from google.cloud import firestore
 
-from shared.qa.answerers import Answer, Answerer, source_link, source_title, split_heading_path
+from shared.qa.answerers import Answer, Answerer
 from shared.qa.conversations import ConversationStore
 from shared.qa.followups import retrieve_for_turn
 from shared.qa.live_index import LiveIndex
+from shared.qa.sources import source_link, source_title, split_heading_path
 
 BOTS = "bots"
 _BOT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

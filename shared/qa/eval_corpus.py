@@ -1,6 +1,6 @@
-"""The index an eval set is answered from: the HTML corpus it names, built once into a cache under
-``ASKBASE_DATA_DIR/local-index/`` and brought up to date on later runs (only changed pages are
-re-embedded).
+"""The index of an HTML corpus on this machine (the one an eval set names, or ``askbase ask
+--site-dir``'s), built once into a cache under ``ASKBASE_DATA_DIR/local-index/`` and brought up to date on
+later runs (only changed pages are re-embedded).
 
 A corpus is read file by file (:func:`shared.knowledge.file_corpus.index_html_files`, the sample site)
 or, with ``"crawl": true``, served on loopback and crawled by the real crawler
@@ -12,21 +12,24 @@ rebuild.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.qa.local_asker import corpus_cache_dir
-
 if TYPE_CHECKING:
     from shared.config import Settings
     from shared.knowledge.embeddings import Embedder
     from shared.knowledge.index import KnowledgeIndex
-    from shared.qa.evaluation import CorpusSpec
+    from shared.qa.eval_sets import CorpusSpec
 
 log = logging.getLogger(__name__)
+
+CACHE_DIR = "local-index"
 
 
 class CorpusMissing(FileNotFoundError):
@@ -45,8 +48,12 @@ def missing_corpus_message(corpus: CorpusSpec) -> str:
 
 
 def corpus_index_dir(settings: Settings, corpus: CorpusSpec, embedder_id: str) -> Path:
-    """Where the index of ``corpus`` built with the embedder ``embedder_id`` is cached."""
-    path = corpus_cache_dir(settings, corpus.html_dir, corpus.base_url)
+    """Where the index of ``corpus`` built with the embedder ``embedder_id`` is cached: named for the
+    directory and keyed by it and the base URL, so two corpora never share an index."""
+    html_dir = Path(corpus.html_dir)
+    key = hashlib.sha256(f"{html_dir.resolve()}\n{corpus.base_url}".encode()).hexdigest()[:12]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", html_dir.name).strip("-") or "corpus"
+    path = Path(settings.data_dir) / CACHE_DIR / f"{name}-{key}"
     suffix = ("-crawl" if corpus.crawl else "") + (
         f"-{embedder_id}" if embedder_id != settings.embedder else ""
     )
@@ -60,7 +67,10 @@ def open_eval_index(
     embedder: Embedder | None = None,
 ) -> KnowledgeIndex:
     """The index of ``corpus``, built or brought up to date in its cache, searched with ``embedder``
-    (default: the configured one). Raises :class:`CorpusMissing` when the directory is not there."""
+    (default: the configured one). Raises :class:`CorpusMissing` when the directory is not there.
+
+    A cached index built with another embedder, or corrupt, is rebuilt from scratch (vectors of two
+    models are not comparable, so they are never mixed)."""
     from shared.knowledge.embeddings import load_embedder
     from shared.knowledge.file_corpus import crawl_html_files, index_html_files
     from shared.knowledge.index import EmbedderMismatch, IndexCorrupt, KnowledgeIndex
@@ -76,27 +86,19 @@ def open_eval_index(
         shutil.rmtree(path)
         index = KnowledgeIndex.open(path, embedder, collection=settings.collection)
     try:
-        if corpus.crawl:
-            summary = crawl_html_files(
-                index,
-                corpus.html_dir,
-                corpus.base_url,
-                start=corpus.start,
-                max_chars=settings.chunk_max_chars,
-                overlap=settings.chunk_overlap_chars,
-                concurrency=settings.crawl_concurrency,
-                progress=progress,
-            )
-        else:
-            summary = index_html_files(
-                index,
-                corpus.html_dir,
-                corpus.base_url,
-                max_chars=settings.chunk_max_chars,
-                overlap=settings.chunk_overlap_chars,
-                pattern=corpus.pattern,
-                progress=progress,
-            )
+        build = (
+            functools.partial(crawl_html_files, start=corpus.start, concurrency=settings.crawl_concurrency)
+            if corpus.crawl
+            else functools.partial(index_html_files, pattern=corpus.pattern)
+        )
+        summary = build(
+            index,
+            corpus.html_dir,
+            corpus.base_url,
+            max_chars=settings.chunk_max_chars,
+            overlap=settings.chunk_overlap_chars,
+            progress=progress,
+        )
         index.flush()
     except BaseException:
         index.close()

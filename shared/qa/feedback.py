@@ -88,7 +88,8 @@ class VoteState:
         return {"answer_id": self.answer_id, "vote": self.value, "comment": self.comment}
 
 
-# What the bots' buttons send (``shared/bots/buttons.py``: Action values and the recorded words).
+# What the bots' buttons send (``shared/bots/buttons.py``: the Action values), and the words the button
+# state recorded before votes went to this store.
 BUTTON_VOTES = {
     "up": VoteValue.UP,
     "helpful": VoteValue.UP,
@@ -108,7 +109,8 @@ def bot_vote_target(
     bot_id: str,
     platform: str,
 ) -> VoteTarget:
-    """What a press of a bot's 👍/👎 button votes on, for the bots' button handler.
+    """What a press of a bot's 👍/👎 button votes on (``POST /api/bot-votes``, which botrunner's worker
+    calls for each press).
 
     The answer record, when the worker kept the ``answer_id`` that ``/api/ask`` returned and the record
     is still there and is this bot's; otherwise the copy the button's state holds, under an id made from

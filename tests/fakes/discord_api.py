@@ -12,6 +12,7 @@ Usage::
         ...
         dc.commands(app.id)                     # the registered global commands
         interaction = dc.ask_interaction(app.id, "How do I deploy?")   # an /ask APPLICATION_COMMAND
+        dc.mode_interaction(app.id, "confident", permissions="16")     # /mode by a channel manager
         dc.component_interaction(app.id, custom_id="sources:abc")      # a button press
         resp = dc.deliver(app.id, interaction)  # POST to the endpoint, signed with Ed25519 over
                                                 # timestamp + body; bad_signature=True to probe
@@ -222,6 +223,25 @@ class FakeDiscord(PlatformFake):
             "type": 1,
             "options": [{"name": "question", "type": 3, "value": question}],
         }
+        return interaction
+
+    def mode_interaction(
+        self,
+        app_id: str,
+        mode: str | None,
+        *,
+        permissions: str = "0",
+        guild_id: str | None = "1000000000000000001",
+        channel_id: str = "1000000000000000002",
+        user_id: str = "1000000000000000003",
+    ) -> dict[str, Any]:
+        """A ``/mode [mode:<mode>]`` slash command by a member with ``permissions`` (a decimal bit set,
+        as Discord sends ``member.permissions``: 16 is Manage Channels)."""
+        interaction = self._base_interaction(app_id, 2, guild_id, channel_id, user_id)
+        options = [{"name": "mode", "type": 3, "value": mode}] if mode is not None else []
+        interaction["data"] = {"id": snowflake(), "name": "mode", "type": 1, "options": options}
+        if guild_id:
+            interaction["member"]["permissions"] = permissions
         return interaction
 
     def component_interaction(

@@ -1,4 +1,5 @@
-"""A minimal stand-in for the Q&A service's ``POST /api/ask`` on 127.0.0.1 (uvicorn, keep-alive).
+"""A minimal stand-in for the Q&A service's ``POST /api/ask``, ``/api/bot-votes`` and ``/api/bot-forget``
+on 127.0.0.1 (uvicorn, keep-alive).
 
 For the bot worker's tests: it answers every question with a fixed, cited answer (or ``answer_text``),
 records each request, and can fail on demand::
@@ -6,8 +7,10 @@ records each request, and can fail on demand::
     with FakeQA() as qa:
         settings.qa_url = qa.url
         qa.answer_text = "a long answer ..."          # optional
-        qa.fail_next(status=503, times=2)             # the next two asks fail
-        qa.requests                                   # [{"json": {...}, "headers": {...}}]
+        qa.refused = True                             # the answer is a refusal (as /api/ask marks it)
+        qa.fail_next(status=503, times=2)             # the next two requests fail
+        qa.requests                                   # [{"json": {...}, "headers": {...}}]: asks
+        qa.votes / qa.forgets                         # the same for /api/bot-votes, /api/bot-forget
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from shared.devstack.site_server import SiteServer
 from tests.fakes._server import LoopbackService
 
 DEFAULT_ANSWER = "Deploy with `askbase deploy` after setting <PROJECT> & region [1]."
+ANSWER_ID = "a" * 32  # what every answer is recorded under
 DEFAULT_SOURCES = [
     {
         "title": "Deploying askbase",
@@ -46,8 +50,19 @@ class FakeQA(LoopbackService):
         self.requests: list[dict[str, Any]] = []
         self.answer_text = DEFAULT_ANSWER
         self.sources = list(DEFAULT_SOURCES)
+        self.refused = False
+        self.votes: list[dict[str, Any]] = []
+        self.forgets: list[dict[str, Any]] = []
         self._failures: list[int] = []
-        self._server = SiteServer(Starlette(routes=[Route("/api/ask", self._ask, methods=["POST"])]))
+        self._server = SiteServer(
+            Starlette(
+                routes=[
+                    Route("/api/ask", self._ask, methods=["POST"]),
+                    Route("/api/bot-votes", self._vote, methods=["POST"]),
+                    Route("/api/bot-forget", self._forget, methods=["POST"]),
+                ]
+            )
+        )
 
     @property
     def url(self) -> str:
@@ -67,5 +82,26 @@ class FakeQA(LoopbackService):
         if not isinstance(body, dict) or not str(body.get("question") or "").strip():
             return JSONResponse({"error": "question is required"}, status_code=400)
         return JSONResponse(
-            {"answer": self.answer_text, "sources": self.sources, "conversation_id": "conv-1"}
+            {
+                "answer": self.answer_text,
+                "sources": self.sources,
+                "conversation_id": "conv-1",
+                "answer_id": ANSWER_ID,
+                "refused": self.refused,
+            }
         )
+
+    async def _forget(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        with self._lock:
+            self.forgets.append({"json": body, "headers": dict(request.headers)})
+        return JSONResponse({"deleted": 1})
+
+    async def _vote(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        with self._lock:
+            self.votes.append({"json": body, "headers": dict(request.headers)})
+            failure = self._failures.pop(0) if self._failures else None
+        if failure is not None:
+            return JSONResponse({"error": "failing on purpose"}, status_code=failure)
+        return JSONResponse({"answer_id": ANSWER_ID, "vote": body.get("vote"), "comment": None})

@@ -11,7 +11,9 @@ Usage::
         tg.webhook(token)            # WebhookState(url, secret_token, allowed_updates) or None
         tg.send_update(token, {"message": {...}})    # POST to the registered webhook with the
                                                      # X-Telegram-Bot-Api-Secret-Token header; adds
-                                                     # update_id if missing; returns httpx.Response
+                                                     # update_id if missing; returns httpx.Response;
+                                                     # a method in the response is run (calls)
+        tg.callback_update(sent_message, "ab:up:…")    # an inline button press on a sent message
         tg.sent_messages(token)      # [{"chat_id", "text", ...}] every sendMessage, in order
         tg.wait_for_messages(token, 1, timeout=5)
         tg.calls / tg.calls_for(token, "setWebhook")   # every request: Call(token, method, params, peer)
@@ -220,12 +222,40 @@ class FakeTelegram(PlatformFake):
             "message": message,
         }
 
+    def callback_update(
+        self,
+        message: dict[str, Any],
+        data: str,
+        *,
+        user_id: int = 4242,
+        update_id: int | None = None,
+    ) -> dict[str, Any]:
+        """A ``callback_query`` update: user ``user_id`` pressed the inline button carrying ``data``
+        under ``message`` (a sent message as :meth:`sent_messages` lists it: its ``chat_id``)."""
+        return {
+            "update_id": update_id if update_id is not None else next(self._update_ids),
+            "callback_query": {
+                "id": str(random.randint(10**17, 10**18)),
+                "from": {"id": user_id, "is_bot": False, "first_name": "Tester"},
+                "chat_instance": "-1",
+                "data": data,
+                "message": {
+                    "message_id": next(self._message_ids),
+                    "date": int(time.time()),
+                    "chat": {"id": _int_or_str(message["chat_id"]), "type": "private"},
+                    "text": str(message.get("text", "")),
+                },
+            },
+        }
+
     def send_update(
         self, token: str, update: dict[str, Any], *, secret_token: str | None = None, timeout: float = 30.0
     ) -> httpx.Response:
         """Deliver ``update`` to the bot's webhook like Telegram does (the secret in the header).
 
         ``secret_token`` overrides the registered secret (to test a wrong one). Raises if no webhook.
+        Like Telegram, a 2xx response whose JSON names a ``method`` runs that method (recorded in
+        :attr:`calls` as the bot's call; its result is not reported back).
         """
         with self._lock:
             hook = self.bots[token].webhook
@@ -238,7 +268,17 @@ class FakeTelegram(PlatformFake):
         if secret:
             headers[SECRET_HEADER] = secret
         assert self._http is not None, "start() the fake first"
-        return self._http.post(hook.url, json=update, headers=headers, timeout=timeout)
+        response = self._http.post(hook.url, json=update, headers=headers, timeout=timeout)
+        try:
+            body = response.json() if response.is_success else None
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("method"), str):
+            params = {k: v for k, v in body.items() if k != "method"}
+            with self._cond:
+                self.calls.append(Call(token, body["method"], params))
+                self._cond.notify_all()
+        return response
 
     def queue_update(self, token: str, update: dict[str, Any]) -> None:
         """Make ``update`` available to getUpdates (polling mode)."""

@@ -67,11 +67,16 @@ class Rejection:
 @dataclass(frozen=True)
 class Delivery:
     """An update that becomes a job: published once per ``update_id`` (dedupe), unless ``chat_id`` names
-    a chat whose per-chat switch (:mod:`shared.bots.chat_switch`) is off."""
+    a chat whose per-chat switch (:mod:`shared.bots.chat_switch`) is off, or the job is a message that
+    does not address the bot (``job.addressed`` false) in a chat whose answer mode answers only those
+    that do (:mod:`shared.bots.answer_modes`)."""
 
     job: Job
     update_id: int | str
-    chat_id: int | str | None = None  # None: no per-chat switch applies (e.g. /enable itself)
+    chat_id: int | str | None = None  # None: no per-chat setting applies (e.g. /enable itself)
+    # What to answer once the job is published (or was before) instead of :meth:`Platform.acknowledge`:
+    # a button press is thanked at once, its vote is cast behind Pub/Sub.
+    reply: Reply | None = None
 
 
 class Ack(StrEnum):
@@ -80,6 +85,7 @@ class Ack(StrEnum):
     ACCEPTED = "accepted"  # the job was published
     DUPLICATE = "duplicate"  # published before
     DISABLED = "disabled"  # the chat switched the bot off
+    NOT_ADDRESSED = "not addressed"  # a message not for the bot, in a chat that answers only those
 
 
 class Stage(StrEnum):
@@ -146,7 +152,9 @@ class Platform(ABC):
     webhook_base_setting: ClassVar[str]
     """The Settings field with the URL of this platform's webhook function (a bot's: ``{url}/{bot_id}``)."""
     answer_buttons: ClassVar[bool] = False
-    """Whether answers carry the Sources / Helpful buttons (their state: :mod:`shared.bots.buttons`)."""
+    """Whether answers carry the Sources / Helpful / Not helpful buttons (their state:
+    :mod:`shared.bots.buttons`); the platform's :meth:`send` draws them and its :meth:`receive` turns a
+    press of Helpful / Not helpful into a ``vote`` job."""
 
     @property
     def token_field(self) -> str:
@@ -158,6 +166,7 @@ class Platform(ABC):
     endpoint_label: str = "Webhook"  # what the platform calls the URL askbase registers with it
     token_label: str = "token"  # noqa: S105 - what people call the bot's secret, not a secret
     token_reset_hint: str = ""  # after a leak: how to get a new token, as an instruction
+    answer_mode_hint: str = ""  # what the answer modes mean on this platform (the bot pages' hint)
 
     def display_name(self, platform_info: Mapping[str, Any]) -> str:
         """The bot's own name on the platform for a list of bots ("@docs_bot"), or "" if unknown."""
@@ -266,6 +275,11 @@ class Platform(ABC):
     def expired(self, job: Job, now: datetime) -> bool:
         """Whether the job can no longer be answered (the platform's reply window has passed)."""
         return False
+
+    def stay_silent(self, api: ApiEndpoint, bot: BotInfo, job: Job) -> None:
+        """End a job without an answer (a refusal in the ``confident`` answer mode): take back whatever
+        the platform already shows the chat for it. Nothing, where nothing is shown before the answer."""
+        return None
 
     def notify_stopped(self, api: ApiEndpoint, job: Job) -> None:
         """End whatever the user is waiting on for a job of a stopped bot (best effort)."""

@@ -6,7 +6,10 @@ accepts); stop = clear the endpoint. Every interaction is signed with Ed25519 ov
 the application's public key (stored in ``platform_info``). Discord wants a first answer within 3 s and
 does not retry, so ``/ask`` is answered "thinking..." (a deferred response) at once and the worker edits
 it within the interaction token's 15 minutes; failures are answered with a message only the user sees.
-Buttons (Sources, Helpful, Not helpful) are answered by the webhook itself from their Firestore state.
+Buttons (Sources, Helpful, Not helpful) are answered by the webhook itself from their Firestore state;
+Helpful / Not helpful also publish a ``vote`` job. ``/mode`` (Manage Channels, from the signed
+interaction's member permissions) sets the channel's answer mode through the worker, and ``/forget`` (the
+same rule; anyone in a DM) clears the channel's history with the bot.
 
 Like every platform module, this one imports no HTTP client at module level: the webhook functions'
 deployable has none. API calls go through :mod:`shared.bots.platforms.discord_api`, imported by the
@@ -148,6 +151,31 @@ def _user(interaction: Mapping[str, Any]) -> str | None:
     return None
 
 
+_COMMAND_KINDS = {"ask": JobKind.ASK, "mode": JobKind.MODE, "forget": JobKind.FORGET}
+
+
+def _option(data: Mapping[str, Any], name: str) -> str:
+    """The value of a command's string option ``name`` ("" when absent)."""
+    options = data.get("options")
+    for option in options if isinstance(options, list) else []:
+        if isinstance(option, dict) and option.get("name") == name:
+            return str(option.get("value") or "").strip()
+    return ""
+
+
+# Discord permission bits (a decimal string in ``member.permissions``): who may set a channel's mode.
+ADMINISTRATOR = 1 << 3
+MANAGE_CHANNELS = 1 << 4
+
+
+def _may_manage_channel(interaction: Mapping[str, Any]) -> bool:
+    member = interaction.get("member")
+    permissions = member.get("permissions") if isinstance(member, dict) else None
+    if not isinstance(permissions, str) or not permissions.isdigit():
+        return False
+    return bool(int(permissions) & (ADMINISTRATOR | MANAGE_CHANNELS))
+
+
 def _data(interaction: Mapping[str, Any]) -> Mapping[str, Any]:
     data = interaction.get("data")
     return data if isinstance(data, dict) else {}
@@ -238,6 +266,11 @@ class Discord(Platform):
 
     endpoint_label = "Interactions endpoint"
     token_label = "bot token"  # noqa: S105 - words shown to people
+    answer_mode_hint = (
+        "Discord sends the bot only /ask, so “When addressed” and “Every message” answer alike; "
+        "“Only when confident” deletes the “thinking…” reply instead of posting a refusal. People who "
+        "manage a channel can choose for it with /mode."
+    )
     token_reset_hint = "use Bot › Reset Token in the developer portal and paste the new one"  # noqa: S105, RUF001
 
     def display_name(self, platform_info: Mapping[str, Any]) -> str:
@@ -286,16 +319,13 @@ class Discord(Platform):
         self, bot: BotInfo, interaction: Mapping[str, Any], interaction_id: str
     ) -> Reply | Rejection | Delivery:
         data = _data(interaction)
-        if data.get("name") != "ask":
-            return _ephemeral("I only know /ask.", "ignored")
+        name = data.get("name")
+        if name not in _COMMAND_KINDS:
+            return _ephemeral("I only know /ask, /mode and /forget.", "ignored")
         if not bot.active:
             return _ephemeral("This bot is stopped; ask its owner to start it.", "stopped")
-        question = ""
-        options = data.get("options")
-        for option in options if isinstance(options, list) else []:
-            if isinstance(option, dict) and option.get("name") == "question":
-                question = str(option.get("value") or "").strip()
-        if not question:
+        value = _option(data, "question" if name == "ask" else "mode") if name != "forget" else ""
+        if name == "ask" and not value:
             return _ephemeral("Usage: /ask question: your question", "ignored")
         token = interaction.get("token")
         application_id = str(interaction.get("application_id") or "")
@@ -303,36 +333,58 @@ class Discord(Platform):
             application_id = str(bot.platform_info.get("application_id") or "")
         if not isinstance(token, str) or not token or not application_id:
             return Rejection(400, "not an interaction", "no token or application id")
+        guild = bool(interaction.get("guild_id"))
         job = Job(
             job_id=job_id(self.name, bot.bot_id, interaction_id),
             platform=self.name,
             bot_id=bot.bot_id,
-            kind=JobKind.ASK,
+            kind=_COMMAND_KINDS[name],
             chat_id=str(interaction.get("channel_id") or "") or None,
-            chat_type="guild" if interaction.get("guild_id") else "dm",
+            chat_type="guild" if guild else "dm",
             user=_user(interaction),
-            question=question,
+            # Discord puts the member's permissions in the signed interaction: no API call needed.
+            user_is_admin_hint=not guild or _may_manage_channel(interaction),
+            question=value,
             interaction_token=token,
             application_id=application_id,
         )
         # Discord does not retry interactions, but a replayed one must not answer twice (and one replayed
-        # concurrently is published twice at most: the worker's ledger answers once).
-        return Delivery(job, interaction_id)
+        # concurrently is published twice at most: the worker's ledger answers once). The channel's
+        # answer mode travels in the job (the ingress reads it), for an /ask; /mode and /forget are
+        # answered to their sender alone.
+        if name != "ask":
+            return Delivery(job, interaction_id, reply=Reply(200, {"type": 5, "data": {"flags": EPHEMERAL}}))
+        return Delivery(job, interaction_id, chat_id=job.chat_id)
 
-    def _button(self, bot: BotInfo, interaction: Mapping[str, Any], buttons: ButtonStateStore) -> Reply:
+    def _button(
+        self, bot: BotInfo, interaction: Mapping[str, Any], buttons: ButtonStateStore
+    ) -> Reply | Rejection | Delivery:
         parsed = parse_custom_id(str(_data(interaction).get("custom_id") or ""))
         if parsed is None:
             return _ephemeral("This button is not recognised.", "ignored")
         action, state_id = parsed
         state = buttons.get(state_id)
-        if state is None or state.bot_id != bot.bot_id:
+        user = _user(interaction)
+        if state is None or state.bot_id != bot.bot_id or user is None:
             # Graceful degradation: the answer's state expired (30 days) or never existed.
             return _ephemeral(TOO_OLD_SOURCES if action is Action.SOURCES else TOO_OLD_FEEDBACK, "expired")
         if action is Action.SOURCES:
             return _ephemeral(render_sources(state.sources), "sources")
-        vote = "helpful" if action is Action.HELPFUL else "not_helpful"
-        buttons.record_feedback(state_id, _user(interaction) or "unknown", vote)
-        return _ephemeral(THANKS, "feedback")
+        # The vote is cast behind Pub/Sub (the Q&A service holds the vote store); the presser is
+        # thanked now, within Discord's 3 seconds. The interaction id is the dedupe key: a replayed
+        # press publishes once, and casting is idempotent anyway.
+        interaction_id = str(interaction.get("id"))
+        job = Job(
+            job_id=job_id(self.name, bot.bot_id, interaction_id),
+            platform=self.name,
+            bot_id=bot.bot_id,
+            kind=JobKind.VOTE,
+            chat_id=str(interaction.get("channel_id") or "") or None,
+            user=user,
+            state_id=state_id,
+            vote=str(action),
+        )
+        return Delivery(job, interaction_id, reply=_ephemeral(THANKS, "vote"))
 
     def acknowledge(self, ack: Ack) -> Reply:
         # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE: "thinking..." until the worker edits @original.
@@ -404,6 +456,8 @@ class Discord(Platform):
     def start(
         self, api: ApiEndpoint, bot: BotCredentials, url: str, *, verify: bool, force: bool
     ) -> str | None:
+        from shared.bots.platforms.discord_api import ASK_COMMANDS
+
         client = self._client(api, bot.token)
         app_id = str(bot.platform_info.get("application_id", ""))
         if verify and not force:
@@ -411,15 +465,17 @@ class Discord(Platform):
             # with another tool): without /ask the endpoint receives nothing to answer.
             endpoint_ok = client.get_application().get("interactions_endpoint_url") == url
             commands = client.get_commands(app_id)
-            ask_ok = any(isinstance(c, dict) and c.get("name") == "ask" for c in commands or [])
+            have = {c.get("name") for c in commands or [] if isinstance(c, dict)}
+            # /mode and /forget came after /ask: a bot started before them gets them on the next drift.
+            ask_ok = {str(c["name"]) for c in ASK_COMMANDS} <= have
             if endpoint_ok and ask_ok:
                 return None
             if endpoint_ok:
                 client.register_commands(app_id)
-                return "/ask registered"
+                return "commands registered"
         client.register_commands(app_id)
         client.set_interactions_endpoint(url)
-        return "/ask registered and interactions endpoint set"
+        return "commands registered and interactions endpoint set"
 
     def stop(self, api: ApiEndpoint, bot: BotCredentials, url: str, *, verify: bool) -> str | None:
         client = self._client(api, bot.token)
@@ -434,7 +490,12 @@ class Discord(Platform):
         return render_answer(text)
 
     def help_text(self, bot: BotInfo) -> str:
-        return "Ask me about the documentation with /ask followed by your question."
+        return (
+            "Ask me about the documentation with /ask followed by your question. People who manage a "
+            "channel choose how I answer there with /mode: mentions or always (every /ask is answered), "
+            "or confident (only when the docs answer it; no refusals). /forget deletes this channel's "
+            "questions and my answers."
+        )
 
     def send(
         self, api: ApiEndpoint, bot: BotInfo, job: Job, part: str, *, index: int, buttons: str | None
@@ -450,6 +511,20 @@ class Discord(Platform):
             client.edit_original(job.application_id, job.interaction_token, payload)
         else:
             client.followup(job.application_id, job.interaction_token, payload)
+
+    def may_switch_chat(self, api: ApiEndpoint, bot: BotInfo, job: Job) -> bool:
+        # Set by the ingress from the signed interaction's member permissions (Manage Channels).
+        return job.user_is_admin_hint
+
+    def stay_silent(self, api: ApiEndpoint, bot: BotInfo, job: Job) -> None:
+        # The channel shows "thinking..." since the ingress deferred the /ask: delete it (a 404 for a
+        # second delete after a takeover is the same outcome).
+        if job.interaction_token and job.application_id:
+            try:
+                self._client(api, None).delete_original(job.application_id, job.interaction_token)
+            except PlatformError as exc:
+                if exc.status != 404:
+                    raise
 
     def expired(self, job: Job, now: datetime) -> bool:
         return now - job.created_at > TOKEN_LIFETIME

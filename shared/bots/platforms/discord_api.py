@@ -9,11 +9,12 @@ Public API::
     dc.get_application() -> dict                  # GET /applications/@me: {"id", "verify_key", "name",
                                                   #   "interactions_endpoint_url", "bot": {...}}
     dc.set_interactions_endpoint(url_or_None) -> dict   # PATCH /applications/@me (None clears it)
-    dc.register_commands(app_id, commands=ASK_COMMANDS) -> list[dict]  # PUT bulk overwrite (global)
+    dc.register_commands(app_id, commands=ASK_COMMANDS) -> list[dict]  # PUT bulk: /ask, /mode, /forget
     dc.get_commands(app_id) -> list[dict]
     # Interaction webhooks: authorised by the interaction token, not the bot token.
     dc.edit_original(app_id, interaction_token, payload) -> dict   # PATCH .../messages/@original
     dc.followup(app_id, interaction_token, payload) -> dict        # POST /webhooks/{app}/{token}
+    dc.delete_original(app_id, interaction_token) -> None          # DELETE .../messages/@original
 
 ``payload`` is a Discord message body: ``{"content": ..., "components": [...], "flags": 64}`` etc.
 Failures raise :class:`shared.bots.platforms.errors.PlatformError` (``platform="discord"``); 429 waits
@@ -52,7 +53,28 @@ ASK_COMMANDS: list[dict[str, Any]] = [
                 "max_length": 2000,
             }
         ],
-    }
+    },
+    {
+        "name": "mode",
+        "type": 1,
+        "description": "When the bot answers in this channel (people who manage the channel)",
+        "default_member_permissions": str(1 << 4),  # MANAGE_CHANNELS: hidden from everyone else
+        "options": [
+            {
+                "type": 3,
+                "name": "mode",
+                "description": "mentions or always: every /ask; confident: only when the docs answer",
+                "required": False,
+                "choices": [{"name": m, "value": m} for m in ("mentions", "always", "confident")],
+            }
+        ],
+    },
+    {
+        "name": "forget",
+        "type": 1,
+        "description": "Delete this channel's questions and the bot's answers (people who manage it)",
+        "default_member_permissions": str(1 << 4),
+    },
 ]
 
 
@@ -171,6 +193,13 @@ class DiscordClient:
     ) -> dict[str, Any]:
         """Send one more message in answer to the interaction."""
         return self._interaction_webhook("POST", application_id, interaction_token, "", payload)
+
+    def delete_original(self, application_id: str, interaction_token: str) -> None:
+        """Delete the deferred response (``@original``): the bot says nothing after all."""
+        _check_snowflake(application_id)
+        _check_interaction_token(interaction_token)
+        path = f"/webhooks/{application_id}/{interaction_token}/messages/@original"
+        self.request("DELETE", path, auth=False, what="delete original response")
 
     def _interaction_webhook(
         self, method: str, application_id: str, interaction_token: str, suffix: str, payload: dict[str, Any]

@@ -1,5 +1,9 @@
 """Telegram: the webhook's secret check and chat rules, answers in HTML, webhooks set with setWebhook.
 
+Answers carry 👍 / 👎 as an inline keyboard (:mod:`shared.bots.buttons`); a press arrives as a
+``callback_query`` update and becomes a ``vote`` job, answered with ``answerCallbackQuery`` in the
+webhook's response body.
+
 Start = ``setWebhook(url={webhook base}/{bot_id}, secret_token=<per-bot secret>)`` plus the command menu;
 stop = ``deleteWebhook``. Telegram sends each update with the secret in
 ``X-Telegram-Bot-Api-Secret-Token``; the webhook checks it against the stored keyed hash
@@ -24,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.bots.buttons import Action, custom_id, parse_custom_id
 from shared.bots.formatting import SourceRef, pack_blocks, shorten, split_escaped
 from shared.bots.jobs import Job, JobKind, job_id
 from shared.bots.platforms.base import Delivery, Platform, Registration, RegistrationField, Rejection, Reply
@@ -53,14 +58,17 @@ class Decision:
     kind: JobKind | None
     reason: str
     question: str | None = None
+    addressed: bool = True  # False: a group message for the bot only in a chat that answers every one
 
 
 def decide(update: Mapping[str, Any], username: str, bot_user_id: int | None) -> Decision:
     """Apply the chat rules to an update (pure: no I/O). ``username`` is the bot's, lower case.
 
     * private chats: every text message is a question; ``/start`` and ``/help`` get the help text;
-    * groups: only ``/ask ...``, a message mentioning ``@username``, or a reply to one of the bot's
-      messages; ``/start`` ``/help`` ``/enable`` ``/disable`` addressed to this bot (or unaddressed);
+    * groups: ``/ask ...``, a message mentioning ``@username``, or a reply to one of the bot's
+      messages; ``/start`` ``/help`` ``/enable`` ``/disable`` ``/mode`` ``/forget`` addressed to this bot (or
+      unaddressed); any other text message is a question with ``addressed=False``, which the ingress
+      publishes only in a chat whose answer mode answers every message (:mod:`shared.bots.answer_modes`);
     * commands addressed to another bot (``/help@other_bot``), messages from bots, channels, edits and
       non-text messages are ignored.
     """
@@ -89,7 +97,7 @@ def decide(update: Mapping[str, Any], username: str, bot_user_id: int | None) ->
         )
     if _replies_to_bot(message, username, bot_user_id):
         return Decision(JobKind.ASK, "reply", text)
-    return Decision(None, "group message not for the bot")
+    return Decision(JobKind.ASK, "group message", text, addressed=False)
 
 
 _COMMANDS = {
@@ -97,6 +105,7 @@ _COMMANDS = {
     "help": JobKind.HELP,
     "enable": JobKind.ENABLE,
     "disable": JobKind.DISABLE,
+    "forget": JobKind.FORGET,
 }
 
 
@@ -112,6 +121,8 @@ def _command(text: str, username: str, private: bool) -> Decision:
     rest = rest.strip()
     if command == "ask":
         return Decision(JobKind.ASK, "ask", rest) if rest else Decision(JobKind.HELP, "empty ask")
+    if command == "mode":  # no argument: the worker tells the chat its mode and the choices
+        return Decision(JobKind.MODE, "mode", rest)
     if command in _COMMANDS:
         return Decision(_COMMANDS[command], command)
     if private:
@@ -255,10 +266,16 @@ class Telegram(Platform):
     api_base_setting = "telegram_api_base"
     webhook_base_setting = "telegram_webhook_url"
     duplicate_message = "This Telegram bot is already registered in askbase."
+    answer_buttons = True
 
     endpoint_label = "Webhook"
     token_label = "token"  # noqa: S105 - words shown to people
     token_reset_hint = "send /revoke to @BotFather and paste the new token"  # noqa: S105
+    answer_mode_hint = (
+        "In groups, “Every message” and “Only when confident” need the bot's privacy mode off "
+        "(@BotFather › /setprivacy › Disable), or Telegram sends it only messages that address it. "  # noqa: RUF001
+        "Group admins can choose for their group with /mode."
+    )
 
     def display_name(self, platform_info: Mapping[str, Any]) -> str:
         username = platform_info.get("username")
@@ -284,6 +301,9 @@ class Telegram(Platform):
         update_id = payload.get("update_id") if isinstance(payload, dict) else None
         if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
             return Rejection(400, "not an update")
+        if isinstance(payload.get("callback_query"), dict):
+            # Pressed on an answer sent while the bot ran: the vote counts even if it is stopped now.
+            return self._button(bot, payload["callback_query"], update_id, buttons)
         if not bot.active:
             return _ignored("stopped")
         decision = decide(payload, _username(bot.platform_info), _bot_user_id(bot.platform_info))
@@ -306,10 +326,43 @@ class Telegram(Platform):
             user=str(sender.get("id")) if sender.get("id") is not None else None,
             user_is_admin_hint=_is_anonymous_admin(message),
             question=decision.question,
+            addressed=decision.addressed,
         )
-        # /enable and /disable always go through: a disabled chat must be able to switch back on.
-        switching = decision.kind in (JobKind.ENABLE, JobKind.DISABLE)
+        # Chat settings and /forget always go through: a disabled chat must be able to switch back on
+        # (and to clear its history).
+        switching = decision.kind in (JobKind.ENABLE, JobKind.DISABLE, JobKind.MODE, JobKind.FORGET)
         return Delivery(job, update_id, chat_id=None if switching else chat_id)
+
+    def _button(
+        self, bot: BotInfo, query: Mapping[str, Any], update_id: int, buttons: ButtonStateStore
+    ) -> Reply | Rejection | Delivery:
+        """A press of 👍 / 👎 under an answer: a ``vote`` job, thanked at once. The answer to the
+        callback query (which ends the button's spinner) goes back in the webhook's response body: the
+        Bot API runs a method a webhook answers with, so the function needs no HTTP client for it."""
+        query_id = query.get("id")
+        if not isinstance(query_id, str) or not query_id:
+            return Rejection(400, "not an update", "callback query without id")
+        parsed = parse_custom_id(str(query.get("data") or ""))
+        if parsed is None or parsed[0] is Action.SOURCES:
+            return _answer_callback(query_id, UNKNOWN_BUTTON, "ignored")
+        action, state_id = parsed
+        state = buttons.get(state_id)
+        user_id = _dict(query, "from").get("id")
+        if state is None or state.bot_id != bot.bot_id or not isinstance(user_id, int):
+            # The answer's state expired (30 days) or never existed: say so, never an error.
+            return _answer_callback(query_id, TOO_OLD_FEEDBACK, "expired")
+        chat_id = _dict(_dict(query, "message"), "chat").get("id")
+        job = Job(
+            job_id=job_id(self.name, bot.bot_id, update_id),
+            platform=self.name,
+            bot_id=bot.bot_id,
+            kind=JobKind.VOTE,
+            chat_id=str(chat_id) if isinstance(chat_id, int) else None,
+            user=str(user_id),
+            state_id=state_id,
+            vote=str(action),
+        )
+        return Delivery(job, update_id, reply=_answer_callback(query_id, THANKS, "vote"))
 
     def acknowledge(self, ack: Ack) -> Reply:
         return Reply(200, {"ok": True, "status": _ACK_STATUS[ack]}, str(ack))
@@ -398,13 +451,16 @@ class Telegram(Platform):
             f"• In a private chat, just send your question.\n"
             f"• In a group, mention {mention}, reply to one of my messages, or use /ask followed by your "
             f"question.\n"
-            f"• Group admins can turn me off and on in their chat with /disable and /enable."
+            f"• Group admins can turn me off and on in their chat with /disable and /enable, and choose "
+            f"when I answer with /mode mentions, /mode always or /mode confident (answer every message, "
+            f"but only when the docs answer it).\n"
+            f"• /forget deletes this chat's questions and my answers (in a group: admins)."
         )
 
     def send(
         self, api: ApiEndpoint, bot: BotInfo, job: Job, part: str, *, index: int, buttons: str | None
     ) -> None:
-        from shared.bots.platforms.telegram_api import PARSE_MODE
+        from shared.bots.platforms.telegram_api import PARSE_MODE, vote_keyboard
 
         if job.chat_id is None:
             raise Unanswerable("telegram job without chat")
@@ -414,6 +470,10 @@ class Telegram(Platform):
             parse_mode=PARSE_MODE,
             # Only the first part quotes the question; in a busy group that is what ties them together.
             reply_to_message_id=job.message_id if index == 0 else None,
+            # 👍 / 👎 under the last part (the sources are in the message itself).
+            reply_markup=vote_keyboard([(label, custom_id(a, buttons)) for label, a in VOTE_BUTTONS])
+            if buttons
+            else None,
         )
 
     def may_switch_chat(self, api: ApiEndpoint, bot: BotInfo, job: Job) -> bool:
@@ -435,7 +495,21 @@ class Telegram(Platform):
         return TelegramClient(token, api.base_url, policy=api.policy)
 
 
-_ACK_STATUS = {"accepted": "accepted", "duplicate": "duplicate", "disabled": "ignored"}  # by Ack
+_ACK_STATUS = {  # by Ack
+    "accepted": "accepted",
+    "duplicate": "duplicate",
+    "disabled": "ignored",
+    "not addressed": "ignored",
+}
+VOTE_BUTTONS = (("👍 Helpful", Action.HELPFUL), ("👎 Not helpful", Action.NOT_HELPFUL))
+THANKS = "Thanks for the feedback!"
+TOO_OLD_FEEDBACK = "This answer is too old to rate; ask again."
+UNKNOWN_BUTTON = "This button is not recognised."
+
+
+def _answer_callback(query_id: str, text: str, reason: str) -> Reply:
+    """A webhook response that makes Telegram run answerCallbackQuery (a small note to the presser)."""
+    return Reply(200, {"method": "answerCallbackQuery", "callback_query_id": query_id, "text": text}, reason)
 
 
 def _ignored(reason: str) -> Reply:

@@ -8,8 +8,10 @@ Public API::
     tg.delete_webhook(drop_pending_updates=False) -> bool
     tg.get_webhook_info() -> telegram.WebhookInfo      # .url == "" when none is set
     tg.set_my_commands(commands=COMMANDS) -> bool
-    tg.send_message(chat_id, text, parse_mode=None, reply_to_message_id=None) -> telegram.Message
+    tg.send_message(chat_id, text, parse_mode=None, reply_to_message_id=None, reply_markup=None)
+    vote_keyboard([(label, callback_data), ...]) -> telegram.InlineKeyboardMarkup   # one row
     tg.get_chat_member(chat_id, user_id) -> telegram.ChatMember
+    tg.answer_callback_query(callback_query_id, text) -> bool
     tg.get_updates(offset=None, timeout=0, allowed_updates=None) -> tuple[telegram.Update, ...]
 
 PTB is asyncio; botrunner's request threads (Flask under gunicorn) are not. Each process runs one event
@@ -52,6 +54,8 @@ from telegram import (
     Bot,
     BotCommand,
     ChatMember,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
     ReplyParameters,
@@ -91,9 +95,17 @@ COMMANDS = (
     BotCommand("help", "How to use this bot"),
     BotCommand("enable", "Let the bot answer in this chat (admins)"),
     BotCommand("disable", "Stop the bot answering in this chat (admins)"),
+    BotCommand("mode", "When the bot answers here: mentions, always or confident (admins)"),
+    BotCommand("forget", "Delete this chat's questions and answers (admins in groups)"),
 )
 TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{20,80}$")  # what @BotFather hands out
 CALL_TIMEOUT = 60.0  # seconds a thread waits for the loop; PTB's own timeouts end a call well before
+
+
+def vote_keyboard(buttons: Sequence[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """One row of callback buttons, ``(label, callback_data)`` each."""
+    row = [InlineKeyboardButton(label, callback_data=data) for label, data in buttons]
+    return InlineKeyboardMarkup([row])
 
 
 def looks_like_token(token: str) -> bool:
@@ -190,6 +202,7 @@ class TelegramClient:
         *,
         parse_mode: str | None = None,
         reply_to_message_id: int | None = None,
+        reply_markup: InlineKeyboardMarkup | None = None,
     ) -> Message:
         """Send ``text`` without a link preview. A reply to a since-deleted message is sent anyway."""
         reply = (
@@ -205,7 +218,15 @@ class TelegramClient:
                 parse_mode=parse_mode,
                 reply_parameters=reply,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
+                reply_markup=reply_markup,
             ),
+        )
+
+    def answer_callback_query(self, callback_query_id: str, text: str) -> bool:
+        """End a pressed inline button's spinner with a short note to the presser (polling mode; a
+        webhook answers with the method in its response instead)."""
+        return self._call(
+            "answerCallbackQuery", lambda bot: bot.answer_callback_query(callback_query_id, text=text)
         )
 
     def get_chat_member(self, chat_id: int | str, user_id: int) -> ChatMember:

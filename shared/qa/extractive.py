@@ -1,0 +1,239 @@
+"""The extractive answerer: offline, it quotes the sentence(s) of the docs that answer and cites them.
+
+It answers with the sentence(s) of the best section that answer the question (sought in every retrieved
+chunk of that section), keeping a leading "Yes." or "No."; a second page is quoted only when it adds
+what the first lacks. Its sources are exactly the passages it quotes, numbered in quoting order, at most
+one per page. When nothing is close enough it refuses (:mod:`shared.qa.refusal`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from shared.knowledge.retrieval import stem, tokenize
+from shared.qa.answerers import Answer
+from shared.qa.refusal import MIN_SCORE, refusal, relevant_passages
+from shared.qa.sources import split_heading_path
+
+if TYPE_CHECKING:
+    from shared.knowledge.retrieval import Passage
+
+# A further passage (another page) is quoted only if it scores at least this share of the best one and
+# brings question words the quotes so far lack: the answer's needs decide the number of sources.
+SECOND_SOURCE_SHARE = 0.8
+QUOTE_CHARS = 400
+# A quote shorter than this gets the sentence after it too: "Run pulumi up in infra/." needs the next
+# sentence to say what that does.
+SHORT_QUOTE_CHARS = 90
+
+# Words too common to show that a passage is about the question (on top of retrieval's stopwords).
+_STOPWORDS = frozenset(
+    """a about above after again all am an and any are as at be been before being below between both but
+    by can could did do does doing down during each few for from further had has have having he her here
+    hers him his how i if in into is it its itself just me more most my no nor not now of off on once only
+    or other our ours out over own same she should so some such than that the their theirs them then there
+    these they this those through to too under until up very was we were what when where which while who
+    whom why will with would you your yours please tell explain show give find get use using want need know
+    thing things way ways make does anything something much many""".split()  # noqa: SIM905 - readable as prose
+)
+_STOP_STEMS = frozenset(stem(word) for word in _STOPWORDS) | _STOPWORDS
+# Sentence ends: after . ! ? (and a closing quote or bracket), before an upper-case letter, digit, quote,
+# bracket or slash; and every line break left by _wrapped_lines (list items, code lines and table rows are
+# units of their own).
+_SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\"'(\[/`])|\n+")
+# A line that ends a thought: the next line starts a unit of its own.
+_LINE_END = re.compile(r"[.!?:;][\"')\]]*$")
+_LIST_ITEM = re.compile(r"^(?:[-*\u2022]\s|\d{1,3}[.)]\s)")
+# Grammar notation of a synopsis ("{ TO | = } [ , ... ]"): what a reference page opens with, never an answer.
+_NOTATION = re.compile(r"[\[\]{}|]")
+NOTATION_SHARE = 0.03
+# Sentence scoring (best_quote): what the first sentence of a section gets for being first (docs put the
+# answer first), and what a sentence loses for being a question, a chunk's cut-off start or grammar.
+LEAD_BONUS = 0.35
+QUESTION_PENALTY = 1.0
+FRAGMENT_PENALTY = 0.3
+NOTATION_PENALTY = 0.5
+# How many retrieved chunks of the cited section are searched for the answering sentence, and what a
+# sentence in a lower-scored chunk gives up (per unit of score share lost): the best sentence of the
+# section wins, not the first sentence of its best-scored chunk.
+SECTION_PASSAGES = 3
+PASSAGE_SHARE_WEIGHT = 0.5
+_YES_NO_QUESTION = re.compile(
+    r"^\s*(do|does|did|is|are|was|were|can|could|will|would|should|has|have|had|may|must)\b", re.IGNORECASE
+)
+_YES_NO_LEAD = re.compile(r"^(yes|no)\b[.,!:;]?", re.IGNORECASE)
+
+
+def terms(text: str) -> set[str]:
+    """Content words of ``text``: lower-cased and stemmed the way retrieval indexes them, without
+    stopwords or one-letter tokens."""
+    return {t for t in tokenize(text) if len(t) > 1} - _STOP_STEMS
+
+
+def _wrapped_lines(body: str) -> str:
+    """``body`` with hard-wrapped lines joined: generated HTML (DocBook, the PostgreSQL docs) breaks
+    paragraphs into source lines that extraction keeps, and a sentence cut at every line would never be
+    quoted whole. A line break stays where a line ends a sentence or clause, where the next line is a
+    list item, and around table rows."""
+    out: list[str] = []
+    for line in body.split("\n"):
+        stripped = line.strip()
+        if (
+            out
+            and stripped
+            and out[-1].strip()
+            and not _LINE_END.search(out[-1].rstrip())
+            and not _LIST_ITEM.match(stripped)
+            and " | " not in stripped
+            and " | " not in out[-1]
+        ):
+            out[-1] = out[-1].rstrip() + " " + stripped
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def sentences(body: str) -> list[str]:
+    """``body`` cut into sentences (list items, table rows and code lines are each one; a paragraph
+    hard-wrapped over several lines is not cut at its line ends)."""
+    return [s.strip() for s in _SENTENCE.split(_wrapped_lines(body)) if s and s.strip()]
+
+
+def _is_fragment(unit: str, heading: str) -> bool:
+    """Whether a passage's first unit is the cut-off end of a sentence (a chunk that continues a section
+    starts mid-sentence: "and materialized view in the current database ..."). A lower-case start that
+    is an identifier or command ("pg_dump", "askbase dev") or a word of the heading is not one."""
+    first = unit.split(None, 1)[0].rstrip(",;:.!?)") if unit.strip() else ""
+    if not first[:1].islower() or not first.isalpha():
+        return False
+    return first.lower() not in heading.lower()
+
+
+def _is_notation(unit: str) -> bool:
+    """A synopsis line in grammar notation ("ALTER SYSTEM SET name { TO | = } { value [, ...] }")."""
+    return len(_NOTATION.findall(unit)) >= max(2, NOTATION_SHARE * len(unit))
+
+
+def scored_quote(question: str, passage: Passage, max_chars: int = QUOTE_CHARS) -> tuple[float, str]:
+    """The sentence(s) of ``passage`` that answer ``question`` and the best sentence's score (see
+    :func:`best_quote`)."""
+    heading, body = split_heading_path(passage)
+    units = sentences(body)
+    if not units:
+        return float("-inf"), ""
+    wanted = terms(question)
+    rest = wanted - terms(heading) or wanted
+    scores = []
+    for i, unit in enumerate(units):
+        found = terms(unit)
+        score = len(rest & found) + 0.25 * len((wanted - rest) & found)
+        score = score / max(1, len(rest))
+        if i == 0:
+            score += -FRAGMENT_PENALTY if _is_fragment(unit, heading) else LEAD_BONUS
+        if unit.rstrip().endswith("?"):
+            score -= QUESTION_PENALTY
+        if _is_notation(unit):
+            score -= NOTATION_PENALTY
+        scores.append(score)
+    best = max(range(len(units)), key=lambda i: (scores[i], -i))
+    picked = [best]
+    if _YES_NO_QUESTION.match(question) and _YES_NO_LEAD.match(units[0]) and best != 0:
+        picked = list(range(0, best + 1))
+        if sum(len(units[i]) for i in picked) > max_chars:
+            picked = [0, best]
+    # A short quote gets its neighbour (the next sentence, or else the one before) for context.
+    while sum(len(units[i]) + 1 for i in set(picked)) < SHORT_QUOTE_CHARS:
+        if max(picked) + 1 < len(units):
+            picked.append(max(picked) + 1)
+        elif min(picked) > 0:
+            picked.append(min(picked) - 1)
+        else:
+            break
+    quote = " ".join(units[i] for i in sorted(set(picked)))
+    if len(quote) > max_chars:
+        quote = quote[: max_chars - 1].rsplit(" ", 1)[0] + "…"
+    return scores[best], quote
+
+
+def best_quote(question: str, passage: Passage, max_chars: int = QUOTE_CHARS) -> str:
+    """The sentence(s) of ``passage`` that answer ``question``, in their original order.
+
+    The question's words already in the section's heading path say which section this is, not which
+    sentence answers: a section titled "Deploy" answers "How do I deploy?" with its first sentence.
+    So sentences are scored by the *other* question words they contain, plus a small lead bonus
+    (docs put the answer first), minus a penalty for a sentence that is itself a question (a passage
+    that quotes the question is not its answer), for the cut-off start of a chunk that continues a
+    section, and for a synopsis in grammar notation. A yes/no question answered by a section that
+    opens with "Yes." or "No." keeps that word and what follows it.
+    """
+    return scored_quote(question, passage, max_chars)[1]
+
+
+def section_quote(
+    question: str, candidates: Sequence[Passage], max_chars: int = QUOTE_CHARS
+) -> tuple[Passage, str] | None:
+    """The passage of one section whose sentence(s) answer ``question`` best, and that quote.
+
+    ``candidates`` are the retrieved chunks of one section (same page and anchor), best first. A long
+    section is cut into several chunks and the one retrieval ranks first is often its synopsis or the
+    chunk that names the topic most, while the sentence that answers is in the next one; so each
+    chunk's best sentence competes, a lower-ranked chunk giving up a little for its lower score.
+    Other sections of the page are not searched: retrieval chose this one.
+    """
+    top = candidates[0].score if candidates else 0.0
+    best: tuple[float, Passage, str] | None = None
+    for passage in candidates[:SECTION_PASSAGES]:
+        score, quote = scored_quote(question, passage, max_chars)
+        if not quote:
+            continue
+        if top > 0:
+            score -= PASSAGE_SHARE_WEIGHT * max(0.0, 1.0 - passage.score / top)
+        if best is None or score > best[0]:
+            best = (score, passage, quote)
+    return (best[1], best[2]) if best else None
+
+
+class ExtractiveAnswerer:
+    """Answers with the sentence(s) of the best passage that answer the question, cited ``[1]``; quotes
+    a further page only when the answer needs it; refuses when retrieval found nothing close enough."""
+
+    name = "extractive"
+
+    def __init__(
+        self, min_score: float = MIN_SCORE, max_passages: int = 5, quote_chars: int = QUOTE_CHARS
+    ) -> None:
+        self.min_score = min_score
+        self.max_passages = max_passages
+        self.quote_chars = quote_chars
+
+    def answer(self, question: str, passages: list[Passage], system_prompt: str | None = None) -> Answer:
+        chosen = relevant_passages(question, passages, self.min_score, len(passages))
+        if not chosen:
+            return refusal(passages, self.name)
+        wanted = terms(question)
+        top = chosen[0].score
+        covered: set[str] = set()
+        cited: list[Passage] = []
+        parts: list[str] = []
+        for passage in chosen:
+            if len(cited) >= self.max_passages:
+                break
+            if any(p.url == passage.url for p in cited):
+                continue  # one source per page: its best section
+            if cited:
+                adds = (wanted - covered) & terms(passage.text)
+                if passage.score < SECOND_SOURCE_SHARE * top or not adds:
+                    continue
+            same_section = [p for p in chosen if (p.url, p.anchor) == (passage.url, passage.anchor)]
+            found = section_quote(question, same_section, self.quote_chars)
+            if found is None:
+                continue
+            quoted, quote = found
+            cited.append(quoted)
+            covered |= terms(quoted.text)
+            parts.append(f"{quote} [{len(cited)}]")
+        if not cited:
+            return refusal(passages, self.name)
+        return Answer(text="\n\n".join(parts), sources=cited, answerer=self.name)
