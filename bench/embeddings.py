@@ -3,6 +3,7 @@ search latency at two sizes, and a small retrieval-quality probe for the fusion 
 
     .venv/bin/python bench/embeddings.py            # default run, about 2-3 minutes on 2 cores
     .venv/bin/python bench/embeddings.py --runs 5 --sizes 465,10000,20000
+    .venv/bin/python bench/embeddings.py --runs 9 --embedder-only --compare /tmp/before   # A/B, interleaved
 
 Every figure is the median of ``--runs`` runs (latencies: p50/p99 over many queries). Synthetic text is
 generated from a fixed seed, so two runs on one machine measure the same work.
@@ -16,6 +17,7 @@ HNSW search, BM25 and fusion.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import random
@@ -25,11 +27,14 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from shared.knowledge import embeddings as embeddings_module
 from shared.knowledge.chunker import Chunk, chunk_id, content_hash
 from shared.knowledge.embeddings import MINILM_DIMENSION, MINILM_ID, MiniLMEmbedder
 from shared.knowledge.index import KnowledgeIndex, PageRecord
@@ -78,62 +83,108 @@ def synthetic_text(rng: random.Random, topic: str, target_tokens: int) -> str:
     return " ".join(sentences)
 
 
-# --- embedder --------------------------------------------------------------------------------------
+# --- embedder ---------------------------------------------------------------------------------------
 
 
-def bench_embedder(runs: int) -> tuple[dict[str, str], MiniLMEmbedder]:
+def load_embeddings_module(tree: Path) -> ModuleType:
+    """``shared/knowledge/embeddings.py`` of another checkout, imported beside this tree's under its own
+    name, so both embedders run in one process and their runs can alternate."""
+    path = tree / "shared" / "knowledge" / "embeddings.py"
+    spec = importlib.util.spec_from_file_location(f"embeddings_{abs(hash(str(tree)))}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def mixed_chunks(rng: random.Random, count: int) -> list[str]:
+    """Chunks of mixed length, as a real docs site gives: a third short (20-60 tokens: one-line
+    sections, headings with a sentence), a third mid-sized (80-180), a third at or past the 256 limit."""
+    targets = [
+        rng.choice([rng.randint(20, 60), rng.randint(80, 180), rng.randint(240, 320)]) for _ in range(count)
+    ]
+    return [synthetic_text(rng, rng.choice(TOPICS), target) for target in targets]
+
+
+def bench_embedder(runs: int, compare: Path | None) -> tuple[dict[str, str], MiniLMEmbedder]:
+    """Build/load time, throughput on uniform and mixed chunks, query latency; with ``compare``, the same
+    for the other tree's embedder, the two alternating run by run (wall and process CPU per figure)."""
+    trees: dict[str, ModuleType] = {"this tree": embeddings_module}
+    if compare is not None:
+        trees = {"compare": load_embeddings_module(compare), "this tree": embeddings_module}
+    rows: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="askbase-bench-cache-") as tmp:
-        build_runs = max(1, min(runs, 2))  # ~2.5 s each; two are enough to see it is stable
-
-        def build() -> float:
-            cache = Path(tempfile.mkdtemp(dir=tmp))
+        embedders: dict[str, Any] = {}
+        for name, module in trees.items():
+            cache = (
+                Path(tmp) / f"warm-{name.replace(' ', '-')}"
+            )  # one cache per tree: each deletes other graphs
             started = time.perf_counter()
-            MiniLMEmbedder(cache=cache)
-            return time.perf_counter() - started
+            embedders[name] = module.MiniLMEmbedder(cache=cache)
+            rows[f"{name}: ONNX graph build from safetensors + load (first start)"] = (
+                f"{time.perf_counter() - started:.2f} s"
+            )
+        loads: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+        for run in range(max(runs, 3)):
+            for name in trees if run % 2 == 0 else reversed(list(trees)):
+                cache = Path(tmp) / f"warm-{name.replace(' ', '-')}"
+                wall, cpu = time.perf_counter(), time.process_time()
+                trees[name].MiniLMEmbedder(cache=cache)
+                loads[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+        for name in trees:
+            rows[f"{name}: embedder load, graph cached"] = _wall_cpu(loads[name])
 
-        build_s = median_of(build_runs, build)
-        cache = Path(tmp) / "warm"
-        embedder = MiniLMEmbedder(cache=cache)
+        rng = random.Random(SEED)
+        uniform = [synthetic_text(rng, rng.choice(TOPICS), 200) for _ in range(96)]
+        mixed = mixed_chunks(rng, 96)
+        queries = [f"how do I configure {topic} for my team" for topic in TOPICS]
+        current = embedders["this tree"]
+        tokens = statistics.median(current.token_count(text) for text in uniform)
+        mixed_tokens = statistics.median(current.token_count(text) for text in mixed)
+        for embedder in embedders.values():
+            embedder.embed(uniform[:8])  # warm-up: first run pays for allocations
 
-        def load() -> float:
-            started = time.perf_counter()
-            MiniLMEmbedder(cache=cache)
-            return time.perf_counter() - started
+        samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for run in range(runs):
+            for name in trees if run % 2 == 0 else reversed(list(trees)):
+                embedder = embedders[name]
+                for label, texts in (("uniform", uniform), ("mixed", mixed)):
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    embedder.embed(texts)
+                    samples.setdefault((name, label), []).append(
+                        (time.perf_counter() - wall, time.process_time() - cpu)
+                    )
+                wall, cpu = time.perf_counter(), time.process_time()
+                for query in queries:
+                    embedder.embed([query])
+                samples.setdefault((name, "query"), []).append(
+                    ((time.perf_counter() - wall) / len(queries), (time.process_time() - cpu) / len(queries))
+                )
+        for name in trees:
+            for label, texts, what in (
+                ("uniform", uniform, f"~{tokens:.0f}-token chunks"),
+                ("mixed", mixed, f"mixed chunks (median {mixed_tokens:.0f} tokens, 20-320)"),
+            ):
+                values = samples[(name, label)]
+                rate = statistics.median(len(texts) / wall for wall, _ in values)
+                cpu_ms = statistics.median(1000 * cpu / len(texts) for _, cpu in values)
+                rates = [len(texts) / w for w, _ in values]
+                spread = f"{min(rates):.1f}-{max(rates):.1f}"
+                rows[f"{name}: embedding, {what}"] = (
+                    f"{rate:.1f} chunks/s ({spread}), CPU {cpu_ms:.0f} ms/chunk"
+                )
+            values = samples[(name, "query")]
+            rows[f"{name}: embedding one short query"] = (
+                f"{statistics.median(w for w, _ in values) * 1000:.1f} ms, "
+                f"CPU {statistics.median(c for _, c in values) * 1000:.1f} ms"
+            )
+    return rows, embedders["this tree"]
 
-        load_s = median_of(max(runs, 3), load)
 
-    rng = random.Random(SEED)
-    chunks = [synthetic_text(rng, rng.choice(TOPICS), 200) for _ in range(96)]
-    tokens = statistics.median(embedder.token_count(text) for text in chunks)
-    embedder.embed(chunks[:8])  # warm-up: first run pays for allocations
-
-    def throughput() -> float:
-        started = time.perf_counter()
-        embedder.embed(chunks)
-        return len(chunks) / (time.perf_counter() - started)
-
-    chunks_per_s = median_of(runs, throughput)
-
-    queries = [f"how do I configure {topic} for my team" for topic in TOPICS]
-
-    def query_ms() -> float:
-        timings = []
-        for query in queries:
-            started = time.perf_counter()
-            embedder.embed([query])
-            timings.append((time.perf_counter() - started) * 1000)
-        return statistics.median(timings)
-
-    query = median_of(runs, query_ms)
-    return (
-        {
-            "ONNX graph build from safetensors (first start)": f"{build_s:.2f} s",
-            "embedder load, graph cached": f"{load_s:.2f} s",
-            f"embedding, ~{tokens:.0f}-token chunks, batch 32": f"{chunks_per_s:.1f} chunks/s",
-            "embedding one short query": f"{query:.1f} ms",
-        },
-        embedder,
-    )
+def _wall_cpu(values: list[tuple[float, float]]) -> str:
+    wall = statistics.median(w for w, _ in values)
+    return f"{wall:.2f} s (CPU {statistics.median(c for _, c in values):.2f} s)"
 
 
 # --- index -----------------------------------------------------------------------------------------
@@ -327,13 +378,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is shown")
     parser.add_argument("--sizes", default="465,10000", help="index sizes in chunks, comma-separated")
+    parser.add_argument(
+        "--compare", type=Path, help="another checkout: its embedder alternates with this one's, run by run"
+    )
+    parser.add_argument("--embedder-only", action="store_true", help="skip the index and quality parts")
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
 
     started = time.perf_counter()
-    rows, embedder = bench_embedder(args.runs)
-    rows.update(bench_index(sizes, args.runs, embedder))
-    rows.update(bench_quality(embedder))
+    rows, embedder = bench_embedder(args.runs, args.compare)
+    if not args.embedder_only:
+        rows.update(bench_index(sizes, args.runs, embedder))
+        rows.update(bench_quality(embedder))
     print_table(rows)
     load = os.getloadavg()[0]
     print(

@@ -31,6 +31,13 @@ Two variants per service, interleaved run by run so the machine's load falls on 
 Both variants read the same files (the set's are symlinks to the development virtualenv's), bytecode
 included, so the difference is what the interpreter finds on its path, not the disk cache. One untimed
 start per row comes first. Median (min-max).
+
+``--compare DIR`` measures code instead of sets: this checkout against another one (e.g. ``git archive
+HEAD | tar -x -C /tmp/before``), both from the development virtualenv, interleaved the same way. Each
+tree gets its own ``XDG_CACHE_HOME`` holding the ONNX graph its own code builds (built before timing, as
+the image build does), since two graph versions in one cache would each delete the other. With
+``--runtime-set`` both trees run from the service's runtime set instead (one linked virtualenv per tree,
+each tree's code as the image holds it): the deployed form, before and after a change.
 """
 
 from __future__ import annotations
@@ -97,6 +104,35 @@ def linked_variant(service: str, tmp: Path, base_env: dict[str, str]) -> Variant
 def dev_variant(service: str, base_env: dict[str, str]) -> Variant:
     env = base_env | {"PYTHONPATH": str(ROOT)}
     return Variant(service, "dev venv", Path(sys.executable).parent / "gunicorn", ROOT, env)
+
+
+def tree_variant(
+    service: str, name: str, tree: Path, base_env: dict[str, str], cache: Path, linked_in: Path | None = None
+) -> Variant:
+    """``tree``'s code with its ONNX graph built into ``cache``: from the development virtualenv, or
+    (``linked_in``, a scratch directory) from the service's runtime set, the code laid out as its image
+    holds it (what :func:`linked_variant` does for this checkout)."""
+    if linked_in is None:
+        env = _clean(base_env) | {"PYTHONPATH": str(tree), "XDG_CACHE_HOME": str(cache)}
+        python, gunicorn, cwd = Path(sys.executable), Path(sys.executable).parent / "gunicorn", tree
+    else:
+        slug = name.replace(" ", "-")
+        cwd = linked_in / f"{service}-src-{slug}"
+        (cwd / "services").mkdir(parents=True)
+        (cwd / "shared").symlink_to(tree / "shared")
+        (cwd / "services" / "__init__.py").symlink_to(tree / "services" / "__init__.py")
+        (cwd / "services" / service).symlink_to(tree / "services" / service)
+        envdir = linked_in / f"env-{service}-{slug}"
+        python = deps.link_environment(deps.installed_names(service), envdir, source=cwd)
+        gunicorn = envdir / "bin" / "gunicorn"
+        env = _clean(base_env) | {
+            "PATH": f"{envdir / 'bin'}:{os.environ.get('PATH', '')}",
+            "XDG_CACHE_HOME": str(cache),
+        }
+    subprocess.run(
+        [str(python), "-m", "shared.knowledge.embeddings"], cwd=cwd, env=env, check=True, capture_output=True
+    )
+    return Variant(service, name, gunicorn, cwd, env)
 
 
 def _clean(env: dict[str, str]) -> dict[str, str]:
@@ -223,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=465, help="chunks in qa's published snapshot")
     parser.add_argument("--only", choices=["qa", "botrunner"], help="one service only")
     parser.add_argument("--logs", type=Path, help="keep the services' output here (default: deleted)")
+    parser.add_argument("--compare", type=Path, help="another checkout: its code against this one's")
+    parser.add_argument(
+        "--runtime-set", action="store_true", help="with --compare: both trees from the runtime set"
+    )
     args = parser.parse_args(argv)
     services = [args.only] if args.only else ["qa", "botrunner"]
     loads = [os.getloadavg()[0]]
@@ -242,6 +282,21 @@ def main(argv: list[str] | None = None) -> int:
         base_env = dict(os.environ)
         variants = []
         for service in services:
+            if args.compare:
+                print(f"building each tree's ONNX graph for {service}…", file=sys.stderr)
+                linked_in = tmp if args.runtime_set else None
+                variants += [
+                    tree_variant(
+                        service,
+                        "compare tree",
+                        args.compare.resolve(),
+                        base_env,
+                        tmp / "cache-compare",
+                        linked_in,
+                    ),
+                    tree_variant(service, "this tree", ROOT, base_env, tmp / "cache-this", linked_in),
+                ]
+                continue
             print(f"linking {service}'s runtime set…", file=sys.stderr)
             variants += [dev_variant(service, base_env), linked_variant(service, tmp, base_env)]
 
@@ -272,10 +327,11 @@ def main(argv: list[str] | None = None) -> int:
             cpu = [s[key + "_cpu"] for s in samples]
             print(f"{label:<58}{fmt(wall):>24}{fmt(cpu):>24}")
     # Runs are interleaved, so the per-run difference cancels most of the load that moves both.
-    print("\nruntime set - dev venv, paired by run: median (min-max) of the differences, wall / CPU")
+    first, second = ("compare tree", "this tree") if args.compare else ("dev venv", "runtime set")
+    print(f"\n{second} - {first}, paired by run: median (min-max) of the differences, wall / CPU")
     keys = {"qa": ["answer"], "botrunner": ["healthz", "bots"]}
     for service in services:
-        dev, linked = results[(service, "dev venv")], results[(service, "runtime set")]
+        dev, linked = results[(service, first)], results[(service, second)]
         for key in keys[service]:
             walls = [b[key] - a[key] for a, b in zip(dev, linked, strict=True)]
             cpus = [b[key + "_cpu"] - a[key + "_cpu"] for a, b in zip(dev, linked, strict=True)]

@@ -3,12 +3,15 @@ through a fake Vertex AI endpoint on loopback, and falls back to extractive on e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
+
 import pytest
 
 from shared.config import Settings
 from shared.knowledge.retrieval import Passage
 from shared.qa.answerers import get_answerer
-from shared.qa.extractive import ExtractiveAnswerer, sentences
+from shared.qa.extractive import ALSO_RELEVANT, ExtractiveAnswerer, sentences
 from shared.qa.gemini import NOT_IN_PASSAGES, GeminiAnswerer
 from shared.qa.refusal import NOT_COVERED, NOTHING_FOUND, question_names
 from shared.qa.sources import source_title
@@ -116,6 +119,61 @@ def test_a_second_page_is_cited_only_when_the_answer_needs_it() -> None:
     ] == ["s1"]
 
 
+def test_pages_retrieved_almost_as_high_are_listed_as_sources_without_quotes() -> None:
+    reference = _p(
+        "r1",
+        "pg_dump > Description\n\npg_dump is a utility for backing up a database.",
+        "https://docs.example.com/app-pgdump",
+        0.70,
+        title="pg_dump",
+    )
+    chapter = _p(
+        "c1",
+        "Backup > SQL Dump\n\nThe idea behind this dump method is to generate a file with SQL commands.",
+        "https://docs.example.com/backup-dump",
+        0.66,
+        title="Backup",
+    )
+    far = _p(
+        "f1", "Backup > Files\n\nCopy the data directory.", "https://docs.example.com/files", 0.4, "Backup"
+    )
+    answer = ExtractiveAnswerer().answer("How do I back up a database?", [reference, chapter, far])
+    # The answer quotes one page; the page retrieval ranks almost as high is a further source,
+    # referenced by its number but not quoted; a page far below is not listed at all.
+    assert answer.text.startswith("pg_dump is a utility for backing up a database. [1]")
+    assert answer.text.endswith(f"{ALSO_RELEVANT} [2]")
+    assert "SQL commands" not in answer.text
+    assert [p.chunk_id for p in answer.sources] == ["r1", "c1"]
+    # Never more sources than the configured number.
+    assert [
+        p.chunk_id
+        for p in ExtractiveAnswerer(max_passages=1)
+        .answer("How do I back up a database?", [reference, chapter])
+        .sources
+    ] == ["r1"]
+
+
+def test_the_best_sentence_comes_first_and_the_next_best_joins_it() -> None:
+    section = _p(
+        "w1",
+        "Resource Consumption > work_mem (integer)\n\n"
+        "Sets the base maximum amount of memory to be used by a query operation. "
+        "Note that a complex query might perform several sort and hash operations at the same time. "
+        "Hash-based operations are generally more sensitive to memory availability.",
+        "https://docs.example.com/runtime-config-resource",
+        0.77,
+        title="Resource Consumption",
+    )
+    answer = ExtractiveAnswerer().answer(
+        "How many sort and hash operations may a complex query perform?", [section]
+    )
+    # The sentence that answers comes first; the section's opening sentence, which also bears on the
+    # question, follows it rather than pushing it out of the first lines.
+    assert answer.text.startswith("Note that a complex query might perform several sort and hash")
+    assert "Sets the base maximum amount of memory" in answer.text
+    assert [p.chunk_id for p in answer.sources] == ["w1"]
+
+
 def test_extractive_refuses_below_the_calibrated_score_and_names_the_closest_pages() -> None:
     near = [
         _p(
@@ -185,6 +243,32 @@ def test_a_question_naming_what_no_passage_mentions_is_refused() -> None:
     assert not telegram.refused and telegram.sources[0].chunk_id == "i1"
     strong = [_p("i2", integrations[0].text, "https://docs.example.com/bots", 0.9, title="Bots")]
     assert not ExtractiveAnswerer(min_score=0.3).answer("Does askbase support Slack?", strong).refused
+
+
+def test_a_name_common_across_the_corpus_does_not_refuse_the_question() -> None:
+    # The product's own name is on nearly every page, so retrieval's IDF-weighted keyword score is
+    # barely lowered by its absence: passages that match the rest of the question fully answer it.
+    freezing = Passage(
+        chunk_id="w1",
+        text="Vacuuming > Wraparound\n\nRows must be frozen so that transaction ID wraparound cannot "
+        "make old rows appear to be in the future.",
+        url="https://docs.example.com/vacuum",
+        title="Vacuuming",
+        anchor="wraparound",
+        source="docs",
+        score=0.54,
+        keyword_score=1.0,
+    )
+    why = "Why does PostgreSQL need to freeze old rows?"
+    answer = ExtractiveAnswerer(min_score=0.3).answer(why, [freezing])
+    assert not answer.refused and answer.sources[0].chunk_id == "w1"
+    assert "wraparound" in answer.text
+    # A name that weighs on the keyword score (rare or absent in the corpus) is still refused.
+    rare = replace(freezing, keyword_score=0.5)
+    assert ExtractiveAnswerer(min_score=0.3).answer("Does PostgreSQL support Django?", [rare]).refused
+    # So is one from a search that reported no keyword score: nothing shows the name is common.
+    unknown = replace(freezing, keyword_score=None)
+    assert ExtractiveAnswerer(min_score=0.3).answer(why, [unknown]).refused
 
 
 def test_question_names_are_written_as_names_not_sentence_starts() -> None:
@@ -264,7 +348,7 @@ def test_source_titles_lose_permalink_marks_site_names_and_repeated_titles() -> 
 
 
 @pytest.fixture
-def fake() -> FakeGemini:
+def fake() -> Iterator[FakeGemini]:
     with FakeGemini() as server:
         yield server
 

@@ -154,3 +154,56 @@ def _embedder(settings: Settings):
     from shared.knowledge.embeddings import load_embedder
 
     return load_embedder(settings.embedder)
+
+
+WORKER = """
+import sys, time
+from shared.knowledge import coldstart
+
+started_before_the_app = []
+real_start = coldstart.ColdStartSource.start
+
+
+def start(self):
+    if self._child is None:  # a second call is a no-op
+        started_before_the_app.append("services.qa.app" not in sys.modules)
+    real_start(self)
+
+
+coldstart.ColdStartSource.start = start
+import services.qa.wsgi as wsgi
+
+live = wsgi.app.extensions["askbase"].live_index
+assert live._store is wsgi.cold_start, "the live index did not adopt the early restore"
+deadline = time.monotonic() + 120
+while live.status().state != "ready":
+    assert time.monotonic() < deadline and live.status().state == "starting", live.status()
+    time.sleep(0.02)
+print("RESULT", started_before_the_app, live.status().snapshot_id)
+live.stop()
+"""
+
+
+def test_the_qa_worker_starts_the_restore_before_importing_the_app(
+    emulators, settings: Settings, tmp_path: Path
+) -> None:
+    first = publish(settings, tmp_path, version=1)
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER],
+        cwd=Path(__file__).parents[1],
+        env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Started once, before services.qa.app was imported; the index it restored is the one served.
+    result = [line.split() for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert result == [["RESULT", "[True]", first.id]], done.stdout[-3000:]
+
+
+def test_a_cold_start_source_built_for_other_settings_is_refused(settings: Settings, tmp_path: Path) -> None:
+    other = ColdStartSource(StoreParams(settings.project_id, "another-bucket"), tmp_path / "work")
+    with pytest.raises(ValueError, match="other settings"):
+        LiveIndex.from_settings(settings, other)
+    assert other._child is None  # refused before anything was started

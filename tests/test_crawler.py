@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import logging
+import threading
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 from shared import backoff
 from shared.config import Source, SourceKind
 from shared.knowledge import fetching, links, robots, sitemaps, urls
-from shared.knowledge.crawler import CrawlConfig, Outcome, crawl_source
+from shared.knowledge.crawler import CrawlConfig, CrawlSession, Outcome, SourceCrawler, crawl_source
 from tests import sites
 
 FAST = CrawlConfig(
@@ -384,3 +387,106 @@ def test_feed_discovery_never_leaves_the_site(site: sites.FixtureSite, caplog) -
         assert {url for url, r in results.items() if r.outcome is Outcome.FETCHED} == {
             site.url(p) for p in sites.BLOG_POSTS
         }
+
+
+# --- the crawl loop while the consumer is busy ------------------------------------------------------
+class _WatchedTransport(httpx.AsyncBaseTransport):
+    """The real loopback transport, plus two hooks for the test: a request for ``held`` waits (with
+    ``await``, so the loop stays free) until :attr:`release` is set, and :meth:`wait_read` waits until
+    the paths whose response bodies the crawl loop has read to the end satisfy a condition."""
+
+    def __init__(self, held: str) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._held = held
+        self.held_requested = threading.Event()
+        self.release = threading.Event()
+        self._state = threading.Condition()
+        self._read: set[str] = set()
+
+    def wait_read(self, condition: Callable[[set[str]], bool]) -> bool:
+        """Whether ``condition(paths read)`` became true before the failure guard ran out."""
+        with self._state:
+            return self._state.wait_for(lambda: condition(self._read), GUARD)
+
+    def mark_read(self, path: str) -> None:
+        with self._state:
+            self._read.add(path)
+            self._state.notify_all()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == self._held:
+            self.held_requested.set()
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait)
+        response = await self._inner.handle_async_request(request)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_MarkEnd(response.stream, lambda: self.mark_read(path)),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _MarkEnd(httpx.AsyncByteStream):
+    """A response body that calls ``done`` once it has been read to the end."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, done: Callable[[], None]) -> None:
+        self._inner = inner
+        self._done = done
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self._inner:
+            yield part
+        self._done()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+GUARD = 60.0  # only a failure guard: every wait below ends on an event long before it
+
+
+def test_the_crawl_loop_keeps_reading_responses_while_the_consumer_is_busy() -> None:
+    # The consumer (the scrape job, busy embedding) takes one result and then nothing more. With room
+    # for 2 results in the buffer, a 4th page read in full has nowhere to go: its worker is waiting
+    # for room. A request that was still in flight then must still be answered and read to the end:
+    # the loop waits for room with `await`, it does not block. (Blocking it froze every open
+    # connection until the consumer came back, and requests timed out.) Counted, not timed: the
+    # held response is released only once a result is known to be waiting for room.
+    with sites.generated_site(12) as site:
+        held = "/gen/page-0000"  # first in the sitemap: the first worker takes it
+        transport = _WatchedTransport(held)
+        source = Source(name="gen", kind=SourceKind.SITEMAP, url=site.url("/sitemap.xml"))
+        session = CrawlSession(SourceCrawler(source, FAST, transport=transport), buffer=2)
+        results = iter(session)
+        try:
+            first = next(results)  # starts the crawl; then the consumer is "busy": it takes nothing more
+            assert transport.held_requested.wait(GUARD)
+            assert transport.wait_read(lambda read: len(read - {held}) >= 1 + 2 + 1)
+            transport.release.set()
+            assert transport.wait_read(lambda read: held in read), (
+                "the held response was not read while the consumer was busy"
+            )
+        finally:
+            transport.release.set()  # never leave the executor thread waiting, whatever failed
+        rest = [first, *results]
+    assert session.summary.complete
+    fetched = {r.url for r in rest if r.outcome is Outcome.FETCHED}
+    assert fetched == {site.url(f"/gen/page-{i:04d}") for i in range(12)}
+    assert not [r for r in rest if r.outcome is Outcome.FAILED]
+
+
+def test_a_consumer_that_gives_up_stops_the_crawl() -> None:
+    with sites.generated_site(30) as site:
+        source = Source(name="gen", kind=SourceKind.SITEMAP, url=site.url("/sitemap.xml"))
+        session = CrawlSession(SourceCrawler(source, FAST), buffer=1)
+        results = iter(session)
+        next(results)
+        session.close()
+        session._thread.join(GUARD)
+        assert not session._thread.is_alive()
+        assert site.hits.total() < 30 + 2  # it did not go on to fetch the whole site for nobody

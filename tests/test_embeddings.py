@@ -170,6 +170,27 @@ def test_more_than_a_batch_keeps_every_row_in_order(embedder: MiniLMEmbedder) ->
         np.testing.assert_allclose(vectors[i], embedder.embed([texts[i]])[0], atol=1e-5)
 
 
+def test_length_batches_group_similar_lengths_within_both_limits() -> None:
+    lengths = [200, 12, 256, 40, 12, 180, 90, 256, 30, 12]
+    batches = embeddings.length_batches(lengths, max_texts=3, max_tokens=600)
+    flat = [i for batch in batches for i in batch]
+    assert sorted(flat) == list(range(len(lengths)))  # every text exactly once
+    assert [lengths[i] for i in flat] == sorted(lengths)  # shortest first, so neighbours are alike
+    for batch in batches:
+        assert len(batch) <= 3
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 600
+    # One text longer than the token budget still gets a batch of its own.
+    assert embeddings.length_batches([900, 5], max_texts=8, max_tokens=600) == [[1], [0]]
+    assert embeddings.length_batches([]) == []
+
+
+def test_mixed_lengths_across_many_batches_give_each_text_its_own_vector(embedder: MiniLMEmbedder) -> None:
+    texts = [" ".join([f"word{i}"] * (1 + (i * 37) % 150)) for i in range(40)] + [LONG_TEXT, *SENTENCES]
+    together = embedder.embed(texts)
+    for i in (0, 7, 39, 40, len(texts) - 1):
+        np.testing.assert_allclose(together[i], embedder.embed([texts[i]])[0], atol=1e-5)
+
+
 def test_texts_longer_than_128_tokens_are_not_cut_at_128(embedder: MiniLMEmbedder) -> None:
     tokenizer = embedder._tokenizer
     ids = tokenizer.encode(LONG_TEXT).ids
@@ -256,6 +277,24 @@ def test_cache_key_follows_the_weights_and_an_unwritable_cache_falls_back_to_mem
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the cache directory should be")
     assert cached_onnx_model(fake_model, blocked / "askbase") == b"onnx-bytes"
+
+
+def test_the_installed_weights_digest_comes_from_the_package_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = model_dir() / "model.safetensors"
+    expected = embeddings.file_sha256(installed)
+
+    def no_hashing(path: Path) -> str:
+        raise AssertionError(f"hashed {path} instead of reading the RECORD")
+
+    monkeypatch.setattr(embeddings, "file_sha256", no_hashing)
+    assert embeddings.weights_sha256(installed) == expected
+    monkeypatch.undo()
+    # A copy elsewhere is not the installed file: it is hashed.
+    copy = tmp_path / "model.safetensors"
+    copy.write_bytes(b"other weights")
+    assert embeddings.weights_sha256(copy) == embeddings.file_sha256(copy)
 
 
 def test_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -142,10 +142,13 @@ def test_the_slice_answers_and_refuses(slice_set: EvalSet, slice_index: Knowledg
     asker = LocalAsker(slice_index, ExtractiveAnswerer(), Settings().retrieval_top_k)
     report = run_eval(slice_set, asker.respond, "extractive")
     by_id = {r.id: r for r in report.results}
-    # Measured 0.9 / 0.7 when written (pgpass: auth-password.html ranks first; alter-system quotes the
-    # synopsis' purpose line): the bounds leave room for one more miss, not for a broken path.
+    # Measured 0.9 / 0.5 (pgpass: auth-password.html ranks first; alter-system quotes the description's
+    # first sentence, not the one naming postgresql.auto.conf). Answer-first was 0.7 while a page
+    # was one section: with DocBook's sections kept, scram, brin-when and enum-type quote the lead
+    # sentence of the section retrieval ranks first, which lacks the term (on the whole set answer
+    # first rose, 0.385 -> 0.448). The bounds leave room for one more miss, not for a broken path.
     assert report.metrics["hit@1"] is not None and report.metrics["hit@1"] >= 0.8, report.metrics
-    assert report.metrics["answer_first"] is not None and report.metrics["answer_first"] >= 0.6
+    assert report.metrics["answer_first"] is not None and report.metrics["answer_first"] >= 0.4
     assert report.metrics["wrong_refusal"] == 0.0
     assert report.metrics["correct_refusal"] == 1.0, [i for i in SLICE_UNANSWERABLE if not by_id[i].refused]
     for case_id in SLICE_ANSWERABLE:

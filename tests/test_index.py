@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -250,35 +252,110 @@ def test_close_saves_the_chunk_table_and_reopen_reads_no_chunks_from_chroma(
         assert {url: list(ids) for url, ids in reopened._by_url.items()} == by_url
 
 
-def test_first_write_after_a_save_discards_the_chunk_table_before_chroma_changes(
+def test_chroma_keeps_ids_vectors_and_source_only_and_the_table_keeps_the_text(
+    tmp_path: Path, embedder: BagOfWordsEmbedder
+) -> None:
+    path = tmp_path / "index"
+    with KnowledgeIndex.open(path, embedder) as idx:
+        for url, sections in PAGES.items():
+            add(idx, make_page(url, sections))
+        got = idx._collection.get(include=["documents", "metadatas", "embeddings"])
+        texts = {chunk_id: chunk.text for chunk_id, chunk in idx._chunks.items()}
+    assert got["documents"] == [None] * 5
+    assert got["metadatas"] == [{"source": "docs"}] * 5
+    assert len(got["embeddings"]) == 5
+    with sqlite3.connect(path / "chroma.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM embedding_metadata WHERE key != 'source'").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM embedding_fulltext_search").fetchone() == (0,)
+    table = chunktable.load(path, embedder.id, 5)
+    assert table is not None and {c.id: c.text for c in table.chunks} == texts
+    assert not (path / chunktable.JOURNAL_NAME).exists()  # close saved the table and dropped the journal
+
+
+def test_every_change_is_journalled_before_chroma_changes_and_a_killed_writer_loses_nothing(
     tmp_path: Path, embedder: BagOfWordsEmbedder
 ) -> None:
     path = tmp_path / "index"
     with KnowledgeIndex.open(path, embedder) as idx:
         add(idx, make_page("https://docs.acme.dev/a", {"A": "Alpha text here."}))
+        add(idx, make_page("https://docs.acme.dev/c", {"C": "Gamma text about owls."}))
     idx = KnowledgeIndex.open(path, embedder)
-    seen_table: list[bool] = []
-    real_add = idx._collection.add
+    journalled: list[str] = []
+    real_add, real_delete = idx._collection.add, idx._collection.delete
 
-    def spying_add(**kwargs: object) -> None:
-        seen_table.append((path / chunktable.FILE_NAME).exists())
+    def spying_add(**kwargs: Any) -> None:
+        journalled.append((path / chunktable.JOURNAL_NAME).read_text().splitlines()[-1])
+        assert all(chunk_id in journalled[-1] for chunk_id in kwargs["ids"])
         real_add(**kwargs)
 
+    def spying_delete(**kwargs: Any) -> None:
+        journalled.append((path / chunktable.JOURNAL_NAME).read_text().splitlines()[-1])
+        assert all(chunk_id in journalled[-1] for chunk_id in kwargs["ids"])
+        real_delete(**kwargs)
+
     idx._collection.add = spying_add  # type: ignore[method-assign]
+    idx._collection.delete = spying_delete  # type: ignore[method-assign]
     add(idx, make_page("https://docs.acme.dev/b", {"B": "Beta text about zebras."}))
-    assert seen_table == [False]
-    # A writer killed now (no flush, no close) leaves no stale table: the next open scans Chroma and
-    # finds both pages' chunks.
+    idx.remove_page("https://docs.acme.dev/c")
+    assert [json.loads(line).keys() for line in journalled] == [{"add"}, {"delete"}]
+    idx.flush()  # the sidecar (page records) is batched apart from the chunk table: make it exact...
+    add(idx, make_page("https://docs.acme.dev/d", {"D": "Delta text about yaks."}))
+    # ...and kill the writer now: no flush, no close. The table on disk still lists a and b only.
     idx._client.close()
+    assert (path / chunktable.JOURNAL_NAME).is_file()
+    with KnowledgeIndex.open(path, embedder) as reopened:
+        assert reopened.chunk_count() == 3
+        assert reopened.search("zebras", k=1)[0].url == "https://docs.acme.dev/b"
+        assert reopened.search("yaks", k=1)[0].text.endswith("Delta text about yaks.")
+        assert "https://docs.acme.dev/c" not in {p.url for p in reopened.search("owls", k=3)}
+        # The reconciled table replaced table + journal at once.
+        assert not (path / chunktable.JOURNAL_NAME).exists()
+        assert chunktable.load(path, embedder.id, 3) is not None
+
+
+def test_a_chunk_chroma_holds_without_text_is_dropped_and_its_page_fetched_again(
+    tmp_path: Path, embedder: BagOfWordsEmbedder
+) -> None:
+    # A power cut can lose the journal's last line while Chroma kept the add it described.
+    path = tmp_path / "index"
+    with KnowledgeIndex.open(path, embedder) as idx:
+        add(idx, make_page("https://docs.acme.dev/a", {"A": "Alpha text here."}))
+    idx = KnowledgeIndex.open(path, embedder)
+    page = make_page("https://docs.acme.dev/b", {"B": "Beta text about zebras."})
+    chunks = chunk_page(page, source="docs", max_chars=400, overlap=40)
+    idx.upsert_page(record_for(page, chunks, "docs", etag='"b1"'), chunks)
+    idx.flush()
+    # The sidecar now records page b; the table is re-written without b and the journal says nothing.
+    a_only = [c for c in idx._chunks.values() if c.url.endswith("/a")]
+    chunktable.save(path, a_only, BM25([c.id for c in a_only], [c.text for c in a_only]), embedder.id)
+    (path / chunktable.JOURNAL_NAME).write_text("")
+    idx._client.close()
+    with KnowledgeIndex.open(path, embedder) as reopened:
+        assert reopened.chunk_count() == 1
+        assert chroma_ids(reopened) == {a_only[0].id}
+        record = reopened.pages()["https://docs.acme.dev/b"]
+        assert (record.content_hash, record.etag) == ("", None)  # no 304 can keep it chunkless
+        embedded = reopened.upsert_page(record_for(page, chunks, "docs"), chunks)
+        assert embedded == 1
+        assert reopened.search("zebras", k=1)[0].url == "https://docs.acme.dev/b"
+
+
+def test_a_torn_last_journal_line_is_ignored(tmp_path: Path, embedder: BagOfWordsEmbedder) -> None:
+    path = tmp_path / "index"
+    with KnowledgeIndex.open(path, embedder) as idx:
+        add(idx, make_page("https://docs.acme.dev/a", {"A": "Alpha text here."}))
+    idx = KnowledgeIndex.open(path, embedder)
+    add(idx, make_page("https://docs.acme.dev/b", {"B": "Beta text about zebras."}))
+    idx._client.close()
+    with (path / chunktable.JOURNAL_NAME).open("ab") as journal:
+        journal.write(b'{"add": [["half')
     with KnowledgeIndex.open(path, embedder) as reopened:
         assert reopened.chunk_count() == 2
         assert reopened.search("zebras", k=1)[0].url == "https://docs.acme.dev/b"
-    # ...and that close saved the table again, now listing both.
-    assert (path / chunktable.FILE_NAME).is_file()
 
 
-@pytest.mark.parametrize("damage", ["stale", "garbage", "other-embedder", "bad-arrays", "short-column"])
-def test_a_chunk_table_that_does_not_fit_is_ignored(
+@pytest.mark.parametrize("damage", ["stale", "other-embedder", "bad-arrays"])
+def test_a_chunk_table_that_does_not_fit_is_reconciled_or_its_postings_rebuilt(
     tmp_path: Path, embedder: BagOfWordsEmbedder, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "index"
@@ -286,39 +363,145 @@ def test_a_chunk_table_that_does_not_fit_is_ignored(
         add(idx, make_page("https://docs.acme.dev/a", {"A": "Alpha text here."}))
         add(idx, make_page("https://docs.acme.dev/b", {"B": "Beta text about zebras."}))
     table = chunktable.load(path, embedder.id, 2)
-    assert table is not None
-    target = path / chunktable.FILE_NAME
-    if damage == "stale":  # a table listing one chunk fewer than Chroma holds
+    assert table is not None and table.bm25 is not None
+    if damage == "stale":  # a table listing one chunk fewer than Chroma holds: that chunk has no text
         chunks = [c for c in table.chunks if c.url.endswith("/a")]
         chunktable.save(path, chunks, BM25([c.id for c in chunks], [c.text for c in chunks]), embedder.id)
-    elif damage == "garbage":
-        target.write_bytes(b"PK\x03\x04 not really a zip")
-    elif damage == "other-embedder":
+    elif damage == "other-embedder":  # the text is still the text
         chunktable.save(path, table.chunks, table.bm25, "another-model")
-    else:  # postings pointing past the last document, or a column missing a chunk
+    else:  # postings pointing past the last document: rebuilt from the texts
         arrays = table.bm25.to_arrays()
-        columns = {name: [getattr(c, name) for c in table.chunks] for name in chunktable._COLUMNS}
-        if damage == "bad-arrays":
-            arrays["posting_docs"] = arrays["posting_docs"] + 10
-        else:
-            columns["text"] = columns["text"][:1]
-        with target.open("wb") as handle:
-            np.savez(
-                handle,
-                header=chunktable._json_array(
-                    {"version": chunktable.FORMAT_VERSION, "embedder": embedder.id, "count": 2}
-                ),
-                columns=chunktable._json_array(columns),
-                **{f"bm25_{name}": value for name, value in arrays.items()},
-            )
+        arrays["posting_docs"] = arrays["posting_docs"] + 10
+        _write_table(path, table.chunks, arrays, embedder.id)
     with (
-        caplog.at_level("INFO", logger="shared.knowledge.chunktable"),
+        caplog.at_level("INFO", logger="shared.knowledge"),
         KnowledgeIndex.open(path, embedder) as reopened,
     ):
-        assert reopened.chunk_count() == 2
-        assert reopened.search("zebras", k=1)[0].url == "https://docs.acme.dev/b"
-    assert "rebuilding" in caplog.text
-    assert chunktable.load(path, embedder.id, 2) is not None  # close saved a good one
+        if damage == "stale":
+            assert reopened.chunk_count() == 1
+            assert "reconciled" in caplog.text
+            # b's chunk had no text anywhere: dropped, and its page marked for a full fetch.
+            assert all(p.url.endswith("/a") for p in reopened.search("zebras", k=3))
+            assert reopened.pages()["https://docs.acme.dev/b"].content_hash == ""
+        else:
+            assert reopened.chunk_count() == 2
+            assert reopened.search("zebras", k=1)[0].url == "https://docs.acme.dev/b"
+    if damage == "bad-arrays":
+        assert "rebuilding" in caplog.text
+        rebuilt = chunktable.load(path, embedder.id, 2)
+        assert rebuilt is not None and rebuilt.bm25 is not None
+
+
+@pytest.mark.parametrize("damage", ["garbage", "short-column", "missing"])
+def test_an_unreadable_chunk_table_is_an_error_not_an_empty_index(
+    tmp_path: Path, embedder: BagOfWordsEmbedder, damage: str
+) -> None:
+    path = tmp_path / "index"
+    with KnowledgeIndex.open(path, embedder) as idx:
+        add(idx, make_page("https://docs.acme.dev/a", {"A": "Alpha text here."}))
+        add(idx, make_page("https://docs.acme.dev/b", {"B": "Beta text about zebras."}))
+    table = chunktable.load(path, embedder.id, 2)
+    assert table is not None and table.bm25 is not None
+    target = path / chunktable.FILE_NAME
+    if damage == "garbage":
+        target.write_bytes(b"PK\x03\x04 not really a zip")
+    elif damage == "missing":
+        target.unlink()
+    else:
+        _write_table(path, table.chunks, table.bm25.to_arrays(), embedder.id, short=True)
+    with pytest.raises(IndexCorrupt, match="text is in no chunk table"):
+        KnowledgeIndex.open(path, embedder)
+
+
+def _write_table(
+    path: Path, chunks: list[Chunk], arrays: dict[str, np.ndarray], embedder_id: str, short: bool = False
+) -> None:
+    columns = {name: [getattr(c, name) for c in chunks] for name in chunktable._DATA_COLUMNS}
+    if short:
+        columns["text"] = columns["text"][:1]
+    with (path / chunktable.FILE_NAME).open("wb") as handle:
+        np.savez(
+            handle,
+            header=chunktable._json_array(
+                {"version": chunktable.FORMAT_VERSION, "embedder": embedder_id, "count": len(chunks)}
+            ),
+            ids=chunktable._json_array([c.id for c in chunks]),
+            columns=chunktable._json_array(columns),
+            **{f"bm25_{name}": value for name, value in arrays.items()},
+        )
+
+
+def write_legacy_index(path: Path, embedder: BagOfWordsEmbedder, with_table: bool) -> list[Chunk]:
+    """A directory as askbase wrote it before the chunk table held the text: documents and every
+    metadata field in Chroma, and (``with_table``) a format-1 table listing the same chunks."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chunks = [
+        c for url, sections in PAGES.items() for c in chunk_page(make_page(url, sections), "docs", 400, 40)
+    ]
+    client = chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
+    collection = client.get_or_create_collection(
+        "askbase", metadata={"hnsw:space": "cosine"}, embedding_function=None
+    )
+    fields = ("url", "title", "anchor", "source", "content_hash", "position")
+    collection.add(
+        ids=[c.id for c in chunks],
+        embeddings=embedder.embed([c.text for c in chunks]),
+        documents=[c.text for c in chunks],
+        metadatas=[{name: getattr(c, name) for name in fields} for c in chunks],
+    )
+    client.close()  # chromadb's Client has close(); its declared ClientAPI does not list it
+    pages = {
+        url: dict(vars(record_for(make_page(url, sections), [c for c in chunks if c.url == url], "docs")))
+        | {"chunk_count": sum(c.url == url for c in chunks)}
+        for url, sections in PAGES.items()
+    }
+    sidecar = {"version": 1, "embedder": {"id": embedder.id, "dimension": 64}, "collection": "askbase"}
+    (path / SIDECAR_NAME).write_text(json.dumps(sidecar | {"pages": pages}))
+    if with_table:
+        bm25 = BM25([c.id for c in chunks], [c.text for c in chunks])
+        columns = {name: [getattr(c, name) for c in chunks] for name in chunktable._COLUMNS}
+        with (path / chunktable.FILE_NAME).open("wb") as handle:
+            np.savez(
+                handle,
+                header=chunktable._json_array({"version": 1, "embedder": embedder.id, "count": len(chunks)}),
+                columns=chunktable._json_array(columns),
+                **{f"bm25_{name}": value for name, value in bm25.to_arrays().items()},
+            )
+    return chunks
+
+
+@pytest.mark.parametrize("with_table", [True, False])
+def test_an_index_written_before_text_left_chroma_opens_and_takes_new_writes(
+    tmp_path: Path, embedder: BagOfWordsEmbedder, with_table: bool
+) -> None:
+    path = tmp_path / "index"
+    chunks = write_legacy_index(path, embedder, with_table)
+    with KnowledgeIndex.open(path, embedder) as reader:  # a reader (qa) leaves the collection as it is
+        assert reader.search("stale lock file error E42", k=1)[0].url == "https://docs.acme.dev/install"
+    with KnowledgeIndex.open(path, embedder) as reader:
+        assert None not in reader._collection.get(include=["documents"])["documents"]
+    with KnowledgeIndex.open(path, embedder) as idx:
+        assert idx.chunk_count() == len(chunks)
+        hit = idx.search("stale lock file error E42", k=1)[0]
+        assert hit.url == "https://docs.acme.dev/install" and "E42" in hit.text
+        assert (
+            add(idx, make_page("https://docs.acme.dev/install", PAGES["https://docs.acme.dev/install"]))[0]
+            == 0
+        )
+        add(idx, make_page("https://docs.acme.dev/new", {"New": "Zebras are striped."}))
+    with KnowledgeIndex.open(path, embedder) as reopened:
+        assert reopened.chunk_count() == len(chunks) + 1
+        assert reopened.search("zebras striped", k=1)[0].url == "https://docs.acme.dev/new"
+        # The writer's flush rewrote the collection without text: vectors copied, nothing embedded.
+        got = reopened._collection.get(include=["documents", "metadatas"])
+        assert set(got["documents"]) == {None} and {m["source"] for m in got["metadatas"]} == {"docs"}
+        assert reopened._collection.name == "askbase"
+        old_texts = {c.text for c in chunks}
+        assert sorted(t for t in embedder.texts if t in old_texts) == sorted(old_texts)  # embedded once
+        saved = chunktable.load(path, embedder.id, len(chunks) + 1)
+        assert saved is not None and saved.version == chunktable.FORMAT_VERSION
 
 
 def test_another_embedder_is_refused(tmp_path: Path, embedder: BagOfWordsEmbedder) -> None:

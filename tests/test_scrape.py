@@ -25,6 +25,7 @@ from shared.knowledge.crawler import CrawlConfig
 from shared.knowledge.embeddings import load_embedder
 from shared.knowledge.index import KnowledgeIndex
 from shared.knowledge.leases import Lease
+from shared.knowledge.run_progress import ProgressRecorder, describe, latest_progress
 from shared.knowledge.runs import RunStatus, list_runs
 from shared.knowledge.scrape import ScrapeError, run_scrape
 from shared.knowledge.snapshots import PublishConflict, SnapshotStore
@@ -343,3 +344,125 @@ def test_every_snapshot_broken_rebuilds_from_scratch(emulators, settings, site) 
     second = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
     assert second.status is RunStatus.PUBLISHED and second.parent_snapshot_id is None, second.error
     assert SnapshotStore(bucket).read_pointer()[0].snapshot_id == second.snapshot_id
+
+
+# --- the pipeline: fetching goes on while the model works ---------------------------------------------
+GUARD = 120.0  # a failure guard only: every wait below ends on an event first
+
+
+class BlockingEmbedder(CountingEmbedder):
+    """The real embedder, except that its first call waits until the test releases it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = threading.Event()
+        self.release = threading.Event()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.busy.set()
+        assert self.release.wait(GUARD), "never released"
+        return super().embed(texts)
+
+
+def test_the_crawl_goes_on_while_the_embedder_is_busy(emulators, settings: Settings) -> None:
+    pages = 24
+    embedder = BlockingEmbedder()
+    crawled = threading.Event()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "crawl gen" and done >= pages:
+            crawled.set()
+
+    with sites.generated_site(pages) as site:
+        cfg = settings.model_copy(
+            update={"sources": [Source(name="gen", kind=SourceKind.SITEMAP, url=site.url("/sitemap.xml"))]}
+        )
+        runs: list = []
+        job = threading.Thread(
+            target=lambda: runs.append(run_scrape(cfg, progress, embedder=embedder, crawl_config=CRAWL))
+        )
+        job.start()
+        try:
+            assert embedder.busy.wait(GUARD)
+            # The model is stuck in its first call; every page is still fetched, extracted and chunked.
+            assert crawled.wait(GUARD), "the crawl stopped while the embedder was busy"
+            assert all(site.hits[f"/gen/page-{i:04d}"] == 1 for i in range(pages))
+        finally:
+            embedder.release.set()
+            job.join(GUARD)
+    (run,) = runs
+    assert run.status is RunStatus.PUBLISHED, run.error
+    assert (run.pages_changed, run.pages_failed, run.embeddings) == (pages, 0, pages * 3)
+    assert len(embedder.texts) == pages * 3  # each chunk embedded once, ahead of its write
+    stats = run.sources["gen"]
+    breakdown = ["crawl_wait", "extract", "chunk", "submit_wait", "index_wait", "embed", "write"]
+    assert {f"{name}_seconds" for name in [*breakdown, "model_idle"]} <= set(stats)
+
+
+# --- progress in the run's document ------------------------------------------------------------------
+class _FakeDoc:
+    def __init__(self, writes: list[dict]) -> None:
+        self.writes = writes
+
+    def update(self, data: dict) -> None:
+        self.writes.append(data)
+
+
+class _FakeFirestore:
+    def __init__(self, fail: bool = False) -> None:
+        self.writes: list[dict] = []
+        self.fail = fail
+
+    def collection(self, name: str) -> SimpleNamespace:
+        assert name == "scrape_runs"
+
+        def document(run_id: str) -> _FakeDoc:
+            if self.fail:
+                raise OSError("firestore is down")
+            return _FakeDoc(self.writes)
+
+        return SimpleNamespace(document=document)
+
+
+def test_progress_is_passed_on_and_written_at_most_every_few_seconds(caplog) -> None:
+    now = [100.0]
+    seen: list[tuple[str, int, int]] = []
+    client = _FakeFirestore()
+    record = ProgressRecorder(client, "run-1", lambda *a: seen.append(a), every=5.0, clock=lambda: now[0])
+    record("crawl docs", 1, 10)  # the first update is written at once
+    record("crawl docs", 2, 10)
+    now[0] += 4.9
+    record("index docs", 3, 30)
+    now[0] += 0.2
+    record("crawl docs", 5, 10)
+    assert len(seen) == 4
+    assert client.writes == [
+        {"progress": {"crawl docs": [1, 10]}},
+        {"progress": {"crawl docs": [5, 10], "index docs": [3, 30]}},
+    ]
+    assert describe({"index docs": (3, 30), "publish": (0, 1), "crawl docs": (5, 10), "restore": (1, 1)}) == (
+        "restore 1/1 · crawl docs 5/10 · index docs 3/30 · publish 0/1"
+    )
+    broken = ProgressRecorder(_FakeFirestore(fail=True), "run-2", lambda *a: seen.append(a))
+    with caplog.at_level(logging.WARNING):
+        broken("crawl docs", 1, 2)  # a failed write is logged, never raised
+    assert seen[-1] == ("crawl docs", 1, 2)
+    assert "could not record the progress" in caplog.text
+
+
+def test_a_running_scrape_shows_its_progress_and_the_final_record_drops_it(emulators, settings, site) -> None:
+    cfg = _settings(settings, site)
+    fs = firestore_client(cfg.project_id)
+    seen: list = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage.startswith("crawl") and not seen:
+            seen.append(latest_progress(fs))  # read while the run is going, as `askbase dev` does
+
+    run = run_scrape(cfg, progress, crawl_config=CRAWL)
+    assert run.status is RunStatus.PUBLISHED, run.error
+    (during,) = seen
+    assert during is not None and during.run_id == run.id and during.status == "running"
+    assert "restore" in during.stages  # written at the first update
+    after = latest_progress(fs)
+    assert after is not None and after.run_id == run.id and after.stages == {}

@@ -8,6 +8,9 @@ import io
 import json
 import logging
 import os
+import sqlite3
+import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Sequence
@@ -25,6 +28,7 @@ from shared.knowledge import snapshot_archive as snap_archive
 from shared.knowledge import snapshots as snap
 from shared.knowledge.chunker import Chunk, content_hash
 from shared.knowledge.index import KnowledgeIndex, PageRecord
+from shared.knowledge.retrieval import BM25
 from shared.knowledge.snapshot_archive import UnsafeArchive
 from shared.knowledge.snapshots import PublishConflict, SnapshotStore
 
@@ -218,6 +222,78 @@ def test_corrupted_newest_falls_back_to_previous(
     # Break the older one too: nothing restorable → None (the caller rebuilds).
     bucket.blob(f"snapshots/{first.archive}").delete()
     assert store.restore(tmp_path / "r2") is None
+
+
+def test_a_snapshot_whose_chunk_table_and_collection_disagree_is_rejected(
+    bucket, index: KnowledgeIndex, tmp_path: Path, caplog
+) -> None:
+    store = SnapshotStore(bucket)
+    first = store.publish(index, {}, None, 0)
+    add_page(index, "https://docs.example.com/c")
+    index.flush()
+    # A table that lists one chunk fewer than the collection holds (flush keeps it: nothing changed since).
+    table = chunktable.load(index.path, "test-hash", 8)
+    assert table is not None
+    kept = table.chunks[1:]
+    chunktable.save(index.path, kept, BM25([c.id for c in kept], [c.text for c in kept]), "test-hash")
+    second = store.publish(index, {}, first.id, store.read_pointer()[1])
+    with caplog.at_level(logging.ERROR):
+        restored = store.restore(tmp_path / "r")
+    assert restored is not None and restored.snapshot_id == first.id
+    assert f"snapshot {second.id} cannot be restored" in caplog.text
+    assert "the chunk table and the collection disagree: 7 vs 8 chunks" in caplog.text
+
+
+def test_restore_check_compares_the_table_with_chroma_without_importing_it(
+    index: KnowledgeIndex, tmp_path: Path
+) -> None:
+    index.flush()
+    copy = tmp_path / "copy"
+    snap_archive.safe_unpack(*_packed(index, tmp_path), copy)
+    snap_archive.check_index_dir(copy)  # agrees
+    with sqlite3.connect(copy / "chroma.sqlite3") as db:
+        # VACUUM INTO left no free pages (purged write-log vectors) in the packed database.
+        assert db.execute("PRAGMA freelist_count").fetchone() == (0,)
+    (copy / chunktable.FILE_NAME).unlink()
+    with pytest.raises(snap_archive.SnapshotError, match="no chunk table holding their text"):
+        snap_archive.check_index_dir(copy)
+    (copy / chunktable.FILE_NAME).write_bytes(b"not a zip")
+    with pytest.raises(snap_archive.SnapshotError, match=r"chunk table: .* unreadable"):
+        snap_archive.check_index_dir(copy)
+    code = (
+        "import sys; from pathlib import Path; from shared.knowledge import snapshot_archive as s; "
+        f"s.check_index_dir(Path({str(index.path)!r})); "
+        "assert not {'chromadb', 'numpy'} & set(sys.modules), sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def _packed(index: KnowledgeIndex, tmp_path: Path) -> tuple[Path, snap_archive.Compression]:
+    archive, _ = snap_archive.pack_snapshot(index, tmp_path, snap_archive.new_snapshot_id(), "zstd", None, {})
+    return archive, "zstd"
+
+
+def test_a_snapshot_published_before_text_left_chroma_restores_and_answers(bucket, tmp_path: Path) -> None:
+    from tests.test_index import BagOfWordsEmbedder, write_legacy_index
+
+    embedder = BagOfWordsEmbedder()
+    legacy = tmp_path / "legacy"
+    chunks = write_legacy_index(legacy, embedder, with_table=True)
+    store = SnapshotStore(bucket)
+    with KnowledgeIndex.open(legacy, embedder) as old:  # packed as it is: format-1 table, text in Chroma
+        manifest = store.publish(old, {}, None, 0)
+    restored = store.restore(tmp_path / "r")
+    assert restored is not None and restored.snapshot_id == manifest.id
+    packed = chunktable.load(restored.path, embedder.id, len(chunks))
+    assert packed is not None and packed.version == 1
+    with KnowledgeIndex.open(restored.path, embedder) as opened:
+        hit = opened.search("stale lock file error E42", k=1)[0]
+        assert "E42" in hit.text and hit.url == "https://docs.acme.dev/install"
+    # Without its table, the text of an old snapshot is still in Chroma: it passes the check too.
+    (restored.path / chunktable.FILE_NAME).unlink()
+    snap_archive.check_index_dir(restored.path)
+    with KnowledgeIndex.open(restored.path, embedder) as opened:
+        assert opened.chunk_count() == len(chunks)
 
 
 def _two_snapshots(

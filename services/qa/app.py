@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -27,6 +27,9 @@ from shared.qa.ask import AskService, BotProfiles
 from shared.qa.conversations import ConversationStore
 from shared.qa.live_index import LiveIndex
 from shared.qa.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from shared.knowledge.coldstart import ColdStartSource
 
 log = logging.getLogger("askbase.qa")
 
@@ -85,13 +88,15 @@ def create_app(
     db: Any = None,
     answerer_factory: Callable[[str], Answerer] | None = None,
     start_index: bool = True,
+    cold_start: ColdStartSource | None = None,
 ) -> Flask:
     """Build the Q&A app.
 
     ``live_index``: give one (already started) to share or fake it; otherwise one is built from settings
     and, with ``start_index``, started in the background so /healthz answers while it downloads.
     ``db``: a Firestore client (default: one for ``settings.project_id``). ``answerer_factory``: name →
-    Answerer (default :func:`shared.qa.answerers.get_answerer`).
+    Answerer (default :func:`shared.qa.answerers.get_answerer`). ``cold_start``: the snapshot restore
+    the worker started before importing this module (``services/qa/wsgi.py``), adopted by the live index.
     """
     settings = settings or get_settings()
     app = Flask(__name__)
@@ -113,7 +118,7 @@ def create_app(
     )
     if live_index is None:
         # First: its snapshot download starts in a child process and runs while the rest is set up.
-        live_index = LiveIndex.from_settings(settings)
+        live_index = LiveIndex.from_settings(settings, cold_start)
         if start_index:
             live_index.start(wait=False)
     if db is None:

@@ -29,11 +29,76 @@ from shared.emulators import EmulatorError
 log = logging.getLogger(__name__)
 
 
-def _post(url: str, timeout: float) -> dict[str, Any]:
+# How often the first crawl's progress is looked up (its end is noticed at once).
+PROGRESS_POLL_SECONDS = 3.0
+
+
+def _post(url: str, timeout: float | None) -> dict[str, Any]:
     req = urllib.request.Request(url, data=b"{}", method="POST", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         body = resp.read()
     return json.loads(body) if body else {}
+
+
+def _first_crawl(stack: LocalStack, log_file: Path) -> dict[str, Any]:
+    """Call the scrape function once and wait for its answer, however long the crawl takes, printing
+    its progress (from the run's document, see :mod:`shared.knowledge.run_progress`) as it changes.
+
+    A large site takes many minutes on a small machine: a client timeout here used to give up on a
+    crawl that was still going and print a traceback.
+    """
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["summary"] = _post(stack.services["scrape"].url, timeout=None)
+        except urllib.error.HTTPError as exc:
+            outcome["failed"] = f"({exc.code}): {exc.read().decode(errors='replace')[:500]}"
+        except (OSError, ValueError) as exc:  # the function died or answered nonsense
+            outcome["failed"] = f"({type(exc).__name__}): {exc}"
+
+    caller = threading.Thread(target=call, name="first-crawl", daemon=True)
+    started = time.monotonic()
+    caller.start()
+    watch = _ProgressWatch(stack.project)
+    while caller.is_alive():
+        caller.join(timeout=PROGRESS_POLL_SECONDS)  # wakes up at once when the answer comes
+        line = watch.line()
+        if line is not None:
+            click.echo(f"    {line} ({time.monotonic() - started:.0f} s)")
+    if "failed" in outcome:
+        raise click.ClickException(f"the first crawl failed {outcome['failed']}\nsee {log_file}")
+    summary: dict[str, Any] = outcome["summary"]
+    return summary
+
+
+class _ProgressWatch:
+    """The newest run's progress line, when it changed since the last call (None otherwise)."""
+
+    def __init__(self, project: str) -> None:
+        self._project = project
+        self._client: Any = None
+        self._last = ""
+
+    def line(self) -> str | None:
+        from shared.knowledge.run_progress import describe, latest_progress
+
+        try:
+            if self._client is None:
+                from shared.gcp import firestore_client
+
+                self._client = firestore_client(self._project)
+            progress = latest_progress(self._client)
+        except Exception as exc:  # showing progress must never stop the wait
+            log.debug("cannot read the scrape progress: %s", exc)
+            return None
+        if progress is None or not progress.stages:
+            return None
+        line = describe(progress.stages)
+        if line == self._last:
+            return None
+        self._last = line
+        return line
 
 
 def _wait_for_index(qa_url: str, timeout: float) -> dict[str, Any]:
@@ -121,13 +186,7 @@ def dev_command(
         stack.start_services()
         _wire_push_subscription(stack)
         click.echo("==> crawling " + ("the sample docs site" if site else "your sources"))
-        try:
-            summary = _post(stack.services["scrape"].url, timeout=900)
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:500]
-            raise click.ClickException(
-                f"the first crawl failed ({exc.code}): {detail}\nsee {workdir / 'logs' / 'scrape.log'}"
-            ) from None
+        summary = _first_crawl(stack, workdir / "logs" / "scrape.log")
         click.echo(
             f"    {summary.get('status')}: {summary.get('pages_fetched', 0)} pages, "
             f"{summary.get('chunks_added', 0)} chunks, snapshot {summary.get('snapshot_id') or '-'}"

@@ -15,6 +15,11 @@ worst case is the old start-up time plus a logged error, never a missing index.
 The child is ``python -m shared.knowledge.coldstart``. It is killed if its parent dies, restores into a
 directory of its own under ``work_dir`` and writes what it restored to a JSON file; its log lines go to
 the same output as the parent's.
+
+The qa worker starts it first thing (:meth:`ColdStartSource.for_settings` in ``services/qa/wsgi.py``,
+before Flask and the Firestore client are imported): importing the app is the longest single step of a
+start, and the download, check and unpack run on the other CPU meanwhile. This module imports nothing
+heavy for that reason.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from shared.processes import die_with_parent, remove_orphaned_dirs
 
 if TYPE_CHECKING:
+    from shared.config import Settings
     from shared.knowledge.snapshots import Pointer, RestoredSnapshot, SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -107,6 +113,32 @@ class ColdStartSource:
         self._closed = False
         #: Called once before the in-process store is first used (see LiveIndex.from_settings).
         self.before_fallback: Callable[[], object] | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ColdStartSource:
+        """The qa service's source: the configured bucket, restoring under ``<data_dir>/qa``."""
+        return cls(
+            StoreParams(
+                project_id=settings.project_id,
+                bucket=settings.bucket,
+                prefix=settings.snapshot_prefix,
+                keep=settings.snapshot_keep,
+                compression=settings.snapshot_compression,
+            ),
+            Path(settings.data_dir) / "qa",
+            log_level=settings.log_level,
+            json_logs=settings.is_production,
+        )
+
+    @property
+    def params(self) -> StoreParams:
+        """Where this source's snapshots are."""
+        return self._params
+
+    @property
+    def work_root(self) -> Path:
+        """The directory the child unpacks under."""
+        return self._work_root
 
     @property
     def store(self) -> SnapshotStore:

@@ -8,20 +8,24 @@ page identity) and :mod:`~shared.knowledge.fetching` (retry? HTML?). The seed UR
 :mod:`~shared.knowledge.discovery`.
 
 Use :func:`crawl_source` from synchronous code: it runs the async crawl on a private event loop in a
-worker thread and hands results over through a bounded queue, so the caller can embed page N while the
-crawler fetches page N+8.
+worker thread and hands results over through a bounded buffer, so the caller can index page N while the
+crawler fetches page N+8. The event loop never blocks on that buffer: a full buffer makes the workers
+*await* room (no new fetch starts) while every request already in flight is read to the end. Blocking
+the loop instead froze every open connection for as long as the consumer was busy (an embedding batch
+takes seconds), and on a 530-page site 15 requests then timed out and were retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import queue
 import threading
 import time
 import urllib.robotparser
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -267,15 +271,15 @@ class SourceCrawler:
             seeds = [self.start, *sorted(self.previous)]
         follow_links = kind is SourceKind.CRAWL
 
-        frontier: asyncio.Queue[str | None] = asyncio.Queue()
+        frontier: asyncio.Queue[str] = asyncio.Queue()
         failures = 0
         fetched_ok = 0
 
-        def count(result: CrawlResult) -> None:
+        async def count(result: CrawlResult) -> None:
             self.summary.counts[result.outcome.value] = self.summary.counts.get(result.outcome.value, 0) + 1
-            emit(result)
+            await emit(result)
 
-        def enqueue(raw: str, base: str | None = None) -> None:
+        def enqueue(raw: str, skipped_out: list[CrawlResult], base: str | None = None) -> None:
             url = normalize_url(raw, base)
             if url is None or url in self._queued:
                 return
@@ -284,7 +288,7 @@ class SourceCrawler:
             if skipped is not None:
                 # Off-site links are noise in a crawl; report only what the source itself listed.
                 if skipped.reason != "off-site" or not follow_links:
-                    count(skipped)
+                    skipped_out.append(skipped)
                 return
             if self._fetch_budget <= 0:
                 return
@@ -292,16 +296,17 @@ class SourceCrawler:
             self.summary.discovered += 1
             frontier.put_nowait(url)
 
+        skipped: list[CrawlResult] = []
         for seed in seeds:
-            enqueue(seed, self.start)
+            enqueue(seed, skipped, self.start)
+        for result in skipped:
+            await count(result)
 
         async def worker() -> None:
             nonlocal failures, fetched_ok
             while True:
                 url = await frontier.get()
                 try:
-                    if url is None:
-                        return
                     try:
                         result, links = await self._fetch_page(fetcher, url)
                     except Exception as exc:  # one odd page must not stall the crawl
@@ -322,10 +327,14 @@ class SourceCrawler:
                         failures += 1
                     elif result.outcome in (Outcome.FETCHED, Outcome.UNCHANGED):
                         fetched_ok += 1
-                    count(result)
+                    # Links first: the other workers can go on while this one waits for room.
+                    skipped_links: list[CrawlResult] = []
                     if follow_links:
                         for link in links:
-                            enqueue(link)
+                            enqueue(link, skipped_links)
+                    await count(result)
+                    for skipped_result in skipped_links:
+                        await count(skipped_result)
                 finally:
                     frontier.task_done()
 
@@ -333,8 +342,10 @@ class SourceCrawler:
         try:
             await frontier.join()
         finally:
-            for _ in workers:
-                frontier.put_nowait(None)
+            # Done: every worker waits for a URL that will not come. Cancelled (the consumer gave up):
+            # some may wait for room in its buffer instead, which a None in the frontier never reaches.
+            for task in workers:
+                task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
         if failures and not fetched_ok:
             # Every page failed: the site is down, not the pages gone.
@@ -343,16 +354,32 @@ class SourceCrawler:
 
 
 class _Emitter(Protocol):
-    def __call__(self, result: CrawlResult, /) -> None: ...
+    """Hands one result to the consumer; awaiting it is how a full buffer slows the crawl down."""
+
+    def __call__(self, result: CrawlResult, /) -> Awaitable[None]: ...
 
 
 class CrawlSession:
-    """Iterator over a source's :class:`CrawlResult` s; :attr:`summary` is final once exhausted."""
+    """Iterator over a source's :class:`CrawlResult` s; :attr:`summary` is final once exhausted.
+
+    At most ``buffer`` results wait for the consumer. The crawl thread's event loop waits for room with
+    ``await`` (a semaphore released by the consumer through ``call_soon_threadsafe``), never with a
+    blocking call, so requests in flight keep being read however long the consumer takes.
+    """
 
     def __init__(self, crawler: SourceCrawler, buffer: int = 64) -> None:
+        if buffer < 1:
+            raise ValueError("buffer must be at least 1")
         self._crawler = crawler
-        self._queue: queue.Queue[CrawlResult | BaseException | None] = queue.Queue(maxsize=buffer)
-        self._stop = threading.Event()
+        self._buffer = buffer
+        # Unbounded as a queue: the semaphore below bounds the results in it, the end marker and an
+        # error need no room, so the crawl thread never blocks on a put.
+        self._queue: queue.Queue[CrawlResult | BaseException | None] = queue.Queue()
+        self._lock = threading.Lock()  # publishes _loop/_task to close() and guards _stopped
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[CrawlSummary] | None = None
+        self._room: asyncio.Semaphore | None = None
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name=f"crawl-{crawler.source.name}", daemon=True)
         self._started = False
 
@@ -361,21 +388,39 @@ class CrawlSession:
         """The crawl's totals: final once iteration has ended."""
         return self._crawler.summary
 
-    def _put(self, item: CrawlResult | BaseException | None) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+    async def _emit(self, result: CrawlResult) -> None:
+        assert self._room is not None
+        await self._room.acquire()  # released by the consumer as it takes a result
+        self._queue.put_nowait(result)
+
+    async def _crawl(self) -> None:
+        room = asyncio.Semaphore(self._buffer)
+        task = asyncio.ensure_future(self._crawler.run(self._emit))
+        with self._lock:
+            if self._stopped:
+                task.cancel()
+            self._loop, self._task, self._room = asyncio.get_running_loop(), task, room
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not self._stopped:
+                raise  # not our cancel: let asyncio.run see it
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._crawler.run(self._put))
+            asyncio.run(self._crawl())
         except BaseException as exc:  # handed to the consumer, which re-raises it
-            self._put(exc)
+            self._queue.put_nowait(exc)
         finally:
-            self._put(None)
+            self._queue.put_nowait(None)
+
+    def _release(self) -> None:
+        """Give one result's room back to the crawl loop (called from the consumer's thread)."""
+        with self._lock:
+            loop, room = self._loop, self._room
+        if loop is not None and room is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended: nobody waits for room
+                loop.call_soon_threadsafe(room.release)
 
     def __iter__(self) -> Iterator[CrawlResult]:
         if not self._started:
@@ -388,11 +433,17 @@ class CrawlSession:
                 return
             if isinstance(item, BaseException):
                 raise item
+            self._release()
             yield item
 
     def close(self) -> None:
-        """Stop early (the consumer gave up); the crawl thread exits at its next hand-over."""
-        self._stop.set()
+        """Stop early (the consumer gave up): the crawl task is cancelled and its thread ends."""
+        with self._lock:
+            self._stopped = True
+            loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(task.cancel)
 
 
 def crawl_source(

@@ -5,6 +5,12 @@ Layout of the index directory::
     <path>/chroma.sqlite3, <path>/<segment uuid>/   Chroma's own files (one cosine collection)
     <path>/askbase-index.json                       embedder id + dimension, and url → PageRecord
     <path>/askbase-chunks.npz                       chunk texts + BM25 postings (see chunktable.py)
+    <path>/askbase-chunks.journal                   changes since that table was saved (writers only)
+
+Each chunk's text is stored once, in the chunk table; Chroma holds the ids, the vectors, its HNSW index
+and the one metadata field worth filtering on (``source``). Directories written before that (text in
+Chroma too) still open: their table lists the same chunks, and without a table the text is read back
+out of Chroma.
 
 The sidecar pins the embedder: vectors from two models are not comparable, so opening an index with a
 different embedder raises :class:`EmbedderMismatch` instead of silently returning nonsense.
@@ -19,6 +25,7 @@ never takes it for long, so answering goes on while a snapshot is being packed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -36,6 +43,8 @@ from shared.atomicfiles import write_atomically
 from shared.knowledge import chunktable
 from shared.knowledge.chunker import Chunk
 from shared.knowledge.embeddings import Embedder
+from shared.knowledge.reranking import POOL as RERANK_POOL
+from shared.knowledge.reranking import rerank
 from shared.knowledge.retrieval import BM25, Passage, fuse_and_dedupe, heading_path, heading_scores
 
 if TYPE_CHECKING:
@@ -119,8 +128,14 @@ class KnowledgeIndex:
         self._bm25: tuple[int, BM25] | None = None
         self._generation = 0
         self._bm25_lock = threading.Lock()
-        # True while askbase-chunks.npz on disk matches Chroma exactly (see chunktable.py).
+        # True while askbase-chunks.npz on disk matches Chroma exactly; every change before the next
+        # save is journalled first (see chunktable.py).
         self._table_saved = False
+        self._journal = chunktable.Journal(path)
+        # A collection written before the chunk table held the text still stores it (documents and
+        # text metadata); the first flush after a write rewrites it without (see _drop_text_from_chroma).
+        self._chroma_has_text = False
+        self._written = False
         self._closed = False
 
     # --- opening and closing ---------------------------------------------------------------------
@@ -175,14 +190,7 @@ class KnowledgeIndex:
                 for url, record in (sidecar or {}).get("pages", {}).items()
             }
             index = cls(path, embedder, client, chroma_collection, pages)
-            table = chunktable.load(path, embedder.id, chroma_collection.count())
-            if table is not None:
-                index._adopt_chunks(table.chunks)
-                index._bm25 = (index._generation, table.bm25)
-                index._table_saved = True
-            else:
-                index._adopt_chunks(index._read_chunks_from_chroma())
-                index._build_bm25()
+            index._load_chunks()
             if sidecar is None:
                 index._write_sidecar()
             index._warm_up()
@@ -198,6 +206,7 @@ class KnowledgeIndex:
                 return
             self.flush()
             self._closed = True
+            self._journal.close()
             self._client.close()
 
     def flush(self) -> None:
@@ -215,7 +224,10 @@ class KnowledgeIndex:
             if not self._table_saved:
                 bm25 = self._current_bm25()
                 chunktable.save(self.path, [self._chunks[i] for i in bm25.ids], bm25, self.embedder.id)
+                self._journal.remove()  # only now: the saved table holds all it recorded
                 self._table_saved = True
+            if self._chroma_has_text and self._written:
+                self._drop_text_from_chroma()
 
     def __enter__(self) -> KnowledgeIndex:
         return self
@@ -290,7 +302,10 @@ class KnowledgeIndex:
             hashes[chunk_id] = chunk.content_hash
         headings = {chunk_id: heading_path(p.text, p.title) or p.title for chunk_id, p in passages.items()}
         heading = heading_scores(bm25, question, headings)
-        return fuse_and_dedupe(vector_scores, keyword_scores, passages, k, hashes, heading, weights)
+        fused = fuse_and_dedupe(
+            vector_scores, keyword_scores, passages, max(k, RERANK_POOL), hashes, heading, weights
+        )
+        return rerank(question, fused, k, bm25.idf)
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -337,6 +352,45 @@ class KnowledgeIndex:
             self._mark_dirty()
             return len(to_embed)
 
+    def upsert_pages(self, pages: list[tuple[PageRecord, list[Chunk]]]) -> int:
+        """:meth:`upsert_page` for each ``(record, chunks)`` in order; return how many were embedded.
+
+        Pages the index holds nothing of (nearly every page of a first crawl) are embedded in one call
+        and added to Chroma in one ``add``, whose cost is mostly per call: on the 2-core machine 600
+        chunks added 3 per call took 8.3 s, 60 per call 1.05 s. A page the index holds goes through
+        :meth:`upsert_page`, which reuses the stored vectors of its unchanged chunks.
+        """
+        with self.write_lock:
+            self._check_open()
+            embedded = 0
+            new: dict[str, tuple[PageRecord, list[Chunk]]] = {}
+            for record, chunks in pages:
+                if record.url in self._pages or record.url in self._by_url or record.url in new:
+                    embedded += self._add_new_pages(list(new.values()))  # keep the order per URL
+                    new.clear()
+                    embedded += self.upsert_page(record, chunks)
+                    continue
+                for chunk in chunks:
+                    if chunk.url != record.url:
+                        raise ValueError(f"chunk {chunk.id} belongs to {chunk.url}, not {record.url}")
+                if len({chunk.id for chunk in chunks}) != len(chunks):
+                    raise ValueError(f"duplicate chunk ids for {record.url}")
+                new[record.url] = (record, chunks)
+            return embedded + self._add_new_pages(list(new.values()))
+
+    def _add_new_pages(self, pages: list[tuple[PageRecord, list[Chunk]]]) -> int:
+        """Add pages the index holds nothing of (checked by the caller, under write_lock)."""
+        chunks = [chunk for _, page_chunks in pages for chunk in page_chunks]
+        if chunks:
+            vectors = self.embedder.embed([chunk.text for chunk in chunks])
+            if vectors.shape != (len(chunks), self.embedder.dimension):
+                raise ValueError(f"embedder returned shape {vectors.shape}")
+            self._add_chunks(chunks, list(vectors))
+        for record, page_chunks in pages:
+            self._pages[record.url] = dataclasses.replace(record, chunk_count=len(page_chunks))
+            self._mark_dirty()
+        return len(chunks)
+
     def touch_page(self, url: str, etag: str | None, last_modified: str | None) -> None:
         """Record that ``url`` was fetched again and found unchanged (e.g. HTTP 304).
 
@@ -368,14 +422,126 @@ class KnowledgeIndex:
         if self._closed:
             raise RuntimeError(f"the index at {self.path} is closed")
 
-    def _read_chunks_from_chroma(self) -> list[Chunk]:
-        """Every chunk's text and metadata, read out of Chroma (the slow path of :meth:`open`)."""
-        total = self._collection.count()
+    def _load_chunks(self) -> None:
+        """Hold every chunk in memory, from the chunk table (see chunktable.py for the three cases)."""
+        count = self._collection.count()
+        # The oldest chunk tells whether this collection was written when Chroma still kept the text.
+        oldest = self._collection.get(limit=1, include=["documents"])["documents"] if count else None
+        self._chroma_has_text = oldest is not None and len(oldest) > 0 and oldest[0] is not None
+        journal = chunktable.has_journal(self.path)
+        table = None if journal else chunktable.load(self.path, None, count)
+        if table is not None:
+            # The fast path, and the only one a published snapshot takes: the table is exact.
+            self._adopt_chunks(table.chunks)
+            if table.bm25 is not None:
+                self._bm25 = (self._generation, table.bm25)
+                self._table_saved = True
+            else:
+                self._build_bm25()
+            return
+        table = chunktable.load(self.path, None, None)
+        if table is None and not journal:
+            # No table: a directory written before the table existed keeps its text in Chroma.
+            chunks = self._read_chunks_from_chroma()
+        else:
+            # A writer stopped between two saves (or the table does not list what Chroma holds).
+            chunks = self._reconcile(chunktable.replay(self.path, table.chunks if table else []))
+        self._adopt_chunks(chunks)
+        self._build_bm25()
+        if journal:
+            self.flush()  # the reconciled table replaces table + journal
+
+    def _drop_text_from_chroma(self) -> None:
+        """Rewrite a collection that still stores chunk text (written before the chunk table held it)
+        with ids, vectors and ``source`` only, so the next snapshot is the small one. The vectors are
+        copied, nothing is embedded. Called under the write lock right after the table was saved: a
+        crash midway leaves a collection that lacks some chunks, which the next open reconciles.
+
+        The new collection is complete before searches are pointed at it; only then is the old one
+        deleted and the new one given its name.
+        """
+        name = self._collection.name
+        temporary = f"{name}-compacting"
+        with contextlib.suppress(Exception):  # chromadb raises its own NotFoundError when absent
+            self._client.delete_collection(temporary)
+        fresh = self._client.create_collection(
+            temporary, metadata={"hnsw:space": "cosine"}, embedding_function=None
+        )
+        page = self._client.get_max_batch_size()
+        for offset in range(0, self._collection.count(), page):
+            got = self._collection.get(include=["embeddings"], limit=page, offset=offset)
+            fresh.add(
+                ids=got["ids"],
+                embeddings=np.asarray(got["embeddings"], dtype=np.float32),
+                metadatas=[{"source": self._chunks[chunk_id].source} for chunk_id in got["ids"]],
+            )
+        old, self._collection = self._collection, fresh
+        self._client.delete_collection(old.name)
+        fresh.modify(name=name)
+        self._chroma_has_text = False
+        self._warm_up()
+        log.info("%s: rewrote the Chroma collection without chunk text (%d chunks)", self.path, fresh.count())
+
+    def _chroma_ids(self) -> list[str]:
+        """Every chunk id Chroma holds."""
+        ids: list[str] = []
+        page = 5000
+        for offset in range(0, self._collection.count(), page):
+            ids.extend(self._collection.get(include=[], limit=page, offset=offset)["ids"])
+        return ids
+
+    def _reconcile(self, known: dict[str, Chunk]) -> list[Chunk]:
+        """The chunks Chroma holds, their text from ``known`` (the table with the journal replayed).
+
+        Chroma is the record of which chunks exist: known chunks it lacks are dropped (their add never
+        happened). A chunk it holds that ``known`` lacks (the journal line lost in a power cut) keeps
+        its text only if Chroma has it (older directories); otherwise it is deleted from Chroma. A page
+        whose chunks are not all there any more is marked for a full fetch on the next crawl.
+        """
+        present = self._chroma_ids()
+        unknown = [chunk_id for chunk_id in present if chunk_id not in known]
+        recovered = {chunk.id: chunk for chunk in self._read_chunks_from_chroma(unknown)} if unknown else {}
+        orphans = [chunk_id for chunk_id in unknown if chunk_id not in recovered]
+        if orphans:
+            log.warning("%s: %d chunks have no text anywhere; deleting them", self.path, len(orphans))
+            batch = self._client.get_max_batch_size()
+            for start in range(0, len(orphans), batch):
+                self._collection.delete(ids=orphans[start : start + batch])
+        gone = set(orphans)
+        chunks = [known.get(chunk_id) or recovered[chunk_id] for chunk_id in present if chunk_id not in gone]
+        per_url = Counter(chunk.url for chunk in chunks)
+        for url, record in list(self._pages.items()):
+            if per_url.get(url, 0) != record.chunk_count:
+                # Forget the validators too: a 304 must not keep the page without its chunks.
+                self._pages[url] = dataclasses.replace(record, content_hash="", etag=None, last_modified=None)
+                self._dirty = True
+        self._table_saved = False
+        log.info(
+            "%s: reconciled the chunk table with Chroma (%d chunks; %d dropped)",
+            self.path,
+            len(chunks),
+            len(known) - (len(chunks) - len(recovered)),
+        )
+        return chunks
+
+    def _read_chunks_from_chroma(self, ids: list[str] | None = None) -> list[Chunk]:
+        """Text and metadata of every chunk (or of ``ids``) that Chroma holds a document for: directories
+        written before the chunk table held the text. Raises :class:`IndexCorrupt` when asked for every
+        chunk and some have no text (the table that held it is gone)."""
         page = 5000
         chunks = []
-        for offset in range(0, total, page):
-            got = self._collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
+        missing = 0
+        batches: list[dict[str, Any]] = (
+            [{"limit": page, "offset": offset} for offset in range(0, self._collection.count(), page)]
+            if ids is None
+            else [{"ids": ids[start : start + page]} for start in range(0, len(ids), page)]
+        )
+        for batch in batches:
+            got = self._collection.get(include=["documents", "metadatas"], **batch)
             for chunk_id, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+                if text is None or meta is None or "url" not in meta:
+                    missing += 1
+                    continue
                 chunks.append(
                     Chunk(
                         id=chunk_id,
@@ -388,6 +554,11 @@ class KnowledgeIndex:
                         position=int(meta.get("position", 0)),
                     )
                 )
+        if missing and ids is None:
+            raise IndexCorrupt(
+                f"{self.path} holds {missing} chunks whose text is in no chunk table "
+                f"({chunktable.FILE_NAME} is missing or unreadable); rebuild the index"
+            )
         return chunks
 
     def _adopt_chunks(self, chunks: list[Chunk]) -> None:
@@ -424,13 +595,10 @@ class KnowledgeIndex:
             for chunk_id, vector in zip(got["ids"], got["embeddings"], strict=True)
         }
 
-    def _before_chroma_change(self) -> None:
-        if self._table_saved:
-            chunktable.discard(self.path)
-            self._table_saved = False
-
     def _delete_ids(self, ids: list[str]) -> None:
-        self._before_chroma_change()
+        self._table_saved = False
+        self._written = True
+        self._journal.append_deleted(ids)  # before Chroma changes: see chunktable.py
         batch = self._client.get_max_batch_size()
         for start in range(0, len(ids), batch):
             self._collection.delete(ids=ids[start : start + batch])
@@ -445,25 +613,18 @@ class KnowledgeIndex:
         self._changed()
 
     def _add_chunks(self, chunks: list[Chunk], vectors: list[np.ndarray]) -> None:
-        self._before_chroma_change()
+        self._table_saved = False
+        self._written = True
+        self._journal.append_added(chunks)  # before Chroma changes: see chunktable.py
         batch = self._client.get_max_batch_size()
         for start in range(0, len(chunks), batch):
             part = chunks[start : start + batch]
+            # No documents and no text-like metadata: the chunk table holds them (chunktable.py).
+            # ``source`` is kept so a search can be filtered to one source inside Chroma.
             self._collection.add(
                 ids=[chunk.id for chunk in part],
                 embeddings=np.stack(vectors[start : start + batch]).astype(np.float32),
-                documents=[chunk.text for chunk in part],
-                metadatas=[
-                    {
-                        "url": chunk.url,
-                        "title": chunk.title,
-                        "anchor": chunk.anchor,
-                        "source": chunk.source,
-                        "content_hash": chunk.content_hash,
-                        "position": chunk.position,
-                    }
-                    for chunk in part
-                ],
+                metadatas=[{"source": chunk.source} for chunk in part],
             )
         for chunk in chunks:
             self._remember(chunk)  # Chunk is frozen: holding the caller's object is safe

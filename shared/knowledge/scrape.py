@@ -8,7 +8,10 @@ One run, start to end (:func:`run_scrape`):
    snapshot cannot be *read* (a Cloud Storage 5xx, a network or disk error) the run fails instead:
    rebuilding then would drop every page whose crawl happens to fail, and the pointer stays untouched;
 3. crawl each source with conditional GETs built from the stored page records; upsert changed pages,
-   touch unchanged ones, remove vanished ones (only when that source's crawl had no site-wide failure);
+   touch unchanged ones, remove vanished ones (only when that source's crawl had no site-wide failure).
+   Fetching, extracting, embedding and writing overlap: the crawl runs on its own event loop, this
+   thread extracts and chunks, and :class:`~shared.knowledge.indexing.IndexingPipeline` embeds and
+   writes in two threads behind it;
 4. if anything changed, publish by compare-and-swap; on :class:`PublishConflict` start over once from
    the new base (cheap: conditional GETs and reused vectors), then stop cleanly;
 5. record the run in ``scrape_runs`` and release the lease.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,7 +32,9 @@ from typing import Any
 
 from shared.config import Settings, Source
 from shared.knowledge.crawler import CrawlConfig, Outcome, crawl_source
+from shared.knowledge.indexing import IndexingPipeline, PrecomputedVectors
 from shared.knowledge.leases import Clock, Lease, LeaseHeld, utc_now
+from shared.knowledge.run_progress import ProgressRecorder
 from shared.knowledge.runs import RunStatus, ScrapeRun, new_run, save_run
 from shared.knowledge.snapshots import PublishConflict, SnapshotStore, SnapshotUnavailable
 
@@ -58,6 +64,8 @@ class _Attempt:
         self.progress = progress
         self.crawl_config = crawl_config
         self.changed = False
+        # The index is opened with this: the pipeline's embedding thread fills it ahead of the writes.
+        self.vectors = PrecomputedVectors(embedder)
 
     def open_index(self, store: SnapshotStore, work: Path) -> tuple[Any, str | None, int]:
         """Restore the newest snapshot (or start empty); returns (index, parent id, base generation).
@@ -83,7 +91,7 @@ class _Attempt:
         self.progress("restore", 1, 1)
         if restored is not None:
             try:
-                index = KnowledgeIndex.open(restored.path, self.embedder, self.settings.collection)
+                index = KnowledgeIndex.open(restored.path, self.vectors, self.settings.collection)
                 log.info("restored snapshot %s (%d chunks)", restored.snapshot_id, index.chunk_count())
                 return index, restored.snapshot_id, restored.generation
             except EmbedderMismatch as exc:
@@ -95,40 +103,83 @@ class _Attempt:
         else:
             log.info("no snapshot to restore: building the index from scratch")
         path = work / f"fresh-{uuid.uuid4().hex[:8]}"
-        return KnowledgeIndex.open(path, self.embedder, self.settings.collection), None, generation
+        return KnowledgeIndex.open(path, self.vectors, self.settings.collection), None, generation
 
     def scrape_source(self, index: Any, source: Source, hash_owner: dict[str, str]) -> None:
         """Crawl one source and apply what it found to the index (see the module docstring)."""
-        previous = {url: rec for url, rec in index.pages().items() if rec.source == source.name}
+        pages = index.pages()
+        previous = {url: rec for url, rec in pages.items() if rec.source == source.name}
         alive: set[str] = set()  # pages confirmed present (or only transiently failing): never removed
         stats = {"fetched": 0, "unchanged": 0, "changed": 0, "removed": 0, "failed": 0, "skipped": 0}
+        # Where this source's time went (kept in the run, printed by bench/crawl.py). This thread:
+        # waiting for the crawl's next result, extracting, chunking, waiting for room in the pipeline,
+        # then for its tail. The pipeline's threads: inside the model, inside the index writes. The
+        # model's idle time is the source's wall time minus its embedding time.
+        timings = {
+            "crawl_wait_seconds": 0.0,
+            "extract_seconds": 0.0,
+            "chunk_seconds": 0.0,
+            "submit_wait_seconds": 0.0,
+            "index_wait_seconds": 0.0,
+            "embed_seconds": 0.0,
+            "write_seconds": 0.0,
+            "model_idle_seconds": 0.0,
+        }
+        source_started = time.perf_counter()
         session = crawl_source(source, self.crawl_config, previous)
         try:
-            self._consume(index, source, session, previous, alive, stats, hash_owner)
+            with IndexingPipeline(index, self.vectors) as pipeline:
+                self._consume(
+                    source, session, previous, set(pages), alive, stats, hash_owner, pipeline, timings
+                )
+                stage = f"index {source.name}"
+                started = time.perf_counter()
+                # The crawl is over: what is left is the pipeline's tail (its last model call and writes).
+                self.run.embeddings += pipeline.finish(lambda done, total: self.progress(stage, done, total))
+                timings["index_wait_seconds"] = time.perf_counter() - started
+                timings["embed_seconds"] = pipeline.times.embed_seconds
+                timings["write_seconds"] = pipeline.times.write_seconds
+                timings["model_idle_seconds"] = max(
+                    0.0, time.perf_counter() - source_started - pipeline.times.embed_seconds
+                )
         finally:
             session.close()  # if indexing failed mid-way, let the crawl thread stop
-        self._finish_source(index, source, session.summary, previous, alive, stats)
+        self._finish_source(index, source, session.summary, previous, alive, stats, timings)
 
     def _consume(
         self,
-        index: Any,
         source: Source,
         session: Any,
         previous: dict[str, Any],
+        indexed: set[str],
         alive: set[str],
         stats: dict[str, int],
         hash_owner: dict[str, str],
+        pipeline: IndexingPipeline,
+        timings: dict[str, float],
     ) -> None:
+        """Decide what each crawl result means for the index; hand page writes to ``pipeline``.
+
+        ``indexed``: every URL the index holds (any source), whose stored vectors it may reuse."""
         from shared.knowledge.chunker import chunk_page, page_content_hash
         from shared.knowledge.extract import extract_page
         from shared.knowledge.index import PageRecord
 
         run = self.run
         stage = f"crawl {source.name}"
+        index_stage = f"index {source.name}"
+        index = pipeline.index
         done = 0
-        for result in session:
+        results = iter(session)
+        while True:
+            waited = time.perf_counter()
+            result = next(results, None)
+            timings["crawl_wait_seconds"] += time.perf_counter() - waited
+            if result is None:
+                break
             done += 1
             self.progress(stage, done, max(session.summary.discovered, done))
+            self.progress(index_stage, *pipeline.progress)
             if result.outcome is Outcome.UNCHANGED:
                 alive.add(result.url)
                 stats["unchanged"] += 1
@@ -148,7 +199,9 @@ class _Attempt:
                 log.debug("%s %s: %s", result.outcome, result.requested_url, result.reason)
                 continue
             stats["fetched"] += 1
+            started = time.perf_counter()
             page = extract_page(result.html or "", result.url)
+            extracted = time.perf_counter()
             chunks = (
                 chunk_page(
                     page, source.name, self.settings.chunk_max_chars, self.settings.chunk_overlap_chars
@@ -156,6 +209,8 @@ class _Attempt:
                 if page
                 else []
             )
+            timings["extract_seconds"] += extracted - started
+            timings["chunk_seconds"] += time.perf_counter() - extracted
             if page is None or not chunks:
                 stats["skipped"] += 1
                 log.info("%s: no main text; not indexed", result.url)
@@ -186,7 +241,10 @@ class _Attempt:
                 last_modified=result.last_modified,
                 fetched_at=datetime.now(UTC).isoformat(),
             )
-            run.embeddings += index.upsert_page(record, chunks)
+            # A URL the index has never held has no vectors to reuse: all of it is embedded ahead.
+            started = time.perf_counter()
+            pipeline.submit(record, chunks, embed_ahead=result.url not in indexed)
+            timings["submit_wait_seconds"] += time.perf_counter() - started
             if before is not None and before.content_hash == digest:
                 stats["unchanged"] += 1
             else:
@@ -203,6 +261,7 @@ class _Attempt:
         previous: dict[str, Any],
         alive: set[str],
         stats: dict[str, int],
+        timings: dict[str, float],
     ) -> None:
         run = self.run
         if summary.complete:
@@ -224,6 +283,7 @@ class _Attempt:
             "complete": summary.complete,
             "error": summary.error,
             "seconds": round(summary.seconds, 3),
+            **{name: round(value, 3) for name, value in timings.items()},
         }
 
     def drop_unconfigured(self, index: Any) -> None:
@@ -322,6 +382,8 @@ def run_scrape(
     work = Path(settings.data_dir) / "scrape" / run.id
     try:
         save_run(fs, run)
+        # Counts also go to the run's document now and then: `askbase dev` shows a long crawl moving.
+        progress = ProgressRecorder(fs, run.id, progress)
         lease.start_renewing()
         if bucket is None:
             bucket = gcp.ensure_bucket(gcp.storage_client(settings.project_id), settings.bucket)

@@ -8,8 +8,13 @@ Why it is built this way:
 * Consistency: the index directory is tarred (no compression, so it is quick) while the index's
   ``write_lock`` is held; tarring a directory a writer is changing produced broken copies every time we
   measured. Compression and hashing happen after the lock is released.
+* Small: Chroma's SQLite file is copied into the tar with ``VACUUM INTO`` (a compact, consistent copy
+  of the database, without the free pages Chroma's purged write log leaves behind), and chunk text is in
+  the chunk table only (:mod:`shared.knowledge.chunktable`).
 * Safe restore: Chroma's segment folders contain a pickle, so an archive is unpacked only after its
   sha256 matched the manifest, into a fresh directory, refusing absolute paths, ``..``, links and devices.
+  The unpacked copy must pass :func:`check_index_dir`: an intact SQLite file whose collection holds
+  exactly the chunks the chunk table lists.
 * Broken is not unreachable: an archive that fails a check is a :class:`SnapshotError`; a failing local
   disk (full, read-only, I/O error: :func:`is_disk_error`) is not, because it says nothing about the
   archive.
@@ -151,24 +156,90 @@ def unsafe_member_reason(member: tarfile.TarInfo) -> str | None:
     return None
 
 
+CHROMA_DB = "chroma.sqlite3"
+# Chroma 1.5's schema: a collection's chunk ids are the ``embeddings`` rows of its segments, and a stored
+# document is the metadata key ``chroma:document`` (checked against chromadb 1.5.9, the pinned version).
+_CHROMA_IDS = (
+    "SELECT e.embedding_id FROM embeddings e JOIN segments s ON e.segment_id = s.id "
+    "JOIN collections c ON s.collection = c.id WHERE c.name = ?"
+)
+_CHROMA_HAS_DOCUMENTS = "SELECT 1 FROM embedding_metadata WHERE key = 'chroma:document' LIMIT 1"
+
+
 def check_index_dir(path: Path) -> None:
-    """Cheap open-check of an unpacked Chroma directory: the SQLite file is there and consistent."""
-    db = path / "chroma.sqlite3"
+    """Cheap open-check of an unpacked index directory, without importing Chroma.
+
+    The SQLite file is there and consistent, and the chunk table lists exactly the chunks the collection
+    holds: a table and a collection that disagree would answer with passages whose text is missing or
+    belongs to another chunk. A directory without a table passes only when Chroma keeps the text itself
+    (snapshots packed before the chunk table held it).
+    """
+    from shared.knowledge import chunktable
+
+    db = path / CHROMA_DB
     if not db.is_file():
-        raise SnapshotError(f"{path} holds no chroma.sqlite3")
+        raise SnapshotError(f"{path} holds no {CHROMA_DB}")
+    collection = _sidecar_collection(path)
     try:
-        with contextlib.closing(sqlite3.connect(db)) as conn:
+        with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
             result = conn.execute("PRAGMA quick_check").fetchone()
+            if not result or result[0] != "ok":
+                raise SnapshotError(f"{CHROMA_DB} failed its integrity check: {result}")
+            if collection is None:
+                return  # not an askbase index (no sidecar): nothing more to compare
+            chroma_ids = [row[0] for row in conn.execute(_CHROMA_IDS, (collection,))]
+            has_documents = conn.execute(_CHROMA_HAS_DOCUMENTS).fetchone() is not None
     except sqlite3.Error as exc:
-        raise SnapshotError(f"chroma.sqlite3 cannot be opened: {exc}") from None
-    if not result or result[0] != "ok":
-        raise SnapshotError(f"chroma.sqlite3 failed its integrity check: {result}")
+        raise SnapshotError(f"{CHROMA_DB} cannot be read: {exc}") from None
+    try:
+        table_ids = chunktable.read_ids(path)
+    except chunktable.ChunkTableError as exc:
+        raise SnapshotError(f"chunk table: {exc}") from None
+    if table_ids is None:
+        if chroma_ids and not has_documents:
+            raise SnapshotError(f"{len(chroma_ids)} chunks but no chunk table holding their text")
+        return
+    if len(table_ids) != len(chroma_ids) or set(table_ids) != set(chroma_ids):
+        only_table = len(set(table_ids) - set(chroma_ids))
+        only_chroma = len(set(chroma_ids) - set(table_ids))
+        raise SnapshotError(
+            f"the chunk table and the collection disagree: {len(table_ids)} vs {len(chroma_ids)} chunks, "
+            f"{only_table} only in the table, {only_chroma} only in the collection"
+        )
+
+
+def _sidecar_collection(path: Path) -> str | None:
+    """The collection name the index sidecar names ("askbase" when it names none), None without one."""
+    sidecar = path / "askbase-index.json"  # shared.knowledge.index.SIDECAR_NAME (importing it loads numpy)
+    if not sidecar.is_file():
+        return None
+    try:
+        data = json.loads(sidecar.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise SnapshotError(f"index sidecar unreadable: {exc}") from None
+    if not isinstance(data, dict):
+        raise SnapshotError("index sidecar is not a JSON object")
+    return str(data.get("collection") or "askbase")
 
 
 def pack_directory(source: Path, tar_path: Path) -> int:
-    """Write an uncompressed tar of ``source``'s contents; returns its size. Hold the writer's lock."""
+    """Write an uncompressed tar of ``source``'s contents; returns its size. Hold the writer's lock.
+
+    Chroma's database goes in as a ``VACUUM INTO`` copy: consistent (one read transaction) and without
+    free pages (about 2 MB of purged write-log vectors at 10,000 chunks, which compress poorly).
+    """
     with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
         for child in sorted(source.iterdir()):
+            if child.name == CHROMA_DB and child.is_file():
+                compact = tar_path.with_name(tar_path.name + "." + CHROMA_DB)
+                compact.unlink(missing_ok=True)
+                try:
+                    with contextlib.closing(sqlite3.connect(child)) as conn:
+                        conn.execute("VACUUM INTO ?", (str(compact),))
+                    tar.add(compact, arcname=child.name)
+                finally:
+                    compact.unlink(missing_ok=True)
+                continue
             tar.add(child, arcname=child.name, recursive=True)
     return tar_path.stat().st_size
 

@@ -31,6 +31,7 @@ from shared.processes import remove_orphaned_dirs
 
 if TYPE_CHECKING:
     from shared.config import Settings
+    from shared.knowledge.coldstart import ColdStartSource
     from shared.knowledge.index import KnowledgeIndex
     from shared.knowledge.retrieval import Passage
     from shared.knowledge.snapshot_archive import Manifest
@@ -204,28 +205,22 @@ class LiveIndex:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LiveIndex:
+    def from_settings(cls, settings: Settings, cold_start: ColdStartSource | None = None) -> LiveIndex:
         """The production LiveIndex: snapshots from the configured bucket, opened with the configured
         embedder, the first restore done by a child process (:mod:`shared.knowledge.coldstart`).
 
-        Returns at once with the child already running; call :meth:`start`.
+        ``cold_start``: that source, started earlier (the qa worker starts it before importing the app);
+        it must be the one :meth:`ColdStartSource.for_settings` gives for ``settings``. Returns at once
+        with the child running; call :meth:`start`.
         """
-        from shared.knowledge.coldstart import ColdStartSource, StoreParams
+        from shared.knowledge.coldstart import ColdStartSource
 
-        data_dir = Path(settings.data_dir) / "qa"
-        source = ColdStartSource(
-            StoreParams(
-                project_id=settings.project_id,
-                bucket=settings.bucket,
-                prefix=settings.snapshot_prefix,
-                keep=settings.snapshot_keep,
-                compression=settings.snapshot_compression,
-            ),
-            data_dir,
-            log_level=settings.log_level,
-            json_logs=settings.is_production,
-        )
-        source.start()
+        source = cold_start or ColdStartSource.for_settings(settings)
+        expected = ColdStartSource.for_settings(settings)
+        if (source.params, source.work_root) != (expected.params, expected.work_root):
+            raise ValueError("the cold-start source was built for other settings than this index")
+        data_dir = source.work_root
+        source.start()  # no-op when it was started already
         # Imported here, before the threads below: two threads importing the same package at once can
         # see it half-initialised (numpy, protobuf).
         import shared.knowledge.snapshots  # noqa: F401

@@ -42,6 +42,14 @@ MIN_SCORE = 0.3
 # names a thing its passages lack, and 29 of the 33 unanswerable ones do, the best of them scoring 0.49
 # (bench/README.md, "Answer quality"); the other four are refused by MIN_SCORE.
 NAME_CEILING = 0.6
+# ... unless the name is common across the corpus: the product's own name ("PostgreSQL" in its docs) is
+# on nearly every page, so the few passages retrieved need not repeat it. A passage's keyword score is
+# the share of the question's keyword weight it matches, each word weighted by its BM25 IDF (a word no
+# page contains at the highest IDF; shared.knowledge.retrieval.BM25.reference_score), so a name missing
+# from a passage that still scores this much carries little weight: it occurs in many documents. On the
+# two eval sets every unanswerable question the rule refuses has a best keyword score of 0.65 or less;
+# "Why does PostgreSQL need to freeze old rows?" scores 1.0 without the word "PostgreSQL".
+COMMON_NAME_KEYWORD_SHARE = 0.8
 _NAME_WORD = re.compile(r"[A-Za-z][\w+#./-]*[\w+#]|[A-Za-z]")
 # Closest pages a refusal names, and the lowest score at which a page is "close" at all.
 RELATED_PAGES = 3
@@ -60,7 +68,11 @@ def relevant_passages(
     """
     if not passages or max(p.score for p in passages) < min_score:
         return []
-    if max(p.score for p in passages) < NAME_CEILING and unsupported_names(question, passages):
+    if (
+        max(p.score for p in passages) < NAME_CEILING
+        and not names_are_common(passages)
+        and unsupported_names(question, passages)
+    ):
         return []
     return [p for p in passages if p.score >= min_score / 2][:limit]
 
@@ -88,6 +100,14 @@ def unsupported_names(question: str, passages: Sequence[Passage]) -> list[str]:
     for passage in passages:
         found.update(tokenize(passage.text))
     return [name for name in question_names(question) if not set(tokenize(name)) & found]
+
+
+def names_are_common(passages: Sequence[Passage]) -> bool:
+    """Whether a passage matches so much of the question's IDF-weighted keyword weight that any name it
+    lacks must be common across the corpus (high document frequency, low IDF) rather than something
+    the docs never mention (see :data:`COMMON_NAME_KEYWORD_SHARE`). Passages from a search that did
+    not report keyword scores never count as proof."""
+    return any(p.keyword_score is not None and p.keyword_score >= COMMON_NAME_KEYWORD_SHARE for p in passages)
 
 
 def related_pages(passages: Sequence[Passage], limit: int = RELATED_PAGES) -> list[Passage]:

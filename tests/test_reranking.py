@@ -1,0 +1,86 @@
+"""Re-ranking of fused passages by their own text: phrase, sentence, page support, list-likeness."""
+
+from __future__ import annotations
+
+from shared.knowledge.reranking import POOL, SCORE_FLOOR, RerankWeights, passage_signals, rerank
+from shared.knowledge.retrieval import Passage, query_terms
+
+
+def _passage(name: str, text: str, score: float, url: str | None = None) -> Passage:
+    return Passage(
+        chunk_id=name,
+        text=f"Manual > {name}\n\n{text}",
+        url=url or f"https://docs.test/{name}.html",
+        title="Manual",
+        anchor="",
+        source="docs",
+        score=score,
+    )
+
+
+def _idf(term: str) -> float:
+    return 2.0
+
+
+def test_a_passage_that_says_the_question_in_one_sentence_moves_above_one_that_scatters_it() -> None:
+    scattered = _passage(
+        "scattered",
+        "A query can be planned in many ways.\n\nRunning servers log slowly.\n\nCancel buttons exist.",
+        0.60,
+    )
+    says_it = _passage(
+        "says-it", "Use pg_cancel_backend to cancel a running query from another session.", 0.55
+    )
+    ranked = rerank("How do I cancel a running query?", [scattered, says_it], 2, _idf)
+    assert [p.chunk_id for p in ranked] == ["says-it", "scattered"]
+
+
+def test_scores_are_left_as_fusion_gave_them() -> None:
+    first = _passage("first", "Nothing relevant here at all.", 0.60)
+    second = _passage("second", "Cancel a running query with pg_cancel_backend.", 0.55)
+    ranked = rerank("How do I cancel a running query?", [first, second], 2, _idf)
+    assert {p.chunk_id: p.score for p in ranked} == {"first": 0.60, "second": 0.55}
+
+
+def test_a_passage_far_below_the_best_is_not_moved_up() -> None:
+    best = _passage("best", "Deploy with the deploy command of the tool.", 1.0)
+    weak = _passage("weak", "Cancel a running query with pg_cancel_backend.", SCORE_FLOOR * 1.0 - 0.01)
+    ranked = rerank("How do I cancel a running query?", [best, weak], 2, _idf)
+    assert [p.chunk_id for p in ranked] == ["best", "weak"]
+
+
+def test_only_k_passages_come_back_and_the_pool_is_bounded() -> None:
+    passages = [_passage(f"p{i}", f"Text number {i} about tables.", 0.9 - i * 0.001) for i in range(POOL + 5)]
+    assert len(rerank("tables", passages, 5, _idf)) == 5
+    # Passages beyond the pool are never returned, however many are asked for.
+    assert {p.chunk_id for p in rerank("tables", passages, POOL + 5, _idf)} == {f"p{i}" for i in range(POOL)}
+
+
+def test_a_question_without_content_words_keeps_the_fused_order() -> None:
+    passages = [_passage("a", "Alpha.", 0.5), _passage("b", "What is it?", 0.49)]
+    assert [p.chunk_id for p in rerank("What is it?", passages, 2, _idf)] == ["a", "b"]
+
+
+def test_signals_of_a_table_of_contents_and_of_page_support() -> None:
+    question = "How do I cancel a running query?"
+    wanted = query_terms(question)
+    pairs = {("cancel", "run"), ("run", "query")}
+    weights = dict.fromkeys(wanted, 1.0)
+    toc = _passage("toc", "- Queries\n- Running a Query\n- Cancelling\n- Indexes", 0.5)
+    prose = _passage("prose", "To cancel a running query, call pg_cancel_backend.", 0.5)
+    toc_signals = passage_signals(wanted, pairs, weights, toc, 1, POOL)
+    prose_signals = passage_signals(wanted, pairs, weights, prose, 3, POOL)
+    assert toc_signals.list == 1.0 and prose_signals.list == 0.0
+    assert prose_signals.phrase == 1.0 and prose_signals.sentence == 1.0
+    assert toc_signals.page == 0.0 < prose_signals.page < 1.0
+
+
+def test_a_page_several_chunks_of_which_match_wins_a_near_tie() -> None:
+    alone = _passage("alone", "The checkpointer writes dirty buffers.", 0.50, url="https://docs.test/a.html")
+    page = [
+        _passage(f"wal{i}", "The checkpointer writes dirty buffers.", 0.49, url="https://docs.test/wal.html")
+        for i in range(3)
+    ]
+    weights = RerankWeights(phrase=0.0, sentence=0.0, page=0.2, list=0.0)
+    ranked = rerank("checkpointer dirty buffers", [alone, *page], 4, _idf, weights)
+    assert ranked[0].url == "https://docs.test/wal.html"
