@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from shared.knowledge.reranking import POOL, SCORE_FLOOR, RerankWeights, passage_signals, rerank
+from shared.knowledge.reranking import (
+    PER_PAGE,
+    POOL,
+    SCORE_FLOOR,
+    RerankWeights,
+    page_diverse,
+    passage_signals,
+    rerank,
+)
 from shared.knowledge.retrieval import Passage, query_terms
 
 
@@ -84,3 +92,31 @@ def test_a_page_several_chunks_of_which_match_wins_a_near_tie() -> None:
     weights = RerankWeights(phrase=0.0, sentence=0.0, page=0.2, list=0.0)
     ranked = rerank("checkpointer dirty buffers", [alone, *page], 4, _idf, weights)
     assert ranked[0].url == "https://docs.test/wal.html"
+
+
+def _on_page(name: str, page: str, score: float) -> Passage:
+    return _passage(name, f"Text of {name} about tables.", score, url=f"https://docs.test/{page}.html")
+
+
+def test_a_page_gives_at_most_per_page_passages_so_other_pages_are_seen() -> None:
+    passages = [_on_page(f"big{i}", "big", 0.9 - i * 0.01) for i in range(4)]
+    passages += [_on_page("other", "other", 0.7), _on_page("third", "third", 0.6)]
+    ranked = page_diverse(passages, PER_PAGE + 2)
+    assert [p.chunk_id for p in ranked] == [*(f"big{i}" for i in range(PER_PAGE)), "other", "third"]
+    assert sum(p.url.endswith("/big.html") for p in ranked) == PER_PAGE
+
+
+def test_too_few_pages_to_fill_k_adds_the_skipped_passages_after_the_others_in_order() -> None:
+    passages = [_on_page(f"big{i}", "big", 0.9 - i * 0.01) for i in range(4)]
+    passages.append(_on_page("other", "other", 0.5))
+    ranked = page_diverse(passages, 5, per_page=1)
+    assert [p.chunk_id for p in ranked] == ["big0", "other", "big1", "big2", "big3"]
+    assert page_diverse(passages, 0) == []
+
+
+def test_rerank_returns_a_page_diverse_list() -> None:
+    passages = [_on_page(f"big{i}", "big", 0.9 - i * 0.001) for i in range(5)]
+    passages.append(_on_page("other", "other", 0.85))
+    ranked = rerank("tables", passages, 3, _idf)
+    assert "other" in {p.chunk_id for p in ranked}
+    assert sum(p.url.endswith("/big.html") for p in ranked) == PER_PAGE
