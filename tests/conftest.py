@@ -28,12 +28,6 @@ if TYPE_CHECKING:
     from infra.testing import StackRun
 
 PROJECT = "askbase-test"
-_EMULATOR_VARS = (
-    "FIRESTORE_EMULATOR_HOST",
-    "PUBSUB_EMULATOR_HOST",
-    "STORAGE_EMULATOR_HOST",
-    "GOOGLE_CLOUD_PROJECT",
-)
 
 
 # The fixture that starts the local emulators. A test that uses it, directly or through any other
@@ -82,17 +76,11 @@ def emulator_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulato
         stack.start()
     except EmulatorError as exc:
         pytest.fail(f"cannot start the local emulators:\n{exc}", pytrace=False)
-    saved = {k: os.environ.get(k) for k in _EMULATOR_VARS}
-    stack.export_env()
     try:
-        yield stack
+        with stack.exported_env():
+            yield stack
     finally:
         stack.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ def test_sigkill_at_random_points_never_tears_the_published_index(
     cfg = settings.model_copy(
         update={"sources": [Source(name="docs", kind=SourceKind.SITEMAP, url=docs_site.url("/sitemap.xml"))]}
     )
-    report = run_trials(cfg, docs_site, load_embedder(), tmp_path, trials=5, seed=7)
-    assert report.trials == 5
+    report = run_trials(cfg, docs_site, load_embedder(), tmp_path, trials=5, seed=7, min_kills=3)
+    assert report.trials >= 5
     assert report.torn == 0, report.failures
-    assert report.killed >= 2, report  # the delays must really interrupt runs, or this proves nothing
+    assert report.killed >= 3, report  # the delays must really interrupt runs, or this proves nothing
 
     # After the crashes, an uninterrupted run still publishes and its snapshot answers.
     clear_lease(cfg)

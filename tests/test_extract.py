@@ -6,7 +6,8 @@ import pytest
 
 from shared.knowledge import extract
 from shared.knowledge.chunker import chunk_page
-from shared.knowledge.extract import ExtractedPage, Section, extract_page, slugify, strip_section_label
+from shared.knowledge.docbook import strip_section_label
+from shared.knowledge.extract import ExtractedPage, Section, extract_page, slugify
 
 PAGE = """<!doctype html>
 <html><head>

@@ -279,7 +279,9 @@ def test_a_bot_button_votes_on_the_answer_record_or_else_on_its_own_copy(
     for kept_id in (None, "f" * 32, aid):
         target = bot_vote_target(answers, kept_id, state_id="s2", bot_id="bot8", **state)
         assert (
-            target.answer_id == "button-s2" and target.bot_id == "bot8" and target.question == "Is there SSO?"
+            target.answer_id == "button-s2"
+            and target.facts.bot_id == "bot8"
+            and target.facts.question == "Is there SSO?"
         )
     store.cast(target, "discord:31", VoteValue.UP)
     assert len(_votes(settings)) == 2

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.knowledge import chunktable
+from shared.knowledge import chunktable, index_recovery
 from shared.knowledge.chunker import Chunk, chunk_page, page_content_hash
 from shared.knowledge.extract import ExtractedPage, Section
 from shared.knowledge.index import (
@@ -242,10 +242,10 @@ def test_close_saves_the_chunk_table_and_reopen_reads_no_chunks_from_chroma(
         by_url = {url: list(ids) for url, ids in idx._by_url.items()}
     assert (path / chunktable.FILE_NAME).is_file()
 
-    def no_scan(self: KnowledgeIndex) -> list:
+    def no_scan(*args: object, **kwargs: object) -> list:
         raise AssertionError("opened by scanning Chroma although a valid chunk table was saved")
 
-    monkeypatch.setattr(KnowledgeIndex, "_read_chunks_from_chroma", no_scan)
+    monkeypatch.setattr(index_recovery, "read_chunks_from_chroma", no_scan)
     with KnowledgeIndex.open(path, BagOfWordsEmbedder()) as reopened:
         assert reopened.chunk_count() == 5
         assert {q: reopened.search(q, k=3) for q in questions} == before

@@ -34,8 +34,8 @@ pulumi.runtime.set_all_config(BASE_CONFIG)
 
 from infra import envvars, policies  # noqa: E402
 from infra.archive import REPO_ROOT  # noqa: E402
+from infra.build_context import DockerIgnore, build_context, dockerfile_sources  # noqa: E402
 from infra.components.data import TTL_FIELD, TTL_POLICIES  # noqa: E402
-from infra.components.images import DockerIgnore, build_context, dockerfile_sources  # noqa: E402
 from infra.config import load_config  # noqa: E402
 from infra.program import (  # noqa: E402
     BOTRUNNER_SERVICE,

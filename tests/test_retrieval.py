@@ -18,6 +18,7 @@ from shared.knowledge.extract import ExtractedPage, Section
 from shared.knowledge.index import KnowledgeIndex, PageRecord
 from shared.knowledge.retrieval import (
     BM25,
+    WEIGHTS,
     Passage,
     dedupe_key,
     fuse_and_dedupe,
@@ -151,6 +152,15 @@ def test_score_fusion_clips_and_fills_missing_sides() -> None:
     # The heading side counts for ids either retriever found, clipped like the others.
     fused = dict(fuse_scores({"a": 0.2}, {"b": 0.4}, {"a": 2.0, "z": 1.0}, weights=(0.25, 0.4, 0.35)))
     assert fused == {"a": pytest.approx(0.25 * 0.2 + 0.35), "b": pytest.approx(0.4 * 0.4)}
+
+
+def test_default_fusion_scores_stay_within_zero_and_one() -> None:
+    # The refusal threshold (ASKBASE_ANSWER_MIN_SCORE) is an absolute fused score, calibrated with
+    # these weights: a chunk perfect on every side scores exactly 1, one matching nothing 0, so a
+    # re-tuning of the weights that changed their sum would silently move every refusal.
+    assert all(weight >= 0 for weight in WEIGHTS)
+    fused = dict(fuse_scores({"all": 1.0, "none": 0.0}, {"all": 1.0, "none": 0.0}, {"all": 1.0}))
+    assert fused == {"all": pytest.approx(1.0), "none": 0.0}
 
 
 def test_fusion_drops_duplicates_and_missing_ids() -> None:

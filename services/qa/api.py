@@ -134,6 +134,18 @@ def _reject(status: int, message: str, **headers: str) -> tuple[Response, int]:
     return response, status
 
 
+def _service_body(shape: str) -> dict[str, Any] | tuple[Response, int]:
+    """The JSON object a service caller (botrunner's worker) sent, or the reply to return instead: 403
+    for anyone else (these routes act for whoever the platform says pressed or asked), 400 naming
+    ``shape`` when the body is not a JSON object."""
+    if service_caller() is None:
+        return _reject(403, "service callers only")
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        return _reject(400, f"send JSON like {shape}")
+    return body
+
+
 def _optional_str(body: dict[str, Any], key: str, limit: int) -> str | None:
     value = body.get(key)
     if value is None or value == "":
@@ -381,11 +393,9 @@ def bot_vote() -> Any:
     answer record it kept (or on the state's copy when the record is gone). 404 when the state has
     expired or is another bot's. Service callers only: anyone in a chat may press, so the voter is
     whoever the platform says pressed."""
-    if service_caller() is None:
-        return _reject(403, "service callers only")
-    body = request.get_json(silent=True) if request.is_json else None
+    body = _service_body("{bot_id, state_id, voter, vote}")
     if not isinstance(body, dict):
-        return _reject(400, "send JSON like {bot_id, state_id, voter, vote}")
+        return body
     try:
         bot_id = _optional_str(body, "bot_id", MAX_ID_CHARS)
         state_id = _optional_str(body, "state_id", MAX_ID_CHARS)
@@ -419,11 +429,9 @@ def bot_forget() -> Any:
     name them) → ``{deleted}``. What a web user's "clear history" does, for the chat: its conversation
     with the bot, its answer records (its questions leave the gaps report) and the sender's votes.
     Service callers only."""
-    if service_caller() is None:
-        return _reject(403, "service callers only")
-    body = request.get_json(silent=True) if request.is_json else None
+    body = _service_body("{bot_id, user, voter}")
     if not isinstance(body, dict):
-        return _reject(400, "send JSON like {bot_id, user, voter}")
+        return body
     try:
         bot_id = _optional_str(body, "bot_id", MAX_ID_CHARS)
         chat = _optional_str(body, "user", MAX_USER_CHARS)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import bisect
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from shared.text_packing import pack_blocks as pack_blocks  # the platforms pack messages with it
 
 
 @dataclass(frozen=True)
@@ -76,28 +78,6 @@ def _break_point(text: str, start: int, end: int) -> int:
 
 def _is_combining(ch: str) -> bool:
     return unicodedata.combining(ch) != 0 or ch in "\u200d\ufe0f"
-
-
-def pack_blocks(blocks: Sequence[str], limit: int, separator: str = "\n") -> list[str]:
-    """Join already-rendered atomic blocks into messages of at most ``limit`` characters.
-
-    A block is never cut (it may hold markup such as ``<a href=...>``); a block longer than the limit
-    must have been shortened by the caller.
-    """
-    messages: list[str] = []
-    current = ""
-    for block in blocks:
-        if len(block) > limit:
-            raise ValueError("a block is longer than the limit")
-        candidate = block if not current else current + separator + block
-        if len(candidate) <= limit:
-            current = candidate
-        else:
-            messages.append(current)
-            current = block
-    if current:
-        messages.append(current)
-    return messages
 
 
 def shorten(text: str, max_chars: int) -> str:

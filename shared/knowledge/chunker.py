@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shared.text_packing import pack_blocks
+
 if TYPE_CHECKING:
     # Types only: the index imports this module, and extraction pulls in trafilatura (0.2 s), which
     # a service that only reads the index never needs.
@@ -174,24 +176,11 @@ def _sentences(paragraph: str) -> list[str]:
 
 def _hard_split(sentence: str, budget: int) -> list[str]:
     """Cut a run-on sentence at spaces; a single word longer than ``budget`` is cut mid-word."""
-    parts: list[str] = []
-    current = ""
-    for word in sentence.split():
-        while len(word) > budget:
-            if current:
-                parts.append(current)
-                current = ""
-            parts.append(word[:budget])
-            word = word[budget:]
-        candidate = f"{current} {word}" if current else word
-        if len(candidate) <= budget:
-            current = candidate
-        else:
-            parts.append(current)
-            current = word
-    if current:
-        parts.append(current)
-    return parts
+    # A word that does not fit a part alone is cut into pieces that do; a full piece then stands alone.
+    pieces = [
+        word[start : start + budget] for word in sentence.split() for start in range(0, len(word), budget)
+    ]
+    return pack_blocks(pieces, budget, " ")
 
 
 def _overlap_tail(text: str, size: int) -> str:

@@ -9,8 +9,8 @@ Layout of the index directory::
 
 Each chunk's text is stored once, in the chunk table; Chroma holds the ids, the vectors, its HNSW index
 and the one metadata field worth filtering on (``source``). Directories written before that (text in
-Chroma too) still open: their table lists the same chunks, and without a table the text is read back
-out of Chroma.
+Chroma too) still open, and a writer that stopped between two saves is recovered from:
+:mod:`shared.knowledge.index_recovery`.
 
 The sidecar pins the embedder: vectors from two models are not comparable, so opening an index with a
 different embedder raises :class:`EmbedderMismatch` instead of silently returning nonsense.
@@ -25,7 +25,6 @@ never takes it for long, so answering goes on while a snapshot is being packed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -40,9 +39,10 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from shared.atomicfiles import write_atomically
-from shared.knowledge import chunktable
+from shared.knowledge import chunktable, index_recovery
 from shared.knowledge.chunker import Chunk
 from shared.knowledge.embeddings import Embedder
+from shared.knowledge.index_recovery import IndexCorrupt as IndexCorrupt  # what open() raises
 from shared.knowledge.reranking import POOL as RERANK_POOL
 from shared.knowledge.reranking import rerank
 from shared.knowledge.retrieval import BM25, Passage, fuse_and_dedupe, heading_path, heading_scores
@@ -65,10 +65,6 @@ CANDIDATES_PER_RESULT = 6
 
 class EmbedderMismatch(RuntimeError):
     """The index was built with another embedder than the one it is being opened with."""
-
-
-class IndexCorrupt(RuntimeError):
-    """The index directory is unusable: unreadable sidecar, or chunks without a sidecar."""
 
 
 @dataclass
@@ -425,9 +421,7 @@ class KnowledgeIndex:
     def _load_chunks(self) -> None:
         """Hold every chunk in memory, from the chunk table (see chunktable.py for the three cases)."""
         count = self._collection.count()
-        # The oldest chunk tells whether this collection was written when Chroma still kept the text.
-        oldest = self._collection.get(limit=1, include=["documents"])["documents"] if count else None
-        self._chroma_has_text = oldest is not None and len(oldest) > 0 and oldest[0] is not None
+        self._chroma_has_text = index_recovery.collection_has_text(self._collection)
         journal = chunktable.has_journal(self.path)
         table = None if journal else chunktable.load(self.path, None, count)
         if table is not None:
@@ -439,13 +433,13 @@ class KnowledgeIndex:
             else:
                 self._build_bm25()
             return
-        table = chunktable.load(self.path, None, None)
-        if table is None and not journal:
-            # No table: a directory written before the table existed keeps its text in Chroma.
-            chunks = self._read_chunks_from_chroma()
-        else:
-            # A writer stopped between two saves (or the table does not list what Chroma holds).
-            chunks = self._reconcile(chunktable.replay(self.path, table.chunks if table else []))
+        # No table (a directory from before it), or a writer stopped between two saves, or the table
+        # does not list what Chroma holds.
+        chunks = index_recovery.recover_chunks(self._client, self._collection, self.path, journal)
+        refetch = index_recovery.pages_to_refetch(self._pages, chunks)
+        if refetch:
+            self._pages.update(refetch)
+            self._dirty = True
         self._adopt_chunks(chunks)
         self._build_bm25()
         if journal:
@@ -453,113 +447,14 @@ class KnowledgeIndex:
 
     def _drop_text_from_chroma(self) -> None:
         """Rewrite a collection that still stores chunk text (written before the chunk table held it)
-        with ids, vectors and ``source`` only, so the next snapshot is the small one. The vectors are
-        copied, nothing is embedded. Called under the write lock right after the table was saved: a
-        crash midway leaves a collection that lacks some chunks, which the next open reconciles.
-
-        The new collection is complete before searches are pointed at it; only then is the old one
-        deleted and the new one given its name.
-        """
-        name = self._collection.name
-        temporary = f"{name}-compacting"
-        with contextlib.suppress(Exception):  # chromadb raises its own NotFoundError when absent
-            self._client.delete_collection(temporary)
-        fresh = self._client.create_collection(
-            temporary, metadata={"hnsw:space": "cosine"}, embedding_function=None
-        )
-        page = self._client.get_max_batch_size()
-        for offset in range(0, self._collection.count(), page):
-            got = self._collection.get(include=["embeddings"], limit=page, offset=offset)
-            fresh.add(
-                ids=got["ids"],
-                embeddings=np.asarray(got["embeddings"], dtype=np.float32),
-                metadatas=[{"source": self._chunks[chunk_id].source} for chunk_id in got["ids"]],
-            )
+        without it (:func:`shared.knowledge.index_recovery.copy_without_text`). Called under the write
+        lock right after the table was saved. Searches move to the complete copy before the old
+        collection is deleted."""
+        fresh = index_recovery.copy_without_text(self._client, self._collection, self._chunks)
         old, self._collection = self._collection, fresh
-        self._client.delete_collection(old.name)
-        fresh.modify(name=name)
+        index_recovery.retire(self._client, old, fresh)
         self._chroma_has_text = False
         self._warm_up()
-        log.info("%s: rewrote the Chroma collection without chunk text (%d chunks)", self.path, fresh.count())
-
-    def _chroma_ids(self) -> list[str]:
-        """Every chunk id Chroma holds."""
-        ids: list[str] = []
-        page = 5000
-        for offset in range(0, self._collection.count(), page):
-            ids.extend(self._collection.get(include=[], limit=page, offset=offset)["ids"])
-        return ids
-
-    def _reconcile(self, known: dict[str, Chunk]) -> list[Chunk]:
-        """The chunks Chroma holds, their text from ``known`` (the table with the journal replayed).
-
-        Chroma is the record of which chunks exist: known chunks it lacks are dropped (their add never
-        happened). A chunk it holds that ``known`` lacks (the journal line lost in a power cut) keeps
-        its text only if Chroma has it (older directories); otherwise it is deleted from Chroma. A page
-        whose chunks are not all there any more is marked for a full fetch on the next crawl.
-        """
-        present = self._chroma_ids()
-        unknown = [chunk_id for chunk_id in present if chunk_id not in known]
-        recovered = {chunk.id: chunk for chunk in self._read_chunks_from_chroma(unknown)} if unknown else {}
-        orphans = [chunk_id for chunk_id in unknown if chunk_id not in recovered]
-        if orphans:
-            log.warning("%s: %d chunks have no text anywhere; deleting them", self.path, len(orphans))
-            batch = self._client.get_max_batch_size()
-            for start in range(0, len(orphans), batch):
-                self._collection.delete(ids=orphans[start : start + batch])
-        gone = set(orphans)
-        chunks = [known.get(chunk_id) or recovered[chunk_id] for chunk_id in present if chunk_id not in gone]
-        per_url = Counter(chunk.url for chunk in chunks)
-        for url, record in list(self._pages.items()):
-            if per_url.get(url, 0) != record.chunk_count:
-                # Forget the validators too: a 304 must not keep the page without its chunks.
-                self._pages[url] = dataclasses.replace(record, content_hash="", etag=None, last_modified=None)
-                self._dirty = True
-        self._table_saved = False
-        log.info(
-            "%s: reconciled the chunk table with Chroma (%d chunks; %d dropped)",
-            self.path,
-            len(chunks),
-            len(known) - (len(chunks) - len(recovered)),
-        )
-        return chunks
-
-    def _read_chunks_from_chroma(self, ids: list[str] | None = None) -> list[Chunk]:
-        """Text and metadata of every chunk (or of ``ids``) that Chroma holds a document for: directories
-        written before the chunk table held the text. Raises :class:`IndexCorrupt` when asked for every
-        chunk and some have no text (the table that held it is gone)."""
-        page = 5000
-        chunks = []
-        missing = 0
-        batches: list[dict[str, Any]] = (
-            [{"limit": page, "offset": offset} for offset in range(0, self._collection.count(), page)]
-            if ids is None
-            else [{"ids": ids[start : start + page]} for start in range(0, len(ids), page)]
-        )
-        for batch in batches:
-            got = self._collection.get(include=["documents", "metadatas"], **batch)
-            for chunk_id, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
-                if text is None or meta is None or "url" not in meta:
-                    missing += 1
-                    continue
-                chunks.append(
-                    Chunk(
-                        id=chunk_id,
-                        text=text or "",
-                        url=str(meta.get("url", "")),
-                        title=str(meta.get("title", "")),
-                        anchor=str(meta.get("anchor", "")),
-                        source=str(meta.get("source", "")),
-                        content_hash=str(meta.get("content_hash", "")),
-                        position=int(meta.get("position", 0)),
-                    )
-                )
-        if missing and ids is None:
-            raise IndexCorrupt(
-                f"{self.path} holds {missing} chunks whose text is in no chunk table "
-                f"({chunktable.FILE_NAME} is missing or unreadable); rebuild the index"
-            )
-        return chunks
 
     def _adopt_chunks(self, chunks: list[Chunk]) -> None:
         """Hold ``chunks`` in memory (BM25 and passages need them), each page's in position order."""

@@ -123,6 +123,37 @@ class _Page:
 _STOP = None
 
 
+def _chunks_ahead(page: _Page) -> int:
+    """What a page adds to a model call: its chunks when it is embedded ahead, else nothing."""
+    return len(page.chunks) if page.ahead else 0
+
+
+def _gather(
+    source: queue.Queue[_Page | None],
+    first: _Page,
+    limit: float = float("inf"),
+    weight: Callable[[_Page], int] = lambda page: 0,
+) -> tuple[list[_Page], bool]:
+    """``first`` and the pages already waiting behind it while their total ``weight`` is under ``limit``;
+    and whether the stop marker came next (taken: the caller stops after this batch).
+
+    Never waits: a thread that is free takes what is queued now, and what arrives meanwhile goes in its
+    next round, so a lone page is never held back for company.
+    """
+    batch = [first]
+    size = weight(first)
+    while size < limit:
+        try:
+            item = source.get_nowait()
+        except queue.Empty:
+            return batch, False
+        if item is _STOP:
+            return batch, True
+        batch.append(item)
+        size += weight(item)
+    return batch, False
+
+
 class IndexingPipeline:
     """Embeds and writes submitted pages in two threads; see the module docstring.
 
@@ -244,20 +275,8 @@ class IndexingPipeline:
             if first is _STOP:
                 self._to_write.put(_STOP)
                 return
-            batch = [first]
-            size = len(first.chunks) if first.ahead else 0
-            stop_after = False
             # Everything already waiting joins this model call, up to the batch limit.
-            while size < self._max_batch:
-                try:
-                    item = self._to_embed.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop_after = True
-                    break
-                batch.append(item)
-                size += len(item.chunks) if item.ahead else 0
+            batch, stop_after = _gather(self._to_embed, first, self._max_batch, _chunks_ahead)
             if not self._skip():
                 try:
                     self._embed_ahead(batch)
@@ -287,17 +306,8 @@ class IndexingPipeline:
             first = self._to_write.get()
             if first is _STOP:
                 return
-            batch, stop_after = [first], False
             # Every page already embedded goes in this round: one index write for all of them.
-            while True:
-                try:
-                    item = self._to_write.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop_after = True
-                    break
-                batch.append(item)
+            batch, stop_after = _gather(self._to_write, first)
             embedded = 0
             elapsed = 0.0
             if not self._skip():

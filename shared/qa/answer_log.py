@@ -108,6 +108,12 @@ def topic_text(question: str, ignore_words: Collection[str] = ()) -> str:
     return " ".join(kept) or " ".join(question.split())
 
 
+def source_links(sources: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The ``title`` and ``url`` of each cited source, as strings: all a record or a vote keeps of them
+    (scores and passages are the retrieval's, not the answer's)."""
+    return [{"title": str(s.get("title", "")), "url": str(s.get("url", ""))} for s in sources]
+
+
 def page_url(url: str) -> str:
     """The page a cited URL points into: the URL without its ``#fragment``."""
     return urldefrag(url)[0]
@@ -203,10 +209,25 @@ class AnswerRecord:
     created_at: datetime | None = None
     expire_at: datetime | None = None
 
+    def facts(self) -> AnswerFacts:
+        """What was asked and answered, as recorded (what a vote on it copies)."""
+        return AnswerFacts(
+            self.conversation_id,
+            self.question,
+            self.answer,
+            list(self.sources),
+            self.answerer,
+            self.refused,
+            snapshot_id=self.snapshot_id,
+            bot_id=self.bot_id,
+            platform=self.platform,
+        )
+
 
 @dataclass(frozen=True)
 class AnswerFacts:
-    """What :meth:`AnswerLog.document` stores about one exchange, apart from who asked."""
+    """One exchange, apart from who asked: what :meth:`AnswerLog.document` stores and what a vote
+    (:mod:`shared.qa.feedback`) copies, so the two cannot drift apart."""
 
     conversation_id: str
     question: str
@@ -245,6 +266,19 @@ class AnswerFacts:
     @property
     def id(self) -> str:
         return answer_id(self.conversation_id, self.question, self.answer)
+
+    def exchange_fields(self) -> dict[str, Any]:
+        """The stored fields of the exchange itself, the same on an answer record and on every vote on
+        it (a vote can be read without its record, which may have expired or been cleared)."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "sources": source_links(self.sources),
+            "answerer": self.answerer,
+            "snapshot_id": self.snapshot_id,
+            "bot_id": self.bot_id,
+            "platform": self.platform,
+        }
 
     @property
     def top_score(self) -> float | None:
@@ -305,15 +339,7 @@ class AnswerLog:
         doc: dict[str, Any] = {
             "conversation_id": facts.conversation_id,
             "asker": asker,
-            "question": facts.question,
-            "answer": facts.answer,
-            "sources": [
-                {"title": str(s.get("title", "")), "url": str(s.get("url", ""))} for s in facts.sources
-            ],
-            "answerer": facts.answerer,
-            "snapshot_id": facts.snapshot_id,
-            "bot_id": facts.bot_id,
-            "platform": facts.platform,
+            **facts.exchange_fields(),
             "refused": bool(facts.refused),
             "top_score": facts.top_score,
             "cited_pages": [p.packed() for p in pages],
@@ -386,11 +412,7 @@ def record_from(answer_id: str, data: Mapping[str, Any]) -> AnswerRecord:
         asker=str(data.get("asker", "")),
         question=str(data.get("question", "")),
         answer=str(data.get("answer", "")),
-        sources=[
-            {"title": str(s.get("title", "")), "url": str(s.get("url", ""))}
-            for s in data.get("sources") or []
-            if isinstance(s, dict)
-        ],
+        sources=source_links([s for s in data.get("sources") or [] if isinstance(s, dict)]),
         answerer=str(data.get("answerer", "")),
         snapshot_id=data.get("snapshot_id"),
         bot_id=data.get("bot_id") or None,

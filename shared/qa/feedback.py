@@ -28,7 +28,7 @@ from typing import Any
 
 from google.cloud import firestore
 
-from shared.qa.answer_log import ANSWERS, BATCH_WRITES, AnswerLog, AnswerRecord
+from shared.qa.answer_log import ANSWERS, BATCH_WRITES, AnswerFacts, AnswerLog, AnswerRecord, source_links
 
 VOTES = "votes"
 DEFAULT_COMMENT_CHARS = 1000
@@ -51,29 +51,15 @@ class AnswerNotFound(LookupError):
 
 @dataclass(frozen=True)
 class VoteTarget:
-    """What a vote is about: copied onto the vote."""
+    """What a vote is about: the answer record whose counters it moves (``answer_id``), and the exchange
+    copied onto the vote (``facts``: its question, answer, sources, answerer, snapshot, bot, platform)."""
 
     answer_id: str
-    question: str
-    answer: str
-    sources: list[dict[str, str]]
-    answerer: str
-    snapshot_id: str | None
-    bot_id: str | None
-    platform: str
+    facts: AnswerFacts
 
     @classmethod
     def from_record(cls, record: AnswerRecord) -> VoteTarget:
-        return cls(
-            answer_id=record.id,
-            question=record.question,
-            answer=record.answer,
-            sources=record.sources,
-            answerer=record.answerer,
-            snapshot_id=record.snapshot_id,
-            bot_id=record.bot_id,
-            platform=record.platform,
-        )
+        return cls(record.id, record.facts())
 
 
 @dataclass(frozen=True)
@@ -121,16 +107,18 @@ def bot_vote_target(
     record = answers.get(answer_id) if answer_id else None
     if record is not None and record.bot_id == bot_id:
         return VoteTarget.from_record(record)
-    return VoteTarget(
-        answer_id=f"button-{state_id}",
+    # The state keeps no conversation, answerer or refusal: none of them is copied onto a vote.
+    copy = AnswerFacts(
+        conversation_id="",
         question=question,
         answer=answer,
-        sources=[{"title": str(s.get("title", "")), "url": str(s.get("url", ""))} for s in sources],
+        sources=source_links(sources),
         answerer="",
-        snapshot_id=None,
+        refused=False,
         bot_id=bot_id,
         platform=platform,
     )
+    return VoteTarget(f"button-{state_id}", copy)
 
 
 def vote_id(answer_id: str, voter: str) -> str:
@@ -228,13 +216,7 @@ class FeedbackStore:
                     "voter": voter,
                     "value": str(value),
                     "comment": comment,
-                    "question": target.question,
-                    "answer": target.answer,
-                    "sources": target.sources,
-                    "answerer": target.answerer,
-                    "snapshot_id": target.snapshot_id,
-                    "bot_id": target.bot_id,
-                    "platform": target.platform,
+                    **target.facts.exchange_fields(),
                     "created_at": created or now,
                     "updated_at": now,
                 }
