@@ -7,9 +7,10 @@ What runs for real: the Firestore emulator holds the answers (started here with 
 JVM's default JIT: with the test stack's 512 MB it ran out of heap before 100,000 were written), written
 with the fields ``AnswerLog.document`` gives every answer (``shared/qa/answer_log.py``); each report is
 one fresh process that does what ``/gaps`` and ``askbase gaps`` do for an admin (``GapsService``: the
-range query over the period, projected, read as raw protobufs; grouping; page table), timed from the
-call to the finished report. Peak memory is that process's maximum RSS (``VmHWM``), printed with its
-RSS just before the call (interpreter, numpy, the Firestore client), so the report's own share shows.
+range query over the period, projected, read as raw protobufs on a single-threaded stream channel;
+grouping; page table), timed from the call to the finished report. Peak memory is that process's
+maximum RSS (``VmHWM``), printed with its RSS just before the call (interpreter, numpy, the Firestore
+client), so the report's own share shows.
 
 What is synthetic: the questions. 1,000 topics (40 subjects x 25 actions) are asked in 8 phrasings each
 (8,000 distinct texts), embedded once with the real MiniLM through ``QuestionVectors`` (cached in

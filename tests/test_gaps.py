@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from flask import Flask
+from google.api_core import exceptions
 
 from shared.config import Settings
+from shared.emulators import free_port
 from shared.gcp import firestore_client
 from shared.qa.answer_log import AnswerFacts, AnswerLog, QuestionVectors
 from shared.qa.answer_rows import AnswerRows, read_rows
@@ -435,6 +437,15 @@ def test_period_and_source_filters_read_only_matching_answers(emulators, setting
     assert [p.url for p in only_blog.pages.pages] == ["https://blog.example.com/post"]
     assert read_rows(db, month, bots=["some-bot"]).questions == []
     assert sorted(read_rows(db, month, bots=[None]).questions) == ["from the blog", "from the docs"]
+
+
+def test_a_database_that_cannot_be_reached_raises_as_the_client_library_does(settings: Settings) -> None:
+    # The report reads on a channel of its own; its errors are still google.api_core's, which callers
+    # of any Firestore read already know.
+    db = firestore_client(settings.project_id, emulator_host=f"127.0.0.1:{free_port()}")
+    month = GapsFilters(NOW - timedelta(days=30), NOW)
+    with pytest.raises(exceptions.ServiceUnavailable):
+        read_rows(db, month)
 
 
 def test_askbase_gaps_prints_json_csv_and_text(emulators, settings: Settings) -> None:
