@@ -13,6 +13,9 @@ SnapshotStore, then measured:
   search, answer, Firestore write); wall and the CPU of the service's processes; median of
   ``--starts``;
 - *qa RSS*: the gunicorn worker's resident memory after the first answer and 50 more questions;
+- with ``--compare DIR``: the same starts, RSS and CPU for another checkout's qa (e.g. ``git archive HEAD
+  | tar -x -C /tmp/before``), its start and this tree's alternating on the same published snapshot, so
+  the machine's load falls on both alike (the cost of a code change at each size);
 - *retrieval p50 / p99*: :meth:`KnowledgeIndex.search` in this process on a restored copy (embed the
   question with the real MiniLM, HNSW, BM25, heading score, fusion), ``--queries`` questions.
 
@@ -30,6 +33,7 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,13 +83,31 @@ def publish(size: int, tmp: Path, bucket_name: str, fake: MixedVectorEmbedder) -
     }
 
 
-def cold_start(bucket: str, tmp: Path, run: str) -> dict[str, float]:
-    """Spawn qa, time the first answer, then ask 50 more and read the worker's RSS."""
+class TreeService(Service):
+    """:class:`Service` run from another checkout: its cwd (gunicorn and ``-m`` put the cwd first on
+    the path) and ``PYTHONPATH``, so that tree's code answers."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path, tree: Path) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self._log = open(log, "ab")  # noqa: SIM115 - lives as long as the process
+        command = ["-m", "gunicorn", "--config", "services/qa/gunicorn.conf.py"]
+        self.proc = subprocess.Popen(
+            [sys.executable, *command, "--bind", f"127.0.0.1:{port}", "services.qa.wsgi:app"],
+            cwd=tree,
+            env=env | {"PYTHONPATH": str(tree)},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def cold_start(bucket: str, tmp: Path, run: str, tree: Path | None = None) -> dict[str, float]:
+    """Spawn qa (this checkout's, or ``tree``'s), time the first answer, then ask 50 more and read the
+    worker's RSS."""
     port = free_port()
     env = service_env(bucket, tmp / f"data-{run}", port)
     log = tmp / "qa.log"
     started = time.perf_counter()
-    service = Service(env, port, log)
+    service = Service(env, port, log) if tree is None else TreeService(env, port, log, tree)
     try:
         with httpx.Client(timeout=60) as client:
             while True:
@@ -155,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,10000,30000,100000", help="chunk counts, comma-separated")
     parser.add_argument("--starts", type=int, default=2, help="qa cold starts per size (median)")
     parser.add_argument("--queries", type=int, default=200, help="retrieval questions per size")
+    parser.add_argument("--compare", type=Path, help="another checkout (its qa alternates)")
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
 
@@ -172,7 +195,30 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{size:,} chunks: building and publishing…", file=sys.stderr)
             row = publish(size, tmp, bucket, fake)
             print(f"  built in {row['build_s']:.0f} s, archive {row['archive_mb']:.1f} MB", file=sys.stderr)
-            starts = [cold_start(bucket, tmp, f"{size}-{i}") for i in range(args.starts)]
+            starts: list[dict[str, float]] = []
+            others: list[dict[str, float]] = []
+            for i in range(args.starts):
+                if args.compare is not None:  # the other tree first in even runs, second in odd ones
+                    if i % 2 == 0:
+                        others.append(cold_start(bucket, tmp, f"{size}-{i}-other", args.compare))
+                    starts.append(cold_start(bucket, tmp, f"{size}-{i}"))
+                    if i % 2 == 1:
+                        others.append(cold_start(bucket, tmp, f"{size}-{i}-other", args.compare))
+                else:
+                    starts.append(cold_start(bucket, tmp, f"{size}-{i}"))
+            for name, runs in (("this tree", starts), (str(args.compare), others)):
+                if runs:
+                    print(
+                        f"  {name}: "
+                        + "; ".join(
+                            f"{r['wall']:.2f} s / {r['cpu']:.2f} s CPU / {r['rss_mb']:.0f} MB" for r in runs
+                        ),
+                        file=sys.stderr,
+                    )
+            if others:
+                row["other_wall"] = statistics.median(s["wall"] for s in others)
+                row["other_cpu"] = statistics.median(s["cpu"] for s in others)
+                row["other_rss_mb"] = statistics.median(s["rss_mb"] for s in others)
             row["start_wall"] = statistics.median(s["wall"] for s in starts)
             row["start_cpu"] = statistics.median(s["cpu"] for s in starts)
             row["start_min"] = min(s["wall"] for s in starts)
@@ -199,6 +245,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{span:>27} {r['start_cpu']:>6.1f} {r['rss_mb']:>10.0f} {r['restore_s']:>9.1f} "
             f"{r['open_s']:>7.2f} {r['p50']:>6.1f} / {r['p99']:<6.1f} {r['load']:>5.1f}"
         )
+    if args.compare is not None:
+        print(f"\n{args.compare} (alternating with this tree): wall / CPU / qa RSS, medians")
+        for r in rows:
+            print(
+                f"{int(r['chunks']):>8,}  {r['other_wall']:.2f} s / {r['other_cpu']:.2f} s / "
+                f"{r['other_rss_mb']:.0f} MB   (this tree {r['start_wall']:.2f} s / {r['start_cpu']:.2f} s / "
+                f"{r['rss_mb']:.0f} MB)"
+            )
     print(f"\nload average (1 min) during the runs: {min(loads):.1f}-{max(loads):.1f} (2 cores)")
     return 0
 

@@ -4,6 +4,7 @@ search latency at two sizes, and a small retrieval-quality probe for the fusion 
     .venv/bin/python bench/embeddings.py            # default run, about 2-3 minutes on 2 cores
     .venv/bin/python bench/embeddings.py --runs 5 --sizes 465,10000,20000
     .venv/bin/python bench/embeddings.py --runs 9 --embedder-only --compare /tmp/before   # A/B, interleaved
+    .venv/bin/python bench/embeddings.py --runs 9 --embedder-only --threads 1,2   # thread counts, interleaved
 
 Every figure is the median of ``--runs`` runs (latencies: p50/p99 over many queries). Synthetic text is
 generated from a fixed seed, so two runs on one machine measure the same work.
@@ -107,12 +108,21 @@ def mixed_chunks(rng: random.Random, count: int) -> list[str]:
     return [synthetic_text(rng, rng.choice(TOPICS), target) for target in targets]
 
 
-def bench_embedder(runs: int, compare: Path | None) -> tuple[dict[str, str], MiniLMEmbedder]:
+def bench_embedder(
+    runs: int, compare: Path | None, threads: Sequence[int] = ()
+) -> tuple[dict[str, str], MiniLMEmbedder]:
     """Build/load time, throughput on uniform and mixed chunks, query latency; with ``compare``, the same
-    for the other tree's embedder, the two alternating run by run (wall and process CPU per figure)."""
+    for the other tree's embedder, the two alternating run by run (wall and process CPU per figure).
+    With ``threads``, this tree's embedder once per onnxruntime intra-op thread count, alternating the
+    same way (``0``: the default, one per CPU this process may use)."""
     trees: dict[str, ModuleType] = {"this tree": embeddings_module}
+    thread_counts: dict[str, int] = {}
     if compare is not None:
         trees = {"compare": load_embeddings_module(compare), "this tree": embeddings_module}
+    for count in threads:
+        name = "this tree" if count == 0 else f"this tree, {count} thread{'s' if count > 1 else ''}"
+        trees[name] = embeddings_module
+        thread_counts[name] = count
     rows: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="askbase-bench-cache-") as tmp:
         embedders: dict[str, Any] = {}
@@ -121,7 +131,7 @@ def bench_embedder(runs: int, compare: Path | None) -> tuple[dict[str, str], Min
                 Path(tmp) / f"warm-{name.replace(' ', '-')}"
             )  # one cache per tree: each deletes other graphs
             started = time.perf_counter()
-            embedders[name] = module.MiniLMEmbedder(cache=cache)
+            embedders[name] = module.MiniLMEmbedder(cache=cache, threads=thread_counts.get(name, 0))
             rows[f"{name}: ONNX graph build from safetensors + load (first start)"] = (
                 f"{time.perf_counter() - started:.2f} s"
             )
@@ -130,7 +140,7 @@ def bench_embedder(runs: int, compare: Path | None) -> tuple[dict[str, str], Min
             for name in trees if run % 2 == 0 else reversed(list(trees)):
                 cache = Path(tmp) / f"warm-{name.replace(' ', '-')}"
                 wall, cpu = time.perf_counter(), time.process_time()
-                trees[name].MiniLMEmbedder(cache=cache)
+                trees[name].MiniLMEmbedder(cache=cache, threads=thread_counts.get(name, 0))
                 loads[name].append((time.perf_counter() - wall, time.process_time() - cpu))
         for name in trees:
             rows[f"{name}: embedder load, graph cached"] = _wall_cpu(loads[name])
@@ -382,11 +392,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--compare", type=Path, help="another checkout: its embedder alternates with this one's, run by run"
     )
     parser.add_argument("--embedder-only", action="store_true", help="skip the index and quality parts")
+    parser.add_argument(
+        "--threads", default="", help="onnxruntime thread counts to alternate, e.g. 1,2 (0: one per CPU)"
+    )
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
 
     started = time.perf_counter()
-    rows, embedder = bench_embedder(args.runs, args.compare)
+    threads = [int(count) for count in args.threads.split(",") if count.strip()]
+    rows, embedder = bench_embedder(args.runs, args.compare, threads)
     if not args.embedder_only:
         rows.update(bench_index(sizes, args.runs, embedder))
         rows.update(bench_quality(embedder))

@@ -207,3 +207,29 @@ def test_a_cold_start_source_built_for_other_settings_is_refused(settings: Setti
     with pytest.raises(ValueError, match="other settings"):
         LiveIndex.from_settings(settings, other)
     assert other._child is None  # refused before anything was started
+
+
+def test_a_model_that_cannot_load_fails_the_open_not_every_search(
+    emulators, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first copy is opened while the model loads (LoadingEmbedder); if the model then fails,
+    # the copy must not be served as ready with every search failing.
+    from shared.knowledge import embeddings
+    from shared.qa.live_index import NoIndexYet
+
+    publish(settings, tmp_path, version=1)
+
+    def missing(name: str = embeddings.MINILM_ID) -> embeddings.Embedder:
+        raise embeddings.EmbedderUnavailable("model package missing (test)")
+
+    monkeypatch.setattr(embeddings, "load_embedder", missing)
+    live = LiveIndex.from_settings(settings)
+    live.start()
+    try:
+        status = live.status()
+        assert status.state != "ready"
+        assert "model package missing (test)" in (status.last_error or "")
+        with pytest.raises(NoIndexYet):
+            live.search("How do I rotate a Telegram bot token?", 3)
+    finally:
+        live.stop()

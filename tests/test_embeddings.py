@@ -13,16 +13,15 @@ import pytest
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-from shared.knowledge import embeddings
+from shared.knowledge import embeddings, onnx_graph
 from shared.knowledge.embeddings import (
     MINILM_DIMENSION,
     MINILM_ID,
     Embedder,
     MiniLMEmbedder,
-    cached_onnx_model,
     load_embedder,
-    model_dir,
 )
+from shared.knowledge.onnx_graph import cached_onnx_model, model_dir
 
 SENTENCES = [
     "How do I reset my password?",
@@ -216,6 +215,14 @@ def test_empty_input_and_single_string_misuse(embedder: MiniLMEmbedder) -> None:
         embedder.embed("not a list")  # type: ignore[arg-type]
 
 
+def test_the_session_keeps_no_cpu_arena_between_calls(embedder: MiniLMEmbedder) -> None:
+    # The arena would hold the largest batch's buffers for the life of a qa worker that then only
+    # embeds one-line queries; without it the vectors are the same (the reference tests above).
+    assert embedder._session.get_session_options().enable_cpu_mem_arena is False
+    embeddings.release_free_heap()  # safe to call again while the session is in use
+    np.testing.assert_allclose(embedder.embed(SENTENCES[:1]), embedder.embed(SENTENCES[:1]), atol=0)
+
+
 def test_load_embedder_is_cached_per_process_and_rejects_unknown_names() -> None:
     assert load_embedder() is load_embedder("minilm-l6-v2")
     with pytest.raises(ValueError, match="unknown embedder"):
@@ -242,7 +249,7 @@ def test_building_the_graph_caches_it_atomically_and_never_touches_the_network(
     def no_rebuild(weights: dict) -> bytes:
         raise AssertionError("rebuilt a cached graph")
 
-    monkeypatch.setattr(embeddings, "build_minilm_onnx", no_rebuild)
+    monkeypatch.setattr(onnx_graph, "build_minilm_onnx", no_rebuild)
     assert cached_onnx_model(cache=cache) == files[0]
 
 
@@ -255,8 +262,8 @@ def test_cache_key_follows_the_weights_and_an_unwritable_cache_falls_back_to_mem
         built.append(1)
         return b"onnx-bytes"
 
-    monkeypatch.setattr(embeddings, "build_minilm_onnx", fake_build)
-    monkeypatch.setattr(embeddings, "load_weights", lambda directory: {})
+    monkeypatch.setattr(onnx_graph, "build_minilm_onnx", fake_build)
+    monkeypatch.setattr(onnx_graph, "load_weights", lambda directory: {})
     fake_model = tmp_path / "model"
     fake_model.mkdir()
     (fake_model / "model.safetensors").write_bytes(b"weights v1")
@@ -283,23 +290,23 @@ def test_the_installed_weights_digest_comes_from_the_package_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     installed = model_dir() / "model.safetensors"
-    expected = embeddings.file_sha256(installed)
+    expected = onnx_graph.file_sha256(installed)
 
     def no_hashing(path: Path) -> str:
         raise AssertionError(f"hashed {path} instead of reading the RECORD")
 
-    monkeypatch.setattr(embeddings, "file_sha256", no_hashing)
-    assert embeddings.weights_sha256(installed) == expected
+    monkeypatch.setattr(onnx_graph, "file_sha256", no_hashing)
+    assert onnx_graph.weights_sha256(installed) == expected
     monkeypatch.undo()
     # A copy elsewhere is not the installed file: it is hashed.
     copy = tmp_path / "model.safetensors"
     copy.write_bytes(b"other weights")
-    assert embeddings.weights_sha256(copy) == embeddings.file_sha256(copy)
+    assert onnx_graph.weights_sha256(copy) == onnx_graph.file_sha256(copy)
 
 
 def test_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert embeddings.cache_dir() == tmp_path / "askbase"
+    assert onnx_graph.cache_dir() == tmp_path / "askbase"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert embeddings.cache_dir() == tmp_path / "home" / ".cache" / "askbase"
+    assert onnx_graph.cache_dir() == tmp_path / "home" / ".cache" / "askbase"

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.qa.live_index import LiveIndex, NoIndexYet
+from shared.config import Settings
+from shared.knowledge.embeddings import Embedder
+from shared.qa.live_index import LiveIndex, LoadingEmbedder, NoIndexYet
 from tests.fakes.knowledge import FakeIndex, FakeStore
 
 
@@ -112,6 +114,11 @@ def test_watcher_swaps_under_concurrent_readers_without_errors(tmp_path: Path) -
             while live.status().snapshot_id != f"s{i}" and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert live.status().snapshot_id == f"s{i}"
+        # The readers run when the scheduler lets them: on a loaded machine none may have searched
+        # the newest copy yet when it is swapped in. Wait until one has before stopping them.
+        deadline = time.monotonic() + 30
+        while "s7-1" not in seen and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         stop.set()
         for t in threads:
@@ -199,3 +206,36 @@ def test_stale_copies_of_dead_processes_are_removed_but_live_workers_kept(tmp_pa
     live.stop()
     assert not stale.exists() and not mine.exists() and not junk.exists()
     assert sibling.exists()
+
+
+def test_an_index_opens_before_its_model_has_loaded_and_searches_once_it_has(
+    tmp_path: Path, settings: Settings
+) -> None:
+    # LiveIndex.from_settings opens the first copy with a LoadingEmbedder while the model loads on
+    # its thread: opening must not need a vector, and the first search must use the real model.
+    from shared.knowledge.embeddings import MINILM_DIMENSION, MINILM_ID, load_embedder
+    from shared.knowledge.index import KnowledgeIndex
+    from tests.qa_corpus import build_index
+
+    build_index(tmp_path / "index", settings).close()
+    real = load_embedder()
+    asked: list[int] = []
+
+    def loaded() -> Embedder:
+        asked.append(1)
+        return real
+
+    question = "How do I rotate a Telegram bot token?"
+    index = KnowledgeIndex.open(
+        tmp_path / "index",
+        LoadingEmbedder(MINILM_ID, MINILM_DIMENSION, loaded),
+        collection=settings.collection,
+    )
+    try:
+        assert asked == [], "opening the index asked for the model"
+        hits = index.search(question, 3)
+        assert asked, "the search did not use the loaded model"
+    finally:
+        index.close()
+    with KnowledgeIndex.open(tmp_path / "index", real, collection=settings.collection) as direct:
+        assert [hit.chunk_id for hit in hits] == [hit.chunk_id for hit in direct.search(question, 3)]

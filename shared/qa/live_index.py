@@ -21,7 +21,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,8 +30,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.processes import remove_orphaned_dirs
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from shared.config import Settings
     from shared.knowledge.coldstart import ColdStartSource
+    from shared.knowledge.embeddings import Embedder
     from shared.knowledge.index import KnowledgeIndex
     from shared.knowledge.retrieval import Passage
     from shared.knowledge.snapshot_archive import Manifest
@@ -152,9 +155,24 @@ def _manifest_dict(manifest: Manifest | Mapping[str, Any] | None) -> dict[str, A
     return manifest.to_dict()
 
 
-def _prepare_in_background(load_model: Callable[[], object]) -> Callable[[], None]:
+@dataclass(frozen=True)
+class _Preparation:
+    """The two threads :func:`_prepare_in_background` started."""
+
+    chroma: threading.Thread
+    model: threading.Thread
+
+    def wait_for_chroma(self) -> None:
+        self.chroma.join()
+
+    def wait(self) -> None:
+        self.chroma.join()
+        self.model.join()
+
+
+def _prepare_in_background(load_model: Callable[[], object]) -> _Preparation:
     """Import Chroma and load the model on two threads (the model load releases the GIL for part of
-    its time); returns a function that waits for both. Failures are logged: the first open retries."""
+    its time). Failures are logged: the first open retries."""
 
     def import_chroma() -> None:
         import chromadb  # noqa: F401
@@ -171,12 +189,26 @@ def _prepare_in_background(load_model: Callable[[], object]) -> Callable[[], Non
         thread = threading.Thread(target=run, name=f"index-prepare-{name}", daemon=True)
         thread.start()
         threads.append(thread)
+    return _Preparation(chroma=threads[0], model=threads[1])
 
-    def wait() -> None:
-        for thread in threads:
-            thread.join()
 
-    return wait
+class LoadingEmbedder:
+    """An embedder whose id and dimension are known while its model is still loading.
+
+    Opening an index reads only the embedder's id and dimension (the sidecar check, Chroma's warm-up
+    probe), never a vector, so the first copy can be opened (Chroma's client, its HNSW file, the chunk
+    table: 0.1-0.25 s of CPU at 465-10,000 chunks) while the model loads on its thread, instead of
+    after it. :meth:`embed` waits for that load and then uses the process-wide embedder.
+    """
+
+    def __init__(self, embedder_id: str, dimension: int, loaded: Callable[[], Embedder]) -> None:
+        self.id = embedder_id
+        self.dimension = dimension
+        self._loaded = loaded
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The loaded model's vectors for ``texts`` (waits for the model on the first call)."""
+        return self._loaded().embed(texts)
 
 
 class LiveIndex:
@@ -224,16 +256,32 @@ class LiveIndex:
         # Imported here, before the threads below: two threads importing the same package at once can
         # see it half-initialised (numpy, protobuf).
         import shared.knowledge.snapshots  # noqa: F401
-        from shared.knowledge.embeddings import load_embedder
+        from shared.knowledge.embeddings import MINILM_DIMENSION, MINILM_ID, load_embedder
         from shared.knowledge.index import KnowledgeIndex
 
-        ready = _prepare_in_background(lambda: load_embedder(settings.embedder))
+        prepared = _prepare_in_background(lambda: load_embedder(settings.embedder))
         # The in-process fallback imports the Cloud Storage client: not while Chroma is being imported.
-        source.before_fallback = ready
+        source.before_fallback = prepared.wait
+
+        def loaded() -> Embedder:
+            prepared.model.join()
+            return load_embedder(settings.embedder)  # loaded by now; loads (or raises) if that failed
 
         def opener(path: Path) -> KnowledgeIndex:
-            ready()
-            return KnowledgeIndex.open(path, load_embedder(settings.embedder), collection=settings.collection)
+            if settings.embedder != MINILM_ID:  # an unknown name: load_embedder says so
+                prepared.wait()
+                return KnowledgeIndex.open(path, loaded(), collection=settings.collection)
+            prepared.wait_for_chroma()
+            embedder = LoadingEmbedder(MINILM_ID, MINILM_DIMENSION, loaded)
+            index = KnowledgeIndex.open(path, embedder, collection=settings.collection)
+            try:
+                # Opened while the model loaded; a model that cannot load fails the open, as before,
+                # rather than every search of a copy that looks ready.
+                loaded()
+            except BaseException:
+                index.close()
+                raise
+            return index
 
         return cls(source, opener, data_dir, settings.snapshot_poll_seconds)
 
