@@ -6,7 +6,7 @@ Each run starts ``functions-framework --target X --source <unpacked archive>/mai
 on the emulators, as the local stack does (``shared/devstack/archives.py``: the ``webhooks`` archive
 ``pulumi up`` uploads, unpacked, ``PYTHONPATH`` = that directory), from a virtualenv that holds only the
 archive's ``requirements.txt`` (the webhooks set, ``deploy/requirements/webhooks.txt``: its files linked
-from ``.venv`` by ``infra.deps.link_environment``), as Cloud Functions installs it, and times:
+from ``.venv`` by ``infra.deployable_env.link_environment``), as Cloud Functions installs it, and times:
 
 - spawn → listening: the first HTTP answer (a GET, 405). functions-framework imports ``main.py`` and the
   target before it listens, so this is interpreter start + imports.
@@ -97,7 +97,7 @@ def deployed_variant(workdir: Path, env: Mapping[str, str], names: set[str] | No
     gets: env=production, OIDC internal auth, no token key or session secret (``env`` minus those),
     from a virtualenv holding only the distributions ``names`` (default: the archive's own
     ``requirements.txt``); ``names=set()``: from the development virtualenv."""
-    from infra import deps
+    from infra import deployable_env, deps
     from shared.devstack.archives import function_env, prepare_function_source
 
     child = {**env, "ASKBASE_ENV": "production", "ASKBASE_INTERNAL_AUTH": "google-oidc"}
@@ -109,7 +109,7 @@ def deployed_variant(workdir: Path, env: Mapping[str, str], names: set[str] | No
     name = "archive, webhooks set (now)"
     ff = DEV_FUNCTIONS_FRAMEWORK
     if names:
-        python = deps.link_environment(names, workdir / f"venv-{len(names)}")
+        python = deployable_env.link_environment(names, workdir / f"venv-{len(names)}")
         ff = python.with_name("functions-framework")
     else:
         name = "archive, dev virtualenv"

@@ -24,7 +24,7 @@ Two variants per service, interleaved run by run so the machine's load falls on 
 - ``dev venv``: ``.venv/bin/gunicorn``, cwd and ``PYTHONPATH`` the checkout (what qa_latency.py measures);
 - ``runtime set``: a virtualenv holding only the service's pinned set, ``deploy/requirements/<name>.txt``
   (qa: plus ``nodeps.txt``, the model package, as its image installs it), its files linked from ``.venv``
-  by ``infra.deps.link_environment``; that virtualenv's ``gunicorn``; the code as the image holds it
+  by ``infra.deployable_env.link_environment``; that virtualenv's ``gunicorn``; the code as the image holds it
   (``shared/``, ``services/__init__.py``, ``services/<name>/``, symlinked into a directory that is the cwd
   and on the path by a ``.pth`` file), no ``PYTHONPATH``.
 
@@ -61,7 +61,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import httpx  # noqa: E402
 from qa_latency import BOT, PROJECT, QUESTIONS, ask, publish, service_env  # noqa: E402
 
-from infra import deps  # noqa: E402
+from infra import deployable_env  # noqa: E402
 from shared.emulators import free_port, running_stack  # noqa: E402
 from shared.gcp import firestore_client  # noqa: E402
 
@@ -85,9 +85,9 @@ class Variant:
 
 
 def linked_variant(service: str, tmp: Path, base_env: dict[str, str]) -> Variant:
-    source = deps.image_source(tmp, service)
+    source = deployable_env.image_source(tmp, service)
     envdir = tmp / f"env-{service}"
-    python = deps.link_environment(deps.installed_names(service), envdir, source=source)
+    python = deployable_env.link_environment(deployable_env.installed_names(service), envdir, source=source)
     # Really only the set: the project's code comes from the image source, a dev tool is not importable.
     probe = subprocess.run(
         [str(python), "-c", "import sys, shared, gunicorn, importlib.util as u; "
@@ -123,7 +123,7 @@ def tree_variant(
         (cwd / "services" / "__init__.py").symlink_to(tree / "services" / "__init__.py")
         (cwd / "services" / service).symlink_to(tree / "services" / service)
         envdir = linked_in / f"env-{service}-{slug}"
-        python = deps.link_environment(deps.installed_names(service), envdir, source=cwd)
+        python = deployable_env.link_environment(deployable_env.installed_names(service), envdir, source=cwd)
         gunicorn = envdir / "bin" / "gunicorn"
         env = _clean(base_env) | {
             "PATH": f"{envdir / 'bin'}:{os.environ.get('PATH', '')}",

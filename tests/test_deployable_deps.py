@@ -5,14 +5,14 @@ The sets are derived from pyproject.toml by ``infra/deps.py`` (``python -m infra
 - the committed files are what the declaration and the lock give today (not stale);
 - no set holds test or deploy tooling, the webhooks set holds none of Chroma, onnxruntime or numpy;
 - each function archive carries its own set;
-- each deployable runs in a virtualenv holding ONLY its set (``infra.deps.link_environment``: the set's
-  files linked from the development virtualenv, the standard library, the deployable's code as its image
-  or archive holds it), on the emulators, and serves real requests: qa restores a published snapshot and
-  answers ``/api/ask``; botrunner registers and starts a Telegram bot at the fake API; the webhook
-  functions (from their archive) accept a Telegram update and a Discord PING and refuse bad
-  credentials; the scrape function crawls a loopback site and publishes. Anything imported from outside
-  the set fails there. Then every loaded module is traced to its file's owner (RECORD): each is the
-  standard library, the deployable's code, or a distribution of its set;
+- each deployable runs in a virtualenv holding ONLY its set (``infra.deployable_env.link_environment``: the
+  set's files linked from the development virtualenv, the standard library, the deployable's code as its
+  image or archive holds it), on the emulators, and serves real requests: qa restores a published snapshot
+  and answers ``/api/ask``; botrunner registers and starts a Telegram bot at the fake API; the webhook
+  functions (from their archive) accept a Telegram update and a Discord PING and refuse bad credentials; the
+  scrape function crawls a loopback site and publishes. Anything imported from outside the set fails there.
+  Then every loaded module is traced to its file's owner (RECORD): each is the standard library, the
+  deployable's code, or a distribution of its set;
 - every third-party module the deployable's code can import (a static walk of its import graph from
   the entry point, function-level imports included) imports from the set, except the few listed in
   :data:`NOT_REACHED` with the reason the deployable never gets there.
@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from infra import archive, deps
+from infra import archive, deployable_env, deps
 from shared.config import Settings
 from shared.devstack import archives
 
@@ -168,7 +168,7 @@ def test_each_function_archive_carries_its_own_set(tmp_path: Path) -> None:
 def test_the_linked_environment_holds_only_the_set(tmp_path: Path) -> None:
     """What the proofs below rely on: a distribution left out of the set cannot be imported there."""
     webhooks = set(deps.read_pins(deps.requirements_path("webhooks")))
-    python = deps.link_environment(webhooks - {"cryptography"}, tmp_path / "env")
+    python = deployable_env.link_environment(webhooks - {"cryptography"}, tmp_path / "env")
     probe = (
         "import importlib.util as u, sys; "
         "print([m for m in ('flask', 'google.cloud.firestore', 'cryptography', 'numpy', 'pytest', 'shared') "
@@ -179,7 +179,7 @@ def test_the_linked_environment_holds_only_the_set(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['flask', 'google.cloud.firestore']"
     with pytest.raises(deps.DepsError, match="not installed"):
-        deps.link_environment({"surely-not-installed-askbase-pkg"}, tmp_path / "env2")
+        deployable_env.link_environment({"surely-not-installed-askbase-pkg"}, tmp_path / "env2")
 
 
 # --- static reach: every third-party import of the deployable's code --------------------------------
@@ -396,9 +396,9 @@ def run_in_set(
     on_path: bool,
 ) -> dict[str, Any]:
     """Run the driver with ``plan`` in a virtualenv holding only ``deployable``'s set; the report."""
-    names = deps.installed_names(deployable)
+    names = deployable_env.installed_names(deployable)
     envdir = tmp_path / f"env-{deployable}-{plan.get('target', plan['kind'])}"
-    python = deps.link_environment(names, envdir, source=source if on_path else None)
+    python = deployable_env.link_environment(names, envdir, source=source if on_path else None)
     plan = {
         **plan,
         "sources": [str(source)],
@@ -455,7 +455,7 @@ def test_qa_serves_from_its_set(emulators, settings: Settings, tmp_path: Path) -
         {"kind": "qa", "question": "How often does the scrape job run?"},
         tmp_path,
         _base_env(settings),
-        deps.image_source(tmp_path, "qa"),
+        deployable_env.image_source(tmp_path, "qa"),
         on_path=True,
     )
     answer = report["answers"][0]
@@ -478,7 +478,7 @@ def test_botrunner_serves_from_its_set(emulators, settings: Settings, tmp_path: 
             {"kind": "botrunner", "telegram_token": token},
             tmp_path,
             _base_env(settings, ASKBASE_TELEGRAM_API_BASE=tg.base_url),
-            deps.image_source(tmp_path, "botrunner"),
+            deployable_env.image_source(tmp_path, "botrunner"),
             on_path=True,
         )
         assert report["answers"][0]["status"] == "running"
