@@ -148,6 +148,17 @@ def build_minilm_onnx(weights: dict[str, np.ndarray]) -> bytes:
     def weight_t(key: str) -> np.ndarray:
         return w(key).T  # torch Linear stores [out, in]; MatMul wants [in, out]
 
+    def skip_layer_norm(x: str, skip: str, norm: str, bias: str, name: str) -> str:
+        # SkipLayerNormalization(x, skip, gamma, beta, bias) = LayerNorm(x + bias + skip).
+        gamma, beta = const(f"{norm}.weight", w(f"{norm}.weight")), const(f"{norm}.bias", w(f"{norm}.bias"))
+        return node(
+            "SkipLayerNormalization",
+            [x, skip, gamma, beta, const(bias, w(bias))],
+            name,
+            domain=ms,
+            epsilon=_LAYER_NORM_EPS,
+        )
+
     const("zero_1d", np.array([0], dtype=np.int64))
     const("axis0", np.array([0], dtype=np.int64))
     const("axis1", np.array([1], dtype=np.int64))
@@ -209,19 +220,12 @@ def build_minilm_onnx(weights: dict[str, np.ndarray]) -> bytes:
             ],
             f"l{i}_attn_mm",
         )
-        # SkipLayerNormalization(x, skip, gamma, beta, bias) = LayerNorm(x + bias + skip).
-        hidden = node(
-            "SkipLayerNormalization",
-            [
-                projected,
-                hidden,
-                const(f"{p}.attention.output.LayerNorm.weight", w(f"{p}.attention.output.LayerNorm.weight")),
-                const(f"{p}.attention.output.LayerNorm.bias", w(f"{p}.attention.output.LayerNorm.bias")),
-                const(f"{p}.attention.output.dense.bias", w(f"{p}.attention.output.dense.bias")),
-            ],
+        hidden = skip_layer_norm(
+            projected,
+            hidden,
+            f"{p}.attention.output.LayerNorm",
+            f"{p}.attention.output.dense.bias",
             f"l{i}_ln1",
-            domain=ms,
-            epsilon=_LAYER_NORM_EPS,
         )
         inter = node(
             "MatMul",
@@ -240,19 +244,7 @@ def build_minilm_onnx(weights: dict[str, np.ndarray]) -> bytes:
             [gelu, const(f"{p}.output.dense.weight_t", weight_t(f"{p}.output.dense.weight"))],
             f"l{i}_out_mm",
         )
-        hidden = node(
-            "SkipLayerNormalization",
-            [
-                out,
-                hidden,
-                const(f"{p}.output.LayerNorm.weight", w(f"{p}.output.LayerNorm.weight")),
-                const(f"{p}.output.LayerNorm.bias", w(f"{p}.output.LayerNorm.bias")),
-                const(f"{p}.output.dense.bias", w(f"{p}.output.dense.bias")),
-            ],
-            f"l{i}_ln2",
-            domain=ms,
-            epsilon=_LAYER_NORM_EPS,
-        )
+        hidden = skip_layer_norm(out, hidden, f"{p}.output.LayerNorm", f"{p}.output.dense.bias", f"l{i}_ln2")
 
     # Mean pooling over real tokens, then L2 normalisation (sentence-transformers modules 1 and 2).
     mask_f = node("Cast", ["attention_mask"], "mask_f", to=TensorProto.FLOAT)
