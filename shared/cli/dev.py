@@ -17,8 +17,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # How often the first crawl's progress is looked up (its end is noticed at once).
 PROGRESS_POLL_SECONDS = 3.0
+T = TypeVar("T")
 
 
 def _post(url: str, timeout: float | None) -> dict[str, Any]:
@@ -42,34 +44,47 @@ def _post(url: str, timeout: float | None) -> dict[str, Any]:
 
 def _first_crawl(stack: LocalStack, log_file: Path) -> dict[str, Any]:
     """Call the scrape function once and wait for its answer, however long the crawl takes, printing
-    its progress (from the run's document, see :mod:`shared.knowledge.run_progress`) as it changes.
+    its progress as it changes (:func:`_while_showing_progress`).
 
     A large site takes many minutes on a small machine: a client timeout here used to give up on a
     crawl that was still going and print a traceback.
     """
+    try:
+        return _while_showing_progress(
+            stack.project, lambda: _post(stack.services["scrape"].url, timeout=None)
+        )
+    except urllib.error.HTTPError as exc:
+        failed = f"({exc.code}): {exc.read().decode(errors='replace')[:500]}"
+    except (OSError, ValueError) as exc:  # the function died or answered nonsense
+        failed = f"({type(exc).__name__}): {exc}"
+    raise click.ClickException(f"the first crawl failed {failed}\nsee {log_file}")
+
+
+def _while_showing_progress(project: str, work: Callable[[], T]) -> T:
+    """``work()`` (a call that lasts as long as a crawl), run on a thread while this one prints the
+    newest scrape run's progress (from the run's document, see :mod:`shared.knowledge.run_progress`)
+    each time it changes; returns what ``work`` returned or raises what it raised."""
     outcome: dict[str, Any] = {}
 
     def call() -> None:
         try:
-            outcome["summary"] = _post(stack.services["scrape"].url, timeout=None)
-        except urllib.error.HTTPError as exc:
-            outcome["failed"] = f"({exc.code}): {exc.read().decode(errors='replace')[:500]}"
-        except (OSError, ValueError) as exc:  # the function died or answered nonsense
-            outcome["failed"] = f"({type(exc).__name__}): {exc}"
+            outcome["value"] = work()
+        except Exception as exc:  # handed to the waiting thread, which raises it
+            outcome["error"] = exc
 
     caller = threading.Thread(target=call, name="first-crawl", daemon=True)
     started = time.monotonic()
     caller.start()
-    watch = _ProgressWatch(stack.project)
+    watch = _ProgressWatch(project)
     while caller.is_alive():
         caller.join(timeout=PROGRESS_POLL_SECONDS)  # wakes up at once when the answer comes
         line = watch.line()
         if line is not None:
             click.echo(f"    {line} ({time.monotonic() - started:.0f} s)")
-    if "failed" in outcome:
-        raise click.ClickException(f"the first crawl failed {outcome['failed']}\nsee {log_file}")
-    summary: dict[str, Any] = outcome["summary"]
-    return summary
+    if "error" in outcome:
+        raise outcome["error"]
+    value: T = outcome["value"]
+    return value
 
 
 class _ProgressWatch:
@@ -261,7 +276,11 @@ def _production_shape(workdir: Path, sources: str | None, exit_after_ready: bool
         except (EmulatorError, RuntimeError) as exc:
             raise click.ClickException(str(exc)) from None
         click.echo("==> first crawl, called as Cloud Scheduler calls it (OIDC token of its account)")
-        run = stack.scheduler_call("scrape")
+        # No client timeout: a large first crawl takes as long as it takes; its progress is shown.
+        # The progress is read from the emulated Firestore: this process's client must point at it.
+        assert stack.emulators is not None
+        with stack.emulators.exported_env():
+            run = _while_showing_progress(stack.project, lambda: stack.scheduler_call("scrape", timeout=None))
         click.echo(f"    scrape answered {run.status_code}: {run.text[:300]}")
         snapshot = run.json().get("snapshot_id") if run.status_code == 200 else None
         deadline = time.monotonic() + 90  # qa polls every 30 s, as deployed

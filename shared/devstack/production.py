@@ -38,7 +38,6 @@ here exercises the production code paths:
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import os
@@ -263,7 +262,7 @@ class ProductionStack:
         from shared.devstack.subscriptions import ensure_push_subscription
 
         assert self.emulators is not None
-        with _emulator_env(self.emulators.env()):
+        with self.emulators.exported_env():
             ensure_push_subscription(
                 self.project,
                 envvars.JOBS_TOPIC,
@@ -298,9 +297,10 @@ class ProductionStack:
 
     # --- what the platforms do --------------------------------------------------------------------
 
-    def scheduler_call(self, job: str, timeout: float = 900.0) -> httpx.Response:
+    def scheduler_call(self, job: str, timeout: float | None = 900.0) -> httpx.Response:
         """What Cloud Scheduler does for ``job`` (``scrape`` or ``reconcile``): POST with an OIDC token of
-        the scheduler's account, audience as infra configures it."""
+        the scheduler's account, audience as infra configures it. ``timeout=None`` waits however long
+        the job takes (Cloud Scheduler's own attempt deadline is the function's timeout)."""
         if job == "scrape":
             url, audience = self.urls["scrape"], self.urls["scrape"]
         elif job == "reconcile":
@@ -317,17 +317,3 @@ class ProductionStack:
         """qa's ``/readyz`` through the front end."""
         status: dict[str, Any] = json.loads(self.http().get(self.urls["qa"] + "/readyz").content)
         return status
-
-
-@contextlib.contextmanager
-def _emulator_env(values: Mapping[str, str]) -> Any:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
