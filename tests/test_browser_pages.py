@@ -17,25 +17,23 @@ Screenshots of every page go to ``test-output/pages-<width>-<name>.png``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from services.botrunner.app import create_app as create_botrunner
-from shared.config import Settings
-from tests.bot_stack import LoopbackServer
-from tests.fakes.discord_api import FakeDiscord
-from tests.fakes.telegram_api import FakeTelegram
-from tests.test_browser_e2e import CHROMIUM_ARGS, OUTPUT, _chromium, serve_qa
+from tests.test_browser_e2e import CHROMIUM_ARGS, OUTPUT, _chromium
+
+if TYPE_CHECKING:  # the fixture comes from the plugin below; importing it here would skip its rewriting
+    from tests.browser_stack import BrowserStack
 
 pytestmark = [pytest.mark.emulators, pytest.mark.browser]
 
-# Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings.
-pytest_plugins = ["tests.fakes.bot_fixtures"]
+# Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings; browser_stack.
+pytest_plugins = ["tests.fakes.bot_fixtures", "tests.browser_stack"]
 
 EMAIL = "e2e@example.com"
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
@@ -118,37 +116,6 @@ class Guard:
         return list(dict.fromkeys(csp + self.problems + ["behaviour: " + c for c in self.checks]))
 
 
-@dataclass
-class Stack:
-    qa: str
-    botrunner: str
-    tg: FakeTelegram
-    dc: FakeDiscord
-    discord_keys: dict[str, str]
-
-
-@pytest.fixture
-def stack(
-    bot_settings: Settings,
-    settings: Settings,
-    tmp_path,
-    tg: FakeTelegram,
-    dc: FakeDiscord,
-    discord_keys: dict[str, str],
-) -> Iterator[Stack]:
-    """qa under gunicorn wired to the fake platforms, plus botrunner on loopback (same Firestore)."""
-    with LoopbackServer(create_botrunner(bot_settings, reconcile_on_start=False)) as botrunner:
-        env = {
-            "ASKBASE_TELEGRAM_API_BASE": bot_settings.telegram_api_base,
-            "ASKBASE_DISCORD_API_BASE": bot_settings.discord_api_base,
-            "ASKBASE_TELEGRAM_WEBHOOK_URL": bot_settings.telegram_webhook_url,
-            "ASKBASE_DISCORD_WEBHOOK_URL": bot_settings.discord_webhook_url,
-            "ASKBASE_BOTRUNNER_URL": botrunner.url,
-        }
-        with serve_qa(settings, tmp_path, env) as qa:
-            yield Stack(qa, botrunner.url, tg, dc, discord_keys)
-
-
 def _badge_style(badge: Any) -> dict[str, str]:
     return badge.evaluate(
         "e => { const s = getComputedStyle(e);"
@@ -187,11 +154,11 @@ def _assert_platform_fields(page: Any, chosen: str) -> None:
 
 
 @pytest.mark.parametrize("width", list(VIEWPORTS))
-def test_every_page_without_console_errors_or_csp_violations(stack: Stack, width: str) -> None:
+def test_every_page_without_console_errors_or_csp_violations(browser_stack: BrowserStack, width: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     viewport = VIEWPORTS[width]
-    base = stack.qa
+    base = browser_stack.qa
     guard = Guard(base)
     OUTPUT.mkdir(exist_ok=True)
     visited: list[str] = []
@@ -295,7 +262,7 @@ def test_every_page_without_console_errors_or_csp_violations(stack: Stack, width
             guard.expected.discard(("/bots/new", 400))
 
             # Add a Telegram bot (started): its page polls the live status.
-            token = stack.tg.add_bot(username="docs_bot")
+            token = browser_stack.tg.add_bot(username="docs_bot")
             page.locator("#token").fill(token)
             wait_for_poll(page, lambda: page.get_by_role("button", name="Add bot").click(), "bot page")
             expect(page).to_have_url(re.compile(r"/bots/[^/]+$"))
@@ -306,7 +273,7 @@ def test_every_page_without_console_errors_or_csp_violations(stack: Stack, width
             guard.check("badge on the bot page", lambda: _assert_badge_styled(badge))
             # Stopped behind the page's back: the badge follows without a reload.
             stopped = httpx.post(
-                f"{stack.botrunner}/api/bots/{telegram_id}/stop",
+                f"{browser_stack.botrunner.url}/api/bots/{telegram_id}/stop",
                 headers={"X-Askbase-User": EMAIL},
                 timeout=30,
             )
@@ -320,8 +287,8 @@ def test_every_page_without_console_errors_or_csp_violations(stack: Stack, width
             )
 
             # Add a Discord bot (not started).
-            app = stack.dc.add_application("Docs app")
-            stack.discord_keys["*"] = app.public_key
+            app = browser_stack.dc.add_application("Docs app")
+            browser_stack.discord_keys["*"] = app.public_key
             visit(page, "bots-new-discord-filled", "/bots/new")
             page.get_by_role("radio", name="Discord", exact=True).check()
             page.get_by_label("Name").fill("Discord docs")

@@ -35,7 +35,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,21 +44,18 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from services.botrunner.app import create_app as create_botrunner
-from shared.config import Settings
-from tests.bot_stack import LoopbackServer
-from tests.fakes.discord_api import FakeDiscord
-from tests.fakes.telegram_api import FakeTelegram
-from tests.test_browser_e2e import CHROMIUM_ARGS, ROOT, _chromium, serve_qa
+from tests.test_browser_e2e import CHROMIUM_ARGS, ROOT, _chromium
 from tests.test_browser_pages import Guard
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # BrowserStack: the fixture's plugin is imported by pytest, so its asserts are rewritten
     from playwright.sync_api import ViewportSize
+
+    from tests.browser_stack import BrowserStack
 
 pytestmark = [pytest.mark.emulators, pytest.mark.browser]
 
-# Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings.
-pytest_plugins = ["tests.fakes.bot_fixtures"]
+# Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings; browser_stack.
+pytest_plugins = ["tests.fakes.bot_fixtures", "tests.browser_stack"]
 
 AXE = ROOT / "tests" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 AXE_PIN = json.loads((ROOT / "tests" / "axe" / "package.json").read_text())["dependencies"]["axe-core"]
@@ -102,38 +99,10 @@ def _axe_source() -> str:
     return AXE.read_text()
 
 
-@dataclass
-class UxStack:
-    """The running stack: qa's base URL, botrunner (stopped for the 503 page) and the fake platforms."""
-
-    qa: str
-    botrunner: LoopbackServer
-    tg: FakeTelegram
-    dc: FakeDiscord
-    discord_keys: dict[str, str]
-
-
 @pytest.fixture
-def ux_stack(
-    bot_settings: Settings,
-    settings: Settings,
-    tmp_path: Path,
-    tg: FakeTelegram,
-    dc: FakeDiscord,
-    discord_keys: dict[str, str],
-) -> Iterator[UxStack]:
-    """qa under gunicorn wired to the fake platforms and an in-process botrunner (same Firestore)."""
-    with LoopbackServer(create_botrunner(bot_settings, reconcile_on_start=False)) as botrunner:
-        env = {
-            "ASKBASE_TELEGRAM_API_BASE": bot_settings.telegram_api_base,
-            "ASKBASE_DISCORD_API_BASE": bot_settings.discord_api_base,
-            "ASKBASE_TELEGRAM_WEBHOOK_URL": bot_settings.telegram_webhook_url,
-            "ASKBASE_DISCORD_WEBHOOK_URL": bot_settings.discord_webhook_url,
-            "ASKBASE_BOTRUNNER_URL": botrunner.url,
-            "ASKBASE_READ_RATE_LIMIT_PER_MINUTE": str(READS_PER_MINUTE),
-        }
-        with serve_qa(settings, tmp_path, env) as qa:
-            yield UxStack(qa, botrunner, tg, dc, discord_keys)
+def qa_env() -> dict[str, str]:
+    """qa's read limit here (overrides the stack plugin's fixture): the 429 page spends it."""
+    return {"ASKBASE_READ_RATE_LIMIT_PER_MINUTE": str(READS_PER_MINUTE)}
 
 
 @dataclass
@@ -310,7 +279,7 @@ def _ask(person: Person, question: str) -> str:
     return str(urlsplit(page.url).path)
 
 
-def _create_bot(stack: UxStack, owner: str, fields: dict[str, Any]) -> str:
+def _create_bot(stack: BrowserStack, owner: str, fields: dict[str, Any]) -> str:
     """A bot owned by ``owner``, made through botrunner's control API as the bot form's qa would."""
     created = httpx.post(
         f"{stack.botrunner.url}/api/bots", headers={"X-Askbase-User": owner}, json=fields, timeout=30
@@ -326,7 +295,7 @@ def _spend_reads(person: Person, base: str) -> None:
             return
 
 
-def test_every_page_for_every_user_at_both_sizes_light_and_dark(ux_stack: UxStack) -> None:
+def test_every_page_for_every_user_at_both_sizes_light_and_dark(browser_stack: BrowserStack) -> None:
     from playwright.sync_api import sync_playwright
 
     axe = _axe_source()
@@ -334,18 +303,18 @@ def test_every_page_for_every_user_at_both_sizes_light_and_dark(ux_stack: UxStac
     screens = Path(screens_dir) if screens_dir else None
     if screens is not None:
         screens.mkdir(parents=True, exist_ok=True)
-    base = ux_stack.qa
+    base = browser_stack.qa
     reader, owner = f"reader-{uuid.uuid4().hex[:6]}@example.com", f"owner-{uuid.uuid4().hex[:6]}@example.com"
     telegram_bot = _create_bot(
-        ux_stack,
+        browser_stack,
         owner,
-        {"platform": "telegram", "name": "Docs helper", "token": ux_stack.tg.add_bot(username="docs_ux_bot"),
-         "start": True},
+        {"platform": "telegram", "name": "Docs helper",
+         "token": browser_stack.tg.add_bot(username="docs_ux_bot"), "start": True},
     )  # fmt: skip
-    app = ux_stack.dc.add_application("Docs app")
-    ux_stack.discord_keys["*"] = app.public_key  # the stand-in interactions endpoint verifies with it
+    app = browser_stack.dc.add_application("Docs app")
+    browser_stack.discord_keys["*"] = app.public_key  # the stand-in interactions endpoint verifies with it
     discord_bot = _create_bot(
-        ux_stack,
+        browser_stack,
         owner,
         {"platform": "discord", "name": "Discord docs", "application_id": app.id,
          "public_key": app.public_key, "bot_token": app.bot_token, "start": False},
@@ -407,7 +376,7 @@ def test_every_page_for_every_user_at_both_sizes_light_and_dark(ux_stack: UxStac
             _spend_reads(limited, base)
             auditor.audit(limited, "limited", [Visit("429", "/", 429)])
 
-            ux_stack.botrunner.stop()  # the bot pages with their control plane unreachable
+            browser_stack.botrunner.stop()  # the bot pages with their control plane unreachable
             auditor.audit(bot_owner, "owner", [Visit("bots-503", "/bots", 503)])
         finally:
             browser.close()

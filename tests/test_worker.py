@@ -448,6 +448,40 @@ def test_forget_clears_the_chat_at_qa_and_its_button_state(env: dict[str, Any]) 
     assert len(env["qa"].forgets) == 1
 
 
+def test_forget_keeps_the_chats_reply_receipts_which_hold_no_text(env: dict[str, Any]) -> None:
+    """The ``sent_replies`` receipts of a chat's answers outlive its ``/forget`` (7 days): they are what
+    keeps a copy of an answered job delivered later from being asked and answered again. Once a reply
+    is sent, or has failed for good, its receipt holds no text of it, so nothing of the chat stays there."""
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    db = env["registry"].db
+    answered = tg_job(bot_id, 60)
+    assert env["worker"].process(answered).reason == "sent"
+    env["tg"].fail_next("sendMessage", status=400, times=1)  # the chat is gone: failed for good
+    refused = tg_job(bot_id, 61)
+    assert env["worker"].process(refused).reason == "platform refused"
+    assert env["worker"].process(tg_job(bot_id, 62, kind=JobKind.FORGET)).reason == "sent"
+    reply = env["tg"].sent_messages(token)[-1]["text"]
+    assert "I forgot this chat" in reply and "Backups keep them for up to 7 days" in reply  # says what stays
+
+    receipts = {s.id: s.to_dict() or {} for s in db.collection(SENT_REPLIES).stream()}
+    assert {job_id: doc["state"] for job_id, doc in receipts.items()} == {
+        answered.job_id: "sent",
+        refused.job_id: "failed",
+        f"telegram:{bot_id}:62": "sent",
+    }
+    for doc in receipts.values():
+        assert "parts" not in doc and "extra" not in doc, doc
+        assert "deploy" not in json.dumps(doc, default=str).lower(), doc  # neither question nor answer
+        assert doc["expire_at"] - (doc.get("sent_at") or doc["failed_at"]) <= timedelta(days=7)
+
+    # A copy of the answered job after /forget (a Pub/Sub redelivery, a webhook retry): not asked again,
+    # so its question is not recorded anew, and not answered twice.
+    messages, asked = len(env["tg"].sent_messages(token)), len(env["qa"].requests)
+    assert env["worker"].process(answered).reason == "duplicate"
+    assert env["worker"].process(refused).reason == "failed before"
+    assert (len(env["tg"].sent_messages(token)), len(env["qa"].requests)) == (messages, asked)
+
+
 # --- Discord replies -------------------------------------------------------------------------------
 
 

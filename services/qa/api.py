@@ -5,7 +5,8 @@ report
 (``GET /api/gaps``, JSON or CSV).
 
 Routes only parse and check input, call one service (:class:`shared.qa.recording_ask.RecordingAsk`, the
-conversation store, :class:`shared.qa.feedback.FeedbackStore`, :class:`shared.qa.gaps.GapsService`),
+conversation store, :class:`shared.qa.feedback.FeedbackStore`, :class:`shared.qa.button_votes.ButtonVotes`,
+:class:`shared.qa.gaps.GapsService`),
 and shape the reply. Bad input is always a 4xx with an ``error`` message, never a 500.
 
 Reads (history, one conversation, search, export, and the chat and status pages in ``pages.py``) are
@@ -30,6 +31,7 @@ from services.qa.auth import api_login_required, current_user, service_caller
 from shared.bots.buttons import ButtonStateStore
 from shared.qa.answer_log import PLATFORMS, AnswerLog, QuestionVectors, platform_of
 from shared.qa.ask import BotNotFound, BotProfile
+from shared.qa.button_votes import ButtonPress, ButtonVotes, UnknownButton
 from shared.qa.conversations import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
@@ -43,7 +45,6 @@ from shared.qa.feedback import (
     FeedbackStore,
     InvalidVote,
     VoteValue,
-    bot_vote_target,
     forget_owner,
     parse_vote,
 )
@@ -70,6 +71,7 @@ class Feedback:
     answers: AnswerLog
     ask: RecordingAsk
     votes: FeedbackStore
+    buttons: ButtonVotes  # votes from bots' 👍/👎 buttons
     gaps: GapsService
 
 
@@ -94,10 +96,12 @@ def _install_feedback(state: BlueprintSetupState) -> None:
         vectors,
         low_support_score=settings.gaps_low_support_score,
     )
+    votes = FeedbackStore(ctx.db, answers, settings.feedback_comment_chars)
     state.app.extensions[FEEDBACK] = Feedback(
         answers=answers,
         ask=RecordingAsk(ctx.ask, answers, ctx.live_index),
-        votes=FeedbackStore(ctx.db, answers, settings.feedback_comment_chars),
+        votes=votes,
+        buttons=ButtonVotes(ButtonStateStore(ctx.db), answers, votes),
         gaps=GapsService(
             ctx.db,
             vectors,
@@ -388,11 +392,10 @@ def withdraw_vote(answer_id: str) -> Any:
 @auth.service_route
 def bot_vote() -> Any:
     """A press of 👍/👎 under a bot's answer, sent by botrunner's worker: ``{bot_id, state_id, voter,
-    vote}`` (``voter`` ``<platform>:<user id>``) → ``{answer_id, vote, comment}``. The button's state
-    (``interactions/{state_id}``, :mod:`shared.bots.buttons`) names the answer; the vote is cast on the
-    answer record it kept (or on the state's copy when the record is gone). 404 when the state has
-    expired or is another bot's. Service callers only: anyone in a chat may press, so the voter is
-    whoever the platform says pressed."""
+    vote}`` (``voter`` ``<platform>:<user id>``) → ``{answer_id, vote, comment}``, cast by
+    :class:`shared.qa.button_votes.ButtonVotes` on the answer the button's state names (or on the
+    state's copy when the record is gone). 404 when the state has expired or is another bot's. Service
+    callers only: anyone in a chat may press, so the voter is whoever the platform says pressed."""
     body = _service_body("{bot_id, state_id, voter, vote}")
     if not isinstance(body, dict):
         return body
@@ -405,20 +408,11 @@ def bot_vote() -> Any:
         return _reject(400, str(exc))
     if not bot_id or not state_id or not voter or platform_of(voter) not in PLATFORMS:
         return _reject(400, "'bot_id', 'state_id' and a platform 'voter' are required")
-    state = ButtonStateStore(context().db).get(state_id)
-    if state is None or state.bot_id != bot_id:
+    try:
+        vote = feedback().buttons.cast(ButtonPress(bot_id, state_id, voter, value))
+    except UnknownButton:
         return _reject(404, "unknown or expired button")
-    target = bot_vote_target(
-        feedback().answers,
-        state.answer_id,
-        state_id=state_id,
-        question=state.question,
-        answer=state.answer,
-        sources=[{"title": s.title, "url": s.url} for s in state.sources],
-        bot_id=bot_id,
-        platform=platform_of(voter),
-    )
-    return jsonify(feedback().votes.cast(target, voter, value).to_json())
+    return jsonify(vote.to_json())
 
 
 @bp.post("/bot-forget")
@@ -427,8 +421,8 @@ def bot_forget() -> Any:
     """A bot chat's ``/forget``, sent by botrunner's worker once it checked the sender may: ``{bot_id,
     user, voter}`` (``user`` the chat as ``/api/ask`` got it, ``voter`` the sender as their buttons
     name them) → ``{deleted}``. What a web user's "clear history" does, for the chat: its conversation
-    with the bot, its answer records (its questions leave the gaps report) and the sender's votes.
-    Service callers only."""
+    with the bot, its answer records with every vote on them (its questions leave the gaps report) and
+    the sender's votes. Service callers only."""
     body = _service_body("{bot_id, user, voter}")
     if not isinstance(body, dict):
         return body

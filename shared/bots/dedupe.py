@@ -15,6 +15,13 @@
     * ``sent`` -- every part was delivered; any redelivery is acknowledged without sending.
     * ``failed`` -- a permanent platform error (bot blocked, chat gone); redeliveries are acknowledged.
 
+    A ``sent`` or ``failed`` receipt keeps no text: ``parts`` and ``extra`` are deleted with the state
+    change, as nothing reads them after it. What stays for the 7 days (the job id, which names the
+    platform, the bot and the update, not the chat; the state, its times, a failure's platform error)
+    is what stops a copy of the job delivered later from being answered again, which would also ask the
+    Q&A service anew and so record the question again. That is why a chat's ``/forget`` leaves the
+    receipts alone: it could not find them (no chat in them) and has no text to take out of them.
+
     A claim whose lease has run out belongs to a crashed or stuck worker and is taken over with a
     compare-and-swap on the document's update time (no transaction: a transaction conflict in Firestore
     costs a lock wait, a failed precondition costs one round trip).
@@ -184,12 +191,23 @@ class ReplyLedger:
                 "sent_at": now,
                 "parts_sent": len(claim.parts or []),
                 "expire_at": now + REPLY_TTL,
+                # The reply's text is needed only to resume an unfinished send (a takeover).
+                "parts": firestore.DELETE_FIELD,
+                "extra": firestore.DELETE_FIELD,
             }
         )
 
     def mark_failed(self, claim: Claim, reason: str, now: datetime | None = None) -> None:
         now = now or _now()
-        self._ref(claim.job_id).update({"state": "failed", "error": reason[:500], "failed_at": now})
+        self._ref(claim.job_id).update(
+            {
+                "state": "failed",
+                "error": reason[:500],
+                "failed_at": now,
+                "parts": firestore.DELETE_FIELD,
+                "extra": firestore.DELETE_FIELD,
+            }
+        )
 
     def release(self, claim: Claim) -> None:
         """Give the job back after a retryable failure so the next delivery need not wait out the lease.

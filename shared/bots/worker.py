@@ -24,7 +24,7 @@ Exactly once, as far as it can be had (see :mod:`shared.bots.dedupe` for the led
    shows one (``Platform.stay_silent``), and nothing is posted.
 3. send part by part, recording ``parts_sent`` after each; a takeover resumes at the next part with the
    same text (not a fresh answer).
-4. mark the claim ``sent``.
+4. mark the claim ``sent``, which drops its text (:mod:`shared.bots.dedupe`: a receipt keeps none).
 
 The remaining at-least-once window: a crash (or a lost response) *after* the platform accepted a part
 and *before* ``parts_sent`` was recorded resends that one part after the lease expires. Neither
@@ -264,8 +264,13 @@ class BotWorker:
 
     def _forget(self, job: Job, bot: BotInfo, platform: Platform, api: ApiEndpoint) -> str:
         """``/forget``: the chat's conversation with the bot, its questions in the owners' gaps report,
-        the sender's votes and the answers' button state are deleted. In a private chat the sender's
-        own; in a group only an admin may (the history is the group's)."""
+        every vote on its answers, the sender's votes and the answers' button state are deleted. In a
+        private chat the sender's own; in a group only an admin may (the history is the group's).
+
+        The chat's ``sent_replies`` receipts stay their 7 days: they hold no text once a reply is
+        finished, and they are what keeps a late copy of an answered job from asking the question again
+        (:mod:`shared.bots.dedupe`). The reply says what else stays: Firestore's daily backups (kept at
+        most 7 days) and the messages already in the chat, which the bot does not delete."""
         if job.chat_id is None or job.user is None:
             raise Unanswerable("/forget without chat or user")
         if not platform.may_switch_chat(api, bot, job):
@@ -277,7 +282,10 @@ class BotWorker:
             log.warning("job %s: /forget refused by Q&A (%d)", job.job_id, exc.status)
             return "Sorry, I could not clear this chat's history. Please try again later."
         self._buttons.forget_chat(job.bot_id, chat)
-        return "Done: I forgot this chat's questions and my answers, and they are gone from reports."
+        return (
+            "Done: I forgot this chat's questions and my answers, and they are gone from reports."
+            " Backups keep them for up to 7 days; the messages in this chat stay."
+        )
 
     def _answer_mode(self, job: Job, bot: BotInfo) -> AnswerMode:
         """The chat's effective answer mode: as the ingress found it, else the chat's, else the bot's."""

@@ -14,7 +14,8 @@ the chat may press. Identities stay here: reports never read votes.
 
 Retention: ``expire_at`` = vote time + ``conversation_retention_days`` (TTL policy on ``votes``). Clearing
 a history (:func:`forget_owner`, called by :meth:`shared.qa.conversations.ConversationStore.clear` and
-``delete``) deletes the owner's answer records and votes, which takes their questions out of reports.
+``delete``) deletes the owner's answer records with every vote on them and the owner's own votes, which
+takes their questions out of reports and leaves no vote holding a copy of them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from shared.qa.answer_log import ANSWERS, BATCH_WRITES, AnswerFacts, AnswerLog, 
 
 VOTES = "votes"
 DEFAULT_COMMENT_CHARS = 1000
+IN_QUERY_VALUES = 30  # Firestore's limit on the values of one "in" filter
 
 
 class VoteValue(StrEnum):
@@ -284,25 +286,26 @@ def _delete_all(db: firestore.Client, refs: Iterable[firestore.DocumentReference
 
 
 def forget_owner(db: firestore.Client, owner: str, conversation_id: str | None = None) -> int:
-    """Delete ``owner``'s answer records (of one conversation, or all) and the owner's votes on them;
-    with no conversation, every vote the owner cast too. Returns the answer records deleted.
+    """Delete ``owner``'s answer records (of one conversation, or all) and every vote on them, whoever
+    cast it; with no conversation, every vote the owner cast too. Returns the answer records deleted.
 
-    What clearing a history does to feedback: the questions leave the gaps report with the records.
+    What clearing a history does to feedback: the questions leave the gaps report with the records, and
+    no vote keeps its copy of a forgotten exchange. On the web only the asker votes on an answer; in a
+    bot's group chat any member may, and a ``/forget`` there takes their votes on the chat's answers too.
     """
     answers = db.collection(ANSWERS).where(filter=firestore.FieldFilter("asker", "==", owner))
     if conversation_id is not None:
         answers = answers.where(filter=firestore.FieldFilter("conversation_id", "==", conversation_id))
     ids = [snap.id for snap in answers.select(["asker"]).stream()]
     votes = db.collection(VOTES)
-    own_votes: Sequence[firestore.DocumentReference]
+    doomed: dict[str, firestore.DocumentReference] = {}
+    for start in range(0, len(ids), IN_QUERY_VALUES):
+        on_answers = votes.where(
+            filter=firestore.FieldFilter("answer_id", "in", ids[start : start + IN_QUERY_VALUES])
+        )
+        doomed.update((s.id, s.reference) for s in on_answers.select(["answer_id"]).stream())
     if conversation_id is None:
-        own_votes = [
-            s.reference
-            for s in votes.where(filter=firestore.FieldFilter("voter", "==", owner))
-            .select(["voter"])
-            .stream()
-        ]
-    else:
-        own_votes = [votes.document(vote_id(a, owner)) for a in ids]
-    _delete_all(db, own_votes)
+        cast = votes.where(filter=firestore.FieldFilter("voter", "==", owner)).select(["voter"])
+        doomed.update((s.id, s.reference) for s in cast.stream())
+    _delete_all(db, doomed.values())
     return _delete_all(db, (db.collection(ANSWERS).document(a) for a in ids))
