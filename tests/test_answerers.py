@@ -167,9 +167,10 @@ def test_the_best_sentence_comes_first_and_the_next_best_joins_it() -> None:
     answer = ExtractiveAnswerer().answer(
         "How many sort and hash operations may a complex query perform?", [section]
     )
-    # The sentence that answers comes first; the section's opening sentence, which also bears on the
-    # question, follows it rather than pushing it out of the first lines.
-    assert answer.text.startswith("Note that a complex query might perform several sort and hash")
+    # The sentence that answers comes first (after the entry's name, which the quote does not say);
+    # the section's opening sentence, which also bears on the question, follows it rather than
+    # pushing it out of the first lines.
+    assert answer.text.startswith("work_mem (integer): Note that a complex query might perform several")
     assert "Sets the base maximum amount of memory" in answer.text
     assert [p.chunk_id for p in answer.sources] == ["w1"]
 
@@ -325,6 +326,184 @@ def test_the_answering_sentence_is_found_in_a_later_chunk_of_the_section() -> No
     assert [p.chunk_id for p in answer.sources] == ["s2"]
     # The cut-off start of a continuing chunk ("and then reloads.") is not quoted as the answer.
     assert "and then reloads" not in answer.text
+
+
+def test_a_quote_from_an_entry_named_by_an_identifier_starts_with_its_name() -> None:
+    entry = _p(
+        "g1",
+        "Server Configuration: Resource Consumption > max_parallel_workers_per_gather (integer)\n\n"
+        "Sets the maximum number of workers that can be started by a single Gather node.",
+        "https://docs.example.com/runtime-config-resource",
+        0.7,
+        title="Server Configuration: Resource Consumption",
+        anchor="GUC-MAX-PARALLEL-WORKERS-PER-GATHER",
+    )
+    answer = ExtractiveAnswerer().answer(
+        "Which setting limits how many workers a single parallel query can use?", [entry]
+    )
+    # Without the name the answer never says which setting it is.
+    assert answer.text.startswith("max_parallel_workers_per_gather (integer): Sets the maximum number")
+    # A heading that is not a name is not put in front of the quote, nor one the quote already says.
+    examples = replace(
+        entry,
+        text="ALTER TABLE > Examples\n\nTo rename an existing column: ALTER TABLE t RENAME COLUMN a TO b;",
+        chunk_id="e1",
+        anchor="examples",
+    )
+    assert ExtractiveAnswerer().answer("How do I rename a column?", [examples]).text.startswith("To rename")
+    named = replace(
+        entry,
+        text="Server Configuration: Resource Consumption > work_mem (integer)\n\nwork_mem sets the memory.",
+        chunk_id="w1",
+        anchor="work-mem",
+    )
+    assert ExtractiveAnswerer().answer("What does work_mem set?", [named]).text.startswith("work_mem sets")
+
+
+def test_a_synopsis_gives_way_to_a_plain_section_of_its_page() -> None:
+    synopsis = _p(
+        "a1",
+        "ALTER TABLE > Synopsis\n\nALTER TABLE [ IF EXISTS ] name RENAME [ COLUMN ] column_name TO "
+        "new_column_name ALTER TABLE [ IF EXISTS ] name RENAME CONSTRAINT constraint_name TO new_name",
+        "https://docs.example.com/sql-altertable",
+        0.6,
+        title="ALTER TABLE",
+        anchor="synopsis",
+    )
+    examples = _p(
+        "a2",
+        "ALTER TABLE > Examples\n\nTo rename an existing column:\nALTER TABLE distributors RENAME COLUMN "
+        "address TO city;",
+        "https://docs.example.com/sql-altertable",
+        0.55,
+        title="ALTER TABLE",
+        anchor="examples",
+    )
+    other_page = _p(
+        "v1",
+        "ALTER VIEW > Synopsis\n\nALTER VIEW [ IF EXISTS ] name RENAME [ COLUMN ] column_name TO new_name",
+        "https://docs.example.com/sql-alterview",
+        0.58,
+        title="ALTER VIEW",
+        anchor="synopsis",
+    )
+    answer = ExtractiveAnswerer().answer("How do I rename a column?", [synopsis, other_page, examples])
+    assert "ALTER TABLE distributors RENAME COLUMN address TO city;" in answer.text.split("[1]")[0]
+    assert answer.sources[0].chunk_id == "a2"
+    # With no plain section of the page retrieved, the synopsis is still the answer.
+    alone = ExtractiveAnswerer().answer("How do I rename a column?", [synopsis, other_page])
+    assert alone.sources[0].chunk_id == "a1"
+
+
+def test_a_cross_reference_is_not_the_answer() -> None:
+    section = _p(
+        "c1",
+        "Server Setup > Creating a Database Cluster\n\n"
+        "Before you can do anything, you must initialize a database storage area on disk. "
+        "(See Chapter 23 for information about creating new databases within a cluster.) "
+        "To initialize a new database cluster, use the command initdb.",
+        "https://docs.example.com/creating-cluster",
+        0.76,
+        title="Server Setup",
+    )
+    answer = ExtractiveAnswerer().answer("How do I create a new database cluster?", [section])
+    assert answer.text.startswith("To initialize a new database cluster, use the command initdb.")
+
+
+def test_a_section_named_by_every_question_word_answers_with_its_opening() -> None:
+    # Two chunks of one section; the second continues the first (chunks overlap), so its first
+    # sentence is not the section's opening, and the sentence that only repeats the heading's words
+    # does not beat the definition that opens the section.
+    heading = "Routine Vacuuming > The Autovacuum Daemon\n\n"
+    opening = _p(
+        "v1",
+        heading + "PostgreSQL has an optional feature called autovacuum, whose purpose is to automate "
+        "the execution of VACUUM and ANALYZE commands. In the default configuration, autovacuuming is "
+        "enabled.",
+        "https://docs.example.com/routine-vacuuming",
+        0.88,
+        title="Routine Vacuuming",
+        anchor="AUTOVACUUM",
+    )
+    later = _p(
+        "v2",
+        heading + "In the default configuration, autovacuuming is enabled. The autovacuum daemon actually "
+        "consists of multiple processes.",
+        "https://docs.example.com/routine-vacuuming",
+        0.91,
+        title="Routine Vacuuming",
+        anchor="AUTOVACUUM",
+    )
+    answer = ExtractiveAnswerer().answer("What does the autovacuum daemon do?", [later, opening])
+    assert answer.text.startswith("PostgreSQL has an optional feature called autovacuum, whose purpose")
+    assert [p.chunk_id for p in answer.sources] == ["v1"]
+
+
+def test_a_chunk_opening_with_a_connective_gets_no_first_sentence_bonus() -> None:
+    # "However, ..." goes on from a sentence before it: this chunk continues its section, and its first
+    # sentence is no opening; the sentence naming the setting answers.
+    middle = _p(
+        "m1",
+        "Memory > Buffers\n\nHowever, the cache keeps old pages too. "
+        "The cache keeps recent pages in memory as set by shared_buffers.",
+        "https://docs.example.com/memory",
+        0.7,
+        title="Memory",
+    )
+    answer = ExtractiveAnswerer().answer("What does the cache keep?", [middle])
+    assert answer.text.startswith("The cache keeps recent pages in memory as set by shared_buffers.")
+    opening = replace(middle, text=middle.text.replace("However, the", "The"), chunk_id="m0")
+    assert (
+        ExtractiveAnswerer()
+        .answer("What does the cache keep?", [opening])
+        .text.startswith("The cache keeps old pages too.")
+    )
+
+
+def test_a_function_table_run_together_is_cut_into_its_rows() -> None:
+    table = (
+        "date_bin ( interval, timestamp, timestamp ) → timestamp Bin input into specified interval; see "
+        "Section 9.9.3 date_bin('15 minutes', timestamp '2001-02-16 20:38:40', timestamp "
+        "'2001-02-16 20:05:00') → 2001-02-16 20:35:00 date_trunc ( text, timestamp ) → timestamp "
+        "Truncate to specified precision; see Section 9.9.2 date_trunc('hour', timestamp "
+        "'2001-02-16 20:38:40') → 2001-02-16 20:00:00"
+    )
+    rows = sentences(table)
+    assert [row.split(" (", 1)[0] for row in rows] == ["date_bin", "date_trunc"]
+    assert rows[1].endswith("→ 2001-02-16 20:00:00")
+    # The first row of a table is one entry among many: the row that answers is quoted first.
+    functions = _p(
+        "f1",
+        "Functions and Operators: Date/Time Functions and Operators\n\n" + table,
+        "https://docs.example.com/functions-datetime",
+        0.52,
+        title="Functions and Operators: Date/Time Functions and Operators",
+    )
+    answer = ExtractiveAnswerer().answer(
+        "How do I truncate a timestamp to the start of the month?", [functions]
+    )
+    assert answer.text.startswith(
+        "date_trunc ( text, timestamp ) → timestamp Truncate to specified precision"
+    )
+
+
+def test_the_sentence_after_the_best_one_joins_it_first() -> None:
+    section = _p(
+        "u1",
+        "Server Setup > Upgrading a Cluster\n\nMinor releases never change the storage format. "
+        "The traditional method for moving data to a new major version is to dump and restore the "
+        "database, though this can be slow. A faster method is pg_upgrade. "
+        "New releases also typically introduce some user-visible incompatibilities. Cautious users "
+        "will want to test their client applications on the new version before switching over fully.",
+        "https://docs.example.com/upgrading",
+        0.65,
+        title="Server Setup",
+    )
+    answer = ExtractiveAnswerer().answer("How do I upgrade a cluster to a new major version?", [section])
+    assert answer.text.startswith(
+        "The traditional method for moving data to a new major version is to dump and restore the "
+        "database, though this can be slow. A faster method is pg_upgrade."
+    )
 
 
 def test_source_titles_lose_permalink_marks_site_names_and_repeated_titles() -> None:
