@@ -30,6 +30,7 @@ chunks each, so building is mostly Chroma's own writing.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import statistics
@@ -83,9 +84,16 @@ def publish(size: int, tmp: Path, bucket_name: str, fake: MixedVectorEmbedder) -
     }
 
 
+def tree_cache(tree: Path) -> Path:
+    """``XDG_CACHE_HOME`` for another checkout's qa: its own ONNX graph cache. Two graph versions in
+    one cache would each delete the other's files, and every start would rebuild its graph."""
+    digest = hashlib.sha256(str(tree.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"askbase-cost-cache-{digest}"
+
+
 class TreeService(Service):
     """:class:`Service` run from another checkout: its cwd (gunicorn and ``-m`` put the cwd first on
-    the path) and ``PYTHONPATH``, so that tree's code answers."""
+    the path), ``PYTHONPATH`` and graph cache (:func:`tree_cache`), so that tree's code answers."""
 
     def __init__(self, env: dict[str, str], port: int, log: Path, tree: Path) -> None:
         self.base = f"http://127.0.0.1:{port}"
@@ -94,7 +102,7 @@ class TreeService(Service):
         self.proc = subprocess.Popen(
             [sys.executable, *command, "--bind", f"127.0.0.1:{port}", "services.qa.wsgi:app"],
             cwd=tree,
-            env=env | {"PYTHONPATH": str(tree)},
+            env=env | {"PYTHONPATH": str(tree), "XDG_CACHE_HOME": str(tree_cache(tree))},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -190,6 +198,15 @@ def main(argv: list[str] | None = None) -> int:
             {"owner": "user:bench@example.com", "owner_email": "bench@example.com", "model": "extractive"}
         )
         fake = MixedVectorEmbedder(load_embedder())
+        if args.compare is not None:  # its graph is built before any start, as the qa image build does
+            subprocess.run(
+                [sys.executable, "-m", "shared.knowledge.embeddings"],
+                cwd=args.compare,
+                env=os.environ
+                | {"PYTHONPATH": str(args.compare), "XDG_CACHE_HOME": str(tree_cache(args.compare))},
+                check=True,
+                capture_output=True,
+            )
         for size in sizes:
             bucket = f"askbase-cost-{size}-{uuid.uuid4().hex[:6]}"
             print(f"{size:,} chunks: building and publishing…", file=sys.stderr)

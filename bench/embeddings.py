@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.knowledge import embeddings as embeddings_module
 from shared.knowledge.chunker import Chunk, chunk_id, content_hash
-from shared.knowledge.embeddings import MINILM_DIMENSION, MINILM_ID, MiniLMEmbedder
+from shared.knowledge.embeddings import MINILM_DIMENSION, MINILM_ID, Embedder, MiniLMEmbedder
 from shared.knowledge.index import KnowledgeIndex, PageRecord
 from shared.knowledge.retrieval import BM25, reciprocal_rank_fusion, tokenize
 
@@ -87,15 +87,39 @@ def synthetic_text(rng: random.Random, topic: str, target_tokens: int) -> str:
 # --- embedder ---------------------------------------------------------------------------------------
 
 
+# The modules of shared/knowledge/ that embeddings.py builds on, in import order: the other checkout's
+# embedder must run with its own graph builder and table reader, not with this tree's.
+EMBEDDER_MODULES = ("word_table", "onnx_graph", "embeddings")
+
+
 def load_embeddings_module(tree: Path) -> ModuleType:
     """``shared/knowledge/embeddings.py`` of another checkout, imported beside this tree's under its own
-    name, so both embedders run in one process and their runs can alternate."""
-    path = tree / "shared" / "knowledge" / "embeddings.py"
-    spec = importlib.util.spec_from_file_location(f"embeddings_{abs(hash(str(tree)))}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    name, so both embedders run in one process and their runs can alternate.
+
+    Its own ``onnx_graph.py`` (and ``word_table.py``, where it has one) are imported the same way and
+    stand in for this tree's while its modules import, so it builds and runs the graph its code
+    expects (e.g. a graph that still holds the word table)."""
+    tag = abs(hash(str(tree)))
+    saved = {name: sys.modules.get(f"shared.knowledge.{name}") for name in EMBEDDER_MODULES}
+    module: ModuleType | None = None
+    try:
+        for name in EMBEDDER_MODULES:
+            path = tree / "shared" / "knowledge" / f"{name}.py"
+            if not path.is_file():
+                continue
+            spec = importlib.util.spec_from_file_location(f"{name}_{tag}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            sys.modules[f"shared.knowledge.{name}"] = module
+            spec.loader.exec_module(module)
+    finally:
+        for name, original in saved.items():
+            if original is None:
+                sys.modules.pop(f"shared.knowledge.{name}", None)
+            else:
+                sys.modules[f"shared.knowledge.{name}"] = original
+    assert module is not None, f"no shared/knowledge/embeddings.py under {tree}"
     return module
 
 
@@ -154,6 +178,12 @@ def bench_embedder(
         mixed_tokens = statistics.median(current.token_count(text) for text in mixed)
         for embedder in embedders.values():
             embedder.embed(uniform[:8])  # warm-up: first run pays for allocations
+        if compare is not None:
+            texts = [*uniform[:32], *mixed[:32], *queries]
+            difference = np.abs(embedders["compare"].embed(texts) - current.embed(texts)).max()
+            rows["vectors: max abs difference, compare vs this tree (64 chunks, 24 queries)"] = (
+                f"{difference:.2g}"
+            )
 
         samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for run in range(runs):
@@ -208,7 +238,7 @@ class MixedVectorEmbedder:
     id = MINILM_ID
     dimension = MINILM_DIMENSION
 
-    def __init__(self, real: MiniLMEmbedder) -> None:
+    def __init__(self, real: Embedder) -> None:
         sentences = [f"{topic} {word}" for topic in TOPICS for word in WORDS[::6]]
         self._basis = real.embed(sentences)
         self._by_topic = {topic: i for i, topic in enumerate(TOPICS)}

@@ -1,10 +1,13 @@
-"""The MiniLM embedder: shape, normalisation, meaning, 256-token inputs, and an independent check of
-the ONNX graph against a plain-numpy BERT forward pass written here from the paper, not from the graph."""
+"""The MiniLM embedder: shape, normalisation, meaning, 256-token inputs, an independent check of the
+ONNX graph against a plain-numpy BERT forward pass written here from the paper, not from the graph,
+and the word-embedding table read from its own file rather than held in memory."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import random
 import socket
 from pathlib import Path
 
@@ -21,7 +24,8 @@ from shared.knowledge.embeddings import (
     MiniLMEmbedder,
     load_embedder,
 )
-from shared.knowledge.onnx_graph import cached_onnx_model, model_dir
+from shared.knowledge.onnx_graph import MiniLMModel, cached_onnx_model, model_dir
+from shared.knowledge.word_table import WordTable, save_word_table
 
 SENTENCES = [
     "How do I reset my password?",
@@ -53,12 +57,14 @@ def embedder() -> MiniLMEmbedder:
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * weight + bias
+    normalised: np.ndarray = (x - mean) / np.sqrt(var + eps) * weight + bias
+    return normalised
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
     erf = np.vectorize(math.erf, otypes=[np.float64])
-    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+    gelu: np.ndarray = 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+    return gelu
 
 
 def numpy_minilm(text: str) -> np.ndarray:
@@ -83,7 +89,9 @@ def numpy_minilm(text: str) -> np.ndarray:
         def dense(h: np.ndarray, name: str, p: str = p) -> np.ndarray:
             return h @ weights[p + name + ".weight"].T + weights[p + name + ".bias"]
 
-        split = lambda h: h.reshape(len(ids), heads, head_dim).transpose(1, 0, 2)  # noqa: E731
+        def split(h: np.ndarray) -> np.ndarray:
+            return h.reshape(len(ids), heads, head_dim).transpose(1, 0, 2)
+
         q = split(dense(x, "attention.self.query"))
         k = split(dense(x, "attention.self.key"))
         v = split(dense(x, "attention.self.value"))
@@ -102,7 +110,8 @@ def numpy_minilm(text: str) -> np.ndarray:
             weights[p + "output.LayerNorm.bias"],
         )
     pooled = x.mean(0)
-    return pooled / np.linalg.norm(pooled)
+    normalised: np.ndarray = pooled / np.linalg.norm(pooled)
+    return normalised
 
 
 # --- the tests -----------------------------------------------------------------------------------
@@ -212,7 +221,7 @@ def test_texts_beyond_256_tokens_are_truncated_at_256(embedder: MiniLMEmbedder) 
 def test_empty_input_and_single_string_misuse(embedder: MiniLMEmbedder) -> None:
     assert embedder.embed([]).shape == (0, 384)
     with pytest.raises(TypeError):
-        embedder.embed("not a list")  # type: ignore[arg-type]
+        embedder.embed("not a list")
 
 
 def test_the_session_keeps_no_cpu_arena_between_calls(embedder: MiniLMEmbedder) -> None:
@@ -239,18 +248,20 @@ def test_building_the_graph_caches_it_atomically_and_never_touches_the_network(
     monkeypatch.setattr(socket, "create_connection", no_network)
     cache = tmp_path / "cache"
     fresh = MiniLMEmbedder(cache=cache)
-    files = list(cache.iterdir())
-    assert len(files) == 1
-    assert files[0].suffix == ".onnx"
-    assert files[0].stat().st_size > 80_000_000
+    graph, table = sorted(cache.iterdir(), key=lambda path: path.name)
+    assert graph.suffix == ".onnx" and table.name.endswith(".words.npy")
+    assert table.name.removesuffix(".words.npy") == graph.name.removesuffix(".onnx")
+    # The 47 MB word table is its own file; the graph keeps the rest of the weights (~43 MB).
+    assert table.stat().st_size > 30522 * 384 * 4
+    assert 40_000_000 < graph.stat().st_size < 50_000_000
     np.testing.assert_allclose(fresh.embed(SENTENCES[:2]), load_embedder().embed(SENTENCES[:2]), atol=1e-6)
 
-    # The second load reuses the file: building again would fail here.
-    def no_rebuild(weights: dict) -> bytes:
+    # The second load reuses the files: building again would fail here.
+    def no_rebuild(weights: dict[str, np.ndarray]) -> bytes:
         raise AssertionError("rebuilt a cached graph")
 
     monkeypatch.setattr(onnx_graph, "build_minilm_onnx", no_rebuild)
-    assert cached_onnx_model(cache=cache) == files[0]
+    assert cached_onnx_model(cache=cache) == MiniLMModel(graph, table)
 
 
 def test_cache_key_follows_the_weights_and_an_unwritable_cache_falls_back_to_memory(
@@ -258,20 +269,23 @@ def test_cache_key_follows_the_weights_and_an_unwritable_cache_falls_back_to_mem
 ) -> None:
     built: list[int] = []
 
-    def fake_build(weights: dict) -> bytes:
+    def fake_build(weights: dict[str, np.ndarray]) -> bytes:
         built.append(1)
         return b"onnx-bytes"
 
+    words = np.arange(12, dtype=np.float32).reshape(4, 3)
     monkeypatch.setattr(onnx_graph, "build_minilm_onnx", fake_build)
-    monkeypatch.setattr(onnx_graph, "load_weights", lambda directory: {})
+    monkeypatch.setattr(onnx_graph, "load_weights", lambda directory: {onnx_graph.WORD_TABLE_KEY: words})
     fake_model = tmp_path / "model"
     fake_model.mkdir()
     (fake_model / "model.safetensors").write_bytes(b"weights v1")
     cache = tmp_path / "cache"
     first = cached_onnx_model(fake_model, cache)
-    assert isinstance(first, Path)
-    assert first.read_bytes() == b"onnx-bytes"
-    assert [p.name for p in cache.iterdir()] == [first.name]  # no temporary file left behind
+    assert isinstance(first.graph, Path) and isinstance(first.word_table, Path)
+    assert first.graph.read_bytes() == b"onnx-bytes"
+    np.testing.assert_array_equal(np.load(first.word_table), words)
+    # No temporary file left behind.
+    assert sorted(p.name for p in cache.iterdir()) == sorted([first.graph.name, first.word_table.name])
     assert cached_onnx_model(fake_model, cache) == first
     assert len(built) == 1
 
@@ -279,11 +293,51 @@ def test_cache_key_follows_the_weights_and_an_unwritable_cache_falls_back_to_mem
     second = cached_onnx_model(fake_model, cache)
     assert second != first
     assert len(built) == 2
-    assert [p.name for p in cache.iterdir()] == [second.name]  # the stale graph is gone
+    assert isinstance(second.graph, Path) and isinstance(second.word_table, Path)
+    # The stale graph and table are gone.
+    assert sorted(p.name for p in cache.iterdir()) == sorted([second.graph.name, second.word_table.name])
+
+    # A graph whose table went missing is rebuilt with it, never run without it.
+    second.word_table.unlink()
+    assert cached_onnx_model(fake_model, cache) == second
+    assert len(built) == 3
 
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the cache directory should be")
-    assert cached_onnx_model(fake_model, blocked / "askbase") == b"onnx-bytes"
+    in_memory = cached_onnx_model(fake_model, blocked / "askbase")
+    assert in_memory.graph == b"onnx-bytes"
+    assert isinstance(in_memory.word_table, np.ndarray)
+    np.testing.assert_array_equal(in_memory.word_table, words)
+
+
+def test_a_graph_cached_by_the_older_builder_is_rebuilt_once_and_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Graph version 3 held the word table as an initializer and took token ids; its file, named
+    # <id>-<weights digest>-g3.<builder hash>.onnx, must neither be loaded nor left taking 90 MB.
+    built: list[int] = []
+
+    def fake_build(weights: dict[str, np.ndarray]) -> bytes:
+        built.append(1)
+        return b"onnx-bytes"
+
+    monkeypatch.setattr(onnx_graph, "build_minilm_onnx", fake_build)
+    monkeypatch.setattr(
+        onnx_graph, "load_weights", lambda directory: {onnx_graph.WORD_TABLE_KEY: np.ones((2, 2), np.float32)}
+    )
+    fake_model = tmp_path / "model"
+    fake_model.mkdir()
+    (fake_model / "model.safetensors").write_bytes(b"weights")
+    digest = onnx_graph.weights_sha256(fake_model / "model.safetensors")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old = cache / f"{MINILM_ID}-{digest[:16]}-g3.c5f6d7f5.onnx"
+    old.write_bytes(b"a graph with the table inside")
+    model = cached_onnx_model(fake_model, cache)
+    assert model.graph != old and len(built) == 1
+    assert not old.exists()
+    assert cached_onnx_model(fake_model, cache) == model
+    assert len(built) == 1  # once
 
 
 def test_the_installed_weights_digest_comes_from_the_package_record(
@@ -310,3 +364,127 @@ def test_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert onnx_graph.cache_dir() == tmp_path / "home" / ".cache" / "askbase"
+
+
+# --- the word-embedding table ------------------------------------------------------------------------
+
+
+def _graph_with_its_own_gather(embedder: MiniLMEmbedder) -> bytes:
+    """The embedder's graph as it was before the table left it: token ids in, a Gather on the table
+    as an initializer (graph version 3's embedding input), the rest unchanged."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = cached_onnx_model()
+    assert isinstance(model.graph, Path) and isinstance(model.word_table, Path)
+    proto = onnx.load(str(model.graph))
+    graph = proto.graph
+    (word_input,) = [item for item in graph.input if item.name == "word_vectors"]
+    graph.input.remove(word_input)
+    graph.input.insert(0, helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]))
+    graph.initializer.append(numpy_helper.from_array(np.load(model.word_table), "word_embeddings"))
+    graph.node.insert(0, helper.make_node("Gather", ["word_embeddings", "input_ids"], ["word_vectors"]))
+    serialized: bytes = proto.SerializeToString()
+    return serialized
+
+
+def test_vectors_equal_the_graph_that_gathers_the_words_itself(embedder: MiniLMEmbedder) -> None:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(
+        _graph_with_its_own_gather(embedder), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    rng = random.Random(16)
+    words = LONG_TEXT.split()
+    # Mixed lengths, so most rows are padded (padding reads row 0 in both graphs).
+    texts = [*SENTENCES, *(" ".join(rng.choices(words, k=rng.randint(3, 60))) for _ in range(6))]
+    encodings = embedder._tokenizer.encode_batch(texts)
+    width = max(len(encoding.ids) for encoding in encodings)
+    ids = np.zeros((len(texts), width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, encoding in enumerate(encodings):
+        ids[row, : len(encoding.ids)] = encoding.ids
+        mask[row, : len(encoding.ids)] = 1
+    (in_graph,) = session.run(["embeddings"], {"input_ids": ids, "attention_mask": mask})
+    (fed,) = embedder._session.run(
+        ["embeddings"], {"word_vectors": embedder._words.rows(ids), "attention_mask": mask}
+    )
+    # Same batch, same arithmetic: identical, not merely close.
+    np.testing.assert_array_equal(fed, in_graph)
+    np.testing.assert_allclose(embedder.embed(texts), in_graph, atol=1e-6)
+
+
+def test_the_word_table_stays_in_its_file_not_in_the_process(embedder: MiniLMEmbedder) -> None:
+    import onnx
+
+    # The session holds no [30522, 384] initializer: the graph's input is the gathered rows.
+    assert [item.name for item in embedder._session.get_inputs()] == ["word_vectors", "attention_mask"]
+    model = cached_onnx_model()
+    assert isinstance(model.graph, Path)
+    shapes = [tuple(initializer.dims) for initializer in onnx.load(str(model.graph)).graph.initializer]
+    assert (30522, 384) not in shapes
+    # The table is an open file the embedder reads from, never a mapping of it (the kernel mapped
+    # whole neighbourhoods of a mapped table into the process, even with MADV_RANDOM).
+    table = embedder._words.path
+    assert table is not None and table.name.endswith(".words.npy")
+    embedder.embed(SENTENCES)
+    # (Another process may have rebuilt the cache meanwhile: the descriptor then reads the file it
+    # opened, which the link shows as "... (deleted)".)
+    assert os.readlink(f"/proc/self/fd/{embedder._words._fd}").startswith(str(table))
+    mapped = Path("/proc/self/maps").read_text()
+    assert table.name not in mapped
+
+
+def test_without_a_writable_cache_the_embedder_runs_graph_and_table_from_memory(
+    embedder: MiniLMEmbedder, tmp_path: Path
+) -> None:
+    # A read-only home (the scrape function builds its model at its first run, where the cache may
+    # not be writable): nothing is written, and the vectors are the same.
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the cache directory should be")
+    from_memory = MiniLMEmbedder(cache=blocked / "askbase")
+    assert from_memory._words.path is None
+    texts = [*SENTENCES, LONG_TEXT]
+    np.testing.assert_array_equal(from_memory.embed(texts), embedder.embed(texts))
+
+
+def test_word_table_rows_are_read_from_the_file_each_call(tmp_path: Path) -> None:
+    array = np.random.default_rng(3).standard_normal((50, 6)).astype(np.float32)
+    path = tmp_path / "words.npy"
+    with path.open("wb") as handle:
+        save_word_table(handle, array)
+    table = WordTable.open(path)
+    assert (table.vocabulary, table.dimension) == (50, 6)
+    # Repeats, a run of consecutive ids, both ends of the table, a 2-D batch of ids.
+    ids = np.array([[0, 7, 8, 9, 7, 49], [3, 3, 0, 10, 11, 48]], dtype=np.int64)
+    np.testing.assert_array_equal(table.rows(ids), array[ids])
+    np.testing.assert_array_equal(WordTable(array).rows(ids), array[ids])
+    assert table.rows(np.zeros((0, 0), dtype=np.int64)).shape == (0, 0, 6)
+    # Nothing is cached in the process: a row changed in the file (same inode) is read as changed.
+    changed = array.copy()
+    changed[7] = 42.0
+    with path.open("r+b") as handle:
+        handle.seek(path.stat().st_size - 50 * 6 * 4 + 7 * 6 * 4)
+        handle.write(changed[7].tobytes())
+    np.testing.assert_array_equal(table.rows(ids), changed[ids])
+    with pytest.raises(IndexError):
+        table.rows(np.array([50]))
+    with pytest.raises(IndexError):
+        table.rows(np.array([-1]))
+
+
+def test_a_truncated_or_misshapen_word_table_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "words.npy"
+    with path.open("wb") as handle:
+        save_word_table(handle, np.ones((10, 4), dtype=np.float32))
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size - 4)
+    with pytest.raises(ValueError, match="truncated"):
+        WordTable.open(path)
+    np.save(path, np.ones((10, 4), dtype=np.float64))
+    with pytest.raises(ValueError, match="float32"):
+        WordTable.open(path)

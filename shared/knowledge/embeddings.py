@@ -2,13 +2,17 @@
 
 The model runs from the ONNX graph :mod:`shared.knowledge.onnx_graph` builds from the packaged weights
 and caches on disk; this module tokenises, batches and runs it, and keeps one embedder per process.
+The graph's input is the word-embedding rows of each batch's tokens, which
+:class:`~shared.knowledge.word_table.WordTable` reads from the table's own file (47 MB that no
+process holds in memory).
 
 Speed (bench/embeddings.py; figures in bench/README.md, "Performance round 2"): the graph uses
 onnxruntime's fused transformer kernels, the session's threads sleep instead of spinning while they
 wait, and :meth:`MiniLMEmbedder.embed` sorts texts by token count and pads each batch only to its
-longest text. Memory: the session runs without onnxruntime's CPU arena and hands the heap its load
-freed back to the system (see :class:`MiniLMEmbedder`). None of this changes a vector beyond float
-rounding (tests/test_embeddings.py holds them to the sentence-transformers reference).
+longest text. Memory: the word-embedding table stays in its file, the session runs without
+onnxruntime's CPU arena and hands the heap its load freed back to the system (see
+:class:`MiniLMEmbedder`). None of this changes a vector beyond float rounding (tests/test_embeddings.py
+holds them to the sentence-transformers reference).
 
 Nothing here touches the network: a missing model is an error, never a download.
 """
@@ -27,6 +31,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from shared.knowledge.onnx_graph import MINILM_ID, EmbedderUnavailable, cached_onnx_model, model_dir
+from shared.knowledge.word_table import WordTable
 
 __all__ = [
     "BATCH_SIZE",
@@ -76,10 +81,11 @@ def available_cpus() -> int:
 def release_free_heap() -> None:
     """Return the C heap's free pages to the system (glibc ``malloc_trim``); elsewhere a no-op.
 
-    Loading the session parses the 90 MB graph file and copies its weights into tensors; the parsed
-    copy is freed afterwards, but glibc keeps freed pages in its arenas. Trimming once after the load
-    gives them back: with the arena off as well, the embedder alone held 164 MB after its load
-    instead of 173-175 MB, and the qa app's imports, Chroma and the model 235 MB instead of 262 MB.
+    Loading the session parses the graph file (43 MB; 90 MB while it held the word table) and copies
+    its weights into tensors; the parsed copy is freed afterwards, but glibc keeps freed pages in its
+    arenas. Trimming once after the load gives them back: measured with the 90 MB graph and the arena
+    off as well, the embedder alone held 164 MB after its load instead of 173-175 MB, and the qa app's
+    imports, Chroma and the model 235 MB instead of 262 MB.
     Memory allocated later (opening a 10,000-chunk index) would otherwise have reused those pages,
     so a worker serving a large index ends at about the same RSS either way; the trim changes nothing
     the process computes.
@@ -153,14 +159,24 @@ class MiniLMEmbedder:
         options.enable_cpu_mem_arena = False
         options.log_severity_level = 3
         model = cached_onnx_model(directory, cache)
-        source = str(model) if isinstance(model, Path) else model
+        graph = str(model.graph) if isinstance(model.graph, Path) else model.graph
         try:
+            # The word-embedding table is not in the graph: the session would hold all 47 MB of it in
+            # anonymous memory for the life of the process. embed() gathers each batch's rows from
+            # the table's file and feeds them as the graph's input instead. Measured against the graph
+            # that gathered them itself (64 chunks of mixed length, 24 queries): max abs difference 0.0,
+            # so the vectors, and this embedder's id, are unchanged.
+            self._words = (
+                WordTable.open(model.word_table)
+                if isinstance(model.word_table, Path)
+                else WordTable(model.word_table)
+            )
             self._session = onnxruntime.InferenceSession(
-                source, sess_options=options, providers=["CPUExecutionProvider"]
+                graph, sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
             # An in-memory model (the cache was not writable) is rebuilt at every start: nothing to delete.
-            hint = f"; delete {model} to rebuild" if isinstance(model, Path) else ""
+            hint = f"; delete {model.graph} to rebuild" if isinstance(model.graph, Path) else ""
             raise EmbedderUnavailable(f"cannot load the ONNX model ({exc}){hint}") from exc
         # The first run allocates onnxruntime's buffers; pay for it here rather than in a request.
         self.embed(["warm up"])
@@ -182,7 +198,9 @@ class MiniLMEmbedder:
             for row, index in enumerate(batch):
                 ids[row, : lengths[index]] = encodings[index].ids
                 mask[row, : lengths[index]] = 1
-            (vectors,) = self._session.run(["embeddings"], {"input_ids": ids, "attention_mask": mask})
+            # Padding positions read row 0 ([PAD]), as the graph's own Gather did; the mask hides them.
+            words = self._words.rows(ids)
+            (vectors,) = self._session.run(["embeddings"], {"word_vectors": words, "attention_mask": mask})
             out[batch] = vectors
         return out
 
@@ -210,10 +228,9 @@ def load_embedder(name: str = MINILM_ID) -> Embedder:
 
 
 if __name__ == "__main__":
-    # `python -m shared.knowledge.embeddings` builds the cached graph ahead of time (e.g. in a
-    # container image build), so the first request of a new instance does not pay ~2 s for it.
+    # `python -m shared.knowledge.embeddings` builds the cached graph and word table ahead of time
+    # (e.g. in a container image build), so the first request of a new instance does not pay ~2 s.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     built = cached_onnx_model()
-    print(
-        built if isinstance(built, Path) else f"built in memory only ({len(built)} bytes): cache not writable"
-    )
+    for part in (built.graph, built.word_table):
+        print(part if isinstance(part, Path) else "built in memory only: cache not writable")

