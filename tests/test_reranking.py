@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from shared.knowledge.reranking import (
     PER_PAGE,
     POOL,
@@ -10,11 +12,14 @@ from shared.knowledge.reranking import (
     page_diverse,
     passage_signals,
     rerank,
+    vector_ranks,
 )
 from shared.knowledge.retrieval import Passage, query_terms
 
 
-def _passage(name: str, text: str, score: float, url: str | None = None) -> Passage:
+def _passage(
+    name: str, text: str, score: float, url: str | None = None, vector: float | None = None
+) -> Passage:
     return Passage(
         chunk_id=name,
         text=f"Manual > {name}\n\n{text}",
@@ -23,6 +28,7 @@ def _passage(name: str, text: str, score: float, url: str | None = None) -> Pass
         anchor="",
         source="docs",
         score=score,
+        vector_score=vector,
     )
 
 
@@ -120,3 +126,30 @@ def test_rerank_returns_a_page_diverse_list() -> None:
     ranked = rerank("tables", passages, 3, _idf)
     assert "other" in {p.chunk_id for p in ranked}
     assert sum(p.url.endswith("/big.html") for p in ranked) == PER_PAGE
+
+
+def test_the_passage_with_the_best_cosine_wins_a_near_tie_but_not_a_clear_margin() -> None:
+    text = "Row security policies restrict which rows a user can see."
+    keyword_favourite = _passage("keywords", text, 0.530, vector=0.35)
+    embedding_favourite = _passage("meaning", text, 0.525, vector=0.63)
+    order = rerank("restrict rows", [keyword_favourite, embedding_favourite], 2, _idf)
+    assert [p.chunk_id for p in order] == ["meaning", "keywords"]
+    clear = _passage("keywords", text, 0.60, vector=0.35)
+    assert [p.chunk_id for p in rerank("restrict rows", [clear, embedding_favourite], 2, _idf)] == [
+        "keywords",
+        "meaning",
+    ]
+    without = RerankWeights(vector=0.0)
+    assert [
+        p.chunk_id
+        for p in rerank("restrict rows", [keyword_favourite, embedding_favourite], 2, _idf, without)
+    ] == ["keywords", "meaning"]
+
+
+def test_vector_ranks_halve_down_the_cosine_order_and_count_an_unknown_cosine_as_zero() -> None:
+    passages = [
+        _passage("unknown", "x", 0.5),
+        _passage("second", "x", 0.5, vector=0.4),
+        _passage("first", "x", 0.5, vector=0.6),
+    ]
+    assert vector_ranks(passages) == {"first": 1.0, "second": 0.5, "unknown": pytest.approx(1 / 3)}

@@ -124,7 +124,8 @@ def test_reciprocal_rank_fusion_rewards_agreement() -> None:
     assert order[:2] == ["b", "a"]  # b: ranks 2+1 beat a: ranks 1+3
     assert set(order) == {"a", "b", "c", "d"}
     best = reciprocal_rank_fusion([["x", "y"], ["x"]])
-    assert best[0] == ("x", pytest.approx(1.0))
+    assert best[0][0] == "x"
+    assert best[0][1] == pytest.approx(1.0)
     assert all(0 < score <= 1 for _, score in fused)
 
 
@@ -193,6 +194,19 @@ def test_bm25_normalised_scores_measure_coverage_of_the_question() -> None:
     # A question term no document contains weighs the keyword side down.
     diluted = dict(bm25.top_normalized("quota exceeded zanzibar", 3))
     assert diluted["both"] < 0.6 * scores["both"]
+
+
+def test_normalised_scores_also_cover_the_vector_candidates_outside_the_keyword_top() -> None:
+    texts = ["quota exceeded quota exceeded", "quota exceeded once", "quota mentioned", "unrelated words"]
+    bm25 = BM25(["a", "b", "c", "d"], texts)
+    full = dict(bm25.top_normalized("quota exceeded", 4))
+    top_one = bm25.top_normalized("quota exceeded", 1, also=["c", "d", "a", "missing"])
+    # The top 1 first, then the vector candidates that contain a query term, with the same scores
+    # a deeper search gives them; one without any query term, one already listed and an unknown id
+    # are left out.
+    assert [item for item, _ in top_one] == ["a", "c"]
+    assert dict(top_one) == {"a": full["a"], "c": full["c"]}
+    assert dict(bm25.top_normalized("quota exceeded", 1)) == {"a": full["a"]}
 
 
 def test_stemming_folds_inflections_but_not_identifiers_or_different_words() -> None:

@@ -272,7 +272,9 @@ class KnowledgeIndex:
             chunk_id: 1.0 - float(distance)
             for chunk_id, distance in zip(result["ids"][0], result["distances"][0], strict=True)
         }
-        keyword_scores = dict(bm25.top_normalized(question, candidates))
+        # The vector candidates get their keyword score too, not 0 when BM25 ranks them just below
+        # its top N (see BM25.top_normalized).
+        keyword_scores = dict(bm25.top_normalized(question, candidates, also=vector_scores))
         # A keyword hit outside the vector top-N still deserves its true similarity, not 0.
         missing = [chunk_id for chunk_id in keyword_scores if chunk_id not in vector_scores]
         if missing:
