@@ -16,8 +16,9 @@ SnapshotStore, then measured:
 - with ``--compare DIR``: the same starts, RSS and CPU for another checkout's qa (e.g. ``git archive HEAD
   | tar -x -C /tmp/before``), its start and this tree's alternating on the same published snapshot, so
   the machine's load falls on both alike (the cost of a code change at each size);
-- *retrieval p50 / p99*: :meth:`KnowledgeIndex.search` in this process on a restored copy (embed the
-  question with the real MiniLM, HNSW, BM25, heading score, fusion), ``--queries`` questions.
+- *retrieval p50 / p99*: :meth:`KnowledgeIndex.search` in this process on a restored copy opened
+  read-only, as qa opens it (embed the question with the real MiniLM, HNSW, BM25, heading score,
+  fusion), ``--queries`` questions.
 
 Chunks are ~200-token synthetic doc paragraphs (bench/embeddings.py ``synthetic_text``); their vectors are
 not MiniLM's own: each is a mix of real MiniLM vectors of topic sentences plus noise (bench/embeddings.py
@@ -157,7 +158,7 @@ def retrieval(bucket: str, tmp: Path, queries: int) -> dict[str, float]:
         f"how do I {rng.choice(WORDS)} the {rng.choice(TOPICS)} {rng.choice(WORDS)}" for _ in range(queries)
     ]
     started = time.perf_counter()
-    index = KnowledgeIndex.open(restored.path, load_embedder())
+    index = KnowledgeIndex.open(restored.path, load_embedder(), read_only=True)  # as qa opens it
     open_s = time.perf_counter() - started
     try:
         for question in questions[:5]:

@@ -693,3 +693,18 @@ def test_concurrent_searches_during_writes(index: KnowledgeIndex) -> None:
         for thread in readers:
             thread.join(timeout=30)
     assert not errors, errors[0]
+
+
+def test_the_loaded_table_holds_a_pages_repeated_fields_once(
+    tmp_path: Path, embedder: BagOfWordsEmbedder
+) -> None:
+    # Every serving worker holds the table: a page's url, title and source are one object each, not one
+    # per chunk (what JSON decoding gives).
+    path = tmp_path / "index"
+    with KnowledgeIndex.open(path, embedder) as index:
+        add(index, make_page("https://docs.acme.dev/install", PAGES["https://docs.acme.dev/install"]))
+    table = chunktable.load(path, embedder.id, None)
+    assert table is not None and len(table.chunks) > 1
+    first, *rest = table.chunks
+    assert all(c.url is first.url and c.title is first.title and c.source is first.source for c in rest)
+    assert [c.url for c in table.chunks] == ["https://docs.acme.dev/install"] * len(table.chunks)

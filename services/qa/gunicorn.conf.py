@@ -17,3 +17,7 @@ keepalive = 30
 preload_app = False
 accesslog = None
 errorlog = "-"
+# gunicorn 27's control socket serves `gunicornc` commands nobody sends on Cloud Run. It costs the master
+# a thread running an asyncio loop at every start, and its default path, $HOME/.gunicorn/, is one the
+# image's user cannot create (its home, /app, is root-owned), so the start only logged a warning.
+control_socket_disable = True

@@ -2,9 +2,9 @@
 
 A starting Q&A instance has two slow, independent jobs before it can answer: *fetch* the snapshot
 (import the Cloud Storage client, read the pointer, download, verify, unpack) and *get ready* to open it
-(import Chroma, load the embedding model). Both are mostly Python holding the GIL, so two threads run
-them one after the other; a child process runs the fetch on the second CPU. bench/snapshots.py measures
-the difference on a 2-core machine.
+(import Chroma's Rust bindings, load the embedding model). Both are mostly Python holding the GIL, so
+two threads run them one after the other; a child process runs the fetch on the second CPU.
+bench/snapshots.py measures the difference on a 2-core machine.
 
 :class:`ColdStartSource` is the snapshot source a :class:`~shared.qa.live_index.LiveIndex` starts with:
 its first pointer read and restore are answered by the child started in :meth:`ColdStartSource.start`,

@@ -133,19 +133,25 @@ class KnowledgeIndex:
         self._chroma_has_text = False
         self._written = False
         self._closed = False
+        self._read_only = False
 
     # --- opening and closing ---------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, embedder: Embedder, collection: str = "askbase") -> KnowledgeIndex:
+    def open(
+        cls, path: Path, embedder: Embedder, collection: str = "askbase", read_only: bool = False
+    ) -> KnowledgeIndex:
         """Open (or create) the index at ``path`` for ``embedder``.
+
+        ``read_only``: for serving a restored snapshot. A directory in a published snapshot's exact
+        layout (sidecar, chunk table with BM25 postings, no journal) is then read through
+        :class:`~shared.knowledge.chroma_reader.ChromaReader`, without importing the ``chromadb``
+        package (0.5 s of CPU and ~18 MB of a qa cold start); any other directory is opened as before.
+        Writing to a read-only index raises ``RuntimeError``.
 
         Raises :class:`EmbedderMismatch` if the index was built with another embedder id or dimension,
         :class:`IndexCorrupt` if the directory holds chunks but no readable sidecar.
         """
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         sidecar = _read_sidecar(path / SIDECAR_NAME)
@@ -161,6 +167,13 @@ class KnowledgeIndex:
                 raise IndexCorrupt(
                     f"the index at {path} holds collection {sidecar.get('collection')!r}, not {collection!r}"
                 )
+        if read_only and sidecar is not None:
+            index = cls._open_published(path, embedder, collection, sidecar)
+            if index is not None:
+                return index
+
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
 
         # The returned object is chromadb.api.client.Client, which has close(); the declared ClientAPI
         # interface does not list it.
@@ -180,18 +193,46 @@ class KnowledgeIndex:
                     f"{path} holds {chroma_collection.count()} chunks but no {SIDECAR_NAME}: "
                     "it was not written by askbase or is an incomplete copy"
                 )
-            known = {field.name for field in dataclasses.fields(PageRecord)}
-            pages = {
-                url: PageRecord(**{k: v for k, v in record.items() if k in known})
-                for url, record in (sidecar or {}).get("pages", {}).items()
-            }
-            index = cls(path, embedder, client, chroma_collection, pages)
+            index = cls(path, embedder, client, chroma_collection, _page_records(sidecar))
+            index._read_only = read_only
             index._load_chunks()
             if sidecar is None:
                 index._write_sidecar()
             index._warm_up()
         except BaseException:
             client.close()
+            raise
+        return index
+
+    @classmethod
+    def _open_published(
+        cls, path: Path, embedder: Embedder, collection: str, sidecar: dict[str, Any]
+    ) -> KnowledgeIndex | None:
+        """``path`` read through the Rust bindings alone, or None when it is not in a published
+        snapshot's exact layout (no Chroma collection, a journal, no chunk table matching Chroma's
+        count, a table without BM25 postings): those need chromadb's client to recover."""
+        from shared.knowledge.chroma_reader import ChromaReader, CollectionMissing
+
+        if chunktable.has_journal(path):
+            return None
+        try:
+            reader = ChromaReader.open(path, collection)
+        except CollectionMissing:
+            return None
+        try:
+            table = chunktable.load(path, None, reader.count())
+            if table is None or table.bm25 is None:
+                reader.close()
+                return None
+            index = cls(path, embedder, reader, reader, _page_records(sidecar))
+            # _chroma_has_text stays False: it only tells a writer's flush to rewrite the collection.
+            index._read_only = True
+            index._adopt_chunks(table.chunks)
+            index._bm25 = (index._generation, table.bm25)
+            index._table_saved = True
+            index._warm_up()
+        except BaseException:
+            reader.close()
             raise
         return index
 
@@ -320,7 +361,7 @@ class KnowledgeIndex:
         if len({chunk.id for chunk in chunks}) != len(chunks):
             raise ValueError(f"duplicate chunk ids for {record.url}")
         with self.write_lock:
-            self._check_open()
+            self._check_writable()
             record = dataclasses.replace(record, chunk_count=len(chunks))
             old_ids = self._by_url.get(record.url, [])
             previous = self._pages.get(record.url)
@@ -359,7 +400,7 @@ class KnowledgeIndex:
         :meth:`upsert_page`, which reuses the stored vectors of its unchanged chunks.
         """
         with self.write_lock:
-            self._check_open()
+            self._check_writable()
             embedded = 0
             new: dict[str, tuple[PageRecord, list[Chunk]]] = {}
             for record, chunks in pages:
@@ -395,7 +436,7 @@ class KnowledgeIndex:
         Raises KeyError for a page the index does not hold.
         """
         with self.write_lock:
-            self._check_open()
+            self._check_writable()
             record = self._pages[url]
             self._pages[url] = dataclasses.replace(
                 record, etag=etag, last_modified=last_modified, fetched_at=_utc_now()
@@ -405,7 +446,7 @@ class KnowledgeIndex:
     def remove_page(self, url: str) -> int:
         """Forget ``url`` and delete its chunks; return how many chunks were removed (0 if unknown)."""
         with self.write_lock:
-            self._check_open()
+            self._check_writable()
             ids = self._by_url.get(url, [])
             if ids:
                 self._delete_ids(ids)
@@ -419,6 +460,11 @@ class KnowledgeIndex:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"the index at {self.path} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._read_only:
+            raise RuntimeError(f"the index at {self.path} was opened read-only (for serving)")
 
     def _load_chunks(self) -> None:
         """Hold every chunk in memory, from the chunk table (see chunktable.py for the three cases)."""
@@ -578,6 +624,15 @@ class KnowledgeIndex:
             if cached is not None and cached[0] == self._generation:
                 return cached[1]
             return self._build_bm25()
+
+
+def _page_records(sidecar: dict[str, Any] | None) -> dict[str, PageRecord]:
+    """url → PageRecord from the sidecar (fields this version does not know are left out)."""
+    known = {field.name for field in dataclasses.fields(PageRecord)}
+    return {
+        url: PageRecord(**{k: v for k, v in record.items() if k in known})
+        for url, record in (sidecar or {}).get("pages", {}).items()
+    }
 
 
 def _read_sidecar(path: Path) -> dict[str, Any] | None:

@@ -171,11 +171,15 @@ class _Preparation:
 
 
 def _prepare_in_background(load_model: Callable[[], object]) -> _Preparation:
-    """Import Chroma and load the model on two threads (the model load releases the GIL for part of
-    its time). Failures are logged: the first open retries."""
+    """Import Chroma's Rust bindings and load the model on two threads (the model load releases the
+    GIL for part of its time). Failures are logged: the first open retries.
+
+    Only the bindings: a published snapshot is opened read-only through them
+    (:mod:`shared.knowledge.chroma_reader`), and the ``chromadb`` package (0.5 s of CPU) is imported
+    only to open a copy in an older layout."""
 
     def import_chroma() -> None:
-        import chromadb  # noqa: F401
+        import chromadb_rust_bindings  # noqa: F401
 
     threads = []
     for name, job in (("chroma", import_chroma), ("model", load_model)):
@@ -196,7 +200,7 @@ class LoadingEmbedder:
     """An embedder whose id and dimension are known while its model is still loading.
 
     Opening an index reads only the embedder's id and dimension (the sidecar check, Chroma's warm-up
-    probe), never a vector, so the first copy can be opened (Chroma's client, its HNSW file, the chunk
+    probe), never a vector, so the first copy can be opened (Chroma's bindings, its HNSW file, the chunk
     table: 0.1-0.25 s of CPU at 465-10,000 chunks) while the model loads on its thread, instead of
     after it. :meth:`embed` waits for that load and then uses the process-wide embedder.
     """
@@ -270,10 +274,10 @@ class LiveIndex:
         def opener(path: Path) -> KnowledgeIndex:
             if settings.embedder != MINILM_ID:  # an unknown name: load_embedder says so
                 prepared.wait()
-                return KnowledgeIndex.open(path, loaded(), collection=settings.collection)
+                return KnowledgeIndex.open(path, loaded(), collection=settings.collection, read_only=True)
             prepared.wait_for_chroma()
             embedder = LoadingEmbedder(MINILM_ID, MINILM_DIMENSION, loaded)
-            index = KnowledgeIndex.open(path, embedder, collection=settings.collection)
+            index = KnowledgeIndex.open(path, embedder, collection=settings.collection, read_only=True)
             try:
                 # Opened while the model loaded; a model that cannot load fails the open, as before,
                 # rather than every search of a copy that looks ready.
