@@ -6,7 +6,6 @@ import itertools
 import threading
 
 import pytest
-from pydantic import SecretStr
 
 from shared.bots.registry import IDENTITIES, Bot, BotReader, BotRegistry, IdentityTaken
 from shared.bots.secrets import (
@@ -16,7 +15,7 @@ from shared.bots.secrets import (
     webhook_secret_hash,
     webhook_secret_matches,
 )
-from shared.config import load_settings
+from shared.config import SecretStr, load_settings
 from shared.gcp import firestore_client
 
 pytestmark = pytest.mark.emulators

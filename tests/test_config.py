@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from shared.config import ConfigError, Settings, load_settings
+from shared.config import (
+    ConfigError,
+    Environment,
+    SecretStr,
+    Settings,
+    Source,
+    SourceKind,
+    load_settings,
+)
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "configuration.md"
 
 
 def test_bad_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,7 +81,7 @@ def test_production_requires_oidc_between_services(monkeypatch: pytest.MonkeyPat
         load_settings()
 
 
-def test_google_cloud_markers_refuse_local_rules(monkeypatch) -> None:
+def test_google_cloud_markers_refuse_local_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     """On Cloud Run / Cloud Functions, a deployable that lost ASKBASE_ENV fails closed at start."""
     # functions-framework sets FUNCTION_TARGET on a laptop too: it alone changes nothing.
     monkeypatch.setenv("FUNCTION_TARGET", "telegram_webhook")
@@ -87,3 +98,153 @@ def test_google_cloud_markers_refuse_local_rules(monkeypatch) -> None:
             load_settings()
         monkeypatch.setenv("ASKBASE_INTERNAL_AUTH", "google-oidc")
         assert load_settings().is_production
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [(w, True) for w in ("1", "true", "TRUE", "yes", "on", "t", "Y", " on ")]
+    + [(w, False) for w in ("0", "false", "False", "no", "off", "f", "n")],
+)
+def test_bool_words(monkeypatch: pytest.MonkeyPatch, word: str, expected: bool) -> None:
+    monkeypatch.setenv("ASKBASE_DEV_SIGN_IN", word)
+    assert load_settings().dev_sign_in is expected
+
+
+def test_a_bool_that_is_no_word_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASKBASE_DEV_SIGN_IN", "maybe")
+    with pytest.raises(ConfigError, match="ASKBASE_DEV_SIGN_IN: must be a boolean"):
+        load_settings()
+
+
+def test_env_names_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("askbase_snapshot_keep", "9")
+    monkeypatch.setenv("Askbase_Bucket", "kb")
+    monkeypatch.setenv("google_cloud_project", "p-lower")
+    settings = load_settings(_env_file=None)
+    assert (settings.snapshot_keep, settings.bucket, settings.project_id) == (9, "kb", "p-lower")
+
+
+def test_google_cloud_project_comes_before_askbase_project_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    monkeypatch.setenv("ASKBASE_PROJECT_ID", "from-askbase")
+    assert load_settings(_env_file=None).project_id == "from-askbase"
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "from-google")
+    assert load_settings(_env_file=None).project_id == "from-google"
+    # An override by field name beats both.
+    assert load_settings(project_id="given").project_id == "given"
+    assert load_settings(GOOGLE_CLOUD_PROJECT="by-alias").project_id == "by-alias"
+    assert Settings.env_name("project_id") == "GOOGLE_CLOUD_PROJECT"
+
+
+def test_env_file_is_read_and_the_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "# local overrides\n"
+        "export ASKBASE_BUCKET=from-file\n"
+        "ASKBASE_REGION='us-central1'\n"
+        'ASKBASE_GEMINI_MODEL="gemini # not a comment"\n'
+        "ASKBASE_COLLECTION=docs  # a comment\n"
+        "ASKBASE_SNAPSHOT_KEEP=3\n"
+        'ASKBASE_CRAWL_USER_AGENT="bot\\t\\"q\\" \\\\"\n'
+        "   \n"
+        "SOMETHING_ELSE=ignored\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ASKBASE_SNAPSHOT_KEEP", "5")
+    settings = load_settings()
+    assert settings.bucket == "from-file" and settings.region == "us-central1"
+    assert settings.gemini_model == "gemini # not a comment" and settings.collection == "docs"
+    assert settings.crawl_user_agent == 'bot\t"q" \\'
+    assert settings.snapshot_keep == 5  # the environment beats the file
+    assert load_settings(_env_file=None).bucket == "askbase-local"
+
+
+def test_every_bad_key_is_reported_in_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASKBASE_SNAPSHOT_KEEP", "0")
+    monkeypatch.setenv("ASKBASE_CRAWL_CONCURRENCY", "lots")
+    monkeypatch.setenv("ASKBASE_ANSWERER", "gpt")
+    monkeypatch.setenv("ASKBASE_GAPS_GROUP_SIMILARITY", "1")
+    monkeypatch.setenv("ASKBASE_BOT_MODELS", "extractive,claude")
+    monkeypatch.setenv(
+        "ASKBASE_SOURCES",
+        '[{"name": "ok", "kind": "feed", "url": "https://b.test"}, {"name": "", "url": "ftp://x"}]',
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    message = str(caught.value)
+    assert "ASKBASE_SNAPSHOT_KEEP: must be at least 1" in message
+    assert "ASKBASE_CRAWL_CONCURRENCY: must be an integer, not 'lots'" in message
+    assert "ASKBASE_ANSWERER: must be one of 'extractive', 'gemini'" in message
+    assert "ASKBASE_GAPS_GROUP_SIMILARITY: must be less than 1" in message
+    assert "ASKBASE_BOT_MODELS: unknown answerers ['claude']" in message
+    assert "ASKBASE_SOURCES[1.name]: must have at least 1 characters" in message
+    assert "ASKBASE_SOURCES[1.kind]: is required" in message
+    assert "ASKBASE_SOURCES[1.url]: must match" in message
+    assert "ASKBASE_SOURCES[0" not in message
+
+
+def test_typed_overrides_and_strings_are_coerced() -> None:
+    settings = Settings(
+        _env_file=None,
+        token_key="k" * 8,
+        gaps_ignore_words="askbase, Acme Cloud",
+        read_rate_limit_per_minute="12",
+        snapshot_prefix="snaps",
+        sources=[{"name": "d", "kind": "crawl", "url": "http://d.test/", "max_pages": "20"}],
+    )
+    assert isinstance(settings.token_key, SecretStr) and settings.token_key.get_secret_value() == "k" * 8
+    assert settings.gaps_ignore_words == ["askbase", "Acme Cloud"]
+    assert (
+        settings.read_rate_limit_per_minute == 12
+        and Settings(_env_file=None).read_rate_limit_per_minute is None
+    )
+    assert settings.snapshot_prefix == "snaps/"
+    assert settings.sources == [Source(name="d", kind=SourceKind.CRAWL, url="http://d.test/", max_pages=20)]
+    assert (
+        Settings(_env_file=None, env="production", internal_auth="google-oidc").env is Environment.PRODUCTION
+    )
+
+
+def test_sources_round_trip_through_json() -> None:
+    source = Source(name="docs", kind=SourceKind.SITEMAP, url="https://d.test/", exclude=["/blog/"])
+    settings = load_settings(_env_file=None, sources="[" + source.model_dump_json() + "]")
+    assert settings.sources == [source]
+    with pytest.raises(ValueError, match="max_pages: must be at most 100000"):
+        Source(name="docs", kind=SourceKind.SITEMAP, url="https://d.test/", max_pages=100_001)
+
+
+def test_secrets_never_show_in_repr_or_str(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASKBASE_SESSION_SECRET", "hunter2-hunter2-hunter2")
+    settings = load_settings(_env_file=None)
+    assert settings.session_secret.get_secret_value() == "hunter2-hunter2-hunter2"
+    for shown in (repr(settings), str(settings), repr(settings.session_secret), f"{settings.session_secret}"):
+        assert "hunter2" not in shown
+    assert SecretStr("a") == SecretStr("a") != SecretStr("b")
+    assert Settings.model_fields["session_secret"].annotation is SecretStr
+
+
+def test_model_copy_applies_updates_unchecked_and_leaves_the_original() -> None:
+    settings = load_settings(_env_file=None)
+    copied = settings.model_copy(update={"retrieval_top_k": 500, "admin_emails": ["x@y.test"]})
+    assert copied.retrieval_top_k == 500  # no validation, as pydantic's model_copy
+    assert copied.admin_emails == ["x@y.test"] and settings.admin_emails == []
+    assert settings.retrieval_top_k == 5 and copied.bucket == settings.bucket
+    with pytest.raises(AttributeError):
+        settings.model_copy(update={"no_such_field": 1})
+
+
+def test_model_fields_give_defaults_and_types() -> None:
+    fields = Settings.model_fields
+    assert (
+        fields["gaps_group_similarity"].default == 0.3 and fields["gaps_group_similarity"].annotation is float
+    )
+    assert fields["oidc_issuers"].default == ["https://accounts.google.com", "accounts.google.com"]
+    assert Settings.env_name("snapshot_keep") == "ASKBASE_SNAPSHOT_KEEP"
+
+
+def test_settings_import_no_pydantic() -> None:
+    """Every process imports shared.config first: pydantic would cost each start ~24 MB and ~0.2 s."""
+    code = (
+        "import sys, shared.config; print(any(m.split('.')[0].startswith('pydantic') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"

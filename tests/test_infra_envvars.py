@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import SecretStr
 
 from infra import envvars
-from shared.config import Settings
+from shared.config import SecretStr, Settings
 
 
 def test_every_name_infra_sets_is_the_settings_env_var_of_its_field() -> None:
