@@ -248,3 +248,14 @@ def test_settings_import_no_pydantic() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_qa_modules_import_no_pydantic() -> None:
+    """qa's app, its bot forms (which list the platforms) and its index import no pydantic: only the
+    webhooks and the worker build a Job (shared.bots.jobs); qa decides nothing about jobs."""
+    code = (
+        "import sys, services.qa.app, services.qa.bots_pages, services.qa.bot_form, shared.qa.live_index, "
+        "shared.bots.platforms; print(sorted({m.split('.')[0] for m in sys.modules if 'pydantic' in m}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

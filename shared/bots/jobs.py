@@ -20,26 +20,16 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from shared.bots.job_kinds import JobKind, job_id
 from shared.pubsub import TopicPublisher
 
+__all__ = ["Job", "JobKind", "JobPublisher", "MalformedPush", "job_id", "parse_push_envelope"]
+
 PUBLISH_TIMEOUT_SECONDS = 10.0
-
-
-class JobKind(StrEnum):
-    """What the worker should do."""
-
-    ASK = "ask"  # ask the Q&A service, send the answer
-    HELP = "help"  # /start, /help: send the help text, no Q&A call
-    ENABLE = "enable"  # /enable: check the sender is a chat admin, then persist and confirm
-    DISABLE = "disable"  # /disable: same, the other way
-    MODE = "mode"  # /mode <mode>: same check, then persist the chat's answer mode (``question``)
-    VOTE = "vote"  # a 👍/👎 button press: have the Q&A service cast the vote (no message is sent)
-    FORGET = "forget"  # /forget: same admin check, then delete the chat's history and its questions
 
 
 class Job(BaseModel):
@@ -80,11 +70,6 @@ class Job(BaseModel):
     def attributes(self) -> dict[str, str]:
         """Pub/Sub attributes: for filtering and for reading a message without decoding it."""
         return {"job_id": self.job_id, "platform": self.platform, "bot_id": self.bot_id, "kind": self.kind}
-
-
-def job_id(platform: str, bot_id: str, update_id: int | str) -> str:
-    """The job id of one platform update (Telegram update id, Discord interaction id)."""
-    return f"{platform}:{bot_id}:{update_id}"
 
 
 class MalformedPush(ValueError):

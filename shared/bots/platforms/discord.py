@@ -29,12 +29,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from shared.bots.buttons import LABELS, Action, custom_id, parse_custom_id
 from shared.bots.formatting import SourceRef, pack_blocks, shorten, split_escaped
-from shared.bots.jobs import Job, JobKind, job_id
+from shared.bots.job_kinds import JobKind, job_id
 from shared.bots.platforms.base import Delivery, Platform, Registration, RegistrationField, Rejection, Reply
 from shared.bots.platforms.errors import InvalidRegistration, PlatformError, PlatformUnreachable, Unanswerable
 
 if TYPE_CHECKING:
     from shared.bots.buttons import ButtonStateStore
+    from shared.bots.jobs import Job
     from shared.bots.lookup import BotInfo
     from shared.bots.platforms.base import Ack, ApiEndpoint, BotCredentials, Stage
     from shared.bots.platforms.discord_api import DiscordClient
@@ -334,6 +335,8 @@ class Discord(Platform):
         if not isinstance(token, str) or not token or not application_id:
             return Rejection(400, "not an interaction", "no token or application id")
         guild = bool(interaction.get("guild_id"))
+        from shared.bots.jobs import Job  # pydantic's model: see shared.bots.job_kinds
+
         job = Job(
             job_id=job_id(self.name, bot.bot_id, interaction_id),
             platform=self.name,
@@ -374,6 +377,8 @@ class Discord(Platform):
         # thanked now, within Discord's 3 seconds. The interaction id is the dedupe key: a replayed
         # press publishes once, and casting is idempotent anyway.
         interaction_id = str(interaction.get("id"))
+        from shared.bots.jobs import Job  # pydantic's model: see shared.bots.job_kinds
+
         job = Job(
             job_id=job_id(self.name, bot.bot_id, interaction_id),
             platform=self.name,

@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from shared.bots.buttons import Action, custom_id, parse_custom_id
 from shared.bots.formatting import SourceRef, pack_blocks, shorten, split_escaped
-from shared.bots.jobs import Job, JobKind, job_id
+from shared.bots.job_kinds import JobKind, job_id
 from shared.bots.platforms.base import Delivery, Platform, Registration, RegistrationField, Rejection, Reply
 from shared.bots.platforms.errors import InvalidRegistration, PlatformError, PlatformUnreachable, Unanswerable
 from shared.bots.secrets import webhook_secret_matches
 
 if TYPE_CHECKING:
     from shared.bots.buttons import ButtonStateStore
+    from shared.bots.jobs import Job
     from shared.bots.lookup import BotInfo
     from shared.bots.platforms.base import Ack, ApiEndpoint, BotCredentials, Stage
     from shared.bots.platforms.telegram_api import TelegramClient
@@ -315,6 +316,8 @@ class Telegram(Platform):
         if not isinstance(chat_id, int):
             return Rejection(400, "not an update", "chat without id")
         sender = _dict(message, "from")
+        from shared.bots.jobs import Job  # pydantic's model: see shared.bots.job_kinds
+
         job = Job(
             job_id=job_id(self.name, bot.bot_id, update_id),
             platform=self.name,
@@ -352,6 +355,8 @@ class Telegram(Platform):
             # The answer's state expired (30 days) or never existed: say so, never an error.
             return _answer_callback(query_id, TOO_OLD_FEEDBACK, "expired")
         chat_id = _dict(_dict(query, "message"), "chat").get("id")
+        from shared.bots.jobs import Job  # pydantic's model: see shared.bots.job_kinds
+
         job = Job(
             job_id=job_id(self.name, bot.bot_id, update_id),
             platform=self.name,
