@@ -367,7 +367,7 @@ class Source:
 
     model_fields: ClassVar[Mapping[str, FieldInfo]]
 
-    name: Annotated[str, Limits(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    name: Annotated[str, Limits(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
     kind: SourceKind
     url: Annotated[str, Limits(pattern=r"^https?://")]
     include: list[str] = field(default_factory=list)  # regexes; a URL must match one if given

@@ -358,6 +358,14 @@ def test_a_quote_from_an_entry_named_by_an_identifier_starts_with_its_name() -> 
         anchor="work-mem",
     )
     assert ExtractiveAnswerer().answer("What does work_mem set?", [named]).text.startswith("work_mem sets")
+    # Nor a heading whose bracket is a remark, not a type.
+    remark = replace(
+        entry,
+        text="Guide > Setup (optional)\n\nSets the amount of memory the cache may use.",
+        chunk_id="r1",
+        anchor="setup",
+    )
+    assert ExtractiveAnswerer().answer("How much memory may the cache use?", [remark]).text.startswith("Sets")
 
 
 def test_a_synopsis_gives_way_to_a_plain_section_of_its_page() -> None:

@@ -153,3 +153,27 @@ def test_a_journal_left_by_a_writer_opens_read_only_through_chromadb(tmp_path: P
     with KnowledgeIndex.open(path, embedder, read_only=True) as served:
         assert served.chunk_count() == 2
         assert served.search("yaks", k=1)[0].url == "https://docs.acme.dev/d"
+
+
+def test_bindings_whose_calls_changed_fall_back_to_chromadb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The bindings are chromadb's private API: after an upgrade that changes a call, qa must still
+    # serve (through chromadb's client), not fail every open.
+    path = tmp_path / "index"
+    embedder = BagOfWordsEmbedder()
+    build(path, embedder, pages=5)
+
+    def changed_query(self: ChromaReader, *args: object, **kwargs: object) -> dict[str, object]:
+        raise TypeError("query() takes 8 positional arguments but 10 were given")
+
+    monkeypatch.setattr(ChromaReader, "query", changed_query)
+    with (
+        caplog.at_level("WARNING", logger="shared.knowledge.index"),
+        KnowledgeIndex.open(path, embedder, read_only=True) as served,
+    ):
+        assert not isinstance(served._collection, ChromaReader)
+        assert served.search("Topic 3", k=1)[0].url == "https://docs.acme.dev/3"
+        with pytest.raises(RuntimeError, match="read-only"):
+            served.remove_page("https://docs.acme.dev/3")
+    assert "opening it with chromadb" in caplog.text

@@ -259,3 +259,10 @@ def test_qa_modules_import_no_pydantic() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_source_name_with_a_trailing_newline_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "$" would match before a final newline; names are used in Firestore ids and log lines.
+    monkeypatch.setenv("ASKBASE_SOURCES", '[{"name": "docs\\n", "kind": "crawl", "url": "https://x.test"}]')
+    with pytest.raises(ConfigError, match=r"ASKBASE_SOURCES\[0\.name\]"):
+        load_settings()

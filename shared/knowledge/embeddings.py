@@ -176,7 +176,9 @@ class MiniLMEmbedder:
             )
         except Exception as exc:
             # An in-memory model (the cache was not writable) is rebuilt at every start: nothing to delete.
-            hint = f"; delete {model.graph} to rebuild" if isinstance(model.graph, Path) else ""
+            hint = ""
+            if isinstance(model.graph, Path):
+                hint = f"; delete {model.graph} and {model.word_table} to rebuild"
             raise EmbedderUnavailable(f"cannot load the ONNX model ({exc}){hint}") from exc
         # The first run allocates onnxruntime's buffers; pay for it here rather than in a request.
         self.embed(["warm up"])

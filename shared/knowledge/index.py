@@ -146,8 +146,9 @@ class KnowledgeIndex:
         ``read_only``: for serving a restored snapshot. A directory in a published snapshot's exact
         layout (sidecar, chunk table with BM25 postings, no journal) is then read through
         :class:`~shared.knowledge.chroma_reader.ChromaReader`, without importing the ``chromadb``
-        package (0.5 s of CPU and ~18 MB of a qa cold start); any other directory is opened as before.
-        Writing to a read-only index raises ``RuntimeError``.
+        package (0.5 s of CPU and ~18 MB of a qa cold start); any other directory is opened as before,
+        and opening it may still repair the directory (replay a journal, write the table and sidecar:
+        it is the server's own copy). Read-only means the index's write methods raise ``RuntimeError``.
 
         Raises :class:`EmbedderMismatch` if the index was built with another embedder id or dimension,
         :class:`IndexCorrupt` if the directory holds chunks but no readable sidecar.
@@ -215,9 +216,15 @@ class KnowledgeIndex:
 
         if chunktable.has_journal(path):
             return None
+        # The bindings are chromadb's private interface, pinned with chromadb: if an upgrade changes
+        # their calls (TypeError, AttributeError), serving falls back to chromadb's client, slower to
+        # start but correct, and says so, rather than leaving qa with nothing to serve.
         try:
             reader = ChromaReader.open(path, collection)
         except CollectionMissing:
+            return None
+        except (TypeError, AttributeError) as exc:
+            log.warning("chromadb's Rust bindings did not open %s (%r): opening it with chromadb", path, exc)
             return None
         try:
             table = chunktable.load(path, None, reader.count())
@@ -231,6 +238,10 @@ class KnowledgeIndex:
             index._bm25 = (index._generation, table.bm25)
             index._table_saved = True
             index._warm_up()
+        except (TypeError, AttributeError) as exc:
+            reader.close()
+            log.warning("chromadb's Rust bindings did not read %s (%r): opening it with chromadb", path, exc)
+            return None
         except BaseException:
             reader.close()
             raise

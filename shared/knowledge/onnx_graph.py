@@ -373,5 +373,8 @@ def cached_onnx_model(directory: Path | None = None, cache: Path | None = None) 
     # keeps the unlinked file readable until it closes.
     for stale in cache.glob(f"{MINILM_ID}-*"):
         if stale not in (graph_path, table_path) and stale.suffix in (".onnx", ".npy"):
-            stale.unlink(missing_ok=True)
+            try:
+                stale.unlink(missing_ok=True)
+            except OSError as exc:  # another user's file in a shared cache: theirs to keep
+                log.warning("cannot delete the stale cached model file %s (%s)", stale, exc)
     return MiniLMModel(graph_path, table_path)

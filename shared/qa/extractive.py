@@ -331,8 +331,11 @@ def page_quote(
 
 
 # A section heading that is a name with its type, as reference entries are titled: "port (integer)",
-# "max_parallel_workers_per_gather (integer)".
-_TYPED_NAME = re.compile(r"\S+ \([a-z ]+\)")
+# "max_parallel_workers_per_gather (integer)". Only a type in the bracket counts: "Setup (optional)" or
+# "Examples (continued)" are headings, not names.
+_TYPED_NAME = re.compile(
+    r"\S+ \((?:integer|boolean|string|enum|real|floating point|text|number|float|int|bool|list|array)\)"
+)
 
 
 def named_quote(passage: Passage, quote: str) -> str:
