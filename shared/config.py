@@ -132,6 +132,10 @@ class _Invalid(ValueError):
         super().__init__("; ".join(f"{where}: {msg}" if where else msg for where, msg in problems))
         self.problems = problems
 
+    def inside(self, name: str) -> list[tuple[str, str]]:
+        """The problems as seen from the value holding this one under ``name`` (a field, an index)."""
+        return [(f"{name}.{where}" if where else name, msg) for where, msg in self.problems]
+
 
 @dataclass(frozen=True)
 class FieldInfo:
@@ -236,7 +240,7 @@ def _to_type(value: Any, tp: Any) -> Any:
             try:
                 items.append(_coerce(item, item_type))
             except _Invalid as exc:
-                problems += [(f"{i}.{where}" if where else str(i), msg) for where, msg in exc.problems]
+                problems += exc.inside(str(i))
         if problems:
             raise _Invalid(problems)
         return items
@@ -343,7 +347,9 @@ _Built = typing.TypeVar("_Built")
 
 
 def _build(cls: type[_Built], data: Mapping[str, Any]) -> _Built:
-    """A dataclass from a mapping (a JSON object), every field coerced; unknown keys are ignored."""
+    """A dataclass from a mapping (a JSON object), every field coerced; unknown keys are ignored.
+    Coerced here as well as in the class's own ``__post_init__`` so that a missing field and a bad
+    one are reported together."""
     fields: Mapping[str, FieldInfo] = getattr(cls, "model_fields")  # noqa: B009 (set after the class)
     values, problems = {}, []
     for name, info in fields.items():
@@ -354,7 +360,7 @@ def _build(cls: type[_Built], data: Mapping[str, Any]) -> _Built:
         try:
             values[name] = _coerce(data[name], info.annotation, info.markers)
         except _Invalid as exc:
-            problems += [(f"{name}.{where}" if where else name, msg) for where, msg in exc.problems]
+            problems += exc.inside(name)
     if problems:
         raise _Invalid(problems)
     return cls(**values)
@@ -381,7 +387,7 @@ class Source:
             try:
                 setattr(self, name, _coerce(getattr(self, name), info.annotation, info.markers))
             except _Invalid as exc:
-                problems += [(f"{name}.{where}" if where else name, msg) for where, msg in exc.problems]
+                problems += exc.inside(name)
         if problems:
             raise _Invalid(problems)
 

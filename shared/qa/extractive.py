@@ -319,10 +319,11 @@ def page_quote(
     found = section_quote(question, section, max_chars)
     if found is None or not _is_notation(found[1]):
         return found
-    url, anchor = section[0].url, section[0].anchor
+    url, tried = section[0].url, {section[0].anchor}
     for passage in chosen:
-        if passage.url != url or passage.anchor == anchor:
+        if passage.url != url or passage.anchor in tried:
             continue
+        tried.add(passage.anchor)
         other = [p for p in chosen if (p.url, p.anchor) == (passage.url, passage.anchor)]
         alternative = section_quote(question, other, max_chars)
         if alternative is not None and not _is_notation(alternative[1]):
