@@ -167,19 +167,25 @@ def test_follow_ups_are_read_from_the_question_not_its_length() -> None:
     assert classify("Snapshots?") is TurnKind.NEW
 
 
-def _passage(chunk_id: str, text: str, score: float) -> Passage:
-    return Passage(chunk_id, text, f"https://a/{chunk_id}", "T", "", "docs", score)
+def _passage(chunk_id: str, text: str, score: float, heading_score: float | None = None) -> Passage:
+    return Passage(
+        chunk_id, text, f"https://a/{chunk_id}", "T", "", "docs", score, heading_score=heading_score
+    )
 
 
-def test_a_reference_is_merged_only_when_the_question_alone_finds_nothing_confident() -> None:
+def test_a_reference_stands_alone_only_when_a_heading_asks_it_and_scores_confidently() -> None:
     calls: list[str] = []
 
     def search(query: str, k: int) -> list[Passage]:
         calls.append(query)
-        if query == "How much does it cost?":
-            return [_passage("faq", "It costs nothing when idle.", 0.77)]
+        if query == "How much does it cost?":  # the FAQ heading asks exactly this
+            return [_passage("faq", "It costs nothing when idle.", 0.77, heading_score=1.0)]
         if query == "Where is its token kept?":
             return [_passage("vague", "Keep it safe.", 0.3)]
+        if query == "Which lock does it take?":  # pages about locks match well, no heading asks it
+            return [_passage("locks", "LOCK TABLE obtains a table-level lock.", 0.72, heading_score=0.52)]
+        if "VACUUM FULL" in query:
+            return [_passage("vacuum", "VACUUM FULL takes an ACCESS EXCLUSIVE lock.", 0.55)]
         return [_passage("bot", "The token is stored encrypted.", 0.6)]
 
     standalone = retrieve_for_turn(search, "How much does it cost?", "How do I deploy askbase?", 5)
@@ -187,6 +193,8 @@ def test_a_reference_is_merged_only_when_the_question_alone_finds_nothing_confid
     merged = retrieve_for_turn(search, "Where is its token kept?", "How do I create a Telegram bot?", 5)
     assert merged.merged and merged.query.startswith("How do I create a Telegram bot?")
     assert [p.chunk_id for p in merged.passages] == ["bot"]
+    vacuum = retrieve_for_turn(search, "Which lock does it take?", "What does VACUUM FULL do?", 5)
+    assert vacuum.merged and [p.chunk_id for p in vacuum.passages] == ["vacuum"]
     calls.clear()
     new = retrieve_for_turn(search, "Which port does the chat use?", "How do I deploy askbase?", 5)
     assert not new.merged and calls == ["Which port does the chat use?"]  # a new question: one search

@@ -216,6 +216,12 @@ def test_stemming_folds_inflections_but_not_identifiers_or_different_words() -> 
     assert stem("embedded") == stem("embeds") == "embed"
     assert stem("rolling") == "roll" and stem("running") == "run"
     assert stem("deployment") != stem("deploy")
+    # An -ate verb meets its -ation noun; a word that merely ends in "at" keeps it.
+    verbs = ("authenticate", "authenticates", "authenticated", "authenticating", "authentication")
+    assert {stem(w) for w in verbs} == {"authentic"}
+    assert stem("replicated") == stem("replication") and stem("truncate") == stem("truncation")
+    assert {stem(w) for w in ("format", "formats", "formatted")} == {"format"}
+    assert stem("update") == stem("updated") == "updat"  # too short to lose its "at"
     assert [stem(w) for w in ("gzip", "v1", "s3", "status", "class")] == [
         "gzip",
         "v1",

@@ -52,7 +52,7 @@ _TOKEN = re.compile(r"\w+(?:[.\-_]\w+)*", re.UNICODE)
 _PARTS = re.compile(r"[.\-_]")
 # Bump when tokenize() changes: BM25 postings saved with another version do not match the queries any
 # more, so BM25.from_arrays refuses them and the index rebuilds its postings from the chunk texts.
-TOKENIZER_VERSION = 3
+TOKENIZER_VERSION = 4
 
 # Reciprocal rank fusion constant: 60 is the value from Cormack et al. and works without tuning.
 RRF_K = 60
@@ -104,6 +104,7 @@ def stem(word: str) -> str:
     """
     if len(word) <= 3 or not (word.isascii() and word.isalpha()):
         return word
+    original = word
     if word.endswith("ation") and len(word) >= 9:
         return word[:-5]  # configuration → configur, like configure below; installation → install
     if word.endswith("ies") and len(word) > 4:
@@ -124,6 +125,11 @@ def stem(word: str) -> str:
             break
     if word.endswith("e") and len(word) > 3:
         word = word[:-1]
+    if word.endswith("at") and len(word) >= 6 and original[len(word) :] in ("e", "es", "ed", "ing"):
+        # authenticate, -s, -d, authenticating → "authentic", which is what the -ation rule makes of
+        # "authentication": the verb meets its noun (replicate/replication, truncate/truncation). Only
+        # when the word was an -ate verb: "format", "formats" and "formatted" keep their "at".
+        word = word[:-2]
     return word
 
 

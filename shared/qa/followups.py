@@ -9,9 +9,11 @@ apart, so the decision reads the question itself:
   a follow-up: it is searched together with the previous question, and passages that contain the
   follow-up's own words come first (they are its focus; the previous question is only context);
 * a **reference** (a pronoun such as "it", "its", "they", "that" that the question does not resolve
-  itself) is a follow-up only if the question alone does not already find a confident answer:
-  "How much does it cost?" matches the FAQ entry titled that way, "Where is its token kept?" matches
-  nothing well on its own;
+  itself) is a follow-up unless the docs themselves ask the question alone: its best passage scores
+  confidently *and* sits under a heading that says what the question says ("How much does it cost?"
+  matches the FAQ entry titled that way). "Where is its token kept?" matches nothing well on its
+  own; "Which lock does it take?" after a question about VACUUM FULL matches the pages about locks
+  well, but no heading asks it, so "it" is still VACUUM FULL;
 * anything else is a new question and is never merged.
 
 Pure: retrieval is passed in as a callable.
@@ -57,6 +59,12 @@ REFERENCES = frozenset({
 # reference whose words happen to match a heading well ("What does it create?") is taken alone:
 # the price of never merging a new question into an old one.
 STANDALONE_SCORE = 0.45
+# ... and its best passage's heading holds at least this share of the question's keyword weight
+# (:func:`shared.knowledge.retrieval.heading_scores`): the FAQ heading "How much does it cost?" scores
+# 1.0 for that question; on the PostgreSQL manual "Which lock does it take?" (after "What does VACUUM
+# FULL do that plain VACUUM doesn't?") finds the LOCK command's page at 0.72 with a heading score of
+# 0.52, and taking it alone answered about locks in general instead of VACUUM FULL's.
+STANDALONE_HEADING = 0.8
 
 
 class TurnKind(StrEnum):
@@ -107,6 +115,7 @@ def retrieve_for_turn(
     previous: str | None,
     k: int,
     standalone_score: float = STANDALONE_SCORE,
+    standalone_heading: float = STANDALONE_HEADING,
 ) -> Retrieval:
     """Search for ``question`` asked after ``previous`` (None: first question of a conversation)."""
     kind = classify(question)
@@ -114,7 +123,12 @@ def retrieve_for_turn(
         return Retrieval(question, search(question, k), kind, merged=False)
     if kind is TurnKind.REFERENCE:
         alone = search(question, k)
-        if alone and alone[0].score >= standalone_score:
+        best = alone[0] if alone else None
+        if (
+            best is not None
+            and best.score >= standalone_score
+            and (best.heading_score or 0.0) >= standalone_heading
+        ):
             return Retrieval(question, alone, kind, merged=False)
     query = merged_query(previous, question)
     # Twice as deep, so the follow-up's focus can bring a passage up from below the cut.
