@@ -153,6 +153,51 @@ def test_pages_retrieved_almost_as_high_are_listed_as_sources_without_quotes() -
     ] == ["r1"]
 
 
+def test_a_page_the_embedding_clearly_prefers_is_listed_unless_a_quoted_heading_names_the_question() -> None:
+    # "How do I attach a description to a table?" on the PostgreSQL manual: fusion quotes ALTER TABLE's
+    # ATTACH PARTITION (its heading says "attach" and "table"); MiniLM ranks COMMENT's page higher.
+    attach = replace(
+        _p(
+            "a1",
+            "ALTER TABLE > ATTACH PARTITION\n\nThis form attaches an existing table as a partition.",
+            "https://docs.example.com/sql-altertable",
+            0.70,
+            title="ALTER TABLE",
+        ),
+        vector_score=0.43,
+        heading_score=0.56,
+    )
+    comment = replace(
+        _p(
+            "c1",
+            "COMMENT > Description\n\nCOMMENT stores a comment about a database object.",
+            "https://docs.example.com/sql-comment",
+            0.53,
+            title="COMMENT",
+        ),
+        vector_score=0.51,
+        semantic_pick=True,
+    )
+    question = "How do I attach a description to a table?"
+    answer = ExtractiveAnswerer().answer(question, [attach, comment])
+    assert answer.text.startswith(
+        "ATTACH PARTITION: This form attaches an existing table as a partition. [1]"
+    )
+    assert answer.text.endswith(f"{ALSO_RELEVANT} [2]") and "stores a comment" not in answer.text
+    assert [p.chunk_id for p in answer.sources] == ["a1", "c1"]
+    # Not when its cosine is within the margin of the quoted passage's ...
+    close = replace(comment, vector_score=0.45)
+    assert [p.chunk_id for p in ExtractiveAnswerer().answer(question, [attach, close]).sources] == ["a1"]
+    # ... nor when the quoted section's heading names the question ...
+    named = replace(attach, heading_score=0.9)
+    assert [p.chunk_id for p in ExtractiveAnswerer().answer(question, [named, comment]).sources] == ["a1"]
+    # ... nor a passage that is not a search's pick, nor beyond the configured number of sources.
+    unpicked = replace(comment, semantic_pick=False)
+    assert [p.chunk_id for p in ExtractiveAnswerer().answer(question, [attach, unpicked]).sources] == ["a1"]
+    one = ExtractiveAnswerer(max_passages=1).answer(question, [attach, comment])
+    assert [p.chunk_id for p in one.sources] == ["a1"]
+
+
 def test_the_best_sentence_comes_first_and_the_next_best_joins_it() -> None:
     section = _p(
         "w1",

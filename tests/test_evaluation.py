@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -201,14 +202,19 @@ def test_a_reference_stands_alone_only_when_a_heading_asks_it_and_scores_confide
 
 
 def test_an_ellipsis_puts_passages_with_its_own_words_first() -> None:
+    pick = replace(_passage("pick", "Bots in Discord servers.", 0.3), semantic_pick=True)
+
     def search(query: str, k: int) -> list[Passage]:
         return [
             _passage("telegram", "Create a Telegram bot with BotFather.", 0.8),
             _passage("discord", "Create a Discord application.", 0.6),
+            pick,  # a search's semantic pick comes after its k and stays there
         ]
 
     found = retrieve_for_turn(search, "And for Discord?", "How do I create a Telegram bot?", 5)
-    assert found.merged and [p.chunk_id for p in found.passages] == ["discord", "telegram"]
+    assert found.merged and [p.chunk_id for p in found.passages] == ["discord", "telegram", "pick"]
+    one = retrieve_for_turn(search, "And for Discord?", "How do I create a Telegram bot?", 1)
+    assert [p.chunk_id for p in one.passages] == ["discord", "pick"]
 
 
 # --- the sample site through the real answering path ----------------------------------------------

@@ -12,6 +12,7 @@ from shared.knowledge.reranking import (
     page_diverse,
     passage_signals,
     rerank,
+    semantic_picks,
     vector_ranks,
 )
 from shared.knowledge.retrieval import Passage, query_terms
@@ -153,3 +154,25 @@ def test_vector_ranks_halve_down_the_cosine_order_and_count_an_unknown_cosine_as
         _passage("first", "x", 0.5, vector=0.6),
     ]
     assert vector_ranks(passages) == {"first": 1.0, "second": 0.5, "unknown": pytest.approx(1 / 3)}
+
+
+def test_semantic_picks_are_the_embeddings_favourite_pages_that_the_ranked_k_leave_out() -> None:
+    pool = [
+        _passage("ranked", "Fusion's first.", 0.7, vector=0.40),
+        _passage("limits", "Table K.1 describes various hard limits.", 0.5, vector=0.53),
+        _passage("limits-2", "More limits.", 0.45, url="https://docs.test/limits.html", vector=0.52),
+        _passage("wal", "Maximum size to let the WAL grow.", 0.6, vector=0.50),
+        _passage("unknown", "A keyword-only hit.", 0.55),
+        _passage("other", "Something else.", 0.3, vector=0.2),
+    ]
+    found = [pool[0], pool[3]]
+    picks = semantic_picks(pool, found, pages=2)
+    # The two pages with the best cosines are "limits" (its best passage only) and "wal"; "wal" is
+    # already among the ranked ones, so only "limits" is added, flagged, its scores untouched.
+    assert [p.chunk_id for p in picks] == ["limits"]
+    assert picks[0].semantic_pick and picks[0].score == 0.5 and not pool[1].semantic_pick
+    assert [p.chunk_id for p in semantic_picks(pool, found, pages=3)] == ["limits"]  # 3rd: "ranked"
+    assert semantic_picks(pool, pool, pages=2) == []
+    assert semantic_picks(pool, found, pages=0) == []
+    # A passage whose search did not say its cosine is never a pick.
+    assert semantic_picks([pool[4]], [], pages=2) == []

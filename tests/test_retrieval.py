@@ -16,6 +16,7 @@ from shared.knowledge.chunker import chunk_page, page_content_hash
 from shared.knowledge.embeddings import load_embedder
 from shared.knowledge.extract import ExtractedPage, Section
 from shared.knowledge.index import KnowledgeIndex, PageRecord
+from shared.knowledge.reranking import SEMANTIC_PAGES
 from shared.knowledge.retrieval import (
     BM25,
     WEIGHTS,
@@ -383,10 +384,14 @@ def test_one_error_code_among_many_similar_ones(tmp_path: Path) -> None:
 
 
 def test_results_are_ranked_distinct_and_bounded(index: KnowledgeIndex) -> None:
-    hits = index.search("installer", k=4)
-    assert len(hits) == 4
-    assert len({h.chunk_id for h in hits}) == 4
+    found = index.search("installer", k=4)
+    hits = [h for h in found if not h.semantic_pick]
+    picks = [h for h in found if h.semantic_pick]
+    assert found[: len(hits)] == hits and len(hits) == 4  # the k ranked ones, then any picks
+    assert len(picks) <= SEMANTIC_PAGES and not {p.url for p in picks} & {h.url for h in hits}
+    assert len({h.chunk_id for h in found}) == len(found)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert index.search("installer", k=4, picks=0) == hits
     assert all(0 <= h.score <= 1 for h in hits)
     assert hits[0].anchor in {"running-the-installer", "upgrading"}
     assert index.search("", k=3) == []

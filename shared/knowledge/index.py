@@ -44,7 +44,7 @@ from shared.knowledge.chunker import Chunk
 from shared.knowledge.embeddings import Embedder
 from shared.knowledge.index_recovery import IndexCorrupt as IndexCorrupt  # what open() raises
 from shared.knowledge.reranking import POOL as RERANK_POOL
-from shared.knowledge.reranking import rerank
+from shared.knowledge.reranking import SEMANTIC_PAGES, rerank, semantic_picks
 from shared.knowledge.retrieval import BM25, Passage, fuse_and_dedupe, heading_path, heading_scores
 
 if TYPE_CHECKING:
@@ -300,10 +300,16 @@ class KnowledgeIndex:
         return len(self._chunks)
 
     def search(
-        self, question: str, k: int = 5, weights: tuple[float, float, float] | None = None
+        self,
+        question: str,
+        k: int = 5,
+        weights: tuple[float, float, float] | None = None,
+        picks: int = SEMANTIC_PAGES,
     ) -> list[Passage]:
         """The ``k`` most relevant distinct passages for ``question``: vector search fused with BM25
-        and the heading-path score (``weights``: see :func:`shared.knowledge.retrieval.fuse_scores`).
+        and the heading-path score (``weights``: see :func:`shared.knowledge.retrieval.fuse_scores`),
+        re-ranked; then up to ``picks`` semantic picks, passages of the pages the embedding ranks
+        first that the ``k`` leave out (:func:`shared.knowledge.reranking.semantic_picks`).
 
         Safe to call from many threads at once, and while a write or a snapshot copy is under way.
         """
@@ -355,7 +361,8 @@ class KnowledgeIndex:
         fused = fuse_and_dedupe(
             vector_scores, keyword_scores, passages, max(k, RERANK_POOL), hashes, heading, weights
         )
-        return rerank(question, fused, k, bm25.idf)
+        found = rerank(question, fused, k, bm25.idf)
+        return found + semantic_picks(fused, found, picks)
 
     # --- writing ---------------------------------------------------------------------------------
 

@@ -91,6 +91,9 @@ class Passage:
     vector_score: float | None = None
     keyword_score: float | None = None
     heading_score: float | None = None
+    # True for a passage a search adds after its ``k`` because the embedding ranks its page among the
+    # first few while fusion did not return it (:func:`shared.knowledge.reranking.semantic_picks`).
+    semantic_pick: bool = False
 
 
 def stem(word: str) -> str:

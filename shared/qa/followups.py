@@ -131,6 +131,9 @@ def retrieve_for_turn(
         ):
             return Retrieval(question, alone, kind, merged=False)
     query = merged_query(previous, question)
-    # Twice as deep, so the follow-up's focus can bring a passage up from below the cut.
-    passages = _focus_first(search(query, 2 * k), question)[:k]
-    return Retrieval(query, passages, kind, merged=True)
+    # Twice as deep, so the follow-up's focus can bring a passage up from below the cut. The search's
+    # semantic picks stay after the k, where a search puts them.
+    found = search(query, 2 * k)
+    ranked = [p for p in found if not getattr(p, "semantic_pick", False)]
+    picks = [p for p in found if getattr(p, "semantic_pick", False)]
+    return Retrieval(query, _focus_first(ranked, question)[:k] + picks, kind, merged=True)
