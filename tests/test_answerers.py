@@ -196,6 +196,12 @@ def test_a_page_the_embedding_clearly_prefers_is_listed_unless_a_quoted_heading_
     assert [p.chunk_id for p in ExtractiveAnswerer().answer(question, [attach, unpicked]).sources] == ["a1"]
     one = ExtractiveAnswerer(max_passages=1).answer(question, [attach, comment])
     assert [p.chunk_id for p in one.sources] == ["a1"]
+    # Listed before a near-tie: with room for one more source, the embedding's favourite gets it.
+    near = _p("n1", "CREATE TABLE > Partitions\n\nA table can be partitioned.", "https://x/ct", 0.65)
+    both = ExtractiveAnswerer().answer(question, [attach, near, comment])
+    assert [p.chunk_id for p in both.sources] == ["a1", "c1", "n1"]
+    two = ExtractiveAnswerer(max_passages=2).answer(question, [attach, near, comment])
+    assert [p.chunk_id for p in two.sources] == ["a1", "c1"]
 
 
 def test_the_best_sentence_comes_first_and_the_next_best_joins_it() -> None:

@@ -38,18 +38,18 @@ QUOTE_CHARS = 400
 ALSO_SHARE = 0.85
 ALSO_RELEVANT = "Also relevant:"
 # A search's semantic pick (a page the embedding ranks first or second that fusion left out) is listed
-# as also relevant when its cosine similarity beats the best quoted passage's by at least this: the
-# embedding then disagrees with what was quoted. On the PostgreSQL set this listed the right page for
-# "What is the maximum size of a table?", "How do I attach a description to a table?" and "How can I
-# track which queries take the most time?" (hit@5 0.885 -> 0.906) at a citation precision of 0.611
-# instead of 0.626; with no margin, 0.610; at 0.06 one of the three was lost. On the sample site no
-# pick is listed (bench/README.md, "The embedding's favourite pages").
+# as also relevant, before the near-ties, when its cosine similarity beats the best quoted passage's
+# by at least this: the embedding then disagrees with what was quoted. On the PostgreSQL set this
+# listed the right page for "What is the maximum size of a table?", "How do I attach a description to
+# a table?" and "How can I track which queries take the most time?" (hit@5 0.885 -> 0.917) at a
+# citation precision of 0.618 instead of 0.630; with no margin 0.616; at 0.06 one of the three was
+# lost. On the sample site no pick is listed (bench/README.md, "The embedding's favourite pages").
 SEMANTIC_MARGIN = 0.03
 # ... unless a quoted passage's heading holds at least this share of the question's keyword weight
 # (its heading score): a section titled by the question is the answer whatever the embedding prefers.
 # On the 2,826 generated PostgreSQL questions (each a section's own heading) listing picks regardless
 # cost citation precision 0.744 -> 0.675; with this bar 0.728, and the PostgreSQL set keeps its three
-# pages (their quoted headings score 0.35-0.56).
+# pages (their quoted headings score 0.56 at most).
 TRUSTED_HEADING = 0.8
 # A quote shorter than this gets the sentence after it too: "Run pulumi up in infra/." needs the next
 # sentence to say what that does.
@@ -405,7 +405,9 @@ def semantic_pages(
 ) -> list[Passage]:
     """The semantic picks among ``passages`` (``Passage.semantic_pick``) whose cosine similarity is at
     least :data:`SEMANTIC_MARGIN` above the best of the ``quoted`` passages', one per page that is
-    neither quoted nor ``listed`` already, up to ``limit`` sources in all.
+    neither quoted nor ``listed`` already, up to ``limit`` sources in all. They are listed before the
+    near-ties of :func:`further_pages`: with five sources at most, a page the embedding clearly
+    prefers is worth more than the fourth page within 0.85 of the best score.
 
     Fusion ranks by words and headings; where the embedding ranks another page clearly higher than
     the one quoted, and no quoted heading names the question (:data:`TRUSTED_HEADING`), a reader
@@ -469,8 +471,8 @@ class ExtractiveAnswerer:
             parts.append(f"{quote} [{len(cited)}]")
         if not cited:
             return refusal(passages, self.name)
-        also = further_pages(chosen, cited, self.max_passages)
-        also += semantic_pages(chosen, cited, also, self.max_passages)
+        picked = semantic_pages(chosen, cited, [], self.max_passages)
+        also = picked + further_pages(chosen, cited + picked, self.max_passages)
         if also:
             markers = ", ".join(f"[{n}]" for n in range(len(cited) + 1, len(cited) + len(also) + 1))
             parts.append(f"{ALSO_RELEVANT} {markers}")
