@@ -98,6 +98,9 @@ def test_a_yes_no_question_keeps_the_leading_no() -> None:
     answer = ExtractiveAnswerer().answer("Does askbase send my documents anywhere?", [faq])
     assert answer.text.startswith("No. ")
     assert "sends the retrieved passages" in answer.text
+    # Another question answered from the same section does not quote the bare "No." after its answer.
+    other = ExtractiveAnswerer().answer("Where are pages embedded?", [faq])
+    assert other.text.startswith("Pages are embedded locally.") and "No." not in other.text
 
 
 def test_a_second_page_is_cited_only_when_the_answer_needs_it() -> None:

@@ -251,6 +251,11 @@ def scored_quote(
     for i in sorted(range(len(units)), key=lambda i: (-joining(i), i)):
         if i == best or scores[i] < MORE_MIN_SCORE:
             continue
+        if _YES_NO_LEAD.fullmatch(units[i]):
+            # A bare "No." scores only its opening bonus; it answers the section's own question
+            # ("Does askbase send my documents anywhere?"), and quoted after the best sentence it reads
+            # as a contradiction. A yes/no question gets it below, before what follows it.
+            continue
         if len(picked) >= MORE_SENTENCES or size + 1 + len(units[i]) > MORE_CHARS:
             continue
         picked.append(i)
