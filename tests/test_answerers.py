@@ -207,6 +207,26 @@ def test_a_page_the_embedding_clearly_prefers_is_listed_unless_a_quoted_heading_
     assert [p.chunk_id for p in two.sources] == ["a1", "c1"]
 
 
+def test_a_semantic_pick_is_never_quoted_and_never_decides_a_refusal() -> None:
+    quoted = _p("a1", "Backup > Dump\n\npg_dump writes a database to a file.", "https://x/d", 0.62, "Backup")
+    # A pick scoring like a near-tie and adding a question word is still only listed, never quoted.
+    pick = replace(
+        _p("p1", "Restore > Files\n\nRestore the file with psql.", "https://x/r", 0.6, "Restore"),
+        vector_score=0.9,
+        semantic_pick=True,
+    )
+    answer = ExtractiveAnswerer().answer("How do I dump and restore a database file?", [quoted, pick])
+    assert answer.text.startswith("pg_dump writes a database to a file. [1]")
+    assert "Restore the file" not in answer.text and answer.text.endswith(f"{ALSO_RELEVANT} [2]")
+    # A pick scoring above the refusal threshold does not lift a question the ranked passages refuse,
+    # and its text does not supply a name the question asks about.
+    weak = _p("w1", "Backup > Intro\n\nBackups matter.", "https://x/backup", 0.2, "Backup")
+    strong_pick = replace(pick, score=0.5, text="Restore > Slack\n\nSlack restores files.")
+    refused = ExtractiveAnswerer().answer("How do I restore a file from Slack?", [weak, strong_pick])
+    assert refused.refused and not refused.sources
+    assert [p.chunk_id for p in refused.related] == ["w1"]
+
+
 def test_the_best_sentence_comes_first_and_the_next_best_joins_it() -> None:
     section = _p(
         "w1",
@@ -586,6 +606,18 @@ def test_source_titles_lose_permalink_marks_site_names_and_repeated_titles() -> 
     )
     assert source_title(site) == "Quickstart > Install"
     assert source_title(_p("z", "no heading path", "https://a/z", 0.5, title="Plain")) == "Plain"
+
+
+def test_gemini_never_sees_the_semantic_picks(fake: FakeGemini, settings: Settings) -> None:
+    fake.reply = "It polls every 30 seconds [2]."
+    pick = replace(
+        _p("p9", "Elsewhere > Pick\n\nA page the embedding liked.", "https://x/pick", 0.5),
+        semantic_pick=True,
+    )
+    answer = _gemini(fake, settings).answer("How often is the snapshot pointer checked?", [*PASSAGES, pick])
+    prompt = fake.requests[-1]["contents"][0]["parts"][0]["text"]
+    assert "the embedding liked" not in prompt and f"[{len(PASSAGES) + 1}]" not in prompt
+    assert [p.chunk_id for p in answer.sources] == ["c2"]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.knowledge import chunktable
+from shared.knowledge import chunktable, retrieval
 from shared.knowledge.chroma_reader import ChromaReader, CollectionMissing
 from shared.knowledge.index import KnowledgeIndex
 from tests.test_index import BLOG, PAGES, BagOfWordsEmbedder, add, make_page, write_legacy_index
@@ -113,6 +113,25 @@ def test_read_only_search_equals_the_writable_index_and_refuses_writes(tmp_path:
             served.remove_page("https://docs.acme.dev/billing")
         with pytest.raises(RuntimeError, match="read-only"):
             served.touch_page("https://docs.acme.dev/billing", "etag", None)
+
+
+def test_a_snapshot_of_another_tokenizer_is_served_by_the_reader_with_postings_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A snapshot published before a tokenizer change: its saved BM25 postings are refused, rebuilt
+    # from the chunk table's texts in memory, and the copy on disk is left as published.
+    path = tmp_path / "index"
+    embedder = BagOfWordsEmbedder()
+    build(path, embedder, pages=8)
+    with KnowledgeIndex.open(path, embedder) as writable:
+        expected = [(p.chunk_id, p.score) for p in writable.search("Topic 3 text", k=3)]
+    table = path / chunktable.FILE_NAME
+    published = table.read_bytes()
+    monkeypatch.setattr(retrieval, "TOKENIZER_VERSION", retrieval.TOKENIZER_VERSION + 1)
+    with KnowledgeIndex.open(path, embedder, read_only=True) as served:
+        assert isinstance(served._collection, ChromaReader)
+        assert [(p.chunk_id, p.score) for p in served.search("Topic 3 text", k=3)] == expected
+    assert table.read_bytes() == published
 
 
 def test_serving_a_snapshot_does_not_import_chromadb(tmp_path: Path) -> None:

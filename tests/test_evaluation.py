@@ -202,19 +202,21 @@ def test_a_reference_stands_alone_only_when_a_heading_asks_it_and_scores_confide
 
 
 def test_an_ellipsis_puts_passages_with_its_own_words_first() -> None:
-    pick = replace(_passage("pick", "Bots in Discord servers.", 0.3), semantic_pick=True)
+    telegram = replace(_passage("telegram", "Create a Telegram bot with BotFather.", 0.8), vector_score=0.5)
+    discord = replace(_passage("discord", "Create a Discord application.", 0.6), vector_score=0.4)
+    pick = replace(_passage("pick", "Bots in Discord servers.", 0.3), vector_score=0.45, semantic_pick=True)
 
     def search(query: str, k: int) -> list[Passage]:
-        return [
-            _passage("telegram", "Create a Telegram bot with BotFather.", 0.8),
-            _passage("discord", "Create a Discord application.", 0.6),
-            pick,  # a search's semantic pick comes after its k and stays there
-        ]
+        return [telegram, discord, pick]  # the ranked passages, then the search's semantic pick
 
     found = retrieve_for_turn(search, "And for Discord?", "How do I create a Telegram bot?", 5)
     assert found.merged and [p.chunk_id for p in found.passages] == ["discord", "telegram", "pick"]
+    assert [p.semantic_pick for p in found.passages] == [False, False, True]
+    # Cut to one, the follow-up keeps its focus; the embedding's favourite page that the cut left out
+    # comes back as a pick, after it (picks are chosen again after the cut).
     one = retrieve_for_turn(search, "And for Discord?", "How do I create a Telegram bot?", 1)
-    assert [p.chunk_id for p in one.passages] == ["discord", "pick"]
+    assert [p.chunk_id for p in one.passages] == ["discord", "telegram", "pick"]
+    assert [p.semantic_pick for p in one.passages] == [False, True, True]
 
 
 # --- the sample site through the real answering path ----------------------------------------------

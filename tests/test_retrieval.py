@@ -222,6 +222,8 @@ def test_stemming_folds_inflections_but_not_identifiers_or_different_words() -> 
     assert {stem(w) for w in verbs} == {"authentic"}
     assert stem("replicated") == stem("replication") and stem("truncate") == stem("truncation")
     assert {stem(w) for w in ("format", "formats", "formatted")} == {"format"}
+    assert {stem(w) for w in ("repeat", "repeated", "repeating")} == {"repeat"}
+    assert stem("combated") == stem("combat") and stem("private") != "priv"
     assert stem("update") == stem("updated") == "updat"  # too short to lose its "at"
     assert [stem(w) for w in ("gzip", "v1", "s3", "status", "class")] == [
         "gzip",

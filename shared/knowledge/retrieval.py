@@ -52,7 +52,7 @@ _TOKEN = re.compile(r"\w+(?:[.\-_]\w+)*", re.UNICODE)
 _PARTS = re.compile(r"[.\-_]")
 # Bump when tokenize() changes: BM25 postings saved with another version do not match the queries any
 # more, so BM25.from_arrays refuses them and the index rebuilds its postings from the chunk texts.
-TOKENIZER_VERSION = 4
+TOKENIZER_VERSION = 5
 
 # Reciprocal rank fusion constant: 60 is the value from Cormack et al. and works without tuning.
 RRF_K = 60
@@ -128,10 +128,16 @@ def stem(word: str) -> str:
             break
     if word.endswith("e") and len(word) > 3:
         word = word[:-1]
-    if word.endswith("at") and len(word) >= 6 and original[len(word) :] in ("e", "es", "ed", "ing"):
+    if (
+        word.endswith("at")
+        and not word.endswith("eat")
+        and len(word) >= 7
+        and original[len(word) :] in ("e", "es", "ed", "ing")
+    ):
         # authenticate, -s, -d, authenticating → "authentic", which is what the -ation rule makes of
         # "authentication": the verb meets its noun (replicate/replication, truncate/truncation). Only
-        # when the word was an -ate verb: "format", "formats" and "formatted" keep their "at".
+        # an -ate verb of 8 letters or more: "format(ted)", "repeat(ed)", "combat(ed)", "private" and
+        # "iterate" keep their "at" (a shorter stem would meet unrelated words: "priv", "comb").
         word = word[:-2]
     return word
 

@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from shared.knowledge.reranking import split_picks
 from shared.knowledge.retrieval import stem, tokenize
 from shared.qa.answerers import Answer
 from shared.qa.refusal import MIN_SCORE, refusal, relevant_passages
@@ -41,15 +42,16 @@ ALSO_RELEVANT = "Also relevant:"
 # as also relevant, before the near-ties, when its cosine similarity beats the best quoted passage's
 # by at least this: the embedding then disagrees with what was quoted. On the PostgreSQL set this
 # listed the right page for "What is the maximum size of a table?", "How do I attach a description to
-# a table?" and "How can I track which queries take the most time?" (hit@5 0.885 -> 0.917) at a
-# citation precision of 0.618 instead of 0.630; with no margin 0.616; at 0.06 one of the three was
-# lost. On the sample site no pick is listed (bench/README.md, "The embedding's favourite pages").
+# a table?" and "How can I track which queries take the most time?" (hit@5 0.885 -> 0.917; citation
+# precision 0.630 -> 0.631); with no margin the same hit@5 at precision 0.626, at 0.06 one of the
+# three was lost (0.906). On the sample site no pick is listed (bench/README.md, "The embedding's
+# favourite pages").
 SEMANTIC_MARGIN = 0.03
 # ... unless a quoted passage's heading holds at least this share of the question's keyword weight
 # (its heading score): a section titled by the question is the answer whatever the embedding prefers.
 # On the 2,826 generated PostgreSQL questions (each a section's own heading) listing picks regardless
-# cost citation precision 0.744 -> 0.675; with this bar 0.728, and the PostgreSQL set keeps its three
-# pages (their quoted headings score 0.56 at most).
+# cost citation precision 0.744 -> 0.678 (hit@5 0.984 -> 0.986); with this bar 0.738 (hit@5 0.984),
+# and the PostgreSQL set keeps its three pages (their quoted headings score 0.56 at most).
 TRUSTED_HEADING = 0.8
 # A quote shorter than this gets the sentence after it too: "Run pulumi up in infra/." needs the next
 # sentence to say what that does.
@@ -405,14 +407,12 @@ def further_pages(chosen: Sequence[Passage], cited: Sequence[Passage], limit: in
     return found
 
 
-def semantic_pages(
-    passages: Sequence[Passage], quoted: Sequence[Passage], listed: Sequence[Passage], limit: int
-) -> list[Passage]:
-    """The semantic picks among ``passages`` (``Passage.semantic_pick``) whose cosine similarity is at
-    least :data:`SEMANTIC_MARGIN` above the best of the ``quoted`` passages', one per page that is
-    neither quoted nor ``listed`` already, up to ``limit`` sources in all. They are listed before the
-    near-ties of :func:`further_pages`: with five sources at most, a page the embedding clearly
-    prefers is worth more than the fourth page within 0.85 of the best score.
+def semantic_pages(picks: Sequence[Passage], quoted: Sequence[Passage], limit: int) -> list[Passage]:
+    """The semantic picks (``Passage.semantic_pick``) of ``picks`` whose cosine similarity is at least
+    :data:`SEMANTIC_MARGIN` above the best of the ``quoted`` passages', one per page not quoted, up
+    to ``limit`` sources in all. They are listed before the near-ties of :func:`further_pages`: with
+    five sources at most, a page the embedding clearly prefers is worth more than the fourth page
+    within 0.85 of the best score.
 
     Fusion ranks by words and headings; where the embedding ranks another page clearly higher than
     the one quoted, and no quoted heading names the question (:data:`TRUSTED_HEADING`), a reader
@@ -420,11 +420,10 @@ def semantic_pages(
     if not quoted or max(p.heading_score or 0.0 for p in quoted) >= TRUSTED_HEADING:
         return []
     bar = max(p.vector_score or 0.0 for p in quoted) + SEMANTIC_MARGIN
-    shown = [*quoted, *listed]
-    pages = {p.url for p in shown}
+    pages = {p.url for p in quoted}
     found: list[Passage] = []
-    for passage in passages:
-        if len(shown) + len(found) >= limit:
+    for passage in picks:
+        if len(quoted) + len(found) >= limit:
             break
         if not passage.semantic_pick or passage.url in pages or (passage.vector_score or 0.0) < bar:
             continue
@@ -448,9 +447,10 @@ class ExtractiveAnswerer:
         self.quote_chars = quote_chars
 
     def answer(self, question: str, passages: list[Passage], system_prompt: str | None = None) -> Answer:
-        chosen = relevant_passages(question, passages, self.min_score, len(passages))
+        ranked, picks = split_picks(passages)
+        chosen = relevant_passages(question, ranked, self.min_score, len(ranked))
         if not chosen:
-            return refusal(passages, self.name)
+            return refusal(ranked, self.name)
         wanted = terms(question)
         top = max(p.score for p in chosen)
         covered: set[str] = set()
@@ -475,8 +475,10 @@ class ExtractiveAnswerer:
             covered |= terms(quoted.text)
             parts.append(f"{quote} [{len(cited)}]")
         if not cited:
-            return refusal(passages, self.name)
-        picked = semantic_pages(chosen, cited, [], self.max_passages)
+            return refusal(ranked, self.name)
+        # A pick is held to the bar any passage given to the answerer meets (relevant_passages).
+        picks = [p for p in picks if p.score >= self.min_score / 2]
+        picked = semantic_pages(picks, cited, self.max_passages)
         also = picked + further_pages(chosen, cited + picked, self.max_passages)
         if also:
             markers = ", ".join(f"[{n}]" for n in range(len(cited) + 1, len(cited) + len(also) + 1))

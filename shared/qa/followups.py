@@ -9,11 +9,11 @@ apart, so the decision reads the question itself:
   a follow-up: it is searched together with the previous question, and passages that contain the
   follow-up's own words come first (they are its focus; the previous question is only context);
 * a **reference** (a pronoun such as "it", "its", "they", "that" that the question does not resolve
-  itself) is a follow-up unless the docs themselves ask the question alone: its best passage scores
-  confidently *and* sits under a heading that says what the question says ("How much does it cost?"
-  matches the FAQ entry titled that way). "Where is its token kept?" matches nothing well on its
-  own; "Which lock does it take?" after a question about VACUUM FULL matches the pages about locks
-  well, but no heading asks it, so "it" is still VACUUM FULL;
+  itself) is a follow-up unless the docs themselves ask the question alone: the first passage it
+  finds alone scores confidently *and* sits under a heading that says what the question says ("How
+  much does it cost?" matches the FAQ entry titled that way). "Where is its token kept?" matches
+  nothing well on its own; "Which lock does it take?" after a question about VACUUM FULL matches the
+  pages about locks well, but no heading asks it, so "it" is still VACUUM FULL;
 * anything else is a new question and is never merged.
 
 Pure: retrieval is passed in as a callable.
@@ -25,9 +25,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
-from shared.knowledge.retrieval import tokenize
+from shared.knowledge.reranking import semantic_picks, split_picks
+from shared.knowledge.retrieval import Passage, tokenize
 
 _WORD = re.compile(r"[\w']+")
 ELLIPSIS_OPENERS = (
@@ -78,7 +78,7 @@ class Retrieval:
     """What :func:`retrieve_for_turn` searched for and found."""
 
     query: str
-    passages: list[Any]
+    passages: list[Passage]
     kind: TurnKind
     merged: bool
 
@@ -101,7 +101,7 @@ def merged_query(previous: str, question: str) -> str:
     return f"{previous}\n{question}"
 
 
-def _focus_first(passages: list[Any], question: str) -> list[Any]:
+def _focus_first(passages: list[Passage], question: str) -> list[Passage]:
     """``passages`` with those containing the follow-up's own content words first (stable)."""
     focus = set(tokenize(question))
     if not focus:
@@ -110,7 +110,7 @@ def _focus_first(passages: list[Any], question: str) -> list[Any]:
 
 
 def retrieve_for_turn(
-    search: Callable[[str, int], list[Any]],
+    search: Callable[[str, int], list[Passage]],
     question: str,
     previous: str | None,
     k: int,
@@ -131,9 +131,10 @@ def retrieve_for_turn(
         ):
             return Retrieval(question, alone, kind, merged=False)
     query = merged_query(previous, question)
-    # Twice as deep, so the follow-up's focus can bring a passage up from below the cut. The search's
-    # semantic picks stay after the k, where a search puts them.
+    # Twice as deep, so the follow-up's focus can bring a passage up from below the cut. The semantic
+    # picks are chosen again after the cut, among the deeper search's passages and its picks: the
+    # embedding's favourite pages are among those, and the cut may leave one out.
     found = search(query, 2 * k)
-    ranked = [p for p in found if not getattr(p, "semantic_pick", False)]
-    picks = [p for p in found if getattr(p, "semantic_pick", False)]
-    return Retrieval(query, _focus_first(ranked, question)[:k] + picks, kind, merged=True)
+    ranked, _ = split_picks(found)
+    kept = _focus_first(ranked, question)[:k]
+    return Retrieval(query, kept + semantic_picks(found, kept), kind, merged=True)

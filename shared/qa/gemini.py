@@ -13,6 +13,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
+from shared.knowledge.reranking import split_picks
 from shared.qa.answerers import Answer
 from shared.qa.extractive import ExtractiveAnswerer
 from shared.qa.refusal import refusal, relevant_passages
@@ -137,10 +138,13 @@ class GeminiAnswerer:
         return "Passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
 
     def answer(self, question: str, passages: list[Passage], system_prompt: str | None = None) -> Answer:
-        chosen = relevant_passages(question, passages, self.fallback.min_score, limit=len(passages) or 1)
+        # The model sees the ranked passages only: a search's semantic picks are listed by the
+        # extractive answerer, never quoted, and would take the sources past ASKBASE_RETRIEVAL_TOP_K.
+        ranked, _ = split_picks(passages)
+        chosen = relevant_passages(question, ranked, self.fallback.min_score, limit=len(ranked) or 1)
         if not chosen:
             # Nothing to ground an answer in: refuse without spending a model call.
-            return refusal(passages, self.name)
+            return refusal(ranked, self.name)
         instruction = DEFAULT_SYSTEM_PROMPT
         if system_prompt and system_prompt.strip():
             instruction = system_prompt.strip() + "\n\n" + DEFAULT_SYSTEM_PROMPT
@@ -165,5 +169,5 @@ class GeminiAnswerer:
         grounded = ground(text, chosen, self.name)
         if grounded is None:
             # The model found no answer in the passages, or cited none of them: say so, don't guess.
-            return refusal(passages, self.name)
+            return refusal(ranked, self.name)
         return grounded

@@ -458,7 +458,8 @@ class LiveIndex:
                 loaded.dispose()
 
     def search(self, question: str, k: int) -> list[Passage]:
-        """Retrieve passages from the current index (raises :class:`NoIndexYet` before the first one)."""
+        """Retrieve passages from the current index (raises :class:`NoIndexYet` before the first one):
+        the ``k`` best, then up to two semantic picks (:meth:`KnowledgeIndex.search`)."""
         with self.lease() as index:
             return index.search(question, k=k)
 
