@@ -417,29 +417,28 @@ def test_a_quote_from_an_entry_named_by_an_identifier_starts_with_its_name() -> 
     )
     # Without the name the answer never says which setting it is.
     assert answer.text.startswith("max_parallel_workers_per_gather (integer): Sets the maximum number")
-    # A heading that is not a name is not put in front of the quote, nor one the quote already says.
-    examples = replace(
-        entry,
-        text="ALTER TABLE > Examples\n\nTo rename an existing column: ALTER TABLE t RENAME COLUMN a TO b;",
-        chunk_id="e1",
-        anchor="examples",
-    )
-    assert ExtractiveAnswerer().answer("How do I rename a column?", [examples]).text.startswith("To rename")
-    named = replace(
-        entry,
-        text="Server Configuration: Resource Consumption > work_mem (integer)\n\nwork_mem sets the memory.",
-        chunk_id="w1",
-        anchor="work-mem",
-    )
-    assert ExtractiveAnswerer().answer("What does work_mem set?", [named]).text.startswith("work_mem sets")
-    # Nor a heading whose bracket is a remark, not a type.
-    remark = replace(
-        entry,
-        text="Guide > Setup (optional)\n\nSets the amount of memory the cache may use.",
-        chunk_id="r1",
-        anchor="setup",
-    )
-    assert ExtractiveAnswerer().answer("How much memory may the cache use?", [remark]).text.startswith("Sets")
+    # Not put in front: a heading that is not a name, a name the quote already says, a heading whose
+    # bracket is a remark, not a type.
+    unprefixed = [
+        (
+            "ALTER TABLE > Examples\n\nTo rename an existing column: ALTER TABLE t RENAME COLUMN a TO b;",
+            "How do I rename a column?",
+            "To rename",
+        ),
+        (
+            "Server Configuration: Resource Consumption > work_mem (integer)\n\nwork_mem sets the memory.",
+            "What does work_mem set?",
+            "work_mem sets",
+        ),
+        (
+            "Guide > Setup (optional)\n\nSets the amount of memory the cache may use.",
+            "How much memory may the cache use?",
+            "Sets",
+        ),
+    ]
+    for n, (text, question, start) in enumerate(unprefixed):
+        passage = replace(entry, text=text, chunk_id=f"u{n}", anchor=f"u{n}")
+        assert ExtractiveAnswerer().answer(question, [passage]).text.startswith(start)
 
 
 def test_a_synopsis_gives_way_to_a_plain_section_of_its_page() -> None:

@@ -264,21 +264,30 @@ def test_building_the_graph_caches_it_atomically_and_never_touches_the_network(
     assert cached_onnx_model(cache=cache) == MiniLMModel(graph, table)
 
 
-def test_cache_key_follows_the_weights_and_an_unwritable_cache_falls_back_to_memory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _fake_builder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, words: np.ndarray, weights: bytes
+) -> tuple[Path, list[int]]:
+    """A model directory holding ``weights`` and a graph builder that records each build (returned
+    list) instead of building: the cache logic without the real model."""
     built: list[int] = []
 
-    def fake_build(weights: dict[str, np.ndarray]) -> bytes:
+    def fake_build(loaded: dict[str, np.ndarray]) -> bytes:
         built.append(1)
         return b"onnx-bytes"
 
-    words = np.arange(12, dtype=np.float32).reshape(4, 3)
     monkeypatch.setattr(onnx_graph, "build_minilm_onnx", fake_build)
     monkeypatch.setattr(onnx_graph, "load_weights", lambda directory: {onnx_graph.WORD_TABLE_KEY: words})
     fake_model = tmp_path / "model"
     fake_model.mkdir()
-    (fake_model / "model.safetensors").write_bytes(b"weights v1")
+    (fake_model / "model.safetensors").write_bytes(weights)
+    return fake_model, built
+
+
+def test_cache_key_follows_the_weights_and_an_unwritable_cache_falls_back_to_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    words = np.arange(12, dtype=np.float32).reshape(4, 3)
+    fake_model, built = _fake_builder(tmp_path, monkeypatch, words, b"weights v1")
     cache = tmp_path / "cache"
     first = cached_onnx_model(fake_model, cache)
     assert isinstance(first.graph, Path) and isinstance(first.word_table, Path)
@@ -315,19 +324,7 @@ def test_a_graph_cached_by_the_older_builder_is_rebuilt_once_and_deleted(
 ) -> None:
     # Graph version 3 held the word table as an initializer and took token ids; its file, named
     # <id>-<weights digest>-g3.<builder hash>.onnx, must neither be loaded nor left taking 90 MB.
-    built: list[int] = []
-
-    def fake_build(weights: dict[str, np.ndarray]) -> bytes:
-        built.append(1)
-        return b"onnx-bytes"
-
-    monkeypatch.setattr(onnx_graph, "build_minilm_onnx", fake_build)
-    monkeypatch.setattr(
-        onnx_graph, "load_weights", lambda directory: {onnx_graph.WORD_TABLE_KEY: np.ones((2, 2), np.float32)}
-    )
-    fake_model = tmp_path / "model"
-    fake_model.mkdir()
-    (fake_model / "model.safetensors").write_bytes(b"weights")
+    fake_model, built = _fake_builder(tmp_path, monkeypatch, np.ones((2, 2), np.float32), b"weights")
     digest = onnx_graph.weights_sha256(fake_model / "model.safetensors")
     cache = tmp_path / "cache"
     cache.mkdir()

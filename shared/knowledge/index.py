@@ -211,7 +211,8 @@ class KnowledgeIndex:
     ) -> KnowledgeIndex | None:
         """``path`` read through the Rust bindings alone, or None when it is not in a published
         snapshot's exact layout (no Chroma collection, a journal, no chunk table matching Chroma's
-        count, a table without BM25 postings): those need chromadb's client to recover."""
+        count): those need chromadb's client to recover. Postings of another tokenizer version are
+        rebuilt in memory here."""
         from shared.knowledge.chroma_reader import ChromaReader, CollectionMissing
 
         if chunktable.has_journal(path):

@@ -399,6 +399,13 @@ def dedupe_key(text: str, title: str) -> str:
     return hashlib.sha256(folded.encode("utf-8")).hexdigest()
 
 
+# A heading score at or above this says the section's heading names the question itself (the FAQ entry
+# "How much does it cost?" scores 1.0 for that question): a follow-up with a pronoun may then stand
+# alone (shared/qa/followups.py), and the answerer trusts the section over the embedding's favourite
+# page (shared/qa/extractive.py). Each use is measured where it is made.
+NAMING_HEADING = 0.8
+
+
 def heading_scores(bm25: BM25, question: str, headings: dict[str, str]) -> dict[str, float]:
     """Per id, how well its heading path names the question's topic, in [0, 1].
 

@@ -4,12 +4,11 @@ It answers with the sentence(s) of the best section that answer the question (so
 chunk of that section), the best sentence first, keeping a leading "Yes." or "No."; a quote from an
 entry named by an identifier (a setting, a function) starts with that name; a synopsis in grammar
 notation gives way to another retrieved section of its page; a second page is quoted only when it
-adds what the first lacks. Its sources are the passages it quotes, numbered in
-quoting order, then the other pages retrieval ranks almost as high and any page the embedding clearly
-prefers to the quoted one (a search's semantic pick, :func:`semantic_pages`), listed by number on a
-last "Also relevant:" line but never quoted; at most one source per page, at most ``max_passages`` in
-all. When
-nothing is close enough it refuses (:mod:`shared.qa.refusal`).
+adds what the first lacks. Its sources are the passages it quotes, numbered in quoting order, then
+any page the embedding clearly prefers to the quoted one (a search's semantic pick,
+:func:`semantic_pages`) and the other pages retrieval ranks almost as high, listed by number on a last
+"Also relevant:" line but never quoted; at most one source per page, at most ``max_passages`` in all.
+When nothing is close enough it refuses (:mod:`shared.qa.refusal`).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from shared.knowledge.reranking import split_picks
-from shared.knowledge.retrieval import stem, tokenize
+from shared.knowledge.retrieval import NAMING_HEADING, stem, tokenize
 from shared.qa.answerers import Answer
 from shared.qa.refusal import MIN_SCORE, refusal, relevant_passages
 from shared.qa.sources import SECTION_SEPARATOR, split_heading_path
@@ -47,12 +46,11 @@ ALSO_RELEVANT = "Also relevant:"
 # three was lost (0.906). On the sample site no pick is listed (bench/README.md, "The embedding's
 # favourite pages").
 SEMANTIC_MARGIN = 0.03
-# ... unless a quoted passage's heading holds at least this share of the question's keyword weight
-# (its heading score): a section titled by the question is the answer whatever the embedding prefers.
-# On the 2,826 generated PostgreSQL questions (each a section's own heading) listing picks regardless
-# cost citation precision 0.744 -> 0.678 (hit@5 0.984 -> 0.986); with this bar 0.738 (hit@5 0.984),
-# and the PostgreSQL set keeps its three pages (their quoted headings score 0.56 at most).
-TRUSTED_HEADING = 0.8
+# ... unless a quoted passage's heading names the question (NAMING_HEADING, 0.8): a section titled by
+# the question is the answer whatever the embedding prefers. On the 2,826 generated PostgreSQL
+# questions (each a section's own heading) listing picks regardless cost citation precision 0.744 ->
+# 0.678 (hit@5 0.984 -> 0.986); with this bar 0.738 (hit@5 0.984), and the PostgreSQL set keeps its
+# three pages (their quoted headings score 0.56 at most).
 # A quote shorter than this gets the sentence after it too: "Run pulumi up in infra/." needs the next
 # sentence to say what that does.
 SHORT_QUOTE_CHARS = 90
@@ -86,9 +84,10 @@ _SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\"'(\[/`])|\n+")
 # Where a function table's row starts inside a line: before a signature "name ( args ) → type", after
 # the previous row's example result. The PostgreSQL manual's function tables (functions-*.html, about
 # 40 pages) are extracted with their rows run together on one line.
-_SIGNATURE = re.compile(r"(?<=\S) (?=[a-z_][a-z0-9_]* \( [^()]{0,200}\) → )")
+_ROW = r"[a-z_][a-z0-9_]* \( [^()]{0,200}\) → "
+_SIGNATURE = re.compile(rf"(?<=\S) (?={_ROW})")
 # Such a row is one of many parallel entries: being the first of its chunk says nothing (no lead bonus).
-_ROW_START = re.compile(r"[a-z_][a-z0-9_]* \( [^()]{0,200}\) → ")
+_ROW_START = re.compile(_ROW)
 # A line that ends a thought: the next line starts a unit of its own.
 _LINE_END = re.compile(r"[.!?:;][\"')\]]*$")
 _LIST_ITEM = re.compile(r"^(?:[-*\u2022]\s|\d{1,3}[.)]\s)")
@@ -408,16 +407,16 @@ def further_pages(chosen: Sequence[Passage], cited: Sequence[Passage], limit: in
 
 
 def semantic_pages(picks: Sequence[Passage], quoted: Sequence[Passage], limit: int) -> list[Passage]:
-    """The semantic picks (``Passage.semantic_pick``) of ``picks`` whose cosine similarity is at least
-    :data:`SEMANTIC_MARGIN` above the best of the ``quoted`` passages', one per page not quoted, up
-    to ``limit`` sources in all. They are listed before the near-ties of :func:`further_pages`: with
-    five sources at most, a page the embedding clearly prefers is worth more than the fourth page
-    within 0.85 of the best score.
+    """The ``picks`` (a search's semantic picks, :func:`~shared.knowledge.reranking.split_picks`)
+    whose cosine similarity is at least :data:`SEMANTIC_MARGIN` above the best of the ``quoted``
+    passages', one per page not quoted, up to ``limit`` sources in all. They are listed before the
+    near-ties of :func:`further_pages`: with five sources at most, a page the embedding clearly
+    prefers is worth more than the fourth page within 0.85 of the best score.
 
     Fusion ranks by words and headings; where the embedding ranks another page clearly higher than
-    the one quoted, and no quoted heading names the question (:data:`TRUSTED_HEADING`), a reader
+    the one quoted, and no quoted heading names the question (``NAMING_HEADING``), a reader
     should see that page too, listed, never quoted."""
-    if not quoted or max(p.heading_score or 0.0 for p in quoted) >= TRUSTED_HEADING:
+    if not quoted or max(p.heading_score or 0.0 for p in quoted) >= NAMING_HEADING:
         return []
     bar = max(p.vector_score or 0.0 for p in quoted) + SEMANTIC_MARGIN
     pages = {p.url for p in quoted}
@@ -425,7 +424,7 @@ def semantic_pages(picks: Sequence[Passage], quoted: Sequence[Passage], limit: i
     for passage in picks:
         if len(quoted) + len(found) >= limit:
             break
-        if not passage.semantic_pick or passage.url in pages or (passage.vector_score or 0.0) < bar:
+        if passage.url in pages or (passage.vector_score or 0.0) < bar:
             continue
         pages.add(passage.url)
         found.append(passage)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from shared.knowledge.reranking import semantic_picks, split_picks
-from shared.knowledge.retrieval import Passage, tokenize
+from shared.knowledge.retrieval import NAMING_HEADING, Passage, tokenize
 
 _WORD = re.compile(r"[\w']+")
 ELLIPSIS_OPENERS = (
@@ -59,12 +59,10 @@ REFERENCES = frozenset({
 # reference whose words happen to match a heading well ("What does it create?") is taken alone:
 # the price of never merging a new question into an old one.
 STANDALONE_SCORE = 0.45
-# ... and its best passage's heading holds at least this share of the question's keyword weight
-# (:func:`shared.knowledge.retrieval.heading_scores`): the FAQ heading "How much does it cost?" scores
-# 1.0 for that question; on the PostgreSQL manual "Which lock does it take?" (after "What does VACUUM
-# FULL do that plain VACUUM doesn't?") finds the LOCK command's page at 0.72 with a heading score of
-# 0.52, and taking it alone answered about locks in general instead of VACUUM FULL's.
-STANDALONE_HEADING = 0.8
+# ... and its heading names the question (NAMING_HEADING, 0.8): the FAQ heading "How much does it
+# cost?" scores 1.0 for that question; on the PostgreSQL manual "Which lock does it take?" (after
+# "What does VACUUM FULL do that plain VACUUM doesn't?") finds the LOCK command's page at 0.72 with a
+# heading score of 0.52, and taking it alone answered about locks in general instead of VACUUM FULL's.
 
 
 class TurnKind(StrEnum):
@@ -115,7 +113,7 @@ def retrieve_for_turn(
     previous: str | None,
     k: int,
     standalone_score: float = STANDALONE_SCORE,
-    standalone_heading: float = STANDALONE_HEADING,
+    standalone_heading: float = NAMING_HEADING,
 ) -> Retrieval:
     """Search for ``question`` asked after ``previous`` (None: first question of a conversation)."""
     kind = classify(question)
@@ -123,11 +121,10 @@ def retrieve_for_turn(
         return Retrieval(question, search(question, k), kind, merged=False)
     if kind is TurnKind.REFERENCE:
         alone = search(question, k)
-        best = alone[0] if alone else None
         if (
-            best is not None
-            and best.score >= standalone_score
-            and (best.heading_score or 0.0) >= standalone_heading
+            alone
+            and alone[0].score >= standalone_score
+            and (alone[0].heading_score or 0.0) >= standalone_heading
         ):
             return Retrieval(question, alone, kind, merged=False)
     query = merged_query(previous, question)
