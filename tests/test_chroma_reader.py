@@ -196,3 +196,27 @@ def test_bindings_whose_calls_changed_fall_back_to_chromadb(
         with pytest.raises(RuntimeError, match="read-only"):
             served.remove_page("https://docs.acme.dev/3")
     assert "opening it with chromadb" in caplog.text
+
+
+def test_missing_bindings_fall_back_but_an_error_of_askbases_own_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "index"
+    embedder = BagOfWordsEmbedder()
+    build(path, embedder, pages=3)
+
+    def no_bindings(cls: type, *args: object) -> ChromaReader:
+        raise ModuleNotFoundError("No module named 'chromadb_rust_bindings'")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ChromaReader, "open", classmethod(no_bindings))
+        with KnowledgeIndex.open(path, embedder, read_only=True) as served:
+            assert not isinstance(served._collection, ChromaReader)
+            assert served.search("Topic 2", k=1)[0].url == "https://docs.acme.dev/2"
+
+    def broken_table(self: KnowledgeIndex, table: object) -> bool:
+        raise TypeError("a bug in askbase, not in the bindings")
+
+    monkeypatch.setattr(KnowledgeIndex, "_adopt_table", broken_table)
+    with pytest.raises(TypeError, match="a bug in askbase"):
+        KnowledgeIndex.open(path, embedder, read_only=True)

@@ -50,6 +50,8 @@ from shared.knowledge.retrieval import BM25, Passage, fuse_and_dedupe, heading_p
 if TYPE_CHECKING:
     from chromadb.api.client import Client
 
+    from shared.knowledge.chroma_reader import ChromaReader
+
 log = logging.getLogger(__name__)
 
 SIDECAR_NAME = "askbase-index.json"
@@ -220,35 +222,37 @@ class KnowledgeIndex:
         # The bindings are chromadb's private interface, pinned with chromadb: if an upgrade changes
         # their calls (TypeError, AttributeError), serving falls back to chromadb's client, slower to
         # start but correct, and says so, rather than leaving qa with nothing to serve.
+        # Only the calls into the bindings are guarded: an error of askbase's own (the chunk table,
+        # BM25) is raised as it is, not served around under the bindings' name.
         try:
             reader = ChromaReader.open(path, collection)
         except CollectionMissing:
             return None
-        except (TypeError, AttributeError) as exc:
+        except (ImportError, TypeError, AttributeError) as exc:
             log.warning("chromadb's Rust bindings did not open %s (%r): opening it with chromadb", path, exc)
             return None
         try:
-            table = chunktable.load(path, None, reader.count())
+            try:
+                count = reader.count()
+            except (TypeError, AttributeError) as exc:
+                _bindings_failed(reader, path, exc)
+                return None
+            table = chunktable.load(path, None, count)
             if table is None:
                 reader.close()
                 return None
             index = cls(path, embedder, reader, reader, _page_records(sidecar))
             # _chroma_has_text stays False: it only tells a writer's flush to rewrite the collection.
             index._read_only = True
-            index._adopt_chunks(table.chunks)
-            if table.bm25 is not None:
-                index._bm25 = (index._generation, table.bm25)
-            else:
-                # Postings of another tokenizer version (a snapshot published before an upgrade):
-                # rebuilt from the table's texts in memory, 0.6-0.8 s at 9,826 chunks; the copy on
-                # disk is left as published (_table_saved) until the next scrape publishes anew.
-                index._build_bm25()
+            index._adopt_table(table)
+            # Read-only: the copy on disk stays as published, even when its postings were rebuilt
+            # here (the next publish saves new ones).
             index._table_saved = True
-            index._warm_up()
-        except (TypeError, AttributeError) as exc:
-            reader.close()
-            log.warning("chromadb's Rust bindings did not read %s (%r): opening it with chromadb", path, exc)
-            return None
+            try:
+                index._warm_up()
+            except (TypeError, AttributeError) as exc:
+                _bindings_failed(reader, path, exc)
+                return None
         except BaseException:
             reader.close()
             raise
@@ -499,12 +503,7 @@ class KnowledgeIndex:
         table = None if journal else chunktable.load(self.path, None, count)
         if table is not None:
             # The fast path, and the only one a published snapshot takes: the table is exact.
-            self._adopt_chunks(table.chunks)
-            if table.bm25 is not None:
-                self._bm25 = (self._generation, table.bm25)
-                self._table_saved = True
-            else:
-                self._build_bm25()
+            self._table_saved = self._adopt_table(table)
             return
         # No table (a directory from before it), or a writer stopped between two saves, or the table
         # does not list what Chroma holds.
@@ -528,6 +527,17 @@ class KnowledgeIndex:
         index_recovery.retire(self._client, old, fresh)
         self._chroma_has_text = False
         self._warm_up()
+
+    def _adopt_table(self, table: chunktable.ChunkTable) -> bool:
+        """Hold the chunk table's chunks and its BM25 postings; postings saved by another tokenizer
+        version (none loaded) are rebuilt from the texts, 0.6-0.8 s at 9,826 chunks. True when the
+        saved postings were used, so the table on disk needs no rewrite."""
+        self._adopt_chunks(table.chunks)
+        if table.bm25 is None:
+            self._build_bm25()
+            return False
+        self._bm25 = (self._generation, table.bm25)
+        return True
 
     def _adopt_chunks(self, chunks: list[Chunk]) -> None:
         """Hold ``chunks`` in memory (BM25 and passages need them), each page's in position order."""
@@ -649,6 +659,13 @@ class KnowledgeIndex:
             if cached is not None and cached[0] == self._generation:
                 return cached[1]
             return self._build_bm25()
+
+
+def _bindings_failed(reader: ChromaReader, path: Path, exc: Exception) -> None:
+    """Close ``reader`` after the bindings' call failed as a changed call does, and say so: the
+    caller opens ``path`` with chromadb's client instead."""
+    reader.close()
+    log.warning("chromadb's Rust bindings did not read %s (%r): opening it with chromadb", path, exc)
 
 
 def _page_records(sidecar: dict[str, Any] | None) -> dict[str, PageRecord]:
