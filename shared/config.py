@@ -201,21 +201,23 @@ def _coerce(value: Any, tp: Any, markers: tuple[Any, ...] = ()) -> Any:
     if isinstance(value, str):
         for marker in markers:
             if isinstance(marker, Parse):
-                try:
-                    value = marker.parse(value)
-                except ValueError as exc:
-                    raise _Invalid([("", str(exc))]) from None
+                value = _validated(marker.parse, value)
     value = _to_type(value, tp)
     for marker in markers:
         if isinstance(marker, Limits) and value is not None:
             _check_limits(value, marker)
     for marker in markers:
         if isinstance(marker, Check):
-            try:
-                value = marker.check(value)
-            except ValueError as exc:
-                raise _Invalid([("", str(exc))]) from None
+            value = _validated(marker.check, value)
     return value
+
+
+def _validated(step: Callable[[Any], Any], value: Any) -> Any:
+    """``step(value)``, its ValueError reported as :class:`_Invalid`."""
+    try:
+        return step(value)
+    except ValueError as exc:
+        raise _Invalid([("", str(exc))]) from None
 
 
 def _to_type(value: Any, tp: Any) -> Any:
@@ -580,29 +582,29 @@ class Settings:
                     f"{names[0]}{f'[{where}]' if where else ''}: {msg}" for where, msg in exc.problems
                 ]
         if not problems:
-            try:
-                self._check_rules()
-            except ValueError as exc:
-                problems.append(f"{ENV_PREFIX}SETTINGS: {exc}")
+            problems += [f"{self.env_name(field)}: {msg}" for field, msg in self._broken_rules()]
         if problems:
             raise ConfigError("invalid askbase configuration:\n  " + "\n  ".join(problems))
 
-    def _check_rules(self) -> None:
-        """Rules across fields, checked once every field is valid."""
+    def _broken_rules(self) -> list[tuple[str, str]]:
+        """Rules across fields, checked once every field is valid: (field, what is wrong) for each
+        broken one, so one error names every variable to change."""
+        broken = []
         if self.chunk_overlap_chars >= self.chunk_max_chars:
-            raise ValueError("chunk_overlap_chars must be smaller than chunk_max_chars")
+            broken.append(("chunk_overlap_chars", "chunk_overlap_chars must be smaller than chunk_max_chars"))
         if self.env is not Environment.PRODUCTION and _on_google_cloud():
             # Fail closed: a deployable that lost its ASKBASE_ENV must not come up with dev sign-in
             # allowed and service calls unauthenticated (the local defaults).
-            raise ValueError("env must be production on Cloud Run / Cloud Functions (K_SERVICE is set)")
+            broken.append(("env", "env must be production on Cloud Run / Cloud Functions (K_SERVICE is set)"))
         if self.env is Environment.PRODUCTION:
             # A dev sign-in lets anyone be anyone: production config can never carry it.
             if self.dev_sign_in:
-                raise ValueError("dev_sign_in must be false when env=production")
+                broken.append(("dev_sign_in", "dev_sign_in must be false when env=production"))
             # Secrets (session secret, token key) are checked by the deployables that use them
             # (require_session_secret, shared.bots.secrets): each process is given only its own.
             if self.internal_auth != "google-oidc":
-                raise ValueError("internal_auth must be google-oidc when env=production")
+                broken.append(("internal_auth", "internal_auth must be google-oidc when env=production"))
+        return broken
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None) -> Settings:
         """A shallow copy with ``update`` applied as given, unchecked (as pydantic's ``model_copy``):

@@ -110,12 +110,6 @@ def test_bool_words(monkeypatch: pytest.MonkeyPatch, word: str, expected: bool) 
     assert load_settings().dev_sign_in is expected
 
 
-def test_a_bool_that_is_no_word_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ASKBASE_DEV_SIGN_IN", "maybe")
-    with pytest.raises(ConfigError, match="ASKBASE_DEV_SIGN_IN: must be a boolean"):
-        load_settings()
-
-
 def test_env_names_are_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("askbase_snapshot_keep", "9")
     monkeypatch.setenv("Askbase_Bucket", "kb")
@@ -180,6 +174,24 @@ def test_every_bad_key_is_reported_in_one_error(monkeypatch: pytest.MonkeyPatch)
     assert "ASKBASE_SOURCES[1.kind]: is required" in message
     assert "ASKBASE_SOURCES[1.url]: must match" in message
     assert "ASKBASE_SOURCES[0" not in message
+    monkeypatch.setenv("ASKBASE_DEV_SIGN_IN", "maybe")  # a bool that is no word
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    assert "ASKBASE_DEV_SIGN_IN: must be a boolean" in str(caught.value)
+
+
+def test_every_broken_rule_across_settings_is_named_by_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASKBASE_ENV", "production")
+    monkeypatch.setenv("ASKBASE_DEV_SIGN_IN", "1")
+    monkeypatch.setenv("ASKBASE_INTERNAL_AUTH", "none")
+    monkeypatch.setenv("ASKBASE_CHUNK_OVERLAP_CHARS", "1500")
+    monkeypatch.setenv("ASKBASE_CHUNK_MAX_CHARS", "1000")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    message = str(caught.value)
+    assert "ASKBASE_DEV_SIGN_IN: dev_sign_in must be false when env=production" in message
+    assert "ASKBASE_INTERNAL_AUTH: internal_auth must be google-oidc" in message
+    assert "ASKBASE_CHUNK_OVERLAP_CHARS: chunk_overlap_chars must be smaller than chunk_max_chars" in message
 
 
 def test_typed_overrides_and_strings_are_coerced() -> None:
