@@ -366,8 +366,8 @@ def test_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 # --- the word-embedding table ------------------------------------------------------------------------
 
 
-def _graph_with_its_own_gather(embedder: MiniLMEmbedder) -> bytes:
-    """The embedder's graph as it was before the table left it: token ids in, a Gather on the table
+def _graph_with_its_own_gather() -> bytes:
+    """The cached embedder graph as it was before the table left it: token ids in, a Gather on the table
     as an initializer (graph version 3's embedding input), the rest unchanged."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -393,7 +393,7 @@ def test_vectors_equal_the_graph_that_gathers_the_words_itself(embedder: MiniLME
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(
-        _graph_with_its_own_gather(embedder), sess_options=options, providers=["CPUExecutionProvider"]
+        _graph_with_its_own_gather(), sess_options=options, providers=["CPUExecutionProvider"]
     )
     rng = random.Random(16)
     words = LONG_TEXT.split()
