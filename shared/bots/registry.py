@@ -66,6 +66,7 @@ from shared.bots.answer_modes import DEFAULT_MODE, stored_mode
 from shared.bots.platforms import find_platform
 from shared.bots.secrets import TokenCipher, webhook_secret_hash
 from shared.logs import register_secret
+from shared.transactions import run_transaction
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -364,7 +365,6 @@ class BotRegistry(BotReader):
         """
         ref = self._ref(bot_id)
 
-        @firestore.transactional
         def run(transaction: firestore.Transaction) -> bool:
             snapshot = ref.get(transaction=transaction)
             if not snapshot.exists:
@@ -374,7 +374,7 @@ class BotRegistry(BotReader):
                 transaction.update(ref, {**update, "updated_at": datetime.now(UTC)})
             return True
 
-        if not run(self.db.transaction()):
+        if not run_transaction(self.db, run):
             return None
         return self.get_bot(bot_id)
 
@@ -408,7 +408,6 @@ class BotRegistry(BotReader):
         ref = self._ref(bot_id)
         self.activity_log.delete_all(bot_id)
 
-        @firestore.transactional
         def run(transaction: firestore.Transaction) -> bool:
             snapshot = ref.get(transaction=transaction)
             if not snapshot.exists:
@@ -424,7 +423,7 @@ class BotRegistry(BotReader):
                 transaction.delete(claim_ref)
             return True
 
-        return bool(run(self.db.transaction()))
+        return bool(run_transaction(self.db, run))
 
     def set_desired(self, bot_id: str, desired: str, *, force: bool = False) -> Bot | None:
         """Record what the owner wants; bump ``generation``; status becomes ``starting`` for running.
@@ -456,7 +455,6 @@ class BotRegistry(BotReader):
             raise ValueError(f"status must be one of {STATUSES}")
         ref = self._ref(bot_id)
 
-        @firestore.transactional
         def run(transaction: firestore.Transaction) -> bool:
             snapshot = ref.get(transaction=transaction)
             if not snapshot.exists or int(snapshot.get("generation") or 0) != generation:
@@ -467,7 +465,7 @@ class BotRegistry(BotReader):
             )
             return True
 
-        return bool(run(self.db.transaction()))
+        return bool(run_transaction(self.db, run))
 
 
 def _claimed_by(claim: firestore.DocumentSnapshot[Any], bot_id: str) -> bool:

@@ -22,6 +22,8 @@ from typing import Any
 
 from google.cloud import firestore
 
+from shared.transactions import run_transaction
+
 log = logging.getLogger(__name__)
 
 COLLECTION = "leases"
@@ -105,7 +107,6 @@ class Lease:
     def acquire(self) -> LeaseState:
         """Take the lease; raise :class:`LeaseHeld` if someone else holds an unexpired one."""
 
-        @firestore.transactional
         def _take(transaction: firestore.Transaction) -> LeaseState:
             now = self.clock()
             current = _state(self._ref.get(transaction=transaction))
@@ -125,7 +126,7 @@ class Lease:
             )
             return state
 
-        state: LeaseState = _take(self.client.transaction())
+        state: LeaseState = run_transaction(self.client, _take)
         self.expires_at = state.expires_at
         self.lost = False
         return state
@@ -133,7 +134,6 @@ class Lease:
     def renew(self) -> LeaseState:
         """Push the expiry forward; raise :class:`LeaseLost` if the lease is no longer ours."""
 
-        @firestore.transactional
         def _renew(transaction: firestore.Transaction) -> LeaseState:
             now = self.clock()
             current = _state(self._ref.get(transaction=transaction))
@@ -143,7 +143,7 @@ class Lease:
             transaction.update(self._ref, {"expires_at": state.expires_at})
             return state
 
-        state: LeaseState = _renew(self.client.transaction())
+        state: LeaseState = run_transaction(self.client, _renew)
         self.expires_at = state.expires_at
         return state
 
@@ -151,7 +151,6 @@ class Lease:
         """Give the lease back if we still hold it. True when released."""
         self.stop_renewing()
 
-        @firestore.transactional
         def _release(transaction: firestore.Transaction) -> bool:
             current = _state(self._ref.get(transaction=transaction))
             if current is None or current.holder != self.holder:
@@ -159,7 +158,7 @@ class Lease:
             transaction.delete(self._ref)
             return True
 
-        released: bool = _release(self.client.transaction())
+        released: bool = run_transaction(self.client, _release)
         self.expires_at = None
         return released
 

@@ -52,6 +52,8 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from shared.transactions import run_transaction
+
 COLLECTION = "conversations"
 MESSAGES = "messages"
 TITLE_CHARS = 80
@@ -300,14 +302,13 @@ class _Turn:
 
     def append_in_transaction(
         self,
-        transaction: firestore.Transaction,
+        client: firestore.Client,
         doc: firestore.DocumentReference,
         refreshed: _Refresh | None,
     ) -> None:
-        """Append to an existing conversation; raises :class:`_NeedsRefresh` before writing anything
-        when the messages must be re-stamped first."""
+        """Append to an existing conversation in one transaction; raises :class:`_NeedsRefresh` before
+        writing anything when the messages must be re-stamped first."""
 
-        @firestore.transactional
         def run(transaction: firestore.Transaction) -> None:
             # Read inside the transaction: two answers racing on one conversation get distinct seqs.
             snap = doc.get(transaction=transaction)
@@ -330,7 +331,7 @@ class _Turn:
                 raise _NeedsRefresh(doc.id)
             self.apply(transaction, doc, data, bound)
 
-        run(transaction)
+        run_transaction(client, run)
 
 
 class ConversationStore:
@@ -505,7 +506,7 @@ class ConversationStore:
         refreshed: _Refresh | None = None
         for _ in range(REFRESH_ATTEMPTS):
             try:
-                turn.append_in_transaction(self._db.transaction(), doc, refreshed)
+                turn.append_in_transaction(self._db, doc, refreshed)
                 appended_id: str = doc.id
                 return appended_id
             except _NeedsRefresh:

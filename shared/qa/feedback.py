@@ -30,6 +30,7 @@ from typing import Any
 from google.cloud import firestore
 
 from shared.qa.answer_log import ANSWERS, BATCH_WRITES, AnswerFacts, AnswerLog, AnswerRecord, source_links
+from shared.transactions import run_transaction
 
 VOTES = "votes"
 DEFAULT_COMMENT_CHARS = 1000
@@ -203,7 +204,6 @@ class FeedbackStore:
         answer_ref = self._answers.collection.document(target.answer_id)
         now = self._clock()
 
-        @firestore.transactional
         def run(transaction: firestore.Transaction) -> None:
             vote_snap = vote_ref.get(transaction=transaction)
             answer_snap = answer_ref.get(transaction=transaction)
@@ -234,7 +234,7 @@ class FeedbackStore:
                     {key: max(0, int(data.get(key, 0) or 0) + delta) for key, delta in deltas.items()},
                 )
 
-        run(self._db.transaction())
+        run_transaction(self._db, run)
         return VoteState(target.answer_id, value, comment if value is not None else None)
 
     def vote_on_own_answer(

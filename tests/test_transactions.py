@@ -1,0 +1,70 @@
+"""run_transaction against the Firestore emulator: an aborted read starts the body again."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from shared.config import Settings
+from shared.gcp import firestore_client
+from shared.transactions import run_transaction
+
+
+def _doc(settings: Settings) -> tuple[firestore.Client, firestore.DocumentReference]:
+    db = firestore_client(settings.project_id)
+    return db, db.collection("transaction_tests").document(uuid.uuid4().hex)
+
+
+def test_a_read_aborted_inside_the_transaction_runs_the_body_again(emulators, settings: Settings) -> None:
+    db, ref = _doc(settings)
+    ref.set({"n": 1})
+    calls: list[int] = []
+    waits: list[float] = []
+
+    def body(transaction: firestore.Transaction) -> int:
+        n = int((ref.get(transaction=transaction).to_dict() or {})["n"])
+        calls.append(n)
+        if len(calls) == 1:
+            # What the emulator and Firestore raise from a read that waited on another's lock.
+            raise gexc.Aborted("Transaction lock timeout.")
+        transaction.update(ref, {"n": n + 1})
+        return n + 1
+
+    assert run_transaction(db, body, sleep=waits.append) == 2
+    assert calls == [1, 1]
+    assert len(waits) == 1 and waits[0] > 0
+    assert (ref.get().to_dict() or {})["n"] == 2
+
+
+def test_aborts_past_the_attempts_raise_and_write_nothing(emulators, settings: Settings) -> None:
+    db, ref = _doc(settings)
+    waits: list[float] = []
+
+    def body(transaction: firestore.Transaction) -> None:
+        ref.get(transaction=transaction)
+        transaction.set(ref, {"written": True})
+        raise gexc.Aborted("Transaction lock timeout.")
+
+    with pytest.raises(gexc.Aborted):
+        run_transaction(db, body, attempts=3, sleep=waits.append)
+    assert len(waits) == 2 and waits[0] < waits[1]  # backs off, and not after the last attempt
+    assert not ref.get().exists
+
+
+def test_other_errors_are_not_retried(emulators, settings: Settings) -> None:
+    db, ref = _doc(settings)
+    calls: list[Any] = []
+
+    def body(transaction: firestore.Transaction) -> None:
+        calls.append(ref.get(transaction=transaction))
+        transaction.set(ref, {"written": True})
+        raise LookupError("the body's own decision")
+
+    with pytest.raises(LookupError):
+        run_transaction(db, body, sleep=lambda s: pytest.fail("slept"))
+    assert len(calls) == 1
+    assert not ref.get().exists
