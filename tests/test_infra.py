@@ -337,6 +337,7 @@ def test_cloud_run_sizing_and_explicit_deletion_protection(stack) -> None:
     for svc, memory in ((qa, "2Gi"), (bot, "512Mi")):
         assert svc["deletionProtection"] is False
         tpl = svc["template"]
+        assert tpl["executionEnvironment"] == "EXECUTION_ENVIRONMENT_GEN2"  # unset: Cloud Run picks
         assert tpl["scaling"]["minInstanceCount"] == 0
         assert tpl["maxInstanceRequestConcurrency"] > 1
         resources = tpl["containers"][0]["resources"]
