@@ -1,4 +1,6 @@
-"""Run a Firestore transaction until it commits, retrying when a *read* inside it is aborted.
+"""Firestore writes that another transaction's locks can abort: retried, not lost.
+
+A transaction runs until it commits, retried also when a *read* inside it is aborted.
 
 google-cloud-firestore's ``@firestore.transactional`` (2.34) retries an ``Aborted`` raised by the
 commit, but an ``Aborted`` raised by a read inside the transaction is rolled back and handed to the
@@ -11,7 +13,9 @@ suite's CI run hit it too); with it, 15 of 15 kept both turns, each aborted read
 
 Every transaction in askbase runs through :func:`run_transaction`, so the body is retried as a whole
 with a fresh transaction. A body must therefore be idempotent up to its writes, which Firestore commits
-atomically or not at all.
+atomically or not at all. Plain idempotent writes to documents a transaction also touches (re-stamping a
+conversation's messages, deleting one, a vote's answer getting its vector) go through
+:func:`retry_aborted`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,41 @@ ATTEMPTS = 5
 BASE_DELAY_S = 0.05
 
 
+def retry_aborted(
+    write: Callable[[], T],
+    *,
+    attempts: int = ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``write()`` until it does not raise ``Aborted``, at most ``attempts`` times; then the last
+    ``Aborted`` is raised. Any other exception propagates at once.
+
+    For a transaction (:func:`run_transaction`) and for a plain write that is idempotent (a batch that
+    sets or deletes fixed values, an update of fixed fields): a plain write can be aborted too while a
+    transaction holds the document (the crash harness sees it on a lease's ``delete()``), and the
+    client library retries a commit only on ``ResourceExhausted`` and ``ServiceUnavailable``. A write
+    that is not idempotent (an increment) belongs in a transaction.
+    """
+    from google.api_core import exceptions as gexc
+
+    for attempt in range(attempts):
+        try:
+            return write()
+        except gexc.Aborted as exc:
+            if attempt == attempts - 1:
+                raise
+            delay = exponential(attempt, BASE_DELAY_S, jitter=random.random())  # noqa: S311 (not a secret)
+            log.info(
+                "Firestore write aborted (%s); attempt %d of %d in %.2f s",
+                exc.message,
+                attempt + 2,
+                attempts,
+                delay,
+            )
+            sleep(delay)
+    raise ValueError(f"attempts must be at least 1, not {attempts}")
+
+
 def run_transaction(
     client: firestore.Client,
     body: Callable[[firestore.Transaction], T],
@@ -47,27 +86,15 @@ def run_transaction(
     """Run ``body(transaction)`` in a transaction of ``client`` and return what it returns.
 
     An ``Aborted`` from a read or the commit starts the body again in a new transaction, up to
-    ``attempts`` times; then the last ``Aborted`` is raised. Any other exception from ``body`` rolls the
-    transaction back and propagates at once (nothing was written).
+    ``attempts`` times (:func:`retry_aborted`); then the last ``Aborted`` is raised. Any other exception
+    from ``body`` rolls the transaction back and propagates at once (nothing was written).
     """
-    from google.api_core import exceptions as gexc
     from google.cloud import firestore
 
     transactional = firestore.transactional(body)
-    for attempt in range(attempts):
-        try:
-            result: T = transactional(client.transaction())
-            return result
-        except gexc.Aborted as exc:
-            if attempt == attempts - 1:
-                raise
-            delay = exponential(attempt, BASE_DELAY_S, jitter=random.random())  # noqa: S311 (not a secret)
-            log.info(
-                "transaction aborted (%s); attempt %d of %d in %.2f s",
-                exc.message,
-                attempt + 2,
-                attempts,
-                delay,
-            )
-            sleep(delay)
-    raise AssertionError("unreachable")  # the loop returns or raises
+
+    def attempt() -> T:
+        result: T = transactional(client.transaction())
+        return result
+
+    return retry_aborted(attempt, attempts=attempts, sleep=sleep)

@@ -231,16 +231,20 @@ def test_concurrent_turns_that_both_restamp_keep_the_invariant(emulators, settin
     for i in range(1, 5):
         store.record_turn("user:a@x.io", cid, f"q{i}", f"a{i}", [], "extractive")
     clock.now += timedelta(days=20)
-    threads = [
-        threading.Thread(
-            target=store.record_turn, args=("user:a@x.io", cid, f"q{i}", f"a{i}", [], "extractive")
-        )
-        for i in (5, 6)
-    ]
+    errors: list[BaseException] = []
+
+    def turn(i: int) -> None:
+        try:
+            store.record_turn("user:a@x.io", cid, f"q{i}", f"a{i}", [], "extractive")
+        except BaseException as exc:  # shown by the assertion below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=turn, args=(i,)) for i in (5, 6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert errors == []
     assert len(store.get("user:a@x.io", cid).messages) == 14
     _assert_no_message_expires_first(store, cid)
 

@@ -1,4 +1,5 @@
-"""run_transaction against the Firestore emulator: an aborted read starts the body again."""
+"""run_transaction and retry_aborted against the Firestore emulator: an aborted read starts the body
+again; an aborted plain write is sent again."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from google.cloud import firestore
 
 from shared.config import Settings
 from shared.gcp import firestore_client
-from shared.transactions import run_transaction
+from shared.transactions import retry_aborted, run_transaction
 
 
 def _doc(settings: Settings) -> tuple[firestore.Client, firestore.DocumentReference]:
@@ -68,3 +69,24 @@ def test_other_errors_are_not_retried(emulators, settings: Settings) -> None:
         run_transaction(db, body, sleep=lambda s: pytest.fail("slept"))
     assert len(calls) == 1
     assert not ref.get().exists
+
+
+def test_a_plain_write_aborted_by_a_lock_is_sent_again(emulators, settings: Settings) -> None:
+    db, ref = _doc(settings)
+    ref.set({"title": "old"})
+    waits: list[float] = []
+    sent: list[int] = []
+
+    def write() -> None:
+        sent.append(1)
+        if len(sent) == 1:
+            raise gexc.Aborted("Transaction lock timeout.")  # what a delete() beside a transaction got
+        ref.update({"title": "new"})
+
+    retry_aborted(write, sleep=waits.append)
+    assert len(sent) == 2 and len(waits) == 1
+    assert (ref.get().to_dict() or {})["title"] == "new"
+    with pytest.raises(gexc.NotFound):  # any other error: at once, not again
+        missing = db.collection("transaction_tests").document(uuid.uuid4().hex)
+        retry_aborted(lambda: missing.update({"title": "new"}), sleep=waits.append)
+    assert len(waits) == 1

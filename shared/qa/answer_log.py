@@ -45,6 +45,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from shared.qa.sources import SECTION_SEPARATOR  # how the API's source titles join page and headings
+from shared.transactions import retry_aborted
 
 if TYPE_CHECKING:
     from shared.qa.ask import AskResult
@@ -394,10 +395,10 @@ class AnswerLog:
         vector = self._vector_of(record.question)
         if vector is None:
             return
+        fields = {"vector": np.asarray(vector, dtype=VECTOR_DTYPE).tobytes(), "embedder": self.embedder_id}
         try:
-            self._col.document(record.id).update(
-                {"vector": np.asarray(vector, dtype=VECTOR_DTYPE).tobytes(), "embedder": self.embedder_id}
-            )
+            # A vote's transaction on the same answer may hold its lock (the 👍 beside this 👎).
+            retry_aborted(lambda: self._col.document(record.id).update(fields))
         except gexc.NotFound:  # deleted meanwhile (its asker cleared their history)
             return
         record.has_vector = True

@@ -52,7 +52,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from shared.transactions import run_transaction
+from shared.transactions import retry_aborted, run_transaction
 
 COLLECTION = "conversations"
 MESSAGES = "messages"
@@ -530,7 +530,8 @@ class ConversationStore:
                 batch = self._db.batch()
                 for ref in chunk:
                     batch.update(ref, {"expire_at": value})
-                batch.commit()
+                # A turn appended meanwhile holds these messages' locks (read in its transaction).
+                retry_aborted(batch.commit)
         except gexc.NotFound as exc:  # deleted meanwhile (by its owner, or by TTL)
             raise ConversationNotFound(doc.id) from exc
         return _Refresh(covered, expire)
@@ -546,7 +547,7 @@ class ConversationStore:
         try:
             # Not one transaction with the owner check, and need not be: a conversation's owner never
             # changes, and update() fails on a conversation deleted in between instead of recreating it.
-            snap.reference.update({"title": new_title})
+            retry_aborted(lambda: snap.reference.update({"title": new_title}))
         except gexc.NotFound as exc:
             raise ConversationNotFound(conversation_id) from exc
         conv = self._from_snapshot(snap)
@@ -581,8 +582,8 @@ class ConversationStore:
             batch = self._db.batch()
             for ref in chunk:
                 batch.delete(ref)
-            batch.commit()
-        doc.delete()
+            retry_aborted(batch.commit)
+        retry_aborted(doc.delete)
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:

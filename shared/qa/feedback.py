@@ -30,7 +30,7 @@ from typing import Any
 from google.cloud import firestore
 
 from shared.qa.answer_log import ANSWERS, BATCH_WRITES, AnswerFacts, AnswerLog, AnswerRecord, source_links
-from shared.transactions import run_transaction
+from shared.transactions import retry_aborted, run_transaction
 
 VOTES = "votes"
 DEFAULT_COMMENT_CHARS = 1000
@@ -278,10 +278,10 @@ def _delete_all(db: firestore.Client, refs: Iterable[firestore.DocumentReference
         pending += 1
         count += 1
         if pending == BATCH_WRITES:
-            batch.commit()
+            retry_aborted(batch.commit)  # a vote's transaction may hold one of these documents
             batch, pending = db.batch(), 0
     if pending:
-        batch.commit()
+        retry_aborted(batch.commit)
     return count
 
 
