@@ -56,6 +56,10 @@ def browser_stack(
     qa_env: dict[str, str],
 ) -> Iterator[BrowserStack]:
     """qa under gunicorn wired to the fake platforms, plus botrunner on loopback (same Firestore)."""
+    from playwright.sync_api import expect
+
+    # expect()'s default is 5 s (actions already wait 30 s): too short while qa competes for the CPU.
+    expect.set_options(timeout=15_000)
     with LoopbackServer(create_botrunner(bot_settings, reconcile_on_start=False)) as botrunner:
         env = {
             "ASKBASE_TELEGRAM_API_BASE": bot_settings.telegram_api_base,

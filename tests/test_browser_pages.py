@@ -179,7 +179,7 @@ def test_every_page_without_console_errors_or_csp_violations(browser_stack: Brow
     def wait_for_poll(page: Any, action: Callable[[], Any], where: str) -> None:
         """``action`` must lead to a request for the status JSON (the poller's first tick is 1 s later)."""
         try:
-            with page.expect_request(_is_status_json, timeout=8_000) as request:
+            with page.expect_request(_is_status_json, timeout=15_000) as request:
                 action()
             response = request.value.response()
             assert response is not None and response.status == 200, f"status JSON answered {response}"

@@ -19,9 +19,13 @@ from shared.knowledge import fetching, links, robots, sitemaps, urls
 from shared.knowledge.crawler import CrawlConfig, CrawlSession, Outcome, SourceCrawler, crawl_source
 from tests import sites
 
+# A generous timeout, so a loaded machine's late answer is not retried (exact hit counts). Only
+# test_sitemap_crawl_outcomes requests the slow page; it waits 2 x timeout for it.
 FAST = CrawlConfig(
-    concurrency=4, timeout_seconds=1.0, retries=1, max_page_bytes=1_000_000, backoff_base_seconds=0.05
+    concurrency=4, timeout_seconds=5.0, retries=1, max_page_bytes=1_000_000, backoff_base_seconds=0.05
 )
+# Twice the timeout, so it always times out; not more, since the site's stop waits for its handlers.
+SLOW_SECONDS = 2 * FAST.timeout_seconds
 
 
 # --- pure decisions ---------------------------------------------------------------------------------
@@ -177,7 +181,7 @@ def test_gzipped_sitemap_unpacks_under_a_cap() -> None:
 # --- real crawls -------------------------------------------------------------------------------------
 @pytest.fixture
 def site() -> Iterator[sites.FixtureSite]:
-    with sites.standard_site(slow_seconds=2.5, big_bytes=1_500_000) as s:
+    with sites.standard_site(slow_seconds=SLOW_SECONDS, big_bytes=1_500_000) as s:
         yield s
 
 

@@ -19,9 +19,19 @@ import pytest
 pytestmark = pytest.mark.emulators
 
 
+def _ephemeral_low() -> int:
+    """The kernel's lowest ephemeral port: ports from there on may be taken by any outgoing connection."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def _free_base() -> int:
+    # Below the ephemeral range, so no connection's local port can take one after the check.
+    high = max(20_000, min(40_000, _ephemeral_low() - 10))
     for _ in range(50):
-        base = random.randint(20_000, 40_000)
+        base = random.randint(20_000, high)
         try:
             for offset in range(6):
                 with socket.socket() as sock:

@@ -79,8 +79,12 @@ def test_the_launcher_execs_the_command_and_it_dies_with_the_parent(tmp_path: Pa
         assert time.monotonic() < deadline, "the launched command never ran"
         time.sleep(0.05)
     child_pid = int(pid_file.read_text())
-    # exec kept the pid: the process is the command itself, not a launcher waiting for it.
-    assert Path(f"/proc/{child_pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"
+    # exec kept the pid: the process is the command itself, not a launcher waiting for it. sh writes
+    # the pid before its own exec, so wait for that exec.
+    cmdline = Path(f"/proc/{child_pid}/cmdline")
+    while cmdline.read_bytes().split(b"\0")[0] != b"sleep":
+        assert time.monotonic() < deadline, f"pid {child_pid} never became sleep: {cmdline.read_bytes()!r}"
+        time.sleep(0.05)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     _wait_gone(child_pid, "the launched command outlived its SIGKILLed parent")

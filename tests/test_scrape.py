@@ -32,9 +32,14 @@ from shared.knowledge.snapshots import PublishConflict, SnapshotStore
 from tests import sites
 
 pytestmark = pytest.mark.emulators
+# The timeout is generous because the fixture site shares the CPU with the embedder: a page answering
+# late would be retried and break the exact hit counts.
 CRAWL = CrawlConfig(
-    concurrency=4, timeout_seconds=0.5, retries=1, max_page_bytes=1_000_000, backoff_base_seconds=0.05
+    concurrency=4, timeout_seconds=5.0, retries=1, max_page_bytes=1_000_000, backoff_base_seconds=0.05
 )
+# Twice the timeout, so it always times out; not more, since the site's stop waits for its handlers.
+SLOW_SECONDS = 2 * CRAWL.timeout_seconds
+WITH_SLOW_PAGE = pytest.mark.parametrize("site", ["with-slow-page"], indirect=True)
 
 
 class CountingEmbedder:
@@ -52,8 +57,12 @@ class CountingEmbedder:
 
 
 @pytest.fixture
-def site() -> Iterator[sites.FixtureSite]:
-    with sites.standard_site(slow_seconds=1.0, big_bytes=1_500_000) as s:
+def site(request: pytest.FixtureRequest) -> Iterator[sites.FixtureSite]:
+    with sites.standard_site(slow_seconds=SLOW_SECONDS, big_bytes=1_500_000) as s:
+        if getattr(request, "param", None) != "with-slow-page":
+            # Each run waits 2 x the crawl timeout for it: only the tests that look at it (WITH_SLOW_PAGE)
+            # keep it.
+            s.remove_page(sites.SLOW)
         yield s
 
 
@@ -77,6 +86,7 @@ def _restore(settings: Settings, tmp_path: Path, embedder) -> KnowledgeIndex:
     return KnowledgeIndex.open(restored.path, embedder)
 
 
+@WITH_SLOW_PAGE
 def test_build_recrawl_edit_remove(emulators, settings: Settings, site, embedder, tmp_path: Path) -> None:
     cfg = _settings(settings, site)
     stages: list[str] = []

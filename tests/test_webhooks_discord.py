@@ -346,8 +346,14 @@ _interaction_like = st.fixed_dictionaries(
 )
 
 
+# Same examples every run, no example database (tests/test_fuzz_http.py's policy): a failure is a
+# regression, not luck.
 @hypothesis_settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(body=_interaction_like | _json)
 def test_arbitrary_signed_json_never_5xx(stack: dict, body: Any) -> None:
