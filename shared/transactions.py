@@ -1,21 +1,22 @@
 """Firestore writes that another transaction's locks can abort: retried, not lost.
 
-A transaction runs until it commits, retried also when a *read* inside it is aborted.
-
 google-cloud-firestore's ``@firestore.transactional`` (2.34) retries an ``Aborted`` raised by the
-commit, but an ``Aborted`` raised by a read inside the transaction is rolled back and handed to the
-caller. Firestore locks what a transaction reads (server client libraries use pessimistic concurrency),
-so two transactions on one document can abort each other's reads with "Transaction lock timeout".
-Measured on the Firestore emulator: two turns appended at once to one conversation, each reading a
-query inside its transaction, lost a turn on the 2nd of 15 repeated runs before this module existed (the
-suite's CI run hit it too); with it, 15 of 15 kept both turns, each aborted read costing the emulator's
-~2 s lock timeout.
+commit (running the body again at once, up to five times, then raising ``ValueError``), but an
+``Aborted`` raised by a read inside the transaction is rolled back and handed to the caller, and if
+that rollback fails (the server may already have dropped the aborted transaction) the rollback's error
+is raised with the ``Aborted`` only in its context. Firestore locks what a transaction reads (server
+client libraries use pessimistic concurrency), so two transactions on one document can abort each
+other's reads with "Transaction lock timeout". Measured on the Firestore emulator: two turns appended
+at once to one conversation, each reading a query inside its transaction, lost a turn on the 2nd of 15
+repeated runs before this module existed (the suite's CI run hit it too); with it, 20 of 20 kept both
+turns, each aborted read costing the emulator's ~2 s lock timeout.
 
-Every transaction in askbase runs through :func:`run_transaction`, so the body is retried as a whole
-with a fresh transaction. A body must therefore be idempotent up to its writes, which Firestore commits
-atomically or not at all. Plain idempotent writes to documents a transaction also touches (re-stamping a
-conversation's messages, deleting one, a vote's answer getting its vector) go through
-:func:`retry_aborted`.
+Every transaction in askbase runs through :func:`run_transaction`: one commit per attempt, and any
+abort (read, commit, or hidden behind a failed rollback) starts the body again in a fresh transaction
+after a jittered backoff. A body must therefore be idempotent up to its writes, which Firestore commits
+atomically or not at all. Plain idempotent writes to documents a transaction also touches (recording an
+answer, re-stamping a conversation's messages, deleting one, a vote's answer getting its vector) go
+through :func:`retry_aborted`.
 """
 
 from __future__ import annotations
@@ -24,18 +25,18 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
 
 from shared.backoff import exponential
-
-if TYPE_CHECKING:
-    from google.cloud import firestore
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Whole-transaction attempts (each one also gets the library's own commit retries).
+#: Attempts per write or transaction (a transaction commits once per attempt).
 ATTEMPTS = 5
 #: First wait after an aborted read, doubled per attempt; jitter keeps two losers from meeting again.
 BASE_DELAY_S = 0.05
@@ -56,8 +57,8 @@ def retry_aborted(
     client library retries a commit only on ``ResourceExhausted`` and ``ServiceUnavailable``. A write
     that is not idempotent (an increment) belongs in a transaction.
     """
-    from google.api_core import exceptions as gexc
-
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
     for attempt in range(attempts):
         try:
             return write()
@@ -73,7 +74,7 @@ def retry_aborted(
                 delay,
             )
             sleep(delay)
-    raise ValueError(f"attempts must be at least 1, not {attempts}")
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def run_transaction(
@@ -86,15 +87,35 @@ def run_transaction(
     """Run ``body(transaction)`` in a transaction of ``client`` and return what it returns.
 
     An ``Aborted`` from a read or the commit starts the body again in a new transaction, up to
-    ``attempts`` times (:func:`retry_aborted`); then the last ``Aborted`` is raised. Any other exception
+    ``attempts`` times (:func:`retry_aborted`); then that ``Aborted`` is raised. Any other exception
     from ``body`` rolls the transaction back and propagates at once (nothing was written).
     """
-    from google.cloud import firestore
-
     transactional = firestore.transactional(body)
 
     def attempt() -> T:
-        result: T = transactional(client.transaction())
-        return result
+        try:
+            # One commit per attempt, so an aborted commit waits its backoff like an aborted read.
+            result: T = transactional(client.transaction(max_attempts=1))
+            return result
+        except gexc.Aborted:
+            raise
+        except Exception as exc:
+            aborted = aborted_cause(exc)
+            if aborted is None:
+                raise
+            raise aborted from exc
 
     return retry_aborted(attempt, attempts=attempts, sleep=sleep)
+
+
+def aborted_cause(exc: BaseException) -> gexc.Aborted | None:
+    """The ``Aborted`` behind ``exc``, if any: the library raises ``ValueError`` from an aborted commit
+    whose attempts ran out, and a failed rollback's error carries the read's ``Aborted`` as context."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, gexc.Aborted):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

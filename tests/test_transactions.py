@@ -90,3 +90,47 @@ def test_a_plain_write_aborted_by_a_lock_is_sent_again(emulators, settings: Sett
         missing = db.collection("transaction_tests").document(uuid.uuid4().hex)
         retry_aborted(lambda: missing.update({"title": "new"}), sleep=waits.append)
     assert len(waits) == 1
+
+
+class _Flaky:
+    """A real client whose transactions fail once the way the server can: the commit aborted, or the
+    rollback after an aborted read refused (the server dropped the transaction)."""
+
+    def __init__(self, db: firestore.Client, part: str) -> None:
+        self.db, self.part, self.failed = db, part, False
+
+    def transaction(self, **options: Any) -> firestore.Transaction:
+        transaction = self.db.transaction(**options)
+        if not self.failed:
+            self.failed = True
+            real = getattr(transaction, self.part)
+
+            def fail(*args: Any, **kwargs: Any) -> Any:
+                if self.part == "_rollback":
+                    real(*args, **kwargs)
+                    raise gexc.InvalidArgument("The referenced transaction has expired.")
+                raise gexc.Aborted("Transaction lock timeout.")
+
+            setattr(transaction, self.part, fail)
+        return transaction
+
+
+@pytest.mark.parametrize("part", ["_commit", "_rollback"])
+def test_an_abort_behind_the_librarys_wrapping_is_retried_with_backoff(
+    emulators, settings: Settings, part: str
+) -> None:
+    db, ref = _doc(settings)
+    ref.set({"n": 1})
+    waits: list[float] = []
+    runs: list[int] = []
+
+    def body(transaction: firestore.Transaction) -> None:
+        runs.append(1)
+        n = int((ref.get(transaction=transaction).to_dict() or {})["n"])
+        if part == "_rollback" and len(runs) == 1:
+            raise gexc.Aborted("Transaction lock timeout.")  # the read; its rollback then fails
+        transaction.update(ref, {"n": n + 1})
+
+    run_transaction(_Flaky(db, part), body, sleep=waits.append)  # type: ignore[arg-type]
+    assert len(runs) == 2 and len(waits) == 1  # once more, after a backoff (not the library's 5 at once)
+    assert (ref.get().to_dict() or {})["n"] == 2

@@ -372,7 +372,8 @@ class AnswerLog:
         now = self._clock()
         vector = self._vector_of(facts.question) if self.is_gap(facts.refused, facts.top_score) else None
         doc = self.document(facts, asker, now, source_of or (lambda url: ""), vector)
-        self._col.document(facts.id).set(doc, merge=True)
+        # The same answer asked again is the same document, which a vote's transaction may hold.
+        retry_aborted(lambda: self._col.document(facts.id).set(doc, merge=True))
         return facts.id
 
     def get(self, answer_id: str) -> AnswerRecord | None:
