@@ -116,6 +116,35 @@ def _words(cfg: pulumi.Config, key: str) -> tuple[str, ...]:
     return words
 
 
+# Cloud Run's second-generation execution environment (infra/components/services.py pins it) needs at
+# least 512 MiB per instance; the first generation took 128 MiB, so an older stack may ask for less.
+SERVICE_MIN_MEMORY_MIB = 512
+_MEMORY_UNITS = {
+    "Ki": 1 / 1024,
+    "Mi": 1,
+    "Gi": 1024,
+    "k": 1000 / 1024**2,
+    "M": 1000**2 / 1024**2,
+    "G": 1000**3 / 1024**2,
+}
+
+
+def _service_memory(key: str, value: str) -> str:
+    """``value`` if it is a Cloud Run memory size of at least :data:`SERVICE_MIN_MEMORY_MIB`."""
+    number = value.rstrip("KkMGi")
+    unit = value[len(number) :]
+    try:
+        mib = float(number) * _MEMORY_UNITS[unit]
+    except (KeyError, ValueError):
+        raise ValueError(f"askbase:{key} must be a size like 512Mi or 2Gi, got {value!r}") from None
+    if mib < SERVICE_MIN_MEMORY_MIB:
+        raise ValueError(
+            f"askbase:{key} must be at least {SERVICE_MIN_MEMORY_MIB}Mi (Cloud Run's second-generation "
+            f"execution environment), got {value}"
+        )
+    return value
+
+
 def load_config() -> InfraConfig:
     """Read the stack's configuration; raise ``ValueError`` naming the key on a bad value."""
     gcp = pulumi.Config("gcp")
@@ -172,11 +201,11 @@ def load_config() -> InfraConfig:
         qa_image=cfg.get("qaImage") or image,
         botrunner_image=cfg.get("botrunnerImage") or image,
         image_builder=image_builder,
-        qa_memory=s("qaMemory", defaults.qa_memory),
+        qa_memory=_service_memory("qaMemory", s("qaMemory", defaults.qa_memory)),
         qa_cpu=s("qaCpu", defaults.qa_cpu),
         qa_concurrency=i("qaConcurrency", defaults.qa_concurrency),
         qa_max_instances=i("qaMaxInstances", defaults.qa_max_instances),
-        botrunner_memory=s("botrunnerMemory", defaults.botrunner_memory),
+        botrunner_memory=_service_memory("botrunnerMemory", s("botrunnerMemory", defaults.botrunner_memory)),
         botrunner_cpu=s("botrunnerCpu", defaults.botrunner_cpu),
         botrunner_concurrency=i("botrunnerConcurrency", defaults.botrunner_concurrency),
         botrunner_max_instances=i("botrunnerMaxInstances", defaults.botrunner_max_instances),

@@ -71,6 +71,9 @@ def test_example_loads(example_config: dict[str, str]) -> None:
         ("askbase:sources", '{"name": "docs"}', "askbase:sources must be a list"),
         ("askbase:backupRetentionDays", "30", "askbase:backupRetentionDays must be 1..7"),
         ("askbase:imageBuilder", "podman", "askbase:imageBuilder must be auto, docker or cloudbuild"),
+        ("askbase:botrunnerMemory", "256Mi", "askbase:botrunnerMemory must be at least 512Mi"),
+        ("askbase:qaMemory", "0.25Gi", "askbase:qaMemory must be at least 512Mi"),
+        ("askbase:qaMemory", "lots", "askbase:qaMemory must be a size like 512Mi"),
     ],
 )
 def test_bad_values_name_their_key(
@@ -79,6 +82,14 @@ def test_bad_values_name_their_key(
     pulumi.runtime.set_all_config({**example_config, key: value})
     with pytest.raises(ValueError, match=message):
         load_config()
+
+
+@pytest.mark.parametrize(("value", "mib"), [("512Mi", 512), ("1Gi", 1024), ("4G", 3815), ("600M", 572)])
+def test_service_memory_sizes_in_cloud_runs_units(
+    example_config: dict[str, str], value: str, mib: int
+) -> None:
+    pulumi.runtime.set_all_config({**example_config, "askbase:qaMemory": value})
+    assert load_config().qa_memory == value
 
 
 def test_project_is_required() -> None:
