@@ -7,11 +7,12 @@ import itertools
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.knowledge.chunker import Chunk, chunk_page, page_content_hash, split_text
 from shared.knowledge.extract import ExtractedPage, Section
+from tests.fuzzing import property_settings
 
 URL = "https://acme.dev/docs/install"
 
@@ -169,15 +170,7 @@ def test_empty_page_gives_no_chunks() -> None:
     assert chunk_page(_page(Section("Only", "only", 2, "  ")), source="s", max_chars=300, overlap=0) == []
 
 
-# Same examples every run, no example database (tests/test_fuzz_http.py's policy): a failure is a
-# regression, not luck. Generating 3000-character texts can trip too_slow on a busy machine.
-@settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@property_settings(60)
 @given(
     text=st.text(alphabet=st.sampled_from("abc de.\n!?"), min_size=0, max_size=3000),
     max_chars=st.integers(min_value=60, max_value=900),

@@ -7,11 +7,12 @@ from __future__ import annotations
 import html
 import re
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.bots.formatting import SourceRef, split_escaped
 from shared.bots.platforms import discord, get_platform, telegram, telegram_api
+from tests.fuzzing import property_settings
 
 TELEGRAM, DISCORD = get_platform("telegram"), get_platform("discord")
 TELEGRAM_LIMIT, DISCORD_LIMIT = telegram_api.MESSAGE_LIMIT, discord.MESSAGE_LIMIT
@@ -105,15 +106,7 @@ def test_discord_sources_message() -> None:
     assert discord.render_sources([]) == "This answer has no sources."
 
 
-# Same examples every run, no example database (tests/test_fuzz_http.py's policy): a failure is a
-# regression, not luck. Generation can trip too_slow on a busy machine.
-@settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@property_settings(150)
 @given(st.text(alphabet=st.sampled_from(list("ab <>&*_`\\|\n.é")), min_size=0, max_size=700))
 def test_split_roundtrip_property(text: str) -> None:
     for escape, limit, unescape in (

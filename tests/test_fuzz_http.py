@@ -12,14 +12,13 @@ interactions and correctly authenticated Telegram updates with arbitrary JSON bo
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -31,25 +30,14 @@ from tests.bot_stack import bot_settings as bot_env
 from tests.bot_stack import function_app, register_discord_bot, register_telegram_bot
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.telegram_api import FakeTelegram
+from tests.fuzzing import property_settings
 from tests.qa_support import fake_live_index, make_app, sign_in
 
 pytestmark = pytest.mark.emulators
 pytest_plugins = ["tests.fakes.bot_fixtures"]
 
 SPECS = Path(__file__).resolve().parents[1] / "docs" / "openapi"
-# The suite replays the same examples on every run (derandomize, no example database), so a failure in CI
-# is a regression, never bad luck. A longer random search is one command (README, "Tests"):
-#   ASKBASE_FUZZ_RANDOM=1 ASKBASE_FUZZ_EXAMPLES=1000 .venv/bin/python -m pytest tests/test_fuzz_http.py
-# hypothesis then prints the seed and the failing example's blob to reproduce it.
-FUZZ_RANDOM = os.environ.get("ASKBASE_FUZZ_RANDOM") == "1"
-FUZZ = settings(
-    max_examples=int(os.environ.get("ASKBASE_FUZZ_EXAMPLES", "40")),
-    deadline=None,
-    derandomize=not FUZZ_RANDOM,
-    database=None,
-    print_blob=True,
-    suppress_health_check=list(HealthCheck),
-)
+FUZZ = property_settings(40, suppress=list(HealthCheck))  # the policy: tests/fuzzing.py
 # Scalars and containers as hostile as JSON gets: control characters, astral unicode, huge numbers.
 JSON_VALUES = st.recursive(
     st.none()

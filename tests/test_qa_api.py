@@ -15,6 +15,7 @@ from shared.devstack.issuer import LocalIssuer
 from shared.gcp import firestore_client
 from shared.qa.answerers import get_answerer
 from shared.qa.live_index import LiveIndex
+from tests.fuzzing import property_settings
 from tests.qa_support import ask, fake_live_index, make_app, sign_in
 
 pytestmark = pytest.mark.emulators
@@ -508,7 +509,6 @@ def test_google_sign_in_route_checks_gis_double_submit_and_the_token(
 
 def test_random_json_never_causes_a_500(app: Flask) -> None:
     from hypothesis import HealthCheck, given
-    from hypothesis import settings as hsettings
     from hypothesis import strategies as st
 
     client = app.test_client()
@@ -527,15 +527,7 @@ def test_random_json_never_causes_a_500(app: Flask) -> None:
         | values
     )
 
-    # Same examples every run, no example database (tests/test_fuzz_http.py's policy): a failure is a
-    # regression, not luck.
-    @hsettings(
-        max_examples=60,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @property_settings(60, suppress=list(HealthCheck))
     @given(bodies)
     def check(body) -> None:
         response = ask(client, token, body)

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from shared.bots import chat_switch
@@ -28,6 +27,7 @@ from shared.bots.webhooks import Ingress, build_ingress
 from shared.config import Settings
 from tests.bot_stack import JobTap, LoopbackServer, bot_settings, function_app, register_discord_bot
 from tests.fakes.discord_api import FakeApplication, FakeDiscord
+from tests.fuzzing import property_settings
 
 pytestmark = pytest.mark.emulators
 
@@ -346,15 +346,7 @@ _interaction_like = st.fixed_dictionaries(
 )
 
 
-# Same examples every run, no example database (tests/test_fuzz_http.py's policy): a failure is a
-# regression, not luck.
-@hypothesis_settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@property_settings(150, suppress=[HealthCheck.function_scoped_fixture])
 @given(body=_interaction_like | _json)
 def test_arbitrary_signed_json_never_5xx(stack: dict, body: Any) -> None:
     response = _deliver(stack, json.dumps(body).encode())

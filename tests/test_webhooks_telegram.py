@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from shared.bots import chat_switch
@@ -31,6 +30,7 @@ from shared.bots.webhooks import Ingress, build_ingress
 from shared.config import Settings
 from tests.bot_stack import JobTap, bot_settings, function_app, register_telegram_bot
 from tests.fakes.telegram_api import FakeTelegram
+from tests.fuzzing import property_settings
 
 pytestmark = pytest.mark.emulators
 
@@ -488,15 +488,7 @@ _update_like = st.fixed_dictionaries(
 )
 
 
-# Same examples every run, no example database (tests/test_fuzz_http.py's policy): a failure is a
-# regression, not luck.
-@hypothesis_settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@property_settings(150, suppress=[HealthCheck.function_scoped_fixture])
 @given(body=_update_like | _json)
 def test_arbitrary_json_never_5xx(stack: dict, body: Any) -> None:
     response = _post(stack, body)
