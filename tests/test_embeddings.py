@@ -436,6 +436,34 @@ def test_the_word_table_stays_in_its_file_not_in_the_process(embedder: MiniLMEmb
     assert table.name not in mapped
 
 
+@pytest.mark.parametrize("damage", ["truncated word table", "garbage graph"])
+def test_a_damaged_cached_model_is_built_again_not_fatal(
+    embedder: MiniLMEmbedder, tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    # The process's cached files, copied (a build takes seconds), then damaged the way a disk error
+    # or a broken image layer would: every start from this cache would fail without the rebuild.
+    model = cached_onnx_model()
+    assert isinstance(model.graph, Path) and isinstance(model.word_table, Path)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    graph = Path(shutil.copy(model.graph, cache))
+    table = Path(shutil.copy(model.word_table, cache))
+    if damage == "truncated word table":
+        with table.open("r+b") as handle:
+            handle.truncate(table.stat().st_size - 4)
+    else:
+        graph.write_bytes(b"not an onnx graph")
+    with caplog.at_level("WARNING", logger="shared.knowledge.embeddings"):
+        healed = MiniLMEmbedder(cache=cache)
+    assert "cached ONNX model unreadable" in caplog.text
+    assert healed._words.path == table  # the same names: the weights and the builder are the same
+    assert graph.stat().st_size > 40_000_000 and table.stat().st_size == model.word_table.stat().st_size
+    texts = [*SENTENCES, LONG_TEXT]
+    np.testing.assert_array_equal(healed.embed(texts), embedder.embed(texts))
+
+
 def test_without_a_writable_cache_the_embedder_runs_graph_and_table_from_memory(
     embedder: MiniLMEmbedder, tmp_path: Path
 ) -> None:

@@ -26,12 +26,21 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from shared.knowledge.onnx_graph import MINILM_ID, EmbedderUnavailable, cached_onnx_model, model_dir
+from shared.knowledge.onnx_graph import (
+    MINILM_ID,
+    EmbedderUnavailable,
+    MiniLMModel,
+    cached_onnx_model,
+    model_dir,
+)
 from shared.knowledge.word_table import WordTable
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 __all__ = [
     "BATCH_SIZE",
@@ -124,6 +133,28 @@ def length_batches(
     return batches
 
 
+def _open_model(
+    model: MiniLMModel, options: onnxruntime.SessionOptions
+) -> tuple[WordTable, onnxruntime.InferenceSession]:
+    """The word table and the inference session of ``model``; raises whatever a damaged file makes
+    numpy or onnxruntime raise."""
+    import onnxruntime
+
+    graph = str(model.graph) if isinstance(model.graph, Path) else model.graph
+    # The word-embedding table is not in the graph: the session would hold all 47 MB of it in
+    # anonymous memory for the life of the process. embed() gathers each batch's rows from the table's
+    # file and feeds them as the graph's input instead. Measured against the graph that gathered them
+    # itself (64 chunks of mixed length, 24 queries): max abs difference 0.0, so the vectors, and this
+    # embedder's id, are unchanged.
+    words = (
+        WordTable.open(model.word_table)
+        if isinstance(model.word_table, Path)
+        else WordTable(model.word_table)
+    )
+    session = onnxruntime.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
+    return words, session
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 on onnxruntime. Thread-safe: ``embed`` may be called concurrently."""
 
@@ -159,27 +190,23 @@ class MiniLMEmbedder:
         options.enable_cpu_mem_arena = False
         options.log_severity_level = 3
         model = cached_onnx_model(directory, cache)
-        graph = str(model.graph) if isinstance(model.graph, Path) else model.graph
         try:
-            # The word-embedding table is not in the graph: the session would hold all 47 MB of it in
-            # anonymous memory for the life of the process. embed() gathers each batch's rows from
-            # the table's file and feeds them as the graph's input instead. Measured against the graph
-            # that gathered them itself (64 chunks of mixed length, 24 queries): max abs difference 0.0,
-            # so the vectors, and this embedder's id, are unchanged.
-            self._words = (
-                WordTable.open(model.word_table)
-                if isinstance(model.word_table, Path)
-                else WordTable(model.word_table)
-            )
-            self._session = onnxruntime.InferenceSession(
-                graph, sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            self._words, self._session = _open_model(model, options)
         except Exception as exc:
-            # An in-memory model (the cache was not writable) is rebuilt at every start: nothing to delete.
-            hint = ""
-            if isinstance(model.graph, Path):
-                hint = f"; delete {model.graph} and {model.word_table} to rebuild"
-            raise EmbedderUnavailable(f"cannot load the ONNX model ({exc}){hint}") from exc
+            if not isinstance(model.graph, Path):
+                # An in-memory model (the cache was not writable) was just built: nothing to rebuild.
+                raise EmbedderUnavailable(f"cannot load the ONNX model ({exc})") from exc
+            # The files are written atomically, so a bad one was damaged afterwards (a disk error, a
+            # broken image layer). Every instance of an image would fail the same way: rebuild once.
+            log.warning("cached ONNX model unreadable (%s); deleting it and building it again", exc)
+            try:
+                for stale in (model.graph, model.word_table):
+                    if isinstance(stale, Path):
+                        stale.unlink(missing_ok=True)
+                model = cached_onnx_model(directory, cache)
+                self._words, self._session = _open_model(model, options)
+            except Exception as again:
+                raise EmbedderUnavailable(f"cannot load the rebuilt ONNX model ({again})") from again
         # The first run allocates onnxruntime's buffers; pay for it here rather than in a request.
         self.embed(["warm up"])
         release_free_heap()
