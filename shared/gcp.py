@@ -19,6 +19,21 @@ if TYPE_CHECKING:
     from google.cloud import firestore
 
 
+def unavailable_errors() -> tuple[type[Exception], ...]:
+    """Google API errors that mean "try again shortly", not a bug: an outage, a timeout, or lock
+    contention that outlasted :mod:`shared.transactions`' retries. The services answer them 503 with
+    ``Retry-After`` (Pub/Sub redelivers a worker's 503; a browser or script asks again)."""
+    from google.api_core import exceptions as gexc
+
+    return (
+        gexc.ServiceUnavailable,
+        gexc.DeadlineExceeded,
+        gexc.InternalServerError,
+        gexc.RetryError,
+        gexc.Aborted,
+    )
+
+
 def _emulated(var: str) -> bool:
     return bool(os.environ.get(var))
 

@@ -219,3 +219,18 @@ def test_google_oidc_mode_requires_a_service_token_per_route(
     assert client.post("/internal/reconcile", headers=bearer(scheduler_sa)).status_code == 200
     assert client.get("/api/bots", headers={**ANN, **bearer("someone@gmail.com")}).status_code == 403
     assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("error", ["Aborted", "ServiceUnavailable"])
+def test_storage_unavailable_or_contended_is_503_with_retry_after(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, error: str
+) -> None:
+    from google.api_core import exceptions as gexc
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise getattr(gexc, error)("Transaction lock timeout.")
+
+    monkeypatch.setattr(BotControl, "list_bots", unavailable)
+    response = client.get("/api/bots", headers=ANN)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.get_json() == {"error": "temporarily unavailable; try again"}

@@ -193,6 +193,30 @@ def test_bad_input_is_400_with_a_message(
     assert len(lines) == 1
 
 
+def test_storage_contended_past_the_retries_is_503_with_retry_after_not_500(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from google.api_core import exceptions as gexc
+
+    from shared.qa.conversations import ConversationStore
+
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+
+    def contended(*args: object, **kwargs: object) -> str:
+        raise gexc.Aborted("Transaction lock timeout.")  # what run_transaction raises at the end
+
+    monkeypatch.setattr(ConversationStore, "record_turn", contended)
+    with caplog.at_level(logging.WARNING, logger="askbase.qa"):
+        response = ask(client, token, {"question": "How do I install askbase?"})
+        page = client.get("/", headers={"Accept": "text/html"})  # still serves what needs no write
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.json == {"error": "temporarily unavailable; try again"}
+    assert page.status_code == 200
+    assert any("storage unavailable on POST /api/ask" in r.getMessage() for r in caplog.records)
+    assert not any(r.levelno >= logging.ERROR for r in caplog.records)
+
+
 def test_oversized_body_is_413_json(app: Flask, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     client = app.test_client()
     token = sign_in(client, "a@example.com")

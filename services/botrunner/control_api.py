@@ -107,9 +107,9 @@ def _control_error(exc: ControlError) -> tuple[Response, int]:
     return jsonify({"error": exc.message}), exc.status
 
 
-def _unavailable(exc: Exception) -> tuple[Response, int]:
+def _unavailable(exc: Exception) -> tuple[Response, int, dict[str, str]]:
     log.warning("storage unavailable: %s", type(exc).__name__)
-    return jsonify({"error": "temporarily unavailable; try again"}), 503
+    return jsonify({"error": "temporarily unavailable; try again"}), 503, {"Retry-After": "5"}
 
 
 for _exc in UNAVAILABLE:
@@ -202,7 +202,7 @@ def install_error_pages(app: Flask) -> None:
         return jsonify({"error": exc.description or exc.name}), exc.code or 500
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> tuple[Response, int]:
+    def _unexpected(exc: Exception) -> tuple[Response, int] | tuple[Response, int, dict[str, str]]:
         if isinstance(exc, UNAVAILABLE):
             return _unavailable(exc)
         log.exception("unexpected error in %s %s", request.method, request.path)

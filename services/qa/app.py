@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared.config import Settings, get_settings
+from shared.gcp import unavailable_errors
 from shared.qa.answerers import Answerer, get_answerer
 from shared.qa.ask import AskService, BotProfiles
 from shared.qa.conversations import ConversationStore
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from shared.knowledge.coldstart import ColdStartSource
 
 log = logging.getLogger("askbase.qa")
+
+# Seconds a client is asked to wait after a 503 for unavailable storage.
+UNAVAILABLE_RETRY_AFTER_S = 5
 
 
 @dataclass
@@ -199,13 +203,23 @@ def _register_error_handlers(app: Flask) -> None:
         specific = exc.description if exc.description != type(exc).description else None
         return render_template("error.html", code=code, message=specific), code
 
+    unavailable = unavailable_errors()
+
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:
+        from flask import render_template
+
+        if isinstance(exc, unavailable):
+            # Firestore down, slow or contended past the retries: nothing was half-written (a turn is
+            # one commit), so asking again is safe.
+            log.warning("storage unavailable on %s %s: %s", request.method, request.path, exc)
+            headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+            if _wants_json():
+                return jsonify(error="temporarily unavailable; try again"), 503, headers
+            return render_template("error.html", code=503, message=None), 503, headers
         log.exception("unhandled error on %s %s", request.method, request.path)
         if _wants_json():
             return jsonify(error="internal error"), 500
-        from flask import render_template
-
         return render_template("error.html", code=500, message=None), 500
 
     @app.after_request

@@ -43,8 +43,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from google.api_core import exceptions as gexc
-
 from shared.bots.activity import ActivityPage, InvalidCursor
 from shared.bots.answer_modes import DEFAULT_MODE, AnswerMode, parse_mode
 from shared.bots.platforms import PLATFORM_NAMES, find_platform, get_platform
@@ -52,6 +50,7 @@ from shared.bots.platforms.base import ApiEndpoint, BotCredentials, Platform
 from shared.bots.platforms.errors import InvalidRegistration, PlatformError, PlatformUnreachable, RetryPolicy
 from shared.bots.registry import Bot, BotRegistry, IdentityTaken
 from shared.bots.secrets import DecryptionError
+from shared.gcp import unavailable_errors
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -408,5 +407,5 @@ def _prompt(value: Any) -> str:
     return value.strip()
 
 
-# Firestore outages surface as these; callers map them to 503 rather than 500.
-UNAVAILABLE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.RetryError)
+# Firestore outages and contention surface as these; callers map them to 503 rather than 500.
+UNAVAILABLE = unavailable_errors()
