@@ -103,7 +103,8 @@ def run_transaction(
             aborted = aborted_cause(exc)
             if aborted is None:
                 raise
-            raise aborted from exc
+            # A new Aborted: re-raising the one inside exc's chain would make the chain a cycle.
+            raise gexc.Aborted(aborted.message) from exc
 
     return retry_aborted(attempt, attempts=attempts, sleep=sleep)
 
