@@ -104,7 +104,7 @@ def run_transaction(
             if aborted is None:
                 raise
             # A new Aborted: re-raising the one inside exc's chain would make the chain a cycle.
-            raise gexc.Aborted(aborted.message) from exc
+            raise gexc.Aborted(aborted.message) from exc  # type: ignore[no-untyped-call]  # untyped __init__
 
     return retry_aborted(attempt, attempts=attempts, sleep=sleep)
 
