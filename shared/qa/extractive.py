@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from shared.knowledge.reranking import split_picks
 from shared.knowledge.retrieval import NAMING_HEADING, stem, tokenize
 from shared.qa.answerers import Answer
-from shared.qa.refusal import MIN_SCORE, refusal, relevant_passages
+from shared.qa.refusal import MIN_SCORE, refusal, relevant_passages, usable
 from shared.qa.sources import SECTION_SEPARATOR, split_heading_path
 
 if TYPE_CHECKING:
@@ -475,9 +475,8 @@ class ExtractiveAnswerer:
             parts.append(f"{quote} [{len(cited)}]")
         if not cited:
             return refusal(ranked, self.name)
-        # A pick is held to the bar any passage given to the answerer meets (relevant_passages).
-        picks = [p for p in picks if p.score >= self.min_score / 2]
-        picked = semantic_pages(picks, cited, self.max_passages)
+        # A pick is held to the bar any passage given to the answerer meets.
+        picked = semantic_pages(usable(picks, self.min_score), cited, self.max_passages)
         also = picked + further_pages(chosen, cited + picked, self.max_passages)
         if also:
             markers = ", ".join(f"[{n}]" for n in range(len(cited) + 1, len(cited) + len(also) + 1))

@@ -74,7 +74,13 @@ def relevant_passages(
         and unsupported_names(question, passages)
     ):
         return []
-    return [p for p in passages if p.score >= min_score / 2][:limit]
+    return usable(passages, min_score)[:limit]
+
+
+def usable(passages: Sequence[Passage], min_score: float) -> list[Passage]:
+    """The ``passages`` an answer may use once its best passage reached ``min_score``: those scoring
+    at least half of it, in their order."""
+    return [p for p in passages if p.score >= min_score / 2]
 
 
 def question_names(question: str) -> list[str]:
