@@ -113,7 +113,6 @@ def retrieve_for_turn(
     previous: str | None,
     k: int,
     standalone_score: float = STANDALONE_SCORE,
-    standalone_heading: float = NAMING_HEADING,
 ) -> Retrieval:
     """Search for ``question`` asked after ``previous`` (None: first question of a conversation)."""
     kind = classify(question)
@@ -121,11 +120,7 @@ def retrieve_for_turn(
         return Retrieval(question, search(question, k), kind, merged=False)
     if kind is TurnKind.REFERENCE:
         alone = search(question, k)
-        if (
-            alone
-            and alone[0].score >= standalone_score
-            and (alone[0].heading_score or 0.0) >= standalone_heading
-        ):
+        if alone and alone[0].score >= standalone_score and (alone[0].heading_score or 0.0) >= NAMING_HEADING:
             return Retrieval(question, alone, kind, merged=False)
     query = merged_query(previous, question)
     # Twice as deep, so the follow-up's focus can bring a passage up from below the cut. The semantic
