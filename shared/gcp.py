@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from google.cloud import firestore
 
 
+# Seconds a service asks a client to wait (Retry-After) after answering 503 for one of these errors.
+UNAVAILABLE_RETRY_AFTER_S = 5
+
+
 def unavailable_errors() -> tuple[type[Exception], ...]:
     """Google API errors that mean "try again shortly", not a bug: an outage, a timeout, or lock
     contention that outlasted :mod:`shared.transactions`' retries. The services answer them 503 with

@@ -40,6 +40,7 @@ from werkzeug.exceptions import HTTPException
 from shared.bots.control import UNAVAILABLE, BadRequest, BotControl, Caller, ControlError
 from shared.bots.reconcile import reconcile_all
 from shared.config import Settings
+from shared.gcp import UNAVAILABLE_RETRY_AFTER_S
 from shared.idtokens import TokenError, verifier_for
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,11 @@ def _control_error(exc: ControlError) -> tuple[Response, int]:
 
 def _unavailable(exc: Exception) -> tuple[Response, int, dict[str, str]]:
     log.warning("storage unavailable: %s", type(exc).__name__)
-    return jsonify({"error": "temporarily unavailable; try again"}), 503, {"Retry-After": "5"}
+    return (
+        jsonify({"error": "temporarily unavailable; try again"}),
+        503,
+        {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+    )
 
 
 for _exc in UNAVAILABLE:

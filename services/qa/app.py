@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared.config import Settings, get_settings
-from shared.gcp import unavailable_errors
+from shared.gcp import UNAVAILABLE_RETRY_AFTER_S, unavailable_errors
 from shared.qa.answerers import Answerer, get_answerer
 from shared.qa.ask import AskService, BotProfiles
 from shared.qa.conversations import ConversationStore
@@ -33,9 +33,6 @@ if TYPE_CHECKING:
     from shared.knowledge.coldstart import ColdStartSource
 
 log = logging.getLogger("askbase.qa")
-
-# Seconds a client is asked to wait after a 503 for unavailable storage.
-UNAVAILABLE_RETRY_AFTER_S = 5
 
 
 @dataclass
