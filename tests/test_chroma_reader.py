@@ -39,6 +39,13 @@ def build(path: Path, embedder: object, pages: int = 40) -> None:
             add(index, make_page(f"https://docs.acme.dev/{n}", {f"Part {n}": f"Topic {n} text {n * 7}."}))
 
 
+def built(tmp_path: Path, pages: int) -> tuple[Path, BagOfWordsEmbedder]:
+    """An index of ``pages`` pages under ``tmp_path``, and the embedder it was built with."""
+    path, embedder = tmp_path / "index", BagOfWordsEmbedder()
+    build(path, embedder, pages=pages)
+    return path, embedder
+
+
 def chroma_collection(path: Path):  # type: ignore[no-untyped-def]
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -120,9 +127,7 @@ def test_a_snapshot_of_another_tokenizer_is_served_by_the_reader_with_postings_r
 ) -> None:
     # A snapshot published before a tokenizer change: its saved BM25 postings are refused, rebuilt
     # from the chunk table's texts in memory, and the copy on disk is left as published.
-    path = tmp_path / "index"
-    embedder = BagOfWordsEmbedder()
-    build(path, embedder, pages=8)
+    path, embedder = built(tmp_path, pages=8)
     with KnowledgeIndex.open(path, embedder) as writable:
         expected = [(p.chunk_id, p.score) for p in writable.search("Topic 3 text", k=3)]
     table = path / chunktable.FILE_NAME
@@ -179,9 +184,7 @@ def test_bindings_whose_calls_changed_fall_back_to_chromadb(
 ) -> None:
     # The bindings are chromadb's private API: after an upgrade that changes a call, qa must still
     # serve (through chromadb's client), not fail every open.
-    path = tmp_path / "index"
-    embedder = BagOfWordsEmbedder()
-    build(path, embedder, pages=5)
+    path, embedder = built(tmp_path, pages=5)
 
     def changed_query(self: ChromaReader, *args: object, **kwargs: object) -> dict[str, object]:
         raise TypeError("query() takes 8 positional arguments but 10 were given")
@@ -201,9 +204,7 @@ def test_bindings_whose_calls_changed_fall_back_to_chromadb(
 def test_missing_bindings_fall_back_but_an_error_of_askbases_own_is_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "index"
-    embedder = BagOfWordsEmbedder()
-    build(path, embedder, pages=3)
+    path, embedder = built(tmp_path, pages=3)
 
     def no_bindings(cls: type, *args: object) -> ChromaReader:
         raise ModuleNotFoundError("No module named 'chromadb_rust_bindings'")

@@ -152,19 +152,25 @@ def test_env_file_is_read_and_the_environment_wins(monkeypatch: pytest.MonkeyPat
     assert load_settings(_env_file=None).bucket == "askbase-local"
 
 
-def test_every_bad_key_is_reported_in_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ASKBASE_SNAPSHOT_KEEP", "0")
-    monkeypatch.setenv("ASKBASE_CRAWL_CONCURRENCY", "lots")
-    monkeypatch.setenv("ASKBASE_ANSWERER", "gpt")
-    monkeypatch.setenv("ASKBASE_GAPS_GROUP_SIMILARITY", "1")
-    monkeypatch.setenv("ASKBASE_BOT_MODELS", "extractive,claude")
-    monkeypatch.setenv(
-        "ASKBASE_SOURCES",
-        '[{"name": "ok", "kind": "feed", "url": "https://b.test"}, {"name": "", "url": "ftp://x"}]',
-    )
+def _config_error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    """The ConfigError message load_settings gives with ``env`` set (``ASKBASE_`` names)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as caught:
         load_settings(_env_file=None)
-    message = str(caught.value)
+    return str(caught.value)
+
+
+def test_every_bad_key_is_reported_in_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = _config_error(
+        monkeypatch,
+        ASKBASE_SNAPSHOT_KEEP="0",
+        ASKBASE_CRAWL_CONCURRENCY="lots",
+        ASKBASE_ANSWERER="gpt",
+        ASKBASE_GAPS_GROUP_SIMILARITY="1",
+        ASKBASE_BOT_MODELS="extractive,claude",
+        ASKBASE_SOURCES='[{"name": "ok", "kind": "feed", "url": "https://b.test"}, {"name": "", "url": "ftp://x"}]',
+    )
     assert "ASKBASE_SNAPSHOT_KEEP: must be at least 1" in message
     assert "ASKBASE_CRAWL_CONCURRENCY: must be an integer, not 'lots'" in message
     assert "ASKBASE_ANSWERER: must be one of 'extractive', 'gemini'" in message
@@ -174,21 +180,19 @@ def test_every_bad_key_is_reported_in_one_error(monkeypatch: pytest.MonkeyPatch)
     assert "ASKBASE_SOURCES[1.kind]: is required" in message
     assert "ASKBASE_SOURCES[1.url]: must match" in message
     assert "ASKBASE_SOURCES[0" not in message
-    monkeypatch.setenv("ASKBASE_DEV_SIGN_IN", "maybe")  # a bool that is no word
-    with pytest.raises(ConfigError) as caught:
-        load_settings(_env_file=None)
-    assert "ASKBASE_DEV_SIGN_IN: must be a boolean" in str(caught.value)
+    message = _config_error(monkeypatch, ASKBASE_DEV_SIGN_IN="maybe")  # a bool that is no word
+    assert "ASKBASE_DEV_SIGN_IN: must be a boolean" in message
 
 
 def test_every_broken_rule_across_settings_is_named_by_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ASKBASE_ENV", "production")
-    monkeypatch.setenv("ASKBASE_DEV_SIGN_IN", "1")
-    monkeypatch.setenv("ASKBASE_INTERNAL_AUTH", "none")
-    monkeypatch.setenv("ASKBASE_CHUNK_OVERLAP_CHARS", "1500")
-    monkeypatch.setenv("ASKBASE_CHUNK_MAX_CHARS", "1000")
-    with pytest.raises(ConfigError) as caught:
-        load_settings(_env_file=None)
-    message = str(caught.value)
+    message = _config_error(
+        monkeypatch,
+        ASKBASE_ENV="production",
+        ASKBASE_DEV_SIGN_IN="1",
+        ASKBASE_INTERNAL_AUTH="none",
+        ASKBASE_CHUNK_OVERLAP_CHARS="1500",
+        ASKBASE_CHUNK_MAX_CHARS="1000",
+    )
     assert "ASKBASE_DEV_SIGN_IN: dev_sign_in must be false when env=production" in message
     assert "ASKBASE_INTERNAL_AUTH: internal_auth must be google-oidc" in message
     assert "ASKBASE_CHUNK_OVERLAP_CHARS: chunk_overlap_chars must be smaller than chunk_max_chars" in message
