@@ -119,7 +119,9 @@ def _words(cfg: pulumi.Config, key: str) -> tuple[str, ...]:
 # Cloud Run's second-generation execution environment (infra/components/services.py pins it) needs at
 # least 512 MiB per instance; the first generation took 128 MiB, so an older stack may ask for less.
 SERVICE_MIN_MEMORY_MIB = 512
+# Cloud Run's memory units (Kubernetes quantities; no unit is bytes), in MiB.
 _MEMORY_UNITS = {
+    "": 1 / 1024**2,
     "Ki": 1 / 1024,
     "Mi": 1,
     "Gi": 1024,
