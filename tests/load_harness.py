@@ -155,8 +155,8 @@ def run_load(
 ) -> LoadReport:
     """Run the load; the push subscription goes through a recording relay for the run's duration.
 
-    The queue drain may take ``drain_timeout`` or :data:`DRAIN_SECONDS_PER_UPDATE` per update sent,
-    whichever is longer."""
+    The queue drain may take ``drain_timeout`` or :data:`DRAIN_SECONDS_PER_UPDATE` per update sent
+    (at most :data:`DRAIN_GROWTH_CAP_SECONDS`), whichever is longer."""
     worker_url = local.services["botrunner"].url
     tap = TopicTap(local.project, JOBS_TOPIC)  # before anything is published
     pushes = PushLog(forwarding_app(worker_url))
