@@ -206,7 +206,7 @@ class MiniLMEmbedder:
                 model = cached_onnx_model(directory, cache)
                 self._words, self._session = _open_model(model, options)
             except Exception as again:
-                raise EmbedderUnavailable(f"cannot load the rebuilt ONNX model ({again})") from again
+                raise EmbedderUnavailable(f"cannot rebuild the cached ONNX model ({again})") from again
         # The first run allocates onnxruntime's buffers; pay for it here rather than in a request.
         self.embed(["warm up"])
         release_free_heap()
