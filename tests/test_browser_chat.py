@@ -71,13 +71,15 @@ def browser() -> Iterator[Any]:
 class Session:
     """One signed-in user in a fresh browser context, watched by a :class:`Guard`."""
 
-    def __init__(self, browser: Any, base: str, viewport: dict[str, int], **context_args: Any) -> None:
+    def __init__(
+        self, browser: Any, base: str, viewport: dict[str, int], email: str = "", **context_args: Any
+    ) -> None:
         self.base = base
         self.guard = Guard(base)
         self.context = browser.new_context(viewport=viewport, **context_args)
         self.guard.attach(self.context)
         self.page = self.context.new_page()
-        self.email = f"{uuid.uuid4().hex[:10]}@example.com"
+        self.email = email or f"{uuid.uuid4().hex[:10]}@example.com"
         self.page.goto(base + "/")
         self.page.get_by_label("Email").fill(self.email)
         self.page.get_by_role("button", name="Sign in").click()
@@ -372,3 +374,143 @@ def test_history_search_shows_why_keeps_the_search_and_renames(desktop: Session)
     expect(page.locator("#history-list li.current .history-link")).to_have_text("Scrape schedule")
     page.goto(desktop.base + "/?q=schedule")
     expect(page.locator("#history-list .history-link", has_text="Scrape schedule")).to_be_visible()
+
+
+# --- 6. another tab, another user, storage trouble ------------------------------------------------------
+def _api(page: Any, method: str, path: str) -> int:
+    """``method path`` from the page with its session and CSRF token (what another tab would send)."""
+    status: int = page.evaluate(
+        """([method, path]) => fetch(path, {method, credentials: "same-origin", headers: {
+             "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content}})
+             .then(r => r.status)""",
+        [method, path],
+    )
+    return status
+
+
+def test_a_conversation_deleted_in_another_tab_asks_again_in_a_new_chat(desktop: Session) -> None:
+    from playwright.sync_api import expect
+
+    page = desktop.page
+    desktop.guard.expected.add(("/api/ask", 404))
+    desktop.ask("How often does the scrape job run?")
+    gone = urlsplit(page.url).path
+    assert _api(page, "DELETE", "/api/conversations/" + gone.rsplit("/", 1)[1]) == 200
+
+    page.get_by_label("Your question").fill("How do I rotate a Telegram bot token?")
+    page.get_by_label("Your question").press("Enter")
+    error = page.locator(".message-user .message-error")
+    expect(error).to_contain_text("This conversation was deleted or has expired")
+    # The page left the dead conversation: a retry cannot be sent to it again.
+    expect(page).to_have_url(desktop.base + "/")
+    expect(page.locator("#chat-heading")).to_have_text("New conversation")
+    expect(page.locator("#export-links")).to_be_hidden()
+
+    # A draft being typed is not overwritten by Edit without asking.
+    composer = page.get_by_label("Your question")
+    composer.fill("A half-typed question")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    error.get_by_role("button", name="Edit").click()
+    expect(composer).to_have_value("A half-typed question")
+    expect(error).to_be_visible()
+    composer.fill("")
+
+    error.get_by_role("button", name="Retry").click()
+    answer = page.locator(".message-assistant:not(.pending)").last
+    expect(answer).to_contain_text("rotate", timeout=20_000)
+    expect(page).to_have_url(re.compile(r"/c/[0-9a-f]{32}$"))
+    assert urlsplit(page.url).path != gone
+    expect(page.locator(".message-error")).to_have_count(0)
+    expect(page.get_by_role("button", name="Delete all conversations")).to_be_visible()
+
+
+def test_failed_questions_stay_with_their_user_and_leave_with_sign_out(desktop: Session) -> None:
+    from playwright.sync_api import expect
+
+    page = desktop.page
+    desktop.guard.expected.add(("/api/ask", 429))
+    expect(page.get_by_role("button", name="Delete all conversations")).to_be_hidden()  # nothing yet
+    page.route(
+        "**/api/ask",
+        lambda route: route.fulfill(status=429, headers={"Retry-After": "3"}, json={"error": "slow down"}),
+    )
+    page.get_by_label("Your question").fill("A question of the first user")
+    page.get_by_label("Your question").press("Enter")
+    expect(page.locator(".message-error")).to_contain_text("Too many questions")
+    page.unroute("**/api/ask")
+
+    # Another account signs in in the same tab (no sign-out first): the failed question is not theirs.
+    page.goto(desktop.base + "/signin")
+    page.get_by_label("Email").fill(f"{uuid.uuid4().hex[:10]}@example.com")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(desktop.base + "/")
+    expect(page.locator(".message-user")).to_have_count(0)
+    assert page.evaluate("() => Object.keys(sessionStorage).filter(k => k.startsWith('askbase.failed'))")
+
+    # Signing out clears the tab's storage, the first user's question with it.
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/signin"))
+    assert page.evaluate("() => Object.keys(sessionStorage)") == []
+
+
+def test_deleting_from_the_history_keeps_focus_and_says_so(desktop: Session) -> None:
+    from playwright.sync_api import expect
+
+    page = desktop.page
+    desktop.ask("How often does the scrape job run?")
+    first = urlsplit(page.url).path.rsplit("/", 1)[1]
+    desktop.guard.expected.add((f"/api/conversations/{first}", 404))
+    page.get_by_role("link", name="New chat").first.click()
+    desktop.ask("How do I rotate a Telegram bot token?")
+    page.get_by_role("link", name="New chat").first.click()
+    desktop.ask("What is the snapshot pointer?")
+    entries = page.locator("#history-list li[data-id]")
+    expect(entries).to_have_count(3)
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    entries.nth(1).get_by_role("button", name=re.compile("^Delete conversation")).click()
+    expect(page.locator("#history-status")).to_have_text("Conversation deleted.")
+    expect(entries).to_have_count(2)
+    # Focus moved to the entry that took the deleted one's place, not to <body>.
+    expect(entries.nth(1).locator(".history-link")).to_be_focused()
+
+    # Deleted meanwhile in another tab: the entry goes, nothing is reported as failed.
+    assert _api(page, "DELETE", f"/api/conversations/{first}") == 200
+    stale = page.locator(f'#history-list li[data-id="{first}"]')
+    expect(stale).to_have_count(1)
+    stale.get_by_role("button", name=re.compile("^Delete conversation")).click()
+    expect(stale).to_have_count(0)
+    expect(page.locator("#history-status")).to_have_text("Conversation deleted.")
+    expect(page.locator("#history-status")).not_to_have_class(re.compile("error"))
+
+
+def test_unavailable_says_when_to_retry_and_a_long_address_fits_a_phone(browser: Any, qa_base: str) -> None:
+    from playwright.sync_api import expect
+
+    session = Session(browser, qa_base, PHONE, email="firstname.lastname@engineering.example.com")
+    try:
+        page = session.page
+        session.guard.expected.add(("/api/ask", 503))
+        scroll = page.evaluate("document.documentElement.scrollWidth")
+        assert scroll <= PHONE["width"], f"scrolls sideways ({scroll}px) with a long address"
+        expect(page.get_by_role("button", name="Sign out")).to_be_in_viewport()
+
+        replies = [
+            {"json": {"error": "askbase is briefly unavailable: its storage did not answer."}},
+            {"body": "<html>upstream unavailable</html>", "content_type": "text/html"},  # a front end's page
+        ]
+        page.route(
+            "**/api/ask",
+            lambda route: route.fulfill(status=503, headers={"Retry-After": "5"}, **replies.pop(0)),
+        )
+        composer = page.get_by_label("Your question")
+        composer.fill("How often does the scrape job run?")
+        composer.press("Enter")
+        errors = page.locator(".message-error")
+        expect(errors.last).to_have_text(re.compile("storage did not answer. Retry in about 5 seconds."))
+        composer.fill("How do I add a Telegram bot?")
+        composer.press("Enter")
+        expect(errors).to_have_count(2)
+        expect(errors.last).to_contain_text("askbase is briefly unavailable. Retry in about 5 seconds.")
+    finally:
+        session.close()

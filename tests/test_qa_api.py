@@ -211,7 +211,7 @@ def test_storage_contended_past_the_retries_is_503_with_retry_after_not_500(
         response = ask(client, token, {"question": "How do I install askbase?"})
         page = client.get("/", headers={"Accept": "text/html"})  # still serves what needs no write
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
-    assert response.json == {"error": "temporarily unavailable; try again"}
+    assert response.json == {"error": "askbase is briefly unavailable: its storage did not answer."}
     assert page.status_code == 200
     assert any("storage unavailable on POST /api/ask" in r.getMessage() for r in caplog.records)
     assert not any(r.levelno >= logging.ERROR for r in caplog.records)

@@ -226,7 +226,7 @@ def ask() -> Any:
     except NoIndexYet:
         return _reject(
             503,
-            "No knowledge yet: the first crawl is still running. Try again in a minute.",
+            "No knowledge yet: the first crawl is still running.",  # Retry-After says when to retry
             Retry_After="30",
         )
     return jsonify(result.to_json())

@@ -212,7 +212,8 @@ def _register_error_handlers(app: Flask) -> None:
             log.warning("storage unavailable on %s %s: %s", request.method, request.path, exc)
             headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
             if _wants_json():
-                return jsonify(error="temporarily unavailable; try again"), 503, headers
+                message = "askbase is briefly unavailable: its storage did not answer."
+                return jsonify(error=message), 503, headers
             return render_template("error.html", code=503, message=None), 503, headers
         log.exception("unhandled error on %s %s", request.method, request.path)
         if _wants_json():

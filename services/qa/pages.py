@@ -11,6 +11,7 @@ it for both.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -116,6 +117,8 @@ def _chat(conversation: Conversation | None) -> Any:
         votes=votes,
         history=history,
         query=query,
+        # Names the tab's store of failed questions (chat.js) without putting the address in it.
+        owner_key=hashlib.sha256(user.owner.encode()).hexdigest()[:16],
         index=ctx.live_index.status(),
         # The welcome (what is indexed, starter questions) only greets a new chat.
         overview=knowledge_overview(ctx.live_index) if conversation is None else None,

@@ -70,4 +70,8 @@ def google() -> Any:
 @bp.post("/signout")
 def signout() -> Any:
     auth.sign_out()
-    return redirect(url_for("signin.page"))
+    response = redirect(url_for("signin.page"))
+    # The tab's storage holds this user's failed questions (chat.js): the next person to sign in on
+    # this browser must not find them.
+    response.headers["Clear-Site-Data"] = '"storage"'
+    return response

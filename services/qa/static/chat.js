@@ -17,9 +17,13 @@
   var historyList = document.getElementById("history-list");
   var heading = document.getElementById("chat-heading");
   var query = historyList.getAttribute("data-query") || "";
+  var historyStatus = document.getElementById("history-status");
+  var clearAll = document.getElementById("clear-all");
   var busy = false;
   var SLOW_MS = 4000; // after this long the placeholder says the answer is still coming
-  var FAILED_KEY = "askbase.failed";
+  // One list per signed-in user: another account signing in in the same tab must never see (or retry)
+  // this one's failed questions. Sign-out also clears the tab's storage (Clear-Site-Data, signin.py).
+  var FAILED_KEY = "askbase.failed." + (form.getAttribute("data-owner-key") || "");
 
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
@@ -163,14 +167,23 @@
     });
   }
 
-  function errorText(err) {
+  // Retry-After in seconds, or "" (an HTTP date or nothing).
+  function waitSeconds(err) { return /^\d+$/.test(err.retryAfter || "") ? err.retryAfter : ""; }
+
+  // What went wrong, for a person. ``what`` names what was limited: "questions" or "requests".
+  function errorText(err, what) {
+    var wait = waitSeconds(err);
     if (!err.status) return "Could not reach askbase. Check your connection, then retry.";
     if (err.status === 429) {
-      return "Too many questions in a minute." + (err.retryAfter ? " Wait " + err.retryAfter + " seconds, then retry." : " Wait a little, then retry.");
+      return "Too many " + (what || "questions") + " in a minute." + (wait ? " Wait " + wait + " seconds, then retry." : " Wait a little, then retry.");
     }
     if (err.status === 401) return "Your sign-in has expired: reload the page and sign in again.";
     if (err.status === 403) return "Your session has expired: reload the page, then retry.";
-    if (err.status >= 500 && err.status !== 503) return "askbase hit an error while answering. Retry in a moment.";
+    if (err.status === 503) {
+      // Starting, no index yet, or storage not answering: a wait, not a fault (the server says which).
+      return (err.serverMessage || "askbase is briefly unavailable.") + (wait ? " Retry in about " + wait + " seconds." : " Retry in a moment.");
+    }
+    if (err.status >= 500) return "askbase hit an error while answering. Retry in a moment.";
     return err.message;
   }
 
@@ -199,6 +212,7 @@
         if (!resp.ok) {
           var err = new Error(data.error || ("The server answered " + resp.status));
           err.status = resp.status;
+          err.serverMessage = data.error || "";
           err.retryAfter = resp.headers.get("Retry-After");
           throw err;
         }
@@ -215,6 +229,7 @@
   function ask(question) {
     if (busy) return;
     hideWelcome();
+    input.focus(); // the Retry or starter button that asked is about to go: focus must not fall to <body>
     setStatus("", false);
     var item = userMessage(question);
     var placeholder = el("li", { "class": "message message-assistant pending", "aria-busy": "true" }, [
@@ -240,8 +255,11 @@
       refreshHistory();
     }).catch(function (err) {
       log.removeChild(placeholder);
+      var gone = err.status === 404 && cid; // deleted in another tab, or expired: asking there again cannot work
+      if (gone) leaveConversation();
       var entry = { key: String(Date.now()) + Math.random().toString(36).slice(2, 8), question: question,
-        conversation: form.getAttribute("data-conversation-id") || "", error: errorText(err) };
+        conversation: form.getAttribute("data-conversation-id") || "",
+        error: gone ? "This conversation was deleted or has expired. Retry asks your question in a new chat." : errorText(err) };
       saveFailed(loadFailed().concat([entry]));
       reveal(showFailure(item, entry));
       setStatus("", false);
@@ -323,7 +341,7 @@
       return data;
     }, function (err) {
       parts.status.classList.add("error");
-      parts.status.textContent = err.status === 404 ? "This answer can no longer be rated." : errorText(err);
+      parts.status.textContent = err.status === 404 ? "This answer can no longer be rated." : errorText(err, "requests");
       throw err;
     });
   }
@@ -379,6 +397,8 @@
       log.removeChild(item);
       ask(question); // asked again at the end: where the server will record it
     } else if (target.classList.contains("edit")) {
+      var draft = input.value.trim();
+      if (draft && draft !== question && !window.confirm("Replace the question you are typing with this one?")) return;
       forgetFailed(key);
       log.removeChild(item);
       input.value = question;
@@ -403,6 +423,18 @@
   }
 
   function searchSuffix() { return query ? "?q=" + encodeURIComponent(query) : ""; }
+
+  // Back to a new chat without a reload: the conversation this page showed no longer exists.
+  function leaveConversation() {
+    form.setAttribute("data-conversation-id", "");
+    document.getElementById("export-links").hidden = true;
+    if (location.pathname !== "/") history.replaceState(null, "", "/" + searchSuffix());
+    document.querySelector(".history-search").setAttribute("action", "/");
+    var clear = document.getElementById("clear-search");
+    if (clear) clear.setAttribute("href", "/");
+    setTitle("New conversation");
+    refreshHistory();
+  }
 
   function setConversation(id) {
     var previous = form.getAttribute("data-conversation-id") || "";
@@ -454,6 +486,7 @@
       if (historyList.querySelector(".rename-form")) return; // never throw away a title being typed
       historyList.textContent = "";
       if (!data.items.length) historyList.appendChild(el("li", { "class": "empty", text: query ? "No conversation matches." : "No conversations yet." }));
+      if (clearAll) clearAll.hidden = !data.items.length;
       data.items.forEach(function (c) {
         historyList.appendChild(historyItem(c, current));
         if (c.id === current) setTitle(c.title);
@@ -502,17 +535,34 @@
     if (target.classList.contains("rename")) { startRename(target.closest("li"), id); return; }
     if (!target.classList.contains("delete")) return;
     if (!window.confirm("Delete this conversation?")) return;
-    api("DELETE", "/api/conversations/" + encodeURIComponent(id)).then(function () {
+    var position = Array.prototype.indexOf.call(historyList.children, target.closest("li"));
+    function deleted() {
       if (form.getAttribute("data-conversation-id") === id) { location.href = "/"; return; }
-      refreshHistory();
-    }).catch(function (err) { setStatus(errorText(err), true); });
+      setHistoryStatus("Conversation deleted.", false);
+      refreshHistory().then(function () {
+        // Focus where the entry was (the next one, else the one before), never lost to <body>.
+        var links = historyList.querySelectorAll(".history-link");
+        var next = links[Math.min(position, links.length - 1)];
+        (next || drawer).focus();
+      });
+    }
+    // Already gone (another tab deleted it): what the person wanted is done.
+    api("DELETE", "/api/conversations/" + encodeURIComponent(id)).then(deleted, function (err) {
+      if (err.status === 404) deleted();
+      else setHistoryStatus(errorText(err, "requests"), true);
+    });
   });
 
-  var clearAll = document.getElementById("clear-all");
+  // The sidebar's own status line: what a history action did or why it failed, next to the list.
+  function setHistoryStatus(text, isError) {
+    historyStatus.textContent = text;
+    historyStatus.classList.toggle("error", !!isError);
+  }
+
   if (clearAll) clearAll.addEventListener("click", function () {
     if (!window.confirm("Delete all your conversations? This cannot be undone.")) return;
     api("DELETE", "/api/conversations").then(function () { location.href = "/"; })
-      .catch(function (err) { setStatus(errorText(err), true); });
+      .catch(function (err) { setHistoryStatus(errorText(err, "requests"), true); });
   });
 
   // --- the history drawer (phones) ----------------------------------------------------------------
