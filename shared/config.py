@@ -368,6 +368,16 @@ def _build(cls: type[_Built], data: Mapping[str, Any]) -> _Built:
     return cls(**values)
 
 
+def _regexes(value: list[str]) -> list[str]:
+    """URL patterns that compile: a bad one would otherwise fail the crawl of its source on every run."""
+    for n, pattern in enumerate(value):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern {n} ({_shown(pattern)}) is not a valid regex: {exc}") from None
+    return value
+
+
 # --- sources ----------------------------------------------------------------------------------------
 @dataclass
 class Source:
@@ -378,8 +388,9 @@ class Source:
     name: Annotated[str, Limits(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
     kind: SourceKind
     url: Annotated[str, Limits(pattern=r"^https?://")]
-    include: list[str] = field(default_factory=list)  # regexes; a URL must match one if given
-    exclude: list[str] = field(default_factory=list)  # regexes; a matching URL is skipped
+    # Regexes: a URL must match one of ``include`` if given; a URL matching one of ``exclude`` is skipped.
+    include: Annotated[list[str], Check(_regexes)] = field(default_factory=list)
+    exclude: Annotated[list[str], Check(_regexes)] = field(default_factory=list)
     max_pages: Annotated[int, Limits(ge=1, le=100_000)] = 500
 
     def __post_init__(self) -> None:
@@ -429,6 +440,25 @@ def _known_models(value: list[str]) -> list[str]:
 
 def _prefix_ends_with_slash(value: str) -> str:
     return value if value.endswith("/") else value + "/"
+
+
+UTC_ZONES = ("UTC", "Etc/UTC")  # known without a time zone database
+
+
+def _time_zone(value: str) -> str:
+    """An IANA time zone name (``Europe/Berlin``), as Cloud Scheduler takes it. UTC needs no database:
+    every deployable loads this field, and only qa's image must carry one (``tzdata``)."""
+    if value in UTC_ZONES:
+        return value
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {_shown(value)}: use an IANA name such as Europe/Berlin"
+        ) from None
+    return value
 
 
 CommaList = Annotated[list[str], Parse(_parse_list)]
@@ -508,7 +538,8 @@ class Settings:
     collection: str = "askbase"
     scrape_lease_seconds: Annotated[int, Limits(ge=30)] = 1800
     scrape_schedule: str = "*/30 * * * *"
-    reconcile_schedule: str = "*/10 * * * *"
+    # The zone Cloud Scheduler reads scrape_schedule in (infra's askbase:scheduleTimeZone).
+    schedule_time_zone: Annotated[str, Check(_time_zone)] = "Etc/UTC"
 
     # --- answering -------------------------------------------------------------------------------
     answerer: Literal["extractive", "gemini"] = "extractive"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -282,3 +283,40 @@ def test_a_source_name_with_a_trailing_newline_is_refused(monkeypatch: pytest.Mo
     monkeypatch.setenv("ASKBASE_SOURCES", '[{"name": "docs\\n", "kind": "crawl", "url": "https://x.test"}]')
     with pytest.raises(ConfigError, match=r"ASKBASE_SOURCES\[0\.name\]"):
         load_settings()
+
+
+def test_every_documented_variable_is_a_setting() -> None:
+    """No row for a variable nothing reads (the reverse of the test above)."""
+    rows = re.findall(r"^\| `((?:ASKBASE_|GOOGLE_)[A-Z0-9_]+)` \|", DOC.read_text(), flags=re.MULTILINE)
+    names = {name for info in Settings.model_fields.values() for name in info.env_names}
+    assert rows and set(rows) <= names, sorted(set(rows) - names)
+
+
+def test_schedule_time_zone_is_an_iana_name_and_utc_needs_no_database(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings(_env_file=None).schedule_time_zone == "Etc/UTC"
+    monkeypatch.setenv("ASKBASE_SCHEDULE_TIME_ZONE", "America/Sao_Paulo")
+    assert load_settings(_env_file=None).schedule_time_zone == "America/Sao_Paulo"
+    monkeypatch.setenv("ASKBASE_SCHEDULE_TIME_ZONE", "Berlin")
+    with pytest.raises(ConfigError, match="ASKBASE_SCHEDULE_TIME_ZONE: unknown time zone 'Berlin'"):
+        load_settings(_env_file=None)
+    # Every deployable loads the field; UTC must not need a time zone database to be accepted.
+    import zoneinfo
+
+    def no_database(name: str) -> None:
+        raise zoneinfo.ZoneInfoNotFoundError(name)
+
+    monkeypatch.setattr(zoneinfo, "ZoneInfo", no_database)
+    for utc in ("UTC", "Etc/UTC"):
+        monkeypatch.setenv("ASKBASE_SCHEDULE_TIME_ZONE", utc)
+        assert load_settings(_env_file=None).schedule_time_zone == utc
+
+
+def test_source_patterns_must_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = {"name": "docs", "kind": "crawl", "url": "https://docs.example.com/", "exclude": ["/ok/", "[a-"]}
+    monkeypatch.setenv("ASKBASE_SOURCES", json.dumps([source]))
+    with pytest.raises(
+        ConfigError, match=r"ASKBASE_SOURCES\[0\.exclude\]: pattern 1 \('\[a-'\) is not a valid"
+    ):
+        load_settings(_env_file=None)

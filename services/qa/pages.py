@@ -38,7 +38,13 @@ from services.qa.auth import current_user, login_required
 from shared.qa.answer_log import conversation_answer_ids
 from shared.qa.ask import BOTS
 from shared.qa.conversations import Conversation, ConversationNotFound
-from shared.qa.data_status import knowledge_overview, next_cron_time, recent_runs, trigger_refresh
+from shared.qa.data_status import (
+    knowledge_overview,
+    next_cron_time,
+    recent_runs,
+    schedule_zone,
+    trigger_refresh,
+)
 from shared.qa.gaps import NoReportAccess, UnknownBot, Viewer
 from shared.qa.gaps_filters import WEB, InvalidFilter
 
@@ -169,8 +175,12 @@ def status() -> Any:
         runs_error=runs_error,
         last_run=runs[0] if runs else None,
         last_finished=last_finished,
-        next_run=next_cron_time(ctx.settings.scrape_schedule, now),
+        # In the zone Cloud Scheduler reads the schedule in, and shown with it.
+        next_run=next_cron_time(
+            ctx.settings.scrape_schedule, now, schedule_zone(ctx.settings.schedule_time_zone)
+        ),
         schedule=ctx.settings.scrape_schedule,
+        schedule_zone=ctx.settings.schedule_time_zone,
         now=now,
     )
 

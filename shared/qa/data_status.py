@@ -1,7 +1,8 @@
 """What the data-status page shows, what the chat's welcome says, and the admin's "refresh now" button.
 
 Recent runs come from the ``scrape_runs`` collection the scrape job writes (docs/architecture.md); the
-next scheduled run is computed from ``scrape_schedule``, the same cron string Cloud Scheduler is given.
+next scheduled run is computed from ``scrape_schedule`` in ``schedule_time_zone``, the same cron string
+and zone Cloud Scheduler is given.
 :func:`knowledge_overview` summarises the index being served (sources, page counts, last update) and
 turns its own section headings into starter questions for the chat's welcome state.
 """
@@ -13,7 +14,7 @@ import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from google.cloud import firestore
@@ -52,8 +53,25 @@ def _field(spec: str, lo: int, hi: int) -> set[int]:
     return values
 
 
-def next_cron_time(expression: str, after: datetime) -> datetime | None:
-    """The first time strictly after ``after`` matching a 5-field cron ``expression`` (UTC), or None."""
+def schedule_zone(name: str) -> tzinfo:
+    """The zone a cron schedule is read in (``Settings.schedule_time_zone``, an IANA name)."""
+    from shared.config import UTC_ZONES
+
+    if name in UTC_ZONES:
+        return UTC  # no time zone database needed
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
+def next_cron_time(expression: str, after: datetime, zone: tzinfo = UTC) -> datetime | None:
+    """The first time strictly after ``after`` matching a 5-field cron ``expression`` read on the wall
+    clock of ``zone`` (as Cloud Scheduler reads it in the job's time zone), in that zone; or None.
+
+    Daylight saving time: a wall time that does not exist that day (clocks go forward over it) never
+    matches; one that happens twice (clocks go back) matches both times. Google documents no more than
+    that jobs "run on wall clock time" and may run unexpectedly around the change.
+    """
     try:
         fields = expression.split()
         if len(fields) != 5:
@@ -66,21 +84,36 @@ def next_cron_time(expression: str, after: datetime) -> datetime | None:
     except ValueError:
         return None
     dom_any, dow_any = fields[2] == "*", fields[4] == "*"
-    start = after.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    day = start.replace(hour=0, minute=0)
+    after = after.astimezone(UTC)
+    day = after.astimezone(zone).date() - timedelta(days=1)  # a wall date may start before `after`'s
     for _ in range(366 * 5):
         cron_dow = (day.weekday() + 1) % 7  # Python: Monday=0; cron: Sunday=0
         dom_ok, dow_ok = day.day in days, cron_dow in weekdays
         # Standard cron: when both day fields are restricted, either one matching is enough.
         day_ok = (dom_ok or dow_ok) if not (dom_any or dow_any) else (dom_ok and dow_ok)
         if day.month in months and day_ok:
-            for hour in hours:
-                for minute in minutes:
-                    candidate = day.replace(hour=hour, minute=minute)
-                    if candidate >= start:
-                        return candidate
+            found = [
+                moment
+                for hour in hours
+                for minute in minutes
+                for moment in _instants(datetime(day.year, day.month, day.day, hour, minute), zone)
+                if moment > after
+            ]
+            if found:
+                return min(found).astimezone(zone)
         day += timedelta(days=1)
     return None
+
+
+def _instants(wall: datetime, zone: tzinfo) -> list[datetime]:
+    """The moments (UTC) at which the clocks of ``zone`` read the naive ``wall``: none in a gap, two in
+    an overlap, else one."""
+    moments = []
+    for fold in (0, 1):
+        moment = wall.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+        if moment.astimezone(zone).replace(tzinfo=None) == wall and moment not in moments:
+            moments.append(moment)
+    return moments
 
 
 # --- runs ----------------------------------------------------------------------------------------
