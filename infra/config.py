@@ -6,9 +6,13 @@ drives both) and ``askbase:*`` for everything else. ``Pulumi.dev.yaml.example`` 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pulumi
 
@@ -27,6 +31,8 @@ class InfraConfig:
     schedule_time_zone: str = "Etc/UTC"
     answerer: str = "extractive"
     gemini_model: str = "gemini-2.5-flash"
+    # Refusal threshold of qa's answers (ASKBASE_ANSWER_MIN_SCORE): re-tuned with `askbase eval`.
+    answer_min_score: float = 0.3
     google_client_id: str = ""
     allowed_domain: str = ""
     admin_emails: tuple[str, ...] = ()
@@ -83,10 +89,10 @@ class InfraConfig:
 KNOWN_KEYS: frozenset[str] = frozenset(
     {
         "project", "region", "firestoreLocation", "bucketName", "sources", "scrapeSchedule",
-        "reconcileSchedule", "scheduleTimeZone", "answerer", "geminiModel", "googleClientId",
-        "allowedDomain", "adminEmails", "conversationRetentionDays", "gapsIgnoreWords", "snapshotKeep",
-        "snapshotCompression", "scrapeLeaseSeconds", "backupRetentionDays", "image", "qaImage",
-        "botrunnerImage", "imageBuilder", "qaMemory", "qaCpu", "qaConcurrency", "qaMaxInstances",
+        "reconcileSchedule", "scheduleTimeZone", "answerer", "geminiModel", "answerMinScore",
+        "googleClientId", "allowedDomain", "adminEmails", "conversationRetentionDays", "gapsIgnoreWords",
+        "snapshotKeep", "snapshotCompression", "scrapeLeaseSeconds", "backupRetentionDays", "image",
+        "qaImage", "botrunnerImage", "imageBuilder", "qaMemory", "qaCpu", "qaConcurrency", "qaMaxInstances",
         "botrunnerMemory", "botrunnerCpu", "botrunnerConcurrency", "botrunnerMaxInstances",
         "webhookMemory", "scrapeMemory", "scrapeCpu", "tokenKey", "sessionSecret",
     }
@@ -147,6 +153,138 @@ def _service_memory(key: str, value: str) -> str:
     return value
 
 
+# Stack key -> the ``shared.config.Settings`` field it becomes in a deployable's environment
+# (``infra/envvars.py`` names the variable). load_config holds each value to that field's rule, so
+# a value the app refuses at start is refused by ``pulumi up`` instead of failing every scheduled
+# run; ``tests/test_infra_config.py`` holds both sides to the same values (infra imports no app code).
+SETTINGS_FIELDS: dict[str, str] = {
+    "bucketName": "bucket",
+    "sources": "sources",
+    "scrapeSchedule": "scrape_schedule",
+    "scheduleTimeZone": "schedule_time_zone",
+    "scrapeLeaseSeconds": "scrape_lease_seconds",
+    "answerer": "answerer",
+    "geminiModel": "gemini_model",
+    "answerMinScore": "answer_min_score",
+    "googleClientId": "google_client_id",
+    "allowedDomain": "allowed_domain",
+    "adminEmails": "admin_emails",
+    "conversationRetentionDays": "conversation_retention_days",
+    "gapsIgnoreWords": "gaps_ignore_words",
+    "snapshotKeep": "snapshot_keep",
+    "snapshotCompression": "snapshot_compression",
+    "tokenKey": "token_key",
+    "sessionSecret": "session_secret",
+}
+
+# shared.config.Source's rules, restated.
+SOURCE_KINDS = ("sitemap", "crawl", "feed")
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+SOURCE_MAX_PAGES = (1, 100_000)
+SNAPSHOT_KEEP = (1, 1000)
+MIN_SCRAPE_LEASE_SECONDS = 30
+MIN_SESSION_SECRET_CHARS = 32  # Settings.require_session_secret, in production
+TOKEN_KEY_BYTES = 32  # shared.bots.secrets: AES-256-GCM
+
+
+def _integer(value: Any) -> int | None:
+    """``value`` as Settings coerces an integer (``7``, ``"7"``, ``7.0``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            try:
+                value = float(value.strip())
+            except ValueError:
+                return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _sources(cfg: pulumi.Config) -> tuple[dict[str, Any], ...]:
+    """``askbase:sources``, each held to ``shared.config.Source``: the scrape function would refuse
+    its whole configuration, on every scheduled run, for one bad source."""
+    sources = _list(cfg, "sources")
+    for n, src in enumerate(sources):
+        where = f"askbase:sources[{n}]"
+        if not isinstance(src, dict) or not {"name", "kind", "url"} <= set(src):
+            raise ValueError(f"{where} needs name, kind and url")
+        name, kind, url = src["name"], src["kind"], src["url"]
+        if not isinstance(name, str) or not _SOURCE_NAME.fullmatch(name):
+            raise ValueError(f"{where}.name must be 1-64 letters, digits, '_', '.' or '-', got {name!r}")
+        if kind not in SOURCE_KINDS:
+            raise ValueError(f"{where}.kind must be sitemap, crawl or feed, got {kind!r}")
+        if not isinstance(url, str) or not re.match(r"https?://", url):
+            raise ValueError(f"{where}.url must start with http:// or https://, got {url!r}")
+        for key in ("include", "exclude"):
+            patterns = src.get(key, [])
+            if not isinstance(patterns, list | tuple) or not all(isinstance(p, str) for p in patterns):
+                raise ValueError(f"{where}.{key} must be a list of regexes, got {patterns!r}")
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"{where}.{key}: {pattern!r} is not a valid regex ({exc})") from None
+        if "max_pages" in src:
+            pages, (lo, hi) = _integer(src["max_pages"]), SOURCE_MAX_PAGES
+            if pages is None or not lo <= pages <= hi:
+                raise ValueError(f"{where}.max_pages must be an integer {lo}..{hi}, got {src['max_pages']!r}")
+    return sources
+
+
+def _token_key(cfg: pulumi.Config) -> pulumi.Output[str] | None:
+    """The operator's token key, if given: base64 of 32 bytes, as botrunner decodes it (standard or
+    URL-safe alphabet). The value never appears in a message."""
+    value = cfg.get("tokenKey")
+    if value is None:
+        return None
+    encoded = value.strip()
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        try:
+            key = base64.urlsafe_b64decode(encoded)
+        except (binascii.Error, ValueError):
+            raise ValueError(
+                "askbase:tokenKey must be base64 (of 32 random bytes); it is not base64"
+            ) from None
+    if len(key) != TOKEN_KEY_BYTES:
+        raise ValueError(
+            f"askbase:tokenKey must be base64 of {TOKEN_KEY_BYTES} random bytes; it decodes to {len(key)}"
+        )
+    return pulumi.Output.secret(value)
+
+
+def _session_secret(cfg: pulumi.Config) -> pulumi.Output[str] | None:
+    """The operator's session secret, if given: qa refuses to start with fewer than 32 characters."""
+    value = cfg.get("sessionSecret")
+    if value is None:
+        return None
+    if len(value) < MIN_SESSION_SECRET_CHARS:
+        raise ValueError(
+            f"askbase:sessionSecret must be at least {MIN_SESSION_SECRET_CHARS} characters, "
+            f"got {len(value)} (e.g. openssl rand -base64 48)"
+        )
+    return pulumi.Output.secret(value)
+
+
+def _time_zone(value: str) -> str:
+    """An IANA time zone name: Cloud Scheduler reads the crons in it, qa shows the next run in it."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            "askbase:scheduleTimeZone must be an IANA time zone such as Europe/Berlin or Etc/UTC, "
+            f"got {value!r}"
+        ) from None
+    return value
+
+
 def load_config() -> InfraConfig:
     """Read the stack's configuration; raise ``ValueError`` naming the key on a bad value."""
     gcp = pulumi.Config("gcp")
@@ -159,13 +297,25 @@ def load_config() -> InfraConfig:
     def s(key: str, default: str) -> str:
         return cfg.get(key) or default
 
-    def i(key: str, default: int) -> int:
-        return cfg.get_int(key) if cfg.get(key) is not None else default
+    def i(key: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
+        raw = cfg.get(key)
+        value = default if raw is None else _integer(raw)
+        if value is None or (lo is not None and value < lo) or (hi is not None and value > hi):
+            bounds = f"{lo}..{hi}" if hi is not None else f"at least {lo}" if lo is not None else ""
+            raise ValueError(f"askbase:{key} must be an integer {bounds}".rstrip() + f", got {raw!r}")
+        return value
 
-    sources = _list(cfg, "sources")
-    for n, src in enumerate(sources):
-        if not isinstance(src, dict) or not {"name", "kind", "url"} <= set(src):
-            raise ValueError(f"askbase:sources[{n}] needs name, kind and url")
+    def f(key: str, default: float, lo: float, hi: float) -> float:
+        raw = cfg.get(key)
+        try:
+            value = default if raw is None else float(raw)
+        except ValueError:
+            value = float("nan")
+        if not lo <= value <= hi:  # NaN fails too
+            raise ValueError(f"askbase:{key} must be a number {lo:g}..{hi:g}, got {raw!r}")
+        return value
+
+    sources = _sources(cfg)
     answerer = s("answerer", defaults.answerer)
     if answerer not in ("extractive", "gemini"):
         raise ValueError("askbase:answerer must be extractive or gemini")
@@ -188,17 +338,18 @@ def load_config() -> InfraConfig:
         sources=sources,
         scrape_schedule=s("scrapeSchedule", defaults.scrape_schedule),
         reconcile_schedule=s("reconcileSchedule", defaults.reconcile_schedule),
-        schedule_time_zone=s("scheduleTimeZone", defaults.schedule_time_zone),
+        schedule_time_zone=_time_zone(s("scheduleTimeZone", defaults.schedule_time_zone)),
         answerer=answerer,
         gemini_model=s("geminiModel", defaults.gemini_model),
+        answer_min_score=f("answerMinScore", defaults.answer_min_score, 0.0, 1.0),
         google_client_id=s("googleClientId", ""),
         allowed_domain=s("allowedDomain", ""),
         admin_emails=tuple(str(e).strip().lower() for e in _list(cfg, "adminEmails")),
-        conversation_retention_days=i("conversationRetentionDays", defaults.conversation_retention_days),
+        conversation_retention_days=i("conversationRetentionDays", defaults.conversation_retention_days, 0),
         gaps_ignore_words=_words(cfg, "gapsIgnoreWords"),
-        snapshot_keep=i("snapshotKeep", defaults.snapshot_keep),
+        snapshot_keep=i("snapshotKeep", defaults.snapshot_keep, *SNAPSHOT_KEEP),
         snapshot_compression=compression,
-        scrape_lease_seconds=i("scrapeLeaseSeconds", defaults.scrape_lease_seconds),
+        scrape_lease_seconds=i("scrapeLeaseSeconds", defaults.scrape_lease_seconds, MIN_SCRAPE_LEASE_SECONDS),
         backup_retention_days=backup_days,
         qa_image=cfg.get("qaImage") or image,
         botrunner_image=cfg.get("botrunnerImage") or image,
@@ -214,6 +365,6 @@ def load_config() -> InfraConfig:
         webhook_memory=s("webhookMemory", defaults.webhook_memory),
         scrape_memory=s("scrapeMemory", defaults.scrape_memory),
         scrape_cpu=s("scrapeCpu", defaults.scrape_cpu),
-        token_key=cfg.get_secret("tokenKey"),
-        session_secret=cfg.get_secret("sessionSecret"),
+        token_key=_token_key(cfg),
+        session_secret=_session_secret(cfg),
     )

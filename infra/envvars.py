@@ -32,8 +32,10 @@ ENV_NAMES: dict[str, str] = {
     "sources": "ASKBASE_SOURCES",
     "scrape_lease_seconds": "ASKBASE_SCRAPE_LEASE_SECONDS",
     "scrape_schedule": "ASKBASE_SCRAPE_SCHEDULE",
+    "schedule_time_zone": "ASKBASE_SCHEDULE_TIME_ZONE",
     "answerer": "ASKBASE_ANSWERER",
     "gemini_model": "ASKBASE_GEMINI_MODEL",
+    "answer_min_score": "ASKBASE_ANSWER_MIN_SCORE",
     "session_secret": "ASKBASE_SESSION_SECRET",
     "google_client_id": "ASKBASE_GOOGLE_CLIENT_ID",
     "allowed_domain": "ASKBASE_ALLOWED_DOMAIN",
@@ -41,7 +43,6 @@ ENV_NAMES: dict[str, str] = {
     "conversation_retention_days": "ASKBASE_CONVERSATION_RETENTION_DAYS",
     "gaps_ignore_words": "ASKBASE_GAPS_IGNORE_WORDS",
     "token_key": "ASKBASE_TOKEN_KEY",
-    "token_key_secret": "ASKBASE_TOKEN_KEY_SECRET",
     "qa_url": "ASKBASE_QA_URL",
     "botrunner_url": "ASKBASE_BOTRUNNER_URL",
     "telegram_webhook_url": "ASKBASE_TELEGRAM_WEBHOOK_URL",
@@ -58,8 +59,9 @@ ENV_NAMES: dict[str, str] = {
 
 # Fields whose value is a secret: delivered from Secret Manager as a secret env var (the platform
 # resolves it at instance start), never as a plain value in the service spec or the Pulumi state.
-# The token key goes to qa this way too, not as ASKBASE_TOKEN_KEY_SECRET: resolving a secret name at
-# run time needs google-cloud-secret-manager in the image, a secret env var needs nothing.
+# The token key goes to botrunner (its one reader) this way, never as ASKBASE_TOKEN_KEY_SECRET, which
+# infra does not set: resolving a secret name at run time costs a Secret Manager call in the process,
+# a secret env var costs nothing.
 SECRET_FIELDS: frozenset[str] = frozenset({"session_secret", "token_key"})
 
 # Deployable -> the settings fields infra sets on it. ``internal_auth=google-oidc`` goes everywhere:
@@ -76,6 +78,7 @@ NEEDS: dict[str, frozenset[str]] = {
             "snapshot_poll_seconds",
             "answerer",
             "gemini_model",
+            "answer_min_score",  # the refusal threshold, re-tuned with `askbase eval`
             "session_secret",
             "google_client_id",
             "allowed_domain",
@@ -84,18 +87,19 @@ NEEDS: dict[str, frozenset[str]] = {
             "gaps_ignore_words",  # the gaps report groups questions without them
             "qa_url",  # the audience botrunner's ID tokens must carry
             "scrape_url",  # the admin's "scrape now" calls it (and it is the token's audience)
-            "scrape_schedule",  # shown on the status page
+            "scrape_schedule",  # shown on the status page...
+            "schedule_time_zone",  # ...with its next run in the zone Cloud Scheduler reads it in
             "snapshot_keep",
             "botrunner_url",  # the bot pages call its control API
             "internal_auth",
             "service_callers",  # only botrunner may ask as a service (it names the bot user)
         }
     ),
+    # No jobs_topic: botrunner is the topic's push endpoint, it never publishes to it.
     "botrunner": frozenset(
         {
             "env",
             "project_id",
-            "jobs_topic",
             "qa_url",
             "botrunner_url",  # the audience of control-API and reconcile ID tokens
             "telegram_webhook_url",
@@ -168,6 +172,8 @@ class Deployment:
     urls: Mapping[str, Any]
     emails: Mapping[str, Any]
     gaps_ignore_words: tuple[str, ...] = ()
+    schedule_time_zone: str = "Etc/UTC"
+    answer_min_score: float = 0.3
 
 
 def plain_settings(d: Deployment) -> dict[str, dict[str, Any]]:
@@ -189,6 +195,7 @@ def plain_settings(d: Deployment) -> dict[str, dict[str, Any]]:
             "snapshot_poll_seconds": SNAPSHOT_POLL_SECONDS,
             "answerer": d.answerer,
             "gemini_model": d.gemini_model,
+            "answer_min_score": str(d.answer_min_score),
             "google_client_id": d.google_client_id,
             "allowed_domain": d.allowed_domain,
             "admin_emails": admins,
@@ -197,13 +204,13 @@ def plain_settings(d: Deployment) -> dict[str, dict[str, Any]]:
             "qa_url": d.urls["qa"],
             "scrape_url": d.urls["scrape"],
             "scrape_schedule": d.scrape_schedule,
+            "schedule_time_zone": d.schedule_time_zone,
             "snapshot_keep": str(d.snapshot_keep),
             "botrunner_url": d.urls["botrunner"],
             "service_callers": d.emails["botrunner"],
         },
         "botrunner": {
             **common,
-            "jobs_topic": JOBS_TOPIC,
             "qa_url": d.urls["qa"],
             "botrunner_url": d.urls["botrunner"],
             "telegram_webhook_url": d.urls["telegram"],

@@ -41,6 +41,25 @@ _TARGETS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# A project-level grant whose IAM condition admits one bucket and its objects and nothing else: how a
+# role reaches a bucket this program does not own (Cloud Functions creates gcf-v2-sources-*), which
+# therefore has no IAM policy to add a member to before it exists.
+_ONE_BUCKET = re.compile(
+    r'resource\.name == "projects/_/buckets/(?P<a>[a-z0-9][a-z0-9._-]*)" \|\| '
+    r'resource\.name\.startsWith\("projects/_/buckets/(?P<b>[a-z0-9][a-z0-9._-]*)/"\)'
+)
+
+
+def one_bucket_condition(bucket: str) -> str:
+    """The IAM condition expression that limits a project-level grant to ``bucket`` and its objects."""
+    expression = (
+        f'resource.name == "projects/_/buckets/{bucket}" || '
+        f'resource.name.startsWith("projects/_/buckets/{bucket}/")'
+    )
+    assert _ONE_BUCKET.fullmatch(expression), bucket
+    return expression
+
+
 def _type(r: Resource) -> str:
     return str(r["type"])
 
@@ -54,9 +73,14 @@ def is_iam(r: Resource) -> bool:
 
 
 def iam_target(r: Resource) -> tuple[str, str]:
-    """``(kind, target name)`` of an IAM resource, e.g. ``("bucket", "p-askbase-kb")``."""
+    """``(kind, target name)`` of an IAM resource, e.g. ``("bucket", "p-askbase-kb")``; a project grant
+    conditioned to one bucket (:func:`one_bucket_condition`) is a grant on that bucket."""
     module = _type(r).split(":")[1]  # e.g. "pubsub/topicIAMMember"
     inputs = r.get("inputs", {})
+    if module.startswith("projects/"):
+        found = _ONE_BUCKET.fullmatch(str((inputs.get("condition") or {}).get("expression", "")))
+        if found and found["a"] == found["b"]:
+            return "bucket", found["a"]  # conditioned to one bucket: a grant on that bucket
     for prefix, kind, key in _TARGETS:
         if module.startswith(prefix):
             return kind, str(inputs.get(key, ""))

@@ -98,7 +98,9 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
 
     apis = Apis("apis", ApisArgs(project=cfg.project))
     identity = Identity("identity", IdentityArgs(project=cfg.project), depends_on=apis.ready)
-    stores = DataStores("data-stores", _data_stores_args(cfg, identity.grantees), depends_on=apis.ready)
+    stores = DataStores(
+        "data-stores", _data_stores_args(cfg, project_number, identity.grantees), depends_on=apis.ready
+    )
     startup_grants = [*identity.project_grants, *stores.startup_grants]
     settled = GrantsSettled("grants-settled", GrantsSettledArgs(grants=startup_grants))
     # Builds and new revisions check those grants when they start: they come after the wait.
@@ -153,7 +155,9 @@ def _deterministic_urls(cfg: InfraConfig, project_number: pulumi.Input[str]) -> 
     }
 
 
-def _data_stores_args(cfg: InfraConfig, accounts: Mapping[str, Grantee]) -> DataStoresArgs:
+def _data_stores_args(
+    cfg: InfraConfig, project_number: pulumi.Input[str], accounts: Mapping[str, Grantee]
+) -> DataStoresArgs:
     """The stores, and which account may do what with each (the identity table in docs/deploy.md)."""
     return DataStoresArgs(
         storage=StorageArgs(
@@ -165,6 +169,8 @@ def _data_stores_args(cfg: InfraConfig, accounts: Mapping[str, Grantee]) -> Data
             kb_readers=[accounts["qa"]],
             kb_writers=[accounts["scrape-fn"]],
             sources_builders=[accounts["fn-builder"]],
+            # Where Cloud Functions puts the copy of each source its build reads (StorageArgs says why).
+            function_build_bucket=pulumi.Output.concat("gcf-v2-sources-", project_number, "-", cfg.region),
             sources_readers=[accounts["image-builder"]],
         ),
         data=DataArgs(
@@ -201,6 +207,7 @@ def _deployable_env(
             sources_json=json.dumps(list(cfg.sources), separators=(",", ":")),
             answerer=cfg.answerer,
             gemini_model=cfg.gemini_model,
+            answer_min_score=cfg.answer_min_score,
             google_client_id=cfg.google_client_id,
             allowed_domain=cfg.allowed_domain,
             admin_emails=tuple(cfg.admin_emails),
@@ -210,6 +217,7 @@ def _deployable_env(
             snapshot_compression=cfg.snapshot_compression,
             scrape_lease_seconds=cfg.scrape_lease_seconds,
             scrape_schedule=cfg.scrape_schedule,
+            schedule_time_zone=cfg.schedule_time_zone,
             urls=urls,
             emails=emails,
         )

@@ -401,7 +401,8 @@ GRANTS: dict[str, frozenset[tuple[str, str]]] = {
     "fn-builder": frozenset(
         {
             ("roles/logging.logWriter", "project"),
-            ("roles/storage.objectAdmin", "bucket:function-sources"),
+            ("roles/storage.objectAdmin", "bucket:function-sources"),  # `pulumi up` uploads here
+            ("roles/storage.objectAdmin", "bucket:gcf-sources"),  # the copy the build reads
             ("roles/artifactregistry.writer", "repo:askbase"),
         }
     ),
@@ -417,8 +418,11 @@ GRANTS: dict[str, frozenset[tuple[str, str]]] = {
 }
 
 
-def expected_grants(cfg: InfraConfig) -> dict[str, set[tuple[str, str, str]]]:
+def expected_grants(
+    cfg: InfraConfig, project_number: str = PROJECT_NUMBER
+) -> dict[str, set[tuple[str, str, str]]]:
     """:data:`GRANTS` with logical places resolved: member -> {(role, kind, target name)}.
+    ``project_number``: the mocks' by default; a real project's for its stack export.
 
     The shape :func:`infra.policies.check_least_privilege` takes; a stack export can be checked
     against it as well as the mocks' recording.
@@ -429,6 +433,8 @@ def expected_grants(cfg: InfraConfig) -> dict[str, set[tuple[str, str, str]]]:
         "project": ("project", cfg.project),
         "bucket:kb": ("bucket", cfg.kb_bucket),
         "bucket:function-sources": ("bucket", cfg.sources_bucket),
+        # Cloud Functions' own bucket (infra/components/storage.py, StorageArgs.function_build_bucket).
+        "bucket:gcf-sources": ("bucket", f"gcf-v2-sources-{project_number}-{cfg.region}"),
         "secret:token-key": ("secret", TOKEN_KEY_SECRET_ID),
         "secret:session-secret": ("secret", SESSION_SECRET_ID),
         "topic:jobs": ("topic", JOBS_TOPIC),

@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pulumi
+import pulumi_gcp as gcp
 import pytest
 
 from infra.testing import (
@@ -48,6 +49,7 @@ from shared.config import Settings, load_settings  # noqa: E402
 
 KB = f"{PROJECT}-askbase-kb"
 SOURCES = f"{PROJECT}-askbase-sources"
+GCF_SOURCES = f"gcf-v2-sources-{PROJECT_NUMBER}-{REGION}"
 PUBLIC_TARGETS = {QA_SERVICE, FUNCTION_NAMES["telegram"], FUNCTION_NAMES["discord"]}
 PRIVATE_TARGETS = {BOTRUNNER_SERVICE, FUNCTION_NAMES["scrape"]}
 
@@ -98,6 +100,9 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str, str]]] = {
     member("askbase-fn-builder"): {
         ("roles/logging.logWriter", "project", PROJECT),
         ("roles/storage.objectAdmin", "bucket", SOURCES),
+        # A project grant conditioned to this bucket: Cloud Functions' copy of the source, which the
+        # build reads (infra/components/storage.py says why).
+        ("roles/storage.objectAdmin", "bucket", GCF_SOURCES),
         ("roles/artifactregistry.writer", "repo", "askbase"),
     },
     # Cloud Build for the images: reads its uploaded context, pushes, logs.
@@ -206,6 +211,38 @@ def test_workloads_run_as_their_own_accounts(stack) -> None:
         fn = stack.one("gcp:cloudfunctionsv2/function:Function", name=FUNCTION_NAMES[key])
         assert fn["inputs"]["serviceConfig"]["serviceAccountEmail"] == sa(f"askbase-{account}")
         assert fn["inputs"]["buildConfig"]["serviceAccount"].endswith(sa("askbase-fn-builder"))
+
+
+@pulumi.runtime.test
+def test_function_builder_may_read_cloud_functions_copy_of_the_source(build_dir: Path) -> None:
+    """Cloud Functions builds from its own copy of each archive, in gcf-v2-sources-<number>-<region>,
+    a bucket it creates itself: the builder's role there is a project grant conditioned to that
+    bucket and its objects, which the policies count as a grant on the bucket, and builds wait for it."""
+    use_mocks(BASE_CONFIG)
+    program = build(load_config(), build_dir=build_dir)
+    grants = [g for g in program.stores.startup_grants if isinstance(g, gcp.projects.IAMMember)]
+    assert len(grants) == 1  # startup grants: iam-settled waits for it before any build
+    grant = grants[0]
+
+    def check(values: list) -> None:
+        role, member_, condition, project = values
+        assert (role, member_, project) == (
+            "roles/storage.objectAdmin",
+            member("askbase-fn-builder"),
+            PROJECT,
+        )
+        assert condition["expression"] == policies.one_bucket_condition(GCF_SOURCES)
+        expression = condition["expression"]
+        # Admits the bucket and its objects; not a bucket whose name merely starts the same way.
+        assert f'"projects/_/buckets/{GCF_SOURCES}"' in expression
+        assert f'startsWith("projects/_/buckets/{GCF_SOURCES}/")' in expression
+        resource = {
+            "type": "gcp:projects/iAMMember:IAMMember",
+            "inputs": {"project": project, "role": role, "member": member_, "condition": condition},
+        }
+        assert policies.iam_target(resource) == ("bucket", GCF_SOURCES)
+
+    return pulumi.Output.all(grant.role, grant.member, grant.condition, grant.project).apply(check)
 
 
 def test_pubsub_service_agent_can_dead_letter(stack) -> None:
@@ -387,6 +424,17 @@ def test_stack_outputs(stack) -> None:
     assert stack.outputs["telegramWebhookBaseUrl"].endswith("/" + FUNCTION_NAMES["telegram"])
     assert stack.outputs["discordWebhookBaseUrl"].endswith("/" + FUNCTION_NAMES["discord"])
     assert stack.outputs["bucketName"] == KB
+
+
+def test_stack_outputs_are_the_ones_the_readme_lists(stack) -> None:
+    exported = {
+        "chatUrl", "telegramWebhookBaseUrl", "discordWebhookBaseUrl", "botrunnerUrl", "bucketName",
+        "jobsTopic", "scrapeUrl", "project",
+    }  # fmt: skip
+    assert set(stack.outputs) == exported
+    readme = (REPO_ROOT / "README.md").read_text()
+    deploy = readme[readme.index("## Deploy") : readme.index("## How it works")]
+    assert {name for name in exported if f"`{name}`" not in deploy} == set()
 
 
 def test_prebuilt_images_skip_the_docker_build(build_dir: Path) -> None:
@@ -797,7 +845,7 @@ def test_builds_and_revisions_wait_for_the_settled_grants(stack) -> None:
     }  # fmt: skip
     ours = [r for r in stack.resources if policies.is_iam(r) and r["inputs"].get("role") in startup_roles]
     ours = [r for r in ours if policies.iam_members(r)[0].endswith(f"@{PROJECT}.iam.gserviceaccount.com")]
-    assert len(ours) == 16
+    assert len(ours) == 17
     assert all(stack.waits_for(settled, g) for g in ours)
     for r in (
         *stack.of_type("gcp:cloudfunctionsv2/function:Function"),
@@ -1008,6 +1056,9 @@ def test_qa_and_botrunner_env_values(stack) -> None:
     assert qa[env("conversation_retention_days")] == "90" == bot[env("conversation_retention_days")]
     assert qa[env("qa_url")] == f"https://{QA_SERVICE}-{PROJECT_NUMBER}.{REGION}.run.app"
     assert qa[env("scrape_schedule")] == "*/30 * * * *"
+    assert qa[env("schedule_time_zone")] == "Etc/UTC"  # the Scheduler jobs' zone (the default)
+    assert qa[env("answer_min_score")] == "0.3"
+    assert env("jobs_topic") not in bot  # botrunner receives jobs by push; it never publishes
     assert bot[env("botrunner_url")] == BOTRUNNER_URL
     assert bot[env("qa_url")] == qa[env("qa_url")]
     assert scrape[env("data_dir")] == "/tmp/askbase"

@@ -1,16 +1,24 @@
-"""Stack configuration: the example file is complete and loads, bad values name their key."""
+"""Stack configuration: the example file is complete and loads, bad values name their key, and every
+value the app would refuse at start is refused by `pulumi up` too."""
 
 from __future__ import annotations
 
+import base64
+import enum
 import json
 import re
+import types
+import typing
 from pathlib import Path
 
 import pulumi
 import pytest
 import yaml
 
-from infra.config import KNOWN_KEYS, load_config
+from infra import envvars
+from infra.config import KNOWN_KEYS, SETTINGS_FIELDS, InfraConfig, load_config
+from shared.bots.secrets import TokenKeyError, load_key
+from shared.config import Check, ConfigError, Limits, Settings, Source
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "Pulumi.dev.yaml.example"
@@ -123,3 +131,173 @@ def test_gaps_ignore_words_are_read_from_pulumi_config_as_a_list_or_commas() -> 
     pulumi.runtime.set_all_config({**base, "askbase:gapsIgnoreWords": '["a,b"]'})
     with pytest.raises(ValueError, match="gapsIgnoreWords"):
         load_config()
+
+
+# --- infra refuses what the app would refuse ------------------------------------------------------
+# Every stack key that becomes a Settings field is held to that field's rule when the config loads:
+# a value Settings (or the code that reads the setting) refuses at start must fail `pulumi up`, not the
+# deployed service or every scheduled scrape. infra imports no app code, so it restates each rule; these
+# tests hold the two sides together, with a refused value and an accepted value at the rule's edge.
+
+
+def _src(**fields) -> str:
+    return json.dumps([{"name": "docs", "kind": "sitemap", "url": "https://docs.example.com/", **fields}])
+
+
+def _b64(n: int, alphabet=base64.b64encode) -> str:
+    return alphabet(bytes(range(n))).decode()
+
+
+# (stack key, a value both refuse, a value both accept at the edge of the same rule)
+AGREEMENT: list[tuple[str, str, str]] = [
+    ("snapshotKeep", "0", "1"),
+    ("snapshotKeep", "1001", "1000"),
+    ("snapshotKeep", "many", "7"),
+    ("scrapeLeaseSeconds", "29", "30"),
+    ("conversationRetentionDays", "-1", "0"),
+    ("answerMinScore", "-0.01", "0"),
+    ("answerMinScore", "1.01", "1"),
+    ("answerMinScore", "nan", "0.3"),
+    ("answerer", "gpt", "gemini"),
+    ("snapshotCompression", "lz4", "gzip"),
+    ("scheduleTimeZone", "Mars/Olympus_Mons", "Europe/Berlin"),
+    ("scheduleTimeZone", "../etc/passwd", "Etc/UTC"),
+    ("sources", _src(kind="website"), _src(kind="feed")),
+    ("sources", _src(url="docs.example.com"), _src(url="http://docs.example.com/")),
+    ("sources", _src(name="my docs"), _src(name="my_docs-2.0")),
+    ("sources", _src(name="d" * 65), _src(name="d" * 64)),
+    ("sources", _src(name=""), _src(name="d")),
+    ("sources", _src(max_pages=0), _src(max_pages=1)),
+    ("sources", _src(max_pages=100_001), _src(max_pages=100_000)),
+    ("sources", _src(include=["(docs"]), _src(include=["/docs/"])),
+    ("sources", _src(exclude="/blog/"), _src(exclude=["/blog/"])),
+    ("sources", json.dumps([{"name": "docs", "kind": "crawl"}]), _src(kind="crawl")),
+    ("sessionSecret", "s" * 31, "s" * 32),
+    ("tokenKey", _b64(31), _b64(32)),
+    ("tokenKey", "not base64 at all!", _b64(32, base64.urlsafe_b64encode)),
+]
+
+
+def _settings_accept(key: str, value: str) -> bool:
+    """Whether the app starts with ``value`` in the variable the stack key becomes: Settings, and for
+    the two secrets the code that reads them (qa's session signing, botrunner's token cipher)."""
+    field = SETTINGS_FIELDS[key]
+    try:
+        settings = Settings(_env_file=None, env="production", internal_auth="google-oidc", **{field: value})
+        if field == "session_secret":
+            settings.require_session_secret()
+        if field == "token_key":
+            load_key(settings)
+    except (ConfigError, TokenKeyError):
+        return False
+    return True
+
+
+def _infra_accepts(key: str, value: str) -> bool:
+    pulumi.runtime.set_all_config({"gcp:project": "p", f"askbase:{key}": value})
+    try:
+        load_config()
+    except ValueError as exc:
+        assert f"askbase:{key}" in str(exc)
+        if key in ("tokenKey", "sessionSecret"):
+            assert value not in str(exc)  # a secret never shows in a message
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("key", "refused", "accepted"), AGREEMENT)
+def test_infra_refuses_what_settings_refuses_and_accepts_its_edge(
+    key: str, refused: str, accepted: str
+) -> None:
+    assert not _settings_accept(key, refused), "the app accepts it: not a case of this rule"
+    assert not _infra_accepts(key, refused)
+    assert _settings_accept(key, accepted)
+    assert _infra_accepts(key, accepted)
+
+
+def _has_rule(field: str) -> bool:
+    """Whether Settings (or the code reading the field) can refuse a value of ``field``."""
+    info = Settings.model_fields[field]
+    tp = info.annotation
+    return (
+        any(isinstance(m, Limits | Check) for m in info.markers)
+        or typing.get_origin(tp) is typing.Literal
+        or (isinstance(tp, type) and issubclass(tp, enum.Enum))
+        or tp == list[Source]
+        or field in envvars.SECRET_FIELDS  # checked where used: require_session_secret, load_key
+    )
+
+
+# Fields with a rule that infra sets to a constant of its own, never from a stack key (their values
+# are held to Settings by tests/test_infra.py::test_each_deployable_env_parses_as_production_settings).
+FIXED_FIELDS = {"env", "internal_auth", "snapshot_prefix", "snapshot_poll_seconds"}
+
+
+def test_every_ruled_field_infra_sets_from_a_stack_key_has_an_agreement_case() -> None:
+    ruled = {f for f in envvars.ENV_NAMES if _has_rule(f)}
+    from_keys = set(SETTINGS_FIELDS.values())
+    assert from_keys <= set(envvars.ENV_NAMES)  # each mapped field is one infra really sets
+    assert ruled - from_keys == FIXED_FIELDS
+    covered = {SETTINGS_FIELDS[key] for key, _, _ in AGREEMENT}
+    assert ruled & from_keys <= covered, sorted((ruled & from_keys) - covered)
+    assert set(SETTINGS_FIELDS) <= KNOWN_KEYS
+
+
+def test_each_stack_key_reaches_the_settings_field_it_is_mapped_to() -> None:
+    """SETTINGS_FIELDS is the truth: a distinct value for every mapped key arrives in that field's
+    variable (secrets: as a Secret Manager reference) of the deployables that need the field."""
+    from infra.program import _deployable_env
+
+    values = {
+        "bucketName": "kb-bucket",
+        "sources": _src(max_pages=9),
+        "scrapeSchedule": "7 * * * *",
+        "scheduleTimeZone": "Asia/Kolkata",
+        "scrapeLeaseSeconds": "600",
+        "answerer": "gemini",
+        "geminiModel": "gemini-9",
+        "answerMinScore": "0.42",
+        "googleClientId": "cid.apps.googleusercontent.com",
+        "allowedDomain": "example.org",
+        "adminEmails": '["Boss@Example.org"]',
+        "conversationRetentionDays": "11",
+        "gapsIgnoreWords": '["acme", "widget"]',
+        "snapshotKeep": "3",
+        "snapshotCompression": "gzip",
+        "tokenKey": _b64(32),
+        "sessionSecret": "s" * 40,
+    }
+    assert set(values) == set(SETTINGS_FIELDS)
+    rendered = {
+        "sources": json.dumps(json.loads(values["sources"]), separators=(",", ":")),
+        "adminEmails": "boss@example.org",
+        "gapsIgnoreWords": "acme,widget",
+    }
+    pulumi.runtime.set_all_config({"gcp:project": "p", **{f"askbase:{k}": v for k, v in values.items()}})
+    cfg = load_config()
+    urls = dict.fromkeys(("qa", "botrunner", "telegram", "discord", "scrape"), "https://x.example")
+    emails = dict.fromkeys(
+        ("qa", "botrunner", "pubsub-push", "scheduler-invoker"), "a@p.iam.gserviceaccount.com"
+    )
+    refs = types.SimpleNamespace(session_secret_ref="session-ref", token_key_ref="token-ref")
+    env = _deployable_env(cfg, urls, emails, refs)
+    for key, field in SETTINGS_FIELDS.items():
+        name = envvars.ENV_NAMES[field]
+        where = [d for d in envvars.DEPLOYABLES if field in envvars.NEEDS[d]]
+        assert where, f"{field}: no deployable gets it"
+        for deployable in where:
+            if field in envvars.SECRET_FIELDS:
+                assert env[deployable]["secret"][name] in ("session-ref", "token-ref")
+            else:
+                assert env[deployable]["plain"][name] == rendered.get(key, values[key]), (key, deployable)
+
+
+def test_infra_defaults_are_the_settings_defaults() -> None:
+    """An unset stack key deploys the value the app would use anyway."""
+    defaults = InfraConfig(project="p")
+    for key, field in SETTINGS_FIELDS.items():
+        if key in ("bucketName", "sources", "tokenKey", "sessionSecret", "googleClientId", "allowedDomain"):
+            continue  # derived from the project, or nothing until the operator gives one
+        ours = getattr(defaults, field if hasattr(defaults, field) else "")
+        default = Settings.model_fields[field].default
+        assert (list(ours) if isinstance(ours, tuple) else ours) == default, key

@@ -33,11 +33,15 @@ def test_the_brief_per_deployable_is_covered() -> None:
     qa |= {"conversation_retention_days", "scrape_url", "botrunner_url", "internal_auth", "env"}
     qa |= {"qa_url", "service_callers"}  # qa_url is the audience qa checks, for botrunner's account
     assert qa <= needs["qa"]
-    botrunner = {"project_id", "jobs_topic", "qa_url", "telegram_webhook_url", "discord_webhook_url"}
+    botrunner = {"project_id", "qa_url", "telegram_webhook_url", "discord_webhook_url"}
     botrunner |= {"token_key", "worker_push_audience", "worker_push_service_account", "env", "internal_auth"}
     botrunner |= {"botrunner_url"}  # the audience its control API and reconcile tokens are checked against
     botrunner |= {"admin_emails", "control_callers", "reconcile_callers"}
     assert botrunner <= needs["botrunner"]
+    # botrunner is the jobs topic's push endpoint: it never publishes, so it is not told the topic.
+    assert "jobs_topic" not in needs["botrunner"]
+    # The status page shows the next scrape in the schedule's zone; answers refuse under qa's threshold.
+    assert {"scrape_schedule", "schedule_time_zone", "answer_min_score"} <= needs["qa"]
     for fn in ("telegram-fn", "discord-fn"):
         assert {"project_id", "jobs_topic", "env"} <= needs[fn] and "token_key" not in needs[fn]
     scrape = {"project_id", "bucket", "sources", "snapshot_keep", "snapshot_compression"}
@@ -83,14 +87,25 @@ def test_plain_settings_give_every_deployable_exactly_what_it_needs() -> None:
         "scheduler-invoker@p.iam.gserviceaccount.com,qa@p.iam.gserviceaccount.com"
     )
     assert plain["qa"]["service_callers"] == "botrunner@p.iam.gserviceaccount.com"
+    # Unset in the Deployment: the app's own defaults (tests/test_infra_config.py holds them equal).
+    assert (plain["qa"]["schedule_time_zone"], plain["qa"]["answer_min_score"]) == ("Etc/UTC", "0.3")
+
+
+def test_nothing_in_the_names_table_goes_unset() -> None:
+    """ENV_NAMES lists what infra sets: a name no deployable needs would be a variable infra never sets
+    (ASKBASE_TOKEN_KEY_SECRET was one: the token key reaches botrunner as ASKBASE_TOKEN_KEY)."""
+    needed = set().union(*envvars.NEEDS.values())
+    assert set(envvars.ENV_NAMES) == needed
 
 
 def test_render_refuses_missing_and_undeclared_fields() -> None:
     base = dict.fromkeys(envvars.NEEDS["botrunner"] - envvars.SECRET_FIELDS, "x")
     plain, secret = envvars.render("botrunner", base, {"token_key": "ref"})
-    assert plain["ASKBASE_JOBS_TOPIC"] == "x" and secret == {"ASKBASE_TOKEN_KEY": "ref"}
-    with pytest.raises(ValueError, match=r"missing.*jobs_topic"):
-        envvars.render("botrunner", {k: v for k, v in base.items() if k != "jobs_topic"}, {"token_key": "r"})
+    assert plain["ASKBASE_QA_URL"] == "x" and secret == {"ASKBASE_TOKEN_KEY": "ref"}
+    with pytest.raises(ValueError, match=r"missing.*qa_url"):
+        envvars.render("botrunner", {k: v for k, v in base.items() if k != "qa_url"}, {"token_key": "r"})
+    with pytest.raises(ValueError, match=r"not declared.*jobs_topic"):
+        envvars.render("botrunner", {**base, "jobs_topic": "askbase-jobs"}, {"token_key": "r"})
     with pytest.raises(ValueError, match=r"not declared.*bucket"):
         envvars.render("botrunner", {**base, "bucket": "b"}, {"token_key": "r"})
     with pytest.raises(ValueError, match=r"secret fields missing.*token_key"):

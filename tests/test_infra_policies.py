@@ -255,6 +255,47 @@ def test_resource_role_granted_project_wide_is_caught_even_if_listed() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("expression", "counts_as"),
+    [
+        # One bucket and its objects: a grant on that bucket (how a role reaches a bucket GCP creates).
+        (
+            policies.one_bucket_condition("gcf-v2-sources-1-europe-west1"),
+            ("bucket", "gcf-v2-sources-1-europe-west1"),
+        ),
+        # Anything wider stays a project-wide grant.
+        ('resource.name.startsWith("projects/_/buckets/gcf-v2-sources-")', ("project", P)),
+        (
+            'resource.name == "projects/_/buckets/a" || resource.name.startsWith("projects/_/buckets/b/")',
+            ("project", P),
+        ),
+        (
+            policies.one_bucket_condition("kb") + ' || resource.name.startsWith("projects/_/buckets/")',
+            ("project", P),
+        ),
+    ],
+)
+def test_a_project_grant_conditioned_to_one_bucket_is_a_grant_on_that_bucket(
+    expression: str, counts_as
+) -> None:
+    grant = res(
+        PROJECT_IAM,
+        "conditioned",
+        project=P,
+        role="roles/storage.objectAdmin",
+        member=f"serviceAccount:{QA_SA}",
+        condition={"title": "t", "expression": expression},
+    )
+    assert policies.iam_target(grant) == counts_as
+    allowed = copy.deepcopy(ALLOWED)
+    allowed[f"serviceAccount:{QA_SA}"].add(("roles/storage.objectAdmin", *counts_as))
+    problems = policies.check_least_privilege([*good_stack(), grant], allowed)
+    wide = [
+        f"serviceAccount:{QA_SA}: roles/storage.objectAdmin granted project-wide; grant it on the resource"
+    ]
+    assert problems == ([] if counts_as[0] == "bucket" else wide)
+
+
 def test_basic_role_is_caught_for_anyone() -> None:
     bad = [
         *good_stack(),

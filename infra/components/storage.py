@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.components.base import Component, Grantee
+from infra.components.base import Component, Grantee, iam_member_name
+from infra.policies import one_bucket_condition
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,23 @@ class StorageArgs:
     kb_readers: Sequence[Grantee] = ()  # restore snapshots
     kb_writers: Sequence[Grantee] = ()  # publish/prune snapshots
     # The function build. Google documents objectAdmin for a custom build account (it reads the source
-    # and may write build metadata next to it); granted on this build-inputs bucket only.
+    # and may write build metadata next to it); granted on this build-inputs bucket, where `pulumi up`
+    # uploads each archive, and on ``function_build_bucket`` below, where the build reads it.
     sources_builders: Sequence[Grantee] = ()
+    # gcf-v2-sources-<project number>-<region>: Cloud Functions (2nd gen) copies each function's source
+    # archive into this bucket of its own and the build fetches it from there, so a custom build account
+    # needs read access to it. Evidence: Google's "Building functions" page (the uploaded source "is
+    # stored in a separate source bucket", gcf-v2-sources-PROJECT_NUMBER-REGION); the build failure
+    # quoted in hashicorp/terraform-provider-google#20571 (a function whose storage_source is the
+    # user's own bucket: "failed to download archive gs://gcf-v2-sources-<number>-us-central1/...:
+    # Access to bucket gcf-v2-sources-... denied. You must grant Storage Object Viewer permission to"
+    # its build account); Google's role list for a build account (Storage Object Admin, "for retrieving
+    # the function source from the Cloud Storage bucket", cloud.google.com/run/docs/configuring/
+    # services/build-service-account) and its Terraform example cloudfunctions2_basic_builder, which
+    # grants it project-wide. Cloud Functions creates the bucket at the first deploy, so it has no IAM
+    # policy to add a member to beforehand: the role is granted on the project, with an IAM condition
+    # that admits that bucket and its objects only (infra/policies.py counts it as a bucket grant).
+    function_build_bucket: pulumi.Input[str] | None = None
     # The image builds, which only read their uploaded build context.
     sources_readers: Sequence[Grantee] = ()
 
@@ -102,4 +118,21 @@ class Storage(Component):
                 bucket=bucket.name,
             )
             numbered += len(grantees)
+        if args.function_build_bucket is not None:
+            condition = pulumi.Output.from_input(args.function_build_bucket).apply(one_bucket_condition)
+            self.grants += [
+                gcp.projects.IAMMember(
+                    iam_member_name(grantee.key, "roles/storage.objectAdmin", "gcf-sources"),
+                    project=args.project,
+                    role="roles/storage.objectAdmin",
+                    member=grantee.member,
+                    condition=gcp.projects.IAMMemberConditionArgs(
+                        title="gcf-v2-sources bucket only",
+                        description="The copy of each function's source that its build reads",
+                        expression=condition,
+                    ),
+                    opts=self.child(),
+                )
+                for grantee in args.sources_builders
+            ]
         self.register_outputs({"kb_bucket": self.kb_bucket.name, "sources_bucket": self.sources_bucket.name})
