@@ -225,6 +225,82 @@ def test_publish_conflict_starts_over_once(emulators, settings, site, embedder, 
     assert "lost the publish race twice" in run.error
 
 
+def _store_of(cfg: Settings) -> SnapshotStore:
+    return SnapshotStore(ensure_bucket(storage_client(cfg.project_id), cfg.bucket))
+
+
+def test_a_rollback_while_a_run_crawls_is_not_undone_by_it(
+    emulators, settings, site, embedder, caplog
+) -> None:
+    cfg = _settings(settings, site)
+    store = _store_of(cfg)
+    good = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    site.edit_page("/docs/install", sites.page_for("/docs/install", version=2))  # the bad content
+    bad = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    assert good.status is bad.status is RunStatus.PUBLISHED, (good.error, bad.error)
+    site.edit_page("/docs/install", sites.page_for("/docs/install", version=3))  # the run has news
+    rolled_back: list[str] = []
+
+    def operator_rolls_back(stage: str, done: int, total: int) -> None:
+        if stage.startswith("crawl") and not rolled_back:  # the run has restored `bad` and crawls
+            store.rollback(good.snapshot_id)
+            rolled_back.append(stage)
+
+    with caplog.at_level(logging.WARNING, logger="shared.knowledge.scrape"):
+        run = run_scrape(cfg, operator_rolls_back, embedder=embedder, crawl_config=CRAWL)
+    assert rolled_back and run.parent_snapshot_id == bad.snapshot_id
+    assert run.status is RunStatus.CONFLICT and run.attempts == 1, run.error
+    assert f"rolled back to {good.snapshot_id}" in run.error and run.snapshot_id is None
+    assert "not publishing over the rollback" in caplog.text
+    pointer = store.read_pointer()[0]
+    assert pointer.snapshot_id == good.snapshot_id and pointer.rolled_back
+    assert {m.id for m in store.list()} == {good.snapshot_id, bad.snapshot_id}  # nothing published
+    assert list_runs(firestore_client(cfg.project_id), limit=1)[0].status is RunStatus.CONFLICT
+
+    # The cause fixed and the Scheduler resumed, the next run starts from the rollback and publishes;
+    # the publish clears the mark.
+    site.edit_page("/docs/install", sites.page_for("/docs/install", version=1))
+    site.edit_page("/docs/faq", sites.page_for("/docs/faq", version=2))
+    after = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    assert after.status is RunStatus.PUBLISHED and after.attempts == 1, after.error
+    assert after.parent_snapshot_id == good.snapshot_id and after.pages_changed == 1
+    pointer = store.read_pointer()[0]
+    assert pointer.snapshot_id == after.snapshot_id and not pointer.rolled_back
+
+
+def test_a_rollback_between_a_lost_race_and_the_start_over_stops_the_run(
+    emulators, settings, site, embedder, monkeypatch
+) -> None:
+    cfg = _settings(settings, site)
+    store = _store_of(cfg)
+    good = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    assert good.status is RunStatus.PUBLISHED, good.error
+    original = SnapshotStore.publish
+    competitor: list[str] = []
+
+    def racing_publish(self, index, extra, parent_id, expected_generation):
+        if not competitor:  # an ordinary race first: another publisher wins on the same base
+            competitor.append(original(self, index, {"who": "competitor"}, parent_id, expected_generation).id)
+        return original(self, index, extra, parent_id, expected_generation)
+
+    real_open = scrape_module._Attempt.open_index
+
+    def open_index(self, snapshots, work):
+        if work.name == "attempt-2":  # the operator rolls back just before the start-over restores
+            snapshots.rollback(good.snapshot_id)
+        return real_open(self, snapshots, work)
+
+    monkeypatch.setattr(SnapshotStore, "publish", racing_publish)
+    monkeypatch.setattr(scrape_module._Attempt, "open_index", open_index)
+    site.edit_page("/docs/install", sites.page_for("/docs/install", version=2))
+    run = run_scrape(cfg, embedder=embedder, crawl_config=CRAWL)
+    assert run.status is RunStatus.CONFLICT and run.attempts == 2, run.error
+    assert f"rolled back to {good.snapshot_id}" in run.error
+    pointer = store.read_pointer()[0]
+    assert pointer.snapshot_id == good.snapshot_id and pointer.rolled_back
+    assert {m.id for m in store.list()} == {good.snapshot_id, competitor[0]}
+
+
 def test_two_concurrent_runs_one_proceeds(emulators, settings, site, embedder) -> None:
     cfg = _settings(settings, site)
     results = []

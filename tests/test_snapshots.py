@@ -14,6 +14,7 @@ import sys
 import tarfile
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -360,6 +361,42 @@ def test_strict_restore_raises_on_a_full_disk(
     assert not snap_archive.is_broken_snapshot(gexc.ServiceUnavailable("503"))
 
 
+def test_a_lenient_restore_names_its_pointer_and_never_fetches_past_stop_at(
+    bucket, index: KnowledgeIndex, tmp_path: Path, monkeypatch
+) -> None:
+    store, first, second = _two_snapshots(bucket, index)
+    add_page(index, "https://docs.example.com/d")
+    third = store.publish(index, {}, second.id, store.read_pointer()[1])
+    restored = store.restore(tmp_path / "r0")
+    assert restored.snapshot_id == restored.pointer.snapshot_id == third.id
+    real_download = storage.Blob.download_to_filename
+    downloads: list[str] = []
+
+    def download(self, filename, *args, **kwargs):
+        downloads.append(self.name.rsplit("/", 1)[-1].split(".", 1)[0])
+        if self.name == f"snapshots/{third.archive}":
+            raise gexc.ServiceUnavailable("simulated storage outage")
+        return real_download(self, filename, *args, **kwargs)
+
+    monkeypatch.setattr(storage.Blob, "download_to_filename", download)
+    # A 503 on the newest: the lenient restore falls back, and says from which pointer.
+    restored = store.restore(tmp_path / "r1")
+    assert restored.snapshot_id == second.id and restored.pointer.snapshot_id == third.id
+    assert restored.pointer.previous == [second.id, first.id]
+    # stop_at: what the caller serves, and anything older, is never fetched as a fallback.
+    downloads.clear()
+    assert store.restore(tmp_path / "r2", stop_at=second.id) is None
+    assert downloads == [third.id]
+    assert list((tmp_path / "r2").iterdir()) == []
+    downloads.clear()
+    assert store.restore(tmp_path / "r3", stop_at=first.id).snapshot_id == second.id
+    assert downloads == [third.id, second.id]
+    downloads.clear()
+    assert store.restore(tmp_path / "r4", stop_at=third.id) is None and downloads == []
+    # An id the pointer does not list stops nothing.
+    assert store.restore(tmp_path / "r5", stop_at=snap_archive.new_snapshot_id()).snapshot_id == second.id
+
+
 def test_unreadable_pointer_falls_back_to_listing(bucket, index: KnowledgeIndex, tmp_path: Path) -> None:
     store = SnapshotStore(bucket)
     manifest = store.publish(index, {}, None, 0)
@@ -387,15 +424,18 @@ def test_retention_keeps_n_and_rollback(bucket, index: KnowledgeIndex, tmp_path:
     store.rollback(ids[-3])
     pointer, _ = store.read_pointer()
     assert pointer.snapshot_id == ids[-3] and pointer.previous[0] == ids[-1]
+    assert pointer.rolled_back and datetime.fromisoformat(pointer.rolled_back_at).tzinfo is not None
     restored = store.restore(tmp_path / "r")
     assert restored.snapshot_id == ids[-3] and restored.manifest.chunk_count == 5 + 3 * 3
     with pytest.raises(snap.SnapshotNotFound):
         store.rollback(ids[0])
     with pytest.raises(ValueError, match="not a snapshot id"):
         store.rollback("../../etc/passwd")
-    # A later publish keeps the rolled-back-from snapshot listed in previous, so retention spares it.
+    # A later publish keeps the rolled-back-from snapshot listed in previous, so retention spares it,
+    # and clears the rollback mark.
     store.publish(index, {}, ids[-3], store.read_pointer()[1])
     assert ids[-1] in {m.id for m in store.list()}
+    assert not store.read_pointer()[0].rolled_back
 
 
 # --- archive safety (no emulator needed) -------------------------------------------------------------
@@ -503,6 +543,10 @@ def test_pure_helpers() -> None:
     assert snap.next_pointer("a", snap.Pointer("b", ["a", "x"]), keep=5).previous == ["b", "x"]
     with pytest.raises(snap_archive.SnapshotError, match="pointer is not valid"):
         snap.Pointer.from_json(b'{"previous": []}')
+    # A pointer written before rollbacks were marked reads as not rolled back; a marked one round-trips.
+    assert not snap.Pointer.from_json(b'{"snapshot_id": "a", "previous": []}').rolled_back
+    marked = snap.Pointer("a", ["b"], "2026-01-01T00:00:00+00:00", "2026-01-02T00:00:00+00:00")
+    assert snap.Pointer.from_json(marked.to_json()) == marked and marked.rolled_back
     with pytest.raises(snap_archive.SnapshotError, match="manifest is not valid"):
         snap_archive.Manifest.from_json(b"[]")
 
@@ -528,6 +572,7 @@ def test_snapshots_cli(bucket, index: KnowledgeIndex, settings: Settings) -> Non
     assert bad.exit_code == 1 and "not a snapshot id" in bad.output
     rolled = runner.invoke(snapshots_group, ["rollback", first.id, "--yes"])
     assert rolled.exit_code == 0, rolled.output
+    assert "stops at its publish without publishing" in rolled.output
     assert store.read_pointer()[0].snapshot_id == first.id
     as_json = json.loads(runner.invoke(snapshots_group, ["list", "--json"]).output)
     assert as_json["pointer"]["snapshot_id"] == first.id and len(as_json["snapshots"]) == 2

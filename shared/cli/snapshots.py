@@ -130,3 +130,7 @@ def rollback_command(snapshot_id: str, yes: bool) -> None:
     except (SnapshotError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"LATEST.json now points at {snapshot_id}")
+    click.echo(
+        "A scrape already running stops at its publish without publishing (status conflict). Keep the "
+        "Scheduler paused until the cause is fixed: the next scheduled scrape publishes again."
+    )

@@ -189,11 +189,16 @@ class ColdStartSource:
             return self.store.read_pointer()
         return result.pointer, result.generation
 
-    def restore(self, dest_root: Path) -> RestoredSnapshot | None:
-        """The child's restored copy, moved under ``dest_root``, after its pointer read; else the store's."""
+    def restore(self, dest_root: Path, *, stop_at: str | None = None) -> RestoredSnapshot | None:
+        """The child's restored copy, moved under ``dest_root``, after its pointer read; else the store's.
+
+        ``stop_at`` is passed on to the store (:meth:`SnapshotStore.restore`); the child restored before
+        anything was served, so its copy is handed over as it is (the caller compares it with what it
+        serves, if anything).
+        """
         pending, self._pending = self._pending, None
         if pending is None:
-            return self.store.restore(dest_root)
+            return self.store.restore(dest_root, stop_at=stop_at)
         restored = pending.restored
         if restored is None:
             return None  # the child found nothing restorable and logged why
@@ -286,7 +291,14 @@ def _read_result(path: Path) -> _ChildResult:
         if copy.parent != path.parent or not copy.is_dir():
             raise RuntimeError(f"it reported a copy outside its work directory: {copy}")
         manifest = Manifest.from_json(json.dumps(item["manifest"]).encode())
-        restored = RestoredSnapshot(item["snapshot_id"], copy, manifest, int(item["generation"]))
+        chosen_from = item.get("pointer")
+        restored = RestoredSnapshot(
+            item["snapshot_id"],
+            copy,
+            manifest,
+            int(item["generation"]),
+            Pointer.from_json(json.dumps(chosen_from).encode()) if chosen_from else None,
+        )
     return _ChildResult(pointer, int(raw["generation"]), restored)
 
 
@@ -321,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             "path": str(restored.path),
             "manifest": restored.manifest.to_dict(),
             "generation": restored.generation,
+            # What it was chosen from: the parent tells a fallback to an older snapshot by it.
+            "pointer": json.loads(restored.pointer.to_json()) if restored.pointer is not None else None,
         },
     }
     _write_result(work / RESULT_NAME, payload)

@@ -23,7 +23,9 @@ class RunStatus(StrEnum):
     PUBLISHED = "published"  # something changed and a snapshot was published
     UNCHANGED = "unchanged"  # nothing changed: no snapshot needed
     SKIPPED = "skipped"  # another run holds the lease
-    CONFLICT = "conflict"  # lost the publish race twice: stopped cleanly, the other run's snapshot stands
+    # Stopped cleanly without publishing: lost the publish race twice (the other run's snapshot stands),
+    # or the pointer was rolled back while the run crawled (the rollback stands; the error says which).
+    CONFLICT = "conflict"
     FAILED = "failed"
 
 

@@ -13,7 +13,10 @@ One run, start to end (:func:`run_scrape`):
    thread extracts and chunks, and :class:`~shared.knowledge.indexing.IndexingPipeline` embeds and
    writes in two threads behind it;
 4. if anything changed, publish by compare-and-swap; on :class:`PublishConflict` start over once from
-   the new base (cheap: conditional GETs and reused vectors), then stop cleanly;
+   the new base (cheap: conditional GETs and reused vectors), then stop cleanly. A conflict with a
+   *rollback* (``askbase snapshots rollback`` while this run crawled: the pointer carries a
+   ``rolled_back_at`` mark it did not have when the run started) ends the run as ``conflict`` at once:
+   starting over from the rolled-back snapshot would publish the content the rollback removed;
 5. record the run in ``scrape_runs`` and release the lease.
 
 A re-crawl where nothing changed embeds nothing and publishes nothing.
@@ -36,7 +39,7 @@ from shared.knowledge.indexing import IndexingPipeline, PrecomputedVectors
 from shared.knowledge.leases import Clock, Lease, LeaseHeld, utc_now
 from shared.knowledge.run_progress import ProgressRecorder
 from shared.knowledge.runs import RunStatus, ScrapeRun, new_run, save_run
-from shared.knowledge.snapshots import PublishConflict, SnapshotStore, SnapshotUnavailable
+from shared.knowledge.snapshots import Pointer, PublishConflict, SnapshotStore, SnapshotUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,8 @@ class _Attempt:
         self.progress = progress
         self.crawl_config = crawl_config
         self.changed = False
+        #: The pointer the base snapshot was chosen from (set by :meth:`open_index`).
+        self.base_pointer: Pointer | None = None
         # The index is opened with this: the pipeline's embedding thread fills it ahead of the writes.
         self.vectors = PrecomputedVectors(embedder)
 
@@ -76,7 +81,7 @@ class _Attempt:
         from shared.knowledge.index import EmbedderMismatch, KnowledgeIndex
 
         self.progress("restore", 0, 1)
-        _, generation = store.read_pointer()
+        self.base_pointer, generation = store.read_pointer()
         try:
             restored = store.restore(work / "restore", strict=True)
         except SnapshotUnavailable as exc:
@@ -90,6 +95,7 @@ class _Attempt:
             raise
         self.progress("restore", 1, 1)
         if restored is not None:
+            self.base_pointer = restored.pointer  # the store read it again
             try:
                 index = KnowledgeIndex.open(restored.path, self.vectors, self.settings.collection)
                 log.info("restored snapshot %s (%d chunks)", restored.snapshot_id, index.chunk_count())
@@ -440,6 +446,7 @@ def _run_attempts(
     lease: Lease,
     work: Path,
 ) -> None:
+    started_mark = ""  # the rollback mark of the pointer the first attempt started from
     for attempt in range(1, MAX_ATTEMPTS + 1):
         run.attempts = attempt
         _reset_counts(run)
@@ -447,6 +454,12 @@ def _run_attempts(
         index, parent_id, generation = job.open_index(store, work / f"attempt-{attempt}")
         try:
             run.parent_snapshot_id = parent_id
+            if attempt == 1:
+                started_mark = _rollback_mark(job.base_pointer)
+            elif (rollback := _new_rollback(job.base_pointer, started_mark)) is not None:
+                # Rolled back between the lost race and this restore: same as a rollback found then.
+                _stop_for_rollback(run, rollback)
+                return
             hash_owner = {rec.content_hash: url for url, rec in index.pages().items()}
             for source in settings.sources:
                 job.scrape_source(index, source, hash_owner)
@@ -472,6 +485,10 @@ def _run_attempts(
             run.status = RunStatus.PUBLISHED
             return
         except PublishConflict as exc:
+            rollback = _new_rollback(store.read_pointer()[0], started_mark)
+            if rollback is not None:
+                _stop_for_rollback(run, rollback)
+                return
             if attempt == MAX_ATTEMPTS:
                 run.status = RunStatus.CONFLICT
                 run.error = f"lost the publish race twice; the other run's snapshot stands ({exc})"
@@ -481,3 +498,25 @@ def _run_attempts(
         finally:
             index.close()
             shutil.rmtree(work / f"attempt-{attempt}", ignore_errors=True)
+
+
+def _rollback_mark(pointer: Pointer | None) -> str:
+    return pointer.rolled_back_at if pointer is not None else ""
+
+
+def _new_rollback(pointer: Pointer | None, started_mark: str) -> Pointer | None:
+    """``pointer`` if a rollback wrote it after the run started, else None. Any publish clears the mark,
+    so a marked pointer whose mark differs from the one the run started from is a new rollback."""
+    if pointer is not None and pointer.rolled_back and pointer.rolled_back_at != started_mark:
+        return pointer
+    return None
+
+
+def _stop_for_rollback(run: ScrapeRun, pointer: Pointer) -> None:
+    run.status = RunStatus.CONFLICT
+    run.error = (
+        f"the snapshot pointer was rolled back to {pointer.snapshot_id} at {pointer.rolled_back_at} "
+        "while this run was crawling; not publishing over the rollback (run the scrape again once the "
+        "cause is fixed)"
+    )
+    log.warning("scrape run %s: %s", run.id, run.error, extra={"run_id": run.id})

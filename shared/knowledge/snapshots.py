@@ -4,7 +4,8 @@ Layout under ``prefix`` (default ``snapshots/``)::
 
     <id>.tar.zst          one consistent copy of the index directory (or .tar.gz)
     <id>.manifest.json    what is inside, and the archive's sha256
-    LATEST.json           the pointer {"snapshot_id", "previous": [...]}; replaced only by CAS
+    LATEST.json           the pointer {"snapshot_id", "previous": [...], "rolled_back_at"}; replaced
+                          only by CAS
 
 The archive and manifest format (and how an archive is packed, checked and unpacked) is
 :mod:`shared.knowledge.snapshot_archive`; this module is where snapshots are kept and which one is current.
@@ -23,6 +24,14 @@ Why it is built this way:
   a network error, a full disk) is *unavailable*. ``restore(strict=True)`` (the scrape job) raises
   :class:`SnapshotUnavailable` for the latter instead of falling back or answering "nothing to restore",
   because a caller that rebuilds from scratch on ``None`` would drop every page it cannot crawl right now.
+  The lenient restore (the Q&A service) falls back to an older snapshot either way, and says which one
+  it restored out of which pointer (:attr:`RestoredSnapshot.pointer`), so that a server can tell a
+  fallback from the pointer's own snapshot and try the newest again later; ``stop_at`` keeps it from
+  fetching the snapshot a server already serves, or anything older, as a fallback.
+* A rollback is marked: :meth:`SnapshotStore.rollback` writes the pointer with ``rolled_back_at``, and the
+  next publish clears it. A scrape that was already crawling when the pointer was rolled back sees the
+  mark after losing its compare-and-swap, and stops instead of publishing again on top of the rollback
+  (:mod:`shared.knowledge.scrape`).
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,6 +102,13 @@ class Pointer:
     snapshot_id: str
     previous: list[str] = field(default_factory=list)
     published_at: str = ""
+    #: When :meth:`SnapshotStore.rollback` wrote this pointer (ISO 8601); empty for a published one.
+    rolled_back_at: str = ""
+
+    @property
+    def rolled_back(self) -> bool:
+        """Whether this pointer was written by a rollback (no publish since)."""
+        return bool(self.rolled_back_at)
 
     def to_json(self) -> bytes:
         """The bytes stored as ``LATEST.json``."""
@@ -107,7 +123,12 @@ class Pointer:
             previous = raw.get("previous", [])
             if not isinstance(sid, str) or not isinstance(previous, list):
                 raise TypeError("snapshot_id must be a string and previous a list")
-            return cls(sid, [str(p) for p in previous], str(raw.get("published_at", "")))
+            return cls(
+                sid,
+                [str(p) for p in previous],
+                str(raw.get("published_at", "")),
+                str(raw.get("rolled_back_at") or ""),
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise SnapshotError(f"snapshot pointer is not valid: {exc}") from None
 
@@ -120,6 +141,9 @@ class RestoredSnapshot:
     path: Path
     manifest: Manifest
     generation: int
+    #: The pointer the snapshot was chosen from (None when it was unreadable and every listed snapshot
+    #: was tried). ``snapshot_id != pointer.snapshot_id`` means the store fell back to an older one.
+    pointer: Pointer | None = None
 
 
 def retention_victims(manifests: list[Manifest], keep: int, protected: set[str]) -> list[str]:
@@ -351,11 +375,19 @@ class SnapshotStore:
                 self.bucket.blob(self.prefix + snapshot_id + ext).delete()
 
     # --- restore ------------------------------------------------------------------------------------
-    def restore(self, dest_root: Path, *, strict: bool = False) -> RestoredSnapshot | None:
+    def restore(
+        self, dest_root: Path, *, strict: bool = False, stop_at: str | None = None
+    ) -> RestoredSnapshot | None:
         """Unpack the newest valid snapshot into a fresh directory under ``dest_root``.
 
         Tries the pointer's snapshot, then each of its ``previous`` ones; every failure is logged as an
-        ERROR. Returns None when nothing was ever published or nothing could be restored.
+        ERROR. Returns None when nothing was ever published or nothing could be restored. Whatever the
+        reason a newer snapshot failed (broken, or a Cloud Storage 5xx that may be gone in a minute), the
+        result may be an older one: compare its ``snapshot_id`` with ``pointer.snapshot_id``.
+
+        ``stop_at``: a snapshot the caller already has (the one a server is serving). When the pointer's
+        chain holds it, neither it nor anything after it (older) is tried: the result is a snapshot
+        newer than it, or None.
 
         With ``strict`` (a caller that rebuilds from scratch on None), None means exactly "nothing was
         ever published" or "every candidate is broken" (:func:`is_broken_snapshot`); any other failure
@@ -370,10 +402,16 @@ class SnapshotStore:
             candidates = [m.id for m in self.list()]
         else:
             return None
+        candidates = list(dict.fromkeys(candidates))
+        kept = stop_at is not None and stop_at in candidates
+        if stop_at is not None and kept:
+            candidates = candidates[: candidates.index(stop_at)]
+            if not candidates:
+                return None  # the pointer names what the caller has: nothing newer to restore
         dest_root = Path(dest_root)
         dest_root.mkdir(parents=True, exist_ok=True)
         failures = []
-        for position, snapshot_id in enumerate(dict.fromkeys(candidates)):
+        for position, snapshot_id in enumerate(candidates):
             try:
                 path, manifest = self._restore_one(snapshot_id, dest_root)
             except Exception as exc:
@@ -405,7 +443,15 @@ class SnapshotStore:
                     "; ".join(failures),
                     extra={"snapshot_id": snapshot_id},
                 )
-            return RestoredSnapshot(snapshot_id, path, manifest, generation)
+            return RestoredSnapshot(snapshot_id, path, manifest, generation, pointer)
+        if kept:
+            log.error(
+                "no snapshot newer than %s could be restored (%s); the caller keeps %s",
+                stop_at,
+                "; ".join(failures),
+                stop_at,
+            )
+            return None
         log.error("no snapshot could be restored (%s); the index must be rebuilt", "; ".join(failures))
         return None
 
@@ -443,16 +489,25 @@ class SnapshotStore:
 
     # --- rollback -----------------------------------------------------------------------------------
     def rollback(self, snapshot_id: str) -> None:
-        """Point LATEST at an older snapshot (CAS); the one it replaces moves into ``previous``."""
+        """Point LATEST at an older snapshot (CAS); the one it replaces moves into ``previous``.
+
+        The new pointer carries ``rolled_back_at``: a scrape that started before it and then loses its
+        publish race to it ends without publishing (:mod:`shared.knowledge.scrape`). The lease is not
+        taken: a crawl can run for many minutes, and a rollback must not wait for the run it undoes.
+        """
         manifest = self.get(snapshot_id)
         if not self.bucket.blob(self.prefix + manifest.archive).exists():
             raise SnapshotError(f"snapshot {snapshot_id} has a manifest but its archive is gone")
         current, generation = self.read_pointer()
         if current is not None and current.snapshot_id == snapshot_id:
             return
-        self._write_pointer(next_pointer(snapshot_id, current, self.keep), generation)
+        pointer = replace(
+            next_pointer(snapshot_id, current, self.keep), rolled_back_at=datetime.now(UTC).isoformat()
+        )
+        self._write_pointer(pointer, generation)
         log.warning(
-            "snapshot pointer rolled back to %s (was %s)",
+            "snapshot pointer rolled back to %s (was %s); a scrape still running stops at its publish "
+            "instead of publishing over the rollback",
             snapshot_id,
             current.snapshot_id if current else None,
             extra={"snapshot_id": snapshot_id},
