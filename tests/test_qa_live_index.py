@@ -11,7 +11,7 @@ import pytest
 
 from shared.config import Settings
 from shared.knowledge.embeddings import Embedder
-from shared.qa.live_index import LiveIndex, LoadingEmbedder, NoIndexYet
+from shared.qa.live_index import RETRY_FAILED_SECONDS, LiveIndex, LoadingEmbedder, NoIndexYet
 from tests.fakes.knowledge import FakeIndex, FakeStore
 
 
@@ -183,6 +183,117 @@ def test_start_falls_back_to_the_previous_snapshot(tmp_path: Path) -> None:
         assert live.status().snapshot_id == "s1"
         assert live.status().state == "ready"
         assert "s2" in (live.status().last_error or "")
+    finally:
+        live.stop()
+
+
+class Clock:
+    """A monotonic clock the test moves (LiveIndex's retry delay), instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _clocked(tmp_path: Path, store: FakeStore) -> tuple[LiveIndex, Clock]:
+    clock = Clock()
+    live = LiveIndex(store, lambda path: FakeIndex(path, path.name), tmp_path / "data", 3600, clock)
+    return live, clock
+
+
+@pytest.mark.parametrize("failures", [1, 3])
+def test_a_fallback_at_start_is_retried_until_the_newest_is_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, failures: int
+) -> None:
+    store = FakeStore()
+    store.publish("s1")
+    store.publish("s2")
+    store.unavailable["s2"] = failures  # a Cloud Storage blip: fails this many times, then restores
+    live, clock = _clocked(tmp_path, store)
+    with caplog.at_level(logging.WARNING, logger="shared.qa.live_index"):
+        live.start()
+    try:
+        assert live.status().snapshot_id == "s1" and live.status().state == "ready"
+        assert any(r.levelno == logging.WARNING and "s2" in r.getMessage() for r in caplog.records)
+        assert "s2" in (live.status().last_error or "")
+        restores = store.restores
+        assert not live.check_now()  # within RETRY_FAILED_SECONDS: not tried again yet
+        assert store.restores == restores
+        for _ in range(failures - 1):  # each retry fails: s1 stays, s1 itself is never fetched again
+            clock.now += RETRY_FAILED_SECONDS
+            store.attempted.clear()
+            assert not live.check_now()
+            assert live.status().snapshot_id == "s1" and store.attempted == ["s2"]
+        clock.now += RETRY_FAILED_SECONDS
+        assert live.check_now()
+        status = live.status()
+        assert (status.snapshot_id, status.generation, status.last_error) == ("s2", 2, None)
+        assert len(_copies(tmp_path)) == 1
+        restores = store.restores
+        clock.now += RETRY_FAILED_SECONDS
+        assert not live.check_now() and store.restores == restores  # handled now: nothing to retry
+    finally:
+        live.stop()
+
+
+class _IgnoresStopAt(FakeStore):
+    """A source that falls back all the way, whatever the caller serves."""
+
+    def restore(self, dest_root: Path, *, stop_at: str | None = None):  # type: ignore[override]
+        return super().restore(dest_root)
+
+
+@pytest.mark.parametrize("store_class", [FakeStore, _IgnoresStopAt])
+def test_a_failure_while_serving_never_swaps_to_an_older_snapshot(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, store_class: type[FakeStore]
+) -> None:
+    store = store_class()
+    store.publish("s1")
+    store.publish("s2")
+    live, clock = _clocked(tmp_path, store)
+    live.start()
+    try:
+        assert live.status().snapshot_id == "s2"
+        store.publish("s3")
+        store.unavailable.update({"s3": 1, "s2": 1})
+        store.attempted.clear()
+        with caplog.at_level(logging.WARNING, logger="shared.qa.live_index"):
+            assert not live.check_now()
+        assert live.status().snapshot_id == "s2"
+        assert live.search("x", 1)[0].chunk_id == "s2-1"
+        assert len(_copies(tmp_path)) == 1  # a fallback copy, if one was made, is gone again
+        assert "s3" in (live.status().last_error or "")
+        if store_class is FakeStore:
+            assert store.attempted == ["s3"]  # what is served, and older, is never fetched
+        else:
+            assert store.attempted == ["s3", "s2", "s1"]
+            assert any(
+                r.levelno == logging.WARNING and "not newer than the served s2" in r.getMessage()
+                for r in caplog.records
+            )
+        clock.now += RETRY_FAILED_SECONDS
+        assert live.check_now()
+        assert live.status().snapshot_id == "s3" and live.status().last_error is None
+    finally:
+        live.stop()
+
+
+def test_a_rollback_still_swaps_to_the_older_snapshot(tmp_path: Path) -> None:
+    store = FakeStore()
+    store.publish("s1")
+    store.publish("s2")
+    live, clock = _clocked(tmp_path, store)
+    live.start()
+    try:
+        store.rollback("s1")
+        store.unavailable["s1"] = 1
+        assert not live.check_now()  # s1 failed once: s2 stays until the retry
+        assert live.status().snapshot_id == "s2"
+        clock.now += RETRY_FAILED_SECONDS
+        assert live.check_now()
+        assert live.status().snapshot_id == "s1" and live.status().last_error is None
     finally:
         live.stop()
 

@@ -10,6 +10,13 @@ counts its readers: a request that started on the old copy finishes on it, new r
 and the old copy is closed and its directory deleted when its last reader returns. Nothing restarts and
 no request fails because of a swap. A newer snapshot that cannot be restored leaves the current one in
 service and is logged as an ERROR (and shown in :meth:`LiveIndex.status`).
+
+When the store falls back (the pointer's snapshot failed, broken or just unreadable for a moment, and
+an older one came back instead), the pointer's generation is *not* taken as handled: the fallback is
+logged as a WARNING and the pointer's snapshot is tried again after ``RETRY_FAILED_SECONDS``, until it is
+served or the pointer moves. A fallback may be served when nothing is (a cold start) or when it is newer
+than what is; while serving, the index never swaps to an older snapshot than the one it serves because
+of a failure (a rollback, which moves the pointer itself, is not a failure).
 """
 
 from __future__ import annotations
@@ -41,8 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# After a failed restore of a generation, wait this long before trying the same generation again: a
-# corrupt archive stays corrupt, but a network blip should not pin us to an old snapshot forever.
+# After a failed restore of a generation (or one that fell back to an older snapshot), wait this long
+# before trying the same generation again: a corrupt archive stays corrupt, but a network blip should not
+# pin us to an old snapshot forever.
 RETRY_FAILED_SECONDS = 300.0
 DIR_PREFIX = "index-"
 
@@ -72,6 +80,10 @@ class RestoredCopy(Protocol):
     @property
     def manifest(self) -> Manifest | Mapping[str, Any]: ...
 
+    @property
+    def pointer(self) -> SnapshotPointer | None:
+        """The pointer the store chose the copy from (it reads the pointer again)."""
+
 
 class SnapshotSource(Protocol):
     """What LiveIndex needs from :class:`shared.knowledge.snapshots.SnapshotStore` (or the cold-start
@@ -79,10 +91,19 @@ class SnapshotSource(Protocol):
 
     def read_pointer(self) -> tuple[SnapshotPointer | None, int]: ...
 
-    def restore(self, dest_root: Path) -> RestoredCopy | None: ...
+    def restore(self, dest_root: Path, *, stop_at: str | None = None) -> RestoredCopy | None:
+        """The newest restorable snapshot; with ``stop_at``, only one newer than that one, or None."""
 
     def close(self) -> None:
         """Release what the source holds (a cold-start child still fetching)."""
+
+
+def _newer_in(chain: Sequence[str], candidate: str, served: str) -> bool:
+    """Whether ``candidate`` comes before ``served`` in a pointer's chain (newest first). A served
+    snapshot the chain no longer lists is older than all of it."""
+    if candidate not in chain:
+        return False
+    return served not in chain or chain.index(candidate) < chain.index(served)
 
 
 class NoIndexYet(RuntimeError):
@@ -224,8 +245,11 @@ class LiveIndex:
         opener: Callable[[Path], KnowledgeIndex],
         data_dir: Path,
         poll_seconds: float = 30.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._store = store
+        # Seconds, for the retry delay (tests move it instead of sleeping); time.monotonic by default.
+        self._clock = clock or time.monotonic
         self._open = opener
         self.data_dir = Path(data_dir)
         self.poll_seconds = poll_seconds
@@ -233,7 +257,8 @@ class LiveIndex:
         self._swap_lock = threading.Lock()  # one restore at a time (watcher vs. check_now)
         self._current: _Loaded | None = None
         self._state = "starting"
-        self._generation = 0
+        self._generation = 0  # of the pointer the current copy was restored under (shown in status)
+        self._handled = 0  # the pointer generation whose own snapshot is served: nothing left to do
         self._last_error: str | None = None
         self._last_checked_at: datetime | None = None
         self._failed: dict[int, float] = {}
@@ -360,23 +385,28 @@ class LiveIndex:
             return False
         # (An unreadable pointer with nothing loaded yet still restores: the store then tries every
         # listed snapshot, newest first.)
-        if generation == self._generation:
+        if generation == self._handled:
             return False
         failed_at = self._failed.get(generation)
-        if failed_at is not None and time.monotonic() - failed_at < RETRY_FAILED_SECONDS:
+        if failed_at is not None and self._clock() - failed_at < RETRY_FAILED_SECONDS:
             return False
         wanted = pointer.snapshot_id if pointer is not None else None
-        if self._current is not None and wanted is not None and wanted == self._current.snapshot_id:
+        current = self._current
+        if current is not None and wanted is not None and wanted == current.snapshot_id:
             # A rollback or a pointer rewrite to what we already serve: nothing to load.
-            self._generation = generation
+            self._settle(generation)
             return False
         dest = self.data_dir / f"{DIR_PREFIX}{os.getpid()}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
         dest.mkdir(parents=True)
         started = time.monotonic()
+        serving = current.snapshot_id if current is not None else None
         try:
-            restored = self._store.restore(dest)
+            # Never fetch what we serve, or anything older, as a fallback: we would not swap it in.
+            restored = self._store.restore(dest, stop_at=serving)
             if restored is None:
-                raise RuntimeError("no restorable snapshot")
+                raise RuntimeError(
+                    "no restorable snapshot" + (f" newer than the served {serving}" if serving else "")
+                )
             index = self._open(Path(restored.path))
             try:
                 loaded = _Loaded(index, dest, restored.snapshot_id, generation, restored.manifest)
@@ -385,28 +415,39 @@ class LiveIndex:
                 raise
         except Exception as exc:
             shutil.rmtree(dest, ignore_errors=True)
-            self._failed[generation] = time.monotonic()
+            self._failed[generation] = self._clock()
             self._record_error(
                 f"restoring snapshot {wanted or '?'} (generation {generation}) failed: "
-                f"{type(exc).__name__}: {exc}; keeping "
-                + (self._current.snapshot_id if self._current else "no index")
+                f"{type(exc).__name__}: {exc}; keeping " + (serving or "no index")
             )
             if self._current is None:
                 self._state = "empty"
             return False
-        # The store reads the pointer again; a publish in between may have moved it forward.
+        # The store reads the pointer again; a publish in between may have moved it forward. What it
+        # restored is judged against the pointer it read (the one we read, if it does not say).
         generation = restored.generation or generation
-        previous = list(pointer.previous) if pointer is not None else []
-        if wanted is not None and restored.snapshot_id != wanted and restored.snapshot_id in previous:
-            # The store fell back to an older snapshot: the newest one is broken.
-            self._record_error(
-                f"snapshot {wanted} failed verification; the store fell back to {restored.snapshot_id}"
-            )
-            self._failed[generation] = time.monotonic()
-            if self._current is not None and self._current.snapshot_id == restored.snapshot_id:
+        chosen_from = restored.pointer if restored.pointer is not None else pointer
+        fell_back = chosen_from is not None and restored.snapshot_id != chosen_from.snapshot_id
+        if chosen_from is not None and fell_back:
+            # The pointer's own snapshot failed (broken, or unreadable right now: the store logged
+            # why). Not handled: it is tried again after RETRY_FAILED_SECONDS.
+            self._failed[generation] = self._clock()
+            target = chosen_from.snapshot_id
+            chain = [target, *chosen_from.previous]
+            if serving is not None and not _newer_in(chain, restored.snapshot_id, serving):
                 index.close()
                 shutil.rmtree(dest, ignore_errors=True)
+                self._record_fallback(
+                    f"snapshot {target} (generation {generation}) could not be restored and the store "
+                    f"fell back to {restored.snapshot_id}, which is not newer than the served {serving}; "
+                    f"keeping {serving}, trying {target} again in {RETRY_FAILED_SECONDS:.0f} s"
+                )
                 return False
+            self._record_fallback(
+                f"snapshot {target} (generation {generation}) could not be restored; serving the older "
+                f"{restored.snapshot_id} the store fell back to, trying {target} again in "
+                f"{RETRY_FAILED_SECONDS:.0f} s"
+            )
         else:
             self._last_error = None
         loaded.generation = generation
@@ -419,6 +460,8 @@ class LiveIndex:
             self._generation = generation
             self._state = "ready"
             dispose = old is not None and self._retire(old)
+        if not fell_back:
+            self._settle(generation)
         if dispose and old is not None:
             old.dispose()
         log.info(
@@ -430,6 +473,12 @@ class LiveIndex:
         )
         return True
 
+    def _settle(self, generation: int) -> None:
+        """The pointer at ``generation`` is served as it says: stop polling it for retries."""
+        self._handled = generation
+        self._generation = generation
+        self._failed = {g: at for g, at in self._failed.items() if g > generation}
+
     def _retire(self, loaded: _Loaded) -> bool:
         """Mark a copy as replaced; True if nobody reads it and the caller must dispose it."""
         loaded.retired = True
@@ -438,6 +487,11 @@ class LiveIndex:
     def _record_error(self, message: str) -> None:
         self._last_error = message
         log.error("%s", message)
+
+    def _record_fallback(self, message: str) -> None:
+        # A WARNING: the store has logged each failure that led to it as an ERROR already.
+        self._last_error = message
+        log.warning("%s", message)
 
     # --- reading -------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -26,6 +26,7 @@ class FakeRestored:
     path: Path
     manifest: dict[str, Any]
     generation: int
+    pointer: FakePointer | None = None
 
 
 class FakeIndex:
@@ -68,19 +69,25 @@ class FakeIndex:
 
 
 class FakeStore:
-    """A pointer that tests move with :meth:`publish`; restores write a marker file into dest_root."""
+    """A pointer that tests move with :meth:`publish`; restores write a marker file into dest_root.
+
+    ``broken`` snapshots always fail; one in ``unavailable`` fails that many more times, then restores
+    (a Cloud Storage blip). ``attempted`` lists every snapshot a restore tried, in order.
+    """
 
     def __init__(self) -> None:
         self.pointer: FakePointer | None = None
         self.generation = 0
         self.broken: set[str] = set()
+        self.unavailable: dict[str, int] = {}
+        self.attempted: list[str] = []
         self.restores = 0
         self._lock = threading.Lock()
 
     def publish(self, snapshot_id: str) -> None:
         with self._lock:
-            previous = [self.pointer.snapshot_id] if self.pointer else []
-            self.pointer = FakePointer(snapshot_id, previous)
+            previous = [self.pointer.snapshot_id, *self.pointer.previous] if self.pointer else []
+            self.pointer = FakePointer(snapshot_id, previous[:6])  # as the real store keeps 7
             self.generation += 1
 
     def close(self) -> None:
@@ -90,17 +97,33 @@ class FakeStore:
         with self._lock:
             return self.pointer, self.generation
 
-    def restore(self, dest_root: Path) -> FakeRestored | None:
+    def rollback(self, snapshot_id: str) -> None:
+        with self._lock:
+            assert self.pointer is not None
+            previous = [self.pointer.snapshot_id, *self.pointer.previous]
+            self.pointer = FakePointer(snapshot_id, [p for p in previous if p != snapshot_id])
+            self.generation += 1
+
+    def restore(self, dest_root: Path, *, stop_at: str | None = None) -> FakeRestored | None:
         self.restores += 1
         with self._lock:
             pointer, generation = self.pointer, self.generation
         if pointer is None:
             return None
-        for candidate in [pointer.snapshot_id, *pointer.previous]:
+        candidates = [pointer.snapshot_id, *pointer.previous]
+        if stop_at in candidates:
+            candidates = candidates[: candidates.index(stop_at)]
+            if not candidates:
+                return None
+        for candidate in candidates:
+            self.attempted.append(candidate)
             if candidate in self.broken:
+                continue
+            if self.unavailable.get(candidate, 0) > 0:
+                self.unavailable[candidate] -= 1
                 continue
             path = dest_root / candidate
             path.mkdir(parents=True)
             (path / "chroma.sqlite3").write_text(candidate)
-            return FakeRestored(candidate, path, {"id": candidate}, generation)
+            return FakeRestored(candidate, path, {"id": candidate}, generation, pointer)
         raise RuntimeError("every snapshot failed verification")
