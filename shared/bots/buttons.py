@@ -22,6 +22,7 @@ stable): a job that is redelivered rewrites the same document instead of leaving
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.bots.formatting import SourceRef
+from shared.request_input import firestore_accepts
 
 INTERACTIONS = "interactions"
 STATE_TTL = timedelta(days=30)
@@ -71,9 +73,20 @@ def state_ttl(retention_days: int) -> timedelta:
     return min(STATE_TTL, timedelta(days=retention_days))
 
 
+STATE_ID_CHARS = 32
+_STATE_ID = re.compile(rf"[0-9a-f]{{{STATE_ID_CHARS}}}")
+
+
 def state_id_for_job(job_id: str) -> str:
     """The state id of the answer to ``job_id`` (stable across redeliveries)."""
-    return hashlib.sha256(job_id.encode()).hexdigest()[:32]
+    return hashlib.sha256(job_id.encode()).hexdigest()[:STATE_ID_CHARS]
+
+
+def is_state_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a state id :func:`state_id_for_job` makes. A button's data
+    comes from the chat platform's user: anything else names no state (and may be a path, "a/b", or
+    an id Firestore refuses, "__x__")."""
+    return _STATE_ID.fullmatch(value) is not None
 
 
 def custom_id(action: Action, state_id: str) -> str:
@@ -82,7 +95,9 @@ def custom_id(action: Action, state_id: str) -> str:
 
 
 def parse_custom_id(value: str) -> tuple[Action, str] | None:
-    """``(action, state_id)`` from a button's custom_id, or ``None`` if it is not one of ours."""
+    """``(action, state_id)`` from a button's custom_id, or ``None`` if it is not one of ours. The state
+    id is as the platform sent it: what reads state with it checks :func:`is_state_id` first (a press
+    with any other id is answered like one on an expired answer)."""
     parts = value.split(":")
     if len(parts) != 3 or parts[0] != CUSTOM_ID_PREFIX or not parts[2] or len(parts[2]) > 64:
         return None
@@ -127,7 +142,10 @@ class ButtonStateStore:
         )
 
     def get(self, state_id: str, now: datetime | None = None) -> ButtonState | None:
-        """The state, or ``None`` if it never existed or has expired (even if not yet deleted)."""
+        """The state, or ``None`` if it never existed or has expired (even if not yet deleted), or if
+        ``state_id`` is no id Firestore could hold (it reaches here from requests: qa's bot votes)."""
+        if not firestore_accepts(state_id):
+            return None
         now = now or datetime.now(UTC)
         snap = self._db.collection(INTERACTIONS).document(state_id).get()
         if not snap.exists:

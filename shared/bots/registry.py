@@ -48,7 +48,6 @@ platform bot cannot both succeed (:class:`IdentityTaken`).
 
 from __future__ import annotations
 
-import re
 import secrets as pysecrets
 import threading
 from collections.abc import Callable, Mapping
@@ -66,6 +65,7 @@ from shared.bots.answer_modes import DEFAULT_MODE, stored_mode
 from shared.bots.platforms import find_platform
 from shared.bots.secrets import TokenCipher, webhook_secret_hash
 from shared.logs import register_secret
+from shared.request_input import is_document_id
 from shared.transactions import run_transaction
 
 if TYPE_CHECKING:
@@ -75,7 +75,6 @@ COLLECTION = "bots"
 IDENTITIES = "bot_identities"
 DESIRED = ("running", "stopped")
 STATUSES = ("stopped", "starting", "running", "error")
-BOT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # The client's default retries transient errors for up to 300 s: a webhook or a page would hang that
 # long while Firestore is unreachable. Give up after 15 s and let the caller answer 503.
 READ_RETRY = Retry(initial=0.1, maximum=2.0, multiplier=2.0, timeout=15.0)
@@ -211,8 +210,8 @@ class BotReader:
     # --- reads ----------------------------------------------------------------------------------
 
     def get_bot(self, bot_id: str) -> Bot | None:
-        # A malformed id could name a sub-path ("a/b/c"): treat it as unknown, never as a query.
-        if not BOT_ID_RE.match(bot_id or ""):
+        # A malformed id could name a sub-path ("a/b/c") or one Firestore refuses ("__x__"): unknown.
+        if not is_document_id(bot_id):
             return None
         snapshot = self._ref(bot_id).get(retry=READ_RETRY, timeout=10.0)
         return Bot.from_snapshot(snapshot) if snapshot.exists else None
@@ -403,7 +402,7 @@ class BotRegistry(BotReader):
 
     def delete_bot(self, bot_id: str) -> bool:
         """Delete the bot, its activity and its ``bot_identities`` claim (with the bot, atomically)."""
-        if not BOT_ID_RE.match(bot_id or ""):
+        if not is_document_id(bot_id):
             return False
         ref = self._ref(bot_id)
         self.activity_log.delete_all(bot_id)

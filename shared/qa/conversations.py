@@ -42,7 +42,6 @@ import base64
 import binascii
 import builtins
 import json
-import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from shared.request_input import is_document_id
 from shared.transactions import retry_aborted, run_transaction
 
 COLLECTION = "conversations"
@@ -68,7 +68,6 @@ MAX_SLACK = timedelta(days=7)
 REFRESH_MARGIN = timedelta(hours=1)
 REFRESH_ATTEMPTS = 5
 BATCH_WRITES = 400
-_CURSOR_ID = re.compile(r"(?!__)[A-Za-z0-9_-]{1,128}")
 _LIST_FIELDS = ["owner", "title", "created_at", "updated_at", "expire_at", "messages_expire_at"]
 
 
@@ -201,8 +200,8 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
         updated = datetime.fromisoformat(updated_iso)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise InvalidCursor("bad cursor") from exc
-    # Ids this store makes (uuid4 hex) fit; Firestore refuses ".", "..", "__x__" and slashes.
-    if not isinstance(doc_id, str) or not _CURSOR_ID.fullmatch(doc_id) or updated.tzinfo is None:
+    # The id goes into the query's start_after: one Firestore refuses would fail the whole page.
+    if not is_document_id(doc_id) or updated.tzinfo is None:
         raise InvalidCursor("bad cursor")
     return {"updated_at": updated, "__name__": doc_id}
 
@@ -357,7 +356,8 @@ class ConversationStore:
         return expire + message_slack(self.retention_days) if expire is not None else None
 
     def _owned(self, owner: str, conversation_id: str) -> firestore.DocumentSnapshot[Any]:
-        if not conversation_id or "/" in conversation_id or len(conversation_id) > 128:
+        # An id no conversation can have ("..", "__x__", "a/b") is unknown: Firestore would refuse it.
+        if not is_document_id(conversation_id):
             raise ConversationNotFound(conversation_id)
         snap = self._col.document(conversation_id).get()
         data = (snap.to_dict() or {}) if snap.exists else {}
@@ -500,7 +500,7 @@ class ConversationStore:
             batch.commit()
             new_id: str = doc.id
             return new_id
-        if "/" in conversation_id or len(conversation_id) > 128:
+        if not is_document_id(conversation_id):
             raise ConversationNotFound(conversation_id)
         doc = self._col.document(conversation_id)
         refreshed: _Refresh | None = None

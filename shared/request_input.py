@@ -1,0 +1,60 @@
+"""What a request may name storage with: document ids and page sizes, one rule each for every route.
+
+An id that comes from a request (a URL path, a JSON field, a button's data) becomes a Firestore document
+id only after :func:`is_document_id` said yes: anything else is an unknown id (a 404, a "too old" reply),
+never a call Firestore refuses with ``InvalidArgument`` or the client refuses with ``ValueError`` (both
+were 500s). A page size from a query string goes through :func:`page_size`.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_ID_CHARS = 128
+
+# The ids askbase makes fit: Firestore auto ids (20 letters and digits) for bots, uuid4 hex for
+# conversations, sha256 hex for answers and button state. Letters, digits, "_" and "-" rule out a
+# slash, "." and "..", whitespace and anything a URL would have to escape.
+_SHAPE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_CHARS}}}")
+
+# Firestore's rules for a document id (firebase.google.com/docs/firestore/quotas, "Collections,
+# documents, and fields"): valid UTF-8, at most 1,500 bytes, no "/", not "." or "..", not matching
+# __.*__. Measured on the Firestore emulator (cloud-firestore-emulator, 2026-12-01): "__x__", "__\n__"
+# and "__é__" are InvalidArgument ("reserved"), "." and ".." and "" InvalidArgument, "a/b" a ValueError
+# from the client before any call, a lone surrogate a UnicodeEncodeError. The emulator took "____" and
+# 1,501 bytes, which the documented rules refuse: refused here, as production would.
+_RESERVED = re.compile(r"__.*__", re.DOTALL)
+MAX_ID_BYTES = 1500
+
+
+def firestore_accepts(value: object) -> bool:
+    """Whether Firestore takes ``value`` as a document id at all (its documented rules above). For ids
+    askbase stores under any shape (button state a test or an older version wrote); a request's ids go
+    through the stricter :func:`is_document_id`."""
+    if not isinstance(value, str) or value in ("", ".", "..") or "/" in value:
+        return False
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON's "\ud800" decodes to
+        return False
+    return len(encoded) <= MAX_ID_BYTES and not _RESERVED.fullmatch(value)
+
+
+def is_document_id(value: object) -> bool:
+    """Whether ``value`` may name a document a request asks for: the shape of the ids askbase makes
+    (at most :data:`MAX_ID_CHARS` letters, digits, ``_`` and ``-``) and one Firestore accepts (not
+    reserved: ``__x__`` has that shape)."""
+    return isinstance(value, str) and _SHAPE.fullmatch(value) is not None and firestore_accepts(value)
+
+
+def page_size(raw: str | None, default: int, maximum: int) -> int | None:
+    """A ``?limit=`` value: ``default`` when absent or empty, else a whole number from 1 to ``maximum``
+    written in ASCII digits, or ``None`` (a 400 for the caller). A regex, not ``str.isdigit()``, which
+    takes "²" (``int()`` refuses it), and at most as many digits as ``maximum`` has, so ``int()`` never
+    sees more than 4,300 of them (its limit: a ``ValueError``)."""
+    if not raw:
+        return default
+    if not re.fullmatch(rf"[0-9]{{1,{len(str(maximum))}}}", raw):
+        return None
+    value = int(raw)
+    return value if 1 <= value <= maximum else None
