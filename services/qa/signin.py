@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,6 +9,7 @@ from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from services.qa import auth
 from services.qa.app import context
+from shared.qa import csrf
 from shared.qa.identity import SignInError, dev_sign_in, google_sign_in
 
 bp = Blueprint("signin", __name__)
@@ -55,7 +55,7 @@ def google() -> Any:
     cookie = request.cookies.get("g_csrf_token", "")
     field = request.form.get("g_csrf_token", "")
     target = _safe_next(request.form.get("next") or request.args.get("next"))
-    if not cookie or not hmac.compare_digest(cookie, field):
+    if not cookie or not csrf.same_secret(cookie, field):
         g.reject_reason = "Google Sign-In CSRF check failed"
         return render_template("signin.html", next=target, error="Sign-in failed, try again."), 403
     try:

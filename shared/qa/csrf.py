@@ -26,7 +26,16 @@ def token(session: MutableMapping[str, Any]) -> str:
     return str(value)
 
 
+def same_secret(expected: str, sent: str) -> bool:
+    """Whether two secrets are equal, in constant time. Compared as UTF-8 bytes: ``compare_digest`` raises
+    TypeError for a str with a non-ASCII character, which any client can put in a header, cookie or
+    form field ("surrogatepass": a lone surrogate is just another byte sequence here)."""
+    return hmac.compare_digest(
+        expected.encode("utf-8", "surrogatepass"), sent.encode("utf-8", "surrogatepass")
+    )
+
+
 def valid(session: MutableMapping[str, Any], sent: str | None) -> bool:
     """True when ``sent`` equals the session's token (compared in constant time)."""
     expected = session.get(SESSION_KEY)
-    return bool(expected and sent) and hmac.compare_digest(str(expected), str(sent))
+    return bool(expected and sent) and same_secret(str(expected), str(sent))
