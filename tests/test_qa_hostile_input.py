@@ -1,11 +1,13 @@
-"""Hostile input against the Q&A service's HTTP surface on the emulators: non-ASCII CSRF values. Each is
-a 4xx, never a 500.
+"""Hostile input against the Q&A service's HTTP surface on the emulators: ids no Firestore document can
+have, non-ASCII CSRF values, JSON Python cannot read. Each is a 4xx with one log line, never a 500.
 
 The fixtures are those of tests/test_qa_api.py.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,73 @@ def test_google_sign_in_double_submit_with_non_ascii_values_is_compared_not_500(
     response = client.post("/signin/google", data={"credential": "not-a-token", "g_csrf_token": field})
     # Equal values pass the double submit and fail on the credential: 403 either way, never a 500.
     assert response.status_code == 403
+
+
+# --- ids ------------------------------------------------------------------------------------------
+RESERVED_OR_PATH_LIKE = ["__x__", "__conversation__", ".", ".."]
+
+
+@pytest.mark.parametrize("cid", RESERVED_OR_PATH_LIKE)
+def test_ids_firestore_refuses_are_404_on_every_conversation_route(
+    app: Flask, cid: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Firestore refuses "__x__" (reserved), "." and ".." (InvalidArgument, a 500 before): no conversation
+    has such an id, so each route says it does not exist, with one log line."""
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    headers = {"X-CSRF-Token": token}
+    with caplog.at_level(logging.WARNING, logger="askbase.qa"):
+        responses = [
+            client.get(f"/api/conversations/{cid}"),
+            client.get(f"/api/conversations/{cid}/export"),
+            client.patch(f"/api/conversations/{cid}", json={"title": "t"}, headers=headers),
+            client.delete(f"/api/conversations/{cid}", headers=headers),
+            ask(client, token, {"question": "hi", "conversation_id": cid}),
+        ]
+    assert [r.status_code for r in responses] == [404] * 5, [r.get_data(as_text=True) for r in responses]
+    assert {r.json["error"] for r in responses} == {"conversation not found"}
+    lines = [r.getMessage() for r in caplog.records if r.name == "askbase.qa"]
+    assert len(lines) == 5 and all("-> 404" in line for line in lines)
+
+
+def test_an_admins_gaps_report_for_a_reserved_bot_id_is_400(
+    emulators, settings: Settings, live: LiveIndex
+) -> None:
+    client = make_app(settings, live, admin_emails=["root@example.com"]).test_client()
+    sign_in(client, "root@example.com")
+    response = client.get("/api/gaps?bot=__x__")
+    assert response.status_code == 400 and "'bot' must be a bot id" in response.json["error"]
+    assert client.get("/gaps?bot=__x__").status_code == 400  # the page reads the same filters
+
+
+@pytest.mark.parametrize("state_id", ["a/b", "__x__", "..", ".", "\ud800", "0f" * 16 + "/"])
+def test_a_bot_vote_on_a_state_id_no_document_can_have_is_404(app: Flask, state_id: str) -> None:
+    """botrunner passes on what a chat platform's user pressed: an id Firestore would refuse (or a path)
+    names no button state."""
+    press = {"bot_id": "bot1", "state_id": state_id, "voter": "telegram:1", "vote": "up"}
+    response = app.test_client().post(
+        "/api/bot-votes",
+        data=json.dumps(press),  # ASCII: a lone surrogate travels as the escape JSON allows
+        content_type="application/json",
+        headers={"X-Askbase-Service": "botrunner"},
+    )
+    assert response.status_code == 404 and response.json == {"error": "unknown or expired button"}
+
+
+def test_json_nested_past_the_recursion_limit_is_400(app: Flask) -> None:
+    """json.loads raises RecursionError (not a ValueError, which get_json(silent=True) would catch)."""
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    cid = ask(client, token, {"question": "hello"}).json["conversation_id"]
+    deep = "[" * 5000 + "]" * 5000
+    headers = {"X-CSRF-Token": token}
+    kwargs = {"data": deep, "content_type": "application/json", "headers": headers}
+    assert client.post("/api/ask", **kwargs).status_code == 400
+    assert client.patch(f"/api/conversations/{cid}", **kwargs).status_code == 400
+    service = {
+        "data": deep,
+        "content_type": "application/json",
+        "headers": {"X-Askbase-Service": "botrunner"},
+    }
+    assert client.post("/api/bot-votes", **service).status_code == 400
+    assert client.post("/api/bot-forget", **service).status_code == 400

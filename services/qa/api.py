@@ -18,7 +18,6 @@ question budget, and a runaway client cannot turn reads into unbounded Firestore
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,10 +48,11 @@ from shared.qa.feedback import (
     parse_vote,
 )
 from shared.qa.gaps import GapsService, NoReportAccess, UnknownBot, Viewer
-from shared.qa.gaps_filters import GapsFilters, InvalidFilter, parse_filters
+from shared.qa.gaps_filters import WEB, GapsFilters, InvalidFilter, parse_filters
 from shared.qa.live_index import NoIndexYet
 from shared.qa.ratelimit import RateLimiter
 from shared.qa.recording_ask import RecordingAsk
+from shared.request_input import is_document_id, page_size
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -138,13 +138,25 @@ def _reject(status: int, message: str, **headers: str) -> tuple[Response, int]:
     return response, status
 
 
+def _json() -> Any:
+    """The request's JSON, or None when it is not JSON. Also None for nesting ~1,000 deep, whose
+    RecursionError ``get_json(silent=True)`` lets through (it catches only ValueError, which covers an
+    integer of more than 4,300 digits)."""
+    if not request.is_json:
+        return None
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
 def _service_body(shape: str) -> dict[str, Any] | tuple[Response, int]:
     """The JSON object a service caller (botrunner's worker) sent, or the reply to return instead: 403
     for anyone else (these routes act for whoever the platform says pressed or asked), 400 naming
     ``shape`` when the body is not a JSON object."""
     if service_caller() is None:
         return _reject(403, "service callers only")
-    body = request.get_json(silent=True) if request.is_json else None
+    body = _json()
     if not isinstance(body, dict):
         return _reject(400, f"send JSON like {shape}")
     return body
@@ -164,7 +176,7 @@ def _optional_str(body: dict[str, Any], key: str, limit: int) -> str | None:
 def _parse_ask() -> dict[str, Any]:
     if not request.is_json:
         raise BadRequest("send JSON with Content-Type: application/json")
-    body = request.get_json(silent=True)
+    body = _json()
     if not isinstance(body, dict):
         raise BadRequest('the body must be a JSON object like {"question": "..."}')
     question = body.get("question")
@@ -254,11 +266,9 @@ def list_conversations() -> Any:
     if rejected is not None:
         return rejected
     query = request.args.get("q", "")[:200]
-    raw_limit = request.args.get("limit", "")
-    # A regex, not str.isdigit(): that accepts "²", which int() refuses.
-    if raw_limit and not (re.fullmatch(r"[0-9]{1,3}", raw_limit) and 1 <= int(raw_limit) <= MAX_PAGE_SIZE):
+    limit = page_size(request.args.get("limit"), PAGE_SIZE, MAX_PAGE_SIZE)
+    if limit is None:
         return _reject(400, f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}")
-    limit = int(raw_limit) if raw_limit else PAGE_SIZE
     cursor = request.args.get("cursor") or None
     if cursor is not None and len(cursor) > MAX_CURSOR_CHARS:
         return _reject(400, "invalid cursor")
@@ -309,7 +319,7 @@ def rename_conversation(conversation_id: str) -> Any:
     """Rename: ``{"title": "..."}`` → the conversation's history entry with its new title."""
     user = current_user()
     assert user is not None
-    body = request.get_json(silent=True) if request.is_json else None
+    body = _json()
     title = body.get("title") if isinstance(body, dict) else None
     if not isinstance(title, str):
         return _reject(400, 'send JSON like {"title": "..."}')
@@ -346,7 +356,7 @@ def clear_conversations() -> Any:
 def _parse_vote() -> tuple[VoteValue, Any]:
     if not request.is_json:
         raise BadRequest("send JSON with Content-Type: application/json")
-    body = request.get_json(silent=True)
+    body = _json()
     if not isinstance(body, dict):
         raise BadRequest('the body must be a JSON object like {"vote": "up"}')
     unknown = sorted(set(body) - {"vote", "comment"})
@@ -449,7 +459,11 @@ GAPS_TABLES = ("groups", "pages")
 
 def gaps_filters() -> GapsFilters:
     """The report filters of this request's query string (raises InvalidFilter)."""
-    return parse_filters(request.args, feedback().gaps.now())
+    filters = parse_filters(request.args, feedback().gaps.now())
+    if filters.bot not in (None, WEB) and not is_document_id(filters.bot):
+        # An admin's report reads bots/{bot}, and Firestore refuses an id like "__x__" (a 500).
+        raise InvalidFilter(f"'bot' must be a bot id or '{WEB}'")
+    return filters
 
 
 @bp.get("/gaps")
