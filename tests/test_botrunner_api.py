@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import logging
 
 import pytest
 from flask.testing import FlaskClient
 
 from services.botrunner.app import create_app
+from services.botrunner.worker import MAX_PUSH_BYTES
 from shared.bots.control import BotControl
 from shared.devstack.issuer import LocalIssuer
 from tests.fakes.telegram_api import FakeTelegram
@@ -234,3 +238,85 @@ def test_storage_unavailable_or_contended_is_503_with_retry_after(
     response = client.get("/api/bots", headers=ANN)
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.get_json() == {"error": "temporarily unavailable; try again"}
+
+
+@pytest.mark.parametrize("bot_id", ["__x__", "__bot__"])
+def test_reserved_bot_ids_are_404_on_every_bot_route(client: FlaskClient, bot_id: str) -> None:
+    """Firestore refuses ids matching __.*__ (InvalidArgument, a 500 before): no bot has one."""
+    responses = [
+        client.get(f"/api/bots/{bot_id}", headers=ANN),
+        client.patch(f"/api/bots/{bot_id}", json={"name": "x"}, headers=ANN),
+        client.delete(f"/api/bots/{bot_id}", headers=ANN),
+        client.post(f"/api/bots/{bot_id}/start", headers=ANN),
+        client.post(f"/api/bots/{bot_id}/token", json={"token": "x"}, headers=ANN),
+        client.get(f"/api/bots/{bot_id}/activity", headers=ANN),
+    ]
+    assert [r.status_code for r in responses] == [404] * 6, [r.get_json() for r in responses]
+
+
+@pytest.mark.parametrize("limit", ["²", "9" * 4400, "-1", "1.5", "0x10"])
+def test_an_activity_limit_that_is_no_plain_number_is_400(
+    client: FlaskClient, tg: FakeTelegram, limit: str
+) -> None:
+    """``str.isdigit()`` took "²" and 4,400 nines, which ``int()`` then refused (a 500)."""
+    bot, _ = _register(client, tg)
+    response = client.get(f"/api/bots/{bot['id']}/activity", query_string={"limit": limit}, headers=ANN)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json() == {"error": "limit must be a number from 1 to 200."}
+
+
+def test_json_nested_past_the_recursion_limit_is_400(client: FlaskClient) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    response = client.post("/api/bots", data=deep, content_type="application/json", headers=ANN)
+    assert response.status_code == 400 and response.get_json() == {"error": "Expected a JSON body."}
+
+
+def _push(job_bytes: bytes) -> bytes:
+    return json.dumps({"message": {"data": base64.b64encode(job_bytes).decode(), "messageId": "1"}}).encode()
+
+
+def test_worker_push_keeps_its_1_mb_rule_while_the_control_api_keeps_64_kib(
+    client: FlaskClient, bot_settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The app's MAX_CONTENT_LENGTH (64 KiB) is the control API's. A push up to 1 MB is the worker's to
+    judge (here: malformed, acked); a larger one is acked as "too large" with a log line, with or without
+    a Content-Length. A 413 would be a nack: Pub/Sub redelivering the same bytes until the dead letter."""
+    middling = _push(b"x" * 70_000)
+    assert bot_settings.max_body_bytes < len(middling) < MAX_PUSH_BYTES
+    response = client.post("/worker/push", data=middling, content_type="application/json")
+    assert (response.status_code, response.get_json()) == (200, {"status": "malformed"})
+
+    huge = _push(b"x" * MAX_PUSH_BYTES)
+    with caplog.at_level(logging.WARNING, logger="services.botrunner.worker"):
+        sized = client.post("/worker/push", data=huge, content_type="application/json")
+        streamed = client.post(
+            "/worker/push",
+            input_stream=io.BytesIO(huge),
+            content_type="application/json",
+            environ_overrides={"wsgi.input_terminated": True},  # a chunked body: no Content-Length
+        )
+    for reply in (sized, streamed):
+        assert (reply.status_code, reply.get_json()) == (200, {"status": "too large"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "services.botrunner.worker"]
+    assert len(lines) == 2 and all("too" in line or "over" in line for line in lines)
+
+    control = client.post("/api/bots", data=middling, content_type="application/json", headers=ANN)
+    assert control.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"message": {"data": "e30=", "x": ' + b"1" * 4400 + b"}}",
+        b"[" * 5000 + b"]" * 5000,
+        _push(b'{"job_id": ' + b"1" * 4400 + b"}"),
+    ],
+    ids=["huge integer", "deep nesting", "huge integer in the job"],
+)
+def test_worker_push_of_json_python_cannot_read_is_acked_as_malformed(
+    client: FlaskClient, body: bytes
+) -> None:
+    """json.loads raises a plain ValueError past 4,300 digits and RecursionError past ~1,000 levels: both
+    are the same bytes on every redelivery, so they are acked like any malformed push."""
+    response = client.post("/worker/push", data=body, content_type="application/json")
+    assert (response.status_code, response.get_json()) == (200, {"status": "malformed"})

@@ -42,6 +42,7 @@ from shared.bots.reconcile import reconcile_all
 from shared.config import Settings
 from shared.gcp import UNAVAILABLE_RETRY_AFTER_S
 from shared.idtokens import TokenError, verifier_for
+from shared.request_input import page_size
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ bp = Blueprint("bot_control", __name__)
 USER_HEADER = "X-Askbase-User"
 CONTROL_KEY = "askbase.bot_control"
 SETTINGS_KEY = "askbase.settings"
+ACTIVITY_PAGE = 50  # ?limit= of GET /api/bots/<id>/activity: its default and largest value
+MAX_ACTIVITY_PAGE = 200
 
 # Path prefix -> the settings field listing the service accounts allowed there (first match wins).
 ROUTE_CALLERS: tuple[tuple[str, str], ...] = (
@@ -122,17 +125,20 @@ for _exc in UNAVAILABLE:
 
 
 def _json_body() -> Any:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nesting ~1,000 deep: silent=True covers only ValueError
+        data = None
     if data is None:
         raise BadRequest("Expected a JSON body.")
     return data
 
 
 def _limit() -> int:
-    raw = request.args.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
-        raise BadRequest("limit must be a number from 1 to 200.")
-    return int(raw)
+    limit = page_size(request.args.get("limit"), ACTIVITY_PAGE, MAX_ACTIVITY_PAGE)
+    if limit is None:
+        raise BadRequest(f"limit must be a number from 1 to {MAX_ACTIVITY_PAGE}.")
+    return limit
 
 
 # --- routes ---------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from flask.sansio.app import App
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.bots.worker import BotWorker, build_worker
 from shared.config import Settings, get_settings
@@ -69,9 +70,15 @@ def push() -> tuple[Response, int]:
         except TokenError as exc:
             log.warning("worker push rejected %d: %s", exc.status, exc.reason)
             return jsonify({"error": exc.reason}), exc.status
-    if request.content_length is not None and request.content_length > MAX_PUSH_BYTES:
+    # This route's own limit, not the app's MAX_CONTENT_LENGTH (the control API's 64 KiB): past that a
+    # read raises a 413, which Pub/Sub takes for a nack and redelivers the same bytes until the
+    # dead-letter topic. Set per request, it also bounds a body sent without a Content-Length.
+    request.max_content_length = MAX_PUSH_BYTES
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
         # Acked (200): an oversized message would be redelivered forever.
-        log.warning("worker push dropped: body of %d bytes", request.content_length)
+        log.warning("worker push dropped: body over %d bytes (%s)", MAX_PUSH_BYTES, request.content_length)
         return jsonify({"status": "too large"}), 200
-    result = _worker().handle_push(request.get_data(cache=False))
+    result = _worker().handle_push(body)
     return jsonify({"status": result.reason}), result.status

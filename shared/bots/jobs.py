@@ -80,7 +80,9 @@ def parse_push_envelope(body: bytes) -> Job:
     """Decode a Pub/Sub push request body into its job. Raises :class:`MalformedPush`."""
     try:
         envelope = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError: JSONDecodeError, UnicodeDecodeError, and an integer of more than 4,300 digits
+        # (int()'s limit, which json.loads hits too); RecursionError: nesting ~1,000 deep.
         raise MalformedPush("body is not JSON") from exc
     if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
         raise MalformedPush("no message in envelope")
