@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from google.api_core import exceptions as gexc
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
-from shared.bots import chat_switch
+from shared.bots import chat_switch, dedupe
 from shared.bots.answer_modes import AnswerMode
-from shared.bots.buttons import Action, ButtonStateStore, custom_id
+from shared.bots.buttons import Action, ButtonStateStore, custom_id, state_id_for_job
 from shared.bots.dedupe import PROCESSED_UPDATES
 from shared.bots.formatting import SourceRef
 from shared.bots.jobs import JobKind, JobPublisher
 from shared.bots.lookup import bot_lookup
 from shared.bots.platforms import get_platform
-from shared.bots.platforms.discord import TOO_OLD_FEEDBACK, TOO_OLD_SOURCES, verify_signature
+from shared.bots.platforms.discord import (
+    _SORRY,
+    RESPONSE_BUDGET_S,
+    TOO_OLD_FEEDBACK,
+    TOO_OLD_SOURCES,
+    verify_signature,
+)
 from shared.bots.platforms.discord_api import DiscordClient
 from shared.bots.registry import BotReader, BotRegistry
 from shared.bots.webhooks import Ingress, build_ingress
@@ -217,7 +226,9 @@ def test_ask_on_a_stopped_bot_says_so(stack: dict, dc: FakeDiscord) -> None:
 # --- buttons ---------------------------------------------------------------------------------------
 
 
-def _state(stack: dict, state_id: str = "s1", bot_id: str | None = None, **kw: Any) -> str:
+def _state(stack: dict, name: str = "s1", bot_id: str | None = None, **kw: Any) -> str:
+    """Save one answer's button state; its id has the shape the worker gives one (it names no other)."""
+    state_id = state_id_for_job(name)
     ButtonStateStore(stack["db"]).save(
         state_id,
         bot_id or stack["bot_id"],
@@ -315,6 +326,222 @@ def test_unknown_button_is_polite(stack: dict, dc: FakeDiscord) -> None:
     interaction = dc.component_interaction(stack["app"].id, "sources:abc")
     body = _deliver(stack, interaction).get_json()
     assert body["type"] == 4 and body["data"]["flags"] == 64
+
+
+# --- ids, numbers and storage errors a request can provoke --------------------------------------------
+
+
+@pytest.mark.parametrize("bot_id", ["__x__", "__discord__"])
+def test_reserved_bot_ids_are_404(stack: dict, dc: FakeDiscord, bot_id: str) -> None:
+    """Firestore refuses ids matching __.*__: an unsigned POST to one was a 500."""
+    response = stack["client"].post(f"/{bot_id}", data=b"{}", content_type="application/json")
+    assert response.status_code == 404 and response.get_json() == {"ok": False, "error": "unknown bot"}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [gexc.ServiceUnavailable("firestore is down"), gexc.RetryError("deadline of 15 s exceeded", None)],
+    ids=["unavailable", "retry deadline"],
+)
+def test_bot_lookup_outage_is_the_polite_reply(
+    stack: dict, dc: FakeDiscord, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """Discord does not retry: the user reads that something went wrong instead of "interaction failed"."""
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(BotReader, "get_bot", down)
+    stack["client"] = function_app("discord_interactions").test_client()  # no cached bot
+    body = _deliver(stack, dc.ask_interaction(stack["app"].id, "How?")).get_json()
+    assert body == _SORRY_STORAGE
+
+
+@pytest.mark.parametrize("state", ["a/b", "__x__", "..", "0f" * 16 + "/x"])
+@pytest.mark.parametrize("action", [Action.SOURCES, Action.HELPFUL])
+def test_a_press_on_a_state_id_askbase_never_makes_is_too_old(
+    stack: dict, dc: FakeDiscord, action: Action, state: str
+) -> None:
+    body = _press(stack, dc, action, state)
+    assert body["data"]["content"] == (TOO_OLD_SOURCES if action is Action.SOURCES else TOO_OLD_FEEDBACK)
+    assert stack["tap"].pull(wait=0.3) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("id", "1" * 400),  # the job id past its 300 characters: pydantic's ValidationError, a 500
+        ("id", 10**400),
+        ("id", "²"),  # str.isdigit() says yes
+        ("channel_id", "a/b"),  # would name a chat_settings path
+        ("channel_id", "1" * 2000),
+    ],
+    ids=["400-digit id", "400-digit integer id", "superscript id", "channel with a slash", "long channel"],
+)
+def test_ids_discord_never_sends_are_400(stack: dict, dc: FakeDiscord, field: str, value: Any) -> None:
+    interaction = dc.ask_interaction(stack["app"].id, "How?")
+    interaction[field] = value
+    assert _deliver(stack, interaction).status_code == 400
+    assert stack["tap"].pull(wait=0.3) == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"type": 2, "id": ' + b"1" * 4301 + b"}", b"[" * 5000 + b"]" * 5000],
+    ids=["4301-digit integer", "deep nesting"],
+)
+def test_json_python_cannot_read_is_400(stack: dict, raw: bytes) -> None:
+    assert _deliver(stack, raw).status_code == 400
+
+
+@pytest.mark.parametrize("permissions", ["²", "9" * 5000, "1e3", " 16"])
+def test_permissions_that_are_no_plain_number_grant_nothing(
+    stack: dict, dc: FakeDiscord, permissions: str
+) -> None:
+    """``"²".isdigit()`` is true and ``int("²")`` a ValueError: a signed /mode with it was a 500."""
+    interaction = dc.mode_interaction(stack["app"].id, "confident", permissions=permissions)
+    assert _deliver(stack, interaction).get_json() == {"type": 5, "data": {"flags": 64}}
+    [job] = stack["tap"].pull(expect=1)
+    assert job.user_is_admin_hint is False
+
+
+# --- the 3-second deadline ---------------------------------------------------------------------------
+
+_SORRY_STORAGE = {
+    "type": 4,
+    "data": {"content": _SORRY["storage"], "flags": 64, "allowed_mentions": {"parse": []}},
+}
+_SORRY_PUBLISH = {
+    "type": 4,
+    "data": {"content": _SORRY["publish"], "flags": 64, "allowed_mentions": {"parse": []}},
+}
+
+
+class _Gate:
+    """Holds every call of one function until the test releases it (a Firestore call that hangs)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.entered.set()
+        self.release.wait(timeout=60)
+        return self.real(*args, **kwargs)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.jobs: list[Any] = []
+
+    def publish(self, job: Any) -> str:
+        self.jobs.append(job)
+        return str(len(self.jobs))
+
+
+def _budgeted(stack: dict, publisher: Any, runs: ThreadPoolExecutor) -> Ingress:
+    lookup = bot_lookup(BotReader(stack["db"]))
+    return Ingress(
+        get_platform("discord"), stack["db"], lookup, publisher, response_budget=0.5, executor=runs
+    )
+
+
+@pytest.mark.parametrize("stage", ["bot lookup", "dedupe", "chat settings"])
+def test_a_firestore_read_past_the_budget_is_answered_politely_and_publishes_nothing(
+    stack: dict, dc: FakeDiscord, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    """The read hangs until the test releases it, long after the budget: the ingress answers the
+    fallback when the budget ends, and the abandoned request, once the read returns, publishes nothing
+    (the user was told to try again) and records nothing."""
+    owner, name = {
+        "bot lookup": (BotReader, "get_bot"),
+        "dedupe": (dedupe, "update_seen"),
+        "chat settings": (chat_switch, "read_settings"),
+    }[stage]
+    gate = _Gate(getattr(owner, name))
+    monkeypatch.setattr(owner, name, gate)
+    publisher, runs = _Recorder(), ThreadPoolExecutor(max_workers=1)
+    interaction = dc.ask_interaction(stack["app"].id, "How do I deploy?")
+    body = json.dumps(interaction).encode()
+    try:
+        reply = _budgeted(stack, publisher, runs).handle(
+            stack["bot_id"], FakeDiscord.sign(stack["app"], body), body
+        )
+        assert gate.entered.is_set()
+        assert (reply.status, reply.body) == (200, _SORRY_STORAGE)
+    finally:
+        gate.release.set()
+        runs.shutdown(wait=True)  # the abandoned request has run to its end
+    assert publisher.jobs == []
+    key = f"discord:{stack['bot_id']}:{interaction['id']}"
+    assert not stack["db"].collection(PROCESSED_UPDATES).document(key).get().exists
+
+
+def test_a_button_state_read_past_the_budget_is_answered_politely(
+    stack: dict, dc: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = _Gate(ButtonStateStore.get)
+    monkeypatch.setattr(ButtonStateStore, "get", gate)
+    runs = ThreadPoolExecutor(max_workers=1)
+    interaction = dc.component_interaction(stack["app"].id, custom_id(Action.SOURCES, _state(stack)))
+    body = json.dumps(interaction).encode()
+    try:
+        reply = _budgeted(stack, _Recorder(), runs).handle(
+            stack["bot_id"], FakeDiscord.sign(stack["app"], body), body
+        )
+        assert (gate.entered.is_set(), reply.body) == (True, _SORRY_STORAGE)
+    finally:
+        gate.release.set()
+        runs.shutdown(wait=True)
+
+
+def test_a_publish_past_the_budget_is_answered_politely_and_still_recorded_once_out(
+    stack: dict, dc: FakeDiscord
+) -> None:
+    """Past the point of publishing the job cannot be called back: the user reads "try again", and when
+    the publish completes the job is out and recorded (the worker's edit of the original response then
+    replaces the apology with the answer)."""
+    recorder = _Recorder()
+    gate = _Gate(recorder.publish)
+
+    class SlowPublisher:
+        publish = staticmethod(gate)
+
+    runs = ThreadPoolExecutor(max_workers=1)
+    interaction = dc.ask_interaction(stack["app"].id, "How do I deploy?")
+    body = json.dumps(interaction).encode()
+    try:
+        reply = _budgeted(stack, SlowPublisher(), runs).handle(
+            stack["bot_id"], FakeDiscord.sign(stack["app"], body), body
+        )
+        assert (gate.entered.is_set(), reply.body) == (True, _SORRY_PUBLISH)
+    finally:
+        gate.release.set()
+        runs.shutdown(wait=True)
+    assert [j.job_id for j in recorder.jobs] == [f"discord:{stack['bot_id']}:{interaction['id']}"]
+    key = f"discord:{stack['bot_id']}:{interaction['id']}"
+    assert stack["db"].collection(PROCESSED_UPDATES).document(key).get().exists
+
+
+def test_the_function_answers_within_discords_3_seconds_while_firestore_hangs(
+    stack: dict, dc: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deployed entry point, with the platform's own budget: a bot lookup that would take the
+    registry's 15 s of retries is cut short, and the user gets the polite reply in time."""
+    assert RESPONSE_BUDGET_S < 3
+    gate = _Gate(BotReader.get_bot)
+    monkeypatch.setattr(BotReader, "get_bot", gate)
+    stack["client"] = function_app("discord_interactions").test_client()  # no cached bot
+    try:
+        started = time.monotonic()
+        response = _deliver(stack, dc.ask_interaction(stack["app"].id, "How?"))
+        elapsed = time.monotonic() - started
+    finally:
+        gate.release.set()
+    assert gate.entered.is_set()
+    assert response.status_code == 200 and response.get_json() == _SORRY_STORAGE
+    assert RESPONSE_BUDGET_S <= elapsed < 3.0
 
 
 _json = st.recursive(

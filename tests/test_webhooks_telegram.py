@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
-from shared.bots import chat_switch
+from shared.bots import chat_switch, dedupe, webhooks
 from shared.bots.answer_modes import AnswerMode
-from shared.bots.buttons import Action, ButtonStateStore, custom_id
+from shared.bots.buttons import Action, ButtonStateStore, custom_id, state_id_for_job
 from shared.bots.dedupe import PROCESSED_UPDATES
 from shared.bots.jobs import JobKind, JobPublisher
 from shared.bots.lookup import BotInfo, bot_lookup
@@ -304,9 +306,10 @@ def test_vote_button_is_thanked_in_the_response_and_published_once(stack: dict, 
     """A press of 👍 becomes one ``vote`` job however often Telegram delivers it; every delivery is
     answered with answerCallbackQuery in the response body. A press on an unknown or expired answer
     is answered politely and publishes nothing."""
-    ButtonStateStore(stack["db"]).save("s" * 32, stack["bot_id"], "Q?", "A.", [], answer_id="a" * 32)
+    state_id = state_id_for_job(f"telegram:{stack['bot_id']}:3000")  # the shape the worker makes
+    ButtonStateStore(stack["db"]).save(state_id, stack["bot_id"], "Q?", "A.", [], answer_id="a" * 32)
     sent = {"chat_id": 42, "text": "A."}
-    press = tg.callback_update(sent, custom_id(Action.HELPFUL, "s" * 32), user_id=4242, update_id=3001)
+    press = tg.callback_update(sent, custom_id(Action.HELPFUL, state_id), user_id=4242, update_id=3001)
     replies = [_post(stack, press) for _ in range(3)]
     assert {r.status_code for r in replies} == {200}
     for reply in replies:
@@ -317,7 +320,7 @@ def test_vote_button_is_thanked_in_the_response_and_published_once(stack: dict, 
     jobs = stack["tap"].pull(expect=1)
     # One job id for the three deliveries (the vote lands once: tests/test_bot_e2e.py counts it).
     assert {(j.job_id, j.kind, j.state_id, j.vote, j.user) for j in jobs} == {
-        (f"telegram:{stack['bot_id']}:3001", JobKind.VOTE, "s" * 32, "up", "4242")
+        (f"telegram:{stack['bot_id']}:3001", JobKind.VOTE, state_id, "up", "4242")
     }
 
     stale = tg.callback_update(sent, custom_id(Action.NOT_HELPFUL, "gone-long-ago"), update_id=3002)
@@ -458,6 +461,126 @@ def test_responses_never_contain_secrets(stack: dict, tg: FakeTelegram) -> None:
     ]
     for body in bodies:
         assert stack["secret"] not in body and stack["token"] not in body
+
+
+# --- ids, numbers and storage errors a request can provoke --------------------------------------------
+
+
+@pytest.mark.parametrize("bot_id", ["__x__", "__telegram__", "____"])
+def test_reserved_bot_ids_are_404_with_a_log_line(
+    stack: dict, tg: FakeTelegram, bot_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Firestore refuses ids matching __.*__ (InvalidArgument): no bot has one, and no secret is needed
+    to ask, so the lookup was a 500 anyone could provoke."""
+    caplog.set_level(logging.INFO, logger="shared.bots.webhooks")
+    response = stack["client"].post(f"/{bot_id}", data=b"{}", content_type="application/json")
+    assert response.status_code == 404 and response.get_json() == {"ok": False, "error": "unknown bot"}
+    lines = [r.getMessage() for r in caplog.records if r.name == "shared.bots.webhooks"]
+    assert len(lines) == 1 and "404" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [gexc.ServiceUnavailable("firestore is down"), gexc.RetryError("deadline of 15 s exceeded", None)],
+    ids=["unavailable", "retry deadline"],
+)
+def test_bot_lookup_outage_is_503(
+    stack: dict, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """503 is Telegram's retry signal; the lookup sat outside the handled block (a 500). RetryError is a
+    GoogleAPIError but no GoogleAPICallError, so catching the latter was not enough."""
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(BotReader, "get_bot", down)
+    stack["client"] = function_app("telegram_webhook").test_client()  # no cached bot
+    response = _post(stack, tg.message_update(42, "hi", update_id=7001))
+    assert response.status_code == 503 and response.get_json() == {"ok": False, "error": "unavailable"}
+
+
+def test_dedupe_read_past_its_retry_deadline_is_503(
+    stack: dict, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def gave_up(*args: object, **kwargs: object) -> bool:
+        raise gexc.RetryError("deadline exceeded", None)
+
+    monkeypatch.setattr(dedupe, "update_seen", gave_up)
+    assert _post(stack, tg.message_update(42, "hi", update_id=7002)).status_code == 503
+    assert stack["tap"].pull(wait=0.3) == []
+
+
+def test_a_chat_settings_read_that_outlasts_its_wait_is_503(
+    stack: dict, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The side read's TimeoutError escaped the handler (a 500); Telegram delivers a 503'd update again."""
+    release = threading.Event()
+    real = chat_switch.read_settings
+
+    def slow(*args: Any) -> Any:
+        release.wait(timeout=60)
+        return real(*args)
+
+    monkeypatch.setattr(webhooks, "SIDE_READ_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(chat_switch, "read_settings", slow)
+    try:
+        group = tg.message_update(-1001, "/ask how do I deploy?", chat_type="group", update_id=7003)
+        assert _post(stack, group).status_code == 503
+    finally:
+        release.set()
+    assert stack["tap"].pull(wait=0.3) == []
+
+
+@pytest.mark.parametrize(
+    "data", ["ab:up:a/b", "ab:down:__x__", "ab:up:..", "ab:up:.", "ab:up:" + "0f" * 16 + "/x"]
+)
+def test_a_press_on_a_state_id_askbase_never_makes_is_too_old(
+    stack: dict, tg: FakeTelegram, data: str
+) -> None:
+    """ "/" made the state id a path (the client's ValueError: a 500), "__x__" one Firestore refuses
+    (a 503, so Telegram delivered the same bad press again): both name no state."""
+    press = tg.callback_update({"chat_id": 42}, data, update_id=7100)
+    response = _post(stack, press)
+    assert response.status_code == 200
+    assert response.get_json()["method"] == "answerCallbackQuery" and "too old" in response.get_json()["text"]
+    assert stack["tap"].pull(wait=0.3) == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"update_id": ' + b"1" * 4301 + b"}",  # json.loads: a plain ValueError, not JSONDecodeError
+        b'{"update_id": 1, "message": {"message_id": ' + b"9" * 5000 + b"}}",
+        b"[" * 5000 + b"]" * 5000,  # RecursionError
+        json.dumps(
+            {"update_id": 10**290, "message": {"chat": {"id": 1, "type": "private"}, "text": "hi"}}
+        ).encode(),
+        json.dumps(
+            {"update_id": 2**63, "message": {"chat": {"id": 1, "type": "private"}, "text": "hi"}}
+        ).encode(),
+        json.dumps(
+            {"update_id": 1, "message": {"chat": {"id": 10**300, "type": "private"}, "text": "hi"}}
+        ).encode(),
+        json.dumps(
+            {"update_id": 1, "message": {"chat": {"id": True, "type": "private"}, "text": "hi"}}
+        ).encode(),
+    ],
+    ids=[
+        "4301-digit integer",
+        "5000-digit message id",
+        "deep nesting",
+        "291-digit update id",
+        "update id past int64",
+        "chat id past int64",
+        "chat id true",
+    ],
+)
+def test_numbers_the_bot_api_never_sends_are_400(stack: dict, raw: bytes) -> None:
+    """A 291-digit update id made the job id too long for the Job model (pydantic's ValidationError: a
+    500); a 300-digit chat id would name a chat_settings document past Firestore's 1,500 bytes."""
+    response = _post(stack, None, raw=raw)
+    assert response.status_code == 400, response.get_json()
+    assert stack["tap"].pull(wait=0.3) == []
 
 
 _json = st.recursive(

@@ -15,14 +15,25 @@ Status codes (each rejection logs exactly one line, without tokens or bodies):
           message the chat's answer mode does not answer, ...); Discord: also PONG, button answers
           and polite failures (Discord does not retry); Telegram: a button press, answered with
           ``answerCallbackQuery`` in the response body (Telegram runs a method a webhook answers with)
-400       not JSON / not an update / not an interaction
+400       not JSON (also: an integer of more than 4,300 digits, nesting deeper than Python's
+          recursion limit) / not an update / not an interaction / ids of a shape the platform
+          never sends
 401       Discord: missing, malformed or wrong Ed25519 signature, or a stale timestamp
 403       Telegram: wrong or missing ``X-Telegram-Bot-Api-Secret-Token``, or no secret hash stored
           for the bot yet (a bot from before hashes: the next reconcile writes it)
-404       unknown bot id (or one of another platform)
+404       unknown bot id (or one of another platform, or one no bot can have: ``__x__``, ``..``)
 413       body larger than ``settings.max_body_bytes``
-503       Telegram: Firestore / Pub/Sub unavailable (Telegram retries)
+503       Telegram: Firestore / Pub/Sub unavailable or too slow, the bot lookup included (Telegram
+          retries)
 ========  =====================================================================================
+
+Discord's deadline: an interaction not answered within 3 seconds fails for the user, and Discord does
+not retry it. A platform with such a deadline has a ``response_budget``
+(:attr:`shared.bots.platforms.base.Platform.response_budget`): the request is handled on a pool thread
+and the function waits that long, then answers the platform's polite :meth:`Platform.unavailable`
+instead. The abandoned thread publishes nothing once the answer is given (so the "try again" is
+true); if it had started publishing already, the job may still go out, and the worker's edit of the
+original response then replaces the apology with the answer.
 
 No token key: the functions read bots through :class:`shared.bots.registry.BotReader` and check the
 Telegram secret header against the stored keyed hash (``webhook_secret_hash``), never a decrypted
@@ -38,14 +49,15 @@ from __future__ import annotations
 
 import json
 import logging
-import re
+import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from pydantic import ValidationError
 
 from shared import logs
 from shared.bots import chat_switch, dedupe
@@ -59,10 +71,14 @@ from shared.bots.platforms.base import Ack, Delivery, Platform, Rejection, Reply
 from shared.bots.registry import BotReader
 from shared.config import Settings, get_settings
 from shared.processes import PerProcess
+from shared.request_input import is_document_id
 
 log = logging.getLogger(__name__)
 
-BOT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# How long a side read may take when the platform sets no response budget (Telegram): past it the
+# update is answered 503, and Telegram delivers it again.
+SIDE_READ_TIMEOUT_S = 30.0
+_PAST_DEADLINE_S = 1.0
 
 
 class Publisher(Protocol):
@@ -97,9 +113,10 @@ def read_body(stream: Any, content_length: int | None, limit: int) -> bytes | No
 
 
 def bot_id_from_path(path: str) -> str | None:
-    """The bot id from ``/{bot_id}`` (a trailing slash is tolerated); ``None`` if malformed."""
+    """The bot id from ``/{bot_id}`` (a trailing slash is tolerated); ``None`` if malformed or one no
+    document can have (``__x__``: Firestore refuses it)."""
     parts = [p for p in path.split("/") if p]
-    if len(parts) != 1 or not BOT_ID_RE.match(parts[0]):
+    if len(parts) != 1 or not is_document_id(parts[0]):
         return None
     return parts[0]
 
@@ -107,6 +124,42 @@ def bot_id_from_path(path: str) -> str | None:
 # Threads for the chat-switch read, run in parallel with a request's own Firestore read (gRPC releases
 # the GIL). Per process: a pool inherited across gunicorn's fork has no threads behind it.
 _side_reads = PerProcess(lambda: ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingress"))
+# Threads that handle the requests of a platform with a response budget (Discord), so the request's
+# own thread can stop waiting. Bounded: while Firestore hangs, requests queue here and are answered
+# with the fallback when their budget ends, instead of each holding a thread of its own.
+_budgeted_runs = PerProcess(lambda: ThreadPoolExecutor(max_workers=32, thread_name_prefix="ingress-budget"))
+
+
+class _Attempt:
+    """One request handled on a pool thread: its deadline, whether the waiting request gave up on it,
+    and whether it had started publishing by then (a job on its way cannot be called back)."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline  # time.monotonic() value; None: no budget
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._publishing = False
+
+    def wait_limit(self, default: float) -> float:
+        """How long the handling thread may wait on a side read: ``default`` without a deadline, else
+        until a little past it, so that the waiting request gives up first (and answers, and logs,
+        once) and the thread is free again soon after."""
+        if self.deadline is None:
+            return default
+        return max(0.0, self.deadline - time.monotonic()) + _PAST_DEADLINE_S
+
+    def start_publishing(self) -> bool:
+        """Whether to publish: ``False`` once the request was answered without this thread."""
+        with self._lock:
+            if not self._abandoned:
+                self._publishing = True
+            return self._publishing
+
+    def abandon(self) -> bool:
+        """Stop waiting; whether the job may still go out (publishing had started)."""
+        with self._lock:
+            self._abandoned = True
+            return self._publishing
 
 
 class Ingress:
@@ -120,14 +173,20 @@ class Ingress:
         publisher: Publisher,
         max_body_bytes: int = 65_536,
         clock: Callable[[], float] = time.time,
+        response_budget: float | None = None,
+        executor: Executor | None = None,
     ) -> None:
+        """``response_budget`` (seconds) overrides the platform's; ``executor`` runs budgeted requests
+        (default: a pool per process)."""
         self.platform = platform
         self.max_body_bytes = max_body_bytes
+        self.response_budget = response_budget if response_budget is not None else platform.response_budget
         self._db = db
         self._bots = bots
         self._publisher = publisher
         self._buttons = ButtonStateStore(db)
         self._clock = clock
+        self._executor = executor
 
     def serve(self, request: Request) -> tuple[dict[str, Any], int]:
         """The function's answer to a POST: path → bot id, bounded body read, :meth:`handle`."""
@@ -137,12 +196,29 @@ class Ingress:
 
     def handle(self, bot_id: str | None, headers: Mapping[str, str], body: bytes | None) -> Reply:
         """Handle one POST. ``body`` is ``None`` when it exceeded ``max_body_bytes``; header names are
-        matched without regard to case."""
+        matched without regard to case. Within :attr:`response_budget`, when there is one."""
         if bot_id is None:
             return self._reject(Rejection(404, "unknown bot", "malformed path"), "?")
         if body is None:
             return self._reject(Rejection(413, "body too large"), bot_id)
-        bot = self._bots(bot_id)
+        budget = self.response_budget
+        if budget is None:
+            return self._handle(bot_id, headers, body, _Attempt(None))
+        attempt = _Attempt(time.monotonic() + budget)
+        runs = self._executor or _budgeted_runs.get()
+        future = runs.submit(self._handle, bot_id, headers, body, attempt)
+        try:
+            return future.result(timeout=budget)
+        except TimeoutError:
+            future.cancel()  # still queued: it never starts
+            stage = Stage.PUBLISH if attempt.abandon() else Stage.STORAGE
+            return self._unavailable(stage, bot_id, f"no answer within the {budget:g} s budget")
+
+    def _handle(self, bot_id: str, headers: Mapping[str, str], body: bytes, attempt: _Attempt) -> Reply:
+        try:
+            bot = self._bots(bot_id)
+        except gexc.GoogleAPIError as exc:  # RetryError too, which is no GoogleAPICallError
+            return self._unavailable(Stage.STORAGE, bot_id, f"bot lookup: {type(exc).__name__}")
         if bot is None or bot.platform != self.platform.name:
             return self._reject(Rejection(404, "unknown bot"), bot_id)
         lowered = {str(name).lower(): value for name, value in headers.items()}
@@ -151,21 +227,36 @@ class Ingress:
             return self._reject(refused, bot_id)
         try:
             payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return self._reject(Rejection(400, "not JSON"), bot_id)
+        except (ValueError, RecursionError) as exc:
+            # ValueError: JSONDecodeError, UnicodeDecodeError, and an integer of more than 4,300
+            # digits (int()'s limit, which json.loads hits too); RecursionError: nesting ~1,000 deep.
+            return self._reject(Rejection(400, "not JSON", type(exc).__name__), bot_id)
         try:
             received = self.platform.receive(bot, payload, self._buttons)
             if isinstance(received, Rejection):
                 return self._reject(received, bot_id)
             if isinstance(received, Reply):
                 return received
-            ended = self._check(received, bot)
-        except gexc.GoogleAPICallError as exc:
+            ended = self._check(received, bot, attempt)
+        except ValidationError as exc:
+            # A field the platform's checks let through that no job can hold: the update's fault.
+            rejection = Rejection(400, "malformed update", f"job: {exc.error_count()} errors")
+            return self._reject(rejection, bot_id)
+        except (gexc.GoogleAPIError, TimeoutError) as exc:
             return self._unavailable(Stage.STORAGE, bot_id, f"firestore: {type(exc).__name__}")
         if ended is Ack.DUPLICATE:
             return received.reply or self.platform.acknowledge(ended)
         if ended is not None:
             return self.platform.acknowledge(ended)
+        if not attempt.start_publishing():
+            # The request was answered with the fallback ("try again"): publishing now would answer too.
+            log.info(
+                "%s update %s of bot %s not published: past the budget",
+                self.platform.name,
+                received.update_id,
+                bot_id[:64],
+            )
+            return Reply(503, {"ok": False, "error": "past the budget"}, "abandoned")  # nobody waits for it
         try:
             self._publisher.publish(received.job)
         except Exception as exc:
@@ -174,7 +265,7 @@ class Ingress:
         self._record_seen(bot_id, received.update_id)
         return received.reply or self.platform.acknowledge(Ack.ACCEPTED)
 
-    def _check(self, delivery: Delivery, bot: BotInfo) -> Ack | None:
+    def _check(self, delivery: Delivery, bot: BotInfo, attempt: _Attempt) -> Ack | None:
         """Whether the delivery ends here: its chat switched the bot off, its chat's answer mode does
         not answer a message that is not addressed to the bot, or it was published before. Otherwise the
         job leaves with the chat's effective answer mode in it (the worker needs it for refusals).
@@ -188,7 +279,9 @@ class Ingress:
                 chat_switch.read_settings, self._db, delivery.job.bot_id, delivery.chat_id
             )
         seen = dedupe.update_seen(self._db, self.platform.name, delivery.job.bot_id, delivery.update_id)
-        settings = chat.result(timeout=30) if chat is not None else ChatSettings()
+        settings = ChatSettings()
+        if chat is not None:
+            settings = chat.result(timeout=attempt.wait_limit(SIDE_READ_TIMEOUT_S))
         if not settings.enabled:
             return Ack.DISABLED
         mode = settings.answer_mode or bot.answer_mode

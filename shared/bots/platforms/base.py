@@ -151,6 +151,10 @@ class Platform(ABC):
     """The :class:`~shared.config.Settings` field with the platform API's base URL."""
     webhook_base_setting: ClassVar[str]
     """The Settings field with the URL of this platform's webhook function (a bot's: ``{url}/{bot_id}``)."""
+    response_budget: ClassVar[float | None] = None
+    """Seconds the webhook may take before the platform gives up on it, less a margin for the network;
+    past it the ingress answers :meth:`unavailable` (:mod:`shared.bots.webhooks`). ``None``: no
+    deadline (the platform retries a slow delivery)."""
     answer_buttons: ClassVar[bool] = False
     """Whether answers carry the Sources / Helpful / Not helpful buttons (their state:
     :mod:`shared.bots.buttons`); the platform's :meth:`send` draws them and its :meth:`receive` turns a
@@ -207,7 +211,7 @@ class Platform(ABC):
         """What to do with a verified request's JSON: answer now, refuse, or publish a job.
 
         ``buttons`` reads the state behind a pressed button (Firestore: may raise
-        ``google.api_core.exceptions.GoogleAPICallError``, answered with :meth:`unavailable`).
+        ``google.api_core.exceptions.GoogleAPIError``, answered with :meth:`unavailable`).
         """
 
     @abstractmethod

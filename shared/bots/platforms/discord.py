@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from shared.bots.buttons import LABELS, Action, custom_id, parse_custom_id
+from shared.bots.buttons import LABELS, Action, custom_id, is_state_id, parse_custom_id
 from shared.bots.formatting import SourceRef, pack_blocks, shorten, split_escaped
 from shared.bots.job_kinds import JobKind, job_id
 from shared.bots.platforms.base import Delivery, Platform, Registration, RegistrationField, Rejection, Reply
@@ -45,6 +45,9 @@ TIMESTAMP_HEADER = "X-Signature-Timestamp"
 MAX_CLOCK_SKEW = 300.0  # seconds; a signed request older than this is a replay
 MESSAGE_LIMIT = 2000  # characters of message content
 TOKEN_LIFETIME = timedelta(minutes=15)  # of an interaction token: the worker's window to answer
+# Discord fails an interaction that has no response within 3 seconds (its "Receiving and Responding"
+# docs) and never retries it; half a second is left for the network and the function's own overhead.
+RESPONSE_BUDGET_S = 2.5
 EPHEMERAL = 64  # message flag: only the user who asked sees it
 NO_MENTIONS: dict[str, list[str]] = {"parse": []}
 
@@ -144,12 +147,22 @@ def _ephemeral(content: str, reason: str) -> Reply:
     return Reply(200, {"type": 4, "data": data}, reason)
 
 
+# A snowflake is a 64-bit number in decimal: at most 20 ASCII digits (str.isdigit() would take "²").
+_SNOWFLAKE = re.compile(r"[0-9]{1,20}")
+
+
+def _snowflake(value: Any) -> str | None:
+    """``value`` as a snowflake string (Discord sends them as strings; an int is taken too), or None."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    return text if _SNOWFLAKE.fullmatch(text) else None
+
+
 def _user(interaction: Mapping[str, Any]) -> str | None:
     member = interaction.get("member")
     user = member.get("user") if isinstance(member, dict) else interaction.get("user")
-    if isinstance(user, dict) and user.get("id") is not None:
-        return str(user["id"])
-    return None
+    return _snowflake(user.get("id")) if isinstance(user, dict) else None
 
 
 _COMMAND_KINDS = {"ask": JobKind.ASK, "mode": JobKind.MODE, "forget": JobKind.FORGET}
@@ -169,10 +182,15 @@ ADMINISTRATOR = 1 << 3
 MANAGE_CHANNELS = 1 << 4
 
 
+# Discord's permission bit set is a decimal string that grows with new permissions (about 50 bits
+# today); 100 digits leaves room and keeps int() far from its 4,300-digit limit.
+_PERMISSIONS = re.compile(r"[0-9]{1,100}")
+
+
 def _may_manage_channel(interaction: Mapping[str, Any]) -> bool:
     member = interaction.get("member")
     permissions = member.get("permissions") if isinstance(member, dict) else None
-    if not isinstance(permissions, str) or not permissions.isdigit():
+    if not isinstance(permissions, str) or not _PERMISSIONS.fullmatch(permissions):
         return False
     return bool(int(permissions) & (ADMINISTRATOR | MANAGE_CHANNELS))
 
@@ -264,6 +282,7 @@ class Discord(Platform):
     webhook_base_setting = "discord_webhook_url"
     duplicate_message = "This Discord application is already registered in askbase."
     answer_buttons = True
+    response_budget = RESPONSE_BUDGET_S
 
     endpoint_label = "Interactions endpoint"
     token_label = "bot token"  # noqa: S105 - words shown to people
@@ -300,18 +319,23 @@ class Discord(Platform):
         return None
 
     def receive(self, bot: BotInfo, payload: Any, buttons: ButtonStateStore) -> Reply | Rejection | Delivery:
-        if not isinstance(payload, dict) or not isinstance(payload.get("type"), int):
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        if not isinstance(kind, int) or isinstance(kind, bool):
             return Rejection(400, "not an interaction")
-        kind = payload["type"]
         if kind == 1:  # PING: answered even for a stopped bot, it is how Discord checks the URL
             return Reply(200, {"type": 1}, "pong")
-        interaction_id = payload.get("id")
-        if not isinstance(interaction_id, str | int) or not str(interaction_id).isdigit():
+        # The id names the job and the dedupe record: only the snowflake Discord sends fits both.
+        interaction_id = _snowflake(payload.get("id"))
+        if interaction_id is None:
             return Rejection(400, "not an interaction", "no interaction id")
+        # The channel names the chat_settings document: a slash in it would be a path.
+        channel = payload.get("channel_id")
+        if channel is not None and channel != "" and _snowflake(channel) is None:
+            return Rejection(400, "not an interaction", "malformed channel id")
         if kind == 2:
-            return self._command(bot, payload, str(interaction_id))
+            return self._command(bot, payload, interaction_id)
         if kind == 3:
-            return self._button(bot, payload, buttons)
+            return self._button(bot, payload, buttons, interaction_id)
         if kind == 4:  # autocomplete: we offer none
             return Reply(200, {"type": 8, "data": {"choices": []}}, "ignored")
         return Rejection(400, "unsupported interaction type")
@@ -329,9 +353,9 @@ class Discord(Platform):
         if name == "ask" and not value:
             return _ephemeral("Usage: /ask question: your question", "ignored")
         token = interaction.get("token")
-        application_id = str(interaction.get("application_id") or "")
-        if not application_id.isdigit():
-            application_id = str(bot.platform_info.get("application_id") or "")
+        application_id = _snowflake(interaction.get("application_id")) or str(
+            bot.platform_info.get("application_id") or ""
+        )
         if not isinstance(token, str) or not token or not application_id:
             return Rejection(400, "not an interaction", "no token or application id")
         guild = bool(interaction.get("guild_id"))
@@ -342,7 +366,7 @@ class Discord(Platform):
             platform=self.name,
             bot_id=bot.bot_id,
             kind=_COMMAND_KINDS[name],
-            chat_id=str(interaction.get("channel_id") or "") or None,
+            chat_id=_snowflake(interaction.get("channel_id")),
             chat_type="guild" if guild else "dm",
             user=_user(interaction),
             # Discord puts the member's permissions in the signed interaction: no API call needed.
@@ -360,13 +384,14 @@ class Discord(Platform):
         return Delivery(job, interaction_id, chat_id=job.chat_id)
 
     def _button(
-        self, bot: BotInfo, interaction: Mapping[str, Any], buttons: ButtonStateStore
+        self, bot: BotInfo, interaction: Mapping[str, Any], buttons: ButtonStateStore, interaction_id: str
     ) -> Reply | Rejection | Delivery:
         parsed = parse_custom_id(str(_data(interaction).get("custom_id") or ""))
         if parsed is None:
             return _ephemeral("This button is not recognised.", "ignored")
         action, state_id = parsed
-        state = buttons.get(state_id)
+        # A state id askbase never makes names no state: too old, like one whose state expired.
+        state = buttons.get(state_id) if is_state_id(state_id) else None
         user = _user(interaction)
         if state is None or state.bot_id != bot.bot_id or user is None:
             # Graceful degradation: the answer's state expired (30 days) or never existed.
@@ -376,7 +401,6 @@ class Discord(Platform):
         # The vote is cast behind Pub/Sub (the Q&A service holds the vote store); the presser is
         # thanked now, within Discord's 3 seconds. The interaction id is the dedupe key: a replayed
         # press publishes once, and casting is idempotent anyway.
-        interaction_id = str(interaction.get("id"))
         from shared.bots.jobs import Job  # pydantic's model: see shared.bots.job_kinds
 
         job = Job(
@@ -384,7 +408,7 @@ class Discord(Platform):
             platform=self.name,
             bot_id=bot.bot_id,
             kind=JobKind.VOTE,
-            chat_id=str(interaction.get("channel_id") or "") or None,
+            chat_id=_snowflake(interaction.get("channel_id")),
             user=user,
             state_id=state_id,
             vote=str(action),

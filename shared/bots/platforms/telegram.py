@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared.bots.buttons import Action, custom_id, parse_custom_id
+from shared.bots.buttons import Action, custom_id, is_state_id, parse_custom_id
 from shared.bots.formatting import SourceRef, pack_blocks, shorten, split_escaped
 from shared.bots.job_kinds import JobKind, job_id
 from shared.bots.platforms.base import Delivery, Platform, Registration, RegistrationField, Rejection, Reply
@@ -47,6 +47,17 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 _SECRET_HEADER_KEY = SECRET_HEADER.lower()
 _GROUP_CHATS = ("group", "supergroup")
+# The Bot API's integers (update, chat, user and message ids) fit in a signed 64-bit integer; a larger
+# one is not Telegram's, and would push the job id past its length limit (an update id) or a chat's
+# settings document id past Firestore's (a chat id).
+_INT64 = 2**63
+
+
+def _telegram_int(value: Any) -> int | None:
+    """``value`` if it is an integer the Bot API could send (not a bool, within int64), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not -_INT64 <= value < _INT64:
+        return None
+    return value
 
 
 # --- the chat rules --------------------------------------------------------------------------------
@@ -299,8 +310,8 @@ class Telegram(Platform):
         return None
 
     def receive(self, bot: BotInfo, payload: Any, buttons: ButtonStateStore) -> Reply | Rejection | Delivery:
-        update_id = payload.get("update_id") if isinstance(payload, dict) else None
-        if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
+        update_id = _telegram_int(payload.get("update_id")) if isinstance(payload, dict) else None
+        if update_id is None or update_id < 0:
             return Rejection(400, "not an update")
         if isinstance(payload.get("callback_query"), dict):
             # Pressed on an answer sent while the bot ran: the vote counts even if it is stopped now.
@@ -312,10 +323,11 @@ class Telegram(Platform):
             return _ignored("ignored")
         message = payload["message"]
         chat = message["chat"]
-        chat_id = chat.get("id")
-        if not isinstance(chat_id, int):
+        chat_id = _telegram_int(chat.get("id"))
+        if chat_id is None:
             return Rejection(400, "not an update", "chat without id")
         sender = _dict(message, "from")
+        sender_id = _telegram_int(sender.get("id"))
         from shared.bots.jobs import Job  # pydantic's model: see shared.bots.job_kinds
 
         job = Job(
@@ -325,8 +337,8 @@ class Telegram(Platform):
             kind=decision.kind,
             chat_id=str(chat_id),
             chat_type=str(chat.get("type")),
-            message_id=message.get("message_id") if isinstance(message.get("message_id"), int) else None,
-            user=str(sender.get("id")) if sender.get("id") is not None else None,
+            message_id=_telegram_int(message.get("message_id")),
+            user=str(sender_id) if sender_id is not None else None,
             user_is_admin_hint=_is_anonymous_admin(message),
             question=decision.question,
             addressed=decision.addressed,
@@ -349,12 +361,14 @@ class Telegram(Platform):
         if parsed is None or parsed[0] is Action.SOURCES:
             return _answer_callback(query_id, UNKNOWN_BUTTON, "ignored")
         action, state_id = parsed
-        state = buttons.get(state_id)
-        user_id = _dict(query, "from").get("id")
-        if state is None or state.bot_id != bot.bot_id or not isinstance(user_id, int):
+        # A state id askbase never makes names no state: too old, like one whose state expired (not a
+        # 503, which would have Telegram deliver the same bad press again).
+        state = buttons.get(state_id) if is_state_id(state_id) else None
+        user_id = _telegram_int(_dict(query, "from").get("id"))
+        if state is None or state.bot_id != bot.bot_id or user_id is None:
             # The answer's state expired (30 days) or never existed: say so, never an error.
             return _answer_callback(query_id, TOO_OLD_FEEDBACK, "expired")
-        chat_id = _dict(_dict(query, "message"), "chat").get("id")
+        chat_id = _telegram_int(_dict(_dict(query, "message"), "chat").get("id"))
         from shared.bots.jobs import Job  # pydantic's model: see shared.bots.job_kinds
 
         job = Job(
@@ -362,7 +376,7 @@ class Telegram(Platform):
             platform=self.name,
             bot_id=bot.bot_id,
             kind=JobKind.VOTE,
-            chat_id=str(chat_id) if isinstance(chat_id, int) else None,
+            chat_id=str(chat_id) if chat_id is not None else None,
             user=str(user_id),
             state_id=state_id,
             vote=str(action),
