@@ -406,7 +406,8 @@ def test_service_caller_asks_for_a_bot_user(emulators, settings: Settings, live:
     def factory(name: str):
         return Spy() if name == "gemini" else get_answerer(name, settings)
 
-    app = make_app(settings, live, answerer_factory=factory)
+    # Gemini offered to bots (the default, extractive only, answers bot1 with extractive: test_bot_models).
+    app = make_app(settings, live, answerer_factory=factory, bot_models=["extractive", "gemini"])
     _bot(settings, "bot1", model="gemini", system_prompt="Be brief.")
     _bot(settings, "bot2", model="extractive", system_prompt="")
     client = app.test_client()

@@ -133,7 +133,15 @@ def create_app(
         live_index=live_index,
         db=db,
         conversations=conversations,
-        ask=AskService(live_index, conversations, db, factory, settings.answerer, settings.retrieval_top_k),
+        ask=AskService(
+            live_index,
+            conversations,
+            db,
+            factory,
+            settings.answerer,
+            settings.retrieval_top_k,
+            allowed_models=settings.allowed_bot_models,  # held on every bot answer, not only on save
+        ),
         limiter=RateLimiter(settings.rate_limit_per_minute),
         bots=BotProfiles(db),
         nav=[NavItem("pages.chat", "Chat"), NavItem("pages.status", "Data status")],

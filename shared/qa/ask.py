@@ -7,7 +7,6 @@ returned, so an answer the user has seen is never lost.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,9 +20,9 @@ from shared.qa.conversations import ConversationStore
 from shared.qa.followups import retrieve_for_turn
 from shared.qa.live_index import LiveIndex
 from shared.qa.sources import source_link, source_title, split_heading_path
+from shared.request_input import is_document_id
 
 BOTS = "bots"
-_BOT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SNIPPET_CHARS = 240
 
 
@@ -67,7 +66,7 @@ class AskResult:
 
 def load_bot(db: firestore.Client, bot_id: str) -> BotProfile:
     """The bot's profile; :class:`BotNotFound` for unknown or malformed ids."""
-    if not _BOT_ID.match(bot_id):
+    if not is_document_id(bot_id):
         raise BotNotFound(bot_id)
     snap = db.collection(BOTS).document(bot_id).get()
     if not snap.exists:
@@ -156,6 +155,7 @@ class AskService:
         answerer_factory: Callable[[str], Answerer],
         default_answerer: str,
         top_k: int,
+        allowed_models: tuple[str, ...] | None = None,
     ) -> None:
         self.live_index = live_index
         self.conversations = conversations
@@ -163,8 +163,31 @@ class AskService:
         self._factory = answerer_factory
         self.default_answerer = default_answerer
         self.top_k = top_k
+        # The answerers a bot may use (Settings.allowed_bot_models; by default, as there, extractive
+        # and the deployment's own): checked on every answer, not only when the bot was saved.
+        self.allowed_models = allowed_models or tuple(dict.fromkeys(("extractive", default_answerer)))
         self._answerers: dict[str, Answerer] = {}
         self._lock = threading.Lock()
+
+    def model_for(self, bot: BotProfile | None) -> str:
+        """The answerer ``bot`` is answered with: its stored model while the deployment allows it, else
+        the deployment's own. A bot saved while Gemini was on must not keep reaching a paid model the
+        operator has since switched off (``Settings.allowed_bot_models``)."""
+        if bot is None or not bot.model or bot.model == self.default_answerer:
+            return self.default_answerer
+        if bot.model in self.allowed_models:
+            return bot.model
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "bot %s is set to the %s answerer, which this deployment no longer allows (%s): answering "
+            "with %s",
+            bot.id,
+            bot.model,
+            ", ".join(self.allowed_models),
+            self.default_answerer,
+        )
+        return self.default_answerer
 
     def answerer(self, name: str) -> Answerer:
         with self._lock:
@@ -184,7 +207,7 @@ class AskService:
         if conversation_id:
             # Checks ownership before spending a search: a stranger's id is a 404, not an answer.
             previous = self.conversations.last_question(owner, conversation_id)
-        name = (bot.model if bot and bot.model else "") or self.default_answerer
+        name = self.model_for(bot)
         answer = answer_question(
             self.live_index.search,
             self.answerer(name),
