@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from shared.bots.control import BadRequest, BotControl, Caller, Conflict, NotFound
+from shared.bots.reconcile import reconcile_all
 from shared.bots.registry import Bot, BotRegistry
 from shared.bots.secrets import webhook_secret_matches
 from tests.fakes._server import RecordingEndpoint
@@ -485,3 +486,80 @@ def test_replacing_a_discord_bot_token(
     other = dc.add_application()
     with pytest.raises(BadRequest, match="another Discord application"):
         control.replace_token(ANN, bot.id, {"bot_token": other.bot_token})
+
+
+# --- the secret Telegram holds, under concurrent token replacements -------------------------------
+
+
+class Crash(Exception):
+    """Stands in for a botrunner instance dying at that point."""
+
+
+def _holds_current_secret(control: BotControl, tg: FakeTelegram, token: str, bot_id: str) -> bool:
+    hook = tg.webhook(token)
+    return hook is not None and _secret_matches(control.registry.get_bot(bot_id), hook.secret_token)
+
+
+def _other_instance(control: BotControl) -> BotControl:
+    """botrunner on another instance: its own registry object and locks, the same Firestore."""
+    return BotControl(control.settings, BotRegistry.from_settings(control.settings), policy=control._policy)
+
+
+def test_a_restart_that_read_the_old_secret_does_not_register_it_after_a_replacement(
+    control: BotControl, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another instance reads the bot, then the owner's replacement runs to the end, then that
+    instance's call: it must not leave the old secret at Telegram."""
+    bot, token = telegram_bot(control, tg)
+    control.start_bot(ANN, bot.id)
+    other = _other_instance(control)
+    real = other._platform_start
+
+    def replacement_first(*args: object, **kwargs: object) -> object:
+        monkeypatch.setattr(other, "_platform_start", real)
+        # The same token pasted again renews the secret too (a revoked token could not set anything).
+        control.replace_token(ANN, bot.id, {"token": token})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(other, "_platform_start", replacement_first)
+    assert other.restart_bot(ANN, bot.id).status == "running"
+    assert _holds_current_secret(control, tg, token, bot.id)
+    assert reconcile_all(control).ok == 1
+
+
+def test_a_late_registration_of_a_crashed_instance_is_repaired_by_reconcile(
+    control: BotControl, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other instance's setWebhook with the old secret reaches Telegram after the replacement's,
+    and that instance dies before its commit: the replacement cannot vouch for what Telegram holds
+    until the other call's lease has run out, so reconcile sets the webhook again."""
+    from shared.bots import registry as registry_module
+
+    bot, token = telegram_bot(control, tg)
+    control.start_bot(ANN, bot.id)
+    other = _other_instance(control)
+    begin = other.registry.begin_registration
+
+    def replacement_after_begin(*args: object) -> bool:
+        began = begin(*args)  # type: ignore[arg-type]
+        control.replace_token(ANN, bot.id, {"token": token})  # runs to the end before our call lands
+        return began
+
+    def crash(*args: object, **kwargs: object) -> bool:
+        raise Crash
+
+    monkeypatch.setattr(other.registry, "begin_registration", replacement_after_begin)
+    monkeypatch.setattr(other.registry, "commit_status", crash)
+    with pytest.raises(Crash):
+        other.restart_bot(ANN, bot.id)
+    assert not _holds_current_secret(control, tg, token, bot.id)
+
+    assert reconcile_all(control).repaired == {bot.id: "webhook set"}
+    assert _holds_current_secret(control, tg, token, bot.id)
+    # Until the dead call's lease runs out each run sets it again; then it is recorded and left alone.
+    later = registry_module._now() + registry_module.REGISTRATION_LEASE
+    monkeypatch.setattr(registry_module, "_now", lambda: later)
+    assert reconcile_all(control).repaired == {bot.id: "webhook set"}
+    assert reconcile_all(control).ok == 1
+    assert _holds_current_secret(control, tg, token, bot.id)
+    assert control.registry.get_bot(bot.id).status == "running"

@@ -9,6 +9,7 @@ from shared.bots.control import BotControl, Caller
 from shared.bots.platforms.telegram_api import TelegramClient
 from shared.bots.reconcile import reconcile_all
 from shared.bots.registry import BotRegistry
+from shared.bots.secrets import webhook_secret_matches
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -148,3 +149,70 @@ def test_full_restart_brings_running_bots_back(
     # Running bots answer again: Telegram can deliver to the restored webhook with the right secret.
     bot_id, token = running[0]
     assert tg.send_update(token, tg.message_update(7, "hi")).status_code == 200
+
+
+# --- the webhook secret Telegram holds ------------------------------------------------------------
+# getWebhookInfo shows the URL, never the secret: after a token replacement whose re-registration did
+# not finish, only the record of the secret Telegram was last given shows that it still sends the old
+# one (and the webhook refuses every update with 403).
+
+
+def _holds_current_secret(control: BotControl, tg: FakeTelegram, token: str, bot_id: str) -> bool:
+    """Whether Telegram sends the secret the webhook function accepts (its stored hash)."""
+    hook = tg.webhook(token)
+    bot = control.registry.get_bot(bot_id)
+    return hook is not None and webhook_secret_matches(bot_id, hook.secret_token, bot.webhook_secret_hash)
+
+
+def test_a_replacement_that_died_after_its_commit_is_registered_by_reconcile(
+    control: BotControl, tg: FakeTelegram
+) -> None:
+    bot_id, old = _telegram(control, tg, start=True)
+    new = tg.reissue_token(old)  # @BotFather /revoke
+    # The owner's replacement stored the new token and secret; botrunner died before setWebhook.
+    assert control.registry.replace_token(bot_id, new) is not None
+    assert not _holds_current_secret(control, tg, new, bot_id)
+
+    report = reconcile_all(control)
+    assert report.repaired == {bot_id: "webhook set"} and report.failed == {}
+    assert _holds_current_secret(control, tg, new, bot_id)
+    assert control.registry.get_bot(bot_id).status == "running"
+    assert tg.send_update(new, tg.message_update(7, "hi")).status_code == 200
+    # Recorded: the next run only checks.
+    writes = len(tg.calls_for(method="setWebhook"))
+    assert reconcile_all(control).ok == 1
+    assert len(tg.calls_for(method="setWebhook")) == writes
+
+
+def test_a_replacement_whose_delete_webhook_failed_is_registered_by_reconcile(
+    control: BotControl, tg: FakeTelegram
+) -> None:
+    bot_id, old = _telegram(control, tg, start=True)
+    new = tg.reissue_token(old)
+    tg.fail_next("deleteWebhook", status=500, times=3)  # every attempt of the forced re-registration
+    replaced = control.replace_token(ANN, bot_id, {"token": new})
+    assert replaced.status == "error" and "deleteWebhook" in replaced.last_error
+    assert not _holds_current_secret(control, tg, new, bot_id)  # the URL matches; the secret does not
+
+    report = reconcile_all(control)
+    assert report.repaired == {bot_id: "webhook set"} and report.failed == {}
+    assert _holds_current_secret(control, tg, new, bot_id)
+    bot = control.registry.get_bot(bot_id)
+    assert bot.status == "running" and bot.last_error is None
+    assert control.activity(ANN, bot_id).items[0].message == "Repaired: webhook set."
+
+
+def test_a_running_bot_without_a_record_is_registered_once(control: BotControl, tg: FakeTelegram) -> None:
+    """Bots started before the record existed: the first reconcile sets their webhook again (without
+    deleting it first), then leaves them alone."""
+    from google.cloud import firestore
+
+    bot_id, token = _telegram(control, tg, start=True)
+    control.registry.db.collection("bots").document(bot_id).update(
+        {"webhook_registered_hash": firestore.DELETE_FIELD}
+    )
+    deletes = len(tg.calls_for(token, "deleteWebhook"))
+    assert reconcile_all(control).repaired == {bot_id: "webhook set"}
+    assert len(tg.calls_for(token, "deleteWebhook")) == deletes
+    assert _holds_current_secret(control, tg, token, bot_id)
+    assert reconcile_all(control).ok == 1

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,7 +50,7 @@ from shared.bots.platforms import PLATFORM_NAMES, find_platform, get_platform
 from shared.bots.platforms.base import ApiEndpoint, BotCredentials, Platform
 from shared.bots.platforms.errors import InvalidRegistration, PlatformError, PlatformUnreachable, RetryPolicy
 from shared.bots.registry import Bot, BotRegistry, IdentityTaken
-from shared.bots.secrets import DecryptionError
+from shared.bots.secrets import DecryptionError, webhook_secret_hash
 from shared.gcp import unavailable_errors
 
 if TYPE_CHECKING:
@@ -97,6 +98,10 @@ class Conflict(ControlError):
 
 class Upstream(ControlError):
     status = 502
+
+
+class SecretChanged(Exception):
+    """Internal: the bot's webhook secret was replaced after this apply read it (nothing was sent)."""
 
 
 @dataclass(frozen=True)
@@ -296,14 +301,20 @@ class BotControl:
         """Make the platform match the bot's desired state and store the resulting status.
 
         ``verify`` first asks the platform and changes nothing if it already matches (reconcile);
-        ``force`` re-registers even if it matches (restart).
+        ``force`` re-registers even if it matches (restart). A running bot of a platform that holds the
+        webhook secret is registered again, verify or not, while the secret the platform was last given
+        (``webhook_registered_hash``) is not the bot's current one: the platform never shows it, so a
+        token replacement whose re-registration failed or never ran is repaired here.
         """
         changed: str | None = None
+        attempt = "a" + uuid.uuid4().hex  # this apply's registrations (registry.begin_registration)
         for _ in range(_APPLY_ROUNDS):
             bot = self.registry.get_bot(bot_id)
             if bot is None:
                 return ApplyResult(None, changed, None)
+            platform = get_platform(bot.platform)
             error: str | None = None
+            sent: list[str] = []  # the hash of the secret this round gave the platform
             with self._lock(bot_id):
                 try:
                     # Migration: bots from before webhook_secret_hash get it on their next apply
@@ -311,24 +322,49 @@ class BotControl:
                     if not bot.webhook_secret_hash and bot.webhook_secret_enc:
                         self.registry.ensure_webhook_secret_hash(bot)
                     if bot.is_running:
-                        step = self._platform_start(bot, verify=verify, force=force)
+                        stale = platform.sends_webhook_secret and not self._secret_registered(bot)
+                        step = self._platform_start(
+                            bot, verify=verify and not stale, force=force, attempt=attempt, sent=sent
+                        )
                     else:
                         step = self._platform_stop(bot, verify=verify)
                     changed = step or changed
+                except SecretChanged:
+                    # A token replacement renewed the secret after we read it: nothing was sent with
+                    # the old one; look again (the new secret differs from the record: registered).
+                    verify, force, activity_kind = True, False, None
+                    continue
                 except PlatformError as exc:
                     error = exc.message
                 except DecryptionError:
                     error = "The stored token cannot be decrypted (was the token key changed?)."
             status = "error" if error else ("running" if bot.is_running else "stopped")
-            if self.registry.commit_status(bot_id, bot.generation, status, error):
+            registered: str | None = None  # unchanged
+            if platform.sends_webhook_secret:
+                if not bot.is_running:
+                    registered = ""  # stopped: whatever the platform holds is not ours to vouch for
+                elif sent and not error:
+                    registered = sent[-1]
+            if self.registry.commit_status(
+                bot_id, bot.generation, status, error, attempt=attempt, registered=registered
+            ):
                 self._record(bot, status, error, changed, activity_kind)
                 return ApplyResult(self.registry.get_bot(bot_id), changed, error)
             # The desired state moved on while we talked to the platform: look again. Our own call
-            # has finished, so checking the platform now sees its effect and can undo it.
+            # has finished, so checking the platform now sees its effect and can undo it. (Had it
+            # sent a secret since replaced, the record of our registration makes the next round
+            # register the current one.)
             verify, force, activity_kind = True, False, None
         # Pathological contention: leave it to the next reconcile, which will converge.
         log.warning("bot %s: desired state kept changing; leaving it to reconcile", bot_id)
         return ApplyResult(self.registry.get_bot(bot_id), changed, None)
+
+    def _secret_registered(self, bot: Bot) -> bool:
+        """Whether the platform was last given the bot's current webhook secret (as far as we know)."""
+        current = bot.webhook_secret_hash
+        if not current and bot.webhook_secret_enc:  # a bot from before the hash: compute it
+            current = webhook_secret_hash(bot.id, self.registry.webhook_secret(bot))
+        return bool(current) and bot.webhook_registered_hash == current
 
     def _record(
         self, bot: Bot, status: str, error: str | None, changed: str | None, kind: str | None
@@ -346,13 +382,25 @@ class BotControl:
         elif bot.status == "error":
             self.registry.record_activity(bot.id, "reconciled", f"Recovered: bot is {status}.")
 
-    def _platform_start(self, bot: Bot, *, verify: bool, force: bool) -> str | None:
+    def _platform_start(
+        self, bot: Bot, *, verify: bool, force: bool, attempt: str, sent: list[str]
+    ) -> str | None:
         platform = get_platform(bot.platform)
-        credentials = BotCredentials(
-            self.registry.decrypt_token(bot), bot.platform_info, self.registry.webhook_secret(bot)
-        )
+        secret = self.registry.webhook_secret(bot)
+        credentials = BotCredentials(self.registry.decrypt_token(bot), bot.platform_info, secret)
+        digest = webhook_secret_hash(bot.id, secret)
+
+        def registering() -> None:
+            # Right before the platform gets the secret: refuse a secret replaced since we read it,
+            # and leave a record that this one may reach the platform (until our commit).
+            if not self.registry.begin_registration(bot.id, attempt, bot.webhook_secret_enc, digest):
+                raise SecretChanged(bot.id)
+            sent.append(digest)
+
         url = self.webhook_url(bot)
-        return platform.start(self._api(platform), credentials, url, verify=verify, force=force)
+        return platform.start(
+            self._api(platform), credentials, url, verify=verify, force=force, registering=registering
+        )
 
     def _platform_stop(self, bot: Bot, *, verify: bool) -> str | None:
         platform = get_platform(bot.platform)

@@ -13,6 +13,8 @@ Public API (used by the control plane, the webhook functions and the worker)::
     secret = registry.webhook_secret(bot)               # Telegram secret_token for this bot
     registry.ensure_webhook_secret_hash(bot)            # migration: write the hash of an older bot
     registry.record_activity(bot_id, kind, message)     # best effort, message redacted, 30-day TTL
+    registry.begin_registration(bot_id, attempt, secret_enc, secret_hash) -> bool   # before setWebhook
+    registry.commit_status(bot_id, generation, status, last_error, attempt=..., registered=...) -> bool
     registry.list_bots(owner=None) -> list[Bot]         # all bots, or one owner's
     registry.activity(bot_id, limit, cursor) -> ActivityPage
 
@@ -41,6 +43,16 @@ Secrets: ``token_enc`` and ``webhook_secret_enc`` are AES-GCM ciphertexts bound 
 ``to_public``. Nothing here logs a token. ``webhook_secret_hash`` is a keyed hash of the webhook
 secret: all the webhook functions read, so they run without the token key.
 
+Which secret the platform holds: ``webhook_registered_hash`` is the same keyed hash of the secret the
+platform was last *given* (Telegram's ``setWebhook``), written only after that call succeeded, "" when
+it is not known. Telegram never shows the secret back (getWebhookInfo has no such field), so this
+record is the only way to see that a token replacement left the old secret registered: while it
+differs from ``webhook_secret_hash`` the control plane registers again (:mod:`shared.bots.control`).
+Every registration first records itself in ``webhook_registering`` (attempt id -> the hash it sends and
+a lease, :meth:`begin_registration`) and its commit removes it; a record is written as unknown ("")
+while another attempt with a *different* secret may still land (its lease has not run out), because
+that attempt's call may reach the platform after ours.
+
 Uniqueness: every bot owns ``bot_identities/{platform}:{platform id}`` (Telegram bot user id, Discord
 application id), created in the same batch as the bot and deleted with it, so two registrations of one
 platform bot cannot both succeed (:class:`IdentityTaken`).
@@ -52,7 +64,7 @@ import secrets as pysecrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
@@ -78,6 +90,11 @@ STATUSES = ("stopped", "starting", "running", "error")
 # The client's default retries transient errors for up to 300 s: a webhook or a page would hang that
 # long while Firestore is unreachable. Give up after 15 s and let the caller answer 503.
 READ_RETRY = Retry(initial=0.1, maximum=2.0, multiplier=2.0, timeout=15.0)
+REGISTERING = "webhook_registering"  # attempt id -> {"hash", "until"}: registrations that may still land
+# How long a registration may still reach the platform after it recorded itself: the control plane's
+# calls are 3 attempts of at most ~35 s each (PTB's connect + write + read timeouts) plus waits of at
+# most 5 s, about 2 minutes; 5 minutes leaves room and is still shorter than the reconcile interval.
+REGISTRATION_LEASE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -128,6 +145,7 @@ class Bot(BotProfile):
     token_enc: str = field(default="", repr=False)
     webhook_secret_enc: str = field(default="", repr=False)
     webhook_secret_hash: str = field(default="", repr=False)
+    webhook_registered_hash: str = field(default="", repr=False)  # the secret the platform holds ("" unknown)
 
     @property
     def is_running(self) -> bool:
@@ -165,6 +183,7 @@ class Bot(BotProfile):
             token_enc=d.get("token_enc", ""),
             webhook_secret_enc=d.get("webhook_secret_enc", ""),
             webhook_secret_hash=d.get("webhook_secret_hash") or "",
+            webhook_registered_hash=d.get("webhook_registered_hash") or "",
         )
 
 
@@ -444,11 +463,47 @@ class BotRegistry(BotReader):
 
         return self._change(bot_id, change)
 
-    def commit_status(self, bot_id: str, generation: int, status: str, last_error: str | None) -> bool:
+    def begin_registration(self, bot_id: str, attempt: str, secret_enc: str, secret_hash: str) -> bool:
+        """Record, right before the platform is given a webhook secret, that attempt ``attempt`` may
+        register the secret whose hash is ``secret_hash`` until :data:`REGISTRATION_LEASE` has passed.
+
+        False, recording nothing, when the bot is gone or its secret is no longer ``secret_enc`` (a token
+        replacement came in since it was read): the caller must not send that secret.
+        """
+        ref = self._ref(bot_id)
+
+        def run(transaction: firestore.Transaction) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists:
+                return False
+            current = snapshot.to_dict() or {}
+            if current.get("webhook_secret_enc") != secret_enc:
+                return False
+            now = _now()
+            update: dict[str, Any] = _expired_registrations(current, now)
+            update[f"{REGISTERING}.{attempt}"] = {"hash": secret_hash, "until": now + REGISTRATION_LEASE}
+            transaction.update(ref, update)
+            return True
+
+        return bool(run_transaction(self.db, run))
+
+    def commit_status(
+        self,
+        bot_id: str,
+        generation: int,
+        status: str,
+        last_error: str | None,
+        *,
+        attempt: str | None = None,
+        registered: str | None = None,
+    ) -> bool:
         """Write ``status`` only if no newer desired state was recorded since ``generation``.
 
         Returns False when the generation moved on (the caller must apply the newer desired state) or
-        the bot is gone.
+        the bot is gone. With it, attempt ``attempt``'s :meth:`begin_registration` record is removed, and
+        ``registered`` (None: leave it) becomes ``webhook_registered_hash``: the hash of the secret the
+        platform was just given, or "" (not known, e.g. after a stop). A hash is written as "" while
+        another attempt with a different secret may still reach the platform.
         """
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}")
@@ -458,13 +513,54 @@ class BotRegistry(BotReader):
             snapshot = ref.get(transaction=transaction)
             if not snapshot.exists or int(snapshot.get("generation") or 0) != generation:
                 return False
-            transaction.update(
-                ref,
-                {"status": status, "last_error": last_error, "updated_at": datetime.now(UTC)},
-            )
+            current = snapshot.to_dict() or {}
+            now = _now()
+            update: dict[str, Any] = {
+                **_expired_registrations(current, now),
+                "status": status,
+                "last_error": last_error,
+                "updated_at": now,
+            }
+            pending = _registrations(current)
+            if attempt is not None and attempt in pending:
+                update[f"{REGISTERING}.{attempt}"] = firestore.DELETE_FIELD
+            if registered is not None:
+                others = {
+                    str(entry.get("hash"))
+                    for key, entry in pending.items()
+                    if key != attempt and _until(entry) > now
+                }
+                update["webhook_registered_hash"] = "" if others - {registered} else registered
+            transaction.update(ref, update)
             return True
 
         return bool(run_transaction(self.db, run))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _registrations(current: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The bot's :meth:`BotRegistry.begin_registration` records, by attempt id."""
+    pending = current.get(REGISTERING)
+    if not isinstance(pending, dict):
+        return {}
+    return {str(k): v for k, v in pending.items() if isinstance(v, dict)}
+
+
+def _until(entry: Mapping[str, Any]) -> datetime:
+    until = entry.get("until")
+    return until if isinstance(until, datetime) else datetime.min.replace(tzinfo=UTC)
+
+
+def _expired_registrations(current: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """Field deletions for the registration records whose lease has run out (their calls are over)."""
+    return {
+        f"{REGISTERING}.{key}": firestore.DELETE_FIELD
+        for key, entry in _registrations(current).items()
+        if _until(entry) <= now
+    }
 
 
 def _claimed_by(claim: firestore.DocumentSnapshot[Any], bot_id: str) -> bool:

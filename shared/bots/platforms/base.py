@@ -27,7 +27,7 @@ from API calls (retried, or stored on the bot, by the callers).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -155,6 +155,10 @@ class Platform(ABC):
     """Seconds the webhook may take before the platform gives up on it, less a margin for the network;
     past it the ingress answers :meth:`unavailable` (:mod:`shared.bots.webhooks`). ``None``: no
     deadline (the platform retries a slow delivery)."""
+    sends_webhook_secret: ClassVar[bool] = False
+    """Whether :meth:`start` gives the platform the bot's webhook secret, which the platform then sends
+    with every update and never shows back. The control plane then records which secret it gave
+    (``bots.webhook_registered_hash``) and registers again while that is not the bot's current one."""
     answer_buttons: ClassVar[bool] = False
     """Whether answers carry the Sources / Helpful / Not helpful buttons (their state:
     :mod:`shared.bots.buttons`); the platform's :meth:`send` draws them and its :meth:`receive` turns a
@@ -239,12 +243,21 @@ class Platform(ABC):
 
     @abstractmethod
     def start(
-        self, api: ApiEndpoint, bot: BotCredentials, url: str, *, verify: bool, force: bool
+        self,
+        api: ApiEndpoint,
+        bot: BotCredentials,
+        url: str,
+        *,
+        verify: bool,
+        force: bool,
+        registering: Callable[[], None] | None = None,
     ) -> str | None:
         """Make the platform deliver to ``url``; return what was done, ``None`` if nothing was needed.
 
         ``verify`` reads the platform first and repairs only what drifted (reconcile); ``force``
-        registers again even if it matches (restart, a new token). Raises ``PlatformError``.
+        registers again even if it matches (restart, a new token). Raises ``PlatformError``. A platform
+        that :attr:`sends_webhook_secret` calls ``registering()`` right before it changes the
+        registration (before a ``force``'s removal too); what it raises ends the start there.
         """
 
     @abstractmethod

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -483,7 +483,14 @@ class Discord(Platform):
             ) from None
 
     def start(
-        self, api: ApiEndpoint, bot: BotCredentials, url: str, *, verify: bool, force: bool
+        self,
+        api: ApiEndpoint,
+        bot: BotCredentials,
+        url: str,
+        *,
+        verify: bool,
+        force: bool,
+        registering: Callable[[], None] | None = None,  # not called: Discord signs, it holds no secret
     ) -> str | None:
         from shared.bots.platforms.discord_api import ASK_COMMANDS
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -279,6 +279,7 @@ class Telegram(Platform):
     webhook_base_setting = "telegram_webhook_url"
     duplicate_message = "This Telegram bot is already registered in askbase."
     answer_buttons = True
+    sends_webhook_secret = True  # setWebhook's secret_token, sent back in X-Telegram-Bot-Api-Secret-Token
 
     endpoint_label = "Webhook"
     token_label = "token"  # noqa: S105 - words shown to people
@@ -434,11 +435,22 @@ class Telegram(Platform):
         return Registration(token, {"username": me.username or "", "bot_user_id": int(me.id)})
 
     def start(
-        self, api: ApiEndpoint, bot: BotCredentials, url: str, *, verify: bool, force: bool
+        self,
+        api: ApiEndpoint,
+        bot: BotCredentials,
+        url: str,
+        *,
+        verify: bool,
+        force: bool,
+        registering: Callable[[], None] | None = None,
     ) -> str | None:
         client = self._client(api, bot.token)
+        # getWebhookInfo shows the URL, never the secret: whether Telegram holds the current secret is
+        # the control plane's record (it asks with verify=False when that record differs).
         if verify and not force and client.get_webhook_info().url == url:
             return None
+        if registering is not None:
+            registering()
         if force:
             client.delete_webhook()
         client.set_webhook(url, bot.webhook_secret)
