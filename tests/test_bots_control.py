@@ -563,3 +563,57 @@ def test_a_late_registration_of_a_crashed_instance_is_repaired_by_reconcile(
     assert reconcile_all(control).ok == 1
     assert _holds_current_secret(control, tg, token, bot.id)
     assert control.registry.get_bot(bot.id).status == "running"
+
+
+# --- a bot deleted while an apply registers it -------------------------------------------------
+
+
+def test_a_telegram_bot_deleted_while_being_started_is_unhooked_again(
+    control: BotControl, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The start has checked the bot and is about to call setWebhook when the owner's delete (on
+    another instance) unhooks and removes it; the start's call lands after: it is taken back."""
+    bot, token = telegram_bot(control, tg)
+    other = _other_instance(control)
+    begin = control.registry.begin_registration
+
+    def delete_after_begin(*args: object) -> bool:
+        began = begin(*args)  # type: ignore[arg-type]
+        monkeypatch.setattr(control.registry, "begin_registration", begin)
+        other.delete_bot(ANN, bot.id)
+        return began
+
+    monkeypatch.setattr(control.registry, "begin_registration", delete_after_begin)
+    with pytest.raises(NotFound):
+        control.start_bot(ANN, bot.id)
+    assert control.registry.get_bot(bot.id) is None
+    assert len(tg.calls_for(token, "setWebhook")) == 1  # the start's call did land...
+    assert tg.webhook(token) is None  # ...and was taken back
+    assert f"bot {bot.id} was deleted while being started: webhook deleted" in caplog.text
+
+
+def test_a_discord_bot_deleted_while_being_started_is_unhooked_again(
+    control: BotControl,
+    dc: FakeDiscord,
+    dc_hook: RecordingEndpoint,
+    discord_keys: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bot, app = discord_bot(control, dc, discord_keys)
+    other = _other_instance(control)
+    real = control._platform_start
+
+    def delete_first(*args: object, **kwargs: object) -> object:
+        monkeypatch.setattr(control, "_platform_start", real)
+        other.delete_bot(ANN, bot.id)  # reads, unhooks (nothing yet) and deletes before our call
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(control, "_platform_start", delete_first)
+    with pytest.raises(NotFound):
+        control.start_bot(ANN, bot.id)
+    assert control.registry.get_bot(bot.id) is None
+    endpoints = [c.json.get("interactions_endpoint_url") for c in dc.calls if c.method == "PATCH"]
+    assert endpoints == [None, f"{dc_hook.url}/discord/{bot.id}", None]  # delete, our start, the undo
+    assert dc.app(app.id).interactions_endpoint_url is None
+    assert f"bot {bot.id} was deleted while being started: interactions endpoint cleared" in caplog.text

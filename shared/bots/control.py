@@ -308,9 +308,14 @@ class BotControl:
         """
         changed: str | None = None
         attempt = "a" + uuid.uuid4().hex  # this apply's registrations (registry.begin_registration)
+        undo: Callable[[], str | None] | None = None  # takes back what a start of ours registered
         for _ in range(_APPLY_ROUNDS):
             bot = self.registry.get_bot(bot_id)
             if bot is None:
+                if undo is not None:
+                    # Deleted while we registered it: delete_bot unhooked before our call landed, and
+                    # reconcile only walks bots that exist. Unhook again with what we still hold.
+                    self._undo(bot_id, undo)
                 return ApplyResult(None, changed, None)
             platform = get_platform(bot.platform)
             error: str | None = None
@@ -323,11 +328,12 @@ class BotControl:
                         self.registry.ensure_webhook_secret_hash(bot)
                     if bot.is_running:
                         stale = platform.sends_webhook_secret and not self._secret_registered(bot)
-                        step = self._platform_start(
+                        step, stop_again = self._platform_start(
                             bot, verify=verify and not stale, force=force, attempt=attempt, sent=sent
                         )
+                        undo = stop_again if step else undo
                     else:
-                        step = self._platform_stop(bot, verify=verify)
+                        step, undo = self._platform_stop(bot, verify=verify), None
                     changed = step or changed
                 except SecretChanged:
                     # A token replacement renewed the secret after we read it: nothing was sent with
@@ -384,7 +390,9 @@ class BotControl:
 
     def _platform_start(
         self, bot: Bot, *, verify: bool, force: bool, attempt: str, sent: list[str]
-    ) -> str | None:
+    ) -> tuple[str | None, Callable[[], str | None]]:
+        """The platform's start, and how to stop the platform delivering there again with the
+        credentials read now (if the bot is deleted before the result is committed)."""
         platform = get_platform(bot.platform)
         secret = self.registry.webhook_secret(bot)
         credentials = BotCredentials(self.registry.decrypt_token(bot), bot.platform_info, secret)
@@ -398,8 +406,29 @@ class BotControl:
             sent.append(digest)
 
         url = self.webhook_url(bot)
-        return platform.start(
-            self._api(platform), credentials, url, verify=verify, force=force, registering=registering
+        api = self._api(platform)
+
+        def stop_again() -> str | None:
+            # verify: only a registration that still points at this bot's URL (the same platform bot
+            # registered again as a new askbase bot has another URL, and is left alone).
+            stop_credentials = BotCredentials(credentials.token, bot.platform_info)
+            return platform.stop(api, stop_credentials, url, verify=True)
+
+        step = platform.start(api, credentials, url, verify=verify, force=force, registering=registering)
+        return step, stop_again
+
+    @staticmethod
+    def _undo(bot_id: str, stop_again: Callable[[], str | None]) -> None:
+        try:
+            done = stop_again()
+        except PlatformError as exc:
+            # Nothing else will try: the document is gone, and reconcile walks the bots that exist.
+            log.error(
+                "bot %s was deleted while being started; could not undo the registration: %s", bot_id, exc
+            )
+            return
+        log.warning(
+            "bot %s was deleted while being started: %s", bot_id, done or "the registration was already gone"
         )
 
     def _platform_stop(self, bot: Bot, *, verify: bool) -> str | None:
