@@ -76,15 +76,18 @@ def _browser(stack: ProductionStack) -> httpx.Client:
 def _google_sign_in(stack: ProductionStack, email: str) -> tuple[httpx.Client, str]:
     """Sign in as Google Identity Services does in redirect mode; returns the browser and its CSRF token."""
     browser = _browser(stack)
-    page = browser.get("/signin").text
+    page = browser.get("/signin?next=/status").text
     login_uri = re.search(r'data-login_uri="([^"]+)"', page)
     assert login_uri, page[:500]
-    uri = login_uri.group(1).replace("&amp;", "&")
+    uri = login_uri.group(1)
+    assert uri == stack.urls["qa"] + "/signin/google"  # exactly the OAuth client's redirect URI
     browser.cookies.set("g_csrf_token", "gis-double-submit", domain="127.0.0.1")
     credential = stack.issuer.mint(email, stack.google_client_id, name=email.split("@")[0])
     response = browser.post(uri, data={"credential": credential, "g_csrf_token": "gis-double-submit"})
     assert response.status_code == 302, response.text[:500]
     assert "secure" in response.headers["set-cookie"].lower()  # the session cookie is HTTPS-only
+    resumed = browser.get(response.headers["location"])  # back to the page sign-in was opened for
+    assert resumed.status_code == 302 and resumed.headers["location"] == "/status", resumed.headers
     home = browser.get("/").text
     assert email in home
     csrf = re.search(r'name="csrf-token" content="([^"]+)"', home)

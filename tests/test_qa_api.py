@@ -518,6 +518,8 @@ def test_google_sign_in_route_checks_gis_double_submit_and_the_token(
     wrong_domain = issuer.mint("g@else.example", "cid.apps.googleusercontent.com", hd="else.example")
     page = client.get("/signin?next=/status").get_data(as_text=True)
     assert 'data-client_id="cid.apps.googleusercontent.com"' in page and 'data-hd="corp.example"' in page
+    # login_uri must equal the OAuth client's authorized redirect URI: no ?next= in it.
+    assert 'data-login_uri="http://localhost/signin/google"' in page
     # No GIS CSRF cookie → refused; mismatched → refused; bad token → refused.
     assert client.post("/signin/google", data={"credential": good}).status_code == 403
     client.set_cookie("g_csrf_token", "abc", domain="localhost")
@@ -527,8 +529,14 @@ def test_google_sign_in_route_checks_gis_double_submit_and_the_token(
             client.post("/signin/google", data={"credential": bad, "g_csrf_token": "abc"}).status_code == 403
         )
     assert client.get("/").status_code == 302
-    ok = client.post("/signin/google?next=/status", data={"credential": good, "g_csrf_token": "abc"})
-    assert ok.status_code == 302 and ok.headers["Location"] == "/status"
+    ok = client.post("/signin/google", data={"credential": good, "g_csrf_token": "abc"})
+    assert ok.status_code == 302 and ok.headers["Location"] == "/signin/resume"
+    back = client.get("/signin/resume")  # the page /signin was opened for, kept in a cookie
+    assert back.status_code == 302 and back.headers["Location"] == "/status"
+    assert client.get_cookie("askbase_next", path="/signin") is None  # used once
+    assert client.get("/signin/resume").headers["Location"] == "/"
+    hostile = client.get("/signin?next=//evil.example/x")  # never stored: only same-site paths
+    assert "askbase_next" not in hostile.headers.get("Set-Cookie", "")
     assert "g@corp.example" in client.get("/").get_data(as_text=True)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask import Blueprint, g, make_response, redirect, render_template, request, url_for
 
 from services.qa import auth
 from services.qa.app import context
@@ -25,9 +25,37 @@ def _safe_next(value: str | None) -> str:
     return value
 
 
+# Where to go after Google sign-in. Google posts the ID token to the page's login_uri, which must match
+# an authorized redirect URI of the OAuth client, so it stays one fixed URL without a query string; the
+# page to come back to waits in this cookie instead. Lax is enough: the cookie is read by the top-level
+# GET that follows Google's POST (/signin/resume), not by the cross-site POST itself.
+NEXT_COOKIE = "askbase_next"
+NEXT_COOKIE_SECONDS = 600
+
+
 @bp.get("/signin")
 def page() -> Any:
-    return render_template("signin.html", next=_safe_next(request.args.get("next")), error=None)
+    target = _safe_next(request.args.get("next"))
+    response = make_response(render_template("signin.html", next=target, error=None))
+    if target != url_for("pages.chat"):
+        response.set_cookie(
+            NEXT_COOKIE,
+            target,
+            max_age=NEXT_COOKIE_SECONDS,
+            path="/signin",
+            secure=request.is_secure,
+            httponly=True,
+            samesite="Lax",
+        )
+    return response
+
+
+@bp.get("/signin/resume")
+def resume() -> Any:
+    """After Google sign-in: the page the visitor was sent to sign in from (or the chat)."""
+    response = redirect(_safe_next(request.cookies.get(NEXT_COOKIE)))
+    response.delete_cookie(NEXT_COOKIE, path="/signin")
+    return response
 
 
 @bp.post("/signin/dev")
@@ -54,7 +82,8 @@ def google() -> Any:
     settings = context().settings
     cookie = request.cookies.get("g_csrf_token", "")
     field = request.form.get("g_csrf_token", "")
-    target = _safe_next(request.form.get("next") or request.args.get("next"))
+    given = request.form.get("next") or request.args.get("next")
+    target = _safe_next(given)
     if not cookie or not csrf.same_secret(cookie, field):
         g.reject_reason = "Google Sign-In CSRF check failed"
         return render_template("signin.html", next=target, error="Sign-in failed, try again."), 403
@@ -64,7 +93,7 @@ def google() -> Any:
         g.reject_reason = str(exc)
         return render_template("signin.html", next=target, error=str(exc)), 403
     auth.sign_in(user)
-    return redirect(target)
+    return redirect(target if given else url_for("signin.resume"))
 
 
 @bp.post("/signout")
