@@ -87,6 +87,23 @@ def test_ids_firestore_refuses_are_404_on_every_conversation_route(
     assert len(lines) == 5 and all("-> 404" in line for line in lines)
 
 
+@pytest.mark.parametrize("bot_id", ["__x__", "__bot__"])
+def test_reserved_bot_ids_are_404_for_users_and_service_callers(app: Flask, bot_id: str) -> None:
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    assert ask(client, token, {"question": "hi", "bot_id": bot_id}).status_code == 404
+    service = {"X-Askbase-Service": "botrunner"}
+    asked = client.post(
+        "/api/ask", json={"question": "hi", "bot_id": bot_id, "user": "telegram:1"}, headers=service
+    )
+    forget = client.post(
+        "/api/bot-forget",
+        json={"bot_id": bot_id, "user": "telegram:1", "voter": "telegram:1"},
+        headers=service,
+    )
+    assert (asked.status_code, forget.status_code) == (404, 404)
+
+
 def test_an_admins_gaps_report_for_a_reserved_bot_id_is_400(
     emulators, settings: Settings, live: LiveIndex
 ) -> None:

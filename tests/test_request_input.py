@@ -10,6 +10,7 @@ from shared.bots.buttons import ButtonStateStore, state_id_for_job
 from shared.bots.registry import BotReader
 from shared.config import Settings
 from shared.gcp import firestore_client
+from shared.qa.ask import BotNotFound, load_bot
 from shared.qa.conversations import ConversationNotFound, ConversationStore
 from shared.request_input import firestore_accepts, is_document_id, page_size
 
@@ -61,6 +62,8 @@ def test_stores_answer_unknown_for_ids_no_document_can_have(
     """Each store a request's id reaches says "unknown", never passes the id on to Firestore's refusal."""
     db = firestore_client(settings.project_id)
     assert BotReader(db).get_bot(value) is None
+    with pytest.raises(BotNotFound):
+        load_bot(db, value)
     store = ConversationStore(db, retention_days=30)
     with pytest.raises(ConversationNotFound):
         store.get("user:a@example.com", value)
