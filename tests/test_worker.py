@@ -688,3 +688,38 @@ def test_job_of_a_stopped_discord_bot_ends_the_thinking_state(env: dict[str, Any
     [edit] = env["dc"].edits(app.id)
     assert "stopped" in edit["payload"]["content"] and "components" not in edit["payload"]
     assert env["qa"].requests == []
+
+
+def test_a_redelivered_answer_of_a_since_stopped_discord_bot_is_left_as_it_is(env: dict[str, Any]) -> None:
+    """Answered, the ack lost, the owner stops the bot, Pub/Sub redelivers: the answer in @original
+    stays (the "stopped" notice is for a job nobody answered)."""
+    app = env["dc"].add_application()
+    bot_id = register_discord_bot(env["settings"], app)
+    job = discord_job(bot_id, app.id, "tok-answered")
+    assert env["worker"].process(job).reason == "sent"
+    [answer] = env["dc"].edits(app.id)
+    env["registry"].set_desired(bot_id, "stopped")
+
+    assert env["worker"].process(job).reason == "bot stopped"
+    assert env["dc"].edits(app.id) == [answer]
+    assert "stopped" not in answer["payload"]["content"]
+    assert env["registry"].db.collection(SENT_REPLIES).document(job.job_id).get().get("state") == "sent"
+
+
+def test_a_stopped_discord_bots_job_another_delivery_holds_is_not_overwritten(env: dict[str, Any]) -> None:
+    app = env["dc"].add_application()
+    bot_id = register_discord_bot(env["settings"], app, running=False)
+    ledger = ReplyLedger(env["registry"].db)
+    held = discord_job(bot_id, app.id, "tok-held", interaction_id="1111111111111111111")
+    ledger.claim(held.job_id)  # another worker is sending it right now
+    assert env["worker"].process(held).reason == "bot stopped"
+    failed = discord_job(bot_id, app.id, "tok-failed", interaction_id="2222222222222222222")
+    ledger.mark_failed(ledger.claim(failed.job_id), "Unknown Webhook")
+    assert env["worker"].process(failed).reason == "bot stopped"
+    assert env["dc"].edits(app.id) == []
+    # A claim whose holder died before sending anything: nobody answered it, so the notice is sent.
+    dead = discord_job(bot_id, app.id, "tok-dead", interaction_id="3333333333333333333")
+    ledger.claim(dead.job_id, now=datetime.now(UTC) - timedelta(minutes=5))
+    assert env["worker"].process(dead).reason == "bot stopped"
+    [notice] = env["dc"].edits(app.id)
+    assert "stopped" in notice["payload"]["content"]

@@ -167,6 +167,20 @@ class ReplyLedger:
             extra=dict(doc.get("extra") or {}),
         )
 
+    def started(self, job_id: str, now: datetime | None = None) -> bool:
+        """Whether a delivery of ``job_id`` may have shown the chat something: the job was sent, failed,
+        is held by a fresh claim, or a stale claim's holder sent a part. A read, never a claim (a job of
+        a stopped bot is not answered, so nothing is claimed for it)."""
+        now = now or _now()
+        snap = self._ref(job_id).get()
+        if not snap.exists:
+            return False
+        doc = snap.to_dict() or {}
+        if doc.get("state") != "sending" or int(doc.get("parts_sent") or 0) > 0:
+            return True
+        lease_until = doc.get("lease_until")
+        return isinstance(lease_until, datetime) and lease_until > now
+
     def save_parts(self, claim: Claim, parts: list[str], extra: dict[str, Any] | None = None) -> None:
         """Remember the rendered reply so a takeover sends the same text, not a fresh answer."""
         # Asking the Q&A service may have taken a while: the lease restarts from here.

@@ -138,10 +138,7 @@ class BotWorker:
             return self._vote(job)
         api = ApiEndpoint(platform.api_base(self._settings), self._policy)
         if not bot.active:
-            log.info("job %s dropped: bot stopped", job.job_id)
-            with contextlib.suppress(PlatformError):
-                platform.notify_stopped(api, job)
-            return JobResult(200, "bot stopped", job.job_id)
+            return self._stopped(job, platform, api)
         if platform.expired(job, self._clock()):
             log.info("job %s dropped: the platform's reply window has passed", job.job_id)
             return JobResult(200, "expired", job.job_id)
@@ -191,6 +188,24 @@ class BotWorker:
             (time.monotonic() - started) * 1000,
         )
         return JobResult(200, "sent", job.job_id)
+
+    def _stopped(self, job: Job, platform: Platform, api: ApiEndpoint) -> JobResult:
+        """A job of a stopped bot is dropped. What the user waits on is ended (``notify_stopped``:
+        Discord edits its "thinking..." into a notice) only if no delivery of this job got to answer
+        it: a redelivery of an answered job (a lost ack) must not overwrite the answer, whose first part
+        is that same message. The ledger is read first, and nothing is claimed."""
+        try:
+            started = self._ledger.started(job.job_id)
+        except gexc.GoogleAPICallError as exc:
+            log.warning("job %s: cannot read the ledger (%s)", job.job_id, type(exc).__name__)
+            return JobResult(503, "firestore unavailable", job.job_id)
+        if started:
+            log.info("job %s dropped: bot stopped (a delivery answered it, or is answering)", job.job_id)
+            return JobResult(200, "bot stopped", job.job_id)
+        log.info("job %s dropped: bot stopped", job.job_id)
+        with contextlib.suppress(PlatformError):
+            platform.notify_stopped(api, job)
+        return JobResult(200, "bot stopped", job.job_id)
 
     def _vote(self, job: Job) -> JobResult:
         """Have the Q&A service cast a button's vote. Idempotent there (one vote per voter per answer),

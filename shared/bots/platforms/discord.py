@@ -566,8 +566,9 @@ class Discord(Platform):
         return now - job.created_at > TOKEN_LIFETIME
 
     def notify_stopped(self, api: ApiEndpoint, job: Job) -> None:
-        # Otherwise the deferred "thinking..." would hang until the token expires. Editing @original is
-        # idempotent, so redeliveries need no ledger here.
+        # Otherwise the deferred "thinking..." would hang until the token expires. The worker calls this
+        # only when no delivery of the job answered it (it reads the ledger first): @original may hold
+        # the answer's first part, which this edit would overwrite.
         if job.interaction_token and job.application_id:
             payload = {"content": STOPPED_BEFORE_ANSWER, "allowed_mentions": NO_MENTIONS}
             self._client(api, None).edit_original(job.application_id, job.interaction_token, payload)
