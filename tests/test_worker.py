@@ -24,7 +24,7 @@ from shared.bots.answer_modes import AnswerMode
 from shared.bots.buttons import INTERACTIONS, ButtonStateStore, state_id_for_job, state_ttl
 from shared.bots.dedupe import SENT_REPLIES, ReplyLedger
 from shared.bots.jobs import Job, JobKind
-from shared.bots.lookup import bot_lookup
+from shared.bots.lookup import CachedLookup, bot_lookup
 from shared.bots.platforms.errors import RetryPolicy
 from shared.bots.qa_client import QaClient
 from shared.bots.registry import BotRegistry
@@ -723,3 +723,53 @@ def test_a_stopped_discord_bots_job_another_delivery_holds_is_not_overwritten(en
     assert env["worker"].process(dead).reason == "bot stopped"
     [notice] = env["dc"].edits(app.id)
     assert "stopped" in notice["payload"]["content"]
+
+
+# --- a token replaced while the worker had the old one cached -------------------------------------
+
+
+def _cached_worker(env: dict[str, Any], lookups: list[str]) -> BotWorker:
+    """The worker as build_worker wires it: bots read through a 10 s cache (``lookups`` counts reads)."""
+    read = bot_lookup(env["registry"], with_token=True)
+
+    def counted(bot_id: str) -> Any:
+        lookups.append(bot_id)
+        return read(bot_id)
+
+    return BotWorker(
+        env["registry"].db,
+        CachedLookup(counted, ttl=10.0),
+        QaClient(env["settings"].qa_url),
+        env["settings"],
+        retry_policy=FAST_RETRIES,
+    )
+
+
+def test_an_answer_right_after_a_token_replacement_uses_the_new_token(env: dict[str, Any]) -> None:
+    bot_id, old = register_telegram_bot(env["settings"], env["tg"])
+    lookups: list[str] = []
+    worker = _cached_worker(env, lookups)
+    assert worker.process(tg_job(bot_id, 1)).reason == "sent"  # the old token is cached now
+    new = env["tg"].reissue_token(old)  # @BotFather /revoke, then Replace token on the bot's page
+    env["registry"].replace_token(bot_id, new)
+
+    assert worker.process(tg_job(bot_id, 2)).reason == "sent"
+    assert len(env["tg"].sent_messages(new)) == 2
+    # Job 1's message, then job 2's refused one; job 2 then went out with the new token.
+    assert len(env["tg"].calls_for(old, "sendMessage")) == 2
+    # The cache holds the new token: the next job is sent at once.
+    assert worker.process(tg_job(bot_id, 3)).reason == "sent"
+    assert len(env["tg"].calls_for(old, "sendMessage")) == 2 and len(lookups) == 2
+
+
+def test_a_revoked_token_not_yet_replaced_fails_after_one_fresh_read(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    lookups: list[str] = []
+    worker = _cached_worker(env, lookups)
+    env["tg"].revoke(token)
+    job = tg_job(bot_id, 1)
+    assert worker.process(job).reason == "platform refused"
+    assert len(lookups) == 2  # the cached read, then one past the cache
+    assert len(env["tg"].calls_for(token, "sendMessage")) == 1
+    receipt = env["registry"].db.collection(SENT_REPLIES).document(job.job_id).get()
+    assert receipt.get("state") == "failed"

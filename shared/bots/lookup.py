@@ -76,6 +76,12 @@ class CachedLookup:
         self._cache: dict[str, tuple[float, BotInfo]] = {}
         self._lock = threading.Lock()
 
+    def refresh(self, bot_id: str) -> BotInfo | None:
+        """Read the bot again, past the cache, and cache that (the platform refused a cached token)."""
+        with self._lock:
+            self._cache.pop(bot_id, None)
+        return self(bot_id)
+
     def __call__(self, bot_id: str) -> BotInfo | None:
         now = self._clock()
         with self._lock:

@@ -12,6 +12,10 @@
             Firestore is unavailable, or another delivery of the same job holds a fresh claim.
 ==========  ==========================================================================================
 
+The bot (with its decrypted token) comes from a lookup cached for 10 s. A platform's 401 (token refused)
+therefore first reads the bot again, past the cache, once per delivery: a token replaced since the one
+cached is used at once, in the same delivery; the same token again is a revoked one and the job fails.
+
 Exactly once, as far as it can be had (see :mod:`shared.bots.dedupe` for the ledger):
 
 1. claim ``sent_replies/{job_id}`` with a create (state ``sending``, lease 90 s) *before* anything is
@@ -153,33 +157,45 @@ class BotWorker:
             return JobResult(200, "failed before", job.job_id)
         if claim.state is ClaimState.IN_PROGRESS:
             return JobResult(503, "in progress", job.job_id)
-        try:
-            if claim.parts is None:
-                parts, extra = self._render(job, bot, platform, api)
-                self._ledger.save_parts(claim, parts, extra)
-            self._send(job, bot, platform, api, claim, started)
-            self._ledger.mark_sent(claim)
-        except Unanswerable as exc:
-            log.info("job %s dropped: %s", job.job_id, exc)
-            self._safe(self._ledger.mark_failed, claim, str(exc))
-            return JobResult(200, "dropped", job.job_id)
-        except PlatformError as exc:
-            if exc.retryable:
-                log.warning("job %s: %s (will retry)", job.job_id, exc.message)
+        refreshed = False
+        while True:
+            try:
+                if claim.parts is None:
+                    parts, extra = self._render(job, bot, platform, api)
+                    self._ledger.save_parts(claim, parts, extra)
+                self._send(job, bot, platform, api, claim, started)
+                self._ledger.mark_sent(claim)
+            except Unanswerable as exc:
+                log.info("job %s dropped: %s", job.job_id, exc)
+                self._safe(self._ledger.mark_failed, claim, str(exc))
+                return JobResult(200, "dropped", job.job_id)
+            except PlatformError as exc:
+                if exc.unauthorized and not refreshed:
+                    # The token may be one replaced since it was cached (up to the lookup's ttl): read
+                    # the bot again, once, and go on with its new token where it has one.
+                    refreshed = True
+                    fresh = self._reread(job.bot_id)
+                    if fresh is not None and fresh.active and fresh.token and fresh.token != bot.token:
+                        log.info("job %s: token refused; the bot has a new one, sending again", job.job_id)
+                        bot = fresh
+                        continue
+                if exc.retryable:
+                    log.warning("job %s: %s (will retry)", job.job_id, exc.message)
+                    self._ledger.release(claim)
+                    return JobResult(503, "platform unavailable", job.job_id)
+                log.warning("job %s failed permanently: %s", job.job_id, exc.message)
+                self._safe(self._ledger.mark_failed, claim, exc.message)
+                return JobResult(200, "platform refused", job.job_id)
+            except (_Retry, QaUnavailable, gexc.GoogleAPICallError) as exc:
+                log.warning("job %s: %s (will retry)", job.job_id, exc or type(exc).__name__)
                 self._ledger.release(claim)
-                return JobResult(503, "platform unavailable", job.job_id)
-            log.warning("job %s failed permanently: %s", job.job_id, exc.message)
-            self._safe(self._ledger.mark_failed, claim, exc.message)
-            return JobResult(200, "platform refused", job.job_id)
-        except (_Retry, QaUnavailable, gexc.GoogleAPICallError) as exc:
-            log.warning("job %s: %s (will retry)", job.job_id, exc or type(exc).__name__)
-            self._ledger.release(claim)
-            return JobResult(503, "retry", job.job_id)
-        except Exception:
-            # A bug: retried (a dead-letter policy bounds it in production), logged with a traceback.
-            log.exception("job %s: unexpected error", job.job_id)
-            self._ledger.release(claim)
-            return JobResult(503, "error", job.job_id)
+                return JobResult(503, "retry", job.job_id)
+            except Exception:
+                # A bug: retried (a dead-letter policy bounds it in production), logged with a traceback.
+                log.exception("job %s: unexpected error", job.job_id)
+                self._ledger.release(claim)
+                return JobResult(503, "error", job.job_id)
+            break
         log.info(
             "job %s answered (%s, %d parts) in %.0f ms",
             job.job_id,
@@ -223,6 +239,12 @@ class BotWorker:
             log.warning("job %s: %s (will retry)", job.job_id, exc)
             return JobResult(503, "retry", job.job_id)
         return JobResult(200, "voted", job.job_id)
+
+    def _reread(self, bot_id: str) -> BotInfo | None:
+        """The bot as stored now, past (and into) the lookup's cache."""
+        if isinstance(self._bots, CachedLookup):
+            return self._bots.refresh(bot_id)
+        return self._bots(bot_id)
 
     @staticmethod
     def _safe(action: Callable[..., None], *args: Any) -> None:
