@@ -297,13 +297,29 @@ def test_push_subscription_uses_oidc_retries_and_dead_letters(stack) -> None:
     }
     assert sub["deadLetterPolicy"] == {
         "deadLetterTopic": f"projects/{PROJECT}/topics/askbase-jobs-dead",
-        "maxDeliveryAttempts": 5,
+        "maxDeliveryAttempts": 12,
     }
     assert sub["retryPolicy"] == {"minimumBackoff": "10s", "maximumBackoff": "300s"}
+    assert sub["messageRetentionDuration"] == "3600s"
+    assert sub["ackDeadlineSeconds"] == 60
     assert sub["expirationPolicy"] == {"ttl": ""}  # never expires for inactivity
     # Dead letters are kept somewhere to look at.
     inbox = stack.one("gcp:pubsub/subscription:Subscription", name="askbase-jobs-dead-inbox")["inputs"]
     assert inbox["topic"] == f"projects/{PROJECT}/topics/askbase-jobs-dead"
+
+
+def test_the_job_retry_budget_outlasts_a_half_hour_outage_inside_the_retention() -> None:
+    """A job answered 503 is retried for about 35 minutes of backoff (a qa outage, a long Telegram
+    429), and every attempt, each taking at most the ack deadline, ends before the subscription's
+    retention would delete the job unseen: it is dead-lettered instead."""
+    from infra.components import messaging
+
+    attempts = messaging.MAX_DELIVERY_ATTEMPTS
+    assert 5 <= attempts <= 100  # what Pub/Sub accepts
+    assert messaging.retry_window_seconds(5) == 150  # the earlier budget: 2.5 minutes
+    assert messaging.retry_window_seconds(attempts) == 2110 >= 30 * 60
+    ack_deadline = messaging.MessagingArgs("p", "m", "u", "a", "i").ack_deadline_seconds
+    assert messaging.retry_window_seconds(attempts) + attempts * ack_deadline < messaging.JOB_RETENTION_S
 
 
 # --- storage and data ----------------------------------------------------------------------------

@@ -14,6 +14,25 @@ from infra.envvars import JOBS_TOPIC  # one name for the topic, also in every de
 DEAD_LETTER_TOPIC = "askbase-jobs-dead"
 WORKER_PATH = "/worker/push"
 
+# How long a job the worker answers 503 is retried (qa down, a Telegram 429 longer than the worker waits,
+# Firestore unavailable, another delivery still holding the job: each uses one delivery attempt).
+# Pub/Sub waits between deliveries from MIN_BACKOFF_S, growing exponentially up to MAX_BACKOFF_S (it
+# documents no factor and calls the policy best effort; doubling is assumed here): 10, 20, 40, 80, 160,
+# then 300 s. 12 attempts wait 310 + 6 x 300 = 2110 s (~35 min) between the first delivery and the
+# last; with each attempt's own time (at most the 60 s ack deadline) at most 2110 + 12 x 60 = 2830 s
+# (~47 min). That stays inside JOB_RETENTION_S: a job still failing then is dead-lettered (kept 7 days
+# in the inbox), not deleted unseen by the retention. The earlier 5 attempts covered 150 s.
+MIN_BACKOFF_S = 10
+MAX_BACKOFF_S = 300
+JOB_RETENTION_S = 3600  # an answer an hour late is no answer; an unacked job older than this is deleted
+MAX_DELIVERY_ATTEMPTS = 12  # Pub/Sub allows 5..100
+
+
+def retry_window_seconds(attempts: int, minimum: int = MIN_BACKOFF_S, maximum: int = MAX_BACKOFF_S) -> int:
+    """Backoff between the first and the last of ``attempts`` deliveries (doubling from ``minimum``,
+    capped at ``maximum``), not counting the deliveries' own time."""
+    return sum(min(minimum * 2**k, maximum) for k in range(attempts - 1))
+
 
 @dataclass(frozen=True)
 class MessagingArgs:
@@ -24,7 +43,7 @@ class MessagingArgs:
     push_service_account: pulumi.Input[str]  # email whose OIDC token Pub/Sub attaches
     push_service_account_id: pulumi.Input[str]  # its resource name, for the token-creator grant
     publishers: Sequence[Grantee] = ()
-    max_delivery_attempts: int = 5
+    max_delivery_attempts: int = MAX_DELIVERY_ATTEMPTS
     ack_deadline_seconds: int = 60  # worker asks qa (Gemini timeout 20 s) then replies
     push_target: pulumi.Resource | None = None  # created first so the first pushes find it
 
@@ -61,7 +80,7 @@ class Messaging(Component):
             name=f"{JOBS_TOPIC}-worker",
             topic=self.jobs_topic.id,
             ack_deadline_seconds=args.ack_deadline_seconds,
-            message_retention_duration="3600s",  # an answer an hour late is no answer
+            message_retention_duration=f"{JOB_RETENTION_S}s",
             expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),  # never expire
             push_config=gcp.pubsub.SubscriptionPushConfigArgs(
                 push_endpoint=pulumi.Output.concat(args.push_url, WORKER_PATH),
@@ -71,7 +90,7 @@ class Messaging(Component):
                 ),
             ),
             retry_policy=gcp.pubsub.SubscriptionRetryPolicyArgs(
-                minimum_backoff="10s", maximum_backoff="300s"
+                minimum_backoff=f"{MIN_BACKOFF_S}s", maximum_backoff=f"{MAX_BACKOFF_S}s"
             ),
             dead_letter_policy=gcp.pubsub.SubscriptionDeadLetterPolicyArgs(
                 dead_letter_topic=self.dead_letter_topic.id,
