@@ -773,3 +773,30 @@ def test_a_revoked_token_not_yet_replaced_fails_after_one_fresh_read(env: dict[s
     assert len(env["tg"].calls_for(token, "sendMessage")) == 1
     receipt = env["registry"].db.collection(SENT_REPLIES).document(job.job_id).get()
     assert receipt.get("state") == "failed"
+
+
+def test_a_refused_token_whose_bot_cannot_be_read_again_is_retried_not_failed(env: dict[str, Any]) -> None:
+    from google.api_core import exceptions as gexc
+
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    lookups: list[str] = []
+    worker = _cached_worker(env, lookups)
+    env["tg"].revoke(token)
+    job = tg_job(bot_id, 1)
+    worker.process(tg_job(bot_id, 0))  # fills the cache (and is refused: the token is revoked)
+    refresh = worker._bots.refresh  # type: ignore[attr-defined]
+
+    def unavailable(bot_id: str) -> Any:
+        raise gexc.ServiceUnavailable("firestore is down")
+
+    worker._bots.refresh = unavailable  # type: ignore[attr-defined]
+    result = worker.process(job)
+    assert (result.status, result.reason) == (503, "retry")
+    # The claim was released: the redelivery answers it once the bot can be read again.
+    receipt = env["registry"].db.collection(SENT_REPLIES).document(job.job_id).get()
+    assert not receipt.exists or receipt.get("state") != "failed"
+    worker._bots.refresh = refresh  # type: ignore[attr-defined]
+    new = env["tg"].reissue_token(token)
+    env["registry"].replace_token(bot_id, new)
+    assert worker.process(job).reason == "sent"
+    assert len(env["tg"].sent_messages(new)) == 1

@@ -174,7 +174,19 @@ class BotWorker:
                     # The token may be one replaced since it was cached (up to the lookup's ttl): read
                     # the bot again, once, and go on with its new token where it has one.
                     refreshed = True
-                    fresh = self._reread(job.bot_id)
+                    try:
+                        fresh = self._reread(job.bot_id)
+                    except gexc.GoogleAPIError as err:
+                        # Whether a new token exists cannot be told now: ask Pub/Sub for another try
+                        # rather than fail a job a replaced token might still answer.
+                        log.warning(
+                            "job %s: token refused, bot unreadable (%s)", job.job_id, type(err).__name__
+                        )
+                        self._ledger.release(claim)
+                        return JobResult(503, "retry", job.job_id)
+                    except Exception:
+                        log.exception("job %s: the bot could not be read again after a refusal", job.job_id)
+                        fresh = None
                     if fresh is not None and fresh.active and fresh.token and fresh.token != bot.token:
                         log.info("job %s: token refused; the bot has a new one, sending again", job.job_id)
                         bot = fresh
