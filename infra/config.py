@@ -274,7 +274,11 @@ def _session_secret(cfg: pulumi.Config) -> pulumi.Output[str] | None:
 
 
 def _time_zone(value: str) -> str:
-    """An IANA time zone name: Cloud Scheduler reads the crons in it, qa shows the next run in it."""
+    """An IANA time zone name: Cloud Scheduler reads the crons in it, qa shows the next run in it.
+    UTC is known without a time zone database, as in shared/config.py (the default must never depend
+    on the deploying machine having one)."""
+    if value in ("UTC", "Etc/UTC"):
+        return value
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):

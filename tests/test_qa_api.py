@@ -535,8 +535,11 @@ def test_google_sign_in_route_checks_gis_double_submit_and_the_token(
     assert back.status_code == 302 and back.headers["Location"] == "/status"
     assert client.get_cookie("askbase_next", path="/signin") is None  # used once
     assert client.get("/signin/resume").headers["Location"] == "/"
+    client.get("/signin?next=/status")
+    client.get("/signin")  # a later sign-in for the chat forgets the earlier page
+    assert client.get("/signin/resume").headers["Location"] == "/"
     hostile = client.get("/signin?next=//evil.example/x")  # never stored: only same-site paths
-    assert "askbase_next" not in hostile.headers.get("Set-Cookie", "")
+    assert "evil" not in hostile.headers.get("Set-Cookie", "")
     assert "g@corp.example" in client.get("/").get_data(as_text=True)
 
 

@@ -37,7 +37,10 @@ NEXT_COOKIE_SECONDS = 600
 def page() -> Any:
     target = _safe_next(request.args.get("next"))
     response = make_response(render_template("signin.html", next=target, error=None))
-    if target != url_for("pages.chat"):
+    if target == url_for("pages.chat"):
+        # A sign-in opened for the chat must not land on an older visit's page.
+        response.delete_cookie(NEXT_COOKIE, path="/signin")
+    else:
         response.set_cookie(
             NEXT_COOKIE,
             target,
