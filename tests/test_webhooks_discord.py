@@ -116,7 +116,7 @@ def test_missing_or_bad_signature_headers_are_401(stack: dict, dc: FakeDiscord, 
 def test_bad_signature_is_401_even_for_a_valid_interaction(stack: dict, dc: FakeDiscord) -> None:
     response = _deliver(stack, dc.ask_interaction(stack["app"].id, "How?"), bad=True)
     assert response.status_code == 401
-    assert stack["tap"].pull(wait=0.3) == []
+    assert stack["tap"].settled() == []
 
 
 def test_stale_timestamp_is_401(stack: dict, dc: FakeDiscord) -> None:
@@ -162,7 +162,7 @@ def test_ask_is_deferred_and_publishes_a_job_with_the_token(stack: dict, dc: Fak
 def test_replayed_interaction_publishes_once(stack: dict, dc: FakeDiscord) -> None:
     interaction = dc.ask_interaction(stack["app"].id, "How do I deploy?")
     assert [_deliver(stack, interaction).get_json() for _ in range(5)] == [{"type": 5}] * 5
-    assert len(stack["tap"].pull(expect=2, wait=1.0)) == 1
+    assert len(stack["tap"].settled()) == 1
 
 
 def test_ingress_needs_no_token_key(stack: dict, dc: FakeDiscord, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -364,7 +364,7 @@ def test_a_press_on_a_state_id_askbase_never_makes_is_too_old(
 ) -> None:
     body = _press(stack, dc, action, state)
     assert body["data"]["content"] == (TOO_OLD_SOURCES if action is Action.SOURCES else TOO_OLD_FEEDBACK)
-    assert stack["tap"].pull(wait=0.3) == []
+    assert stack["tap"].settled() == []
 
 
 @pytest.mark.parametrize(
@@ -382,7 +382,7 @@ def test_ids_discord_never_sends_are_400(stack: dict, dc: FakeDiscord, field: st
     interaction = dc.ask_interaction(stack["app"].id, "How?")
     interaction[field] = value
     assert _deliver(stack, interaction).status_code == 400
-    assert stack["tap"].pull(wait=0.3) == []
+    assert stack["tap"].settled() == []
 
 
 @pytest.mark.parametrize(
@@ -424,11 +424,15 @@ class _Gate:
         self.real = real
         self.entered = threading.Event()
         self.release = threading.Event()
+        self.left = threading.Event()  # a held call has returned (or raised)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.entered.set()
-        self.release.wait(timeout=60)
-        return self.real(*args, **kwargs)
+        try:
+            self.release.wait(timeout=60)
+            return self.real(*args, **kwargs)
+        finally:
+            self.left.set()
 
 
 class _Recorder:
@@ -537,11 +541,13 @@ def test_the_function_answers_within_discords_3_seconds_while_firestore_hangs(
         started = time.monotonic()
         response = _deliver(stack, dc.ask_interaction(stack["app"].id, "How?"))
         elapsed = time.monotonic() - started
+        # Answered while the lookup still hung (it would hang 60 s): the budget cut it short.
+        assert gate.entered.is_set() and not gate.left.is_set()
     finally:
         gate.release.set()
-    assert gate.entered.is_set()
     assert response.status_code == 200 and response.get_json() == _SORRY_STORAGE
-    assert RESPONSE_BUDGET_S <= elapsed < 3.0
+    assert elapsed >= RESPONSE_BUDGET_S  # it waited its whole budget before giving up
+    assert gate.left.wait(timeout=30)  # the abandoned lookup has finished: nothing runs into later tests
 
 
 _json = st.recursive(

@@ -192,14 +192,14 @@ def test_same_update_100_times_is_one_job(stack: dict, tg: FakeTelegram) -> None
     update = tg.message_update(42, "How do I deploy?", update_id=2002)
     statuses = [_post(stack, update).get_json()["status"] for _ in range(100)]
     assert statuses.count("accepted") == 1 and statuses.count("duplicate") == 99
-    assert len(stack["tap"].pull(expect=2, wait=1.5)) == 1
+    assert len(stack["tap"].settled()) == 1
 
 
 @pytest.mark.parametrize("secret", [None, "wrong", "x" * 300, "ünïcode"])
 def test_wrong_or_missing_secret_is_403(stack: dict, tg: FakeTelegram, secret: str | None) -> None:
     response = _post(stack, tg.message_update(42, "hi"), secret=secret)
     assert response.status_code == 403
-    assert stack["tap"].pull(wait=0.3) == []
+    assert stack["tap"].settled() == []
 
 
 def test_unknown_bot_is_404(stack: dict, tg: FakeTelegram) -> None:
@@ -335,7 +335,7 @@ def test_stopped_bot_is_acknowledged_without_a_job(stack: dict, tg: FakeTelegram
     client = function_app("telegram_webhook").test_client()  # a fresh instance: no cached bot
     stack["client"] = client
     assert _post(stack, tg.message_update(42, "hi")).get_json()["status"] == "ignored"
-    assert stack["tap"].pull(wait=0.3) == []
+    assert stack["tap"].settled() == []
 
 
 def test_publish_failure_is_503_and_the_retry_gets_through(stack: dict, tg: FakeTelegram) -> None:
@@ -507,7 +507,7 @@ def test_dedupe_read_past_its_retry_deadline_is_503(
 
     monkeypatch.setattr(dedupe, "update_seen", gave_up)
     assert _post(stack, tg.message_update(42, "hi", update_id=7002)).status_code == 503
-    assert stack["tap"].pull(wait=0.3) == []
+    assert stack["tap"].settled() == []
 
 
 def test_a_chat_settings_read_that_outlasts_its_wait_is_503(
@@ -528,7 +528,7 @@ def test_a_chat_settings_read_that_outlasts_its_wait_is_503(
         assert _post(stack, group).status_code == 503
     finally:
         release.set()
-    assert stack["tap"].pull(wait=0.3) == []
+    assert stack["tap"].settled() == []
 
 
 @pytest.mark.parametrize(
@@ -543,7 +543,7 @@ def test_a_press_on_a_state_id_askbase_never_makes_is_too_old(
     response = _post(stack, press)
     assert response.status_code == 200
     assert response.get_json()["method"] == "answerCallbackQuery" and "too old" in response.get_json()["text"]
-    assert stack["tap"].pull(wait=0.3) == []
+    assert stack["tap"].settled() == []
 
 
 @pytest.mark.parametrize(
@@ -580,7 +580,7 @@ def test_numbers_the_bot_api_never_sends_are_400(stack: dict, raw: bytes) -> Non
     500); a 300-digit chat id would name a chat_settings document past Firestore's 1,500 bytes."""
     response = _post(stack, None, raw=raw)
     assert response.status_code == 400, response.get_json()
-    assert stack["tap"].pull(wait=0.3) == []
+    assert stack["tap"].settled() == []
 
 
 _json = st.recursive(
