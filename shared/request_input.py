@@ -1,14 +1,18 @@
-"""What a request may name storage with: document ids and page sizes, one rule each for every route.
+"""What a request may carry: its JSON body, the document ids and page sizes it names; one rule each for
+every route.
 
 An id that comes from a request (a URL path, a JSON field, a button's data) becomes a Firestore document
 id only after :func:`is_document_id` said yes: anything else is an unknown id (a 404, a "too old" reply),
 never a call Firestore refuses with ``InvalidArgument`` or the client refuses with ``ValueError`` (both
-were 500s). A page size from a query string goes through :func:`page_size`.
+were 500s). A page size from a query string goes through :func:`page_size`, and a JSON body through
+:func:`read_json`.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 MAX_ID_CHARS = 128
 
@@ -58,3 +62,22 @@ def page_size(raw: str | None, default: int, maximum: int) -> int | None:
         return None
     value = int(raw)
     return value if 1 <= value <= maximum else None
+
+
+class NotJSON(ValueError):
+    """A body Python's json module cannot read; ``reason`` names why (the exception's type)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"not JSON ({reason})")
+        self.reason = reason
+
+
+def read_json(body: bytes | str) -> Any:
+    """The JSON value of ``body``, or :class:`NotJSON`. Beyond malformed text that covers what valid JSON
+    Python still cannot read, each once a 500 on some route: ``ValueError`` also for bytes that are not
+    UTF-8 and for an integer of more than 4,300 digits (int()'s limit, which json.loads hits too), and
+    ``RecursionError`` for nesting about 1,000 deep."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise NotJSON(type(exc).__name__) from None

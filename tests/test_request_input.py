@@ -12,7 +12,7 @@ from shared.config import Settings
 from shared.gcp import firestore_client
 from shared.qa.ask import BotNotFound, load_bot
 from shared.qa.conversations import ConversationNotFound, ConversationStore
-from shared.request_input import firestore_accepts, is_document_id, page_size
+from shared.request_input import NotJSON, firestore_accepts, is_document_id, page_size, read_json
 
 # Ids a request can carry that name no document: reserved, path-like, or of another shape.
 HOSTILE_IDS = ["__x__", "__", "____", "__.__", ".", "..", "...", "a/b", "/", "", " ", "a\n", "é", "\ud800"]
@@ -93,3 +93,24 @@ def test_stores_answer_unknown_for_ids_no_document_can_have(
 )
 def test_page_size(raw: str | None, expected: int | None) -> None:
     assert page_size(raw, 50, 200) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{", "JSONDecodeError"),
+        (b"\xff\xfe{", "UnicodeDecodeError"),
+        (b'{"id": ' + b"1" * 4301 + b"}", "ValueError"),  # past int()'s 4,300 digits
+        (b"[" * 5000 + b"]" * 5000, "RecursionError"),
+    ],
+    ids=["malformed", "not utf-8", "huge integer", "deep nesting"],
+)
+def test_read_json_names_what_python_cannot_read(body: bytes, reason: str) -> None:
+    with pytest.raises(NotJSON) as raised:
+        read_json(body)
+    assert raised.value.reason == reason
+
+
+def test_read_json_reads_json() -> None:
+    assert read_json(b'{"a": [1, 2.5, null, "\u00e9"]}') == {"a": [1, 2.5, None, "é"]}
+    assert read_json('{"n": ' + "9" * 4300 + "}")["n"] == int("9" * 4300)

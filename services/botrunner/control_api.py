@@ -42,7 +42,7 @@ from shared.bots.reconcile import reconcile_all
 from shared.config import Settings
 from shared.gcp import UNAVAILABLE_RETRY_AFTER_S
 from shared.idtokens import TokenError, verifier_for
-from shared.request_input import page_size
+from shared.request_input import NotJSON, page_size, read_json
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,8 @@ for _exc in UNAVAILABLE:
 
 def _json_body() -> Any:
     try:
-        data = request.get_json(silent=True)
-    except RecursionError:  # nesting ~1,000 deep: silent=True covers only ValueError
+        data = read_json(request.get_data()) if request.is_json else None
+    except NotJSON:
         data = None
     if data is None:
         raise BadRequest("Expected a JSON body.")

@@ -52,7 +52,7 @@ from shared.qa.gaps_filters import WEB, GapsFilters, InvalidFilter, parse_filter
 from shared.qa.live_index import NoIndexYet
 from shared.qa.ratelimit import RateLimiter
 from shared.qa.recording_ask import RecordingAsk
-from shared.request_input import is_document_id, page_size
+from shared.request_input import NotJSON, is_document_id, page_size, read_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -139,14 +139,12 @@ def _reject(status: int, message: str, **headers: str) -> tuple[Response, int]:
 
 
 def _json() -> Any:
-    """The request's JSON, or None when it is not JSON. Also None for nesting ~1,000 deep, whose
-    RecursionError ``get_json(silent=True)`` lets through (it catches only ValueError, which covers an
-    integer of more than 4,300 digits)."""
+    """The request's JSON, or None when it is not JSON (:func:`read_json`'s rule)."""
     if not request.is_json:
         return None
     try:
-        return request.get_json(silent=True)
-    except RecursionError:
+        return read_json(request.get_data())
+    except NotJSON:
         return None
 
 

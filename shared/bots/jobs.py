@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from shared.bots.job_kinds import JobKind, job_id
 from shared.pubsub import TopicPublisher
+from shared.request_input import NotJSON, read_json
 
 __all__ = ["Job", "JobKind", "JobPublisher", "MalformedPush", "job_id", "parse_push_envelope"]
 
@@ -79,10 +79,8 @@ class MalformedPush(ValueError):
 def parse_push_envelope(body: bytes) -> Job:
     """Decode a Pub/Sub push request body into its job. Raises :class:`MalformedPush`."""
     try:
-        envelope = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        # ValueError: JSONDecodeError, UnicodeDecodeError, and an integer of more than 4,300 digits
-        # (int()'s limit, which json.loads hits too); RecursionError: nesting ~1,000 deep.
+        envelope = read_json(body)
+    except NotJSON as exc:
         raise MalformedPush("body is not JSON") from exc
     if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
         raise MalformedPush("no message in envelope")

@@ -47,7 +47,6 @@ the update for good.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -71,7 +70,7 @@ from shared.bots.platforms.base import Ack, Delivery, Platform, Rejection, Reply
 from shared.bots.registry import BotReader
 from shared.config import Settings, get_settings
 from shared.processes import PerProcess
-from shared.request_input import is_document_id
+from shared.request_input import NotJSON, is_document_id, read_json
 
 log = logging.getLogger(__name__)
 
@@ -226,11 +225,9 @@ class Ingress:
         if refused is not None:
             return self._reject(refused, bot_id)
         try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            # ValueError: JSONDecodeError, UnicodeDecodeError, and an integer of more than 4,300
-            # digits (int()'s limit, which json.loads hits too); RecursionError: nesting ~1,000 deep.
-            return self._reject(Rejection(400, "not JSON", type(exc).__name__), bot_id)
+            payload = read_json(body)
+        except NotJSON as exc:
+            return self._reject(Rejection(400, "not JSON", exc.reason), bot_id)
         try:
             received = self.platform.receive(bot, payload, self._buttons)
             if isinstance(received, Rejection):
