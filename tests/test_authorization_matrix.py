@@ -123,6 +123,8 @@ QA_MATRIX: dict[tuple[str, str], tuple[str, dict, tuple]] = {
     ("GET", "/healthz"): ("/healthz", {}, (200, 200, 200, 200, 200, 401)),
     ("GET", "/readyz"): ("/readyz", {}, (200, 200, 200, 200, 200, 401)),
     ("GET", "/signin"): ("/signin", {}, (200, 200, 200, 200, 200, 401)),
+    # Only redirects to a same-site page (the chat without a cookie); the page itself decides access.
+    ("GET", "/signin/resume"): ("/signin/resume", {}, (302, 302, 302, 302, 302, 401)),
     # Browser POSTs are checked for CSRF before anything else: anonymous callers have no token → 403.
     ("POST", "/signin/dev"): (
         "/signin/dev",

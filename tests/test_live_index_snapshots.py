@@ -92,7 +92,7 @@ def test_a_transient_failure_at_start_is_retried_and_the_newest_served(
         assert (status.state, status.snapshot_id) == ("ready", first.id)  # better than nothing
         assert second.id in (status.last_error or "")
         assert any(
-            r.levelno == logging.WARNING and r.name == "shared.qa.live_index" and second.id in r.getMessage()
+            r.levelno == logging.ERROR and r.name == "shared.qa.live_index" and second.id in r.getMessage()
             for r in caplog.records
         )
         # Not retried before RETRY_FAILED_SECONDS (every poll would download it otherwise) ...

@@ -216,7 +216,7 @@ def test_a_fallback_at_start_is_retried_until_the_newest_is_served(
         live.start()
     try:
         assert live.status().snapshot_id == "s1" and live.status().state == "ready"
-        assert any(r.levelno == logging.WARNING and "s2" in r.getMessage() for r in caplog.records)
+        assert any(r.levelno == logging.ERROR and "s2" in r.getMessage() for r in caplog.records)
         assert "s2" in (live.status().last_error or "")
         restores = store.restores
         assert not live.check_now()  # within RETRY_FAILED_SECONDS: not tried again yet

@@ -438,15 +438,17 @@ class LiveIndex:
                 index.close()
                 shutil.rmtree(dest, ignore_errors=True)
                 self._record_fallback(
+                    logging.WARNING,  # what is served stays as it was; the store logged each failure
                     f"snapshot {target} (generation {generation}) could not be restored and the store "
                     f"fell back to {restored.snapshot_id}, which is not newer than the served {serving}; "
-                    f"keeping {serving}, trying {target} again in {RETRY_FAILED_SECONDS:.0f} s"
+                    f"keeping {serving}, trying {target} again in {RETRY_FAILED_SECONDS:.0f} s",
                 )
                 return False
             self._record_fallback(
+                logging.ERROR,  # what is served is older than what was published: an operator should know
                 f"snapshot {target} (generation {generation}) could not be restored; serving the older "
                 f"{restored.snapshot_id} the store fell back to, trying {target} again in "
-                f"{RETRY_FAILED_SECONDS:.0f} s"
+                f"{RETRY_FAILED_SECONDS:.0f} s",
             )
         else:
             self._last_error = None
@@ -488,10 +490,11 @@ class LiveIndex:
         self._last_error = message
         log.error("%s", message)
 
-    def _record_fallback(self, message: str) -> None:
-        # A WARNING: the store has logged each failure that led to it as an ERROR already.
+    def _record_fallback(self, level: int, message: str) -> None:
+        # Logged here as well as by the store: a starting instance restores in a child process, whose
+        # own log lines are not this process's.
         self._last_error = message
-        log.warning("%s", message)
+        log.log(level, "%s", message)
 
     # --- reading -------------------------------------------------------------------------------
     @contextlib.contextmanager
