@@ -20,7 +20,9 @@ _PATTERNS = [
     # No \b before the digits: inside a Bot API URL the token follows "bot" directly (/bot123:AA.../getMe).
     re.compile(r"(?<![0-9])\d{5,12}:[A-Za-z0-9_-]{30,}"),
     re.compile(r"\b[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{20,}\b"),
-    re.compile(r"(?i)(bearer|bot)\s+[A-Za-z0-9._~+/=-]{16,}"),
+    # Authorization headers: "Bearer <token>" in any case, Discord's "Bot <token>" as it is written. Not a
+    # lower-case "bot <id>": that is how log lines name a bot, and its id is no secret.
+    re.compile(r"((?i:bearer)|Bot)\s+[A-Za-z0-9._~+/=-]{16,}"),
     re.compile(
         r"(?i)((?:token|secret|password|api[_-]?key|private[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+"
     ),
