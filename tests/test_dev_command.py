@@ -57,6 +57,9 @@ def test_dev_serves_the_sample_site_answers_and_stops_cleanly(tmp_path: Path) ->
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As from a terminal: a suite started in the background by a shell without job control
+        # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler at all.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     try:
@@ -85,7 +88,12 @@ def test_dev_serves_the_sample_site_answers_and_stops_cleanly(tmp_path: Path) ->
         assert answer.json()["sources"], "the sample site's pages should be cited"
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl+C sends
-        rest, _ = proc.communicate(timeout=90)
+        try:
+            rest, _ = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate()
+            pytest.fail("askbase dev did not stop within 90 s of Ctrl+C:\n" + "".join(lines) + rest)
     assert proc.returncode == 0, "".join(lines) + rest
     assert "stopping every process" in rest
     time.sleep(1)
