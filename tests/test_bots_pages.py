@@ -297,7 +297,8 @@ def test_the_forms_telegram_rule_is_telegrams(value: str) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "value"),
-    [("app", "1" * 14), ("app", "1" * 15), ("app", "1" * 25), ("app", "1" * 26), ("app", "12a45678901234567"),
+    [("app", "1" * 14), ("app", "1" * 15), ("app", "1" * 20), ("app", "1" * 21), ("app", "12a45678901234567"),
+     ("app", "\u0661" * 17),
      ("key", "a" * 64), ("key", "A" * 64), ("key", "a" * 63), ("key", "g" * 64),
      ("token", "x" * 19), ("token", "x" * 20), ("token", "ab.cd-ef_" * 5), ("token", "a b" * 10)],
 )  # fmt: skip

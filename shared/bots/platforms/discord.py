@@ -201,9 +201,9 @@ def _data(interaction: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 # The shapes of what the developer portal shows: an Application ID is a snowflake (a 64-bit number
-# printed in decimal: 15-25 digits in practice), the Public Key 32 bytes in hex, a bot token one run of
-# URL-safe characters and dots.
-_APP_ID_DIGITS = (15, 25)
+# printed in decimal: at most 20 digits, 17-19 in practice), the Public Key 32 bytes in hex, a bot
+# token one run of URL-safe characters and dots.
+_APP_ID_DIGITS = (15, 20)  # discord_api.SNOWFLAKE_RE: a 64-bit number has at most 20 digits
 _PUBLIC_KEY_CHARS = 64
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _BOT_TOKEN = re.compile(r"[A-Za-z0-9_.-]{20,200}")

@@ -35,7 +35,9 @@ from shared.bots.platforms.errors import PlatformError, RetryPolicy
 from shared.bots.transport import http_client
 
 PLATFORM = "discord"
-SNOWFLAKE_RE = re.compile(r"^\d{15,25}$")  # an application id
+# An application id: a snowflake (a 64-bit number: at most 20 ASCII digits, as ingress reads ids) of at
+# least 15 digits (Discord's have 17-19). \Z, not $: "$" also matches before a trailing newline.
+SNOWFLAKE_RE = re.compile(r"^[0-9]{15,20}\Z")
 PUBLIC_KEY_RE = re.compile(r"^[0-9a-fA-F]{64}$")  # an application's Ed25519 public key, hex
 BOT_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.-]{20,200}$")
 INTERACTION_TOKEN_RE = re.compile(r"^[A-Za-z0-9_.-]{1,1000}$")
