@@ -25,7 +25,10 @@ from shared.devstack.issuer import LocalIssuer
 from shared.emulators import EmulatorError, EmulatorStack
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from infra.testing import StackRun
+    from shared.qa.live_index import LiveIndex
 
 PROJECT = "askbase-test"
 
@@ -152,6 +155,26 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveIndex]:
+    """qa's live index over the stand-in index (one source, three chunks, snapshot ``s1``), stopped after
+    the test. Imported when used, so the fast run's collection does not load qa's app."""
+    from tests.qa_support import fake_live_index
+
+    index, _ = fake_live_index(tmp_path)
+    yield index
+    index.stop()
+
+
+@pytest.fixture
+def app(emulators: EmulatorStack, settings: Settings, live: LiveIndex) -> Flask:
+    """The qa app on the emulators, over ``live``, with its default answerer. A module that needs another
+    answerer or other overrides defines its own ``app``."""
+    from tests.qa_support import make_app
+
+    return make_app(settings, live)
 
 
 @pytest.fixture

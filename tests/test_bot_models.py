@@ -5,7 +5,6 @@ saved: switching the deployment off Gemini stops every existing bot from reachin
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from shared.gcp import firestore_client
 from shared.qa.answerers import Answer, get_answerer
 from shared.qa.ask import AskService, BotProfile
 from shared.qa.live_index import LiveIndex
-from tests.qa_support import fake_live_index, make_app
+from tests.qa_support import make_app
 
 TOKEN_MARKER = "v1:stored-token-ciphertext-0123456789"  # what a bot document keeps of its token
 
@@ -31,13 +30,6 @@ class GeminiSpy:
     def answer(self, question: str, passages: list[Any], system_prompt: str | None) -> Answer:
         self.asked.append(question)
         return Answer(text="from gemini [1]", sources=passages[:1], answerer="gemini")
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> LiveIndex:
-    index, _ = fake_live_index(tmp_path)
-    yield index
-    index.stop()
 
 
 def _bot(settings: Settings, bot_id: str, model: str) -> None:

@@ -8,9 +8,7 @@ it and renders (bad input: 400 and one log line; an unknown button: 404); and a 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +22,6 @@ from shared.gcp import firestore_client
 from shared.qa.answer_log import AnswerFacts, AnswerLog
 from shared.qa.button_votes import ButtonPress, ButtonVotes, UnknownButton
 from shared.qa.feedback import VOTES, FeedbackStore, VoteState, VoteValue
-from shared.qa.live_index import LiveIndex
-from tests.qa_support import fake_live_index, make_app
 
 pytestmark = pytest.mark.emulators
 
@@ -119,18 +115,6 @@ def test_another_bots_a_missing_or_an_expired_button_is_unknown(
         with pytest.raises(UnknownButton):
             service.cast(ButtonPress(bot_id, state_id, "telegram:555", VoteValue.UP))
     assert _votes(db) == [] and _counters(db, aid) == (0, 0)
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveIndex]:
-    index, _ = fake_live_index(tmp_path)
-    yield index
-    index.stop()
-
-
-@pytest.fixture
-def app(emulators: Any, settings: Settings, live: LiveIndex) -> Flask:
-    return make_app(settings, live)
 
 
 def test_the_route_casts_a_press_and_answers_4xx_on_bad_input(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -26,18 +25,11 @@ from shared.qa.feedback import (
 )
 from shared.qa.live_index import LiveIndex
 from tests.fakes.scripted_answerer import CLOSEST_URL, ScriptedAnswerer
-from tests.qa_support import ask, fake_live_index, make_app, sign_in
+from tests.qa_support import ask, make_app, sign_in
 
 pytestmark = pytest.mark.emulators
 
 REFUSED = "Can I log in with SAML single sign-on?"
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> LiveIndex:
-    index, _ = fake_live_index(tmp_path)
-    yield index
-    index.stop()
 
 
 @pytest.fixture

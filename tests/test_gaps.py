@@ -30,7 +30,7 @@ from shared.qa.gaps_report import build_report
 from shared.qa.live_index import LiveIndex
 from shared.qa.question_groups import group_vectors
 from tests.fakes.scripted_answerer import ScriptedAnswerer
-from tests.qa_support import ask, fake_live_index, make_app, sign_in
+from tests.qa_support import ask, make_app, sign_in
 
 FIXTURE = Path(__file__).parent / "data" / "gap_questions.json"
 SIMILARITY = Settings.model_fields["gaps_group_similarity"].default
@@ -303,13 +303,6 @@ ASKED = {
     "web": "How much does the enterprise plan cost?",
 }
 ALSO_REFUSED = "What does the enterprise plan cost per year?"
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> LiveIndex:
-    index, _ = fake_live_index(tmp_path)
-    yield index
-    index.stop()
 
 
 @pytest.fixture

@@ -21,18 +21,6 @@ from tests.qa_support import ask, fake_live_index, make_app, sign_in
 pytestmark = pytest.mark.emulators
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> LiveIndex:
-    index, _ = fake_live_index(tmp_path)
-    yield index
-    index.stop()
-
-
-@pytest.fixture
-def app(emulators, settings: Settings, live: LiveIndex) -> Flask:
-    return make_app(settings, live)
-
-
 # --- probes ---------------------------------------------------------------------------------------
 def test_healthz_and_readyz_ready(app: Flask) -> None:
     client = app.test_client()

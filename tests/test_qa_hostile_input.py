@@ -8,28 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import pytest
 from flask import Flask
 
 from shared.config import Settings
 from shared.qa.live_index import LiveIndex
-from tests.qa_support import ask, fake_live_index, make_app, sign_in
+from tests.qa_support import ask, make_app, sign_in
 
 pytestmark = pytest.mark.emulators
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> LiveIndex:
-    index, _ = fake_live_index(tmp_path)
-    yield index
-    index.stop()
-
-
-@pytest.fixture
-def app(emulators, settings: Settings, live: LiveIndex) -> Flask:
-    return make_app(settings, live)
 
 
 # --- CSRF -----------------------------------------------------------------------------------------

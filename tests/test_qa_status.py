@@ -7,23 +7,15 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from shared.config import Settings
 from shared.gcp import firestore_client
 from shared.qa.live_index import LiveIndex
-from tests.qa_support import fake_live_index, make_app, sign_in
+from tests.qa_support import make_app, sign_in
 
 pytestmark = pytest.mark.emulators
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> LiveIndex:
-    index, _ = fake_live_index(tmp_path)
-    yield index
-    index.stop()
 
 
 def _runs(settings: Settings) -> None:

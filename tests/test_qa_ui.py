@@ -20,18 +20,6 @@ pytestmark = pytest.mark.emulators
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"}
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> LiveIndex:
-    index, _ = fake_live_index(tmp_path)
-    yield index
-    index.stop()
-
-
-@pytest.fixture
-def app(emulators, settings: Settings, live: LiveIndex) -> Flask:
-    return make_app(settings, live)
-
-
 def _signed_in(app: Flask, email: str = "a@example.com") -> tuple[FlaskClient, str]:
     client = app.test_client()
     return client, sign_in(client, email)

@@ -99,15 +99,6 @@ def test_garbage_is_still_none_in_any_zone() -> None:
 
 
 # --- the status page shows it -------------------------------------------------------------------------
-@pytest.fixture
-def live(tmp_path: Path) -> LiveIndex:
-    from tests.qa_support import fake_live_index
-
-    index, _ = fake_live_index(tmp_path)
-    yield index
-    index.stop()
-
-
 @pytest.mark.emulators
 def test_status_page_shows_the_next_run_in_the_schedule_zone(
     emulators, settings: Settings, live: LiveIndex
