@@ -97,7 +97,11 @@ def build(cfg: InfraConfig, build_dir: Path | None = None) -> Program:
     urls = _deterministic_urls(cfg, project_number)
 
     apis = Apis("apis", ApisArgs(project=cfg.project))
-    identity = Identity("identity", IdentityArgs(project=cfg.project), depends_on=apis.ready)
+    identity = Identity(
+        "identity",
+        IdentityArgs(project=cfg.project, vertex_ai=cfg.answerer == "gemini"),
+        depends_on=apis.ready,
+    )
     stores = DataStores(
         "data-stores", _data_stores_args(cfg, project_number, identity.grantees), depends_on=apis.ready
     )

@@ -359,7 +359,6 @@ GRANTS: dict[str, frozenset[tuple[str, str]]] = {
     "qa": frozenset(
         {
             ("roles/datastore.user", "project"),
-            ("roles/aiplatform.user", "project"),
             ("roles/storage.objectViewer", "bucket:kb"),
             ("roles/secretmanager.secretAccessor", "secret:session-secret"),
             # No token key: the bot pages call botrunner's control API, which holds it.
@@ -418,6 +417,12 @@ GRANTS: dict[str, frozenset[tuple[str, str]]] = {
 }
 
 
+# Added to GRANTS for a stack whose answerer is Gemini (infra/components/identity.py, VERTEX_ROLES).
+GEMINI_GRANTS: dict[str, frozenset[tuple[str, str]]] = {
+    "qa": frozenset({("roles/aiplatform.user", "project")}),
+}
+
+
 def expected_grants(
     cfg: InfraConfig, project_number: str = PROJECT_NUMBER
 ) -> dict[str, set[tuple[str, str, str]]]:
@@ -428,6 +433,8 @@ def expected_grants(
     against it as well as the mocks' recording.
     """
     from infra.program import BOTRUNNER_SERVICE, FUNCTION_NAMES  # after the test has set the config
+
+    gemini = cfg.answerer == "gemini"
 
     where = {
         "project": ("project", cfg.project),
@@ -444,7 +451,8 @@ def expected_grants(
     }
     return {
         f"serviceAccount:{ACCOUNTS[key][0]}@{cfg.project}.iam.gserviceaccount.com": {
-            (role, *where[place]) for role, place in grants
+            (role, *where[place])
+            for role, place in grants | (GEMINI_GRANTS.get(key, frozenset()) if gemini else frozenset())
         }
         for key, grants in GRANTS.items()
     }

@@ -151,6 +151,19 @@ def test_program_declares_the_same_grants_the_test_expects(stack) -> None:
     assert expected_grants(stack.program.cfg) == EXPECTED_GRANTS
 
 
+def test_an_extractive_stack_grants_no_vertex_ai_role(infra_stacks) -> None:
+    """qa is public: a stack that never calls Gemini gives it no ``aiplatform.user``, and the reviewed
+    table for that config says so (the Gemini stack above holds it, EXPECTED_GRANTS)."""
+    stack = infra_stacks({**BASE_CONFIG, "askbase:answerer": "extractive"})
+    roles = {r["inputs"]["role"] for r in stack.resources if r["type"] == "gcp:projects/iAMMember:IAMMember"}
+    assert "roles/aiplatform.user" not in roles and "roles/datastore.user" in roles
+    expected = expected_grants(stack.program.cfg)
+    assert expected[member("askbase-qa")] == EXPECTED_GRANTS[member("askbase-qa")] - {
+        ("roles/aiplatform.user", "project", PROJECT)
+    }
+    assert policies.check_all(stack.resources, **{**rules_kwargs(), "allowed_grants": expected}) == []
+
+
 # --- public access -------------------------------------------------------------------------------
 
 

@@ -29,9 +29,9 @@ ACCOUNTS: dict[str, tuple[str, str]] = {
 }
 
 # Roles with no resource-level binding for what askbase does: Firestore data access
-# (roles/datastore.user is project-wide), Vertex AI model calls, and the builds' log writing.
+# (roles/datastore.user is project-wide) and the builds' log writing.
 PROJECT_ROLES: dict[str, tuple[str, ...]] = {
-    "qa": ("roles/datastore.user", "roles/aiplatform.user"),
+    "qa": ("roles/datastore.user",),
     "botrunner": ("roles/datastore.user",),
     "telegram-fn": ("roles/datastore.user",),
     "discord-fn": ("roles/datastore.user",),
@@ -40,10 +40,27 @@ PROJECT_ROLES: dict[str, tuple[str, ...]] = {
     "image-builder": ("roles/logging.logWriter",),
 }
 
+# Vertex AI model calls, project-wide too, and only for a stack that answers with Gemini: qa is the one
+# caller (botrunner asks qa), and with no ``ASKBASE_BOT_MODELS`` (infra sets none) Settings offers bots
+# the Gemini model only when it is the stack's answerer. An extractive stack's public service holds no
+# Vertex AI role at all.
+VERTEX_ROLES: dict[str, tuple[str, ...]] = {"qa": ("roles/aiplatform.user",)}
+
+
+def project_roles(vertex_ai: bool) -> dict[str, tuple[str, ...]]:
+    """Each account's project-level roles: :data:`PROJECT_ROLES`, plus :data:`VERTEX_ROLES` when the stack
+    answers with Gemini."""
+    if not vertex_ai:
+        return PROJECT_ROLES
+    return {key: roles + VERTEX_ROLES.get(key, ()) for key, roles in PROJECT_ROLES.items()}
+
 
 @dataclass(frozen=True)
 class IdentityArgs:
     project: str
+    vertex_ai: bool = False
+    """Whether the stack answers with Gemini (``askbase:answerer`` is ``gemini``): grants
+    :data:`VERTEX_ROLES`."""
 
 
 class Identity(Component):
@@ -74,7 +91,7 @@ class Identity(Component):
                 member=self.grantees[key].member,
                 opts=self.child(),
             )
-            for key, roles in PROJECT_ROLES.items()
+            for key, roles in project_roles(args.vertex_ai).items()
             for role in roles
         ]
         self.register_outputs({"emails": self.emails})
