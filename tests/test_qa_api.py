@@ -60,6 +60,32 @@ def test_readyz_is_503_while_starting(emulators, settings: Settings, tmp_path: P
     assert make_app(settings, live).test_client().get("/readyz").status_code == 503
 
 
+def test_readyz_never_shows_the_restore_error_text_the_status_page_does(
+    emulators, settings: Settings, tmp_path: Path
+) -> None:
+    """/readyz is public: a storage error's text (bucket, object path, project, service account) stays
+    on the signed-in status page; /readyz says only that an error is pending."""
+    live, store = fake_live_index(tmp_path)
+    secret_ish = "askbase-qa@acme-prod.iam.gserviceaccount.com does not have storage.objects.get access"
+
+    def refused() -> None:
+        raise PermissionError(f"403 GET https://storage.googleapis.com/b/acme-kb/o/POINTER: {secret_ish}")
+
+    try:
+        client = make_app(settings, live).test_client()
+        assert client.get("/readyz").json["index_error"] is False
+        store.read_pointer = refused  # type: ignore[method-assign]
+        live.check_now()
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json["status"] == "ready"
+        assert ready.json["index_error"] is True and "last_error" not in ready.json
+        assert "acme" not in ready.get_data(as_text=True)
+        sign_in(client, "a@example.com")
+        assert secret_ish in client.get("/status").get_data(as_text=True)
+    finally:
+        live.stop()
+
+
 # --- auth -----------------------------------------------------------------------------------------
 def test_anonymous_gets_401_on_the_api_and_a_redirect_on_pages(app: Flask) -> None:
     client = app.test_client()

@@ -23,9 +23,15 @@ def healthz() -> Any:
 
 @bp.get("/readyz")
 def readyz() -> Any:
-    """200 when serving an index or deliberately serving the empty state; 503 while starting."""
+    """200 when serving an index or deliberately serving the empty state; 503 while starting.
+
+    Anyone may call it (the front end and uptime checks do, unauthenticated), so the last restore error
+    stays off it: a storage error's text names the bucket, object paths, the project and qa's service
+    account. It is logged, and shown on the signed-in status page; here only ``index_error`` says one is
+    pending."""
     status = context().live_index.status()
     body = status.to_json()
+    body["index_error"] = body.pop("last_error") is not None
     if status.state == "ready":
         return jsonify(status="ready", **body)
     if status.state == "empty":
