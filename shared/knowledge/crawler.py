@@ -54,7 +54,7 @@ class Outcome(enum.StrEnum):
     FETCHED = "fetched"  # 200 with an HTML body
     UNCHANGED = "unchanged"  # 304 to our conditional GET
     GONE = "gone"  # 404/410: the page no longer exists
-    FAILED = "failed"  # transient trouble (5xx, 429, timeout) after every retry; keep what we had
+    FAILED = "failed"  # trouble (5xx, 429, 401/403, timeout) after every retry; keep what we had
     SKIPPED = "skipped"  # by a rule: robots.txt, include/exclude, non-HTML, too large, off-site, dup
 
 
@@ -200,7 +200,7 @@ class SourceCrawler:
                 url, Outcome.GONE, url, f"HTTP {resp.status_code}", resp.status_code, elapsed_ms=ms
             ), []
         if resp.status_code != 200:
-            outcome = Outcome.FAILED if should_retry(resp.status_code) else Outcome.GONE
+            outcome = Outcome.FAILED if _says_nothing_about_the_page(resp.status_code) else Outcome.GONE
             return CrawlResult(
                 url, outcome, url, f"HTTP {resp.status_code}", resp.status_code, elapsed_ms=ms
             ), []
@@ -274,6 +274,14 @@ class SourceCrawler:
         frontier: asyncio.Queue[str] = asyncio.Queue()
         failures = 0
         fetched_ok = 0
+        # A link crawl stands on its start page, a sitemap or feed on the pages it lists: when none of
+        # those was seen, the pages not seen are not known to be gone (a WAF answering 403 everywhere, a
+        # maintenance redirect off the site, a 404 for a moved docs root).
+        anchors = (
+            {self.start} if follow_links else {u for u in (normalize_url(s, self.start) for s in seeds) if u}
+        )
+        anchors_seen = 0
+        anchor_misses: list[str] = []
 
         async def count(result: CrawlResult) -> None:
             self.summary.counts[result.outcome.value] = self.summary.counts.get(result.outcome.value, 0) + 1
@@ -300,10 +308,12 @@ class SourceCrawler:
         for seed in seeds:
             enqueue(seed, skipped, self.start)
         for result in skipped:
+            if result.requested_url in anchors:
+                anchor_misses.append(f"{result.requested_url}: {result.reason}")
             await count(result)
 
         async def worker() -> None:
-            nonlocal failures, fetched_ok
+            nonlocal failures, fetched_ok, anchors_seen
             while True:
                 url = await frontier.get()
                 try:
@@ -315,6 +325,11 @@ class SourceCrawler:
                             CrawlResult(url, Outcome.FAILED, url, f"{type(exc).__name__}: {exc}"),
                             [],
                         )
+                    if url in anchors:
+                        if result.outcome in (Outcome.FETCHED, Outcome.UNCHANGED):
+                            anchors_seen += 1
+                        else:
+                            anchor_misses.append(f"{url}: {result.reason}")
                     if result.outcome in (Outcome.FETCHED, Outcome.UNCHANGED):
                         if result.url in self._identities:
                             result = CrawlResult(
@@ -347,10 +362,22 @@ class SourceCrawler:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-        if failures and not fetched_ok:
+        if anchors and not anchors_seen:
+            what = "start page" if follow_links else f"none of the {len(anchors)} listed pages could be read;"
+            first = sorted(anchor_misses)[:3]
+            more = f" (+{len(anchor_misses) - len(first)} more)" if len(anchor_misses) > len(first) else ""
+            self.summary.complete = False
+            self.summary.error = f"{what} {'; '.join(first) or 'not crawled'}{more}"
+        elif failures and not fetched_ok:
             # Every page failed: the site is down, not the pages gone.
             self.summary.complete = False
             self.summary.error = f"all {failures} page fetches failed"
+
+
+def _says_nothing_about_the_page(status_code: int) -> bool:
+    """A status that does not mean the page is gone: 429/5xx (retried first), and 401/403, which a WAF,
+    an expired SSO session or a bot block sends for every page of a site that still has them all."""
+    return should_retry(status_code) or status_code in (401, 403)
 
 
 class _Emitter(Protocol):

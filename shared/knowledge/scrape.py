@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 MAX_ATTEMPTS = 2  # the first try, plus one start-over after losing the publish race
+# A crawl that would take away more than this share of a source's indexed pages at once removes none
+# of them and leaves the source incomplete. Docs sites lose a few pages per release, not most of them;
+# a run finding most pages gone is far more likely seeing the site broken (a CMS answering 404 for
+# every page, a login wall, a sitemap emptied by a deploy) than a site that shrank, and publishing it
+# would empty the answers for that source until the next run. A real mass removal is done on purpose:
+# renaming the source drops its old pages (see drop_unconfigured).
+MAX_REMOVED_SHARE = 0.5
 
 
 class ScrapeError(RuntimeError):
@@ -110,6 +117,13 @@ class _Attempt:
             log.info("no snapshot to restore: building the index from scratch")
         path = work / f"fresh-{uuid.uuid4().hex[:8]}"
         return KnowledgeIndex.open(path, self.vectors, self.settings.collection), None, generation
+
+    def scrape_all(self, index: Any) -> None:
+        """Crawl every configured source into ``index``, then drop the pages of unconfigured ones."""
+        hash_owner = {rec.content_hash: url for url, rec in index.pages().items()}
+        for source in self.settings.sources:
+            self.scrape_source(index, source, hash_owner)
+        self.drop_unconfigured(index)
 
     def scrape_source(self, index: Any, source: Source, hash_owner: dict[str, str]) -> None:
         """Crawl one source and apply what it found to the index (see the module docstring)."""
@@ -270,14 +284,22 @@ class _Attempt:
         timings: dict[str, float],
     ) -> None:
         run = self.run
-        if summary.complete:
-            for url in sorted(set(previous) - alive):
+        complete, error = summary.complete, summary.error
+        gone = sorted(set(previous) - alive)
+        if complete and len(gone) > MAX_REMOVED_SHARE * len(previous):
+            complete = False
+            error = (
+                f"the crawl would remove {len(gone)} of its {len(previous)} pages (more than "
+                f"{MAX_REMOVED_SHARE:.0%} at once); kept them, as a broken site looks the same"
+            )
+        if complete:
+            for url in gone:
                 run.chunks_removed += index.remove_page(url)
                 stats["removed"] += 1
                 self.changed = True
                 log.info("%s: gone from %s; removed", url, source.name)
         else:
-            log.warning("source %s: crawl incomplete (%s); keeping its pages", source.name, summary.error)
+            log.warning("source %s: crawl incomplete (%s); keeping its pages", source.name, error)
         run.pages_fetched += stats["fetched"]
         run.pages_unchanged += stats["unchanged"]
         run.pages_changed += stats["changed"]
@@ -286,8 +308,8 @@ class _Attempt:
         run.pages_skipped += stats["skipped"]
         run.sources[source.name] = {
             **stats,
-            "complete": summary.complete,
-            "error": summary.error,
+            "complete": complete,
+            "error": error,
             "seconds": round(summary.seconds, 3),
             **{name: round(value, 3) for name, value in timings.items()},
         }
@@ -460,10 +482,7 @@ def _run_attempts(
                 # Rolled back between the lost race and this restore: same as a rollback found then.
                 _stop_for_rollback(run, rollback)
                 return
-            hash_owner = {rec.content_hash: url for url, rec in index.pages().items()}
-            for source in settings.sources:
-                job.scrape_source(index, source, hash_owner)
-            job.drop_unconfigured(index)
+            job.scrape_all(index)
             if not job.changed:
                 run.status = RunStatus.UNCHANGED
                 run.snapshot_id = parent_id

@@ -1,0 +1,123 @@
+"""What one scrape pass does to the index, source by source: the fixture site on loopback, a real index
+in a temporary directory and stand-in vectors (no emulators, no model). Each test runs the job's
+:class:`~shared.knowledge.scrape._Attempt` over the index the way ``run_scrape`` does, once per crawl."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.config import Settings, Source, SourceKind
+from shared.knowledge import scrape as scrape_module
+from shared.knowledge.crawler import CrawlConfig
+from shared.knowledge.index import KnowledgeIndex, PageRecord
+from shared.knowledge.runs import ScrapeRun, new_run
+from tests import sites
+
+FAST = CrawlConfig(
+    concurrency=4, timeout_seconds=5.0, retries=0, max_page_bytes=1_000_000, backoff_base_seconds=0.01
+)
+
+
+class HashEmbedder:
+    """Stand-in vectors from a hash of the text: fast, deterministic."""
+
+    id = "hash-32"
+    dimension = 32
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        rows = [
+            np.frombuffer(hashlib.sha256(t.encode()).digest(), dtype=np.uint8).astype(np.float32) / 255.0
+            for t in texts
+        ]
+        return np.vstack(rows) if rows else np.zeros((0, self.dimension), dtype=np.float32)
+
+
+class Crawls:
+    """Scrape passes over one index directory, each on a freshly opened index (as a restore gives)."""
+
+    def __init__(self, settings: Settings, path: Path) -> None:
+        self.settings = settings
+        self.path = path
+
+    def run(self, *sources: Source) -> tuple[ScrapeRun, scrape_module._Attempt]:
+        settings = self.settings.model_copy(update={"sources": list(sources)})
+        run = new_run("test")
+        job = scrape_module._Attempt(settings, run, HashEmbedder(), lambda *a: None, FAST)
+        index = KnowledgeIndex.open(self.path, job.vectors, settings.collection)
+        try:
+            job.scrape_all(index)
+        finally:
+            index.close()
+        return run, job
+
+    def pages(self) -> dict[str, PageRecord]:
+        index = KnowledgeIndex.open(self.path, HashEmbedder(), self.settings.collection)
+        try:
+            return index.pages()
+        finally:
+            index.close()
+
+
+@pytest.fixture
+def crawls(settings: Settings, tmp_path: Path) -> Crawls:
+    return Crawls(settings, tmp_path / "index")
+
+
+@pytest.fixture
+def site() -> Iterator[sites.FixtureSite]:
+    s = sites.FixtureSite()
+    for path in sites.DOC_PAGES:
+        s.set_page(path, sites.page_for(path))
+    s.set_page(
+        "/", sites.doc_html("Home", [("Welcome", sites.prose("home"))], sites.DOC_PAGES), in_sitemap=False
+    )
+    with s:
+        yield s
+
+
+def _sitemap(site: sites.FixtureSite, **options) -> Source:
+    return Source(name="docs", kind=SourceKind.SITEMAP, url=site.url("/"), **options)
+
+
+def _urls(site: sites.FixtureSite, *paths: str) -> set[str]:
+    return {site.url(p) for p in paths}
+
+
+# --- a site that refuses us is not a site without pages ----------------------------------------------
+def test_a_site_refusing_every_page_keeps_its_pages(crawls: Crawls, site) -> None:
+    source = Source(name="site", kind=SourceKind.CRAWL, url=site.url("/"))
+    first, _ = crawls.run(source)
+    assert set(crawls.pages()) == _urls(site, "/", *sites.DOC_PAGES), first.sources
+    for path in ["/", *sites.DOC_PAGES]:
+        site.set_page(path, b"Attention required", status=403)
+    run, job = crawls.run(source)
+    assert set(crawls.pages()) == _urls(site, "/", *sites.DOC_PAGES)
+    assert run.pages_removed == 0 and not job.changed
+    assert not run.sources["site"]["complete"] and "HTTP 403" in run.sources["site"]["error"]
+
+
+def test_a_crawl_that_would_remove_most_of_a_source_removes_nothing(crawls: Crawls, site, caplog) -> None:
+    crawls.run(_sitemap(site))
+    assert set(crawls.pages()) == _urls(site, *sites.DOC_PAGES)
+    gone = sites.DOC_PAGES[:3]  # 3 of 5: more than MAX_REMOVED_SHARE
+    for path in gone:
+        site.set_page(path, b"", status=404)
+    with caplog.at_level(logging.WARNING, logger="shared.knowledge.scrape"):
+        run, job = crawls.run(_sitemap(site))
+    assert set(crawls.pages()) == _urls(site, *sites.DOC_PAGES)
+    assert run.pages_removed == 0 and not job.changed
+    stats = run.sources["docs"]
+    assert not stats["complete"] and "would remove 3 of its 5 pages" in stats["error"]
+    assert any("would remove 3 of its 5 pages" in r.getMessage() for r in caplog.records)
+
+    # Fewer at once is an ordinary removal.
+    site.set_page(gone[0], sites.page_for(gone[0]))
+    run, job = crawls.run(_sitemap(site))
+    assert run.pages_removed == 2 and job.changed and run.sources["docs"]["complete"]
+    assert set(crawls.pages()) == _urls(site, *sites.DOC_PAGES) - _urls(site, *gone[1:])
