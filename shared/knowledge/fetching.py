@@ -3,6 +3,10 @@
 How long to wait between tries comes from :mod:`shared.backoff` (the server's ``Retry-After``, else
 exponential backoff), the one definition every retrying client here uses; this module only decides
 *whether* to retry and caps what a server may ask for.
+
+Every try of a request has one time budget (the crawl's ``timeout_seconds``) for all of it: its redirect
+hops, headers and body. httpx's own timeouts only bound each network operation, so a server trickling a
+byte every few seconds would otherwise hold a request, and the crawl, open for ever.
 """
 
 from __future__ import annotations
@@ -95,7 +99,11 @@ def http_client(
     user_agent: str,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
-    """The client one crawl uses: ``concurrency`` connections, kept alive, and no automatic redirects."""
+    """The client one crawl uses: ``concurrency`` connections, kept alive, and no automatic redirects.
+
+    ``timeout_seconds`` bounds every network operation, and a :class:`Fetcher` on this client takes it
+    as the budget of a whole try too (:attr:`Fetcher.budget_seconds`).
+    """
     return httpx.AsyncClient(
         transport=transport,
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
@@ -112,6 +120,7 @@ class Fetcher:
     ``site_root`` is the URL whose site every redirect must stay on, ``validators`` maps a URL to what
     was stored at its last fetch (for conditional GETs), ``allowed`` says whether robots.txt lets us
     follow a redirect to a URL, and ``max_bytes`` is the body limit when a call names none.
+    ``timeout_seconds`` is the budget of one try (see :attr:`budget_seconds`); None takes the client's.
     """
 
     client: httpx.AsyncClient
@@ -122,6 +131,25 @@ class Fetcher:
     max_bytes: int
     validators: Mapping[str, Validators]
     allowed: Callable[[str], bool]
+    timeout_seconds: float | None = None
+
+    @property
+    def budget_seconds(self) -> float | None:
+        """How long one try of a request may take, redirect hops, headers and body together.
+
+        Each retry gets the whole budget again and the backoff between tries is not counted, so a
+        request ends within ``(retries + 1) * budget`` plus the backoff. None: no limit (a client built
+        with ``httpx.Timeout(None)`` and no ``timeout_seconds``).
+        """
+        if self.timeout_seconds is not None:
+            return self.timeout_seconds
+        # The crawl's one timeout setting reaches the Fetcher only through the client it built.
+        limits = [
+            t
+            for t in (self.client.timeout.connect, self.client.timeout.read, self.client.timeout.write)
+            if t is not None
+        ]
+        return max(limits) if limits else None
 
     async def get(
         self,
@@ -135,12 +163,24 @@ class Fetcher:
         The body is streamed and reading stops over ``limit``. With ``html_only`` a non-HTML 200 returns
         before its body is read (a PDF costs no download). With ``conditional`` every hop carries the
         validators stored for that hop's URL, so ``/docs/`` → ``/docs/index.html`` can still end in a 304.
+        A try that outlasts :attr:`budget_seconds` is abandoned (its connection closed) and retried like
+        a timeout; the last one ends as status 0 with ``error`` "timeout after N s".
         """
         limit = self.max_bytes if limit is None else limit
+        budget = self.budget_seconds
         attempt = 0
         while True:
+            deadline = asyncio.timeout(budget)
             try:
-                result = await self._follow(url, conditional, limit, html_only)
+                async with deadline:
+                    result = await self._follow(url, conditional, limit, html_only)
+            except TimeoutError:
+                if not deadline.expired():  # an OS-level timeout httpx let through: not our budget
+                    raise
+                if attempt >= self.retries:
+                    return Response(0, url, httpx.Headers(), error=f"timeout after {budget:g} s")
+                wait = backoff_delay(attempt, self.backoff_base_seconds, None, _jitter())
+                log.info("%s: over its %gs budget; retry %d in %.2fs", url, budget, attempt + 1, wait)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 if attempt >= self.retries:
                     kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "network error"

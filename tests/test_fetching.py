@@ -1,0 +1,156 @@
+"""Fetching against loopback servers: the time budget of one request."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from shared.config import Source, SourceKind
+from shared.devstack.site_server import SiteServer
+from shared.knowledge.crawler import CrawlConfig, Outcome, crawl_source
+from shared.knowledge.fetching import Fetcher, http_client
+from shared.knowledge.fetching import Response as FetchResponse
+
+GUARD = 60.0  # only a failure guard: every wait below ends on an event or a budget long before it
+TRICKLE_GAP = 0.05  # far under every budget below: no single read ever waits long enough to time out
+
+
+class _SlowSite:
+    """``/trickle`` sends one byte every :data:`TRICKLE_GAP` s for as long as the client reads, and
+    records when the client hung up; ``/hop/N`` answers after ``hop_delay`` s with a redirect to
+    ``/hop/N-1``, and ``/hop/0`` with a small page."""
+
+    def __init__(self, hop_delay: float = 0.0) -> None:
+        self.hop_delay = hop_delay
+        self.trickled = threading.Event()  # the body had started when the budget ran out
+        self.hung_up = threading.Event()
+        self._server = SiteServer(
+            Starlette(
+                routes=[
+                    Route("/robots.txt", lambda _: Response(status_code=404)),
+                    Route("/trickle", self._trickle),
+                    Route("/hop/{n:int}", self._hop),
+                ]
+            )
+        )
+
+    async def _trickle(self, _: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield b" "
+                    self.trickled.set()
+                    await asyncio.sleep(TRICKLE_GAP)
+            finally:
+                self.hung_up.set()
+
+        return StreamingResponse(body(), media_type="text/html")
+
+    async def _hop(self, request: Request) -> Response:
+        await asyncio.sleep(self.hop_delay)
+        n = request.path_params["n"]
+        if n == 0:
+            return Response("<html><title>end</title></html>", media_type="text/html")
+        return RedirectResponse(f"/hop/{n - 1}", status_code=302)
+
+    def url(self, path: str) -> str:
+        return self._server.url(path)
+
+    def __enter__(self) -> _SlowSite:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop()
+
+
+@pytest.fixture
+def slow_site() -> Iterator[_SlowSite]:
+    with _SlowSite(hop_delay=0.25) as site:
+        yield site
+
+
+def _get(site: _SlowSite, path: str, timeout_seconds: float, retries: int = 0) -> FetchResponse:
+    async def fetch() -> FetchResponse:
+        async with http_client(2, timeout_seconds, "askbase-test") as client:
+            fetcher = Fetcher(
+                client,
+                site.url("/"),
+                retries=retries,
+                backoff_base_seconds=0.01,
+                max_bytes=1_000_000,
+                validators={},
+                allowed=lambda _: True,
+            )
+            return await asyncio.wait_for(fetcher.get(site.url(path)), GUARD)
+
+    return asyncio.run(fetch())
+
+
+def test_a_trickling_body_ends_at_the_request_budget(slow_site: _SlowSite) -> None:
+    # Every byte arrives well within the timeout of one read, so only a budget for the whole request
+    # ends it (a per-read timeout kept it alive for as long as the server cared to trickle).
+    resp = _get(slow_site, "/trickle", timeout_seconds=0.5)
+    assert (resp.status_code, resp.error) == (0, "timeout after 0.5 s")
+    assert slow_site.trickled.is_set()
+    assert slow_site.hung_up.wait(GUARD), "the connection was left open"
+
+
+def test_the_budget_covers_every_redirect_hop(slow_site: _SlowSite) -> None:
+    # Six hops of 0.25 s: each well within 1 s, together over it.
+    assert _get(slow_site, "/hop/0", timeout_seconds=1.0).status_code == 200
+    resp = _get(slow_site, "/hop/5", timeout_seconds=1.0)
+    assert (resp.status_code, resp.error) == (0, "timeout after 1 s")
+
+
+def test_a_request_over_budget_is_retried_then_failed(slow_site: _SlowSite) -> None:
+    # A transient slowness like any other timeout: each attempt has the whole budget again.
+    seen: list[httpx.Request] = []
+
+    async def fetch() -> FetchResponse:
+        async with http_client(2, 0.3, "askbase-test") as client:
+            client.event_hooks["request"].append(_record(seen))  # every attempt, on the wire
+            fetcher = Fetcher(
+                client,
+                slow_site.url("/"),
+                retries=2,
+                backoff_base_seconds=0.01,
+                max_bytes=1_000_000,
+                validators={},
+                allowed=lambda _: True,
+            )
+            return await asyncio.wait_for(fetcher.get(slow_site.url("/trickle")), GUARD)
+
+    resp = asyncio.run(fetch())
+    assert resp.error == "timeout after 0.3 s"
+    assert len(seen) == 3
+
+
+def _record(seen: list[httpx.Request]) -> Callable[[httpx.Request], Awaitable[None]]:
+    async def hook(request: httpx.Request) -> None:
+        seen.append(request)
+
+    return hook
+
+
+def test_a_crawl_with_a_trickling_page_ends_with_it_failed(slow_site: _SlowSite) -> None:
+    source = Source(name="slow", kind=SourceKind.CRAWL, url=slow_site.url("/trickle"))
+    session = crawl_source(source, CrawlConfig(concurrency=2, timeout_seconds=0.5, retries=0))
+    results: list = []
+    consumer = threading.Thread(target=lambda: results.extend(session), daemon=True)
+    consumer.start()
+    consumer.join(GUARD)
+    if consumer.is_alive():
+        session.close()
+        pytest.fail("the crawl did not end")
+    [result] = results
+    assert result.outcome is Outcome.FAILED and result.reason == "timeout after 0.5 s"
+    assert not session.summary.complete  # every page failed: nothing may be removed
