@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import signal
 import threading
 import time
@@ -25,6 +24,8 @@ import click
 
 from shared.devstack.site_server import serve_sample_site
 from shared.devstack.stack import LocalStack
+from shared.devstack.workdir import WorkdirError
+from shared.devstack.workdir import claim as claim_workdir
 from shared.emulators import EmulatorError
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,15 @@ def _scheduler(stack: LocalStack, scrape_every: float, reconcile_every: float, s
 @click.option(
     "--port", default=8080, show_default=True, help="Chat port; the other services use the next four."
 )
-@click.option("--workdir", default=".askbase/dev", show_default=True, type=click.Path(path_type=Path))
+@click.option(
+    "--workdir",
+    default=".askbase/dev",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Logs, emulator state and data of this run. Emptied at start, so askbase dev uses only a "
+    "directory it created (it leaves a marker file in it), an empty one or a new one; any other "
+    "directory is refused and nothing in it is deleted.",
+)
 @click.option("--sources", default=None, help="ASKBASE_SOURCES JSON instead of the bundled sample site.")
 @click.option("--scrape-every", default=1800.0, show_default=True, help="Seconds between scheduled scrapes.")
 @click.option("--reconcile-every", default=600.0, show_default=True, help="Seconds between bot reconciles.")
@@ -174,10 +183,14 @@ def dev_command(
     production_shape: bool,
 ) -> None:
     """Run emulators, the sample site, a first crawl, and every service until Ctrl+C."""
-    if workdir.exists():
-        shutil.rmtree(workdir)  # the emulators keep data in memory: last run's files are stale
+    try:
+        # The emulators keep data in memory: last run's files are stale, so the directory is emptied,
+        # but only one askbase made (never --workdir . or ~).
+        workdir = claim_workdir(workdir)
+    except WorkdirError as exc:
+        raise click.ClickException(str(exc)) from None
     if production_shape:
-        _production_shape(workdir.resolve(), sources, exit_after_ready)
+        _production_shape(workdir, sources, exit_after_ready)
         return
     site = None
     if sources is None:
@@ -185,7 +198,7 @@ def dev_command(
         sources = json.dumps(
             [{"name": "sample-docs", "kind": "sitemap", "url": f"http://127.0.0.1:{port + 5}/sitemap.xml"}]
         )
-    stack = LocalStack(workdir=workdir.resolve(), base_port=port, sources_json=sources)
+    stack = LocalStack(workdir=workdir, base_port=port, sources_json=sources)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
