@@ -3,9 +3,12 @@ that end with the source marked incomplete, so the scrape job removes nothing it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 
 from shared.config import Source, SourceKind
 from shared.knowledge.crawler import CrawlConfig, Outcome, crawl_source
@@ -67,3 +70,72 @@ def test_one_refused_page_is_kept_not_gone_and_the_crawl_stays_complete(site) ->
     assert summary.complete, summary.error
     assert results[site.url("/docs/faq")].outcome is Outcome.FAILED
     assert results[site.url(sites.MISSING)].outcome is Outcome.GONE
+
+
+# --- sitemaps -------------------------------------------------------------------------------------------
+class _RobotsSite(sites.FixtureSite):
+    """The standard site, except that robots.txt lists exactly :attr:`robots_sitemaps`."""
+
+    robots_sitemaps: tuple[str, ...] = ()
+
+    async def _respond(self, request: Request, path: str) -> Response:
+        if path == "/robots.txt":
+            return PlainTextResponse(
+                "User-agent: *\n" + "".join(f"Sitemap: {u}\n" for u in self.robots_sitemaps)
+            )
+        return await super()._respond(request, path)
+
+
+def _index_of(*locs: str) -> str:
+    entries = "".join(f"<sitemap><loc>{loc}</loc></sitemap>" for loc in locs)
+    return f'<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</sitemapindex>'
+
+
+def test_an_off_site_sitemap_in_robots_txt_is_a_problem_and_the_sites_own_is_read(caplog) -> None:
+    with sites.FixtureSite() as other, _RobotsSite() as site:
+        for path in sites.DOC_PAGES:
+            site.set_page(path, sites.page_for(path))
+        site.robots_sitemaps = (other.url("/sitemap.xml"),)  # a CDN or www host: another site
+        with caplog.at_level(logging.WARNING, logger="shared.knowledge.discovery"):
+            results, summary = _crawl(Source(name="docs", kind=SourceKind.SITEMAP, url=site.url("/")))
+        assert other.hits.total() == 0  # never requested
+        # The site's own /sitemap.xml stands in: its pages are crawled...
+        assert {u for u, r in results.items() if r.outcome is Outcome.FETCHED} == {
+            site.url(p) for p in sites.DOC_PAGES
+        }
+        # ...but the source is incomplete: the sitemap the site names may list more.
+        assert not summary.complete and other.url("/sitemap.xml") in summary.error
+        assert any(
+            other.url("/sitemap.xml") in r.getMessage() and r.levelno == logging.WARNING
+            for r in caplog.records
+        )
+
+
+def test_a_sitemap_listing_no_page_is_incomplete(site) -> None:
+    empty = '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"></urlset>'
+    site.set_page("/empty.xml", empty, content_type="application/xml", in_sitemap=False)
+    results, summary = _crawl(Source(name="docs", kind=SourceKind.SITEMAP, url=site.url("/empty.xml")))
+    assert results == {}
+    assert not summary.complete and "no page" in summary.error
+
+
+@pytest.mark.parametrize("trouble", ["missing", "server-error", "not-xml"])
+def test_a_broken_child_sitemap_is_skipped_and_the_rest_crawled(site, trouble: str) -> None:
+    if trouble == "server-error":
+        site.set_page("/sitemap-2019.xml", b"", status=503, in_sitemap=False)
+    elif trouble == "not-xml":
+        site.set_page("/sitemap-2019.xml", "<html>moved</html>", in_sitemap=False)
+    index = _index_of(site.url("/sitemap-pages.xml"), site.url("/sitemap-2019.xml"))
+    site.set_page("/sitemaps.xml", index, content_type="application/xml", in_sitemap=False)
+    source = Source(name="docs", kind=SourceKind.SITEMAP, url=site.url("/sitemaps.xml"), exclude=["big"])
+    results, summary = _crawl(source)
+    for path in sites.DOC_PAGES:
+        assert results[site.url(path)].outcome is Outcome.FETCHED
+    assert not summary.complete and site.url("/sitemap-2019.xml") in summary.error
+
+
+def test_an_unreadable_root_sitemap_is_a_site_wide_failure(site) -> None:
+    source = Source(name="docs", kind=SourceKind.SITEMAP, url=site.url("/gone.xml"))
+    results, summary = _crawl(source)
+    assert results == {}
+    assert not summary.complete and "gone.xml unavailable (404)" in summary.error

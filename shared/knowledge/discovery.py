@@ -47,46 +47,71 @@ async def sitemap_pages(
 ) -> tuple[list[str], list[str]]:
     """``(page_urls, problems)`` from the sitemaps of the site of ``start``.
 
-    ``start`` itself when it names a sitemap, else those robots.txt lists, else ``/sitemap.xml``;
-    sitemap indexes are followed :data:`~shared.knowledge.sitemaps.MAX_SITEMAP_DEPTH` levels deep, on the
-    site only. ``problems`` names the sitemaps skipped for unpacking past ``max_bytes``: the crawl goes on
-    without them but must be reported incomplete. Any other unreadable sitemap is a
-    :class:`SiteWideFailure`.
+    The roots: ``start`` itself when it names a sitemap, else the on-site sitemaps robots.txt lists, else
+    ``/sitemap.xml``; sitemap indexes are followed :data:`~shared.knowledge.sitemaps.MAX_SITEMAP_DEPTH`
+    levels deep, on the site only. ``problems`` names what was skipped: a sitemap on another site, a
+    child sitemap that cannot be read or parsed, one unpacking past ``max_bytes``, or "no page listed".
+    The crawl goes on without them but must be reported incomplete, since they may list pages still
+    indexed. Only when no root sitemap can be read is it a :class:`SiteWideFailure`.
     """
-    if start.endswith((".xml", ".xml.gz")):
-        pending = [start]
-    else:
-        pending = [u for u in (normalize_url(s) for s in robots_sitemaps) if u] or [
-            site_of(start) + "/sitemap.xml"
-        ]
-    pages: list[str] = []
     problems: list[str] = []
+
+    def problem(text: str) -> None:
+        log.warning("source %s: %s", source_name, text)
+        problems.append(text)
+
+    if start.endswith((".xml", ".xml.gz")):
+        roots = [start]
+    else:
+        listed = [u for u in (normalize_url(s) for s in robots_sitemaps) if u]
+        roots = [u for u in listed if same_site(u, start)]
+        for url in listed:
+            if url not in roots:
+                problem(f"robots.txt lists sitemap {url}, which is not on {site_of(start)}; not read")
+        roots = roots or [site_of(start) + "/sitemap.xml"]
+    pages: list[str] = []
     seen: set[str] = set()
-    depth = 0
+    pending, depth = roots, 0
+    root_failures: list[str] = []
+    roots_read = 0
     while pending and depth <= MAX_SITEMAP_DEPTH:
         children: list[str] = []
         for sitemap in pending:
-            if sitemap in seen or not same_site(sitemap, start):
+            if sitemap in seen:
+                continue
+            if not same_site(sitemap, start):
+                problem(f"sitemap index lists {sitemap}, which is not on {site_of(start)}; not read")
                 continue
             seen.add(sitemap)
             resp = await fetcher.get(sitemap, limit=max_bytes)
+            trouble = ""
             if resp.status_code != 200 or resp.too_large:
-                raise SiteWideFailure(f"sitemap {sitemap} unavailable ({resp.error or resp.status_code})")
-            try:
-                urls, subs = parse_sitemap(resp.body, max_bytes)
-            except DocumentTooLarge as exc:
-                # A gzip bomb (or a sitemap over the protocol's limit): skip it, crawl the rest,
-                # and mark the crawl incomplete so pages it may have listed are not taken as removed.
-                log.warning("source %s: sitemap %s skipped: %s", source_name, sitemap, exc)
-                problems.append(f"sitemap {sitemap} skipped: {exc}")
+                trouble = f"sitemap {sitemap} unavailable ({resp.error or resp.status_code})"
+            else:
+                try:
+                    urls, subs = parse_sitemap(resp.body, max_bytes)
+                except DocumentTooLarge as exc:
+                    # A gzip bomb (or a sitemap over the protocol's limit).
+                    trouble = f"sitemap {sitemap} skipped: {exc}"
+                except FeedError as exc:
+                    trouble = f"sitemap {sitemap}: {exc}"
+            if trouble:
+                if depth == 0:
+                    root_failures.append(trouble)
+                problem(trouble)
                 continue
-            except FeedError as exc:
-                raise SiteWideFailure(f"sitemap {sitemap}: {exc}") from None
+            if depth == 0:
+                roots_read += 1
             # Relative <loc>s are out of spec but common on hand-written sitemaps: resolve them.
             pages.extend(u for u in (normalize_url(s, sitemap) for s in urls) if u)
             children.extend(u for u in (normalize_url(s, sitemap) for s in subs) if u)
+        if depth == 0 and not roots_read:
+            # Not one root could be read: nothing says which pages the site still has.
+            raise SiteWideFailure("; ".join(root_failures))
         pending = children
         depth += 1
+    if not pages:
+        problem("its sitemaps list no page")
     return pages, problems
 
 
