@@ -14,7 +14,6 @@ after registration).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 from shared.bots.answer_modes import DEFAULT_MODE, AnswerMode, stored_mode
 from shared.bots.registry import BotReader, BotRegistry
+from shared.ttl_cache import TtlCache
 
 
 @dataclass(frozen=True)
@@ -67,31 +67,16 @@ def bot_lookup(reader: BotReader, *, with_token: bool = False) -> BotLookup:
 
 
 class CachedLookup:
-    """Wrap a :data:`BotLookup` with a short per-process cache (thread-safe)."""
+    """Wrap a :data:`BotLookup` with a short per-process cache (thread-safe; unknown ids not cached)."""
 
     def __init__(self, lookup: BotLookup, ttl: float = 10.0, clock: Callable[[], float] = time.monotonic):
         self._lookup = lookup
-        self._ttl = ttl
-        self._clock = clock
-        self._cache: dict[str, tuple[float, BotInfo]] = {}
-        self._lock = threading.Lock()
+        self._cache: TtlCache[str, BotInfo | None] = TtlCache(ttl, cache_none=False, clock=clock)
 
     def refresh(self, bot_id: str) -> BotInfo | None:
         """Read the bot again, past the cache, and cache that (the platform refused a cached token)."""
-        with self._lock:
-            self._cache.pop(bot_id, None)
+        self._cache.forget(bot_id)
         return self(bot_id)
 
     def __call__(self, bot_id: str) -> BotInfo | None:
-        now = self._clock()
-        with self._lock:
-            hit = self._cache.get(bot_id)
-        if hit and hit[0] > now:
-            return hit[1]
-        info = self._lookup(bot_id)
-        if info is not None:
-            with self._lock:
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[bot_id] = (now + self._ttl, info)
-        return info
+        return self._cache.get(bot_id, self._lookup)
