@@ -121,3 +121,40 @@ def test_a_crawl_that_would_remove_most_of_a_source_removes_nothing(crawls: Craw
     run, job = crawls.run(_sitemap(site))
     assert run.pages_removed == 2 and job.changed and run.sources["docs"]["complete"]
     assert set(crawls.pages()) == _urls(site, *sites.DOC_PAGES) - _urls(site, *gone[1:])
+
+
+# --- duplicates: only a page seen alive in this run makes another its duplicate ----------------------
+@pytest.mark.parametrize("renamed", [False, True], ids=["new-url", "new-name"])
+def test_a_source_moved_to_another_host_is_indexed_under_its_new_urls(crawls: Crawls, site, renamed) -> None:
+    with sites.FixtureSite() as new:  # the same pages, byte for byte, on the new host
+        for path, page in site.pages.items():
+            new.set_page(path, page.body, in_sitemap=page.in_sitemap)
+        crawls.run(Source(name="docs", kind=SourceKind.CRAWL, url=site.url("/")))
+        assert set(crawls.pages()) == _urls(site, "/", *sites.DOC_PAGES)
+        moved = Source(name="docs2" if renamed else "docs", kind=SourceKind.CRAWL, url=new.url("/"))
+        run, job = crawls.run(moved)
+        assert set(crawls.pages()) == _urls(new, "/", *sites.DOC_PAGES), run.sources
+        assert job.changed and run.pages_removed == 6 and run.pages_changed == 6
+        assert {record.source for record in crawls.pages().values()} == {moved.name}
+        run, job = crawls.run(moved)
+        assert not job.changed and run.pages_unchanged == 6
+
+
+def test_a_page_moved_by_a_301_stays_indexed_under_its_new_url(crawls: Crawls, site) -> None:
+    source = Source(name="site", kind=SourceKind.CRAWL, url=site.url("/"))
+    crawls.run(source)
+    install = site.pages.pop("/docs/install")
+    site.pages["/guide/install"] = install
+    site.redirects["/docs/install"] = "/guide/install"
+    run, job = crawls.run(source)
+    pages = crawls.pages()
+    assert site.url("/guide/install") in pages and site.url("/docs/install") not in pages
+    assert job.changed and run.pages_removed == 1
+
+
+def test_a_copy_of_a_page_that_stays_is_indexed_once(crawls: Crawls, site) -> None:
+    crawls.run(_sitemap(site))
+    site.set_page("/docs/configure-copy", site.pages["/docs/configure"].body)
+    run, job = crawls.run(_sitemap(site))
+    assert site.url("/docs/configure-copy") not in crawls.pages()
+    assert run.pages_skipped == 1 and not job.changed

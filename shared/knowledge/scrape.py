@@ -78,6 +78,15 @@ class _Attempt:
         self.base_pointer: Pointer | None = None
         # The index is opened with this: the pipeline's embedding thread fills it ahead of the writes.
         self.vectors = PrecomputedVectors(embedder)
+        # Duplicate content. A page is a copy only of a page seen alive in *this* run (fetched, or a
+        # 304): the index's owners of a content hash may be the very pages this run finds moved (a
+        # new host, a renamed source, a 301), and skipping their new URLs as copies while the old ones
+        # are removed empties the source. A page whose content an indexed page not yet seen holds is
+        # deferred, and indexed after the removals if no page holding that content is left.
+        self._alive_owner: dict[str, str] = {}  # content hash -> the URL seen alive with it this run
+        self._indexed_owners: dict[str, set[str]] = {}  # content hash -> URLs holding it at the start
+        self._fetched_hashes: set[str] = set()  # content this run found served, indexed or deferred
+        self._deferred: list[tuple[Source, Any, list[Any]]] = []
 
     def open_index(self, store: SnapshotStore, work: Path) -> tuple[Any, str | None, int]:
         """Restore the newest snapshot (or start empty); returns (index, parent id, base generation).
@@ -119,13 +128,16 @@ class _Attempt:
         return KnowledgeIndex.open(path, self.vectors, self.settings.collection), None, generation
 
     def scrape_all(self, index: Any) -> None:
-        """Crawl every configured source into ``index``, then drop the pages of unconfigured ones."""
-        hash_owner = {rec.content_hash: url for url, rec in index.pages().items()}
+        """Crawl every configured source into ``index``, drop the pages of unconfigured ones, then index
+        the deferred pages whose content no page left in the index holds."""
+        for url, record in index.pages().items():
+            self._indexed_owners.setdefault(record.content_hash, set()).add(url)
         for source in self.settings.sources:
-            self.scrape_source(index, source, hash_owner)
+            self.scrape_source(index, source)
         self.drop_unconfigured(index)
+        self._index_deferred(index)
 
-    def scrape_source(self, index: Any, source: Source, hash_owner: dict[str, str]) -> None:
+    def scrape_source(self, index: Any, source: Source) -> None:
         """Crawl one source and apply what it found to the index (see the module docstring)."""
         pages = index.pages()
         previous = {url: rec for url, rec in pages.items() if rec.source == source.name}
@@ -149,9 +161,7 @@ class _Attempt:
         session = crawl_source(source, self.crawl_config, previous)
         try:
             with IndexingPipeline(index, self.vectors) as pipeline:
-                self._consume(
-                    source, session, previous, set(pages), alive, stats, hash_owner, pipeline, timings
-                )
+                self._consume(source, session, previous, set(pages), alive, stats, pipeline, timings)
                 stage = f"index {source.name}"
                 started = time.perf_counter()
                 # The crawl is over: what is left is the pipeline's tail (its last model call and writes).
@@ -174,7 +184,6 @@ class _Attempt:
         indexed: set[str],
         alive: set[str],
         stats: dict[str, int],
-        hash_owner: dict[str, str],
         pipeline: IndexingPipeline,
         timings: dict[str, float],
     ) -> None:
@@ -204,6 +213,8 @@ class _Attempt:
                 alive.add(result.url)
                 stats["unchanged"] += 1
                 before = previous.get(result.url)
+                if before is not None:
+                    self._alive_owner.setdefault(before.content_hash, result.url)
                 # Every index write rewrites the page sidecar, so 500 touches cost O(n²): write only
                 # when the validators moved (fetched_at then stays "when the content was downloaded").
                 if before is not None and _validators(before) != (result.etag, result.last_modified):
@@ -236,21 +247,14 @@ class _Attempt:
                 log.info("%s: no main text; not indexed", result.url)
                 continue
             digest = page_content_hash(chunks)
-            owner = hash_owner.get(digest)
+            self._fetched_hashes.add(digest)
+            owner = self._alive_owner.get(digest)
             if owner is not None and owner != result.url:
                 stats["skipped"] += 1
                 log.info("%s: same content as %s; indexed once", result.url, owner)
                 continue
-            hash_owner[digest] = result.url
-            alive.add(result.url)
+            holders = self._indexed_owners.get(digest, set())
             before = previous.get(result.url)
-            if (
-                before is not None
-                and before.content_hash == digest
-                and _validators(before) == (result.etag, result.last_modified)
-            ):
-                stats["unchanged"] += 1  # a server without conditional GET: same bytes, nothing to write
-                continue
             record = PageRecord(
                 url=result.url,
                 source=source.name,
@@ -261,6 +265,19 @@ class _Attempt:
                 last_modified=result.last_modified,
                 fetched_at=datetime.now(UTC).isoformat(),
             )
+            if owner is None and holders and result.url not in holders:
+                self._deferred.append((source, record, chunks))
+                log.debug("%s: same content as %s, not seen yet; deferred", result.url, sorted(holders)[0])
+                continue
+            self._alive_owner[digest] = result.url
+            alive.add(result.url)
+            if (
+                before is not None
+                and before.content_hash == digest
+                and _validators(before) == (result.etag, result.last_modified)
+            ):
+                stats["unchanged"] += 1  # a server without conditional GET: same bytes, nothing to write
+                continue
             # A URL the index has never held has no vectors to reuse: all of it is embedded ahead.
             started = time.perf_counter()
             pipeline.submit(record, chunks, embed_ahead=result.url not in indexed)
@@ -286,10 +303,12 @@ class _Attempt:
         run = self.run
         complete, error = summary.complete, summary.error
         gone = sorted(set(previous) - alive)
-        if complete and len(gone) > MAX_REMOVED_SHARE * len(previous):
+        # A page whose content this run found at another URL moved; it is not lost.
+        lost = [url for url in gone if previous[url].content_hash not in self._fetched_hashes]
+        if complete and len(lost) > MAX_REMOVED_SHARE * len(previous):
             complete = False
             error = (
-                f"the crawl would remove {len(gone)} of its {len(previous)} pages (more than "
+                f"the crawl would remove {len(lost)} of its {len(previous)} pages (more than "
                 f"{MAX_REMOVED_SHARE:.0%} at once); kept them, as a broken site looks the same"
             )
         if complete:
@@ -322,6 +341,32 @@ class _Attempt:
                 self.run.chunks_removed += index.remove_page(url)
                 self.run.pages_removed += 1
                 self.changed = True
+
+    def _index_deferred(self, index: Any) -> None:
+        """Index each deferred page whose content no page in the index holds any more (its owner was
+        removed: the page moved); the others are copies after all."""
+        if not self._deferred:
+            return
+        pages = index.pages()
+        held = {record.content_hash for record in pages.values()}
+        run = self.run
+        with IndexingPipeline(index, self.vectors) as pipeline:
+            for source, record, chunks in self._deferred:
+                stats = run.sources[source.name]
+                if record.content_hash in held:
+                    stats["skipped"] += 1
+                    run.pages_skipped += 1
+                    log.info("%s: same content as a page kept in the index; indexed once", record.url)
+                    continue
+                held.add(record.content_hash)
+                before = pages.get(record.url)
+                pipeline.submit(record, chunks, embed_ahead=before is None)
+                stats["changed"] += 1
+                run.pages_changed += 1
+                run.chunks_added += len(chunks)
+                run.chunks_removed += before.chunk_count if before else 0
+                self.changed = True
+            run.embeddings += pipeline.finish()
 
 
 def _open_check(embedder: Any, collection: str) -> Callable[[Path, Any], None]:
