@@ -12,6 +12,7 @@ import ctypes
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -123,10 +124,17 @@ def spawn_logged(
 def wait_until_serving(
     proc: subprocess.Popen[bytes], url: str, timeout: float, name: str, log_path: Path
 ) -> None:
-    """Return once ``url`` answers at all (a 4xx or 405 on "/" means the server is up); raise
-    ``RuntimeError`` with the log's tail if ``proc`` exits first or ``timeout`` passes."""
+    """Return once ``url`` answers at all (a 4xx or 405 on "/" means the server is up) and the answer
+    is ``proc``'s: it is alive and it (or its process group: gunicorn's workers) holds the socket
+    listening on the URL's port (:func:`serves_port`). Another program answering on that port (the
+    child's bind failed) does not count. Raise ``RuntimeError`` with the log's tail if ``proc`` exits
+    first or ``timeout`` passes."""
     import urllib.error
+    import urllib.parse
     import urllib.request
+
+    port = urllib.parse.urlsplit(url).port or 80
+    other = ""
 
     def tail() -> str:
         return log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
@@ -134,15 +142,76 @@ def wait_until_serving(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode}; {log_path}:\n{tail()}")
+            raise RuntimeError(f"{name} exited with {proc.returncode}{other}; {log_path}:\n{tail()}")
         try:
             with urllib.request.urlopen(url, timeout=2):
-                return
+                pass
         except urllib.error.HTTPError:
-            return
+            pass
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"{name} did not answer on {url} within {timeout:.0f}s; {log_path}:\n{tail()}")
+            continue
+        if proc.poll() is None and serves_port(proc.pid, port) is not False:
+            return
+        other = f" (port {port} is answered by another process)"
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} did not answer on {url} within {timeout:.0f}s{other}; {log_path}:\n{tail()}")
+
+
+def ports_in_use(ports: Sequence[int], host: str = "127.0.0.1") -> list[int]:
+    """The ports of ``ports`` a server could not bind on ``host`` now (another process holds them)."""
+    taken = []
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # As gunicorn and uvicorn bind: a port left in TIME_WAIT by a stopped server is free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                taken.append(port)
+    return taken
+
+
+def serves_port(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` or a process of its group holds a socket listening on TCP ``port`` (on
+    any address); None where that cannot be told (no Linux ``/proc``)."""
+    inodes: set[str] = set()
+    readable = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        readable = True
+        for row in rows:
+            fields = row.split()
+            # sl local_address rem_address st ... inode; st 0A is LISTEN
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not readable:
+        return None
+    if not inodes:
+        return False
+    for member in {pid, *_process_group(pid)}:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{member}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return True
+    return False
+
+
+def _process_group(pgid: int) -> list[int]:
+    """The pids of the processes in process group ``pgid`` (from ``/proc``)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # /proc/PID/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses.
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                members.append(int(entry.name))
+    return members
 
 
 def with_parent_death(argv: Sequence[str]) -> list[str]:

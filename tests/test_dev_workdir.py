@@ -68,28 +68,34 @@ def test_a_new_directory_is_created_with_the_marker_and_emptied_next_time(tmp_pa
     (target / "logs" / "qa.log").write_text("last run")
     (target / "leftover").write_text("anything askbase's own directory holds goes")
     assert isinstance(_dev("--workdir", str(target)).exception, WouldStart)
-    assert sorted(p.name for p in target.iterdir()) == [wd.MARKER]
+    assert sorted(p.name for p in target.iterdir()) == [wd.MARKER, wd.LOCK_NAME]
+
+
+def _claim(path: Path) -> Path:
+    claimed = wd.claim(path)
+    claimed.release()
+    return claimed.path
 
 
 def test_an_empty_directory_and_one_from_before_the_marker_are_used(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert wd.claim(empty) == empty.resolve() and (empty / wd.MARKER).is_file()
+    assert _claim(empty) == empty.resolve() and (empty / wd.MARKER).is_file()
     legacy = tmp_path / "legacy"  # an older askbase dev's directory: only what dev writes
     for name in ("emulators", "logs", "data"):
         (legacy / name).mkdir(parents=True)
         (legacy / name / "x").write_text("stale")
-    wd.claim(legacy)
-    assert sorted(p.name for p in legacy.iterdir()) == [wd.MARKER]
+    _claim(legacy)
+    assert sorted(p.name for p in legacy.iterdir()) == [wd.MARKER, wd.LOCK_NAME]
 
 
 def test_a_symlink_inside_is_removed_not_followed(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep").write_text("precious")
-    target = wd.claim(tmp_path / "dev")
+    target = _claim(tmp_path / "dev")
     (target / "data").symlink_to(outside)
-    wd.claim(target)
+    _claim(target)
     assert (outside / "keep").read_text() == "precious" and not (target / "data").exists()
 
 

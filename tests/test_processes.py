@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from shared.processes import pid_alive, with_parent_death
+from shared.processes import (
+    pid_alive,
+    spawn_logged,
+    stop_process_group,
+    wait_until_serving,
+    with_parent_death,
+)
 
 ROOT = Path(__file__).parents[1]
 
@@ -94,3 +102,57 @@ def test_with_parent_death_wraps_argv_for_this_process() -> None:
     argv = with_parent_death(["java", "-jar", "x.jar"])
     assert argv[:3] == [sys.executable, "-m", "shared.processes"]
     assert argv[3] == str(os.getpid()) and argv[4:] == ["java", "-jar", "x.jar"]
+
+
+class _Alien:
+    """Another program's HTTP server on a loopback port: it answers every GET with 200."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.emulators  # starts a subprocess: not part of the fast unit run
+def test_another_process_answering_on_the_port_is_not_the_child_serving(tmp_path: Path) -> None:
+    """The child never listens (as a service whose bind failed but has not exited yet); another process
+    answers on its port: that answer must not count as the child being up."""
+    alien = _Alien()
+    log_path = tmp_path / "child.log"
+    child = spawn_logged([sys.executable, "-c", "import time; time.sleep(60)"], os.environ, log_path)
+    try:
+        with pytest.raises(RuntimeError, match=f"port {alien.port} is answered by another process"):
+            wait_until_serving(child, f"http://127.0.0.1:{alien.port}/", 3, "child", log_path)
+    finally:
+        stop_process_group(child, signal.SIGTERM)
+        alien.close()
+
+
+@pytest.mark.emulators  # starts a subprocess: not part of the fast unit run
+def test_a_child_that_listens_is_serving(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_path = tmp_path / "child.log"
+    argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+    child = spawn_logged(argv, os.environ, log_path, cwd=tmp_path)
+    try:
+        wait_until_serving(child, f"http://127.0.0.1:{port}/", 30, "child", log_path)
+        assert child.poll() is None
+    finally:
+        stop_process_group(child, signal.SIGTERM)

@@ -27,6 +27,7 @@ from shared.devstack.stack import LocalStack
 from shared.devstack.workdir import WorkdirError
 from shared.devstack.workdir import claim as claim_workdir
 from shared.emulators import EmulatorError
+from shared.processes import ports_in_use
 
 log = logging.getLogger(__name__)
 
@@ -183,15 +184,39 @@ def dev_command(
     production_shape: bool,
 ) -> None:
     """Run emulators, the sample site, a first crawl, and every service until Ctrl+C."""
+    if not production_shape:  # --production-shape picks free ports
+        # Every port is checked before anything is touched: a service that cannot bind must not be
+        # taken for up because another program (another askbase dev?) answers on its port.
+        taken = ports_in_use([port + offset for offset in range(6 if sources is None else 5)])
+        if taken:
+            raise click.ClickException(
+                f"port {taken[0]} is in use (another askbase dev?): use --port to pick other ports "
+                "(askbase dev uses --port and the five after it)"
+            )
     try:
         # The emulators keep data in memory: last run's files are stale, so the directory is emptied,
-        # but only one askbase made (never --workdir . or ~).
-        workdir = claim_workdir(workdir)
+        # but only one askbase made (never --workdir . or ~), and not while another dev holds it.
+        claimed = claim_workdir(workdir)
     except WorkdirError as exc:
         raise click.ClickException(str(exc)) from None
-    if production_shape:
-        _production_shape(workdir, sources, exit_after_ready)
-        return
+    try:
+        if production_shape:
+            _production_shape(claimed.path, sources, exit_after_ready)
+        else:
+            _local(claimed.path, port, sources, scrape_every, reconcile_every, exit_after_ready)
+    finally:
+        claimed.release()
+
+
+def _local(
+    workdir: Path,
+    port: int,
+    sources: str | None,
+    scrape_every: float,
+    reconcile_every: float,
+    exit_after_ready: bool,
+) -> None:
+    """``askbase dev``: :class:`LocalStack` with the sample site, a first crawl and the scheduler."""
     site = None
     if sources is None:
         site = serve_sample_site(port + 5)
