@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
+import traceback
 
 import click
 
@@ -60,9 +62,62 @@ def cli(log_level: str) -> None:
     logs.configure(log_level)
 
 
+# What to do without Google credentials (askbase smoke's credential checks say it too).
+CREDENTIALS_HINT = (
+    "run `gcloud auth application-default login`, or `askbase emulators up` and export the variables "
+    "it prints (while askbase dev runs: source .askbase/dev/env)"
+)
+
+
+def _is(exc: BaseException, module: str, name: str) -> bool:
+    """``isinstance(exc, module.name)``, importing nothing: an exception of that class means its module
+    is already loaded."""
+    cls = getattr(sys.modules.get(module), name, None)
+    return isinstance(cls, type) and isinstance(exc, cls)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def setup_error(exc: BaseException) -> str | None:
+    """The one line to print for a common setup mistake (no credentials, no bucket, no token key), or
+    None for any other error (it keeps its traceback: that is a bug)."""
+    if _is(exc, "google.auth.exceptions", "DefaultCredentialsError"):
+        return f"no Google credentials: {CREDENTIALS_HINT}"
+    if _is(exc, "google.api_core.exceptions", "NotFound"):
+        # A 404 on listing or uploading objects (.../b/NAME/o?...) is the bucket missing; on one object
+        # (.../b/NAME/o/OBJECT) the object.
+        listing = re.search(r"/b/([^/?#\s]+)/o(?:[?#\s:]|$)", str(exc))
+        named = re.search(r"/b/([^/?#\s]+)", str(exc))
+        bucket = listing or (named if "bucket does not exist" in str(exc) else None)
+        if bucket:
+            return (
+                f"bucket {bucket.group(1)} does not exist: check the name; the index bucket is "
+                "ASKBASE_BUCKET (`pulumi stack output bucketName`; against the emulators the first "
+                "`askbase scrape` or askbase dev creates it)"
+            )
+        return f"not found: {_first_line(exc)}"
+    if _is(exc, "shared.bots.secrets", "TokenKeyError"):
+        text = _first_line(exc)
+        if "ASKBASE_TOKEN_KEY_SECRET" not in text:
+            text += " (set ASKBASE_TOKEN_KEY locally, ASKBASE_TOKEN_KEY_SECRET in production)"
+        return text + "; while askbase dev runs: source .askbase/dev/env"
+    return None
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)
     except ConfigError as exc:
         logging.getLogger("askbase").error("%s", exc)
         sys.exit(2)
+    except Exception as exc:
+        message = setup_error(exc)
+        if message is None:
+            raise
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            traceback.print_exc()
+        click.echo(f"Error: {message}", err=True)
+        sys.exit(1)
