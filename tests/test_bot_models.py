@@ -12,7 +12,8 @@ import pytest
 from shared.config import Settings
 from shared.gcp import firestore_client
 from shared.qa.answerers import Answer, get_answerer
-from shared.qa.ask import AskService, BotProfile
+from shared.qa.ask import AskService
+from shared.qa.bot_profiles import AnswerProfile
 from shared.qa.live_index import LiveIndex
 from tests.qa_support import make_app
 
@@ -104,8 +105,8 @@ def _service(default: str, allowed: tuple[str, ...] | None = None) -> AskService
     return AskService(None, None, None, lambda name: None, default, 5, allowed_models=allowed)  # type: ignore[arg-type]
 
 
-def _profile(model: str) -> BotProfile:
-    return BotProfile(id="b1", owner="o", owner_email="o@example.com", model=model, system_prompt=None)
+def _profile(model: str) -> AnswerProfile:
+    return AnswerProfile(id="b1", owner="o", owner_email="o@example.com", model=model, system_prompt=None)
 
 
 @pytest.mark.parametrize(

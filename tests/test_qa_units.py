@@ -134,8 +134,8 @@ def test_answer_html_escapes_and_links_citations() -> None:
     assert "[7]" in html and "<blockquote>" in html
 
 
-def test_bot_profiles_cache_briefly_and_never_cache_unknown_ids() -> None:
-    from shared.qa.ask import BotNotFound, BotProfiles
+def test_answer_profiles_cache_briefly_and_never_cache_unknown_ids() -> None:
+    from shared.qa.bot_profiles import AnswerProfiles, BotNotFound
 
     class Snap:
         def __init__(self, data):
@@ -162,16 +162,16 @@ def test_bot_profiles_cache_briefly_and_never_cache_unknown_ids() -> None:
             return Snap(self.docs.get(self._id))
 
     db = Db()
-    bots = BotProfiles(db, ttl_seconds=60)
+    now = [0.0]
+    bots = AnswerProfiles(db, ttl_seconds=60, clock=lambda: now[0])
     with pytest.raises(BotNotFound):
         bots.get("b1")
     db.docs["b1"] = {"model": "gemini", "system_prompt": "Be brief."}
     assert bots.get("b1").model == "gemini"  # a new bot works at once
     db.docs["b1"]["model"] = "extractive"
     assert bots.get("b1").model == "gemini" and db.reads == 2  # cached
-    bots.ttl_seconds = 0
-    bots._cache.clear()
-    assert bots.get("b1").model == "extractive"
+    now[0] = 60.0
+    assert bots.get("b1").model == "extractive" and db.reads == 3  # the edit applies after the ttl
     with pytest.raises(BotNotFound):
         bots.get("../x")
 

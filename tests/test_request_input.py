@@ -10,7 +10,7 @@ from shared.bots.buttons import ButtonStateStore, state_id_for_job
 from shared.bots.registry import BotReader
 from shared.config import Settings
 from shared.gcp import firestore_client
-from shared.qa.ask import BotNotFound, load_bot
+from shared.qa.bot_profiles import BotNotFound, load_answer_profile
 from shared.qa.conversations import ConversationNotFound, ConversationStore
 from shared.request_input import NotJSON, firestore_accepts, is_document_id, page_size, read_json
 
@@ -63,7 +63,7 @@ def test_stores_answer_unknown_for_ids_no_document_can_have(
     db = firestore_client(settings.project_id)
     assert BotReader(db).get_bot(value) is None
     with pytest.raises(BotNotFound):
-        load_bot(db, value)
+        load_answer_profile(db, value)
     store = ConversationStore(db, retention_days=30)
     with pytest.raises(ConversationNotFound):
         store.get("user:a@example.com", value)

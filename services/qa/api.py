@@ -29,7 +29,7 @@ from services.qa.app import context
 from services.qa.auth import api_login_required, current_user, service_caller
 from shared.bots.buttons import ButtonStateStore
 from shared.qa.answer_log import PLATFORMS, AnswerLog, QuestionVectors, platform_of
-from shared.qa.ask import BotNotFound, BotProfile
+from shared.qa.bot_profiles import AnswerProfile, BotNotFound
 from shared.qa.button_votes import ButtonPress, ButtonVotes, UnknownButton
 from shared.qa.conversations import (
     MAX_PAGE_SIZE,
@@ -209,7 +209,7 @@ def ask() -> Any:
     except BadRequest as exc:
         return _reject(400, str(exc))
 
-    bot: BotProfile | None = None
+    bot: AnswerProfile | None = None
     if data["bot_id"]:
         try:
             bot = ctx.bots.get(data["bot_id"])

@@ -1,17 +1,19 @@
-"""Answering one question end to end: retrieve, answer, record, return.
+"""Answering one question end to end: retrieve, answer, write the conversation, return.
 
-This is the one service ``POST /api/ask`` calls. The bot's ``model`` and ``system_prompt`` come from its
-Firestore document (``bots/{id}``); the exchange is written to the conversation before the answer is
-returned, so an answer the user has seen is never lost.
+:class:`AskService` answers; ``POST /api/ask`` calls it through
+:class:`shared.qa.recording_ask.RecordingAsk`, which then records the answer for feedback and the gaps
+report. A bot's ``model`` and ``system_prompt``
+come from its :class:`shared.qa.bot_profiles.AnswerProfile`; the exchange is written to the conversation
+before the answer is returned, so an answer the user has seen is never lost. :func:`answer_question` is
+the part ``askbase ask`` and ``askbase eval`` share with the service.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.cloud import firestore
 
@@ -20,25 +22,27 @@ from shared.qa.conversations import ConversationStore
 from shared.qa.followups import retrieve_for_turn
 from shared.qa.live_index import LiveIndex
 from shared.qa.sources import source_link, source_title, split_heading_path
-from shared.request_input import is_document_id
 
-BOTS = "bots"
+if TYPE_CHECKING:
+    from shared.qa.bot_profiles import AnswerProfile
+
 SNIPPET_CHARS = 240
 
 
-class BotNotFound(LookupError):
-    """No bot with that id (or the caller may not use it)."""
+def __getattr__(name: str) -> Any:
+    """The old names ``BOTS`` and ``BotProfiles``, only until services/qa/app.py and services/qa/pages.py
+    import :class:`shared.qa.bot_profiles.AnswerProfiles` and :data:`shared.bots.registry.COLLECTION`
+    themselves (then delete this); nothing else may use them. Resolved on use, so importing this module
+    (``askbase ask``, ``askbase eval``) does not load the bot registry."""
+    if name == "BotProfiles":
+        from shared.qa.bot_profiles import AnswerProfiles
 
+        return AnswerProfiles
+    if name == "BOTS":
+        from shared.bots.registry import COLLECTION
 
-@dataclass(frozen=True)
-class BotProfile:
-    """The parts of a bot's document that shape its answers."""
-
-    id: str
-    owner: str
-    owner_email: str
-    model: str
-    system_prompt: str | None
+        return COLLECTION
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -62,49 +66,6 @@ class AskResult:
             "refused": self.refused,
             "related": self.related,
         }
-
-
-def load_bot(db: firestore.Client, bot_id: str) -> BotProfile:
-    """The bot's profile; :class:`BotNotFound` for unknown or malformed ids."""
-    if not is_document_id(bot_id):
-        raise BotNotFound(bot_id)
-    snap = db.collection(BOTS).document(bot_id).get()
-    if not snap.exists:
-        raise BotNotFound(bot_id)
-    data = snap.to_dict() or {}
-    return BotProfile(
-        id=bot_id,
-        owner=str(data.get("owner", "")),
-        owner_email=str(data.get("owner_email", "")).lower(),
-        model=str(data.get("model") or ""),
-        system_prompt=data.get("system_prompt") or None,
-    )
-
-
-class BotProfiles:
-    """Bot profiles read through a short-lived cache: a bot's every question would otherwise cost a
-    Firestore read before the search even starts. An edit of a bot's model or prompt applies within
-    ``ttl_seconds``; unknown ids are never cached, so a new bot works at once."""
-
-    def __init__(self, db: firestore.Client, ttl_seconds: float = 30.0) -> None:
-        self._db = db
-        self.ttl_seconds = ttl_seconds
-        self._cache: dict[str, tuple[float, BotProfile]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, bot_id: str) -> BotProfile:
-        """The bot's profile; :class:`BotNotFound` for unknown or malformed ids."""
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(bot_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        profile = load_bot(self._db, bot_id)
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()  # bounded; refilled on demand
-            self._cache[bot_id] = (now + self.ttl_seconds, profile)
-        return profile
 
 
 def source_json(passage: Any) -> dict[str, Any]:
@@ -169,7 +130,7 @@ class AskService:
         self._answerers: dict[str, Answerer] = {}
         self._lock = threading.Lock()
 
-    def model_for(self, bot: BotProfile | None) -> str:
+    def model_for(self, bot: AnswerProfile | None) -> str:
         """The answerer ``bot`` is answered with: its stored model while the deployment allows it, else
         the deployment's own. A bot saved while Gemini was on must not keep reaching a paid model the
         operator has since switched off (``Settings.allowed_bot_models``)."""
@@ -200,7 +161,7 @@ class AskService:
         owner: str,
         question: str,
         conversation_id: str | None = None,
-        bot: BotProfile | None = None,
+        bot: AnswerProfile | None = None,
     ) -> AskResult:
         """Answer ``question`` for ``owner``; raises ConversationNotFound, NoIndexYet."""
         previous = None

@@ -18,11 +18,10 @@ from datetime import UTC, datetime
 import numpy as np
 from google.cloud import firestore
 
+from shared.bots.registry import COLLECTION
 from shared.qa.answer_rows import read_rows
 from shared.qa.gaps_filters import WEB, GapsFilters
 from shared.qa.gaps_report import REPORT_GROUPS, GapsReport, build_report
-
-BOTS = "bots"
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class GapsService:
 
     def bots_for(self, viewer: Viewer) -> list[BotChoice]:
         """The bots whose traffic ``viewer`` may see (all of them for an admin), by name."""
-        bots: firestore.CollectionReference | firestore.Query = self._db.collection(BOTS)
+        bots: firestore.CollectionReference | firestore.Query = self._db.collection(COLLECTION)
         if not viewer.is_admin:
             bots = bots.where(filter=firestore.FieldFilter("owner_email", "==", viewer.email.lower()))
         choices = [
@@ -92,7 +91,7 @@ class GapsService:
                 return None
             if bot == WEB:
                 return [None]
-            if not self._db.collection(BOTS).document(bot).get().exists:
+            if not self._db.collection(COLLECTION).document(bot).get().exists:
                 raise UnknownBot(bot)
             return [bot]
         owned = [b.id for b in self.bots_for(viewer)]

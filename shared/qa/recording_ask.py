@@ -19,7 +19,8 @@ from google.api_core import exceptions as gexc
 from shared.qa.answer_log import AnswerFacts, AnswerLog, page_url
 
 if TYPE_CHECKING:
-    from shared.qa.ask import AskResult, AskService, BotProfile
+    from shared.qa.ask import AskResult, AskService
+    from shared.qa.bot_profiles import AnswerProfile
     from shared.qa.live_index import LiveIndex
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class RecordingAsk:
         owner: str,
         question: str,
         conversation_id: str | None = None,
-        bot: BotProfile | None = None,
+        bot: AnswerProfile | None = None,
         platform: str = "web",
     ) -> RecordedAnswer:
         """Answer ``question`` for ``owner`` and record it; raises what ``AskService.ask`` raises."""
