@@ -139,3 +139,43 @@ def test_an_unreadable_root_sitemap_is_a_site_wide_failure(site) -> None:
     results, summary = _crawl(source)
     assert results == {}
     assert not summary.complete and "gone.xml unavailable (404)" in summary.error
+
+
+# --- a source's include/exclude hold for where a page leads, too ------------------------------------
+def test_a_redirect_out_of_the_sources_patterns_is_skipped(site) -> None:
+    site.set_page("/elsewhere/page", sites.page_for("/elsewhere/page"), in_sitemap=False)
+    site.redirects["/docs/moved"] = "/elsewhere/page"
+    home = sites.doc_html("Home", [("Welcome", sites.prose("home"))], ["/docs/install", "/docs/moved"])
+    site.set_page("/docs/", home, in_sitemap=False)
+    source = Source(name="docs", kind=SourceKind.CRAWL, url=site.url("/docs/"), include=[r"/docs/"])
+    results, summary = _crawl(source)
+    moved = results[site.url("/docs/moved")]
+    assert (
+        moved.outcome is Outcome.SKIPPED and "/elsewhere/page" in moved.reason and "include" in moved.reason
+    )
+    assert not any(r.url == site.url("/elsewhere/page") for r in results.values())
+    assert summary.complete, summary.error
+
+
+def test_a_canonical_url_out_of_the_sources_patterns_is_not_the_pages_identity(site) -> None:
+    html = sites.doc_html("Canon", [("Part", sites.prose("canon"))], canonical=site.url("/blog/canon"))
+    site.set_page("/docs/canon", html)
+    results, _ = _crawl(_docs_sitemap(site, exclude=[r"/blog/"]))
+    assert results[site.url("/docs/canon")].outcome is Outcome.FETCHED
+    assert results[site.url("/docs/canon")].url == site.url("/docs/canon")
+    # A canonical URL inside the patterns still names the page.
+    site.set_page(
+        "/docs/canon", sites.doc_html("Canon", [("Part", sites.prose("canon"))], canonical="/docs/install")
+    )
+    results, _ = _crawl(_docs_sitemap(site, include=[r"/docs/"]))
+    assert results[site.url("/docs/canon")].url == site.url("/docs/install")
+
+
+def _docs_sitemap(site: sites.FixtureSite, **options) -> Source:
+    return Source(
+        name="docs",
+        kind=SourceKind.SITEMAP,
+        url=site.url("/"),
+        exclude=["big", *options.pop("exclude", [])],
+        **options,
+    )

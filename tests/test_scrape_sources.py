@@ -158,3 +158,30 @@ def test_a_copy_of_a_page_that_stays_is_indexed_once(crawls: Crawls, site) -> No
     run, job = crawls.run(_sitemap(site))
     assert site.url("/docs/configure-copy") not in crawls.pages()
     assert run.pages_skipped == 1 and not job.changed
+
+
+# --- two sources reaching one page ------------------------------------------------------------------
+def test_a_page_two_sources_reach_belongs_to_the_first_and_a_recrawl_changes_nothing(
+    crawls: Crawls, site
+) -> None:
+    site.set_page("/blog/hello", sites.page_for("/blog/hello"), in_sitemap=False)
+    site.feed_paths = ["/blog/hello"]
+    home = sites.doc_html("Home", [("Welcome", sites.prose("home"))], [*sites.DOC_PAGES, "/blog/hello"])
+    site.set_page("/", home, in_sitemap=False)
+    both = (
+        Source(name="site", kind=SourceKind.CRAWL, url=site.url("/")),
+        Source(name="blog", kind=SourceKind.FEED, url=site.url("/feed.xml")),
+    )
+    first, _ = crawls.run(*both)
+    post = site.url("/blog/hello")
+    assert crawls.pages()[post].source == "site"
+    assert first.sources["blog"]["skipped"] == 1 and first.sources["blog"]["complete"]
+    for _ in range(2):
+        run, job = crawls.run(*both)
+        assert not job.changed and run.pages_changed == 0, run.sources
+        assert crawls.pages()[post].source == "site"
+    # Listed first, the feed takes the page over: once.
+    run, job = crawls.run(*reversed(both))
+    assert job.changed and crawls.pages()[post].source == "blog" and run.pages_removed == 0
+    run, job = crawls.run(*reversed(both))
+    assert not job.changed, run.sources

@@ -195,6 +195,11 @@ class SourceCrawler:
             return CrawlResult(
                 url, Outcome.SKIPPED, url, f"redirected off-site to {final}", resp.status_code, elapsed_ms=ms
             ), []
+        if final != url and (reason := url_filter_reason(final, self.include, self.exclude)):
+            # The source's patterns bound what it indexes wherever a link leads, not just where it points.
+            return CrawlResult(
+                url, Outcome.SKIPPED, url, f"redirected to {final}: {reason}", resp.status_code, elapsed_ms=ms
+            ), []
         if resp.status_code in (404, 410):
             return CrawlResult(
                 url, Outcome.GONE, url, f"HTTP {resp.status_code}", resp.status_code, elapsed_ms=ms
@@ -221,6 +226,10 @@ class SourceCrawler:
         html = resp.body.decode(resp.encoding, errors="replace")
         parsed = parse_links(html, final)
         identity = page_identity(final, parsed.canonical)
+        if identity != final and url_filter_reason(identity, self.include, self.exclude):
+            # A canonical URL the source's patterns rule out cannot name a page of this source: the page
+            # is known by the URL it was reached at (which passed them).
+            identity = final
         return (
             CrawlResult(identity, Outcome.FETCHED, url, "", 200, html, etag, modified, ms),
             parsed.links,

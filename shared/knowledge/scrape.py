@@ -87,6 +87,9 @@ class _Attempt:
         self._indexed_owners: dict[str, set[str]] = {}  # content hash -> URLs holding it at the start
         self._fetched_hashes: set[str] = set()  # content this run found served, indexed or deferred
         self._deferred: list[tuple[Source, Any, list[Any]]] = []
+        # A page two sources reach belongs to the first configured one that gets it in a run; the others
+        # report it skipped. Letting each take it in turn rewrote it, and published, on every run.
+        self._claimed: dict[str, str] = {}  # URL -> source name
 
     def open_index(self, store: SnapshotStore, work: Path) -> tuple[Any, str | None, int]:
         """Restore the newest snapshot (or start empty); returns (index, parent id, base generation).
@@ -161,7 +164,7 @@ class _Attempt:
         session = crawl_source(source, self.crawl_config, previous)
         try:
             with IndexingPipeline(index, self.vectors) as pipeline:
-                self._consume(source, session, previous, set(pages), alive, stats, pipeline, timings)
+                self._consume(source, session, previous, pages, alive, stats, pipeline, timings)
                 stage = f"index {source.name}"
                 started = time.perf_counter()
                 # The crawl is over: what is left is the pipeline's tail (its last model call and writes).
@@ -181,7 +184,7 @@ class _Attempt:
         source: Source,
         session: Any,
         previous: dict[str, Any],
-        indexed: set[str],
+        indexed: dict[str, Any],
         alive: set[str],
         stats: dict[str, int],
         pipeline: IndexingPipeline,
@@ -189,7 +192,8 @@ class _Attempt:
     ) -> None:
         """Decide what each crawl result means for the index; hand page writes to ``pipeline``.
 
-        ``indexed``: every URL the index holds (any source), whose stored vectors it may reuse."""
+        ``previous``: this source's pages in the index; ``indexed``: every page the index holds (any
+        source), whose stored vectors it may reuse."""
         from shared.knowledge.chunker import chunk_page, page_content_hash
         from shared.knowledge.extract import extract_page
         from shared.knowledge.index import PageRecord
@@ -209,6 +213,12 @@ class _Attempt:
             done += 1
             self.progress(stage, done, max(session.summary.discovered, done))
             self.progress(index_stage, *pipeline.progress)
+            if result.outcome in (Outcome.FETCHED, Outcome.UNCHANGED):
+                claimer = self._claimed.setdefault(result.url, source.name)
+                if claimer != source.name:
+                    stats["skipped"] += 1
+                    log.debug("%s: belongs to source %s in this run", result.url, claimer)
+                    continue
             if result.outcome is Outcome.UNCHANGED:
                 alive.add(result.url)
                 stats["unchanged"] += 1
@@ -254,7 +264,8 @@ class _Attempt:
                 log.info("%s: same content as %s; indexed once", result.url, owner)
                 continue
             holders = self._indexed_owners.get(digest, set())
-            before = previous.get(result.url)
+            # Whatever source it is stored under: a page another source indexed is no news to this one.
+            before = indexed.get(result.url)
             record = PageRecord(
                 url=result.url,
                 source=source.name,
@@ -275,6 +286,7 @@ class _Attempt:
                 before is not None
                 and before.content_hash == digest
                 and _validators(before) == (result.etag, result.last_modified)
+                and before.source == source.name
             ):
                 stats["unchanged"] += 1  # a server without conditional GET: same bytes, nothing to write
                 continue
@@ -282,7 +294,7 @@ class _Attempt:
             started = time.perf_counter()
             pipeline.submit(record, chunks, embed_ahead=result.url not in indexed)
             timings["submit_wait_seconds"] += time.perf_counter() - started
-            if before is not None and before.content_hash == digest:
+            if before is not None and before.content_hash == digest and before.source == source.name:
                 stats["unchanged"] += 1
             else:
                 stats["changed"] += 1
@@ -302,7 +314,7 @@ class _Attempt:
     ) -> None:
         run = self.run
         complete, error = summary.complete, summary.error
-        gone = sorted(set(previous) - alive)
+        gone = sorted(set(previous) - alive - set(self._claimed))
         # A page whose content this run found at another URL moved; it is not lost.
         lost = [url for url in gone if previous[url].content_hash not in self._fetched_hashes]
         if complete and len(lost) > MAX_REMOVED_SHARE * len(previous):
