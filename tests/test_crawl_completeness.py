@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from starlette.requests import Request
@@ -179,3 +180,22 @@ def _docs_sitemap(site: sites.FixtureSite, **options) -> Source:
         exclude=["big", *options.pop("exclude", [])],
         **options,
     )
+
+
+# --- max_pages -----------------------------------------------------------------------------------------
+def test_max_pages_counts_what_it_cuts_and_keeps_the_indexed_pages_first(site, caplog) -> None:
+    source = _docs_sitemap(site, include=[r"/docs/"], exclude=[r"missing|flaky|configure-copy"], max_pages=2)
+    indexed = {site.url(p): None for p in ("/docs/faq", "/docs/install")}  # the sitemap lists them apart
+    previous = {url: _Stored(None, None) for url in indexed}
+    with caplog.at_level(logging.WARNING, logger="shared.knowledge.crawler"):
+        results, summary = _crawl(source, previous)
+    fetched = {url for url, r in results.items() if r.outcome is Outcome.FETCHED}
+    assert fetched == set(indexed)
+    assert summary.over_max_pages == len(sites.DOC_PAGES) - 2
+    assert any("3 URLs over max_pages (2)" in r.getMessage() for r in caplog.records)
+
+
+@dataclass
+class _Stored:
+    etag: str | None
+    last_modified: str | None

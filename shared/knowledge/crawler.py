@@ -84,6 +84,7 @@ class CrawlSummary:
     discovered: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    over_max_pages: int = 0  # URLs found but not fetched: the source's max_pages was reached
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,10 @@ class SourceCrawler:
         else:
             seeds = [self.start, *sorted(self.previous)]
         follow_links = kind is SourceKind.CRAWL
+        # The pages already indexed come first for the max_pages budget: a sitemap or feed listing the
+        # newest first would otherwise push different pages in and out of the index on every run.
+        known = [s for s in seeds if normalize_url(s, self.start) in self.previous]
+        seeds = known + [s for s in seeds if normalize_url(s, self.start) not in self.previous]
 
         frontier: asyncio.Queue[str] = asyncio.Queue()
         failures = 0
@@ -308,6 +313,7 @@ class SourceCrawler:
                     skipped_out.append(skipped)
                 return
             if self._fetch_budget <= 0:
+                self.summary.over_max_pages += 1
                 return
             self._fetch_budget -= 1
             self.summary.discovered += 1
@@ -371,6 +377,13 @@ class SourceCrawler:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+        if self.summary.over_max_pages:
+            log.warning(
+                "source %s: %d URLs over max_pages (%d) not crawled",
+                self.source.name,
+                self.summary.over_max_pages,
+                self.source.max_pages,
+            )
         if anchors and not anchors_seen:
             what = "start page" if follow_links else f"none of the {len(anchors)} listed pages could be read;"
             first = sorted(anchor_misses)[:3]

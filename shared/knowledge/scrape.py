@@ -341,6 +341,7 @@ class _Attempt:
             **stats,
             "complete": complete,
             "error": error,
+            "over_max_pages": summary.over_max_pages,
             "seconds": round(summary.seconds, 3),
             **{name: round(value, 3) for name, value in timings.items()},
         }
