@@ -327,6 +327,23 @@ def test_bad_configuration_is_a_clear_error(settings: Settings) -> None:
     assert scrape_module.MAX_ATTEMPTS == 2
 
 
+@pytest.mark.parametrize("url", ["https://", "https://docs.example.com:8o8o/", "https://[docs.example.com/"])
+def test_a_bad_start_url_is_a_recorded_failure(emulators, settings: Settings, monkeypatch, url: str) -> None:
+    cfg = settings.model_copy(update={"sources": [Source(name="docs", kind=SourceKind.CRAWL, url=url)]})
+    with pytest.raises(ScrapeError, match=r"source 'docs': start URL .* is not an http\(s\) URL"):
+        run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
+    recorded = list_runs(firestore_client(cfg.project_id), limit=1)[0]
+    assert recorded.status is RunStatus.FAILED and repr(url) in recorded.error and recorded.ended_at
+    assert Lease(firestore_client(cfg.project_id)).read() is None  # never taken
+
+    # The function answers with the message, not a traceback.
+    import functions.scrape as fn
+
+    monkeypatch.setattr(fn, "get_settings", lambda: cfg)
+    body, status = fn.scrape(SimpleNamespace(method="POST"))
+    assert status == 500 and body["ok"] is False and repr(url) in body["error"]
+
+
 class _HashEmbedder:
     """Fast stand-in vectors; ``id`` is settable to simulate switching models."""
 

@@ -445,12 +445,17 @@ def run_scrape(
         raise ScrapeError("no sources configured: set ASKBASE_SOURCES to a JSON list of sources")
     progress = progress or _noop
     crawl_config = crawl_config or CrawlConfig.from_settings(settings)
-    for source in settings.sources:  # fail fast on a bad regex, before taking the lease
-        crawl_source(source, crawl_config).close()
-
     from shared import gcp
 
+    bad = []
+    for source in settings.sources:  # fail fast on a bad start URL or regex, before taking the lease
+        try:
+            crawl_source(source, crawl_config).close()
+        except ValueError as exc:
+            bad.append(str(exc))
     fs = firestore if firestore is not None else gcp.firestore_client(settings.project_id)
+    if bad:
+        _record_refusal(fs, "; ".join(bad) + " (fix ASKBASE_SOURCES)")
     lease = Lease(fs, "scrape", settings.scrape_lease_seconds, clock=clock)
     run = new_run(lease.holder)
     try:
@@ -514,6 +519,21 @@ def run_scrape(
         extra={"run_id": run.id},
     )
     return run
+
+
+def _record_refusal(fs: Any, message: str) -> None:
+    """Record a run the configuration stopped before it started, then raise :class:`ScrapeError`: the
+    status page shows why no crawl happens, not a run that never was."""
+    run = new_run()
+    run.status = RunStatus.FAILED
+    run.error = message
+    run.ended_at = run.started_at
+    log.error("scrape run %s refused: %s", run.id, message, extra={"run_id": run.id})
+    try:
+        save_run(fs, run)
+    except Exception:
+        log.exception("could not record refused scrape run %s", run.id)
+    raise ScrapeError(message)
 
 
 def _run_attempts(
