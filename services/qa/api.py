@@ -6,8 +6,9 @@ report
 
 Routes only parse and check input, call one service (:class:`shared.qa.recording_ask.RecordingAsk`, the
 conversation store, :class:`shared.qa.feedback.FeedbackStore`, :class:`shared.qa.button_votes.ButtonVotes`,
-:class:`shared.qa.gaps.GapsService`),
-and shape the reply. Bad input is always a 4xx with an ``error`` message, never a 500.
+:class:`shared.qa.bot_chats.BotChats` (who asks through a bot; a chat's ``/forget``),
+:class:`shared.qa.gaps.GapsService`), and shape the reply. Bad input is always a 4xx with an ``error``
+message, never a 500.
 
 Reads (history, one conversation, search, export, and the chat and status pages in ``pages.py``) are
 rate-limited per user by a second :class:`RateLimiter` with its own buckets: browsing never uses up the
@@ -28,8 +29,10 @@ from services.qa import auth
 from services.qa.app import context
 from services.qa.auth import api_login_required, current_user, service_caller
 from shared.bots.buttons import ButtonStateStore
-from shared.qa.answer_log import PLATFORMS, AnswerLog, QuestionVectors, platform_of
-from shared.qa.bot_profiles import AnswerProfile, BotNotFound
+from shared.bots.platform_users import user_platform
+from shared.qa.answer_log import AnswerLog, QuestionVectors
+from shared.qa.bot_chats import Asker, BotChats
+from shared.qa.bot_profiles import BotNotFound
 from shared.qa.button_votes import ButtonPress, ButtonVotes, UnknownButton
 from shared.qa.conversations import (
     MAX_PAGE_SIZE,
@@ -44,7 +47,6 @@ from shared.qa.feedback import (
     FeedbackStore,
     InvalidVote,
     VoteValue,
-    forget_owner,
     parse_vote,
 )
 from shared.qa.gaps import GapsService, NoReportAccess, UnknownBot, Viewer
@@ -73,6 +75,7 @@ class Feedback:
     votes: FeedbackStore
     buttons: ButtonVotes  # votes from bots' 👍/👎 buttons
     gaps: GapsService
+    chats: BotChats  # who asks through a bot, and a bot chat's /forget
 
 
 @bp.record_once
@@ -108,6 +111,7 @@ def _install_feedback(state: BlueprintSetupState) -> None:
             similarity=settings.gaps_group_similarity,
             low_support_score=settings.gaps_low_support_score,
         ),
+        chats=BotChats(ctx.bots, ctx.conversations, ctx.db),
     )
 
 
@@ -209,28 +213,24 @@ def ask() -> Any:
     except BadRequest as exc:
         return _reject(400, str(exc))
 
-    bot: AnswerProfile | None = None
-    if data["bot_id"]:
-        try:
-            bot = ctx.bots.get(data["bot_id"])
-        except BotNotFound:
-            return _reject(404, "unknown bot_id")
-    if service is not None:
-        if bot is None or not data["user"]:
-            return _reject(400, "service callers must send 'bot_id' and 'user'")
-        owner = f"bot:{bot.id}:{data['user']}"
-    else:
-        assert user is not None
-        if bot is not None and bot.owner_email != user.email and not user.is_admin:
-            return _reject(404, "unknown bot_id")  # someone else's bot: don't confirm it exists
-        owner = user.owner
+    try:
+        if service is not None:
+            if not data["bot_id"] or not data["user"]:
+                return _reject(400, "service callers must send 'bot_id' and 'user'")
+            asker: Asker = feedback().chats.for_chat(data["bot_id"], data["user"])
+        else:
+            assert user is not None
+            asker = feedback().chats.for_user(user, data["bot_id"])
+    except BotNotFound:
+        return _reject(404, "unknown bot_id")  # for a user, someone else's bot too: not confirmed
 
-    allowed, retry_after = ctx.limiter.allow(owner)
+    allowed, retry_after = ctx.limiter.allow(asker.owner)
     if not allowed:
         return _reject(429, "too many questions; slow down", Retry_After=str(retry_after))
-    platform = platform_of(data["user"] if service is not None else None)
     try:
-        result = feedback().ask.ask(owner, data["question"], data["conversation_id"], bot, platform)
+        result = feedback().ask.ask(
+            asker.owner, data["question"], data["conversation_id"], asker.bot, asker.platform
+        )
     except ConversationNotFound:
         return _reject(404, "conversation not found")
     except NoIndexYet:
@@ -414,7 +414,7 @@ def bot_vote() -> Any:
         value = parse_vote(body.get("vote"))
     except (BadRequest, InvalidVote) as exc:
         return _reject(400, str(exc))
-    if not bot_id or not state_id or not voter or platform_of(voter) not in PLATFORMS:
+    if not bot_id or not state_id or not voter or user_platform(voter) is None:
         return _reject(400, "'bot_id', 'state_id' and a platform 'voter' are required")
     try:
         vote = feedback().buttons.cast(ButtonPress(bot_id, state_id, voter, value))
@@ -440,14 +440,12 @@ def bot_forget() -> Any:
         voter = _optional_str(body, "voter", MAX_USER_CHARS)
     except BadRequest as exc:
         return _reject(400, str(exc))
-    if not bot_id or not chat or not voter or platform_of(voter) not in PLATFORMS:
+    if not bot_id or not chat or not voter or user_platform(voter) is None:
         return _reject(400, "'bot_id', 'user' and a platform 'voter' are required")
     try:
-        context().bots.get(bot_id)
+        deleted = feedback().chats.forget(bot_id, chat, voter)
     except BotNotFound:
         return _reject(404, "unknown bot_id")
-    deleted = context().conversations.clear(f"bot:{bot_id}:{chat}")
-    forget_owner(context().db, voter)  # the sender's votes, on any answer
     return jsonify(deleted=deleted)
 
 

@@ -44,6 +44,7 @@ import numpy as np
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from shared.bots.platform_users import user_platform
 from shared.qa.sources import SECTION_SEPARATOR  # how the API's source titles join page and headings
 from shared.transactions import retry_aborted
 
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 ANSWERS = "answers"
 VECTOR_DTYPE = np.float16
 BATCH_WRITES = 400
-PLATFORMS = ("web", "telegram", "discord")
 _ANSWER_ID = re.compile(r"[0-9a-f]{32}")
 _WORD = re.compile(r"[\w'\u2019-]+")
 # Words that make a question a question but say nothing about its topic. Short questions are mostly
@@ -93,11 +93,11 @@ def conversation_answer_ids(conversation_id: str, messages: Sequence[Any]) -> di
 
 def platform_of(user: str | None) -> str:
     """Where a question came from: ``web`` for a browser, else the platform a bot user key names
-    (``telegram:42`` → ``telegram``); ``bot`` for a service caller's key of another shape."""
+    (``telegram:42`` → ``telegram``: any platform of :mod:`shared.bots.platforms`); ``bot`` for a service
+    caller's key of another shape."""
     if user is None:
         return "web"
-    prefix = user.split(":", 1)[0]
-    return prefix if prefix in PLATFORMS and prefix != "web" else "bot"
+    return user_platform(user) or "bot"
 
 
 def topic_text(question: str, ignore_words: Collection[str] = ()) -> str:

@@ -1,0 +1,32 @@
+"""Who a chat platform's user (or chat) is to askbase: the key ``<platform>:<id>`` (``telegram:42``).
+
+The worker names a bot's chat and the sender of a vote, ``/forget``, ``/enable`` or ``/mode`` this way
+when it calls the Q&A service (``user``, ``voter``) or writes a chat's settings (``by_user``); qa reads
+the platform back from the key (:func:`user_platform`) to file an answer under its platform and to accept
+only platform users where a bot acts for one. The platforms are the registered ones
+(:mod:`shared.bots.platforms`): a new platform's ``_register(...)`` line is all it takes.
+
+Public API::
+
+    from shared.bots.platform_users import platform_user, user_platform
+
+    platform_user("telegram", 42)     # "telegram:42"
+    user_platform("telegram:42")      # "telegram"; None when the prefix names no registered platform
+"""
+
+from __future__ import annotations
+
+from shared.bots.platforms import find_platform
+
+SEPARATOR = ":"
+
+
+def platform_user(platform: str, user: str | int) -> str:
+    """The key of ``user`` (a user or chat id on ``platform``)."""
+    return f"{platform}{SEPARATOR}{user}"
+
+
+def user_platform(key: str) -> str | None:
+    """The registered platform ``key`` names, or None (another shape, or no platform of that name)."""
+    name, separator, _ = key.partition(SEPARATOR)
+    return name if separator and find_platform(name) is not None else None
