@@ -70,7 +70,7 @@ def test_dev_serves_the_sample_site_answers_and_stops_cleanly(tmp_path: Path) ->
             if not line:
                 break
             lines.append(line)
-            if "askbase is running" in line:
+            if "stop: Ctrl+C" in line:  # the last line of the ready message
                 break
         output = "".join(lines)
         assert "askbase is running" in output, output
@@ -86,6 +86,33 @@ def test_dev_serves_the_sample_site_answers_and_stops_cleanly(tmp_path: Path) ->
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["sources"], "the sample site's pages should be cited"
+
+        # The CLI reaches the running stack after sourcing the env file dev wrote (it holds the token
+        # key: only its owner may read it), and `askbase emulators status` says dev runs them.
+        sourced = re.search(r"CLI: source (\S+)", output)
+        assert sourced, output
+        env_file = Path(sourced.group(1))
+        assert env_file.stat().st_mode & 0o777 == 0o600
+        for args, expect in ((["snapshots", "list"], r"(?m)^\* \S+"), (["bots", "list"], r"")):
+            cli = subprocess.run(
+                ["bash", "-c", f'source "{env_file}" && exec "$0" -m shared.cli "$@"', sys.executable, *args],
+                cwd=tmp_path,
+                env={k: v for k, v in env.items() if not k.startswith("ASKBASE_")},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert cli.returncode == 0, (args, cli.stdout, cli.stderr)
+            assert re.search(expect, cli.stdout), (args, cli.stdout)
+        status = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "emulators", "status"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.returncode == 0 and "askbase dev" in status.stdout, status.stdout + status.stderr
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl+C sends
         try:

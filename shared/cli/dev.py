@@ -235,6 +235,7 @@ def _local(
         assert stack.emulators is not None
         stack.emulators.export_env()  # this process wires the push subscription itself
         stack.configure()
+        cli_env = stack.write_cli_env(workdir / "env")
         click.echo("==> starting qa, botrunner and the telegram, discord and scrape functions")
         stack.start_services()
         _wire_push_subscription(stack)
@@ -257,6 +258,7 @@ def _local(
             f"askbase is running: open {stack.services['qa'].url}  (dev sign-in: any email; "
             "admin@askbase.local is an admin)"
         )
+        click.echo(f"CLI: source {cli_env}   (askbase bots, snapshots, scrape ... then act on this stack)")
         click.echo(f"logs: {workdir / 'logs'}   stop: Ctrl+C")
         if exit_after_ready:
             return

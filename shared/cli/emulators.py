@@ -11,6 +11,7 @@ import click
 from shared.emulators import EmulatorError, EmulatorStack
 
 STATE_FILE = Path(".askbase/emulators.json")
+DEV_WORKDIR = Path(".askbase/dev")  # askbase dev's default --workdir
 
 
 @click.group("emulators")
@@ -78,6 +79,15 @@ def status() -> None:
     """Show which emulators are running and where."""
     stack = EmulatorStack.load(STATE_FILE)
     if stack is None:
+        from shared.devstack.workdir import holder
+
+        dev_pid = holder(DEV_WORKDIR)
+        if dev_pid is not None:
+            click.echo(
+                f"emulators: run by askbase dev (pid {dev_pid}); point the CLI at its stack with: "
+                f"source {DEV_WORKDIR / 'env'}"
+            )
+            raise SystemExit(0)
         click.echo("emulators: not running")
         raise SystemExit(1)
     running = True

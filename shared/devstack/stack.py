@@ -12,6 +12,7 @@ import base64
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -122,6 +123,35 @@ class LocalStack:
             **self.extra_env,
         }
         return self.env
+
+    # What the askbase CLI needs to act on this stack (askbase bots, snapshots, scrape, gaps, export, ask
+    # --url): the emulators, the project, the bucket, the token key, the sources and the services' URLs.
+    CLI_ENV_KEYS = (
+        "ASKBASE_ENV",
+        "ASKBASE_BUCKET",
+        "ASKBASE_TOKEN_KEY",
+        "ASKBASE_SOURCES",
+        "ASKBASE_QA_URL",
+        "ASKBASE_BOTRUNNER_URL",
+        "ASKBASE_TELEGRAM_WEBHOOK_URL",
+        "ASKBASE_DISCORD_WEBHOOK_URL",
+        "ASKBASE_SCRAPE_URL",
+    )
+
+    def write_cli_env(self, path: Path) -> Path:
+        """``export`` lines that point the askbase CLI at this stack (``source`` the file), mode 0600:
+        it holds the bot token key."""
+        assert self.emulators is not None
+        values = {**self.emulators.env(), **{k: self.env[k] for k in self.CLI_ENV_KEYS if k in self.env}}
+        text = "# askbase dev: point the askbase CLI at this stack with `source` this file\n" + "".join(
+            f"export {key}={shlex.quote(value)}\n" for key, value in values.items()
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o600)  # an existing file keeps its mode through O_CREAT
+            out.write(text)
+        return path
 
     def _gunicorn(self, app: str, port: int) -> list[str]:
         # One worker with threads, as on Cloud Run; the command-line --bind wins over a config file's.
