@@ -570,6 +570,9 @@ class Settings:
     # --- bots ------------------------------------------------------------------------------------
     token_key: SecretStr = NO_SECRET
     token_key_secret: str = ""
+    # Older token keys that still decrypt (comma-separated, each like token_key) during a key rotation;
+    # checked where read, as token_key is (shared.bots.secrets.load_previous_keys).
+    token_keys_previous: SecretStr = NO_SECRET
     qa_url: str = "http://127.0.0.1:8080"
     botrunner_url: str = "http://127.0.0.1:8081"
     telegram_webhook_url: str = "http://127.0.0.1:8082"

@@ -61,7 +61,7 @@ def test_token_and_secret_are_encrypted_at_rest(registry: BotRegistry) -> None:
     assert TOKEN.split(":")[1] not in repr(raw)
     secret = registry.webhook_secret(bot)
     assert secret not in repr(raw)
-    assert raw["token_enc"].startswith("v1:")
+    assert raw["token_enc"].startswith("v2:")  # and its key's id (tests/test_token_keyring.py)
     assert registry.decrypt_token(bot) == TOKEN
     assert len(secret) >= 32
     # Never in the repr or the public view.

@@ -1,16 +1,24 @@
-"""Encryption at rest for bot tokens and webhook secrets (AES-256-GCM).
+"""Encryption at rest for bot tokens and webhook secrets (AES-256-GCM), with a keyring for rotation.
 
 Public API::
 
-    cipher = TokenCipher.from_settings(settings)   # cached per key; loads the key once per process
-    blob = cipher.encrypt("123:ABC...", context="bots/<bot_id>/token")
-    cipher.decrypt(blob, context="bots/<bot_id>/token")  # -> "123:ABC..."
+    cipher = TokenCipher.from_settings(settings)   # cached per key set; loads the keys once per process
+    blob = cipher.encrypt("123:ABC...", context="bots/<bot_id>/token")   # always with the current key
+    cipher.decrypt(blob, context="bots/<bot_id>/token")  # -> "123:ABC..." (current or a previous key)
+    cipher.is_current(blob)                        # sealed by the current key, in the current format?
+    cipher.reencrypt(blob, context)                # -> the blob under the current key, None if it is
 
-The key is 32 random bytes, base64-encoded:
+A key is 32 random bytes, base64-encoded. The *current* key encrypts everything new:
 
 * locally and in tests it comes from ``ASKBASE_TOKEN_KEY`` (``settings.token_key``);
 * in production from Secret Manager: ``settings.token_key_secret`` is either a full version name
   (``projects/P/secrets/S/versions/V``) or a bare secret id (``latest`` version of ``project_id``).
+
+*Previous* keys (``ASKBASE_TOKEN_KEYS_PREVIOUS``, ``settings.token_keys_previous``: comma-separated, each
+checked like the current key) only decrypt. They exist for a rotation (docs/operations.md): the new key
+becomes the current one, the old one a previous one, stored ciphertexts move to the new key (when
+botrunner reads them, :meth:`shared.bots.registry.BotRegistry.decrypt_token`, or all at once with
+``askbase bots rekey``), and then the old key is dropped. Every key is registered with the log filter.
 
 Generate one with ``python -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"``.
 
@@ -18,8 +26,19 @@ The ``context`` is bound into the ciphertext as AES-GCM associated data, so a ci
 another bot's document (or from the token field into the secret field) fails to decrypt instead of
 silently handing one bot another bot's token.
 
-Stored format: ``v1:`` + urlsafe-base64(nonce(12) || ciphertext+tag). The version prefix leaves room
-for key rotation.
+Stored formats (decisions kept here):
+
+* ``v2:<kid>:`` + urlsafe-base64(nonce(12) || ciphertext+tag): what :meth:`TokenCipher.encrypt` writes.
+  ``kid`` (:func:`key_id`) is 16 hex characters of SHA-256 over a fixed label and the key: it names the
+  key that sealed the blob, so decryption picks that key and a blob sealed by a key that is no longer
+  configured is reported by its key id ("not configured") rather than as tampering. 64 bits of a hash of
+  a 256-bit random key reveal nothing usable about the key; they are not secret, and may be logged.
+  The kid is not in the associated data: picking the wrong key only fails the tag check.
+* ``v1:`` + the same payload, from before key ids: no kid, so each configured key is tried (current
+  first). Decrypted, never written; :meth:`TokenCipher.is_current` is False for it, so it moves to ``v2``
+  with the rest.
+
+A plaintext is never in an exception message, nor a key or a blob: the messages may reach a log line.
 
 Webhook secrets are also stored as a keyed hash, so the public webhook functions can check the
 ``X-Telegram-Bot-Api-Secret-Token`` header without the key that decrypts every bot token::
@@ -28,7 +47,8 @@ Webhook secrets are also stored as a keyed hash, so the public webhook functions
     webhook_secret_matches(bot_id, presented, stored)    # constant-time comparison
 
 The secret is 256 bits from ``secrets.token_urlsafe``, so the hash cannot be reversed or brute-forced;
-the bot id in the HMAC key makes a hash copied into another bot's document useless there.
+the bot id in the HMAC key makes a hash copied into another bot's document useless there. (The hash
+depends on no encryption key: a rotation leaves it as it is.)
 """
 
 from __future__ import annotations
@@ -39,6 +59,7 @@ import hashlib
 import hmac
 import os
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
@@ -49,8 +70,12 @@ from shared.logs import register_secret
 if TYPE_CHECKING:
     from shared.config import Settings
 
-_PREFIX = "v1:"
+_V1 = "v1:"  # no key id: read, never written
+_V2 = "v2:"  # "v2:<kid>:<payload>"
 _NONCE_BYTES = 12
+_KID_LABEL = b"askbase/token-key-id/v1\x00"
+_KID_CHARS = 16
+PREVIOUS_KEYS_VARIABLE = "ASKBASE_TOKEN_KEYS_PREVIOUS"
 
 
 _HASH_PREFIX = "h1:"
@@ -80,45 +105,92 @@ class DecryptionError(RuntimeError):
     """A stored ciphertext could not be decrypted (wrong key, tampered, or wrong context)."""
 
 
-class TokenCipher:
-    """AES-GCM with one 256-bit key. Thread-safe (AESGCM objects are stateless)."""
+def key_id(key: bytes) -> str:
+    """The id a ``v2`` ciphertext names its key by: 16 hex characters of SHA-256(label || key)."""
+    return hashlib.sha256(_KID_LABEL + key).hexdigest()[:_KID_CHARS]
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) != 32:
-            raise TokenKeyError("the token key must be exactly 32 bytes (base64 of 32 random bytes)")
-        self._aead = AESGCM(key)
+
+class TokenCipher:
+    """AES-GCM over a keyring: one current 256-bit key that encrypts, and previous keys that only
+    decrypt. Thread-safe (AESGCM objects are stateless)."""
+
+    def __init__(self, key: bytes, previous: Sequence[bytes] = ()) -> None:
+        for k in (key, *previous):
+            if len(k) != 32:
+                raise TokenKeyError("a token key must be exactly 32 bytes (base64 of 32 random bytes)")
+        self.key_id = key_id(key)
+        self._current = AESGCM(key)
+        # kid -> AEAD, current first (the order v1 blobs are tried in); a repeated key counts once.
+        self._keys: dict[str, AESGCM] = {self.key_id: self._current}
+        for k in previous:
+            self._keys.setdefault(key_id(k), AESGCM(k))
 
     def encrypt(self, plaintext: str, context: str) -> str:
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), context.encode("utf-8"))
-        return _PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        sealed = self._current.encrypt(nonce, plaintext.encode("utf-8"), context.encode("utf-8"))
+        return f"{_V2}{self.key_id}:" + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+    def is_current(self, blob: str) -> bool:
+        """Whether ``blob`` is in the current format under the current key (nothing to re-encrypt).
+        Says nothing of whether it decrypts."""
+        return bool(blob) and blob.startswith(f"{_V2}{self.key_id}:")
 
     def decrypt(self, blob: str, context: str) -> str:
-        if not blob or not blob.startswith(_PREFIX):
-            raise DecryptionError("unknown ciphertext format")
-        try:
-            raw = base64.urlsafe_b64decode(blob[len(_PREFIX) :].encode("ascii"))
-            plain = self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode("utf-8"))
-        except (InvalidTag, ValueError, binascii.Error):
-            # Never include the blob or the key in the message: this may end up in a log line.
-            raise DecryptionError("ciphertext could not be decrypted with the configured key") from None
-        return plain.decode("utf-8")
+        if blob and blob.startswith(_V2):
+            kid, sep, payload = blob[len(_V2) :].partition(":")
+            if not sep:
+                raise DecryptionError("unknown ciphertext format")
+            aead, shown = self._keys.get(kid), kid[:_KID_CHARS]
+            if aead is None:
+                raise DecryptionError(
+                    f"ciphertext is sealed by a token key that is not configured (key id {shown})"
+                )
+            plain = _open(aead, payload, context)
+            if plain is None:
+                raise DecryptionError(f"ciphertext could not be decrypted with its key (key id {shown})")
+            return plain
+        if blob and blob.startswith(_V1):
+            for aead in self._keys.values():
+                plain = _open(aead, blob[len(_V1) :], context)
+                if plain is not None:
+                    return plain
+            # Never include the blob or a key in the message: this may end up in a log line.
+            raise DecryptionError("ciphertext could not be decrypted with any configured token key")
+        raise DecryptionError("unknown ciphertext format")
+
+    def reencrypt(self, blob: str, context: str) -> str | None:
+        """``blob``'s plaintext encrypted with the current key, or None when ``blob`` already is
+        (:meth:`is_current`). Raises :class:`DecryptionError` when no configured key opens it."""
+        if self.is_current(blob):
+            return None
+        return self.encrypt(self.decrypt(blob, context), context)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenCipher:
-        """The process-wide cipher for these settings (the key is loaded once per key source)."""
+        """The process-wide cipher for these settings (the keys are loaded once per key set)."""
         env_key = settings.token_key.get_secret_value()
         source = ("env", env_key) if env_key else ("secret-manager", _secret_version_name(settings))
+        cache_key = (*source, settings.token_keys_previous.get_secret_value())
         with _lock:
-            cipher = _ciphers.get(source)
+            cipher = _ciphers.get(cache_key)
             if cipher is None:
-                cipher = cls(load_key(settings))
-                _ciphers[source] = cipher
+                cipher = cls(load_key(settings), previous=load_previous_keys(settings))
+                _ciphers[cache_key] = cipher
             return cipher
 
 
+def _open(aead: AESGCM, payload: str, context: str) -> str | None:
+    """The plaintext of a base64url(nonce || sealed) payload, or None if this key does not open it."""
+    try:
+        raw = base64.urlsafe_b64decode(payload.encode("ascii"))
+        plain = aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode("utf-8"))
+        return plain.decode("utf-8")
+    except (InvalidTag, ValueError, binascii.Error):  # UnicodeError is a ValueError
+        return None
+
+
 _lock = threading.Lock()
-_ciphers: dict[tuple[str, str], TokenCipher] = {}
+_ciphers: dict[tuple[str, str, str], TokenCipher] = {}
 
 
 def _decode_key(encoded: str, where: str) -> bytes:
@@ -167,3 +239,14 @@ def load_key(settings: Settings) -> bytes:
     payload = client.access_secret_version(name=version).payload.data.decode("utf-8").strip()
     register_secret(payload)
     return _decode_key(payload, f"Secret Manager secret {version}")
+
+
+def load_previous_keys(settings: Settings) -> list[bytes]:
+    """The previous keys (``ASKBASE_TOKEN_KEYS_PREVIOUS``, comma-separated), each checked like the current
+    key and registered for log redaction; an error names the key by its position, never its value."""
+    keys = []
+    parts = [p.strip() for p in settings.token_keys_previous.get_secret_value().split(",")]
+    for n, part in enumerate(p for p in parts if p):
+        register_secret(part)
+        keys.append(_decode_key(part, f"{PREVIOUS_KEYS_VARIABLE}[{n}]"))
+    return keys
