@@ -118,3 +118,29 @@ def test_local_refresh_runs_the_scrape_in_the_background(
     token = sign_in(boss, "boss@example.com")
     assert boss.post("/status/refresh", data={"csrf_token": token}).status_code == 302
     assert ran.wait(5)
+
+
+def test_status_page_shows_each_sources_completeness_and_error(
+    emulators, settings: Settings, live: LiveIndex
+) -> None:
+    now = datetime.now(UTC)
+    firestore_client(settings.project_id).collection("scrape_runs").document("r3").set(
+        {
+            "started_at": now - timedelta(minutes=5),
+            "ended_at": now - timedelta(minutes=4),
+            "status": "unchanged",
+            "incomplete_sources": ["docs"],
+            "error": "incomplete: docs",
+            "sources": {
+                "docs": {"complete": False, "error": "sitemap <i>https://x/s.xml</i> unavailable (404)"},
+                "blog": {"complete": True, "error": "", "over_max_pages": 7},
+            },
+        }
+    )
+    client = make_app(settings, live).test_client()
+    sign_in(client, "viewer@example.com")
+    html = client.get("/status").get_data(as_text=True)
+    assert '<tr class="run-unchanged run-incomplete">' in html
+    assert '<li class="source-incomplete">docs: incomplete' in html
+    assert "sitemap &lt;i&gt;https://x/s.xml&lt;/i&gt; unavailable (404)" in html  # escaped
+    assert '<li class="source-complete">blog: complete' in html and "7 URLs over max_pages" in html

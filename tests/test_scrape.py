@@ -318,6 +318,32 @@ def test_two_concurrent_runs_one_proceeds(emulators, settings, site, embedder) -
     assert sorted(r.status.value for r in results) == ["published", "skipped"]
 
 
+def test_an_incomplete_source_is_in_the_run_record_and_the_functions_answer(
+    emulators, settings, site, monkeypatch
+) -> None:
+    cfg = _settings(settings, site)
+    first = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
+    assert first.status is RunStatus.PUBLISHED and first.error is None and first.incomplete_sources == []
+    site.remove_page("/docs/faq")  # news, so the run publishes while one source cannot be read
+    site.edit_page("/docs/install", sites.page_for("/docs/install", version=2))
+    for path in sites.BLOG_POSTS:  # the blog sits behind a login wall now
+        site.set_page(path, b"sign in", status=403, in_sitemap=False)
+
+    import functions.scrape as fn
+
+    monkeypatch.setattr(fn, "get_settings", lambda: cfg)
+    monkeypatch.setattr(
+        fn, "run_scrape", lambda s: run_scrape(s, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
+    )
+    body, status = fn.scrape(SimpleNamespace(method="POST"))
+    # Deliberately a 2xx: Cloud Scheduler retries any other answer (see functions/scrape.py).
+    assert status == 200 and body["ok"] is False and body["status"] == "published"
+    assert body["incomplete_sources"] == ["blog"] and "blog" in body["error"] and "HTTP 403" in body["error"]
+    recorded = list_runs(firestore_client(cfg.project_id), limit=1)[0]
+    assert recorded.incomplete_sources == ["blog"] and recorded.error == body["error"]
+    assert not recorded.sources["blog"]["complete"] and recorded.sources["docs"]["complete"]
+
+
 def test_bad_configuration_is_a_clear_error(settings: Settings) -> None:
     with pytest.raises(ScrapeError, match="ASKBASE_SOURCES"):
         run_scrape(settings.model_copy(update={"sources": []}))

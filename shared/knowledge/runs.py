@@ -51,6 +51,9 @@ class ScrapeRun:
     parent_snapshot_id: str | None = None
     attempts: int = 0
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Sources whose crawl was incomplete (site down, refused, a sitemap unreadable, the run's deadline):
+    # their pages were kept as they were. The run then also names them in ``error``, whatever its status.
+    incomplete_sources: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property

@@ -422,6 +422,7 @@ def _reset_counts(run: ScrapeRun) -> None:
     ):
         setattr(run, name, 0)
     run.sources = {}
+    run.incomplete_sources = []
 
 
 def run_scrape(
@@ -491,6 +492,7 @@ def run_scrape(
             work_dir=work,
         )
         _run_attempts(settings, run, store, embedder, progress, crawl_config, lease, work)
+        _note_incomplete(run)
     except Exception as exc:
         run.status = RunStatus.FAILED
         run.error = f"{type(exc).__name__}: {exc}"
@@ -519,6 +521,18 @@ def run_scrape(
         extra={"run_id": run.id},
     )
     return run
+
+
+def _note_incomplete(run: ScrapeRun) -> None:
+    """Name the incomplete sources in the run's record: its status says what happened to the index (a
+    source that could not be read changes nothing there), ``error`` that the knowledge may be stale."""
+    run.incomplete_sources = sorted(name for name, stats in run.sources.items() if not stats["complete"])
+    if not run.incomplete_sources:
+        return
+    detail = "; ".join(f"{name}: {run.sources[name]['error']}" for name in run.incomplete_sources)
+    note = f"incomplete sources, their pages kept as they were: {detail}"
+    run.error = f"{run.error}; {note}" if run.error else note
+    log.warning("scrape run %s: %s", run.id, note, extra={"run_id": run.id})
 
 
 def _record_refusal(fs: Any, message: str) -> None:
