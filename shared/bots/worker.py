@@ -6,8 +6,10 @@
 
 ==========  ==========================================================================================
 200         done, a duplicate of a job already answered, or dropped for good: a malformed envelope,
-            an unknown or stopped bot, an expired Discord token, a permanent platform error (bot
-            blocked, chat gone). Redelivering any of these would never succeed.
+            an unknown or stopped bot, a bot whose stored token no configured key decrypts (logged as
+            an ERROR and shown on the bot's activity: its owner must enter the token again), an
+            expired Discord token, a permanent platform error (bot blocked, chat gone). Redelivering
+            any of these would never succeed.
 503         retry later: the Q&A service or the platform is down / rate-limits beyond our patience,
             Firestore is unavailable, or another delivery of the same job holds a fresh claim.
 ==========  ==========================================================================================
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +61,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from shared.bots import chat_switch
+from shared.bots.activity import ActivityLog
 from shared.bots.answer_modes import DESCRIPTIONS, AnswerMode, parse_mode, posts_refusals
 from shared.bots.buttons import ButtonStateStore, state_id_for_job, state_ttl
 from shared.bots.dedupe import Claim, ClaimState, ReplyLedger
@@ -67,7 +71,8 @@ from shared.bots.platforms import find_platform
 from shared.bots.platforms.base import ApiEndpoint, Platform
 from shared.bots.platforms.errors import PlatformError, RetryPolicy, Unanswerable
 from shared.bots.qa_client import QaAnswer, QaClient, QaRejected, QaUnavailable
-from shared.bots.registry import BotRegistry
+from shared.bots.registry import COLLECTION, BotRegistry
+from shared.bots.secrets import DecryptionError
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -78,6 +83,13 @@ PROCESSING_BUDGET = 60.0  # seconds; below the 90 s claim lease and the subscrip
 # Platform retries inside one delivery: short, so the whole job stays within the budget. A longer
 # rate limit hands the job back to Pub/Sub (503) instead of holding the request open.
 WORKER_RETRY_POLICY = RetryPolicy(attempts=4, backoff=0.5, max_backoff=4.0, max_wait=10.0)
+# A bot whose stored token cannot be decrypted is noted in its activity at most this often per process
+# (every job of it is dropped and logged; the owner needs one line, not one per message).
+UNDECRYPTABLE_NOTE_SECONDS = 3600.0
+UNDECRYPTABLE_NOTE = (
+    "The stored token cannot be decrypted (the token key was changed without keeping the old one): "
+    "re-enter it with Replace token. Messages to the bot are dropped until then."
+)
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,9 @@ class BotWorker:
         self._buttons = ButtonStateStore(db, state_ttl(settings.conversation_retention_days))
         self._policy = retry_policy
         self._clock = clock
+        self._activity = ActivityLog(db, COLLECTION)
+        self._undecryptable_noted: dict[str, float] = {}  # bot id -> monotonic time of the last note
+        self._noted_lock = threading.Lock()
 
     # --- entry ----------------------------------------------------------------------------------
 
@@ -131,7 +146,10 @@ class BotWorker:
 
     def process(self, job: Job) -> JobResult:
         started = time.monotonic()
-        bot = self._bots(job.bot_id)
+        try:
+            bot = self._bots(job.bot_id)
+        except DecryptionError:
+            return self._undecryptable(job)
         platform = find_platform(job.platform)
         if bot is None or platform is None or bot.platform != job.platform:
             log.info("job %s dropped: bot unknown", job.job_id)
@@ -216,6 +234,26 @@ class BotWorker:
             (time.monotonic() - started) * 1000,
         )
         return JobResult(200, "sent", job.job_id)
+
+    def _undecryptable(self, job: Job) -> JobResult:
+        """No configured key decrypts the bot's stored token: no delivery of this job can succeed until
+        the owner enters the token again, so it is acked (not retried into the dead letters). One ERROR
+        per job; the owner's note on the bot's activity at most once an hour per process."""
+        log.error(
+            "job %s dropped: bot %s: its stored token cannot be decrypted with any configured token key "
+            "(the owner must re-enter it)",
+            job.job_id,
+            job.bot_id,
+        )
+        now = time.monotonic()
+        with self._noted_lock:
+            last = self._undecryptable_noted.get(job.bot_id)
+            due = last is None or now - last >= UNDECRYPTABLE_NOTE_SECONDS
+            if due:
+                self._undecryptable_noted[job.bot_id] = now
+        if due:
+            self._activity.record(job.bot_id, "error", UNDECRYPTABLE_NOTE)  # best effort, never raises
+        return JobResult(200, "undecryptable token", job.job_id)
 
     def _stopped(self, job: Job, platform: Platform, api: ApiEndpoint) -> JobResult:
         """A job of a stopped bot is dropped. What the user waits on is ended (``notify_stopped``:
