@@ -13,6 +13,12 @@ import click
 
 from shared.config import get_settings
 
+# What the --index options of askbase ask and eval take (shared.knowledge.index.SIDECAR_NAME names the file).
+INDEX_DIR_HELP = (
+    "an askbase index directory, one holding askbase-index.json next to the Chroma files, as a scrape "
+    "builds or a restored snapshot unpacks (not a directory of HTML pages)"
+)
+
 log = logging.getLogger("askbase.eval")
 # Progress goes to the log (stderr) at most this often, so a long run shows it is alive.
 PROGRESS_EVERY_SECONDS = 5.0
@@ -45,7 +51,7 @@ def progress_logger(what: str) -> Callable[[int, int], None]:
     "--index",
     "index_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Answer from this index directory instead of building the set's corpus.",
+    help="Answer from " + INDEX_DIR_HELP + " instead of building the set's corpus.",
 )
 @click.option("--answerer", type=click.Choice(["extractive", "gemini"]), help="Default: ASKBASE_ANSWERER.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON (alone on stdout).")
@@ -77,7 +83,7 @@ def eval_command(
     from shared.qa.eval_corpus import CorpusMissing, open_eval_index
     from shared.qa.eval_sets import EvalSetError, load_eval_set
     from shared.qa.evaluation import compare, flipped_cases, format_table, run_eval
-    from shared.qa.local_asker import LocalAsker, open_index_dir
+    from shared.qa.local_asker import LocalAsker, NotAnIndex, open_index_dir
 
     logs_to_stderr()
     settings = get_settings()
@@ -87,7 +93,12 @@ def eval_command(
     except (EvalSetError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if index_dir is not None:
-        index = open_index_dir(settings, index_dir)
+        try:
+            index = open_index_dir(settings, index_dir)
+        except NotAnIndex as exc:
+            raise click.BadParameter(
+                f"{exc}; --index takes {INDEX_DIR_HELP}", param_hint="'--index'"
+            ) from None
     elif eval_set.corpus is not None:
         try:
             index = open_eval_index(settings, eval_set.corpus, progress_logger("indexing"))

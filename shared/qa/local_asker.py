@@ -27,13 +27,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class NotAnIndex(FileNotFoundError):
+    """The directory given as an index holds no askbase index."""
+
+
 def open_index_dir(settings: Settings, path: Path) -> KnowledgeIndex:
-    """An existing index directory, opened with the configured embedder (never created)."""
+    """An existing index directory, opened with the configured embedder (never created); raises
+    :class:`NotAnIndex` for a directory without an index."""
     from shared.knowledge.embeddings import load_embedder
     from shared.knowledge.index import SIDECAR_NAME, KnowledgeIndex
 
     if not (Path(path) / SIDECAR_NAME).is_file():
-        raise FileNotFoundError(f"{path} is not an askbase index (no {SIDECAR_NAME})")
+        raise NotAnIndex(f"{path} is not an askbase index (no {SIDECAR_NAME} in it)")
     return KnowledgeIndex.open(Path(path), load_embedder(settings.embedder), collection=settings.collection)
 
 
