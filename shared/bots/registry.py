@@ -9,7 +9,9 @@ Public API (used by the control plane, the webhook functions and the worker)::
 
     registry = BotRegistry.from_settings(settings)      # a BotReader + the token cipher, per process
     bot = registry.get_bot(bot_id)                      # Bot | None (None also for a malformed id)
-    token = registry.decrypt_token(bot)                 # platform token (Telegram / Discord bot token)
+    token = registry.decrypt_token(bot)                 # platform token (Telegram / Discord bot token);
+                                                        # an old key's ciphertexts move to the current key
+    registry.rekey(bot) -> "rekeyed" | "current" | ...  # the same move, on request (askbase bots rekey)
     secret = registry.webhook_secret(bot)               # Telegram secret_token for this bot
     registry.ensure_webhook_secret_hash(bot)            # migration: write the hash of an older bot
     registry.record_activity(bot_id, kind, message)     # best effort, message redacted, 30-day TTL
@@ -43,6 +45,14 @@ Secrets: ``token_enc`` and ``webhook_secret_enc`` are AES-GCM ciphertexts bound 
 ``to_public``. Nothing here logs a token. ``webhook_secret_hash`` is a keyed hash of the webhook
 secret: all the webhook functions read, so they run without the token key.
 
+Key rotation: a ciphertext sealed by a previous token key (or in the ``v1`` format) still decrypts, and
+:meth:`BotRegistry.decrypt_token` then writes both of the bot's ciphertexts back under the current key
+(best effort: a failed write only leaves them for the next read). The write is a transaction that
+changes a field only while it still holds the ciphertext that was read, so a token replaced meanwhile is
+never overwritten with the old one; it touches neither ``generation`` nor ``updated_at`` (nothing the
+owner or the control plane acts on changed). ``askbase bots rekey`` does the same for every bot
+(:meth:`BotRegistry.rekey`), after which the old key can be dropped (docs/operations.md).
+
 Which secret the platform holds: ``webhook_registered_hash`` is the same keyed hash of the secret the
 platform was last *given* (Telegram's ``setWebhook``), written only after that call succeeded, "" when
 it is not known. Telegram never shows the secret back (getWebhookInfo has no such field), so this
@@ -60,6 +70,7 @@ platform bot cannot both succeed (:class:`IdentityTaken`).
 
 from __future__ import annotations
 
+import logging
 import secrets as pysecrets
 import threading
 from collections.abc import Callable, Mapping
@@ -75,13 +86,15 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from shared.bots.activity import ActivityLog, ActivityPage
 from shared.bots.answer_modes import DEFAULT_MODE, stored_mode
 from shared.bots.platforms import find_platform
-from shared.bots.secrets import TokenCipher, webhook_secret_hash
+from shared.bots.secrets import DecryptionError, TokenCipher, webhook_secret_hash
 from shared.logs import register_secret
 from shared.request_input import is_document_id
 from shared.transactions import run_transaction
 
 if TYPE_CHECKING:
     from shared.config import Settings
+
+log = logging.getLogger(__name__)
 
 COLLECTION = "bots"
 IDENTITIES = "bot_identities"
@@ -267,11 +280,74 @@ class BotRegistry(BotReader):
         """A registry for these settings. Without ``db``, one Firestore client per project is reused."""
         return cls(db or _firestore(settings.project_id), TokenCipher.from_settings(settings))
 
+    @property
+    def key_id(self) -> str:
+        """The id of the token key new ciphertexts are sealed with (:func:`shared.bots.secrets.key_id`)."""
+        return self._cipher.key_id
+
     def decrypt_token(self, bot: Bot) -> str:
+        """The bot's platform token. A token (or webhook secret) still sealed by an older key is
+        written back under the current one, unless it changed since ``bot`` was read."""
         token = self._cipher.decrypt(bot.token_enc, _token_context(bot.id))
         # From now on the log filter scrubs this exact value too, whatever shape it has.
         register_secret(token)
+        if not self._is_current(bot):
+            try:
+                if self._reencrypt(bot) == "rekeyed":
+                    log.info(
+                        "bot %s: stored token re-encrypted with token key %s", bot.id, self._cipher.key_id
+                    )
+            except (DecryptionError, gexc.GoogleAPIError, ValueError) as exc:
+                # The token is read; moving it is for later (the next read, or askbase bots rekey).
+                log.warning("bot %s: stored token not re-encrypted (%s)", bot.id, type(exc).__name__)
         return token
+
+    def rekey(self, bot: Bot, *, attempts: int = 3) -> str:
+        """Move the bot's stored token and webhook secret to the current key: ``"rekeyed"`` (written),
+        ``"current"`` (nothing to do), ``"gone"`` (deleted), or ``"changed"`` when other writes kept
+        coming first (``attempts`` reads). Raises :class:`DecryptionError` if no configured key opens one
+        of them (the owner must enter the token again) and Firestore's errors as they come."""
+        current: Bot | None = bot
+        for _ in range(attempts):
+            if current is None:
+                return "gone"
+            outcome = self._reencrypt(current)
+            if outcome != "changed":
+                return outcome
+            current = self.get_bot(bot.id)
+        return "changed"
+
+    def _is_current(self, bot: Bot) -> bool:
+        return all(self._cipher.is_current(blob) for blob in (bot.token_enc, bot.webhook_secret_enc) if blob)
+
+    def _reencrypt(self, bot: Bot) -> str:
+        """Write ``bot``'s ciphertexts under the current key where the stored field still holds the one
+        in ``bot``. ``"current"``: nothing to move; ``"rekeyed"``; ``"changed"``: another write came
+        first for at least one field (that field is left as it is); ``"gone"``."""
+        moves: dict[str, tuple[str, str]] = {}  # field -> (ciphertext read, the same under the current key)
+        for name, context in (
+            ("token_enc", _token_context(bot.id)),
+            ("webhook_secret_enc", _secret_context(bot.id)),
+        ):
+            blob = getattr(bot, name)
+            moved = self._cipher.reencrypt(blob, context) if blob else None
+            if moved is not None:
+                moves[name] = (blob, moved)
+        if not moves:
+            return "current"
+        ref = self._ref(bot.id)
+
+        def run(transaction: firestore.Transaction) -> str:
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists:
+                return "gone"
+            stored = snapshot.to_dict() or {}
+            writes = {name: new for name, (read, new) in moves.items() if stored.get(name) == read}
+            if writes:
+                transaction.update(ref, writes)
+            return "rekeyed" if len(writes) == len(moves) else "changed"
+
+        return str(run_transaction(self.db, run))
 
     def webhook_secret(self, bot: Bot) -> str:
         return self._cipher.decrypt(bot.webhook_secret_enc, _secret_context(bot.id))

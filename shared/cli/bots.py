@@ -1,4 +1,4 @@
-"""``askbase bots list|start|stop|restart|logs|reconcile`` and ``askbase bot poll BOT_ID``.
+"""``askbase bots list|start|stop|restart|token|logs|reconcile|rekey`` and ``askbase bot poll BOT_ID``.
 
 The ``bots`` commands act as an operator (admin) through :mod:`shared.bots.control`, with the same
 Firestore access as botrunner: they work against the local emulators or, with credentials, production.
@@ -167,6 +167,67 @@ def reconcile_command() -> None:
     report = reconcile_all(_control(get_settings()))
     click.echo(json.dumps(report.to_public(), indent=2))
     if report.failed:
+        raise SystemExit(1)
+
+
+@bots_group.command("rekey")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON alone on stdout.")
+def rekey_command(as_json: bool) -> None:
+    """Re-encrypt every bot's stored token and webhook secret with the current token key.
+
+    Run it after a key rotation (docs/operations.md) with the old key still among the previous keys
+    (ASKBASE_TOKEN_KEYS_PREVIOUS): once it reports no bot undecryptable or failed, no stored secret needs
+    the old key. Exits 1 while some bot does (an undecryptable token must be re-entered by its owner;
+    a failed one is tried again by running the command again).
+    """
+    from google.api_core import exceptions as gexc
+
+    from shared.bots.registry import BotRegistry
+    from shared.bots.secrets import DecryptionError
+
+    registry = BotRegistry.from_settings(get_settings())
+    bots = registry.list_bots()
+    counts = {"rekeyed": 0, "current": 0}
+    undecryptable: list[str] = []
+    failed: list[str] = []
+    for bot in bots:
+        try:
+            outcome = registry.rekey(bot)
+        except DecryptionError:
+            log.error("bot %s: its stored token cannot be decrypted with any configured token key", bot.id)
+            undecryptable.append(bot.id)
+            continue
+        except gexc.GoogleAPIError as exc:
+            log.warning("bot %s: not re-encrypted (%s); run the command again", bot.id, type(exc).__name__)
+            failed.append(bot.id)
+            continue
+        if outcome == "changed":
+            failed.append(bot.id)  # written by others on every attempt: run again
+        elif outcome in counts:
+            counts[outcome] += 1
+        # "gone": deleted meanwhile, nothing left to move
+    report = {
+        "key_id": registry.key_id,
+        "bots": len(bots),
+        **counts,
+        "undecryptable": undecryptable,
+        "failed": failed,
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(
+            f"{len(bots)} bots, current token key {registry.key_id}: {counts['rekeyed']} re-encrypted, "
+            f"{counts['current']} already under it"
+        )
+        if undecryptable:
+            click.echo(
+                "cannot be decrypted with any configured key (the owner must re-enter the token): "
+                + " ".join(undecryptable)
+            )
+        if failed:
+            click.echo("not re-encrypted, run again: " + " ".join(failed))
+    if undecryptable or failed:
         raise SystemExit(1)
 
 

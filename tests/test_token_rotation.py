@@ -1,0 +1,233 @@
+"""Rotating the bot-token key on the emulators: stored tokens move to the current key when botrunner reads
+them (a message, a start, the reconcile) and with ``askbase bots rekey``; a token replaced meanwhile is
+never overwritten."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from google.api_core import exceptions as gexc
+
+from shared.bots.control import BotControl, Caller
+from shared.bots.platforms.errors import RetryPolicy
+from shared.bots.registry import Bot, BotRegistry
+from shared.bots.secrets import TokenCipher, key_id
+from shared.cli.bots import bots_group
+from shared.config import get_settings
+from shared.gcp import firestore_client
+from tests.fakes.telegram_api import FakeTelegram
+
+pytestmark = pytest.mark.emulators
+
+# Fixtures: tg, dc, tg_hook, dc_hook, discord_keys, bot_settings, control.
+pytest_plugins = ["tests.fakes.bot_fixtures"]
+
+OLD, OTHER = b"o" * 32, b"x" * 32
+TOKEN = "1234567890:AAHk1H6tK7cbbX5fL9m3o0nV8rQ2wYzAbCd"
+
+
+def _b64(key: bytes) -> str:
+    return base64.b64encode(key).decode()
+
+
+def _current_key(settings: Any) -> bytes:
+    return base64.b64decode(settings.token_key.get_secret_value())
+
+
+def _raw(registry: BotRegistry, bot_id: str) -> dict[str, Any]:
+    return registry.db.collection("bots").document(bot_id).get().to_dict() or {}
+
+
+def _create(registry: BotRegistry, token: str = TOKEN, bot_user_id: int = 1234567890) -> Bot:
+    return registry.create_bot(
+        bot_id=registry.new_id(),
+        owner="ann@example.com",
+        owner_email="ann@example.com",
+        platform="telegram",
+        name="Docs",
+        model="extractive",
+        system_prompt="",
+        token=token,
+        platform_info={"username": f"docs{bot_user_id}_bot", "bot_user_id": bot_user_id},
+    )
+
+
+@pytest.fixture
+def db(emulators, settings) -> Any:
+    return firestore_client(settings.project_id)
+
+
+@pytest.fixture
+def old_registry(db) -> BotRegistry:
+    """The registry as it was before the rotation: the old key only."""
+    return BotRegistry(db, TokenCipher(OLD))
+
+
+@pytest.fixture
+def ring(db, settings) -> BotRegistry:
+    """After the rotation: the new key (the settings' one) encrypts, the old one still decrypts."""
+    return BotRegistry(db, TokenCipher(_current_key(settings), previous=[OLD]))
+
+
+def _current(registry: BotRegistry, blob: str) -> bool:
+    return blob.startswith(f"v2:{registry._cipher.key_id}:")
+
+
+# --- re-encryption when botrunner reads a token ----------------------------------------------------
+
+
+def test_reading_an_old_keys_token_moves_both_secrets_to_the_current_key(
+    old_registry: BotRegistry, ring: BotRegistry, settings: Any
+) -> None:
+    bot = _create(old_registry)
+    secret = old_registry.webhook_secret(bot)
+    before = _raw(ring, bot.id)
+    assert ring.decrypt_token(ring.get_bot(bot.id)) == TOKEN
+
+    after = _raw(ring, bot.id)
+    assert _current(ring, after["token_enc"]) and _current(ring, after["webhook_secret_enc"])
+    # Only the ciphertexts changed: not the secret (nor its hash), the generation or the owner's updated_at.
+    for field in ("webhook_secret_hash", "generation", "updated_at", "status", "desired"):
+        assert after[field] == before[field], field
+    # The old key can go now.
+    new_only = BotRegistry(ring.db, TokenCipher(_current_key(settings)))
+    moved = new_only.get_bot(bot.id)
+    assert new_only.decrypt_token(moved) == TOKEN and new_only.webhook_secret(moved) == secret
+
+
+def test_a_v1_token_from_before_key_ids_is_moved_too(old_registry: BotRegistry, ring: BotRegistry) -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    bot = _create(old_registry)
+    nonce = b"\x02" * 12
+    sealed = AESGCM(OLD).encrypt(nonce, TOKEN.encode(), f"bots/{bot.id}/token".encode())
+    legacy = "v1:" + base64.urlsafe_b64encode(nonce + sealed).decode()
+    ring.db.collection("bots").document(bot.id).update({"token_enc": legacy})
+    assert ring.decrypt_token(ring.get_bot(bot.id)) == TOKEN
+    assert _current(ring, _raw(ring, bot.id)["token_enc"])
+
+
+def test_a_token_replaced_meanwhile_is_not_overwritten_by_the_re_encryption(
+    old_registry: BotRegistry, ring: BotRegistry, settings: Any
+) -> None:
+    bot = _create(old_registry)
+    read_before = ring.get_bot(bot.id)  # old-key ciphertexts
+    new_token = "1234567890:AAHzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
+    ring.replace_token(bot.id, new_token)  # the owner's Replace token lands in between
+    replaced = _raw(ring, bot.id)
+
+    assert ring.decrypt_token(read_before) == TOKEN  # the copy read before still decrypts...
+    after = _raw(ring, bot.id)
+    assert after["token_enc"] == replaced["token_enc"]  # ...but its re-encryption does not land
+    assert after["webhook_secret_enc"] == replaced["webhook_secret_enc"]
+    new_only = BotRegistry(ring.db, TokenCipher(_current_key(settings)))
+    assert new_only.decrypt_token(new_only.get_bot(bot.id)) == new_token
+
+
+def test_a_failed_write_back_does_not_fail_the_read(
+    old_registry: BotRegistry, ring: BotRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shared.bots.registry as registry_module
+
+    bot = _create(old_registry)
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise gexc.ServiceUnavailable("firestore is down")
+
+    monkeypatch.setattr(registry_module, "run_transaction", unavailable)
+    assert ring.decrypt_token(ring.get_bot(bot.id)) == TOKEN
+    assert not _current(ring, _raw(ring, bot.id)["token_enc"])  # moved on a later read
+
+
+def test_a_bot_started_after_the_rotation_registers_and_moves_to_the_new_key(
+    bot_settings: Any, tg: FakeTelegram
+) -> None:
+    """The control plane reads the webhook secret and the token to register a bot: the re-encryption of
+    what it read is not taken for a token replacement (the secret is the same), and the start succeeds."""
+    db = firestore_client(bot_settings.project_id)
+    token = tg.add_bot(username="rotated_bot")
+    owner = Caller(user="ann@example.com")
+    before = BotControl(bot_settings, BotRegistry(db, TokenCipher(OLD)))
+    bot = before.create_bot(owner, {"platform": "telegram", "name": "Rotated", "token": token})
+    secret = before.registry.webhook_secret(bot)
+
+    ring = BotRegistry(db, TokenCipher(_current_key(bot_settings), previous=[OLD]))
+    after = BotControl(bot_settings, ring, policy=RetryPolicy(attempts=3, backoff=0.01, max_wait=5.0))
+    started = after.start_bot(owner, bot.id)
+    assert started.status == "running", started.last_error
+    hook = tg.webhook(token)
+    assert hook is not None and hook.secret_token == secret
+    raw = _raw(ring, bot.id)
+    assert _current(ring, raw["token_enc"]) and _current(ring, raw["webhook_secret_enc"])
+
+
+def test_botrunners_reconcile_moves_every_bot_it_can_decrypt(bot_settings: Any, tg: FakeTelegram) -> None:
+    """The reconcile botrunner runs at start-up and every 10 minutes reads every bot's token (running or
+    stopped): after a rotation it moves them all without a message having to arrive."""
+    from shared.bots.reconcile import reconcile_all
+
+    db = firestore_client(bot_settings.project_id)
+    owner = Caller(user="ann@example.com")
+    policy = RetryPolicy(attempts=3, backoff=0.01, max_wait=5.0)
+    before = BotControl(bot_settings, BotRegistry(db, TokenCipher(OLD)), policy=policy)
+    running = before.create_bot(owner, {"platform": "telegram", "name": "On", "token": tg.add_bot("on_bot")})
+    before.start_bot(owner, running.id)
+    off = tg.add_bot("off_bot")
+    stopped = before.create_bot(owner, {"platform": "telegram", "name": "Off", "token": off})
+
+    ring = BotRegistry(db, TokenCipher(_current_key(bot_settings), previous=[OLD]))
+    report = reconcile_all(BotControl(bot_settings, ring, policy=policy))
+    assert (report.checked, report.ok, report.failed) == (2, 2, {})
+    for bot in (running, stopped):
+        raw = _raw(ring, bot.id)
+        assert _current(ring, raw["token_enc"]) and _current(ring, raw["webhook_secret_enc"]), bot.name
+    assert ring.get_bot(running.id).status == "running"
+
+
+# --- askbase bots rekey ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rotated_env(emulators, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """get_settings() (what the command reads) with the old key kept as a previous key."""
+    monkeypatch.setenv("ASKBASE_TOKEN_KEYS_PREVIOUS", _b64(OLD))
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def test_rekey_moves_every_bot_and_reports_counts(
+    rotated_env: Any, old_registry: BotRegistry, ring: BotRegistry
+) -> None:
+    old_bots = [_create(old_registry, bot_user_id=n) for n in (1001, 1002)]
+    fresh = _create(ring, bot_user_id=1003)
+    lost = _create(BotRegistry(ring.db, TokenCipher(OTHER)), bot_user_id=1004)  # a key nobody kept
+
+    result = CliRunner().invoke(bots_group, ["rekey", "--json"])
+    assert result.exit_code == 1, result.output  # a bot still needs its owner
+    report = json.loads(result.stdout)  # JSON alone on stdout
+    assert report == {
+        "key_id": key_id(_current_key(rotated_env)),
+        "bots": 4,
+        "rekeyed": 2,
+        "current": 1,
+        "undecryptable": [lost.id],
+        "failed": [],
+    }
+    new_only = BotRegistry(ring.db, TokenCipher(_current_key(rotated_env)))
+    for bot in [*old_bots, fresh]:
+        assert new_only.decrypt_token(new_only.get_bot(bot.id)) == TOKEN
+        assert new_only.webhook_secret(new_only.get_bot(bot.id))
+    for blob in (lost.token_enc, TOKEN):
+        assert blob not in result.output
+
+    again = CliRunner().invoke(bots_group, ["rekey"])
+    assert again.exit_code == 1
+    assert "0 re-encrypted" in again.output and "3 already" in again.output and lost.id in again.output
+    ring.delete_bot(lost.id)
+    clean = CliRunner().invoke(bots_group, ["rekey", "--json"])
+    assert clean.exit_code == 0 and json.loads(clean.stdout)["current"] == 3
