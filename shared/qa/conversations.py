@@ -377,10 +377,6 @@ class ConversationStore:
         )
 
     # --- reads ---------------------------------------------------------------------------------
-    def check_owner(self, owner: str, conversation_id: str) -> None:
-        """Raise :class:`ConversationNotFound` unless ``owner`` owns this conversation (one read)."""
-        self._owned(owner, conversation_id)
-
     def last_question(self, owner: str, conversation_id: str) -> str | None:
         """The conversation's latest question (one read); raises if ``owner`` does not own it."""
         data = self._owned(owner, conversation_id).to_dict() or {}

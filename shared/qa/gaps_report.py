@@ -207,12 +207,6 @@ class _Columns:
         return np.asarray(self.refused | self.down | self.low_support)
 
 
-def gap_mask(rows: AnswerRows, low_support_score: float) -> np.ndarray:
-    """Which rows are gaps: refused, low support (best cited score under ``low_support_score``; the same
-    rule as :func:`shared.qa.answer_log.is_low_support`), or voted 👎."""
-    return _Columns.of(rows, low_support_score).gaps
-
-
 def page_stats(rows: AnswerRows, limit: int = REPORT_PAGES) -> list[PageStat]:
     """Every cited page: answers citing it and how many of them got a 👎; most 👎 first."""
     cited = Counter(chain.from_iterable(rows.cited))
