@@ -106,3 +106,22 @@ def test_the_lock_is_released_when_dev_ends(base: int, running: Path) -> None:
     again = _dev("--port", str(base), "--workdir", str(running))
     assert isinstance(again.exception, WouldStart), again.output  # not "another askbase dev"
     assert not (running / "logs").exists()  # askbase's own directory, not held: emptied
+
+
+@pytest.mark.parametrize(
+    "option", [["--port", "9000"], ["--scrape-every", "60"], ["--reconcile-every", "60"]]
+)
+def test_production_shape_refuses_the_options_it_cannot_honour(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, option: list[str]
+) -> None:
+    """--production-shape picks free ports and schedules nothing: these options would be ignored."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise WouldStart
+
+    monkeypatch.setattr(dev, "_production_shape", refuse)
+    result = _dev("--production-shape", "--workdir", str(tmp_path / "dev"), *option)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert f"{option[0]} cannot be used with --production-shape" in result.output
+    assert not (tmp_path / "dev").exists()  # refused before anything was touched
+    assert isinstance(_dev("--production-shape", "--workdir", str(tmp_path / "dev")).exception, WouldStart)

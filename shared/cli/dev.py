@@ -172,7 +172,8 @@ def _scheduler(stack: LocalStack, scrape_every: float, reconcile_every: float, s
 @click.option(
     "--production-shape",
     is_flag=True,
-    help="Run each deployable as Google Cloud does: its infra env only, HTTPS front end, ID tokens.",
+    help="Run each deployable as Google Cloud does: its infra env only, HTTPS front end, ID tokens. "
+    "Free ports, no scheduler: not with --port, --scrape-every or --reconcile-every.",
 )
 def dev_command(
     port: int,
@@ -184,6 +185,17 @@ def dev_command(
     production_shape: bool,
 ) -> None:
     """Run emulators, the sample site, a first crawl, and every service until Ctrl+C."""
+    if production_shape:
+        # It picks free ports behind its HTTPS front end and runs no scheduler (a scrape or reconcile
+        # is called as Cloud Scheduler would, by the tests): these options would be silently ignored.
+        ctx = click.get_current_context()
+        for name in ("port", "scrape_every", "reconcile_every"):
+            flag = "--" + name.replace("_", "-")
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+                raise click.UsageError(
+                    f"{flag} cannot be used with --production-shape (it picks free ports and runs no "
+                    "scheduler)"
+                )
     if not production_shape:  # --production-shape picks free ports
         # Every port is checked before anything is touched: a service that cannot bind must not be
         # taken for up because another program (another askbase dev?) answers on its port.
