@@ -98,6 +98,10 @@ KNOWN_KEYS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
+# Keys that hold secrets: accepted only as secret config values (``pulumi config set --secret``), which
+# Pulumi.<stack>.yaml keeps encrypted; a plain one would sit there readable by anyone with the file.
+SECRET_KEYS: tuple[str, ...] = ("tokenKey", "sessionSecret")
+
 
 def _list(cfg: pulumi.Config, key: str) -> tuple[Any, ...]:
     raw = cfg.get(key)
@@ -237,32 +241,48 @@ def _sources(cfg: pulumi.Config) -> tuple[dict[str, Any], ...]:
     return sources
 
 
-def _token_key(cfg: pulumi.Config) -> pulumi.Output[str] | None:
-    """The operator's token key, if given: base64 of 32 bytes, as botrunner decodes it (standard or
-    URL-safe alphabet). The value never appears in a message."""
-    value = cfg.get("tokenKey")
+def _secret(cfg: pulumi.Config, key: str) -> str | None:
+    """A secret key's value, if set; refused when it was set without ``--secret``. The value never
+    appears in a message."""
+    value = cfg.get(key)
     if value is None:
         return None
-    encoded = value.strip()
+    if not pulumi.runtime.is_config_secret(cfg.full_key(key)):
+        raise ValueError(
+            f"askbase:{key} is stored in plain text in Pulumi.<stack>.yaml: store it encrypted with "
+            f"`pulumi config set --secret askbase:{key} <value>` (that replaces the plain value; if the "
+            "file was shared or committed, treat the value as leaked and use a new one)"
+        )
+    return value
+
+
+def _check_token_key(encoded: str, where: str) -> None:
+    """``encoded`` is base64 of 32 bytes, as botrunner decodes it (standard or URL-safe alphabet)."""
     try:
         key = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         try:
             key = base64.urlsafe_b64decode(encoded)
         except (binascii.Error, ValueError):
-            raise ValueError(
-                "askbase:tokenKey must be base64 (of 32 random bytes); it is not base64"
-            ) from None
+            raise ValueError(f"{where} must be base64 (of 32 random bytes); it is not base64") from None
     if len(key) != TOKEN_KEY_BYTES:
         raise ValueError(
-            f"askbase:tokenKey must be base64 of {TOKEN_KEY_BYTES} random bytes; it decodes to {len(key)}"
+            f"{where} must be base64 of {TOKEN_KEY_BYTES} random bytes; it decodes to {len(key)}"
         )
+
+
+def _token_key(cfg: pulumi.Config) -> pulumi.Output[str] | None:
+    """The operator's token key, if given: base64 of 32 bytes."""
+    value = _secret(cfg, "tokenKey")
+    if value is None:
+        return None
+    _check_token_key(value.strip(), "askbase:tokenKey")
     return pulumi.Output.secret(value)
 
 
 def _session_secret(cfg: pulumi.Config) -> pulumi.Output[str] | None:
     """The operator's session secret, if given: qa refuses to start with fewer than 32 characters."""
-    value = cfg.get("sessionSecret")
+    value = _secret(cfg, "sessionSecret")
     if value is None:
         return None
     if len(value) < MIN_SESSION_SECRET_CHARS:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from infra import envvars
-from infra.config import KNOWN_KEYS, SETTINGS_FIELDS, InfraConfig, load_config
+from infra.config import KNOWN_KEYS, SECRET_KEYS, SETTINGS_FIELDS, InfraConfig, load_config
 from shared.bots.secrets import TokenKeyError, load_key
 from shared.config import Check, ConfigError, Limits, Settings, Source
 
@@ -27,6 +27,13 @@ EXAMPLE = ROOT / "Pulumi.dev.yaml.example"
 def as_pulumi_config(values: dict) -> dict[str, str]:
     """What the engine hands the program: structured values as JSON, scalars as strings."""
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+
+
+def set_config(config: dict[str, str]) -> None:
+    """The stack's config as `pulumi up` hands it over, with every secret key set with --secret: the
+    engine marks those in the secret keys (an unmarked one is a plain value in Pulumi.<stack>.yaml)."""
+    secret = [k for k in config if k.removeprefix("askbase:") in SECRET_KEYS and k.startswith("askbase:")]
+    pulumi.runtime.set_all_config(config, secret_keys=secret)
 
 
 @pytest.fixture
@@ -45,7 +52,7 @@ def test_example_documents_every_key(example_config: dict[str, str]) -> None:
     text = EXAMPLE.read_text()
     missing = {
         k
-        for k in KNOWN_KEYS - {"project", "region", "tokenKey", "sessionSecret"}
+        for k in KNOWN_KEYS - {"project", "region", *SECRET_KEYS}  # secrets never go in the file
         if f"askbase:{k}:" not in text
     }
     assert missing == set()
@@ -194,13 +201,14 @@ def _settings_accept(key: str, value: str) -> bool:
 
 
 def _infra_accepts(key: str, value: str) -> bool:
-    pulumi.runtime.set_all_config({"gcp:project": "p", f"askbase:{key}": value})
+    set_config({"gcp:project": "p", f"askbase:{key}": value})
     try:
         load_config()
     except ValueError as exc:
         assert f"askbase:{key}" in str(exc)
-        if key in ("tokenKey", "sessionSecret"):
-            assert value not in str(exc)  # a secret never shows in a message
+        if key in SECRET_KEYS:
+            # A secret never shows in a message, nor any part of it.
+            assert all(part.strip() not in str(exc) for part in value.split(",") if part.strip())
         return False
     return True
 
@@ -226,6 +234,24 @@ def _has_rule(field: str) -> bool:
         or tp == list[Source]
         or field in envvars.SECRET_FIELDS  # checked where used: require_session_secret, load_key
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("tokenKey", _b64(32)), ("sessionSecret", "s" * 40)],
+)
+def test_a_secret_key_set_in_plain_text_is_refused(key: str, value: str) -> None:
+    """`pulumi config set askbase:tokenKey ...` without --secret leaves the key readable in
+    Pulumi.<stack>.yaml: `pulumi up` refuses it and names the command that stores it encrypted."""
+    config = {"gcp:project": "p", f"askbase:{key}": value}
+    pulumi.runtime.set_all_config(config, secret_keys=[])
+    with pytest.raises(ValueError, match=re.escape(f"pulumi config set --secret askbase:{key} ")) as info:
+        load_config()
+    assert "plain text" in str(info.value)
+    assert all(part not in str(info.value) for part in value.split(","))
+    pulumi.runtime.set_all_config(config, secret_keys=[f"askbase:{key}"])
+    loaded = load_config()
+    assert getattr(loaded, SETTINGS_FIELDS[key]) is not None
 
 
 # Fields with a rule that infra sets to a constant of its own, never from a stack key (their values
@@ -273,7 +299,7 @@ def test_each_stack_key_reaches_the_settings_field_it_is_mapped_to() -> None:
         "adminEmails": "boss@example.org",
         "gapsIgnoreWords": "acme,widget",
     }
-    pulumi.runtime.set_all_config({"gcp:project": "p", **{f"askbase:{k}": v for k, v in values.items()}})
+    set_config({"gcp:project": "p", **{f"askbase:{k}": v for k, v in values.items()}})
     cfg = load_config()
     urls = dict.fromkeys(("qa", "botrunner", "telegram", "discord", "scrape"), "https://x.example")
     emails = dict.fromkeys(
@@ -296,7 +322,7 @@ def test_infra_defaults_are_the_settings_defaults() -> None:
     """An unset stack key deploys the value the app would use anyway."""
     defaults = InfraConfig(project="p")
     for key, field in SETTINGS_FIELDS.items():
-        if key in ("bucketName", "sources", "tokenKey", "sessionSecret", "googleClientId", "allowedDomain"):
+        if key in ("bucketName", "sources", *SECRET_KEYS, "googleClientId", "allowedDomain"):
             continue  # derived from the project, or nothing until the operator gives one
         ours = getattr(defaults, field if hasattr(defaults, field) else "")
         default = Settings.model_fields[field].default
