@@ -13,7 +13,7 @@ message, never a 500.
 Reads (history, one conversation, search, export, and the chat and status pages in ``pages.py``) are
 rate-limited per user by a second :class:`RateLimiter` with its own buckets: browsing never uses up the
 question budget, and a runaway client cannot turn reads into unbounded Firestore traffic. Its limit is
-``read_rate_limit_per_minute`` when the settings have it, else :data:`READ_LIMIT_FACTOR` times
+``Settings.read_rate_limit_per_minute`` when set, else :data:`READ_LIMIT_FACTOR` times
 ``rate_limit_per_minute``.
 """
 
@@ -81,9 +81,7 @@ class Feedback:
 @bp.record_once
 def _install_read_limiter(state: BlueprintSetupState) -> None:
     settings = state.app.extensions["askbase"].settings
-    per_minute = getattr(settings, "read_rate_limit_per_minute", None) or (
-        READ_LIMIT_FACTOR * settings.rate_limit_per_minute
-    )
+    per_minute = settings.read_rate_limit_per_minute or READ_LIMIT_FACTOR * settings.rate_limit_per_minute
     state.app.extensions[READ_LIMITER] = RateLimiter(per_minute)
 
 
