@@ -25,13 +25,13 @@ TRICKLE_GAP = 0.05  # far under every budget below: no single read ever waits lo
 
 class _SlowSite:
     """``/trickle`` sends one byte every :data:`TRICKLE_GAP` s for as long as the client reads, and
-    records when the client hung up; ``/hop/N`` answers after ``hop_delay`` s with a redirect to
+    counts the trickles still sending; ``/hop/N`` answers after ``hop_delay`` s with a redirect to
     ``/hop/N-1``, and ``/hop/0`` with a small page."""
 
     def __init__(self, hop_delay: float = 0.0) -> None:
         self.hop_delay = hop_delay
-        self.trickled = threading.Event()  # the body had started when the budget ran out
-        self.hung_up = threading.Event()
+        self._streams = threading.Condition()
+        self._sending = 0
         self._server = SiteServer(
             Starlette(
                 routes=[
@@ -44,15 +44,26 @@ class _SlowSite:
 
     async def _trickle(self, _: Request) -> Response:
         async def body() -> AsyncIterator[bytes]:
+            self._count(+1)
             try:
                 while True:
                     yield b" "
-                    self.trickled.set()
                     await asyncio.sleep(TRICKLE_GAP)
             finally:
-                self.hung_up.set()
+                self._count(-1)
 
         return StreamingResponse(body(), media_type="text/html")
+
+    def _count(self, change: int) -> None:
+        with self._streams:
+            self._sending += change
+            self._streams.notify_all()
+
+    def all_hung_up(self) -> bool:
+        """Whether every trickle ended (the client closed its connection) before the failure guard ran
+        out. One whose request the budget ended before the server answered never starts."""
+        with self._streams:
+            return self._streams.wait_for(lambda: self._sending == 0, GUARD)
 
     async def _hop(self, request: Request) -> Response:
         await asyncio.sleep(self.hop_delay)
@@ -74,7 +85,7 @@ class _SlowSite:
 
 @pytest.fixture
 def slow_site() -> Iterator[_SlowSite]:
-    with _SlowSite(hop_delay=0.25) as site:
+    with _SlowSite(hop_delay=0.5) as site:
         yield site
 
 
@@ -100,15 +111,14 @@ def test_a_trickling_body_ends_at_the_request_budget(slow_site: _SlowSite) -> No
     # ends it (a per-read timeout kept it alive for as long as the server cared to trickle).
     resp = _get(slow_site, "/trickle", timeout_seconds=0.5)
     assert (resp.status_code, resp.error) == (0, "timeout after 0.5 s")
-    assert slow_site.trickled.is_set()
-    assert slow_site.hung_up.wait(GUARD), "the connection was left open"
+    assert slow_site.all_hung_up(), "the connection was left open"
 
 
 def test_the_budget_covers_every_redirect_hop(slow_site: _SlowSite) -> None:
-    # Six hops of 0.25 s: each well within 1 s, together over it.
-    assert _get(slow_site, "/hop/0", timeout_seconds=1.0).status_code == 200
-    resp = _get(slow_site, "/hop/5", timeout_seconds=1.0)
-    assert (resp.status_code, resp.error) == (0, "timeout after 1 s")
+    # Six hops of 0.5 s: each well within 2 s, together over it.
+    assert _get(slow_site, "/hop/0", timeout_seconds=2.0).status_code == 200
+    resp = _get(slow_site, "/hop/5", timeout_seconds=2.0)
+    assert (resp.status_code, resp.error) == (0, "timeout after 2 s")
 
 
 def test_a_request_over_budget_is_retried_then_failed(slow_site: _SlowSite) -> None:
