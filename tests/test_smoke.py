@@ -119,6 +119,23 @@ def test_outputs_and_project_come_from_the_pulumi_cli(tmp_path: Path) -> None:
     assert "6 of 6 checks FAILED" in result.output
 
 
+def test_without_pulumi_on_path_smoke_says_so(tmp_path: Path) -> None:
+    """No pulumi and neither --outputs nor every URL option: one message saying what to pass, not six
+    rows each saying an output is missing."""
+    from click.testing import CliRunner
+
+    from shared.cli import cli
+
+    env = {"PATH": str(tmp_path), "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{free_port()}"}  # no pulumi there
+    result = CliRunner().invoke(cli, ["smoke", "--qa-url", "https://127.0.0.1:1", "--timeout", "3"], env=env)
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+    assert "pulumi was not found on PATH" in result.output
+    for option in ("--outputs", "--botrunner-url", "--telegram-url", "--discord-url"):
+        assert option in result.output
+    assert "--qa-url" not in result.output  # it was given
+    assert "is not in the outputs" not in result.output
+
+
 def test_the_swap_wait_is_bounded_and_says_what_qa_served() -> None:
     now = [0.0]
     served = httpx.Client(

@@ -11,6 +11,7 @@ the scrape trigger (``--trigger-scrape``): :mod:`shared.cli.smoke_scrape`.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import ssl
 import sys
 from collections.abc import Callable
@@ -164,6 +165,13 @@ def smoke_command(
     runs and qa swaps its snapshot in. Respects PUBSUB_EMULATOR_HOST.
     """
     explicit = (qa_url, botrunner_url, telegram_url, discord_url)
+    flags = ("--qa-url", "--botrunner-url", "--telegram-url", "--discord-url")
+    missing = [flag for flag, value in zip(flags, explicit, strict=True) if not value]
+    if outputs_file is None and missing and shutil.which("pulumi") is None:
+        raise click.ClickException(
+            "pulumi was not found on PATH, so the stack's outputs (its URLs) are unknown: pass --outputs "
+            "FILE (what `pulumi stack output --json` prints, - for stdin) or " + ", ".join(missing)
+        )
     outputs, from_pulumi = load_outputs(outputs_file, stack, need_pulumi=not all(explicit))
     if project is None and from_pulumi:
         with contextlib.suppress(click.ClickException):  # then the dead-letter row says what to pass
