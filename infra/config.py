@@ -65,6 +65,8 @@ class InfraConfig:
     # Secrets given by the operator instead of generated (``pulumi config set --secret``).
     token_key: pulumi.Output[str] | None = field(default=None, compare=False)
     session_secret: pulumi.Output[str] | None = field(default=None, compare=False)
+    # Older token keys that still decrypt during a key rotation (comma-separated), botrunner's only.
+    previous_token_keys: pulumi.Output[str] | None = field(default=None, compare=False)
 
     @property
     def kb_bucket(self) -> str:
@@ -94,13 +96,13 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "snapshotKeep", "snapshotCompression", "scrapeLeaseSeconds", "backupRetentionDays", "image",
         "qaImage", "botrunnerImage", "imageBuilder", "qaMemory", "qaCpu", "qaConcurrency", "qaMaxInstances",
         "botrunnerMemory", "botrunnerCpu", "botrunnerConcurrency", "botrunnerMaxInstances",
-        "webhookMemory", "scrapeMemory", "scrapeCpu", "tokenKey", "sessionSecret",
+        "webhookMemory", "scrapeMemory", "scrapeCpu", "tokenKey", "sessionSecret", "previousTokenKeys",
     }
 )  # fmt: skip
 
 # Keys that hold secrets: accepted only as secret config values (``pulumi config set --secret``), which
 # Pulumi.<stack>.yaml keeps encrypted; a plain one would sit there readable by anyone with the file.
-SECRET_KEYS: tuple[str, ...] = ("tokenKey", "sessionSecret")
+SECRET_KEYS: tuple[str, ...] = ("tokenKey", "sessionSecret", "previousTokenKeys")
 
 
 def _list(cfg: pulumi.Config, key: str) -> tuple[Any, ...]:
@@ -179,6 +181,7 @@ SETTINGS_FIELDS: dict[str, str] = {
     "snapshotCompression": "snapshot_compression",
     "tokenKey": "token_key",
     "sessionSecret": "session_secret",
+    "previousTokenKeys": "token_keys_previous",
 }
 
 # shared.config.Source's rules, restated.
@@ -278,6 +281,18 @@ def _token_key(cfg: pulumi.Config) -> pulumi.Output[str] | None:
         return None
     _check_token_key(value.strip(), "askbase:tokenKey")
     return pulumi.Output.secret(value)
+
+
+def _previous_token_keys(cfg: pulumi.Config) -> pulumi.Output[str] | None:
+    """The older token keys botrunner still decrypts with during a rotation, if given: comma-separated,
+    each checked like ``tokenKey`` (an error names its position). None when the list is empty."""
+    value = _secret(cfg, "previousTokenKeys")
+    keys = [part.strip() for part in (value or "").split(",") if part.strip()]
+    if not keys:
+        return None
+    for n, key in enumerate(keys):
+        _check_token_key(key, f"askbase:previousTokenKeys[{n}]")
+    return pulumi.Output.secret(",".join(keys))
 
 
 def _session_secret(cfg: pulumi.Config) -> pulumi.Output[str] | None:
@@ -391,4 +406,5 @@ def load_config() -> InfraConfig:
         scrape_cpu=s("scrapeCpu", defaults.scrape_cpu),
         token_key=_token_key(cfg),
         session_secret=_session_secret(cfg),
+        previous_token_keys=_previous_token_keys(cfg),
     )

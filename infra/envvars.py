@@ -43,6 +43,7 @@ ENV_NAMES: dict[str, str] = {
     "conversation_retention_days": "ASKBASE_CONVERSATION_RETENTION_DAYS",
     "gaps_ignore_words": "ASKBASE_GAPS_IGNORE_WORDS",
     "token_key": "ASKBASE_TOKEN_KEY",
+    "token_keys_previous": "ASKBASE_TOKEN_KEYS_PREVIOUS",
     "qa_url": "ASKBASE_QA_URL",
     "botrunner_url": "ASKBASE_BOTRUNNER_URL",
     "telegram_webhook_url": "ASKBASE_TELEGRAM_WEBHOOK_URL",
@@ -62,7 +63,7 @@ ENV_NAMES: dict[str, str] = {
 # The token key goes to botrunner (its one reader) this way, never as ASKBASE_TOKEN_KEY_SECRET, which
 # infra does not set: resolving a secret name at run time costs a Secret Manager call in the process,
 # a secret env var costs nothing.
-SECRET_FIELDS: frozenset[str] = frozenset({"session_secret", "token_key"})
+SECRET_FIELDS: frozenset[str] = frozenset({"session_secret", "token_key", "token_keys_previous"})
 
 # Deployable -> the settings fields infra sets on it. ``internal_auth=google-oidc`` goes everywhere:
 # Settings refuses to load in production without it.
@@ -137,6 +138,13 @@ NEEDS: dict[str, frozenset[str]] = {
 }
 
 DEPLOYABLES: tuple[str, ...] = tuple(NEEDS)
+
+# Deployable -> settings fields it is given only when the operator configured them (no value: no
+# variable, the setting's default applies). The older token keys exist only during a key rotation
+# (askbase:previousTokenKeys, docs/operations.md) and go to botrunner alone, like the token key.
+OPTIONAL: dict[str, frozenset[str]] = {d: frozenset() for d in DEPLOYABLES} | {
+    "botrunner": frozenset({"token_keys_previous"}),
+}
 
 # Fixed values every deployment uses (Cloud Run and Cloud Functions give each instance its own /tmp).
 DATA_DIR = "/tmp/askbase"
@@ -250,6 +258,14 @@ def _joined(*emails: Any) -> Any:
     return pulumi.Output.concat(*[part for e in emails for part in (e, ",")][:-1])
 
 
+def secret_refs(deployable: str, refs: Mapping[str, Any]) -> dict[str, Any]:
+    """The references ``deployable`` gets of ``refs`` (secret field -> its Secret Manager reference):
+    every secret field it needs (KeyError if ``refs`` lacks one) and the optional ones ``refs`` holds."""
+    needed = NEEDS[deployable] & SECRET_FIELDS
+    optional = OPTIONAL[deployable] & SECRET_FIELDS & set(refs)
+    return {f: refs[f] for f in sorted(needed | optional)}
+
+
 def env_name(field: str) -> str:
     """The environment variable for a settings field (KeyError for a field infra never sets)."""
     return ENV_NAMES[field]
@@ -261,17 +277,22 @@ def render(
     """Turn ``{field: value}`` into ``({ENV_NAME: value}, {ENV_NAME: secret_ref})`` for one deployable.
 
     ``plain`` must hold exactly the non-secret fields the deployable needs and ``secrets`` exactly the
-    secret ones (their values are whatever the caller uses to reference a Secret Manager version).
-    Anything missing or extra raises ``ValueError``: a forgotten setting fails ``pulumi up`` before any
-    resource changes, instead of a service that crashes at start.
+    secret ones (their values are whatever the caller uses to reference a Secret Manager version), plus
+    any of its :data:`OPTIONAL` fields that are configured. Anything missing or extra raises
+    ``ValueError``: a forgotten setting fails ``pulumi up`` before any resource changes, instead of a
+    service that crashes at start.
     """
     needed = NEEDS[deployable]
+    optional = OPTIONAL[deployable]
     want_plain = needed - SECRET_FIELDS
     want_secret = needed & SECRET_FIELDS
     problems = []
-    for label, got, want in (("plain", set(plain), want_plain), ("secret", set(secrets), want_secret)):
-        if got - want:
-            problems.append(f"{label} fields not declared for {deployable}: {sorted(got - want)}")
+    for label, got, want, may in (
+        ("plain", set(plain), want_plain, optional - SECRET_FIELDS),
+        ("secret", set(secrets), want_secret, optional & SECRET_FIELDS),
+    ):
+        if got - want - may:
+            problems.append(f"{label} fields not declared for {deployable}: {sorted(got - want - may)}")
         if want - got:
             problems.append(f"{label} fields missing for {deployable}: {sorted(want - got)}")
     if problems:

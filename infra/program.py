@@ -184,6 +184,7 @@ def _data_stores_args(
             project=cfg.project,
             token_key=cfg.token_key,
             session_secret=cfg.session_secret,
+            previous_token_keys=cfg.previous_token_keys,  # only during a key rotation
             token_key_accessors=[accounts["botrunner"]],  # the one process that decrypts bot tokens
             session_secret_accessors=[accounts["qa"]],
         ),
@@ -227,11 +228,12 @@ def _deployable_env(
         )
     )
     refs = {"session_secret": secrets.session_secret_ref, "token_key": secrets.token_key_ref}
+    if secrets.previous_token_keys_ref is not None:  # askbase:previousTokenKeys is set
+        refs["token_keys_previous"] = secrets.previous_token_keys_ref
     env: DeployableEnv = {}
     for deployable in envvars.DEPLOYABLES:
-        secret_fields = sorted(envvars.NEEDS[deployable] & envvars.SECRET_FIELDS)
         values, secret_refs = envvars.render(
-            deployable, plain[deployable], {f: refs[f] for f in secret_fields}
+            deployable, plain[deployable], envvars.secret_refs(deployable, refs)
         )
         env[deployable] = {"plain": values, "secret": secret_refs}
     return env

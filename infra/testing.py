@@ -25,7 +25,7 @@ import pulumi
 
 from infra.components.identity import ACCOUNTS
 from infra.components.registry import REPOSITORY
-from infra.components.secrets import SESSION_SECRET_ID, TOKEN_KEY_SECRET_ID
+from infra.components.secrets import PREVIOUS_TOKEN_KEYS_SECRET_ID, SESSION_SECRET_ID, TOKEN_KEY_SECRET_ID
 from infra.envvars import JOBS_TOPIC
 
 if TYPE_CHECKING:
@@ -318,9 +318,17 @@ def _inherited_child_alias(child_urn: str, parent_name: str, parent_alias: str) 
     return f"{stack}::{project}::{parent_type}${child_type}::{name}"
 
 
-def use_mocks(config: dict[str, str]) -> RecordingMocks:
-    """Fresh mocks and config; call before building (the config namespace is the mocks' project)."""
-    pulumi.runtime.set_all_config(config)
+def use_mocks(config: dict[str, str], secret_keys: Collection[str] | None = None) -> RecordingMocks:
+    """Fresh mocks and config; call before building (the config namespace is the mocks' project).
+
+    ``secret_keys``: the keys set with ``pulumi config set --secret``; by default every key infra reads
+    as a secret (``infra.config.SECRET_KEYS``) that ``config`` holds, as an operator following
+    docs/deploy.md sets them (infra refuses them in plain text)."""
+    if secret_keys is None:
+        from infra.config import SECRET_KEYS
+
+        secret_keys = [k for k in config if k.startswith("askbase:") and k.split(":", 1)[1] in SECRET_KEYS]
+    pulumi.runtime.set_all_config(config, secret_keys=list(secret_keys))
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="askbase", stack="test", preview=False, monitor=mocks.monitor)
     return mocks
@@ -422,6 +430,12 @@ GEMINI_GRANTS: dict[str, frozenset[tuple[str, str]]] = {
     "qa": frozenset({("roles/aiplatform.user", "project")}),
 }
 
+# Added to GRANTS while a token-key rotation keeps older keys (askbase:previousTokenKeys): botrunner,
+# the token key's one reader, reads them too (infra/components/secrets.py).
+PREVIOUS_TOKEN_KEYS_GRANTS: dict[str, frozenset[tuple[str, str]]] = {
+    "botrunner": frozenset({("roles/secretmanager.secretAccessor", "secret:token-keys-previous")}),
+}
+
 
 def expected_grants(
     cfg: InfraConfig, project_number: str = PROJECT_NUMBER
@@ -434,7 +448,9 @@ def expected_grants(
     """
     from infra.program import BOTRUNNER_SERVICE, FUNCTION_NAMES  # after the test has set the config
 
-    gemini = cfg.answerer == "gemini"
+    extra = [GEMINI_GRANTS] if cfg.answerer == "gemini" else []
+    if cfg.previous_token_keys is not None:
+        extra.append(PREVIOUS_TOKEN_KEYS_GRANTS)
 
     where = {
         "project": ("project", cfg.project),
@@ -444,6 +460,7 @@ def expected_grants(
         "bucket:gcf-sources": ("bucket", f"gcf-v2-sources-{project_number}-{cfg.region}"),
         "secret:token-key": ("secret", TOKEN_KEY_SECRET_ID),
         "secret:session-secret": ("secret", SESSION_SECRET_ID),
+        "secret:token-keys-previous": ("secret", PREVIOUS_TOKEN_KEYS_SECRET_ID),
         "topic:jobs": ("topic", JOBS_TOPIC),
         "run:botrunner": ("run", BOTRUNNER_SERVICE),
         "run:scrape": ("run", FUNCTION_NAMES["scrape"]),
@@ -452,7 +469,7 @@ def expected_grants(
     return {
         f"serviceAccount:{ACCOUNTS[key][0]}@{cfg.project}.iam.gserviceaccount.com": {
             (role, *where[place])
-            for role, place in grants | (GEMINI_GRANTS.get(key, frozenset()) if gemini else frozenset())
+            for role, place in grants.union(*(more.get(key, frozenset()) for more in extra))
         }
         for key, grants in GRANTS.items()
     }

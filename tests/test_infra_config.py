@@ -17,7 +17,7 @@ import yaml
 
 from infra import envvars
 from infra.config import KNOWN_KEYS, SECRET_KEYS, SETTINGS_FIELDS, InfraConfig, load_config
-from shared.bots.secrets import TokenKeyError, load_key
+from shared.bots.secrets import TokenKeyError, load_key, load_previous_keys
 from shared.config import Check, ConfigError, Limits, Settings, Source
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,6 +182,9 @@ AGREEMENT: list[tuple[str, str, str]] = [
     ("sessionSecret", "s" * 31, "s" * 32),
     ("tokenKey", _b64(31), _b64(32)),
     ("tokenKey", "not base64 at all!", _b64(32, base64.urlsafe_b64encode)),
+    ("previousTokenKeys", _b64(31), _b64(32)),
+    ("previousTokenKeys", f"{_b64(32)},not base64!", f"{_b64(32)},{_b64(32, base64.urlsafe_b64encode)}"),
+    ("previousTokenKeys", f" {_b64(32)} , {_b64(33)}", f" {_b64(32)} , {_b64(32)} ,"),
 ]
 
 
@@ -195,6 +198,8 @@ def _settings_accept(key: str, value: str) -> bool:
             settings.require_session_secret()
         if field == "token_key":
             load_key(settings)
+        if field == "token_keys_previous":
+            load_previous_keys(settings)
     except (ConfigError, TokenKeyError):
         return False
     return True
@@ -238,7 +243,7 @@ def _has_rule(field: str) -> bool:
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("tokenKey", _b64(32)), ("sessionSecret", "s" * 40)],
+    [("tokenKey", _b64(32)), ("sessionSecret", "s" * 40), ("previousTokenKeys", f"{_b64(32)},{_b64(32)}")],
 )
 def test_a_secret_key_set_in_plain_text_is_refused(key: str, value: str) -> None:
     """`pulumi config set askbase:tokenKey ...` without --secret leaves the key readable in
@@ -251,7 +256,29 @@ def test_a_secret_key_set_in_plain_text_is_refused(key: str, value: str) -> None
     assert all(part not in str(info.value) for part in value.split(","))
     pulumi.runtime.set_all_config(config, secret_keys=[f"askbase:{key}"])
     loaded = load_config()
-    assert getattr(loaded, SETTINGS_FIELDS[key]) is not None
+    field = {"tokenKey": "token_key", "sessionSecret": "session_secret"}.get(key, "previous_token_keys")
+    assert getattr(loaded, field) is not None
+
+
+def test_previous_token_keys_are_optional_and_normalized() -> None:
+    set_config({"gcp:project": "p"})
+    assert load_config().previous_token_keys is None
+    set_config({"gcp:project": "p", "askbase:previousTokenKeys": " , "})
+    assert load_config().previous_token_keys is None  # nothing in it: no secret, no variable
+
+
+@pulumi.runtime.test
+def test_previous_token_keys_are_given_on_as_a_secret_list_without_spaces() -> pulumi.Output:
+    one, two = _b64(32), _b64(32, base64.urlsafe_b64encode)
+    set_config({"gcp:project": "p", "askbase:previousTokenKeys": f" {one} ,{two},"})
+    value = load_config().previous_token_keys
+    assert value is not None
+
+    def check(args: list) -> None:
+        joined, secret = args
+        assert joined == f"{one},{two}" and secret
+
+    return pulumi.Output.all(value, pulumi.Output.from_input(value).is_secret()).apply(check)
 
 
 # Fields with a rule that infra sets to a constant of its own, never from a stack key (their values
@@ -292,6 +319,7 @@ def test_each_stack_key_reaches_the_settings_field_it_is_mapped_to() -> None:
         "snapshotCompression": "gzip",
         "tokenKey": _b64(32),
         "sessionSecret": "s" * 40,
+        "previousTokenKeys": f"{_b64(32)},{_b64(32)}",
     }
     assert set(values) == set(SETTINGS_FIELDS)
     rendered = {
@@ -305,15 +333,17 @@ def test_each_stack_key_reaches_the_settings_field_it_is_mapped_to() -> None:
     emails = dict.fromkeys(
         ("qa", "botrunner", "pubsub-push", "scheduler-invoker"), "a@p.iam.gserviceaccount.com"
     )
-    refs = types.SimpleNamespace(session_secret_ref="session-ref", token_key_ref="token-ref")
+    refs = types.SimpleNamespace(
+        session_secret_ref="session-ref", token_key_ref="token-ref", previous_token_keys_ref="previous-ref"
+    )
     env = _deployable_env(cfg, urls, emails, refs)
     for key, field in SETTINGS_FIELDS.items():
         name = envvars.ENV_NAMES[field]
-        where = [d for d in envvars.DEPLOYABLES if field in envvars.NEEDS[d]]
+        where = [d for d in envvars.DEPLOYABLES if field in envvars.NEEDS[d] | envvars.OPTIONAL[d]]
         assert where, f"{field}: no deployable gets it"
         for deployable in where:
             if field in envvars.SECRET_FIELDS:
-                assert env[deployable]["secret"][name] in ("session-ref", "token-ref")
+                assert env[deployable]["secret"][name] in ("session-ref", "token-ref", "previous-ref")
             else:
                 assert env[deployable]["plain"][name] == rendered.get(key, values[key]), (key, deployable)
 

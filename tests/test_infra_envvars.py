@@ -92,10 +92,12 @@ def test_plain_settings_give_every_deployable_exactly_what_it_needs() -> None:
 
 
 def test_nothing_in_the_names_table_goes_unset() -> None:
-    """ENV_NAMES lists what infra sets: a name no deployable needs would be a variable infra never sets
-    (ASKBASE_TOKEN_KEY_SECRET was one: the token key reaches botrunner as ASKBASE_TOKEN_KEY)."""
-    needed = set().union(*envvars.NEEDS.values())
+    """ENV_NAMES lists what infra sets: a name no deployable needs (or is given when configured, as the
+    previous token keys) would be a variable infra never sets (ASKBASE_TOKEN_KEY_SECRET was one: the token
+    key reaches botrunner as ASKBASE_TOKEN_KEY)."""
+    needed = set().union(*envvars.NEEDS.values(), *envvars.OPTIONAL.values())
     assert set(envvars.ENV_NAMES) == needed
+    assert set(envvars.OPTIONAL) == set(envvars.NEEDS)  # every deployable, even with nothing optional
 
 
 def test_render_refuses_missing_and_undeclared_fields() -> None:

@@ -1,8 +1,14 @@
-"""Secret Manager: the bot-token encryption key and the web session secret.
+"""Secret Manager: the bot-token encryption key, the older token keys of a rotation, the session secret.
 
 Values are generated (pulumi-random) unless the operator sets them with
-``pulumi config set --secret askbase:tokenKey ...`` / ``askbase:sessionSecret``. Either way they are
-Pulumi secrets: encrypted in the state, never printed.
+``pulumi config set --secret askbase:tokenKey ...`` / ``askbase:sessionSecret`` (``infra/config.py``
+refuses them set without ``--secret``). Either way they are Pulumi secrets: encrypted in the state,
+never printed.
+
+``askbase:previousTokenKeys`` (comma-separated, set only during a key rotation: docs/operations.md) gets
+its own secret, readable by the token key's accessors (botrunner) alone and given to botrunner as
+``ASKBASE_TOKEN_KEYS_PREVIOUS``. Unlike the current key's it is deleted with its version when the key
+is removed from the config: an old key is dropped because it should no longer exist anywhere.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from infra.components.base import Component, Grantee
 
 TOKEN_KEY_SECRET_ID = "askbase-token-key"  # noqa: S105 (a name, not a value)
 SESSION_SECRET_ID = "askbase-session-secret"  # noqa: S105
+PREVIOUS_TOKEN_KEYS_SECRET_ID = "askbase-token-keys-previous"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,9 @@ class SecretsArgs:
     project: str
     token_key: pulumi.Input[str] | None = None
     session_secret: pulumi.Input[str] | None = None
+    # Older token keys, comma-separated (askbase:previousTokenKeys); None: no secret at all.
+    previous_token_keys: pulumi.Input[str] | None = None
+    # Who may read the token key, and the previous keys when there are some.
     token_key_accessors: Sequence[Grantee] = ()
     session_secret_accessors: Sequence[Grantee] = ()
 
@@ -66,12 +76,19 @@ class Secrets(Component):
         self.session_secret_ref = SecretEnv(
             self.session_secret.secret_id, self.session_secret_version.version
         )
+        readable = [
+            ("token-key", self.token_key, args.token_key_accessors),
+            ("session-secret", self.session_secret, args.session_secret_accessors),
+        ]
+        self.previous_token_keys_ref: SecretEnv | None = None
+        if args.previous_token_keys is not None:
+            previous = self._new_secret(args.project, PREVIOUS_TOKEN_KEYS_SECRET_ID, "token-keys-previous")
+            version = self._new_version("token-keys-previous", previous, args.previous_token_keys)
+            self.previous_token_keys_ref = SecretEnv(previous.secret_id, version.version)
+            readable.append(("token-keys-previous", previous, args.token_key_accessors))
         self.grants = [
             grant
-            for target, secret, grantees in (
-                ("token-key", self.token_key, args.token_key_accessors),
-                ("session-secret", self.session_secret, args.session_secret_accessors),
-            )
+            for target, secret, grantees in readable
             for grant in self.grant_each(
                 gcp.secretmanager.SecretIamMember,
                 "roles/secretmanager.secretAccessor",
