@@ -1,4 +1,4 @@
-"""Fetching against loopback servers: the time budget of one request."""
+"""Fetching against loopback servers: the time budget of one request, the encoding of a page."""
 
 from __future__ import annotations
 
@@ -164,3 +164,41 @@ def test_a_crawl_with_a_trickling_page_ends_with_it_failed(slow_site: _SlowSite)
     [result] = results
     assert result.outcome is Outcome.FAILED and result.reason == "timeout after 0.5 s"
     assert not session.summary.complete  # every page failed: nothing may be removed
+
+
+# --- the encoding a page is decoded with ------------------------------------------------------------
+CAFE = "<h1>Crème brûlée</h1><p>The naïve façade of the café explains résumé handling.</p>"
+
+
+def _page_response(body: bytes) -> Response:
+    # The header set by hand: given a text/* media type, Starlette would add "; charset=utf-8" itself.
+    return Response(body, headers={"content-type": "text/html"})
+
+
+def test_a_meta_charset_is_read_when_the_header_names_none() -> None:
+    # A bare text/html header made httpx assume UTF-8, and every é of these pages became U+FFFD in the
+    # title, the chunks and the search terms.
+    links = '<a href="/plain">plain</a><a href="/utf8">utf8</a>'
+    head = '<head><meta charset="windows-1252"><title>Café</title></head>'
+    declared = f"<html>{head}<body>{CAFE}{links}</body></html>"
+    undeclared = f"<html><head><title>Café</title></head><body>{CAFE}</body></html>"
+    bodies = {
+        "/": declared.encode("cp1252"),
+        "/plain": undeclared.encode("cp1252"),
+        "/utf8": undeclared.encode("utf-8"),
+    }
+    app = Starlette(
+        routes=[
+            Route("/robots.txt", lambda _: Response(status_code=404)),
+            *(Route(path, lambda _, body=body: _page_response(body)) for path, body in bodies.items()),
+        ]
+    )
+    with SiteServer(app) as site:
+        source = Source(name="d", kind=SourceKind.CRAWL, url=site.url("/"))
+        session = crawl_source(source, CrawlConfig(concurrency=2, retries=0))
+        html = {r.requested_url: r.html for r in session if r.outcome is Outcome.FETCHED}
+    assert html == {
+        site.url("/"): declared,
+        site.url("/plain"): undeclared,  # no declaration and not UTF-8: windows-1252, as browsers do
+        site.url("/utf8"): undeclared,
+    }

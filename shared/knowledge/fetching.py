@@ -21,6 +21,7 @@ from typing import Protocol
 import httpx
 
 from shared.backoff import exponential, parse_retry_after
+from shared.knowledge.charsets import html_encoding
 from shared.knowledge.urls import normalize_url, same_site
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,13 @@ class Fetcher:
                             return result
                         chunks.append(chunk)
                     result.body = b"".join(chunks)
-                    result.encoding = resp.encoding or "utf-8"
+                    content_type = resp.headers.get("content-type")
+                    # The crawler decodes with result.encoding: an HTML page's <meta charset> counts
+                    # where httpx would assume UTF-8.
+                    result.encoding = (
+                        html_encoding(content_type, result.body)
+                        if is_html_type(content_type)
+                        else resp.encoding or "utf-8"
+                    )
                 return result
         return Response(0, current, httpx.Headers(), error=f"more than {_MAX_REDIRECTS} redirects")
