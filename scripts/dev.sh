@@ -5,5 +5,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source scripts/setup.sh
-scripts/system-deps.sh
+scripts/system-deps.sh --dev  # what askbase dev needs (Java, the emulators); scripts/test.sh adds the test tools
 exec .venv/bin/askbase dev "$@"
