@@ -344,6 +344,28 @@ def test_an_incomplete_source_is_in_the_run_record_and_the_functions_answer(
     assert not recorded.sources["blog"]["complete"] and recorded.sources["docs"]["complete"]
 
 
+def test_the_run_deadline_follows_the_function_timeout_and_ends_the_run_recorded(
+    emulators, settings, site
+) -> None:
+    # The function's timeout is min(lease, 3600 s) (infra/config.py): the run stops crawling well before.
+    assert scrape_module.run_budget_seconds(settings.model_copy(update={"scrape_lease_seconds": 1800})) == (
+        1800 * scrape_module.DEADLINE_SHARE
+    )
+    assert scrape_module.run_budget_seconds(settings.model_copy(update={"scrape_lease_seconds": 7200})) == (
+        3600 * scrape_module.DEADLINE_SHARE
+    )
+    cfg = _settings(settings, site)
+    first = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
+    site.edit_page("/docs/faq", sites.page_for("/docs/faq", version=2))
+    run = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL, time_budget_seconds=0)
+    assert (
+        run.status is RunStatus.UNCHANGED and run.snapshot_id == first.snapshot_id and run.pages_removed == 0
+    )
+    assert run.incomplete_sources == ["blog", "docs"] and "deadline" in run.error
+    recorded = list_runs(firestore_client(cfg.project_id), limit=1)[0]
+    assert recorded.id == run.id and recorded.status is RunStatus.UNCHANGED and recorded.ended_at
+
+
 def test_bad_configuration_is_a_clear_error(settings: Settings) -> None:
     with pytest.raises(ScrapeError, match="ASKBASE_SOURCES"):
         run_scrape(settings.model_copy(update={"sources": []}))

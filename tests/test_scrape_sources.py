@@ -45,10 +45,12 @@ class Crawls:
         self.settings = settings
         self.path = path
 
-    def run(self, *sources: Source) -> tuple[ScrapeRun, scrape_module._Attempt]:
+    def run(self, *sources: Source, progress=None, **options) -> tuple[ScrapeRun, scrape_module._Attempt]:
         settings = self.settings.model_copy(update={"sources": list(sources)})
         run = new_run("test")
-        job = scrape_module._Attempt(settings, run, HashEmbedder(), lambda *a: None, FAST)
+        job = scrape_module._Attempt(
+            settings, run, HashEmbedder(), progress or (lambda *a: None), FAST, **options
+        )
         index = KnowledgeIndex.open(self.path, job.vectors, settings.collection)
         try:
             job.scrape_all(index)
@@ -185,3 +187,27 @@ def test_a_page_two_sources_reach_belongs_to_the_first_and_a_recrawl_changes_not
     assert job.changed and crawls.pages()[post].source == "blog" and run.pages_removed == 0
     run, job = crawls.run(*reversed(both))
     assert not job.changed, run.sources
+
+
+# --- the run's deadline --------------------------------------------------------------------------------
+def test_at_the_deadline_the_crawl_stops_and_removes_nothing(crawls: Crawls, site) -> None:
+    blog = Source(name="blog", kind=SourceKind.CRAWL, url=site.url("/docs/faq"))
+    crawls.run(_sitemap(site), blog)
+    before = crawls.pages()
+    for path in sites.DOC_PAGES:
+        site.edit_page(path, sites.page_for(path, version=2))
+    now = [0.0]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "crawl docs" and done == 2:
+            now[0] = 1000.0  # the clock passes the deadline while the second page is handled
+
+    run, job = crawls.run(_sitemap(site), blog, progress=progress, deadline=999.0, clock=lambda: now[0])
+    docs, other = run.sources["docs"], run.sources["blog"]
+    assert not docs["complete"] and "deadline" in docs["error"]
+    assert docs["fetched"] == 2 and docs["changed"] == 2 and run.pages_removed == 0
+    assert not other["complete"] and "not crawled" in other["error"]
+    after = crawls.pages()
+    assert set(after) == set(before)  # nothing removed, every page whole: old or new
+    assert sum(after[u].content_hash != before[u].content_hash for u in after) == 2
+    assert job.changed  # what was indexed is published

@@ -8,7 +8,10 @@ One run, start to end (:func:`run_scrape`):
    snapshot cannot be *read* (a Cloud Storage 5xx, a network or disk error) the run fails instead:
    rebuilding then would drop every page whose crawl happens to fail, and the pointer stays untouched;
 3. crawl each source with conditional GETs built from the stored page records; upsert changed pages,
-   touch unchanged ones, remove vanished ones (only when that source's crawl had no site-wide failure).
+   touch unchanged ones, remove vanished ones (only when that source's crawl is complete: see
+   :mod:`~shared.knowledge.crawler`, and :data:`MAX_REMOVED_SHARE`). A source left incomplete keeps its
+   pages and is named in the run's record. Crawling stops at the run's deadline
+   (:func:`run_budget_seconds`), and what was indexed by then is published;
    Fetching, extracting, embedding and writing overlap: the crawl runs on its own event loop, this
    thread extracts and chunks, and :class:`~shared.knowledge.indexing.IndexingPipeline` embeds and
    writes in two threads behind it;
@@ -25,6 +28,7 @@ A re-crawl where nothing changed embeds nothing and publishes nothing.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 import uuid
@@ -58,6 +62,22 @@ class ScrapeError(RuntimeError):
     """The run cannot start (bad configuration); the message says what to fix."""
 
 
+# Gen2 HTTP functions run at most this long; infra gives the scrape function min(lease, this) as its
+# timeout (infra/config.py, scrape_timeout_seconds), so the run's own budget is derived the same way.
+FUNCTION_TIMEOUT_CAP_SECONDS = 3600
+# The share of that timeout spent crawling. A function killed at its timeout leaves its run record
+# "running" forever and publishes nothing; past this point the run stops taking crawl results, lets
+# the pages already handed to the indexing pipeline finish (the index holds only whole pages), and
+# publishes them with the sources marked incomplete (nothing removed). The rest of the time is for the
+# pipeline's tail, the snapshot upload and the record; the next run goes on with conditional GETs.
+DEADLINE_SHARE = 0.75
+
+
+def run_budget_seconds(settings: Settings) -> float:
+    """How long a run may crawl before it stops to publish (see :data:`DEADLINE_SHARE`)."""
+    return min(settings.scrape_lease_seconds, FUNCTION_TIMEOUT_CAP_SECONDS) * DEADLINE_SHARE
+
+
 def _noop(stage: str, done: int, total: int) -> None:
     return None
 
@@ -66,9 +86,20 @@ class _Attempt:
     """One pass over every source against one base snapshot. Owns the opened index."""
 
     def __init__(
-        self, settings: Settings, run: ScrapeRun, embedder: Any, progress: Progress, crawl_config: CrawlConfig
+        self,
+        settings: Settings,
+        run: ScrapeRun,
+        embedder: Any,
+        progress: Progress,
+        crawl_config: CrawlConfig,
+        deadline: float = math.inf,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        #: On ``clock`` (see :func:`run_deadline`): past it no more result is taken from a crawl.
+        self.deadline = deadline
+        self.clock = clock
+        self.out_of_time = False
         self.run = run
         self.embedder = embedder
         self.progress = progress
@@ -136,7 +167,10 @@ class _Attempt:
         for url, record in index.pages().items():
             self._indexed_owners.setdefault(record.content_hash, set()).add(url)
         for source in self.settings.sources:
-            self.scrape_source(index, source)
+            if self.out_of_time:
+                self._not_crawled(source)
+            else:
+                self.scrape_source(index, source)
         self.drop_unconfigured(index)
         self._index_deferred(index)
 
@@ -205,6 +239,10 @@ class _Attempt:
         done = 0
         results = iter(session)
         while True:
+            if self.clock() >= self.deadline:
+                self.out_of_time = True
+                log.warning("source %s: the run's deadline is reached; stopping the crawl", source.name)
+                break
             waited = time.perf_counter()
             result = next(results, None)
             timings["crawl_wait_seconds"] += time.perf_counter() - waited
@@ -314,6 +352,8 @@ class _Attempt:
     ) -> None:
         run = self.run
         complete, error = summary.complete, summary.error
+        if self.out_of_time:
+            complete, error = False, "stopped at the run's deadline, before the crawl was over"
         gone = sorted(set(previous) - alive - set(self._claimed))
         # A page whose content this run found at another URL moved; it is not lost.
         lost = [url for url in gone if previous[url].content_hash not in self._fetched_hashes]
@@ -345,6 +385,17 @@ class _Attempt:
             "seconds": round(summary.seconds, 3),
             **{name: round(value, 3) for name, value in timings.items()},
         }
+
+    def _not_crawled(self, source: Source) -> None:
+        """A source the run had no time left for: its pages stay as they were."""
+        self.run.sources[source.name] = {
+            **dict.fromkeys(("fetched", "unchanged", "changed", "removed", "failed", "skipped"), 0),
+            "complete": False,
+            "error": "not crawled: the run's deadline was reached first",
+            "over_max_pages": 0,
+            "seconds": 0.0,
+        }
+        log.warning("source %s: not crawled, the run's deadline was reached; keeping its pages", source.name)
 
     def drop_unconfigured(self, index: Any) -> None:
         """Pages of a source removed from the configuration leave the index."""
@@ -434,14 +485,19 @@ def run_scrape(
     bucket: Any = None,
     crawl_config: CrawlConfig | None = None,
     clock: Clock = utc_now,
+    time_budget_seconds: float | None = None,
 ) -> ScrapeRun:
     """Run one scrape (see the module docstring) and return its record.
 
     ``progress(stage, done, total)`` is called as work advances. The keyword arguments replace the
     defaults built from ``settings`` (tests pass a counting embedder, CLIs a shared client). Errors are
     recorded in the returned run (status ``failed``), not raised; a bad configuration raises
-    :class:`ScrapeError` before anything starts.
+    :class:`ScrapeError` before anything starts. ``time_budget_seconds`` (default
+    :func:`run_budget_seconds`): crawling stops that long after the call, and what was indexed is
+    published with the sources not finished marked incomplete.
     """
+    budget = run_budget_seconds(settings) if time_budget_seconds is None else time_budget_seconds
+    deadline = time.monotonic() + budget
     if not settings.sources:
         raise ScrapeError("no sources configured: set ASKBASE_SOURCES to a JSON list of sources")
     progress = progress or _noop
@@ -491,7 +547,7 @@ def run_scrape(
             verify=_open_check(embedder, settings.collection),
             work_dir=work,
         )
-        _run_attempts(settings, run, store, embedder, progress, crawl_config, lease, work)
+        _run_attempts(settings, run, store, embedder, progress, crawl_config, lease, work, deadline)
         _note_incomplete(run)
     except Exception as exc:
         run.status = RunStatus.FAILED
@@ -559,12 +615,13 @@ def _run_attempts(
     crawl_config: CrawlConfig,
     lease: Lease,
     work: Path,
+    deadline: float = math.inf,
 ) -> None:
     started_mark = ""  # the rollback mark of the pointer the first attempt started from
     for attempt in range(1, MAX_ATTEMPTS + 1):
         run.attempts = attempt
         _reset_counts(run)
-        job = _Attempt(settings, run, embedder, progress, crawl_config)
+        job = _Attempt(settings, run, embedder, progress, crawl_config, deadline)
         index, parent_id, generation = job.open_index(store, work / f"attempt-{attempt}")
         try:
             run.parent_snapshot_id = parent_id
