@@ -1,6 +1,7 @@
 """The bot control plane over HTTP (blueprint ``bp``): thin routes over :mod:`shared.bots.control`.
 
-Routes (JSON in, JSON out; errors are ``{"error": message}`` with 400/401/403/404/409/502/503):
+Routes (JSON in, JSON out; errors are ``{"error": message}`` with 400/401/403/404/409/502/503, plus
+``"field"`` naming the input a refusal is about when it is about one: ``ControlError.field``):
 
 =======  ==================================  ==============================================
 POST     /api/bots                           register (validates with the platform) → 201
@@ -38,6 +39,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from shared.bots.control import UNAVAILABLE, BadRequest, BotControl, Caller, ControlError
+from shared.bots.control_client import USER_HEADER
 from shared.bots.reconcile import reconcile_all
 from shared.config import Settings
 from shared.gcp import UNAVAILABLE_RETRY_AFTER_S
@@ -48,7 +50,6 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("bot_control", __name__)
 
-USER_HEADER = "X-Askbase-User"
 CONTROL_KEY = "askbase.bot_control"
 SETTINGS_KEY = "askbase.settings"
 ACTIVITY_PAGE = 50  # ?limit= of GET /api/bots/<id>/activity: its default and largest value
@@ -108,7 +109,8 @@ def _authenticate() -> tuple[Response, int] | None:
 
 @bp.errorhandler(ControlError)
 def _control_error(exc: ControlError) -> tuple[Response, int]:
-    return jsonify({"error": exc.message}), exc.status
+    body = {"error": exc.message} | ({"field": exc.field} if exc.field else {})
+    return jsonify(body), exc.status
 
 
 def _unavailable(exc: Exception) -> tuple[Response, int, dict[str, str]]:

@@ -2,11 +2,13 @@
 
 The bot pages check what was typed here first, all fields at once, before anything leaves the web app:
 each platform's :meth:`~shared.bots.platforms.base.Platform.field_problem` looks only at the shape of a
-value (a Telegram token is ``<digits>:<code>``, a Discord Application ID is 15 to 25 digits, ...) and
+value (a Telegram token is ``<digits>:<code>``, a Discord Application ID is 15 to 20 digits, ...) and
 says exactly what is wrong with it. What only the platform can judge (is this token live? does this key
 belong to this application?) is then decided by botrunner; :func:`place_control_error` puts its answer
-beside the field it is about and marks it as the platform's verdict, so "Telegram rejected this token" is
-said only when Telegram did.
+beside the field the refusal names (``ControlError.field``) and, when that is one of the platform's
+registration fields, marks it as the platform's verdict, so "Telegram rejected this token" is said only
+when Telegram did. The name and instructions are held to the control plane's own rules
+(:func:`shared.bots.control.normalize_name`, ``NAME_MAX``, ``PROMPT_MAX``).
 
 Answer models and answer modes are shown by their label everywhere (:func:`model_label`,
 :func:`model_choices`, :func:`mode_label`, :func:`mode_choices`).
@@ -19,10 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.bots.answer_modes import DESCRIPTIONS, AnswerMode, parse_mode
+from shared.bots.control import NAME_MAX, PROMPT_MAX, ControlError, normalize_name
 from shared.bots.platforms import all_platforms, find_platform
-
-NAME_MAX = 64  # shared/bots/control.py NAME_MAX
-PROMPT_MAX = 4000  # shared/bots/control.py PROMPT_MAX
 
 _MODELS: dict[str, tuple[str, str]] = {
     "extractive": ("Extractive", "quotes the docs, fast, no AI model"),
@@ -34,20 +34,6 @@ _MODE_LABELS = {
     AnswerMode.ALWAYS: "Every message",
     AnswerMode.CONFIDENT: "Only when confident",
 }
-
-# Which field a control-plane message is about, by the words it uses (first match wins).
-_FIELD_WORDS: tuple[tuple[str, str], ...] = (
-    ("public key", "public_key"),
-    ("public_key", "public_key"),
-    ("application id", "application_id"),
-    ("application_id", "application_id"),
-    ("token", "token"),
-    ("system_prompt", "system_prompt"),
-    ("instructions", "system_prompt"),
-    ("answer_mode", "answer_mode"),
-    ("model", "model"),
-    ("name", "name"),
-)
 
 
 def model_label(name: str) -> str:
@@ -133,7 +119,7 @@ def check_new_token(platform: str, token: str) -> FormErrors:
 
 
 def _check_settings(form: Mapping[str, Any], allowed_models: tuple[str, ...], errors: FormErrors) -> None:
-    name = " ".join(str(form.get("name") or "").split())
+    name = normalize_name(str(form.get("name") or ""))
     if not name:
         errors.add("name", "Give the bot a name, so you can tell your bots apart.")
     elif len(name) > NAME_MAX:
@@ -156,33 +142,30 @@ def _put(errors: FormErrors, name: str, problem: str | None) -> None:
 
 
 def place_control_error(
-    message: str,
-    status: int,
+    error: ControlError,
     platform: str,
     token_field: str = "token",  # noqa: S107 - a form field's name, not a secret
 ) -> FormErrors:
     """Botrunner's refusal of a form that passed the checks above, put where the person will look.
 
-    By then the values have the right shape, so a 400 is the platform's verdict on them (a token it
-    does not know, a key that belongs to another application) unless it names a setting; 502 means the
-    platform could not be reached; anything else (already registered, botrunner down) is about the
-    form as a whole. ``token_field`` is the form's name for the token input.
+    A 400 goes beside the field it names (``error.field``; none: about the form as a whole). By then the
+    values have the right shape, so a refusal about one of the platform's registration fields is the
+    platform's verdict (a token it does not know, a key that belongs to another application); the
+    platform's token field is the form's ``token_field`` input. 502 means the platform could not be
+    reached; anything else (already registered, botrunner down) is about the form as a whole.
     """
     errors = FormErrors()
     known = find_platform(platform)
     platform_name = known.label if known else platform.capitalize()
-    if status == 502:
-        errors.add(None, message, platform_name)
+    if error.status == 502:
+        errors.add(None, error.message, platform_name)
         return errors
-    if status != 400:
-        errors.add(None, message)
+    if error.status != 400:
+        errors.add(None, error.message)
         return errors
-    low = message.lower()
-    name = next((f for words, f in _FIELD_WORDS if words in low), None)
-    if name == "token":
+    name = error.field
+    verdict = known is not None and name in {f.name for f in known.registration_fields}
+    if known is not None and name == known.token_field:
         name = token_field
-    verdict = name in ("token", "bot_token", "application_id", "public_key", token_field) or (
-        platform_name.lower() in low
-    )
-    errors.add(name, message, platform_name if verdict else None)
+    errors.add(name, error.message, platform_name if verdict else None)
     return errors

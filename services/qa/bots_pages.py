@@ -53,7 +53,7 @@ from services.qa.bot_form import (
     place_control_error,
 )
 from shared.bots.answer_modes import DEFAULT_MODE
-from shared.bots.control import BadRequest, Caller, ControlError, NotFound
+from shared.bots.control import BadRequest, Caller, ControlError, NotFound, default_model
 from shared.bots.control_client import BotControlClient, ControlUnavailable
 from shared.bots.platforms import PLATFORM_NAMES, all_platforms, find_platform, get_platform
 
@@ -143,16 +143,17 @@ def status_json() -> Any:
 @bp.route("/new", methods=["GET", "POST"])
 @login_required
 def new() -> Any:
+    model = default_model(_models())
     form: dict[str, str] = {
-        "platform": request.args.get("platform", "telegram"),
-        "model": "extractive",
+        "platform": request.args.get("platform", PLATFORM_NAMES[0]),
+        "model": model,
         "answer_mode": str(DEFAULT_MODE),
     }
     errors = FormErrors()
     if request.method == "POST":
         # Secrets are read once and never put back into the re-rendered form.
         form = {k: request.form.get(k, "") for k in ("platform", *SETTINGS)}
-        form["model"] = form["model"] or "extractive"
+        form["model"] = form["model"] or model
         form["answer_mode"] = form["answer_mode"] or str(DEFAULT_MODE)
         data: dict[str, Any] = dict(form)
         platform = find_platform(form["platform"])
@@ -167,7 +168,7 @@ def new() -> Any:
                 bot = _control().create_bot(_caller(), data)
             except ControlError as exc:
                 token_field = platform.token_field if platform else "token"
-                errors = place_control_error(exc.message, exc.status, form["platform"], token_field)
+                errors = place_control_error(exc, form["platform"], token_field)
             else:
                 flash(f"Bot “{bot.name}” added." + (" It is starting." if data["start"] else ""), "info")
                 return redirect(url_for("bots.detail", bot_id=bot.id))
@@ -228,7 +229,7 @@ def edit(bot_id: str) -> Any:
         try:
             control.edit_bot(_caller(), bot_id, fields)
         except BadRequest as exc:
-            errors = place_control_error(exc.message, exc.status, bot.platform)
+            errors = place_control_error(exc, bot.platform)
         else:
             flash("Saved.", "info")
             return redirect(url_for("bots.detail", bot_id=bot_id))
@@ -246,7 +247,7 @@ def replace_token(bot_id: str) -> Any:
         try:
             bot = control.replace_token(_caller(), bot_id, {"token": token})
         except BadRequest as exc:
-            errors = place_control_error(exc.message, exc.status, platform)
+            errors = place_control_error(exc, platform)
         else:
             if bot.status == "error":
                 flash(f"The new token is stored, but registering the bot failed: {bot.last_error}", "error")

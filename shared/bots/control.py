@@ -21,8 +21,10 @@ Public API::
     control.start_bot / stop_bot / restart_bot(caller, bot_id) -> Bot   # status shows the outcome
     control.activity(caller, bot_id, limit=50, cursor=None) -> ActivityPage
     control.apply(bot_id, verify=True) -> ApplyResult   # make the platform match `desired` (reconcile)
+    normalize_name(name), NAME_MAX, PROMPT_MAX, default_model(allowed)   # the rules the bot pages share
 
-Errors are :class:`ControlError` subclasses carrying an HTTP status and a message safe to show:
+Errors are :class:`ControlError` subclasses carrying an HTTP status, a message safe to show and, when
+the message is about one input, its ``field``:
 :class:`BadRequest` 400 (also the platform's ``InvalidRegistration``), :class:`NotFound` 404,
 :class:`Conflict` 409, :class:`Upstream` 502 (``PlatformUnreachable``: the platform could not be
 reached to validate a registration). A platform failure during start/stop is
@@ -47,7 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from shared.bots.activity import ActivityPage, InvalidCursor
 from shared.bots.answer_modes import DEFAULT_MODE, AnswerMode, parse_mode
 from shared.bots.platforms import PLATFORM_NAMES, find_platform, get_platform
-from shared.bots.platforms.base import ApiEndpoint, BotCredentials, Platform
+from shared.bots.platforms.base import ApiEndpoint, BotCredentials, InvalidField, Platform
 from shared.bots.platforms.errors import InvalidRegistration, PlatformError, PlatformUnreachable, RetryPolicy
 from shared.bots.registry import Bot, BotRegistry, IdentityTaken
 from shared.bots.secrets import DecryptionError, webhook_secret_hash
@@ -59,8 +61,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-NAME_MAX = 64
-PROMPT_MAX = 4000
+NAME_MAX = 64  # characters of a bot's name once normalized (normalize_name)
+PROMPT_MAX = 4000  # characters of a bot's instructions (system_prompt)
 EDITABLE = ("name", "model", "system_prompt", "answer_mode")
 # Control-plane calls are made while a person waits: retry briefly, never sleep for long.
 CONTROL_RETRY = RetryPolicy(attempts=3, backoff=0.3, max_wait=5.0)
@@ -77,11 +79,18 @@ class Caller:
 
 
 class ControlError(Exception):
+    """A refusal with its HTTP ``status`` and a ``message`` safe to show. ``field`` names the input it is
+    about, when it is about one: a setting (``name``, ``model``, ``system_prompt``, ``answer_mode``,
+    ``platform``) or one of the platform's registration fields
+    (:attr:`~shared.bots.platforms.base.Platform.registration_fields`). The bot pages put the message
+    beside that field; the API sends it as ``{"error": message, "field": field}``."""
+
     status = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.field = field
 
 
 class BadRequest(ControlError):
@@ -160,10 +169,12 @@ class BotControl:
             raise BadRequest("Expected a JSON object.")
         platform = find_platform(data.get("platform"))
         if platform is None:
-            raise BadRequest("platform must be " + " or ".join(f"'{n}'" for n in PLATFORM_NAMES) + ".")
+            raise BadRequest(
+                "platform must be " + " or ".join(f"'{n}'" for n in PLATFORM_NAMES) + ".", field="platform"
+            )
         name = _name(data.get("name"))
         allowed = self.settings.allowed_bot_models
-        model = _model(data.get("model", "extractive" if "extractive" in allowed else allowed[0]), allowed)
+        model = _model(data.get("model", default_model(allowed)), allowed)
         prompt = _prompt(data.get("system_prompt", ""))
         mode = _answer_mode(data.get("answer_mode", str(DEFAULT_MODE)))
         registration = _checked(lambda: platform.check_registration(self._api(platform), data))
@@ -438,11 +449,12 @@ class BotControl:
 
 
 def _checked(check: Callable[[], T]) -> T:
-    """``check()``, with the platform's verdict on what the owner typed as a :class:`ControlError`."""
+    """``check()``, with the platform's verdict on what the owner typed as a :class:`ControlError` (about
+    the registration field the platform names, if it names one)."""
     try:
         return check()
     except InvalidRegistration as exc:
-        raise BadRequest(exc.message) from None
+        raise BadRequest(exc.message, field=exc.field if isinstance(exc, InvalidField) else None) from None
     except PlatformUnreachable as exc:
         raise Upstream(exc.message) from None
 
@@ -450,19 +462,31 @@ def _checked(check: Callable[[], T]) -> T:
 # --- input validation ---------------------------------------------------------------------------
 
 
+def normalize_name(value: str) -> str:
+    """A bot's name as stored and measured against :data:`NAME_MAX`: without spaces at either end
+    (inner spaces are kept, and counted). The bot pages check a typed name by the same rule."""
+    return value.strip()
+
+
+def default_model(allowed: tuple[str, ...]) -> str:
+    """The answer model a bot gets when none is chosen: extractive if the operator allows it, else the
+    first allowed one (``settings.allowed_bot_models``)."""
+    return "extractive" if "extractive" in allowed else allowed[0]
+
+
 def _name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise BadRequest("name is required.")
-    name = value.strip()
+    name = normalize_name(value) if isinstance(value, str) else ""
+    if not name:
+        raise BadRequest("name is required.", field="name")
     if len(name) > NAME_MAX:
-        raise BadRequest(f"name must be at most {NAME_MAX} characters.")
+        raise BadRequest(f"name must be at most {NAME_MAX} characters.", field="name")
     return name
 
 
 def _model(value: Any, allowed: tuple[str, ...]) -> str:
     """``value`` if the operator lets bots use that answerer (``settings.allowed_bot_models``)."""
     if not isinstance(value, str) or value not in allowed:
-        raise BadRequest("model must be one of: " + ", ".join(f"'{m}'" for m in allowed) + ".")
+        raise BadRequest("model must be one of: " + ", ".join(f"'{m}'" for m in allowed) + ".", field="model")
     return value
 
 
@@ -470,7 +494,10 @@ def _answer_mode(value: Any) -> str:
     """A valid answer mode (:mod:`shared.bots.answer_modes`), as stored."""
     mode = parse_mode(value)
     if mode is None:
-        raise BadRequest("answer_mode must be one of: " + ", ".join(f"'{m}'" for m in AnswerMode) + ".")
+        raise BadRequest(
+            "answer_mode must be one of: " + ", ".join(f"'{m}'" for m in AnswerMode) + ".",
+            field="answer_mode",
+        )
     return str(mode)
 
 
@@ -478,9 +505,9 @@ def _prompt(value: Any) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise BadRequest("system_prompt must be text.")
+        raise BadRequest("system_prompt must be text.", field="system_prompt")
     if len(value) > PROMPT_MAX:
-        raise BadRequest(f"system_prompt must be at most {PROMPT_MAX} characters.")
+        raise BadRequest(f"system_prompt must be at most {PROMPT_MAX} characters.", field="system_prompt")
     return value.strip()
 
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-USER_HEADER = "X-Askbase-User"
+USER_HEADER = "X-Askbase-User"  # the signed-in user a call is made for (botrunner's control_api reads it)
 
 
 class ControlUnavailable(ControlError):
@@ -109,12 +109,12 @@ class BotControlClient:
         if response.status_code in (401, 403) and self._auth == "google-oidc":
             self._tokens.forget(self._base)
         if response.status_code >= 400:
-            message = _error_message(response)
+            message, field = _error_body(response)
             error = _ERRORS.get(response.status_code)
             if error is None:
                 log.warning("botrunner %s %s -> %d %s", method, path, response.status_code, message)
                 raise ControlUnavailable("The bot service is unavailable; try again in a moment.")
-            raise error(message)
+            raise error(message, field=field)
         try:
             return response.json()
         except ValueError:
@@ -179,9 +179,13 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_body(response: httpx.Response) -> tuple[str, str | None]:
+    """The message and the field it is about (``{"error": ..., "field": ...}``; no field: None)."""
     try:
         body = response.json()
     except ValueError:
-        return f"HTTP {response.status_code}"
-    return str(body.get("error") or f"HTTP {response.status_code}") if isinstance(body, dict) else ""
+        return f"HTTP {response.status_code}", None
+    if not isinstance(body, dict):
+        return "", None
+    field = body.get("field")
+    return str(body.get("error") or f"HTTP {response.status_code}"), field if isinstance(field, str) else None

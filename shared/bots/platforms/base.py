@@ -19,7 +19,9 @@ in three places, which is why they come in three groups:
   :meth:`~Platform.notify_stopped`.
 
 The failures a platform reports are in :mod:`shared.bots.platforms.errors`: ``InvalidRegistration``
-(what the owner typed is wrong: 400), ``PlatformUnreachable`` (the check could not be made: 502),
+(what the owner typed is wrong: 400; raised as :class:`InvalidField` when it is about one registration
+field, which the control plane passes on so the bot pages put the message beside that field),
+``PlatformUnreachable`` (the check could not be made: 502),
 ``Unanswerable`` (a job that can never be answered: acknowledged and dropped), and ``PlatformError``
 from API calls (retried, or stored on the bot, by the callers).
 """
@@ -32,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from shared.bots.platforms.errors import InvalidRegistration
 
 if TYPE_CHECKING:
     from shared.bots.buttons import ButtonStateStore
@@ -104,6 +108,16 @@ class RegistrationField:
 
     name: str
     secret: bool = False  # read once, never shown again (tokens)
+
+
+class InvalidField(InvalidRegistration):
+    """An :class:`~shared.bots.platforms.errors.InvalidRegistration` about one registration field:
+    ``field`` is its :attr:`RegistrationField.name` (the token's is :attr:`Platform.token_field`, also
+    when a token-replacing request sent it as ``token``)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -231,15 +245,16 @@ class Platform(ABC):
 
     @abstractmethod
     def check_registration(self, api: ApiEndpoint, data: Mapping[str, Any]) -> Registration:
-        """Check the registration fields with the platform. Raises ``InvalidRegistration`` or
-        ``PlatformUnreachable``."""
+        """Check the registration fields with the platform. Raises :class:`InvalidField` (naming the
+        field) or ``PlatformUnreachable``."""
 
     @abstractmethod
     def check_new_token(
         self, api: ApiEndpoint, data: Mapping[str, Any], platform_info: Mapping[str, Any]
     ) -> str:
         """A replacement token from ``data`` (its ``token`` field, or the platform's own name for it),
-        checked with the platform to belong to the bot described by ``platform_info``."""
+        checked with the platform to belong to the bot described by ``platform_info``. Raises
+        :class:`InvalidField` for :attr:`token_field` or ``PlatformUnreachable``."""
 
     @abstractmethod
     def start(

@@ -30,8 +30,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from shared.bots.buttons import LABELS, Action, custom_id, is_state_id, parse_custom_id
 from shared.bots.formatting import SourceRef, pack_blocks, shorten, split_escaped
 from shared.bots.job_kinds import JobKind, job_id
-from shared.bots.platforms.base import Delivery, Platform, Registration, RegistrationField, Rejection, Reply
-from shared.bots.platforms.errors import InvalidRegistration, PlatformError, PlatformUnreachable, Unanswerable
+from shared.bots.platforms.base import (
+    Delivery,
+    InvalidField,
+    Platform,
+    Registration,
+    RegistrationField,
+    Rejection,
+    Reply,
+)
+from shared.bots.platforms.errors import PlatformError, PlatformUnreachable, Unanswerable
 
 if TYPE_CHECKING:
     from shared.bots.buttons import ButtonStateStore
@@ -431,20 +439,23 @@ class Discord(Platform):
         app_id = str(data.get("application_id") or "").strip()
         public_key = str(data.get("public_key") or "").strip().lower()
         if not SNOWFLAKE_RE.match(app_id):
-            raise InvalidRegistration(
-                "application_id must be the numeric Application ID from the developer portal."
+            raise InvalidField(
+                "application_id must be the numeric Application ID from the developer portal.",
+                "application_id",
             )
         if not PUBLIC_KEY_RE.match(public_key):
-            raise InvalidRegistration(
-                "public_key must be the 64-character hex Public Key from the developer portal."
+            raise InvalidField(
+                "public_key must be the 64-character hex Public Key from the developer portal.",
+                "public_key",
             )
         bot_token, app = self._check_token(api, data)
         if str(app.get("id")) != app_id:
-            raise InvalidRegistration(
-                "The bot token belongs to a different application than this application ID."
+            raise InvalidField(
+                "The bot token belongs to a different application than this application ID.",
+                "application_id",
             )
         if str(app.get("verify_key", "")).lower() != public_key:
-            raise InvalidRegistration("The public key does not match this application.")
+            raise InvalidField("The public key does not match this application.", "public_key")
         bot_user = app.get("bot") or {}
         info = {
             "application_id": app_id,
@@ -460,8 +471,9 @@ class Discord(Platform):
     ) -> str:
         bot_token, app = self._check_token(api, data)
         if str(app.get("id")) != str(platform_info.get("application_id")):
-            raise InvalidRegistration(
-                "This bot token belongs to another Discord application: register that one as a new bot."
+            raise InvalidField(
+                "This bot token belongs to another Discord application: register that one as a new bot.",
+                self.token_field,
             )
         return bot_token
 
@@ -472,12 +484,14 @@ class Discord(Platform):
 
         bot_token = str(data.get("bot_token") or data.get("token") or "").strip()
         if not BOT_TOKEN_RE.match(bot_token):
-            raise InvalidRegistration("bot_token is required: Bot > Reset Token in the developer portal.")
+            raise InvalidField(
+                "bot_token is required: Bot > Reset Token in the developer portal.", self.token_field
+            )
         try:
             return bot_token, self._client(api, bot_token).get_application()
         except PlatformError as exc:
             if exc.unauthorized:
-                raise InvalidRegistration("Discord rejected this bot token.") from None
+                raise InvalidField("Discord rejected this bot token.", self.token_field) from None
             raise PlatformUnreachable(
                 "Could not reach Discord to check the application; try again in a moment."
             ) from None

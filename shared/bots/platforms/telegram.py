@@ -31,8 +31,16 @@ from typing import TYPE_CHECKING, Any
 from shared.bots.buttons import Action, custom_id, is_state_id, parse_custom_id
 from shared.bots.formatting import SourceRef, pack_blocks, shorten, split_escaped
 from shared.bots.job_kinds import JobKind, job_id
-from shared.bots.platforms.base import Delivery, Platform, Registration, RegistrationField, Rejection, Reply
-from shared.bots.platforms.errors import InvalidRegistration, PlatformError, PlatformUnreachable, Unanswerable
+from shared.bots.platforms.base import (
+    Delivery,
+    InvalidField,
+    Platform,
+    Registration,
+    RegistrationField,
+    Rejection,
+    Reply,
+)
+from shared.bots.platforms.errors import PlatformError, PlatformUnreachable, Unanswerable
 from shared.bots.secrets import webhook_secret_matches
 
 if TYPE_CHECKING:
@@ -401,9 +409,10 @@ class Telegram(Platform):
     ) -> str:
         checked = self._check_token(api, data)
         if checked.platform_info["bot_user_id"] != platform_info.get("bot_user_id"):
-            raise InvalidRegistration(
+            raise InvalidField(
                 f"This token belongs to @{checked.platform_info['username']}, not to "
-                f"@{platform_info.get('username')}: register that bot as a new bot instead."
+                f"@{platform_info.get('username')}: register that bot as a new bot instead.",
+                self.token_field,
             )
         return checked.token
 
@@ -413,25 +422,27 @@ class Telegram(Platform):
 
         token = data.get("token")
         if not isinstance(token, str) or not token.strip():
-            raise InvalidRegistration("token is required: the bot token @BotFather gave you.")
+            raise InvalidField("token is required: the bot token @BotFather gave you.", self.token_field)
         token = token.strip()
         if not looks_like_token(token):
-            raise InvalidRegistration(
-                "Telegram rejected this token: it should look like 123456789:AAE... from @BotFather."
+            raise InvalidField(
+                "Telegram rejected this token: it should look like 123456789:AAE... from @BotFather.",
+                self.token_field,
             )
         try:
             me = self._client(api, token).get_me()
         except PlatformError as exc:
             if exc.unauthorized:
-                raise InvalidRegistration(
+                raise InvalidField(
                     "Telegram rejected this token. Copy it again from @BotFather (/token), "
-                    "or /revoke and use the new one."
+                    "or /revoke and use the new one.",
+                    self.token_field,
                 ) from None
             raise PlatformUnreachable(
                 "Could not reach Telegram to check the token; try again in a moment."
             ) from None
         if not me.is_bot or not me.id:
-            raise InvalidRegistration("Telegram rejected this token: it does not belong to a bot.")
+            raise InvalidField("Telegram rejected this token: it does not belong to a bot.", self.token_field)
         return Registration(token, {"username": me.username or "", "bot_user_id": int(me.id)})
 
     def start(
