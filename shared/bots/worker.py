@@ -67,6 +67,7 @@ from shared.bots.buttons import ButtonStateStore, state_id_for_job, state_ttl
 from shared.bots.dedupe import Claim, ClaimState, ReplyLedger
 from shared.bots.jobs import Job, JobKind, MalformedPush, parse_push_envelope
 from shared.bots.lookup import BotInfo, BotLookup, CachedLookup, bot_lookup
+from shared.bots.platform_users import platform_user
 from shared.bots.platforms import find_platform
 from shared.bots.platforms.base import ApiEndpoint, Platform
 from shared.bots.platforms.errors import PlatformError, RetryPolicy, Unanswerable
@@ -280,7 +281,7 @@ class BotWorker:
             log.info("job %s dropped: a vote without its button state", job.job_id)
             return JobResult(200, "malformed", job.job_id)
         try:
-            self._qa.vote(job.bot_id, job.state_id, f"{job.platform}:{job.user}", job.vote)
+            self._qa.vote(job.bot_id, job.state_id, platform_user(job.platform, job.user), job.vote)
         except QaRejected as exc:
             # The button's state expired between the press and now: nothing left to vote on.
             log.info("job %s: vote refused by Q&A (%d)", job.job_id, exc.status)
@@ -347,7 +348,7 @@ class BotWorker:
     @staticmethod
     def _chat(job: Job) -> str:
         """The chat as the Q&A service knows it (its conversation is ``bot:<bot id>:<this>``)."""
-        return f"{job.platform}:{job.chat_id or job.user or 'unknown'}"
+        return platform_user(job.platform, job.chat_id or job.user or "unknown")
 
     def _forget(self, job: Job, bot: BotInfo, platform: Platform, api: ApiEndpoint) -> str:
         """``/forget``: the chat's conversation with the bot, its questions in the owners' gaps report,
@@ -364,7 +365,7 @@ class BotWorker:
             return "Only chat admins can clear this chat's history with me."
         chat = self._chat(job)
         try:
-            self._qa.forget(job.bot_id, chat, f"{job.platform}:{job.user}")
+            self._qa.forget(job.bot_id, chat, platform_user(job.platform, job.user))
         except QaRejected as exc:
             log.warning("job %s: /forget refused by Q&A (%d)", job.job_id, exc.status)
             return "Sorry, I could not clear this chat's history. Please try again later."
@@ -390,7 +391,7 @@ class BotWorker:
             raise Unanswerable("enable/disable without chat or user")
         if not platform.may_switch_chat(api, bot, job):
             return "Only chat admins can turn me " + ("on" if enable else "off") + " here."
-        by_user = f"{job.platform}:{job.user}"
+        by_user = platform_user(job.platform, job.user)
         chat_switch.set_enabled(self._db, job.bot_id, job.chat_id, enable, by_user=by_user)
         if enable:
             return "Enabled: I will answer questions in this chat."
@@ -412,7 +413,7 @@ class BotWorker:
             return f"Unknown mode. Choices: {choices}."
         if not platform.may_switch_chat(api, bot, job):
             return "Only chat admins can change when I answer here."
-        by_user = f"{job.platform}:{job.user}"
+        by_user = platform_user(job.platform, job.user)
         chat_switch.set_answer_mode(self._db, job.bot_id, job.chat_id, mode, by_user=by_user)
         return f"Answer mode for this chat: {mode}. {DESCRIPTIONS[mode]}."
 
