@@ -57,6 +57,28 @@ def test_list_start_stop_logs(cli_env, control: BotControl, tg: FakeTelegram) ->
     assert runner.invoke(bots_group, ["reconcile"]).exit_code == 0
 
 
+def test_list_and_logs_need_no_token_key(
+    cli_env, control: BotControl, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading shows no secret: an operator without the token key can still list bots and read logs;
+    commands that register with the platform still need it (and say so)."""
+    bot = control.create_bot(
+        ANN, {"platform": "telegram", "name": "Cli", "token": tg.add_bot(username="k_bot")}
+    )
+    monkeypatch.delenv("ASKBASE_TOKEN_KEY", raising=False)
+    monkeypatch.delenv("ASKBASE_TOKEN_KEY_SECRET", raising=False)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    listed = runner.invoke(bots_group, ["list"])
+    assert listed.exit_code == 0 and bot.id in listed.output, listed.output
+    logs = runner.invoke(bots_group, ["logs", bot.id])
+    assert logs.exit_code == 0 and "created" in logs.output, logs.output
+    unknown = runner.invoke(bots_group, ["logs", "nope"])
+    assert unknown.exit_code != 0 and "No such bot" in unknown.output
+    started = runner.invoke(bots_group, ["start", bot.id])
+    assert started.exit_code != 0 and "TOKEN_KEY" in repr(started.exception) + started.output
+
+
 def test_token_command_reads_the_token_from_a_prompt_never_argv(
     cli_env, control: BotControl, tg: FakeTelegram
 ) -> None:

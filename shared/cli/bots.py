@@ -70,8 +70,10 @@ def bots_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_command(owner: str | None, as_json: bool) -> None:
     """Every registered bot with its status (never its token)."""
-    control = _control(get_settings())
-    bots = control.registry.list_bots(owner=owner)
+    from shared.bots.registry import BotReader
+
+    # The reader needs no token key: listing shows no secret, so it works without ASKBASE_TOKEN_KEY.
+    bots = BotReader.from_settings(get_settings()).list_bots(owner=owner)
     if as_json:
         click.echo(json.dumps([b.to_public() for b in bots], indent=2))
         return
@@ -143,14 +145,19 @@ def token_command(bot_id: str) -> None:
 @click.option("--all", "everything", is_flag=True, help="Follow the cursor to the oldest entry.")
 def logs_command(bot_id: str, limit: int, everything: bool) -> None:
     """The bot's activity log, newest first (kept 30 days)."""
-    from shared.bots.control import ControlError
+    from shared.bots.activity import ActivityLog, InvalidCursor
+    from shared.bots.registry import COLLECTION, BotReader
 
-    control = _control(get_settings())
+    # Read without the token key, like `list`: the log holds no secret.
+    reader = BotReader.from_settings(get_settings())
+    if reader.get_bot(bot_id) is None:
+        raise click.ClickException(f"No such bot: {bot_id}")
+    log_entries = ActivityLog(reader.db, COLLECTION)
     cursor = None
     while True:
         try:
-            page = control.activity(_operator(), bot_id, limit=limit, cursor=cursor)
-        except ControlError as exc:
+            page = log_entries.page(bot_id, limit=limit, cursor=cursor)
+        except InvalidCursor as exc:
             raise _fail(exc) from None
         for entry in page.items:
             click.echo(f"{entry.at.isoformat(timespec='seconds')}  {entry.kind:<10}  {entry.message}")
