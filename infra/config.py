@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pulumi
@@ -228,6 +229,13 @@ def _sources(cfg: pulumi.Config) -> tuple[dict[str, Any], ...]:
             raise ValueError(f"{where}.kind must be sitemap, crawl or feed, got {kind!r}")
         if not isinstance(url, str) or not re.match(r"https?://", url):
             raise ValueError(f"{where}.url must start with http:// or https://, got {url!r}")
+        try:  # the rule of Settings' Source.url (shared/config.py, _web_address)
+            parts = urlsplit(url.strip())
+            parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
+        except ValueError:
+            raise ValueError(f"{where}.url is not an http(s) URL, got {url!r}") from None
+        if not parts.hostname:
+            raise ValueError(f"{where}.url has no host, got {url!r}")
         for key in ("include", "exclude"):
             patterns = src.get(key, [])
             if not isinstance(patterns, list | tuple) or not all(isinstance(p, str) for p in patterns):

@@ -32,6 +32,7 @@ from enum import Enum, StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "ASKBASE_"
 ENV_FILE = ".env"
@@ -378,6 +379,20 @@ def _regexes(value: list[str]) -> list[str]:
     return value
 
 
+def _web_address(value: str) -> str:
+    """A start URL the crawler can fetch: http(s) with a host and a numeric port. ``https://``,
+    ``https://host:8o8o/`` or ``https://[host/`` would otherwise fail every scheduled run of the source
+    (the rule of ``shared.knowledge.urls.normalize_url``, which the crawler applies)."""
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
+    except ValueError:
+        raise ValueError(f"{_shown(value)} is not an http(s) URL") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{_shown(value)} is not an http(s) URL with a host")
+    return value
+
+
 # --- sources ----------------------------------------------------------------------------------------
 @dataclass
 class Source:
@@ -387,7 +402,7 @@ class Source:
 
     name: Annotated[str, Limits(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
     kind: SourceKind
-    url: Annotated[str, Limits(pattern=r"^https?://")]
+    url: Annotated[str, Limits(pattern=r"^https?://"), Check(_web_address)]
     # Regexes: a URL must match one of ``include`` if given; a URL matching one of ``exclude`` is skipped.
     include: Annotated[list[str], Check(_regexes)] = field(default_factory=list)
     exclude: Annotated[list[str], Check(_regexes)] = field(default_factory=list)
