@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 
+from services.botrunner.control_api import SETTINGS_KEY
 from services.botrunner.worker import EXTENSION_KEY, bp
 from shared import logs
 from shared.bots import chat_switch
@@ -594,7 +595,7 @@ def test_discord_mode_is_set_by_a_channel_manager(env: dict[str, Any]) -> None:
 
 def _push_app(settings: Settings, worker: BotWorker | None = None) -> Flask:
     app = Flask("push-test")
-    app.config["ASKBASE_SETTINGS"] = settings
+    app.extensions[SETTINGS_KEY] = settings
     if worker is not None:
         app.extensions[EXTENSION_KEY] = worker
     app.register_blueprint(bp)

@@ -35,8 +35,7 @@ def create_app(
     logs.configure(settings.log_level, json_output=settings.is_production)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions[control_api.SETTINGS_KEY] = settings
-    app.config["ASKBASE_SETTINGS"] = settings  # where the worker blueprint looks for them
+    app.extensions[control_api.SETTINGS_KEY] = settings  # before the blueprints: they require them
     control = control or BotControl(settings)
     app.extensions[control_api.CONTROL_KEY] = control
     app.register_blueprint(control_api.bp)

@@ -36,6 +36,8 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask.blueprints import BlueprintSetupState
+from flask.sansio.app import App
 from werkzeug.exceptions import HTTPException
 
 from shared.bots.control import UNAVAILABLE, BadRequest, BotControl, Caller, ControlError
@@ -51,7 +53,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("bot_control", __name__)
 
 CONTROL_KEY = "askbase.bot_control"
-SETTINGS_KEY = "askbase.settings"
+SETTINGS_KEY = "askbase.settings"  # botrunner's Settings, set by create_app; both blueprints read them here
 ACTIVITY_PAGE = 50  # ?limit= of GET /api/bots/<id>/activity: its default and largest value
 MAX_ACTIVITY_PAGE = 200
 
@@ -62,14 +64,27 @@ ROUTE_CALLERS: tuple[tuple[str, str], ...] = (
 )
 
 
+def app_settings(app: App) -> Settings:
+    """The app's settings (``app.extensions[SETTINGS_KEY]``). An app without them is a programming
+    error: it raises ``RuntimeError``, and the blueprints ask when they are registered."""
+    settings = app.extensions.get(SETTINGS_KEY)
+    if not isinstance(settings, Settings):
+        raise RuntimeError(f"botrunner needs its settings in app.extensions[{SETTINGS_KEY!r}] (create_app)")
+    return settings
+
+
+@bp.record_once
+def _require_settings(state: BlueprintSetupState) -> None:
+    app_settings(state.app)
+
+
 def _control() -> BotControl:
     control: BotControl = current_app.extensions[CONTROL_KEY]
     return control
 
 
 def _settings() -> Settings:
-    settings: Settings = current_app.extensions[SETTINGS_KEY]
-    return settings
+    return app_settings(current_app)
 
 
 def _denied(status: int, reason: str) -> tuple[Response, int]:

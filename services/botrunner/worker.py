@@ -27,8 +27,9 @@ from flask.blueprints import BlueprintSetupState
 from flask.sansio.app import App
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from services.botrunner.control_api import app_settings
 from shared.bots.worker import BotWorker, build_worker
-from shared.config import Settings, get_settings
+from shared.config import Settings
 from shared.idtokens import TokenError, verifier_for
 from shared.processes import PerProcess
 
@@ -41,15 +42,15 @@ MAX_PUSH_BYTES = 1_000_000  # a job is a few KB; Pub/Sub messages are at most 10
 
 
 def _settings(app: App) -> Settings:
-    configured = app.config.get("ASKBASE_SETTINGS")
-    return configured if isinstance(configured, Settings) else get_settings()
+    return app_settings(app)
 
 
 @bp.record_once
 def _install(state: BlueprintSetupState) -> None:
-    # One worker per app and process, built on the first push (a forked child builds its own).
-    app = state.app
-    app.extensions.setdefault(EXTENSION_KEY, PerProcess(lambda: build_worker(_settings(app))))
+    # One worker per app and process, built on the first push (a forked child builds its own). An app
+    # without settings fails here, when the blueprint is registered, not on the first push.
+    settings = _settings(state.app)
+    state.app.extensions.setdefault(EXTENSION_KEY, PerProcess(lambda: build_worker(settings)))
 
 
 def _worker() -> BotWorker:
