@@ -136,6 +136,34 @@ def test_without_pulumi_on_path_smoke_says_so(tmp_path: Path) -> None:
     assert "is not in the outputs" not in result.output
 
 
+def test_a_run_with_an_incomplete_source_fails_the_scrape_check() -> None:
+    """The function answers 200 with ok: false and incomplete_sources when a source could not be fully
+    crawled (functions/scrape.py); the smoke check reports that, with the run's error."""
+    run = {
+        "ok": False,
+        "id": "r9",
+        "status": "unchanged",
+        "snapshot_id": None,
+        "incomplete_sources": ["docs"],
+        "error": "docs: robots.txt unavailable (503)",
+    }
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/readyz":
+            return httpx.Response(200, json={"status": "ready", "snapshot_id": "s1"})
+        return httpx.Response(200, json=run)
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with pytest.raises(smoke_checks.CheckFailed) as failed:
+        smoke_scrape.check_scrape(
+            client, "https://qa.example", "https://scrape.example", lambda aud: "t", 10, 10
+        )
+    assert (
+        "run r9 ended unchanged, sources not fully crawled (docs): docs: robots.txt unavailable (503)"
+        in str(failed.value)
+    )
+
+
 def test_the_swap_wait_is_bounded_and_says_what_qa_served() -> None:
     now = [0.0]
     served = httpx.Client(

@@ -132,6 +132,14 @@ def check_scrape(
     if code != 200 or not isinstance(run, dict):
         raise CheckFailed(f"scrape: HTTP {code} {snippet(response)}")
     run_id, status, new = run.get("id"), run.get("status"), run.get("snapshot_id")
+    incomplete = run.get("incomplete_sources") or []
+    if incomplete:
+        # The run kept those sources' pages as they were (the site refused, a sitemap was missing, the
+        # deadline came): the stack works, the crawl of the docs does not, and a smoke test says so.
+        names = ", ".join(str(name) for name in incomplete)
+        raise CheckFailed(
+            f"run {run_id} ended {status}, sources not fully crawled ({names}): {run.get('error')}"
+        )
     if status == "published" and new:
         seconds = wait_for_snapshot(client, qa, new, swap_timeout)
         was = before or "no snapshot"
