@@ -61,6 +61,11 @@ ASGI = {"uvicorn", "uvicorn-worker", "starlette"}
 NOT_REACHED: dict[str, dict[str, str]] = {
     "qa": {
         "shared.knowledge.scrape": "local refresh only: in production qa POSTs to the scrape function",
+        # Reached since qa reads platform names through shared.bots.platforms (platform_users): the
+        # platform modules import shared.bots.secrets, whose key loading qa never calls (no token key).
+        "google.cloud.secretmanager": "loading the token key (shared.bots.secrets.load_key): botrunner only",
+        "shared.bots.platforms.telegram_api": "Telegram API calls (worker, control plane): botrunner only",
+        "shared.bots.platforms.discord_api": "Discord API calls (worker, control plane): botrunner only",
     },
     "botrunner": {
         "google.cloud.storage": "shared.gcp builds any client on request; botrunner never asks for storage",
