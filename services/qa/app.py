@@ -24,7 +24,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from shared.config import Settings, get_settings
 from shared.gcp import UNAVAILABLE_RETRY_AFTER_S, unavailable_errors
 from shared.qa.answerers import Answerer, get_answerer
-from shared.qa.ask import AskService, BotProfiles
+from shared.qa.ask import AskService
+from shared.qa.bot_profiles import AnswerProfiles
 from shared.qa.conversations import ConversationStore
 from shared.qa.live_index import LiveIndex
 from shared.qa.ratelimit import RateLimiter
@@ -61,7 +62,7 @@ class QAContext:
     conversations: ConversationStore
     ask: AskService
     limiter: RateLimiter
-    bots: BotProfiles
+    bots: AnswerProfiles
     nav: list[NavItem] = field(default_factory=list)
 
 
@@ -143,7 +144,7 @@ def create_app(
             allowed_models=settings.allowed_bot_models,  # held on every bot answer, not only on save
         ),
         limiter=RateLimiter(settings.rate_limit_per_minute),
-        bots=BotProfiles(db),
+        bots=AnswerProfiles(db),
         nav=[NavItem("pages.chat", "Chat"), NavItem("pages.status", "Data status")],
     )
 

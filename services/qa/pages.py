@@ -12,7 +12,6 @@ it for both.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,8 +34,8 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from services.qa.api import feedback, gaps_filters, read_allowed
 from services.qa.app import add_nav_item, context
 from services.qa.auth import current_user, login_required
+from shared.bots.registry import COLLECTION as BOTS
 from shared.qa.answer_log import conversation_answer_ids
-from shared.qa.ask import BOTS
 from shared.qa.conversations import Conversation, ConversationNotFound
 from shared.qa.data_status import (
     knowledge_overview,
@@ -47,6 +46,7 @@ from shared.qa.data_status import (
 )
 from shared.qa.gaps import NoReportAccess, UnknownBot, Viewer
 from shared.qa.gaps_filters import WEB, InvalidFilter
+from shared.ttl_cache import TtlCache
 
 bp = Blueprint("pages", __name__)
 
@@ -57,25 +57,15 @@ class BotOwners:
     the link within that time (the report itself checks ownership on every request)."""
 
     def __init__(self, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl = ttl
-        self._clock = clock
-        self._known: dict[str, tuple[float, bool]] = {}
-        self._lock = threading.Lock()
+        self._known: TtlCache[str, bool] = TtlCache(ttl, clock=clock)
 
     def owns_a_bot(self, email: str) -> bool:
-        email = email.lower()
-        now = self._clock()
-        with self._lock:
-            hit = self._known.get(email)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        query = context().db.collection(BOTS).where(filter=FieldFilter("owner_email", "==", email))
-        owns = any(True for _ in query.select(["owner_email"]).limit(1).stream())
-        with self._lock:
-            if len(self._known) > 10_000:
-                self._known.clear()
-            self._known[email] = (now + self._ttl, owns)
-        return owns
+        return self._known.get(email.lower(), _owns_a_bot)
+
+
+def _owns_a_bot(email: str) -> bool:
+    query = context().db.collection(BOTS).where(filter=FieldFilter("owner_email", "==", email))
+    return any(True for _ in query.select(["owner_email"]).limit(1).stream())
 
 
 @bp.record_once

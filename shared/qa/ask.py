@@ -29,22 +29,6 @@ if TYPE_CHECKING:
 SNIPPET_CHARS = 240
 
 
-def __getattr__(name: str) -> Any:
-    """The old names ``BOTS`` and ``BotProfiles``, only until services/qa/app.py and services/qa/pages.py
-    import :class:`shared.qa.bot_profiles.AnswerProfiles` and :data:`shared.bots.registry.COLLECTION`
-    themselves (then delete this); nothing else may use them. Resolved on use, so importing this module
-    (``askbase ask``, ``askbase eval``) does not load the bot registry."""
-    if name == "BotProfiles":
-        from shared.qa.bot_profiles import AnswerProfiles
-
-        return AnswerProfiles
-    if name == "BOTS":
-        from shared.bots.registry import COLLECTION
-
-        return COLLECTION
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 @dataclass
 class AskResult:
     """What ``/api/ask`` returns. ``refused`` and ``related`` were added after the first release; older
