@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from services.qa.answer_html import answer_html
 from shared.config import Settings
 from shared.devstack.issuer import LocalIssuer
-from shared.qa.data_status import next_cron_time
+from shared.knowledge.schedule import next_cron_time
 from shared.qa.identity import (
     SignInError,
     dev_sign_in,

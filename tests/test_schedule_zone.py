@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from shared.config import Settings
-from shared.qa.data_status import next_cron_time, schedule_zone
+from shared.knowledge.schedule import next_cron_time, schedule_zone
 from shared.qa.live_index import LiveIndex
 
 BERLIN = ZoneInfo("Europe/Berlin")  # CET/CEST: clocks go forward 2026-03-29 02:00, back 2026-10-25 03:00
@@ -139,7 +139,7 @@ def test_qa_runtime_set_resolves_zones_without_a_system_database(tmp_path: Path)
     probe = (
         "import zoneinfo; from datetime import datetime, UTC; "
         "from shared.config import Settings; "
-        "from shared.qa.data_status import next_cron_time, schedule_zone; "
+        "from shared.knowledge.schedule import next_cron_time, schedule_zone; "
         "s = Settings(_env_file=None, schedule_time_zone='Asia/Kolkata'); "
         "print(zoneinfo.TZPATH, next_cron_time('0 9 * * *', datetime(2026, 11, 23, 4, tzinfo=UTC), "
         "schedule_zone(s.schedule_time_zone)).isoformat())"

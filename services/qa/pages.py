@@ -35,15 +35,10 @@ from services.qa.api import feedback, gaps_filters, read_allowed
 from services.qa.app import add_nav_item, context
 from services.qa.auth import current_user, login_required
 from shared.bots.registry import COLLECTION as BOTS
+from shared.knowledge.schedule import next_cron_time, schedule_zone
 from shared.qa.answer_log import conversation_answer_ids
 from shared.qa.conversations import Conversation, ConversationNotFound
-from shared.qa.data_status import (
-    knowledge_overview,
-    next_cron_time,
-    recent_runs,
-    schedule_zone,
-    trigger_refresh,
-)
+from shared.qa.data_status import knowledge_overview, recent_runs, trigger_refresh
 from shared.qa.gaps import NoReportAccess, UnknownBot, Viewer
 from shared.qa.gaps_filters import WEB, InvalidFilter
 from shared.ttl_cache import TtlCache
