@@ -178,7 +178,7 @@ def test_answer_profiles_cache_briefly_and_never_cache_unknown_ids() -> None:
 
 # --- the chat's welcome, answers and history (pure pieces) ------------------------------------------------
 def test_starter_questions_come_from_headings_across_pages() -> None:
-    from shared.qa.data_status import starter_questions
+    from shared.qa.welcome import starter_questions
 
     pages = [
         ("Telegram bots | Example Docs", ["Overview", "Registering", "Rotating the token", "API limits"]),
@@ -205,7 +205,7 @@ def test_starter_questions_come_from_headings_across_pages() -> None:
 
 
 def test_section_heading_is_the_deepest_heading_of_a_chunk() -> None:
-    from shared.qa.data_status import section_heading
+    from shared.qa.welcome import section_heading
 
     assert section_heading("Bots", "Bots > Telegram > Rotating\n\nbody") == "Rotating"
     assert section_heading("Bots", "Bots\n\nbody") is None  # directly under the title
@@ -216,8 +216,8 @@ def test_section_heading_is_the_deepest_heading_of_a_chunk() -> None:
 def test_knowledge_overview_of_a_real_index(settings: Settings, tmp_path) -> None:
     from shared.knowledge.embeddings import load_embedder
     from shared.knowledge.index import KnowledgeIndex
-    from shared.qa.data_status import knowledge_overview
     from shared.qa.live_index import LiveIndex
+    from shared.qa.welcome import knowledge_overview
     from tests.fakes.knowledge import FakeStore
     from tests.qa_corpus import build_index
 
