@@ -17,7 +17,7 @@ import flask
 
 from shared import logs
 from shared.config import ConfigError, get_settings
-from shared.idtokens import TokenError, verifier_for
+from shared.idtokens import TokenError, require_service_caller
 from shared.knowledge.runs import RunStatus
 from shared.knowledge.scrape import ScrapeError, run_scrape
 
@@ -32,14 +32,13 @@ def scrape(request: flask.Request) -> tuple[dict, int]:
     except ConfigError as exc:
         return {"ok": False, "error": str(exc)}, 500
     logs.configure(settings.log_level, json_output=settings.is_production)
-    if settings.internal_auth == "google-oidc":
-        try:
-            verifier_for(settings).service_caller(
-                request.headers.get("Authorization"), settings.scrape_url, settings.scrape_callers
-            )
-        except TokenError as exc:
-            log.warning("scrape call refused %d: %s", exc.status, exc.reason)
-            return {"ok": False, "error": "not allowed"}, exc.status
+    try:
+        require_service_caller(
+            settings, request.headers.get("Authorization"), settings.scrape_url, settings.scrape_callers
+        )
+    except TokenError as exc:
+        log.warning("scrape call refused %d: %s", exc.status, exc.reason)
+        return {"ok": False, "error": "not allowed"}, exc.status
     try:
         run = run_scrape(settings)
     except ScrapeError as exc:

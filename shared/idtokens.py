@@ -21,7 +21,8 @@ Cost control, because qa is public and anyone can send ``Authorization: Bearer x
   :data:`UNKNOWN_KID_REFRESH_SECONDS`, so a flood of forged tokens cannot turn into a flood of fetches.
 
 Authorization is per route: :meth:`TokenVerifier.service_caller` takes the list of service accounts
-allowed on that route, and an empty list allows nobody (fail closed).
+allowed on that route, and an empty list allows nobody (fail closed). Private routes call it through
+:func:`require_service_caller`, which skips the check when ``internal_auth`` is ``none``.
 """
 
 from __future__ import annotations
@@ -231,6 +232,20 @@ def verifier_for(settings: Settings) -> TokenVerifier:
         if verifier is None:
             verifier = _verifiers[key] = TokenVerifier(settings.oidc_certs_url, settings.oidc_issuers)
         return verifier
+
+
+def require_service_caller(
+    settings: Settings, authorization: str | None, audience: str, allowed: Collection[str]
+) -> str | None:
+    """The service-to-service check every private route makes, by ``settings.internal_auth``.
+
+    ``google-oidc``: the verified account behind ``authorization`` (:meth:`TokenVerifier.service_caller`
+    with ``audience`` and ``allowed``), or :class:`TokenError` (401/403/503) for the caller to answer in
+    its own shape. ``none`` (local stack, tests; refused in production): no check, None.
+    """
+    if settings.internal_auth != "google-oidc":
+        return None
+    return verifier_for(settings).service_caller(authorization, audience, allowed)
 
 
 class IdTokenSource:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from shared.config import Settings
 from shared.devstack.issuer import LocalIssuer
-from shared.idtokens import TokenError, TokenVerifier
+from shared.idtokens import TokenError, TokenVerifier, require_service_caller
 
 AUD = "https://botrunner.example.run.app"
 SA = "qa@p.iam.gserviceaccount.com"
@@ -84,3 +85,30 @@ def test_a_failed_refresh_keeps_the_cached_keys(issuer: LocalIssuer) -> None:
     assert len(calls) == 2  # it tried, failed, and kept the keys
     assert _status(verifier, "Bearer " + issuer.mint(SA, AUD)) == 200
     assert len(calls) == 2  # and waits before trying again
+
+
+def _required(settings: Settings, header: str | None, allowed: list[str] | None = None) -> str | int | None:
+    try:
+        return require_service_caller(settings, header, AUD, [SA] if allowed is None else allowed)
+    except TokenError as exc:
+        return exc.status
+
+
+def test_require_service_caller_checks_tokens_under_google_oidc(
+    oidc_settings: Settings, issuer: LocalIssuer
+) -> None:
+    assert _required(oidc_settings, "Bearer " + issuer.mint(SA, AUD)) == SA
+    assert _required(oidc_settings, None) == 401
+    assert _required(oidc_settings, "Bearer junk") == 401
+    assert _required(oidc_settings, "Bearer " + issuer.mint(SA, "https://other.example")) == 401
+    assert _required(oidc_settings, "Bearer " + issuer.mint("mallory@gmail.com", AUD)) == 403
+    assert _required(oidc_settings, "Bearer " + issuer.mint(SA, AUD), allowed=[]) == 403  # fail closed
+    unreachable = oidc_settings.model_copy(update={"oidc_certs_url": "http://127.0.0.1:9/certs"})
+    assert _required(unreachable, "Bearer " + issuer.mint(SA, AUD)) == 503
+
+
+def test_require_service_caller_checks_nothing_without_internal_auth(settings: Settings) -> None:
+    """internal_auth=none (local stack, tests): no token needed, none verified, even a bad one."""
+    assert settings.internal_auth == "none"
+    assert _required(settings, None) is None
+    assert _required(settings, "Bearer junk", allowed=[]) is None

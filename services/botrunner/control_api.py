@@ -45,7 +45,7 @@ from shared.bots.control_client import USER_HEADER
 from shared.bots.reconcile import reconcile_all
 from shared.config import Settings
 from shared.gcp import UNAVAILABLE_RETRY_AFTER_S
-from shared.idtokens import TokenError, verifier_for
+from shared.idtokens import TokenError, require_service_caller
 from shared.request_input import NotJSON, page_size, read_json
 
 log = logging.getLogger(__name__)
@@ -107,13 +107,12 @@ def _authenticate() -> tuple[Response, int] | None:
     allowed = allowed_callers(settings, request.path)
     if allowed is None:
         return None
-    if settings.internal_auth == "google-oidc":
-        try:
-            verifier_for(settings).service_caller(
-                request.headers.get("Authorization"), settings.botrunner_url.rstrip("/"), allowed
-            )
-        except TokenError as exc:
-            return _denied(exc.status, exc.reason)
+    try:
+        require_service_caller(
+            settings, request.headers.get("Authorization"), settings.botrunner_url.rstrip("/"), allowed
+        )
+    except TokenError as exc:
+        return _denied(exc.status, exc.reason)
     if request.path.startswith("/api/"):
         user = request.headers.get(USER_HEADER, "").strip()
         if not user or len(user) > 320:

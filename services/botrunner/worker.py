@@ -30,7 +30,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from services.botrunner.control_api import app_settings
 from shared.bots.worker import BotWorker, build_worker
 from shared.config import Settings
-from shared.idtokens import TokenError, verifier_for
+from shared.idtokens import TokenError, require_service_caller
 from shared.processes import PerProcess
 
 log = logging.getLogger(__name__)
@@ -61,16 +61,16 @@ def _worker() -> BotWorker:
 @bp.post("/worker/push")
 def push() -> tuple[Response, int]:
     settings = _settings(current_app)
-    if settings.internal_auth == "google-oidc":
-        try:
-            verifier_for(settings).service_caller(
-                request.headers.get("Authorization"),
-                settings.worker_push_audience,
-                [settings.worker_push_service_account] if settings.worker_push_service_account else [],
-            )
-        except TokenError as exc:
-            log.warning("worker push rejected %d: %s", exc.status, exc.reason)
-            return jsonify({"error": exc.reason}), exc.status
+    try:
+        require_service_caller(
+            settings,
+            request.headers.get("Authorization"),
+            settings.worker_push_audience,
+            [settings.worker_push_service_account] if settings.worker_push_service_account else [],
+        )
+    except TokenError as exc:
+        log.warning("worker push rejected %d: %s", exc.status, exc.reason)
+        return jsonify({"error": exc.reason}), exc.status
     # This route's own limit, not the app's MAX_CONTENT_LENGTH (the control API's 64 KiB): past that a
     # read raises a 413, which Pub/Sub takes for a nack and redelivers the same bytes until the
     # dead-letter topic. Set per request, it also bounds a body sent without a Content-Length.
