@@ -1,4 +1,4 @@
-"""What the data-status page shows and the admin's "refresh now" button.
+"""What the data-status page shows.
 
 Recent runs come from the ``scrape_runs`` collection the scrape job writes (docs/architecture.md); the
 next scheduled run is :mod:`shared.knowledge.schedule`'s.
@@ -6,17 +6,11 @@ next scheduled run is :mod:`shared.knowledge.schedule`'s.
 
 from __future__ import annotations
 
-import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from google.cloud import firestore
-
-from shared.config import Settings
-
-log = logging.getLogger(__name__)
 
 RUNS = "scrape_runs"
 
@@ -84,61 +78,3 @@ def recent_runs(db: firestore.Client, limit: int = 10) -> list[RunView]:
             )
         )
     return runs
-
-
-# --- refresh now ---------------------------------------------------------------------------------
-_local_run = threading.Lock()
-
-
-def trigger_refresh(settings: Settings) -> str:
-    """Start a scrape now. Returns a message for the admin; raises RuntimeError when it cannot start.
-
-    In production this POSTs to the scrape function with an ID token for its URL (the function is
-    private). Locally, with no ``scrape_url``, the scrape runs on a background thread of this process.
-    """
-    if settings.scrape_url:
-        return _call_scrape_function(settings)
-    if settings.is_production:
-        raise RuntimeError("ASKBASE_SCRAPE_URL is not configured")
-    try:
-        from shared.knowledge.scrape import run_scrape
-    except ImportError as exc:
-        raise RuntimeError("the scrape module is not available in this build") from exc
-    if not _local_run.acquire(blocking=False):
-        return "A refresh is already running in this process."
-
-    def work() -> None:
-        try:
-            run_scrape(settings)
-        except Exception:
-            log.exception("local refresh failed")
-        finally:
-            _local_run.release()
-
-    threading.Thread(target=work, name="local-refresh", daemon=True).start()
-    return "Refresh started: new pages appear once the run publishes its snapshot."
-
-
-def _call_scrape_function(settings: Settings) -> str:
-    import httpx
-
-    headers = {"Content-Type": "application/json"}
-    if settings.internal_auth == "google-oidc":
-        from google.auth.transport import requests as google_requests
-        from google.oauth2 import id_token
-
-        token = id_token.fetch_id_token(google_requests.Request(), settings.scrape_url)
-        headers["Authorization"] = f"Bearer {token}"
-    # The function responds only when its crawl is done, which can take minutes: wait briefly and treat
-    # a timeout as "started" (the function keeps running the request it already received).
-    try:
-        response = httpx.post(settings.scrape_url, json={"trigger": "manual"}, headers=headers, timeout=10)
-    except httpx.TimeoutException:
-        return "Refresh started (the scrape job is running)."
-    except httpx.HTTPError as exc:
-        raise RuntimeError(f"could not reach the scrape job: {type(exc).__name__}") from exc
-    if response.status_code == 409:
-        return "A refresh is already running."
-    if response.status_code >= 400:
-        raise RuntimeError(f"the scrape job answered HTTP {response.status_code}")
-    return "Refresh started."
