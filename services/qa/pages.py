@@ -38,10 +38,10 @@ from shared.bots.registry import COLLECTION as BOTS
 from shared.knowledge.schedule import next_cron_time, schedule_zone
 from shared.qa.answer_log import conversation_answer_ids
 from shared.qa.conversations import Conversation, ConversationNotFound
-from shared.qa.data_status import recent_runs
 from shared.qa.gaps import NoReportAccess, UnknownBot, Viewer
 from shared.qa.gaps_filters import WEB, InvalidFilter
 from shared.qa.refresh import trigger_refresh
+from shared.qa.run_views import recent_runs
 from shared.qa.welcome import knowledge_overview
 from shared.ttl_cache import TtlCache
 

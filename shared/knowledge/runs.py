@@ -1,4 +1,5 @@
-"""Scrape run records in Firestore (``scrape_runs/<run id>``), read by the web app's data-status page.
+"""Scrape run records in Firestore (``scrape_runs/<run id>``), read by the web app's data-status page
+through :func:`list_runs` (``shared.qa.run_views``).
 
 A run is written when it starts (status ``running``) and again when it ends, so a crashed run is visible
 as one that never finished.
@@ -8,14 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from google.cloud import firestore
 
 COLLECTION = "scrape_runs"
+RunT = TypeVar("RunT")
 
 
 class RunStatus(StrEnum):
@@ -98,8 +101,21 @@ def save_run(client: firestore.Client, run: ScrapeRun) -> None:
     client.collection(COLLECTION).document(run.id).set(run.to_dict())
 
 
-def list_runs(client: firestore.Client, limit: int = 20) -> list[ScrapeRun]:
-    """The most recent runs, newest first."""
+@overload
+def list_runs(client: firestore.Client, limit: int = 20) -> list[ScrapeRun]: ...
+
+
+@overload
+def list_runs(
+    client: firestore.Client, limit: int = 20, *, read: Callable[[str, dict[str, Any]], RunT]
+) -> list[RunT]: ...
+
+
+def list_runs(
+    client: firestore.Client, limit: int = 20, *, read: Callable[[str, dict[str, Any]], Any] | None = None
+) -> list[Any]:
+    """The most recent runs, newest first: :class:`ScrapeRun` records, or what ``read(document id,
+    fields)`` makes of each document (the data-status page shows a document's fields as stored)."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
     query = (
@@ -107,4 +123,6 @@ def list_runs(client: firestore.Client, limit: int = 20) -> list[ScrapeRun]:
         .order_by("started_at", direction=firestore.Query.DESCENDING)
         .limit(limit)
     )
-    return [ScrapeRun.from_dict(doc.to_dict() or {}) for doc in query.stream()]
+    if read is None:
+        return [ScrapeRun.from_dict(doc.to_dict() or {}) for doc in query.stream()]
+    return [read(doc.id, doc.to_dict() or {}) for doc in query.stream()]

@@ -1,7 +1,8 @@
-"""What the data-status page shows.
+"""The recent scrape runs as the data-status page shows them (:func:`recent_runs`).
 
-Recent runs come from the ``scrape_runs`` collection the scrape job writes (docs/architecture.md); the
-next scheduled run is :mod:`shared.knowledge.schedule`'s.
+They are read through :func:`shared.knowledge.runs.list_runs` from the ``scrape_runs`` collection the
+scrape job writes (docs/architecture.md), each document's fields as stored: its status word whatever it
+is, and every count it carries. The next scheduled run is :mod:`shared.knowledge.schedule`'s.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from typing import Any
 
 from google.cloud import firestore
 
-RUNS = "scrape_runs"
+from shared.knowledge.runs import list_runs
 
 
-# --- runs ----------------------------------------------------------------------------------------
 @dataclass
 class RunView:
     """One scrape run as the page shows it."""
@@ -27,6 +27,22 @@ class RunView:
     counts: dict[str, Any]
     snapshot_id: str | None
     error: str | None
+
+    @classmethod
+    def from_document(cls, doc_id: str, data: dict[str, Any]) -> RunView:
+        """The view of a ``scrape_runs`` document: its counts are its numbers and maps (``sources``)
+        other than the fields named here; its error is cut to 2,000 characters."""
+        counts = {k: v for k, v in data.items() if k not in _KNOWN and isinstance(v, int | float | dict)}
+        error = data.get("error")
+        return cls(
+            id=doc_id,
+            started_at=data.get("started_at"),
+            ended_at=data.get("ended_at"),
+            status=str(data.get("status", "unknown")),
+            counts=counts,
+            snapshot_id=data.get("snapshot_id"),
+            error=str(error)[:2000] if error else None,
+        )
 
     @property
     def duration_seconds(self) -> float | None:
@@ -60,21 +76,4 @@ _KNOWN = {
 
 def recent_runs(db: firestore.Client, limit: int = 10) -> list[RunView]:
     """The newest scrape runs, newest first."""
-    query = db.collection(RUNS).order_by("started_at", direction=firestore.Query.DESCENDING).limit(limit)
-    runs = []
-    for snap in query.stream():
-        data = snap.to_dict() or {}
-        counts = {k: v for k, v in data.items() if k not in _KNOWN and isinstance(v, int | float | dict)}
-        error = data.get("error")
-        runs.append(
-            RunView(
-                id=snap.id,
-                started_at=data.get("started_at"),
-                ended_at=data.get("ended_at"),
-                status=str(data.get("status", "unknown")),
-                counts=counts,
-                snapshot_id=data.get("snapshot_id"),
-                error=str(error)[:2000] if error else None,
-            )
-        )
-    return runs
+    return list_runs(db, limit, read=RunView.from_document)
