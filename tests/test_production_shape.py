@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.devstack.production import ACCOUNT_IDS, ProductionStack
+from shared.devstack.production import ProductionStack
 from shared.devstack.site_server import serve_sample_site
 from shared.emulators import EmulatorStack
 from tests.fakes.discord_api import FakeDiscord
@@ -110,12 +110,6 @@ def test_each_deployable_has_only_its_infra_environment(prod: dict[str, Any]) ->
         source = Path(stack.processes[name].env["PYTHONPATH"])
         assert (source / "main.py").is_file() and (source / "requirements.txt").is_file()
         assert stack.processes[name].cwd == source
-
-
-def test_account_ids_match_infra() -> None:
-    from infra.components.identity import ACCOUNTS
-
-    assert {k: ACCOUNTS[k][0] for k in ACCOUNT_IDS} == ACCOUNT_IDS
 
 
 def test_sign_in_is_https_on_the_public_origin_and_the_chat_answers(prod: dict[str, Any]) -> None:

@@ -13,20 +13,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from infra import deployables
 from infra.components.base import Component, Grantee
 
-# key -> (account id, what it runs as)
-ACCOUNTS: dict[str, tuple[str, str]] = {
-    "qa": ("askbase-qa", "askbase qa: web chat and /api/ask (Cloud Run)"),
-    "botrunner": ("askbase-botrunner", "askbase botrunner: bot control plane and worker (Cloud Run)"),
-    "telegram-fn": ("askbase-telegram-fn", "askbase Telegram webhook (Cloud Function)"),
-    "discord-fn": ("askbase-discord-fn", "askbase Discord interactions (Cloud Function)"),
-    "scrape-fn": ("askbase-scrape-fn", "askbase scrape (Cloud Function)"),
-    "scheduler-invoker": ("askbase-scheduler", "Cloud Scheduler -> scrape and reconcile"),
-    "pubsub-push": ("askbase-pubsub-push", "Pub/Sub push -> botrunner /worker/push"),
-    "fn-builder": ("askbase-fn-builder", "Cloud Build for the askbase functions"),
-    "image-builder": ("askbase-image-builder", "Cloud Build for the qa and botrunner images"),
-}
+# key -> (account id, what it runs as): each deployable's account, then its callers' and builders'
+# (infra/deployables.py).
+ACCOUNTS: dict[str, tuple[str, str]] = {key: (a.id, a.description) for key, a in deployables.ACCOUNTS.items()}
 
 # Roles with no resource-level binding for what askbase does: Firestore data access
 # (roles/datastore.user is project-wide) and the builds' log writing.

@@ -19,11 +19,14 @@ from urllib.parse import urlsplit
 
 import click
 
+from infra.deployables import FUNCTIONS
+
 # infra/components/messaging.py: f"{DEAD_LETTER_TOPIC}-inbox" (tests/test_smoke.py holds them together).
 DEAD_LETTER_SUBSCRIPTION = "askbase-jobs-dead-inbox"
-# infra/program.py FUNCTION_NAMES: the scrape URL is derived from the Telegram function's URL.
-TELEGRAM_FUNCTION = "askbase-telegram-webhook"
-SCRAPE_FUNCTION = "askbase-scrape"
+# infra/deployables.py (what infra deploys, named once): the scrape URL is derived from the Telegram
+# function's URL.
+TELEGRAM_FUNCTION = FUNCTIONS["telegram"].name
+SCRAPE_FUNCTION = FUNCTIONS["scrape"].name
 PULUMI_TIMEOUT_SECONDS = 60.0
 
 

@@ -52,7 +52,7 @@ from typing import Any
 
 import httpx
 
-from infra import envvars
+from infra import deployables, envvars
 from infra.commands import START_COMMANDS
 from shared.devstack.archives import function_command, function_env, prepare_function_source
 from shared.devstack.frontend import FrontEnd
@@ -64,28 +64,14 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# infra/components/identity.py ACCOUNTS: the account id each deployable and caller runs as
-# (tests/test_production_shape.py holds the two lists together; importing infra's component here would
-# load pulumi_gcp into every local run).
-ACCOUNT_IDS: dict[str, str] = {
-    "qa": "askbase-qa",
-    "botrunner": "askbase-botrunner",
-    "telegram-fn": "askbase-telegram-fn",
-    "discord-fn": "askbase-discord-fn",
-    "scrape-fn": "askbase-scrape-fn",
-    "scheduler-invoker": "askbase-scheduler",
-    "pubsub-push": "askbase-pubsub-push",
-}
-# Deployable -> (Cloud Run service / function name, function entry point or None, archive name)
+# infra/deployables.py (what infra deploys, named once): the account id each deployable and caller runs
+# as; each deployable's Cloud Run service / function name, function entry point or None, archive name;
+# and its key among the stack's URLs.
+ACCOUNT_IDS: dict[str, str] = {key: account.id for key, account in deployables.ACCOUNTS.items()}
 DEPLOYABLES: dict[str, tuple[str, str | None, str | None]] = {
-    "qa": ("askbase-qa", None, None),
-    "botrunner": ("askbase-botrunner", None, None),
-    "telegram-fn": ("askbase-telegram-webhook", "telegram_webhook", "webhooks"),
-    "discord-fn": ("askbase-discord-interactions", "discord_interactions", "webhooks"),
-    "scrape-fn": ("askbase-scrape", "scrape", "scrape"),
+    d.key: (d.name, d.entry_point, d.archive) for d in deployables.DEPLOYABLES
 }
-URL_KEYS = {"qa": "qa", "botrunner": "botrunner", "telegram-fn": "telegram", "discord-fn": "discord"}
-URL_KEYS["scrape-fn"] = "scrape"
+URL_KEYS = {d.key: d.url_key for d in deployables.DEPLOYABLES}
 BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 VENV_BIN = str(Path(sys.executable).parent)  # the image's /opt/venv/bin
 
