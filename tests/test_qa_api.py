@@ -130,12 +130,16 @@ def test_dev_sign_in_rejects_bad_email_and_is_off_unless_enabled(
     from tests.qa_support import csrf_of
 
     token = csrf_of(client)
-    assert client.post("/signin/dev", data={"email": "nope", "csrf_token": token}).status_code == 400
+    bad = client.post("/signin/dev", data={"email": "nope", "csrf_token": token})
+    assert bad.status_code == 400 and "enter an email address" in bad.get_data(as_text=True)
     off = make_app(settings, live, dev_sign_in=False).test_client()
     token = csrf_of(off)
     page = off.get("/signin").get_data(as_text=True)
     assert 'action="/signin/dev"' not in page
-    assert off.post("/signin/dev", data={"email": "a@example.com", "csrf_token": token}).status_code == 404
+    # Disabled (SignInDisabled) is a 404, whichever email is typed: not a bad attempt's 400.
+    for email in ("a@example.com", "nope"):
+        refused = off.post("/signin/dev", data={"email": email, "csrf_token": token})
+        assert refused.status_code == 404 and "dev sign-in is disabled" in refused.get_data(as_text=True)
 
 
 def test_session_cookie_flags(app: Flask) -> None:

@@ -9,10 +9,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.qa.answer_html import answer_html
-from shared.config import Settings
+from shared.config import Environment, Settings
 from shared.devstack.issuer import LocalIssuer
 from shared.knowledge.schedule import next_cron_time
 from shared.qa.identity import (
+    SignInDisabled,
     SignInError,
     dev_sign_in,
     google_sign_in,
@@ -59,10 +60,14 @@ def test_google_sign_in_checks_audience_issuer_email_and_domain(
 
 def test_dev_sign_in_only_when_enabled(settings: Settings) -> None:
     assert dev_sign_in(" Bob@Example.com ", settings).email == "bob@example.com"
-    with pytest.raises(SignInError):
+    with pytest.raises(SignInError) as bad_email:
         dev_sign_in("not an email", settings)
-    with pytest.raises(SignInError, match="disabled"):
+    # A bad attempt is a 400 on /signin/dev; a disabled sign-in is a 404 (signin.py tells them by type).
+    assert not isinstance(bad_email.value, SignInDisabled)
+    with pytest.raises(SignInDisabled, match="disabled"):
         dev_sign_in("bob@example.com", settings.model_copy(update={"dev_sign_in": False}))
+    with pytest.raises(SignInDisabled):
+        dev_sign_in("bob@example.com", settings.model_copy(update={"env": Environment.PRODUCTION}))
 
 
 def test_service_callers(settings: Settings, oidc_settings: Settings, issuer: LocalIssuer) -> None:

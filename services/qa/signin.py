@@ -10,7 +10,7 @@ from flask import Blueprint, g, make_response, redirect, render_template, reques
 from services.qa import auth
 from services.qa.app import context
 from shared.qa import csrf
-from shared.qa.identity import SignInError, dev_sign_in, google_sign_in
+from shared.qa.identity import SignInDisabled, SignInError, dev_sign_in, google_sign_in
 
 bp = Blueprint("signin", __name__)
 
@@ -69,7 +69,7 @@ def dev() -> Any:
         user = dev_sign_in(request.form.get("email", ""), settings)
     except SignInError as exc:
         g.reject_reason = str(exc)
-        status = 404 if "disabled" in str(exc) else 400
+        status = 404 if isinstance(exc, SignInDisabled) else 400
         return render_template("signin.html", next=target, error=str(exc)), status
     auth.sign_in(user)
     return redirect(target)

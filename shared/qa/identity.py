@@ -28,6 +28,11 @@ class SignInError(ValueError):
     """The sign-in attempt is refused; the message is safe to show the user."""
 
 
+class SignInDisabled(SignInError):
+    """This way of signing in is turned off here (the dev sign-in outside the local stack): the route
+    answers as if it did not exist, not as a bad attempt."""
+
+
 @dataclass(frozen=True)
 class User:
     """A signed-in person. ``owner`` is the key their conversations are stored under."""
@@ -49,7 +54,7 @@ def make_user(email: str, name: str, settings: Settings) -> User:
 def dev_sign_in(email: str, settings: Settings) -> User:
     """The local stack's sign-in: anyone is whoever they type. Refused unless ``dev_sign_in`` is on."""
     if not settings.dev_sign_in or settings.is_production:
-        raise SignInError("dev sign-in is disabled")
+        raise SignInDisabled("dev sign-in is disabled")
     if not _EMAIL.match(email.strip()):
         raise SignInError("enter an email address like you@example.com")
     return make_user(email, "", settings)
