@@ -4,33 +4,21 @@ The ``bots`` commands act as an operator (admin) through :mod:`shared.bots.contr
 Firestore access as botrunner: they work against the local emulators or, with credentials, production.
 
 ``askbase bot poll BOT_ID`` runs one Telegram bot in long-polling mode (getUpdates) for local
-development without a public URL. Every update goes through the same path as a webhook delivery: the
-Telegram ingress logic (:class:`shared.bots.webhooks.Ingress`: secret check, group rules,
-per-chat switch, dedupe) and the worker (:class:`shared.bots.worker.BotWorker`: asks the qa service's
-``/api/ask`` at ``settings.qa_url`` as the ``botrunner`` service, sends the reply with sendMessage) —
-only the Pub/Sub hop is replaced by a direct call. Telegram refuses getUpdates while a webhook is set,
-so a bot that is running in webhook mode must be stopped first (``--stop`` does it).
+development without a public URL, answering as the webhook path does
+(:mod:`shared.bots.platforms.telegram_polling`). Telegram refuses getUpdates while a webhook is set, so a
+bot that is running in webhook mode must be stopped first (``--stop`` does it).
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
 import logging
-import signal
-import threading
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from shared.config import Settings, get_settings
-
-if TYPE_CHECKING:
-    from shared.bots.jobs import Job
-    from shared.bots.worker import BotWorker
 
 log = logging.getLogger("askbase.bots")
 
@@ -246,37 +234,13 @@ def bot_group() -> None:
     """Run one bot locally (askbase bot poll BOT_ID)."""
 
 
-class _InlinePublisher:
-    """Stands in for the Pub/Sub publisher: hands the job straight to the worker."""
-
-    def __init__(self, worker: BotWorker) -> None:
-        self._worker = worker
-
-    def publish(self, job: Job, timeout: float | None = None) -> str:
-        for attempt in range(3):
-            outcome = self._worker.process(job)
-            if outcome.status < 500:
-                log.info("job %s: %s", job.job_id, outcome.reason)
-                return outcome.reason
-            time.sleep(1.0 + attempt)  # what Pub/Sub's redelivery backoff would do
-        log.warning("job %s: gave up (%s)", job.job_id, outcome.reason)
-        return outcome.reason
-
-
 def run_poll(settings: Settings, bot_id: str, *, stop_webhook: bool, max_updates: int | None = None) -> int:
-    """Poll one Telegram bot until interrupted (or ``max_updates`` were handled). Returns the count."""
-    from telegram import Update
-    from telegram.error import Conflict, Forbidden, InvalidToken
-    from telegram.ext import Application, ContextTypes, TypeHandler
+    """Poll one Telegram bot until interrupted (or ``max_updates`` were handled). Returns the count.
 
+    The polling itself is :mod:`shared.bots.platforms.telegram_polling`; here: the bot must exist, be a
+    Telegram bot and not run in webhook mode (``stop_webhook`` stops it), and what the operator sees."""
     from shared.bots.control import ControlError
-    from shared.bots.lookup import bot_lookup
-    from shared.bots.platforms import get_platform
-    from shared.bots.platforms.telegram import SECRET_HEADER
-    from shared.bots.platforms.telegram_api import ALLOWED_UPDATES, TelegramClient
-    from shared.bots.qa_client import QaClient
-    from shared.bots.webhooks import Ingress
-    from shared.bots.worker import BotWorker
+    from shared.bots.platforms.telegram_polling import PollingRefused, TelegramPoller
 
     control = _control(settings)
     registry = control.registry
@@ -296,82 +260,15 @@ def run_poll(settings: Settings, bot_id: str, *, stop_webhook: bool, max_updates
         except ControlError as exc:
             raise _fail(exc) from None
         bot = registry.get_bot(bot_id)
+        if bot is None:
+            raise click.ClickException(f"no bot {bot_id}")
 
-    # The bot is "stopped" as far as webhooks go, but in this process it is live.
-    base_lookup = bot_lookup(registry, with_token=True)
-
-    def lookup(wanted: str) -> Any:
-        info = base_lookup(wanted)
-        return dataclasses.replace(info, active=True) if info is not None and wanted == bot_id else info
-
-    worker = BotWorker(
-        registry.db, lookup, QaClient(settings.qa_url, internal_auth=settings.internal_auth), settings
-    )
-    publisher = _InlinePublisher(worker)
-    ingress = Ingress(get_platform("telegram"), registry.db, lookup, publisher, settings.max_body_bytes)
-    headers = {SECRET_HEADER: registry.webhook_secret(bot)}
-    client = TelegramClient(registry.decrypt_token(bot), settings.telegram_api_base)
-    me = client.get_me()
-    click.echo(f"polling @{me.username} (bot {bot_id}); Ctrl+C to stop", err=True)
-    registry.record_activity(bot_id, "message", "Polling mode started from the CLI.")
-
-    # python-telegram-bot's Application runs the getUpdates loop: long polling, the offset, backoff on
-    # network errors. Each update goes through the same Ingress a webhook uses, on a worker thread because
-    # the ingress and the worker are synchronous (Firestore, the qa service, Telegram's API).
-    handled = 0
-    refused: list[str] = []
-
-    async def on_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        nonlocal handled
-        body = json.dumps(update.to_dict()).encode()
-        reply = await asyncio.to_thread(ingress.handle, bot_id, headers, body)
-        log.info("update %s: %s %s", update.update_id, reply.status, reply.reason)
-        if reply.body.get("method") == "answerCallbackQuery":
-            # A webhook's response runs this method at Telegram; polling has no response: call it.
-            query_id, text = str(reply.body.get("callback_query_id")), str(reply.body.get("text", ""))
-            await asyncio.to_thread(client.answer_callback_query, query_id, text)
-        handled += 1
-        if max_updates is not None and handled >= max_updates:
-            context.application.stop_running()
-
-    async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if isinstance(context.error, Conflict):
-            refused.append(
-                "Telegram refuses polling: a webhook is set for this bot (askbase bots stop first)"
-            )
-            context.application.stop_running()
-        elif isinstance(context.error, InvalidToken | Forbidden):
-            refused.append(str(context.error))
-            context.application.stop_running()
-        else:
-            log.warning("polling: %s (python-telegram-bot retries)", context.error)
-
-    application = (
-        Application.builder()
-        .token(registry.decrypt_token(bot))
-        .base_url(f"{settings.telegram_api_base.rstrip('/')}/bot")
-        .build()
-    )
-    application.add_handler(TypeHandler(Update, on_update))
-    application.add_error_handler(on_error)
-    main_thread = threading.current_thread() is threading.main_thread()
-    # run_polling uses the thread's event loop; a thread other than the main one (tests) has none, and
-    # only the main thread may install signal handlers (there Ctrl+C stops the loop cleanly).
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    poller = TelegramPoller(settings, registry, bot)
+    click.echo(f"polling @{poller.username} (bot {bot_id}); Ctrl+C to stop", err=True)
     try:
-        application.run_polling(
-            allowed_updates=ALLOWED_UPDATES,
-            timeout=25,
-            stop_signals=None if not main_thread else (signal.SIGINT, signal.SIGTERM),
-            close_loop=True,
-        )
-    except KeyboardInterrupt:
-        pass
-    finally:
-        registry.record_activity(bot_id, "message", "Polling mode ended.")
-    if refused:
-        raise click.ClickException(refused[0])
-    return handled
+        return poller.run(max_updates=max_updates)
+    except PollingRefused as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @bot_group.command("poll")
