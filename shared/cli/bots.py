@@ -2,6 +2,10 @@
 
 The ``bots`` commands act as an operator (admin) through :mod:`shared.bots.control`, with the same
 Firestore access as botrunner: they work against the local emulators or, with credentials, production.
+Against production (no ``FIRESTORE_EMULATOR_HOST``), the commands that register bots with their platform
+(start, restart, token, reconcile) first check that this shell has the deployed webhook URLs and the
+token key, not the local defaults (:func:`registration_problems`; docs/operations.md, "Running the
+askbase CLI against a deployed stack").
 
 ``askbase bot poll BOT_ID`` runs one Telegram bot in long-polling mode (getUpdates) for local
 development without a public URL, answering as the webhook path does
@@ -11,10 +15,13 @@ bot that is running in webhook mode must be stopped first (``--stop`` does it).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -48,6 +55,79 @@ def _row(bot: Any) -> str:
     return f"{bot.id}  {state}  {bot.owner:<28}  {bot.name} {who}{error}"
 
 
+# --- registering from an operator's shell ------------------------------------------------------------
+
+# The client libraries talk to the Firestore emulator when this is set (shared/gcp.py), else to Google.
+EMULATOR_VARIABLE = "FIRESTORE_EMULATOR_HOST"
+# Where an operator finds each webhook base URL setting's deployed value: the Pulumi stack outputs
+# (infra/program.py), the same URLs infra gives botrunner (infra/envvars.py).
+WEBHOOK_STACK_OUTPUTS: dict[str, str] = {
+    "telegram_webhook_url": "telegramWebhookBaseUrl",
+    "discord_webhook_url": "discordWebhookBaseUrl",
+}
+# The token key's Secret Manager secret (infra/components/secrets.py, TOKEN_KEY_SECRET_ID).
+TOKEN_KEY_SECRET_ID = "askbase-token-key"  # noqa: S105 - a name, not a value
+
+
+def _is_deployed_url(url: str) -> bool:
+    """Whether a platform could deliver to ``url``: https, with a host that is not this machine."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    if parts.scheme != "https" or not host or host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return True  # a name
+    return not (address.is_loopback or address.is_unspecified)
+
+
+def registration_problems(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """What keeps this shell from registering bots with their platforms, each with the export that
+    fixes it; empty when nothing does.
+
+    Against the emulators (``FIRESTORE_EMULATOR_HOST`` set) the local defaults are right. Against real
+    Firestore they are not: the platform would be told to deliver to this machine (the webhook base
+    URLs default to http://127.0.0.1:808x, botrunner is given the deployed ones by infra) and the bot
+    would stay deaf until the next reconcile; and without the token key no token can be decrypted.
+    Every platform's URL is checked, since which one a bot uses is known only after reading Firestore.
+    """
+    from shared.bots.platforms import all_platforms
+
+    env = os.environ if environ is None else environ
+    if env.get(EMULATOR_VARIABLE):
+        return []
+    problems = []
+    for platform in all_platforms():
+        field = platform.webhook_base_setting
+        url = str(getattr(settings, field))
+        if not _is_deployed_url(url):
+            variable = Settings.env_name(field)
+            output = WEBHOOK_STACK_OUTPUTS.get(field)
+            value = f"$(pulumi stack output {output})" if output else "<its webhook function's https URL>"
+            problems.append(f"{variable} is {url!r}, not a deployed https URL (export {variable}={value})")
+    if not settings.token_key.get_secret_value().strip() and not settings.token_key_secret.strip():
+        problems.append(
+            f"no token key (export {Settings.env_name('token_key_secret')}={TOKEN_KEY_SECRET_ID})"
+        )
+    return problems
+
+
+def _refuse_local_registration(settings: Settings) -> None:
+    """Stop a command that would register bots before it reads or changes anything, when
+    :func:`registration_problems` finds any: one line saying what to export."""
+    problems = registration_problems(settings)
+    if problems:
+        raise click.ClickException(
+            f"this shell uses the real Firestore of project {settings.project_id} ({EMULATOR_VARIABLE} is "
+            f'not set), but {"; ".join(problems)}; nothing was changed (docs/operations.md, "Running the '
+            'askbase CLI against a deployed stack")'
+        )
+
+
 @click.group("bots")
 def bots_group() -> None:
     """List, start, stop bots and read their logs."""
@@ -73,12 +153,16 @@ def list_command(owner: str | None, as_json: bool) -> None:
         click.echo(_row(bot))
 
 
-def _act(what: str, call: Callable[[Any], Any]) -> None:
-    """Run ``call(control)`` as the operator, print the bot's row, fail if it ended in error."""
+def _act(what: str, call: Callable[[Any], Any], *, registers: bool = True) -> None:
+    """Run ``call(control)`` as the operator, print the bot's row, fail if it ended in error.
+    ``registers``: the call may register the bot with its platform (refused with local settings)."""
     from shared.bots.control import ControlError
 
+    settings = get_settings()
+    if registers:
+        _refuse_local_registration(settings)
     try:
-        bot = call(_control(get_settings()))
+        bot = call(_control(settings))
     except ControlError as exc:
         raise _fail(exc) from None
     click.echo(_row(bot))
@@ -87,7 +171,12 @@ def _act(what: str, call: Callable[[Any], Any]) -> None:
 
 
 def _change(action: str, bot_id: str) -> None:
-    _act(action, lambda control: getattr(control, f"{action}_bot")(_operator(), bot_id))
+    # Stopping registers nothing: it removes whatever the platform holds for the bot.
+    _act(
+        action,
+        lambda control: getattr(control, f"{action}_bot")(_operator(), bot_id),
+        registers=action != "stop",
+    )
 
 
 @bots_group.command("start")
@@ -120,6 +209,7 @@ def token_command(bot_id: str) -> None:
     it would show in the shell history and in ps. The bot keeps its id, webhook URL and conversations;
     its webhook secret is renewed and a running bot is registered again.
     """
+    _refuse_local_registration(get_settings())  # before the operator pastes a token for nothing
     token = click.prompt("New token", hide_input=True, err=True).strip()
     _act(
         "the new token is stored, but registering",
@@ -159,7 +249,9 @@ def reconcile_command() -> None:
     """Compare every bot with its platform now and repair it (what the Scheduler job does)."""
     from shared.bots.reconcile import reconcile_all
 
-    report = reconcile_all(_control(get_settings()))
+    settings = get_settings()
+    _refuse_local_registration(settings)
+    report = reconcile_all(_control(settings))
     click.echo(json.dumps(report.to_public(), indent=2))
     if report.failed:
         raise SystemExit(1)
