@@ -9,9 +9,10 @@ Public API::
     page.next_cursor  # pass back as ``cursor`` for the next page; None on the last page
 
 Kinds used by askbase: ``created``, ``edited``, ``started``, ``stopped``, ``restarted``, ``error``,
-``reconciled``, ``message`` (free-form notes from the worker). Messages pass through :func:`scrub`
-(:func:`shared.logs.redact` and more) before they are stored: they are shown to the bot's owner and a
-token must never reach them, even by an accident upstream.
+``reconciled``, ``message`` (free-form notes from the worker). Messages pass through
+:func:`shared.logs.redact` (the same rules as every log line, tokens inside Bot API URLs included)
+before they are stored: they are shown to the bot's owner and a token must never reach them, even by an
+accident upstream.
 """
 
 from __future__ import annotations
@@ -33,14 +34,6 @@ RETENTION = timedelta(days=30)
 MAX_MESSAGE_CHARS = 2000
 MAX_PAGE = 200
 _CURSOR_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
-# shared.logs' Telegram pattern starts at a word boundary, so it misses the token inside a Bot API URL
-# ("/bot123456:AA..."). Activity is shown to users: scrub that form too.
-_TELEGRAM_TOKEN_IN_URL = re.compile(r"\d{5,12}:[A-Za-z0-9_-]{30,}")
-
-
-def scrub(message: str) -> str:
-    """Redact secrets from a human-facing message (shared.logs.redact plus tokens inside URLs)."""
-    return redact(_TELEGRAM_TOKEN_IN_URL.sub("[REDACTED]", message))
 
 
 @dataclass(frozen=True)
@@ -85,7 +78,7 @@ class ActivityLog:
                 {
                     "at": now,
                     "kind": kind[:32],
-                    "message": scrub(message)[:MAX_MESSAGE_CHARS],
+                    "message": redact(message)[:MAX_MESSAGE_CHARS],
                     "expire_at": now + RETENTION,
                 }
             )
