@@ -18,7 +18,9 @@ from typing import Any
 # Authorization headers, and key=value pairs whose key says it is secret.
 _PATTERNS = [
     # No \b before the digits: inside a Bot API URL the token follows "bot" directly (/bot123:AA.../getMe).
-    re.compile(r"(?<![0-9])\d{5,12}:[A-Za-z0-9_-]{30,}"),
+    # Up to 20 digits: bot ids are 10 digits today, but Telegram's ids are 64-bit numbers (its user ids
+    # already pass 10 digits), and an id that outgrew the pattern would leave its token in the logs.
+    re.compile(r"(?<![0-9])\d{5,20}:[A-Za-z0-9_-]{30,}"),
     re.compile(r"\b[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{20,}\b"),
     # Authorization headers: "Bearer <token>" in any case, Discord's "Bot <token>" as it is written. Not a
     # lower-case "bot <id>": that is how log lines name a bot, and its id is no secret.

@@ -29,3 +29,11 @@ def test_a_bot_id_in_a_log_line_stays_readable() -> None:
     # Firestore auto ids (20 letters and digits) name bots in log lines: an operator needs them.
     line = "bot 0sPlUYHw1mBg7GW3h2HJ was deleted while being started: webhook deleted"
     assert redact(line) == line
+
+
+def test_a_telegram_token_with_a_longer_bot_id_is_scrubbed() -> None:
+    """Telegram ids are 64-bit numbers: a bot id of 13 or 19 digits is a token all the same."""
+    for digits in ("1234567890123", "1234567890123456789"):
+        token = f"{digits}:AAH" + "x" * 32
+        line = redact(f"GET https://api.telegram.org/bot{token}/getMe failed; token {token}")
+        assert token not in line and "xxxx" not in line, line
