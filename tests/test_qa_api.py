@@ -272,15 +272,15 @@ def test_rate_limit_is_429_with_retry_after(emulators, settings: Settings, live:
 def test_reads_are_rate_limited_in_their_own_bucket(
     emulators, settings: Settings, live: LiveIndex, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from services.qa.api import READ_LIMIT_FACTOR, READ_LIMITER, read_limiter
+    from services.qa.app import READ_LIMIT_FACTOR
     from shared.qa.ratelimit import RateLimiter
 
     app = make_app(settings, live, rate_limit_per_minute=2)
-    assert read_limiter(app).limit == 2 * READ_LIMIT_FACTOR
+    assert app.extensions["askbase"].read_limiter.limit == 2 * READ_LIMIT_FACTOR
     client = app.test_client()
     token = sign_in(client, "a@example.com")
     cid = ask(client, token, {"question": "hello snapshot"}).json["conversation_id"]
-    app.extensions[READ_LIMITER] = RateLimiter(4)  # a fresh budget: sign-in and ask read pages too
+    app.extensions["askbase"].read_limiter = RateLimiter(4)  # a fresh budget: sign-in and ask read pages too
     reads = [
         "/api/conversations",
         "/api/conversations?q=hello",

@@ -10,30 +10,25 @@ conversation store, :class:`shared.qa.feedback.FeedbackStore`, :class:`shared.qa
 :class:`shared.qa.gaps.GapsService`), and shape the reply. Bad input is always a 4xx with an ``error``
 message, never a 500.
 
-Reads (history, one conversation, search, export, and the chat and status pages in ``pages.py``) are
-rate-limited per user by a second :class:`RateLimiter` with its own buckets: browsing never uses up the
-question budget, and a runaway client cannot turn reads into unbounded Firestore traffic. Its limit is
-``Settings.read_rate_limit_per_minute`` when set, else :data:`READ_LIMIT_FACTOR` times
-``rate_limit_per_minute``.
+Reads (history, one conversation, search, export, the gaps report) count against the per-user read
+limit, ``QAContext.read_limiter`` (``services/qa/app.py``), as the pages in ``pages.py`` do; questions
+count against ``QAContext.limiter``. The services come from ``QAContext.feedback``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
-from flask.blueprints import BlueprintSetupState
+from flask import Blueprint, Response, g, jsonify, request
 
 from services.qa import auth
 from services.qa.app import context
 from services.qa.auth import api_login_required, current_user, service_caller
-from shared.bots.buttons import ButtonStateStore
+from services.qa.gaps_query import gaps_filters
 from shared.bots.platform_users import user_platform
-from shared.qa.answer_log import AnswerLog, QuestionVectors
-from shared.qa.bot_chats import Asker, BotChats
+from shared.qa.bot_chats import Asker
 from shared.qa.bot_profiles import BotNotFound
-from shared.qa.button_votes import ButtonPress, ButtonVotes, UnknownButton
+from shared.qa.button_votes import ButtonPress, UnknownButton
 from shared.qa.conversations import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
@@ -42,90 +37,17 @@ from shared.qa.conversations import (
     InvalidTitle,
     export,
 )
-from shared.qa.feedback import (
-    AnswerNotFound,
-    FeedbackStore,
-    InvalidVote,
-    VoteValue,
-    parse_vote,
-)
-from shared.qa.gaps import GapsService, NoReportAccess, UnknownBot, Viewer
-from shared.qa.gaps_filters import WEB, GapsFilters, InvalidFilter, parse_filters
+from shared.qa.feedback import AnswerNotFound, InvalidVote, VoteValue, parse_vote
+from shared.qa.gaps import NoReportAccess, UnknownBot, Viewer
+from shared.qa.gaps_filters import InvalidFilter
 from shared.qa.live_index import NoIndexYet
-from shared.qa.ratelimit import RateLimiter
-from shared.qa.recording_ask import RecordingAsk
-from shared.request_input import NotJSON, is_document_id, page_size, read_json
+from shared.request_input import NotJSON, page_size, read_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_ID_CHARS = 128
 MAX_USER_CHARS = 200
 MAX_CURSOR_CHARS = 400
-READ_LIMIT_FACTOR = 10  # reads per minute per user = this x the question limit (unless configured)
-READ_LIMITER = "askbase.read_limiter"
-FEEDBACK = "askbase.feedback"
-
-
-@dataclass
-class Feedback:
-    """The services behind answers' feedback and the gaps report, built once per app."""
-
-    answers: AnswerLog
-    ask: RecordingAsk
-    votes: FeedbackStore
-    buttons: ButtonVotes  # votes from bots' 👍/👎 buttons
-    gaps: GapsService
-    chats: BotChats  # who asks through a bot, and a bot chat's /forget
-
-
-@bp.record_once
-def _install_read_limiter(state: BlueprintSetupState) -> None:
-    settings = state.app.extensions["askbase"].settings
-    per_minute = settings.read_rate_limit_per_minute or READ_LIMIT_FACTOR * settings.rate_limit_per_minute
-    state.app.extensions[READ_LIMITER] = RateLimiter(per_minute)
-
-
-@bp.record_once
-def _install_feedback(state: BlueprintSetupState) -> None:
-    ctx = state.app.extensions["askbase"]
-    settings = ctx.settings
-    # The index's embedder: the process loads it for the index anyway (load_embedder caches it).
-    vectors = QuestionVectors(settings.embedder, settings.gaps_ignore_words)
-    answers = AnswerLog(
-        ctx.db,
-        settings.conversation_retention_days,
-        vectors,
-        low_support_score=settings.gaps_low_support_score,
-    )
-    votes = FeedbackStore(ctx.db, answers, settings.feedback_comment_chars)
-    state.app.extensions[FEEDBACK] = Feedback(
-        answers=answers,
-        ask=RecordingAsk(ctx.ask, answers, ctx.live_index),
-        votes=votes,
-        buttons=ButtonVotes(ButtonStateStore(ctx.db), answers, votes),
-        gaps=GapsService(
-            ctx.db,
-            vectors,
-            similarity=settings.gaps_group_similarity,
-            low_support_score=settings.gaps_low_support_score,
-        ),
-        chats=BotChats(ctx.bots, ctx.conversations, ctx.db),
-    )
-
-
-def feedback(app: Flask | None = None) -> Feedback:
-    """This app's :class:`Feedback` services."""
-    return (app or current_app).extensions[FEEDBACK]
-
-
-def read_limiter(app: Flask | None = None) -> RateLimiter:
-    """The per-user limiter of read requests (separate from the questions' ``context().limiter``)."""
-    return (app or current_app).extensions[READ_LIMITER]
-
-
-def read_allowed(owner: str) -> tuple[bool, int]:
-    """Count one read request for ``owner``: ``(allowed, retry_after_seconds)``."""
-    return read_limiter().allow(owner)
 
 
 class BadRequest(ValueError):
@@ -215,10 +137,10 @@ def ask() -> Any:
         if service is not None:
             if not data["bot_id"] or not data["user"]:
                 return _reject(400, "service callers must send 'bot_id' and 'user'")
-            asker: Asker = feedback().chats.for_chat(data["bot_id"], data["user"])
+            asker: Asker = ctx.feedback.chats.for_chat(data["bot_id"], data["user"])
         else:
             assert user is not None
-            asker = feedback().chats.for_user(user, data["bot_id"])
+            asker = ctx.feedback.chats.for_user(user, data["bot_id"])
     except BotNotFound:
         return _reject(404, "unknown bot_id")  # for a user, someone else's bot too: not confirmed
 
@@ -226,7 +148,7 @@ def ask() -> Any:
     if not allowed:
         return _reject(429, "too many questions; slow down", Retry_After=str(retry_after))
     try:
-        result = feedback().ask.ask(
+        result = ctx.feedback.ask.ask(
             asker.owner, data["question"], data["conversation_id"], asker.bot, asker.platform
         )
     except ConversationNotFound:
@@ -244,7 +166,7 @@ def _read_owner() -> tuple[str | None, Any]:
     """The signed-in user's owner key, or a 429 response when their read budget is spent."""
     user = current_user()
     assert user is not None
-    allowed, retry_after = read_allowed(user.owner)
+    allowed, retry_after = context().read_limiter.allow(user.owner)
     if not allowed:
         return None, _reject(429, "too many requests; slow down", Retry_After=str(retry_after))
     return user.owner, None
@@ -372,7 +294,7 @@ def vote(answer_id: str) -> Any:
         return rejected
     try:
         value, comment = _parse_vote()
-        state = feedback().votes.vote_on_own_answer(owner, answer_id, value, comment)
+        state = context().feedback.votes.vote_on_own_answer(owner, answer_id, value, comment)
     except (BadRequest, InvalidVote) as exc:
         return _reject(400, str(exc))
     except AnswerNotFound:
@@ -388,7 +310,7 @@ def withdraw_vote(answer_id: str) -> Any:
     if rejected is not None:
         return rejected
     try:
-        state = feedback().votes.vote_on_own_answer(owner, answer_id, None)
+        state = context().feedback.votes.vote_on_own_answer(owner, answer_id, None)
     except AnswerNotFound:
         return _reject(404, "answer not found")
     return jsonify(state.to_json())
@@ -415,7 +337,7 @@ def bot_vote() -> Any:
     if not bot_id or not state_id or not voter or user_platform(voter) is None:
         return _reject(400, "'bot_id', 'state_id' and a platform 'voter' are required")
     try:
-        vote = feedback().buttons.cast(ButtonPress(bot_id, state_id, voter, value))
+        vote = context().feedback.buttons.cast(ButtonPress(bot_id, state_id, voter, value))
     except UnknownButton:
         return _reject(404, "unknown or expired button")
     return jsonify(vote.to_json())
@@ -441,7 +363,7 @@ def bot_forget() -> Any:
     if not bot_id or not chat or not voter or user_platform(voter) is None:
         return _reject(400, "'bot_id', 'user' and a platform 'voter' are required")
     try:
-        deleted = feedback().chats.forget(bot_id, chat, voter)
+        deleted = context().feedback.chats.forget(bot_id, chat, voter)
     except BotNotFound:
         return _reject(404, "unknown bot_id")
     return jsonify(deleted=deleted)
@@ -449,15 +371,6 @@ def bot_forget() -> Any:
 
 # --- the gaps report --------------------------------------------------------------------------------------
 GAPS_TABLES = ("groups", "pages")
-
-
-def gaps_filters() -> GapsFilters:
-    """The report filters of this request's query string (raises InvalidFilter)."""
-    filters = parse_filters(request.args, feedback().gaps.now())
-    if filters.bot not in (None, WEB) and not is_document_id(filters.bot):
-        # An admin's report reads bots/{bot}, and Firestore refuses an id like "__x__" (a 500).
-        raise InvalidFilter(f"'bot' must be a bot id or '{WEB}'")
-    return filters
 
 
 @bp.get("/gaps")
@@ -476,7 +389,7 @@ def gaps() -> Any:
     if fmt not in ("json", "csv") or table not in GAPS_TABLES:
         return _reject(400, "format must be json or csv, table groups or pages")
     try:
-        report = feedback().gaps.report(Viewer(user.email, user.is_admin), gaps_filters())
+        report = context().feedback.gaps.report(Viewer(user.email, user.is_admin), gaps_filters())
     except InvalidFilter as exc:
         return _reject(400, str(exc))
     except NoReportAccess as exc:

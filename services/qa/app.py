@@ -1,9 +1,9 @@
 """The Q&A web service: ``create_app`` wires settings, the live index, Firestore and the blueprints.
 
 Blueprints stay thin (parse, call one service, render); everything they share is on
-``app.extensions["askbase"]`` (:class:`QAContext`). A blueprint that wants a link in the top navigation
-calls :func:`add_nav_item` from its ``init_app(app)``; ``services/qa/bots_pages.py``, when present, is
-registered automatically that way.
+``app.extensions["askbase"]`` (:class:`QAContext`), built here: no blueprint needs another registered.
+A blueprint that wants a link in the top navigation calls :func:`add_nav_item` from its
+``init_app(app)``; ``services/qa/bots_pages.py``, when present, is registered automatically that way.
 """
 
 from __future__ import annotations
@@ -21,19 +21,28 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from shared.bots.buttons import ButtonStateStore
 from shared.config import Settings, get_settings
 from shared.gcp import UNAVAILABLE_RETRY_AFTER_S, unavailable_errors
+from shared.qa.answer_log import AnswerLog, QuestionVectors
 from shared.qa.answerers import Answerer, get_answerer
 from shared.qa.ask import AskService
+from shared.qa.bot_chats import BotChats
 from shared.qa.bot_profiles import AnswerProfiles
+from shared.qa.button_votes import ButtonVotes
 from shared.qa.conversations import ConversationStore
+from shared.qa.feedback import FeedbackStore
+from shared.qa.gaps import GapsService
 from shared.qa.live_index import LiveIndex
 from shared.qa.ratelimit import RateLimiter
+from shared.qa.recording_ask import RecordingAsk
 
 if TYPE_CHECKING:
     from shared.knowledge.coldstart import ColdStartSource
 
 log = logging.getLogger("askbase.qa")
+
+READ_LIMIT_FACTOR = 10  # reads per minute per user = this x the question limit (unless configured)
 
 
 @dataclass
@@ -53,8 +62,27 @@ class NavItem:
 
 
 @dataclass
+class Feedback:
+    """The services behind answers' feedback and the gaps report, built once per app."""
+
+    answers: AnswerLog
+    ask: RecordingAsk
+    votes: FeedbackStore
+    buttons: ButtonVotes  # votes from bots' 👍/👎 buttons
+    gaps: GapsService
+    chats: BotChats  # who asks through a bot, and a bot chat's /forget
+
+
+@dataclass
 class QAContext:
-    """Everything the blueprints need, built once per app."""
+    """Everything the blueprints need, built once per app.
+
+    ``limiter`` counts questions; ``read_limiter`` counts reads (history, one conversation, search,
+    export, and the chat, status and gaps pages) in buckets of its own: browsing never uses up the
+    question budget, and a runaway client cannot turn reads into unbounded Firestore traffic. Its limit
+    is ``Settings.read_rate_limit_per_minute`` when set, else :data:`READ_LIMIT_FACTOR` times
+    ``rate_limit_per_minute``.
+    """
 
     settings: Settings
     live_index: LiveIndex
@@ -62,7 +90,9 @@ class QAContext:
     conversations: ConversationStore
     ask: AskService
     limiter: RateLimiter
+    read_limiter: RateLimiter
     bots: AnswerProfiles
+    feedback: Feedback
     nav: list[NavItem] = field(default_factory=list)
 
 
@@ -129,22 +159,28 @@ def create_app(
         db = firestore_client(settings.project_id)
     conversations = ConversationStore(db, settings.conversation_retention_days)
     factory = answerer_factory or (lambda name: get_answerer(name, settings))
+    ask = AskService(
+        live_index,
+        conversations,
+        db,
+        factory,
+        settings.answerer,
+        settings.retrieval_top_k,
+        allowed_models=settings.allowed_bot_models,  # held on every bot answer, not only on save
+    )
+    bots = AnswerProfiles(db)
+    per_minute = settings.rate_limit_per_minute
+    reads_per_minute = settings.read_rate_limit_per_minute or READ_LIMIT_FACTOR * per_minute
     app.extensions["askbase"] = QAContext(
         settings=settings,
         live_index=live_index,
         db=db,
         conversations=conversations,
-        ask=AskService(
-            live_index,
-            conversations,
-            db,
-            factory,
-            settings.answerer,
-            settings.retrieval_top_k,
-            allowed_models=settings.allowed_bot_models,  # held on every bot answer, not only on save
-        ),
-        limiter=RateLimiter(settings.rate_limit_per_minute),
-        bots=AnswerProfiles(db),
+        ask=ask,
+        limiter=RateLimiter(per_minute),
+        read_limiter=RateLimiter(reads_per_minute),
+        bots=bots,
+        feedback=_feedback(settings, db, live_index, conversations, ask, bots),
         nav=[NavItem("pages.chat", "Chat"), NavItem("pages.status", "Data status")],
     )
 
@@ -159,6 +195,38 @@ def create_app(
     _register_error_handlers(app)
     trust_front_end(app, settings)
     return app
+
+
+def _feedback(
+    settings: Settings,
+    db: Any,
+    live_index: LiveIndex,
+    conversations: ConversationStore,
+    ask: AskService,
+    bots: AnswerProfiles,
+) -> Feedback:
+    # The index's embedder: the process loads it for the index anyway (load_embedder caches it).
+    vectors = QuestionVectors(settings.embedder, settings.gaps_ignore_words)
+    answers = AnswerLog(
+        db,
+        settings.conversation_retention_days,
+        vectors,
+        low_support_score=settings.gaps_low_support_score,
+    )
+    votes = FeedbackStore(db, answers, settings.feedback_comment_chars)
+    return Feedback(
+        answers=answers,
+        ask=RecordingAsk(ask, answers, live_index),
+        votes=votes,
+        buttons=ButtonVotes(ButtonStateStore(db), answers, votes),
+        gaps=GapsService(
+            db,
+            vectors,
+            similarity=settings.gaps_group_similarity,
+            low_support_score=settings.gaps_low_support_score,
+        ),
+        chats=BotChats(bots, conversations, db),
+    )
 
 
 def trust_front_end(app: Flask, settings: Settings) -> None:

@@ -3,7 +3,7 @@
 The sidebar shows the first page of history (:data:`shared.qa.conversations.PAGE_SIZE`, newest first;
 a search looks through a bounded window of the newest conversations). A conversation's answers carry
 their answer ids and the user's votes on them (one batched read). Page views count against the
-per-user read limit of ``services.qa.api`` (429 page with ``Retry-After``).
+per-user read limit, ``QAContext.read_limiter`` (429 page with ``Retry-After``).
 
 The gaps report (``/gaps``) is for admins (all traffic) and bot owners (their bots'); the top bar links
 it for both.
@@ -31,9 +31,9 @@ from flask import (
 from flask.blueprints import BlueprintSetupState
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from services.qa.api import feedback, gaps_filters, read_allowed
 from services.qa.app import add_nav_item, context
 from services.qa.auth import current_user, login_required
+from services.qa.gaps_query import gaps_filters
 from shared.bots.registry import COLLECTION as BOTS
 from shared.knowledge.schedule import next_cron_time, schedule_zone
 from shared.qa.answer_log import conversation_answer_ids
@@ -81,7 +81,7 @@ def _too_many_reads() -> Any:
     """A 429 page when the signed-in user's read budget is spent, else None."""
     user = current_user()
     assert user is not None
-    allowed, retry_after = read_allowed(user.owner)
+    allowed, retry_after = context().read_limiter.allow(user.owner)
     if allowed:
         return None
     g.reject_reason = "too many requests; slow down"
@@ -102,7 +102,7 @@ def _chat(conversation: Conversation | None) -> Any:
     votes = {}
     if conversation is not None:
         answer_ids = conversation_answer_ids(conversation.id, conversation.messages)
-        votes = feedback().votes.votes_of(user.owner, answer_ids.values())
+        votes = ctx.feedback.votes.votes_of(user.owner, answer_ids.values())
     return render_template(
         "chat.html",
         conversation=conversation,
@@ -203,7 +203,7 @@ def gaps() -> Any:
     user = current_user()
     assert user is not None
     ctx = context()
-    service = feedback().gaps
+    service = ctx.feedback.gaps
     viewer = Viewer(user.email, user.is_admin)
     try:
         filters = gaps_filters()
