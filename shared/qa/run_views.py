@@ -50,17 +50,6 @@ class RunView:
             return (self.ended_at - self.started_at).total_seconds()
         return None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
-            "status": self.status,
-            "counts": self.counts,
-            "snapshot_id": self.snapshot_id,
-            "error": self.error,
-        }
-
 
 _KNOWN = {
     "started_at",
