@@ -77,7 +77,7 @@ class Program:
     messaging: Messaging
     schedules: Schedules
     env: DeployableEnv = field(default_factory=dict)
-    outputs: dict[str, pulumi.Output] = field(default_factory=dict)
+    outputs: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
     @property
     def image_builder(self) -> str:

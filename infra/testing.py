@@ -29,6 +29,8 @@ from infra.components.secrets import PREVIOUS_TOKEN_KEYS_SECRET_ID, SESSION_SECR
 from infra.envvars import JOBS_TOPIC
 
 if TYPE_CHECKING:
+    from pulumi.runtime.proto import alias_pb2, resource_pb2
+
     from infra.config import InfraConfig
 
 PROJECT = "askbase-prod-1"
@@ -66,7 +68,9 @@ class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
         super().__init__(mocks)
         self.current = threading.local()
 
-    def RegisterResource(self, request):
+    def RegisterResource(
+        self, request: resource_pb2.RegisterResourceRequest
+    ) -> resource_pb2.RegisterResourceResponse:
         self.current.registration = {
             "urn": self.make_urn(request.parent, request.type, request.name),
             "dependencies": sorted(set(request.dependencies)),
@@ -74,12 +78,16 @@ class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
             "aliases": [_alias(a) for a in request.aliases],
         }
         try:
-            return super().RegisterResource(request)
+            # Named, not super(): mypy exempts an unannotated callee by its name (pyproject.toml).
+            response: resource_pb2.RegisterResourceResponse = (
+                pulumi.runtime.mocks.MockMonitor.RegisterResource(self, request)
+            )
+            return response
         finally:
             self.current.registration = None
 
 
-def _alias(alias: Any) -> dict[str, Any]:
+def _alias(alias: alias_pb2.Alias) -> dict[str, Any]:
     """An alias as the SDK sent it: ``{"urn"}``, or the spec's fields (empty ones left out)."""
     if alias.WhichOneof("alias") == "urn":
         return {"urn": alias.urn}
@@ -98,7 +106,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.calls: list[str] = []
         self.monitor = RecordingMonitor(self)
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         t, inputs = args.typ, dict(args.inputs)
         state: dict[str, Any] = dict(inputs)
         name = str(inputs.get("name") or args.name)
@@ -186,8 +194,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
         )
         return rid, state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
-        invoke = args.token  # the function's token, e.g. gcp:organizations/getProject:getProject
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        """The invoke's result, and no check failures."""
+        return self._result(args.token), []
+
+    def _result(self, invoke: str) -> dict[str, Any]:
+        """``invoke``: the function's token, e.g. gcp:organizations/getProject:getProject."""
         self.calls.append(invoke)
         if invoke.endswith("/getProject:getProject"):
             return {
@@ -281,7 +293,8 @@ class StackRun:
         """The engine's ``collapseAliasToUrn``: unset fields are the resource's own; no parent given,
         its current parent; a parent given that was itself found under an alias, that alias."""
         if "urn" in alias:
-            return alias["urn"]
+            urn: str = alias["urn"]
+            return urn
         stack, project = resource["urn"].split("::")[:2]
         stack = f"urn:pulumi:{alias['stack']}" if alias.get("stack") else stack
         project = alias.get("project") or project
@@ -337,8 +350,8 @@ def use_mocks(config: dict[str, str], secret_keys: Collection[str] | None = None
 def run_stack(config: dict[str, str], build_dir: Path) -> StackRun:
     """Build the whole program under mocks and wait until every resource is registered.
 
-    ``@pulumi.runtime.test`` waits for the returned Output *and* for every outstanding RPC, so when
-    ``_run()`` returns the recording is complete and plain asserts on it are real asserts.
+    ``pulumi.runtime.test(_run)()`` waits for the returned Output *and* for every outstanding RPC, so
+    when it returns the recording is complete and plain asserts on it are real asserts.
     """
     mocks = use_mocks(config)
     from infra.config import load_config
@@ -346,13 +359,13 @@ def run_stack(config: dict[str, str], build_dir: Path) -> StackRun:
 
     captured: dict[str, Any] = {}
 
-    @pulumi.runtime.test
-    def _run():
+    def _run() -> pulumi.Output[None]:
         program = build(load_config(), build_dir=build_dir)
         captured["program"] = program
         return pulumi.Output.all(**program.outputs).apply(lambda values: captured.update(outputs=values))
 
-    _run()
+    # Called, not used as a decorator: the decorator is unannotated, and would make _run untyped.
+    pulumi.runtime.test(_run)()
     assert "outputs" in captured, "the program's outputs never resolved"
     return StackRun(
         resources=mocks.resources, outputs=captured["outputs"], program=captured["program"], calls=mocks.calls

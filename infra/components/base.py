@@ -66,9 +66,13 @@ class Component(pulumi.ComponentResource):
         super().__init__(f"{TYPE_PREFIX}:{kind}", name, None, opts)
         self._deps = list(depends_on)
 
-    def child(self, *extra: pulumi.Resource | None, **kwargs) -> pulumi.ResourceOptions:
+    def child(
+        self,
+        *extra: pulumi.Resource | None,
+        aliases: Sequence[pulumi.Input[str | pulumi.Alias]] | None = None,
+    ) -> pulumi.ResourceOptions:
         deps = self._deps + [r for r in extra if r is not None]
-        return pulumi.ResourceOptions(parent=self, depends_on=deps or None, **kwargs)
+        return pulumi.ResourceOptions(parent=self, depends_on=deps or None, aliases=aliases)
 
     def grant_each(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -37,7 +38,13 @@ class DataArgs:
 
 
 class Data(Component):
-    def __init__(self, name: str, args: DataArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        args: DataArgs,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("Data", name, depends_on, opts)
         self.database = gcp.firestore.Database(
             "firestore",

@@ -61,8 +61,12 @@ class FunctionsArgs:
 
 class Functions(Component):
     def __init__(
-        self, name: str, args: FunctionsArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
-    ):
+        self,
+        name: str,
+        args: FunctionsArgs,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("Functions", name, depends_on, opts)
         self.archives: dict[str, BuiltArchive] = {}
         self.objects: dict[str, gcp.storage.BucketObject] = {}

@@ -8,6 +8,7 @@ hands it. The complete, reviewed list of what each account may do is the tests' 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -60,8 +61,12 @@ class Identity(Component):
     (each account as a :class:`Grantee`, for the grants other components make)."""
 
     def __init__(
-        self, name: str, args: IdentityArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
-    ):
+        self,
+        name: str,
+        args: IdentityArgs,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("Identity", name, depends_on, opts)
         self.accounts: dict[str, gcp.serviceaccount.Account] = {}
         for key, (account_id, description) in ACCOUNTS.items():

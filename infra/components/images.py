@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,7 @@ def docker_usable(timeout: float = 15.0) -> bool:
     return True
 
 
-def resolve_builder(setting: str, probe=docker_usable) -> str:
+def resolve_builder(setting: str, probe: Callable[[], bool] = docker_usable) -> str:
     """``docker`` or ``cloudbuild`` for the ``askbase:imageBuilder`` setting (``auto`` probes Docker)."""
     if setting not in IMAGE_BUILDERS:
         raise ValueError(f"askbase:imageBuilder must be one of {', '.join(IMAGE_BUILDERS)}")
@@ -108,13 +108,14 @@ class CloudBuildProvider(pulumi.dynamic.ResourceProvider):
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {props['accessToken']}"
 
-        def call(method: str, url: str, body: dict | None = None) -> dict:
+        def call(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
             response = session.request(method, url, json=body, timeout=60)
             if response.status_code >= 400:
                 raise RuntimeError(
                     f"Cloud Build API {method} {url}: HTTP {response.status_code}: {response.text}"
                 )
-            return response.json()
+            operation: dict[str, Any] = response.json()  # every answer of these calls is an Operation object
+            return operation
 
         timeout = int(props.get("timeoutSeconds") or 1800)
         build = {
@@ -259,23 +260,30 @@ class Images(Component):
     """
 
     def __init__(
-        self, name: str, args: ImagesArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        args: ImagesArgs,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("Images", name, depends_on, opts)
         kind, former_name = FORMER_PARENT
         self._from_services = pulumi.Alias(parent=pulumi.create_urn(former_name, f"{TYPE_PREFIX}:{kind}"))
         to_build = [spec for spec in args.images if not spec.prebuilt]
         self.builder = resolve_builder(args.builder, probe=docker_usable) if to_build else "prebuilt"
-        access_token = None
+        access_token: pulumi.Output[str] | None = None
         if to_build:
             # Short-lived token of whoever runs `pulumi up` (the Google provider's): for the Docker push
             # or the Cloud Build API call only.
-            access_token = pulumi.Output.secret(gcp.organizations.get_client_config_output().access_token)
+            token: pulumi.Output[str] = gcp.organizations.get_client_config_output().access_token
+            access_token = pulumi.Output.secret(token)
         self.refs: dict[str, pulumi.Output[str]] = {}
         for spec in args.images:
             if spec.prebuilt:
                 self.refs[spec.key] = pulumi.Output.from_input(spec.prebuilt)
-            elif self.builder == "cloudbuild":
+                continue
+            assert access_token is not None  # set above: this image is one of to_build
+            if self.builder == "cloudbuild":
                 self.refs[spec.key] = self._cloud_build(args, spec, access_token)
             else:
                 self.refs[spec.key] = self._docker_build(args, spec, access_token)

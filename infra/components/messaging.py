@@ -50,8 +50,12 @@ class MessagingArgs:
 
 class Messaging(Component):
     def __init__(
-        self, name: str, args: MessagingArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
-    ):
+        self,
+        name: str,
+        args: MessagingArgs,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("Messaging", name, depends_on, opts)
         pubsub_agent = args.pubsub_agent_member
         self.jobs_topic = gcp.pubsub.Topic(

@@ -23,8 +23,12 @@ class RegistryArgs:
 
 class Registry(Component):
     def __init__(
-        self, name: str, args: RegistryArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
-    ):
+        self,
+        name: str,
+        args: RegistryArgs,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("Registry", name, depends_on, opts)
         self.repository = gcp.artifactregistry.Repository(
             "images",

@@ -33,8 +33,12 @@ class SchedulesArgs:
 
 class Schedules(Component):
     def __init__(
-        self, name: str, args: SchedulesArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
-    ):
+        self,
+        name: str,
+        args: SchedulesArgs,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("Schedules", name, depends_on, opts)
         self.jobs = {
             job.key: gcp.cloudscheduler.Job(

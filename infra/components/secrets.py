@@ -52,8 +52,12 @@ class SecretsArgs:
 
 class Secrets(Component):
     def __init__(
-        self, name: str, args: SecretsArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
-    ):
+        self,
+        name: str,
+        args: SecretsArgs,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("Secrets", name, depends_on, opts)
         token_value = args.token_key
         if token_value is None:
@@ -103,7 +107,9 @@ class Secrets(Component):
             {"token_key_secret": self.token_key.secret_id, "session_secret": self.session_secret.secret_id}
         )
 
-    def _new_secret(self, project: str, secret_id: str, name: str, keep: bool = False):
+    def _new_secret(
+        self, project: str, secret_id: str, name: str, keep: bool = False
+    ) -> gcp.secretmanager.Secret:
         return gcp.secretmanager.Secret(
             name,
             project=project,
@@ -117,7 +123,9 @@ class Secrets(Component):
             opts=self.child(),
         )
 
-    def _new_version(self, name: str, secret, value, keep: bool = False):
+    def _new_version(
+        self, name: str, secret: gcp.secretmanager.Secret, value: pulumi.Input[str], keep: bool = False
+    ) -> gcp.secretmanager.SecretVersion:
         return gcp.secretmanager.SecretVersion(
             f"{name}-v",
             secret=secret.id,

@@ -59,8 +59,12 @@ class ServicesArgs:
 
 class Services(Component):
     def __init__(
-        self, name: str, args: ServicesArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
-    ):
+        self,
+        name: str,
+        args: ServicesArgs,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("Services", name, depends_on, opts)
         self.services: dict[str, gcp.cloudrunv2.Service] = {}
         self.grants: list[pulumi.Resource] = []

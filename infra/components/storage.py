@@ -51,7 +51,11 @@ class Storage(Component):
     through) and public access prevention enforced (an ``allUsers`` grant is refused by GCS itself)."""
 
     def __init__(
-        self, name: str, args: StorageArgs, depends_on=(), opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        args: StorageArgs,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("Storage", name, depends_on, opts)
         self.kb_bucket = gcp.storage.Bucket(
