@@ -81,12 +81,24 @@ def test_an_empty_directory_and_one_from_before_the_marker_are_used(tmp_path: Pa
     empty = tmp_path / "empty"
     empty.mkdir()
     assert _claim(empty) == empty.resolve() and (empty / wd.MARKER).is_file()
-    legacy = tmp_path / "legacy"  # an older askbase dev's directory: only what dev writes
+    legacy = tmp_path / ".askbase" / "dev"  # an older askbase dev's default directory: only what dev writes
     for name in ("emulators", "logs", "data"):
         (legacy / name).mkdir(parents=True)
         (legacy / name / "x").write_text("stale")
     _claim(legacy)
     assert sorted(p.name for p in legacy.iterdir()) == [wd.MARKER, wd.LOCK_NAME]
+
+
+def test_dev_like_entries_elsewhere_are_not_proof(tmp_path: Path) -> None:
+    """``data/`` and ``logs/`` are common names: outside the default ``.askbase/dev`` a directory
+    without the marker is askbase's only when empty."""
+    mine = tmp_path / "thesis"
+    (mine / "data").mkdir(parents=True)
+    (mine / "data" / "thesis.tex").write_text("three years of work")
+    (mine / "logs").mkdir()
+    with pytest.raises(wd.WorkdirError):
+        wd.claim(mine)
+    assert (mine / "data" / "thesis.tex").read_text() == "three years of work"
 
 
 def test_a_symlink_inside_is_removed_not_followed(tmp_path: Path) -> None:

@@ -60,11 +60,11 @@ def test_readyz_is_503_while_starting(emulators, settings: Settings, tmp_path: P
     assert make_app(settings, live).test_client().get("/readyz").status_code == 503
 
 
-def test_readyz_never_shows_the_restore_error_text_the_status_page_does(
+def test_only_admins_see_the_restore_error_text_never_readyz(
     emulators, settings: Settings, tmp_path: Path
 ) -> None:
-    """/readyz is public: a storage error's text (bucket, object path, project, service account) stays
-    on the signed-in status page; /readyz says only that an error is pending."""
+    """/readyz is public: a storage error's text (bucket, object path, project, service account) is
+    shown to admins on the status page only; /readyz and everyone else learn only that one is pending."""
     live, store = fake_live_index(tmp_path)
     secret_ish = "askbase-qa@acme-prod.iam.gserviceaccount.com does not have storage.objects.get access"
 
@@ -81,7 +81,11 @@ def test_readyz_never_shows_the_restore_error_text_the_status_page_does(
         assert ready.json["index_error"] is True and "last_error" not in ready.json
         assert "acme" not in ready.get_data(as_text=True)
         sign_in(client, "a@example.com")
-        assert secret_ish in client.get("/status").get_data(as_text=True)
+        page = client.get("/status").get_data(as_text=True)
+        assert secret_ish not in page and "An error was recorded" in page  # not an admin
+        admin = make_app(settings, live, admin_emails=["boss@example.com"]).test_client()
+        sign_in(admin, "boss@example.com")
+        assert secret_ish in admin.get("/status").get_data(as_text=True)
     finally:
         live.stop()
 

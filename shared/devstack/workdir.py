@@ -3,8 +3,8 @@
 ``askbase dev`` starts from an empty working directory (the emulators keep their data in memory, so last
 run's files are stale). Clearing a directory the user named is dangerous (``--workdir .`` is the
 checkout, ``--workdir ~`` the home directory), so :func:`claim` clears only a directory that carries
-askbase's marker file (written when askbase creates the directory), an empty one, or one that holds
-nothing but the entries ``askbase dev`` itself writes (a working directory from before the marker).
+askbase's marker file (written when askbase creates the directory), an empty one, or the default
+``.askbase/dev`` holding nothing but the entries ``askbase dev`` itself writes (made before the marker).
 Anything else is refused with :class:`WorkdirError` and nothing is deleted.
 
 A running dev holds the directory's lock (``flock`` on :data:`LOCK_NAME`, released by the kernel when
@@ -34,12 +34,23 @@ class WorkdirError(Exception):
     """The directory is not askbase's to clear; the message says why and what to do."""
 
 
+# The default working directory's last two parts: only there is a directory without the marker taken
+# for an older askbase dev's, by its entries alone.
+DEFAULT_PARTS = (".askbase", "dev")
+
+
 def owned(path: Path) -> bool:
-    """Whether askbase may clear ``path``: its marker is there, or it is empty, or holds only
-    :data:`KNOWN_ENTRIES`."""
+    """Whether askbase may clear ``path``: its marker is there, or it is empty, or it is the default
+    ``.askbase/dev`` and holds only :data:`KNOWN_ENTRIES` (made by an askbase dev from before the marker).
+
+    The entries alone are not proof elsewhere: ``data/``, ``logs/`` and ``env`` are common names, and a
+    user's ``--workdir ~/project`` holding just ``data/thesis.tex`` and ``logs/`` must not be emptied."""
     if (path / MARKER).is_file():
         return True
-    return all(entry.name in KNOWN_ENTRIES for entry in path.iterdir())
+    entries = list(path.iterdir())
+    if not entries:
+        return True
+    return path.parts[-2:] == DEFAULT_PARTS and all(entry.name in KNOWN_ENTRIES for entry in entries)
 
 
 @dataclass
