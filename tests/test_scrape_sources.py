@@ -211,3 +211,35 @@ def test_at_the_deadline_the_crawl_stops_and_removes_nothing(crawls: Crawls, sit
     assert set(after) == set(before)  # nothing removed, every page whole: old or new
     assert sum(after[u].content_hash != before[u].content_hash for u in after) == 2
     assert job.changed  # what was indexed is published
+
+
+# --- a page of this source that is no longer indexable leaves the index -------------------------------
+@pytest.mark.parametrize("change", ["emptied", "copy"])
+def test_a_page_no_longer_indexable_is_removed(crawls: Crawls, site, change: str) -> None:
+    crawls.run(_sitemap(site))
+    faq = site.url("/docs/faq")
+    assert faq in crawls.pages()
+    if change == "emptied":
+        site.edit_page("/docs/faq", "<html><body></body></html>")
+    else:  # now serves exactly another page's content
+        site.edit_page("/docs/faq", site.pages["/docs/configure"].body.decode())
+    run, job = crawls.run(_sitemap(site))
+    assert faq not in crawls.pages(), run.sources
+    assert run.pages_removed == 1 and job.changed and run.sources["docs"]["complete"]
+    run, job = crawls.run(_sitemap(site))
+    assert not job.changed and run.pages_removed == 0
+
+
+def test_a_deferred_page_that_turns_out_a_copy_is_removed(crawls: Crawls, site) -> None:
+    # The page holding its content answers late: the copy is deferred, then skipped as a copy.
+    crawls.run(_sitemap(site))
+    site.set_page("/docs/aa-copy", sites.page_for("/docs/aa-copy"))
+    crawls.run(_sitemap(site))
+    copy = site.url("/docs/aa-copy")
+    assert copy in crawls.pages()
+    site.edit_page("/docs/aa-copy", site.pages["/docs/install"].body.decode())
+    site.pages["/docs/install"].delay = 0.5
+    run, job = crawls.run(_sitemap(site))
+    assert [record.url for _, record, _ in job._deferred] == [copy]
+    assert copy not in crawls.pages(), run.sources
+    assert site.url("/docs/install") in crawls.pages() and job.changed

@@ -354,7 +354,11 @@ class _Attempt:
         complete, error = summary.complete, summary.error
         if self.out_of_time:
             complete, error = False, "stopped at the run's deadline, before the crawl was over"
-        gone = sorted(set(previous) - alive - set(self._claimed))
+        # Not alive: not seen, gone, or seen but no longer indexable (no main text any more, a copy of a
+        # page alive in this run, deferred as a copy). Only a URL another source claimed in this run is
+        # not this source's to remove: its own claims are exactly the pages it saw.
+        taken = {url for url, claimer in self._claimed.items() if claimer != source.name}
+        gone = sorted(set(previous) - alive - taken)
         # A page whose content this run found at another URL moved; it is not lost.
         lost = [url for url in gone if previous[url].content_hash not in self._fetched_hashes]
         if complete and len(lost) > MAX_REMOVED_SHARE * len(previous):
