@@ -165,6 +165,59 @@ def test_a_bot_started_after_the_rotation_registers_and_moves_to_the_new_key(
     assert _current(ring, raw["token_enc"]) and _current(ring, raw["webhook_secret_enc"])
 
 
+def _rotated_control(settings: Any) -> BotControl:
+    ring = BotRegistry(
+        firestore_client(settings.project_id), TokenCipher(_current_key(settings), previous=[OLD])
+    )
+    return BotControl(settings, ring, policy=RetryPolicy(attempts=3, backoff=0.01, max_wait=5.0))
+
+
+def test_the_first_restart_after_the_rotation_is_a_restart(bot_settings: Any, tg: FakeTelegram) -> None:
+    """Re-encrypting what the restart read changes the stored ciphertext, not the secret: the restart
+    still forces deleteWebhook + setWebhook and is logged as a restart (not a silent no-op)."""
+    token = tg.add_bot(username="restarted_bot")
+    owner = Caller(user="ann@example.com")
+    before = BotControl(
+        bot_settings, BotRegistry(firestore_client(bot_settings.project_id), TokenCipher(OLD))
+    )
+    bot = before.create_bot(owner, {"platform": "telegram", "name": "Restarted", "token": token})
+    assert before.start_bot(owner, bot.id).status == "running"
+    calls_before = len(tg.calls_for(token))
+
+    after = _rotated_control(bot_settings)
+    restarted = after.restart_bot(owner, bot.id)
+    assert restarted.status == "running", restarted.last_error
+    methods = [c.method for c in tg.calls_for(token)[calls_before:]]
+    hooks = [m for m in methods if m in ("deleteWebhook", "setWebhook")]
+    assert hooks == ["deleteWebhook", "setWebhook"], methods  # forced: delete, then set
+    latest = after.registry.activity(bot.id).items[0]
+    assert latest.kind == "restarted", (latest.kind, latest.message)
+    hook = tg.webhook(token)
+    assert hook is not None and hook.secret_token == after.registry.webhook_secret(
+        after.registry.get_bot(bot.id)
+    )
+    raw = _raw(after.registry, bot.id)
+    assert _current(after.registry, raw["token_enc"]) and _current(after.registry, raw["webhook_secret_enc"])
+
+
+def test_the_first_start_of_a_stopped_bot_after_the_rotation_is_a_start(
+    bot_settings: Any, tg: FakeTelegram
+) -> None:
+    token = tg.add_bot(username="started_bot")
+    owner = Caller(user="ann@example.com")
+    before = BotControl(
+        bot_settings, BotRegistry(firestore_client(bot_settings.project_id), TokenCipher(OLD))
+    )
+    bot = before.create_bot(owner, {"platform": "telegram", "name": "Started", "token": token})
+
+    after = _rotated_control(bot_settings)
+    started = after.start_bot(owner, bot.id)
+    assert started.status == "running", started.last_error
+    latest = after.registry.activity(bot.id).items[0]
+    assert latest.kind == "started", (latest.kind, latest.message)
+    assert len(tg.calls_for(token, "setWebhook")) == 1
+
+
 def test_botrunners_reconcile_moves_every_bot_it_can_decrypt(bot_settings: Any, tg: FakeTelegram) -> None:
     """The reconcile botrunner runs at start-up and every 10 minutes reads every bot's token (running or
     stopped): after a rotation it moves them all without a message having to arrive."""

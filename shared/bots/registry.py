@@ -543,8 +543,16 @@ class BotRegistry(BotReader):
         """Record, right before the platform is given a webhook secret, that attempt ``attempt`` may
         register the secret whose hash is ``secret_hash`` until :data:`REGISTRATION_LEASE` has passed.
 
-        False, recording nothing, when the bot is gone or its secret is no longer ``secret_enc`` (a token
-        replacement came in since it was read): the caller must not send that secret.
+        False, recording nothing, when the bot is gone or its secret is no longer the one the caller read
+        (a token replacement came in since): the caller must not send that secret.
+
+        "The same secret" is decided on the secret, not on its ciphertext: the stored
+        ``webhook_secret_hash`` (renewed with every secret, :meth:`replace_token`) must be ``secret_hash``.
+        A re-encryption of the same secret under another key (:meth:`decrypt_token`, :meth:`rekey`, run
+        by this very start after a rotation) changes ``webhook_secret_enc`` but is no replacement. Only
+        a bot with no stored hash yet (from before the hash; :meth:`ensure_webhook_secret_hash` normally
+        writes it first) is compared by its ciphertext, ``secret_enc``: a re-encryption then reads as a
+        change, and the caller looks again.
         """
         ref = self._ref(bot_id)
 
@@ -553,7 +561,11 @@ class BotRegistry(BotReader):
             if not snapshot.exists:
                 return False
             current = snapshot.to_dict() or {}
-            if current.get("webhook_secret_enc") != secret_enc:
+            stored_hash = current.get("webhook_secret_hash")
+            if stored_hash:
+                if stored_hash != secret_hash:
+                    return False
+            elif current.get("webhook_secret_enc") != secret_enc:
                 return False
             now = _now()
             update: dict[str, Any] = _expired_registrations(current, now)
