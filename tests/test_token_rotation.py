@@ -143,6 +143,35 @@ def test_a_failed_write_back_does_not_fail_the_read(
     assert not _current(ring, _raw(ring, bot.id)["token_enc"])  # moved on a later read
 
 
+def test_an_unexpected_error_in_the_write_back_does_not_fail_the_read(
+    old_registry: BotRegistry,
+    ring: BotRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The write-back is best effort whatever it raises (here an error the client does not wrap): the
+    token was decrypted, so the read succeeds; the log names the error's type, never the token."""
+    import logging
+
+    import shared.bots.registry as registry_module
+
+    class TransportHiccup(Exception):
+        pass
+
+    bot = _create(old_registry)
+
+    def hiccup(*args: Any, **kwargs: Any) -> Any:
+        raise TransportHiccup(f"connection reset while sending {TOKEN}")
+
+    monkeypatch.setattr(registry_module, "run_transaction", hiccup)
+    caplog.set_level(logging.WARNING, logger="shared.bots.registry")
+    assert ring.decrypt_token(ring.get_bot(bot.id)) == TOKEN
+    assert not _current(ring, _raw(ring, bot.id)["token_enc"])
+    [record] = [r for r in caplog.records if "not re-encrypted" in r.getMessage()]
+    assert "TransportHiccup" in record.getMessage() and record.exc_info is None
+    assert all(TOKEN not in r.getMessage() for r in caplog.records)
+
+
 def test_a_bot_started_after_the_rotation_registers_and_moves_to_the_new_key(
     bot_settings: Any, tg: FakeTelegram
 ) -> None:

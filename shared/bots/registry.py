@@ -86,7 +86,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from shared.bots.activity import ActivityLog, ActivityPage
 from shared.bots.answer_modes import DEFAULT_MODE, stored_mode
 from shared.bots.platforms import find_platform
-from shared.bots.secrets import DecryptionError, TokenCipher, webhook_secret_hash
+from shared.bots.secrets import TokenCipher, webhook_secret_hash
 from shared.logs import register_secret
 from shared.request_input import is_document_id
 from shared.transactions import run_transaction
@@ -297,8 +297,9 @@ class BotRegistry(BotReader):
                     log.info(
                         "bot %s: stored token re-encrypted with token key %s", bot.id, self._cipher.key_id
                     )
-            except (DecryptionError, gexc.GoogleAPIError, ValueError) as exc:
-                # The token is read; moving it is for later (the next read, or askbase bots rekey).
+            except Exception as exc:  # best effort: whatever fails, the token was read
+                # Moving it is for later (the next read, or askbase bots rekey). Only the error's type
+                # is logged: its message could quote what was being written.
                 log.warning("bot %s: stored token not re-encrypted (%s)", bot.id, type(exc).__name__)
         return token
 
