@@ -12,6 +12,7 @@ second gate, the function itself checks their ID token (audience ``scrape_url``,
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import flask
 
@@ -24,7 +25,7 @@ from shared.knowledge.scrape import ScrapeError, run_scrape
 log = logging.getLogger(__name__)
 
 
-def scrape(request: flask.Request) -> tuple[dict, int]:
+def scrape(request: flask.Request) -> tuple[dict[str, Any], int]:
     if request.method != "POST":
         return {"ok": False, "error": "POST to run a scrape"}, 405
     try:

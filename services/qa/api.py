@@ -23,7 +23,7 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from services.qa import auth
 from services.qa.app import context
-from services.qa.auth import api_login_required, current_user, service_caller
+from services.qa.auth import api_login_required, current_user, service_caller, signed_in_user
 from services.qa.gaps_query import gaps_filters
 from shared.bots.platform_users import user_platform
 from shared.qa.bot_chats import Asker
@@ -162,13 +162,13 @@ def ask() -> Any:
     return jsonify(result.to_json())
 
 
-def _read_owner() -> tuple[str | None, Any]:
-    """The signed-in user's owner key, or a 429 response when their read budget is spent."""
-    user = current_user()
-    assert user is not None
+def _read_owner() -> tuple[str, tuple[Response, int] | None]:
+    """The signed-in user's owner key, and a 429 response to send instead when their read budget is
+    spent (else None)."""
+    user = signed_in_user()
     allowed, retry_after = context().read_limiter.allow(user.owner)
     if not allowed:
-        return None, _reject(429, "too many requests; slow down", Retry_After=str(retry_after))
+        return user.owner, _reject(429, "too many requests; slow down", Retry_After=str(retry_after))
     return user.owner, None
 
 
@@ -235,8 +235,7 @@ def export_conversation(conversation_id: str) -> Any:
 @api_login_required
 def rename_conversation(conversation_id: str) -> Any:
     """Rename: ``{"title": "..."}`` → the conversation's history entry with its new title."""
-    user = current_user()
-    assert user is not None
+    user = signed_in_user()
     body = _json()
     title = body.get("title") if isinstance(body, dict) else None
     if not isinstance(title, str):
@@ -253,8 +252,7 @@ def rename_conversation(conversation_id: str) -> Any:
 @bp.delete("/conversations/<conversation_id>")
 @api_login_required
 def delete_conversation(conversation_id: str) -> Any:
-    user = current_user()
-    assert user is not None
+    user = signed_in_user()
     try:
         context().conversations.delete(user.owner, conversation_id)
     except ConversationNotFound:
@@ -265,8 +263,7 @@ def delete_conversation(conversation_id: str) -> Any:
 @bp.delete("/conversations")
 @api_login_required
 def clear_conversations() -> Any:
-    user = current_user()
-    assert user is not None
+    user = signed_in_user()
     return jsonify(deleted=context().conversations.clear(user.owner))
 
 
@@ -382,8 +379,7 @@ def gaps() -> Any:
     _, rejected = _read_owner()
     if rejected is not None:
         return rejected
-    user = current_user()
-    assert user is not None
+    user = signed_in_user()
     fmt = request.args.get("format", "json")
     table = request.args.get("table", "groups")
     if fmt not in ("json", "csv") or table not in GAPS_TABLES:

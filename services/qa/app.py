@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, jsonify, request
+from flask.sansio.app import App
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -33,6 +34,7 @@ from shared.qa.button_votes import ButtonVotes
 from shared.qa.conversations import ConversationStore
 from shared.qa.feedback import FeedbackStore
 from shared.qa.gaps import GapsService
+from shared.qa.identity import User
 from shared.qa.live_index import LiveIndex
 from shared.qa.ratelimit import RateLimiter
 from shared.qa.recording_ask import RecordingAsk
@@ -53,9 +55,9 @@ class NavItem:
     endpoint: str
     label: str
     admin_only: bool = False
-    visible: Callable[[Any], bool] | None = None
+    visible: Callable[[User], bool] | None = None
 
-    def shown_to(self, user: Any) -> bool:
+    def shown_to(self, user: User | None) -> bool:
         if self.visible is not None:
             return user is not None and self.visible(user)
         return not self.admin_only or bool(user and user.is_admin)
@@ -100,15 +102,16 @@ def context() -> QAContext:
     """The current app's :class:`QAContext` (inside a request or app context)."""
     from flask import current_app
 
-    return current_app.extensions["askbase"]
+    ctx: QAContext = current_app.extensions["askbase"]  # set by create_app, and only there
+    return ctx
 
 
 def add_nav_item(
-    app: Flask,
+    app: App,
     endpoint: str,
     label: str,
     admin_only: bool = False,
-    visible: Callable[[Any], bool] | None = None,
+    visible: Callable[[User], bool] | None = None,
 ) -> None:
     """Add a link to the top navigation of every page (after the built-in ones)."""
     app.extensions["askbase"].nav.append(NavItem(endpoint, label, admin_only, visible))

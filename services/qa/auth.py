@@ -5,8 +5,9 @@ Secure in production). Every state-changing browser request must carry the sessi
 ``X-CSRF-Token`` header or a ``csrf_token`` form field, or it gets a 403. Service callers authenticate
 per request (a Google ID token in production) and have no session, so CSRF does not apply to them.
 
-For other blueprints: :func:`current_user`, :func:`login_required` (pages: redirect to sign-in),
-:func:`api_login_required` (JSON 401) and :func:`csrf_exempt`.
+For other blueprints: :func:`current_user`, :func:`signed_in_user` (in views only signed-in users
+reach), :func:`login_required` (pages: redirect to sign-in), :func:`api_login_required` (JSON 401) and
+:func:`csrf_exempt`.
 """
 
 from __future__ import annotations
@@ -34,9 +35,20 @@ def current_user() -> User | None:
     return make_user(email, session.get("name", ""), context().settings)
 
 
+def signed_in_user() -> User:
+    """The signed-in browser user of a view that only signed-in users reach: one behind
+    :func:`login_required` or :func:`api_login_required`, or under ``/api/`` (whose check in
+    :func:`init_app` answers 401 to anyone else). Reaching here without a user is a bug, not a request
+    to answer."""
+    user = current_user()
+    assert user is not None, "signed_in_user() in a view open to anonymous visitors"
+    return user
+
+
 def service_caller() -> str | None:
     """The authenticated calling service of this request, or None."""
-    return g.get("service_caller")
+    caller: str | None = g.get("service_caller")  # set by the before_request check of init_app
+    return caller
 
 
 def sign_in(user: User) -> None:

@@ -32,7 +32,7 @@ from flask.blueprints import BlueprintSetupState
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from services.qa.app import add_nav_item, context
-from services.qa.auth import current_user, login_required
+from services.qa.auth import login_required, signed_in_user
 from services.qa.gaps_query import gaps_filters
 from shared.bots.registry import COLLECTION as BOTS
 from shared.knowledge.schedule import next_cron_time, schedule_zone
@@ -79,8 +79,7 @@ def _link_gaps(state: BlueprintSetupState) -> None:
 
 def _too_many_reads() -> Any:
     """A 429 page when the signed-in user's read budget is spent, else None."""
-    user = current_user()
-    assert user is not None
+    user = signed_in_user()
     allowed, retry_after = context().read_limiter.allow(user.owner)
     if allowed:
         return None
@@ -93,8 +92,7 @@ def _too_many_reads() -> Any:
 
 
 def _chat(conversation: Conversation | None) -> Any:
-    user = current_user()
-    assert user is not None
+    user = signed_in_user()
     ctx = context()
     query = request.args.get("q", "")[:200]
     history = ctx.conversations.list(user.owner, query)
@@ -131,8 +129,7 @@ def conversation(conversation_id: str) -> Any:
     limited = _too_many_reads()
     if limited is not None:
         return limited
-    user = current_user()
-    assert user is not None
+    user = signed_in_user()
     try:
         conv = context().conversations.get(user.owner, conversation_id)
     except ConversationNotFound:
@@ -175,8 +172,7 @@ def status() -> Any:
 @bp.post("/status/refresh")
 @login_required
 def refresh() -> Any:
-    user = current_user()
-    assert user is not None
+    user = signed_in_user()
     if not user.is_admin:
         g.reject_reason = "refresh by a non-admin"
         abort(403, "Only admins can start a refresh.")
@@ -200,8 +196,7 @@ def gaps() -> Any:
     limited = _too_many_reads()
     if limited is not None:
         return limited
-    user = current_user()
-    assert user is not None
+    user = signed_in_user()
     ctx = context()
     service = ctx.feedback.gaps
     viewer = Viewer(user.email, user.is_admin)
@@ -215,6 +210,8 @@ def gaps() -> Any:
     except UnknownBot:
         return _error_page(404, "No such bot among yours.")
     args = {k: v for k, v in request.args.items() if k in ("days", "since", "until", "source", "bot") and v}
+    # The same filters as url_for's query values (typed Any): as str, mypy matches them to its _external.
+    query: dict[str, Any] = args
     return render_template(
         "gaps.html",
         report=report,
@@ -223,6 +220,6 @@ def gaps() -> Any:
         sources=sorted(ctx.live_index.status().counts_by_source),
         args=args,
         days=args.get("days", "" if "since" in args or "until" in args else "30"),
-        csv_groups=url_for("api.gaps", format="csv", table="groups", **args),
-        csv_pages=url_for("api.gaps", format="csv", table="pages", **args),
+        csv_groups=url_for("api.gaps", format="csv", table="groups", **query),
+        csv_pages=url_for("api.gaps", format="csv", table="pages", **query),
     )
