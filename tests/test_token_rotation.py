@@ -297,7 +297,10 @@ def test_rekey_moves_every_bot_and_reports_counts(
         "bots": 4,
         "rekeyed": 2,
         "current": 1,
-        "undecryptable": [lost.id],
+        "undecryptable": [
+            {"bot": lost.id, "field": field, "key_id": key_id(OTHER), "key_configured": False}
+            for field in ("token", "webhook_secret")
+        ],
         "failed": [],
     }
     new_only = BotRegistry(ring.db, TokenCipher(_current_key(rotated_env)))
@@ -313,3 +316,59 @@ def test_rekey_moves_every_bot_and_reports_counts(
     ring.delete_bot(lost.id)
     clean = CliRunner().invoke(bots_group, ["rekey", "--json"])
     assert clean.exit_code == 0 and json.loads(clean.stdout)["current"] == 3
+
+
+@pytest.fixture
+def unrotated_env(emulators, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """get_settings() with the new key only: the operator forgot ASKBASE_TOKEN_KEYS_PREVIOUS."""
+    monkeypatch.delenv("ASKBASE_TOKEN_KEYS_PREVIOUS", raising=False)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def test_rekey_without_the_old_key_names_the_key_it_needs_not_the_owners(
+    unrotated_env: Any, old_registry: BotRegistry
+) -> None:
+    """Forgetting ASKBASE_TOKEN_KEYS_PREVIOUS is not "every owner must re-enter the token": each bot is
+    listed with the field that failed and the id of the key that sealed it, which the operator can add."""
+    bots = [_create(old_registry, bot_user_id=n) for n in (2001, 2002)]
+    result = CliRunner().invoke(bots_group, ["rekey", "--json"])
+    assert result.exit_code == 1, result.output
+    listed = json.loads(result.stdout)["undecryptable"]
+    assert listed == [
+        {"bot": bot.id, "field": field, "key_id": key_id(OLD), "key_configured": False}
+        for bot in bots
+        for field in ("token", "webhook_secret")
+    ]
+
+    text = CliRunner().invoke(bots_group, ["rekey"])
+    assert text.exit_code == 1
+    for bot in bots:
+        assert f"{bot.id} token: sealed by token key {key_id(OLD)}, which is not configured" in text.output
+    assert "ASKBASE_TOKEN_KEYS_PREVIOUS" in text.output
+    assert _b64(OLD) not in text.output and TOKEN not in text.output
+
+
+def test_rekey_says_which_field_cannot_be_decrypted(
+    rotated_env: Any, old_registry: BotRegistry, ring: BotRegistry
+) -> None:
+    """A bot whose token is fine but whose webhook secret no configured key opens is reported as such
+    (not as "its stored token cannot be decrypted")."""
+    bot = _create(ring, bot_user_id=2003)
+    bad = TokenCipher(OTHER).encrypt("some-secret", f"bots/{bot.id}/webhook_secret")
+    ring.db.collection("bots").document(bot.id).update({"webhook_secret_enc": bad})
+    tampered = _create(old_registry, bot_user_id=2004)  # its key is kept, but the token was altered
+    forged = tampered.token_enc[:-6] + ("AAAAAA" if not tampered.token_enc.endswith("AAAAAA") else "BBBBBB")
+    ring.db.collection("bots").document(tampered.id).update({"token_enc": forged})
+
+    result = CliRunner().invoke(bots_group, ["rekey", "--json"])
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["undecryptable"] == [
+        {"bot": bot.id, "field": "webhook_secret", "key_id": key_id(OTHER), "key_configured": False},
+        {"bot": tampered.id, "field": "token", "key_id": key_id(OLD), "key_configured": True},
+    ]
+    text = CliRunner().invoke(bots_group, ["rekey"]).output
+    assert f"{bot.id} webhook secret: sealed by token key {key_id(OTHER)}, which is not configured" in text
+    assert f"{tampered.id} token: does not decrypt with token key {key_id(OLD)}" in text
+    assert f"{bot.id} token" not in text and f"{tampered.id} webhook secret" not in text

@@ -1,6 +1,7 @@
-"""The worker and a bot whose stored token no configured key decrypts (the token key was changed without
-keeping the old one): each job is acknowledged with one ERROR naming the bot, never retried into the dead
-letters, and the bot's owner is told on its activity to enter the token again."""
+"""The worker and a bot whose stored token no configured key decrypts (a key not kept, or a revision
+that does not have the new key yet): each job is acknowledged with one ERROR naming the bot and the key
+id, never retried into the dead letters, and the bot's owner is told on its activity to enter the token
+again if it persists after a deploy."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from shared.bots.jobs import Job, JobKind
 from shared.bots.lookup import bot_lookup
 from shared.bots.qa_client import QaClient
 from shared.bots.registry import BotRegistry
-from shared.bots.secrets import TokenCipher
+from shared.bots.secrets import TokenCipher, key_id
 from shared.bots.worker import BotWorker
 from tests.bot_stack import bot_settings as env_settings
 from tests.bot_stack import envelope_bytes, register_telegram_bot
@@ -58,6 +59,8 @@ def test_a_token_no_key_decrypts_is_dropped_with_one_error_and_shown_to_the_owne
         assert [(o.status, o.reason) for o in outcomes] == [(200, "undecryptable token")] * 2  # acked
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 2 and all(bot_id in r.getMessage() for r in errors)  # one per job
+        # The operator learns which key the token needs (a key id is no secret).
+        assert all(key_id(OTHER) in r.getMessage() and "not configured" in r.getMessage() for r in errors)
         assert all(r.exc_info is None for r in errors)
         for record in caplog.records:
             assert token not in record.getMessage() and lost not in record.getMessage()
@@ -66,6 +69,9 @@ def test_a_token_no_key_decrypts_is_dropped_with_one_error_and_shown_to_the_owne
         [entry] = registry.activity(bot_id).items
         assert entry.kind == "error"
         assert "cannot be decrypted" in entry.message and "re-enter" in entry.message.lower()
+        # Only what is known: during a rollout a revision without the new key says the same, so the note
+        # neither claims the key was changed without keeping the old one nor sends the owner off at once.
+        assert "changed" not in entry.message and "after a deploy" in entry.message
         assert token not in entry.message
 
         # Re-entering the token (Replace token) makes the bot answer again.

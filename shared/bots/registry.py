@@ -86,7 +86,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from shared.bots.activity import ActivityLog, ActivityPage
 from shared.bots.answer_modes import DEFAULT_MODE, stored_mode
 from shared.bots.platforms import find_platform
-from shared.bots.secrets import TokenCipher, webhook_secret_hash
+from shared.bots.secrets import DecryptionError, TokenCipher, webhook_secret_hash
 from shared.logs import register_secret
 from shared.request_input import is_document_id
 from shared.transactions import run_transaction
@@ -221,6 +221,35 @@ def identity_key(platform: str, platform_info: dict[str, Any]) -> str | None:
     return f"{platform}:{value}"
 
 
+_FIELD_NAMES = {"token_enc": "token", "webhook_secret_enc": "webhook_secret"}
+
+
+@dataclass(frozen=True)
+class FieldFailure:
+    """One stored secret of a bot that no configured token key opens: ``field`` is ``"token"`` or
+    ``"webhook_secret"``; ``key_id`` / ``key_configured`` as on :class:`DecryptionError`; ``reason`` its
+    message (no secret in it)."""
+
+    field: str
+    key_id: str | None
+    key_configured: bool | None
+    reason: str
+
+
+class UndecryptableSecrets(DecryptionError):
+    """:meth:`BotRegistry.rekey` found stored secrets of the bot that no configured key opens."""
+
+    def __init__(self, bot_id: str, failures: list[FieldFailure]) -> None:
+        first = failures[0]
+        super().__init__(
+            f"bot {bot_id}: " + "; ".join(f"{f.field}: {f.reason}" for f in failures),
+            key_id=first.key_id,
+            key_configured=first.key_configured,
+        )
+        self.bot_id = bot_id
+        self.failures = failures
+
+
 class IdentityTaken(Exception):
     """Another bot already holds this platform identity (``bot_identities`` create() failed)."""
 
@@ -306,8 +335,9 @@ class BotRegistry(BotReader):
     def rekey(self, bot: Bot, *, attempts: int = 3) -> str:
         """Move the bot's stored token and webhook secret to the current key: ``"rekeyed"`` (written),
         ``"current"`` (nothing to do), ``"gone"`` (deleted), or ``"changed"`` when other writes kept
-        coming first (``attempts`` reads). Raises :class:`DecryptionError` if no configured key opens one
-        of them (the owner must enter the token again) and Firestore's errors as they come."""
+        coming first (``attempts`` reads). Raises :class:`UndecryptableSecrets` (a
+        :class:`~shared.bots.secrets.DecryptionError`) naming each field no configured key opens and the
+        key it needs, writing nothing, and Firestore's errors as they come."""
         current: Bot | None = bot
         for _ in range(attempts):
             if current is None:
@@ -326,14 +356,21 @@ class BotRegistry(BotReader):
         in ``bot``. ``"current"``: nothing to move; ``"rekeyed"``; ``"changed"``: another write came
         first for at least one field (that field is left as it is); ``"gone"``."""
         moves: dict[str, tuple[str, str]] = {}  # field -> (ciphertext read, the same under the current key)
+        failures: list[FieldFailure] = []
         for name, context in (
             ("token_enc", _token_context(bot.id)),
             ("webhook_secret_enc", _secret_context(bot.id)),
         ):
             blob = getattr(bot, name)
-            moved = self._cipher.reencrypt(blob, context) if blob else None
+            try:
+                moved = self._cipher.reencrypt(blob, context) if blob else None
+            except DecryptionError as exc:
+                failures.append(FieldFailure(_FIELD_NAMES[name], exc.key_id, exc.key_configured, str(exc)))
+                continue
             if moved is not None:
                 moves[name] = (blob, moved)
+        if failures:
+            raise UndecryptableSecrets(bot.id, failures)
         if not moves:
             return "current"
         ref = self._ref(bot.id)

@@ -102,7 +102,19 @@ class TokenKeyError(RuntimeError):
 
 
 class DecryptionError(RuntimeError):
-    """A stored ciphertext could not be decrypted (wrong key, tampered, or wrong context)."""
+    """A stored ciphertext could not be decrypted (wrong key, tampered, or wrong context).
+
+    ``key_id`` is the id of the key a ``v2`` ciphertext names (None for ``v1`` or an unknown format) and
+    ``key_configured`` whether that key is among the configured ones: False means a key is missing
+    (add it to ``ASKBASE_TOKEN_KEYS_PREVIOUS`` if someone still has it), True that the ciphertext does
+    not open with its own key (tampered, or copied from another field or bot). Neither is secret."""
+
+    def __init__(
+        self, message: str, *, key_id: str | None = None, key_configured: bool | None = None
+    ) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+        self.key_configured = key_configured
 
 
 def key_id(key: bytes) -> str:
@@ -143,11 +155,17 @@ class TokenCipher:
             aead, shown = self._keys.get(kid), kid[:_KID_CHARS]
             if aead is None:
                 raise DecryptionError(
-                    f"ciphertext is sealed by a token key that is not configured (key id {shown})"
+                    f"ciphertext is sealed by a token key that is not configured (key id {shown})",
+                    key_id=shown,
+                    key_configured=False,
                 )
             plain = _open(aead, payload, context)
             if plain is None:
-                raise DecryptionError(f"ciphertext could not be decrypted with its key (key id {shown})")
+                raise DecryptionError(
+                    f"ciphertext could not be decrypted with its key (key id {shown})",
+                    key_id=shown,
+                    key_configured=True,
+                )
             return plain
         if blob and blob.startswith(_V1):
             for aead in self._keys.values():

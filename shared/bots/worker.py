@@ -87,9 +87,11 @@ WORKER_RETRY_POLICY = RetryPolicy(attempts=4, backoff=0.5, max_backoff=4.0, max_
 # A bot whose stored token cannot be decrypted is noted in its activity at most this often per process
 # (every job of it is dropped and logged; the owner needs one line, not one per message).
 UNDECRYPTABLE_NOTE_SECONDS = 3600.0
+# Only what the worker knows: during a rollout a revision without the new key says the same of a token
+# the new revision has already moved, and that passes by itself.
 UNDECRYPTABLE_NOTE = (
-    "The stored token cannot be decrypted (the token key was changed without keeping the old one): "
-    "re-enter it with Replace token. Messages to the bot are dropped until then."
+    "The stored token cannot be decrypted with the configured token keys; messages to the bot are "
+    "dropped meanwhile. If this persists after a deploy has finished, re-enter the token with Replace token."
 )
 
 
@@ -149,8 +151,8 @@ class BotWorker:
         started = time.monotonic()
         try:
             bot = self._bots(job.bot_id)
-        except DecryptionError:
-            return self._undecryptable(job)
+        except DecryptionError as exc:
+            return self._undecryptable(job, exc)
         platform = find_platform(job.platform)
         if bot is None or platform is None or bot.platform != job.platform:
             log.info("job %s dropped: bot unknown", job.job_id)
@@ -236,15 +238,17 @@ class BotWorker:
         )
         return JobResult(200, "sent", job.job_id)
 
-    def _undecryptable(self, job: Job) -> JobResult:
-        """No configured key decrypts the bot's stored token: no delivery of this job can succeed until
-        the owner enters the token again, so it is acked (not retried into the dead letters). One ERROR
-        per job; the owner's note on the bot's activity at most once an hour per process."""
+    def _undecryptable(self, job: Job, exc: DecryptionError) -> JobResult:
+        """No configured key decrypts the bot's stored token: no delivery of this job to this process
+        can succeed, so it is acked (not retried into the dead letters). One ERROR per job, with the
+        error's text (the id of the key the token needs, never a key or the token); the owner's note on
+        the bot's activity at most once an hour per process."""
         log.error(
-            "job %s dropped: bot %s: its stored token cannot be decrypted with any configured token key "
-            "(the owner must re-enter it)",
+            "job %s dropped: bot %s: its stored token cannot be decrypted with the configured token keys "
+            "(%s); a key missing here must be added, or else the owner must re-enter the token",
             job.job_id,
             job.bot_id,
+            exc,
         )
         now = time.monotonic()
         with self._noted_lock:

@@ -20,12 +20,15 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
 
 from shared.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shared.bots.registry import FieldFailure
 
 log = logging.getLogger("askbase.bots")
 
@@ -262,27 +265,36 @@ def reconcile_command() -> None:
 def rekey_command(as_json: bool) -> None:
     """Re-encrypt every bot's stored token and webhook secret with the current token key.
 
-    Run it after a key rotation (docs/operations.md) with the old key still among the previous keys
-    (ASKBASE_TOKEN_KEYS_PREVIOUS): once it reports no bot undecryptable or failed, no stored secret needs
-    the old key. Exits 1 while some bot does (an undecryptable token must be re-entered by its owner;
-    a failed one is tried again by running the command again).
+    Run it after a key rotation (docs/operations.md), once traffic has fully moved to the revision with
+    the new key, with the old key still among the previous keys (ASKBASE_TOKEN_KEYS_PREVIOUS): once it
+    reports no bot undecryptable or failed, no stored secret needs the old key. Exits 1 while some bot
+    does. An undecryptable one is listed with the field that failed and the id of the key that sealed it:
+    a key that is not configured can be added to ASKBASE_TOKEN_KEYS_PREVIOUS (then run again); only if
+    nobody has it must the owner re-enter the token. A failed one is tried again by running the command
+    again.
     """
     from google.api_core import exceptions as gexc
 
-    from shared.bots.registry import BotRegistry
-    from shared.bots.secrets import DecryptionError
+    from shared.bots.registry import BotRegistry, FieldFailure, UndecryptableSecrets
+    from shared.bots.secrets import PREVIOUS_KEYS_VARIABLE, DecryptionError
 
     registry = BotRegistry.from_settings(get_settings())
     bots = registry.list_bots()
     counts = {"rekeyed": 0, "current": 0}
-    undecryptable: list[str] = []
+    undecryptable: list[tuple[str, FieldFailure]] = []
     failed: list[str] = []
     for bot in bots:
         try:
             outcome = registry.rekey(bot)
-        except DecryptionError:
-            log.error("bot %s: its stored token cannot be decrypted with any configured token key", bot.id)
-            undecryptable.append(bot.id)
+        except DecryptionError as exc:
+            failures = (
+                exc.failures
+                if isinstance(exc, UndecryptableSecrets)
+                else [FieldFailure("", exc.key_id, exc.key_configured, str(exc))]
+            )
+            for failure in failures:
+                log.error("bot %s: stored %s cannot be decrypted: %s", bot.id, failure.field, failure.reason)
+                undecryptable.append((bot.id, failure))
             continue
         except gexc.GoogleAPIError as exc:
             log.warning("bot %s: not re-encrypted (%s); run the command again", bot.id, type(exc).__name__)
@@ -297,7 +309,10 @@ def rekey_command(as_json: bool) -> None:
         "key_id": registry.key_id,
         "bots": len(bots),
         **counts,
-        "undecryptable": undecryptable,
+        "undecryptable": [
+            {"bot": bot_id, "field": f.field, "key_id": f.key_id, "key_configured": f.key_configured}
+            for bot_id, f in undecryptable
+        ],
         "failed": failed,
     }
     if as_json:
@@ -308,14 +323,36 @@ def rekey_command(as_json: bool) -> None:
             f"{counts['current']} already under it"
         )
         if undecryptable:
-            click.echo(
-                "cannot be decrypted with any configured key (the owner must re-enter the token): "
-                + " ".join(undecryptable)
-            )
+            click.echo("cannot be decrypted with the configured token keys:")
+            for bot_id, failure in undecryptable:
+                click.echo(
+                    f"  {bot_id} {failure.field.replace('_', ' ') or 'secret'}: {_undecryptable(failure)}"
+                )
+            missing = sorted({f.key_id for _, f in undecryptable if f.key_configured is False and f.key_id})
+            if missing:
+                click.echo(
+                    f"add the token key{'s' if len(missing) > 1 else ''} with id {', '.join(missing)} to "
+                    f"{PREVIOUS_KEYS_VARIABLE} and run again; "
+                    "only if nobody has it must the owners re-enter their tokens (Replace token)"
+                )
+            if any(f.key_configured is not False for _, f in undecryptable):
+                click.echo(
+                    "a secret that does not decrypt with its own key (or has no key id) was altered or "
+                    "copied: its owner must re-enter the token (Replace token)"
+                )
         if failed:
             click.echo("not re-encrypted, run again: " + " ".join(failed))
     if undecryptable or failed:
         raise SystemExit(1)
+
+
+def _undecryptable(failure: FieldFailure) -> str:
+    """One line of ``rekey``'s text report for a :class:`~shared.bots.registry.FieldFailure`."""
+    if failure.key_configured is False:
+        return f"sealed by token key {failure.key_id}, which is not configured"
+    if failure.key_configured:
+        return f"does not decrypt with token key {failure.key_id} (altered, or copied from elsewhere)"
+    return failure.reason
 
 
 # --- askbase bot poll ------------------------------------------------------------------------------
