@@ -199,3 +199,18 @@ def test_max_pages_counts_what_it_cuts_and_keeps_the_indexed_pages_first(site, c
 class _Stored:
     etag: str | None
     last_modified: str | None
+
+
+@pytest.mark.parametrize("max_pages", [1, 3])
+def test_the_start_url_goes_first_whatever_max_pages(site, max_pages: int) -> None:
+    # The start URL is not itself an indexed page (it redirects to /en/): it must not fall over the budget.
+    site.set_page("/en/", sites.page_for("/en/"), in_sitemap=False)
+    site.redirects["/"] = "/en/"
+    previous = {site.url(p): _Stored(None, None) for p in ["/en/", *sites.DOC_PAGES]}
+    source = Source(name="site", kind=SourceKind.CRAWL, url=site.url("/"), max_pages=max_pages)
+    results, summary = _crawl(source, previous)
+    assert results[site.url("/")].outcome is Outcome.FETCHED
+    assert summary.complete, summary.error
+    assert summary.discovered == max_pages and len(summary.cut) == summary.over_max_pages
+    assert site.url("/") not in summary.cut
+    assert len(set(previous) & summary.cut) == len(previous) + 1 - max_pages

@@ -85,6 +85,9 @@ class CrawlSummary:
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     over_max_pages: int = 0  # URLs found but not fetched: the source's max_pages was reached
+    # Those URLs (normalized). The scrape job removes an indexed page cut by max_pages without counting it
+    # as lost: the budget is the operator's explicit choice, not a sign of a broken site.
+    cut: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -281,9 +284,15 @@ class SourceCrawler:
             seeds = [self.start, *sorted(self.previous)]
         follow_links = kind is SourceKind.CRAWL
         # The pages already indexed come first for the max_pages budget: a sitemap or feed listing the
-        # newest first would otherwise push different pages in and out of the index on every run.
+        # newest first would otherwise push different pages in and out of the index on every run. A link
+        # crawl's start URL goes before them all (max_pages is at least 1, so it is never cut): the crawl
+        # stands on it, and it need not be an indexed page itself (/ redirecting to /en/, http to https,
+        # a landing page without main text), so ranking it with the unknown URLs cut it on every run and
+        # left the source incomplete for ever.
         known = [s for s in seeds if normalize_url(s, self.start) in self.previous]
         seeds = known + [s for s in seeds if normalize_url(s, self.start) not in self.previous]
+        if follow_links:
+            seeds = [self.start, *(s for s in seeds if normalize_url(s, self.start) != self.start)]
 
         frontier: asyncio.Queue[str] = asyncio.Queue()
         failures = 0
@@ -314,6 +323,7 @@ class SourceCrawler:
                 return
             if self._fetch_budget <= 0:
                 self.summary.over_max_pages += 1
+                self.summary.cut.add(url)
                 return
             self._fetch_budget -= 1
             self.summary.discovered += 1
