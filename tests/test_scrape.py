@@ -366,6 +366,24 @@ def test_the_run_deadline_follows_the_function_timeout_and_ends_the_run_recorded
     assert recorded.id == run.id and recorded.status is RunStatus.UNCHANGED and recorded.ended_at
 
 
+def test_a_held_back_removal_seen_in_three_consecutive_runs_is_applied(emulators, settings) -> None:
+    # The valve's count lives in the scrape_runs documents: each run reads what the newest one held back.
+    with sites.generated_site(12) as big:
+        cfg = settings.model_copy(
+            update={"sources": [Source(name="gen", kind=SourceKind.SITEMAP, url=big.url("/"))]}
+        )
+        first = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
+        assert first.status is RunStatus.PUBLISHED and first.sources["gen"]["fetched"] == 12
+        for i in range(7):
+            big.remove_page(f"/gen/page-{i:04d}")
+        for count in (1, 2):
+            run = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
+            assert run.status is RunStatus.UNCHANGED and run.pages_removed == 0
+            assert f"run {count} of 3" in run.error
+        run = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
+        assert run.status is RunStatus.PUBLISHED and run.pages_removed == 7 and run.error is None
+
+
 def test_bad_configuration_is_a_clear_error(settings: Settings) -> None:
     with pytest.raises(ScrapeError, match="ASKBASE_SOURCES"):
         run_scrape(settings.model_copy(update={"sources": []}))

@@ -16,7 +16,7 @@ from shared.config import Settings, Source, SourceKind
 from shared.knowledge import scrape as scrape_module
 from shared.knowledge.crawler import CrawlConfig
 from shared.knowledge.index import KnowledgeIndex, PageRecord
-from shared.knowledge.runs import ScrapeRun, new_run
+from shared.knowledge.runs import RunStatus, ScrapeRun, new_run
 from tests import sites
 
 FAST = CrawlConfig(
@@ -104,25 +104,107 @@ def test_a_site_refusing_every_page_keeps_its_pages(crawls: Crawls, site) -> Non
     assert not run.sources["site"]["complete"] and "HTTP 403" in run.sources["site"]["error"]
 
 
-def test_a_crawl_that_would_remove_most_of_a_source_removes_nothing(crawls: Crawls, site, caplog) -> None:
-    crawls.run(_sitemap(site))
-    assert set(crawls.pages()) == _urls(site, *sites.DOC_PAGES)
-    gone = sites.DOC_PAGES[:3]  # 3 of 5: more than MAX_REMOVED_SHARE
+@pytest.fixture
+def big() -> Iterator[sites.FixtureSite]:
+    """A 12-page sitemap source: large enough for MAX_REMOVED_SHARE to hold removals back."""
+    with sites.generated_site(12) as s:
+        yield s
+
+
+def _gen(site: sites.FixtureSite, first: int, last: int) -> list[str]:
+    return [f"/gen/page-{i:04d}" for i in range(first, last)]
+
+
+def _held(run: ScrapeRun) -> dict:
+    return {name: stats.get("held_back") for name, stats in run.sources.items()}
+
+
+def test_a_crawl_that_would_remove_most_of_a_source_removes_nothing(crawls: Crawls, big, caplog) -> None:
+    crawls.run(_sitemap(big))
+    assert len(crawls.pages()) == 12
+    gone = _gen(big, 0, 7)  # 7 of 12: more than MAX_REMOVED_SHARE
+    bodies = {path: big.pages[path].body for path in gone}
     for path in gone:
-        site.set_page(path, b"", status=404)
+        big.set_page(path, b"", status=404)
     with caplog.at_level(logging.WARNING, logger="shared.knowledge.scrape"):
-        run, job = crawls.run(_sitemap(site))
-    assert set(crawls.pages()) == _urls(site, *sites.DOC_PAGES)
+        run, job = crawls.run(_sitemap(big))
+    assert len(crawls.pages()) == 12
     assert run.pages_removed == 0 and not job.changed
     stats = run.sources["docs"]
-    assert not stats["complete"] and "would remove 3 of its 5 pages" in stats["error"]
-    assert any("would remove 3 of its 5 pages" in r.getMessage() for r in caplog.records)
+    assert not stats["complete"] and "would remove 7 of its 12 pages" in stats["error"]
+    assert "run 1 of 3" in stats["error"]
+    assert any("would remove 7 of its 12 pages" in r.getMessage() for r in caplog.records)
 
     # Fewer at once is an ordinary removal.
-    site.set_page(gone[0], sites.page_for(gone[0]))
-    run, job = crawls.run(_sitemap(site))
-    assert run.pages_removed == 2 and job.changed and run.sources["docs"]["complete"]
-    assert set(crawls.pages()) == _urls(site, *sites.DOC_PAGES) - _urls(site, *gone[1:])
+    for path in gone[3:]:
+        big.set_page(path, bodies[path])
+    run, job = crawls.run(_sitemap(big), held_back=_held(run))
+    assert run.pages_removed == 3 and job.changed and run.sources["docs"]["complete"]
+    assert run.sources["docs"]["held_back"] is None
+
+
+def test_the_same_removal_in_three_consecutive_runs_is_applied(crawls: Crawls, big) -> None:
+    crawls.run(_sitemap(big))
+    for path in _gen(big, 0, 7):
+        big.remove_page(path)  # a restructure: most pages gone for good
+    held: dict = {}
+    for attempt in (1, 2):
+        run, job = crawls.run(_sitemap(big), held_back=held)
+        assert run.pages_removed == 0 and f"run {attempt} of 3" in run.sources["docs"]["error"]
+        held = _held(run)
+    # A run that disagrees (another removal) starts the count again.
+    big.remove_page(_gen(big, 7, 8)[0])
+    run, _ = crawls.run(_sitemap(big), held_back=held)
+    assert run.pages_removed == 0 and "run 1 of 3" in run.sources["docs"]["error"]
+    held = _held(run)
+    for _ in (2, 3):
+        run, job = crawls.run(_sitemap(big), held_back=held)
+        held = _held(run)
+    assert run.pages_removed == 8 and job.changed and run.sources["docs"]["complete"], run.sources
+    assert len(crawls.pages()) == 4
+
+
+def test_pages_cut_by_a_lowered_max_pages_are_removed_not_held_back(crawls: Crawls, big) -> None:
+    crawls.run(_sitemap(big))
+    for _ in range(2):
+        run, job = crawls.run(_sitemap(big, max_pages=3))
+        stats = run.sources["docs"]
+        assert stats["complete"], stats["error"]
+        assert len(crawls.pages()) == 3
+    assert run.pages_removed == 0 and not job.changed and stats["over_max_pages"] == 9
+
+
+def test_a_small_source_is_not_held_back(crawls: Crawls, site) -> None:
+    crawls.run(_sitemap(site))
+    for path in sites.DOC_PAGES[:3]:  # 3 of 5 pages: over half, but a small source loses pages that way
+        site.set_page(path, b"", status=404)
+    run, _ = crawls.run(_sitemap(site))
+    assert run.pages_removed == 3 and run.sources["docs"]["complete"], run.sources
+    assert set(crawls.pages()) == _urls(site, *sites.DOC_PAGES[3:])
+
+
+def test_the_valve_state_comes_from_the_newest_run_that_crawled_the_source() -> None:
+    def record(status: RunStatus, held: dict | None, name: str = "docs") -> ScrapeRun:
+        run = new_run()
+        run.status = status
+        run.sources = {name: {"complete": held is None, "held_back": held}}
+        return run
+
+    held = {"removal": "abc", "runs": 2}
+    skipped = new_run()
+    skipped.status = RunStatus.SKIPPED
+    runs = [
+        skipped,
+        record(RunStatus.UNCHANGED, held),
+        record(RunStatus.UNCHANGED, {"removal": "x", "runs": 1}),
+    ]
+    assert scrape_module.held_back_of(runs) == {"docs": held}
+    not_crawled = new_run()
+    not_crawled.status = RunStatus.PUBLISHED
+    not_crawled.sources = {"docs": {"complete": False, "error": "not crawled: the run's deadline"}}
+    assert scrape_module.held_back_of([not_crawled, *runs]) == {"docs": held}
+    runs = [record(RunStatus.PUBLISHED, None, "blog"), record(RunStatus.UNCHANGED, None), *runs]
+    assert scrape_module.held_back_of(runs) == {"docs": None, "blog": None}
 
 
 # --- duplicates: only a page seen alive in this run makes another its duplicate ----------------------

@@ -27,12 +27,13 @@ A re-crawl where nothing changed embeds nothing and publishes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from shared.knowledge.crawler import CrawlConfig, Outcome, crawl_source
 from shared.knowledge.indexing import IndexingPipeline, PrecomputedVectors
 from shared.knowledge.leases import Clock, Lease, LeaseHeld, utc_now
 from shared.knowledge.run_progress import ProgressRecorder
-from shared.knowledge.runs import RunStatus, ScrapeRun, new_run, save_run
+from shared.knowledge.runs import RunStatus, ScrapeRun, list_runs, new_run, save_run
 from shared.knowledge.snapshots import Pointer, PublishConflict, SnapshotStore, SnapshotUnavailable
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,22 @@ MAX_ATTEMPTS = 2  # the first try, plus one start-over after losing the publish 
 # every page, a login wall, a sitemap emptied by a deploy) than a site that shrank, and publishing it
 # would empty the answers for that source until the next run. A real mass removal is done on purpose:
 # renaming the source drops its old pages (see drop_unconfigured).
+#
+# The valve is bounded, so a real change is never held back for ever:
+# - pages cut by the source's max_pages are not "lost": they are removed as the budget says (the
+#   operator chose it), and do not count toward the share;
+# - a source with fewer than VALVE_MIN_PAGES pages is not held back: one or two removals are already
+#   most of a three-page source, and a small site broken as a whole is still caught by the crawler's own
+#   checks (its start page, or every page its sitemap or feed lists, not served leaves it incomplete;
+#   so does every fetch failing);
+# - the same removal (the same set of lost URLs) held back in VALVE_RUNS consecutive runs is applied by
+#   the last of them: a broken deploy is usually fixed within a run or two, a restructure stays. Each
+#   run records what it held back in its scrape_runs document (sources[name]["held_back"]: the removal's
+#   fingerprint and how many consecutive runs saw it); the next run reads the newest run that crawled
+#   the source (held_back_of). A run that removes, or holds back another removal, starts the count over.
 MAX_REMOVED_SHARE = 0.5
+VALVE_MIN_PAGES = 10
+VALVE_RUNS = 3
 
 
 class ScrapeError(RuntimeError):
@@ -94,8 +110,11 @@ class _Attempt:
         crawl_config: CrawlConfig,
         deadline: float = math.inf,
         clock: Callable[[], float] = time.monotonic,
+        held_back: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
+        #: Source name -> the removal the previous run held back for it (see :data:`VALVE_RUNS`).
+        self.held_back = dict(held_back or {})
         #: On ``clock`` (see :func:`run_deadline`): past it no more result is taken from a crawl.
         self.deadline = deadline
         self.clock = clock
@@ -359,14 +378,35 @@ class _Attempt:
         # not this source's to remove: its own claims are exactly the pages it saw.
         taken = {url for url, claimer in self._claimed.items() if claimer != source.name}
         gone = sorted(set(previous) - alive - taken)
-        # A page whose content this run found at another URL moved; it is not lost.
-        lost = [url for url in gone if previous[url].content_hash not in self._fetched_hashes]
-        if complete and len(lost) > MAX_REMOVED_SHARE * len(previous):
-            complete = False
-            error = (
-                f"the crawl would remove {len(lost)} of its {len(previous)} pages (more than "
-                f"{MAX_REMOVED_SHARE:.0%} at once); kept them, as a broken site looks the same"
-            )
+        # A page whose content this run found at another URL moved, one max_pages cut is removed by the
+        # operator's budget: neither is lost (see MAX_REMOVED_SHARE).
+        lost = [
+            url
+            for url in gone
+            if url not in summary.cut and previous[url].content_hash not in self._fetched_hashes
+        ]
+        held_back: dict[str, Any] | None = None
+        if complete and len(previous) >= VALVE_MIN_PAGES and len(lost) > MAX_REMOVED_SHARE * len(previous):
+            removal = _removal_fingerprint(lost)
+            prior = self.held_back.get(source.name) or {}
+            runs = int(prior.get("runs", 0)) + 1 if prior.get("removal") == removal else 1
+            if runs < VALVE_RUNS:
+                complete = False
+                held_back = {"removal": removal, "runs": runs}
+                error = (
+                    f"the crawl would remove {len(lost)} of its {len(previous)} pages (more than "
+                    f"{MAX_REMOVED_SHARE:.0%} at once); kept them, as a broken site looks the same "
+                    f"(run {runs} of {VALVE_RUNS}: the same removal seen in {VALVE_RUNS} consecutive runs "
+                    "is applied)"
+                )
+            else:
+                log.warning(
+                    "source %s: the same removal of %d of its %d pages seen in %d consecutive runs; applied",
+                    source.name,
+                    len(lost),
+                    len(previous),
+                    runs,
+                )
         if complete:
             for url in gone:
                 run.chunks_removed += index.remove_page(url)
@@ -386,6 +426,7 @@ class _Attempt:
             "complete": complete,
             "error": error,
             "over_max_pages": summary.over_max_pages,
+            "held_back": held_back,
             "seconds": round(summary.seconds, 3),
             **{name: round(value, 3) for name, value in timings.items()},
         }
@@ -458,6 +499,39 @@ def _open_check(embedder: Any, collection: str) -> Callable[[Path, Any], None]:
             index.close()
 
     return check
+
+
+def _removal_fingerprint(urls: list[str]) -> str:
+    """Names a set of lost URLs in a run record (the URLs themselves could outgrow a Firestore document)."""
+    return hashlib.sha256("\n".join(sorted(urls)).encode()).hexdigest()[:32]
+
+
+def held_back_of(runs: Iterable[ScrapeRun]) -> dict[str, Any]:
+    """Source name -> what the newest run that crawled it held back (None: nothing), from ``runs``
+    newest first. Runs still going (this one) and skipped runs crawled nothing."""
+    found: dict[str, Any] = {}
+    for run in runs:
+        if run.status in (RunStatus.RUNNING, RunStatus.SKIPPED):
+            continue
+        for name, stats in run.sources.items():
+            # A source the run had no time for ("not crawled") neither agrees nor disagrees: look further.
+            if isinstance(stats, dict) and "held_back" in stats:
+                found.setdefault(name, stats["held_back"])
+    return found
+
+
+def _read_held_back(fs: Any) -> dict[str, Any]:
+    """:func:`held_back_of` the recent runs; nothing when they cannot be read (the valve then holds)."""
+    try:
+        return held_back_of(list_runs(fs, limit=VALVE_HISTORY))
+    except Exception:
+        log.exception("could not read the recent scrape runs; the removal valve starts its count over")
+        return {}
+
+
+# How many recent runs are searched for a source's last valve state (sources crawled in every run are
+# found in the newest one; a run that failed before crawling has none).
+VALVE_HISTORY = 10
 
 
 def _validators(record: Any) -> tuple[str | None, str | None]:
@@ -551,7 +625,10 @@ def run_scrape(
             verify=_open_check(embedder, settings.collection),
             work_dir=work,
         )
-        _run_attempts(settings, run, store, embedder, progress, crawl_config, lease, work, deadline)
+        held_back = _read_held_back(fs)
+        _run_attempts(
+            settings, run, store, embedder, progress, crawl_config, lease, work, deadline, held_back
+        )
         _note_incomplete(run)
     except Exception as exc:
         run.status = RunStatus.FAILED
@@ -620,12 +697,13 @@ def _run_attempts(
     lease: Lease,
     work: Path,
     deadline: float = math.inf,
+    held_back: Mapping[str, Any] | None = None,
 ) -> None:
     started_mark = ""  # the rollback mark of the pointer the first attempt started from
     for attempt in range(1, MAX_ATTEMPTS + 1):
         run.attempts = attempt
         _reset_counts(run)
-        job = _Attempt(settings, run, embedder, progress, crawl_config, deadline)
+        job = _Attempt(settings, run, embedder, progress, crawl_config, deadline, held_back=held_back)
         index, parent_id, generation = job.open_index(store, work / f"attempt-{attempt}")
         try:
             run.parent_snapshot_id = parent_id
