@@ -5,6 +5,7 @@ never overwritten."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from typing import Any
 
@@ -372,3 +373,92 @@ def test_rekey_says_which_field_cannot_be_decrypted(
     assert f"{bot.id} webhook secret: sealed by token key {key_id(OTHER)}, which is not configured" in text
     assert f"{tampered.id} token: does not decrypt with token key {key_id(OLD)}" in text
     assert f"{bot.id} token" not in text and f"{tampered.id} webhook secret" not in text
+
+
+# --- the rotation recipe only ever moves a secret forward ------------------------------------------
+
+_FIELDS = (("token_enc", "token"), ("webhook_secret_enc", "webhook_secret"))
+
+
+def _kid(blob: str) -> str:
+    return blob.split(":")[1] if blob.startswith("v2:") else "v1"
+
+
+def _run_phases(db: Any, phases: list[Any], bots: list[Bot], rank: dict[str, int], ring: TokenCipher) -> None:
+    """Every configuration of each phase (a rollout: old and new revision side by side) reads every bot,
+    in both orders; assert that a stored secret whose value did not change never moves to an older key."""
+    from shared.bots.secrets import DecryptionError
+
+    seen: dict[tuple[str, str], tuple[str, int]] = {}
+
+    def observe() -> None:
+        for bot in bots:
+            raw = _raw(BotRegistry(db, ring), bot.id)
+            for name, context in _FIELDS:
+                value = ring.decrypt(raw[name], f"bots/{bot.id}/{context}")
+                now = rank[_kid(raw[name])]
+                before = seen.get((bot.id, name))
+                if before is not None and before[0] == value:
+                    assert now >= before[1], f"{bot.id} {name} moved back to an older key"
+                seen[bot.id, name] = (value, now)
+
+    observe()
+    for phase in phases:
+        for serving in (phase, phase[::-1]):
+            for registry in serving:
+                for bot in bots:
+                    read = registry.get_bot(bot.id)
+                    # A revision without the new key fails on what was moved: the window, not a move.
+                    with contextlib.suppress(DecryptionError):
+                        registry.decrypt_token(read)
+                    observe()
+
+
+def test_the_documented_rotation_only_ever_moves_secrets_forward(db: Any, settings: Any) -> None:
+    """docs/operations.md: tokenKey=NEW with previousTokenKeys=OLD in one deploy, ``rekey`` once traffic
+    has moved, then previousTokenKeys dropped. No configuration that ever serves re-seals a secret under
+    an older key, so after the rekey nothing needs OLD whatever still ran meanwhile."""
+    new = _current_key(settings)
+    rank = {"v1": 0, key_id(OLD): 1, key_id(new): 2}
+    ring = TokenCipher(new, previous=[OLD])
+    before, rotated, after = (
+        BotRegistry(db, TokenCipher(OLD)),
+        BotRegistry(db, TokenCipher(new, previous=[OLD])),
+        BotRegistry(db, TokenCipher(new)),
+    )
+    bots = [_create(before, bot_user_id=n) for n in (3001, 3002)]
+    # The rollout of the rotation, then traffic on the new revision alone.
+    _run_phases(db, [[before], [before, rotated], [rotated]], bots, rank, ring)
+    for bot in bots:
+        assert rotated.rekey(rotated.get_bot(bot.id)) in ("rekeyed", "current")
+    # Dropping the old key rolls out; then the new key alone.
+    _run_phases(db, [[rotated, after], [after]], bots, rank, ring)
+    for bot in bots:
+        raw = _raw(after, bot.id)
+        assert all(_kid(raw[name]) == key_id(new) for name, _ in _FIELDS)
+        assert after.decrypt_token(after.get_bot(bot.id)) == TOKEN
+
+
+def test_a_process_listing_the_next_key_as_previous_would_move_secrets_back(db: Any, settings: Any) -> None:
+    """Why the recipe never lists a key that is or will be current as a previous one: a process re-seals
+    what its previous keys sealed, so one with tokenKey=OLD and previousTokenKeys=NEW (serving next to
+    the rotated revision) moves NEW's ciphertexts back under OLD."""
+    new = _current_key(settings)
+    staged = BotRegistry(db, TokenCipher(OLD, previous=[new]))
+    rotated = BotRegistry(db, TokenCipher(new, previous=[OLD]))
+    bot = _create(rotated, bot_user_id=3003)
+    staged.decrypt_token(staged.get_bot(bot.id))
+    assert _kid(_raw(staged, bot.id)["token_enc"]) == key_id(OLD)
+
+
+def test_the_rotation_recipe_never_lists_the_new_key_as_a_previous_one() -> None:
+    """The rule above, in docs/operations.md: previousTokenKeys holds retired keys only."""
+    import re
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[1].joinpath("docs", "operations.md").read_text()
+    section = text[text.index("## Rotating the token key") :]
+    section = section[: section.index("\n## ", 1)]
+    assert not re.search(r"previousTokenKeys\W{0,8}\$NEW", section), "previousTokenKeys set to $NEW"
+    assert re.search(r"previousTokenKeys\W{0,8}\$OLD", section)
+    assert "traffic" in section and "rekey" in section

@@ -51,7 +51,11 @@ Key rotation: a ciphertext sealed by a previous token key (or in the ``v1`` form
 changes a field only while it still holds the ciphertext that was read, so a token replaced meanwhile is
 never overwritten with the old one; it touches neither ``generation`` nor ``updated_at`` (nothing the
 owner or the control plane acts on changed). ``askbase bots rekey`` does the same for every bot
-(:meth:`BotRegistry.rekey`), after which the old key can be dropped (docs/operations.md).
+(:meth:`BotRegistry.rekey`), after which the old key can be dropped (docs/operations.md). Both follow
+:mod:`shared.bots.secrets`' re-sealing rule: only a previous key's blobs move, only to the current key,
+so a secret moves back to an older key only if a key that is or will be current is configured as a
+previous one somewhere, which the recipe forbids. A re-encryption changes ``webhook_secret_enc`` but not
+the secret or ``webhook_secret_hash``: :meth:`begin_registration` compares the hash.
 
 Which secret the platform holds: ``webhook_registered_hash`` is the same keyed hash of the secret the
 platform was last *given* (Telegram's ``setWebhook``), written only after that call succeeded, "" when

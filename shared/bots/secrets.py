@@ -20,6 +20,15 @@ becomes the current one, the old one a previous one, stored ciphertexts move to 
 botrunner reads them, :meth:`shared.bots.registry.BotRegistry.decrypt_token`, or all at once with
 ``askbase bots rekey``), and then the old key is dropped. Every key is registered with the log filter.
 
+The re-sealing rule, which keeps a rotation monotonic: a process moves (:meth:`TokenCipher.reencrypt`)
+only a blob sealed by one of *its own* previous keys (or a ``v1`` blob), and only to *its own* current
+key; a blob under its current key is left as it is, and one under a key it does not have fails. Which of
+two keys is newer is known to nobody but the operator, so the order comes from the configuration: a key
+is listed as previous only once it is retired, never one that is or will become current on any
+revision (a process with current OLD and previous NEW would move NEW's blobs back under OLD).
+docs/operations.md's recipe follows it: one deploy with current NEW and previous OLD, ``askbase bots
+rekey`` once all traffic is on that revision, then OLD dropped.
+
 Generate one with ``python -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"``.
 
 The ``context`` is bound into the ciphertext as AES-GCM associated data, so a ciphertext copied into
