@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -92,24 +93,98 @@ def _index_of(*locs: str) -> str:
     return f'<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</sitemapindex>'
 
 
-def test_an_off_site_sitemap_in_robots_txt_is_a_problem_and_the_sites_own_is_read(caplog) -> None:
-    with sites.FixtureSite() as other, _RobotsSite() as site:
-        for path in sites.DOC_PAGES:
-            site.set_page(path, sites.page_for(path))
-        site.robots_sitemaps = (other.url("/sitemap.xml"),)  # a CDN or www host: another site
-        with caplog.at_level(logging.WARNING, logger="shared.knowledge.discovery"):
-            results, summary = _crawl(Source(name="docs", kind=SourceKind.SITEMAP, url=site.url("/")))
-        assert other.hits.total() == 0  # never requested
-        # The site's own /sitemap.xml stands in: its pages are crawled...
-        assert {u for u, r in results.items() if r.outcome is Outcome.FETCHED} == {
-            site.url(p) for p in sites.DOC_PAGES
-        }
-        # ...but the source is incomplete: the sitemap the site names may list more.
-        assert not summary.complete and other.url("/sitemap.xml") in summary.error
-        assert any(
-            other.url("/sitemap.xml") in r.getMessage() and r.levelno == logging.WARNING
-            for r in caplog.records
+_PAGE = sites.doc_html("Page", [("Part", sites.prose("cdn"))])
+
+
+def _cdn_site(extra: dict[str, httpx.Response] | None = None) -> httpx.MockTransport:
+    """docs.example.com, whose robots.txt names its sitemap index on cdn.example.com (allowed by the
+    Sitemaps protocol when robots.txt references it); the index's children are on the CDN too."""
+    urlset = '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{}</urlset>'
+    answers = {
+        "https://docs.example.com/robots.txt": httpx.Response(
+            200, text="User-agent: *\nSitemap: https://cdn.example.com/sitemaps/index.xml\n"
+        ),
+        "https://cdn.example.com/sitemaps/index.xml": httpx.Response(
+            200,
+            text=_index_of(
+                "https://cdn.example.com/sitemaps/pages.xml", "https://elsewhere.example.org/sitemap.xml"
+            ),
+        ),
+        "https://cdn.example.com/sitemaps/pages.xml": httpx.Response(
+            200,
+            text=urlset.format(
+                "".join(
+                    f"<url><loc>https://{host}/p{i}</loc></url>"
+                    for host in ("docs.example.com", "x.test")
+                    for i in range(3)
+                )
+            ),
+        ),
+        **{
+            f"https://docs.example.com/p{i}": httpx.Response(
+                200, text=_PAGE, headers={"content-type": "text/html"}
+            )
+            for i in range(3)
+        },
+        **(extra or {}),
+    }
+    hits: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        hits.append(url)
+        answer = answers.get(url)
+        return (
+            httpx.Response(answer.status_code, content=answer.content, headers=answer.headers)
+            if answer
+            else httpx.Response(404)
         )
+
+    transport = httpx.MockTransport(handler)
+    transport.hits = hits  # type: ignore[attr-defined]
+    return transport
+
+
+def _mock_crawl(transport: httpx.MockTransport, url: str = "https://docs.example.com/"):
+    session = crawl_source(Source(name="docs", kind=SourceKind.SITEMAP, url=url), FAST, transport=transport)
+    return {r.requested_url: r for r in session}, session.summary
+
+
+def test_a_sitemap_robots_txt_names_on_another_host_is_read(caplog) -> None:
+    transport = _cdn_site()
+    with caplog.at_level(logging.WARNING, logger="shared.knowledge.discovery"):
+        results, summary = _mock_crawl(transport)
+    # The pages it lists on the site are crawled; those on other sites are not (same_site).
+    assert {u for u, r in results.items() if r.outcome is Outcome.FETCHED} == {
+        f"https://docs.example.com/p{i}" for i in range(3)
+    }
+    assert all(results[f"https://x.test/p{i}"].outcome is Outcome.SKIPPED for i in range(3))
+    assert not any("x.test" in hit for hit in transport.hits)  # type: ignore[attr-defined]
+    # An index may list children on its own host (the CDN), not on a third one: that is a problem.
+    assert "https://elsewhere.example.org/sitemap.xml" not in transport.hits  # type: ignore[attr-defined]
+    assert not summary.complete and "elsewhere.example.org" in summary.error
+    assert any("elsewhere.example.org" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("status", [404, 410])
+def test_a_child_sitemap_that_is_gone_lists_nothing(status: int) -> None:
+    missing = httpx.Response(status)
+    index = httpx.Response(
+        200, text=_index_of("https://cdn.example.com/sitemaps/pages.xml", "https://cdn.example.com/old.xml")
+    )
+    transport = _cdn_site(
+        {"https://cdn.example.com/sitemaps/index.xml": index, "https://cdn.example.com/old.xml": missing}
+    )
+    results, summary = _mock_crawl(transport)
+    assert sum(r.outcome is Outcome.FETCHED for r in results.values()) == 3
+    assert summary.complete, summary.error
+
+
+def test_a_site_wide_discovery_failure_names_the_earlier_problems() -> None:
+    transport = _cdn_site({"https://cdn.example.com/sitemaps/index.xml": httpx.Response(503)})
+    results, summary = _mock_crawl(transport)
+    assert results == {} and not summary.complete
+    assert "https://cdn.example.com/sitemaps/index.xml unavailable (503)" in summary.error
 
 
 def test_a_sitemap_listing_no_page_is_incomplete(site) -> None:
@@ -120,7 +195,7 @@ def test_a_sitemap_listing_no_page_is_incomplete(site) -> None:
     assert not summary.complete and "no page" in summary.error
 
 
-@pytest.mark.parametrize("trouble", ["missing", "server-error", "not-xml"])
+@pytest.mark.parametrize("trouble", ["server-error", "not-xml"])
 def test_a_broken_child_sitemap_is_skipped_and_the_rest_crawled(site, trouble: str) -> None:
     if trouble == "server-error":
         site.set_page("/sitemap-2019.xml", b"", status=503, in_sitemap=False)

@@ -47,12 +47,20 @@ async def sitemap_pages(
 ) -> tuple[list[str], list[str]]:
     """``(page_urls, problems)`` from the sitemaps of the site of ``start``.
 
-    The roots: ``start`` itself when it names a sitemap, else the on-site sitemaps robots.txt lists, else
-    ``/sitemap.xml``; sitemap indexes are followed :data:`~shared.knowledge.sitemaps.MAX_SITEMAP_DEPTH`
-    levels deep, on the site only. ``problems`` names what was skipped: a sitemap on another site, a
-    child sitemap that cannot be read or parsed, one unpacking past ``max_bytes``, or "no page listed".
-    The crawl goes on without them but must be reported incomplete, since they may list pages still
-    indexed. Only when no root sitemap can be read is it a :class:`SiteWideFailure`.
+    The roots: ``start`` itself when it names a sitemap, else the sitemaps robots.txt lists, else
+    ``/sitemap.xml``. A sitemap robots.txt lists may be on another host (a CDN, a storage bucket): the
+    Sitemaps protocol allows that when the site's robots.txt references it, since only the site's owner
+    can write it. Sitemap indexes are followed :data:`~shared.knowledge.sitemaps.MAX_SITEMAP_DEPTH`
+    levels deep, on the site and on the hosts of the sitemaps robots.txt lists only; every download is
+    capped at ``max_bytes``. The page URLs are returned as listed: the crawler keeps only those on the
+    site (``same_site``).
+
+    ``problems`` names what was skipped: a child sitemap on another host, one that cannot be read (5xx,
+    a timeout, over ``max_bytes``) or parsed, or "no page listed". The crawl goes on without them but
+    must be reported incomplete, since they may list pages still indexed. A child sitemap answering
+    404/410 lists nothing (it was removed, as pages are; an index naming it for ever would otherwise
+    leave the source incomplete on every run). Only when no root sitemap can be read is it a
+    :class:`SiteWideFailure`, whose message names every problem met on the way.
     """
     problems: list[str] = []
 
@@ -63,12 +71,10 @@ async def sitemap_pages(
     if start.endswith((".xml", ".xml.gz")):
         roots = [start]
     else:
-        listed = [u for u in (normalize_url(s) for s in robots_sitemaps) if u]
-        roots = [u for u in listed if same_site(u, start)]
-        for url in listed:
-            if url not in roots:
-                problem(f"robots.txt lists sitemap {url}, which is not on {site_of(start)}; not read")
-        roots = roots or [site_of(start) + "/sitemap.xml"]
+        roots = [u for u in (normalize_url(s) for s in robots_sitemaps) if u]
+        roots = list(dict.fromkeys(roots)) or [site_of(start) + "/sitemap.xml"]
+    # Hosts robots.txt vouches for: an index there may list its children there.
+    vouched = [start, *roots]
     pages: list[str] = []
     seen: set[str] = set()
     pending, depth = roots, 0
@@ -79,13 +85,23 @@ async def sitemap_pages(
         for sitemap in pending:
             if sitemap in seen:
                 continue
-            if not same_site(sitemap, start):
+            if depth and not any(same_site(sitemap, host) for host in vouched):
                 problem(f"sitemap index lists {sitemap}, which is not on {site_of(start)}; not read")
                 continue
             seen.add(sitemap)
             resp = await fetcher.get(sitemap, limit=max_bytes)
             trouble = ""
-            if resp.status_code != 200 or resp.too_large:
+            if resp.status_code in (404, 410) and not resp.error:
+                if depth:
+                    log.info(
+                        "source %s: sitemap %s is gone (%d); it lists nothing",
+                        source_name,
+                        sitemap,
+                        resp.status_code,
+                    )
+                    continue
+                trouble = f"sitemap {sitemap} unavailable ({resp.status_code})"
+            elif resp.status_code != 200 or resp.too_large:
                 trouble = f"sitemap {sitemap} unavailable ({resp.error or resp.status_code})"
             else:
                 try:
@@ -105,9 +121,14 @@ async def sitemap_pages(
             # Relative <loc>s are out of spec but common on hand-written sitemaps: resolve them.
             pages.extend(u for u in (normalize_url(s, sitemap) for s in urls) if u)
             children.extend(u for u in (normalize_url(s, sitemap) for s in subs) if u)
-        if depth == 0 and not roots_read:
-            # Not one root could be read: nothing says which pages the site still has.
-            raise SiteWideFailure("; ".join(root_failures))
+        if depth == 0:
+            if not roots_read:
+                # Not one root could be read: nothing says which pages the site still has.
+                raise SiteWideFailure("; ".join(problems))
+            # A root that is gone while another was read lists nothing, as a gone child does.
+            for failure in root_failures:
+                if failure.endswith(("(404)", "(410)")):
+                    problems.remove(failure)
         pending = children
         depth += 1
     if not pages:
