@@ -1,7 +1,8 @@
-"""The worker and a bot whose stored token no configured key decrypts (a key not kept, or a revision
-that does not have the new key yet): each job is acknowledged with one ERROR naming the bot and the key
-id, never retried into the dead letters, and the bot's owner is told on its activity to enter the token
-again if it persists after a deploy."""
+"""The worker and a bot whose stored token no configured key decrypts. Sealed by a key this process
+lacks (a revision that does not have the new key yet, or a key removed too early): each job is retried
+(503: Pub/Sub redelivers it, to a revision with the key, or into the dead letters for a replay), never
+dropped. Sealed by a configured key yet unreadable (damaged): acked. Either way one ERROR naming the bot
+and the key id, and the owner is told on its activity to enter the token again if it persists."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def test_a_token_no_key_decrypts_is_dropped_with_one_error_and_shown_to_the_owne
 
         caplog.set_level(logging.INFO)
         outcomes = [worker.handle_push(envelope_bytes(_job(bot_id, n))) for n in (1, 2)]
-        assert [(o.status, o.reason) for o in outcomes] == [(200, "undecryptable token")] * 2  # acked
+        # Retried, not dropped: a revision with the key (or a replay from the dead letters) answers it.
+        assert [(o.status, o.reason) for o in outcomes] == [(503, "token key not configured here")] * 2
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 2 and all(bot_id in r.getMessage() for r in errors)  # one per job
         # The operator learns which key the token needs (a key id is no secret).
@@ -78,3 +80,24 @@ def test_a_token_no_key_decrypts_is_dropped_with_one_error_and_shown_to_the_owne
         registry.replace_token(bot_id, token)
         assert worker.process(_job(bot_id, 3)).reason == "sent"
         assert len(tg.sent_messages(token)) == 1
+
+
+def test_a_damaged_token_under_a_configured_key_is_acked(
+    emulators, settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No delivery anywhere can open a damaged ciphertext: acked, with the ERROR and the owner's note."""
+    with FakeTelegram() as tg, FakeQA() as qa:
+        cfg = env_settings(monkeypatch, telegram_api_base=tg.base_url, qa_url=qa.url)
+        monkeypatch.setattr(bot_secrets, "_ciphers", {})
+        registry = BotRegistry.from_settings(cfg)
+        worker = BotWorker(registry.db, bot_lookup(registry, with_token=True), QaClient(cfg.qa_url), cfg)
+        bot_id, token = register_telegram_bot(cfg, tg)
+        stored = registry.db.collection("bots").document(bot_id).get().to_dict()["token_enc"]
+        damaged = stored[:-6] + ("AAAAAA" if not stored.endswith("AAAAAA") else "BBBBBB")
+        registry.db.collection("bots").document(bot_id).update({"token_enc": damaged})
+
+        caplog.set_level(logging.INFO)
+        outcome = worker.handle_push(envelope_bytes(_job(bot_id, 1)))
+        assert (outcome.status, outcome.reason) == (200, "undecryptable token")
+        assert any(bot_id in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+        assert tg.sent_messages(token) == [] and qa.requests == []

@@ -90,8 +90,9 @@ UNDECRYPTABLE_NOTE_SECONDS = 3600.0
 # Only what the worker knows: during a rollout a revision without the new key says the same of a token
 # the new revision has already moved, and that passes by itself.
 UNDECRYPTABLE_NOTE = (
-    "The stored token cannot be decrypted with the configured token keys; messages to the bot are "
-    "dropped meanwhile. If this persists after a deploy has finished, re-enter the token with Replace token."
+    "The stored token cannot be decrypted with the configured token keys; messages to the bot wait "
+    "meanwhile (retried for about 35 minutes). If this persists after a deploy has finished, re-enter the "
+    "token with Replace token."
 )
 
 
@@ -239,14 +240,22 @@ class BotWorker:
         return JobResult(200, "sent", job.job_id)
 
     def _undecryptable(self, job: Job, exc: DecryptionError) -> JobResult:
-        """No configured key decrypts the bot's stored token: no delivery of this job to this process
-        can succeed, so it is acked (not retried into the dead letters). One ERROR per job, with the
-        error's text (the id of the key the token needs, never a key or the token); the owner's note on
-        the bot's activity at most once an hour per process."""
+        """No configured key decrypts the bot's stored token. One ERROR per job, with the error's text
+        (the id of the key the token needs, never a key or the token); the owner's note on the bot's
+        activity at most once an hour per process.
+
+        Sealed by a key this process does not have (``key_configured`` False): retried (503), not
+        dropped. That is a key rotation's rollout window (this old revision lacks the new key; Pub/Sub
+        redelivers, and a new revision answers) or a key removed too early (the job ends in the dead
+        letters after the retries, and can be replayed once the key is back: docs/operations.md).
+        Sealed by a configured key and still unreadable (damaged, or an old format no key opens):
+        acked, since no delivery anywhere can succeed."""
+        retry = exc.key_configured is False
         log.error(
-            "job %s dropped: bot %s: its stored token cannot be decrypted with the configured token keys "
+            "job %s %s: bot %s: its stored token cannot be decrypted with the configured token keys "
             "(%s); a key missing here must be added, or else the owner must re-enter the token",
             job.job_id,
+            "retried" if retry else "dropped",
             job.bot_id,
             exc,
         )
@@ -258,6 +267,8 @@ class BotWorker:
                 self._undecryptable_noted[job.bot_id] = now
         if due:
             self._activity.record(job.bot_id, "error", UNDECRYPTABLE_NOTE)  # best effort, never raises
+        if retry:
+            return JobResult(503, "token key not configured here", job.job_id)
         return JobResult(200, "undecryptable token", job.job_id)
 
     def _stopped(self, job: Job, platform: Platform, api: ApiEndpoint) -> JobResult:
