@@ -325,3 +325,13 @@ def test_a_deferred_page_that_turns_out_a_copy_is_removed(crawls: Crawls, site) 
     assert [record.url for _, record, _ in job._deferred] == [copy]
     assert copy not in crawls.pages(), run.sources
     assert site.url("/docs/install") in crawls.pages() and job.changed
+
+
+def test_a_deleted_page_answering_403_is_removed(crawls: Crawls, site) -> None:
+    source = Source(name="site", kind=SourceKind.CRAWL, url=site.url("/"))
+    crawls.run(source)
+    # S3/CloudFront without s3:ListBucket: AccessDenied for a key that no longer exists.
+    site.set_page("/docs/faq", b"<Error><Code>AccessDenied</Code></Error>", status=403, in_sitemap=False)
+    run, job = crawls.run(source)
+    assert site.url("/docs/faq") not in crawls.pages() and run.pages_removed == 1, run.sources
+    assert run.sources["site"]["complete"] and job.changed

@@ -53,8 +53,8 @@ class Outcome(enum.StrEnum):
 
     FETCHED = "fetched"  # 200 with an HTML body
     UNCHANGED = "unchanged"  # 304 to our conditional GET
-    GONE = "gone"  # 404/410: the page no longer exists
-    FAILED = "failed"  # trouble (5xx, 429, 401/403, timeout) after every retry; keep what we had
+    GONE = "gone"  # 404/410 (or 401/403 from a site that serves its other pages): no longer exists
+    FAILED = "failed"  # trouble (5xx, 429, 401/403 site-wide, timeout) after every retry; keep what we had
     SKIPPED = "skipped"  # by a rule: robots.txt, include/exclude, non-HTML, too large, off-site, dup
 
 
@@ -305,6 +305,7 @@ class SourceCrawler:
         )
         anchors_seen = 0
         anchor_misses: list[str] = []
+        refused: list[CrawlResult] = []  # 401/403 answers, held until the crawl is over
 
         async def count(result: CrawlResult) -> None:
             self.summary.counts[result.outcome.value] = self.summary.counts.get(result.outcome.value, 0) + 1
@@ -363,7 +364,10 @@ class SourceCrawler:
                         else:
                             self._identities.add(result.url)
                             self._queued.add(result.url)
-                    if result.outcome is Outcome.FAILED:
+                    held = result.outcome is Outcome.FAILED and result.status_code in _REFUSALS
+                    if held:
+                        refused.append(result)  # gone or failed: told once the crawl is over
+                    elif result.outcome is Outcome.FAILED:
                         failures += 1
                     elif result.outcome in (Outcome.FETCHED, Outcome.UNCHANGED):
                         fetched_ok += 1
@@ -372,7 +376,8 @@ class SourceCrawler:
                     if follow_links:
                         for link in links:
                             enqueue(link, skipped_links)
-                    await count(result)
+                    if not held:
+                        await count(result)
                     for skipped_result in skipped_links:
                         await count(skipped_result)
                 finally:
@@ -387,6 +392,27 @@ class SourceCrawler:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+        # A 401/403 for one page of a site that plainly serves (its start page, or more than half of
+        # the pages its sitemap or feed lists, and most pages fetched) is how S3/CloudFront without
+        # ListBucket, and many CDNs, answer for a page that no longer exists: it is gone. A site
+        # refusing everything, or most of it (a WAF, a login wall, a bot block), keeps them FAILED; the
+        # start-page check below and the scrape job's removal valve guard against the rest.
+        serving = (anchors_seen > 0 if follow_links else anchors_seen * 2 > len(anchors)) and len(
+            refused
+        ) < fetched_ok
+        for result in refused:
+            if serving:
+                result = CrawlResult(
+                    result.url,
+                    Outcome.GONE,
+                    result.requested_url,
+                    f"{result.reason} while the site serves its other pages: taken as gone",
+                    result.status_code,
+                    elapsed_ms=result.elapsed_ms,
+                )
+            else:
+                failures += 1
+            await count(result)
         if self.summary.over_max_pages:
             log.warning(
                 "source %s: %d URLs over max_pages (%d) not crawled",
@@ -404,6 +430,9 @@ class SourceCrawler:
             # Every page failed: the site is down, not the pages gone.
             self.summary.complete = False
             self.summary.error = f"all {failures} page fetches failed"
+
+
+_REFUSALS = (401, 403)
 
 
 def _says_nothing_about_the_page(status_code: int) -> bool:
