@@ -352,7 +352,7 @@ def test_the_run_deadline_follows_the_function_timeout_and_ends_the_run_recorded
         1800 * scrape_module.DEADLINE_SHARE
     )
     assert scrape_module.run_budget_seconds(settings.model_copy(update={"scrape_lease_seconds": 7200})) == (
-        3600 * scrape_module.DEADLINE_SHARE
+        1800 * scrape_module.DEADLINE_SHARE  # the Scheduler's attempt deadline
     )
     cfg = _settings(settings, site)
     first = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)

@@ -335,3 +335,10 @@ def test_a_deleted_page_answering_403_is_removed(crawls: Crawls, site) -> None:
     run, job = crawls.run(source)
     assert site.url("/docs/faq") not in crawls.pages() and run.pages_removed == 1, run.sources
     assert run.sources["site"]["complete"] and job.changed
+
+
+@pytest.mark.parametrize(("lease", "base"), [(600, 600), (1800, 1800), (3000, 1800), (7200, 1800)])
+def test_the_run_budget_is_a_share_of_the_shortest_limit(settings: Settings, lease: int, base: int) -> None:
+    # The function's timeout is min(lease, 3600 s), the Scheduler's attempt deadline 1800 s.
+    cfg = settings.model_copy(update={"scrape_lease_seconds": lease})
+    assert scrape_module.run_budget_seconds(cfg) == base * scrape_module.DEADLINE_SHARE

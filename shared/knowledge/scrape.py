@@ -81,17 +81,30 @@ class ScrapeError(RuntimeError):
 # Gen2 HTTP functions run at most this long; infra gives the scrape function min(lease, this) as its
 # timeout (infra/config.py, scrape_timeout_seconds), so the run's own budget is derived the same way.
 FUNCTION_TIMEOUT_CAP_SECONDS = 3600
-# The share of that timeout spent crawling. A function killed at its timeout leaves its run record
-# "running" forever and publishes nothing; past this point the run stops taking crawl results, lets
-# the pages already handed to the indexing pipeline finish (the index holds only whole pages), and
-# publishes them with the sources marked incomplete (nothing removed). The rest of the time is for the
-# pipeline's tail, the snapshot upload and the record; the next run goes on with conditional GETs.
+# The share of that timeout (or of the Scheduler's attempt deadline, if shorter) spent crawling. A
+# function killed at its timeout leaves its run record "running" forever and publishes nothing; past
+# this point the run stops taking crawl results, lets the pages already handed to the indexing pipeline
+# finish (the index holds only whole pages), and publishes them with the sources marked incomplete
+# (nothing removed). The rest of the time is for the pipeline's tail, the snapshot upload and the
+# record; the next run goes on with conditional GETs.
 DEADLINE_SHARE = 0.75
 
 
+# Cloud Scheduler waits at most this long for the function's answer (infra/program.py,
+# attempt_deadline="1800s", the Scheduler's maximum for HTTP targets). Past it Scheduler records the
+# attempt as failed (DEADLINE_EXCEEDED) and retries by its retry policy, while the function goes on: the
+# retry then finds the lease held (a "skipped" run) and the job's history shows a failure for a run that
+# did finish. So the run's budget is also taken from this, the shorter of the two limits in practice.
+SCHEDULER_ATTEMPT_DEADLINE_SECONDS = 1800
+
+
 def run_budget_seconds(settings: Settings) -> float:
-    """How long a run may crawl before it stops to publish (see :data:`DEADLINE_SHARE`)."""
-    return min(settings.scrape_lease_seconds, FUNCTION_TIMEOUT_CAP_SECONDS) * DEADLINE_SHARE
+    """How long a run may crawl before it stops to publish (see :data:`DEADLINE_SHARE`): a share of the
+    shortest of the lease, the function's timeout cap and the Scheduler's attempt deadline."""
+    base = min(
+        settings.scrape_lease_seconds, FUNCTION_TIMEOUT_CAP_SECONDS, SCHEDULER_ATTEMPT_DEADLINE_SECONDS
+    )
+    return base * DEADLINE_SHARE
 
 
 def _noop(stage: str, done: int, total: int) -> None:
