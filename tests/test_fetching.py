@@ -37,6 +37,7 @@ class _SlowSite:
                 routes=[
                     Route("/robots.txt", lambda _: Response(status_code=404)),
                     Route("/trickle", self._trickle),
+                    Route("/sitemap.xml", self._finite_trickle),
                     Route("/hop/{n:int}", self._hop),
                 ]
             )
@@ -53,6 +54,14 @@ class _SlowSite:
                 self._count(-1)
 
         return StreamingResponse(body(), media_type="text/html")
+
+    async def _finite_trickle(self, _: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(16):  # 0.8 s in all
+                yield b" "
+                await asyncio.sleep(TRICKLE_GAP)
+
+        return StreamingResponse(body(), media_type="application/xml")
 
     def _count(self, change: int) -> None:
         with self._streams:
@@ -89,7 +98,9 @@ def slow_site() -> Iterator[_SlowSite]:
         yield site
 
 
-def _get(site: _SlowSite, path: str, timeout_seconds: float, retries: int = 0) -> FetchResponse:
+def _get(
+    site: _SlowSite, path: str, timeout_seconds: float, retries: int = 0, limit: int | None = None
+) -> FetchResponse:
     async def fetch() -> FetchResponse:
         async with http_client(2, timeout_seconds, "askbase-test") as client:
             fetcher = Fetcher(
@@ -101,9 +112,17 @@ def _get(site: _SlowSite, path: str, timeout_seconds: float, retries: int = 0) -
                 validators={},
                 allowed=lambda _: True,
             )
-            return await asyncio.wait_for(fetcher.get(site.url(path)), GUARD)
+            return await asyncio.wait_for(fetcher.get(site.url(path), limit=limit), GUARD)
 
     return asyncio.run(fetch())
+
+
+def test_a_large_document_gets_a_budget_scaled_to_its_cap(slow_site: _SlowSite) -> None:
+    # A sitemap, feed or robots.txt may be far larger than a page: its try's budget grows with the cap
+    # it is read under (timeout + cap at MIN_BYTES_PER_SECOND), a page's stays the timeout.
+    assert _get(slow_site, "/sitemap.xml", timeout_seconds=0.5).error == "timeout after 0.5 s"
+    resp = _get(slow_site, "/sitemap.xml", timeout_seconds=0.5, limit=2_000_000)
+    assert resp.status_code == 200 and resp.body == b" " * 16, resp.error
 
 
 def test_a_trickling_body_ends_at_the_request_budget(slow_site: _SlowSite) -> None:

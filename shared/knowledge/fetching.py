@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _MAX_RETRY_AFTER_SECONDS = 60.0
 _MAX_REDIRECTS = 10
+# The slowest transfer rate a document read under an explicit cap (Fetcher.get's ``limit``: sitemaps,
+# feeds, robots.txt) is given time for: its try's budget is the timeout plus cap / this, so a 50 MB
+# sitemap cap gets the timeout + 52 s, a 20 MB feed cap the timeout + 20 s. Pages (no explicit limit)
+# keep the timeout alone: they are small, and a slow one should not hold a worker.
+MIN_BYTES_PER_SECOND = 1_000_000
 
 
 def _jitter() -> float:
@@ -164,11 +169,16 @@ class Fetcher:
         The body is streamed and reading stops over ``limit``. With ``html_only`` a non-HTML 200 returns
         before its body is read (a PDF costs no download). With ``conditional`` every hop carries the
         validators stored for that hop's URL, so ``/docs/`` → ``/docs/index.html`` can still end in a 304.
-        A try that outlasts :attr:`budget_seconds` is abandoned (its connection closed) and retried like
-        a timeout; the last one ends as status 0 with ``error`` "timeout after N s".
+        A try that outlasts :attr:`budget_seconds` (plus ``limit`` / :data:`MIN_BYTES_PER_SECOND` when a
+        ``limit`` is given) is abandoned (its connection closed) and retried like a timeout; the last one
+        ends as status 0 with ``error`` "timeout after N s".
         """
-        limit = self.max_bytes if limit is None else limit
         budget = self.budget_seconds
+        if limit is not None and budget is not None:
+            # A document read under its own cap (a sitemap up to 50 MB, a feed up to 20 MB, robots.txt)
+            # may take longer than a page: the cap's worth of bytes at MIN_BYTES_PER_SECOND on top.
+            budget += limit / MIN_BYTES_PER_SECOND
+        limit = self.max_bytes if limit is None else limit
         attempt = 0
         while True:
             deadline = asyncio.timeout(budget)
