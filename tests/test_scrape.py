@@ -179,7 +179,7 @@ def test_lease_held_skips_and_crashed_lease_is_taken_over(
     import functions.scrape as fn
 
     monkeypatch.setattr(fn, "get_settings", lambda: cfg)
-    body, status = fn.scrape(SimpleNamespace(method="POST"))
+    body, status = fn.scrape(SimpleNamespace(method="POST", headers={}))
     assert status == 409 and body["status"] == "skipped"
     assert fn.scrape(SimpleNamespace(method="PUT"))[1] == 405
 
@@ -335,7 +335,7 @@ def test_an_incomplete_source_is_in_the_run_record_and_the_functions_answer(
     monkeypatch.setattr(
         fn, "run_scrape", lambda s: run_scrape(s, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
     )
-    body, status = fn.scrape(SimpleNamespace(method="POST"))
+    body, status = fn.scrape(SimpleNamespace(method="POST", headers={}))
     # Deliberately a 2xx: Cloud Scheduler retries any other answer (see functions/scrape.py).
     assert status == 200 and body["ok"] is False and body["status"] == "published"
     assert body["incomplete_sources"] == ["blog"] and "blog" in body["error"] and "HTTP 403" in body["error"]
@@ -412,7 +412,7 @@ def test_a_bad_start_url_is_a_recorded_failure(emulators, settings: Settings, mo
     import functions.scrape as fn
 
     monkeypatch.setattr(fn, "get_settings", lambda: cfg)
-    body, status = fn.scrape(SimpleNamespace(method="POST"))
+    body, status = fn.scrape(SimpleNamespace(method="POST", headers={}))
     assert status == 500 and body["ok"] is False and repr(url) in body["error"]
 
 
