@@ -81,3 +81,36 @@ def test_every_label_names_a_text_codec() -> None:
         assert label == label.strip().lower()
         assert codecs.lookup(codec)._is_text_encoding, (label, codec)
         b"abcd".decode(codec)
+
+
+def test_a_utf8_page_with_a_few_stray_bytes_stays_utf8() -> None:
+    # One byte of another encoding (a pasted snippet, a template seam) in a UTF-8 page: a few U+FFFD,
+    # not every accented letter of the page as mojibake.
+    body = _page("", "utf-8") + b"\xa0"
+    assert html_encoding("text/html", body) == "utf-8"
+    long_body = _page("", "utf-8", CAFE * 200) + b"\xe9 \x92 \x96"
+    assert html_encoding("text/html", long_body) == "utf-8"
+    # Stray bytes everywhere (a meaningful share) in a page that also has some UTF-8: windows-1252.
+    mixed = _page("", "cp1252", CAFE * 50) + "déjà".encode()
+    assert html_encoding("text/html", mixed) == "cp1252"
+    # Legacy text with no UTF-8 at all, however few its non-ASCII bytes: windows-1252.
+    assert html_encoding("text/html", _page("", "ascii", "x" * 5000) + b"\x92") == "cp1252"
+
+
+def test_a_meta_after_the_first_1024_bytes_in_the_head_is_read() -> None:
+    padding = '<link rel="stylesheet" href="/x.css">' * 40
+    body = _page(padding + '<meta charset="shift_jis">', "ascii", "x") + "日本語".encode("shift_jis")
+    assert len(body.split(b"<meta")[0]) > charsets.PRESCAN_BYTES
+    assert html_encoding("text/html", body) == "cp932"
+    # Bounded: a head running on past HEAD_SCAN_BYTES is not read to its end.
+    huge = _page('<link rel="x">' * 6000 + '<meta charset="koi8-r">', "ascii", "x")
+    assert html_encoding("text/html", huge) == "utf-8"
+
+
+def test_an_xml_declaration_is_honoured() -> None:
+    sj = "日本語のドキュメント".encode("shift_jis")
+    body = b'<?xml version="1.0" encoding="shift_jis"?><html><body>' + sj
+    assert html_encoding("application/xhtml+xml", body) == "cp932"
+    assert html_encoding(None, b"<?xml version='1.0' encoding='ISO-8859-1'?><p>caf\xe9</p>") == "cp1252"
+    # The header still wins.
+    assert html_encoding("application/xhtml+xml; charset=utf-8", body) == "utf-8"

@@ -3,8 +3,9 @@
 Pure. Many sites send a bare ``Content-Type: text/html`` and name their encoding only in a ``<meta>``;
 decoding those as UTF-8 (httpx's default) turned every accented letter of a windows-1252 page into
 U+FFFD in its title, its chunks and its search terms. The order, as in browsers: a byte-order mark, the
-header's charset, a ``<meta>`` in the first 1024 bytes, then UTF-8 when the bytes are UTF-8 and
-windows-1252 when they are not (what an undeclared legacy page almost always is).
+header's charset, an XML declaration (XHTML), a ``<meta>`` in the first 1024 bytes or later in the
+``<head>`` (up to 64 KB), then UTF-8 when the bytes are UTF-8, or nearly so, and windows-1252 when they
+are not (what an undeclared legacy page almost always is; see :func:`undeclared_encoding`).
 
 Labels are mapped as the WHATWG Encoding Standard maps them, so ``iso-8859-1``, ``latin1`` and
 ``us-ascii`` read as windows-1252 (letters and curly quotes where latin-1 has control characters), and
@@ -15,9 +16,18 @@ a label outside the standard (``utf-7``, a Python-only codec name, a typo) is ig
 from __future__ import annotations
 
 import codecs
+import re
 from email.message import Message
 
 PRESCAN_BYTES = 1024  # how much of a page a <meta> declaration is looked for in (WHATWG)
+# Browsers also honour a <meta> found later while parsing the <head> (by reloading the page): one after
+# 1024 bytes of stylesheets and scripts is read too, up to the end of the <head> within this many bytes.
+HEAD_SCAN_BYTES = 65_536
+# An undeclared page that is mostly UTF-8 stays UTF-8 unless its invalid bytes are more than this many
+# and more than one in STRAY_BYTES_PER bytes (see undeclared_encoding).
+STRAY_BYTES_TOLERATED = 8
+STRAY_BYTES_PER = 1000
+_XML_DECLARATION = re.compile(rb"""<\?xml\s[^>]*?encoding\s*=\s*(["'])([A-Za-z0-9._:-]+)\1""")
 
 _WHATWG_LABELS = {
     # Python codec: the WHATWG labels of the encoding it implements.
@@ -109,16 +119,57 @@ def header_charset(content_type: str | None) -> str | None:
 
 def html_encoding(content_type: str | None, body: bytes) -> str:
     """The codec to decode an HTML page with: a byte-order mark, else the Content-Type's charset, else
-    a ``<meta>`` declaration (:func:`prescan`), else UTF-8 if ``body`` is valid UTF-8, else windows-1252.
+    an XML declaration's encoding (XHTML), else a ``<meta>`` declaration (:func:`prescan` of the first
+    :data:`PRESCAN_BYTES`, then of the rest of the ``<head>`` up to :data:`HEAD_SCAN_BYTES`), else
+    :func:`undeclared_encoding`.
     """
-    found = bom_encoding(body) or header_charset(content_type) or prescan(body[:PRESCAN_BYTES])
-    if found:
-        return found
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
+    found = (
+        bom_encoding(body)
+        or header_charset(content_type)
+        or xml_declaration(body)
+        or prescan(body[:PRESCAN_BYTES])
+        or prescan(body[: _head_end(body)])
+    )
+    return found or undeclared_encoding(body)
+
+
+def undeclared_encoding(body: bytes) -> str:
+    """UTF-8 or windows-1252 for a page that declares nothing.
+
+    UTF-8 when the bytes are UTF-8. windows-1252 when they hold no UTF-8 multi-byte character at all
+    (legacy text: it decodes exactly), or when invalid bytes are a meaningful share: more than
+    :data:`STRAY_BYTES_TOLERATED` and more than one in :data:`STRAY_BYTES_PER` bytes. A page of real UTF-8
+    text with a few stray bytes (a pasted windows-1252 snippet, a seam in a template, a lone \\xa0) stays
+    UTF-8 with a U+FFFD for each: a handful of lost characters, where windows-1252 would garble every
+    accented letter of the page. A windows-1252 page that happens to hold a byte pair valid as UTF-8
+    has an invalid byte for nearly every accented letter, far over both bounds.
+    """
+    text = body.decode("utf-8", errors="replace")
+    stray = text.count("\ufffd") - body.count("\ufffd".encode())
+    if stray <= 0:
+        return "utf-8"
+    if not any(ord(ch) > 0x7F and ch != "\ufffd" for ch in text):
+        return "cp1252"
+    if stray > STRAY_BYTES_TOLERATED and stray * STRAY_BYTES_PER > len(body):
         return "cp1252"
     return "utf-8"
+
+
+def xml_declaration(body: bytes) -> str | None:
+    """The known encoding an XML declaration at the very start of ``body`` names (XHTML), or None."""
+    match = _XML_DECLARATION.match(body[:PRESCAN_BYTES])
+    if match is None:
+        return None
+    codec = encoding_for_label(match.group(2).decode("ascii"))
+    return "utf-8" if codec in ("utf-16-be", "utf-16-le") else codec
+
+
+def _head_end(body: bytes) -> int:
+    """Where the ``<head>`` ends (``</head>`` or ``<body``) within :data:`HEAD_SCAN_BYTES`; else
+    :data:`PRESCAN_BYTES` (a head that runs on is not read to an unknown end)."""
+    window = body[:HEAD_SCAN_BYTES].lower()
+    ends = [i for i in (window.find(b"</head"), window.find(b"<body")) if i >= 0]
+    return min(ends) if ends else PRESCAN_BYTES
 
 
 def prescan(head: bytes) -> str | None:
