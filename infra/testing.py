@@ -13,6 +13,7 @@ of the program finds every resource it holds.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import threading
@@ -343,6 +344,13 @@ def use_mocks(config: dict[str, str], secret_keys: Collection[str] | None = None
         secret_keys = [k for k in config if k.startswith("askbase:") and k.split(":", 1)[1] in SECRET_KEYS]
     pulumi.runtime.set_all_config(config, secret_keys=list(secret_keys))
     mocks = RecordingMocks()
+    # Pulumi's runtime asks asyncio.get_event_loop() for this thread's loop. A test that ran asyncio.run()
+    # earlier in the process (the crawler's do) leaves none: asyncio.run ends with set_event_loop(None),
+    # after which get_event_loop() raises "There is no current event loop". Give the thread one then.
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="askbase", stack="test", preview=False, monitor=mocks.monitor)
     return mocks
 
