@@ -294,3 +294,28 @@ def test_the_start_url_goes_first_whatever_max_pages(site, max_pages: int) -> No
     assert summary.discovered == max_pages and len(summary.cut) == summary.over_max_pages
     assert site.url("/") not in summary.cut
     assert len(set(previous) & summary.cut) == len(previous) + 1 - max_pages
+
+
+def test_discovery_stops_between_child_sitemaps_at_the_deadline() -> None:
+    children = [f"https://docs.example.com/sitemap-{i}.xml" for i in range(3)]
+    urlset = '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>{}</loc></url></urlset>'
+    fetched: list[str] = []
+    stop = [False]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        fetched.append(url)
+        if url.endswith("/robots.txt"):
+            return httpx.Response(200, text="User-agent: *\nSitemap: https://docs.example.com/index.xml\n")
+        if url.endswith("/index.xml"):
+            return httpx.Response(200, text=_index_of(*children))
+        if url in children:
+            stop[0] = True  # the run's deadline passes while the first child is read
+            return httpx.Response(200, text=urlset.format(url.replace(".xml", "-page")))
+        return httpx.Response(200, text=_PAGE, headers={"content-type": "text/html"})
+
+    source = Source(name="docs", kind=SourceKind.SITEMAP, url="https://docs.example.com/")
+    session = crawl_source(source, FAST, transport=httpx.MockTransport(handler), stop=lambda: stop[0])
+    results = list(session)
+    assert results == [] and [u for u in fetched if u in children] == children[:1]
+    assert not session.summary.complete and "deadline" in session.summary.error

@@ -4,11 +4,15 @@ in a temporary directory and stand-in vectors (no emulators, no model). Each tes
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -342,3 +346,61 @@ def test_the_run_budget_is_a_share_of_the_shortest_limit(settings: Settings, lea
     # The function's timeout is min(lease, 3600 s), the Scheduler's attempt deadline 1800 s.
     cfg = settings.model_copy(update={"scrape_lease_seconds": lease})
     assert scrape_module.run_budget_seconds(cfg) == base * scrape_module.DEADLINE_SHARE
+
+
+GUARD = 60.0  # only a failure guard: the run below ends on its deadline long before
+
+
+def test_the_deadline_ends_a_crawl_that_emits_nothing(crawls: Crawls, monkeypatch) -> None:
+    # A sitemap that takes for ever to come: the crawl emits no result, and the run's deadline must
+    # still end it (a blocking wait for the next result saw the clock only once one came).
+    now = [0.0]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/robots.txt":
+            return httpx.Response(404)
+        now[0] = 1000.0
+        await asyncio.sleep(GUARD)
+        return httpx.Response(404)
+
+    real = scrape_module.crawl_source
+    monkeypatch.setattr(
+        scrape_module,
+        "crawl_source",
+        lambda *args, **kwargs: real(*args, **kwargs, transport=httpx.MockTransport(handler)),
+    )
+    source = Source(name="docs", kind=SourceKind.SITEMAP, url="https://docs.example.com/")
+    done: list = []
+    started = time.monotonic()
+    worker = threading.Thread(
+        target=lambda: done.append(crawls.run(source, deadline=999.0, clock=lambda: now[0])), daemon=True
+    )
+    worker.start()
+    worker.join(GUARD)
+    assert done and time.monotonic() - started < GUARD / 2, "the run waited for the crawl"
+    run, _ = done[0]
+    assert not run.sources["docs"]["complete"] and "deadline" in run.sources["docs"]["error"]
+
+
+def test_at_the_deadline_pages_moved_in_this_run_keep_their_old_urls(crawls: Crawls, site) -> None:
+    with sites.FixtureSite() as new, sites.FixtureSite() as blog:
+        for path, page in site.pages.items():
+            new.set_page(path, page.body, in_sitemap=page.in_sitemap)
+        blog.set_page("/blog", sites.page_for("/blog"))
+        crawls.run(Source(name="docs", kind=SourceKind.CRAWL, url=site.url("/")))
+        before = crawls.pages()
+        now = [0.0]
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage == "crawl blog":
+                now[0] = 1000.0  # the deadline passes after the moved source was crawled
+
+        moved = Source(name="docs", kind=SourceKind.CRAWL, url=new.url("/"))
+        other = Source(name="blog", kind=SourceKind.CRAWL, url=blog.url("/blog"))
+        run, _ = crawls.run(moved, other, progress=progress, deadline=999.0, clock=lambda: now[0])
+        # The new URLs were deferred (their content is held by the old ones): with no time left to
+        # index them, the old URLs stay, and the source says why.
+        after = crawls.pages()
+        assert set(before) <= set(after) and run.pages_removed == 0
+        assert not any(url.startswith(new.url("/")) for url in after)
+        assert not run.sources["docs"]["complete"] and "deadline" in run.sources["docs"]["error"]

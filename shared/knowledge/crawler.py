@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 import urllib.robotparser
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -130,8 +130,11 @@ class SourceCrawler:
         config: CrawlConfig,
         previous: Mapping[str, Validators] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> None:
         self.source = source
+        #: Turns true at the run's deadline: discovery checks it between sitemaps (see sitemap_pages).
+        self.stop = stop
         self.config = config
         self.previous = dict(previous or {})
         self.include = compile_patterns(source.include, "include")
@@ -276,7 +279,12 @@ class SourceCrawler:
         if kind is SourceKind.SITEMAP:
             robots_sitemaps = list(self._robots.site_maps() or [])
             seeds, self._discovery_problems = await sitemap_pages(
-                fetcher, self.start, robots_sitemaps, self.config.max_sitemap_bytes, self.source.name
+                fetcher,
+                self.start,
+                robots_sitemaps,
+                self.config.max_sitemap_bytes,
+                self.source.name,
+                self.stop,
             )
         elif kind is SourceKind.FEED:
             seeds = await feed_pages(fetcher, self.start, self.source.name) + sorted(self.previous)
@@ -524,6 +532,27 @@ class CrawlSession:
             self._release()
             yield item
 
+    def results(self, tick: float) -> Iterator[CrawlResult | None]:
+        """Like iterating the session, but yields None whenever no result came for ``tick`` seconds, so
+        the consumer can look at its clock while the crawl is quiet (discovery reading a large sitemap,
+        every worker waiting on a slow server)."""
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        while True:
+            try:
+                item = self._queue.get(timeout=tick)
+            except queue.Empty:
+                yield None
+                continue
+            if item is None:
+                self._thread.join()
+                return
+            if isinstance(item, BaseException):
+                raise item
+            self._release()
+            yield item
+
     def close(self) -> None:
         """Stop early (the consumer gave up): the crawl task is cancelled and its thread ends."""
         with self._lock:
@@ -539,9 +568,11 @@ def crawl_source(
     config: CrawlConfig,
     previous: Mapping[str, Validators] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> CrawlSession:
     """Start crawling ``source``; iterate the returned session for results, then read its summary.
 
-    Raises :class:`ValueError` at once for a bad start URL or include/exclude regex.
+    ``stop()`` (called from the crawl's thread) turning true ends discovery early, the source then
+    incomplete. Raises :class:`ValueError` at once for a bad start URL or include/exclude regex.
     """
-    return CrawlSession(SourceCrawler(source, config, previous, transport))
+    return CrawlSession(SourceCrawler(source, config, previous, transport, stop))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import urllib.robotparser
+from collections.abc import Callable
 
 from shared.knowledge.fetching import Fetcher, is_html_type
 from shared.knowledge.links import parse_links
@@ -43,7 +44,12 @@ async def load_robots(fetcher: Fetcher, site: str) -> urllib.robotparser.RobotFi
 
 
 async def sitemap_pages(
-    fetcher: Fetcher, start: str, robots_sitemaps: list[str], max_bytes: int, source_name: str
+    fetcher: Fetcher,
+    start: str,
+    robots_sitemaps: list[str],
+    max_bytes: int,
+    source_name: str,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[list[str], list[str]]:
     """``(page_urls, problems)`` from the sitemaps of the site of ``start``.
 
@@ -60,7 +66,8 @@ async def sitemap_pages(
     must be reported incomplete, since they may list pages still indexed. A child sitemap answering
     404/410 lists nothing (it was removed, as pages are; an index naming it for ever would otherwise
     leave the source incomplete on every run). Only when no root sitemap can be read is it a
-    :class:`SiteWideFailure`, whose message names every problem met on the way.
+    :class:`SiteWideFailure`, whose message names every problem met on the way. So is ``stop()``
+    turning true (the run's deadline) before the next sitemap is fetched: each may take minutes.
     """
     problems: list[str] = []
 
@@ -88,6 +95,10 @@ async def sitemap_pages(
             if depth and not any(same_site(sitemap, host) for host in vouched):
                 problem(f"sitemap index lists {sitemap}, which is not on {site_of(start)}; not read")
                 continue
+            if stop is not None and stop():
+                raise SiteWideFailure(
+                    "; ".join(["stopped at the run's deadline while reading its sitemaps", *problems])
+                )
             seen.add(sitemap)
             resp = await fetcher.get(sitemap, limit=max_bytes)
             trouble = ""

@@ -49,6 +49,8 @@ from shared.knowledge.snapshots import Pointer, PublishConflict, SnapshotStore, 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+# How long the consumer waits for the crawl's next result before it looks at the run's clock again.
+RESULT_WAIT_SECONDS = 1.0
 MAX_ATTEMPTS = 2  # the first try, plus one start-over after losing the publish race
 # A crawl that would take away more than this share of a source's indexed pages at once removes none
 # of them and leaves the source incomplete. Docs sites lose a few pages per release, not most of them;
@@ -150,6 +152,10 @@ class _Attempt:
         self._indexed_owners: dict[str, set[str]] = {}  # content hash -> URLs holding it at the start
         self._fetched_hashes: set[str] = set()  # content this run found served, indexed or deferred
         self._deferred: list[tuple[Source, Any, list[Any]]] = []
+        # Gone pages whose content a deferred page holds (the page moved): removed only once the deferred
+        # pages are indexed, so a run stopped at its deadline in between keeps that content under the old
+        # URL. URL -> the source it is removed from (None: a source no longer configured).
+        self._pending_removals: dict[str, str | None] = {}
         # A page two sources reach belongs to the first configured one that gets it in a run; the others
         # report it skipped. Letting each take it in turn rewrote it, and published, on every run.
         self._claimed: dict[str, str] = {}  # URL -> source name
@@ -199,12 +205,16 @@ class _Attempt:
         for url, record in index.pages().items():
             self._indexed_owners.setdefault(record.content_hash, set()).add(url)
         for source in self.settings.sources:
-            if self.out_of_time:
+            if self.out_of_time or self._past_deadline():
+                self.out_of_time = True
                 self._not_crawled(source)
             else:
                 self.scrape_source(index, source)
         self.drop_unconfigured(index)
         self._index_deferred(index)
+
+    def _past_deadline(self) -> bool:
+        return self.clock() >= self.deadline
 
     def scrape_source(self, index: Any, source: Source) -> None:
         """Crawl one source and apply what it found to the index (see the module docstring)."""
@@ -227,7 +237,7 @@ class _Attempt:
             "model_idle_seconds": 0.0,
         }
         source_started = time.perf_counter()
-        session = crawl_source(source, self.crawl_config, previous)
+        session = crawl_source(source, self.crawl_config, previous, stop=self._past_deadline)
         try:
             with IndexingPipeline(index, self.vectors) as pipeline:
                 self._consume(source, session, previous, pages, alive, stats, pipeline, timings)
@@ -269,17 +279,23 @@ class _Attempt:
         index_stage = f"index {source.name}"
         index = pipeline.index
         done = 0
-        results = iter(session)
+        # A bounded wait: a crawl may emit nothing for minutes (a large sitemap, slow servers), and the
+        # deadline must end it all the same.
+        results = session.results(RESULT_WAIT_SECONDS)
         while True:
-            if self.clock() >= self.deadline:
+            if self._past_deadline():
                 self.out_of_time = True
                 log.warning("source %s: the run's deadline is reached; stopping the crawl", source.name)
                 break
             waited = time.perf_counter()
-            result = next(results, None)
-            timings["crawl_wait_seconds"] += time.perf_counter() - waited
-            if result is None:
+            try:
+                result = next(results)
+            except StopIteration:
                 break
+            finally:
+                timings["crawl_wait_seconds"] += time.perf_counter() - waited
+            if result is None:
+                continue  # nothing yet: look at the clock again
             done += 1
             self.progress(stage, done, max(session.summary.discovered, done))
             self.progress(index_stage, *pipeline.progress)
@@ -421,7 +437,11 @@ class _Attempt:
                     runs,
                 )
         if complete:
+            deferred = self._deferred_hashes()
             for url in gone:
+                if previous[url].content_hash in deferred:
+                    self._pending_removals[url] = source.name  # moved: removed after its new URL is in
+                    continue
                 run.chunks_removed += index.remove_page(url)
                 stats["removed"] += 1
                 self.changed = True
@@ -458,22 +478,41 @@ class _Attempt:
     def drop_unconfigured(self, index: Any) -> None:
         """Pages of a source removed from the configuration leave the index."""
         configured = {s.name for s in self.settings.sources}
+        deferred = self._deferred_hashes()
         for url, record in index.pages().items():
             if record.source not in configured:
+                if record.content_hash in deferred:
+                    self._pending_removals[url] = None  # moved to a configured source: see _index_deferred
+                    continue
                 self.run.chunks_removed += index.remove_page(url)
                 self.run.pages_removed += 1
                 self.changed = True
 
+    def _deferred_hashes(self) -> set[str]:
+        return {record.content_hash for _, record, _ in self._deferred}
+
     def _index_deferred(self, index: Any) -> None:
-        """Index each deferred page whose content no page in the index holds any more (its owner was
-        removed: the page moved); the others are copies after all."""
+        """Index each deferred page whose content no page kept in the index holds (its holder is gone:
+        the page moved), then remove the gone holders; the others are copies after all.
+
+        Past the run's deadline the rest is left as it is: the deferred pages not indexed, their gone
+        holders kept (the content stays findable under its old URL), and the sources involved marked
+        incomplete. The next run finds the new URLs again."""
         if not self._deferred:
             return
+        # A pending URL another source fetched later in this run is that source's page now: it stays.
+        self._pending_removals = {
+            url: name for url, name in self._pending_removals.items() if self._claimed.get(url, name) == name
+        }
         pages = index.pages()
-        held = {record.content_hash for record in pages.values()}
+        held = {record.content_hash for url, record in pages.items() if url not in self._pending_removals}
         run = self.run
+        stopped: list[tuple[Source, Any, list[Any]]] = []
         with IndexingPipeline(index, self.vectors) as pipeline:
-            for source, record, chunks in self._deferred:
+            for position, (source, record, chunks) in enumerate(self._deferred):
+                if self._past_deadline():
+                    stopped = self._deferred[position:]
+                    break
                 stats = run.sources[source.name]
                 if record.content_hash in held:
                     stats["skipped"] += 1
@@ -489,6 +528,32 @@ class _Attempt:
                 run.chunks_removed += before.chunk_count if before else 0
                 self.changed = True
             run.embeddings += pipeline.finish()
+        if stopped:
+            self._stop_deferred(stopped)
+            return
+        for url, name in self._pending_removals.items():
+            run.chunks_removed += index.remove_page(url)
+            run.pages_removed += 1
+            self.changed = True
+            if name is not None:
+                run.sources[name]["removed"] += 1
+            log.info("%s: moved (its content is indexed under its new URL); removed", url)
+
+    def _stop_deferred(self, stopped: list[tuple[Source, Any, list[Any]]]) -> None:
+        """The deadline came while deferred pages were indexed: keep every pending removal (the content
+        of a page not indexed yet may be only there) and mark the sources involved incomplete."""
+        names = {source.name for source, _, _ in stopped}
+        names.update(name for name in self._pending_removals.values() if name is not None)
+        error = "stopped at the run's deadline while indexing pages moved from other URLs; kept the old ones"
+        for name in names:
+            stats = self.run.sources[name]
+            stats["complete"] = False
+            stats["error"] = f"{stats['error']}; {error}" if stats["error"] else error
+        log.warning(
+            "the run's deadline is reached: %d moved pages not indexed, %d old URLs kept",
+            len(stopped),
+            len(self._pending_removals),
+        )
 
 
 def _open_check(embedder: Any, collection: str) -> Callable[[Path, Any], None]:
