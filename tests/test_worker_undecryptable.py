@@ -1,12 +1,17 @@
 """The worker and a bot whose stored token no configured key decrypts. Sealed by a key this process
-lacks (a revision that does not have the new key yet, or a key removed too early): each job is retried
-(503: Pub/Sub redelivers it, to a revision with the key, or into the dead letters for a replay), never
-dropped. Sealed by a configured key yet unreadable (damaged): acked. Either way one ERROR naming the bot
-and the key id, and the owner is told on its activity to enter the token again if it persists."""
+lacks (a revision that does not have the new key yet, or a key removed too early): a job that needs the
+token and can still be answered is retried (503: Pub/Sub redelivers it, to a revision with the key, or
+into the dead letters for a replay), never dropped; a job that needs no token (a vote, a stopped bot's
+job) or can no longer be answered (past Discord's reply window) is handled as with a readable token.
+Sealed by a configured key yet unreadable (damaged): acked. An ERROR naming the bot and the key id on a
+job's first delivery (a WARNING on its redeliveries), and the owner is told on its activity to enter the
+token again if it persists."""
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +24,8 @@ from shared.bots.registry import BotRegistry
 from shared.bots.secrets import TokenCipher, key_id
 from shared.bots.worker import BotWorker
 from tests.bot_stack import bot_settings as env_settings
-from tests.bot_stack import envelope_bytes, register_telegram_bot
+from tests.bot_stack import envelope_bytes, push_envelope, register_discord_bot, register_telegram_bot
+from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.qa_api import FakeQA
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -40,6 +46,38 @@ def _job(bot_id: str, update_id: int) -> Job:
         user="555",
         question="How do I deploy?",
     )
+
+
+def _seal_with_a_missing_key(registry: BotRegistry, bot_id: str) -> None:
+    """Store the bot's token sealed by a key nobody configured (what an old revision sees mid-rollout)."""
+    lost = TokenCipher(OTHER).encrypt("123:whatever-token", f"bots/{bot_id}/token")
+    registry.db.collection("bots").document(bot_id).update({"token_enc": lost})
+
+
+def _discord_job(bot_id: str, app_id: str, interaction_id: str, **fields: Any) -> Job:
+    values: dict[str, Any] = {
+        "job_id": f"discord:{bot_id}:{interaction_id}",
+        "platform": "discord",
+        "bot_id": bot_id,
+        "kind": JobKind.ASK,
+        "chat_id": "998877665544332211",
+        "chat_type": "guild",
+        "user": "112233445566778899",
+        "question": "How do I deploy?",
+        "interaction_token": f"tok-{interaction_id}",
+        "application_id": app_id,
+    }
+    values.update(fields)
+    return Job(**values)
+
+
+def _envelope(job: Job, delivery_attempt: int | None) -> bytes:
+    """A push body as Pub/Sub sends it from a subscription with a dead-letter policy: the envelope
+    carries ``deliveryAttempt`` (1 on the first delivery)."""
+    envelope = push_envelope(job, "1", "projects/askbase-test/subscriptions/jobs-push")
+    if delivery_attempt is not None:
+        envelope["deliveryAttempt"] = delivery_attempt
+    return json.dumps(envelope).encode()
 
 
 def test_a_token_no_key_decrypts_is_dropped_with_one_error_and_shown_to_the_owner(
@@ -101,3 +139,86 @@ def test_a_damaged_token_under_a_configured_key_is_acked(
         assert (outcome.status, outcome.reason) == (200, "undecryptable token")
         assert any(bot_id in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
         assert tg.sent_messages(token) == [] and qa.requests == []
+
+
+@pytest.fixture
+def missing_key(emulators: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    with FakeTelegram() as tg, FakeDiscord() as dc, FakeQA() as qa:
+        cfg = env_settings(
+            monkeypatch, telegram_api_base=tg.base_url, discord_api_base=dc.base_url, qa_url=qa.url
+        )
+        monkeypatch.setattr(bot_secrets, "_ciphers", {})
+        registry = BotRegistry.from_settings(cfg)
+        worker = BotWorker(registry.db, bot_lookup(registry, with_token=True), QaClient(cfg.qa_url), cfg)
+        yield {"cfg": cfg, "tg": tg, "dc": dc, "qa": qa, "registry": registry, "worker": worker}
+
+
+def test_a_vote_needs_no_token_and_is_cast_though_the_key_is_missing(missing_key: Any) -> None:
+    env = missing_key
+    bot_id, _ = register_telegram_bot(env["cfg"], env["tg"])
+    _seal_with_a_missing_key(env["registry"], bot_id)
+    vote = Job(
+        job_id=f"telegram:{bot_id}:9",
+        platform="telegram",
+        bot_id=bot_id,
+        kind=JobKind.VOTE,
+        chat_id="555",
+        user="4242",
+        state_id="s" * 32,
+        vote="up",
+    )
+    outcome = env["worker"].handle_push(envelope_bytes(vote))
+    assert (outcome.status, outcome.reason) == (200, "voted")
+    assert [v["json"]["vote"] for v in env["qa"].votes] == ["up"]
+
+
+def test_a_stopped_bots_job_is_not_retried_and_its_thinking_state_is_ended(missing_key: Any) -> None:
+    """The stopped notice needs no bot token (Discord edits the interaction with its own token)."""
+    env = missing_key
+    app = env["dc"].add_application()
+    bot_id = register_discord_bot(env["cfg"], app, running=False)
+    _seal_with_a_missing_key(env["registry"], bot_id)
+    outcome = env["worker"].handle_push(envelope_bytes(_discord_job(bot_id, app.id, "101")))
+    assert (outcome.status, outcome.reason) == (200, "bot stopped")
+    [edit] = env["dc"].edits(app.id)
+    assert "stopped" in edit["payload"]["content"]
+    assert env["qa"].requests == []
+
+
+def test_a_discord_job_past_its_reply_window_is_acked_and_a_fresh_one_retried(missing_key: Any) -> None:
+    env = missing_key
+    app = env["dc"].add_application()
+    bot_id = register_discord_bot(env["cfg"], app)
+    _seal_with_a_missing_key(env["registry"], bot_id)
+    old = _discord_job(bot_id, app.id, "201", created_at=datetime.now(UTC) - timedelta(hours=1))
+    outcome = env["worker"].handle_push(envelope_bytes(old))
+    assert (outcome.status, outcome.reason) == (200, "expired")
+    fresh = env["worker"].handle_push(envelope_bytes(_discord_job(bot_id, app.id, "202")))
+    assert (fresh.status, fresh.reason) == (503, "token key not configured here")
+    assert env["dc"].edits(app.id) == [] and env["qa"].requests == []
+
+
+def test_an_error_on_the_first_delivery_and_a_warning_on_redeliveries(
+    missing_key: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """About 12 deliveries per job: one ERROR per job (the first delivery), WARNINGs after it. Without
+    a delivery attempt in the envelope every delivery logs the ERROR."""
+    env = missing_key
+    bot_id, _ = register_telegram_bot(env["cfg"], env["tg"])
+    _seal_with_a_missing_key(env["registry"], bot_id)
+    caplog.set_level(logging.INFO)
+
+    def levels(delivery_attempt: int | None) -> list[int]:
+        caplog.clear()
+        outcome = env["worker"].handle_push(_envelope(_job(bot_id, 1), delivery_attempt))
+        assert (outcome.status, outcome.reason) == (503, "token key not configured here")
+        return [
+            r.levelno
+            for r in caplog.records
+            if r.name == "shared.bots.worker" and "cannot be decrypted" in r.getMessage()
+        ]
+
+    assert levels(1) == [logging.ERROR]
+    assert levels(2) == [logging.WARNING]
+    assert levels(12) == [logging.WARNING]
+    assert levels(None) == [logging.ERROR]

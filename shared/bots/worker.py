@@ -6,12 +6,13 @@
 
 ==========  ==========================================================================================
 200         done, a duplicate of a job already answered, or dropped for good: a malformed envelope,
-            an unknown or stopped bot, a bot whose stored token no configured key decrypts (logged as
-            an ERROR and shown on the bot's activity: its owner must enter the token again), an
-            expired Discord token, a permanent platform error (bot blocked, chat gone). Redelivering
+            an unknown or stopped bot, a bot whose stored token a configured key cannot open (damaged:
+            logged as an ERROR and shown on the bot's activity: its owner must enter the token again),
+            an expired Discord token, a permanent platform error (bot blocked, chat gone). Redelivering
             any of these would never succeed.
 503         retry later: the Q&A service or the platform is down / rate-limits beyond our patience,
-            Firestore is unavailable, or another delivery of the same job holds a fresh claim.
+            Firestore is unavailable, another delivery of the same job holds a fresh claim, or the
+            job needs a token sealed by a key this process does not have (:meth:`BotWorker._undecryptable`).
 ==========  ==========================================================================================
 
 The bot (with its decrypted token) comes from a lookup cached for 10 s. A platform's 401 (token refused)
@@ -49,6 +50,7 @@ the platform's (:class:`shared.bots.platforms.base.Platform`); this module never
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -72,7 +74,7 @@ from shared.bots.platforms import find_platform
 from shared.bots.platforms.base import ApiEndpoint, Platform
 from shared.bots.platforms.errors import PlatformError, RetryPolicy, Unanswerable
 from shared.bots.qa_client import QaAnswer, QaClient, QaRejected, QaUnavailable
-from shared.bots.registry import COLLECTION, BotRegistry
+from shared.bots.registry import COLLECTION, BotReader, BotRegistry
 from shared.bots.secrets import DecryptionError
 
 if TYPE_CHECKING:
@@ -85,7 +87,7 @@ PROCESSING_BUDGET = 60.0  # seconds; below the 90 s claim lease and the subscrip
 # rate limit hands the job back to Pub/Sub (503) instead of holding the request open.
 WORKER_RETRY_POLICY = RetryPolicy(attempts=4, backoff=0.5, max_backoff=4.0, max_wait=10.0)
 # A bot whose stored token cannot be decrypted is noted in its activity at most this often per process
-# (every job of it is dropped and logged; the owner needs one line, not one per message).
+# (every job of it that needs the token is logged; the owner needs one line, not one per message).
 UNDECRYPTABLE_NOTE_SECONDS = 3600.0
 # Only what the worker knows: during a rollout a revision without the new key says the same of a token
 # the new revision has already moved, and that passes by itself.
@@ -122,9 +124,13 @@ class BotWorker:
         ledger: ReplyLedger | None = None,
         retry_policy: RetryPolicy = WORKER_RETRY_POLICY,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        bots_without_token: BotLookup | None = None,
     ) -> None:
         self._db = db
         self._bots = bots
+        # The bot as stored, its token left sealed: read when ``bots`` cannot decrypt it, to tell whether
+        # the job needs the token at all (a vote, a stopped bot's or an expired job does not).
+        self._bots_without_token = bots_without_token or bot_lookup(BotReader(db))
         self._qa = qa
         self._settings = settings
         self._ledger = ledger or ReplyLedger(db)
@@ -146,14 +152,27 @@ class BotWorker:
             # Acked: Pub/Sub would redeliver the same bytes forever.
             log.warning("worker dropped a malformed push: %s", exc)
             return JobResult(200, "malformed")
-        return self.process(job)
+        return self.process(job, delivery_attempt=_delivery_attempt(body))
 
-    def process(self, job: Job) -> JobResult:
+    def process(self, job: Job, *, delivery_attempt: int | None = None) -> JobResult:
+        """Handle one delivery of ``job``; ``delivery_attempt`` is Pub/Sub's count (1 = the first
+        delivery), None where the subscription gives none."""
         started = time.monotonic()
+        sealed: DecryptionError | None = None
         try:
             bot = self._bots(job.bot_id)
         except DecryptionError as exc:
-            return self._undecryptable(job, exc)
+            if exc.key_configured is not False:
+                return self._undecryptable(job, exc, delivery_attempt)  # damaged: acked
+            # Sealed by a key this process lacks. Whether that matters depends on the job: read the bot
+            # without its token and go through the checks that need none; only a job that needs the
+            # token and can still be answered is retried (below, after them).
+            sealed = exc
+            try:
+                bot = self._bots_without_token(job.bot_id)
+            except Exception as err:
+                log.warning("job %s: bot unreadable without its token (%s)", job.job_id, type(err).__name__)
+                return self._undecryptable(job, exc, delivery_attempt)
         platform = find_platform(job.platform)
         if bot is None or platform is None or bot.platform != job.platform:
             log.info("job %s dropped: bot unknown", job.job_id)
@@ -168,6 +187,8 @@ class BotWorker:
         if platform.expired(job, self._clock()):
             log.info("job %s dropped: the platform's reply window has passed", job.job_id)
             return JobResult(200, "expired", job.job_id)
+        if sealed is not None:
+            return self._undecryptable(job, sealed, delivery_attempt)
         try:
             claim = self._ledger.claim(job.job_id)
         except gexc.GoogleAPICallError as exc:
@@ -239,19 +260,24 @@ class BotWorker:
         )
         return JobResult(200, "sent", job.job_id)
 
-    def _undecryptable(self, job: Job, exc: DecryptionError) -> JobResult:
-        """No configured key decrypts the bot's stored token. One ERROR per job, with the error's text
-        (the id of the key the token needs, never a key or the token); the owner's note on the bot's
-        activity at most once an hour per process.
+    def _undecryptable(self, job: Job, exc: DecryptionError, delivery_attempt: int | None) -> JobResult:
+        """No configured key decrypts the bot's stored token, and the job needs it. Logged with the
+        error's text (the id of the key the token needs, never a key or the token): an ERROR on the
+        job's first delivery, a WARNING on its redeliveries (an ERROR on each where the delivery attempt
+        is unknown); the owner's note on the bot's activity at most once an hour per process.
 
         Sealed by a key this process does not have (``key_configured`` False): retried (503), not
         dropped. That is a key rotation's rollout window (this old revision lacks the new key; Pub/Sub
         redelivers, and a new revision answers) or a key removed too early (the job ends in the dead
         letters after the retries, and can be replayed once the key is back: docs/operations.md).
+        :meth:`process` gets here with such a job only once it is known to need the token and to be
+        answerable still: a vote, a stopped bot's job and one past its reply window never are retried.
         Sealed by a configured key and still unreadable (damaged, or an old format no key opens):
         acked, since no delivery anywhere can succeed."""
         retry = exc.key_configured is False
-        log.error(
+        first = delivery_attempt is None or delivery_attempt <= 1
+        log.log(
+            logging.ERROR if first or not retry else logging.WARNING,
             "job %s %s: bot %s: its stored token cannot be decrypted with the configured token keys "
             "(%s); a key missing here must be added, or else the owner must re-enter the token",
             job.job_id,
@@ -450,11 +476,28 @@ class BotWorker:
             self._ledger.part_sent(claim, index + 1)
 
 
+def _delivery_attempt(body: bytes) -> int | None:
+    """Pub/Sub's delivery attempt from a push body (``deliveryAttempt``, beside ``message``: set when the
+    subscription has a dead-letter policy, 1 on the first delivery); None when absent or unreadable."""
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        return None
+    attempt = envelope.get("deliveryAttempt") if isinstance(envelope, dict) else None
+    if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt >= 1:
+        return attempt
+    return None
+
+
 def build_worker(settings: Settings) -> BotWorker:
     """A worker wired to the registry, Firestore, the Q&A service and the platforms from ``settings``."""
     registry = BotRegistry.from_settings(settings)
     # The worker decrypts tokens; 10 s of cache saves a read + decryption per job of a busy bot.
     bots = CachedLookup(bot_lookup(registry, with_token=True), ttl=10.0)
     return BotWorker(
-        registry.db, bots, QaClient(settings.qa_url, internal_auth=settings.internal_auth), settings
+        registry.db,
+        bots,
+        QaClient(settings.qa_url, internal_auth=settings.internal_auth),
+        settings,
+        bots_without_token=bot_lookup(registry),
     )
