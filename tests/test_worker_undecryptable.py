@@ -138,6 +138,8 @@ def test_a_damaged_token_under_a_configured_key_is_acked(
         outcome = worker.handle_push(envelope_bytes(_job(bot_id, 1)))
         assert (outcome.status, outcome.reason) == (200, "undecryptable token")
         assert any(bot_id in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+        [entry] = registry.activity(bot_id).items  # the note does not promise a retry that never comes
+        assert "damaged" in entry.message and "wait" not in entry.message
         assert tg.sent_messages(token) == [] and qa.requests == []
 
 

@@ -96,6 +96,11 @@ UNDECRYPTABLE_NOTE = (
     "meanwhile (retried for about 35 minutes). If this persists after a deploy has finished, re-enter the "
     "token with Replace token."
 )
+# A token a configured key cannot open is damaged: nothing waits, no delivery can succeed.
+DAMAGED_NOTE = (
+    "The stored token is damaged and cannot be decrypted; messages to the bot are dropped until the token "
+    "is re-entered with Replace token."
+)
 
 
 @dataclass(frozen=True)
@@ -292,7 +297,8 @@ class BotWorker:
             if due:
                 self._undecryptable_noted[job.bot_id] = now
         if due:
-            self._activity.record(job.bot_id, "error", UNDECRYPTABLE_NOTE)  # best effort, never raises
+            note = UNDECRYPTABLE_NOTE if retry else DAMAGED_NOTE
+            self._activity.record(job.bot_id, "error", note)  # best effort, never raises
         if retry:
             return JobResult(503, "token key not configured here", job.job_id)
         return JobResult(200, "undecryptable token", job.job_id)
