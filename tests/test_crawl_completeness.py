@@ -66,16 +66,21 @@ def test_a_sitemap_whose_every_page_is_refused_is_incomplete(site) -> None:
     assert not summary.complete and "HTTP 403" in summary.error
 
 
+_NO_SUCH_KEY = b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code></Error>"
+
+
 @pytest.mark.parametrize("kind", [SourceKind.SITEMAP, SourceKind.CRAWL])
 @pytest.mark.parametrize("status", [401, 403, 429, 503])
-def test_one_refused_page_of_a_serving_site_is_gone(site, kind: SourceKind, status: int) -> None:
-    # S3/CloudFront without ListBucket answer 403 for a key that no longer exists: when the site plainly
-    # serves (its start page, or most listed pages), a page it refuses is gone. 429/5xx say nothing.
-    site.set_page("/docs/faq", b"denied", status=status)
+@pytest.mark.parametrize("body", [_NO_SUCH_KEY, b"<html><body>Request blocked</body></html>"])
+def test_one_refused_page_of_a_serving_site_is_gone(site, kind: SourceKind, status: int, body: bytes) -> None:
+    # S3/CloudFront without ListBucket (and Cloud Storage) answer 403 with an XML AccessDenied for a key
+    # that no longer exists: when the site plainly serves (its start page, or most listed pages), such a
+    # page is gone. Any other refusal (a WAF's rate rule) says nothing, nor do 429/5xx.
+    site.set_page("/docs/faq", body, status=status)
     source = Source(name="docs", kind=kind, url=site.url("/"), exclude=["big"])
     results, summary = _crawl(source, {site.url("/docs/faq"): _Stored(None, None)})
     assert summary.complete, summary.error
-    expected = Outcome.GONE if status in (401, 403) else Outcome.FAILED
+    expected = Outcome.GONE if status in (401, 403) and body == _NO_SUCH_KEY else Outcome.FAILED
     assert results[site.url("/docs/faq")].outcome is expected
 
 

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from shared.config import Source, SourceKind
 from shared.devstack.site_server import SiteServer
+from shared.knowledge import fetching as fetching_module
 from shared.knowledge.crawler import CrawlConfig, Outcome, crawl_source
 from shared.knowledge.fetching import Fetcher, http_client
 from shared.knowledge.fetching import Response as FetchResponse
@@ -221,3 +222,35 @@ def test_a_meta_charset_is_read_when_the_header_names_none() -> None:
         site.url("/plain"): undeclared,  # no declaration and not UTF-8: windows-1252, as browsers do
         site.url("/utf8"): undeclared,
     }
+
+
+def test_a_refusal_carries_the_head_of_its_body_only() -> None:
+    # A 401/403's body tells an object store's "no such object" from a WAF's block: a few KB are read,
+    # never the whole of a large (or endless) error page.
+    sent = [0]
+
+    async def endless() -> AsyncIterator[bytes]:
+        while sent[0] < 10_000_000:
+            sent[0] += 1024
+            yield b"<Error><Code>AccessDenied</Code></Error>".ljust(1024)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, content=endless())
+
+    async def fetch() -> FetchResponse:
+        transport = httpx.MockTransport(handler)
+        async with http_client(2, 5.0, "askbase-test", transport) as client:
+            fetcher = Fetcher(
+                client,
+                "https://docs.example.com/",
+                retries=0,
+                backoff_base_seconds=0.01,
+                max_bytes=1_000_000,
+                validators={},
+                allowed=lambda _: True,
+            )
+            return await asyncio.wait_for(fetcher.get("https://docs.example.com/gone", html_only=True), GUARD)
+
+    resp = asyncio.run(fetch())
+    assert resp.status_code == 403 and resp.body.startswith(b"<Error><Code>AccessDenied</Code>")
+    assert len(resp.body) == fetching_module.REFUSAL_BODY_BYTES and sent[0] < 100_000

@@ -376,11 +376,13 @@ def test_a_held_back_removal_seen_in_three_consecutive_runs_is_applied(emulators
         assert first.status is RunStatus.PUBLISHED and first.sources["gen"]["fetched"] == 12
         for i in range(7):
             big.remove_page(f"/gen/page-{i:04d}")
+        now = [datetime.now(UTC)]  # the run's clock: the removal also waits VALVE_HOLD_HOURS
         for count in (1, 2):
-            run = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
+            run = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL, clock=lambda: now[0])
             assert run.status is RunStatus.UNCHANGED and run.pages_removed == 0
             assert f"run {count} of 3" in run.error
-        run = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL)
+            now[0] += timedelta(hours=12)
+        run = run_scrape(cfg, embedder=_HashEmbedder("model-a"), crawl_config=CRAWL, clock=lambda: now[0])
         assert run.status is RunStatus.PUBLISHED and run.pages_removed == 7 and run.error is None
 
 

@@ -10,11 +10,13 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from starlette.responses import Response
 
 from shared.config import Settings, Source, SourceKind
 from shared.knowledge import scrape as scrape_module
@@ -147,25 +149,91 @@ def test_a_crawl_that_would_remove_most_of_a_source_removes_nothing(crawls: Craw
     assert run.sources["docs"]["held_back"] is None
 
 
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
 def test_the_same_removal_in_three_consecutive_runs_is_applied(crawls: Crawls, big) -> None:
     crawls.run(_sitemap(big))
     for path in _gen(big, 0, 7):
         big.remove_page(path)  # a restructure: most pages gone for good
     held: dict = {}
+    now = [T0]
     for attempt in (1, 2):
-        run, job = crawls.run(_sitemap(big), held_back=held)
+        run, job = crawls.run(_sitemap(big), held_back=held, now=lambda: now[0])
         assert run.pages_removed == 0 and f"run {attempt} of 3" in run.sources["docs"]["error"]
         held = _held(run)
-    # A run that disagrees (another removal) starts the count again.
+        now[0] += timedelta(hours=12)
+    # A run that disagrees (another removal) starts the count, and the hold's clock, again.
     big.remove_page(_gen(big, 7, 8)[0])
-    run, _ = crawls.run(_sitemap(big), held_back=held)
+    run, _ = crawls.run(_sitemap(big), held_back=held, now=lambda: now[0])
     assert run.pages_removed == 0 and "run 1 of 3" in run.sources["docs"]["error"]
+    assert run.sources["docs"]["held_back"]["since"] == (T0 + timedelta(hours=24)).isoformat()
     held = _held(run)
     for _ in (2, 3):
-        run, job = crawls.run(_sitemap(big), held_back=held)
+        now[0] += timedelta(hours=12)
+        run, job = crawls.run(_sitemap(big), held_back=held, now=lambda: now[0])
         held = _held(run)
     assert run.pages_removed == 8 and job.changed and run.sources["docs"]["complete"], run.sources
     assert len(crawls.pages()) == 4
+
+
+def test_a_held_back_removal_waits_a_day_however_many_runs_see_it(crawls: Crawls, big) -> None:
+    # A */30 schedule and a broken deploy: 7 of 12 pages answer 404 for two hours.
+    crawls.run(_sitemap(big))
+    bodies = {path: big.pages[path].body for path in _gen(big, 0, 7)}
+    for path in bodies:
+        big.set_page(path, b"", status=404)
+    held: dict = {}
+    now = [T0]
+    for attempt in range(1, 6):
+        run, _ = crawls.run(_sitemap(big), held_back=held, now=lambda: now[0])
+        stats = run.sources["docs"]
+        assert run.pages_removed == 0 and not stats["complete"], (attempt, stats)
+        assert stats["held_back"]["runs"] == attempt and stats["held_back"]["since"] == T0.isoformat()
+        assert "not before 2026-01-02 00:00 UTC" in stats["error"], stats["error"]
+        held = _held(run)
+        now[0] += timedelta(minutes=30)
+    assert len(crawls.pages()) == 12
+    for path, body in bodies.items():  # the site is fixed: nothing was lost
+        big.set_page(path, body)
+    run, _ = crawls.run(_sitemap(big), held_back=held, now=lambda: now[0])
+    assert run.sources["docs"]["complete"] and run.sources["docs"]["held_back"] is None
+    assert len(crawls.pages()) == 12 and run.pages_changed == 0
+
+    # The same outage lasting a day is applied by the first run past the day.
+    for path in bodies:
+        big.set_page(path, b"", status=404)
+    held, now[0] = {}, T0
+    for _ in range(3):
+        run, _ = crawls.run(_sitemap(big), held_back=held, now=lambda: now[0])
+        held = _held(run)
+        now[0] += timedelta(hours=11, minutes=59)
+    assert run.pages_removed == 0 and len(crawls.pages()) == 12  # three runs, but 23:58 since the first
+    now[0] = T0 + timedelta(hours=24)
+    run, _ = crawls.run(_sitemap(big), held_back=held, now=lambda: now[0])
+    assert run.pages_removed == 7 and run.sources["docs"]["complete"], run.sources
+
+
+def test_a_held_back_removal_recorded_without_since_starts_its_day_now(crawls: Crawls, big) -> None:
+    crawls.run(_sitemap(big))
+    for path in _gen(big, 0, 7):
+        big.set_page(path, b"", status=404)
+    run, _ = crawls.run(_sitemap(big), now=lambda: T0)
+    old = {"docs": {"removal": run.sources["docs"]["held_back"]["removal"], "runs": 5}}  # an older record
+    run, _ = crawls.run(_sitemap(big), held_back=old, now=lambda: T0 + timedelta(hours=48))
+    assert run.pages_removed == 0 and run.sources["docs"]["held_back"]["runs"] == 6
+    assert run.sources["docs"]["held_back"]["since"] == (T0 + timedelta(hours=48)).isoformat()
+
+
+def test_lowering_max_pages_during_an_outage_does_not_escape_the_valve(crawls: Crawls, big) -> None:
+    crawls.run(_sitemap(big))
+    for path in [*_gen(big, 0, 5), *_gen(big, 6, 11)]:  # all but two pages answer 404
+        big.set_page(path, b"", status=404)
+    run, job = crawls.run(_sitemap(big, max_pages=6))
+    stats = run.sources["docs"]
+    # 5 of the 6 pages the budget keeps are lost: most of them, though not most of all 12.
+    assert run.pages_removed == 0 and not job.changed and not stats["complete"], stats
+    assert "would remove 5 of its 6 pages" in stats["error"] and len(crawls.pages()) == 12
 
 
 def test_pages_cut_by_a_lowered_max_pages_are_removed_not_held_back(crawls: Crawls, big) -> None:
@@ -185,6 +253,24 @@ def test_a_small_source_is_not_held_back(crawls: Crawls, site) -> None:
     run, _ = crawls.run(_sitemap(site))
     assert run.pages_removed == 3 and run.sources["docs"]["complete"], run.sources
     assert set(crawls.pages()) == _urls(site, *sites.DOC_PAGES[3:])
+
+
+@pytest.mark.parametrize("outage", ["no main text", "one page everywhere"])
+def test_a_small_source_serving_hollow_pages_keeps_them(crawls: Crawls, site, outage: str) -> None:
+    # A JS app shell, or a maintenance page served for every URL: answered 200, but not the pages.
+    crawls.run(_sitemap(site))
+    before = crawls.pages()
+    for path in sites.DOC_PAGES:
+        if outage == "no main text":
+            site.set_page(path, "<html><body><div id=app></div></body></html>")
+        else:
+            site.set_page(
+                path, sites.doc_html("Maintenance", [("Back soon", sites.prose("maintenance"))], [])
+            )
+    run, _ = crawls.run(_sitemap(site))
+    stats = run.sources["docs"]
+    assert run.pages_removed == 0 and set(crawls.pages()) == set(before), stats
+    assert not stats["complete"] and "no main text or are copies" in stats["error"], stats
 
 
 def test_the_valve_state_comes_from_the_newest_run_that_crawled_the_source() -> None:
@@ -331,11 +417,22 @@ def test_a_deferred_page_that_turns_out_a_copy_is_removed(crawls: Crawls, site) 
     assert site.url("/docs/install") in crawls.pages() and job.changed
 
 
-def test_a_deleted_page_answering_403_is_removed(crawls: Crawls, site) -> None:
+NO_SUCH_OBJECT = [
+    # S3/CloudFront without s3:ListBucket: AccessDenied for a key that no longer exists.
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied'
+    b"</Message><RequestId>X</RequestId><HostId>Y</HostId></Error>",
+    b"<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>",
+    # Cloud Storage.
+    b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code><Message>Access denied."
+    b"</Message><Details>Anonymous caller does not have storage.objects.get access</Details></Error>",
+]
+
+
+@pytest.mark.parametrize("body", NO_SUCH_OBJECT)
+def test_a_deleted_page_answering_403_is_removed(crawls: Crawls, site, body: bytes) -> None:
     source = Source(name="site", kind=SourceKind.CRAWL, url=site.url("/"))
     crawls.run(source)
-    # S3/CloudFront without s3:ListBucket: AccessDenied for a key that no longer exists.
-    site.set_page("/docs/faq", b"<Error><Code>AccessDenied</Code></Error>", status=403, in_sitemap=False)
+    site.set_page("/docs/faq", body, status=403, in_sitemap=False, content_type="application/xml")
     run, job = crawls.run(source)
     assert site.url("/docs/faq") not in crawls.pages() and run.pages_removed == 1, run.sources
     assert run.sources["site"]["complete"] and job.changed
@@ -404,3 +501,92 @@ def test_at_the_deadline_pages_moved_in_this_run_keep_their_old_urls(crawls: Cra
         assert set(before) <= set(after) and run.pages_removed == 0
         assert not any(url.startswith(new.url("/")) for url in after)
         assert not run.sources["docs"]["complete"] and "deadline" in run.sources["docs"]["error"]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_rate_limiter_refusing_part_of_a_site_removes_nothing(crawls: Crawls, big, status: int) -> None:
+    # An AWS WAF rate-based rule answers 403 once a client made N requests: some pages, not gone.
+    crawls.run(_sitemap(big))
+    for path in _gen(big, 0, 5):
+        big.set_page(path, b"<html><body><h1>403 Forbidden</h1></body></html>", status=status)
+    run, _ = crawls.run(_sitemap(big))
+    assert run.pages_removed == 0 and run.pages_failed == 5 and len(crawls.pages()) == 12, run.sources
+
+
+def test_a_deleted_page_of_a_filtered_sitemap_source_answering_403_is_removed(crawls: Crawls, big) -> None:
+    # The site serves: judged on the pages the source takes (5 of the 12 its sitemap lists).
+    source = _sitemap(big, include=[r"/gen/page-000[0-4]$"])
+    crawls.run(source)
+    assert len(crawls.pages()) == 5
+    big.set_page("/gen/page-0000", NO_SUCH_OBJECT[0], status=403, content_type="application/xml")
+    run, _ = crawls.run(source)
+    assert run.pages_removed == 1 and run.sources["docs"]["complete"], run.sources
+    assert big.url("/gen/page-0000") not in crawls.pages()
+
+
+class TwoChildSitemaps(sites.FixtureSite):
+    """A sitemap index with two children; the second lists CHILD_B and may answer ``b_status``."""
+
+    b_status = 200
+    CHILD_B = frozenset(_gen(None, 0, 5))  # type: ignore[arg-type]
+
+    def _child(self, paths: set[str]) -> str:
+        locs = "".join(f"<url><loc>{self.url(p)}</loc></url>" for p in sorted(paths))
+        return f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{locs}</urlset>'
+
+    async def _respond(self, request, path):  # type: ignore[no-untyped-def]
+        if path == "/sitemap.xml":
+            locs = "".join(f"<sitemap><loc>{self.url(p)}</loc></sitemap>" for p in ("/sm-a.xml", "/sm-b.xml"))
+            return Response(
+                f'<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                f"{locs}</sitemapindex>",
+                media_type="application/xml",
+            )
+        if path == "/sm-a.xml":
+            return Response(self._child(set(self.pages) - self.CHILD_B), media_type="application/xml")
+        if path == "/sm-b.xml":
+            if self.b_status != 200:
+                return Response("not found", status_code=self.b_status)
+            return Response(self._child(set(self.CHILD_B) & set(self.pages)), media_type="application/xml")
+        return await super()._respond(request, path)
+
+
+@pytest.mark.parametrize("status", [404, 410])
+def test_a_child_sitemap_answering_404_once_keeps_the_pages_it_listed(crawls: Crawls, status: int) -> None:
+    site = TwoChildSitemaps()
+    site.pages = sites.generated_site(12).pages
+    with site:
+        crawls.run(_sitemap(site))
+        assert len(crawls.pages()) == 12
+        site.b_status = status  # a deploy briefly 404s one child sitemap
+        site.remove_page("/gen/page-0004")  # ...while one page it listed is really gone
+        run, _ = crawls.run(_sitemap(site))
+        # The pages only that child listed are re-checked: the ones still served stay.
+        assert run.pages_removed == 1 and run.sources["docs"]["complete"], run.sources
+        assert set(crawls.pages()) == {site.url(p) for p in site.pages}
+
+
+def test_at_the_deadline_in_deferred_indexing_the_record_says_other_removals_were_applied(
+    crawls: Crawls, site
+) -> None:
+    with sites.FixtureSite() as blog:
+        blog.set_page("/blog", sites.page_for("/blog"))
+        other = Source(name="blog", kind=SourceKind.CRAWL, url=blog.url("/blog"))
+        crawls.run(_sitemap(site), other)
+        site.set_page("/docs/install-new", site.pages["/docs/install"].body)  # moved
+        site.remove_page("/docs/install")
+        site.remove_page("/docs/faq")  # deleted
+        now = [0.0]
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage == "crawl blog":
+                now[0] = 1000.0  # the deadline passes before the moved page is indexed
+
+        run, _ = crawls.run(_sitemap(site), other, progress=progress, deadline=999.0, clock=lambda: now[0])
+    pages = crawls.pages()
+    assert site.url("/docs/faq") not in pages and site.url("/docs/install") in pages, run.sources
+    error = run.sources["docs"]["error"]
+    assert "moved pages kept at their old URLs; other removals applied" in error
+    assert "kept the old ones" not in error
+    scrape_module._note_incomplete(run)
+    assert "docs: " in run.error and "their pages kept as they were: docs" not in run.error, run.error

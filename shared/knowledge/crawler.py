@@ -22,6 +22,7 @@ import contextlib
 import enum
 import logging
 import queue
+import re
 import threading
 import time
 import urllib.robotparser
@@ -33,7 +34,14 @@ import httpx
 
 from shared.config import Source, SourceKind
 from shared.knowledge.discovery import SiteWideFailure, feed_pages, load_robots, sitemap_pages
-from shared.knowledge.fetching import Fetcher, Validators, http_client, is_html_type, should_retry
+from shared.knowledge.fetching import (
+    REFUSAL_BODY_BYTES,
+    Fetcher,
+    Validators,
+    http_client,
+    is_html_type,
+    should_retry,
+)
 from shared.knowledge.links import page_identity, parse_links
 from shared.knowledge.sitemaps import MAX_SITEMAP_BYTES
 from shared.knowledge.urls import (
@@ -53,8 +61,8 @@ class Outcome(enum.StrEnum):
 
     FETCHED = "fetched"  # 200 with an HTML body
     UNCHANGED = "unchanged"  # 304 to our conditional GET
-    GONE = "gone"  # 404/410 (or 401/403 from a site that serves its other pages): no longer exists
-    FAILED = "failed"  # trouble (5xx, 429, 401/403 site-wide, timeout) after every retry; keep what we had
+    GONE = "gone"  # 404/410 (or an object store's "no such object" 401/403 on a serving site)
+    FAILED = "failed"  # trouble (5xx, 429, other 401/403, timeout) after every retry; keep what we had
     SKIPPED = "skipped"  # by a rule: robots.txt, include/exclude, non-HTML, too large, off-site, dup
 
 
@@ -153,6 +161,8 @@ class SourceCrawler:
         # Parts of discovery that were skipped (a sitemap over its cap): the crawl goes on without them
         # but is reported incomplete, so the caller removes nothing it did not see.
         self._discovery_problems: list[str] = []
+        # URLs whose 401/403 is an object store's answer for a missing object (see _NO_SUCH_OBJECT).
+        self._no_such_object: set[str] = set()
 
     # --- robots.txt ------------------------------------------------------------------------------
     def _allowed_by_robots(self, url: str) -> bool:
@@ -211,6 +221,8 @@ class SourceCrawler:
             return CrawlResult(
                 url, Outcome.GONE, url, f"HTTP {resp.status_code}", resp.status_code, elapsed_ms=ms
             ), []
+        if resp.status_code in _REFUSALS and _NO_SUCH_OBJECT.match(resp.body[:REFUSAL_BODY_BYTES]):
+            self._no_such_object.add(url)
         if resp.status_code != 200:
             outcome = Outcome.FAILED if _says_nothing_about_the_page(resp.status_code) else Outcome.GONE
             return CrawlResult(
@@ -278,6 +290,7 @@ class SourceCrawler:
         kind = self.source.kind
         if kind is SourceKind.SITEMAP:
             robots_sitemaps = list(self._robots.site_maps() or [])
+            gone_sitemaps: list[str] = []
             seeds, self._discovery_problems = await sitemap_pages(
                 fetcher,
                 self.start,
@@ -285,7 +298,18 @@ class SourceCrawler:
                 self.config.max_sitemap_bytes,
                 self.source.name,
                 self.stop,
+                gone_sitemaps,
             )
+            if gone_sitemaps:
+                # A sitemap answering 404/410 may only be missing for this run: the pages it listed are
+                # re-checked with the indexed ones, and only those answering 404/410 themselves go.
+                log.info(
+                    "source %s: %s gone; re-checking its %d indexed pages",
+                    self.source.name,
+                    ", ".join(gone_sitemaps),
+                    len(self.previous),
+                )
+                seeds = seeds + sorted(self.previous)
         elif kind is SourceKind.FEED:
             seeds = await feed_pages(fetcher, self.start, self.source.name) + sorted(self.previous)
         else:
@@ -312,6 +336,7 @@ class SourceCrawler:
             {self.start} if follow_links else {u for u in (normalize_url(s, self.start) for s in seeds) if u}
         )
         anchors_seen = 0
+        queued_anchors = 0  # anchors put in the frontier (not filtered out, off-site or over max_pages)
         anchor_misses: list[str] = []
         refused: list[CrawlResult] = []  # 401/403 answers, held until the crawl is over
 
@@ -320,6 +345,7 @@ class SourceCrawler:
             await emit(result)
 
         def enqueue(raw: str, skipped_out: list[CrawlResult], base: str | None = None) -> None:
+            nonlocal queued_anchors
             url = normalize_url(raw, base)
             if url is None or url in self._queued:
                 return
@@ -336,6 +362,7 @@ class SourceCrawler:
                 return
             self._fetch_budget -= 1
             self.summary.discovered += 1
+            queued_anchors += url in anchors
             frontier.put_nowait(url)
 
         skipped: list[CrawlResult] = []
@@ -400,16 +427,18 @@ class SourceCrawler:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-        # A 401/403 for one page of a site that plainly serves (its start page, or more than half of
-        # the pages its sitemap or feed lists, and most pages fetched) is how S3/CloudFront without
-        # ListBucket, and many CDNs, answer for a page that no longer exists: it is gone. A site
-        # refusing everything, or most of it (a WAF, a login wall, a bot block), keeps them FAILED; the
-        # start-page check below and the scrape job's removal valve guard against the rest.
-        serving = (anchors_seen > 0 if follow_links else anchors_seen * 2 > len(anchors)) and len(
+        # A 401/403 whose body is an object store's XML error (S3/CloudFront without ListBucket answer
+        # AccessDenied for a key that no longer exists, Cloud Storage likewise; NoSuchKey) for one page
+        # of a site that plainly serves (its start page, or more than half of the listed pages the crawl
+        # queued, and most pages fetched) is a page that no longer exists: it is gone. Any other 401/403
+        # (a WAF's rate rule, a login wall, a bot block: some pages now, others next time) stays FAILED,
+        # as does every refusal on a site refusing most of it; the start-page check below and the scrape
+        # job's removal valve guard against the rest.
+        serving = (anchors_seen > 0 if follow_links else anchors_seen * 2 > queued_anchors) and len(
             refused
         ) < fetched_ok
         for result in refused:
-            if serving:
+            if serving and result.requested_url in self._no_such_object:
                 result = CrawlResult(
                     result.url,
                     Outcome.GONE,
@@ -441,6 +470,12 @@ class SourceCrawler:
 
 
 _REFUSALS = (401, 403)
+# The body of an object store's answer for a missing object behind 401/403: S3 and CloudFront in front of
+# S3 (AccessDenied without s3:ListBucket, NoSuchKey), Cloud Storage (AccessDenied, NoSuchKey). An XML
+# <Error> document as the whole body, not a page mentioning the words.
+_NO_SUCH_OBJECT = re.compile(
+    rb"\A\s*(?:<\?xml[^>]*\?>\s*)?<Error>\s*<Code>\s*(?:AccessDenied|NoSuchKey)\s*</Code>"
+)
 
 
 def _says_nothing_about_the_page(status_code: int) -> bool:

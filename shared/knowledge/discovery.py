@@ -50,6 +50,7 @@ async def sitemap_pages(
     max_bytes: int,
     source_name: str,
     stop: Callable[[], bool] | None = None,
+    gone: list[str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """``(page_urls, problems)`` from the sitemaps of the site of ``start``.
 
@@ -68,6 +69,10 @@ async def sitemap_pages(
     leave the source incomplete on every run). Only when no root sitemap can be read is it a
     :class:`SiteWideFailure`, whose message names every problem met on the way. So is ``stop()``
     turning true (the run's deadline) before the next sitemap is fetched: each may take minutes.
+
+    Every sitemap (root or child) that answered 404/410 is appended to ``gone``: the pages it listed
+    are not known, so the crawler re-checks the source's indexed pages (a sitemap 404 for one run, a
+    deploy or a CDN hiccup, must not make every page it listed look removed).
     """
     problems: list[str] = []
 
@@ -103,6 +108,8 @@ async def sitemap_pages(
             resp = await fetcher.get(sitemap, limit=max_bytes)
             trouble = ""
             if resp.status_code in (404, 410) and not resp.error:
+                if gone is not None:
+                    gone.append(sitemap)
                 if depth:
                     log.info(
                         "source %s: sitemap %s is gone (%d); it lists nothing",

@@ -34,6 +34,9 @@ _MAX_REDIRECTS = 10
 # sitemap cap gets the timeout + 52 s, a 20 MB feed cap the timeout + 20 s. Pages (no explicit limit)
 # keep the timeout alone: they are small, and a slow one should not hold a worker.
 MIN_BYTES_PER_SECOND = 1_000_000
+# How much of a 401/403's body is read: enough for an object store's XML error (S3/CloudFront and Cloud
+# Storage name a missing object that way), which the crawler tells from a WAF's or login wall's refusal.
+REFUSAL_BODY_BYTES = 4096
 
 
 def _jitter() -> float:
@@ -86,7 +89,8 @@ class Response:
 
     ``status_code`` 0 with ``error`` set: no answer (timeout, network error, too many redirects).
     ``url`` is the last hop: off the site when a redirect left it. ``too_large``: the body was over the
-    limit and not kept. ``skip_reason``: a rule (robots.txt) stopped a redirect.
+    limit and not kept. A 401/403 carries at most :data:`REFUSAL_BODY_BYTES` of its body.
+    ``skip_reason``: a rule (robots.txt) stopped a redirect.
     """
 
     status_code: int
@@ -256,5 +260,12 @@ class Fetcher:
                         if is_html_type(content_type)
                         else resp.encoding or "utf-8"
                     )
+                elif resp.status_code in (401, 403):
+                    head = bytearray()
+                    async for chunk in resp.aiter_bytes():
+                        head += chunk
+                        if len(head) >= REFUSAL_BODY_BYTES:
+                            break  # the rest is not read: the connection is closed
+                    result.body = bytes(head[:REFUSAL_BODY_BYTES])
                 return result
         return Response(0, current, httpx.Headers(), error=f"more than {_MAX_REDIRECTS} redirects")

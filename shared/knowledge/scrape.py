@@ -34,7 +34,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +66,27 @@ MAX_ATTEMPTS = 2  # the first try, plus one start-over after losing the publish 
 #   most of a three-page source, and a small site broken as a whole is still caught by the crawler's own
 #   checks (its start page, or every page its sitemap or feed lists, not served leaves it incomplete;
 #   so does every fetch failing);
-# - the same removal (the same set of lost URLs) held back in VALVE_RUNS consecutive runs is applied by
-#   the last of them: a broken deploy is usually fixed within a run or two, a restructure stays. Each
-#   run records what it held back in its scrape_runs document (sources[name]["held_back"]: the removal's
-#   fingerprint and how many consecutive runs saw it); the next run reads the newest run that crawled
-#   the source (held_back_of). A run that removes, or holds back another removal, starts the count over.
+# - the same removal (the same set of lost URLs) is applied once it was held back in VALVE_RUNS
+#   consecutive runs *and* VALVE_HOLD_HOURS have passed since it was first held back: a broken deploy
+#   is usually fixed within hours, a restructure stays. Each run records what it held back in its
+#   scrape_runs document (sources[name]["held_back"]: the removal's fingerprint, how many consecutive
+#   runs saw it, and since when, ISO UTC); the next run reads the newest run that crawled the source
+#   (held_back_of). A run that removes, or holds back another removal, starts the count over.
+#
+# The valve also divides by the pages the source keeps under its budget (indexed pages minus those
+# max_pages cut): lowering max_pages during an outage would otherwise shrink the lost share.
+#
+# Independently of the source's size, a crawl where more than HOLLOW_SHARE of the pages the site served
+# this run have no main text or are copies of another page (a JS app shell, a maintenance page, an SPA
+# fallback answering 200 for every URL) is incomplete: those pages were served, but not as themselves.
 MAX_REMOVED_SHARE = 0.5
 VALVE_MIN_PAGES = 10
 VALVE_RUNS = 3
+# Counted in time as well as runs: the schedule may run the scrape every 30 minutes, and three runs are
+# then one hour, shorter than many outages (a broken deploy over a weekend night, a CMS being restored).
+# A day gives someone time to notice; a real restructure waits a day longer to leave the index.
+VALVE_HOLD_HOURS = 24
+HOLLOW_SHARE = 0.5
 
 
 class ScrapeError(RuntimeError):
@@ -126,8 +139,11 @@ class _Attempt:
         deadline: float = math.inf,
         clock: Callable[[], float] = time.monotonic,
         held_back: Mapping[str, Any] | None = None,
+        now: Clock = utc_now,
     ) -> None:
         self.settings = settings
+        #: The run's wall clock (UTC): when a held-back removal began (see :data:`VALVE_HOLD_HOURS`).
+        self.now = now
         #: Source name -> the removal the previous run held back for it (see :data:`VALVE_RUNS`).
         self.held_back = dict(held_back or {})
         #: On ``clock`` (see :func:`run_deadline`): past it no more result is taken from a crawl.
@@ -222,6 +238,8 @@ class _Attempt:
         previous = {url: rec for url, rec in pages.items() if rec.source == source.name}
         alive: set[str] = set()  # pages confirmed present (or only transiently failing): never removed
         stats = {"fetched": 0, "unchanged": 0, "changed": 0, "removed": 0, "failed": 0, "skipped": 0}
+        # Pages served this run with no main text, or as a copy of another page (see HOLLOW_SHARE).
+        stats["hollow"] = 0
         # Where this source's time went (kept in the run, printed by bench/crawl.py). This thread:
         # waiting for the crawl's next result, extracting, chunking, waiting for room in the pipeline,
         # then for its tail. The pipeline's threads: inside the model, inside the index writes. The
@@ -340,6 +358,7 @@ class _Attempt:
             timings["chunk_seconds"] += time.perf_counter() - extracted
             if page is None or not chunks:
                 stats["skipped"] += 1
+                stats["hollow"] += 1
                 log.info("%s: no main text; not indexed", result.url)
                 continue
             digest = page_content_hash(chunks)
@@ -347,6 +366,7 @@ class _Attempt:
             owner = self._alive_owner.get(digest)
             if owner is not None and owner != result.url:
                 stats["skipped"] += 1
+                stats["hollow"] += 1
                 log.info("%s: same content as %s; indexed once", result.url, owner)
                 continue
             holders = self._indexed_owners.get(digest, set())
@@ -414,27 +434,46 @@ class _Attempt:
             for url in gone
             if url not in summary.cut and previous[url].content_hash not in self._fetched_hashes
         ]
+        hollow = stats.pop("hollow")
+        served = stats["fetched"] + stats["unchanged"]
+        if complete and lost and hollow > HOLLOW_SHARE * served:
+            complete = False
+            error = (
+                f"{hollow} of the {served} pages served in this run have no main text or are copies of "
+                "another page (an app shell or maintenance page looks like this); kept its pages"
+            )
+        # The pages the source keeps under its budget: those max_pages cut are removed, not lost.
+        kept = len(previous) - len(summary.cut.intersection(previous))
         held_back: dict[str, Any] | None = None
-        if complete and len(previous) >= VALVE_MIN_PAGES and len(lost) > MAX_REMOVED_SHARE * len(previous):
+        if complete and len(previous) >= VALVE_MIN_PAGES and len(lost) > MAX_REMOVED_SHARE * kept:
             removal = _removal_fingerprint(lost)
             prior = self.held_back.get(source.name) or {}
-            runs = int(prior.get("runs", 0)) + 1 if prior.get("removal") == removal else 1
-            if runs < VALVE_RUNS:
+            now = self.now()
+            if prior.get("removal") == removal:
+                runs = int(prior.get("runs", 0)) + 1
+                since = _parse_since(prior.get("since")) or now  # an older record: the day starts now
+            else:
+                runs, since = 1, now
+            due = since + timedelta(hours=VALVE_HOLD_HOURS)
+            if runs < VALVE_RUNS or now < due:
                 complete = False
-                held_back = {"removal": removal, "runs": runs}
+                held_back = {"removal": removal, "runs": runs, "since": since.isoformat()}
                 error = (
-                    f"the crawl would remove {len(lost)} of its {len(previous)} pages (more than "
+                    f"the crawl would remove {len(lost)} of its {kept} pages (more than "
                     f"{MAX_REMOVED_SHARE:.0%} at once); kept them, as a broken site looks the same "
-                    f"(run {runs} of {VALVE_RUNS}: the same removal seen in {VALVE_RUNS} consecutive runs "
-                    "is applied)"
+                    f"(run {runs} of {VALVE_RUNS}, held back since {since:%Y-%m-%d %H:%M} UTC: the same "
+                    f"removal seen in {VALVE_RUNS} consecutive runs is applied, not before "
+                    f"{due:%Y-%m-%d %H:%M} UTC)"
                 )
             else:
                 log.warning(
-                    "source %s: the same removal of %d of its %d pages seen in %d consecutive runs; applied",
+                    "source %s: the same removal of %d of its %d pages seen in %d consecutive runs since "
+                    "%s; applied",
                     source.name,
                     len(lost),
-                    len(previous),
+                    kept,
                     runs,
+                    since.isoformat(),
                 )
         if complete:
             deferred = self._deferred_hashes()
@@ -544,9 +583,17 @@ class _Attempt:
         of a page not indexed yet may be only there) and mark the sources involved incomplete."""
         names = {source.name for source, _, _ in stopped}
         names.update(name for name in self._pending_removals.values() if name is not None)
-        error = "stopped at the run's deadline while indexing pages moved from other URLs; kept the old ones"
         for name in names:
             stats = self.run.sources[name]
+            if stats["complete"]:
+                # Its crawl was complete: its ordinary removals are already applied.
+                stats["removals_applied"] = True
+                error = (
+                    "stopped at the run's deadline while indexing pages moved from other URLs; moved pages "
+                    "kept at their old URLs; other removals applied"
+                )
+            else:
+                error = "stopped at the run's deadline while indexing pages moved from other URLs"
             stats["complete"] = False
             stats["error"] = f"{stats['error']}; {error}" if stats["error"] else error
         log.warning(
@@ -577,6 +624,17 @@ def _open_check(embedder: Any, collection: str) -> Callable[[Path, Any], None]:
             index.close()
 
     return check
+
+
+def _parse_since(value: Any) -> datetime | None:
+    """A held-back removal's ``since`` (ISO UTC), or None when the record has none or an odd one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        since = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return since if since.tzinfo else since.replace(tzinfo=UTC)
 
 
 def _removal_fingerprint(urls: list[str]) -> str:
@@ -705,7 +763,7 @@ def run_scrape(
         )
         held_back = _read_held_back(fs)
         _run_attempts(
-            settings, run, store, embedder, progress, crawl_config, lease, work, deadline, held_back
+            settings, run, store, embedder, progress, crawl_config, lease, work, deadline, held_back, clock
         )
         _note_incomplete(run)
     except Exception as exc:
@@ -744,8 +802,16 @@ def _note_incomplete(run: ScrapeRun) -> None:
     run.incomplete_sources = sorted(name for name, stats in run.sources.items() if not stats["complete"])
     if not run.incomplete_sources:
         return
-    detail = "; ".join(f"{name}: {run.sources[name]['error']}" for name in run.incomplete_sources)
-    note = f"incomplete sources, their pages kept as they were: {detail}"
+    kept = [name for name in run.incomplete_sources if not run.sources[name].get("removals_applied")]
+    partly = [name for name in run.incomplete_sources if run.sources[name].get("removals_applied")]
+    notes = []
+    if kept:
+        detail = "; ".join(f"{name}: {run.sources[name]['error']}" for name in kept)
+        notes.append(f"incomplete sources, their pages kept as they were: {detail}")
+    if partly:
+        detail = "; ".join(f"{name}: {run.sources[name]['error']}" for name in partly)
+        notes.append(f"incomplete sources, some removals applied: {detail}")
+    note = "; ".join(notes)
     run.error = f"{run.error}; {note}" if run.error else note
     log.warning("scrape run %s: %s", run.id, note, extra={"run_id": run.id})
 
@@ -776,12 +842,15 @@ def _run_attempts(
     work: Path,
     deadline: float = math.inf,
     held_back: Mapping[str, Any] | None = None,
+    now: Clock = utc_now,
 ) -> None:
     started_mark = ""  # the rollback mark of the pointer the first attempt started from
     for attempt in range(1, MAX_ATTEMPTS + 1):
         run.attempts = attempt
         _reset_counts(run)
-        job = _Attempt(settings, run, embedder, progress, crawl_config, deadline, held_back=held_back)
+        job = _Attempt(
+            settings, run, embedder, progress, crawl_config, deadline, held_back=held_back, now=now
+        )
         index, parent_id, generation = job.open_index(store, work / f"attempt-{attempt}")
         try:
             run.parent_snapshot_id = parent_id

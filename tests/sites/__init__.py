@@ -214,7 +214,9 @@ class FixtureSite(LoopbackService):
             return PlainTextResponse("not found", status_code=404)
         if page.delay:
             await asyncio.sleep(page.delay)
-        if page.status != 200:
+        if page.status != 200:  # the page's body when it has one (an object store's XML error)
+            if page.body:
+                return Response(page.body, status_code=page.status, media_type=page.content_type)
             return PlainTextResponse("error", status_code=page.status)
         headers = {"ETag": page.etag, "Last-Modified": format_datetime(page.modified, usegmt=True)}
         if page.conditional and _not_modified(request, page):
