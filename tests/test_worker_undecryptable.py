@@ -9,6 +9,7 @@ token again if it persists."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -131,7 +132,10 @@ def test_a_damaged_token_under_a_configured_key_is_acked(
         worker = BotWorker(registry.db, bot_lookup(registry, with_token=True), QaClient(cfg.qa_url), cfg)
         bot_id, token = register_telegram_bot(cfg, tg)
         stored = registry.db.collection("bots").document(bot_id).get().to_dict()["token_enc"]
-        damaged = stored[:-6] + ("AAAAAA" if not stored.endswith("AAAAAA") else "BBBBBB")
+        prefix, _, payload = stored.rpartition(":")
+        raw = bytearray(base64.urlsafe_b64decode(payload))
+        raw[-1] ^= 0x01  # a bit of the sealed bytes (the tag): a configured key, and it fails to open
+        damaged = f"{prefix}:{base64.urlsafe_b64encode(bytes(raw)).decode()}"
         registry.db.collection("bots").document(bot_id).update({"token_enc": damaged})
 
         caplog.set_level(logging.INFO)
