@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from shared.cli.eval import INDEX_DIR_HELP, logs_to_stderr
+from shared.cli.eval import INDEX_DIR_HELP, logs_to_stderr, open_index_option
 from shared.config import get_settings
 
 
@@ -78,16 +78,11 @@ def _ask_local(
     from shared.qa.ask import source_json
     from shared.qa.eval_corpus import open_eval_index
     from shared.qa.eval_sets import CorpusSpec
-    from shared.qa.local_asker import LocalAsker, NotAnIndex, open_index_dir
+    from shared.qa.local_asker import LocalAsker
     from shared.qa.sources import source_link, source_title
 
     if index_dir is not None:
-        try:
-            index = open_index_dir(settings, index_dir)
-        except NotAnIndex as exc:
-            raise click.BadParameter(
-                f"{exc}; --index takes {INDEX_DIR_HELP}", param_hint="'--index'"
-            ) from None
+        index = open_index_option(settings, index_dir)
     else:
         assert site_dir is not None
         index = open_eval_index(settings, CorpusSpec(html_dir=site_dir, base_url=base_url))

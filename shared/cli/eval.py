@@ -8,10 +8,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from shared.config import get_settings
+
+if TYPE_CHECKING:
+    from shared.config import Settings
+    from shared.knowledge.index import KnowledgeIndex
 
 # What the --index options of askbase ask and eval take (shared.knowledge.index.SIDECAR_NAME names the file).
 INDEX_DIR_HELP = (
@@ -30,6 +35,17 @@ def logs_to_stderr() -> None:
     for handler in logging.getLogger().handlers:
         if getattr(handler, "_askbase", False) and isinstance(handler, logging.StreamHandler):
             handler.setStream(sys.stderr)
+
+
+def open_index_option(settings: Settings, path: Path) -> KnowledgeIndex:
+    """The index directory an ``--index`` option names; a directory that is not one is a usage error
+    (exit 2) saying what the option takes, not a traceback."""
+    from shared.qa.local_asker import NotAnIndex, open_index_dir
+
+    try:
+        return open_index_dir(settings, path)
+    except NotAnIndex as exc:
+        raise click.BadParameter(f"{exc}; --index takes {INDEX_DIR_HELP}", param_hint="'--index'") from None
 
 
 def progress_logger(what: str) -> Callable[[int, int], None]:
@@ -83,7 +99,7 @@ def eval_command(
     from shared.qa.eval_corpus import CorpusMissing, open_eval_index
     from shared.qa.eval_sets import EvalSetError, load_eval_set
     from shared.qa.evaluation import compare, flipped_cases, format_table, run_eval
-    from shared.qa.local_asker import LocalAsker, NotAnIndex, open_index_dir
+    from shared.qa.local_asker import LocalAsker
 
     logs_to_stderr()
     settings = get_settings()
@@ -93,12 +109,7 @@ def eval_command(
     except (EvalSetError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if index_dir is not None:
-        try:
-            index = open_index_dir(settings, index_dir)
-        except NotAnIndex as exc:
-            raise click.BadParameter(
-                f"{exc}; --index takes {INDEX_DIR_HELP}", param_hint="'--index'"
-            ) from None
+        index = open_index_option(settings, index_dir)
     elif eval_set.corpus is not None:
         try:
             index = open_eval_index(settings, eval_set.corpus, progress_logger("indexing"))
