@@ -554,23 +554,13 @@ class CrawlSession:
                 loop.call_soon_threadsafe(room.release)
 
     def __iter__(self) -> Iterator[CrawlResult]:
-        if not self._started:
-            self._started = True
-            self._thread.start()
-        while True:
-            item = self._queue.get()
-            if item is None:
-                self._thread.join()
-                return
-            if isinstance(item, BaseException):
-                raise item
-            self._release()
-            yield item
+        # No tick: the queue's get blocks until a result, so results() never yields None here.
+        return (result for result in self.results(None) if result is not None)
 
-    def results(self, tick: float) -> Iterator[CrawlResult | None]:
+    def results(self, tick: float | None) -> Iterator[CrawlResult | None]:
         """Like iterating the session, but yields None whenever no result came for ``tick`` seconds, so
         the consumer can look at its clock while the crawl is quiet (discovery reading a large sitemap,
-        every worker waiting on a slow server)."""
+        every worker waiting on a slow server). ``tick`` None waits for each result."""
         if not self._started:
             self._started = True
             self._thread.start()
