@@ -179,6 +179,37 @@ def test_reused_vectors_are_the_stored_ones(index: KnowledgeIndex) -> None:
     np.testing.assert_allclose(got, stored, atol=1e-7)
 
 
+@pytest.mark.parametrize("reopen", [False, True], ids=["same-index", "reopened"])
+def test_a_page_moved_to_a_new_url_reuses_the_stored_vectors(
+    tmp_path: Path, index: KnowledgeIndex, embedder: BagOfWordsEmbedder, reopen: bool
+) -> None:
+    old = "https://docs.acme.dev/install"
+    if reopen:  # the text map is built from a reopened index's chunk table, not from its own writes
+        index.close()
+        index = KnowledgeIndex.open(tmp_path / "index", embedder)
+    stored = {
+        index._chunks[i].content_hash: index._collection.get(ids=[i], include=["embeddings"])["embeddings"][0]
+        for i in index._by_url[old]
+    }
+    before = len(embedder.texts)
+    page = make_page("https://docs.acme.dev/guide/install", PAGES[old])
+    chunks = chunk_page(page, source="docs", max_chars=400, overlap=40)
+    assert index.holds_text_of(chunks)
+    # Both write paths: a page the index has never seen goes through upsert_pages' batch.
+    assert index.upsert_pages([(record_for(page, chunks, "docs"), chunks)]) == 0
+    assert embedder.texts[before:] == []
+    for chunk in chunks:
+        got = index._collection.get(ids=[chunk.id], include=["embeddings"])["embeddings"][0]
+        np.testing.assert_allclose(got, stored[chunk.content_hash], atol=1e-7)
+    index.remove_page(old)
+    # The old URL's chunks held the text map's entries; a second copy still finds the new URL's.
+    again = make_page("https://docs.acme.dev/v2/install", PAGES[old])
+    assert add(index, again)[0] == 0
+    assert not index.holds_text_of(chunk_page(make_page(old, {"New": "Nothing like it."}), "docs", 400, 40))
+    if reopen:
+        index.close()
+
+
 def test_remove_page_deletes_its_chunks_and_record(index: KnowledgeIndex) -> None:
     url = "https://docs.acme.dev/billing"
     assert index.remove_page(url) == 2

@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,6 +122,10 @@ class KnowledgeIndex:
         self._pages: dict[str, PageRecord] = pages
         self._chunks: dict[str, Chunk] = {}
         self._by_url: dict[str, list[str]] = {}
+        # content hash -> a chunk id holding that text, so a write reuses any stored vector of the same
+        # text (a page moved to a new URL keeps its vectors). Built on the first write that needs it:
+        # a read-only copy (qa) never pays for it.
+        self._by_hash: dict[str, str] | None = None
         # BM25 is rebuilt lazily after writes; _generation tells a finished rebuild whether a write
         # happened while it ran (then its result is already stale and is not kept).
         self._bm25: tuple[int, BM25] | None = None
@@ -381,8 +386,9 @@ class KnowledgeIndex:
         """Store ``record`` and make ``chunks`` the page's chunks; return how many were embedded.
 
         A page whose ``content_hash`` is unchanged (and whose chunks are all present) costs nothing
-        and returns 0. A changed page replaces all of its chunks; chunks whose text is unchanged
-        reuse their stored vectors, so only new text is embedded.
+        and returns 0. A changed page replaces all of its chunks; a chunk whose text the index already
+        stores (on this page, or on another: a page moved to a new URL) reuses the stored vector, so
+        only new text is embedded.
         """
         for chunk in chunks:
             if chunk.url != record.url:
@@ -403,7 +409,7 @@ class KnowledgeIndex:
                 self._mark_dirty()
                 return 0
 
-            reusable = self._reusable_vectors(old_ids, chunks)
+            reusable = self._reusable_vectors(chunks)
             to_embed = [chunk for chunk in chunks if chunk.content_hash not in reusable]
             fresh = self.embedder.embed([chunk.text for chunk in to_embed]) if to_embed else None
             if fresh is not None and fresh.shape != (len(to_embed), self.embedder.dimension):
@@ -426,7 +432,7 @@ class KnowledgeIndex:
         Pages the index holds nothing of (nearly every page of a first crawl) are embedded in one call
         and added to Chroma in one ``add``, whose cost is mostly per call: on the 2-core machine 600
         chunks added 3 per call took 8.3 s, 60 per call 1.05 s. A page the index holds goes through
-        :meth:`upsert_page`, which reuses the stored vectors of its unchanged chunks.
+        :meth:`upsert_page`. Both reuse the stored vector of any chunk text the index already holds.
         """
         with self.write_lock:
             self._check_writable()
@@ -447,17 +453,24 @@ class KnowledgeIndex:
             return embedded + self._add_new_pages(list(new.values()))
 
     def _add_new_pages(self, pages: list[tuple[PageRecord, list[Chunk]]]) -> int:
-        """Add pages the index holds nothing of (checked by the caller, under write_lock)."""
+        """Add pages the index holds nothing of (checked by the caller, under write_lock); return how
+        many chunks were embedded (text held under another URL reuses its stored vector)."""
         chunks = [chunk for _, page_chunks in pages for chunk in page_chunks]
+        embedded = 0
         if chunks:
-            vectors = self.embedder.embed([chunk.text for chunk in chunks])
-            if vectors.shape != (len(chunks), self.embedder.dimension):
-                raise ValueError(f"embedder returned shape {vectors.shape}")
-            self._add_chunks(chunks, list(vectors))
+            vectors = self._reusable_vectors(chunks)
+            to_embed = [chunk for chunk in chunks if chunk.content_hash not in vectors]
+            if to_embed:
+                fresh = self.embedder.embed([chunk.text for chunk in to_embed])
+                if fresh.shape != (len(to_embed), self.embedder.dimension):
+                    raise ValueError(f"embedder returned shape {fresh.shape}")
+                vectors.update(zip((chunk.content_hash for chunk in to_embed), fresh, strict=True))
+                embedded = len(to_embed)
+            self._add_chunks(chunks, [vectors[chunk.content_hash] for chunk in chunks])
         for record, page_chunks in pages:
             self._pages[record.url] = dataclasses.replace(record, chunk_count=len(page_chunks))
             self._mark_dirty()
-        return len(chunks)
+        return embedded
 
     def touch_page(self, url: str, etag: str | None, last_modified: str | None) -> None:
         """Record that ``url`` was fetched again and found unchanged (e.g. HTTP 304).
@@ -557,13 +570,32 @@ class KnowledgeIndex:
     def _remember(self, chunk: Chunk) -> None:
         self._chunks[chunk.id] = chunk
         self._by_url.setdefault(chunk.url, []).append(chunk.id)
+        if self._by_hash is not None:
+            # The newest chunk holds its text: a moved page's old URL is removed after the new one is
+            # written, and the entry must survive that removal.
+            self._by_hash[chunk.content_hash] = chunk.id
 
-    def _reusable_vectors(self, old_ids: list[str], chunks: list[Chunk]) -> dict[str, np.ndarray]:
-        """Stored vectors of old chunks whose exact text reappears: content hash → vector."""
+    def holds_text_of(self, chunks: Sequence[Chunk]) -> bool:
+        """Whether the index stores a vector for the text of any of ``chunks`` (under any URL): a
+        write of them reuses it, so embedding them ahead would be wasted work."""
+        with self.write_lock:
+            by_hash = self._hashes()
+            return any(chunk.content_hash in by_hash for chunk in chunks)
+
+    def _hashes(self) -> dict[str, str]:
+        if self._by_hash is None:
+            self._by_hash = {}
+            for chunk in self._chunks.values():
+                self._by_hash.setdefault(chunk.content_hash, chunk.id)
+        return self._by_hash
+
+    def _reusable_vectors(self, chunks: list[Chunk]) -> dict[str, np.ndarray]:
+        """Stored vectors of chunks (of any page) whose exact text reappears in ``chunks``: content
+        hash → vector. A chunk's vector is a function of its text alone (the text embedded is the chunk
+        text, whose sha256 is its content hash), and one index holds one embedder's vectors."""
+        by_hash = self._hashes()
         wanted = {chunk.content_hash for chunk in chunks}
-        ids_by_hash = {
-            self._chunks[i].content_hash: i for i in old_ids if self._chunks[i].content_hash in wanted
-        }
+        ids_by_hash = {content: by_hash[content] for content in wanted if content in by_hash}
         if not ids_by_hash:
             return {}
         got = self._collection.get(ids=list(ids_by_hash.values()), include=["embeddings"])
@@ -583,6 +615,9 @@ class KnowledgeIndex:
         for chunk_id in ids:
             chunk = self._chunks.pop(chunk_id, None)
             if chunk is not None:
+                if self._by_hash is not None and self._by_hash.get(chunk.content_hash) == chunk_id:
+                    # An older chunk may hold the same text too; missing it costs one embedding.
+                    del self._by_hash[chunk.content_hash]
                 remaining = [i for i in self._by_url.get(chunk.url, []) if i != chunk_id]
                 if remaining:
                     self._by_url[chunk.url] = remaining

@@ -18,7 +18,8 @@ with one :meth:`KnowledgeIndex.upsert_pages`, which finds the vectors ready in
 
 Only pages the index has never seen are embedded ahead: for a changed page the index reuses the stored
 vectors of unchanged chunks, and only it knows which those are, so such a page is embedded by the index
-itself (in the writing thread, still off the caller's).
+itself (in the writing thread, still off the caller's). The scrape does the same for a page moved to a
+new URL (:meth:`KnowledgeIndex.holds_text_of`): its text is stored under the old one.
 
 At most ``max_pending_chunks`` chunks are in the pipeline at once: :meth:`IndexingPipeline.submit` blocks
 the caller beyond that, which slows the crawl through its bounded buffer (the crawl awaits room; its

@@ -560,7 +560,10 @@ class _Attempt:
                     continue
                 held.add(record.content_hash)
                 before = pages.get(record.url)
-                pipeline.submit(record, chunks, embed_ahead=before is None)
+                # A moved page's text is still stored under its old URL (removed below): the index
+                # reuses those vectors, so nothing is embedded ahead for it.
+                ahead = before is None and not index.holds_text_of(chunks)
+                pipeline.submit(record, chunks, embed_ahead=ahead)
                 stats["changed"] += 1
                 run.pages_changed += 1
                 run.chunks_added += len(chunks)
