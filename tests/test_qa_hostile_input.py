@@ -11,6 +11,7 @@ import logging
 
 import pytest
 from flask import Flask
+from werkzeug.test import TestResponse
 
 from shared.config import Settings
 from shared.qa.live_index import LiveIndex
@@ -101,10 +102,11 @@ def test_an_admins_gaps_report_for_a_reserved_bot_id_is_400(
     assert client.get("/gaps?bot=__x__").status_code == 400  # the page reads the same filters
 
 
-@pytest.mark.parametrize("state_id", ["a/b", "__x__", "..", ".", "\ud800", "0f" * 16 + "/"])
+@pytest.mark.parametrize("state_id", ["a/b", "__x__", "..", ".", "é", "0f" * 16 + "/"])
 def test_a_bot_vote_on_a_state_id_no_document_can_have_is_404(app: Flask, state_id: str) -> None:
     """botrunner passes on what a chat platform's user pressed: an id Firestore would refuse (or a path)
-    names no button state."""
+    names no button state. (A lone surrogate is not text at all: a 400, like in any other string of a
+    body, test_a_lone_surrogate_escape_in_a_json_string_is_400_on_every_json_route.)"""
     press = {"bot_id": "bot1", "state_id": state_id, "voter": "telegram:1", "vote": "up"}
     response = app.test_client().post(
         "/api/bot-votes",
@@ -132,3 +134,56 @@ def test_json_nested_past_the_recursion_limit_is_400(app: Flask) -> None:
     }
     assert client.post("/api/bot-votes", **service).status_code == 400
     assert client.post("/api/bot-forget", **service).status_code == 400
+
+
+# --- JSON strings that are not text -----------------------------------------------------------------
+LONE_SURROGATES = ["\ud800", "x\udc00y", "\udbff"]
+
+
+@pytest.mark.parametrize("bad", LONE_SURROGATES)
+def test_a_lone_surrogate_escape_in_a_json_string_is_400_on_every_json_route(
+    app: Flask, bad: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``"\\ud800"`` is valid JSON and json.loads gives a str with a lone surrogate, which no UTF-8
+    encoder takes: Firestore (the question, a title, a comment) and the vote id's hash raised
+    UnicodeEncodeError, a 500, after the answer had been computed. Refused at the door instead."""
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    asked = ask(client, token, {"question": "hello"}).json
+    cid, aid = asked["conversation_id"], asked["answer_id"]
+    browser = {"X-CSRF-Token": token}
+    service = {"X-Askbase-Service": "botrunner"}
+
+    def send(method: str, path: str, body: dict[str, object], headers: dict[str, str]) -> TestResponse:
+        # json.dumps writes a lone surrogate as the \u escape a client sends (ensure_ascii).
+        return client.open(
+            path, method=method, data=json.dumps(body), content_type="application/json", headers=headers
+        )
+
+    with caplog.at_level(logging.WARNING, logger="askbase.qa"):
+        responses = [
+            send("POST", "/api/ask", {"question": f"deploy {bad}"}, browser),
+            send("POST", "/api/ask", {"question": "hello", "conversation_id": cid, bad: 1}, browser),
+            send("PATCH", f"/api/conversations/{cid}", {"title": f"t{bad}"}, browser),
+            send("PUT", f"/api/answers/{aid}/vote", {"vote": "down", "comment": f"no{bad}"}, browser),
+            send(
+                "POST",
+                "/api/bot-votes",
+                {"bot_id": "b1", "state_id": "s1", "voter": f"telegram:{bad}", "vote": "up"},
+                service,
+            ),
+            send(
+                "POST",
+                "/api/bot-forget",
+                {"bot_id": "b1", "user": f"telegram:{bad}", "voter": "telegram:2"},
+                service,
+            ),
+        ]
+    statuses = [r.status_code for r in responses]
+    assert statuses == [400] * 6, [r.get_data(as_text=True) for r in responses]
+    assert all("not text" in r.json["error"] for r in responses)
+    lines = [r.getMessage() for r in caplog.records if r.name == "askbase.qa"]
+    assert len(lines) == 6 and all("-> 400" in line and "not text" in line for line in lines), lines
+    # Nothing was stored or changed: the conversation still holds the one exchange, under its title.
+    kept = client.get(f"/api/conversations/{cid}").json
+    assert kept["title"] == "hello" and len(kept["messages"]) == 2

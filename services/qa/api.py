@@ -62,14 +62,44 @@ def _reject(status: int, message: str, **headers: str) -> tuple[Response, int]:
     return response, status
 
 
+NOT_TEXT = "the body holds a string that is not text (a \\u escape of a lone surrogate)"
+
+
 def _json() -> Any:
-    """The request's JSON, or None when it is not JSON (:func:`read_json`'s rule)."""
+    """The request's JSON, or None when it is not JSON (:func:`read_json`'s rule). Raises
+    :class:`BadRequest` when a string in it is not text (:func:`_holds_lone_surrogate`)."""
     if not request.is_json:
         return None
     try:
-        return read_json(request.get_data())
+        value = read_json(request.get_data())
     except NotJSON:
         return None
+    if _holds_lone_surrogate(value):
+        raise BadRequest(NOT_TEXT)
+    return value
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    """Whether a key or string of a parsed JSON value holds a lone surrogate.
+
+    ``"\\ud800"`` is valid JSON and json.loads returns it as a str no UTF-8 encoder takes: stored
+    (a question, a title, a comment) or hashed (a vote's id), it raised UnicodeEncodeError, a 500, and
+    only after the answer had been computed. Iterative: the value may nest as deep as json.loads allows.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _service_body(shape: str) -> dict[str, Any] | tuple[Response, int]:
@@ -78,7 +108,10 @@ def _service_body(shape: str) -> dict[str, Any] | tuple[Response, int]:
     ``shape`` when the body is not a JSON object."""
     if service_caller() is None:
         return _reject(403, "service callers only")
-    body = _json()
+    try:
+        body = _json()
+    except BadRequest as exc:
+        return _reject(400, str(exc))
     if not isinstance(body, dict):
         return _reject(400, f"send JSON like {shape}")
     return body
@@ -236,7 +269,10 @@ def export_conversation(conversation_id: str) -> Any:
 def rename_conversation(conversation_id: str) -> Any:
     """Rename: ``{"title": "..."}`` → the conversation's history entry with its new title."""
     user = signed_in_user()
-    body = _json()
+    try:
+        body = _json()
+    except BadRequest as exc:
+        return _reject(400, str(exc))
     title = body.get("title") if isinstance(body, dict) else None
     if not isinstance(title, str):
         return _reject(400, 'send JSON like {"title": "..."}')
