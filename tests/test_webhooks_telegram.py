@@ -246,6 +246,22 @@ def test_group_rules_through_the_function(stack: dict, tg: FakeTelegram) -> None
     assert sorted(j.question or "" for j in jobs) == ["what about deploys", "what about deploys"]
 
 
+def test_a_question_in_a_forum_topic_names_its_topic_in_the_job(stack: dict, tg: FakeTelegram) -> None:
+    """A forum supergroup's message carries its topic (``message_thread_id`` with ``is_topic_message``):
+    the job keeps it, so the answer goes to that topic and not to General. A plain supergroup's reply
+    chain also has a ``message_thread_id``, but no topic: sending there with it would be refused."""
+    forum, plain = -100777, -100778
+    in_topic = tg.message_update(
+        forum, "/ask what about deploys", chat_type="supergroup", message_thread_id=55, is_topic_message=True
+    )
+    reply_chain = tg.message_update(
+        plain, "/ask what about deploys", chat_type="supergroup", message_thread_id=66
+    )
+    assert [_post(stack, u).get_json()["status"] for u in (in_topic, reply_chain)] == ["accepted", "accepted"]
+    jobs = {job.chat_id: job for job in stack["tap"].pull(expect=2)}
+    assert {chat: job.thread_id for chat, job in jobs.items()} == {str(forum): 55, str(plain): None}
+
+
 def test_disabled_chat_is_ignored_except_enable(stack: dict, tg: FakeTelegram) -> None:
     group = -1002
     chat_switch.set_enabled(stack["db"], stack["bot_id"], group, False, by_user="telegram:1")

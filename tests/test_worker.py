@@ -293,6 +293,21 @@ def test_long_answer_is_split_and_parts_stay_in_order(env: dict[str, Any]) -> No
     assert sent[-1]["text"].rstrip().endswith("</a>")  # sources after the answer
 
 
+def test_every_part_of_an_answer_in_a_forum_topic_goes_to_that_topic(env: dict[str, Any]) -> None:
+    """Only the first part replies to the question; without the topic the later parts (and a first part
+    whose question was deleted meanwhile) would land in the forum's General topic."""
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    env["qa"].answer_text = ("Configure <a> & <b> then deploy. " * 40 + "\n\n") * 12
+    job = tg_job(bot_id, chat_id="-100777", chat_type="supergroup", thread_id=55)
+    assert env["worker"].process(job).reason == "sent"
+    sent = env["tg"].sent_messages(token)
+    assert len(sent) >= 3
+    assert [str(m.get("message_thread_id")) for m in sent] == ["55"] * len(sent)
+    # Outside a topic, no thread is named (Telegram refuses one in a chat without topics).
+    env["worker"].process(tg_job(bot_id, update_id=2))
+    assert "message_thread_id" not in env["tg"].sent_messages(token)[-1]
+
+
 def test_help_job_does_not_ask_qa(env: dict[str, Any]) -> None:
     bot_id, token = register_telegram_bot(env["settings"], env["tg"])
     env["worker"].process(tg_job(bot_id, kind=JobKind.HELP, question=None))

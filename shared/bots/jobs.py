@@ -43,6 +43,10 @@ class Job(BaseModel):
     chat_id: str | None = None  # Telegram chat id / Discord channel id
     chat_type: str | None = None  # Telegram: private / group / supergroup; Discord: guild / dm
     message_id: int | None = None  # Telegram message to reply to
+    # Telegram: the forum topic the question was asked in. Only the first part of an answer replies to
+    # the question (which places it in the topic); every part is sent to the topic with this, or the
+    # rest land in the forum's General topic.
+    thread_id: int | None = None
     user: str | None = None  # the platform user id of the sender
     user_is_admin_hint: bool = False  # Telegram anonymous admin (sender_chat == chat)
     question: str | None = None

@@ -337,6 +337,10 @@ class Telegram(Platform):
             return Rejection(400, "not an update", "chat without id")
         sender = _dict(message, "from")
         sender_id = _telegram_int(sender.get("id"))
+        # A supergroup's reply chain has a message_thread_id too, but only a forum topic takes one back
+        # in sendMessage (elsewhere: "message thread not found").
+        in_topic = message.get("is_topic_message") is True
+        topic = _telegram_int(message.get("message_thread_id")) if in_topic else None
         from shared.bots.jobs import Job  # pydantic's model: see shared.bots.job_kinds
 
         job = Job(
@@ -347,6 +351,7 @@ class Telegram(Platform):
             chat_id=str(chat_id),
             chat_type=str(chat.get("type")),
             message_id=_telegram_int(message.get("message_id")),
+            thread_id=topic,
             user=str(sender_id) if sender_id is not None else None,
             user_is_admin_hint=_is_anonymous_admin(message),
             question=decision.question,
@@ -510,6 +515,7 @@ class Telegram(Platform):
             job.chat_id,
             part,
             parse_mode=PARSE_MODE,
+            message_thread_id=job.thread_id,
             # Only the first part quotes the question; in a busy group that is what ties them together.
             reply_to_message_id=job.message_id if index == 0 else None,
             # 👍 / 👎 under the last part (the sources are in the message itself).

@@ -8,7 +8,8 @@ Public API::
     tg.delete_webhook(drop_pending_updates=False) -> bool
     tg.get_webhook_info() -> telegram.WebhookInfo      # .url == "" when none is set
     tg.set_my_commands(commands=COMMANDS) -> bool
-    tg.send_message(chat_id, text, parse_mode=None, reply_to_message_id=None, reply_markup=None)
+    tg.send_message(chat_id, text, parse_mode=None, reply_to_message_id=None, reply_markup=None,
+                    message_thread_id=None)          # a forum topic
     vote_keyboard([(label, callback_data), ...]) -> telegram.InlineKeyboardMarkup   # one row
     tg.get_chat_member(chat_id, user_id) -> telegram.ChatMember
     tg.answer_callback_query(callback_query_id, text) -> bool
@@ -203,8 +204,10 @@ class TelegramClient:
         parse_mode: str | None = None,
         reply_to_message_id: int | None = None,
         reply_markup: InlineKeyboardMarkup | None = None,
+        message_thread_id: int | None = None,
     ) -> Message:
-        """Send ``text`` without a link preview. A reply to a since-deleted message is sent anyway."""
+        """Send ``text`` without a link preview. A reply to a since-deleted message is sent anyway (to the
+        forum topic ``message_thread_id``, when the chat is a forum)."""
         reply = (
             ReplyParameters(reply_to_message_id, allow_sending_without_reply=True)
             if reply_to_message_id is not None
@@ -216,6 +219,7 @@ class TelegramClient:
                 chat_id,
                 text,
                 parse_mode=parse_mode,
+                message_thread_id=message_thread_id,
                 reply_parameters=reply,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
                 reply_markup=reply_markup,
