@@ -127,6 +127,29 @@ def test_sign_in_redirects_back_but_never_off_site(app: Flask) -> None:
         assert response.headers["Location"] == "/"
 
 
+@pytest.mark.parametrize("control", ["\n", "\r\n", "\x0b", "\x7f"])
+def test_a_return_path_with_a_control_character_lands_on_the_chat_not_a_500(
+    app: Flask, control: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Location header cannot hold a line break (werkzeug raises, a 500): a sign-in link whose
+    ``next`` holds one, or a page address with %0A that sent an anonymous visitor to sign in, ended the
+    sign-in on the error page. Such a path goes to the chat, like any other unsafe one."""
+    from tests.qa_support import csrf_of
+
+    nxt = f"/c/abc{control}def"
+    client = app.test_client()
+    token = csrf_of(client)
+    with caplog.at_level(logging.ERROR):
+        signed = client.post("/signin/dev", data={"email": "a@example.com", "csrf_token": token, "next": nxt})
+        # Google's redirect mode: the page to come back to waits in a cookie for /signin/resume.
+        opened = client.get("/signin", query_string={"next": nxt})
+        resumed = client.get("/signin/resume")
+    assert (signed.status_code, signed.headers.get("Location")) == (302, "/")
+    assert opened.status_code == 200 and "abc" not in opened.headers.get("Set-Cookie", "")
+    assert (resumed.status_code, resumed.headers.get("Location")) == (302, "/")
+    assert [r.getMessage() for r in caplog.records] == []
+
+
 def test_dev_sign_in_rejects_bad_email_and_is_off_unless_enabled(
     emulators, settings: Settings, live: LiveIndex
 ) -> None:

@@ -16,8 +16,12 @@ bp = Blueprint("signin", __name__)
 
 
 def _safe_next(value: str | None) -> str:
-    """Only same-site relative paths: an open redirect after sign-in is a phishing aid."""
+    """Only same-site relative paths: an open redirect after sign-in is a phishing aid. Nor one with a
+    control character: a line break cannot go into the Location header (werkzeug raises: a 500), and
+    browsers drop tabs and line breaks from a URL, which may turn "/\t/host" into "//host"."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return url_for("pages.chat")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         return url_for("pages.chat")
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
