@@ -306,3 +306,41 @@ def test_clearing_history_deletes_the_users_answer_records_and_votes(app: Flask,
     assert alice.delete("/api/conversations", headers={"X-CSRF-Token": alice_token}).status_code == 200
     assert set(_answers(settings)) == {kept["answer_id"]}
     assert [v["voter"] for v in _votes(settings).values()] == ["user:bob@example.com"]
+
+
+# --- deleting while a question or a vote is on its way ---------------------------------------------------
+def _other_tab(app: Flask, client: FlaskClient) -> FlaskClient:
+    """A second tab of the same signed-in browser: the same session cookie (and so CSRF token)."""
+    tab = app.test_client()
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    tab.set_cookie(cookie.key, cookie.value)
+    return tab
+
+
+@pytest.mark.parametrize("clear_all", [False, True], ids=["delete-one", "clear-all"])
+def test_an_answer_whose_conversation_is_deleted_while_it_is_answered_leaves_no_record(
+    app: Flask, settings: Settings, monkeypatch: pytest.MonkeyPatch, clear_all: bool
+) -> None:
+    """The answer is written to the conversation, then recorded for feedback. A delete (or "Delete all")
+    from another tab between the two ran its clearing before the record existed: the record, question
+    and asker included, stayed in the gaps report after the user deleted the conversation."""
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    cid = ask(client, token, {"question": "How do I deploy?"}).json["conversation_id"]
+    tab = _other_tab(app, client)
+    answering = app.extensions["askbase"].ask  # the AskService RecordingAsk answers with
+    answer_only = answering.ask
+
+    def answered_then_deleted_elsewhere(*args: object, **kwargs: object) -> object:
+        result = answer_only(*args, **kwargs)
+        path = "/api/conversations" if clear_all else f"/api/conversations/{result.conversation_id}"
+        assert tab.delete(path, headers={"X-CSRF-Token": token}).status_code == 200
+        return result
+
+    monkeypatch.setattr(answering, "ask", answered_then_deleted_elsewhere)
+    response = ask(client, token, {"question": REFUSED, "conversation_id": cid})
+    assert response.status_code == 200  # the answer was given; it was deleted right after, as asked
+    assert response.json["answer_id"] is None  # nothing left to vote on
+    assert _answers(settings) == {}
+    assert client.get(f"/api/conversations/{cid}").status_code == 404

@@ -376,6 +376,10 @@ class AnswerLog:
         retry_aborted(lambda: self._col.document(facts.id).set(doc, merge=True))
         return facts.id
 
+    def discard(self, answer_id: str) -> None:
+        """Delete a record whose answer was never handed out, so nobody can have voted on it."""
+        retry_aborted(self._col.document(answer_id).delete)
+
     def get(self, answer_id: str) -> AnswerRecord | None:
         """The record, or None: unknown, malformed id, or expired (TTL may not have deleted it yet)."""
         if not is_answer_id(answer_id):

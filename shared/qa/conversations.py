@@ -377,6 +377,14 @@ class ConversationStore:
         )
 
     # --- reads ---------------------------------------------------------------------------------
+    def exists(self, owner: str, conversation_id: str) -> bool:
+        """Whether ``owner``'s conversation is still there (one read): not deleted, not expired."""
+        try:
+            self._owned(owner, conversation_id)
+        except ConversationNotFound:
+            return False
+        return True
+
     def last_question(self, owner: str, conversation_id: str) -> str | None:
         """The conversation's latest question (one read); raises if ``owner`` does not own it."""
         data = self._owned(owner, conversation_id).to_dict() or {}

@@ -97,8 +97,28 @@ class RecordingAsk:
             facts = AnswerFacts.from_result(
                 result, question, self._live.status().snapshot_id, bot.id if bot else None, platform
             )
-            recorded: str | None = self._answers.record(facts, owner, self._sources.resolver())
+            recorded = self._answers.record(facts, owner, self._sources.resolver())
         except gexc.GoogleAPIError:
             log.exception("answer not recorded for feedback (conversation %s)", result.conversation_id)
-            recorded = None
-        return RecordedAnswer(result, recorded)
+            return RecordedAnswer(result, None)
+        return RecordedAnswer(result, self._unless_deleted(owner, result.conversation_id, recorded))
+
+    def _unless_deleted(self, owner: str, conversation_id: str, recorded: str) -> str | None:
+        """``recorded``, or None after taking the record back when its conversation is gone.
+
+        The conversation may have been deleted (one conversation, the whole history, a bot chat's
+        ``/forget``) while this question was answered: that clearing deleted the answer records it found
+        before this one existed, and the record, asker and question included, would have stayed in the
+        gaps report. Reads are strongly consistent, and a clearing deletes the conversation before it
+        looks for its records: either the conversation is gone by this read, or that search comes later
+        and finds this record.
+        """
+        try:
+            if self._ask.conversations.exists(owner, conversation_id):
+                return recorded
+            self._answers.discard(recorded)
+        except gexc.GoogleAPIError:
+            log.exception("answer %s: could not check that its conversation still exists", recorded)
+            return recorded
+        log.info("answer %s not kept: conversation %s was deleted meanwhile", recorded, conversation_id)
+        return None
