@@ -36,7 +36,7 @@ from infra.components.data import DataArgs
 from infra.components.functions import Functions, FunctionsArgs, FunctionSpec, function_url
 from infra.components.identity import Identity, IdentityArgs
 from infra.components.images import CloudBuildArgs, Images, ImagesArgs, ImageSpec
-from infra.components.messaging import Messaging, MessagingArgs
+from infra.components.messaging import ACK_DEADLINE_S, Messaging, MessagingArgs
 from infra.components.registry import RegistryArgs
 from infra.components.schedules import JobSpec, Schedules, SchedulesArgs
 from infra.components.secrets import Secrets, SecretsArgs
@@ -360,6 +360,9 @@ def _services_args(cfg: InfraConfig, identity: Identity, env: DeployableEnv, ima
                 cpu=cfg.botrunner_cpu,
                 concurrency=cfg.botrunner_concurrency,
                 max_instances=cfg.botrunner_max_instances,
+                # Pub/Sub waits this long for a push's answer (messaging.py says why 90 s): Cloud Run
+                # must not cut the request sooner, or a delivery still within its time gets a 504.
+                timeout_seconds=ACK_DEADLINE_S,
             ),
         ],
     )

@@ -314,11 +314,29 @@ def test_push_subscription_uses_oidc_retries_and_dead_letters(stack) -> None:
     }
     assert sub["retryPolicy"] == {"minimumBackoff": "10s", "maximumBackoff": "300s"}
     assert sub["messageRetentionDuration"] == "3600s"
-    assert sub["ackDeadlineSeconds"] == 60
+    assert sub["ackDeadlineSeconds"] == 90
     assert sub["expirationPolicy"] == {"ttl": ""}  # never expires for inactivity
     # Dead letters are kept somewhere to look at.
     inbox = stack.one("gcp:pubsub/subscription:Subscription", name="askbase-jobs-dead-inbox")["inputs"]
     assert inbox["topic"] == f"projects/{PROJECT}/topics/askbase-jobs-dead"
+
+
+def test_a_push_delivery_outlasts_the_workers_processing(stack) -> None:
+    """The worker checks its processing budget only between the parts it sends, so a delivery can run
+    that budget plus one part; its claim lease (90 s) is the bound it is built for. Pub/Sub waits the
+    ack deadline for the push response (then counts a failed attempt and redelivers) and Cloud Run
+    cuts the request at its timeout (504, the rest running on a throttled CPU): both must be longer
+    than the budget, and Cloud Run's no shorter than Pub/Sub's."""
+    from shared.bots.dedupe import DEFAULT_LEASE
+    from shared.bots.worker import PROCESSING_BUDGET
+
+    sub = stack.one("gcp:pubsub/subscription:Subscription", name="askbase-jobs-worker")["inputs"]
+    bot = stack.one("gcp:cloudrunv2/service:Service", name=BOTRUNNER_SERVICE)["inputs"]["template"]
+    ack_deadline = sub["ackDeadlineSeconds"]
+    request_timeout = int(bot["timeout"].removesuffix("s"))
+    assert ack_deadline > PROCESSING_BUDGET
+    assert ack_deadline >= DEFAULT_LEASE.total_seconds()
+    assert request_timeout >= ack_deadline
 
 
 def test_the_job_retry_budget_outlasts_a_half_hour_outage_inside_the_retention() -> None:

@@ -19,13 +19,23 @@ WORKER_PATH = "/worker/push"
 # Pub/Sub waits between deliveries from MIN_BACKOFF_S, growing exponentially up to MAX_BACKOFF_S (it
 # documents no factor and calls the policy best effort; doubling is assumed here): 10, 20, 40, 80, 160,
 # then 300 s. 12 attempts wait 310 + 6 x 300 = 2110 s (~35 min) between the first delivery and the
-# last; with each attempt's own time (at most the 60 s ack deadline) at most 2110 + 12 x 60 = 2830 s
-# (~47 min). That stays inside JOB_RETENTION_S: a job still failing then is dead-lettered (kept 7 days
-# in the inbox), not deleted unseen by the retention. The earlier 5 attempts covered 150 s.
+# last; with each attempt's own time (at most the ACK_DEADLINE_S ack deadline) at most 2110 + 12 x 90 =
+# 3190 s (~53 min). That stays inside JOB_RETENTION_S: a job still failing then is dead-lettered (kept 7
+# days in the inbox), not deleted unseen by the retention. The earlier 5 attempts covered 150 s.
 MIN_BACKOFF_S = 10
 MAX_BACKOFF_S = 300
 JOB_RETENTION_S = 3600  # an answer an hour late is no answer; an unacked job older than this is deleted
 MAX_DELIVERY_ATTEMPTS = 12  # Pub/Sub allows 5..100
+# How long Pub/Sub waits for botrunner's answer to a push: "for push delivery, this value is used to set
+# the request timeout for the call to the push endpoint" (Pub/Sub API, Subscription.ackDeadlineSeconds);
+# past it the delivery counts as failed and the job is redelivered. The worker checks its 60 s processing
+# budget (shared/bots/worker.py, PROCESSING_BUDGET) only before each part it sends, so a delivery runs
+# that budget plus one part; what it is built to finish within is its claim lease (90 s,
+# shared/bots/dedupe.py DEFAULT_LEASE), after which another delivery may take the job over. At the 60 s
+# this was, a job that used its budget was cut off mid-send and redelivered, spending one of its 12
+# attempts. botrunner's Cloud Run request timeout is this too (infra/program.py): a shorter one would
+# answer 504 first.
+ACK_DEADLINE_S = 90
 
 
 def retry_window_seconds(attempts: int, minimum: int = MIN_BACKOFF_S, maximum: int = MAX_BACKOFF_S) -> int:
@@ -44,7 +54,7 @@ class MessagingArgs:
     push_service_account_id: pulumi.Input[str]  # its resource name, for the token-creator grant
     publishers: Sequence[Grantee] = ()
     max_delivery_attempts: int = MAX_DELIVERY_ATTEMPTS
-    ack_deadline_seconds: int = 60  # worker asks qa (Gemini timeout 20 s) then replies
+    ack_deadline_seconds: int = ACK_DEADLINE_S  # the worker asks qa, then replies part by part
     push_target: pulumi.Resource | None = None  # created first so the first pushes find it
 
 
