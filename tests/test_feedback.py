@@ -5,7 +5,9 @@ once, and clearing a history taking the records and votes with it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -344,3 +346,54 @@ def test_an_answer_whose_conversation_is_deleted_while_it_is_answered_leaves_no_
     assert response.json["answer_id"] is None  # nothing left to vote on
     assert _answers(settings) == {}
     assert client.get(f"/api/conversations/{cid}").status_code == 404
+
+
+def test_a_vote_cast_while_its_conversation_is_deleted_is_refused_not_kept(
+    app: Flask, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vote route checks the answer is the voter's, then casts in a transaction. A delete from
+    another tab in between had already cleared the votes: the vote, with its copy of the question,
+    stayed behind the deleted conversation. The transaction now requires the answer record."""
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    asked = ask(client, token, {"question": "How do I deploy?"}).json
+    tab = _other_tab(app, client)
+    votes = app.extensions["askbase"].feedback.votes
+    cast = votes.cast
+
+    def deleted_elsewhere_first(*args: object, **kwargs: object) -> object:
+        path = f"/api/conversations/{asked['conversation_id']}"
+        assert tab.delete(path, headers={"X-CSRF-Token": token}).status_code == 200
+        return cast(*args, **kwargs)
+
+    monkeypatch.setattr(votes, "cast", deleted_elsewhere_first)
+    response = _vote(client, token, asked["answer_id"], {"vote": "down", "comment": "stale"})
+    assert response.status_code == 404 and response.json == {"error": "answer not found"}
+    assert _votes(settings) == {} and _answers(settings) == {}
+
+
+def test_a_vote_cast_while_the_clearing_deletes_the_records_is_deleted_with_them(
+    app: Flask, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other order: the vote commits after the clearing collected the votes to delete but before
+    it deleted the answer records (its transaction read the record while it still existed). The votes
+    are looked for again once the records are gone."""
+    import shared.qa.feedback as feedback
+
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    asked = ask(client, token, {"question": "How do I deploy?"}).json
+    delete_all = feedback._delete_all
+    voted: list[int] = []
+
+    def vote_just_before_the_records_go(db: Any, refs: Iterable[Any]) -> int:
+        pending = list(refs)
+        if not voted and pending and pending[0].parent.id == "answers":
+            voted.append(_vote(client, token, asked["answer_id"], {"vote": "up"}).status_code)
+        return delete_all(db, pending)
+
+    monkeypatch.setattr(feedback, "_delete_all", vote_just_before_the_records_go)
+    path = f"/api/conversations/{asked['conversation_id']}"
+    assert client.delete(path, headers={"X-CSRF-Token": token}).status_code == 200
+    assert voted == [200]  # the vote was cast, on a record that still existed
+    assert _votes(settings) == {} and _answers(settings) == {}

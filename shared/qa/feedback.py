@@ -188,13 +188,22 @@ class FeedbackStore:
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def cast(
-        self, target: VoteTarget, voter: str, value: VoteValue | None, comment: str | None = None
+        self,
+        target: VoteTarget,
+        voter: str,
+        value: VoteValue | None,
+        comment: str | None = None,
+        *,
+        require_record: bool = False,
     ) -> VoteState:
         """Set ``voter``'s vote on the target answer to ``value`` (None withdraws it); returns the vote.
 
         Idempotent: the same call twice leaves one vote and the answer's counters as after the first.
         ``comment`` must already be clean (:func:`clean_comment`). A 👎 gives the answer record its
         grouping vector first (outside the transaction: an embedding must not be retried with it).
+        ``require_record``: raise :class:`AnswerNotFound`, writing nothing, when the answer record is
+        gone by the time the transaction reads it (see :func:`forget_owner` for why that closes the race
+        with a clearing).
         """
         if value is VoteValue.DOWN:
             record = self._answers.get(target.answer_id)
@@ -207,6 +216,8 @@ class FeedbackStore:
         def run(transaction: firestore.Transaction) -> None:
             vote_snap = vote_ref.get(transaction=transaction)
             answer_snap = answer_ref.get(transaction=transaction)
+            if require_record and not answer_snap.exists:
+                raise AnswerNotFound(target.answer_id)
             old = _stored_value(vote_snap.to_dict() if vote_snap.exists else None)
             if value is None:
                 if vote_snap.exists:
@@ -247,7 +258,8 @@ class FeedbackStore:
         record = self._answers.get(answer_id)
         if record is None or record.asker != voter:
             raise AnswerNotFound(answer_id)
-        return self.cast(VoteTarget.from_record(record), voter, value, cleaned)
+        # Checked again inside the vote's transaction: the conversation may be deleted meanwhile.
+        return self.cast(VoteTarget.from_record(record), voter, value, cleaned, require_record=True)
 
     def votes_of(self, voter: str, answer_ids: Iterable[str]) -> dict[str, VoteState]:
         """``voter``'s votes on these answers, by answer id (answers without a vote are left out)."""
@@ -292,20 +304,34 @@ def forget_owner(db: firestore.Client, owner: str, conversation_id: str | None =
     What clearing a history does to feedback: the questions leave the gaps report with the records, and
     no vote keeps its copy of a forgotten exchange. On the web only the asker votes on an answer; in a
     bot's group chat any member may, and a ``/forget`` there takes their votes on the chat's answers too.
+
+    The votes are deleted before the records (a clearing cut short leaves records to find it again by)
+    and looked for once more after them: a web vote's transaction reads its record
+    (``cast(require_record=True)``), so a vote committed before the record went is found by that second
+    look, and one that comes later is refused.
     """
     answers = db.collection(ANSWERS).where(filter=firestore.FieldFilter("asker", "==", owner))
     if conversation_id is not None:
         answers = answers.where(filter=firestore.FieldFilter("conversation_id", "==", conversation_id))
     ids = [snap.id for snap in answers.select(["asker"]).stream()]
+    _delete_all(db, _votes_to_forget(db, ids, owner if conversation_id is None else None))
+    deleted = _delete_all(db, (db.collection(ANSWERS).document(a) for a in ids))
+    _delete_all(db, _votes_to_forget(db, ids, owner if conversation_id is None else None))
+    return deleted
+
+
+def _votes_to_forget(
+    db: firestore.Client, answer_ids: Sequence[str], voter: str | None
+) -> list[firestore.DocumentReference]:
+    """Every vote on these answers, whoever cast it, and with ``voter`` every vote they cast."""
     votes = db.collection(VOTES)
     doomed: dict[str, firestore.DocumentReference] = {}
-    for start in range(0, len(ids), IN_QUERY_VALUES):
+    for start in range(0, len(answer_ids), IN_QUERY_VALUES):
         on_answers = votes.where(
-            filter=firestore.FieldFilter("answer_id", "in", ids[start : start + IN_QUERY_VALUES])
+            filter=firestore.FieldFilter("answer_id", "in", answer_ids[start : start + IN_QUERY_VALUES])
         )
         doomed.update((s.id, s.reference) for s in on_answers.select(["answer_id"]).stream())
-    if conversation_id is None:
-        cast = votes.where(filter=firestore.FieldFilter("voter", "==", owner)).select(["voter"])
+    if voter is not None:
+        cast = votes.where(filter=firestore.FieldFilter("voter", "==", voter)).select(["voter"])
         doomed.update((s.id, s.reference) for s in cast.stream())
-    _delete_all(db, doomed.values())
-    return _delete_all(db, (db.collection(ANSWERS).document(a) for a in ids))
+    return list(doomed.values())
