@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pulumi
 
+from infra.commands import THREADS
+
 
 @dataclass(frozen=True)
 class InfraConfig:
@@ -51,14 +53,14 @@ class InfraConfig:
     botrunner_image: str = ""
     image_builder: str = "auto"
     # Sizing. qa holds the Chroma index and the MiniLM model in memory: 2Gi; botrunner is a thin
-    # HTTP relay: 512Mi.
+    # HTTP relay: 512Mi. Concurrency: as many requests at once as an instance has threads (THREADS).
     qa_memory: str = "2Gi"
     qa_cpu: str = "1"
-    qa_concurrency: int = 20
+    qa_concurrency: int = THREADS["qa"]
     qa_max_instances: int = 3
     botrunner_memory: str = "512Mi"
     botrunner_cpu: str = "1"
-    botrunner_concurrency: int = 40
+    botrunner_concurrency: int = THREADS["botrunner"]
     botrunner_max_instances: int = 3
     webhook_memory: str = "512Mi"
     scrape_memory: str = "2Gi"
@@ -316,6 +318,20 @@ def _session_secret(cfg: pulumi.Config) -> pulumi.Output[str] | None:
     return pulumi.Output.secret(value)
 
 
+def _concurrency(key: str, service: str, value: int | None, raw: str | None) -> int:
+    """A Cloud Run concurrency for ``service``: 1 up to the threads serving an instance (``THREADS``).
+    More would not be served sooner: a gthread gunicorn queues the rest inside the instance, where
+    they wait on the request timeout (a push on Pub/Sub's ack deadline) while Cloud Run counts them
+    as served and starts no other instance."""
+    limit = THREADS[service]
+    if value is None or not 1 <= value <= limit:
+        raise ValueError(
+            f"askbase:{key} must be an integer 1..{limit}, the threads serving each {service} instance "
+            f"(more requests would queue inside it), got {raw!r}"
+        )
+    return value
+
+
 def _time_zone(value: str) -> str:
     """An IANA time zone name: Cloud Scheduler reads the crons in it, qa shows the next run in it.
     UTC is known without a time zone database, as in shared/config.py (the default must never depend
@@ -362,6 +378,10 @@ def load_config() -> InfraConfig:
             raise ValueError(f"askbase:{key} must be a number {lo:g}..{hi:g}, got {raw!r}")
         return value
 
+    def concurrency(key: str, service: str) -> int:
+        raw = cfg.get(key)
+        return _concurrency(key, service, THREADS[service] if raw is None else _integer(raw), raw)
+
     sources = _sources(cfg)
     answerer = s("answerer", defaults.answerer)
     if answerer not in ("extractive", "gemini"):
@@ -403,11 +423,11 @@ def load_config() -> InfraConfig:
         image_builder=image_builder,
         qa_memory=_service_memory("qaMemory", s("qaMemory", defaults.qa_memory)),
         qa_cpu=s("qaCpu", defaults.qa_cpu),
-        qa_concurrency=i("qaConcurrency", defaults.qa_concurrency),
+        qa_concurrency=concurrency("qaConcurrency", "qa"),
         qa_max_instances=i("qaMaxInstances", defaults.qa_max_instances),
         botrunner_memory=_service_memory("botrunnerMemory", s("botrunnerMemory", defaults.botrunner_memory)),
         botrunner_cpu=s("botrunnerCpu", defaults.botrunner_cpu),
-        botrunner_concurrency=i("botrunnerConcurrency", defaults.botrunner_concurrency),
+        botrunner_concurrency=concurrency("botrunnerConcurrency", "botrunner"),
         botrunner_max_instances=i("botrunnerMaxInstances", defaults.botrunner_max_instances),
         webhook_memory=s("webhookMemory", defaults.webhook_memory),
         scrape_memory=s("scrapeMemory", defaults.scrape_memory),

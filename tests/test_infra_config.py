@@ -360,3 +360,48 @@ def test_infra_defaults_are_the_settings_defaults() -> None:
         ours = getattr(defaults, field if hasattr(defaults, field) else "")
         default = Settings.model_fields[field].default
         assert (list(ours) if isinstance(ours, tuple) else ours) == default, key
+
+
+def served_threads(service: str) -> int:
+    """The threads that serve a service's requests in production, read from where its start command
+    takes them: botrunner's ``--threads`` in its command, qa's gunicorn config at the environment
+    infra gives it (no ``GUNICORN_THREADS``)."""
+    from infra.commands import START_COMMANDS
+
+    if service == "botrunner":
+        found = re.search(r"--threads (\d+)", " ".join(START_COMMANDS["botrunner"]))
+        assert found is not None
+        return int(found.group(1))
+    conf = ROOT / "services" / "qa" / "gunicorn.conf.py"
+    namespace: dict[str, object] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("GUNICORN_THREADS", raising=False)
+        exec(compile(conf.read_text(), str(conf), "exec"), namespace)  # noqa: S102 (our own config file)
+    threads = namespace["threads"]
+    assert isinstance(threads, int)
+    return threads
+
+
+def test_each_service_takes_no_more_requests_at_once_than_it_has_threads(
+    example_config: dict[str, str],
+) -> None:
+    """Cloud Run sends an instance up to its concurrency at once; a gthread gunicorn serves as many as it
+    has threads and queues the rest inside the instance, where they wait on the request timeout (and a
+    push on Pub/Sub's ack deadline) while Cloud Run, counting them as served, starts no other instance."""
+    for values in (example_config, {"gcp:project": "p"}):  # the example, and the defaults
+        pulumi.runtime.set_all_config(values)
+        cfg = load_config()
+        assert cfg.qa_concurrency <= served_threads("qa")
+        assert cfg.botrunner_concurrency <= served_threads("botrunner")
+
+
+@pytest.mark.parametrize(("key", "threads"), [("qaConcurrency", "qa"), ("botrunnerConcurrency", "botrunner")])
+def test_concurrency_above_the_services_threads_is_refused(
+    example_config: dict[str, str], key: str, threads: str
+) -> None:
+    limit = served_threads(threads)
+    pulumi.runtime.set_all_config({**example_config, f"askbase:{key}": str(limit)})
+    load_config()
+    pulumi.runtime.set_all_config({**example_config, f"askbase:{key}": str(limit + 1)})
+    with pytest.raises(ValueError, match=f"askbase:{key} must be an integer 1..{limit}"):
+        load_config()
