@@ -148,3 +148,59 @@ def test_status_page_shows_each_sources_completeness_and_error(
     assert '<li class="source-incomplete">docs: incomplete' in html
     assert "sitemap &lt;i&gt;https://x/s.xml&lt;/i&gt; unavailable (404)" in html  # escaped
     assert '<li class="source-complete">blog: complete' in html and "7 URLs over max_pages" in html
+
+
+def test_refresh_without_an_id_token_says_it_could_not_start_not_a_500(
+    emulators, settings: Settings, live: LiveIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In production the scrape function is called with an ID token from the metadata server. When
+    that fails (google-auth raises its own errors, not RuntimeError), the admin got the 500 page; the
+    status page says the refresh could not start, as for any other failure, and nothing is called."""
+    import socket
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScrapeFake)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _ScrapeFake.calls = []
+    with socket.socket() as closed:  # a metadata server address nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        metadata = f"127.0.0.1:{closed.getsockname()[1]}"
+    monkeypatch.setenv("GCE_METADATA_HOST", metadata)
+    monkeypatch.setenv("GCE_METADATA_IP", metadata)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/scrape"
+        app = make_app(
+            settings,
+            live,
+            scrape_url=url,
+            internal_auth="google-oidc",
+            admin_emails=["boss@example.com"],
+        )
+        boss = app.test_client()
+        token = sign_in(boss, "boss@example.com")
+        response = boss.post("/status/refresh", data={"csrf_token": token})
+        assert response.status_code == 302
+        page = boss.get("/status").get_data(as_text=True)
+        assert "Refresh could not start: no ID token for the scrape job" in page
+        assert _ScrapeFake.calls == []
+    finally:
+        server.shutdown()
+
+
+def test_refresh_that_never_reached_the_scrape_job_is_not_reported_started(
+    emulators, settings: Settings, live: LiveIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timeout while reading the answer means the function got the request and is crawling; a timeout
+    while connecting means it got nothing, and the admin was told "Refresh started" all the same."""
+    import httpx
+
+    def unreachable(url: str, **kwargs: object) -> httpx.Response:
+        raise httpx.ConnectTimeout("timed out", request=httpx.Request("POST", url))
+
+    monkeypatch.setattr(httpx, "post", unreachable)  # a connect timeout: no loopback server can stage it
+    app = make_app(settings, live, scrape_url="https://scrape.invalid/", admin_emails=["boss@example.com"])
+    boss = app.test_client()
+    token = sign_in(boss, "boss@example.com")
+    assert boss.post("/status/refresh", data={"csrf_token": token}).status_code == 302
+    page = boss.get("/status").get_data(as_text=True)
+    assert "Refresh could not start: could not reach the scrape job: ConnectTimeout" in page
+    assert "Refresh started" not in page

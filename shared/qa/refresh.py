@@ -53,11 +53,22 @@ def _call_scrape_function(settings: Settings) -> str:
     oidc = settings.internal_auth == "google-oidc"
     headers = {"Content-Type": "application/json"}
     if oidc:
-        headers["Authorization"] = _id_tokens.authorization(settings.scrape_url)  # audience: its URL
+        from google.auth import exceptions as gauth_exc
+
+        try:
+            headers["Authorization"] = _id_tokens.authorization(settings.scrape_url)  # audience: its URL
+        except gauth_exc.GoogleAuthError as exc:
+            # The metadata server did not answer or refused: the admin sees "could not start" (the
+            # error names only its type; the log has the rest), not the 500 page.
+            log.warning("no ID token for the scrape function: %s", exc)
+            raise RuntimeError(f"no ID token for the scrape job ({type(exc).__name__})") from exc
     # The function responds only when its crawl is done, which can take minutes: wait briefly and treat
-    # a timeout as "started" (the function keeps running the request it already received).
+    # a timeout reading its answer as "started" (the function keeps running the request it received).
+    # A timeout before the request was sent (connecting, waiting for a pooled connection) is not.
     try:
         response = httpx.post(settings.scrape_url, json={"trigger": "manual"}, headers=headers, timeout=10)
+    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise RuntimeError(f"could not reach the scrape job: {type(exc).__name__}") from exc
     except httpx.TimeoutException:
         return "Refresh started (the scrape job is running)."
     except httpx.HTTPError as exc:
