@@ -29,7 +29,7 @@ from shared.bots.lookup import CachedLookup, bot_lookup
 from shared.bots.platforms.errors import RetryPolicy
 from shared.bots.qa_client import QaClient
 from shared.bots.registry import BotRegistry
-from shared.bots.worker import BotWorker
+from shared.bots.worker import REDELIVERY_WAIT, BotWorker
 from shared.config import Settings
 from shared.devstack.issuer import LocalIssuer
 from tests.bot_stack import bot_settings, envelope_bytes, register_discord_bot, register_telegram_bot
@@ -558,6 +558,52 @@ def test_discord_job_older_than_the_token_is_dropped(env: dict[str, Any]) -> Non
     old = datetime.now(UTC) - timedelta(minutes=20)
     assert env["worker"].process(discord_job(bot_id, app.id, "tok", created_at=old)).reason == "expired"
     assert env["dc"].edits(app.id) == []
+
+
+def test_a_discord_question_qa_cannot_answer_before_the_token_expires_is_told_so(
+    env: dict[str, Any],
+) -> None:
+    """Q&A down: a young interaction is retried (503), but one whose 15 minutes end before Pub/Sub
+    could deliver it again (it waits up to 300 s) is answered with an apology now, instead of a
+    "thinking..." that never ends; its redeliveries are acknowledged."""
+    app = env["dc"].add_application()
+    bot_id = register_discord_bot(env["settings"], app)
+    env["qa"].fail_next(status=503, times=2)
+    young = discord_job(bot_id, app.id, "tok-young", interaction_id="1111111111111111111")
+    assert (env["worker"].process(young).status, env["dc"].edits(app.id)) == (503, [])
+    late = discord_job(
+        bot_id,
+        app.id,
+        "tok-late",
+        interaction_id="2222222222222222222",
+        created_at=datetime.now(UTC) - timedelta(minutes=11),
+    )
+    outcome = env["worker"].process(late)
+    assert (outcome.status, outcome.reason) == (200, "gave up")
+    [edit] = env["dc"].edits(app.id)
+    assert edit["token"] == "tok-late" and "try again" in edit["payload"]["content"].lower()
+    assert "components" not in edit["payload"]
+    assert env["worker"].process(late).reason == "failed before"
+    assert len(env["dc"].edits(app.id)) == 1
+
+
+def test_a_late_discord_answer_cut_short_keeps_the_part_the_user_already_sees(env: dict[str, Any]) -> None:
+    """The first part is in @original when a followup fails near the token's end: giving up must not
+    overwrite it with the apology."""
+    app = env["dc"].add_application()
+    bot_id = register_discord_bot(env["settings"], app)
+    env["qa"].answer_text = "Use *stars* and _underscores_ freely. " * 150
+    env["dc"].fail_next("followup", status=500, times=FAST_RETRIES.attempts)
+    late = discord_job(bot_id, app.id, "tok-cut", created_at=datetime.now(UTC) - timedelta(minutes=11))
+    assert env["worker"].process(late).reason == "gave up"
+    [edit] = env["dc"].edits(app.id)
+    assert "stars" in edit["payload"]["content"]
+
+
+def test_the_worker_knows_the_subscriptions_longest_backoff() -> None:
+    from infra.components.messaging import MAX_BACKOFF_S
+
+    assert timedelta(seconds=MAX_BACKOFF_S) == REDELIVERY_WAIT
 
 
 @pytest.mark.parametrize(("mode", "posted"), [("mentions", True), ("always", True), ("confident", False)])

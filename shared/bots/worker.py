@@ -8,8 +8,10 @@
 200         done, a duplicate of a job already answered, or dropped for good: a malformed envelope,
             an unknown or stopped bot, a bot whose stored token a configured key cannot open (damaged:
             logged as an ERROR and shown on the bot's activity: its owner must enter the token again),
-            an expired Discord token, a permanent platform error (bot blocked, chat gone). Redelivering
-            any of these would never succeed.
+            an expired Discord token, a permanent platform error (bot blocked, chat gone), a retryable
+            failure of a job whose reply window (Discord's 15 minutes) closes before Pub/Sub could
+            deliver it again (the user is told it was not answered: :meth:`BotWorker._retry`).
+            Redelivering any of these would never succeed.
 503         retry later: the Q&A service or the platform is down / rate-limits beyond our patience,
             Firestore is unavailable, another delivery of the same job holds a fresh claim, or the
             job needs a token sealed by a key this process does not have (:meth:`BotWorker._undecryptable`).
@@ -56,7 +58,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
@@ -83,6 +85,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROCESSING_BUDGET = 60.0  # seconds; below the 90 s claim lease and the subscription's ack deadline
+# The longest Pub/Sub waits before delivering a nacked job again (the push subscription's
+# maximum_backoff, infra/components/messaging.py MAX_BACKOFF_S): a job whose reply window closes sooner
+# than that is not handed back (:meth:`BotWorker._retry`).
+REDELIVERY_WAIT = timedelta(seconds=300)
 # Platform retries inside one delivery: short, so the whole job stays within the budget. A longer
 # rate limit hands the job back to Pub/Sub (503) instead of holding the request open.
 WORKER_RETRY_POLICY = RetryPolicy(attempts=4, backoff=0.5, max_backoff=4.0, max_wait=10.0)
@@ -240,16 +246,12 @@ class BotWorker:
                         bot = fresh
                         continue
                 if exc.retryable:
-                    log.warning("job %s: %s (will retry)", job.job_id, exc.message)
-                    self._ledger.release(claim)
-                    return JobResult(503, "platform unavailable", job.job_id)
+                    return self._retry(job, platform, api, claim, exc.message, "platform unavailable")
                 log.warning("job %s failed permanently: %s", job.job_id, exc.message)
                 self._safe(self._ledger.mark_failed, claim, exc.message)
                 return JobResult(200, "platform refused", job.job_id)
             except (_Retry, QaUnavailable, gexc.GoogleAPICallError) as exc:
-                log.warning("job %s: %s (will retry)", job.job_id, exc or type(exc).__name__)
-                self._ledger.release(claim)
-                return JobResult(503, "retry", job.job_id)
+                return self._retry(job, platform, api, claim, str(exc) or type(exc).__name__, "retry")
             except Exception:
                 # A bug: retried (a dead-letter policy bounds it in production), logged with a traceback.
                 log.exception("job %s: unexpected error", job.job_id)
@@ -264,6 +266,30 @@ class BotWorker:
             (time.monotonic() - started) * 1000,
         )
         return JobResult(200, "sent", job.job_id)
+
+    def _retry(
+        self, job: Job, platform: Platform, api: ApiEndpoint, claim: Claim, why: str, reason: str
+    ) -> JobResult:
+        """Give the job back to Pub/Sub (503, ``reason``) after a failure another try may not meet.
+
+        Unless the platform's reply window (:meth:`Platform.reply_deadline`) closes before Pub/Sub could
+        deliver the job again: its backoff reaches :data:`REDELIVERY_WAIT`, so the next delivery would
+        find the job expired and drop it, and the user would have waited for nothing. Then the user is
+        told now (:meth:`Platform.notify_unanswered`, only while no part of the answer is shown) and
+        the job ends failed, so later copies are acknowledged."""
+        deadline = platform.reply_deadline(job)
+        if deadline is None or deadline - self._clock() > REDELIVERY_WAIT:
+            log.warning("job %s: %s (will retry)", job.job_id, why)
+            self._ledger.release(claim)
+            return JobResult(503, reason, job.job_id)
+        log.warning("job %s: %s; its reply window closes before another try, giving up", job.job_id, why)
+        if claim.parts_sent == 0:
+            try:
+                platform.notify_unanswered(api, job)
+            except PlatformError as exc:
+                log.warning("job %s: could not tell the user (%s)", job.job_id, exc.message)
+        self._safe(self._ledger.mark_failed, claim, f"gave up before the reply window closed: {why}")
+        return JobResult(200, "gave up", job.job_id)
 
     def _undecryptable(self, job: Job, exc: DecryptionError, delivery_attempt: int | None) -> JobResult:
         """No configured key decrypts the bot's stored token, and the job needs it. Logged with the

@@ -304,9 +304,15 @@ class Platform(ABC):
         Platforms without the per-chat switch never publish such jobs."""
         return False
 
+    def reply_deadline(self, job: Job) -> datetime | None:
+        """When the platform's window to answer ``job`` closes (Discord: the interaction token's 15
+        minutes), or ``None`` where an answer may come any time."""
+        return None
+
     def expired(self, job: Job, now: datetime) -> bool:
         """Whether the job can no longer be answered (the platform's reply window has passed)."""
-        return False
+        deadline = self.reply_deadline(job)
+        return deadline is not None and now > deadline
 
     def stay_silent(self, api: ApiEndpoint, bot: BotInfo, job: Job) -> None:
         """End a job without an answer (a refusal in the ``confident`` answer mode): take back whatever
@@ -315,4 +321,10 @@ class Platform(ABC):
 
     def notify_stopped(self, api: ApiEndpoint, job: Job) -> None:
         """End whatever the user is waiting on for a job of a stopped bot (best effort)."""
+        return None
+
+    def notify_unanswered(self, api: ApiEndpoint, job: Job) -> None:
+        """Tell the user that ``job`` will not be answered: its reply window closes before another try
+        could come (only called for a platform with a :meth:`reply_deadline`, and only while nothing of
+        the answer was shown). Raises ``PlatformError``."""
         return None

@@ -63,6 +63,7 @@ TOO_OLD_SOURCES = "This answer is too old to show its sources; ask again with /a
 TOO_OLD_FEEDBACK = "This answer is too old to rate; ask again with /ask."
 THANKS = "Thanks for the feedback!"
 STOPPED_BEFORE_ANSWER = "This bot was stopped before it could answer."
+NO_ANSWER_IN_TIME = "Sorry, I couldn't answer this in time. Please try again in a few minutes."
 _SORRY = {  # by Stage: what failed
     "publish": "Sorry, I can't answer right now. Please try again.",
     "storage": "Sorry, something went wrong. Please try again.",
@@ -576,8 +577,8 @@ class Discord(Platform):
                 if exc.status != 404:
                     raise
 
-    def expired(self, job: Job, now: datetime) -> bool:
-        return now - job.created_at > TOKEN_LIFETIME
+    def reply_deadline(self, job: Job) -> datetime:
+        return job.created_at + TOKEN_LIFETIME
 
     def notify_stopped(self, api: ApiEndpoint, job: Job) -> None:
         # Otherwise the deferred "thinking..." would hang until the token expires. The worker calls this
@@ -585,6 +586,12 @@ class Discord(Platform):
         # the answer's first part, which this edit would overwrite.
         if job.interaction_token and job.application_id:
             payload = {"content": STOPPED_BEFORE_ANSWER, "allowed_mentions": NO_MENTIONS}
+            self._client(api, None).edit_original(job.application_id, job.interaction_token, payload)
+
+    def notify_unanswered(self, api: ApiEndpoint, job: Job) -> None:
+        # The "thinking..." would otherwise end, when the token expires, with no word of what happened.
+        if job.interaction_token and job.application_id:
+            payload = {"content": NO_ANSWER_IN_TIME, "allowed_mentions": NO_MENTIONS}
             self._client(api, None).edit_original(job.application_id, job.interaction_token, payload)
 
     @staticmethod
