@@ -71,6 +71,33 @@ def test_bad_input_is_4xx_never_500(client: FlaskClient, tg: FakeTelegram) -> No
     assert client.put(f"/api/bots/{bot['id']}", headers=ANN).status_code == 405
 
 
+def test_every_refused_request_logs_one_line_with_its_reason(
+    client: FlaskClient, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 4xx tells the caller why, and the operator too: one WARNING per refused request (method, path,
+    status, reason), as qa logs its own; never the body."""
+    caplog.set_level(logging.INFO, logger="services.botrunner")
+    secret_looking = "1234567890:AAHk1H6tK7cbbX5fL9m3o0nV8rQ2wYzAbCd"
+    requests = [
+        (lambda: client.post("/api/bots", json={"platform": "x", "token": secret_looking}, headers=ANN), 400),
+        (lambda: client.post("/api/bots", data="{nope", headers=ANN, content_type="application/json"), 400),
+        (lambda: client.get("/api/bots/unknown", headers=ANN), 404),
+        (lambda: client.post("/api/bots/unknown/explode", headers=ANN), 404),
+        (lambda: client.get("/api/bots"), 401),
+        (lambda: client.put("/api/bots/unknown", headers=ANN), 405),
+    ]
+    for send, status in requests:
+        caplog.clear()
+        assert send().status_code == status
+        lines = [r for r in caplog.records if r.name.startswith("services.botrunner")]
+        assert len(lines) == 1, [r.getMessage() for r in lines]
+        assert lines[0].levelno == logging.WARNING and f"-> {status}" in lines[0].getMessage()
+    caplog.clear()
+    client.post("/api/bots", json={"platform": "x", "token": secret_looking}, headers=ANN)
+    [line] = [r.getMessage() for r in caplog.records if r.name.startswith("services.botrunner")]
+    assert "platform must be" in line and secret_looking not in line
+
+
 def test_lifecycle_over_http(client: FlaskClient, tg: FakeTelegram) -> None:
     bot, token = _register(client, tg)
     bot_id = bot["id"]

@@ -41,6 +41,7 @@ def create_app(
     app.register_blueprint(control_api.bp)
     app.register_blueprint(worker.bp)
     control_api.install_error_pages(app)
+    control_api.install_rejection_log(app)
     if settings.is_production:
         # One trusted hop: Cloud Run's front end (see services.qa.app.trust_front_end).
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=0)  # type: ignore[method-assign]

@@ -88,7 +88,7 @@ def _settings() -> Settings:
 
 
 def _denied(status: int, reason: str) -> tuple[Response, int]:
-    log.warning("%s %s -> %d %s", request.method, request.path, status, reason)
+    g.reject_reason = reason  # logged by log_rejections
     message = {401: "authentication required", 403: "this caller may not use this route"}.get(status, reason)
     return jsonify({"error": message}), status
 
@@ -123,6 +123,7 @@ def _authenticate() -> tuple[Response, int] | None:
 
 @bp.errorhandler(ControlError)
 def _control_error(exc: ControlError) -> tuple[Response, int]:
+    g.reject_reason = exc.message
     body = {"error": exc.message} | ({"field": exc.field} if exc.field else {})
     return jsonify(body), exc.status
 
@@ -206,6 +207,7 @@ def change_state(bot_id: str, action: str) -> Response:
     control = _control()
     actions = {"start": control.start_bot, "stop": control.stop_bot, "restart": control.restart_bot}
     if action not in actions:
+        g.reject_reason = "unknown action"
         return jsonify({"error": "unknown action"}), 404  # type: ignore[return-value]
     return jsonify(actions[action](g.caller, bot_id).to_public())
 
@@ -221,11 +223,28 @@ def reconcile() -> Response:
     return jsonify(reconcile_all(_control()).to_public())
 
 
+REJECT_REASON_CHARS = 200  # of a logged reason: a message may quote what the caller sent (field names)
+
+
+def install_rejection_log(app: Flask) -> None:
+    """One WARNING per refused request (4xx) of every route: method, path, status and the reason the
+    handler gave (``g.reject_reason``), never the body, which may hold a token. The caller reads why in
+    the response; this is the operator's side of it."""
+
+    @app.after_request
+    def _log_rejection(response: Response) -> Response:
+        if 400 <= response.status_code < 500:
+            reason = str(g.get("reject_reason") or "")[:REJECT_REASON_CHARS]
+            log.warning("%s %s -> %d %s", request.method, request.path, response.status_code, reason)
+        return response
+
+
 def install_error_pages(app: Flask) -> None:
     """JSON for every HTTP error and for anything unexpected (no HTML, no stack traces)."""
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        g.reject_reason = g.get("reject_reason") or exc.name
         return jsonify({"error": exc.description or exc.name}), exc.code or 500
 
     @app.errorhandler(Exception)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from flask.sansio.app import App
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -69,7 +69,7 @@ def push() -> tuple[Response, int]:
             [settings.worker_push_service_account] if settings.worker_push_service_account else [],
         )
     except TokenError as exc:
-        log.warning("worker push rejected %d: %s", exc.status, exc.reason)
+        g.reject_reason = exc.reason  # logged by control_api.install_rejection_log
         return jsonify({"error": exc.reason}), exc.status
     # This route's own limit, not the app's MAX_CONTENT_LENGTH (the control API's 64 KiB): past that a
     # read raises a 413, which Pub/Sub takes for a nack and redelivers the same bytes until the
