@@ -124,6 +124,26 @@ def test_decide_uses_mention_entities_with_utf16_offsets() -> None:
     assert decide(text_mention, USERNAME, BOT_USER_ID).kind is JobKind.ASK
 
 
+@pytest.mark.parametrize("text", ["Release 2.0 is out: how do I upgrade?", "Meet @docs_bot, our helper"])
+def test_a_channel_post_forwarded_into_its_discussion_group_is_no_question(text: str) -> None:
+    """A linked channel's posts arrive in its discussion group as automatic forwards, from the service
+    user "Telegram" (777000, not flagged a bot): the channel announces, nobody asks. A bot that answers
+    every message there (``always``, ``confident``) must not reply to each announcement, and one that
+    is mentioned in it was not asked anything either; comments under the post are questions as usual."""
+    forward = _message(
+        text,
+        "supergroup",
+        **{
+            "from": {"id": 777000, "is_bot": False, "first_name": "Telegram"},
+            "sender_chat": {"id": -1009, "type": "channel", "title": "News"},
+            "is_automatic_forward": True,
+        },
+    )
+    assert decide(forward, USERNAME, BOT_USER_ID).kind is None
+    comment = _message(text, "supergroup", reply_to_message=forward["message"])
+    assert decide(comment, USERNAME, BOT_USER_ID).kind is JobKind.ASK
+
+
 def test_non_messages_are_ignored() -> None:
     edited = {"update_id": 1, "edited_message": {"text": "x"}}
     assert decide(edited, USERNAME, BOT_USER_ID).kind is None

@@ -89,8 +89,8 @@ def decide(update: Mapping[str, Any], username: str, bot_user_id: int | None) ->
       messages; ``/start`` ``/help`` ``/enable`` ``/disable`` ``/mode`` ``/forget`` addressed to this bot (or
       unaddressed); any other text message is a question with ``addressed=False``, which the ingress
       publishes only in a chat whose answer mode answers every message (:mod:`shared.bots.answer_modes`);
-    * commands addressed to another bot (``/help@other_bot``), messages from bots, channels, edits and
-      non-text messages are ignored.
+    * commands addressed to another bot (``/help@other_bot``), messages from bots, channels (a linked
+      channel's posts forwarded into its discussion group too), edits and non-text messages are ignored.
     """
     message = update.get("message")
     if not isinstance(message, dict):
@@ -98,6 +98,10 @@ def decide(update: Mapping[str, Any], username: str, bot_user_id: int | None) ->
     chat_type = _dict(message, "chat").get("type")
     if _dict(message, "from").get("is_bot") and not _is_anonymous_admin(message):
         return Decision(None, "from a bot")
+    if message.get("is_automatic_forward") is True:
+        # A linked channel's post copied into its discussion group, "from" the service user Telegram
+        # (not flagged a bot): an announcement, not a question; the comments under it are messages.
+        return Decision(None, "channel post")
     text = message.get("text")
     if not isinstance(text, str) or not text.strip():
         return Decision(None, "no text")
