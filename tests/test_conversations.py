@@ -89,6 +89,38 @@ def test_delete_one_and_clear_all(store: ConversationStore) -> None:
     assert list(db.collection("conversations").document(a).collection("messages").stream()) == []
 
 
+@pytest.mark.parametrize("clear_all", [False, True], ids=["delete-one", "clear-all"])
+def test_a_turn_appended_while_its_conversation_is_deleted_leaves_no_message_behind(
+    store: ConversationStore, monkeypatch: pytest.MonkeyPatch, clear_all: bool
+) -> None:
+    """An answer that lands while its conversation is being deleted (asked in one tab, deleted in
+    another): its turn commits after the delete removed the messages it had listed and before it
+    removed the conversation. Its two messages, question and answer text, stayed under the deleted
+    conversation, out of every read's reach, until their expiry (a year by default; never with
+    retention 0)."""
+    from google.cloud.firestore import DocumentReference
+
+    owner = "user:a@x.io"
+    cid = store.record_turn(owner, None, "q0", "a0", [], "extractive")
+    commit = conversations.retry_aborted
+    appended: list[str] = []
+
+    def the_answer_lands_just_before_the_conversation_goes(call, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(getattr(call, "__self__", None), DocumentReference) and not appended:
+            appended.append(store.record_turn(owner, cid, "q1", "a1", [], "extractive"))
+        return commit(call, *args, **kwargs)
+
+    monkeypatch.setattr(conversations, "retry_aborted", the_answer_lands_just_before_the_conversation_goes)
+    if clear_all:
+        assert store.clear(owner) == 1
+    else:
+        store.delete(owner, cid)
+    assert appended == [cid]  # the turn was written, onto the conversation that still existed
+    doc = store._db.collection("conversations").document(cid)
+    assert not doc.get().exists
+    assert [m.id for m in doc.collection("messages").stream()] == []
+
+
 def test_export_json_and_markdown(store: ConversationStore) -> None:
     cid = store.record_turn(
         "user:a@x.io", None, "How are snapshots published?", "Via GCS [1].", SRC, "extractive"

@@ -582,12 +582,18 @@ class ConversationStore:
 
     def _delete_tree(self, doc: firestore.DocumentReference) -> None:
         # Messages first: if we stop half-way the conversation still lists and can be deleted again.
+        self._delete_messages(doc)
+        retry_aborted(doc.delete)
+        # And once more after it: a turn whose transaction read the conversation before it went may
+        # have committed two messages the first pass did not list. A later turn finds no conversation.
+        self._delete_messages(doc)
+
+    def _delete_messages(self, doc: firestore.DocumentReference) -> None:
         for chunk in _chunks(doc.collection(MESSAGES).list_documents(), BATCH_WRITES):
             batch = self._db.batch()
             for ref in chunk:
                 batch.delete(ref)
             retry_aborted(batch.commit)
-        retry_aborted(doc.delete)
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
