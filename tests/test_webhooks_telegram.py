@@ -250,8 +250,11 @@ def test_oversized_body_is_413(stack: dict) -> None:
     assert _post(stack, None, raw=raw).status_code == 413
 
 
-def test_get_is_405(stack: dict) -> None:
+def test_get_is_405_with_a_log_line(stack: dict, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="shared.bots.webhooks")
     assert stack["client"].get(f"/{stack['bot_id']}").status_code == 405
+    [line] = [r.getMessage() for r in caplog.records if r.name == "shared.bots.webhooks"]
+    assert "405" in line and "GET" in line
 
 
 def test_group_rules_through_the_function(stack: dict, tg: FakeTelegram) -> None:
@@ -374,7 +377,9 @@ def test_stopped_bot_is_acknowledged_without_a_job(stack: dict, tg: FakeTelegram
     assert stack["tap"].settled() == []
 
 
-def test_publish_failure_is_503_and_the_retry_gets_through(stack: dict, tg: FakeTelegram) -> None:
+def test_publish_failure_is_503_and_the_retry_gets_through(
+    stack: dict, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
     class FlakyPublisher:
         def __init__(self) -> None:
             self.calls = 0
@@ -396,7 +401,11 @@ def test_publish_failure_is_503_and_the_retry_gets_through(stack: dict, tg: Fake
     ingress = Ingress(get_platform("telegram"), stack["db"], bots.get, FlakyPublisher())
     body = json.dumps(tg.message_update(42, "hi", update_id=3003)).encode()
     headers = {SECRET_HEADER: stack["secret"]}
+    caplog.set_level(logging.INFO, logger="shared.bots.webhooks")
     assert ingress.handle(stack["bot_id"], headers, body).status == 503
+    # An outage is the operator's business, as Discord's polite reply is: a WARNING, not INFO.
+    [line] = [r for r in caplog.records if r.name == "shared.bots.webhooks"]
+    assert line.levelno == logging.WARNING and "publish failed" in line.getMessage()
     assert ingress.handle(stack["bot_id"], headers, body).reason == "accepted"
     assert ingress.handle(stack["bot_id"], headers, body).reason == "duplicate"
 

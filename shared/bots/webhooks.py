@@ -298,9 +298,18 @@ class Ingress:
             )
 
     def _unavailable(self, stage: Stage, bot_id: str, detail: str) -> Reply:
+        """Firestore or Pub/Sub failed: the platform's answer (a retry status or a polite message), logged
+        as a WARNING either way: an outage is the operator's business, a bad request is not."""
         answer = self.platform.unavailable(stage, detail)
         if isinstance(answer, Rejection):
-            return self._reject(answer, bot_id)
+            log.warning(
+                "%s webhook for bot %s answered %s: %s",
+                self.platform.name,
+                bot_id[:64],
+                answer.status,
+                detail or answer.reason,
+            )
+            return Reply(answer.status, {"ok": False, "error": answer.reason}, answer.reason)
         log.warning(
             "%s webhook for bot %s answered %s: %s", self.platform.name, bot_id[:64], answer.reason, detail
         )
@@ -342,6 +351,7 @@ def webhook_function(
 
     def serve(request: Request) -> tuple[dict[str, Any], int]:
         if request.method != "POST":
+            log.info("%s webhook rejected 405: %s %s", platform, request.method[:16], request.path[:80])
             return dict(not_allowed), 405
         return ingress.get().serve(request)
 
