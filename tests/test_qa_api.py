@@ -436,6 +436,50 @@ def _bot(settings: Settings, bot_id: str, **fields) -> None:
     firestore_client(settings.project_id).collection("bots").document(bot_id).set(doc | fields)
 
 
+def test_certificates_out_of_reach_are_503_try_again_not_a_refused_token(
+    emulators, oidc_settings: Settings, live: LiveIndex, issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fresh instance checks ID tokens against Google's certificates, fetched on first use. While they
+    cannot be fetched the verifier says 503 ("certificates unreachable"), but qa answered the bot
+    worker 401 "invalid service credentials" and a person signing in 403 "could not be verified": a
+    wait, reported as a bad credential. Both are now a 503 with Retry-After and a log line."""
+    import socket
+
+    with socket.socket() as closed:  # a certificates URL nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        certs = f"http://127.0.0.1:{closed.getsockname()[1]}/oauth2/v1/certs"
+    sa = f"botrunner@{oidc_settings.project_id}.iam.gserviceaccount.com"
+    app = make_app(
+        oidc_settings,
+        live,
+        oidc_certs_url=certs,
+        qa_url="https://qa.run.app",
+        service_callers=[sa],
+        dev_sign_in=False,
+        google_client_id="cid.apps.googleusercontent.com",
+    )
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING, logger="askbase.qa"):
+        asked = client.post(
+            "/api/ask",
+            json={"question": "hello", "bot_id": "bot1", "user": "telegram:42"},
+            headers={"Authorization": "Bearer " + issuer.mint(sa, "https://qa.run.app")},
+        )
+        client.set_cookie("g_csrf_token", "abc", domain="localhost")
+        credential = issuer.mint("g@corp.example", "cid.apps.googleusercontent.com")
+        signed = client.post("/signin/google", data={"credential": credential, "g_csrf_token": "abc"})
+    assert (asked.status_code, asked.headers.get("Retry-After")) == (503, "30"), asked.get_data(as_text=True)
+    assert "try again" in asked.json["error"]
+    assert (signed.status_code, signed.headers.get("Retry-After")) == (503, "30")
+    assert "try again" in signed.get_data(as_text=True)
+    lines = [r.getMessage() for r in caplog.records if r.name == "askbase.qa"]
+    assert [line.split(" -> ")[0] for line in lines if "-> 503" in line] == [
+        "POST /api/ask",
+        "POST /signin/google",
+    ], lines
+    assert "cannot fetch certificates" in lines[0]
+
+
 def test_service_caller_asks_for_a_bot_user(emulators, settings: Settings, live: LiveIndex) -> None:
     seen: list[tuple[str, str | None]] = []
 

@@ -13,13 +13,25 @@ reach), :func:`login_required` (pages: redirect to sign-in), :func:`api_login_re
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, abort, g, jsonify, redirect, request, session, url_for
 
 from shared.qa import csrf
-from shared.qa.identity import SignInError, User, make_user, verify_service_caller
+from shared.qa.identity import (
+    SignInError,
+    User,
+    VerificationUnavailable,
+    make_user,
+    verify_service_caller,
+)
+
+log = logging.getLogger("askbase.qa")
+
+# Seconds to wait when a credential cannot be checked now (Google's certificates did not answer).
+VERIFY_RETRY_AFTER_S = 30
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,6 +128,11 @@ def init_app(app: Flask) -> None:
         g.service_caller = None
         try:
             caller = verify_service_caller(request.headers, settings)
+        except VerificationUnavailable as exc:
+            # A wait, not a bad token: the worker retries either way, but the log must not say forged.
+            log.warning("%s %s -> 503 service token not checked: %s", request.method, request.path, exc)
+            message = "service credentials cannot be checked right now; try again"
+            return jsonify(error=message), 503, {"Retry-After": str(VERIFY_RETRY_AFTER_S)}
         except SignInError as exc:
             g.reject_reason = str(exc)
             return jsonify(error="invalid service credentials"), 401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,7 +11,15 @@ from flask import Blueprint, g, make_response, redirect, render_template, reques
 from services.qa import auth
 from services.qa.app import context
 from shared.qa import csrf
-from shared.qa.identity import SignInDisabled, SignInError, dev_sign_in, google_sign_in
+from shared.qa.identity import (
+    SignInDisabled,
+    SignInError,
+    VerificationUnavailable,
+    dev_sign_in,
+    google_sign_in,
+)
+
+log = logging.getLogger("askbase.qa")
 
 bp = Blueprint("signin", __name__)
 
@@ -96,6 +105,10 @@ def google() -> Any:
         return render_template("signin.html", next=target, error="Sign-in failed, try again."), 403
     try:
         user = google_sign_in(request.form.get("credential", ""), settings)
+    except VerificationUnavailable as exc:
+        log.warning("POST /signin/google -> 503 credential not checked: %s", exc)
+        page = render_template("signin.html", next=target, error=str(exc))
+        return page, 503, {"Retry-After": str(auth.VERIFY_RETRY_AFTER_S)}
     except SignInError as exc:
         g.reject_reason = str(exc)
         return render_template("signin.html", next=target, error=str(exc)), 403

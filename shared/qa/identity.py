@@ -28,6 +28,11 @@ class SignInError(ValueError):
     """The sign-in attempt is refused; the message is safe to show the user."""
 
 
+class VerificationUnavailable(SignInError):
+    """The credential could not be checked now: Google's signing certificates did not answer (the
+    verifier's 503). Not the caller's fault, and asking again in a moment may work."""
+
+
 class SignInDisabled(SignInError):
     """This way of signing in is turned off here (the dev sign-in outside the local stack): the route
     answers as if it did not exist, not as a bad attempt."""
@@ -73,6 +78,10 @@ def google_sign_in(credential: str, settings: Settings) -> User:
         log.warning("sign-in refused: %s", exc.reason)
         if exc.status == 403:
             raise SignInError(exc.reason) from None
+        if exc.status == 503:
+            raise VerificationUnavailable(
+                "Google's sign-in could not be checked just now: try again in a minute"
+            ) from None
         raise SignInError("the Google credential could not be verified") from None
     return make_user(str(claims["email"]), str(claims.get("name") or ""), settings)
 
@@ -80,7 +89,8 @@ def google_sign_in(credential: str, settings: Settings) -> User:
 def verify_service_caller(headers: Any, settings: Settings) -> str | None:
     """The calling service's identity (an email or ``botrunner``), or None if this is not a service call.
 
-    Raises :class:`SignInError` when the request claims to be a service but cannot prove it.
+    Raises :class:`SignInError` when the request claims to be a service but cannot prove it, and
+    :class:`VerificationUnavailable` when the proof cannot be checked now.
     """
     auth = headers.get("Authorization", "")
     if settings.internal_auth == "google-oidc":
@@ -91,6 +101,8 @@ def verify_service_caller(headers: Any, settings: Settings) -> str | None:
         try:
             return verifier_for(settings).service_caller(auth, settings.qa_url, settings.service_callers)
         except TokenError as exc:
+            if exc.status == 503:
+                raise VerificationUnavailable(exc.reason) from None
             raise SignInError(exc.reason) from None
     # internal_auth == "none": the local stack and tests only (config refuses it in production).
     if headers.get(SERVICE_HEADER) == "botrunner":
