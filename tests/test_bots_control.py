@@ -6,6 +6,9 @@ import threading
 
 import pytest
 
+from shared.bots import chat_switch
+from shared.bots.answer_modes import AnswerMode
+from shared.bots.buttons import INTERACTIONS, ButtonStateStore, state_id_for_job
 from shared.bots.control import BadRequest, BotControl, Caller, Conflict, NotFound
 from shared.bots.reconcile import reconcile_all
 from shared.bots.registry import Bot, BotRegistry
@@ -341,6 +344,28 @@ def test_delete_unhooks_and_removes(control: BotControl, tg: FakeTelegram) -> No
     assert control.registry.get_bot(bot.id) is None
     with pytest.raises(NotFound):
         control.get_bot(ANN, bot.id)
+
+
+def test_delete_takes_the_bots_chat_settings_and_button_state_with_it(
+    control: BotControl, tg: FakeTelegram
+) -> None:
+    """What the bot kept per chat (on/off, mode, and who set them) and under its answers (question and
+    answer text) goes with it, like its activity: chat settings have no expiry of their own. Another
+    bot's stay."""
+    db = control.registry.db
+    bot, _ = telegram_bot(control, tg)
+    other, _ = telegram_bot(control, tg)
+    for owner in (bot.id, other.id):
+        chat_switch.set_enabled(db, owner, -100, False, by_user="telegram:42")
+        chat_switch.set_answer_mode(db, owner, 7, AnswerMode.ALWAYS, by_user="telegram:43")
+        ButtonStateStore(db).save(
+            state_id_for_job(f"telegram:{owner}:1"), owner, "Q?", "A.", [], chat="telegram:7"
+        )
+    control.delete_bot(ANN, bot.id)
+    left = {d.id for d in db.collection(chat_switch.CHAT_SETTINGS).stream()}
+    assert left == {chat_switch.chat_key(other.id, -100), chat_switch.chat_key(other.id, 7)}
+    states = {d.get("bot_id") for d in db.collection(INTERACTIONS).stream()}
+    assert states == {other.id}
 
 
 def test_delete_works_even_if_the_token_was_revoked(control: BotControl, tg: FakeTelegram) -> None:

@@ -169,11 +169,20 @@ class ButtonStateStore:
             expire_at=expire_at,
         )
 
+    def forget_bot(self, bot_id: str) -> int:
+        """Delete the button state of every answer ``bot_id`` posted (the bot is being deleted: a press
+        on one of them finds no bot anyway); returns how many."""
+        query = self._db.collection(INTERACTIONS).where(filter=FieldFilter("bot_id", "==", bot_id))
+        return self._delete([s.reference for s in query.select([]).stream()])
+
     def forget_chat(self, bot_id: str, chat: str) -> int:
         """Delete the button state of every answer ``bot_id`` posted in ``chat`` (its questions and
         answers); returns how many. A single-field query, so it needs no composite index."""
         query = self._db.collection(INTERACTIONS).where(filter=FieldFilter("chat", "==", chat))
         refs = [s.reference for s in query.select(["bot_id"]).stream() if s.get("bot_id") == bot_id]
+        return self._delete(refs)
+
+    def _delete(self, refs: list[firestore.DocumentReference]) -> int:
         for start in range(0, len(refs), 400):
             batch = self._db.batch()
             for ref in refs[start : start + 400]:

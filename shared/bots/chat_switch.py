@@ -1,11 +1,12 @@
 """Per-chat settings by chat admins, stored in ``chat_settings``: ``/enable`` ``/disable`` and ``/mode``.
 
-Document id ``{bot_id}:{chat_id}``, fields ``enabled`` and ``answer_mode``
+Document id ``{bot_id}:{chat_id}``, fields ``bot_id``, ``chat_id``, ``enabled`` and ``answer_mode``
 (:mod:`shared.bots.answer_modes`). A chat without a document is enabled and follows the bot's answer
 mode: a bot added to a group answers there until an admin says otherwise. The webhook reads this before
 publishing a job (a disabled chat, or a message the chat's mode does not answer, costs no Pub/Sub
 message and no Q&A call); the worker writes it, after checking with the platform that the sender really
-is an admin. Each setting is written with a merge, so switching one keeps the other.
+is an admin. Each setting is written with a merge, so switching one keeps the other. A deleted bot's
+settings go with it (:func:`delete_bot_settings`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.bots.answer_modes import AnswerMode, parse_mode
 
@@ -72,3 +74,16 @@ def set_answer_mode(
 ) -> None:
     """Persist the chat's answer mode, with who set it and when."""
     _write(db, bot_id, chat_id, {"answer_mode": str(mode)}, by_user)
+
+
+def delete_bot_settings(db: firestore.Client, bot_id: str) -> int:
+    """Delete every chat's settings of ``bot_id`` (the bot is being deleted); returns how many. They
+    never expire by themselves and name who set them. A single-field query: no composite index."""
+    query = db.collection(CHAT_SETTINGS).where(filter=FieldFilter("bot_id", "==", bot_id))
+    refs = [snapshot.reference for snapshot in query.select([]).stream()]
+    for start in range(0, len(refs), 400):
+        batch = db.batch()
+        for ref in refs[start : start + 400]:
+            batch.delete(ref)
+        batch.commit()
+    return len(refs)

@@ -46,8 +46,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from shared.bots import chat_switch
 from shared.bots.activity import ActivityPage, InvalidCursor
 from shared.bots.answer_modes import DEFAULT_MODE, AnswerMode, parse_mode
+from shared.bots.buttons import ButtonStateStore
 from shared.bots.platforms import PLATFORM_NAMES, find_platform, get_platform
 from shared.bots.platforms.base import ApiEndpoint, BotCredentials, InvalidField, Platform
 from shared.bots.platforms.errors import InvalidRegistration, PlatformError, PlatformUnreachable, RetryPolicy
@@ -271,6 +273,10 @@ class BotControl:
                 self._platform_stop(bot, verify=False)
         except (PlatformError, DecryptionError) as exc:
             log.warning("bot %s deleted without unhooking: %s", bot_id, exc)
+        # What the bot kept per chat (never expires, names who set it) and under its answers (their
+        # text) goes with it, before the bot itself: a failure here leaves the bot to delete again.
+        chat_switch.delete_bot_settings(self.registry.db, bot_id)
+        ButtonStateStore(self.registry.db).forget_bot(bot_id)
         self.registry.delete_bot(bot_id)
         log.info("bot %s deleted by %s", bot_id, caller.user)
 
