@@ -210,8 +210,11 @@ class TokenVerifier:
         claims = self.verify(credential, client_id)
         if not claims.get("email") or claims.get("email_verified") not in (True, "true"):
             raise TokenError(403, "the Google account has no verified email")
-        if allowed_domain and claims.get("hd") != allowed_domain:
-            raise TokenError(403, f"only {allowed_domain} accounts may sign in")
+        # Domain names are case-insensitive (RFC 4343): "Corp.Example" in the stack's config is the
+        # domain Google writes as "corp.example" in ``hd``.
+        domain = allowed_domain.strip().lower()
+        if domain and str(claims.get("hd") or "").lower() != domain:
+            raise TokenError(403, f"only {domain} accounts may sign in")
         return claims
 
 

@@ -54,6 +54,11 @@ def test_google_sign_in_checks_audience_issuer_email_and_domain(
     with pytest.raises(SignInError, match=r"corp\.example"):
         google_sign_in(issuer.mint(ann, "cid.apps"), domain)
     assert google_sign_in(issuer.mint(ann, "cid.apps", hd="corp.example"), domain).email == "ann@corp.example"
+    # A domain is case-insensitive: the stack may spell it as its owners do.
+    mixed = s.model_copy(update={"allowed_domain": " Corp.Example "})
+    assert google_sign_in(issuer.mint(ann, "cid.apps", hd="corp.example"), mixed).email == "ann@corp.example"
+    with pytest.raises(SignInError, match=r"corp\.example"):
+        google_sign_in(issuer.mint(ann, "cid.apps", hd="other.example"), mixed)
     with pytest.raises(SignInError, match="not configured"):
         google_sign_in(issuer.mint(ann, "cid.apps"), s.model_copy(update={"google_client_id": ""}))
 
