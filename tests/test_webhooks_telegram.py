@@ -285,6 +285,23 @@ def test_a_question_in_a_forum_topic_names_its_topic_in_the_job(stack: dict, tg:
     assert {chat: job.thread_id for chat, job in jobs.items()} == {str(forum): 55, str(plain): None}
 
 
+def test_a_group_upgraded_to_a_supergroup_publishes_the_move_of_its_settings(
+    stack: dict, tg: FakeTelegram
+) -> None:
+    """A basic group becomes a supergroup under a new chat id (making it public, enabling topics, ...):
+    the service message Telegram posts in the new chat (``migrate_from_chat_id``) becomes a ``migrate``
+    job, so the chat's /disable and /mode follow it; the twin in the old chat (``migrate_to_chat_id``)
+    is ignored."""
+    old, new = -4001, -1004001
+    moved_in = tg.message_update(new, "", chat_type="supergroup", migrate_from_chat_id=old)
+    del moved_in["message"]["text"]
+    moved_out = tg.message_update(old, "", chat_type="group", migrate_to_chat_id=new)
+    del moved_out["message"]["text"]
+    assert [_post(stack, u).get_json()["status"] for u in (moved_in, moved_out)] == ["accepted", "ignored"]
+    [job] = stack["tap"].pull(expect=1)
+    assert (job.kind, job.chat_id, job.migrated_from) == (JobKind.MIGRATE, str(new), str(old))
+
+
 def test_disabled_chat_is_ignored_except_enable(stack: dict, tg: FakeTelegram) -> None:
     group = -1002
     chat_switch.set_enabled(stack["db"], stack["bot_id"], group, False, by_user="telegram:1")

@@ -308,6 +308,27 @@ def test_every_part_of_an_answer_in_a_forum_topic_goes_to_that_topic(env: dict[s
     assert "message_thread_id" not in env["tg"].sent_messages(token)[-1]
 
 
+def test_a_migrate_job_moves_the_chats_settings_to_its_new_id_and_says_nothing(env: dict[str, Any]) -> None:
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    db = env["registry"].db
+    old, new = -4001, -1004001
+    chat_switch.set_enabled(db, bot_id, old, False, by_user="telegram:42")
+    chat_switch.set_answer_mode(db, bot_id, old, AnswerMode.ALWAYS, by_user="telegram:42")
+    job = tg_job(
+        bot_id, kind=JobKind.MIGRATE, chat_id=str(new), chat_type="supergroup", migrated_from=str(old)
+    )
+    assert env["worker"].process(job).reason == "sent"
+    assert chat_switch.read_settings(db, bot_id, new) == chat_switch.ChatSettings(False, AnswerMode.ALWAYS)
+    assert chat_switch.read_settings(db, bot_id, old) == chat_switch.ChatSettings()
+    assert env["tg"].sent_messages(token) == [] and env["qa"].requests == []
+    # Settings the new chat already has (an admin was quicker) are kept.
+    chat_switch.set_enabled(db, bot_id, -4002, False, by_user="telegram:42")
+    chat_switch.set_enabled(db, bot_id, -1004002, True, by_user="telegram:43")
+    again = tg_job(bot_id, 2, kind=JobKind.MIGRATE, chat_id="-1004002", migrated_from="-4002")
+    assert env["worker"].process(again).reason == "sent"
+    assert chat_switch.read_settings(db, bot_id, -1004002).enabled is True
+
+
 def test_help_job_does_not_ask_qa(env: dict[str, Any]) -> None:
     bot_id, token = register_telegram_bot(env["settings"], env["tg"])
     env["worker"].process(tg_job(bot_id, kind=JobKind.HELP, question=None))

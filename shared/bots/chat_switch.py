@@ -6,7 +6,8 @@ mode: a bot added to a group answers there until an admin says otherwise. The we
 publishing a job (a disabled chat, or a message the chat's mode does not answer, costs no Pub/Sub
 message and no Q&A call); the worker writes it, after checking with the platform that the sender really
 is an admin. Each setting is written with a merge, so switching one keeps the other. A deleted bot's
-settings go with it (:func:`delete_bot_settings`).
+settings go with it (:func:`delete_bot_settings`); a chat's settings follow it to a new id
+(:func:`move_settings`: a Telegram group upgraded to a supergroup).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -74,6 +76,25 @@ def set_answer_mode(
 ) -> None:
     """Persist the chat's answer mode, with who set it and when."""
     _write(db, bot_id, chat_id, {"answer_mode": str(mode)}, by_user)
+
+
+def move_settings(db: firestore.Client, bot_id: str, from_chat: str | int, to_chat: str | int) -> bool:
+    """A chat got a new id (a Telegram group upgraded to a supergroup): its settings go with it, unless
+    the new chat has settings of its own already (an admin set them there first); the old chat's are
+    deleted, nothing is posted there any more. True if settings moved. Running it again changes nothing.
+    """
+    old = db.collection(CHAT_SETTINGS).document(chat_key(bot_id, from_chat))
+    snapshot = old.get()
+    if not snapshot.exists:
+        return False
+    moved = {**(snapshot.to_dict() or {}), "chat_id": str(to_chat), "moved_from": str(from_chat)}
+    try:
+        db.collection(CHAT_SETTINGS).document(chat_key(bot_id, to_chat)).create(moved)
+        created = True
+    except gexc.AlreadyExists:
+        created = False
+    old.delete()
+    return created
 
 
 def delete_bot_settings(db: firestore.Client, bot_id: str) -> int:

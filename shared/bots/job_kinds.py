@@ -22,6 +22,8 @@ class JobKind(StrEnum):
     MODE = "mode"  # /mode <mode>: same check, then persist the chat's answer mode (``question``)
     VOTE = "vote"  # a 👍/👎 button press: have the Q&A service cast the vote (no message is sent)
     FORGET = "forget"  # /forget: same admin check, then delete the chat's history and its questions
+    # A group became a supergroup (a new chat id): move the chat's settings to it; nothing is sent.
+    MIGRATE = "migrate"
 
 
 def job_id(platform: str, bot_id: str, update_id: int | str) -> str:

@@ -89,6 +89,8 @@ def decide(update: Mapping[str, Any], username: str, bot_user_id: int | None) ->
       messages; ``/start`` ``/help`` ``/enable`` ``/disable`` ``/mode`` ``/forget`` addressed to this bot (or
       unaddressed); any other text message is a question with ``addressed=False``, which the ingress
       publishes only in a chat whose answer mode answers every message (:mod:`shared.bots.answer_modes`);
+    * a group upgraded to a supergroup: the service message in the new chat moves its settings
+      (``migrate``);
     * commands addressed to another bot (``/help@other_bot``), messages from bots, channels (a linked
       channel's posts forwarded into its discussion group too), edits and non-text messages are ignored.
     """
@@ -96,6 +98,10 @@ def decide(update: Mapping[str, Any], username: str, bot_user_id: int | None) ->
     if not isinstance(message, dict):
         return Decision(None, "not a message")
     chat_type = _dict(message, "chat").get("type")
+    if chat_type == "supergroup" and _telegram_int(message.get("migrate_from_chat_id")) is not None:
+        # The service message in a group upgraded to a supergroup (its twin in the old chat, with
+        # migrate_to_chat_id, has no text and is ignored): the chat's settings must follow its new id.
+        return Decision(JobKind.MIGRATE, "migrated")
     if _dict(message, "from").get("is_bot") and not _is_anonymous_admin(message):
         return Decision(None, "from a bot")
     if message.get("is_automatic_forward") is True:
@@ -360,10 +366,17 @@ class Telegram(Platform):
             user_is_admin_hint=_is_anonymous_admin(message),
             question=decision.question,
             addressed=decision.addressed,
+            migrated_from=str(message["migrate_from_chat_id"]) if decision.kind is JobKind.MIGRATE else None,
         )
         # Chat settings and /forget always go through: a disabled chat must be able to switch back on
         # (and to clear its history).
-        switching = decision.kind in (JobKind.ENABLE, JobKind.DISABLE, JobKind.MODE, JobKind.FORGET)
+        switching = decision.kind in (
+            JobKind.ENABLE,
+            JobKind.DISABLE,
+            JobKind.MODE,
+            JobKind.FORGET,
+            JobKind.MIGRATE,
+        )
         return Delivery(job, update_id, chat_id=None if switching else chat_id)
 
     def _button(
