@@ -329,6 +329,17 @@ def test_a_migrate_job_moves_the_chats_settings_to_its_new_id_and_says_nothing(e
     assert chat_switch.read_settings(db, bot_id, -1004002).enabled is True
 
 
+def test_an_answer_to_a_group_upgraded_meanwhile_goes_to_the_supergroup(env: dict[str, Any]) -> None:
+    """Asked right before the group became a supergroup: Telegram refuses the old chat id and names the
+    new one, where the answer is sent (a permanent 400 otherwise: the answer was lost)."""
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    env["tg"].migrate_chat(-4001, -1004001)
+    job = tg_job(bot_id, chat_id="-4001", chat_type="group")
+    assert env["worker"].process(job).reason == "sent"
+    [sent] = env["tg"].sent_messages(token)
+    assert str(sent["chat_id"]) == "-1004001"
+
+
 def test_help_job_does_not_ask_qa(env: dict[str, Any]) -> None:
     bot_id, token = register_telegram_bot(env["settings"], env["tg"])
     env["worker"].process(tg_job(bot_id, kind=JobKind.HELP, question=None))

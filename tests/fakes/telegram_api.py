@@ -22,6 +22,8 @@ Usage::
         tg.revoke(token)             # the token now gets 401 (BotFather /revoke)
         tg.queue_update(token, update)                 # served by getUpdates (polling mode)
         tg.admins.add((chat_id, user_id))              # getChatMember: "administrator" (else "member")
+        tg.migrate_chat(old_chat_id, new_chat_id)      # the group became a supergroup: sendMessage to
+                                                       # the old id is refused with migrate_to_chat_id
         tg.message_update(chat_id, text, ...)          # build a realistic message update dict
 
 Behaviour follows the real API where tests depend on it: unknown tokens -> 401 "Unauthorized";
@@ -105,6 +107,7 @@ class FakeTelegram(PlatformFake):
         self.bots: dict[str, FakeBot] = {}
         self.calls: list[Call] = []
         self.admins: set[tuple[int, int]] = set()  # (chat_id, user_id) pairs getChatMember calls admins
+        self.migrated: dict[int, int] = {}  # old chat id -> supergroup id (migrate_chat)
         self._failures: list[_Failure] = []
         self._message_ids = itertools.count(1)
         self._update_ids = itertools.count(10_000)
@@ -145,6 +148,12 @@ class FakeTelegram(PlatformFake):
     def webhook(self, token: str) -> WebhookState | None:
         with self._lock:
             return self.bots[token].webhook
+
+    def migrate_chat(self, old: int, new: int) -> None:
+        """The group ``old`` became the supergroup ``new``: sendMessage to ``old`` is refused like
+        Telegram does (400 with ``parameters.migrate_to_chat_id``)."""
+        with self._lock:
+            self.migrated[old] = new
 
     def lose_webhook(self, token: str) -> None:
         with self._lock:
@@ -411,6 +420,17 @@ class FakeTelegram(PlatformFake):
             return _error(400, "Bad Request: message text is empty")
         if len(str(text)) > 4096:
             return _error(400, "Bad Request: message is too long")
+        moved_to = self.migrated.get(_int_or_str(chat_id))
+        if moved_to is not None:
+            return JSONResponse(
+                {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                    "parameters": {"migrate_to_chat_id": moved_to},
+                },
+                status_code=400,
+            )
         bot.sent.append(dict(params))
         message_id = next(self._message_ids)
         return _ok(

@@ -207,24 +207,35 @@ class TelegramClient:
         message_thread_id: int | None = None,
     ) -> Message:
         """Send ``text`` without a link preview. A reply to a since-deleted message is sent anyway (to the
-        forum topic ``message_thread_id``, when the chat is a forum)."""
+        forum topic ``message_thread_id``, when the chat is a forum); to a group upgraded to a supergroup
+        meanwhile, to the supergroup."""
         reply = (
             ReplyParameters(reply_to_message_id, allow_sending_without_reply=True)
             if reply_to_message_id is not None
             else None
         )
-        return self._call(
-            "sendMessage",
-            lambda bot: bot.send_message(
-                chat_id,
-                text,
-                parse_mode=parse_mode,
-                message_thread_id=message_thread_id,
-                reply_parameters=reply,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-                reply_markup=reply_markup,
-            ),
-        )
+
+        async def send(bot: Bot) -> Message:
+            async def to(chat: int | str) -> Message:
+                return await bot.send_message(
+                    chat,
+                    text,
+                    parse_mode=parse_mode,
+                    message_thread_id=message_thread_id,
+                    reply_parameters=reply,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    reply_markup=reply_markup,
+                )
+
+            try:
+                return await to(chat_id)
+            except ChatMigrated as moved:
+                # The group became a supergroup since the question was asked: Telegram names its new
+                # id and delivers nothing to the old one (the question itself may be gone from it: the
+                # reply is sent anyway).
+                return await to(moved.new_chat_id)
+
+        return self._call("sendMessage", send)
 
     def answer_callback_query(self, callback_query_id: str, text: str) -> bool:
         """End a pressed inline button's spinner with a short note to the presser (polling mode; a
