@@ -89,6 +89,8 @@ PROCESSING_BUDGET = 60.0  # seconds; below the 90 s claim lease and the subscrip
 # maximum_backoff, infra/components/messaging.py MAX_BACKOFF_S): a job whose reply window closes sooner
 # than that is not handed back (:meth:`BotWorker._retry`).
 REDELIVERY_WAIT = timedelta(seconds=300)
+# What that next delivery needs of the window besides: asking qa and sending (the processing budget).
+NEXT_TRY_NEEDS = timedelta(seconds=PROCESSING_BUDGET)
 # Platform retries inside one delivery: short, so the whole job stays within the budget. A longer
 # rate limit hands the job back to Pub/Sub (503) instead of holding the request open.
 WORKER_RETRY_POLICY = RetryPolicy(attempts=4, backoff=0.5, max_backoff=4.0, max_wait=10.0)
@@ -273,12 +275,13 @@ class BotWorker:
         """Give the job back to Pub/Sub (503, ``reason``) after a failure another try may not meet.
 
         Unless the platform's reply window (:meth:`Platform.reply_deadline`) closes before Pub/Sub could
-        deliver the job again: its backoff reaches :data:`REDELIVERY_WAIT`, so the next delivery would
-        find the job expired and drop it, and the user would have waited for nothing. Then the user is
+        deliver the job again and that delivery answer it: its backoff reaches :data:`REDELIVERY_WAIT`,
+        so the next delivery could find the job expired and drop it, or run out of the window while
+        answering, and the user would have waited for nothing. Then the user is
         told now (:meth:`Platform.notify_unanswered`, only while no part of the answer is shown) and
         the job ends failed, so later copies are acknowledged."""
         deadline = platform.reply_deadline(job)
-        if deadline is None or deadline - self._clock() > REDELIVERY_WAIT:
+        if deadline is None or deadline - self._clock() > REDELIVERY_WAIT + NEXT_TRY_NEEDS:
             log.warning("job %s: %s (will retry)", job.job_id, why)
             self._ledger.release(claim)
             return JobResult(503, reason, job.job_id)
