@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -306,6 +307,9 @@ def test_discord_start_registers_ask_and_endpoint(
     stopped = control.stop_bot(ANN, bot.id)
     assert stopped.status == "stopped"
     assert app.interactions_endpoint_url is None
+    # Discord's documented User-Agent for bots (discord.com/developers/docs/reference, "User Agent"):
+    # "DiscordBot ($url, $versionNumber)"; a client without one may be blocked at Discord's edge.
+    assert dc.calls and all(re.match(r"DiscordBot \(\S+, \S+\)", c.user_agent) for c in dc.calls)
 
 
 def test_discord_start_fails_when_endpoint_does_not_pong(

@@ -22,6 +22,10 @@ from shared.processes import PerProcess
 # + delayed ACK): ~40 ms per call on loopback, measured on the dev machine.
 SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+# Discord requires "DiscordBot ($url, $versionNumber)" of every bot's API client
+# (discord.com/developers/docs/reference, "User Agent") and may block other clients at its edge, which a
+# bot would then see as a 403 on a good token. Telegram reads none of it.
+USER_AGENT = "DiscordBot (https://github.com/askbase, 0.1.0) askbase-bots"
 
 
 def new_http_client(timeout: httpx.Timeout | float = DEFAULT_TIMEOUT) -> httpx.Client:
@@ -31,7 +35,7 @@ def new_http_client(timeout: httpx.Timeout | float = DEFAULT_TIMEOUT) -> httpx.C
         transport=transport,
         timeout=timeout,
         limits=httpx.Limits(max_connections=50, max_keepalive_connections=20, keepalive_expiry=60),
-        headers={"User-Agent": "askbase-bots/0.1"},
+        headers={"User-Agent": USER_AGENT},
     )
 
 

@@ -76,6 +76,7 @@ class Call:
     json: Any
     auth: str | None
     at: float = field(default_factory=time.time)
+    user_agent: str = ""
 
 
 @dataclass
@@ -346,7 +347,14 @@ class FakeDiscord(PlatformFake):
             return None, JSONResponse({"message": "400: Bad Request", "code": 50109}, status_code=400)
         with self._lock:
             self.calls.append(
-                Call(route, request.method, request.url.path, body, request.headers.get("authorization"))
+                Call(
+                    route,
+                    request.method,
+                    request.url.path,
+                    body,
+                    request.headers.get("authorization"),
+                    user_agent=request.headers.get("user-agent", ""),
+                )
             )
             for failure in self._failures:
                 if failure.route == route:
