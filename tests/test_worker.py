@@ -308,6 +308,17 @@ def test_every_part_of_an_answer_in_a_forum_topic_goes_to_that_topic(env: dict[s
     assert "message_thread_id" not in env["tg"].sent_messages(token)[-1]
 
 
+def test_each_forum_topic_is_a_conversation_of_its_own(env: dict[str, Any]) -> None:
+    """A follow-up in one topic must not be read against the last question of another: qa keeps one
+    conversation per chat key, so a topic's key names its topic."""
+    bot_id, _ = register_telegram_bot(env["settings"], env["tg"])
+    forum = {"chat_id": "-100777", "chat_type": "supergroup"}
+    for update_id, topic in enumerate([55, 66, 55, None], start=1):
+        assert env["worker"].process(tg_job(bot_id, update_id, thread_id=topic, **forum)).reason == "sent"
+    users = [request["json"]["user"] for request in env["qa"].requests]
+    assert users == ["telegram:-100777/55", "telegram:-100777/66", "telegram:-100777/55", "telegram:-100777"]
+
+
 def test_a_migrate_job_moves_the_chats_settings_to_its_new_id_and_says_nothing(env: dict[str, Any]) -> None:
     bot_id, token = register_telegram_bot(env["settings"], env["tg"])
     db = env["registry"].db

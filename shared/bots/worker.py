@@ -429,8 +429,13 @@ class BotWorker:
 
     @staticmethod
     def _chat(job: Job) -> str:
-        """The chat as the Q&A service knows it (its conversation is ``bot:<bot id>:<this>``)."""
-        return platform_user(job.platform, job.chat_id or job.user or "unknown")
+        """The chat as the Q&A service knows it (its conversation is ``bot:<bot id>:<this>``). A forum
+        topic is a chat of its own (``telegram:-100777/55``): a follow-up is read against its topic's
+        last question, not another topic's, and ``/forget`` there forgets that topic."""
+        chat = job.chat_id or job.user or "unknown"
+        if job.thread_id is not None:
+            chat = f"{chat}/{job.thread_id}"
+        return platform_user(job.platform, chat)
 
     def _forget(self, job: Job, bot: BotInfo, platform: Platform, api: ApiEndpoint) -> str:
         """``/forget``: the chat's conversation with the bot, its questions in the owners' gaps report,
