@@ -64,6 +64,12 @@ def page_size(raw: str | None, default: int, maximum: int) -> int | None:
     return value if 1 <= value <= maximum else None
 
 
+# NotJSON.reason of a body whose strings are not all text (see holds_lone_surrogate), and what a route
+# answers it.
+LONE_SURROGATE = "lone surrogate"
+NOT_TEXT = "the body holds a string that is not text (a \\u escape of a lone surrogate)"
+
+
 class NotJSON(ValueError):
     """A body Python's json module cannot read; ``reason`` names why (the exception's type)."""
 
@@ -75,9 +81,37 @@ class NotJSON(ValueError):
 def read_json(body: bytes | str) -> Any:
     """The JSON value of ``body``, or :class:`NotJSON`. Beyond malformed text that covers what valid JSON
     Python still cannot read, each once a 500 on some route: ``ValueError`` also for bytes that are not
-    UTF-8 and for an integer of more than 4,300 digits (int()'s limit, which json.loads hits too), and
-    ``RecursionError`` for nesting about 1,000 deep."""
+    UTF-8 and for an integer of more than 4,300 digits (int()'s limit, which json.loads hits too),
+    ``RecursionError`` for nesting about 1,000 deep, and a string that is no text (``reason``
+    :data:`LONE_SURROGATE`: :func:`holds_lone_surrogate`)."""
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise NotJSON(type(exc).__name__) from None
+    if holds_lone_surrogate(value):
+        raise NotJSON(LONE_SURROGATE)
+    return value
+
+
+def holds_lone_surrogate(value: Any) -> bool:
+    """Whether a key or string of a parsed JSON value holds a lone surrogate.
+
+    ``"\\ud800"`` is valid JSON and json.loads returns it as a str no UTF-8 encoder takes: stored (a
+    question, a bot's name, a comment) or hashed (a vote's id), it raised UnicodeEncodeError, a 500, on
+    qa's routes after the answer had been computed and on botrunner's bot edit. Iterative: the value may
+    nest as deep as json.loads allows.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False

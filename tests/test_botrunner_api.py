@@ -71,6 +71,22 @@ def test_bad_input_is_4xx_never_500(client: FlaskClient, tg: FakeTelegram) -> No
     assert client.put(f"/api/bots/{bot['id']}", headers=ANN).status_code == 405
 
 
+def test_a_lone_surrogate_escape_in_a_json_string_is_400(client: FlaskClient, tg: FakeTelegram) -> None:
+    """``"\\ud800"`` is valid JSON whose string no UTF-8 encoder takes: a bot renamed to it was a 500
+    (Firestore's write raised UnicodeEncodeError). Every JSON route refuses it as it parses the body."""
+    bot, _ = _register(client, tg)
+    headers = ANN | {"Content-Type": "application/json"}
+    for method, path, body in [
+        ("patch", f"/api/bots/{bot['id']}", '{"name": "Docs \\ud800"}'),
+        ("patch", f"/api/bots/{bot['id']}", '{"system_prompt": "\\udfff"}'),
+        ("post", "/api/bots", '{"platform": "telegram", "name": "\\ud800", "token": "1:x"}'),
+    ]:
+        response = getattr(client, method)(path, data=body.encode(), headers=headers)
+        assert response.status_code == 400, (path, body, response.get_data(as_text=True))
+        assert "not text" in response.get_json()["error"]
+    assert client.get(f"/api/bots/{bot['id']}", headers=ANN).get_json()["name"] == bot["name"]
+
+
 def test_every_refused_request_logs_one_line_with_its_reason(
     client: FlaskClient, tg: FakeTelegram, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -12,7 +12,14 @@ from shared.config import Settings
 from shared.gcp import firestore_client
 from shared.qa.bot_profiles import BotNotFound, load_answer_profile
 from shared.qa.conversations import ConversationNotFound, ConversationStore
-from shared.request_input import NotJSON, firestore_accepts, is_document_id, page_size, read_json
+from shared.request_input import (
+    LONE_SURROGATE,
+    NotJSON,
+    firestore_accepts,
+    is_document_id,
+    page_size,
+    read_json,
+)
 
 # Ids a request can carry that name no document: reserved, path-like, or of another shape.
 HOSTILE_IDS = ["__x__", "__", "____", "__.__", ".", "..", "...", "a/b", "/", "", " ", "a\n", "é", "\ud800"]
@@ -102,8 +109,10 @@ def test_page_size(raw: str | None, expected: int | None) -> None:
         (b"\xff\xfe{", "UnicodeDecodeError"),
         (b'{"id": ' + b"1" * 4301 + b"}", "ValueError"),  # past int()'s 4,300 digits
         (b"[" * 5000 + b"]" * 5000, "RecursionError"),
+        (b'{"name": "\\ud800"}', LONE_SURROGATE),
+        (b'{"a": [[{"\\udfff": 1}]]}', LONE_SURROGATE),  # a key, nested
     ],
-    ids=["malformed", "not utf-8", "huge integer", "deep nesting"],
+    ids=["malformed", "not utf-8", "huge integer", "deep nesting", "lone surrogate", "lone surrogate key"],
 )
 def test_read_json_names_what_python_cannot_read(body: bytes, reason: str) -> None:
     with pytest.raises(NotJSON) as raised:
@@ -114,3 +123,4 @@ def test_read_json_names_what_python_cannot_read(body: bytes, reason: str) -> No
 def test_read_json_reads_json() -> None:
     assert read_json(b'{"a": [1, 2.5, null, "\u00e9"]}') == {"a": [1, 2.5, None, "é"]}
     assert read_json('{"n": ' + "9" * 4300 + "}")["n"] == int("9" * 4300)
+    assert read_json(b'"\\ud83d\\ude00"') == "\U0001f600"  # a surrogate pair is one character: text

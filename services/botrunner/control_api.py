@@ -46,7 +46,7 @@ from shared.bots.reconcile import reconcile_all
 from shared.config import Settings
 from shared.gcp import UNAVAILABLE_RETRY_AFTER_S
 from shared.idtokens import TokenError, require_service_caller
-from shared.request_input import NotJSON, page_size, read_json
+from shared.request_input import LONE_SURROGATE, NOT_TEXT, NotJSON, page_size, read_json
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,9 @@ for _exc in UNAVAILABLE:
 def _json_body() -> Any:
     try:
         data = read_json(request.get_data()) if request.is_json else None
-    except NotJSON:
+    except NotJSON as exc:
+        if exc.reason == LONE_SURROGATE:
+            raise BadRequest(f"{NOT_TEXT.capitalize()}.") from None
         data = None
     if data is None:
         raise BadRequest("Expected a JSON body.")

@@ -41,7 +41,7 @@ from shared.qa.feedback import AnswerNotFound, InvalidVote, VoteValue, parse_vot
 from shared.qa.gaps import NoReportAccess, UnknownBot, Viewer
 from shared.qa.gaps_filters import InvalidFilter
 from shared.qa.live_index import NoIndexYet
-from shared.request_input import NotJSON, page_size, read_json
+from shared.request_input import LONE_SURROGATE, NOT_TEXT, NotJSON, page_size, read_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -62,44 +62,17 @@ def _reject(status: int, message: str, **headers: str) -> tuple[Response, int]:
     return response, status
 
 
-NOT_TEXT = "the body holds a string that is not text (a \\u escape of a lone surrogate)"
-
-
 def _json() -> Any:
     """The request's JSON, or None when it is not JSON (:func:`read_json`'s rule). Raises
-    :class:`BadRequest` when a string in it is not text (:func:`_holds_lone_surrogate`)."""
+    :class:`BadRequest` when a string in it is not text (a lone surrogate: :data:`LONE_SURROGATE`)."""
     if not request.is_json:
         return None
     try:
-        value = read_json(request.get_data())
-    except NotJSON:
+        return read_json(request.get_data())
+    except NotJSON as exc:
+        if exc.reason == LONE_SURROGATE:
+            raise BadRequest(NOT_TEXT) from None
         return None
-    if _holds_lone_surrogate(value):
-        raise BadRequest(NOT_TEXT)
-    return value
-
-
-def _holds_lone_surrogate(value: Any) -> bool:
-    """Whether a key or string of a parsed JSON value holds a lone surrogate.
-
-    ``"\\ud800"`` is valid JSON and json.loads returns it as a str no UTF-8 encoder takes: stored
-    (a question, a title, a comment) or hashed (a vote's id), it raised UnicodeEncodeError, a 500, and
-    only after the answer had been computed. Iterative: the value may nest as deep as json.loads allows.
-    """
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
 
 
 def _service_body(shape: str) -> dict[str, Any] | tuple[Response, int]:
