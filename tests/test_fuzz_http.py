@@ -58,16 +58,21 @@ class RawJson:
 # Past int()'s 4,300 digits json.loads raises a plain ValueError; past ~1,000 levels, RecursionError.
 HUGE_INTEGERS = st.integers(min_value=4301, max_value=6000).map(lambda n: RawJson("9" * n))
 DEEP_NESTING = st.integers(min_value=1000, max_value=3000).map(lambda n: RawJson("[" * n + "]" * n))
-# Scalars and containers as hostile as JSON gets: control characters, astral unicode, huge numbers.
+# Valid JSON ("\\ud800", sent as that escape) that decodes to a str no UTF-8 encoder takes.
+LONE_SURROGATES = st.sampled_from(["\ud800", "ask \udfff", "\udbff\udbff"])
+# Scalars and containers as hostile as JSON gets: control characters, astral unicode, huge numbers,
+# lone surrogates.
 JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**70), max_value=2**70)
     | HUGE_INTEGERS
     | st.floats(allow_nan=False)
-    | st.text(alphabet=st.characters(codec="utf-8"), max_size=50),
+    | st.text(alphabet=st.characters(codec="utf-8"), max_size=50)
+    | LONE_SURROGATES,
     lambda children: (
-        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.text(max_size=10) | LONE_SURROGATES, children, max_size=5)
     ),
     max_leaves=20,
 )
