@@ -70,6 +70,23 @@ def test_a_lost_discord_command_is_registered_again(
     assert [c["name"] for c in dc.commands(app.id)] == ["ask", "mode", "forget"]
 
 
+def test_a_pass_starts_no_check_after_its_budget(control: BotControl, tg: FakeTelegram) -> None:
+    """A platform slow to answer makes every check wait on its timeouts; a pass over many bots would
+    outlast botrunner's request timeout. Past its budget a pass starts no check and counts the rest."""
+    tokens = [_telegram(control, tg, start=True)[1] for _ in range(3)]
+    for token in tokens:
+        tg.lose_webhook(token)
+    times = iter([0.0, 0.0])  # the deadline, then the first check; every later look is past the budget
+    report = reconcile_all(control, max_workers=1, budget_seconds=60, clock=lambda: next(times, 61.0))
+    assert (report.checked, len(report.repaired), report.unchecked) == (1, 1, 2)
+    assert report.to_public()["unchecked"] == 2
+    assert sum(tg.webhook(token) is not None for token in tokens) == 1
+    # The next pass, within its budget, reaches the two left over.
+    report = reconcile_all(control)
+    assert (report.checked, len(report.repaired), report.unchecked) == (3, 2, 0)
+    assert all(tg.webhook(token) is not None for token in tokens)
+
+
 def test_stopped_bots_stay_stopped(control: BotControl, tg: FakeTelegram) -> None:
     ours_id, ours = _telegram(control, tg, start=True)
     control.stop_bot(ANN, ours_id)

@@ -13,16 +13,26 @@ interactions endpoint and the ``/ask`` command), else what drifted is set again;
 registration that points at us is removed. Failures are stored on the bot
 (status ``error``, ``last_error``, an activity entry) and retried on the next run.
 
+A pass starts no new check after :data:`BUDGET_SECONDS`: during a platform outage each check waits on
+its timeouts, and a pass over many bots would outlast the request that runs it (botrunner's 90 s Cloud
+Run timeout: the Scheduler then sees a 504 and the rest runs on a throttled CPU). The bots left over are
+counted (``unchecked``) and logged; each pass takes the bots in a new random order, so none is left out
+pass after pass.
+
 Public API::
 
-    report = reconcile_all(control, max_workers=8)   # ReconcileReport(checked, ok, repaired, failed)
-    thread = start_background_reconcile(control)     # runs reconcile_all once, in the background
+    report = reconcile_all(control, max_workers=8)  # ReconcileReport(checked, ok, repaired, failed,
+                                                    #                 unchecked)
+    thread = start_background_reconcile(control)    # runs reconcile_all once, in the background
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +41,11 @@ from shared.bots.control import BotControl
 
 log = logging.getLogger(__name__)
 
+# No check starts later than this into a pass: under botrunner's 90 s request timeout (infra/program.py)
+# with room for the checks already running (each at most the platform client's 15 s read timeout, 5 s to
+# connect: shared/bots/transport.py).
+BUDGET_SECONDS = 60.0
+
 
 @dataclass
 class ReconcileReport:
@@ -38,6 +53,7 @@ class ReconcileReport:
     ok: int = 0
     repaired: dict[str, str] = field(default_factory=dict)  # bot id -> what was done
     failed: dict[str, str] = field(default_factory=dict)  # bot id -> error
+    unchecked: int = 0  # bots not reached within the pass's budget: the next pass checks them
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -45,6 +61,7 @@ class ReconcileReport:
             "ok": self.ok,
             "repaired": self.repaired,
             "failed": self.failed,
+            "unchecked": self.unchecked,
         }
 
 
@@ -64,14 +81,31 @@ def reconcile_bot(control: BotControl, bot_id: str) -> tuple[str, str | None]:
     return "ok", None
 
 
-def reconcile_all(control: BotControl, max_workers: int = 8) -> ReconcileReport:
-    """Check every bot (a few in parallel: each check is one or two platform round trips)."""
+def reconcile_all(
+    control: BotControl,
+    max_workers: int = 8,
+    budget_seconds: float | None = BUDGET_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> ReconcileReport:
+    """Check every bot (a few in parallel: each check is one or two platform round trips), starting no
+    check after ``budget_seconds`` (None: no limit)."""
     report = ReconcileReport()
     bot_ids = [bot.id for bot in control.registry.list_bots()]
+    random.shuffle(bot_ids)
+    deadline = None if budget_seconds is None else clock() + budget_seconds
+
+    def check(bot_id: str) -> tuple[str, str, str | None]:
+        if deadline is not None and clock() >= deadline:
+            return bot_id, "unchecked", None
+        return bot_id, *reconcile_bot(control, bot_id)
+
     with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="reconcile") as pool:
-        outcomes = list(pool.map(lambda bot_id: (bot_id, *reconcile_bot(control, bot_id)), bot_ids))
+        outcomes = list(pool.map(check, bot_ids))
     for bot_id, outcome, detail in outcomes:
         if outcome == "gone":
+            continue
+        if outcome == "unchecked":
+            report.unchecked += 1
             continue
         report.checked += 1
         if outcome == "ok":
@@ -87,6 +121,13 @@ def reconcile_all(control: BotControl, max_workers: int = 8) -> ReconcileReport:
         len(report.repaired),
         len(report.failed),
     )
+    if report.unchecked:
+        log.warning(
+            "reconcile: %d bots not checked within the pass's %.0f s (platforms slow to answer?); the next"
+            " pass checks them",
+            report.unchecked,
+            budget_seconds,
+        )
     return report
 
 
