@@ -38,6 +38,7 @@ from shared.qa.identity import User
 from shared.qa.live_index import LiveIndex
 from shared.qa.ratelimit import RateLimiter
 from shared.qa.recording_ask import RecordingAsk
+from shared.qa.revoked_sessions import RevokedSessions
 
 if TYPE_CHECKING:
     from shared.knowledge.coldstart import ColdStartSource
@@ -83,7 +84,7 @@ class QAContext:
     export, and the chat, status and gaps pages) in buckets of its own: browsing never uses up the
     question budget, and a runaway client cannot turn reads into unbounded Firestore traffic. Its limit
     is ``Settings.read_rate_limit_per_minute`` when set, else :data:`READ_LIMIT_FACTOR` times
-    ``rate_limit_per_minute``.
+    ``rate_limit_per_minute``. ``sessions``: the signed-out session ids (``shared/qa/revoked_sessions.py``).
     """
 
     settings: Settings
@@ -95,6 +96,7 @@ class QAContext:
     read_limiter: RateLimiter
     bots: AnswerProfiles
     feedback: Feedback
+    sessions: RevokedSessions  # signed-out sessions: services/qa/auth.py checks every request's
     nav: list[NavItem] = field(default_factory=list)
 
 
@@ -184,6 +186,7 @@ def create_app(
         read_limiter=RateLimiter(reads_per_minute),
         bots=bots,
         feedback=_feedback(settings, db, live_index, conversations, ask, bots),
+        sessions=RevokedSessions(db, app.permanent_session_lifetime),
         nav=[NavItem("pages.chat", "Chat"), NavItem("pages.status", "Data status")],
     )
 

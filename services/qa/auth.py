@@ -1,13 +1,16 @@
 """Who is calling, for every request: a signed-in browser user, a service (the bot worker), or nobody.
 
 Browser state lives in Flask's signed session cookie (``askbase_session``: HttpOnly, SameSite=Lax,
-Secure in production). Every state-changing browser request must carry the session's CSRF token in the
-``X-CSRF-Token`` header or a ``csrf_token`` form field, or it gets a 403. Service callers authenticate
-per request (a Google ID token in production) and have no session, so CSRF does not apply to them.
+Secure in production). Each sign-in puts a random session id in it; sign-out revokes that id for every
+instance (``shared/qa/revoked_sessions.py``), and every request carrying a signed-in session checks it
+first (:func:`end_revoked_session`): a revoked one is signed out. Every state-changing browser request
+must carry the session's CSRF token in the ``X-CSRF-Token`` header or a ``csrf_token`` form field, or it
+gets a 403. Service callers authenticate per request (a Google ID token in production) and have no
+session, so CSRF does not apply to them.
 
 For other blueprints: :func:`current_user`, :func:`signed_in_user` (in views only signed-in users
 reach), :func:`login_required` (pages: redirect to sign-in), :func:`api_login_required` (JSON 401) and
-:func:`csrf_exempt`.
+:func:`csrf_exempt`; :func:`ends_session` marks the sign-out view.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from shared.qa.identity import (
     make_user,
     verify_service_caller,
 )
+from shared.qa.revoked_sessions import RevokedSessions
 
 log = logging.getLogger("askbase.qa")
 
@@ -34,6 +38,8 @@ log = logging.getLogger("askbase.qa")
 VERIFY_RETRY_AFTER_S = 30
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+SESSION_ID = "sid"  # the session's key for its id (shared/qa/revoked_sessions.py)
 
 
 def current_user() -> User | None:
@@ -69,10 +75,47 @@ def sign_in(user: User) -> None:
     session.permanent = True
     session["email"] = user.email
     session["name"] = user.name
+    session[SESSION_ID] = RevokedSessions.new_session_id()
     csrf.token(session)
 
 
 def sign_out() -> None:
+    """End the session: cleared in this browser first (whatever happens next), then its id revoked
+    for every instance. Raises the storage's unavailable errors when the revocation was not recorded:
+    the cookie is gone from this browser, but a copy of it elsewhere still works."""
+    from services.qa.app import context
+
+    sid = session.get(SESSION_ID)
+    session.clear()
+    if sid:
+        context().sessions.revoke(str(sid))
+
+
+def end_revoked_session() -> None:
+    """Sign out this request's session if it was revoked (or predates session ids); a session without
+    a user (a visitor's CSRF token only) is left alone.
+
+    Cookies from before session ids (a user but no ``sid``) count as signed out, not as valid until
+    they expire: they could never be revoked, and Flask re-signs a permanent session's cookie on every
+    response, so a copy in use would never expire. The cost is one more sign-in per user after the
+    upgrade.
+
+    Firestore not answering fails closed: the storage's unavailable error propagates (the app's error
+    handler answers 503 with Retry-After, a page or JSON), since an unchecked session may be a revoked
+    one; the session is not cleared (the outage is not a sign-out), so it works again once Firestore
+    answers. Answers cached within ``CACHE_SECONDS`` still serve during an outage.
+    """
+    if not session.get("email"):
+        return
+    sid = session.get(SESSION_ID)
+    if sid:
+        from services.qa.app import context
+
+        if not context().sessions.is_revoked(str(sid)):
+            return
+        g.reject_reason = "session was signed out"
+    else:
+        g.reject_reason = "session from before session ids"
     session.clear()
 
 
@@ -111,6 +154,12 @@ def service_route(view: F) -> F:
     return view
 
 
+def ends_session(view: F) -> F:
+    """Mark the sign-out view: it is not refused for a revoked session (it ends it anyway)."""
+    view._ends_session = True  # type: ignore[attr-defined]
+    return view
+
+
 def csrf_exempt(view: F) -> F:
     """Mark a view that proves its origin another way (Google Sign-In's own double-submit cookie)."""
     view._csrf_exempt = True  # type: ignore[attr-defined]
@@ -140,6 +189,10 @@ def init_app(app: Flask) -> None:
         if caller and view is not None and getattr(view, "_service_route", False):
             g.service_caller = caller
             return None
+        if view is None or not getattr(view, "_ends_session", False):
+            # Sign-out itself skips the check: it ends the session whatever the check would say (and
+            # a copy signed out elsewhere can sign out again rather than meet a CSRF complaint).
+            end_revoked_session()
         if request.path.startswith("/api/") and current_user() is None:
             # Every API route needs a caller; saying "sign in" beats a CSRF complaint to a stranger.
             g.reject_reason = "not signed in"

@@ -10,6 +10,7 @@ from flask import Blueprint, g, make_response, redirect, render_template, reques
 
 from services.qa import auth
 from services.qa.app import context
+from shared.gcp import UNAVAILABLE_RETRY_AFTER_S, unavailable_errors
 from shared.qa import csrf
 from shared.qa.identity import (
     SignInDisabled,
@@ -116,10 +117,26 @@ def google() -> Any:
     return redirect(target if given else url_for("signin.resume"))
 
 
+# Shown when the sign-out could not be recorded: this browser is signed out, other copies are not.
+SIGNOUT_UNRECORDED = (
+    "You are signed out in this browser, but askbase could not record the sign-out just now, so the "
+    "session may still be open on other devices or browsers that share it. Sign in and sign out again "
+    "in a minute to end it everywhere."
+)
+
+
 @bp.post("/signout")
+@auth.ends_session
 def signout() -> Any:
-    auth.sign_out()
-    response = redirect(url_for("signin.page"))
+    try:
+        auth.sign_out()
+        response = redirect(url_for("signin.page"))
+    except unavailable_errors() as exc:
+        # The cookie is cleared all the same (a shared computer must not stay signed in); the user is
+        # told the server-side end did not happen, with a 503 rather than a success.
+        log.warning("POST /signout -> 503 sign-out not recorded: %s", exc)
+        page = render_template("error.html", code=503, message=SIGNOUT_UNRECORDED)
+        response = make_response(page, 503, {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
     # The tab's storage holds this user's failed questions (chat.js): the next person to sign in on
     # this browser must not find them.
     response.headers["Clear-Site-Data"] = '"storage"'

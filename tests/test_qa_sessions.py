@@ -1,0 +1,220 @@
+"""Sign-out ends the session on every qa instance, not only in the browser that signed out.
+
+Each sign-in mints a random session id kept in the signed cookie; sign-out records its hash in
+``revoked_sessions`` (shared/qa/revoked_sessions.py), and every request that carries a session checks
+it, through a short per-instance cache. Two apps on the same emulator stand for two Cloud Run instances;
+a cookie copied from one test client to another is a stolen (or other-device) copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from google.api_core import exceptions as gexc
+
+from shared.config import Settings
+from shared.gcp import firestore_client
+from shared.qa.live_index import LiveIndex
+from shared.qa.revoked_sessions import CACHE_SECONDS, COLLECTION, RevokedSessions
+from tests.qa_support import ask, make_app, sign_in
+
+pytestmark = pytest.mark.emulators
+
+COOKIE = "askbase_session"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def session_of(app: Flask, client: FlaskClient) -> dict[str, Any]:
+    data: dict[str, Any] = app.session_interface.get_signing_serializer(app).loads(cookie_of(client))  # type: ignore[attr-defined]
+    return data
+
+
+def cookie_of(client: FlaskClient) -> str:
+    cookie = client.get_cookie(COOKIE)
+    assert cookie is not None, "no session cookie"
+    return cookie.value
+
+
+def copy_of(source: FlaskClient | str, app: Flask) -> FlaskClient:
+    """Another browser (or a thief) holding the same session cookie (a client's, or a saved value)."""
+    other = app.test_client()
+    other.set_cookie(COOKIE, source if isinstance(source, str) else cookie_of(source))
+    return other
+
+
+def signed_out(client: FlaskClient, token: str) -> bool:
+    """True when both a page and the API treat the client as signed out (redirect to sign-in, 401)."""
+    page = client.get("/")
+    api = client.get("/api/conversations", headers={"X-CSRF-Token": token})
+    if page.status_code == 302 and api.status_code == 401:
+        assert page.headers["Location"].startswith("/signin")
+        return True
+    assert (page.status_code, api.status_code) == (200, 200), (page.status_code, api.status_code)
+    return False
+
+
+def with_clock(app: Flask, clock: Clock) -> RevokedSessions:
+    ctx = app.extensions["askbase"]
+    ctx.sessions = RevokedSessions(ctx.db, ctx.sessions.session_lifetime, clock=clock)
+    return ctx.sessions  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def second(app: Flask, settings: Settings, live: LiveIndex) -> Flask:
+    """A second qa instance over the same Firestore."""
+    return make_app(settings, live)
+
+
+def test_each_sign_in_mints_a_new_random_session_id(app: Flask) -> None:
+    client = app.test_client()
+    sign_in(client, "a@example.com")
+    first = session_of(app, client)["sid"]
+    sign_in(client, "a@example.com")
+    again = session_of(app, client)["sid"]
+    assert len(first) >= 32 and len(again) >= 32 and first != again
+
+
+def test_sign_out_ends_every_copy_of_the_session_on_every_instance(app: Flask, second: Flask) -> None:
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    stolen = cookie_of(client)
+    here, elsewhere = copy_of(stolen, app), copy_of(stolen, second)
+    assert not signed_out(here, token) and not signed_out(elsewhere, token)
+    with_clock(second, clock := Clock())
+    assert client.post("/signout", data={"csrf_token": token}).status_code == 302
+    assert signed_out(client, token)
+    # The instance that signed out knows at once; another one within its cache window.
+    assert signed_out(here, token)
+    clock.now += CACHE_SECONDS + 0.1
+    assert signed_out(elsewhere, token)
+    # Posting with the copy is refused too, and the copy's cookie is dropped.
+    assert ask(copy_of(stolen, second), token, {"question": "hello"}).status_code == 401
+    # A fresh sign-in on the same browser is a new session that works.
+    token = sign_in(client, "a@example.com")
+    assert not signed_out(client, token) and not signed_out(copy_of(client, second), token)
+
+
+def test_a_cached_check_lets_a_revoked_copy_work_at_most_the_cache_window(app: Flask, second: Flask) -> None:
+    assert 0 < CACHE_SECONDS <= 10
+    clock = Clock()
+    with_clock(second, clock)
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    stolen = cookie_of(client)
+    elsewhere = copy_of(stolen, second)
+    assert not signed_out(elsewhere, token)  # now cached as "not revoked" on the second instance
+    client.post("/signout", data={"csrf_token": token})
+    clock.now += CACHE_SECONDS - 0.5
+    assert not signed_out(copy_of(stolen, second), token)  # the documented window
+    clock.now += 1.0
+    assert signed_out(elsewhere, token)
+
+
+def test_the_revocation_record_holds_a_hash_and_expires_after_the_cookie_would(
+    app: Flask, settings: Settings
+) -> None:
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    sid = session_of(app, client)["sid"]
+    before = datetime.now(UTC)
+    client.post("/signout", data={"csrf_token": token})
+    docs = list(firestore_client(settings.project_id).collection(COLLECTION).stream())
+    assert [d.id for d in docs] == [hashlib.sha256(sid.encode()).hexdigest()]
+    data = docs[0].to_dict()
+    assert sid not in repr(data) and "a@example.com" not in repr(data)
+    # Flask re-signs the cookie on every response, so a copy used up to the cache window after the
+    # sign-out stays valid for the session lifetime after that.
+    lifetime = app.permanent_session_lifetime
+    assert data["expire_at"] >= before + lifetime + timedelta(seconds=CACHE_SECONDS)
+    assert data["expire_at"] <= datetime.now(UTC) + lifetime + timedelta(seconds=CACHE_SECONDS + 60)
+
+
+def test_a_cookie_from_before_session_ids_counts_as_signed_out(app: Flask) -> None:
+    """Such a cookie could never be revoked, and Flask re-signs it on every use, so "until it expires"
+    could be forever: it is signed out (one more sign-in for everyone after the upgrade)."""
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    legacy = serializer.dumps({"email": "a@example.com", "name": "a", "_permanent": True, "csrf": "t" * 43})
+    client = app.test_client()
+    client.set_cookie(COOKIE, legacy)
+    assert signed_out(client, "t" * 43)
+    cookie = client.get_cookie(COOKIE)
+    assert cookie is None or "email" not in session_of(app, client)
+    token = sign_in(client, "a@example.com")
+    assert not signed_out(client, token)
+
+
+def test_firestore_down_during_the_check_is_a_503_and_keeps_the_session(app: Flask, second: Flask) -> None:
+    """Fail closed: an unchecked session could be a revoked one. Not signed out either: the outage is
+    not the user's doing, and the same cookie works once Firestore answers."""
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    elsewhere = copy_of(client, second)
+    sessions = second.extensions["askbase"].sessions
+
+    def down(key: str) -> bool:
+        raise gexc.ServiceUnavailable("firestore is down")
+
+    sessions._read, read = down, sessions._read
+    api = elsewhere.get("/api/conversations", headers={"X-CSRF-Token": token})
+    assert api.status_code == 503 and api.headers["Retry-After"] and "storage" in api.json["error"]
+    page = elsewhere.get("/")
+    assert page.status_code == 503 and page.headers["Retry-After"]
+    assert elsewhere.get_cookie(COOKIE) is not None
+    sessions._read = read
+    assert not signed_out(elsewhere, token)
+
+
+def test_sign_out_while_firestore_is_down_still_clears_this_browser_and_says_so(
+    app: Flask, second: Flask
+) -> None:
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    elsewhere = copy_of(client, second)
+    sessions = app.extensions["askbase"].sessions
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise gexc.ServiceUnavailable("firestore is down")
+
+    sessions._write = down
+    response = client.post("/signout", data={"csrf_token": token})
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert response.headers["Clear-Site-Data"] == '"storage"'
+    assert "other devices" in response.get_data(as_text=True)
+    assert signed_out(client, token)
+    # Honest about the limit: the copy was not revoked.
+    assert not signed_out(elsewhere, token)
+
+
+def test_sign_out_with_an_already_revoked_copy_is_still_a_sign_out(app: Flask) -> None:
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    thief = copy_of(client, app)
+    client.post("/signout", data={"csrf_token": token})
+    response = thief.post("/signout", data={"csrf_token": token})
+    assert response.status_code == 302 and response.headers["Location"].startswith("/signin")
+    assert signed_out(thief, token)
+
+
+def test_revoked_sessions_unit_cache_and_forget(emulators: Any, settings: Settings) -> None:
+    clock = Clock()
+    store = RevokedSessions(firestore_client(settings.project_id), timedelta(days=14), clock=clock)
+    other = RevokedSessions(firestore_client(settings.project_id), timedelta(days=14), clock=clock)
+    sid = RevokedSessions.new_session_id()
+    assert not store.is_revoked(sid) and not other.is_revoked(sid)
+    store.revoke(sid)
+    assert store.is_revoked(sid)  # the revoking instance forgets its cached answer
+    assert not other.is_revoked(sid)  # cached
+    clock.now += CACHE_SECONDS + 0.1
+    assert other.is_revoked(sid)
