@@ -46,6 +46,7 @@ from infra.program import (  # noqa: E402
     build,
 )
 from shared.config import Settings, load_settings  # noqa: E402
+from shared.qa.revoked_sessions import COLLECTION as REVOKED_SESSIONS  # noqa: E402
 
 KB = f"{PROJECT}-askbase-kb"
 SOURCES = f"{PROJECT}-askbase-sources"
@@ -382,6 +383,10 @@ def test_firestore_ttl_policies_backups_and_protection(stack) -> None:
     }
     assert set(ttl) >= {"processed_updates", "sent_replies", "activity", "interactions", "conversations"}
     assert all("ttlConfig" in f for f in ttl.values())
+    # Signed-out sessions (shared/qa/revoked_sessions.py): kept as long as a copy of the cookie could
+    # still be valid, the qa session lifetime (14 days), then deleted.
+    assert REVOKED_SESSIONS in ttl and TTL_POLICIES[REVOKED_SESSIONS] == 14
+    assert ttl[REVOKED_SESSIONS]["indexConfig"] == {"indexes": []}
     backup = stack.one("gcp:firestore/backupSchedule:BackupSchedule")["inputs"]
     assert backup["dailyRecurrence"] == {}
     assert backup["retention"] == f"{7 * 86400}s"

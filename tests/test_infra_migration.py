@@ -175,6 +175,8 @@ def test_a_stack_deployed_before_finds_every_resource_it_holds(stack: StackRun) 
             # TTL policies of the feedback collections (issue 14): new resources, nothing replaced.
             ("DataStores$askbase:infra:Data$gcp:firestore/field:Field", "ttl-answers"),
             ("DataStores$askbase:infra:Data$gcp:firestore/field:Field", "ttl-votes"),
+            # TTL policy of the signed-out sessions (shared/qa/revoked_sessions.py): new, nothing replaced.
+            ("DataStores$askbase:infra:Data$gcp:firestore/field:Field", "ttl-revoked-sessions"),
             # The function builder's read of Cloud Functions' source copy: a new grant, nothing replaced
             # (and a new binding, so the settle wait waits once more after it).
             (

@@ -25,6 +25,9 @@ TTL_POLICIES: dict[str, int | None] = {
     # the conversation retention, counted from when each was written.
     "answers": None,
     "votes": None,
+    # Signed-out browser sessions (shared/qa/revoked_sessions.py): kept the qa session lifetime (plus
+    # seconds) after the sign-out, as long as a copy of the cookie could still be valid.
+    "revoked_sessions": 14,
 }
 TTL_FIELD = "expire_at"
 DATABASE = "(default)"  # the app's clients open the default database
