@@ -218,3 +218,18 @@ def test_revoked_sessions_unit_cache_and_forget(emulators: Any, settings: Settin
     assert not other.is_revoked(sid)  # cached
     clock.now += CACHE_SECONDS + 0.1
     assert other.is_revoked(sid)
+
+
+def test_an_admin_removed_from_the_settings_loses_admin_rights_on_the_same_cookie(
+    settings: Settings, live: LiveIndex, emulators: Any
+) -> None:
+    """Admin rights come from ASKBASE_ADMIN_EMAILS on every request, never from the cookie: a new
+    revision without the address treats the same session as an ordinary user's."""
+    before = make_app(settings, live, admin_emails=["boss@example.com"])
+    client = before.test_client()
+    token = sign_in(client, "boss@example.com")
+    assert "Refresh" in client.get("/status").get_data(as_text=True)
+    after = copy_of(client, make_app(settings, live, admin_emails=[]))
+    page = after.get("/status")
+    assert page.status_code == 200 and "Refresh" not in page.get_data(as_text=True)
+    assert after.post("/status/refresh", data={"csrf_token": token}).status_code == 403
