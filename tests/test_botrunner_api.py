@@ -268,6 +268,40 @@ def test_google_oidc_mode_requires_a_service_token_per_route(
     assert client.get("/healthz").status_code == 200
 
 
+def test_certificates_out_of_reach_are_503_with_a_log_line(
+    bot_settings, control: BotControl, issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While Google's certificates cannot be fetched (a fresh instance, a network fault) every caller is
+    answered 503 so it tries again; the operator sees why, on the control API and on the worker's push."""
+    import socket
+
+    with socket.socket() as closed:  # a certificates URL nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        certs = f"http://127.0.0.1:{closed.getsockname()[1]}/oauth2/v1/certs"
+    qa_sa = "qa@askbase-test.iam.gserviceaccount.com"
+    aud = "https://botrunner.example.run.app"
+    settings = bot_settings.model_copy(
+        update={
+            "internal_auth": "google-oidc",
+            "oidc_certs_url": certs,
+            "oidc_issuers": [issuer.issuer],
+            "botrunner_url": aud,
+            "control_callers": [qa_sa],
+            "worker_push_audience": aud + "/worker/push",
+            "worker_push_service_account": "push@askbase-test.iam.gserviceaccount.com",
+        }
+    )
+    client = create_app(settings, control=control, reconcile_on_start=False).test_client()
+    caplog.set_level(logging.INFO, logger="services.botrunner")
+    listed = client.get("/api/bots", headers={**ANN, "Authorization": "Bearer " + issuer.mint(qa_sa, aud)})
+    push_token = issuer.mint("push@askbase-test.iam.gserviceaccount.com", aud + "/worker/push")
+    pushed = client.post("/worker/push", data=b"{}", headers={"Authorization": "Bearer " + push_token})
+    assert (listed.status_code, pushed.status_code) == (503, 503)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any(line.startswith("GET /api/bots -> 503") for line in lines), lines
+    assert any(line.startswith("POST /worker/push -> 503") for line in lines), lines
+
+
 @pytest.mark.parametrize("error", ["Aborted", "ServiceUnavailable"])
 def test_storage_unavailable_or_contended_is_503_with_retry_after(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch, error: str

@@ -229,13 +229,14 @@ REJECT_REASON_CHARS = 200  # of a logged reason: a message may quote what the ca
 
 
 def install_rejection_log(app: Flask) -> None:
-    """One WARNING per refused request (4xx) of every route: method, path, status and the reason the
-    handler gave (``g.reject_reason``), never the body, which may hold a token. The caller reads why in
-    the response; this is the operator's side of it."""
+    """One WARNING per refused request of every route: each 4xx, and a 503 a handler refused with a
+    reason (``g.reject_reason``: Google's certificates out of reach while checking a caller's token):
+    method, path, status and that reason, never the body, which may hold a token. The caller reads why
+    in the response; this is the operator's side of it."""
 
     @app.after_request
     def _log_rejection(response: Response) -> Response:
-        if 400 <= response.status_code < 500:
+        if 400 <= response.status_code < 500 or g.get("reject_reason"):
             reason = str(g.get("reject_reason") or "")[:REJECT_REASON_CHARS]
             log.warning("%s %s -> %d %s", request.method, request.path, response.status_code, reason)
         return response
