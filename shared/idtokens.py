@@ -212,9 +212,12 @@ class TokenVerifier:
             raise TokenError(403, "the Google account has no verified email")
         # Domain names are case-insensitive (RFC 4343): "Corp.Example" in the stack's config is the
         # domain Google writes as "corp.example" in ``hd``.
-        domain = allowed_domain.strip().lower()
-        if domain and str(claims.get("hd") or "").lower() != domain:
-            raise TokenError(403, f"only {domain} accounts may sign in")
+        # A value of spaces alone restricts too (it names no domain, so nobody signs in): it must not
+        # read as "unset" and open sign-in to every Google account.
+        if allowed_domain:
+            domain = allowed_domain.strip().lower()
+            if not domain or str(claims.get("hd") or "").lower() != domain:
+                raise TokenError(403, f"only {domain or repr(allowed_domain)} accounts may sign in")
         return claims
 
 

@@ -59,6 +59,11 @@ def test_google_sign_in_checks_audience_issuer_email_and_domain(
     assert google_sign_in(issuer.mint(ann, "cid.apps", hd="corp.example"), mixed).email == "ann@corp.example"
     with pytest.raises(SignInError, match=r"corp\.example"):
         google_sign_in(issuer.mint(ann, "cid.apps", hd="other.example"), mixed)
+    # A setting of spaces alone names no domain: it lets nobody in, not everybody.
+    blank = s.model_copy(update={"allowed_domain": "  "})
+    for credential in (issuer.mint(ann, "cid.apps"), issuer.mint(ann, "cid.apps", hd="corp.example")):
+        with pytest.raises(SignInError):
+            google_sign_in(credential, blank)
     with pytest.raises(SignInError, match="not configured"):
         google_sign_in(issuer.mint(ann, "cid.apps"), s.model_copy(update={"google_client_id": ""}))
 
