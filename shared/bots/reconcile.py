@@ -41,10 +41,13 @@ from shared.bots.control import BotControl
 
 log = logging.getLogger(__name__)
 
-# No check starts later than this into a pass: under botrunner's 90 s request timeout (infra/program.py)
-# with room for the checks already running (each at most the platform client's 15 s read timeout, 5 s to
-# connect: shared/bots/transport.py).
-BUDGET_SECONDS = 60.0
+# No check starts later than this into a pass, so that a pass over many bots against a platform that
+# answers slowly (each call seconds, not its timeout) ends within botrunner's 90 s request timeout
+# (infra/program.py). It cannot bound a check already running: against a platform that accepts
+# connections and never answers, one call may take its three tries of a 15 s read (control.py's
+# CONTROL_RETRY, shared/bots/transport.py) and a check two calls. Such a pass answers the Scheduler 504;
+# its checks still end by themselves, and the next pass comes 10 minutes later.
+BUDGET_SECONDS = 30.0
 
 
 @dataclass
