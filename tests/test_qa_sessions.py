@@ -176,9 +176,39 @@ def test_firestore_down_during_the_check_is_a_503_and_keeps_the_session(app: Fla
     assert not signed_out(elsewhere, token)
 
 
-def test_sign_out_while_firestore_is_down_still_clears_this_browser_and_says_so(
+def test_sign_out_while_firestore_is_down_clears_this_browser_and_finishes_at_its_next_request(
     app: Flask, second: Flask
 ) -> None:
+    """A shared computer must not stay signed in because Firestore did not answer: the cookie loses
+    the user at once, the page says the sign-out is not recorded yet, and the browser keeps only the
+    session id, to record the sign-out at its next request (a copy works until then)."""
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    sid = session_of(app, client)["sid"]
+    clock = Clock()
+    with_clock(second, clock)
+    elsewhere = copy_of(client, second)
+    sessions = app.extensions["askbase"].sessions
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise gexc.ServiceUnavailable("firestore is down")
+
+    sessions._write, write = down, sessions._write
+    response = client.post("/signout", data={"csrf_token": token})
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert response.headers["Clear-Site-Data"] == '"storage"'
+    assert "other devices" in response.get_data(as_text=True)
+    assert signed_out(client, token)  # requests go on while the retry fails
+    assert "email" not in session_of(app, client)
+    assert not signed_out(elsewhere, token)  # not recorded yet
+    sessions._write = write
+    assert client.get("/signin").status_code == 200  # any request finishes the sign-out
+    assert "unrevoked" not in repr(session_of(app, client)) and sid not in repr(session_of(app, client))
+    clock.now += CACHE_SECONDS + 0.1
+    assert signed_out(elsewhere, token)
+
+
+def test_a_pending_sign_out_survives_the_next_sign_in_on_that_browser(app: Flask, second: Flask) -> None:
     client = app.test_client()
     token = sign_in(client, "a@example.com")
     elsewhere = copy_of(client, second)
@@ -187,14 +217,32 @@ def test_sign_out_while_firestore_is_down_still_clears_this_browser_and_says_so(
     def down(*args: Any, **kwargs: Any) -> None:
         raise gexc.ServiceUnavailable("firestore is down")
 
-    sessions._write = down
-    response = client.post("/signout", data={"csrf_token": token})
-    assert response.status_code == 503 and response.headers["Retry-After"]
-    assert response.headers["Clear-Site-Data"] == '"storage"'
-    assert "other devices" in response.get_data(as_text=True)
-    assert signed_out(client, token)
-    # Honest about the limit: the copy was not revoked.
+    sessions._write, write = down, sessions._write
+    assert client.post("/signout", data={"csrf_token": token}).status_code == 503
+    token = sign_in(client, "b@example.com")  # still down: the pending sign-out is kept
     assert not signed_out(elsewhere, token)
+    sessions._write = write
+    assert not signed_out(client, token)  # b's session works, and a's sign-out is recorded
+    assert signed_out(copy_of(elsewhere, app), token)
+
+
+def test_pending_sign_outs_of_several_sessions_are_all_recorded(app: Flask) -> None:
+    client = app.test_client()
+    sessions = app.extensions["askbase"].sessions
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise gexc.ServiceUnavailable("firestore is down")
+
+    sessions._write, write = down, sessions._write
+    copies = []
+    for email in ("a@example.com", "b@example.com"):
+        token = sign_in(client, email)
+        copies.append(cookie_of(client))
+        assert client.post("/signout", data={"csrf_token": token}).status_code == 503
+    assert not any(signed_out(copy_of(c, app), token) for c in copies)
+    sessions._write = write
+    client.get("/signin")
+    assert all(signed_out(copy_of(c, app), token) for c in copies)
 
 
 def test_sign_out_with_an_already_revoked_copy_is_still_a_sign_out(app: Flask) -> None:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, abort, g, jsonify, redirect, request, session, url_for
 
+from shared.gcp import unavailable_errors
 from shared.qa import csrf
 from shared.qa.identity import (
     SignInError,
@@ -40,6 +41,10 @@ VERIFY_RETRY_AFTER_S = 30
 F = TypeVar("F", bound=Callable[..., Any])
 
 SESSION_ID = "sid"  # the session's key for its id (shared/qa/revoked_sessions.py)
+# A sign-out whose revocation Firestore did not take: the browser keeps only the id, without the user,
+# and each of its requests tries again (:func:`finish_pending_sign_out`).
+PENDING_SIGN_OUT = "unrevoked"
+MAX_PENDING_SIGN_OUTS = 5  # the newest kept: a cookie stays small whatever happens
 
 
 def current_user() -> User | None:
@@ -70,8 +75,12 @@ def service_caller() -> str | None:
 
 
 def sign_in(user: User) -> None:
-    """Start a fresh session for ``user`` (a new CSRF token too: no fixation across sign-ins)."""
+    """Start a fresh session for ``user`` (a new CSRF token too: no fixation across sign-ins). A sign-out
+    of this browser still to be recorded stays to be recorded."""
+    pending = _pending_sign_outs()
     session.clear()
+    if pending:
+        session[PENDING_SIGN_OUT] = pending
     session.permanent = True
     session["email"] = user.email
     session["name"] = user.name
@@ -82,13 +91,44 @@ def sign_in(user: User) -> None:
 def sign_out() -> None:
     """End the session: cleared in this browser first (whatever happens next), then its id revoked
     for every instance. Raises the storage's unavailable errors when the revocation was not recorded:
-    the cookie is gone from this browser, but a copy of it elsewhere still works."""
+    the user is gone from this browser's cookie, which keeps only the id so that its next request
+    records the sign-out (:func:`finish_pending_sign_out`); a copy of the cookie elsewhere works until
+    then."""
     from services.qa.app import context
 
     sid = session.get(SESSION_ID)
+    pending = _pending_sign_outs()
     session.clear()
     if sid:
-        context().sessions.revoke(str(sid))
+        try:
+            context().sessions.revoke(str(sid))
+        except unavailable_errors():
+            session[PENDING_SIGN_OUT] = [*pending, str(sid)][-MAX_PENDING_SIGN_OUTS:]
+            raise
+    if pending:
+        session[PENDING_SIGN_OUT] = pending
+
+
+def _pending_sign_outs() -> list[str]:
+    value = session.get(PENDING_SIGN_OUT)
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def finish_pending_sign_out() -> None:
+    """Record the sign-outs that Firestore did not take at the time, best effort: still unavailable,
+    the request goes on (it is not the user's doing) and the next one tries again."""
+    pending = _pending_sign_outs()
+    if not pending:
+        return
+    from services.qa.app import context
+
+    try:
+        for sid in pending:
+            context().sessions.revoke(sid)
+    except unavailable_errors() as exc:
+        log.warning("%s %s: sign-out still not recorded: %s", request.method, request.path, exc)
+        return
+    session.pop(PENDING_SIGN_OUT, None)
 
 
 def end_revoked_session() -> None:
@@ -189,6 +229,7 @@ def init_app(app: Flask) -> None:
         if caller and view is not None and getattr(view, "_service_route", False):
             g.service_caller = caller
             return None
+        finish_pending_sign_out()
         if view is None or not getattr(view, "_ends_session", False):
             # Sign-out itself skips the check: it ends the session whatever the check would say (and
             # a copy signed out elsewhere can sign out again rather than meet a CSRF complaint).

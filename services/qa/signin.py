@@ -119,9 +119,9 @@ def google() -> Any:
 
 # Shown when the sign-out could not be recorded: this browser is signed out, other copies are not.
 SIGNOUT_UNRECORDED = (
-    "You are signed out in this browser, but askbase could not record the sign-out just now, so the "
-    "session may still be open on other devices or browsers that share it. Sign in and sign out again "
-    "in a minute to end it everywhere."
+    "You are signed out in this browser, but askbase could not record the sign-out just now: until it "
+    "does, the session may still be open on other devices or browsers that share it. This browser "
+    "records it at its next visit to askbase, for example by opening the sign-in page in a minute."
 )
 
 
@@ -132,8 +132,9 @@ def signout() -> Any:
         auth.sign_out()
         response = redirect(url_for("signin.page"))
     except unavailable_errors() as exc:
-        # The cookie is cleared all the same (a shared computer must not stay signed in); the user is
-        # told the server-side end did not happen, with a 503 rather than a success.
+        # The user is gone from the cookie all the same (a shared computer must not stay signed in),
+        # which keeps the id to finish later (auth.finish_pending_sign_out); the user is told the
+        # sign-out is not over everywhere yet, with a 503 rather than a success.
         log.warning("POST /signout -> 503 sign-out not recorded: %s", exc)
         page = render_template("error.html", code=503, message=SIGNOUT_UNRECORDED)
         response = make_response(page, 503, {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
