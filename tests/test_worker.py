@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
+from google.api_core import exceptions as gexc
 
 from services.botrunner.control_api import SETTINGS_KEY
 from services.botrunner.worker import EXTENSION_KEY, bp
@@ -29,7 +30,7 @@ from shared.bots.lookup import CachedLookup, bot_lookup
 from shared.bots.platforms.errors import RetryPolicy
 from shared.bots.qa_client import QaClient
 from shared.bots.registry import BotRegistry
-from shared.bots.worker import REDELIVERY_WAIT, BotWorker
+from shared.bots.worker import REDELIVERY_WAIT, SEND_ALLOWANCE, BotWorker
 from shared.config import Settings
 from shared.devstack.issuer import LocalIssuer
 from tests.bot_stack import bot_settings, envelope_bytes, register_discord_bot, register_telegram_bot
@@ -632,16 +633,92 @@ def test_a_discord_question_qa_cannot_answer_before_the_token_expires_is_told_so
 
 
 def test_a_late_discord_answer_cut_short_keeps_the_part_the_user_already_sees(env: dict[str, Any]) -> None:
-    """The first part is in @original when a followup fails near the token's end: giving up must not
-    overwrite it with the apology."""
+    """The first part is in @original when a followup fails near the token's end. Its parts are saved
+    in the ledger, so the next delivery only sends (no Q&A call): the job is handed back while Pub/Sub's
+    longest backoff plus the sends' allowance fit in what is left of the window (340 s here, not the
+    360 s a delivery that asks qa needs), and that delivery finishes the answer. With less (240 s) it
+    is given up, and the part the user already sees is not overwritten with the apology."""
     app = env["dc"].add_application()
     bot_id = register_discord_bot(env["settings"], app)
     env["qa"].answer_text = "Use *stars* and _underscores_ freely. " * 150
     env["dc"].fail_next("followup", status=500, times=FAST_RETRIES.attempts)
+    window = timedelta(minutes=15)
+    cut = discord_job(
+        bot_id,
+        app.id,
+        "tok-resumed",
+        interaction_id="3333333333333333333",
+        created_at=datetime.now(UTC) - window + REDELIVERY_WAIT + SEND_ALLOWANCE + timedelta(seconds=10),
+    )
+    outcome = env["worker"].process(cut)
+    assert (outcome.status, outcome.reason) == (503, "platform unavailable")
+    assert len(env["qa"].requests) == 1
+    assert env["worker"].process(cut).reason == "sent"
+    assert len(env["qa"].requests) == 1  # the saved parts were sent, no second answer
+    [edit] = [e for e in env["dc"].edits(app.id) if e["token"] == "tok-resumed"]
+    assert "stars" in edit["payload"]["content"]
+    followups = [f for f in env["dc"].followups(app.id) if f["token"] == "tok-resumed"]
+    assert len(followups) >= 2 and "components" in followups[-1]["payload"]
+
+    env["dc"].fail_next("followup", status=500, times=FAST_RETRIES.attempts)
     late = discord_job(bot_id, app.id, "tok-cut", created_at=datetime.now(UTC) - timedelta(minutes=11))
     assert env["worker"].process(late).reason == "gave up"
-    [edit] = env["dc"].edits(app.id)
+    [edit] = [e for e in env["dc"].edits(app.id) if e["token"] == "tok-cut"]
     assert "stars" in edit["payload"]["content"]
+
+
+class _LedgerDownAfterSend(ReplyLedger):
+    """A ledger whose record of a delivered part fails (Firestore unavailable) the first ``times`` times:
+    the platform has accepted the part by then."""
+
+    def __init__(self, db: Any, times: int = 1) -> None:
+        super().__init__(db)
+        self.failures_left = times
+
+    def part_sent(self, claim: Any, count: int, now: datetime | None = None) -> None:
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            raise gexc.ServiceUnavailable("firestore unavailable")
+        super().part_sent(claim, count, now)
+
+
+def test_a_delivered_part_the_ledger_failed_to_record_is_never_replaced_by_the_apology(
+    env: dict[str, Any],
+) -> None:
+    """A one-part answer is edited into @original, then recording it fails (Firestore). Near the token's
+    end the job is given up, but the answer the user sees stays: no apology over it. With time left the
+    job is handed back with the part counted (the release records it), and the next delivery sends
+    nothing again."""
+    app = env["dc"].add_application()
+    bot_id = register_discord_bot(env["settings"], app)
+    db = env["registry"].db
+    worker = BotWorker(
+        db,
+        bot_lookup(env["registry"], with_token=True),
+        QaClient(env["settings"].qa_url),
+        env["settings"],
+        ledger=_LedgerDownAfterSend(db, times=2),
+        retry_policy=FAST_RETRIES,
+    )
+    late = discord_job(
+        bot_id,
+        app.id,
+        "tok-late",
+        interaction_id="4444444444444444444",
+        created_at=datetime.now(UTC) - timedelta(minutes=11),
+    )
+    assert worker.process(late).reason == "gave up"
+    edits = [e for e in env["dc"].edits(app.id) if e["token"] == "tok-late"]
+    [edit] = edits  # the answer, with its buttons; no apology edited over it
+    assert "deploy" in edit["payload"]["content"] and "components" in edit["payload"]
+
+    young = discord_job(bot_id, app.id, "tok-young", interaction_id="5555555555555555555")
+    outcome = worker.process(young)
+    assert (outcome.status, outcome.reason) == (503, "retry")
+    assert db.collection(SENT_REPLIES).document(young.job_id).get().get("parts_sent") == 1
+    assert worker.process(young).reason == "sent"
+    assert len([e for e in env["dc"].edits(app.id) if e["token"] == "tok-young"]) == 1
+    assert len(env["qa"].requests) == 2
 
 
 def test_the_worker_knows_the_subscriptions_longest_backoff() -> None:

@@ -192,10 +192,11 @@ class ReplyLedger:
         claim.extra = dict(extra or {})
 
     def part_sent(self, claim: Claim, count: int, now: datetime | None = None) -> None:
-        """Record that the first ``count`` parts are delivered, and extend the lease."""
+        """Record that the first ``count`` parts are delivered, and extend the lease. The claim counts
+        them first: the platform has accepted them whether or not this write succeeds."""
         now = now or _now()
+        claim.parts_sent = max(claim.parts_sent, count)
         self._ref(claim.job_id).update({"parts_sent": count, "lease_until": now + self._lease})
-        claim.parts_sent = count
 
     def mark_sent(self, claim: Claim, now: datetime | None = None) -> None:
         now = now or _now()
@@ -228,7 +229,8 @@ class ReplyLedger:
 
         Nothing rendered yet: delete the claim (the redelivery creates a new one). Otherwise keep the
         rendered parts and the progress and expire the lease, so the redelivery takes over at once and
-        sends the same text from the next unsent part (no second Q&A call, no different answer).
+        sends the same text from the next unsent part (no second Q&A call, no different answer). The
+        progress is the claim's count, which includes a part whose own record failed (:meth:`part_sent`).
         """
         ref = self._ref(claim.job_id)
         try:
@@ -239,7 +241,8 @@ class ReplyLedger:
             if claim.parts is None:
                 ref.delete(option=option)
             else:
-                ref.update({"lease_until": _now() - timedelta(seconds=1)}, option=option)
+                expired = {"lease_until": _now() - timedelta(seconds=1), "parts_sent": claim.parts_sent}
+                ref.update(expired, option=option)
         except gexc.GoogleAPICallError:
             # The lease expires by itself; releasing is only a shortcut.
             log.warning("could not release claim on job %s", claim.job_id)

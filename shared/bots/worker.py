@@ -91,6 +91,13 @@ PROCESSING_BUDGET = 60.0  # seconds; below the 90 s claim lease and the subscrip
 REDELIVERY_WAIT = timedelta(seconds=300)
 # What that next delivery needs of the window besides: asking qa and sending (the processing budget).
 NEXT_TRY_NEEDS = timedelta(seconds=PROCESSING_BUDGET)
+# ... or only sending, when the reply's parts are rendered and saved on the claim already (the next
+# delivery takes them over: no Q&A call). A healthy send is one request of well under a second per part,
+# and an answer is a few parts; 30 s also covers one part that meets Discord's trouble (a read timeout,
+# 15 s, shared/bots/transport.py, then the in-delivery backoff of at most 4 s) or a 10 s rate limit
+# (WORKER_RETRY_POLICY.max_wait). Should that delivery still run out of the window, it gives up in turn,
+# keeping what is shown; the 60 s a Q&A call needs would give up now a job that could finish in seconds.
+SEND_ALLOWANCE = timedelta(seconds=30)
 # Platform retries inside one delivery: short, so the whole job stays within the budget. A longer
 # rate limit hands the job back to Pub/Sub (503) instead of holding the request open.
 WORKER_RETRY_POLICY = RetryPolicy(attempts=4, backoff=0.5, max_backoff=4.0, max_wait=10.0)
@@ -277,15 +284,21 @@ class BotWorker:
         Unless the platform's reply window (:meth:`Platform.reply_deadline`) closes before Pub/Sub could
         deliver the job again and that delivery answer it: its backoff reaches :data:`REDELIVERY_WAIT`,
         so the next delivery could find the job expired and drop it, or run out of the window while
-        answering, and the user would have waited for nothing. Then the user is
-        told now (:meth:`Platform.notify_unanswered`, only while no part of the answer is shown) and
-        the job ends failed, so later copies are acknowledged."""
+        answering, and the user would have waited for nothing. That delivery needs the Q&A call's
+        :data:`NEXT_TRY_NEEDS`, or only :data:`SEND_ALLOWANCE` when the parts are saved already. Then the
+        user is told now (:meth:`Platform.notify_unanswered`, only while no part of the answer is shown)
+        and the job ends failed, so later copies are acknowledged."""
         deadline = platform.reply_deadline(job)
-        if deadline is None or deadline - self._clock() > REDELIVERY_WAIT + NEXT_TRY_NEEDS:
+        # Parts saved on the claim (``claim.parts`` is set only once the ledger holds them): the next
+        # delivery sends them and asks nothing.
+        next_try = SEND_ALLOWANCE if claim.parts is not None else NEXT_TRY_NEEDS
+        if deadline is None or deadline - self._clock() > REDELIVERY_WAIT + next_try:
             log.warning("job %s: %s (will retry)", job.job_id, why)
             self._ledger.release(claim)
             return JobResult(503, reason, job.job_id)
         log.warning("job %s: %s; its reply window closes before another try, giving up", job.job_id, why)
+        # ``parts_sent`` counts what the platform accepted, recorded in the ledger or not (:meth:`_send`):
+        # the apology edits @original, which holds the answer's first part once that was sent.
         if claim.parts_sent == 0:
             try:
                 platform.notify_unanswered(api, job)
@@ -519,6 +532,10 @@ class BotWorker:
             # The buttons go under the last part.
             buttons = claim.extra.get("state_id") if index == len(parts) - 1 else None
             platform.send(api, bot, job, parts[index], index=index, buttons=buttons)
+            # Counted as soon as the platform accepted it, before (and whether or not) the ledger records
+            # it: a failed record must not make :meth:`_retry` take the part for unsent and overwrite it
+            # with the apology. The release of the claim then records the count (ReplyLedger.release).
+            claim.parts_sent = index + 1
             self._ledger.part_sent(claim, index + 1)
 
 
