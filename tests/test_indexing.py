@@ -125,6 +125,21 @@ def test_a_changed_page_is_embedded_by_the_index_which_reuses_unchanged_chunks(o
     assert pipeline.times.chunks_ahead == 0
 
 
+def test_a_new_url_embeds_ahead_only_the_text_the_index_does_not_store(opened) -> None:
+    """A page moved to a new URL and edited there: its unchanged chunks' text is stored under the old
+    URL, so only the edited chunk reaches the model, ahead or in the index (and is counted once)."""
+    index, vectors, inner = opened
+    record, chunks = page(1, ["kept text", "old text"])
+    index.upsert_page(record, chunks)
+    inner.calls.clear()
+    moved_record, moved_chunks = page(2, ["kept text", "new text"])
+    with IndexingPipeline(index, vectors) as pipeline:
+        pipeline.submit(moved_record, moved_chunks, embed_ahead=True)
+        assert pipeline.finish() == 1
+    assert inner.texts == ["new text"]
+    assert pipeline.times.chunks_ahead == 1
+
+
 def test_upsert_pages_writes_new_pages_together_and_known_ones_as_upsert_page_does(opened) -> None:
     index, _, inner = opened
     known_record, known_chunks = page(0, ["kept text", "old text"])

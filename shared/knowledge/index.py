@@ -31,7 +31,6 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -575,18 +574,24 @@ class KnowledgeIndex:
             # written, and the entry must survive that removal.
             self._by_hash[chunk.content_hash] = chunk.id
 
-    def holds_text_of(self, chunks: Sequence[Chunk]) -> bool:
-        """Whether the index stores a vector for the text of any of ``chunks`` (under any URL): a
-        write of them reuses it, so embedding them ahead would be wasted work."""
-        with self.write_lock:
-            by_hash = self._hashes()
-            return any(chunk.content_hash in by_hash for chunk in chunks)
+    def stores_text(self, content_hash: str) -> bool:
+        """Whether the index stores a vector for the chunk text of ``content_hash`` (under any URL): a
+        write of that text reuses it, so embedding it ahead would be wasted work. Takes no lock once the
+        map exists (a dict lookup is atomic under the GIL), so the pipeline's embedding thread does not
+        wait on a write; a text removed meanwhile is embedded by the write instead, never lost."""
+        by_hash = self._by_hash
+        if by_hash is None:
+            with self.write_lock:
+                by_hash = self._hashes()
+        return content_hash in by_hash
 
     def _hashes(self) -> dict[str, str]:
         if self._by_hash is None:
-            self._by_hash = {}
+            # Built whole, then published: a reader without the lock never sees it half-filled.
+            by_hash: dict[str, str] = {}
             for chunk in self._chunks.values():
-                self._by_hash.setdefault(chunk.content_hash, chunk.id)
+                by_hash[chunk.content_hash] = chunk.id
+            self._by_hash = by_hash
         return self._by_hash
 
     def _reusable_vectors(self, chunks: list[Chunk]) -> dict[str, np.ndarray]:

@@ -18,8 +18,9 @@ with one :meth:`KnowledgeIndex.upsert_pages`, which finds the vectors ready in
 
 Only pages the index has never seen are embedded ahead: for a changed page the index reuses the stored
 vectors of unchanged chunks, and only it knows which those are, so such a page is embedded by the index
-itself (in the writing thread, still off the caller's). The scrape does the same for a page moved to a
-new URL (:meth:`KnowledgeIndex.holds_text_of`): its text is stored under the old one.
+itself (in the writing thread, still off the caller's). Of a page embedded ahead, a chunk whose text
+the index already stores under another URL (a moved page: :meth:`KnowledgeIndex.stores_text`) is not
+embedded either: the write reuses the stored vector.
 
 At most ``max_pending_chunks`` chunks are in the pipeline at once: :meth:`IndexingPipeline.submit` blocks
 the caller beyond that, which slows the crawl through its bounded buffer (the crawl awaits room; its
@@ -290,7 +291,16 @@ class IndexingPipeline:
                 return
 
     def _embed_ahead(self, batch: list[_Page]) -> None:
-        texts = [chunk.text for page in batch if page.ahead for chunk in page.chunks]
+        # Text the index already stores (a page moved to a new URL, edited or not) is written with the
+        # stored vector: only the rest is embedded.
+        stored = self._index.stores_text
+        texts = [
+            chunk.text
+            for page in batch
+            if page.ahead
+            for chunk in page.chunks
+            if not stored(chunk.content_hash)
+        ]
         if not texts:
             return
         started = time.perf_counter()

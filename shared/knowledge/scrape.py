@@ -396,7 +396,8 @@ class _Attempt:
             ):
                 stats["unchanged"] += 1  # a server without conditional GET: same bytes, nothing to write
                 continue
-            # A URL the index has never held has no vectors to reuse: all of it is embedded ahead.
+            # A URL the index has never held is embedded ahead, but for the chunks whose text the index
+            # stores under another URL (IndexingPipeline._embed_ahead).
             started = time.perf_counter()
             pipeline.submit(record, chunks, embed_ahead=result.url not in indexed)
             timings["submit_wait_seconds"] += time.perf_counter() - started
@@ -560,10 +561,9 @@ class _Attempt:
                     continue
                 held.add(record.content_hash)
                 before = pages.get(record.url)
-                # A moved page's text is still stored under its old URL (removed below): the index
-                # reuses those vectors, so nothing is embedded ahead for it.
-                ahead = before is None and not index.holds_text_of(chunks)
-                pipeline.submit(record, chunks, embed_ahead=ahead)
+                # A moved page's text is still stored under its old URL (removed below): the pipeline
+                # embeds ahead none of it, and the index reuses those vectors.
+                pipeline.submit(record, chunks, embed_ahead=before is None)
                 stats["changed"] += 1
                 run.pages_changed += 1
                 run.chunks_added += len(chunks)
