@@ -338,6 +338,13 @@ def test_a_push_delivery_outlasts_the_workers_processing(stack) -> None:
     assert ack_deadline > PROCESSING_BUDGET
     assert ack_deadline >= DEFAULT_LEASE.total_seconds()
     assert request_timeout >= ack_deadline
+    # The local and production-shape stacks push with the same deadline.
+    import inspect
+
+    from shared.devstack.subscriptions import ensure_push_subscription
+
+    local = inspect.signature(ensure_push_subscription).parameters["ack_deadline_seconds"].default
+    assert local == ack_deadline
 
 
 def test_the_job_retry_budget_outlasts_a_half_hour_outage_inside_the_retention() -> None:

@@ -34,7 +34,7 @@ def ensure_push_subscription(
     topic: str,
     subscription: str,
     push_endpoint: str,
-    ack_deadline_seconds: int = 60,
+    ack_deadline_seconds: int = 90,
     subscriber: pubsub_v1.SubscriberClient | None = None,
     publisher: pubsub_v1.PublisherClient | None = None,
     dead_letter_topic: str | None = None,
@@ -45,8 +45,9 @@ def ensure_push_subscription(
     For the local stack and tests: the Pub/Sub emulator honours ``pushConfig`` and POSTs the same
     envelope as Google does, but without an OIDC token, so the worker must run with
     ``internal_auth=none``. In production Pulumi owns the subscription (with its OIDC service account).
-    The ack deadline is longer than the worker's processing cap so a slow answer is not redelivered
-    while it is still being sent.
+    The ack deadline is the production one (infra/components/messaging.py ``ACK_DEADLINE_S``: the
+    worker's 90 s claim lease): longer than the worker's 60 s processing cap, which it checks only
+    before each part it sends, so a slow answer is not redelivered while it is still being sent.
     """
     publisher = publisher or pubsub_v1.PublisherClient()
     subscriber = subscriber or pubsub_v1.SubscriberClient()
