@@ -52,6 +52,11 @@ class Conversations:
         self.cleared.append(owner)
         return 1
 
+    def owners_under(self, prefix: str) -> set[str]:
+        return {
+            owner for owner in ("bot:b1:telegram:-100/7", "bot:b1:telegram:-1001") if owner.startswith(prefix)
+        }
+
 
 OWNED = AnswerProfile(
     id="b1", owner="user:o@example.com", owner_email="o@example.com", model="", system_prompt=None
@@ -87,11 +92,12 @@ def test_forget_clears_the_chats_conversation_and_the_senders_votes(monkeypatch:
     forgotten: list[str] = []
     monkeypatch.setattr(bot_chats, "forget_owner", lambda db, owner: forgotten.append(owner))
     conversations = Conversations()
-    assert chats(conversations).forget("b1", "telegram:-100", "telegram:2") == 1
-    assert conversations.cleared == ["bot:b1:telegram:-100"] and forgotten == ["telegram:2"]
+    assert chats(conversations).forget("b1", "telegram:-100", "telegram:2") == 2
+    assert conversations.cleared == ["bot:b1:telegram:-100", "bot:b1:telegram:-100/7"]
+    assert forgotten == ["telegram:2"]
     with pytest.raises(BotNotFound):
         chats(conversations).forget("b2", "telegram:-100", "telegram:2")
-    assert len(conversations.cleared) == 1
+    assert len(conversations.cleared) == 2
 
 
 # --- the routes, on the emulators -----------------------------------------------------------------------
@@ -114,3 +120,38 @@ def test_the_bot_routes_take_a_voter_of_any_registered_platform(
     assert client.post("/api/bot-votes", json=press, headers=SERVICE).status_code == 404  # not 400
     unknown = {**forget, "voter": "teams:U1"}
     assert client.post("/api/bot-forget", json=unknown, headers=SERVICE).status_code == 400
+
+
+@pytest.mark.emulators
+def test_forget_in_a_forum_clears_the_chat_and_every_topic_of_it(app: Flask, settings: Settings) -> None:
+    """A forum's topics are conversations of their own (``telegram:-100/55``); ``/forget`` names the
+    chat and takes all of them, the chat's own and its answers' records, and nothing of a chat whose id
+    merely starts the same."""
+    db = firestore_client(settings.project_id)
+    db.collection("bots").document("b9").set(
+        {"owner": "o", "owner_email": "o@example.com", "platform": "telegram"}
+    )
+    client = app.test_client()
+    chats_asked = [
+        "telegram:-100",
+        "telegram:-100/55",
+        "telegram:-100/66",
+        "telegram:-1001",
+        "telegram:-1001/55",
+    ]
+    for chat in chats_asked:
+        asked = client.post(
+            "/api/ask", json={"question": "How do I deploy?", "bot_id": "b9", "user": chat}, headers=SERVICE
+        )
+        assert asked.status_code == 200, asked.get_json()
+
+    def owners(collection: str, field: str) -> set[str]:
+        return {snap.get(field) for snap in db.collection(collection).select([field]).stream()}
+
+    assert owners("conversations", "owner") == {f"bot:b9:{chat}" for chat in chats_asked}
+    forget = {"bot_id": "b9", "user": "telegram:-100", "voter": "telegram:2"}
+    forgot = client.post("/api/bot-forget", json=forget, headers=SERVICE)
+    assert forgot.status_code == 200, forgot.get_json()
+    kept = {"bot:b9:telegram:-1001", "bot:b9:telegram:-1001/55"}
+    assert owners("conversations", "owner") == kept
+    assert owners("answers", "asker") == kept

@@ -12,6 +12,10 @@ Public API::
 
     platform_user("telegram", 42)     # "telegram:42"
     user_platform("telegram:42")      # "telegram"; None when the prefix names no registered platform
+    topic_chat("telegram:-100", 55)   # "telegram:-100/55": a forum topic, a chat of its own to Q&A
+
+A chat's topics are the keys that start with the chat's key and :data:`TOPIC_SEPARATOR`: a chat's
+``/forget`` takes them all (:meth:`shared.qa.bot_chats.BotChats.forget`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 from shared.bots.platforms import find_platform
 
 SEPARATOR = ":"
+# Between a chat's key and one of its topics (a Telegram forum topic): no platform's chat id holds it.
+TOPIC_SEPARATOR = "/"
 
 
 def platform_user(platform: str, user: str | int) -> str:
@@ -30,3 +36,8 @@ def user_platform(key: str) -> str | None:
     """The registered platform ``key`` names, or None (another shape, or no platform of that name)."""
     name, separator, _ = key.partition(SEPARATOR)
     return name if separator and find_platform(name) is not None else None
+
+
+def topic_chat(chat: str, topic: str | int) -> str:
+    """The key of ``topic`` of the chat keyed ``chat`` (:func:`platform_user`)."""
+    return f"{chat}{TOPIC_SEPARATOR}{topic}"

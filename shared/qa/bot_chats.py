@@ -15,7 +15,8 @@ Public API::
     asker = chats.for_chat(bot_id, chat)       # a service caller (the worker) speaking for a bot's chat
     asker = chats.for_user(user, bot_id)       # a signed-in web user, with a bot of theirs or none
     asker.owner / asker.bot / asker.platform   # what /api/ask answers and records with
-    chats.forget(bot_id, chat, voter)          # a chat's /forget; returns the conversations deleted
+    chats.forget(bot_id, chat, voter)          # a chat's /forget (with its topics); returns the
+                                               # conversations deleted
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 from google.cloud import firestore
 
+from shared.bots.platform_users import TOPIC_SEPARATOR
 from shared.qa.answer_log import platform_of
 from shared.qa.bot_profiles import AnswerProfile, AnswerProfiles, BotNotFound
 from shared.qa.conversations import ConversationStore
@@ -75,6 +77,11 @@ class BotChats:
         and every vote ``voter`` cast. Returns the conversations deleted; :class:`BotNotFound` for an
         unknown bot."""
         self._profiles.get(bot_id)
-        deleted = self._conversations.clear(bot_owner(bot_id, chat))
+        root = bot_owner(bot_id, chat)
+        # A forum's topics are chats of their own to Q&A (shared.bots.platform_users.topic_chat), and the
+        # forum's /forget takes every one of them, from whichever topic it was sent in. (A topic's answer
+        # records expire no later than its conversation, whose expiry each turn renews.)
+        owners = {root} | self._conversations.owners_under(root + TOPIC_SEPARATOR)
+        deleted = sum(self._conversations.clear(owner) for owner in sorted(owners))
         forget_owner(self._db, voter)  # the sender's votes, on any answer
         return deleted

@@ -567,6 +567,11 @@ class ConversationStore:
         self._delete_tree(self._col.document(conversation_id))
         forget_owner(self._db, owner, conversation_id)
 
+    def owners_under(self, prefix: str) -> set[str]:
+        """The owners of conversations whose owner key starts with ``prefix`` (a range on one field:
+        Firestore's automatic index serves it)."""
+        return _owners_under(self._col, "owner", prefix)
+
     def clear(self, owner: str) -> int:
         """Delete all of the owner's conversations, their answers' feedback records and the owner's
         votes (:func:`shared.qa.feedback.forget_owner`); returns how many conversations."""
@@ -594,6 +599,16 @@ class ConversationStore:
             for ref in chunk:
                 batch.delete(ref)
             retry_aborted(batch.commit)
+
+
+def _owners_under(col: firestore.CollectionReference, field: str, prefix: str) -> set[str]:
+    """Distinct values of ``field`` in ``col`` that start with ``prefix`` (non-empty)."""
+    # Firestore orders strings by their UTF-8 bytes: every string starting with the prefix sorts in
+    # [prefix, prefix + U+10FFFF), the largest code point, which no key holds.
+    query = col.where(filter=firestore.FieldFilter(field, ">=", prefix)).where(
+        filter=firestore.FieldFilter(field, "<", prefix + "\U0010ffff")
+    )
+    return {snap.get(field) for snap in query.select([field]).stream()}
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
