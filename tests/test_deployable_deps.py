@@ -495,6 +495,7 @@ def test_botrunner_serves_from_its_set(emulators, settings: Settings, tmp_path: 
 
 @pytest.mark.emulators
 def test_webhook_functions_serve_from_their_set(emulators, settings: Settings, tmp_path: Path) -> None:
+    from shared.bots import chat_switch
     from shared.bots.registry import BotRegistry
     from tests.bot_stack import register_discord_bot, register_telegram_bot
     from tests.fakes.discord_api import FakeDiscord
@@ -510,6 +511,12 @@ def test_webhook_functions_serve_from_their_set(emulators, settings: Settings, t
         application = dc.add_application()
         dc_bot = register_discord_bot(settings, application)
         update = json.dumps(tg.message_update(42, "How do snapshots work?", update_id=7001)).encode()
+        # A group upgraded to a supergroup: the function moves the chat's settings itself (Firestore
+        # writes from the set alone, chat_switch.move_settings).
+        chat_switch.set_enabled(registry.db, tg_bot, -4001, False, by_user="telegram:42")
+        migrated = tg.message_update(-1004001, "", chat_type="supergroup", migrate_from_chat_id=-4001)
+        del migrated["message"]["text"]
+        migration = json.dumps({**migrated, "update_id": 7002}).encode()
         json_type = {"Content-Type": "application/json"}
         telegram = [
             ("GET", f"/{tg_bot}", None, {}, 405),
@@ -524,6 +531,13 @@ def test_webhook_functions_serve_from_their_set(emulators, settings: Settings, t
                 "POST",
                 f"/{tg_bot}",
                 update.hex(),
+                {**json_type, "X-Telegram-Bot-Api-Secret-Token": secret},
+                200,
+            ),
+            (
+                "POST",
+                f"/{tg_bot}",
+                migration.hex(),
                 {**json_type, "X-Telegram-Bot-Api-Secret-Token": secret},
                 200,
             ),
@@ -544,6 +558,8 @@ def test_webhook_functions_serve_from_their_set(emulators, settings: Settings, t
             plan = {"kind": "function", "target": target, "source": str(source), "requests": requests}
             reports[target] = run_in_set("webhooks", plan, tmp_path, env, source, on_path=False)
     assert reports["discord_interactions"]["answers"][-1] == {"type": 1}  # PONG
+    assert reports["telegram_webhook"]["answers"][-1] == {"ok": True, "status": "moved"}
+    assert chat_switch.read_settings(registry.db, tg_bot, -1004001).enabled is False
     for target, report in reports.items():
         loaded = {deps.canon(d) for d in report["dists"]}
         assert not HEAVY & loaded, (target, sorted(HEAVY & loaded))

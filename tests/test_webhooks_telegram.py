@@ -285,21 +285,90 @@ def test_a_question_in_a_forum_topic_names_its_topic_in_the_job(stack: dict, tg:
     assert {chat: job.thread_id for chat, job in jobs.items()} == {str(forum): 55, str(plain): None}
 
 
-def test_a_group_upgraded_to_a_supergroup_publishes_the_move_of_its_settings(
+def _migration(tg: FakeTelegram, old: int, new: int, update_id: int) -> tuple[dict, dict]:
+    """The two service messages of a group upgraded to a supergroup: in the new chat
+    (``migrate_from_chat_id``) and its twin in the old one (``migrate_to_chat_id``); neither has text."""
+    moved_in = tg.message_update(
+        new, "", chat_type="supergroup", migrate_from_chat_id=old, update_id=update_id
+    )
+    del moved_in["message"]["text"]
+    moved_out = tg.message_update(old, "", chat_type="group", migrate_to_chat_id=new, update_id=update_id + 1)
+    del moved_out["message"]["text"]
+    return moved_in, moved_out
+
+
+def test_a_group_upgraded_to_a_supergroup_takes_its_settings_along_in_the_webhook(
     stack: dict, tg: FakeTelegram
 ) -> None:
     """A basic group becomes a supergroup under a new chat id (making it public, enabling topics, ...):
-    the service message Telegram posts in the new chat (``migrate_from_chat_id``) becomes a ``migrate``
-    job, so the chat's /disable and /mode follow it; the twin in the old chat (``migrate_to_chat_id``)
-    is ignored."""
+    on the service message Telegram posts in the new chat the webhook itself moves the chat's /disable
+    and /mode to the new id and publishes nothing (no job a botrunner revision of another version could
+    drop); the twin in the old chat is ignored. A delivery of the same update again changes nothing,
+    and settings the new chat has already (an admin was quicker) are kept."""
+    db, bot_id = stack["db"], stack["bot_id"]
     old, new = -4001, -1004001
-    moved_in = tg.message_update(new, "", chat_type="supergroup", migrate_from_chat_id=old)
-    del moved_in["message"]["text"]
-    moved_out = tg.message_update(old, "", chat_type="group", migrate_to_chat_id=new)
-    del moved_out["message"]["text"]
-    assert [_post(stack, u).get_json()["status"] for u in (moved_in, moved_out)] == ["accepted", "ignored"]
-    [job] = stack["tap"].pull(expect=1)
-    assert (job.kind, job.chat_id, job.migrated_from) == (JobKind.MIGRATE, str(new), str(old))
+    chat_switch.set_enabled(db, bot_id, old, False, by_user="telegram:42")
+    chat_switch.set_answer_mode(db, bot_id, old, AnswerMode.ALWAYS, by_user="telegram:42")
+    moved_in, moved_out = _migration(tg, old, new, update_id=8001)
+    responses = [_post(stack, u) for u in (moved_in, moved_out, moved_in)]
+    assert [(r.status_code, r.get_json()["status"]) for r in responses] == [
+        (200, "moved"),
+        (200, "ignored"),
+        (200, "moved"),
+    ]
+    assert stack["tap"].settled() == []
+    assert chat_switch.read_settings(db, bot_id, new) == chat_switch.ChatSettings(False, AnswerMode.ALWAYS)
+    assert chat_switch.read_settings(db, bot_id, old) == chat_switch.ChatSettings()
+
+    chat_switch.set_enabled(db, bot_id, -4002, False, by_user="telegram:42")
+    chat_switch.set_enabled(db, bot_id, -1004002, True, by_user="telegram:43")
+    moved_in, _ = _migration(tg, -4002, -1004002, update_id=8011)
+    assert _post(stack, moved_in).get_json()["status"] == "moved"
+    assert chat_switch.read_settings(db, bot_id, -1004002).enabled is True
+    assert chat_switch.read_settings(db, bot_id, -4002) == chat_switch.ChatSettings()
+
+
+def test_a_stopped_bots_group_upgraded_to_a_supergroup_keeps_its_settings(
+    stack: dict, tg: FakeTelegram
+) -> None:
+    """A stopped bot's updates publish nothing, but its chats' settings still follow a new chat id: they
+    apply again when the bot is started."""
+    db, bot_id = stack["db"], stack["bot_id"]
+    chat_switch.set_enabled(db, bot_id, -4101, False, by_user="telegram:42")
+    BotRegistry.from_settings(stack["settings"]).set_desired(bot_id, "stopped")
+    stack["client"] = function_app("telegram_webhook").test_client()  # a fresh instance: no cached bot
+    moved_in, _ = _migration(tg, -4101, -1004101, update_id=8101)
+    assert _post(stack, moved_in).get_json()["status"] == "moved"
+    assert stack["tap"].settled() == []
+    assert chat_switch.read_settings(db, bot_id, -1004101).enabled is False
+
+
+@pytest.mark.parametrize(
+    "error",
+    [gexc.ServiceUnavailable("firestore is down"), gexc.RetryError("deadline of 15 s exceeded", None)],
+    ids=["unavailable", "retry deadline"],
+)
+def test_a_settings_move_firestore_fails_is_503_and_telegrams_retry_moves_them(
+    stack: dict, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    db, bot_id = stack["db"], stack["bot_id"]
+    chat_switch.set_answer_mode(db, bot_id, -4201, AnswerMode.ALWAYS, by_user="telegram:42")
+    real = chat_switch.move_settings
+    calls: list[int] = []
+
+    def flaky(*args: Any) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return real(*args)
+
+    monkeypatch.setattr(chat_switch, "move_settings", flaky)
+    moved_in, _ = _migration(tg, -4201, -1004201, update_id=8201)
+    first = _post(stack, moved_in)
+    assert first.status_code == 503 and first.get_json() == {"ok": False, "error": "unavailable"}
+    assert _post(stack, moved_in).get_json()["status"] == "moved"
+    assert chat_switch.read_settings(db, bot_id, -1004201).answer_mode is AnswerMode.ALWAYS
+    assert stack["tap"].settled() == []
 
 
 def test_disabled_chat_is_ignored_except_enable(stack: dict, tg: FakeTelegram) -> None:

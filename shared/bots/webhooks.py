@@ -14,7 +14,9 @@ Status codes (each rejection logs exactly one line, without tokens or bodies):
 200       accepted (job published), duplicate, or ignored (not for this bot, disabled chat, a group
           message the chat's answer mode does not answer, ...); Discord: also PONG, button answers
           and polite failures (Discord does not retry); Telegram: a button press, answered with
-          ``answerCallbackQuery`` in the response body (Telegram runs a method a webhook answers with)
+          ``answerCallbackQuery`` in the response body (Telegram runs a method a webhook answers with),
+          and a group upgraded to a supergroup, whose chat settings the ingress moves to the new chat
+          id itself (``moved``, running or stopped bot; nothing is published)
 400       not JSON (also: an integer of more than 4,300 digits, nesting deeper than Python's
           recursion limit) / not an update / not an interaction / ids of a shape the platform
           never sends
@@ -66,7 +68,7 @@ from shared.bots.chat_switch import ChatSettings
 from shared.bots.jobs import Job, JobPublisher
 from shared.bots.lookup import BotInfo, BotLookup, CachedLookup, bot_lookup
 from shared.bots.platforms import get_platform
-from shared.bots.platforms.base import Ack, Delivery, Platform, Rejection, Reply, Stage
+from shared.bots.platforms.base import Ack, ChatMoved, Delivery, Platform, Rejection, Reply, Stage
 from shared.bots.registry import BotReader
 from shared.config import Settings, get_settings
 from shared.processes import PerProcess
@@ -232,6 +234,8 @@ class Ingress:
             received = self.platform.receive(bot, payload, self._buttons)
             if isinstance(received, Rejection):
                 return self._reject(received, bot_id)
+            if isinstance(received, ChatMoved):
+                return self._move_chat(bot, received, attempt)
             if isinstance(received, Reply):
                 return received
             ended = self._check(received, bot, attempt)
@@ -261,6 +265,25 @@ class Ingress:
             return self._unavailable(Stage.PUBLISH, bot_id, f"publish failed: {type(exc).__name__}")
         self._record_seen(bot_id, received.update_id)
         return received.reply or self.platform.acknowledge(Ack.ACCEPTED)
+
+    def _move_chat(self, bot: BotInfo, moved: ChatMoved, attempt: _Attempt) -> Reply:
+        """A chat's new id: its settings move to it here, not in the worker, for a running or a stopped
+        bot (:class:`shared.bots.platforms.base.ChatMoved`). Idempotent, so a redelivered update moves
+        nothing twice. On the side-read pool, to wait no longer than a side read: a Firestore failure or
+        a move that outlasts the wait raises out of here (the platform's retry answer, Telegram's 503),
+        and a move still running then is finished by it or by the retry, whichever comes second."""
+        move = _side_reads.get().submit(
+            chat_switch.move_settings, self._db, bot.bot_id, moved.from_chat, moved.to_chat
+        )
+        if move.result(timeout=attempt.wait_limit(SIDE_READ_TIMEOUT_S)):
+            log.info(
+                "%s chat %s of bot %s is now %s: its settings moved",
+                self.platform.name,
+                moved.from_chat,
+                bot.bot_id[:64],
+                moved.to_chat,
+            )
+        return moved.reply
 
     def _check(self, delivery: Delivery, bot: BotInfo, attempt: _Attempt) -> Ack | None:
         """Whether the delivery ends here: its chat switched the bot off, its chat's answer mode does

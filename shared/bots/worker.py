@@ -406,6 +406,8 @@ class BotWorker:
         if job.kind is JobKind.FORGET:
             return platform.render(self._forget(job, bot, platform, api)), {}
         if job.kind is JobKind.MIGRATE:
+            # Only a job published before the webhook moved settings itself (JobKind.MIGRATE): the same
+            # idempotent move (a no-op when the settings moved already), acked, nothing said.
             if job.chat_id is None or job.migrated_from is None:
                 raise Unanswerable("migrate without both chat ids")
             if chat_switch.move_settings(self._db, job.bot_id, job.migrated_from, job.chat_id):

@@ -83,6 +83,18 @@ class Delivery:
     reply: Reply | None = None
 
 
+@dataclass(frozen=True)
+class ChatMoved:
+    """A chat got a new id (a Telegram group upgraded to a supergroup): the ingress itself moves the
+    chat's settings to it (:func:`shared.bots.chat_switch.move_settings`, idempotent: the platform may
+    deliver the update again) and answers ``reply``. No job: a worker of an older revision could not
+    read one, and a stopped bot's settings must move too (its updates publish nothing)."""
+
+    from_chat: int | str
+    to_chat: int | str
+    reply: Reply
+
+
 class Ack(StrEnum):
     """How a :class:`Delivery` ended, for :meth:`Platform.acknowledge`."""
 
@@ -225,8 +237,11 @@ class Platform(ABC):
         lower-case names; ``now`` is the wall clock (seconds)."""
 
     @abstractmethod
-    def receive(self, bot: BotInfo, payload: Any, buttons: ButtonStateStore) -> Reply | Rejection | Delivery:
-        """What to do with a verified request's JSON: answer now, refuse, or publish a job.
+    def receive(
+        self, bot: BotInfo, payload: Any, buttons: ButtonStateStore
+    ) -> Reply | Rejection | Delivery | ChatMoved:
+        """What to do with a verified request's JSON: answer now, refuse, publish a job, or move a
+        chat's settings to its new id (:class:`ChatMoved`, whether the bot runs or not).
 
         ``buttons`` reads the state behind a pressed button (Firestore: may raise
         ``google.api_core.exceptions.GoogleAPIError``, answered with :meth:`unavailable`).

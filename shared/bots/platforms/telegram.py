@@ -32,6 +32,7 @@ from shared.bots.buttons import Action, custom_id, is_state_id, parse_custom_id
 from shared.bots.formatting import SourceRef, pack_blocks, shorten, split_escaped
 from shared.bots.job_kinds import JobKind, job_id
 from shared.bots.platforms.base import (
+    ChatMoved,
     Delivery,
     InvalidField,
     Platform,
@@ -89,8 +90,6 @@ def decide(update: Mapping[str, Any], username: str, bot_user_id: int | None) ->
       messages; ``/start`` ``/help`` ``/enable`` ``/disable`` ``/mode`` ``/forget`` addressed to this bot (or
       unaddressed); any other text message is a question with ``addressed=False``, which the ingress
       publishes only in a chat whose answer mode answers every message (:mod:`shared.bots.answer_modes`);
-    * a group upgraded to a supergroup: the service message in the new chat moves its settings
-      (``migrate``);
     * commands addressed to another bot (``/help@other_bot``), messages from bots, channels (a linked
       channel's posts forwarded into its discussion group too), edits and non-text messages are ignored.
     """
@@ -98,10 +97,6 @@ def decide(update: Mapping[str, Any], username: str, bot_user_id: int | None) ->
     if not isinstance(message, dict):
         return Decision(None, "not a message")
     chat_type = _dict(message, "chat").get("type")
-    if chat_type == "supergroup" and _telegram_int(message.get("migrate_from_chat_id")) is not None:
-        # The service message in a group upgraded to a supergroup (its twin in the old chat, with
-        # migrate_to_chat_id, has no text and is ignored): the chat's settings must follow its new id.
-        return Decision(JobKind.MIGRATE, "migrated")
     if _dict(message, "from").get("is_bot") and not _is_anonymous_admin(message):
         return Decision(None, "from a bot")
     if message.get("is_automatic_forward") is True:
@@ -328,13 +323,19 @@ class Telegram(Platform):
             return Rejection(403, "forbidden", "wrong or missing secret token")
         return None
 
-    def receive(self, bot: BotInfo, payload: Any, buttons: ButtonStateStore) -> Reply | Rejection | Delivery:
+    def receive(
+        self, bot: BotInfo, payload: Any, buttons: ButtonStateStore
+    ) -> Reply | Rejection | Delivery | ChatMoved:
         update_id = _telegram_int(payload.get("update_id")) if isinstance(payload, dict) else None
         if update_id is None or update_id < 0:
             return Rejection(400, "not an update")
         if isinstance(payload.get("callback_query"), dict):
             # Pressed on an answer sent while the bot ran: the vote counts even if it is stopped now.
             return self._button(bot, payload["callback_query"], update_id, buttons)
+        moved = _chat_moved(payload)
+        if moved is not None:
+            # Before the stopped check: a stopped bot's chat settings must follow the chat too.
+            return moved
         if not bot.active:
             return _ignored("stopped")
         decision = decide(payload, _username(bot.platform_info), _bot_user_id(bot.platform_info))
@@ -366,17 +367,10 @@ class Telegram(Platform):
             user_is_admin_hint=_is_anonymous_admin(message),
             question=decision.question,
             addressed=decision.addressed,
-            migrated_from=str(message["migrate_from_chat_id"]) if decision.kind is JobKind.MIGRATE else None,
         )
         # Chat settings and /forget always go through: a disabled chat must be able to switch back on
         # (and to clear its history).
-        switching = decision.kind in (
-            JobKind.ENABLE,
-            JobKind.DISABLE,
-            JobKind.MODE,
-            JobKind.FORGET,
-            JobKind.MIGRATE,
-        )
+        switching = decision.kind in (JobKind.ENABLE, JobKind.DISABLE, JobKind.MODE, JobKind.FORGET)
         return Delivery(job, update_id, chat_id=None if switching else chat_id)
 
     def _button(
@@ -575,6 +569,20 @@ UNKNOWN_BUTTON = "This button is not recognised."
 def _answer_callback(query_id: str, text: str, reason: str) -> Reply:
     """A webhook response that makes Telegram run answerCallbackQuery (a small note to the presser)."""
     return Reply(200, {"method": "answerCallbackQuery", "callback_query_id": query_id, "text": text}, reason)
+
+
+def _chat_moved(update: Mapping[str, Any]) -> ChatMoved | None:
+    """The service message Telegram posts in a group upgraded to a supergroup (``migrate_from_chat_id``,
+    in the new chat): the chat's settings move to its new id. Its twin in the old chat
+    (``migrate_to_chat_id``) has no text and is ignored."""
+    message = update.get("message")
+    if not isinstance(message, dict) or _dict(message, "chat").get("type") != "supergroup":
+        return None
+    new_id = _telegram_int(_dict(message, "chat").get("id"))
+    old_id = _telegram_int(message.get("migrate_from_chat_id"))
+    if new_id is None or old_id is None:
+        return None
+    return ChatMoved(old_id, new_id, Reply(200, {"ok": True, "status": "moved"}, "moved"))
 
 
 def _ignored(reason: str) -> Reply:
