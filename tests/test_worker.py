@@ -520,6 +520,26 @@ def test_forget_clears_the_chat_at_qa_and_its_button_state(env: dict[str, Any]) 
     assert len(env["qa"].forgets) == 1
 
 
+def test_forget_in_a_forum_topic_forgets_the_whole_forum(env: dict[str, Any]) -> None:
+    """Each topic is a Q&A conversation of its own, but ``/forget`` clears the forum's history (the
+    reply says "this chat"): qa is given the forum's key, which takes its topics, and the button state
+    of every topic's answers goes."""
+    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
+    forum = {"chat_id": "-100777", "chat_type": "supergroup", "user": "555", "user_is_admin_hint": True}
+    env["worker"].process(tg_job(bot_id, 60, thread_id=55, **forum))
+    env["worker"].process(tg_job(bot_id, 61, **forum))  # the General topic
+    other = tg_job(bot_id, 62, chat_id="-1007770", chat_type="supergroup", thread_id=55, user="555")
+    env["worker"].process(other)
+    forget = tg_job(bot_id, 63, kind=JobKind.FORGET, thread_id=66, **forum)
+    assert env["worker"].process(forget).reason == "sent"
+    assert "I forgot this chat" in env["tg"].sent_messages(token)[-1]["text"]
+    assert [f["json"]["user"] for f in env["qa"].forgets] == ["telegram:-100777"]
+    buttons = ButtonStateStore(env["registry"].db)
+    assert buttons.get(state_id_for_job(f"telegram:{bot_id}:60")) is None
+    assert buttons.get(state_id_for_job(f"telegram:{bot_id}:61")) is None
+    assert buttons.get(state_id_for_job(other.job_id)) is not None  # a chat whose id starts the same
+
+
 def test_forget_keeps_the_chats_reply_receipts_which_hold_no_text(env: dict[str, Any]) -> None:
     """The ``sent_replies`` receipts of a chat's answers outlive its ``/forget`` (7 days): they are what
     keeps a copy of an answered job delivered later from being asked and answered again. Once a reply

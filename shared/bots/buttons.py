@@ -32,6 +32,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.bots.formatting import SourceRef
+from shared.bots.platform_users import TOPIC_SEPARATOR
 from shared.request_input import firestore_accepts
 
 INTERACTIONS = "interactions"
@@ -176,10 +177,25 @@ class ButtonStateStore:
         return self._delete([s.reference for s in query.select([]).stream()])
 
     def forget_chat(self, bot_id: str, chat: str) -> int:
-        """Delete the button state of every answer ``bot_id`` posted in ``chat`` (its questions and
-        answers); returns how many. A single-field query, so it needs no composite index."""
-        query = self._db.collection(INTERACTIONS).where(filter=FieldFilter("chat", "==", chat))
-        refs = [s.reference for s in query.select(["bot_id"]).stream() if s.get("bot_id") == bot_id]
+        """Delete the button state of every answer ``bot_id`` posted in ``chat`` and in its topics
+        (``<chat>/<topic>``: :func:`shared.bots.platform_users.topic_chat`), their questions and answers;
+        returns how many. Single-field queries (an equality, a range), so no composite index."""
+        col = self._db.collection(INTERACTIONS)
+        topics = chat + TOPIC_SEPARATOR
+        # Firestore orders strings by their UTF-8 bytes: every key starting with ``topics`` sorts below
+        # it followed by U+10FFFF, the largest code point.
+        queries = [
+            col.where(filter=FieldFilter("chat", "==", chat)),
+            col.where(filter=FieldFilter("chat", ">=", topics)).where(
+                filter=FieldFilter("chat", "<", topics + "\U0010ffff")
+            ),
+        ]
+        refs = [
+            s.reference
+            for query in queries
+            for s in query.select(["bot_id"]).stream()
+            if s.get("bot_id") == bot_id
+        ]
         return self._delete(refs)
 
     def _delete(self, refs: list[firestore.DocumentReference]) -> int:

@@ -20,8 +20,6 @@ A chat's topics are the keys that start with the chat's key and :data:`TOPIC_SEP
 
 from __future__ import annotations
 
-from shared.bots.platforms import find_platform
-
 SEPARATOR = ":"
 # Between a chat's key and one of its topics (a Telegram forum topic): no platform's chat id holds it.
 TOPIC_SEPARATOR = "/"
@@ -34,6 +32,10 @@ def platform_user(platform: str, user: str | int) -> str:
 
 def user_platform(key: str) -> str | None:
     """The registered platform ``key`` names, or None (another shape, or no platform of that name)."""
+    # Imported here: the platform modules import the button store, which imports this module's
+    # TOPIC_SEPARATOR.
+    from shared.bots.platforms import find_platform
+
     name, separator, _ = key.partition(SEPARATOR)
     return name if separator and find_platform(name) is not None else None
 

@@ -71,7 +71,7 @@ from shared.bots.buttons import ButtonStateStore, state_id_for_job, state_ttl
 from shared.bots.dedupe import Claim, ClaimState, ReplyLedger
 from shared.bots.jobs import Job, JobKind, MalformedPush, parse_push_envelope
 from shared.bots.lookup import BotInfo, BotLookup, CachedLookup, bot_lookup
-from shared.bots.platform_users import platform_user
+from shared.bots.platform_users import platform_user, topic_chat
 from shared.bots.platforms import find_platform
 from shared.bots.platforms.base import ApiEndpoint, Platform
 from shared.bots.platforms.errors import PlatformError, RetryPolicy, Unanswerable
@@ -443,14 +443,13 @@ class BotWorker:
         return parts, {"state_id": state_id}
 
     @staticmethod
-    def _chat(job: Job) -> str:
+    def _chat(job: Job, *, topic: bool = True) -> str:
         """The chat as the Q&A service knows it (its conversation is ``bot:<bot id>:<this>``). A forum
-        topic is a chat of its own (``telegram:-100777/55``): a follow-up is read against its topic's
-        last question, not another topic's, and ``/forget`` there forgets that topic."""
-        chat = job.chat_id or job.user or "unknown"
-        if job.thread_id is not None:
-            chat = f"{chat}/{job.thread_id}"
-        return platform_user(job.platform, chat)
+        topic is a chat of its own (``telegram:-100777/55``: :func:`topic_chat`), so a follow-up is read
+        against its topic's last question, not another topic's; ``topic=False`` names the whole forum
+        (``/forget``)."""
+        chat = platform_user(job.platform, job.chat_id or job.user or "unknown")
+        return topic_chat(chat, job.thread_id) if topic and job.thread_id is not None else chat
 
     def _forget(self, job: Job, bot: BotInfo, platform: Platform, api: ApiEndpoint) -> str:
         """``/forget``: the chat's conversation with the bot, its questions in the owners' gaps report,
@@ -465,7 +464,7 @@ class BotWorker:
             raise Unanswerable("/forget without chat or user")
         if not platform.may_switch_chat(api, bot, job):
             return "Only chat admins can clear this chat's history with me."
-        chat = self._chat(job)
+        chat = self._chat(job, topic=False)  # the whole chat: in a forum, every topic of it
         try:
             self._qa.forget(job.bot_id, chat, platform_user(job.platform, job.user))
         except QaRejected as exc:
