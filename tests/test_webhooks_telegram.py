@@ -326,6 +326,14 @@ def test_a_group_upgraded_to_a_supergroup_takes_its_settings_along_in_the_webhoo
     assert _post(stack, moved_in).get_json()["status"] == "moved"
     assert chat_switch.read_settings(db, bot_id, -1004002).enabled is True
     assert chat_switch.read_settings(db, bot_id, -4002) == chat_switch.ChatSettings()
+    # The new chat remembers its old ids, settings or none, so that its /forget also takes the history
+    # Q&A keeps under them.
+    assert chat_switch.previous_chat_ids(db, bot_id, new) == ["-4001"]
+    assert chat_switch.previous_chat_ids(db, bot_id, -1004002) == ["-4002"]
+    moved_in, _ = _migration(tg, -4003, -1004003, update_id=8021)  # a group that never set anything
+    assert _post(stack, moved_in).get_json()["status"] == "moved"
+    assert chat_switch.previous_chat_ids(db, bot_id, -1004003) == ["-4003"]
+    assert chat_switch.read_settings(db, bot_id, -1004003) == chat_switch.ChatSettings()
 
 
 def test_a_stopped_bots_group_upgraded_to_a_supergroup_keeps_its_settings(

@@ -540,6 +540,27 @@ def test_forget_in_a_forum_topic_forgets_the_whole_forum(env: dict[str, Any]) ->
     assert buttons.get(state_id_for_job(other.job_id)) is not None  # a chat whose id starts the same
 
 
+def test_forget_in_a_group_upgraded_to_a_supergroup_takes_its_history_from_before(
+    env: dict[str, Any],
+) -> None:
+    """Q&A keeps a chat's history under its chat id; a group upgraded to a supergroup has a new one, and
+    its /forget must take what was asked under the old one too."""
+    bot_id, _ = register_telegram_bot(env["settings"], env["tg"])
+    db = env["registry"].db
+    group = {"chat_type": "supergroup", "user": "555", "user_is_admin_hint": True}
+    env["worker"].process(tg_job(bot_id, 70, chat_id="-4001", **(group | {"chat_type": "group"})))
+    chat_switch.move_settings(db, bot_id, -4001, -1004001)
+    env["worker"].process(tg_job(bot_id, 71, chat_id="-1004001", **group))
+    assert (
+        env["worker"].process(tg_job(bot_id, 72, kind=JobKind.FORGET, chat_id="-1004001", **group)).reason
+        == "sent"
+    )
+    assert [f["json"]["user"] for f in env["qa"].forgets] == ["telegram:-1004001", "telegram:-4001"]
+    buttons = ButtonStateStore(db)
+    assert buttons.get(state_id_for_job(f"telegram:{bot_id}:70")) is None
+    assert buttons.get(state_id_for_job(f"telegram:{bot_id}:71")) is None
+
+
 def test_forget_keeps_the_chats_reply_receipts_which_hold_no_text(env: dict[str, Any]) -> None:
     """The ``sent_replies`` receipts of a chat's answers outlive its ``/forget`` (7 days): they are what
     keeps a copy of an answered job delivered later from being asked and answered again. Once a reply

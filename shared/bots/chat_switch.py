@@ -22,6 +22,8 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from shared.bots.answer_modes import AnswerMode, parse_mode
 
 CHAT_SETTINGS = "chat_settings"
+# A chat's earlier ids (a group upgraded to a supergroup), on its settings document.
+PREVIOUS = "previous_chat_ids"
 
 
 @dataclass(frozen=True)
@@ -84,17 +86,33 @@ def move_settings(db: firestore.Client, bot_id: str, from_chat: str | int, to_ch
     deleted, nothing is posted there any more. True if settings moved. Running it again changes nothing.
     """
     old = db.collection(CHAT_SETTINGS).document(chat_key(bot_id, from_chat))
+    new = db.collection(CHAT_SETTINGS).document(chat_key(bot_id, to_chat))
     snapshot = old.get()
-    if not snapshot.exists:
-        return False
-    moved = {**(snapshot.to_dict() or {}), "chat_id": str(to_chat), "moved_from": str(from_chat)}
-    try:
-        db.collection(CHAT_SETTINGS).document(chat_key(bot_id, to_chat)).create(moved)
-        created = True
-    except gexc.AlreadyExists:
-        created = False
-    old.delete()
+    created = False
+    if snapshot.exists:
+        moved = {**(snapshot.to_dict() or {}), "chat_id": str(to_chat), "moved_from": str(from_chat)}
+        try:
+            new.create(moved)
+            created = True
+        except gexc.AlreadyExists:
+            pass
+    # The new chat remembers its old id, settings or none: Q&A keeps what was asked before under that id,
+    # and the chat's /forget must take it too (previous_chat_ids). Before the old document goes, so a
+    # move cut short is finished by the retry.
+    new.set(
+        {"bot_id": bot_id, "chat_id": str(to_chat), PREVIOUS: firestore.ArrayUnion([str(from_chat)])},
+        merge=True,
+    )
+    if snapshot.exists:
+        old.delete()
     return created
+
+
+def previous_chat_ids(db: firestore.Client, bot_id: str, chat_id: str | int) -> list[str]:
+    """The ids the chat had before (a Telegram group upgraded to a supergroup), oldest first."""
+    snap = db.collection(CHAT_SETTINGS).document(chat_key(bot_id, chat_id)).get()
+    previous = (snap.to_dict() or {}).get(PREVIOUS) if snap.exists else None
+    return [str(chat) for chat in previous] if isinstance(previous, list) else []
 
 
 def delete_bot_settings(db: firestore.Client, bot_id: str) -> int:

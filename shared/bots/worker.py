@@ -464,13 +464,17 @@ class BotWorker:
             raise Unanswerable("/forget without chat or user")
         if not platform.may_switch_chat(api, bot, job):
             return "Only chat admins can clear this chat's history with me."
-        chat = self._chat(job, topic=False)  # the whole chat: in a forum, every topic of it
-        try:
-            self._qa.forget(job.bot_id, chat, platform_user(job.platform, job.user))
-        except QaRejected as exc:
-            log.warning("job %s: /forget refused by Q&A (%d)", job.job_id, exc.status)
-            return "Sorry, I could not clear this chat's history. Please try again later."
-        self._buttons.forget_chat(job.bot_id, chat)
+        # The whole chat (in a forum, every topic of it), and what was asked under the ids it had before
+        # (a group upgraded to a supergroup).
+        earlier = chat_switch.previous_chat_ids(self._db, job.bot_id, job.chat_id)
+        chats = [self._chat(job, topic=False), *(platform_user(job.platform, chat) for chat in earlier)]
+        for chat in chats:
+            try:
+                self._qa.forget(job.bot_id, chat, platform_user(job.platform, job.user))
+            except QaRejected as exc:
+                log.warning("job %s: /forget refused by Q&A (%d)", job.job_id, exc.status)
+                return "Sorry, I could not clear this chat's history. Please try again later."
+            self._buttons.forget_chat(job.bot_id, chat)
         return (
             "Done: I forgot this chat's questions and my answers, and they are gone from reports."
             " Backups keep them for up to 7 days; the messages in this chat stay."
