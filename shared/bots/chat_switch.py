@@ -7,7 +7,8 @@ publishing a job (a disabled chat, or a message the chat's mode does not answer,
 message and no Q&A call); the worker writes it, after checking with the platform that the sender really
 is an admin. Each setting is written with a merge, so switching one keeps the other. A deleted bot's
 settings go with it (:func:`delete_bot_settings`); a chat's settings follow it to a new id
-(:func:`move_settings`: a Telegram group upgraded to a supergroup).
+(:func:`move_settings`: a Telegram group upgraded to a supergroup), whose document then also lists the
+chat's earlier ids (``previous_chat_ids``: :func:`previous_chat_ids`, for its ``/forget``).
 """
 
 from __future__ import annotations

@@ -468,6 +468,10 @@ class BotWorker:
         # (a group upgraded to a supergroup).
         earlier = chat_switch.previous_chat_ids(self._db, job.bot_id, job.chat_id)
         chats = [self._chat(job, topic=False), *(platform_user(job.platform, chat) for chat in earlier)]
+        if job.thread_id is not None:
+            # The topic's own key as well: a qa revision from before topics (a rolling deploy) clears
+            # only the key it is given; a current one has already taken it with the forum's.
+            chats.append(self._chat(job))
         for chat in chats:
             try:
                 self._qa.forget(job.bot_id, chat, platform_user(job.platform, job.user))
