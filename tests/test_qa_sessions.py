@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from google.api_core import exceptions as gexc
 
+from services.qa.auth import PENDING_COOKIE
 from shared.config import Settings
 from shared.gcp import firestore_client
 from shared.qa.live_index import LiveIndex
@@ -198,14 +199,74 @@ def test_sign_out_while_firestore_is_down_clears_this_browser_and_finishes_at_it
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert response.headers["Clear-Site-Data"] == '"storage"'
     assert "other devices" in response.get_data(as_text=True)
+    # The id to record waits in a cookie of its own that outlives the browser's session (Max-Age).
+    [pending] = [c for c in response.headers.getlist("Set-Cookie") if c.startswith(PENDING_COOKIE + "=")]
+    assert sid in pending and "Max-Age=" in pending and "HttpOnly" in pending
     assert signed_out(client, token)  # requests go on while the retry fails
-    assert "email" not in session_of(app, client)
+    assert "email" not in session_of(app, client) and sid not in repr(session_of(app, client))
     assert not signed_out(elsewhere, token)  # not recorded yet
     sessions._write = write
     assert client.get("/signin").status_code == 200  # any request finishes the sign-out
-    assert "unrevoked" not in repr(session_of(app, client)) and sid not in repr(session_of(app, client))
+    assert client.get_cookie(PENDING_COOKIE) is None
     clock.now += CACHE_SECONDS + 0.1
     assert signed_out(elsewhere, token)
+
+
+def test_a_late_response_restoring_the_old_session_cookie_does_not_undo_a_pending_sign_out(
+    app: Flask,
+) -> None:
+    """A request sent before the sign-out whose response arrives after it sets the whole old session
+    cookie again (Flask re-sends a permanent session on every response). The pending sign-out, kept
+    apart, is still recorded at the next request, and the restored session is found revoked."""
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    before = cookie_of(client)
+    sessions = app.extensions["askbase"].sessions
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise gexc.ServiceUnavailable("firestore is down")
+
+    sessions._write, write = down, sessions._write
+    assert client.post("/signout", data={"csrf_token": token}).status_code == 503
+    client.set_cookie(COOKIE, before)  # the late response of a request sent before the sign-out
+    sessions._write = write
+    assert signed_out(client, token)
+    assert client.get_cookie(PENDING_COOKIE) is None
+
+
+def test_while_firestore_is_down_a_pending_sign_out_costs_each_request_one_short_try_and_assets_none(
+    app: Flask,
+) -> None:
+    client = app.test_client()
+    client.set_cookie(PENDING_COOKIE, "a" * 43)  # as a sign-out's 503 leaves it
+    sessions = app.extensions["askbase"].sessions
+    tries: list[dict[str, Any]] = []
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        tries.append(kwargs)
+        raise gexc.PermissionDenied("not only 'unavailable': any failure must leave the request alone")
+
+    sessions._write, write = down, sessions._write
+    try:
+        assert client.get("/signin").status_code == 200
+        assert tries == [{"best_effort": True}]
+        tries.clear()
+        assert client.get("/static/chat.js").status_code == 200 and tries == []
+        assert client.get_cookie(PENDING_COOKIE) is not None  # kept for the next try
+    finally:
+        sessions._write = write
+    assert client.get("/signin").status_code == 200
+    assert client.get_cookie(PENDING_COOKIE) is None
+
+
+def test_signing_in_over_a_live_session_ends_the_session_it_replaces(app: Flask) -> None:
+    """B signs in on a shared computer where A never signed out: A's session ends, copies included."""
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    a_copy = copy_of(client, app)
+    sign_in(client, "b@example.com")
+    assert signed_out(a_copy, token)
+    assert session_of(app, client)["email"] == "b@example.com"
 
 
 def test_a_pending_sign_out_survives_the_next_sign_in_on_that_browser(app: Flask, second: Flask) -> None:

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, abort, g, jsonify, redirect, request, session, url_for
+from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request, session, url_for
+from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exceptions
 
 from shared.gcp import unavailable_errors
 from shared.qa import csrf
@@ -41,10 +44,16 @@ VERIFY_RETRY_AFTER_S = 30
 F = TypeVar("F", bound=Callable[..., Any])
 
 SESSION_ID = "sid"  # the session's key for its id (shared/qa/revoked_sessions.py)
-# A sign-out whose revocation Firestore did not take: the browser keeps only the id, without the user,
-# and each of its requests tries again (:func:`finish_pending_sign_out`).
-PENDING_SIGN_OUT = "unrevoked"
+# Sign-outs Firestore did not take: the browser keeps their session ids in a cookie of its own, and each
+# of its requests tries again (:func:`finish_pending_sign_out`). Not in the session cookie: a response to
+# a request sent before the sign-out, arriving after it, sets the whole old session cookie again (Flask
+# re-sends a permanent session on every response), which would erase a pending id kept there and sign
+# the browser back in. With the ids apart, the next request records the sign-out and the restored
+# session is found revoked. It lives as long as a session (a browser closed meanwhile keeps it). An id
+# alone grants nothing: it can only end the session it names.
+PENDING_COOKIE = "askbase_signout"
 MAX_PENDING_SIGN_OUTS = 5  # the newest kept: a cookie stays small whatever happens
+_SESSION_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,128}")  # RevokedSessions.new_session_id's alphabet
 
 
 def current_user() -> User | None:
@@ -75,12 +84,14 @@ def service_caller() -> str | None:
 
 
 def sign_in(user: User) -> None:
-    """Start a fresh session for ``user`` (a new CSRF token too: no fixation across sign-ins). A sign-out
-    of this browser still to be recorded stays to be recorded."""
-    pending = _pending_sign_outs()
+    """Start a fresh session for ``user`` (a new CSRF token too: no fixation across sign-ins). A session
+    this browser still holds (someone else signed in on a shared computer, never signed out) is revoked
+    first, best effort: a copy of it must not outlive its replacement. Not recorded now, it joins the
+    browser's pending sign-outs."""
+    replaced = session.get(SESSION_ID) if session.get("email") else None
     session.clear()
-    if pending:
-        session[PENDING_SIGN_OUT] = pending
+    if replaced:
+        _revoke_or_keep_pending([str(replaced)])
     session.permanent = True
     session["email"] = user.email
     session["name"] = user.name
@@ -97,38 +108,50 @@ def sign_out() -> None:
     from services.qa.app import context
 
     sid = session.get(SESSION_ID)
-    pending = _pending_sign_outs()
     session.clear()
     if sid:
         try:
             context().sessions.revoke(str(sid))
         except unavailable_errors():
-            session[PENDING_SIGN_OUT] = [*pending, str(sid)][-MAX_PENDING_SIGN_OUTS:]
+            _set_pending([*_pending_sign_outs(), str(sid)])
             raise
-    if pending:
-        session[PENDING_SIGN_OUT] = pending
 
 
 def _pending_sign_outs() -> list[str]:
-    value = session.get(PENDING_SIGN_OUT)
-    return [str(v) for v in value] if isinstance(value, list) else []
+    """This browser's sign-outs still to record (this request's changes included)."""
+    if "pending_sign_outs" in g:
+        return list(g.pending_sign_outs)
+    raw = request.cookies.get(PENDING_COOKIE, "")
+    return [sid for sid in raw.split(".") if _SESSION_ID_SHAPE.fullmatch(sid)][-MAX_PENDING_SIGN_OUTS:]
+
+
+def _set_pending(sids: list[str]) -> None:
+    g.pending_sign_outs = list(dict.fromkeys(sids))[-MAX_PENDING_SIGN_OUTS:]  # written by init_app's hook
+
+
+def _revoke_or_keep_pending(sids: list[str]) -> None:
+    """Revoke ``sids`` best effort (one short try each); what is not recorded is kept pending."""
+    from services.qa.app import context
+
+    left = [*_pending_sign_outs(), *sids]
+    try:
+        while left:
+            context().sessions.revoke(left[0], best_effort=True)
+            left.pop(0)
+    except (gexc.GoogleAPIError, auth_exceptions.GoogleAuthError) as exc:
+        # Any failure, not only "unavailable" (a permission or credentials error too): this runs on
+        # requests the user did not make for it, which must not fail because of it.
+        log.warning("%s %s: sign-out not recorded yet: %s", request.method, request.path, exc)
+    _set_pending(left)
 
 
 def finish_pending_sign_out() -> None:
     """Record the sign-outs that Firestore did not take at the time, best effort: still unavailable,
-    the request goes on (it is not the user's doing) and the next one tries again."""
-    pending = _pending_sign_outs()
-    if not pending:
+    the request goes on (it is not the user's doing) and the next one tries again. Static files do not
+    try (a page's dozen assets would each wait on an outage)."""
+    if request.endpoint == "static" or not _pending_sign_outs():
         return
-    from services.qa.app import context
-
-    try:
-        for sid in pending:
-            context().sessions.revoke(sid)
-    except unavailable_errors() as exc:
-        log.warning("%s %s: sign-out still not recorded: %s", request.method, request.path, exc)
-        return
-    session.pop(PENDING_SIGN_OUT, None)
+    _revoke_or_keep_pending([])
 
 
 def end_revoked_session() -> None:
@@ -251,6 +274,25 @@ def init_app(app: Flask) -> None:
                 return jsonify(error="missing or invalid CSRF token; reload the page"), 403
             abort(403, "Your session expired or the form is stale: reload the page and try again.")
         return None
+
+    @app.after_request
+    def write_pending_sign_outs(response: Response) -> Response:
+        if "pending_sign_outs" not in g:
+            return response
+        if g.pending_sign_outs:
+            response.set_cookie(
+                PENDING_COOKIE,
+                ".".join(g.pending_sign_outs),
+                max_age=int(current_app.permanent_session_lifetime.total_seconds()),
+                httponly=True,
+                secure=bool(current_app.config["SESSION_COOKIE_SECURE"]),
+                samesite="Lax",
+            )
+        elif PENDING_COOKIE in request.cookies:
+            response.delete_cookie(
+                PENDING_COOKIE, httponly=True, secure=bool(current_app.config["SESSION_COOKIE_SECURE"])
+            )
+        return response
 
     @app.context_processor
     def template_globals() -> dict[str, Any]:

@@ -17,6 +17,7 @@ Public API::
     sessions = RevokedSessions(db, session_lifetime=timedelta(days=14))
     sid = RevokedSessions.new_session_id()   # at sign-in, into the cookie
     sessions.revoke(sid)                     # at sign-out; this instance knows at once
+    sessions.revoke(sid, best_effort=True)   # one short try (a sign-out finished later)
     sessions.is_revoked(sid)                 # every request with a session: cached CACHE_SECONDS
 
 Both raise the Google API errors of :func:`shared.gcp.unavailable_errors` when Firestore does not
@@ -41,6 +42,10 @@ COLLECTION = "revoked_sessions"
 # out knows at once). Short, so a sign-out is over within seconds everywhere; long enough that a busy
 # page (the chat's API calls, its static files) costs one Firestore read per session per window.
 CACHE_SECONDS = 10.0
+# A best-effort revocation (a sign-out Firestore did not take, tried again on a later request of that
+# browser) gets one try of this long: the client's default retries for up to 60 s, which would hold
+# every request of that browser, and a qa thread, for a minute during an outage.
+BEST_EFFORT_TIMEOUT_S = 2.0
 
 
 def session_key(sid: str) -> str:
@@ -73,17 +78,21 @@ class RevokedSessions:
         """Whether ``sid`` was signed out (as this instance knew it at most ``cache_seconds`` ago)."""
         return self._cache.get(session_key(sid), self._read)
 
-    def revoke(self, sid: str) -> None:
+    def revoke(self, sid: str, *, best_effort: bool = False) -> None:
         """Record the sign-out of ``sid``; idempotent. Every instance sees it within ``cache_seconds``,
-        this one at once."""
+        this one at once. ``best_effort``: one short try (:data:`BEST_EFFORT_TIMEOUT_S`), no retries."""
         key = session_key(sid)
         now = datetime.now(UTC)
         expire_at = now + self.session_lifetime + timedelta(seconds=self.cache_seconds)
-        self._write(key, {"revoked_at": now, "expire_at": expire_at})
+        self._write(key, {"revoked_at": now, "expire_at": expire_at}, best_effort=best_effort)
         self._cache.forget(key)
 
     def _read(self, key: str) -> bool:
         return bool(self._collection.document(key).get().exists)
 
-    def _write(self, key: str, fields: dict[str, Any]) -> None:
-        self._collection.document(key).set(fields)
+    def _write(self, key: str, fields: dict[str, Any], *, best_effort: bool = False) -> None:
+        document = self._collection.document(key)
+        if best_effort:
+            document.set(fields, retry=None, timeout=BEST_EFFORT_TIMEOUT_S)
+        else:
+            document.set(fields)
