@@ -320,39 +320,6 @@ def test_each_forum_topic_is_a_conversation_of_its_own(env: dict[str, Any]) -> N
     assert users == ["telegram:-100777/55", "telegram:-100777/66", "telegram:-100777/55", "telegram:-100777"]
 
 
-def test_a_migrate_job_left_from_before_the_webhook_moved_settings_is_handled_and_acked(
-    env: dict[str, Any],
-) -> None:
-    """The webhook moves a chat's settings itself now and publishes no ``migrate`` job; one published by
-    the version before (still in the subscription, or replayed from the dead letters) is still read,
-    makes the same idempotent move, says nothing and is acknowledged."""
-    bot_id, token = register_telegram_bot(env["settings"], env["tg"])
-    db = env["registry"].db
-    old, new = -4001, -1004001
-    chat_switch.set_enabled(db, bot_id, old, False, by_user="telegram:42")
-    chat_switch.set_answer_mode(db, bot_id, old, AnswerMode.ALWAYS, by_user="telegram:42")
-    job = tg_job(
-        bot_id, kind=JobKind.MIGRATE, chat_id=str(new), chat_type="supergroup", migrated_from=str(old)
-    )
-    assert env["worker"].process(job).reason == "sent"
-    assert chat_switch.read_settings(db, bot_id, new) == chat_switch.ChatSettings(False, AnswerMode.ALWAYS)
-    assert chat_switch.read_settings(db, bot_id, old) == chat_switch.ChatSettings()
-    assert env["tg"].sent_messages(token) == [] and env["qa"].requests == []
-    # Settings the new chat already has (an admin was quicker) are kept.
-    chat_switch.set_enabled(db, bot_id, -4002, False, by_user="telegram:42")
-    chat_switch.set_enabled(db, bot_id, -1004002, True, by_user="telegram:43")
-    again = tg_job(bot_id, 2, kind=JobKind.MIGRATE, chat_id="-1004002", migrated_from="-4002")
-    assert env["worker"].process(again).reason == "sent"
-    assert chat_switch.read_settings(db, bot_id, -1004002).enabled is True
-    # The webhook moved them already: the late job changes nothing. Its push body as published then.
-    chat_switch.set_answer_mode(db, bot_id, -1004003, AnswerMode.MENTIONS, by_user="telegram:43")
-    late = tg_job(bot_id, 3, kind=JobKind.MIGRATE, chat_id="-1004003", migrated_from="-4003")
-    outcome = env["worker"].handle_push(envelope_bytes(late))
-    assert (outcome.status, outcome.reason) == (200, "sent")
-    assert chat_switch.read_settings(db, bot_id, -1004003).answer_mode is AnswerMode.MENTIONS
-    assert env["tg"].sent_messages(token) == [] and env["qa"].requests == []
-
-
 def test_an_answer_to_a_group_upgraded_meanwhile_goes_to_the_supergroup(env: dict[str, Any]) -> None:
     """Asked right before the group became a supergroup: Telegram refuses the old chat id and names the
     new one, where the answer is sent (a permanent 400 otherwise: the answer was lost)."""

@@ -22,14 +22,6 @@ class JobKind(StrEnum):
     MODE = "mode"  # /mode <mode>: same check, then persist the chat's answer mode (``question``)
     VOTE = "vote"  # a 👍/👎 button press: have the Q&A service cast the vote (no message is sent)
     FORGET = "forget"  # /forget: same admin check, then delete the chat's history and its questions
-    # A group became a supergroup (a new chat id): move the chat's settings to it; nothing is sent.
-    # Published by nothing any more: the Telegram webhook moves the settings itself (ChatMoved in
-    # shared.bots.platforms.base), since a job could meet a botrunner revision without this kind during a
-    # rolling deploy (dropped as malformed, settings lost) and a stopped bot's updates publish no job.
-    # Kept so that a job the webhook of 2026-12-02 04:36 (0d0e06a) published, still waiting in the
-    # subscription or replayed from the dead letters (kept 7 days), is read and handled: its move is the
-    # same idempotent one, done again or done late, then acked. May go once no such job can be left.
-    MIGRATE = "migrate"
 
 
 def job_id(platform: str, bot_id: str, update_id: int | str) -> str:

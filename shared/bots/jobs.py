@@ -56,8 +56,6 @@ class Job(BaseModel):
     # The effective answer mode (shared.bots.answer_modes), set by the ingress from the chat's and the
     # bot's settings; None: the worker reads them itself.
     answer_mode: str | None = None
-    # migrate (no longer published: JobKind.MIGRATE): the chat id the group had before (chat_id: its new one)
-    migrated_from: str | None = None
     state_id: str | None = None  # vote: the pressed button's state (shared.bots.buttons)
     vote: str | None = None  # vote: "up" or "down"
     # The Discord interaction token is a credential for 15 minutes: kept out of repr (and so out of

@@ -405,14 +405,6 @@ class BotWorker:
             return platform.render(self._set_mode(job, bot, platform, api)), {}
         if job.kind is JobKind.FORGET:
             return platform.render(self._forget(job, bot, platform, api)), {}
-        if job.kind is JobKind.MIGRATE:
-            # Only a job published before the webhook moved settings itself (JobKind.MIGRATE): the same
-            # idempotent move (a no-op when the settings moved already), acked, nothing said.
-            if job.chat_id is None or job.migrated_from is None:
-                raise Unanswerable("migrate without both chat ids")
-            if chat_switch.move_settings(self._db, job.bot_id, job.migrated_from, job.chat_id):
-                log.info("job %s: chat settings moved to the chat's new id", job.job_id)
-            return [], {"silent": True}  # nothing to say in the chat
         question = (job.question or "").strip()
         if job.kind is JobKind.HELP or not question:
             return platform.render(platform.help_text(bot)), {}
