@@ -16,7 +16,7 @@ import pytest
 from google.cloud import pubsub_v1
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from shared.bots.jobs import Job
+from shared.bots.jobs import Job, JobKind
 from shared.bots.platforms.telegram_api import TelegramClient
 from shared.bots.registry import BotRegistry
 from shared.config import Settings, get_settings
@@ -193,3 +193,41 @@ def envelope_bytes(job: Job, message_id: str = "1") -> bytes:
     return json.dumps(
         push_envelope(job, message_id, "projects/askbase-test/subscriptions/jobs-push")
     ).encode()
+
+
+# --- jobs as the webhooks publish them ------------------------------------------------------------------
+def tg_job(bot_id: str, update_id: int = 1, **fields: Any) -> Job:
+    """A Telegram question job in private chat 555 (``fields`` override)."""
+    values: dict[str, Any] = {
+        "job_id": f"telegram:{bot_id}:{update_id}",
+        "platform": "telegram",
+        "bot_id": bot_id,
+        "kind": JobKind.ASK,
+        "chat_id": "555",
+        "chat_type": "private",
+        "message_id": 7,
+        "user": "555",
+        "question": "How do I deploy?",
+    }
+    values.update(fields)
+    return Job(**values)
+
+
+def discord_job(
+    bot_id: str, app_id: str, token: str, interaction_id: str = "1234567890123456789", **kw: Any
+) -> Job:
+    """A Discord ``/ask`` job in a guild channel, with interaction ``token`` (``kw`` override)."""
+    values: dict[str, Any] = {
+        "job_id": f"discord:{bot_id}:{interaction_id}",
+        "platform": "discord",
+        "bot_id": bot_id,
+        "kind": JobKind.ASK,
+        "chat_id": "998877665544332211",
+        "chat_type": "guild",
+        "user": "112233445566778899",
+        "question": "How do I deploy?",
+        "interaction_token": token,
+        "application_id": app_id,
+    }
+    values.update(kw)
+    return Job(**values)

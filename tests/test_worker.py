@@ -33,7 +33,14 @@ from shared.bots.registry import BotRegistry
 from shared.bots.worker import REDELIVERY_WAIT, SEND_ALLOWANCE, BotWorker
 from shared.config import Settings
 from shared.devstack.issuer import LocalIssuer
-from tests.bot_stack import bot_settings, envelope_bytes, register_discord_bot, register_telegram_bot
+from tests.bot_stack import (
+    bot_settings,
+    discord_job,
+    envelope_bytes,
+    register_discord_bot,
+    register_telegram_bot,
+    tg_job,
+)
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.qa_api import ANSWER_ID, FakeQA
 from tests.fakes.telegram_api import FakeTelegram
@@ -64,22 +71,6 @@ def env(emulators: Any, settings: Settings, fakes: Any, monkeypatch: pytest.Monk
         retry_policy=FAST_RETRIES,
     )
     return {"settings": settings, "tg": tg, "dc": dc, "qa": qa, "registry": registry, "worker": worker}
-
-
-def tg_job(bot_id: str, update_id: int = 1, **fields: Any) -> Job:
-    values: dict[str, Any] = {
-        "job_id": f"telegram:{bot_id}:{update_id}",
-        "platform": "telegram",
-        "bot_id": bot_id,
-        "kind": JobKind.ASK,
-        "chat_id": "555",
-        "chat_type": "private",
-        "message_id": 7,
-        "user": "555",
-        "question": "How do I deploy?",
-    }
-    values.update(fields)
-    return Job(**values)
 
 
 # --- envelopes -------------------------------------------------------------------------------------
@@ -564,25 +555,6 @@ def test_forget_keeps_the_chats_reply_receipts_which_hold_no_text(env: dict[str,
 
 
 # --- Discord replies -------------------------------------------------------------------------------
-
-
-def discord_job(
-    bot_id: str, app_id: str, token: str, interaction_id: str = "1234567890123456789", **kw: Any
-) -> Job:
-    values: dict[str, Any] = {
-        "job_id": f"discord:{bot_id}:{interaction_id}",
-        "platform": "discord",
-        "bot_id": bot_id,
-        "kind": JobKind.ASK,
-        "chat_id": "998877665544332211",
-        "chat_type": "guild",
-        "user": "112233445566778899",
-        "question": "How do I deploy?",
-        "interaction_token": token,
-        "application_id": app_id,
-    }
-    values.update(kw)
-    return Job(**values)
 
 
 def test_discord_answer_edits_original_with_buttons_and_state(env: dict[str, Any]) -> None:
