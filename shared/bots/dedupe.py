@@ -192,10 +192,10 @@ class ReplyLedger:
         claim.extra = dict(extra or {})
 
     def part_sent(self, claim: Claim, count: int, now: datetime | None = None) -> None:
-        """Record that the first ``count`` parts are delivered, and extend the lease. The claim counts
-        them first: the platform has accepted them whether or not this write succeeds."""
+        """Record that the first ``count`` parts are delivered, and extend the lease. (The worker counts
+        them on the claim itself first: the platform has accepted them whether or not this write
+        succeeds.)"""
         now = now or _now()
-        claim.parts_sent = max(claim.parts_sent, count)
         self._ref(claim.job_id).update({"parts_sent": count, "lease_until": now + self._lease})
 
     def mark_sent(self, claim: Claim, now: datetime | None = None) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from shared.bots.job_kinds import JobKind, job_id
 from shared.pubsub import TopicPublisher
 from shared.request_input import NotJSON, read_json
 
-__all__ = ["Job", "JobKind", "JobPublisher", "MalformedPush", "job_id", "parse_push_envelope"]
+__all__ = ["Job", "JobKind", "JobPublisher", "MalformedPush", "Push", "job_id", "parse_push_envelope"]
 
 PUBLISH_TIMEOUT_SECONDS = 10.0
 
@@ -80,8 +81,19 @@ class MalformedPush(ValueError):
     """The push request is not a Pub/Sub envelope carrying a valid job. Permanent: redelivery won't fix it."""
 
 
-def parse_push_envelope(body: bytes) -> Job:
-    """Decode a Pub/Sub push request body into its job. Raises :class:`MalformedPush`."""
+@dataclass(frozen=True)
+class Push:
+    """One push delivery: its job, and Pub/Sub's delivery attempt (``deliveryAttempt``, beside
+    ``message``: set when the subscription has a dead-letter policy, 1 on the first delivery; None when
+    absent or not a whole number from 1)."""
+
+    job: Job
+    delivery_attempt: int | None
+
+
+def parse_push_envelope(body: bytes) -> Push:
+    """Decode a Pub/Sub push request body into its job and delivery attempt. Raises
+    :class:`MalformedPush`."""
     try:
         envelope = read_json(body)
     except NotJSON as exc:
@@ -97,9 +109,12 @@ def parse_push_envelope(body: bytes) -> Job:
     except (binascii.Error, ValueError) as exc:
         raise MalformedPush("message data is not base64") from exc
     try:
-        return Job.from_bytes(raw)
+        job = Job.from_bytes(raw)
     except ValidationError as exc:
         raise MalformedPush(f"message data is not a job ({exc.error_count()} errors)") from exc
+    attempt = envelope.get("deliveryAttempt")
+    valid = isinstance(attempt, int) and not isinstance(attempt, bool) and attempt >= 1
+    return Push(job, attempt if valid else None)
 
 
 class JobPublisher:

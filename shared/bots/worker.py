@@ -52,7 +52,6 @@ the platform's (:class:`shared.bots.platforms.base.Platform`); this module never
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -167,12 +166,12 @@ class BotWorker:
     def handle_push(self, body: bytes) -> JobResult:
         """Decode a push delivery and process its job."""
         try:
-            job = parse_push_envelope(body)
+            push = parse_push_envelope(body)
         except MalformedPush as exc:
             # Acked: Pub/Sub would redeliver the same bytes forever.
             log.warning("worker dropped a malformed push: %s", exc)
             return JobResult(200, "malformed")
-        return self.process(job, delivery_attempt=_delivery_attempt(body))
+        return self.process(push.job, delivery_attempt=push.delivery_attempt)
 
     def process(self, job: Job, *, delivery_attempt: int | None = None) -> JobResult:
         """Handle one delivery of ``job``; ``delivery_attempt`` is Pub/Sub's count (1 = the first
@@ -460,16 +459,17 @@ class BotWorker:
         # (a group upgraded to a supergroup).
         earlier = chat_switch.previous_chat_ids(self._db, job.bot_id, job.chat_id)
         chats = [self._chat(job, topic=False), *(platform_user(job.platform, chat) for chat in earlier)]
-        if job.thread_id is not None:
-            # The topic's own key as well: a qa revision from before topics (a rolling deploy) clears
-            # only the key it is given; a current one has already taken it with the forum's.
-            chats.append(self._chat(job))
-        for chat in chats:
+        # Q&A is also given the topic's own key: a qa revision from before topics (a rolling deploy)
+        # clears only the key it is given; a current one has already taken it with the forum's. The
+        # button store is this process's, and takes a chat's topics with it.
+        topic = [self._chat(job)] if job.thread_id is not None else []
+        for chat in [*chats, *topic]:
             try:
                 self._qa.forget(job.bot_id, chat, platform_user(job.platform, job.user))
             except QaRejected as exc:
                 log.warning("job %s: /forget refused by Q&A (%d)", job.job_id, exc.status)
                 return "Sorry, I could not clear this chat's history. Please try again later."
+        for chat in chats:
             self._buttons.forget_chat(job.bot_id, chat)
         return (
             "Done: I forgot this chat's questions and my answers, and they are gone from reports."
@@ -538,19 +538,6 @@ class BotWorker:
             # with the apology. The release of the claim then records the count (ReplyLedger.release).
             claim.parts_sent = index + 1
             self._ledger.part_sent(claim, index + 1)
-
-
-def _delivery_attempt(body: bytes) -> int | None:
-    """Pub/Sub's delivery attempt from a push body (``deliveryAttempt``, beside ``message``: set when the
-    subscription has a dead-letter policy, 1 on the first delivery); None when absent or unreadable."""
-    try:
-        envelope = json.loads(body)
-    except ValueError:
-        return None
-    attempt = envelope.get("deliveryAttempt") if isinstance(envelope, dict) else None
-    if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt >= 1:
-        return attempt
-    return None
 
 
 def build_worker(settings: Settings) -> BotWorker:

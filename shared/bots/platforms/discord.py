@@ -584,14 +584,16 @@ class Discord(Platform):
         # Otherwise the deferred "thinking..." would hang until the token expires. The worker calls this
         # only when no delivery of the job answered it (it reads the ledger first): @original may hold
         # the answer's first part, which this edit would overwrite.
-        if job.interaction_token and job.application_id:
-            payload = {"content": STOPPED_BEFORE_ANSWER, "allowed_mentions": NO_MENTIONS}
-            self._client(api, None).edit_original(job.application_id, job.interaction_token, payload)
+        self._notice(api, job, STOPPED_BEFORE_ANSWER)
 
     def notify_unanswered(self, api: ApiEndpoint, job: Job) -> None:
         # The "thinking..." would otherwise end, when the token expires, with no word of what happened.
+        self._notice(api, job, NO_ANSWER_IN_TIME)
+
+    def _notice(self, api: ApiEndpoint, job: Job, text: str) -> None:
+        """Replace the deferred "thinking..." with ``text`` (the interaction's own token: no bot token)."""
         if job.interaction_token and job.application_id:
-            payload = {"content": NO_ANSWER_IN_TIME, "allowed_mentions": NO_MENTIONS}
+            payload = {"content": text, "allowed_mentions": NO_MENTIONS}
             self._client(api, None).edit_original(job.application_id, job.interaction_token, payload)
 
     @staticmethod
