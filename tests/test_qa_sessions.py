@@ -9,6 +9,7 @@ a cookie copied from one test client to another is a stolen (or other-device) co
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -154,6 +155,63 @@ def test_a_cookie_from_before_session_ids_counts_as_signed_out(app: Flask) -> No
     assert cookie is None or "email" not in session_of(app, client)
     token = sign_in(client, "a@example.com")
     assert not signed_out(client, token)
+
+
+def test_the_check_and_the_sign_out_give_up_well_inside_qas_request_timeout(
+    emulators: Any, settings: Settings
+) -> None:
+    """The client's defaults retry a read for 300 s and a write for 60 s: past qa's 60 s Cloud Run
+    timeout the front end answers 504, so neither the check's 503 nor the sign-out's response (which
+    clears the browser's cookie) would ever arrive. Every call names a bounded retry and timeout."""
+    from infra.components.services import ServiceSpec
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    class Document:
+        def get(self, **kwargs: Any) -> Any:
+            calls.append(("get", kwargs))
+            return type("Snapshot", (), {"exists": False})()
+
+        def set(self, fields: dict[str, Any], **kwargs: Any) -> None:
+            calls.append(("set", kwargs))
+
+    class Collection:
+        def document(self, key: str) -> Document:
+            return Document()
+
+    sessions = RevokedSessions(firestore_client(settings.project_id), timedelta(days=14))
+    sessions._collection = Collection()
+    sessions.is_revoked("s" * 43)
+    sessions.revoke("s" * 43)
+    sessions.revoke("t" * 43, best_effort=True)
+    qa_timeout = ServiceSpec.__dataclass_fields__["timeout_seconds"].default
+    assert [name for name, _ in calls] == ["get", "set", "set"]
+    for _, kwargs in calls:
+        retry, timeout = kwargs["retry"], kwargs["timeout"]
+        assert timeout is not None and timeout < qa_timeout / 4
+        assert retry is None or retry.timeout + timeout < qa_timeout / 2
+
+
+def test_a_replayed_signed_out_cookie_is_logged_and_static_files_need_no_check(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = app.test_client()
+    token = sign_in(client, "a@example.com")
+    thief = copy_of(client, app)
+    client.post("/signout", data={"csrf_token": token})
+    sessions = app.extensions["askbase"].sessions
+
+    def down(key: str) -> bool:
+        raise gexc.ServiceUnavailable("firestore is down")
+
+    sessions._read, read = down, sessions._read
+    try:  # a stylesheet is served with Firestore down: it reads no session
+        assert thief.get("/static/askbase.css").status_code == 200
+    finally:
+        sessions._read = read
+    with caplog.at_level(logging.WARNING, logger="askbase.qa"):
+        assert signed_out(thief, token)
+    assert any("session was signed out" in r.getMessage() for r in caplog.records)
 
 
 def test_firestore_down_during_the_check_is_a_503_and_keeps_the_session(app: Flask, second: Flask) -> None:

@@ -176,9 +176,12 @@ def end_revoked_session() -> None:
 
         if not context().sessions.is_revoked(str(sid)):
             return
-        g.reject_reason = "session was signed out"
+        reason = "session was signed out"
     else:
-        g.reject_reason = "session from before session ids"
+        reason = "session from before session ids"
+    # Logged here: the page's redirect (a 302) or the API's 401 that follows says only "not signed in",
+    # and a replayed signed-out cookie must be told from an anonymous visitor.
+    log.warning("%s %s: %s; treated as signed out", request.method, request.path, reason)
     session.clear()
 
 
@@ -253,6 +256,8 @@ def init_app(app: Flask) -> None:
             g.service_caller = caller
             return None
         finish_pending_sign_out()
+        if request.endpoint == "static":
+            return None  # a stylesheet or script: nobody's data, no session check (no Firestore read)
         if view is None or not getattr(view, "_ends_session", False):
             # Sign-out itself skips the check: it ends the session whatever the check would say (and
             # a copy signed out elsewhere can sign out again rather than meet a CSRF complaint).

@@ -33,6 +33,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from google.api_core.retry import Retry
+
 from shared.ttl_cache import TtlCache
 
 COLLECTION = "revoked_sessions"
@@ -42,6 +44,13 @@ COLLECTION = "revoked_sessions"
 # out knows at once). Short, so a sign-out is over within seconds everywhere; long enough that a busy
 # page (the chat's API calls, its static files) costs one Firestore read per session per window.
 CACHE_SECONDS = 10.0
+# The client's defaults retry a read for up to 300 s and a write for 60 s, each call up to 60 s: the check
+# runs on every signed-in request and the sign-out inside one, and qa's Cloud Run request timeout is 60 s
+# (infra/components/services.py). Past it the front end answers 504 (no 503 with Retry-After, and a
+# sign-out's response that clears the browser's cookie never arrives) while the thread goes on waiting.
+# Bounded well inside it, as the bot registry's reads are (shared/bots/registry.py READ_RETRY).
+CALL_RETRY = Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=8.0)
+CALL_TIMEOUT_S = 5.0
 # A best-effort revocation (a sign-out Firestore did not take, tried again on a later request of that
 # browser) gets one try of this long: the client's default retries for up to 60 s, which would hold
 # every request of that browser, and a qa thread, for a minute during an outage.
@@ -88,11 +97,12 @@ class RevokedSessions:
         self._cache.forget(key)
 
     def _read(self, key: str) -> bool:
-        return bool(self._collection.document(key).get().exists)
+        document = self._collection.document(key)
+        return bool(document.get(retry=CALL_RETRY, timeout=CALL_TIMEOUT_S).exists)
 
     def _write(self, key: str, fields: dict[str, Any], *, best_effort: bool = False) -> None:
         document = self._collection.document(key)
         if best_effort:
             document.set(fields, retry=None, timeout=BEST_EFFORT_TIMEOUT_S)
         else:
-            document.set(fields)
+            document.set(fields, retry=CALL_RETRY, timeout=CALL_TIMEOUT_S)
