@@ -125,6 +125,21 @@ def test_sign_in_is_https_on_the_public_origin_and_the_chat_answers(prod: dict[s
     assert answer.json()["sources"], answer.json()
 
 
+def test_sign_out_through_the_front_end_ends_every_copy_of_the_session(prod: dict[str, Any]) -> None:
+    """Behind the TLS front end, with a real Google credential, from the deployed qa: a copy of the
+    session cookie (another device, a thief) is signed out with the browser that signed out."""
+    stack: ProductionStack = prod["stack"]
+    browser, csrf = _google_sign_in(stack, "sam@example.com")
+    copy = _browser(stack)
+    copy.cookies.set("askbase_session", browser.cookies["askbase_session"], domain="127.0.0.1")
+    assert copy.get("/api/conversations", headers={"X-CSRF-Token": csrf}).status_code == 200
+    out = browser.post("/signout", data={"csrf_token": csrf})
+    assert out.status_code == 302 and out.headers["location"].startswith("/signin"), out.text[:300]
+    page = copy.get("/")
+    assert page.status_code == 302 and page.headers["location"].startswith("/signin")
+    assert copy.get("/api/conversations", headers={"X-CSRF-Token": csrf}).status_code == 401
+
+
 def test_telegram_bot_added_from_the_pages_answers_once(prod: dict[str, Any]) -> None:
     stack: ProductionStack = prod["stack"]
     tg: FakeTelegram = prod["tg"]
