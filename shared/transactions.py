@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from google.api_core import exceptions as gexc
@@ -40,6 +40,8 @@ T = TypeVar("T")
 ATTEMPTS = 5
 #: First wait after an aborted read, doubled per attempt; jitter keeps two losers from meeting again.
 BASE_DELAY_S = 0.05
+#: Writes per batch commit (Firestore takes at most 500).
+BATCH_WRITES = 400
 
 
 def retry_aborted(
@@ -120,3 +122,21 @@ def aborted_cause(exc: BaseException) -> gexc.Aborted | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def delete_all(db: firestore.Client, refs: Iterable[firestore.DocumentReference]) -> int:
+    """Delete ``refs`` in batches of :data:`BATCH_WRITES`, each commit through :func:`retry_aborted` (a
+    transaction may hold one of the documents); returns how many. ``refs`` may be a lazy stream."""
+    count = 0
+    batch = db.batch()
+    pending = 0
+    for ref in refs:
+        batch.delete(ref)
+        pending += 1
+        count += 1
+        if pending == BATCH_WRITES:
+            retry_aborted(batch.commit)
+            batch, pending = db.batch(), 0
+    if pending:
+        retry_aborted(batch.commit)
+    return count

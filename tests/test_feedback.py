@@ -383,7 +383,7 @@ def test_a_vote_cast_while_the_clearing_deletes_the_records_is_deleted_with_them
     client = app.test_client()
     token = sign_in(client, "a@example.com")
     asked = ask(client, token, {"question": "How do I deploy?"}).json
-    delete_all = feedback._delete_all
+    delete_all = feedback.delete_all  # shared.transactions.delete_all, as feedback calls it
     voted: list[int] = []
 
     def vote_just_before_the_records_go(db: Any, refs: Iterable[Any]) -> int:
@@ -392,7 +392,7 @@ def test_a_vote_cast_while_the_clearing_deletes_the_records_is_deleted_with_them
             voted.append(_vote(client, token, asked["answer_id"], {"vote": "up"}).status_code)
         return delete_all(db, pending)
 
-    monkeypatch.setattr(feedback, "_delete_all", vote_just_before_the_records_go)
+    monkeypatch.setattr(feedback, "delete_all", vote_just_before_the_records_go)
     path = f"/api/conversations/{asked['conversation_id']}"
     assert client.delete(path, headers={"X-CSRF-Token": token}).status_code == 200
     assert voted == [200]  # the vote was cast, on a record that still existed

@@ -33,7 +33,9 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.bots.formatting import SourceRef
 from shared.bots.platform_users import TOPIC_SEPARATOR
+from shared.key_prefixes import starts_with
 from shared.request_input import firestore_accepts
+from shared.transactions import delete_all
 
 INTERACTIONS = "interactions"
 STATE_TTL = timedelta(days=30)
@@ -174,21 +176,16 @@ class ButtonStateStore:
         """Delete the button state of every answer ``bot_id`` posted (the bot is being deleted: a press
         on one of them finds no bot anyway); returns how many."""
         query = self._db.collection(INTERACTIONS).where(filter=FieldFilter("bot_id", "==", bot_id))
-        return self._delete([s.reference for s in query.select([]).stream()])
+        return delete_all(self._db, (s.reference for s in query.select([]).stream()))
 
     def forget_chat(self, bot_id: str, chat: str) -> int:
         """Delete the button state of every answer ``bot_id`` posted in ``chat`` and in its topics
         (``<chat>/<topic>``: :func:`shared.bots.platform_users.topic_chat`), their questions and answers;
         returns how many. Single-field queries (an equality, a range), so no composite index."""
         col = self._db.collection(INTERACTIONS)
-        topics = chat + TOPIC_SEPARATOR
-        # Firestore orders strings by their UTF-8 bytes: every key starting with ``topics`` sorts below
-        # it followed by U+10FFFF, the largest code point.
         queries = [
             col.where(filter=FieldFilter("chat", "==", chat)),
-            col.where(filter=FieldFilter("chat", ">=", topics)).where(
-                filter=FieldFilter("chat", "<", topics + "\U0010ffff")
-            ),
+            starts_with(col, "chat", chat + TOPIC_SEPARATOR),
         ]
         refs = [
             s.reference
@@ -196,12 +193,4 @@ class ButtonStateStore:
             for s in query.select(["bot_id"]).stream()
             if s.get("bot_id") == bot_id
         ]
-        return self._delete(refs)
-
-    def _delete(self, refs: list[firestore.DocumentReference]) -> int:
-        for start in range(0, len(refs), 400):
-            batch = self._db.batch()
-            for ref in refs[start : start + 400]:
-                batch.delete(ref)
-            batch.commit()
-        return len(refs)
+        return delete_all(self._db, refs)

@@ -21,6 +21,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.bots.answer_modes import AnswerMode, parse_mode
+from shared.transactions import delete_all
 
 CHAT_SETTINGS = "chat_settings"
 # A chat's earlier ids (a group upgraded to a supergroup), on its settings document.
@@ -120,10 +121,4 @@ def delete_bot_settings(db: firestore.Client, bot_id: str) -> int:
     """Delete every chat's settings of ``bot_id`` (the bot is being deleted); returns how many. They
     never expire by themselves and name who set them. A single-field query: no composite index."""
     query = db.collection(CHAT_SETTINGS).where(filter=FieldFilter("bot_id", "==", bot_id))
-    refs = [snapshot.reference for snapshot in query.select([]).stream()]
-    for start in range(0, len(refs), 400):
-        batch = db.batch()
-        for ref in refs[start : start + 400]:
-            batch.delete(ref)
-        batch.commit()
-    return len(refs)
+    return delete_all(db, (snapshot.reference for snapshot in query.select([]).stream()))

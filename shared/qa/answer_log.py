@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 
 ANSWERS = "answers"
 VECTOR_DTYPE = np.float16
-BATCH_WRITES = 400
 _ANSWER_ID = re.compile(r"[0-9a-f]{32}")
 _WORD = re.compile(r"[\w'\u2019-]+")
 # Words that make a question a question but say nothing about its topic. Short questions are mostly

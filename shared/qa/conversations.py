@@ -51,8 +51,9 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from shared.key_prefixes import starts_with
 from shared.request_input import is_document_id
-from shared.transactions import retry_aborted, run_transaction
+from shared.transactions import BATCH_WRITES, delete_all, retry_aborted, run_transaction
 
 COLLECTION = "conversations"
 MESSAGES = "messages"
@@ -67,7 +68,6 @@ MAX_SLACK = timedelta(days=7)
 # conversation (clocks and durations differ by seconds) can never make it overestimate.
 REFRESH_MARGIN = timedelta(hours=1)
 REFRESH_ATTEMPTS = 5
-BATCH_WRITES = 400
 _LIST_FIELDS = ["owner", "title", "created_at", "updated_at", "expire_at", "messages_expire_at"]
 
 
@@ -570,7 +570,8 @@ class ConversationStore:
     def owners_under(self, prefix: str) -> set[str]:
         """The owners of conversations whose owner key starts with ``prefix`` (a range on one field:
         Firestore's automatic index serves it)."""
-        return _owners_under(self._col, "owner", prefix)
+        owned = starts_with(self._col, "owner", prefix).select(["owner"])
+        return {snap.get("owner") for snap in owned.stream()}
 
     def clear(self, owner: str) -> int:
         """Delete all of the owner's conversations, their answers' feedback records and the owner's
@@ -594,21 +595,7 @@ class ConversationStore:
         self._delete_messages(doc)
 
     def _delete_messages(self, doc: firestore.DocumentReference) -> None:
-        for chunk in _chunks(doc.collection(MESSAGES).list_documents(), BATCH_WRITES):
-            batch = self._db.batch()
-            for ref in chunk:
-                batch.delete(ref)
-            retry_aborted(batch.commit)
-
-
-def _owners_under(col: firestore.CollectionReference, field: str, prefix: str) -> set[str]:
-    """Distinct values of ``field`` in ``col`` that start with ``prefix`` (non-empty)."""
-    # Firestore orders strings by their UTF-8 bytes: every string starting with the prefix sorts in
-    # [prefix, prefix + U+10FFFF), the largest code point, which no key holds.
-    query = col.where(filter=firestore.FieldFilter(field, ">=", prefix)).where(
-        filter=firestore.FieldFilter(field, "<", prefix + "\U0010ffff")
-    )
-    return {snap.get(field) for snap in query.select([field]).stream()}
+        delete_all(self._db, doc.collection(MESSAGES).list_documents())
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:

@@ -29,8 +29,8 @@ from typing import Any
 
 from google.cloud import firestore
 
-from shared.qa.answer_log import ANSWERS, BATCH_WRITES, AnswerFacts, AnswerLog, AnswerRecord, source_links
-from shared.transactions import retry_aborted, run_transaction
+from shared.qa.answer_log import ANSWERS, AnswerFacts, AnswerLog, AnswerRecord, source_links
+from shared.transactions import delete_all, run_transaction
 
 VOTES = "votes"
 DEFAULT_COMMENT_CHARS = 1000
@@ -281,22 +281,6 @@ class FeedbackStore:
         return states
 
 
-def _delete_all(db: firestore.Client, refs: Iterable[firestore.DocumentReference]) -> int:
-    count = 0
-    batch = db.batch()
-    pending = 0
-    for ref in refs:
-        batch.delete(ref)
-        pending += 1
-        count += 1
-        if pending == BATCH_WRITES:
-            retry_aborted(batch.commit)  # a vote's transaction may hold one of these documents
-            batch, pending = db.batch(), 0
-    if pending:
-        retry_aborted(batch.commit)
-    return count
-
-
 def forget_owner(db: firestore.Client, owner: str, conversation_id: str | None = None) -> int:
     """Delete ``owner``'s answer records (of one conversation, or all) and every vote on them, whoever
     cast it; with no conversation, every vote the owner cast too. Returns the answer records deleted.
@@ -314,9 +298,9 @@ def forget_owner(db: firestore.Client, owner: str, conversation_id: str | None =
     if conversation_id is not None:
         answers = answers.where(filter=firestore.FieldFilter("conversation_id", "==", conversation_id))
     ids = [snap.id for snap in answers.select(["asker"]).stream()]
-    _delete_all(db, _votes_to_forget(db, ids, owner if conversation_id is None else None))
-    deleted = _delete_all(db, (db.collection(ANSWERS).document(a) for a in ids))
-    _delete_all(db, _votes_to_forget(db, ids, owner if conversation_id is None else None))
+    delete_all(db, _votes_to_forget(db, ids, owner if conversation_id is None else None))
+    deleted = delete_all(db, (db.collection(ANSWERS).document(a) for a in ids))
+    delete_all(db, _votes_to_forget(db, ids, owner if conversation_id is None else None))
     return deleted
 
 
