@@ -325,21 +325,15 @@ class Ingress:
         as a WARNING either way: an outage is the operator's business, a bad request is not."""
         answer = self.platform.unavailable(stage, detail)
         if isinstance(answer, Rejection):
-            log.warning(
-                "%s webhook for bot %s answered %s: %s",
-                self.platform.name,
-                bot_id[:64],
-                answer.status,
-                detail or answer.reason,
-            )
-            return Reply(answer.status, {"ok": False, "error": answer.reason}, answer.reason)
+            return self._reject(answer, bot_id, level=logging.WARNING)
         log.warning(
             "%s webhook for bot %s answered %s: %s", self.platform.name, bot_id[:64], answer.reason, detail
         )
         return answer
 
-    def _reject(self, rejection: Rejection, bot_id: str) -> Reply:
-        log.info(
+    def _reject(self, rejection: Rejection, bot_id: str, level: int = logging.INFO) -> Reply:
+        log.log(
+            level,
             "%s webhook rejected %s: bot=%s %s",
             self.platform.name,
             rejection.status,

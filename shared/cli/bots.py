@@ -275,8 +275,8 @@ def rekey_command(as_json: bool) -> None:
     """
     from google.api_core import exceptions as gexc
 
-    from shared.bots.registry import BotRegistry, FieldFailure, UndecryptableSecrets
-    from shared.bots.secrets import PREVIOUS_KEYS_VARIABLE, DecryptionError
+    from shared.bots.registry import BotRegistry, UndecryptableSecrets
+    from shared.bots.secrets import PREVIOUS_KEYS_VARIABLE
 
     registry = BotRegistry.from_settings(get_settings())
     bots = registry.list_bots()
@@ -286,13 +286,8 @@ def rekey_command(as_json: bool) -> None:
     for bot in bots:
         try:
             outcome = registry.rekey(bot)
-        except DecryptionError as exc:
-            failures = (
-                exc.failures
-                if isinstance(exc, UndecryptableSecrets)
-                else [FieldFailure("", exc.key_id, exc.key_configured, str(exc))]
-            )
-            for failure in failures:
+        except UndecryptableSecrets as exc:  # the one DecryptionError rekey raises
+            for failure in exc.failures:
                 log.error("bot %s: stored %s cannot be decrypted: %s", bot.id, failure.field, failure.reason)
                 undecryptable.append((bot.id, failure))
             continue

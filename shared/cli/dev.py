@@ -24,7 +24,7 @@ import click
 
 from shared.devstack.site_server import serve_sample_site
 from shared.devstack.stack import LocalStack
-from shared.devstack.workdir import WorkdirError
+from shared.devstack.workdir import DEFAULT_WORKDIR, WorkdirError
 from shared.devstack.workdir import claim as claim_workdir
 from shared.emulators import EmulatorError
 from shared.processes import ports_in_use
@@ -158,7 +158,7 @@ def _scheduler(stack: LocalStack, scrape_every: float, reconcile_every: float, s
 )
 @click.option(
     "--workdir",
-    default=".askbase/dev",
+    default=DEFAULT_WORKDIR,
     show_default=True,
     type=click.Path(path_type=Path),
     help="Logs, emulator state and data of this run. Emptied at start, so askbase dev uses only a "

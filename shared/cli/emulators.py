@@ -11,7 +11,6 @@ import click
 from shared.emulators import EmulatorError, EmulatorStack
 
 STATE_FILE = Path(".askbase/emulators.json")
-DEV_WORKDIR = Path(".askbase/dev")  # askbase dev's default --workdir
 
 
 @click.group("emulators")
@@ -79,13 +78,13 @@ def status() -> None:
     """Show which emulators are running and where."""
     stack = EmulatorStack.load(STATE_FILE)
     if stack is None:
-        from shared.devstack.workdir import holder
+        from shared.devstack.workdir import DEFAULT_WORKDIR, holder
 
-        dev_pid = holder(DEV_WORKDIR)
+        dev_pid = holder(DEFAULT_WORKDIR)
         if dev_pid is not None:
             click.echo(
                 f"emulators: run by askbase dev (pid {dev_pid}); point the CLI at its stack with: "
-                f"source {DEV_WORKDIR / 'env'}"
+                f"source {DEFAULT_WORKDIR / 'env'}"
             )
             raise SystemExit(0)
         click.echo("emulators: not running")

@@ -34,9 +34,9 @@ class WorkdirError(Exception):
     """The directory is not askbase's to clear; the message says why and what to do."""
 
 
-# The default working directory's last two parts: only there is a directory without the marker taken
-# for an older askbase dev's, by its entries alone.
-DEFAULT_PARTS = (".askbase", "dev")
+# askbase dev's default --workdir (relative to where it runs). Only a directory ending in its parts is
+# taken for an older askbase dev's without the marker, by its entries alone.
+DEFAULT_WORKDIR = Path(".askbase/dev")
 
 
 def owned(path: Path) -> bool:
@@ -50,7 +50,7 @@ def owned(path: Path) -> bool:
     entries = list(path.iterdir())
     if not entries:
         return True
-    return path.parts[-2:] == DEFAULT_PARTS and all(entry.name in KNOWN_ENTRIES for entry in entries)
+    return path.parts[-2:] == DEFAULT_WORKDIR.parts and all(entry.name in KNOWN_ENTRIES for entry in entries)
 
 
 @dataclass
