@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -23,6 +24,15 @@ from shared.config import Settings, get_settings
 from shared.devstack.subscriptions import ensure_topic
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# Firestore not answering, both ways the client reports it: a 503, and its retries' deadline (RetryError
+# is a GoogleAPIError but no GoogleAPICallError). For a test taking ``error``.
+FIRESTORE_OUTAGES = pytest.mark.parametrize(
+    "error",
+    [gexc.ServiceUnavailable("firestore is down"), gexc.RetryError("deadline of 15 s exceeded", None)],
+    ids=["unavailable", "retry deadline"],
+)
 
 
 def bot_settings(monkeypatch: pytest.MonkeyPatch, **values: str) -> Settings:

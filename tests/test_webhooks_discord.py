@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from google.api_core import exceptions as gexc
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
@@ -34,7 +33,14 @@ from shared.bots.platforms.discord_api import DiscordClient
 from shared.bots.registry import BotReader, BotRegistry
 from shared.bots.webhooks import Ingress, build_ingress
 from shared.config import Settings
-from tests.bot_stack import JobTap, LoopbackServer, bot_settings, function_app, register_discord_bot
+from tests.bot_stack import (
+    FIRESTORE_OUTAGES,
+    JobTap,
+    LoopbackServer,
+    bot_settings,
+    function_app,
+    register_discord_bot,
+)
 from tests.fakes.discord_api import FakeApplication, FakeDiscord
 from tests.fuzzing import property_settings
 
@@ -338,11 +344,7 @@ def test_reserved_bot_ids_are_404(stack: dict, dc: FakeDiscord, bot_id: str) -> 
     assert response.status_code == 404 and response.get_json() == {"ok": False, "error": "unknown bot"}
 
 
-@pytest.mark.parametrize(
-    "error",
-    [gexc.ServiceUnavailable("firestore is down"), gexc.RetryError("deadline of 15 s exceeded", None)],
-    ids=["unavailable", "retry deadline"],
-)
+@FIRESTORE_OUTAGES
 def test_bot_lookup_outage_is_the_polite_reply(
     stack: dict, dc: FakeDiscord, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:

@@ -30,7 +30,7 @@ from shared.bots.registry import Bot, BotReader, BotRegistry
 from shared.bots.secrets import webhook_secret_hash, webhook_secret_matches
 from shared.bots.webhooks import Ingress, build_ingress
 from shared.config import Settings
-from tests.bot_stack import JobTap, bot_settings, function_app, register_telegram_bot
+from tests.bot_stack import FIRESTORE_OUTAGES, JobTap, bot_settings, function_app, register_telegram_bot
 from tests.fakes.telegram_api import FakeTelegram
 from tests.fuzzing import property_settings
 
@@ -351,11 +351,7 @@ def test_a_stopped_bots_group_upgraded_to_a_supergroup_keeps_its_settings(
     assert chat_switch.read_settings(db, bot_id, -1004101).enabled is False
 
 
-@pytest.mark.parametrize(
-    "error",
-    [gexc.ServiceUnavailable("firestore is down"), gexc.RetryError("deadline of 15 s exceeded", None)],
-    ids=["unavailable", "retry deadline"],
-)
+@FIRESTORE_OUTAGES
 def test_a_settings_move_firestore_fails_is_503_and_telegrams_retry_moves_them(
     stack: dict, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
@@ -618,11 +614,7 @@ def test_reserved_bot_ids_are_404_with_a_log_line(
     assert len(lines) == 1 and "404" in lines[0]
 
 
-@pytest.mark.parametrize(
-    "error",
-    [gexc.ServiceUnavailable("firestore is down"), gexc.RetryError("deadline of 15 s exceeded", None)],
-    ids=["unavailable", "retry deadline"],
-)
+@FIRESTORE_OUTAGES
 def test_bot_lookup_outage_is_503(
     stack: dict, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
